@@ -1,0 +1,205 @@
+"""The hypervisor-driver contract.
+
+A *driver* (qemu, test, remote) hands out one :class:`HypervisorConnection`
+per client connection.  Its methods are coroutines named after libvirt's
+remote procedures in snake case (``REMOTE_PROC_DOMAIN_GET_INFO`` is
+``domain_get_info``) and take that procedure's argument fields in wire
+order, so the daemon dispatches a call by name and the remote driver
+forwards one the same way.  A domain argument is a :class:`DomainRef`
+(libvirt's ``remote_nonnull_domain``: name, uuid, id).
+
+Return values: a procedure whose reply has one field returns that value;
+one with several returns a tuple in wire order; one with none returns None.
+
+Every method raises VIR_ERR_NO_SUPPORT by default, as a missing entry in
+libvirt's driver table does: a driver implements what it supports.
+Closing the connection runs its close hooks (autodestroy).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ErrorDomain, no_support
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRef:
+    """A domain handle as it travels: name, raw 16-byte UUID, id (-1 if inactive)."""
+
+    name: str
+    uuid: bytes
+    id: int = -1
+
+    def __post_init__(self) -> None:
+        if len(self.uuid) != 16:
+            raise ValueError(f"domain uuid must be 16 bytes, got {len(self.uuid)}")
+
+    @property
+    def uuid_string(self) -> str:
+        return str(uuidlib.UUID(bytes=self.uuid))
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """An event about a domain: ``event_id`` is an :class:`pyvirt.enums.EventID`.
+
+    For LIFECYCLE, ``detail`` is ``(event, detail)``; for other ids it is the
+    event's own payload tuple.
+    """
+
+    event_id: int
+    dom: DomainRef
+    detail: tuple[Any, ...]
+
+
+EventCallback = Callable[[DomainEvent], None]
+
+
+class EventBus:
+    """Fan-out of driver events to subscribers.
+
+    A subscriber that raises is logged and kept: an event must never break
+    the driver that emits it.
+    """
+
+    def __init__(self) -> None:
+        self._subs: dict[int, EventCallback] = {}
+        self._ids = itertools.count(1)
+
+    def subscribe(self, callback: EventCallback) -> int:
+        token = next(self._ids)
+        self._subs[token] = callback
+        return token
+
+    def unsubscribe(self, token: int) -> None:
+        self._subs.pop(token, None)
+
+    def emit(self, event: DomainEvent) -> None:
+        for callback in list(self._subs.values()):
+            try:
+                callback(event)
+            except Exception:  # a broken listener must not break the driver
+                log.exception("event listener failed for %s", event)
+
+
+@dataclass
+class ConnectionInfo:
+    """What a driver learns about the client that opened a connection."""
+
+    uri: str
+    read_only: bool = False
+    client_id: str = "embedded"
+    close_hooks: list[Callable[[], Any]] = field(default_factory=list)
+
+
+def _unsupported(name: str) -> Callable[..., Any]:
+    async def method(self: "HypervisorConnection", *args: Any, **kwargs: Any) -> Any:
+        raise no_support(self.error_domain, name)
+
+    method.__name__ = name
+    method.__doc__ = f"Not supported by this driver (libvirt's {name})."
+    return method
+
+
+# The procedures a driver may implement.  Every name here gets a default
+# method raising NO_SUPPORT; the RPC tables and the public API use the same
+# names.  Keep in procedure-number order within each group.
+DRIVER_METHODS: tuple[str, ...] = (
+    # connection
+    "connect_get_type", "connect_get_version", "connect_get_lib_version",
+    "connect_get_hostname", "connect_get_uri", "connect_get_capabilities",
+    "connect_get_sysinfo", "node_get_info", "connect_supports_feature",
+    "connect_is_secure", "node_get_security_model",
+    "connect_list_all_domains", "connect_num_of_domains", "connect_list_domains",
+    "connect_num_of_defined_domains", "connect_list_defined_domains",
+    # lookup, define, lifecycle
+    "domain_lookup_by_id", "domain_lookup_by_name", "domain_lookup_by_uuid",
+    "domain_define_xml", "domain_define_xml_flags", "domain_undefine", "domain_undefine_flags",
+    "domain_create_xml", "domain_create", "domain_create_with_flags",
+    "domain_destroy", "domain_destroy_flags", "domain_suspend", "domain_resume",
+    "domain_shutdown", "domain_shutdown_flags", "domain_reboot",
+    # queries
+    "domain_get_info", "domain_get_state", "domain_get_xml_desc", "domain_get_os_type",
+    "domain_is_active", "domain_is_persistent", "domain_get_autostart", "domain_set_autostart",
+    "domain_has_managed_save_image", "domain_get_security_label", "domain_get_messages",
+    "domain_snapshot_num", "domain_get_max_memory", "domain_get_vcpus_flags",
+    "domain_get_block_info", "domain_block_stats",
+    # jobs
+    "domain_get_job_info", "domain_get_job_stats", "domain_abort_job", "domain_abort_job_flags",
+    "domain_migrate_set_max_speed", "domain_migrate_get_max_speed",
+    "domain_migrate_set_max_downtime", "domain_migrate_get_max_downtime",
+    # save/restore
+    "domain_save", "domain_save_flags", "domain_restore", "domain_restore_flags",
+    "domain_managed_save", "domain_managed_save_remove", "domain_save_image_get_xml_desc",
+    # migration
+    "domain_migrate_prepare2", "domain_migrate_perform", "domain_migrate_finish2",
+    "domain_migrate_prepare_tunnel", "domain_migrate_begin3", "domain_migrate_prepare3",
+    "domain_migrate_prepare_tunnel3", "domain_migrate_perform3", "domain_migrate_finish3",
+    "domain_migrate_confirm3", "domain_migrate_begin3_params", "domain_migrate_prepare3_params",
+    "domain_migrate_prepare_tunnel3_params", "domain_migrate_perform3_params",
+    "domain_migrate_finish3_params", "domain_migrate_confirm3_params",
+    # qemu program
+    "domain_qemu_monitor_command",
+)
+
+
+class HypervisorConnection:
+    """One client's connection to a driver.  Subclasses override what they support."""
+
+    error_domain: ErrorDomain = ErrorDomain.NONE
+
+    def __init__(self, info: ConnectionInfo, events: EventBus) -> None:
+        self.info = info
+        self.events = events
+        self.closed = False
+
+    @property
+    def read_only(self) -> bool:
+        return self.info.read_only
+
+    def add_close_hook(self, hook: Callable[[], Any]) -> None:
+        """Run ``hook`` (sync or async) when this connection closes."""
+        self.info.close_hooks.append(hook)
+
+    def remove_close_hook(self, hook: Callable[[], Any]) -> None:
+        try:
+            self.info.close_hooks.remove(hook)
+        except ValueError:
+            pass
+
+    async def connect_close(self) -> None:
+        """Close the connection and run its close hooks, newest first."""
+        if self.closed:
+            return
+        self.closed = True
+        hooks, self.info.close_hooks = self.info.close_hooks[::-1], []
+        for hook in hooks:
+            try:
+                result = hook()
+                if hasattr(result, "__await__"):
+                    await result
+            except Exception:  # cleanup must not stop other hooks
+                log.exception("close hook failed on %s", self.info.uri)
+
+    def subscribe_events(self, callback: EventCallback) -> int:
+        return self.events.subscribe(callback)
+
+    def unsubscribe_events(self, token: int) -> None:
+        self.events.unsubscribe(token)
+
+
+for _name in DRIVER_METHODS:
+    setattr(HypervisorConnection, _name, _unsupported(_name))
+del _name
+
+
+def implemented(conn: HypervisorConnection, name: str) -> bool:
+    """True if ``conn``'s class overrides the default for ``name``."""
+    return getattr(type(conn), name) is not getattr(HypervisorConnection, name, None)

@@ -1,0 +1,455 @@
+"""libvirt's public enums and flag sets, with libvirt's numeric values.
+
+Each class is exported by :mod:`pyvirt` under libvirt-python's names through
+:data:`PUBLIC_PREFIXES` (``DomainState.RUNNING`` is ``VIR_DOMAIN_RUNNING``,
+``ShutoffReason.DESTROYED`` is ``VIR_DOMAIN_SHUTOFF_DESTROYED``), so the values
+are written once.  The status-XML spelling of states and reasons lives here
+too (``STATE_NAMES``, ``REASON_NAMES``).  Values are ABI: never renumber.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+
+class DomainState(IntEnum):
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTDOWN = 4
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+
+
+class NostateReason(IntEnum):
+    UNKNOWN = 0
+
+
+class RunningReason(IntEnum):
+    UNKNOWN = 0
+    BOOTED = 1
+    MIGRATED = 2
+    RESTORED = 3
+    FROM_SNAPSHOT = 4
+    UNPAUSED = 5
+    MIGRATION_CANCELED = 6
+    SAVE_CANCELED = 7
+    WAKEUP = 8
+    CRASHED = 9
+    POSTCOPY = 10
+    POSTCOPY_FAILED = 11
+
+
+class BlockedReason(IntEnum):
+    UNKNOWN = 0
+
+
+class PausedReason(IntEnum):
+    UNKNOWN = 0
+    USER = 1
+    MIGRATION = 2
+    SAVE = 3
+    DUMP = 4
+    IOERROR = 5
+    WATCHDOG = 6
+    FROM_SNAPSHOT = 7
+    SHUTTING_DOWN = 8
+    SNAPSHOT = 9
+    CRASHED = 10
+    STARTING_UP = 11
+    POSTCOPY = 12
+    POSTCOPY_FAILED = 13
+
+
+class ShutdownReason(IntEnum):
+    UNKNOWN = 0
+    USER = 1
+
+
+class ShutoffReason(IntEnum):
+    UNKNOWN = 0
+    SHUTDOWN = 1
+    DESTROYED = 2
+    CRASHED = 3
+    MIGRATED = 4
+    SAVED = 5
+    FAILED = 6
+    FROM_SNAPSHOT = 7
+    DAEMON = 8
+
+
+class CrashedReason(IntEnum):
+    UNKNOWN = 0
+    PANICKED = 1
+
+
+class PMSuspendedReason(IntEnum):
+    UNKNOWN = 0
+
+
+REASONS: dict[DomainState, type[IntEnum]] = {
+    DomainState.NOSTATE: NostateReason,
+    DomainState.RUNNING: RunningReason,
+    DomainState.BLOCKED: BlockedReason,
+    DomainState.PAUSED: PausedReason,
+    DomainState.SHUTDOWN: ShutdownReason,
+    DomainState.SHUTOFF: ShutoffReason,
+    DomainState.CRASHED: CrashedReason,
+    DomainState.PMSUSPENDED: PMSuspendedReason,
+}
+
+# Status-XML spellings (libvirt's virDomainState/…Reason TypeToString tables).
+STATE_NAMES: dict[DomainState, str] = {
+    DomainState.NOSTATE: "nostate",
+    DomainState.RUNNING: "running",
+    DomainState.BLOCKED: "blocked",
+    DomainState.PAUSED: "paused",
+    DomainState.SHUTDOWN: "shutdown",
+    DomainState.SHUTOFF: "shutoff",
+    DomainState.CRASHED: "crashed",
+    DomainState.PMSUSPENDED: "pmsuspended",
+}
+
+REASON_NAMES: dict[DomainState, tuple[str, ...]] = {
+    DomainState.NOSTATE: ("unknown",),
+    DomainState.RUNNING: ("unknown", "booted", "migrated", "restored", "from snapshot", "unpaused",
+                          "migration canceled", "save canceled", "wakeup", "crashed", "post-copy",
+                          "post-copy failed"),
+    DomainState.BLOCKED: ("unknown",),
+    DomainState.PAUSED: ("unknown", "user", "migration", "save", "dump", "ioerror", "watchdog",
+                         "from snapshot", "shutdown", "snapshot", "panicked", "starting up",
+                         "post-copy", "post-copy failed"),
+    DomainState.SHUTDOWN: ("unknown", "user"),
+    DomainState.SHUTOFF: ("unknown", "shutdown", "destroyed", "crashed", "migrated", "saved",
+                          "failed", "from snapshot", "daemon"),
+    DomainState.CRASHED: ("unknown", "panicked"),
+    DomainState.PMSUSPENDED: ("unknown",),
+}
+
+
+def state_name(state: int) -> str:
+    return STATE_NAMES[DomainState(state)]
+
+
+def reason_name(state: int, reason: int) -> str:
+    names = REASON_NAMES[DomainState(state)]
+    return names[reason] if 0 <= reason < len(names) else "unknown"
+
+
+def state_from_name(name: str) -> DomainState:
+    for state, text in STATE_NAMES.items():
+        if text == name:
+            return state
+    raise ValueError(f"unknown domain state '{name}'")
+
+
+def reason_from_name(state: DomainState, name: str) -> int:
+    names = REASON_NAMES[state]
+    if name in names:
+        return names.index(name)
+    raise ValueError(f"unknown reason '{name}' for state '{STATE_NAMES[state]}'")
+
+
+class EventType(IntEnum):
+    """virDomainEventType (lifecycle event)."""
+
+    DEFINED = 0
+    UNDEFINED = 1
+    STARTED = 2
+    SUSPENDED = 3
+    RESUMED = 4
+    STOPPED = 5
+    SHUTDOWN = 6
+    PMSUSPENDED = 7
+    CRASHED = 8
+
+
+class EventDefinedDetail(IntEnum):
+    ADDED = 0
+    UPDATED = 1
+    RENAMED = 2
+    FROM_SNAPSHOT = 3
+
+
+class EventUndefinedDetail(IntEnum):
+    REMOVED = 0
+    RENAMED = 1
+
+
+class EventStartedDetail(IntEnum):
+    BOOTED = 0
+    MIGRATED = 1
+    RESTORED = 2
+    FROM_SNAPSHOT = 3
+    WAKEUP = 4
+
+
+class EventSuspendedDetail(IntEnum):
+    PAUSED = 0
+    MIGRATED = 1
+    IOERROR = 2
+    WATCHDOG = 3
+    RESTORED = 4
+    FROM_SNAPSHOT = 5
+    API_ERROR = 6
+    POSTCOPY = 7
+    POSTCOPY_FAILED = 8
+
+
+class EventResumedDetail(IntEnum):
+    UNPAUSED = 0
+    MIGRATED = 1
+    FROM_SNAPSHOT = 2
+    POSTCOPY = 3
+    POSTCOPY_FAILED = 4
+
+
+class EventStoppedDetail(IntEnum):
+    SHUTDOWN = 0
+    DESTROYED = 1
+    CRASHED = 2
+    MIGRATED = 3
+    SAVED = 4
+    FAILED = 5
+    FROM_SNAPSHOT = 6
+
+
+class EventShutdownDetail(IntEnum):
+    FINISHED = 0
+    GUEST = 1
+    HOST = 2
+
+
+class EventPMSuspendedDetail(IntEnum):
+    MEMORY = 0
+    DISK = 1
+
+
+class EventCrashedDetail(IntEnum):
+    PANICKED = 0
+    CRASHLOADED = 1
+
+
+class EventID(IntEnum):
+    LIFECYCLE = 0
+    REBOOT = 1
+    RTC_CHANGE = 2
+    WATCHDOG = 3
+    IO_ERROR = 4
+    GRAPHICS = 5
+    IO_ERROR_REASON = 6
+    CONTROL_ERROR = 7
+    BLOCK_JOB = 8
+    DISK_CHANGE = 9
+    TRAY_CHANGE = 10
+    PMWAKEUP = 11
+    PMSUSPEND = 12
+    BALLOON_CHANGE = 13
+    PMSUSPEND_DISK = 14
+    DEVICE_REMOVED = 15
+    BLOCK_JOB_2 = 16
+    TUNABLE = 17
+    AGENT_LIFECYCLE = 18
+    DEVICE_ADDED = 19
+    MIGRATION_ITERATION = 20
+    JOB_COMPLETED = 21
+    DEVICE_REMOVAL_FAILED = 22
+    METADATA_CHANGE = 23
+    BLOCK_THRESHOLD = 24
+    MEMORY_FAILURE = 25
+    MEMORY_DEVICE_SIZE_CHANGE = 26
+
+
+class JobType(IntEnum):
+    NONE = 0
+    BOUNDED = 1
+    UNBOUNDED = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELLED = 5
+
+
+class JobOperation(IntEnum):
+    UNKNOWN = 0
+    START = 1
+    SAVE = 2
+    RESTORE = 3
+    MIGRATION_IN = 4
+    MIGRATION_OUT = 5
+    SNAPSHOT = 6
+    SNAPSHOT_REVERT = 7
+    DUMP = 8
+    BACKUP = 9
+    SNAPSHOT_DELETE = 10
+
+
+class ConnectFlags(IntFlag):
+    RO = 1
+    NO_ALIASES = 2
+
+
+class ListDomainsFlags(IntFlag):
+    ACTIVE = 1
+    INACTIVE = 2
+    PERSISTENT = 4
+    TRANSIENT = 8
+    RUNNING = 16
+    PAUSED = 32
+    SHUTOFF = 64
+    OTHER = 128
+    MANAGEDSAVE = 256
+    NO_MANAGEDSAVE = 512
+    AUTOSTART = 1024
+    NO_AUTOSTART = 2048
+    HAS_SNAPSHOT = 4096
+    NO_SNAPSHOT = 8192
+    HAS_CHECKPOINT = 16384
+    NO_CHECKPOINT = 32768
+
+
+class StartFlags(IntFlag):
+    PAUSED = 1
+    AUTODESTROY = 2
+    BYPASS_CACHE = 4
+    FORCE_BOOT = 8
+    VALIDATE = 16
+    RESET_NVRAM = 32
+
+
+class UndefineFlags(IntFlag):
+    MANAGED_SAVE = 1
+    SNAPSHOTS_METADATA = 2
+    NVRAM = 4
+    KEEP_NVRAM = 8
+    CHECKPOINTS_METADATA = 16
+    TPM = 32
+    KEEP_TPM = 64
+
+
+class DestroyFlags(IntFlag):
+    DEFAULT = 0
+    GRACEFUL = 1
+    REMOVE_LOGS = 2
+
+
+class ShutdownFlags(IntFlag):
+    DEFAULT = 0
+    ACPI_POWER_BTN = 1
+    GUEST_AGENT = 2
+    INITCTL = 4
+    SIGNAL = 8
+    PARAVIRT = 16
+
+
+class XMLFlags(IntFlag):
+    SECURE = 1
+    INACTIVE = 2
+    UPDATE_CPU = 4
+    MIGRATABLE = 8
+
+
+class DefineFlags(IntFlag):
+    VALIDATE = 1
+
+
+class SaveFlags(IntFlag):
+    BYPASS_CACHE = 1
+    RUNNING = 2
+    PAUSED = 4
+    RESET_NVRAM = 8
+
+
+class MigrateFlags(IntFlag):
+    LIVE = 1
+    PEER2PEER = 2
+    TUNNELLED = 4
+    PERSIST_DEST = 8
+    UNDEFINE_SOURCE = 16
+    PAUSED = 32
+    NON_SHARED_DISK = 64
+    NON_SHARED_INC = 128
+    CHANGE_PROTECTION = 256
+    UNSAFE = 512
+    OFFLINE = 1024
+    COMPRESSED = 2048
+    ABORT_ON_ERROR = 4096
+    AUTO_CONVERGE = 8192
+    RDMA_PIN_ALL = 16384
+    POSTCOPY = 32768
+    TLS = 65536
+    PARALLEL = 131072
+    NON_SHARED_SYNCHRONOUS_WRITES = 262144
+    POSTCOPY_RESUME = 524288
+    ZEROCOPY = 1048576
+
+
+class DriverFeature(IntEnum):
+    """VIR_DRV_FEATURE_* asked with CONNECT_SUPPORTS_FEATURE."""
+
+    MIGRATION_V1 = 1
+    REMOTE = 2
+    MIGRATION_V2 = 3
+    MIGRATION_P2P = 4
+    MIGRATION_DIRECT = 5
+    MIGRATION_V3 = 6
+    MIGRATE_CHANGE_PROTECTION = 7
+    FD_PASSING = 8
+    TYPED_PARAM_STRING = 9
+    PROGRAM_KEEPALIVE = 10
+    XML_MIGRATABLE = 11
+    MIGRATION_OFFLINE = 12
+    MIGRATION_PARAMS = 13
+    REMOTE_EVENT_CALLBACK = 14
+    REMOTE_CLOSE_CALLBACK = 15
+    NETWORK_UPDATE_HAS_CORRECT_ORDER = 16
+
+
+class TypedParamType(IntEnum):
+    INT = 1
+    UINT = 2
+    LLONG = 3
+    ULLONG = 4
+    DOUBLE = 5
+    BOOLEAN = 6
+    STRING = 7
+
+
+# Enum class -> libvirt-python prefix; ``pyvirt`` exports PREFIX + member name.
+PUBLIC_PREFIXES: tuple[tuple[type, str], ...] = (
+    (DomainState, "VIR_DOMAIN_"),
+    (NostateReason, "VIR_DOMAIN_NOSTATE_"),
+    (RunningReason, "VIR_DOMAIN_RUNNING_"),
+    (BlockedReason, "VIR_DOMAIN_BLOCKED_"),
+    (PausedReason, "VIR_DOMAIN_PAUSED_"),
+    (ShutdownReason, "VIR_DOMAIN_SHUTDOWN_"),
+    (ShutoffReason, "VIR_DOMAIN_SHUTOFF_"),
+    (CrashedReason, "VIR_DOMAIN_CRASHED_"),
+    (PMSuspendedReason, "VIR_DOMAIN_PMSUSPENDED_"),
+    (EventType, "VIR_DOMAIN_EVENT_"),
+    (EventDefinedDetail, "VIR_DOMAIN_EVENT_DEFINED_"),
+    (EventUndefinedDetail, "VIR_DOMAIN_EVENT_UNDEFINED_"),
+    (EventStartedDetail, "VIR_DOMAIN_EVENT_STARTED_"),
+    (EventSuspendedDetail, "VIR_DOMAIN_EVENT_SUSPENDED_"),
+    (EventResumedDetail, "VIR_DOMAIN_EVENT_RESUMED_"),
+    (EventStoppedDetail, "VIR_DOMAIN_EVENT_STOPPED_"),
+    (EventShutdownDetail, "VIR_DOMAIN_EVENT_SHUTDOWN_"),
+    (EventPMSuspendedDetail, "VIR_DOMAIN_EVENT_PMSUSPENDED_"),
+    (EventCrashedDetail, "VIR_DOMAIN_EVENT_CRASHED_"),
+    (EventID, "VIR_DOMAIN_EVENT_ID_"),
+    (JobType, "VIR_DOMAIN_JOB_"),
+    (JobOperation, "VIR_DOMAIN_JOB_OPERATION_"),
+    (ConnectFlags, "VIR_CONNECT_"),
+    (ListDomainsFlags, "VIR_CONNECT_LIST_DOMAINS_"),
+    (StartFlags, "VIR_DOMAIN_START_"),
+    (UndefineFlags, "VIR_DOMAIN_UNDEFINE_"),
+    (DestroyFlags, "VIR_DOMAIN_DESTROY_"),
+    (ShutdownFlags, "VIR_DOMAIN_SHUTDOWN_"),
+    (XMLFlags, "VIR_DOMAIN_XML_"),
+    (DefineFlags, "VIR_DOMAIN_DEFINE_"),
+    (SaveFlags, "VIR_DOMAIN_SAVE_"),
+    (MigrateFlags, "VIR_MIGRATE_"),
+    (DriverFeature, "VIR_DRV_FEATURE_"),
+    (TypedParamType, "VIR_TYPED_PARAM_"),
+)
