@@ -1,0 +1,36 @@
+"""pyvirt: libvirt's client API in pure Python.
+
+``import pyvirt as libvirt`` gives the names libvirt-python scripts use for
+the supported calls: ``open``, ``openReadOnly``, ``virConnect``,
+``virDomain``, ``libvirtError`` and the ``VIR_*`` constants with libvirt's
+values (generated from :mod:`pyvirt.enums` and :mod:`pyvirt.errors`).
+"""
+
+from __future__ import annotations
+
+from . import enums as _enums
+from .connection import open, openReadOnly, virConnect
+from .domain import virDomain
+from .errors import ErrorDomain as _ErrorDomain, ErrorLevel as _ErrorLevel, ErrorNumber as _ErrorNumber
+from .errors import libvirtError
+
+__version__ = "0.1.0"
+
+
+def _export_constants() -> list[str]:
+    names: list[str] = []
+    table = list(_enums.PUBLIC_PREFIXES) + [
+        (_ErrorNumber, "VIR_ERR_"), (_ErrorDomain, "VIR_FROM_"), (_ErrorLevel, "VIR_ERR_"),
+    ]
+    for enum_cls, prefix in table:
+        for member in enum_cls:
+            name = prefix + member.name
+            globals().setdefault(name, int(member.value))
+            names.append(name)
+    return names
+
+
+_CONSTANTS = _export_constants()
+VIR_ERR_OK = 0
+
+__all__ = ["open", "openReadOnly", "virConnect", "virDomain", "libvirtError", *_CONSTANTS]

@@ -24,7 +24,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import ErrorDomain, no_support
+from .errors import ErrorDomain, ErrorNumber, error, no_support
 
 log = logging.getLogger(__name__)
 
@@ -203,3 +203,32 @@ del _name
 def implemented(conn: HypervisorConnection, name: str) -> bool:
     """True if ``conn``'s class overrides the default for ``name``."""
     return getattr(type(conn), name) is not getattr(HypervisorConnection, name, None)
+
+
+# Methods a read-only connection may call; every other driver method mutates
+# something and is refused with VIR_ERR_OPERATION_DENIED (libvirt's
+# virCheckReadOnly).  The RPC tables are checked against this set by a test.
+READ_ONLY_SAFE: frozenset[str] = frozenset({
+    "connect_get_type", "connect_get_version", "connect_get_lib_version",
+    "connect_get_hostname", "connect_get_uri", "connect_get_capabilities",
+    "connect_get_sysinfo", "node_get_info", "connect_supports_feature",
+    "connect_is_secure", "node_get_security_model",
+    "connect_list_all_domains", "connect_num_of_domains", "connect_list_domains",
+    "connect_num_of_defined_domains", "connect_list_defined_domains",
+    "domain_lookup_by_id", "domain_lookup_by_name", "domain_lookup_by_uuid",
+    "domain_get_info", "domain_get_state", "domain_get_xml_desc", "domain_get_os_type",
+    "domain_is_active", "domain_is_persistent", "domain_get_autostart",
+    "domain_has_managed_save_image", "domain_get_security_label", "domain_get_messages",
+    "domain_snapshot_num", "domain_get_max_memory", "domain_get_vcpus_flags",
+    "domain_get_block_info", "domain_block_stats",
+    "domain_get_job_info", "domain_get_job_stats",
+    "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime",
+    "domain_save_image_get_xml_desc",
+})
+
+
+def check_access(conn: HypervisorConnection, method: str) -> None:
+    """Refuse a mutating call on a read-only connection, as libvirt does."""
+    if conn.read_only and method not in READ_ONLY_SAFE:
+        api = "vir" + "".join(part.capitalize() for part in method.split("_"))
+        raise error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api}")

@@ -1,0 +1,1 @@
+"""The in-memory test driver (``test:///default``)."""

@@ -1,0 +1,53 @@
+# pyvirt: two set-up commands on a fresh Debian 12 machine (as root):
+#   make demo   install what is missing, then run the main job
+#   make test   install what is missing, then run the whole suite
+# Re-running skips what is already installed.
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.pyvirt-installed
+PYTHON    ?= python3
+# Debian packages the project runs with, tests against (virsh, python3-libvirt,
+# libvirtd 9.0 for reference figures) and builds its test guests from.
+DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
+	libvirt-daemon libvirt-daemon-driver-qemu gcc gcc-multilib make \
+	busybox-static linux-image-cloud-amd64 cpio gzip bzip2 xz-utils lzop zstd iproute2
+
+.PHONY: all deps venv guests test demo bench clean
+
+all: test
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+guests: deps
+	bash guests/build.sh
+
+test: deps venv guests
+	$(PY) -m pytest -q
+
+demo: deps venv guests
+	$(PY) scripts/demo.py
+
+bench: deps venv guests
+	$(PY) bench/lifecycle.py
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,187 @@
+"""``virConnect``: libvirt-python's connection object over a pyvirt driver.
+
+Each method forwards to the driver connection's coroutine of the same
+procedure name (see :mod:`pyvirt.driver`) on the shared background loop.
+Which driver serves a URI is decided here, as libvirt's ``virConnectOpen``
+does: ``test:///default`` and ``qemu:///embed`` run in-process, a URI with a
+host or transport (and ``qemu:///system``) goes to a daemon.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from . import aio, uri as urimod
+from .driver import ConnectionInfo, DomainEvent, HypervisorConnection, check_access
+from .enums import EventID
+from .errors import ErrorDomain, ErrorNumber, error, libvirtError
+
+
+async def _open_driver(text: str, read_only: bool) -> HypervisorConnection:
+    parsed = urimod.parse(text)
+    info = ConnectionInfo(uri=text, read_only=read_only)
+    if not parsed.is_remote:
+        if parsed.driver == "test" and parsed.path in ("/default", ""):
+            from .drivers.test import driver as test_driver
+            return await test_driver.open_connection(info)
+        if parsed.driver == "qemu" and parsed.path == "/embed":
+            from .drivers.qemu import embed
+            return await embed.open_connection(parsed, info)
+    if parsed.driver in ("qemu", "test", "remote"):
+        try:
+            from .drivers.remote import driver as remote_driver
+        except ImportError:
+            remote_driver = None
+        if remote_driver is not None:
+            return await remote_driver.open_connection(parsed, info)
+    raise error(ErrorNumber.NO_CONNECT, ErrorDomain.NONE, text)
+
+
+class virConnect:  # noqa: N801 - libvirt-python's name
+    """A connection to a hypervisor driver."""
+
+    def __init__(self, drv: HypervisorConnection, uri: str) -> None:
+        self._drv = drv
+        self._uri = uri
+        self._event_callbacks: dict[int, tuple[int, Callable[..., Any]]] = {}
+        self._next_callback = 0
+        self._lock = threading.Lock()
+
+    # The one place every call goes through: access check, then the loop.
+    def _call(self, method: str, *args: Any) -> Any:
+        if self._drv.closed:
+            raise error(ErrorNumber.INVALID_CONN, ErrorDomain.NONE, method)
+        check_access(self._drv, method)
+        return aio.run(getattr(self._drv, method)(*args))
+
+    def _domain(self, ref: Any) -> "virDomain":
+        from .domain import virDomain
+        return virDomain(self, ref)
+
+    # -- connection ----------------------------------------------------------
+    def getType(self) -> str:
+        return self._call("connect_get_type")
+
+    def getVersion(self) -> int:
+        return self._call("connect_get_version")
+
+    def getLibVersion(self) -> int:
+        return self._call("connect_get_lib_version")
+
+    def getHostname(self) -> str:
+        return self._call("connect_get_hostname")
+
+    def getURI(self) -> str:
+        return self._call("connect_get_uri")
+
+    def getCapabilities(self) -> str:
+        return self._call("connect_get_capabilities")
+
+    def getInfo(self) -> list[Any]:
+        model, memory, cpus, mhz, nodes, sockets, cores, threads = self._call("node_get_info")
+        return [model, memory // 1024, cpus, mhz, nodes, sockets, cores, threads]
+
+    def isAlive(self) -> int:
+        return int(not self._drv.closed)
+
+    def isSecure(self) -> int:
+        return self._call("connect_is_secure")
+
+    def close(self) -> int:
+        if not self._drv.closed:
+            aio.run(self._drv.connect_close())
+        return 0
+
+    # -- domains ---------------------------------------------------------------
+    def listAllDomains(self, flags: int = 0) -> list["virDomain"]:
+        refs, _count = self._call("connect_list_all_domains", 1, flags)
+        return [self._domain(ref) for ref in refs]
+
+    def listDomainsID(self) -> list[int]:
+        return self._call("connect_list_domains", self._call("connect_num_of_domains"))
+
+    def listDefinedDomains(self) -> list[str]:
+        return self._call("connect_list_defined_domains", self._call("connect_num_of_defined_domains"))
+
+    def numOfDomains(self) -> int:
+        return self._call("connect_num_of_domains")
+
+    def numOfDefinedDomains(self) -> int:
+        return self._call("connect_num_of_defined_domains")
+
+    def lookupByName(self, name: str) -> "virDomain":
+        return self._domain(self._call("domain_lookup_by_name", name))
+
+    def lookupByUUID(self, uuid: bytes) -> "virDomain":
+        return self._domain(self._call("domain_lookup_by_uuid", bytes(uuid)))
+
+    def lookupByUUIDString(self, uuidstr: str) -> "virDomain":
+        import uuid as uuidlib
+        try:
+            raw = uuidlib.UUID(uuidstr).bytes
+        except (ValueError, AttributeError, TypeError):
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE, f"invalid UUID '{uuidstr}'") from None
+        return self.lookupByUUID(raw)
+
+    def lookupByID(self, id: int) -> "virDomain":
+        return self._domain(self._call("domain_lookup_by_id", int(id)))
+
+    def defineXML(self, xml: str) -> "virDomain":
+        return self._domain(self._call("domain_define_xml", xml))
+
+    def defineXMLFlags(self, xml: str, flags: int = 0) -> "virDomain":
+        return self._domain(self._call("domain_define_xml_flags", xml, flags))
+
+    def createXML(self, xmlDesc: str, flags: int = 0) -> "virDomain":
+        return self._domain(self._call("domain_create_xml", xmlDesc, flags))
+
+    # -- events ------------------------------------------------------------------
+    def domainEventRegisterAny(self, dom: "virDomain | None", eventID: int,
+                               cb: Callable[..., Any], opaque: Any) -> int:
+        """Call ``cb(conn, dom, *payload, opaque)`` for each matching event.
+
+        Callbacks run on pyvirt's event thread; do not call back into the
+        API from inside them synchronously for long work.
+        """
+        if eventID != EventID.LIFECYCLE:
+            raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NONE,
+                        f"event id {eventID} is not supported yet")
+        want = dom.UUID() if dom is not None else None
+
+        def deliver(event: DomainEvent) -> None:
+            if event.event_id != eventID or (want is not None and event.dom.uuid != want):
+                return
+            cb(self, self._domain(event.dom), *event.detail, opaque)
+
+        token = self._drv.subscribe_events(deliver)
+        with self._lock:
+            self._next_callback += 1
+            cb_id = self._next_callback
+            self._event_callbacks[cb_id] = (token, cb)
+        return cb_id
+
+    def domainEventDeregisterAny(self, callbackID: int) -> int:
+        with self._lock:
+            entry = self._event_callbacks.pop(callbackID, None)
+        if entry is None:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE,
+                        f"could not find event callback {callbackID} for deletion")
+        self._drv.unsubscribe_events(entry[0])
+        return 0
+
+    def __repr__(self) -> str:
+        return f"<pyvirt.virConnect {self._uri}>"
+
+
+def open(name: str | None = None, flags: int = 0) -> virConnect:  # noqa: A001 - libvirt's name
+    uri = name or "test:///default"
+    read_only = bool(flags & 1)
+    return virConnect(aio.run(_open_driver(uri, read_only)), uri)
+
+
+def openReadOnly(name: str | None = None) -> virConnect:
+    return open(name, 1)
+
+
+__all__ = ["virConnect", "open", "openReadOnly", "libvirtError"]

@@ -1,0 +1,157 @@
+"""``virDomain``: libvirt-python's domain handle.  Delegation only.
+
+A handle is a :class:`pyvirt.driver.DomainRef` (name, UUID, id as of the
+lookup) plus its connection.  Calls that start a domain refresh the handle,
+so ``ID()`` is right afterwards, as libvirt's remote client does with
+LOOKUP_BY_UUID after CREATE.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import TYPE_CHECKING, Any
+
+from .driver import DomainRef
+
+if TYPE_CHECKING:
+    from .connection import virConnect
+
+
+class virDomain:  # noqa: N801 - libvirt-python's name
+    def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
+        self._conn = conn
+        self._ref = ref
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return self._conn._call(method, self._ref, *args)
+
+    def connect(self) -> "virConnect":
+        return self._conn
+
+    # -- identity ----------------------------------------------------------
+    def name(self) -> str:
+        return self._ref.name
+
+    def UUID(self) -> bytes:
+        return self._ref.uuid
+
+    def UUIDString(self) -> str:
+        return str(uuidlib.UUID(bytes=self._ref.uuid))
+
+    def ID(self) -> int:
+        return self._ref.id
+
+    # -- lifecycle ---------------------------------------------------------
+    def create(self) -> int:
+        return self.createWithFlags(0)
+
+    def createWithFlags(self, flags: int = 0) -> int:
+        self._ref = self._call("domain_create_with_flags", flags)
+        return 0
+
+    def destroy(self) -> int:
+        self._call("domain_destroy")
+        self._ref = DomainRef(self._ref.name, self._ref.uuid, -1)
+        return 0
+
+    def destroyFlags(self, flags: int = 0) -> int:
+        self._call("domain_destroy_flags", flags)
+        self._ref = DomainRef(self._ref.name, self._ref.uuid, -1)
+        return 0
+
+    def suspend(self) -> int:
+        self._call("domain_suspend")
+        return 0
+
+    def resume(self) -> int:
+        self._call("domain_resume")
+        return 0
+
+    def shutdown(self) -> int:
+        self._call("domain_shutdown")
+        return 0
+
+    def shutdownFlags(self, flags: int = 0) -> int:
+        self._call("domain_shutdown_flags", flags)
+        return 0
+
+    def reboot(self, flags: int = 0) -> int:
+        self._call("domain_reboot", flags)
+        return 0
+
+    def undefine(self) -> int:
+        self._call("domain_undefine")
+        return 0
+
+    def undefineFlags(self, flags: int = 0) -> int:
+        self._call("domain_undefine_flags", flags)
+        return 0
+
+    # -- queries ---------------------------------------------------------------
+    def info(self) -> list[int]:
+        return list(self._call("domain_get_info"))
+
+    def state(self, flags: int = 0) -> list[int]:
+        return list(self._call("domain_get_state", flags))
+
+    def isActive(self) -> int:
+        return self._call("domain_is_active")
+
+    def isPersistent(self) -> int:
+        return self._call("domain_is_persistent")
+
+    def XMLDesc(self, flags: int = 0) -> str:
+        return self._call("domain_get_xml_desc", flags)
+
+    def OSType(self) -> str:
+        return self._call("domain_get_os_type")
+
+    def autostart(self) -> int:
+        return self._call("domain_get_autostart")
+
+    def setAutostart(self, autostart: int) -> int:
+        self._call("domain_set_autostart", int(bool(autostart)))
+        return 0
+
+    def hasManagedSaveImage(self, flags: int = 0) -> int:
+        return self._call("domain_has_managed_save_image", flags)
+
+    def maxMemory(self) -> int:
+        return self.info()[1]
+
+    # -- jobs ------------------------------------------------------------------
+    def jobInfo(self) -> list[int]:
+        return list(self._call("domain_get_job_info"))
+
+    def jobStats(self, flags: int = 0) -> dict[str, Any]:
+        job_type, params = self._call("domain_get_job_stats", flags)
+        stats: dict[str, Any] = {name: value for name, _type, value in params}
+        stats["type"] = job_type
+        return stats
+
+    def abortJob(self) -> int:
+        self._call("domain_abort_job")
+        return 0
+
+    def migrateSetMaxSpeed(self, bandwidth: int, flags: int = 0) -> int:
+        self._call("domain_migrate_set_max_speed", bandwidth, flags)
+        return 0
+
+    def migrateGetMaxSpeed(self, flags: int = 0) -> int:
+        return self._call("domain_migrate_get_max_speed", flags)
+
+    def migrateSetMaxDowntime(self, downtime: int, flags: int = 0) -> int:
+        self._call("domain_migrate_set_max_downtime", downtime, flags)
+        return 0
+
+    def migrateGetMaxDowntime(self, flags: int = 0) -> int:
+        return self._call("domain_migrate_get_max_downtime", flags)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, virDomain) and other._ref.uuid == self._ref.uuid
+
+    def __hash__(self) -> int:
+        return hash(self._ref.uuid)
+
+    def __repr__(self) -> str:
+        return f"<pyvirt.virDomain {self._ref.name} {self.UUIDString()}>"

@@ -1,0 +1,183 @@
+"""What every hypervisor driver keeps about its domains, independent of the hypervisor.
+
+:class:`DomainObj` holds a domain's persistent and live definitions, its
+state and reason, and whether it is persistent; :class:`DomainList` indexes
+them by name, UUID and id and raises libvirt's own errors on a miss, so the
+test and qemu drivers answer lookups identically.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from ..conf import DomainDef
+from ..driver import DomainEvent, DomainRef, EventBus
+from ..enums import DomainState, EventID, EventType, ListDomainsFlags as LF
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError, no_domain
+
+
+@dataclass(eq=False)
+class DomainObj:
+    """One domain: definitions, state and reason, persistence, autostart."""
+
+    definition: DomainDef                   # persistent definition (or the only one, if transient)
+    live: DomainDef | None = None           # running definition, None when inactive
+    state: DomainState = DomainState.SHUTOFF
+    reason: int = 0
+    id: int = -1
+    persistent: bool = False
+    autostart: bool = False
+    has_managed_save: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return (self.live or self.definition).name
+
+    @property
+    def uuid(self) -> str:
+        return self.definition.uuid
+
+    @property
+    def uuid_bytes(self) -> bytes:
+        return uuidlib.UUID(self.definition.uuid).bytes
+
+    @property
+    def active(self) -> bool:
+        return self.id >= 0
+
+    @property
+    def current(self) -> DomainDef:
+        """The definition a query should show: the live one when running."""
+        return self.live if self.live is not None else self.definition
+
+    def ref(self) -> DomainRef:
+        return DomainRef(self.name, self.uuid_bytes, self.id)
+
+    def set_state(self, state: DomainState, reason: int) -> None:
+        self.state = DomainState(state)
+        self.reason = int(reason)
+
+
+def _state_class(obj: DomainObj) -> LF:
+    if obj.state == DomainState.RUNNING:
+        return LF.RUNNING
+    if obj.state == DomainState.PAUSED:
+        return LF.PAUSED
+    if obj.state == DomainState.SHUTOFF:
+        return LF.SHUTOFF
+    return LF.OTHER
+
+
+# Each pair of flags filters on one property; asking for neither or both keeps all.
+_FILTERS: tuple[tuple[LF, LF, Callable[[DomainObj], bool]], ...] = (
+    (LF.ACTIVE, LF.INACTIVE, lambda o: o.active),
+    (LF.PERSISTENT, LF.TRANSIENT, lambda o: o.persistent),
+    (LF.MANAGEDSAVE, LF.NO_MANAGEDSAVE, lambda o: o.has_managed_save),
+    (LF.AUTOSTART, LF.NO_AUTOSTART, lambda o: o.autostart),
+    (LF.HAS_SNAPSHOT, LF.NO_SNAPSHOT, lambda o: False),
+    (LF.HAS_CHECKPOINT, LF.NO_CHECKPOINT, lambda o: False),
+)
+_STATE_FLAGS = LF.RUNNING | LF.PAUSED | LF.SHUTOFF | LF.OTHER
+ALL_LIST_FLAGS = int(sum(LF))
+
+
+def matches_list_flags(obj: DomainObj, flags: int) -> bool:
+    """libvirt's virDomainObjListFilter semantics for CONNECT_LIST_ALL_DOMAINS."""
+    for yes, no, prop in _FILTERS:
+        want_yes, want_no = bool(flags & yes), bool(flags & no)
+        if want_yes != want_no and prop(obj) != want_yes:
+            return False
+    if flags & _STATE_FLAGS and not flags & _state_class(obj):
+        return False
+    return True
+
+
+class DomainList:
+    """Domains indexed by UUID, looked up by name, UUID or id."""
+
+    def __init__(self, error_domain: ErrorDomain) -> None:
+        self._by_uuid: dict[str, DomainObj] = {}
+        self.error_domain = error_domain
+
+    def __iter__(self) -> Iterator[DomainObj]:
+        return iter(list(self._by_uuid.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_uuid)
+
+    def add(self, obj: DomainObj) -> None:
+        self._by_uuid[obj.uuid] = obj
+
+    def remove(self, obj: DomainObj) -> None:
+        self._by_uuid.pop(obj.uuid, None)
+
+    def find_name(self, name: str) -> DomainObj | None:
+        for obj in self._by_uuid.values():
+            if obj.name == name or obj.definition.name == name:
+                return obj
+        return None
+
+    def find_uuid(self, uuid: str) -> DomainObj | None:
+        return self._by_uuid.get(uuid)
+
+    def by_name(self, name: str) -> DomainObj:
+        obj = self.find_name(name)
+        if obj is None:
+            raise no_domain(f"no domain with matching name '{name}'", self.error_domain)
+        return obj
+
+    def by_uuid(self, raw: bytes) -> DomainObj:
+        text = str(uuidlib.UUID(bytes=bytes(raw)))
+        obj = self._by_uuid.get(text)
+        if obj is None:
+            raise no_domain(f"no domain with matching uuid '{text}'", self.error_domain)
+        return obj
+
+    def by_id(self, dom_id: int) -> DomainObj:
+        for obj in self._by_uuid.values():
+            if obj.id == dom_id and dom_id >= 0:
+                return obj
+        raise no_domain(f"no domain with matching id {dom_id}", self.error_domain)
+
+    def by_ref(self, ref: DomainRef) -> DomainObj:
+        """Resolve a handle by UUID, the stable key (ids in handles can be stale)."""
+        text = str(uuidlib.UUID(bytes=bytes(ref.uuid)))
+        obj = self._by_uuid.get(text)
+        if obj is None:
+            raise no_domain(f"no domain with matching uuid '{text}' ({ref.name})", self.error_domain)
+        return obj
+
+    def check_new(self, new: DomainDef, allow_active_same: bool = True) -> DomainObj | None:
+        """Check a definition against existing domains; return the one it replaces.
+
+        Same name with another UUID, or same UUID with another name, is refused
+        as libvirt does.
+        """
+        by_uuid = self._by_uuid.get(new.uuid)
+        if by_uuid is not None:
+            if by_uuid.definition.name != new.name:
+                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                            f"domain '{by_uuid.definition.name}' is already defined with uuid {new.uuid}")
+            if by_uuid.active and not allow_active_same:
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
+                            f"domain '{new.name}' is already active")
+            return by_uuid
+        by_name = self.find_name(new.name)
+        if by_name is not None:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                        f"domain '{new.name}' already exists with uuid {by_name.uuid}")
+        return None
+
+    def list(self, flags: int) -> list[DomainObj]:
+        return [obj for obj in self._by_uuid.values() if matches_list_flags(obj, flags)]
+
+
+def emit_lifecycle(bus: EventBus, obj: DomainObj, event: EventType, detail: int) -> None:
+    bus.emit(DomainEvent(EventID.LIFECYCLE, obj.ref(), (int(event), int(detail))))
+
+
+def not_running(obj: DomainObj) -> libvirtError:
+    return error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")

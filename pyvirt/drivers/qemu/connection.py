@@ -1,0 +1,331 @@
+"""The QEMU driver's per-client API: one method per remote procedure.
+
+Methods check flags, find the domain, take the right job and call into
+:class:`.driver.QemuDriver`; they never touch QEMU or files themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from ... import conf
+from ...driver import ConnectionInfo, DomainRef, HypervisorConnection
+from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDetail, EventResumedDetail,
+                      EventSuspendedDetail, EventType, EventUndefinedDetail, JobType, PausedReason,
+                      RunningReason, ShutdownFlags, ShutoffReason, EventStoppedDetail, StartFlags,
+                      UndefineFlags, XMLFlags)
+from ...errors import ErrorDomain, ErrorNumber, check_flags, error
+from ..domainlist import ALL_LIST_FLAGS, emit_lifecycle, not_running
+from .command import DOMAIN_TYPES
+from .domainobj import QemuDomainObj
+from .driver import QemuDriver
+from .jobs import ASYNC_OPERATION, JobKind
+
+LIB_VERSION = 9000000
+_FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING}
+_XML_FLAGS = int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU | XMLFlags.MIGRATABLE)
+
+
+class QemuConnection(HypervisorConnection):
+    error_domain = ErrorDomain.QEMU
+
+    def __init__(self, info: ConnectionInfo, driver: QemuDriver, uri: str = "qemu:///system") -> None:
+        super().__init__(info, driver.events)
+        self.driver = driver
+        self.uri = uri
+
+    def _obj(self, dom: DomainRef) -> QemuDomainObj:
+        return self.driver.domains.by_ref(dom)  # type: ignore[return-value]
+
+    def _active(self, dom: DomainRef) -> QemuDomainObj:
+        obj = self._obj(dom)
+        if not obj.active or obj.process is None:
+            raise not_running(obj)
+        return obj
+
+    # -- connection ------------------------------------------------------------
+    async def connect_get_type(self) -> str:
+        return "QEMU"
+
+    async def connect_get_version(self) -> int:
+        return self.driver.qemu_version
+
+    async def connect_get_lib_version(self) -> int:
+        return LIB_VERSION
+
+    async def connect_get_hostname(self) -> str:
+        return socket.gethostname()
+
+    async def connect_get_uri(self) -> str:
+        return self.uri
+
+    async def connect_get_capabilities(self) -> str:
+        types = "".join(f"\n      <domain type='{t}'/>" for t in ("qemu", "kvm") if t == "qemu" or self.driver.kvm)
+        return (f"<capabilities>\n  <host>\n    <uuid>{self.driver.cfg.host_uuid}</uuid>\n"
+                f"    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n  <guest>\n"
+                f"    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n"
+                f"      <emulator>{self.driver.cfg.emulator}</emulator>\n      <machine>pc</machine>\n"
+                f"      <machine>q35</machine>{types}\n    </arch>\n  </guest>\n</capabilities>\n")
+
+    async def node_get_info(self) -> tuple:
+        cpus = os.cpu_count() or 1
+        mhz = 0
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("cpu MHz"):
+                        mhz = int(float(line.split(":")[1]))
+                        break
+            with open("/proc/meminfo") as f:
+                memory = int(f.readline().split()[1])
+        except (OSError, ValueError, IndexError):
+            memory = 0
+        return ("x86_64", memory, cpus, mhz, 1, 1, cpus, 1)
+
+    async def connect_supports_feature(self, feature: int) -> int:
+        return int(feature in _FEATURES)
+
+    async def connect_is_secure(self) -> int:
+        return 1
+
+    async def connect_list_all_domains(self, need_results: int, flags: int) -> tuple[list[DomainRef], int]:
+        check_flags(flags, ALL_LIST_FLAGS, "qemuConnectListAllDomains")
+        objs = self.driver.domains.list(flags)
+        return ([o.ref() for o in objs] if need_results else []), len(objs)
+
+    async def connect_num_of_domains(self) -> int:
+        return sum(1 for o in self.driver.domains if o.active)
+
+    async def connect_list_domains(self, maxids: int) -> list[int]:
+        return sorted(o.id for o in self.driver.domains if o.active)[:maxids]
+
+    async def connect_num_of_defined_domains(self) -> int:
+        return sum(1 for o in self.driver.domains if not o.active)
+
+    async def connect_list_defined_domains(self, maxnames: int) -> list[str]:
+        return sorted(o.name for o in self.driver.domains if not o.active)[:maxnames]
+
+    # -- lookup and definition ---------------------------------------------------
+    async def domain_lookup_by_id(self, id: int) -> DomainRef:
+        return self.driver.domains.by_id(id).ref()
+
+    async def domain_lookup_by_name(self, name: str) -> DomainRef:
+        return self.driver.domains.by_name(name).ref()
+
+    async def domain_lookup_by_uuid(self, uuid: bytes) -> DomainRef:
+        return self.driver.domains.by_uuid(uuid).ref()
+
+    async def domain_define_xml(self, xml: str) -> DomainRef:
+        return await self.domain_define_xml_flags(xml, 0)
+
+    async def domain_define_xml_flags(self, xml: str, flags: int) -> DomainRef:
+        check_flags(flags, 1, "qemuDomainDefineXMLFlags")
+        new = conf.parse(xml, DOMAIN_TYPES, "qemu", inactive=True)
+        drv = self.driver
+        async with drv._define_lock:
+            old = drv.domains.check_new(new)
+            if old is None:
+                obj = drv._new_obj(new, persistent=True)
+                drv.domains.add(obj)
+                detail = EventDefinedDetail.ADDED
+            else:
+                obj = old  # type: ignore[assignment]
+                detail = EventDefinedDetail.UPDATED if obj.persistent else EventDefinedDetail.ADDED
+                obj.definition, obj.persistent = new, True
+            try:
+                drv.save_config(obj)
+            except OSError as exc:
+                if old is None:
+                    drv.domains.remove(obj)
+                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                            f"cannot save the definition of '{new.name}': {exc.strerror}") from exc
+        emit_lifecycle(drv.events, obj, EventType.DEFINED, detail)
+        return obj.ref()
+
+    async def domain_undefine(self, dom: DomainRef) -> None:
+        await self.domain_undefine_flags(dom, 0)
+
+    async def domain_undefine_flags(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, int(UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA
+                               | UndefineFlags.NVRAM | UndefineFlags.KEEP_NVRAM
+                               | UndefineFlags.CHECKPOINTS_METADATA), "qemuDomainUndefineFlags")
+        obj = self._obj(dom)
+        if not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot undefine transient domain")
+        self.driver.remove_config(obj)
+        obj.persistent, obj.autostart = False, False
+        emit_lifecycle(self.driver.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
+        if not obj.active:
+            self.driver.domains.remove(obj)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def domain_create_xml(self, xml_desc: str, flags: int) -> DomainRef:
+        check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.VALIDATE),
+                    "qemuDomainCreateXML")
+        new = conf.parse(xml_desc, DOMAIN_TYPES, "qemu", inactive=True)
+        drv = self.driver
+        async with drv._define_lock:
+            old = drv.domains.check_new(new, allow_active_same=False)
+            if old is None:
+                obj = drv._new_obj(new, persistent=False)
+                drv.domains.add(obj)
+            else:
+                obj = old  # type: ignore[assignment]
+        async with drv.job_guard(obj, JobKind.MODIFY):
+            if old is not None:
+                obj.definition = new if not obj.persistent else obj.definition
+            await self._start(obj, flags)
+        return obj.ref()
+
+    async def domain_create(self, dom: DomainRef) -> None:
+        await self.domain_create_with_flags(dom, 0)
+
+    async def domain_create_with_flags(self, dom: DomainRef, flags: int) -> DomainRef:
+        check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.BYPASS_CACHE
+                               | StartFlags.FORCE_BOOT), "qemuDomainCreateWithFlags")
+        obj = self._obj(dom)
+        async with self.driver.job_guard(obj, JobKind.MODIFY):
+            if obj.active:
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
+            await self._start(obj, flags)
+        return obj.ref()
+
+    async def _start(self, obj: QemuDomainObj, flags: int) -> None:
+        await self.driver.start(obj, paused=bool(flags & StartFlags.PAUSED))
+        if flags & StartFlags.AUTODESTROY:
+            self.driver.autodestroy.register(self, obj.uuid)
+
+    async def domain_destroy(self, dom: DomainRef) -> None:
+        await self.domain_destroy_flags(dom, 0)
+
+    async def domain_destroy_flags(self, dom: DomainRef, flags: int) -> None:
+        """Kill first, as libvirt does: a destroy never waits behind a job."""
+        check_flags(flags, int(DestroyFlags.GRACEFUL), "qemuDomainDestroyFlags")
+        obj = self._active(dom)
+        grace = None if flags & DestroyFlags.GRACEFUL else self.driver.cfg.stop_timeout
+        await self.driver.kill(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED, grace=grace)
+
+    async def domain_suspend(self, dom: DomainRef) -> None:
+        obj = self._active(dom)
+        async with self.driver.job_guard(obj, JobKind.SUSPEND):
+            self._active(dom)
+            if obj.state == DomainState.PAUSED:
+                return   # libvirt: suspending a paused domain succeeds
+            await self.driver.pause_cpus(obj, PausedReason.USER)
+
+    async def domain_resume(self, dom: DomainRef) -> None:
+        obj = self._active(dom)
+        async with self.driver.job_guard(obj, JobKind.SUSPEND):
+            self._active(dom)
+            if obj.state != DomainState.PAUSED:
+                return
+            if obj.jobs.current_async is not None:
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                            f"cannot resume the domain during a {obj.jobs.current_async.kind.value} job")
+            await self.driver.resume_cpus(obj, RunningReason.UNPAUSED)
+
+    async def domain_shutdown(self, dom: DomainRef) -> None:
+        await self.domain_shutdown_flags(dom, 0)
+
+    async def domain_shutdown_flags(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, int(ShutdownFlags.ACPI_POWER_BTN), "qemuDomainShutdownFlags")
+        obj = self._active(dom)
+        async with self.driver.job_guard(obj, JobKind.MODIFY):
+            await self._active(dom).process.monitor.system_powerdown()
+
+    async def domain_reboot(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, int(ShutdownFlags.ACPI_POWER_BTN), "qemuDomainReboot")
+        obj = self._active(dom)
+        async with self.driver.job_guard(obj, JobKind.MODIFY):
+            await self._active(dom).process.monitor.system_reset()
+
+    # -- queries -----------------------------------------------------------------------
+    async def domain_get_info(self, dom: DomainRef) -> tuple[int, int, int, int, int]:
+        obj = self._obj(dom)
+        d = obj.current
+        return int(obj.state), d.memory_kib, d.current_memory_kib, d.vcpus, self.driver.cpu_time_ns(obj)
+
+    async def domain_get_state(self, dom: DomainRef, flags: int) -> tuple[int, int]:
+        check_flags(flags, 0, "qemuDomainGetState")
+        obj = self._obj(dom)
+        return int(obj.state), obj.reason
+
+    async def domain_get_xml_desc(self, dom: DomainRef, flags: int) -> str:
+        check_flags(flags, _XML_FLAGS, "qemuDomainGetXMLDesc")
+        obj = self._obj(dom)
+        inactive = bool(flags & XMLFlags.INACTIVE) or not obj.active
+        d = obj.definition if inactive else obj.current
+        return d.format(secure=bool(flags & XMLFlags.SECURE), inactive=inactive)
+
+    async def domain_get_os_type(self, dom: DomainRef) -> str:
+        return self._obj(dom).current.os.type
+
+    async def domain_is_active(self, dom: DomainRef) -> int:
+        return int(self._obj(dom).active)
+
+    async def domain_is_persistent(self, dom: DomainRef) -> int:
+        return int(self._obj(dom).persistent)
+
+    async def domain_get_autostart(self, dom: DomainRef) -> int:
+        return int(self._obj(dom).autostart)
+
+    async def domain_set_autostart(self, dom: DomainRef, autostart: int) -> None:
+        obj = self._obj(dom)
+        if not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot set autostart for transient domain")
+        link = self.driver.cfg.autostart_dir / f"{obj.definition.name}.xml"
+        if autostart:
+            link.write_text(obj.definition.name + "\n")
+        else:
+            link.unlink(missing_ok=True)
+        obj.autostart = bool(autostart)
+
+    async def domain_has_managed_save_image(self, dom: DomainRef, flags: int) -> int:
+        check_flags(flags, 0, "qemuDomainHasManagedSaveImage")
+        obj = self._obj(dom)
+        return int(self.driver.cfg.managed_save_path(obj.definition.name).exists())
+
+    async def domain_snapshot_num(self, dom: DomainRef, flags: int) -> int:
+        self._obj(dom)
+        return 0
+
+    async def domain_get_security_label(self, dom: DomainRef) -> tuple[str, int]:
+        self._obj(dom)
+        return "", 0
+
+    async def node_get_security_model(self) -> tuple[str, str]:
+        return "none", "0"
+
+    # -- jobs -------------------------------------------------------------------------
+    async def domain_get_job_info(self, dom: DomainRef) -> tuple[int, ...]:
+        obj = self._obj(dom)
+        job = obj.jobs.current_async
+        if job is None:
+            return (int(JobType.NONE),) + (0,) * 11
+        s = job.stats
+        return (int(JobType.UNBOUNDED), job.elapsed_ms, s.get("time_remaining", 0),
+                s.get("data_total", 0), s.get("data_processed", 0), s.get("data_remaining", 0),
+                s.get("memory_total", 0), s.get("memory_processed", 0), s.get("memory_remaining", 0),
+                s.get("disk_total", 0), s.get("disk_processed", 0), s.get("disk_remaining", 0))
+
+    async def domain_get_job_stats(self, dom: DomainRef, flags: int) -> tuple[int, list[tuple[str, int, Any]]]:
+        from ...enums import TypedParamType as T
+        check_flags(flags, 3, "qemuDomainGetJobStats")
+        obj = self._obj(dom)
+        job = obj.jobs.current_async
+        if flags & 1:  # VIR_DOMAIN_JOB_STATS_COMPLETED
+            job = obj.jobs.last_completed
+        if job is None:
+            return int(JobType.NONE), []
+        params: list[tuple[str, int, Any]] = [("operation", int(T.INT), int(ASYNC_OPERATION[job.kind])),
+                                              ("time_elapsed", int(T.ULLONG), job.elapsed_ms)]
+        params += [(k, int(T.ULLONG), int(v)) for k, v in job.stats.items() if isinstance(v, int)]
+        job_type = JobType.UNBOUNDED if obj.jobs.current_async is job else JobType.COMPLETED
+        return int(job_type), params
+
+    async def domain_abort_job(self, dom: DomainRef) -> None:
+        obj = self._active(dom)
+        async with self.driver.job_guard(obj, JobKind.ABORT):
+            obj.jobs.signal_async("abort")

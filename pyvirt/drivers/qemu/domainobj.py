@@ -1,0 +1,84 @@
+"""A QEMU domain: the generic DomainObj plus its process, jobs and status file.
+
+Every state change goes through :meth:`QemuDomainObj.set_state`, which
+writes the status XML atomically, so a restarted manager finds each
+running guest with the state and reason it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from ...conf import DomainStatus
+from ...conf.fileutil import write_atomic
+from ...enums import DomainState, EventStoppedDetail, ShutoffReason
+from ..domainlist import DomainObj
+from .config import QemuConfig
+from .jobs import JobManager
+from .process import QemuProcess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class QemuDomainObj(DomainObj):
+    process: QemuProcess | None = None
+    jobs: JobManager = field(default=None)  # type: ignore[assignment]
+    cfg: QemuConfig | None = None
+    # Why the process is going away, set by whoever stops it; None = unexpected.
+    stop_reason: tuple[ShutoffReason, EventStoppedDetail] | None = None
+    got_shutdown: bool = False        # QEMU reported a guest/host shutdown
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set while the driver itself pauses/resumes the CPUs, so the STOP/RESUME
+    # events it causes do not override the reason it chose.
+    expect_run_change: bool = False
+
+    def __post_init__(self) -> None:
+        if self.jobs is None:
+            self.jobs = JobManager(self.definition.name)
+
+    def set_state(self, state: DomainState, reason: int) -> None:
+        super().set_state(state, reason)
+        if self.active:
+            self.save_status()
+
+    def status(self) -> DomainStatus:
+        assert self.live is not None and self.cfg is not None
+        return DomainStatus(self.state, self.reason, self.process.pid if self.process else 0,
+                            str(self.cfg.monitor_path(self.name)), self.live, dict(self.extra))
+
+    def save_status(self) -> None:
+        if self.cfg is None or self.live is None:
+            return
+        try:
+            write_atomic(self.cfg.status_path(self.name), self.status().format())
+        except OSError:  # a full disk must not take the guest down with it
+            log.exception("cannot write the status of %s", self.name)
+
+    def remove_status(self) -> None:
+        if self.cfg is None:
+            return
+        for path in (self.cfg.status_path(self.name), self.cfg.monitor_path(self.name)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class MonitorHandler:
+    """Feeds one domain's QMP events and EOF to the driver."""
+
+    def __init__(self, obj: QemuDomainObj, on_event: Callable[[QemuDomainObj, str, Mapping[str, Any]], None],
+                 on_eof: Callable[[QemuDomainObj, str], None]) -> None:
+        self.obj = obj
+        self._on_event = on_event
+        self._on_eof = on_eof
+
+    def on_event(self, name: str, data: Mapping[str, Any], timestamp: float) -> None:
+        self._on_event(self.obj, name, data)
+
+    def on_eof(self, reason: str) -> None:
+        self._on_eof(self.obj, reason)

@@ -1,0 +1,409 @@
+"""The QEMU driver's host state and domain lifecycle.
+
+:class:`QemuDriver` owns one host's domains under one root directory: it
+starts guests (in the phases of :mod:`.process`), follows their QMP events,
+notices at once when a QEMU exits and cleans up in one place
+(:meth:`QemuDriver._process_gone`), and on start-up adopts every QEMU a
+previous manager left running.  The per-client API lives in
+:mod:`.connection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Mapping
+
+from ... import conf
+from ...conf.fileutil import write_atomic
+from ...driver import EventBus
+from ...enums import (DomainState, EventResumedDetail, EventShutdownDetail, EventStartedDetail,
+                      EventStoppedDetail, EventSuspendedDetail, EventType, PausedReason,
+                      RunningReason, ShutdownReason, ShutoffReason)
+from ...errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
+from ..autodestroy import AutoDestroy
+from ..domainlist import DomainList, emit_lifecycle
+from . import process as procmod
+from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
+from .config import QemuConfig
+from .domainobj import MonitorHandler, QemuDomainObj
+from .jobs import JobKind
+
+log = logging.getLogger(__name__)
+
+
+def kvm_available() -> bool:
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class QemuDriver:
+    """One host: its configuration, domains, events and running QEMUs."""
+
+    def __init__(self, cfg: QemuConfig) -> None:
+        self.cfg = cfg
+        self.events = EventBus()
+        self.domains = DomainList(ErrorDomain.QEMU)
+        self.autodestroy = AutoDestroy(self._autodestroy)
+        self.next_id = 1
+        self.qemu_version = 0
+        self.kvm = kvm_available()
+        self._define_lock = asyncio.Lock()
+        self._used_ports: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- start-up and shutdown of the manager -------------------------------
+    async def initialize(self) -> None:
+        """Load definitions, adopt running guests, learn QEMU's version."""
+        self.cfg.make_dirs()
+        self.qemu_version = await self._probe_version()
+        for path in sorted(self.cfg.config_dir.glob("*.xml")):
+            try:
+                d = conf.parse(path.read_text(), DOMAIN_TYPES, "qemu", inactive=True)
+            except (libvirtError, OSError) as exc:
+                log.error("ignoring unreadable definition %s: %s", path, exc)
+                continue
+            obj = self._new_obj(d, persistent=True)
+            obj.autostart = (self.cfg.autostart_dir / path.name).exists()
+            self.domains.add(obj)
+        for path in sorted(self.cfg.state_dir.glob("*.xml")):
+            await self._recover(path)
+
+    async def _probe_version(self) -> int:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.cfg.emulator, "--version", stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+            out, _ = await proc.communicate()
+        except OSError:
+            return 0
+        match = re.search(rb"version (\d+)\.(\d+)\.(\d+)", out)
+        if not match:
+            return 0
+        major, minor, micro = (int(x) for x in match.groups())
+        return major * 1000000 + minor * 1000 + micro
+
+    async def _recover(self, path: Path) -> None:
+        """Adopt the QEMU a status file describes, or record that it died."""
+        try:
+            status = conf.parse_status(path.read_text())
+        except (libvirtError, ValueError, OSError) as exc:
+            log.error("ignoring unreadable status file %s: %s", path, exc)
+            return
+        live = status.domain
+        obj = self.domains.find_uuid(live.uuid)
+        if obj is None:
+            base = live.copy()
+            base.clear_live_state()
+            obj = self._new_obj(base, persistent=False)
+            self.domains.add(obj)
+        obj.live, obj.id = live, live.id if live.id is not None else -1
+        obj.extra = dict(status.extra)
+        self.next_id = max(self.next_id, obj.id + 1)
+        alive = status.pid > 0 and procmod.pid_is_ours(status.pid, live.name, live.uuid)
+        if alive:
+            try:
+                obj.process = await procmod.adopt(status.pid, self.cfg.monitor_path(live.name),
+                                                  live.name, self._handler(obj))
+            except libvirtError as exc:
+                log.error("cannot reconnect to %s (pid %d): %s", live.name, status.pid, exc)
+                alive = False
+        if not alive:
+            log.warning("domain %s: its QEMU (pid %d) is gone; marking it crashed", live.name, status.pid)
+            obj.state, obj.reason = status.state, status.reason
+            self._finish_stop(obj, ShutoffReason.CRASHED, EventStoppedDetail.FAILED)
+            return
+        obj.state, obj.reason = status.state, status.reason
+        self._watch_exit(obj)
+        await self._sync_run_state(obj)
+        log.info("reconnected to %s (pid %d), %s", live.name, status.pid, obj.state.name.lower())
+
+    async def _sync_run_state(self, obj: QemuDomainObj) -> None:
+        """QEMU may have been paused or resumed while nobody was watching."""
+        assert obj.process is not None
+        try:
+            running = (await obj.process.monitor.query_status())["running"]
+        except libvirtError:
+            return
+        if running and obj.state == DomainState.PAUSED:
+            obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)
+        elif not running and obj.state == DomainState.RUNNING:
+            obj.set_state(DomainState.PAUSED, PausedReason.UNKNOWN)
+        else:
+            obj.save_status()
+
+    async def close(self) -> None:
+        """Stop managing: close monitors, leave every guest running."""
+        for obj in self.domains:
+            if isinstance(obj, QemuDomainObj) and obj.process is not None:
+                obj.stopped.set()
+                await obj.process.monitor.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _new_obj(self, d: conf.DomainDef, persistent: bool) -> QemuDomainObj:
+        return QemuDomainObj(d, persistent=persistent, cfg=self.cfg)
+
+    def _handler(self, obj: QemuDomainObj) -> MonitorHandler:
+        return MonitorHandler(obj, self._on_event, self._on_eof)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- definitions ------------------------------------------------------------
+    def save_config(self, obj: QemuDomainObj) -> None:
+        write_atomic(self.cfg.config_path(obj.definition.name), obj.definition.format(secure=True, inactive=True))
+
+    def remove_config(self, obj: QemuDomainObj) -> None:
+        for path in (self.cfg.config_path(obj.definition.name), self.cfg.autostart_dir / f"{obj.definition.name}.xml"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    # -- start ------------------------------------------------------------------
+    def _pick_ports(self, live: conf.DomainDef) -> None:
+        for g in live.devices.graphics:
+            if g.autoport:
+                g.port = self._free_port()
+                if g.type == "spice" and self.cfg.spice_tls:
+                    g.tls_port = self._free_port()
+
+    def _free_port(self) -> int:
+        for port in range(self.cfg.vnc_port_min, self.cfg.vnc_port_max + 1):
+            if port not in self._used_ports and port_is_free(port):
+                self._used_ports.add(port)
+                return port
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                    f"no free graphics port in {self.cfg.vnc_port_min}-{self.cfg.vnc_port_max}")
+
+    def _release_ports(self, live: conf.DomainDef | None) -> None:
+        if live is None:
+            return
+        for g in live.devices.graphics:
+            if g.autoport:
+                self._used_ports.discard(g.port)
+                self._used_ports.discard(g.tls_port)
+
+    def pretend_argv(self, d: conf.DomainDef, incoming: str | None = None) -> list[str]:
+        """The command line a start would use, without launching anything."""
+        live = d.copy()
+        assign_aliases(live)
+        for g in live.devices.graphics:
+            if g.autoport and g.port <= 0:
+                g.port = self.cfg.vnc_port_min
+        return build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming))
+
+    async def start(self, obj: QemuDomainObj, *, paused: bool = False,
+                    reason: RunningReason = RunningReason.BOOTED,
+                    started_detail: EventStartedDetail = EventStartedDetail.BOOTED,
+                    incoming: str | None = None, start_cpus: bool = True) -> None:
+        """Launch QEMU for ``obj`` (the caller holds the domain's job).
+
+        With ``incoming``, QEMU waits for a migration stream and the CPUs are
+        left stopped for the caller.  On failure nothing is left behind: no
+        QEMU, no status file, the first error is raised.
+        """
+        if obj.active:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
+        live = obj.definition.copy()
+        assign_aliases(live)
+        self._pick_ports(live)
+        try:
+            argv = build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming))
+        except libvirtError:
+            self._release_ports(live)
+            raise
+        dom_id, self.next_id = self.next_id, self.next_id + 1
+        live.id = dom_id
+        obj.live, obj.id = live, dom_id
+        obj.stop_reason, obj.got_shutdown = None, False
+        obj.stopped = asyncio.Event()
+        obj.set_state(DomainState.PAUSED, PausedReason.STARTING_UP)
+        try:
+            obj.process = await procmod.launch(argv, self.cfg.monitor_path(live.name),
+                                               self.cfg.log_path(live.name), live.name, self._handler(obj))
+        except BaseException:
+            self._release_ports(live)
+            obj.live, obj.id = None, -1
+            obj.remove_status()
+            obj.set_state(DomainState.SHUTOFF, ShutoffReason.FAILED)
+            if not obj.persistent:
+                self.domains.remove(obj)
+            raise
+        self._watch_exit(obj)
+        try:
+            await self._set_graphics_passwords(obj)
+            if incoming is None and start_cpus and not paused:
+                await self.resume_cpus(obj, RunningReason(reason), event=False)
+            elif incoming is None:
+                obj.set_state(DomainState.PAUSED, PausedReason.USER)
+        except BaseException as exc:
+            first = FirstError()
+            first.record(exc)
+            try:
+                await self.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, emit=False)
+            except Exception as cleanup:  # logged, never replaces the first error
+                first.record(cleanup)
+            first.raise_if_any()
+        if incoming is None:
+            if obj.state == DomainState.RUNNING:
+                emit_lifecycle(self.events, obj, EventType.RESUMED, EventResumedDetail.UNPAUSED)
+            emit_lifecycle(self.events, obj, EventType.STARTED, started_detail)
+            if obj.state == DomainState.PAUSED:
+                emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+
+    async def _set_graphics_passwords(self, obj: QemuDomainObj) -> None:
+        assert obj.process is not None and obj.live is not None
+        for g in obj.live.devices.graphics:
+            if g.type == "vnc" and g.passwd:
+                await obj.process.monitor.execute("set_password", {"protocol": "vnc", "password": g.passwd})
+
+    async def resume_cpus(self, obj: QemuDomainObj, reason: RunningReason, event: bool = True) -> None:
+        assert obj.process is not None
+        obj.expect_run_change = True
+        try:
+            await obj.process.monitor.cont()
+        finally:
+            obj.expect_run_change = False
+        obj.set_state(DomainState.RUNNING, reason)
+        if event:
+            detail = {RunningReason.MIGRATED: EventResumedDetail.MIGRATED,
+                      RunningReason.RESTORED: EventResumedDetail.FROM_SNAPSHOT}.get(reason, EventResumedDetail.UNPAUSED)
+            emit_lifecycle(self.events, obj, EventType.RESUMED, detail)
+
+    async def pause_cpus(self, obj: QemuDomainObj, reason: PausedReason, event: bool = True) -> None:
+        assert obj.process is not None
+        obj.expect_run_change = True
+        try:
+            await obj.process.monitor.stop()
+        finally:
+            obj.expect_run_change = False
+        obj.set_state(DomainState.PAUSED, reason)
+        if event:
+            detail = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED}.get(reason, EventSuspendedDetail.PAUSED)
+            emit_lifecycle(self.events, obj, EventType.SUSPENDED, detail)
+
+    # -- stop -------------------------------------------------------------------
+    async def kill(self, obj: QemuDomainObj, reason: ShutoffReason, detail: EventStoppedDetail,
+                   grace: float | None = None, emit: bool = True) -> None:
+        """Stop ``obj``'s QEMU and wait until it is cleaned up."""
+        qp = obj.process
+        if qp is None:
+            return
+        if obj.stop_reason is None:
+            obj.stop_reason = (reason, detail)
+        if not emit:
+            obj.extra["quiet_stop"] = "1"
+        await qp.stop(self.cfg.stop_timeout if grace is None else grace)
+        await obj.stopped.wait()
+
+    def _watch_exit(self, obj: QemuDomainObj) -> None:
+        qp = obj.process
+        assert qp is not None
+
+        async def wait() -> None:
+            await asyncio.shield(qp.exited)
+            await self._process_gone(obj, qp)
+        self._spawn(wait(), f"qemu-exit-{obj.name}")
+
+    async def _process_gone(self, obj: QemuDomainObj, qp: procmod.QemuProcess) -> None:
+        """The one place a stopped QEMU is cleaned up, whatever stopped it."""
+        if obj.process is not qp:
+            return
+        if obj.stop_reason is not None:
+            reason, detail = obj.stop_reason
+        elif obj.got_shutdown:
+            reason, detail = ShutoffReason.SHUTDOWN, EventStoppedDetail.SHUTDOWN
+        else:
+            reason, detail = ShutoffReason.CRASHED, EventStoppedDetail.FAILED
+            log.warning("QEMU of domain %s exited unexpectedly", obj.name)
+        obj.process = None
+        await qp.monitor.close()
+        self._finish_stop(obj, reason, detail)
+
+    def _finish_stop(self, obj: QemuDomainObj, reason: ShutoffReason, detail: EventStoppedDetail) -> None:
+        quiet = obj.extra.pop("quiet_stop", None) is not None
+        self._release_ports(obj.live)
+        obj.remove_status()
+        obj.live, obj.id = None, -1
+        obj.extra.clear()
+        self.autodestroy.unregister(obj.uuid)
+        obj.set_state(DomainState.SHUTOFF, reason)
+        if not quiet:
+            emit_lifecycle(self.events, obj, EventType.STOPPED, detail)
+        if not obj.persistent:
+            self.domains.remove(obj)
+        obj.stopped.set()
+
+    async def _autodestroy(self, uuid: str) -> None:
+        obj = self.domains.find_uuid(uuid)
+        if isinstance(obj, QemuDomainObj) and obj.active:
+            await self.kill(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
+
+    # -- QMP events -------------------------------------------------------------
+    def _on_event(self, obj: QemuDomainObj, name: str, data: Mapping[str, Any]) -> None:
+        if name == "SHUTDOWN":
+            obj.got_shutdown = True
+            guest = bool(data.get("guest"))
+            emit_lifecycle(self.events, obj, EventType.SHUTDOWN,
+                           EventShutdownDetail.GUEST if guest else EventShutdownDetail.HOST)
+            if obj.stop_reason is None:
+                # -no-shutdown keeps QEMU alive after the guest powers off; on_poweroff
+                # 'destroy' (the only action we honour) means we end it now.
+                obj.set_state(DomainState.SHUTDOWN, ShutdownReason.USER)
+                obj.stop_reason = (ShutoffReason.SHUTDOWN, EventStoppedDetail.SHUTDOWN)
+                if obj.process is not None:
+                    self._spawn(obj.process.stop(self.cfg.stop_timeout), f"qemu-poweroff-{obj.name}")
+        elif name == "STOP":
+            if not obj.expect_run_change and not obj.got_shutdown and obj.state == DomainState.RUNNING:
+                obj.set_state(DomainState.PAUSED, PausedReason.UNKNOWN)
+                emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+        elif name == "RESUME":
+            if not obj.expect_run_change and obj.state == DomainState.PAUSED:
+                obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)
+                emit_lifecycle(self.events, obj, EventType.RESUMED, EventResumedDetail.UNPAUSED)
+        job = obj.jobs.current_async
+        if job is not None and name in ("MIGRATION", "MIGRATION_PASS"):
+            job.signal("qmp-event", (name, dict(data)))
+
+    def _on_eof(self, obj: QemuDomainObj, reason: str) -> None:
+        qp = obj.process
+        if qp is not None and qp.alive:
+            # QEMU closed its monitor; it exits next.  Make sure it does.
+            log.debug("%s: %s; waiting for QEMU to exit", obj.name, reason)
+            self._spawn(qp.stop(self.cfg.stop_timeout), f"qemu-eof-{obj.name}")
+
+    # -- queries ------------------------------------------------------------------
+    def cpu_time_ns(self, obj: QemuDomainObj) -> int:
+        if obj.process is None:
+            return 0
+        try:
+            fields = Path(f"/proc/{obj.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        ticks = int(fields[11]) + int(fields[12])   # utime + stime
+        return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+    def job_guard(self, obj: QemuDomainObj, kind: JobKind):
+        return obj.jobs.job(kind, self.cfg.monitor_timeout)

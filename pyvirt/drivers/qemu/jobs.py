@@ -1,0 +1,151 @@
+"""Jobs: what may touch a domain at the same time.
+
+Per domain there is at most one synchronous job (a state change or a
+monitor call) and at most one asynchronous job (migration out or in, save,
+dump).  While an asynchronous job runs, only the synchronous jobs in its
+allowed mask may start: queries, abort, migration speed and downtime.
+The concepts are libvirt's; the mechanics are ``async with``::
+
+    async with obj.jobs.job(JobKind.MODIFY):
+        ...
+    async with obj.jobs.async_job(AsyncJob.MIGRATION_OUT) as job:
+        ...  # job.signals delivers abort / speed / downtime to this loop
+
+A waiter that cannot get its job within the timeout fails with
+VIR_ERR_OPERATION_TIMEOUT naming the job in the way and for how long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, AsyncIterator
+
+from ...enums import JobOperation
+from ...errors import ErrorDomain, ErrorNumber, error
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class JobKind(Enum):
+    QUERY = "query"            # monitor queries (block stats, job stats)
+    DESTROY = "destroy"
+    SUSPEND = "suspend"        # stop/cont
+    MODIFY = "modify"          # start, shutdown, define-while-running, ...
+    ABORT = "abort"            # abort the async job
+    MIGRATION_OP = "migration operation"  # speed, downtime during migration
+
+
+class AsyncJob(Enum):
+    MIGRATION_OUT = "migration out"
+    MIGRATION_IN = "migration in"
+    SAVE = "save"
+    RESTORE = "restore"
+    DUMP = "dump"
+
+
+ASYNC_OPERATION = {
+    AsyncJob.MIGRATION_OUT: JobOperation.MIGRATION_OUT,
+    AsyncJob.MIGRATION_IN: JobOperation.MIGRATION_IN,
+    AsyncJob.SAVE: JobOperation.SAVE,
+    AsyncJob.RESTORE: JobOperation.RESTORE,
+    AsyncJob.DUMP: JobOperation.DUMP,
+}
+
+# Synchronous jobs each asynchronous job lets through.
+ASYNC_ALLOWED: dict[AsyncJob, frozenset[JobKind]] = {
+    AsyncJob.MIGRATION_OUT: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.MIGRATION_OP, JobKind.SUSPEND}),
+    AsyncJob.MIGRATION_IN: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.MIGRATION_OP}),
+    AsyncJob.SAVE: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.SUSPEND}),
+    AsyncJob.RESTORE: frozenset({JobKind.QUERY}),
+    AsyncJob.DUMP: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.SUSPEND}),
+}
+
+
+@dataclass
+class AsyncJobState:
+    """The running asynchronous job: phase, progress and the signals sent to it."""
+
+    kind: AsyncJob
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "begin"
+    stats: dict[str, Any] = field(default_factory=dict)
+    signals: "asyncio.Queue[tuple[str, Any]]" = field(default_factory=asyncio.Queue)
+    abort_requested: bool = False
+
+    @property
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def signal(self, name: str, value: Any = None) -> None:
+        if name == "abort":
+            self.abort_requested = True
+        self.signals.put_nowait((name, value))
+
+
+class JobManager:
+    def __init__(self, domain_name: str) -> None:
+        self.domain_name = domain_name
+        self._cond = asyncio.Condition()
+        self.active: JobKind | None = None
+        self.active_since = 0.0
+        self.current_async: AsyncJobState | None = None
+        self.last_completed: AsyncJobState | None = None
+
+    def _busy_error(self, wanted: str) -> Exception:
+        held = self.active.value if self.active else None
+        if held is None and self.current_async is not None:
+            held, since = self.current_async.kind.value, self.current_async.started
+        else:
+            since = self.active_since
+        return error(ErrorNumber.OPERATION_TIMEOUT, ErrorDomain.QEMU,
+                     f"cannot start {wanted} job: domain '{self.domain_name}' is busy with "
+                     f"{held} job since {time.monotonic() - since:.0f}s")
+
+    def _sync_allowed(self, kind: JobKind) -> bool:
+        if self.active is not None:
+            return False
+        return self.current_async is None or kind in ASYNC_ALLOWED[self.current_async.kind]
+
+    @asynccontextmanager
+    async def job(self, kind: JobKind, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[None]:
+        async with self._cond:
+            try:
+                await asyncio.wait_for(self._cond.wait_for(lambda: self._sync_allowed(kind)), timeout)
+            except asyncio.TimeoutError:
+                raise self._busy_error(kind.value) from None
+            self.active, self.active_since = kind, time.monotonic()
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self.active = None
+                self._cond.notify_all()
+
+    @asynccontextmanager
+    async def async_job(self, kind: AsyncJob, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[AsyncJobState]:
+        async with self._cond:
+            try:
+                await asyncio.wait_for(self._cond.wait_for(
+                    lambda: self.active is None and self.current_async is None), timeout)
+            except asyncio.TimeoutError:
+                raise self._busy_error(kind.value) from None
+            state = AsyncJobState(kind)
+            self.current_async = state
+        try:
+            yield state
+        finally:
+            async with self._cond:
+                self.last_completed = state
+                self.current_async = None
+                self._cond.notify_all()
+
+    def signal_async(self, name: str, value: Any = None) -> AsyncJobState:
+        """Deliver abort/speed/downtime to the running async job, or fail."""
+        if self.current_async is None:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "no job is active on the domain")
+        self.current_async.signal(name, value)
+        return self.current_async

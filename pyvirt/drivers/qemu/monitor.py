@@ -1,0 +1,215 @@
+"""QEMU's monitor (QMP), over the QEMU project's own ``qemu.qmp`` library.
+
+:class:`Monitor` adds typed helpers for the commands the driver uses and
+turns QMP events, and the loss of the connection, into calls on a
+:class:`MonitorCallbacks` object.  An unexpected disconnect (QEMU died) is
+delivered as ``on_eof`` exactly once: it is an event, never an exception
+that escapes into the driver.  A QMP error reply becomes a libvirtError
+(OPERATION_FAILED, QEMU) quoting QEMU's own description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any, Mapping, Protocol
+
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError, Runstate
+
+from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+
+log = logging.getLogger(__name__)
+
+# Events the driver reacts to; everything else is logged at debug level.
+EVENTS = ("STOP", "RESUME", "SHUTDOWN", "POWERDOWN", "RESET", "MIGRATION", "MIGRATION_PASS",
+          "GUEST_PANICKED", "SUSPEND", "WAKEUP", "BLOCK_IO_ERROR", "DEVICE_DELETED")
+
+
+class MonitorCallbacks(Protocol):
+    def on_event(self, name: str, data: Mapping[str, Any], timestamp: float) -> None: ...
+    def on_eof(self, reason: str) -> None: ...
+
+
+class Monitor:
+    """One QMP connection to one QEMU."""
+
+    def __init__(self, name: str, callbacks: MonitorCallbacks) -> None:
+        self.name = name
+        self._callbacks = callbacks
+        self._client = QMPClient(name)
+        self._event_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._eof_sent = False
+
+    async def connect(self, path: str) -> None:
+        """Connect and negotiate; then start forwarding events."""
+        try:
+            await self._client.connect(path)
+        except QMPError as exc:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"cannot connect to the monitor of '{self.name}': {exc}") from exc
+        self._event_task = asyncio.get_running_loop().create_task(self._pump_events(),
+                                                                   name=f"qmp-events-{self.name}")
+
+    async def _pump_events(self) -> None:
+        """Forward events until QEMU closes the connection, then report EOF once.
+
+        Events QEMU sent before closing (SHUTDOWN, say) are delivered first,
+        so the driver can tell a clean shutdown from a crash.
+        """
+        listener = EventListener()
+        self._client.register_listener(listener)
+        try:
+            while self._client.runstate == Runstate.RUNNING:
+                getter = asyncio.ensure_future(listener.get())
+                changed = asyncio.ensure_future(self._client.runstate_changed())
+                try:
+                    done, _ = await asyncio.wait({getter, changed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+                    if not getter.done():
+                        getter.cancel()
+                if getter in done and not getter.cancelled():
+                    self._dispatch(getter.result())
+            for event in listener.clear():
+                self._dispatch(event)
+        except asyncio.CancelledError:
+            return
+        finally:
+            self._client.remove_listener(listener)
+        self._report_eof("QEMU closed its monitor connection")
+
+    def _dispatch(self, event: Mapping[str, Any]) -> None:
+        name = event["event"]
+        data = event.get("data", {})
+        ts = event.get("timestamp", {})
+        stamp = ts.get("seconds", 0) + ts.get("microseconds", 0) / 1e6
+        log.debug("%s: event %s %s", self.name, name, data)
+        try:
+            self._callbacks.on_event(name, data, stamp)
+        except Exception:  # a handler bug must not kill the monitor
+            log.exception("%s: handling event %s failed", self.name, name)
+
+    def _report_eof(self, reason: str) -> None:
+        if self._eof_sent or self._closing:
+            return
+        self._eof_sent = True
+        try:
+            self._callbacks.on_eof(reason)
+        except Exception:
+            log.exception("%s: EOF handler failed", self.name)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._event_task is not None:
+            self._event_task.cancel()
+        try:
+            await self._client.disconnect()
+        except Exception:  # already broken: nothing left to close
+            pass
+
+    @property
+    def connected(self) -> bool:
+        return self._client.runstate == Runstate.RUNNING
+
+    async def execute(self, cmd: str, arguments: Mapping[str, Any] | None = None) -> Any:
+        """Run one QMP command; a QMP error becomes a libvirtError with QEMU's text."""
+        try:
+            return await self._client.execute(cmd, arguments)
+        except ExecuteError as exc:
+            desc = exc.error.desc if hasattr(exc, "error") else str(exc)
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"QEMU command '{cmd}' failed: {desc}") from exc
+        except (QMPError, OSError, EOFError) as exc:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"monitor of '{self.name}' is gone during '{cmd}': {exc or type(exc).__name__}") from exc
+
+    # -- typed helpers -----------------------------------------------------
+    async def query_status(self) -> dict[str, Any]:
+        return await self.execute("query-status")
+
+    async def stop(self) -> None:
+        await self.execute("stop")
+
+    async def cont(self) -> None:
+        await self.execute("cont")
+
+    async def system_powerdown(self) -> None:
+        await self.execute("system_powerdown")
+
+    async def system_reset(self) -> None:
+        await self.execute("system_reset")
+
+    async def quit(self) -> None:
+        await self.execute("quit")
+
+    async def query_migrate(self) -> dict[str, Any]:
+        return await self.execute("query-migrate")
+
+    async def migrate(self, uri: str) -> None:
+        await self.execute("migrate", {"uri": uri})
+
+    async def migrate_incoming(self, uri: str) -> None:
+        await self.execute("migrate-incoming", {"uri": uri})
+
+    async def migrate_cancel(self) -> None:
+        await self.execute("migrate_cancel")
+
+    async def migrate_set_parameters(self, **params: Any) -> None:
+        await self.execute("migrate-set-parameters", {k.replace("_", "-"): v for k, v in params.items()})
+
+    async def migrate_set_capabilities(self, caps: Mapping[str, bool]) -> None:
+        await self.execute("migrate-set-capabilities",
+                           {"capabilities": [{"capability": k, "state": v} for k, v in caps.items()]})
+
+    async def query_migrate_parameters(self) -> dict[str, Any]:
+        return await self.execute("query-migrate-parameters")
+
+    async def getfd(self, fd: int, fdname: str) -> None:
+        """Pass ``fd`` to QEMU under ``fdname`` (SCM_RIGHTS, then ``getfd``)."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as exc:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"cannot pass a file descriptor to '{self.name}': {exc}") from exc
+        await self.execute("getfd", {"fdname": fdname})
+
+    async def closefd(self, fdname: str) -> None:
+        await self.execute("closefd", {"fdname": fdname})
+
+    async def client_migrate_info(self, protocol: str, hostname: str, port: int | None = None,
+                                  tls_port: int | None = None, cert_subject: str | None = None) -> None:
+        args: dict[str, Any] = {"protocol": protocol, "hostname": hostname}
+        if port is not None:
+            args["port"] = port
+        if tls_port is not None:
+            args["tls-port"] = tls_port
+        if cert_subject:
+            args["cert-subject"] = cert_subject
+        await self.execute("client_migrate_info", args)
+
+    async def query_blockstats(self) -> list[dict[str, Any]]:
+        return await self.execute("query-blockstats")
+
+    async def query_block(self) -> list[dict[str, Any]]:
+        return await self.execute("query-block")
+
+    async def human_monitor_command(self, cmd: str) -> str:
+        return await self.execute("human-monitor-command", {"command-line": cmd})
+
+
+def listening_socket(path: str) -> socket.socket:
+    """A UNIX socket bound and listening at ``path``, to hand to QEMU as its
+    monitor: the driver can connect at once, with no wait for QEMU to create it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+__all__ = ["Monitor", "MonitorCallbacks", "listening_socket", "libvirtError"]

@@ -1,0 +1,190 @@
+"""QEMU processes: launch in named phases, watch, stop, adopt after a restart.
+
+Start runs ``prepare_host → launch → connect_monitor``; the driver then
+starts the CPUs (or not).  The monitor socket is created and listening
+*before* QEMU starts and handed to it as a file descriptor, so connecting
+never polls for a socket file to appear; our copy is closed right after
+the fork, so a QEMU that dies early resets the connection instead of
+leaving us waiting for a greeting.
+
+Exit is noticed at once, never by polling: our own children through
+asyncio's child watcher, a QEMU adopted after a restart through a pidfd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from .monitor import Monitor, MonitorCallbacks, listening_socket
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 5
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, start: int = 0) -> str:
+    """The last lines QEMU wrote to its log (from byte ``start`` on)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+@dataclass
+class QemuProcess:
+    """A running QEMU: its pid, its monitor, and a future set when it is gone."""
+
+    pid: int
+    monitor: Monitor
+    exited: "asyncio.Future[int | None]"
+    child: asyncio.subprocess.Process | None = None   # None when adopted
+    started: float = field(default_factory=time.time)
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    def signal(self, signum: int) -> None:
+        if self.exited.done():
+            return
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns once it is gone."""
+        if self.exited.done():
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited), grace)
+            return
+        except asyncio.TimeoutError:
+            log.warning("QEMU pid %d ignored SIGTERM for %.1fs; killing it", self.pid, grace)
+        self.signal(signal.SIGKILL)
+        await asyncio.shield(self.exited)
+
+
+def _watch_child(child: asyncio.subprocess.Process) -> "asyncio.Future[int | None]":
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int | None] = loop.create_future()
+
+    async def wait() -> None:
+        code = await child.wait()
+        if not fut.done():
+            fut.set_result(code)
+
+    loop.create_task(wait(), name=f"qemu-wait-{child.pid}")
+    return fut
+
+
+def watch_pid(pid: int) -> "asyncio.Future[int | None]":
+    """A future set when a process we did not start exits (pidfd readability)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int | None] = loop.create_future()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        fut.set_result(None)
+        return fut
+
+    def gone() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(pidfd, gone)
+    return fut
+
+
+def pid_is_ours(pid: int, name: str, uuid: str) -> bool:
+    """True if ``pid`` is a QEMU started for this domain (its command line
+    names the guest and its UUID), so a recycled pid is never adopted."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"guest={name}".encode() in b" ".join(args) and uuid.encode() in args
+
+
+async def launch(argv: list[str], monitor_path: Path, log_path: Path, name: str,
+                 callbacks: MonitorCallbacks, extra_fds: tuple[int, ...] = (),
+                 monitor_fd_placeholder: str = "@MONITOR_FD@",
+                 timeout: float = 30.0) -> QemuProcess:
+    """Start QEMU with ``argv`` and connect to its monitor.
+
+    ``argv`` names the monitor socket's descriptor with a placeholder that
+    is replaced here, once the socket exists.  On any failure QEMU is
+    killed and the error quotes the end of its log.
+    """
+    try:
+        monitor_path.unlink()
+    except FileNotFoundError:
+        pass
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sock = listening_socket(str(monitor_path))
+    fd = sock.fileno()
+    argv = [arg.replace(monitor_fd_placeholder, str(fd)) for arg in argv]
+    logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(logfd, f"{time.strftime('%Y-%m-%d %H:%M:%S')}: starting up\n{' '.join(argv)}\n".encode())
+        log_start = os.lseek(logfd, 0, os.SEEK_END)   # what QEMU itself writes starts here
+        child = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfd, stderr=logfd,
+            pass_fds=(fd, *extra_fds), start_new_session=True)
+    except OSError as exc:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                    f"cannot execute '{argv[0]}': {exc.strerror}") from exc
+    finally:
+        os.close(logfd)
+        sock.close()   # QEMU has its own copy; ours would keep a dead QEMU's socket listening
+
+    exited = _watch_child(child)
+    monitor = Monitor(name, callbacks)
+    qp = QemuProcess(child.pid, monitor, exited, child)
+    connect = asyncio.ensure_future(monitor.connect(str(monitor_path)))
+    try:
+        done, _ = await asyncio.wait({connect, exited}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if connect in done and connect.exception() is None:
+            return qp
+        if exited.done():
+            await asyncio.sleep(0)   # let the log be flushed by the exit
+            raise _start_error(name, log_path, log_start, f"QEMU exited with status {exited.result()}")
+        if connect.done():
+            raise _start_error(name, log_path, log_start, str(connect.exception()))
+        raise _start_error(name, log_path, log_start, f"no monitor greeting within {timeout:.0f}s")
+    except BaseException:
+        connect.cancel()
+        await qp.stop(1.0)
+        await monitor.close()
+        raise
+
+
+def _start_error(name: str, log_path: Path, start: int, what: str) -> libvirtError:
+    tail = log_tail(log_path, start=start)
+    detail = f"QEMU for domain '{name}' failed to start: {what}"
+    if tail:
+        detail += f": {tail}"
+    return error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, detail)
+
+
+async def adopt(pid: int, monitor_path: Path, name: str, callbacks: MonitorCallbacks) -> QemuProcess:
+    """Reconnect to a QEMU that outlived a previous manager."""
+    exited = watch_pid(pid)
+    monitor = Monitor(name, callbacks)
+    await monitor.connect(str(monitor_path))
+    return QemuProcess(pid, monitor, exited, None)

@@ -1,0 +1,364 @@
+"""The in-memory ``test`` driver (``test:///default``).
+
+Like libvirt's test driver, every ``test:///default`` connection in a
+process (or daemon) shares one host, which starts with one running domain
+named ``test``.  It accepts only ``type='test'`` domains.  Nothing runs:
+state changes are bookkeeping, which makes it the reference for the
+driver contract and a fast target for protocol tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from ... import conf
+from ...driver import ConnectionInfo, DomainRef, EventBus, HypervisorConnection
+from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail, EventShutdownDetail,
+                      EventStartedDetail, EventStoppedDetail, EventSuspendedDetail, EventType,
+                      EventUndefinedDetail, PausedReason, RunningReason, ShutoffReason, StartFlags,
+                      XMLFlags, DriverFeature, DestroyFlags, UndefineFlags)
+from ...errors import ErrorDomain, ErrorNumber, check_flags, error
+from ..autodestroy import AutoDestroy
+from ..domainlist import ALL_LIST_FLAGS, DomainList, DomainObj, emit_lifecycle, not_running
+
+DOMAIN_TYPES = ("test",)
+LIB_VERSION = 9000000
+
+DEFAULT_DOMAIN_XML = """<domain type='test'>
+  <name>test</name>
+  <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
+  <memory unit='KiB'>8388608</memory>
+  <currentMemory unit='KiB'>2097152</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os>
+    <type arch='i686'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <source file='/guest/diskimage1'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='network'>
+      <mac address='aa:bb:cc:dd:ee:ff'/>
+      <source network='default'/>
+    </interface>
+    <memballoon model='virtio'/>
+  </devices>
+</domain>
+"""
+
+CAPABILITIES_XML = """<capabilities>
+  <host>
+    <cpu>
+      <arch>i686</arch>
+    </cpu>
+  </host>
+  <guest>
+    <os_type>hvm</os_type>
+    <arch name='i686'>
+      <wordsize>32</wordsize>
+      <emulator>/usr/bin/test-hv</emulator>
+      <domain type='test'/>
+    </arch>
+  </guest>
+</capabilities>
+"""
+
+# What the test host answers to CONNECT_SUPPORTS_FEATURE (migration is qemu's).
+_FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE}
+
+
+class TestHost:
+    """The shared state of one test host."""
+
+    def __init__(self) -> None:
+        self.events = EventBus()
+        self.domains = DomainList(ErrorDomain.TEST)
+        self.next_id = 1
+        self.autodestroy = AutoDestroy(self._autodestroy)
+        default = DomainObj(conf.parse(DEFAULT_DOMAIN_XML, DOMAIN_TYPES, "test"), persistent=True)
+        self.domains.add(default)
+        self.start(default, RunningReason.BOOTED, emit=False)
+
+    def start(self, obj: DomainObj, reason: int, emit: bool = True, paused: bool = False) -> None:
+        obj.live = obj.definition.copy()
+        obj.id = self.next_id
+        obj.live.id = obj.id
+        obj.extra["start_time"] = str(time.monotonic())
+        self.next_id += 1
+        if paused:
+            obj.set_state(DomainState.PAUSED, PausedReason.USER)
+        else:
+            obj.set_state(DomainState.RUNNING, reason)
+        if emit:
+            emit_lifecycle(self.events, obj, EventType.STARTED, EventStartedDetail.BOOTED)
+            if paused:
+                emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+
+    def stop(self, obj: DomainObj, reason: ShutoffReason, detail: EventStoppedDetail) -> None:
+        obj.id = -1
+        obj.live = None
+        obj.set_state(DomainState.SHUTOFF, reason)
+        self.autodestroy.unregister(obj.uuid)
+        emit_lifecycle(self.events, obj, EventType.STOPPED, detail)
+        if not obj.persistent:
+            self.domains.remove(obj)
+
+    async def _autodestroy(self, uuid: str) -> None:
+        obj = self.domains.find_uuid(uuid)
+        if obj is not None and obj.active:
+            self.stop(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
+
+
+_DEFAULT_HOST: TestHost | None = None
+
+
+def default_host() -> TestHost:
+    """The process-wide ``test:///default`` host, created on first use."""
+    global _DEFAULT_HOST
+    if _DEFAULT_HOST is None:
+        _DEFAULT_HOST = TestHost()
+    return _DEFAULT_HOST
+
+
+def reset_default_host() -> None:
+    """Forget the shared host (tests use this for isolation)."""
+    global _DEFAULT_HOST
+    _DEFAULT_HOST = None
+
+
+async def open_connection(info: ConnectionInfo, host: TestHost | None = None) -> "TestConnection":
+    return TestConnection(info, host or default_host())
+
+
+class TestConnection(HypervisorConnection):
+    error_domain = ErrorDomain.TEST
+
+    def __init__(self, info: ConnectionInfo, host: TestHost) -> None:
+        super().__init__(info, host.events)
+        self.host = host
+
+    def _obj(self, dom: DomainRef) -> DomainObj:
+        return self.host.domains.by_ref(dom)
+
+    # -- connection --------------------------------------------------------
+    async def connect_get_type(self) -> str:
+        return "TEST"
+
+    async def connect_get_version(self) -> int:
+        return 2
+
+    async def connect_get_lib_version(self) -> int:
+        return LIB_VERSION
+
+    async def connect_get_hostname(self) -> str:
+        return socket.gethostname()
+
+    async def connect_get_uri(self) -> str:
+        return "test:///default"
+
+    async def connect_get_capabilities(self) -> str:
+        return CAPABILITIES_XML
+
+    async def node_get_info(self) -> tuple:
+        return ("i686", 3145728, 16, 1400, 2, 2, 2, 2)
+
+    async def connect_supports_feature(self, feature: int) -> int:
+        return int(feature in _FEATURES)
+
+    async def connect_is_secure(self) -> int:
+        return 1
+
+    async def connect_list_all_domains(self, need_results: int, flags: int) -> tuple[list[DomainRef], int]:
+        check_flags(flags, ALL_LIST_FLAGS, "testConnectListAllDomains", ErrorDomain.TEST)
+        objs = self.host.domains.list(flags)
+        return ([o.ref() for o in objs] if need_results else []), len(objs)
+
+    async def connect_num_of_domains(self) -> int:
+        return sum(1 for o in self.host.domains if o.active)
+
+    async def connect_list_domains(self, maxids: int) -> list[int]:
+        return sorted(o.id for o in self.host.domains if o.active)[:maxids]
+
+    async def connect_num_of_defined_domains(self) -> int:
+        return sum(1 for o in self.host.domains if not o.active)
+
+    async def connect_list_defined_domains(self, maxnames: int) -> list[str]:
+        return sorted(o.name for o in self.host.domains if not o.active)[:maxnames]
+
+    # -- lookup and definition ---------------------------------------------
+    async def domain_lookup_by_id(self, id: int) -> DomainRef:
+        return self.host.domains.by_id(id).ref()
+
+    async def domain_lookup_by_name(self, name: str) -> DomainRef:
+        return self.host.domains.by_name(name).ref()
+
+    async def domain_lookup_by_uuid(self, uuid: bytes) -> DomainRef:
+        return self.host.domains.by_uuid(uuid).ref()
+
+    async def domain_define_xml(self, xml: str) -> DomainRef:
+        return await self.domain_define_xml_flags(xml, 0)
+
+    async def domain_define_xml_flags(self, xml: str, flags: int) -> DomainRef:
+        check_flags(flags, 1, "testDomainDefineXMLFlags", ErrorDomain.TEST)
+        new = conf.parse(xml, DOMAIN_TYPES, "test")
+        old = self.host.domains.check_new(new)
+        if old is None:
+            obj = DomainObj(new, persistent=True)
+            self.host.domains.add(obj)
+            detail = EventDefinedDetail.ADDED
+        else:
+            old.definition = new
+            detail = EventDefinedDetail.ADDED if not old.persistent else EventDefinedDetail.UPDATED
+            old.persistent = True
+            obj = old
+        emit_lifecycle(self.host.events, obj, EventType.DEFINED, detail)
+        return obj.ref()
+
+    async def domain_undefine(self, dom: DomainRef) -> None:
+        await self.domain_undefine_flags(dom, 0)
+
+    async def domain_undefine_flags(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, int(UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA
+                               | UndefineFlags.NVRAM | UndefineFlags.KEEP_NVRAM
+                               | UndefineFlags.CHECKPOINTS_METADATA),
+                    "testDomainUndefineFlags", ErrorDomain.TEST)
+        obj = self._obj(dom)
+        if not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
+                        "cannot undefine transient domain")
+        obj.persistent = False
+        emit_lifecycle(self.host.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
+        if not obj.active:
+            self.host.domains.remove(obj)
+
+    # -- lifecycle -----------------------------------------------------------
+    async def domain_create_xml(self, xml_desc: str, flags: int) -> DomainRef:
+        check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.VALIDATE),
+                    "testDomainCreateXML", ErrorDomain.TEST)
+        new = conf.parse(xml_desc, DOMAIN_TYPES, "test")
+        old = self.host.domains.check_new(new, allow_active_same=False)
+        if old is not None:
+            old.definition, obj = new, old   # a running persistent domain keeps its config
+        else:
+            obj = DomainObj(new, persistent=False)
+            self.host.domains.add(obj)
+        self._start(obj, flags)
+        return obj.ref()
+
+    async def domain_create(self, dom: DomainRef) -> None:
+        await self.domain_create_with_flags(dom, 0)
+
+    async def domain_create_with_flags(self, dom: DomainRef, flags: int) -> DomainRef:
+        check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.BYPASS_CACHE
+                               | StartFlags.FORCE_BOOT), "testDomainCreateWithFlags", ErrorDomain.TEST)
+        obj = self._obj(dom)
+        if obj.active:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is already running")
+        self._start(obj, flags)
+        return obj.ref()
+
+    def _start(self, obj: DomainObj, flags: int) -> None:
+        self.host.start(obj, RunningReason.BOOTED, paused=bool(flags & StartFlags.PAUSED))
+        if flags & StartFlags.AUTODESTROY:
+            self.host.autodestroy.register(self, obj.uuid)
+
+    async def domain_destroy(self, dom: DomainRef) -> None:
+        await self.domain_destroy_flags(dom, 0)
+
+    async def domain_destroy_flags(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, int(DestroyFlags.GRACEFUL), "testDomainDestroyFlags", ErrorDomain.TEST)
+        obj = self._active(dom)
+        emit_lifecycle(self.host.events, obj, EventType.SHUTDOWN, EventShutdownDetail.HOST)
+        self.host.stop(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
+
+    async def domain_suspend(self, dom: DomainRef) -> None:
+        obj = self._active(dom)
+        if obj.state == DomainState.PAUSED:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
+                        f"domain '{obj.name}' is already paused")
+        obj.set_state(DomainState.PAUSED, PausedReason.USER)
+        emit_lifecycle(self.host.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+
+    async def domain_resume(self, dom: DomainRef) -> None:
+        obj = self._active(dom)
+        if obj.state != DomainState.PAUSED:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
+                        f"domain '{obj.name}' is not paused")
+        obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)
+        emit_lifecycle(self.host.events, obj, EventType.RESUMED, EventResumedDetail.UNPAUSED)
+
+    async def domain_shutdown(self, dom: DomainRef) -> None:
+        await self.domain_shutdown_flags(dom, 0)
+
+    async def domain_shutdown_flags(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, 0x1F, "testDomainShutdownFlags", ErrorDomain.TEST)
+        obj = self._active(dom)
+        emit_lifecycle(self.host.events, obj, EventType.SHUTDOWN, EventShutdownDetail.FINISHED)
+        self.host.stop(obj, ShutoffReason.SHUTDOWN, EventStoppedDetail.SHUTDOWN)
+
+    async def domain_reboot(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, 0x1F, "testDomainReboot", ErrorDomain.TEST)
+        self._active(dom)
+
+    def _active(self, dom: DomainRef) -> DomainObj:
+        obj = self._obj(dom)
+        if not obj.active:
+            raise not_running(obj)
+        return obj
+
+    # -- queries -------------------------------------------------------------
+    async def domain_get_info(self, dom: DomainRef) -> tuple[int, int, int, int, int]:
+        obj = self._obj(dom)
+        d = obj.current
+        cpu_time = 0
+        if obj.active:
+            cpu_time = int((time.monotonic() - float(obj.extra.get("start_time", time.monotonic()))) * 1e9)
+        memory = d.current_memory_kib if obj.active else d.memory_kib
+        return int(obj.state), d.memory_kib, memory, d.vcpus, cpu_time
+
+    async def domain_get_state(self, dom: DomainRef, flags: int) -> tuple[int, int]:
+        check_flags(flags, 0, "testDomainGetState", ErrorDomain.TEST)
+        obj = self._obj(dom)
+        return int(obj.state), obj.reason
+
+    async def domain_get_xml_desc(self, dom: DomainRef, flags: int) -> str:
+        check_flags(flags, int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU
+                               | XMLFlags.MIGRATABLE), "testDomainGetXMLDesc", ErrorDomain.TEST)
+        obj = self._obj(dom)
+        inactive = bool(flags & XMLFlags.INACTIVE)
+        d = obj.definition if inactive or not obj.active else obj.current
+        return d.format(secure=bool(flags & XMLFlags.SECURE), inactive=inactive)
+
+    async def domain_get_os_type(self, dom: DomainRef) -> str:
+        return self._obj(dom).current.os.type
+
+    async def domain_is_active(self, dom: DomainRef) -> int:
+        return int(self._obj(dom).active)
+
+    async def domain_is_persistent(self, dom: DomainRef) -> int:
+        return int(self._obj(dom).persistent)
+
+    async def domain_get_autostart(self, dom: DomainRef) -> int:
+        return int(self._obj(dom).autostart)
+
+    async def domain_set_autostart(self, dom: DomainRef, autostart: int) -> None:
+        obj = self._obj(dom)
+        if not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
+                        "cannot set autostart for transient domain")
+        obj.autostart = bool(autostart)
+
+    async def domain_has_managed_save_image(self, dom: DomainRef, flags: int) -> int:
+        check_flags(flags, 0, "testDomainHasManagedSaveImage", ErrorDomain.TEST)
+        return int(self._obj(dom).has_managed_save)
+
+    async def domain_snapshot_num(self, dom: DomainRef, flags: int) -> int:
+        self._obj(dom)
+        return 0

@@ -1,0 +1,119 @@
+"""The dependency direction of architecture.md, checked on every import.
+
+Each rule names a group of modules and the modules (or stdlib I/O packages)
+they must never import.  A reverse edge fails with the file and line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "pyvirt"
+IO_MODULES = ("asyncio", "socket", "ssl", "selectors", "subprocess", "threading")
+
+# (module prefix, forbidden prefixes).  Prefixes match whole dotted components.
+RULES: list[tuple[str, tuple[str, ...]]] = [
+    # sans-I/O protocol core: no sockets, no event loop, no drivers
+    ("pyvirt.rpc.xdr", IO_MODULES + ("pyvirt.drivers", "pyvirt.daemon", "pyvirt.conf")),
+    ("pyvirt.rpc.wire", IO_MODULES + ("pyvirt.drivers", "pyvirt.daemon", "pyvirt.conf")),
+    ("pyvirt.rpc.stream", IO_MODULES + ("pyvirt.drivers", "pyvirt.daemon", "pyvirt.conf")),
+    ("pyvirt.rpc.protocol", IO_MODULES + ("pyvirt.drivers", "pyvirt.daemon", "pyvirt.conf")),
+    ("pyvirt.rpc", ("pyvirt.drivers", "pyvirt.daemon", "pyvirt.cli", "pyvirt.connection", "pyvirt.domain")),
+    # leaves
+    ("pyvirt.errors", ("pyvirt.",)),
+    ("pyvirt.enums", ("pyvirt.",)),
+    ("pyvirt.conf", ("pyvirt.driver", "pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli",
+                     "pyvirt.security", "pyvirt.locking", "pyvirt.connection", "pyvirt.domain")),
+    ("pyvirt.security", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.locking")),
+    ("pyvirt.locking", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.security")),
+    ("pyvirt.uri", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
+    ("pyvirt.driver", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
+    # the remote driver is the only driver that speaks RPC
+    ("pyvirt.drivers.remote", ("pyvirt.daemon", "pyvirt.cli", "pyvirt.connection", "pyvirt.domain")),
+    ("pyvirt.drivers", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.connection", "pyvirt.domain")),
+    ("pyvirt.daemon", ("pyvirt.cli", "pyvirt.connection", "pyvirt.domain")),
+    # the command line uses the public API only
+    ("pyvirt.cli", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.conf", "pyvirt.driver")),
+    ("pyvirt.connection", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli")),
+    ("pyvirt.domain", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.drivers")),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    mod = module_name(path)
+    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append((node.lineno, target))
+            # "from . import x" imports submodule x
+            found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names]
+    return found
+
+
+def matches(name: str, prefix: str) -> bool:
+    if prefix.endswith("."):
+        return name.startswith(prefix)
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def rule_for(mod: str) -> tuple[str, ...] | None:
+    best = None
+    for prefix, forbidden in RULES:
+        if matches(mod, prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, forbidden)
+    return best[1] if best else None
+
+
+def _known_module(name: str) -> bool:
+    """Only report edges to real modules or packages (not 'pkg.function')."""
+    if not name.startswith("pyvirt"):
+        return True
+    rel = Path(*name.split("."))
+    return (ROOT.parent / rel).with_suffix(".py").exists() or (ROOT.parent / rel / "__init__.py").exists()
+
+
+def test_rules_cover_every_package():
+    for path in ROOT.rglob("*.py"):
+        mod = module_name(path)
+        if mod in ("pyvirt", "pyvirt.aio", "pyvirt.demo"):
+            continue
+        assert rule_for(mod) is not None, f"{mod} has no layering rule"
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=lambda p: module_name(p))
+def test_no_reverse_imports(path: Path):
+    mod = module_name(path)
+    forbidden = rule_for(mod)
+    if not forbidden:
+        return
+    bad = [f"{path.relative_to(ROOT.parent)}:{line} imports {name}"
+           for line, name in imports_of(path)
+           if _known_module(name) and not matches(name, mod)
+           and any(matches(name, f) for f in forbidden)]
+    assert not bad, "\n".join(bad)
+
+
+def test_checker_catches_a_reverse_edge(tmp_path):
+    """The checker itself must flag an edge it is meant to flag."""
+    assert any(matches(n, f) for n in ["pyvirt.daemon.main"] for f in rule_for("pyvirt.cli.main"))
+    assert any(matches("asyncio", f) for f in rule_for("pyvirt.rpc.wire"))
+    assert not any(matches("pyvirt.errors", f) for f in rule_for("pyvirt.rpc.wire"))
