@@ -1,0 +1,298 @@
+"""The domain definition: libvirt's ``<domain>`` XML as typed dataclasses.
+
+:func:`parse` reads domain XML the way libvirt's parser does (defaults filled
+in, sizes scaled to KiB, a UUID generated when absent, unknown elements
+ignored) and :meth:`DomainDef.format` writes it back byte for byte as
+libvirt would print it.  The devices live in :mod:`pyvirt.conf.devices`.
+
+Parsing is lossless for live state (``id``, aliases, pty paths, allocated
+ports): status XML and migration need it.  Pass ``inactive=True`` to drop it,
+as libvirt does when defining a domain; ``format(inactive=True)`` leaves it
+out of the output either way.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid as uuidlib
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from ..errors import ErrorDomain, ErrorNumber, error
+from .devices import Devices, FormatFlags
+from .units import UnitError, parse_kib
+from .xmlutil import (Node, check_choice, child, child_text, el, int_attr, parse_document, render,
+                      text_of, to_int, unsupported, xml_detail)
+
+__all__ = ["DomainDef", "OSDef", "CPUDef", "parse", "from_element", "VIRT_TYPES"]
+
+# libvirt's virDomainVirtType names.
+VIRT_TYPES = ("none", "qemu", "kqemu", "kvm", "xen", "lxc", "uml", "openvz", "test", "vmware",
+              "hyperv", "vbox", "phyp", "parallels", "bhyve", "vz")
+OS_TYPES = ("hvm", "xen", "linux", "exe", "uml")
+BOOT_DEVICES = ("fd", "cdrom", "hd", "network")
+# The features written as empty elements, in the order libvirt prints them.
+FEATURES = ("acpi", "apic", "pae", "hap", "viridian", "privnet")
+CPU_MODES = ("custom", "host-model", "host-passthrough", "maximum")
+CPU_MATCHES = ("minimum", "exact", "strict")
+CPU_CHECKS = ("none", "partial", "full")
+CPU_FALLBACKS = ("allow", "forbid")
+ON_OFF = ("on", "off")
+CLOCK_OFFSETS = ("utc", "localtime", "timezone", "variable", "absolute")
+VCPU_PLACEMENTS = ("static", "auto")
+LIFECYCLE_ACTIONS = ("destroy", "restart", "rename-restart", "preserve")
+CRASH_ACTIONS = LIFECYCLE_ACTIONS + ("coredump-destroy", "coredump-restart")
+# element (= DomainDef attribute) -> allowed actions, libvirt's default
+LIFECYCLE: dict[str, tuple[tuple[str, ...], str]] = {
+    "on_poweroff": (LIFECYCLE_ACTIONS, "destroy"),
+    "on_reboot": (LIFECYCLE_ACTIONS, "restart"),
+    "on_crash": (CRASH_ACTIONS, "destroy"),
+}
+
+
+_NO_NAME = "domain XML: add a <name> element"
+
+
+def _uuid(text: str) -> str:
+    """Canonical lower-case UUID; libvirt allows dashes and spaces anywhere."""
+    digits = text.replace("-", "").replace(" ", "")
+    if len(digits) != 32 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise xml_detail(f"malformed uuid element '{text}': expected 32 hex digits "
+                         "such as 'c7a5fdbd-edaf-9455-926a-d65c16db1809'")
+    return str(uuidlib.UUID(hex=digits))
+
+
+def _size_kib(node: etree._Element) -> int:
+    try:
+        return parse_kib(node.text, node.get("unit"))
+    except UnitError as exc:
+        raise xml_detail(f"invalid size in <{node.tag}>: {exc}") from exc
+
+
+@dataclass(slots=True)
+class OSDef:
+    type: str = "hvm"
+    arch: str | None = None
+    machine: str | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    boot: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_xml(cls, node: etree._Element | None) -> OSDef:
+        type_node = child(node, "type") if node is not None else None
+        os_type = text_of(type_node, strip=True)
+        if node is None or type_node is None or os_type is None:
+            raise error(ErrorNumber.OS_TYPE, ErrorDomain.DOMAIN,
+                        "an os <type> must be specified, e.g. <os><type>hvm</type></os>")
+        boot = [check_choice(b.get("dev", ""), BOOT_DEVICES, "boot device")
+                for b in node.findall("boot")]
+        if not boot and os_type == "hvm":
+            boot = ["hd"]   # libvirt's default boot device for hvm guests
+        return cls(
+            type=check_choice(os_type, OS_TYPES, "os type"),
+            arch=type_node.get("arch"), machine=type_node.get("machine"),
+            kernel=child_text(node, "kernel", strip=True), initrd=child_text(node, "initrd", strip=True),
+            cmdline=child_text(node, "cmdline"), boot=boot,
+        )
+
+    def to_node(self) -> Node:
+        return el("os", (), [
+            el("type", [("arch", self.arch), ("machine", self.machine)], text=self.type),
+            el("kernel", text=self.kernel) if self.kernel else None,
+            el("initrd", text=self.initrd) if self.initrd else None,
+            el("cmdline", text=self.cmdline) if self.cmdline else None,
+            *(el("boot", [("dev", dev)]) for dev in self.boot),
+        ])
+
+
+@dataclass(slots=True)
+class CPUDef:
+    mode: str = "custom"               # custom | host-model | host-passthrough | maximum
+    match: str | None = None           # custom only: minimum | exact | strict
+    check: str | None = None
+    migratable: str | None = None      # host-passthrough / maximum: on | off
+    model: str | None = None           # custom: the CPU model name
+    fallback: str | None = None
+
+    @classmethod
+    def from_xml(cls, node: etree._Element) -> CPUDef:
+        model = child(node, "model")
+        name = text_of(model, strip=True)
+        mode = check_choice(node.get("mode", "custom"), CPU_MODES, "CPU mode")
+        match = node.get("match")
+        if match is None and mode == "custom" and name:
+            match = "exact"    # libvirt's default when a model is named
+        return cls(
+            mode=mode,
+            match=check_choice(match, CPU_MATCHES, "CPU match") if match else None,
+            check=check_choice(node.get("check"), CPU_CHECKS, "CPU check") if node.get("check") else None,
+            migratable=(check_choice(node.get("migratable"), ON_OFF, "CPU migratable")
+                        if node.get("migratable") else None),
+            model=name,
+            fallback=(check_choice(model.get("fallback"), CPU_FALLBACKS, "CPU model fallback")
+                      if model is not None and model.get("fallback") else None),
+        )
+
+    def to_node(self) -> Node:
+        has_model = self.model is not None or self.fallback is not None
+        return el("cpu", [("mode", self.mode), ("match", self.match), ("check", self.check),
+                          ("migratable", self.migratable)], [
+            el("model", [("fallback", self.fallback)], text=self.model) if has_model else None,
+        ])
+
+
+@dataclass(slots=True, kw_only=True)
+class DomainDef:
+    type: str                          # virt type: kvm, qemu, test, ...
+    name: str
+    uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
+    id: int | None = None              # set while running
+    title: str | None = None
+    description: str | None = None
+    memory_kib: int = 0
+    current_memory_kib: int = 0
+    vcpus: int = 1
+    vcpu_placement: str = "static"
+    os: OSDef = field(default_factory=OSDef)
+    features: list[str] = field(default_factory=list)
+    cpu: CPUDef | None = None
+    clock_offset: str = "utc"
+    on_poweroff: str = "destroy"
+    on_reboot: str = "restart"
+    on_crash: str = "destroy"
+    devices: Devices = field(default_factory=Devices)
+
+    @property
+    def uuid_bytes(self) -> bytes:
+        return uuidlib.UUID(self.uuid).bytes
+
+    def copy(self) -> DomainDef:
+        return copy.deepcopy(self)
+
+    def format(self, secure: bool = False, inactive: bool = False) -> str:
+        """libvirt's XML for this domain.
+
+        ``secure`` includes passwords; ``inactive`` leaves out live state
+        (id, aliases, pty paths, ports chosen by autoport).
+        """
+        return render(self.to_node(FormatFlags(secure=secure, inactive=inactive)))
+
+    def to_node(self, flags: FormatFlags) -> Node:
+        shown_id = self.id if self.id is not None and not flags.inactive else None
+        return el("domain", [("type", self.type), ("id", shown_id)], [
+            el("name", text=self.name),
+            el("uuid", text=self.uuid),
+            el("title", text=self.title) if self.title else None,
+            el("description", text=self.description) if self.description else None,
+            el("memory", [("unit", "KiB")], text=str(self.memory_kib)),
+            el("currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib)),
+            el("vcpu", [("placement", self.vcpu_placement)], text=str(self.vcpus)),
+            self.os.to_node(),
+            el("features", (), [el(name) for name in self.features]) if self.features else None,
+            self.cpu.to_node() if self.cpu else None,
+            el("clock", [("offset", self.clock_offset)]),
+            *(el(action, text=getattr(self, action)) for action in LIFECYCLE),
+            self.devices.to_node(flags),
+        ])
+
+    def clear_live_state(self) -> None:
+        """Forget what only a running domain has, as libvirt's inactive parse does."""
+        self.id = None
+        self.devices.clear_live()
+
+    def validate(self) -> None:
+        """The checks libvirt makes on every parsed definition."""
+        if not self.name:
+            raise error(ErrorNumber.NO_NAME, ErrorDomain.DOMAIN, _NO_NAME)
+        if "/" in self.name:
+            raise xml_detail(f"name '{self.name}' cannot contain '/'")
+        if self.title and "\n" in self.title:
+            raise xml_detail("domain title cannot contain newlines")
+        if self.memory_kib <= 0:
+            raise xml_detail("memory size must be specified with <memory> and be greater than zero")
+        if self.vcpus < 1:
+            raise xml_detail(f"<vcpu> count must be at least 1, got {self.vcpus}")
+        seen: dict[str, str | None] = {}
+        for disk in self.devices.disks:
+            if disk.target_dev in seen:
+                raise xml_detail(f"target '{disk.target_dev}' duplicated for disk sources "
+                                 f"'{seen[disk.target_dev] or '(none)'}' and '{disk.source or '(none)'}'")
+            seen[disk.target_dev] = disk.source
+
+
+def parse(xml: str | bytes, allowed_types: Collection[str] | None = None, driver_name: str = "",
+          *, inactive: bool = False) -> DomainDef:
+    """Parse domain XML.
+
+    ``allowed_types`` are the virt types the calling driver runs (refused
+    otherwise with CONFIG_UNSUPPORTED naming ``driver_name``).  With
+    ``inactive=True`` live state is dropped, as libvirt does for define.
+    """
+    root = parse_document(xml, "domain", "domain_definition")
+    return from_element(root, allowed_types, driver_name, inactive=inactive)
+
+
+def from_element(root: etree._Element, allowed_types: Collection[str] | None = None,
+                 driver_name: str = "", *, inactive: bool = False) -> DomainDef:
+    """Parse an already-parsed ``<domain>`` element (status XML embeds one)."""
+    vtype = _virt_type(root, allowed_types, driver_name)
+    name = child_text(root, "name", strip=True)
+    if not name:
+        raise error(ErrorNumber.NO_NAME, ErrorDomain.DOMAIN, _NO_NAME)
+    dom_id = int_attr(root, "id", minimum=-1)
+    uuid_text = child_text(root, "uuid", strip=True)
+    memory = child(root, "memory")
+    if memory is None:
+        raise xml_detail("memory size must be specified with <memory> and be greater than zero")
+    memory_kib = _size_kib(memory)
+    current = child(root, "currentMemory")
+    current_kib = _size_kib(current) if current is not None else 0
+    vcpu = child(root, "vcpu")
+    cpu = child(root, "cpu")
+    clock = child(root, "clock")
+    features = child(root, "features")
+    present = {c.tag for c in features} if features is not None else set()
+
+    dom = DomainDef(
+        type=vtype,
+        id=dom_id if dom_id is not None and dom_id >= 0 else None,
+        name=name,
+        uuid=_uuid(uuid_text) if uuid_text else str(uuidlib.uuid4()),
+        title=child_text(root, "title"),
+        description=child_text(root, "description"),
+        memory_kib=memory_kib,
+        # libvirt clamps the balloon to the memory size, and an unset one means "all of it"
+        current_memory_kib=current_kib if 0 < current_kib <= memory_kib else memory_kib,
+        vcpus=to_int(vcpu.text or "", "element <vcpu>") if vcpu is not None else 1,
+        vcpu_placement=check_choice(vcpu.get("placement", "static") if vcpu is not None else "static",
+                                    VCPU_PLACEMENTS, "vcpu placement"),
+        os=OSDef.from_xml(child(root, "os")),
+        features=[name for name in FEATURES if name in present],
+        cpu=CPUDef.from_xml(cpu) if cpu is not None else None,
+        clock_offset=check_choice(clock.get("offset", "utc") if clock is not None else "utc",
+                                  CLOCK_OFFSETS, "clock offset"),
+        devices=Devices.from_xml(child(root, "devices")),
+    )
+    for action, (allowed, default) in LIFECYCLE.items():
+        setattr(dom, action, check_choice(child_text(root, action, strip=True) or default,
+                                          allowed, f"<{action}> action"))
+    dom.validate()
+    if inactive:
+        dom.clear_live_state()
+    return dom
+
+
+def _virt_type(root: etree._Element, allowed: Collection[str] | None, driver_name: str) -> str:
+    vtype = root.get("type")
+    if not vtype:
+        raise xml_detail("missing domain type attribute: use e.g. <domain type='kvm'>")
+    check_choice(vtype, VIRT_TYPES, "domain type")
+    if allowed is not None and vtype not in allowed:
+        by = f" by the {driver_name} driver" if driver_name else ""
+        raise unsupported(f"domain type '{vtype}' is not supported{by} "
+                          f"(supported: {', '.join(sorted(allowed))})")
+    return vtype

@@ -1,0 +1,178 @@
+"""Reading and writing XML the way libvirt does.
+
+Writing: libvirt does not use a DOM serializer; it prints each element with
+two-space indentation, single-quoted attributes in a fixed order per element,
+text inline (``<name>x</name>``) and the five XML entities escaped in text and
+attributes alike.  :class:`Node` plus :func:`render` reproduce that, so each
+dataclass only states its element, attribute order and children.
+
+Reading: a hardened lxml parser (no entities, no network, comments dropped),
+plus small accessors that raise libvirt's XML errors naming the element and
+attribute at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+
+# libvirt escapes all five entities in text and attributes alike.  Whitespace
+# controls are escaped too (libvirt does not), so that values stored in
+# attributes (status XML) survive attribute-value normalisation.
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&apos;",
+                               '"': "&quot;", "\r": "&#13;"})
+_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&apos;",
+                               '"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#9;"})
+
+INDENT = "  "
+
+Attrs = Iterable[tuple[str, object]]
+
+
+@dataclass(slots=True)
+class Node:
+    """One element to write: attributes in order, then children or text."""
+
+    tag: str
+    attrs: list[tuple[str, str]] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
+    text: str | None = None
+    keep_open: bool = False   # write <tag>\n</tag> when empty, as libvirt does for <devices>
+
+
+def el(tag: str, attrs: Attrs = (), children: Iterable[Node | None] = (),
+       text: str | None = None, keep_open: bool = False) -> Node:
+    """Build a :class:`Node`; attributes whose value is ``None`` are left out."""
+    return Node(tag,
+                [(name, str(value)) for name, value in attrs if value is not None],
+                [c for c in children if c is not None],
+                text, keep_open)
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def render(node: Node, level: int = 0) -> str:
+    """The element as libvirt prints it, ending with a newline."""
+    out: list[str] = []
+    _render(node, level, out)
+    return "".join(out)
+
+
+def _render(node: Node, level: int, out: list[str]) -> None:
+    pad = INDENT * level
+    head = node.tag + "".join(f" {k}='{v.translate(_ATTR_ESCAPES)}'" for k, v in node.attrs)
+    if node.children:
+        out.append(f"{pad}<{head}>\n")
+        for child in node.children:
+            _render(child, level + 1, out)
+        out.append(f"{pad}</{node.tag}>\n")
+    elif node.text is not None:
+        out.append(f"{pad}<{head}>{node.text.translate(_TEXT_ESCAPES)}</{node.tag}>\n")
+    elif node.keep_open:
+        out.append(f"{pad}<{head}>\n{pad}</{node.tag}>\n")
+    else:
+        out.append(f"{pad}<{head}/>\n")
+
+
+# -- reading ------------------------------------------------------------------
+
+def xml_detail(detail: str) -> libvirtError:
+    return error(ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN, detail)
+
+
+def unsupported(detail: str) -> libvirtError:
+    return error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN, detail)
+
+
+def parse_document(xml: str | bytes, root: str, source: str) -> etree._Element:
+    """Parse ``xml`` and check its root element is ``<root>``.
+
+    ``source`` names the document in syntax errors the way libvirt does
+    (``(domain_definition):3: ...``).
+    """
+    # A str is already decoded: tell libxml2 so, or an encoding declaration
+    # inside it would make lxml refuse the string.
+    data = xml.encode("utf-8") if isinstance(xml, str) else xml
+    parser = etree.XMLParser(remove_comments=True, remove_pis=True, resolve_entities=False,
+                             no_network=True, huge_tree=False,
+                             encoding="utf-8" if isinstance(xml, str) else None)
+    if not data.strip():
+        raise xml_detail(f"({source}): empty XML document")
+    try:
+        doc = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise xml_detail(f"({source}):{exc.lineno}: {exc.msg}") from exc
+    if doc.tag != root:
+        raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
+                    f"unexpected root element <{etree.QName(doc).localname}>, expecting <{root}>")
+    return doc
+
+
+def child(parent: etree._Element, tag: str) -> etree._Element | None:
+    """The first child ``<tag>`` (namespaced look-alikes do not match)."""
+    return parent.find(tag)
+
+
+def children(parent: etree._Element, tag: str) -> list[etree._Element]:
+    return parent.findall(tag)
+
+
+def text_of(node: etree._Element | None, strip: bool = False) -> str | None:
+    """Element text; empty text reads as absent, as in libvirt's XPath helpers."""
+    if node is None or not node.text:
+        return None
+    value = node.text.strip() if strip else node.text
+    return value or None
+
+
+def child_text(parent: etree._Element, tag: str, strip: bool = False) -> str | None:
+    return text_of(child(parent, tag), strip)
+
+
+def int_attr(node: etree._Element, name: str, minimum: int | None = None) -> int | None:
+    raw = node.get(name)
+    if raw is None:
+        return None
+    return to_int(raw, f"attribute '{name}' of <{node.tag}>", minimum)
+
+
+def to_int(raw: str, what: str, minimum: int | None = None) -> int:
+    text = raw.strip()
+    body = text[1:] if text[:1] == "-" else text
+    if not body.isascii() or not body.isdigit():
+        raise xml_detail(f"invalid value '{raw}' for {what}: expected an integer")
+    value = int(text)
+    if minimum is not None and value < minimum:
+        raise xml_detail(f"invalid value '{raw}' for {what}: must be at least {minimum}")
+    return value
+
+
+def bool_attr(node: etree._Element, name: str) -> bool | None:
+    """A yes/no attribute; ``None`` when absent."""
+    raw = node.get(name)
+    if raw is None:
+        return None
+    if raw not in ("yes", "no"):
+        raise xml_detail(f"invalid value '{raw}' for attribute '{name}' of <{node.tag}>: "
+                         "expected 'yes' or 'no'")
+    return raw == "yes"
+
+
+def check_choice(value: str, allowed: Collection[str], what: str,
+                 code: ErrorNumber = ErrorNumber.XML_DETAIL) -> str:
+    """``value`` if it is one of ``allowed``; otherwise an error naming both.
+
+    Use ``CONFIG_UNSUPPORTED`` for values libvirt knows but pyvirt does not
+    model, ``XML_DETAIL`` for values that are simply wrong.
+    """
+    if value not in allowed:
+        verb = "unsupported" if code == ErrorNumber.CONFIG_UNSUPPORTED else "invalid"
+        raise error(code, ErrorDomain.DOMAIN,
+                    f"{verb} {what} '{value}' (expected one of: {', '.join(allowed)})")
+    return value
