@@ -274,3 +274,16 @@ def test_unknown_flags_and_missing_domain(embed_uri):
         conn.lookupByName("ghost")
     assert info.value.get_error_code() == pyvirt.VIR_ERR_NO_DOMAIN
     assert info.value.get_error_domain() == pyvirt.VIR_FROM_QEMU
+
+
+def test_shutoff_reason_survives_manager_restart(embed_uri, tmp_path):
+    from pyvirt import aio
+    from pyvirt.drivers.qemu import embed
+
+    conn = pyvirt.open(embed_uri)
+    dom = conn.defineXML(tiny_xml("reason", tmp_path / "s.log"))
+    dom.create()
+    dom.destroy()
+    aio.run(embed.close_all())
+    conn = pyvirt.open(embed_uri)
+    assert conn.lookupByName("reason").state() == [pyvirt.VIR_DOMAIN_SHUTOFF, pyvirt.VIR_DOMAIN_SHUTOFF_DESTROYED]

@@ -28,7 +28,9 @@ CDROM_DEVICE_BY_BUS = {"ide": "ide-cd", "sata": "ide-cd", "scsi": "scsi-cd"}
 INPUT_DEVICES = {("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse",
                  ("keyboard", "usb"): "usb-kbd", ("tablet", "virtio"): "virtio-tablet-pci",
                  ("mouse", "virtio"): "virtio-mouse-pci", ("keyboard", "virtio"): "virtio-keyboard-pci"}
-ALIAS_PREFIX_BY_BUS = {"virtio": "virtio-disk", "ide": "ide0-0-", "sata": "sata0-0-", "scsi": "scsi0-0-0-"}
+# libvirt's drive aliases: controller-bus-unit, from the index the target name gives.
+DISK_ALIAS_BY_BUS = {"ide": lambda i: f"ide0-{i // 2}-{i % 2}", "sata": lambda i: f"sata0-0-{i}",
+                     "scsi": lambda i: f"scsi0-0-0-{i}"}
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,15 @@ def _unsupported(detail: str) -> Exception:
 
 def assign_aliases(d: DomainDef) -> None:
     """Give each device the alias libvirt would (``virtio-disk0``, ``net0``, ...)."""
-    per_bus: dict[str, int] = {}
+    virtio = 0
     for disk in d.devices.disks:
-        n = per_bus.get(disk.target_bus, 0)
-        per_bus[disk.target_bus] = n + 1
-        disk.alias = disk.alias or f"{ALIAS_PREFIX_BY_BUS.get(disk.target_bus, disk.target_bus + '-disk')}{n}"
+        if disk.alias:
+            continue
+        index = _target_index(disk.target_dev)
+        if disk.target_bus == "virtio":
+            disk.alias, virtio = f"virtio-disk{virtio}", virtio + 1
+        else:
+            disk.alias = DISK_ALIAS_BY_BUS.get(disk.target_bus, lambda i: f"{disk.target_bus}-disk{i}")(index)
     for i, nic in enumerate(d.devices.interfaces):
         nic.alias = nic.alias or f"net{i}"
     for i, serial in enumerate(d.devices.serials):
@@ -95,13 +101,23 @@ def _machine(d: DomainDef, accel: str) -> list[str]:
     return ["-machine", ",".join(opts), "-accel", accel]
 
 
+def _target_index(dev: str) -> int:
+    """hda → 0, hdc → 2, sdb → 1, vdaa → 26: the drive index libvirt derives
+    from the target name, which fixes an IDE/SATA disk's bus and unit."""
+    letters = dev.lstrip("hsvx").removeprefix("d")
+    index = 0
+    for ch in letters:
+        if not "a" <= ch <= "z":
+            return 0
+        index = index * 26 + (ord(ch) - ord("a") + 1)
+    return max(index - 1, 0)
+
+
 def _disks(d: DomainDef) -> list[str]:
     args: list[str] = []
     controllers: set[str] = set()
-    per_bus: dict[str, int] = {}
     for n, disk in enumerate(d.devices.disks, start=1):
-        unit = per_bus.get(disk.target_bus, 0)
-        per_bus[disk.target_bus] = unit + 1
+        unit = _target_index(disk.target_dev)
         table = CDROM_DEVICE_BY_BUS if disk.device == "cdrom" else DISK_DEVICE_BY_BUS
         model = table.get(disk.target_bus)
         if model is None or disk.device not in ("disk", "cdrom"):

@@ -62,8 +62,13 @@ class QemuConfig:
     def save_dir(self) -> Path:
         return self.root / "lib" / "qemu" / "save"
 
+    @property
+    def shutoff_dir(self) -> Path:
+        return self.root / "lib" / "qemu" / "shutoff"
+
     def make_dirs(self) -> None:
-        for d in (self.config_dir, self.autostart_dir, self.state_dir, self.log_dir, self.save_dir):
+        for d in (self.config_dir, self.autostart_dir, self.state_dir, self.log_dir, self.save_dir,
+                  self.shutoff_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
 
@@ -78,6 +83,10 @@ class QemuConfig:
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
+
+    def shutoff_reason_path(self, name: str) -> Path:
+        """Why a persistent domain last stopped, so the reason survives a restart."""
+        return self.shutoff_dir / f"{name}.reason"
 
     def managed_save_path(self, name: str) -> Path:
         return self.save_dir / f"{name}.save"

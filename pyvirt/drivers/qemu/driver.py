@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from ... import conf
 from ...conf.fileutil import write_atomic
 from ...driver import EventBus
+from ...enums import reason_from_name, reason_name
 from ...enums import (DomainState, EventResumedDetail, EventShutdownDetail, EventStartedDetail,
                       EventStoppedDetail, EventSuspendedDetail, EventType, PausedReason,
                       RunningReason, ShutdownReason, ShutoffReason)
@@ -83,9 +84,27 @@ class QemuDriver:
                 continue
             obj = self._new_obj(d, persistent=True)
             obj.autostart = (self.cfg.autostart_dir / path.name).exists()
+            self._load_shutoff_reason(obj)
             self.domains.add(obj)
         for path in sorted(self.cfg.state_dir.glob("*.xml")):
             await self._recover(path)
+
+    def _load_shutoff_reason(self, obj: QemuDomainObj) -> None:
+        try:
+            text = self.cfg.shutoff_reason_path(obj.definition.name).read_text().strip()
+            obj.state, obj.reason = DomainState.SHUTOFF, reason_from_name(DomainState.SHUTOFF, text)
+        except (OSError, ValueError):
+            pass
+
+    def _save_shutoff_reason(self, obj: QemuDomainObj) -> None:
+        path = self.cfg.shutoff_reason_path(obj.definition.name)
+        try:
+            if obj.persistent:
+                write_atomic(path, reason_name(DomainState.SHUTOFF, obj.reason) + "\n")
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            log.exception("cannot record why %s stopped", obj.name)
 
     async def _probe_version(self) -> int:
         try:
@@ -175,7 +194,9 @@ class QemuDriver:
         write_atomic(self.cfg.config_path(obj.definition.name), obj.definition.format(secure=True, inactive=True))
 
     def remove_config(self, obj: QemuDomainObj) -> None:
-        for path in (self.cfg.config_path(obj.definition.name), self.cfg.autostart_dir / f"{obj.definition.name}.xml"):
+        name = obj.definition.name
+        for path in (self.cfg.config_path(name), self.cfg.autostart_dir / f"{name}.xml",
+                     self.cfg.shutoff_reason_path(name)):
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -254,6 +275,7 @@ class QemuDriver:
         self._watch_exit(obj)
         try:
             await self._set_graphics_passwords(obj)
+            await self._record_pty_paths(obj)
             if incoming is None and start_cpus and not paused:
                 await self.resume_cpus(obj, RunningReason(reason), event=False)
             elif incoming is None:
@@ -278,6 +300,21 @@ class QemuDriver:
         for g in obj.live.devices.graphics:
             if g.type == "vnc" and g.passwd:
                 await obj.process.monitor.execute("set_password", {"protocol": "vnc", "password": g.passwd})
+
+    async def _record_pty_paths(self, obj: QemuDomainObj) -> None:
+        """Show the host pty QEMU allocated in the live XML, as libvirt does."""
+        assert obj.process is not None and obj.live is not None
+        ptys = [dev for dev in (*obj.live.devices.serials, *obj.live.devices.consoles) if dev.type == "pty"]
+        if not ptys:
+            return
+        found = {c["label"]: c["filename"] for c in await obj.process.monitor.execute("query-chardev")}
+        for dev in ptys:
+            filename = found.get(f"char{dev.alias}", "")
+            if filename.startswith("pty:"):
+                dev.path = filename[4:]
+        for console in obj.live.devices.consoles:   # the console is serial0 shown again
+            if console.type == "pty" and console.path is None and obj.live.devices.serials:
+                console.path = obj.live.devices.serials[0].path
 
     async def resume_cpus(self, obj: QemuDomainObj, reason: RunningReason, event: bool = True) -> None:
         assert obj.process is not None
@@ -350,6 +387,7 @@ class QemuDriver:
         obj.extra.clear()
         self.autodestroy.unregister(obj.uuid)
         obj.set_state(DomainState.SHUTOFF, reason)
+        self._save_shutoff_reason(obj)
         if not quiet:
             emit_lifecycle(self.events, obj, EventType.STOPPED, detail)
         if not obj.persistent:
