@@ -1,0 +1,314 @@
+"""From RPC calls to driver methods: the daemon's dispatcher.
+
+Every CALL is looked up in the program tables; procedures of kind DRIVER
+are forwarded by name to the client's :class:`~pyvirt.driver.HypervisorConnection`
+(``getattr(conn, proc.method)(*args)``), those of kind DAEMON are answered
+here (open/close, auth, features, event registration).  An unknown
+procedure gets exactly libvirt's "unknown procedure" error, so clients fall
+back as they do with libvirtd.
+
+Calls run *eagerly*: the driver coroutine is stepped once inline, and most
+calls (queries that never wait on QEMU) finish right there and are answered
+without creating a task; a call that has to wait becomes a task, so it
+never holds back the calls behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Coroutine, Generator
+
+from ..driver import ConnectionInfo, DomainEvent, HypervisorConnection, check_access
+from ..enums import DriverFeature, EventID
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..rpc import wire
+from ..rpc.protocol import PROGRAMS, Kind, Procedure, REMOTE
+from ..rpc.server import ServerClient
+from ..rpc.wire import Header, Message, MessageType, Program, Status
+from ..rpc.xdr import XDRError
+
+log = logging.getLogger(__name__)
+
+OpenDriver = Callable[[str, ConnectionInfo], Awaitable[HypervisorConnection]]
+
+# Features the RPC layer itself answers (before and after OPEN), as libvirtd does.
+RPC_FEATURES = {DriverFeature.PROGRAM_KEEPALIVE: 1, DriverFeature.REMOTE_EVENT_CALLBACK: 1,
+                DriverFeature.REMOTE_CLOSE_CALLBACK: 1}
+# Before CONNECT_OPEN only these are allowed (libvirtd answers others "connection not open").
+PRE_OPEN = {"auth_list", "auth_sasl_init", "auth_sasl_start", "auth_sasl_step", "auth_polkit",
+            "connect_open", "connect_supports_feature", "connect_close"}
+
+LIFECYCLE_LEGACY = REMOTE.by_name["DOMAIN_EVENT_LIFECYCLE"]
+LIFECYCLE_CALLBACK = REMOTE.by_name["DOMAIN_EVENT_CALLBACK_LIFECYCLE"]
+_callback_ids = itertools.count(1)   # unique across the daemon, as libvirtd's
+
+
+@dataclass
+class Session:
+    """What the daemon knows about one client."""
+
+    conn: HypervisorConnection | None = None
+    legacy_events: set[int] = field(default_factory=set)            # event ids (REGISTER_ANY)
+    callbacks: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)  # id -> (event id, uuid)
+    subscription: int | None = None
+    close_callback: bool = False
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class _Resume:
+    """Await a coroutine that has already been stepped once (eager start)."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self.coro, self.first
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:   # cancellation and the like go to the coroutine
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                pending = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+class Dispatcher:
+    """The daemon's CallHandler: sessions, calls, events."""
+
+    def __init__(self, open_driver: OpenDriver, features: Callable[[int], int | None] | None = None,
+                 shutting_down: Callable[[], bool] = lambda: False) -> None:
+        self.open_driver = open_driver
+        self.feature_override = features
+        self.shutting_down = shutting_down
+        self._daemon_procs: dict[str, Callable[..., Any]] = {
+            "connect_open": self._open, "connect_close": self._close,
+            "connect_supports_feature": self._supports_feature, "auth_list": self._auth_list,
+            "connect_register_close_callback": self._register_close_callback,
+            "connect_unregister_close_callback": self._unregister_close_callback,
+            "connect_domain_event_register": self._legacy_register,
+            "connect_domain_event_deregister": self._legacy_deregister,
+            "connect_domain_event_register_any": self._register_any,
+            "connect_domain_event_deregister_any": self._deregister_any,
+            "connect_domain_event_callback_register_any": self._callback_register,
+            "connect_domain_event_callback_deregister_any": self._callback_deregister,
+        }
+
+    # -- CallHandler ------------------------------------------------------------
+    def client_connected(self, client: ServerClient) -> None:
+        client.session = Session()
+
+    async def client_disconnected(self, client: ServerClient) -> None:
+        session: Session = client.session
+        for task in list(session.tasks):
+            task.cancel()
+        conn, session.conn = session.conn, None
+        if conn is None:
+            return
+        if session.subscription is not None:
+            conn.unsubscribe_events(session.subscription)
+        if self.shutting_down():
+            return   # a daemon that stops leaves guests running: no close hooks
+        try:
+            await conn.connect_close()   # runs autodestroy and the like
+        except Exception:
+            log.exception("closing the driver connection of %s failed", client.peer)
+
+    def handle_message(self, client: ServerClient, msg: Message) -> None:
+        h = msg.header
+        if h.type != MessageType.CALL:
+            if h.type in (MessageType.STREAM, MessageType.STREAM_HOLE):
+                log.debug("client %s: stream packet for unknown stream %s", client.peer, h)
+                return
+            raise wire.ProtocolError(f"unexpected message type {h.type} from a client")
+        table = PROGRAMS.get(h.prog)
+        if table is None or h.vers != table.version:
+            return self._reply_error(client, h, wire.unknown_program_error(h.prog, h.vers))
+        proc = table.get(h.proc)
+        if proc is None or proc.kind is Kind.MESSAGE:
+            return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
+        try:
+            args = proc.decode_args(msg.payload)
+        except XDRError as exc:
+            return self._reply_error(client, h, error(ErrorNumber.RPC, ErrorDomain.RPC,
+                                                      f"cannot decode arguments of {proc.name}: {exc}"))
+        session: Session = client.session
+        if proc.kind is Kind.DAEMON:
+            handler = self._daemon_procs.get(proc.method or "")
+            if handler is None:
+                return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
+            if session.conn is None and proc.method not in PRE_OPEN:
+                return self._reply_error(client, h, wire.connection_not_open_error())
+            try:
+                result = handler(client, *args)
+            except libvirtError as exc:
+                return self._reply_error(client, h, exc)
+            return self._run(client, h, proc, result)
+        conn = session.conn
+        if conn is None:
+            return self._reply_error(client, h, wire.connection_not_open_error())
+        if client.read_only or conn.read_only:
+            if proc.refused_read_only(args):
+                return self._reply_error(client, h, _read_only_error(proc))
+        try:
+            check_access(conn, proc.method or "")
+            coro = getattr(conn, proc.method)(*args)
+        except libvirtError as exc:
+            return self._reply_error(client, h, exc)
+        except AttributeError:
+            return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
+        self._run(client, h, proc, coro)
+
+    # -- running a call -------------------------------------------------------
+    def _run(self, client: ServerClient, h: Header, proc: Procedure, coro: Any) -> None:
+        if not asyncio.iscoroutine(coro):
+            return self._reply(client, h, proc, coro)
+        try:
+            first = coro.send(None)
+        except StopIteration as stop:
+            return self._reply(client, h, proc, stop.value)
+        except libvirtError as exc:
+            return self._reply_error(client, h, exc)
+        except Exception as exc:   # a driver bug must not take the daemon down
+            log.exception("%s failed", proc.name)
+            return self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                                                      f"{proc.name}: {type(exc).__name__}: {exc}"))
+
+        async def finish() -> None:
+            try:
+                result = await _Resume(coro, first)
+            except libvirtError as exc:
+                self._reply_error(client, h, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("%s failed", proc.name)
+                self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                                                   f"{proc.name}: {type(exc).__name__}: {exc}"))
+            else:
+                self._reply(client, h, proc, result)
+
+        session: Session = client.session
+        task = asyncio.get_running_loop().create_task(finish(), name=f"{proc.name}-{client.peer}")
+        session.tasks.add(task)
+        task.add_done_callback(session.tasks.discard)
+
+    def _reply(self, client: ServerClient, h: Header, proc: Procedure, result: Any) -> None:
+        try:
+            payload = proc.encode_ret(result)
+        except (XDRError, TypeError, ValueError) as exc:
+            log.error("%s: cannot encode reply %r: %s", proc.name, result, exc)
+            return self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                                                      f"cannot encode the reply of {proc.name}: {exc}"))
+        client.send(wire.encode_reply(h, payload))
+        if proc.method == "connect_close":
+            client.close()
+
+    def _reply_error(self, client: ServerClient, h: Header, err: libvirtError) -> None:
+        client.send(wire.encode_error_reply(h, err))
+
+    # -- daemon procedures -------------------------------------------------------
+    def _auth_list(self, client: ServerClient) -> list[int]:
+        return [0]   # REMOTE_AUTH_NONE
+
+    async def _open(self, client: ServerClient, name: str | None, flags: int) -> None:
+        session: Session = client.session
+        if session.conn is not None:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "connection already open")
+        info = ConnectionInfo(uri=name or "", read_only=client.read_only or bool(flags & 1),
+                              client_id=client.peer)
+        session.conn = await self.open_driver(name or "", info)
+
+    async def _close(self, client: ServerClient) -> None:
+        session: Session = client.session
+        conn, session.conn = session.conn, None
+        if conn is not None:
+            if session.subscription is not None:
+                conn.unsubscribe_events(session.subscription)
+                session.subscription = None
+            await conn.connect_close()
+
+    def _supports_feature(self, client: ServerClient, feature: int) -> Any:
+        if feature in RPC_FEATURES:
+            if feature == DriverFeature.PROGRAM_KEEPALIVE:
+                client.start_keepalive()
+            return RPC_FEATURES[feature]
+        if self.feature_override is not None:
+            value = self.feature_override(feature)
+            if value is not None:
+                return value
+        conn = client.session.conn
+        if conn is None:
+            raise wire.connection_not_open_error()
+        return conn.connect_supports_feature(feature)
+
+    def _register_close_callback(self, client: ServerClient) -> None:
+        client.session.close_callback = True
+
+    def _unregister_close_callback(self, client: ServerClient) -> None:
+        client.session.close_callback = False
+
+    # -- events --------------------------------------------------------------------
+    def _subscribe(self, client: ServerClient) -> None:
+        session: Session = client.session
+        if session.subscription is None and session.conn is not None:
+            session.subscription = session.conn.subscribe_events(lambda ev: self._deliver(client, ev))
+
+    def _legacy_register(self, client: ServerClient) -> int:
+        client.session.legacy_events.add(EventID.LIFECYCLE)
+        self._subscribe(client)
+        return 1
+
+    def _legacy_deregister(self, client: ServerClient) -> int:
+        client.session.legacy_events.discard(EventID.LIFECYCLE)
+        return 1
+
+    def _register_any(self, client: ServerClient, event_id: int) -> None:
+        client.session.legacy_events.add(event_id)
+        self._subscribe(client)
+
+    def _deregister_any(self, client: ServerClient, event_id: int) -> None:
+        client.session.legacy_events.discard(event_id)
+
+    def _callback_register(self, client: ServerClient, event_id: int, dom: Any) -> int:
+        cb = next(_callback_ids)
+        client.session.callbacks[cb] = (event_id, dom.uuid if dom is not None else None)
+        self._subscribe(client)
+        return cb
+
+    def _callback_deregister(self, client: ServerClient, callback_id: int) -> None:
+        if client.session.callbacks.pop(callback_id, None) is None:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC,
+                        f"domain event callback {callback_id} not registered")
+
+    def _deliver(self, client: ServerClient, event: DomainEvent) -> None:
+        """Send one driver event to a client, in each form it registered for."""
+        if client.closed or event.event_id != EventID.LIFECYCLE:
+            return
+        session: Session = client.session
+        ev, detail = event.detail
+        if EventID.LIFECYCLE in session.legacy_events:
+            payload = LIFECYCLE_LEGACY.encode_args((event.dom, ev, detail))
+            client.send(wire.encode_event(Program.REMOTE, LIFECYCLE_LEGACY.number, payload))
+        for cb, (event_id, uuid) in session.callbacks.items():
+            if event_id == EventID.LIFECYCLE and (uuid is None or uuid == event.dom.uuid):
+                payload = LIFECYCLE_CALLBACK.encode_args((cb, (event.dom, ev, detail)))
+                client.send(wire.encode_event(Program.REMOTE, LIFECYCLE_CALLBACK.number, payload))
+
+
+def _read_only_error(proc: Procedure) -> libvirtError:
+    api = "vir" + "".join(part.capitalize() for part in (proc.method or proc.name.lower()).split("_"))
+    return error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api}")

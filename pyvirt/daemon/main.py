@@ -1,0 +1,133 @@
+"""``pyvirtd``: the per-host daemon.
+
+``pyvirtd -f FILE [--verbose]`` loads a libvirtd.conf-style file, starts the
+QEMU driver on ``state_dir`` (adopting guests a previous daemon left
+running), and serves libvirt's RPC protocol on the UNIX sockets
+``unix_sock_dir/libvirt-sock`` (read-write) and ``libvirt-sock-ro``
+(read-only) and, with ``listen_tcp = 1``, on TCP.  SIGTERM or SIGINT stops
+it cleanly: listeners close, clients are dropped, guests keep running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .. import uri as urimod
+from ..driver import ConnectionInfo, HypervisorConnection
+from ..drivers.qemu.config import QemuConfig
+from ..drivers.qemu.connection import QemuConnection
+from ..drivers.qemu.driver import QemuDriver
+from ..drivers.test import driver as test_driver
+from ..enums import DriverFeature
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..rpc.server import RPCServer
+from .config import DaemonConfig, load_file
+from .dispatch import Dispatcher
+
+log = logging.getLogger("pyvirtd")
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig) -> None:
+        self.cfg = cfg
+        self.qemu = QemuDriver(QemuConfig(
+            root=Path(cfg.state_dir), host_uuid=cfg.host_uuid,
+            migration_address=cfg.migration_address, migration_host=cfg.migration_host,
+            migration_port_min=cfg.migration_port_min, migration_port_max=cfg.migration_port_max,
+            vnc_port_min=cfg.vnc_port_min, vnc_port_max=cfg.vnc_port_max,
+            user=cfg.user, group=cfg.group, save_image_format=cfg.save_image_format))
+        self.test_host = test_driver.TestHost()
+        self.stopping = False
+        self.dispatcher = Dispatcher(self.open_driver, self.feature_override, lambda: self.stopping)
+        self.server = RPCServer(self.dispatcher, max_clients=cfg.max_clients,
+                                max_message=cfg.max_message_size,
+                                keepalive_interval=cfg.keepalive_interval,
+                                keepalive_count=cfg.keepalive_count)
+        self.tcp_port: int | None = None
+        self._stop = asyncio.Event()
+
+    async def open_driver(self, name: str, info: ConnectionInfo) -> HypervisorConnection:
+        """Route CONNECT_OPEN's name to a driver, as libvirtd does for its URIs."""
+        if not name:
+            name = "qemu:///system"
+        parsed = urimod.parse(name)
+        if parsed.driver == "qemu" and parsed.path in ("/system", "/session", ""):
+            return QemuConnection(info, self.qemu, uri=f"qemu://{parsed.path or '/system'}")
+        if parsed.driver == "test" and parsed.path in ("/default", ""):
+            return test_driver.TestConnection(info, self.test_host)
+        raise error(ErrorNumber.NO_CONNECT, ErrorDomain.NONE, f"{name} (pyvirtd serves qemu:///system and test:///default)")
+
+    def feature_override(self, feature: int) -> int | None:
+        """Migration features the configuration turns off for tests and old clients."""
+        if feature == DriverFeature.MIGRATION_PARAMS and not self.cfg.migration_params:
+            return 0
+        if feature == DriverFeature.MIGRATION_V3 and not self.cfg.migration_v3:
+            return 0
+        return None
+
+    async def start(self) -> None:
+        await self.qemu.initialize()
+        cfg = self.cfg
+        rw_mode = int(cfg.unix_sock_rw_perms, 8)
+        ro_mode = int(cfg.unix_sock_ro_perms, 8)
+        await self.server.listen_unix(str(cfg.rw_socket), read_only=False, mode=rw_mode)
+        await self.server.listen_unix(str(cfg.ro_socket), read_only=True, mode=ro_mode)
+        if cfg.listen_tcp:
+            if cfg.auth_tcp != "none":
+                raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF,
+                            "listen_tcp needs auth_tcp = \"none\" (SASL is not supported)")
+            self.tcp_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tcp_port)
+        log.info("pyvirtd ready: unix %s%s, state %s, host uuid %s", cfg.rw_socket,
+                 f", tcp {cfg.listen_addr}:{self.tcp_port}" if self.tcp_port else "",
+                 cfg.state_dir, self.qemu.cfg.host_uuid)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        print("pyvirtd: ready", file=sys.stderr, flush=True)
+        await self._stop.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop serving; guests keep running for the next daemon to adopt."""
+        self.stopping = True
+        await self.server.close(drop_clients=True)
+        await asyncio.sleep(0)   # let connection_lost callbacks run
+        await self.qemu.close()
+        log.info("pyvirtd stopped; guests left running")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pyvirtd", description=__doc__.splitlines()[0])
+    ap.add_argument("-f", "--config", metavar="FILE", help="configuration file (libvirtd.conf syntax)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    ap.add_argument("-l", "--listen", action="store_true", help="accepted for libvirtd compatibility")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("qemu.qmp", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        cfg = load_file(args.config) if args.config else DaemonConfig()
+        asyncio.run(Daemon(cfg).run())
+    except libvirtError as exc:
+        print(f"pyvirtd: error: {exc.get_error_message()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"pyvirtd: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
