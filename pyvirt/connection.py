@@ -154,7 +154,7 @@ class virConnect:  # noqa: N801 - libvirt-python's name
                 return
             cb(self, self._domain(event.dom), *event.detail, opaque)
 
-        token = self._drv.subscribe_events(deliver)
+        token = aio.run(self._drv.events_subscribe(deliver))
         with self._lock:
             self._next_callback += 1
             cb_id = self._next_callback

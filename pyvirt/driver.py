@@ -194,6 +194,10 @@ class HypervisorConnection:
     def unsubscribe_events(self, token: int) -> None:
         self.events.unsubscribe(token)
 
+    async def events_subscribe(self, callback: EventCallback) -> int:
+        """Subscribe, doing whatever the driver needs first (the remote one registers with its daemon)."""
+        return self.subscribe_events(callback)
+
 
 for _name in DRIVER_METHODS:
     setattr(HypervisorConnection, _name, _unsupported(_name))

@@ -1,0 +1,1 @@
+"""The remote driver: pyvirt's client side of libvirt's RPC protocol."""

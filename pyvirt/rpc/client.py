@@ -1,0 +1,151 @@
+"""The RPC client: one connection to a daemon, calls matched to replies by serial.
+
+Several calls may be in flight at once (replies can come back out of
+order); MESSAGEs (events) go to a callback; a PING is answered with PONG.
+When the connection is lost, every pending call fails with libvirt's
+"end of file" error, and the ``closed`` future is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any, Callable
+
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from .protocol import Procedure
+from .protocol.keepalive import PING, PONG
+from .wire import (EOF, NEED_DATA, Framer, Header, Message, MessageType, Program, ProtocolError,
+                   Status, decode_error_payload, encode_call, encode_message)
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Message], None]
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _eof_error(detail: str = "End of file while reading data: Input/output error") -> libvirtError:
+    return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.RPC, detail)
+
+
+class RPCClient(asyncio.Protocol):
+    def __init__(self, on_message: EventHandler | None = None) -> None:
+        self.framer = Framer()
+        self.transport: asyncio.Transport | None = None
+        self.serial = 0
+        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self.on_message = on_message
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- connecting ----------------------------------------------------------
+    @classmethod
+    async def connect_tcp(cls, host: str, port: int, **kw: Any) -> "RPCClient":
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await loop.create_connection(lambda: cls(**kw), host, port)
+        except OSError as exc:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.RPC,
+                        f"unable to connect to server at '{host}:{port}': {_reason(exc)}") from exc
+        return proto
+
+    @classmethod
+    async def connect_unix(cls, path: str, **kw: Any) -> "RPCClient":
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await loop.create_unix_connection(lambda: cls(**kw), path)
+        except OSError as exc:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.RPC,
+                        f"Failed to connect socket to '{path}': {_reason(exc)}") from exc
+        return proto
+
+    # -- asyncio callbacks -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        framer = self.framer
+        try:
+            framer.receive_data(data)
+            while True:
+                msg = framer.next_message()
+                if msg is NEED_DATA or msg is EOF:
+                    return
+                self._dispatch(msg)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            log.error("protocol error from the server: %s", exc)
+            self._fail(error(ErrorNumber.RPC, ErrorDomain.RPC, f"protocol error from the server: {exc}"))
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _dispatch(self, msg: Message) -> None:
+        h = msg.header
+        if h.type == MessageType.REPLY:
+            fut = self.pending.pop(h.serial, None)
+            if fut is None:
+                log.warning("reply for unknown serial %d (proc %d)", h.serial, h.proc)
+            elif not fut.done():
+                fut.set_result((h.status, msg.payload))
+        elif h.prog == Program.KEEPALIVE:
+            if h.proc == PING:
+                self._send(encode_message((Program.KEEPALIVE, 1, PONG, MessageType.MESSAGE, 0, Status.OK)))
+        elif h.type == MessageType.MESSAGE:
+            if self.on_message is not None:
+                try:
+                    self.on_message(msg)
+                except Exception:
+                    log.exception("event handler failed")
+        else:
+            log.debug("ignoring message %s", h)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(_eof_error())
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _fail(self, err: libvirtError) -> None:
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise _eof_error("Cannot write data: the connection is closed")
+        self.transport.write(data)
+
+    # -- calls -----------------------------------------------------------------
+    async def call(self, prog: int, proc: Procedure, args: tuple[Any, ...] = ()) -> Any:
+        payload = proc.encode_args(args)
+        status, ret = await self.call_raw(prog, proc.number, payload)
+        if status != Status.OK:
+            raise decode_error_payload(ret)
+        return proc.decode_ret(ret)
+
+    async def call_raw(self, prog: int, proc: int, payload: bytes) -> tuple[int, bytes]:
+        if self.closed.done():
+            raise _eof_error("Cannot write data: the connection is closed")
+        serial = self.serial
+        self.serial += 1
+        fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.pending[serial] = fut
+        self._send(encode_call(prog, proc, serial, payload))
+        return await fut
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed.done()
+
+
+__all__ = ["RPCClient", "Header"]
