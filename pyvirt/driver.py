@@ -137,16 +137,18 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_migrate_set_max_downtime", "domain_migrate_get_max_downtime",
     # save/restore
     "domain_save", "domain_save_flags", "domain_restore", "domain_restore_flags",
+    "domain_save_params", "domain_restore_params",
     "domain_managed_save", "domain_managed_save_remove", "domain_save_image_get_xml_desc",
     # migration
+    "domain_migrate_prepare", "domain_migrate_finish", "domain_migrate_start_post_copy",
     "domain_migrate_prepare2", "domain_migrate_perform", "domain_migrate_finish2",
     "domain_migrate_prepare_tunnel", "domain_migrate_begin3", "domain_migrate_prepare3",
     "domain_migrate_prepare_tunnel3", "domain_migrate_perform3", "domain_migrate_finish3",
     "domain_migrate_confirm3", "domain_migrate_begin3_params", "domain_migrate_prepare3_params",
     "domain_migrate_prepare_tunnel3_params", "domain_migrate_perform3_params",
     "domain_migrate_finish3_params", "domain_migrate_confirm3_params",
-    # qemu program
-    "domain_qemu_monitor_command",
+    # streams and the qemu program
+    "domain_open_console", "domain_qemu_monitor_command",
 )
 
 

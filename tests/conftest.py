@@ -45,3 +45,17 @@ def embed_root(tmp_path, guests_built):
 @pytest.fixture
 def embed_uri(embed_root):
     return f"qemu:///embed?root={embed_root}"
+
+
+@pytest.fixture
+def pyvirtd(tmp_path):
+    """A running pyvirtd on loopback TCP and a private UNIX socket."""
+    from daemons import Pyvirtd
+
+    daemon = Pyvirtd(tmp_path / "hostA")
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        leaked = daemon.cleanup()
+    assert not leaked, f"QEMU processes left behind: {leaked}"

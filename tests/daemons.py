@@ -1,0 +1,131 @@
+"""Real pyvirtd processes on loopback for tests, always stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guests import REPO, kill_qemus_under, pid_alive
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Pyvirtd:
+    """One pyvirtd 'host': its own state dir, sockets, TCP port and host UUID."""
+
+    workdir: Path
+    tcp_port: int = field(default_factory=free_port)
+    host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    extra_config: str = ""
+    proc: subprocess.Popen | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    @property
+    def sock_dir(self) -> Path:
+        return self.workdir / "sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+tcp://127.0.0.1:{self.tcp_port}/system"
+
+    @property
+    def test_uri(self) -> str:
+        return f"test+tcp://127.0.0.1:{self.tcp_port}/default"
+
+    @property
+    def unix_uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.sock_dir}/libvirt-sock"
+
+    @property
+    def unix_ro_uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.sock_dir}/libvirt-sock-ro"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "pyvirtd.log"
+
+    def write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "pyvirtd.conf"
+        mig = self.tcp_port % 1000
+        path.write_text(f"""listen_tcp = 1
+listen_addr = "127.0.0.1"
+tcp_port = {self.tcp_port}
+auth_tcp = "none"
+unix_sock_dir = "{self.sock_dir}"
+host_uuid = "{self.host_uuid}"
+state_dir = "{self.state_dir}"
+migration_address = "127.0.0.1"
+migration_port_min = {50000 + mig * 10}
+migration_port_max = {50000 + mig * 10 + 9}
+{self.extra_config}
+""")
+        return path
+
+    def start(self, timeout: float = 30.0) -> "Pyvirtd":
+        conf = self.write_config()
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)],
+                                     stdout=log, stderr=log, env=env, cwd=REPO)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pyvirtd exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=0.5):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("pyvirtd did not start listening")
+                time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Stop the daemon (by its PID); guests it started keep running."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> list[int]:
+        """Stop the daemon and every QEMU started under its work directory."""
+        self.stop()
+        left = []
+        for status in (self.state_dir / "run" / "qemu").glob("*.xml"):
+            pid = int(status.read_text().split("pid='", 1)[1].split("'", 1)[0])
+            if pid > 0 and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                left.append(pid)
+        return left + kill_qemus_under(self.workdir)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and pid_alive(self.proc.pid)

@@ -1,0 +1,156 @@
+"""Stock virsh 9.0 and python3-libvirt 9.0 drive pyvirtd (the acceptance tests of the daemon)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from guests import READY, TINY, pid_alive, tiny_xml, wait_for, wait_for_text
+
+pytestmark = [pytest.mark.virsh,
+              pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh (libvirt-clients) not installed")]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def virsh(uri: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def ok(uri: str, *args: str) -> str:
+    out = virsh(uri, *args)
+    assert out.returncode == 0, f"virsh {' '.join(args)} failed: {out.stderr}"
+    return out.stdout
+
+
+@pytest.fixture
+def guest_file(pyvirtd, guests_built):
+    path = pyvirtd.workdir / "vt.xml"
+    path.write_text(tiny_xml("vt", pyvirtd.workdir / "vt-serial.log"))
+    return path
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_virsh_qemu_walkthrough(pyvirtd, guest_file, transport):
+    uri = pyvirtd.uri if transport == "tcp" else pyvirtd.unix_uri
+    assert "Domain 'vt' defined" in ok(uri, "define", str(guest_file))
+    assert "Domain 'vt' started" in ok(uri, "start", "vt")
+    wait_for_text(pyvirtd.workdir / "vt-serial.log", READY)
+    listing = ok(uri, "list", "--all")
+    assert " 1    vt     running" in listing
+    info = ok(uri, "dominfo", "vt")
+    assert "State:          running" in info and "Persistent:     yes" in info
+    assert ok(uri, "domstate", "--reason", "vt").strip() == "running (booted)"
+    ok(uri, "suspend", "vt")
+    assert ok(uri, "domstate", "--reason", "vt").strip() == "paused (user)"
+    ok(uri, "resume", "vt")
+    assert ok(uri, "domstate", "--reason", "vt").strip() == "running (unpaused)"
+    assert "<alias name='serial0'/>" in ok(uri, "dumpxml", "vt")
+    ok(uri, "destroy", "vt")
+    assert ok(uri, "domstate", "--reason", "vt").strip() == "shut off (destroyed)"
+    ok(uri, "undefine", "vt")
+    assert "vt" not in ok(uri, "list", "--all")
+
+
+def test_virsh_test_driver(pyvirtd):
+    out = ok(pyvirtd.test_uri, "list --all; domstate --reason test; dominfo test")
+    assert " 1    test   running" in out and "running (booted)" in out
+    assert "6695eb01-f6a4-8304-79aa-97f2502e193f" in out
+
+
+def test_virsh_start_autodestroy(pyvirtd, guest_file):
+    ok(pyvirtd.uri, "define", str(guest_file))
+    ok(pyvirtd.uri, "start", "--autodestroy", "vt")   # virsh exits: its connection closes
+    wait_for(lambda: ok(pyvirtd.uri, "domstate", "--reason", "vt").strip() == "shut off (destroyed)", 10,
+             what="the autodestroyed guest to stop")
+
+
+def test_virsh_errors_print_our_messages(pyvirtd, tmp_path):
+    lxc = tmp_path / "lxc.xml"
+    lxc.write_text("<domain type='lxc'><name>c</name><memory>1024</memory><os><type>exe</type></os></domain>")
+    out = virsh(pyvirtd.uri, "define", str(lxc))
+    assert out.returncode == 1
+    assert "domain type 'lxc' is not supported by the qemu driver" in out.stderr
+    out = virsh(pyvirtd.uri, "domstate", "nosuch")
+    assert out.returncode == 1 and "failed to get domain 'nosuch'" in out.stderr
+
+
+def test_virsh_event_loop_prints_lifecycle_events(pyvirtd, guest_file):
+    ok(pyvirtd.uri, "define", str(guest_file))
+    watcher = subprocess.Popen(["virsh", "-c", pyvirtd.uri, "event", "--loop", "--event", "lifecycle"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)   # let it register
+        ok(pyvirtd.uri, "start vt; suspend vt; resume vt; destroy vt")
+        time.sleep(0.5)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        out, _ = watcher.communicate(timeout=10)
+    lines = [line for line in out.splitlines() if line.startswith("event '")]
+    assert lines == [
+        "event 'lifecycle' for domain 'vt': Resumed Unpaused",
+        "event 'lifecycle' for domain 'vt': Started Booted",
+        "event 'lifecycle' for domain 'vt': Suspended Paused",
+        "event 'lifecycle' for domain 'vt': Resumed Unpaused",
+        "event 'lifecycle' for domain 'vt': Shutdown Finished after host request",
+        "event 'lifecycle' for domain 'vt': Stopped Destroyed",
+    ], out
+
+
+def test_python3_libvirt_and_pyvirt_agree_over_the_wire(pyvirtd):
+    if subprocess.run(["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode:
+        pytest.skip("python3-libvirt is not installed")
+    script = REPO / "tests" / "scripts" / "walkthrough.py"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    theirs = subprocess.run(["/usr/bin/python3", str(script), "libvirt", pyvirtd.test_uri],
+                            capture_output=True, text=True, timeout=60, env=env)
+    ours = subprocess.run([sys.executable, str(script), "pyvirt", pyvirtd.test_uri],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
+    assert "read-only True" in ours.stdout
+
+
+def test_python3_libvirt_qemu_walkthrough(pyvirtd, guests_built):
+    if subprocess.run(["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode:
+        pytest.skip("python3-libvirt is not installed")
+    xml = tiny_xml("py3", pyvirtd.workdir / "py3.log")
+    code = f"""
+import libvirt
+c = libvirt.open({pyvirtd.uri!r})
+d = c.defineXML({xml!r})
+d.create()
+print(d.state(), d.isActive(), d.ID() > 0)
+d.suspend(); print(d.state())
+d.resume(); print(d.state())
+d.destroy(); print(d.state())
+d.undefine()
+try:
+    c.defineXML("<domain type='lxc'><name>c</name><memory>1024</memory><os><type>exe</type></os></domain>")
+except libvirt.libvirtError as e:
+    print(e.get_error_code(), e.get_error_domain())
+"""
+    out = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[1, 1] 1 True", "[3, 1]", "[1, 5]", "[5, 2]", "67 20"]
+
+
+def test_sigterm_leaves_guests_running_and_restart_adopts_them(pyvirtd, guest_file):
+    ok(pyvirtd.uri, "define", str(guest_file))
+    ok(pyvirtd.uri, "start", "vt")
+    status = (pyvirtd.state_dir / "run" / "qemu" / "vt.xml").read_text()
+    qemu = int(status.split("pid='", 1)[1].split("'", 1)[0])
+    pyvirtd.stop()                       # SIGTERM
+    assert pid_alive(qemu)
+    pyvirtd.start()
+    assert ok(pyvirtd.uri, "domstate", "--reason", "vt").strip() == "running (booted)"
+    ok(pyvirtd.uri, "destroy", "vt")
+    assert not pid_alive(qemu)
