@@ -59,3 +59,17 @@ def pyvirtd(tmp_path):
     finally:
         leaked = daemon.cleanup()
     assert not leaked, f"QEMU processes left behind: {leaked}"
+
+
+@pytest.fixture(scope="module")
+def pyvirtd_module(tmp_path_factory):
+    """One pyvirtd shared by a module's tests (for fuzzing many cases quickly)."""
+    from daemons import Pyvirtd
+
+    daemon = Pyvirtd(tmp_path_factory.mktemp("fuzz") / "host")
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        leaked = daemon.cleanup()
+    assert not leaked

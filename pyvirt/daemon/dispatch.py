@@ -113,8 +113,11 @@ class Dispatcher:
 
     async def client_disconnected(self, client: ServerClient) -> None:
         session: Session = client.session
-        for task in list(session.tasks):
-            task.cancel()
+        # Calls still running finish (their replies go nowhere), as in libvirtd:
+        # cancelling a start or a migration half-way would leave a guest in an
+        # unknown state.  Close hooks (autodestroy) run after them.
+        if session.tasks:
+            await asyncio.wait(list(session.tasks))
         conn, session.conn = session.conn, None
         if conn is None:
             return
