@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Iterator
 
 from ..conf import DomainDef
@@ -40,7 +41,7 @@ class DomainObj:
     def uuid(self) -> str:
         return self.definition.uuid
 
-    @property
+    @cached_property   # a domain's UUID never changes; handles are built per call
     def uuid_bytes(self) -> bytes:
         return uuidlib.UUID(self.definition.uuid).bytes
 
@@ -100,6 +101,7 @@ class DomainList:
 
     def __init__(self, error_domain: ErrorDomain) -> None:
         self._by_uuid: dict[str, DomainObj] = {}
+        self._by_raw: dict[bytes, DomainObj] = {}   # the key handles carry: no conversion per call
         self.error_domain = error_domain
 
     def __iter__(self) -> Iterator[DomainObj]:
@@ -110,9 +112,11 @@ class DomainList:
 
     def add(self, obj: DomainObj) -> None:
         self._by_uuid[obj.uuid] = obj
+        self._by_raw[obj.uuid_bytes] = obj
 
     def remove(self, obj: DomainObj) -> None:
         self._by_uuid.pop(obj.uuid, None)
+        self._by_raw.pop(obj.uuid_bytes, None)
 
     def find_name(self, name: str) -> DomainObj | None:
         for obj in self._by_uuid.values():
@@ -130,10 +134,9 @@ class DomainList:
         return obj
 
     def by_uuid(self, raw: bytes) -> DomainObj:
-        text = str(uuidlib.UUID(bytes=bytes(raw)))
-        obj = self._by_uuid.get(text)
+        obj = self._by_raw.get(bytes(raw))
         if obj is None:
-            raise no_domain(f"no domain with matching uuid '{text}'", self.error_domain)
+            raise no_domain(f"no domain with matching uuid '{uuidlib.UUID(bytes=bytes(raw))}'", self.error_domain)
         return obj
 
     def by_id(self, dom_id: int) -> DomainObj:
@@ -144,10 +147,10 @@ class DomainList:
 
     def by_ref(self, ref: DomainRef) -> DomainObj:
         """Resolve a handle by UUID, the stable key (ids in handles can be stale)."""
-        text = str(uuidlib.UUID(bytes=bytes(ref.uuid)))
-        obj = self._by_uuid.get(text)
+        obj = self._by_raw.get(ref.uuid)
         if obj is None:
-            raise no_domain(f"no domain with matching uuid '{text}' ({ref.name})", self.error_domain)
+            raise no_domain(f"no domain with matching uuid '{uuidlib.UUID(bytes=ref.uuid)}' ({ref.name})",
+                            self.error_domain)
         return obj
 
     def check_new(self, new: DomainDef, allow_active_same: bool = True) -> DomainObj | None:

@@ -376,6 +376,7 @@ class QemuDriver:
             reason, detail = ShutoffReason.CRASHED, EventStoppedDetail.FAILED
             log.warning("QEMU of domain %s exited unexpectedly", obj.name)
         obj.process = None
+        qp.close_stat()
         await qp.monitor.close()
         self._finish_stop(obj, reason, detail)
 
@@ -434,14 +435,7 @@ class QemuDriver:
 
     # -- queries ------------------------------------------------------------------
     def cpu_time_ns(self, obj: QemuDomainObj) -> int:
-        if obj.process is None:
-            return 0
-        try:
-            fields = Path(f"/proc/{obj.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0
-        ticks = int(fields[11]) + int(fields[12])   # utime + stime
-        return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        return obj.process.cpu_time_ns() if obj.process is not None else 0
 
     def job_guard(self, obj: QemuDomainObj, kind: JobKind):
         return obj.jobs.job(kind, self.cfg.monitor_timeout)

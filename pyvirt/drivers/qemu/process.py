@@ -27,6 +27,7 @@ from .monitor import Monitor, MonitorCallbacks, listening_socket
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 5
+_NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES, start: int = 0) -> str:
@@ -51,9 +52,28 @@ class QemuProcess:
     child: asyncio.subprocess.Process | None = None   # None when adopted
     started: float = field(default_factory=time.time)
 
+    _stat_fd: int = -1
+
     @property
     def alive(self) -> bool:
         return not self.exited.done()
+
+    def cpu_time_ns(self) -> int:
+        """QEMU's user+system CPU time.  dom.info() asks for it on every call, so
+        /proc/PID/stat stays open and is re-read with pread (no open/close, no pathlib)."""
+        try:
+            if self._stat_fd < 0:
+                self._stat_fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            data = os.pread(self._stat_fd, 1024, 0)
+        except OSError:
+            return 0
+        fields = data[data.rindex(b")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) * _NS_PER_TICK
+
+    def close_stat(self) -> None:
+        if self._stat_fd >= 0:
+            os.close(self._stat_fd)
+            self._stat_fd = -1
 
     def signal(self, signum: int) -> None:
         if self.exited.done():
