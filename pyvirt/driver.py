@@ -61,6 +61,10 @@ class DomainEvent:
 
 EventCallback = Callable[[DomainEvent], None]
 
+QEMU_MONITOR_EVENT = -1
+"""``event_id`` of a raw QMP event (libvirt-qemu's monitor events);
+``detail`` is ``(name, timestamp_seconds, details_json_or_None)``."""
+
 
 class EventBus:
     """Fan-out of driver events to subscribers.

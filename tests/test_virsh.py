@@ -154,3 +154,23 @@ def test_sigterm_leaves_guests_running_and_restart_adopts_them(pyvirtd, guest_fi
     assert ok(pyvirtd.uri, "domstate", "--reason", "vt").strip() == "running (booted)"
     ok(pyvirtd.uri, "destroy", "vt")
     assert not pid_alive(qemu)
+
+
+def test_virsh_qemu_monitor_command_and_event(pyvirtd, guest_file):
+    ok(pyvirtd.uri, "define", str(guest_file))
+    ok(pyvirtd.uri, "start", "vt")
+    out = ok(pyvirtd.uri, "qemu-monitor-command", "vt", '{"execute":"query-status"}')
+    assert '"status": "running"' in out or '"status":"running"' in out
+    assert "running" in ok(pyvirtd.uri, "qemu-monitor-command", "--hmp", "vt", "info status")
+    assert "CommandNotFound" in ok(pyvirtd.uri, "qemu-monitor-command", "vt", '{"execute":"no-such"}')
+    watcher = subprocess.Popen(["virsh", "-c", pyvirtd.uri, "qemu-monitor-event", "--loop", "--event", "STOP"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        ok(pyvirtd.uri, "suspend", "vt")
+        time.sleep(0.5)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=10)
+    assert "event STOP" in out, (out, err)
+    ok(pyvirtd.uri, "destroy", "vt")

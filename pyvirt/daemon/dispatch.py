@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
-from ..driver import ConnectionInfo, DomainEvent, HypervisorConnection, check_access
+from ..driver import QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, HypervisorConnection, check_access
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import wire
-from ..rpc.protocol import PROGRAMS, Kind, Procedure, REMOTE
+from ..rpc.protocol import PROGRAMS, QEMU, REMOTE, Kind, Procedure
 from ..rpc.server import ServerClient
 from ..rpc.wire import Header, Message, MessageType, Program, Status
 from ..rpc.xdr import XDRError
@@ -43,6 +44,7 @@ PRE_OPEN = {"auth_list", "auth_sasl_init", "auth_sasl_start", "auth_sasl_step", 
 
 LIFECYCLE_LEGACY = REMOTE.by_name["DOMAIN_EVENT_LIFECYCLE"]
 LIFECYCLE_CALLBACK = REMOTE.by_name["DOMAIN_EVENT_CALLBACK_LIFECYCLE"]
+QEMU_EVENT = QEMU.by_name["DOMAIN_MONITOR_EVENT"]
 _callback_ids = itertools.count(1)   # unique across the daemon, as libvirtd's
 
 
@@ -53,6 +55,7 @@ class Session:
     conn: HypervisorConnection | None = None
     legacy_events: set[int] = field(default_factory=set)            # event ids (REGISTER_ANY)
     callbacks: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)  # id -> (event id, uuid)
+    qemu_callbacks: dict[int, tuple[bytes | None, Callable[[str], bool]]] = field(default_factory=dict)
     subscription: int | None = None
     close_callback: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -105,6 +108,8 @@ class Dispatcher:
             "connect_domain_event_deregister_any": self._deregister_any,
             "connect_domain_event_callback_register_any": self._callback_register,
             "connect_domain_event_callback_deregister_any": self._callback_deregister,
+            "connect_domain_qemu_monitor_event_register": self._qemu_event_register,
+            "connect_domain_qemu_monitor_event_deregister": self._qemu_event_deregister,
         }
 
     # -- CallHandler ------------------------------------------------------------
@@ -297,9 +302,47 @@ class Dispatcher:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC,
                         f"domain event callback {callback_id} not registered")
 
+    def _qemu_event_register(self, client: ServerClient, dom: Any, event: str | None, flags: int) -> int:
+        """virsh qemu-monitor-event: raw QMP events, by name, regex (flag 1), any case (flag 2)."""
+        if flags & ~3:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, f"unsupported flags (0x{flags & ~3:x})")
+        if event is None:
+            match: Callable[[str], bool] = lambda name: True
+        elif flags & 1:
+            try:
+                pattern = re.compile(event, re.IGNORECASE if flags & 2 else 0)
+            except re.error as exc:
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, f"bad event regex '{event}': {exc}")
+            match = lambda name: pattern.search(name) is not None
+        elif flags & 2:
+            match = lambda name: name.lower() == event.lower()
+        else:
+            match = lambda name: name == event
+        cb = next(_callback_ids)
+        client.session.qemu_callbacks[cb] = (dom.uuid if dom is not None else None, match)
+        self._subscribe(client)
+        return cb
+
+    def _qemu_event_deregister(self, client: ServerClient, callback_id: int) -> None:
+        if client.session.qemu_callbacks.pop(callback_id, None) is None:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC,
+                        f"qemu monitor event callback {callback_id} not registered")
+
+    def _deliver_qemu(self, client: ServerClient, event: DomainEvent) -> None:
+        name, stamp, details = event.detail
+        seconds, micros = int(stamp), int((stamp - int(stamp)) * 1e6)
+        for cb, (uuid, match) in client.session.qemu_callbacks.items():
+            if (uuid is None or uuid == event.dom.uuid) and match(name):
+                payload = QEMU_EVENT.encode_args((cb, event.dom, name, seconds, micros, details))
+                client.send(wire.encode_event(Program.QEMU, QEMU_EVENT.number, payload))
+
     def _deliver(self, client: ServerClient, event: DomainEvent) -> None:
         """Send one driver event to a client, in each form it registered for."""
-        if client.closed or event.event_id != EventID.LIFECYCLE:
+        if client.closed:
+            return
+        if event.event_id == QEMU_MONITOR_EVENT:
+            return self._deliver_qemu(client, event)
+        if event.event_id != EventID.LIFECYCLE:
             return
         session: Session = client.session
         ev, detail = event.detail

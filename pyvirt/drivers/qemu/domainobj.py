@@ -71,14 +71,15 @@ class QemuDomainObj(DomainObj):
 class MonitorHandler:
     """Feeds one domain's QMP events and EOF to the driver."""
 
-    def __init__(self, obj: QemuDomainObj, on_event: Callable[[QemuDomainObj, str, Mapping[str, Any]], None],
+    def __init__(self, obj: QemuDomainObj,
+                 on_event: Callable[[QemuDomainObj, str, Mapping[str, Any], float], None],
                  on_eof: Callable[[QemuDomainObj, str], None]) -> None:
         self.obj = obj
         self._on_event = on_event
         self._on_eof = on_eof
 
     def on_event(self, name: str, data: Mapping[str, Any], timestamp: float) -> None:
-        self._on_event(self.obj, name, data)
+        self._on_event(self.obj, name, data, timestamp)
 
     def on_eof(self, reason: str) -> None:
         self._on_eof(self.obj, reason)

@@ -11,6 +11,7 @@ previous manager left running.  The per-client API lives in
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any, Mapping
 
 from ... import conf
 from ...conf.fileutil import write_atomic
-from ...driver import EventBus
+from ...driver import QEMU_MONITOR_EVENT, DomainEvent, EventBus
 from ...enums import reason_from_name, reason_name
 from ...enums import (DomainState, EventResumedDetail, EventShutdownDetail, EventStartedDetail,
                       EventStoppedDetail, EventSuspendedDetail, EventType, PausedReason,
@@ -401,7 +402,10 @@ class QemuDriver:
             await self.kill(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
 
     # -- QMP events -------------------------------------------------------------
-    def _on_event(self, obj: QemuDomainObj, name: str, data: Mapping[str, Any]) -> None:
+    def _on_event(self, obj: QemuDomainObj, name: str, data: Mapping[str, Any], timestamp: float) -> None:
+        # Raw QMP events, for virsh qemu-monitor-event (libvirt-qemu's API).
+        self.events.emit(DomainEvent(QEMU_MONITOR_EVENT, obj.ref(),
+                                     (name, timestamp, json.dumps(data) if data else None)))
         if name == "SHUTDOWN":
             obj.got_shutdown = True
             guest = bool(data.get("guest"))

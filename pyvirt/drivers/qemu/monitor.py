@@ -11,6 +11,7 @@ that escapes into the driver.  A QMP error reply becomes a libvirtError
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from typing import Any, Mapping, Protocol
@@ -41,6 +42,7 @@ class Monitor:
         self._event_task: asyncio.Task[None] | None = None
         self._closing = False
         self._eof_sent = False
+        self._passthrough_id = 0
 
     async def connect(self, path: str) -> None:
         """Connect and negotiate; then start forwarding events."""
@@ -118,12 +120,26 @@ class Monitor:
         try:
             return await self._client.execute(cmd, arguments)
         except ExecuteError as exc:
-            desc = exc.error.desc if hasattr(exc, "error") else str(exc)
+            desc = str(exc)   # QEMU's own description of the failure
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         f"QEMU command '{cmd}' failed: {desc}") from exc
         except (QMPError, OSError, EOFError) as exc:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         f"monitor of '{self.name}' is gone during '{cmd}': {exc or type(exc).__name__}") from exc
+
+    async def execute_passthrough(self, cmd: str, arguments: Mapping[str, Any] | None) -> str:
+        """QEMU's reply to an arbitrary command as JSON text, an error reply included."""
+        self._passthrough_id += 1
+        reply_id = f"libvirt-{self._passthrough_id}"
+        try:
+            result = await self._client.execute(cmd, arguments)
+            reply: dict[str, Any] = {"return": result, "id": reply_id}
+        except ExecuteError as exc:
+            reply = {"id": reply_id, "error": {"class": exc.error_class, "desc": str(exc)}}
+        except (QMPError, OSError, EOFError) as exc:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"monitor of '{self.name}' is gone during '{cmd}': {exc}") from exc
+        return json.dumps(reply)
 
     # -- typed helpers -----------------------------------------------------
     async def query_status(self) -> dict[str, Any]:
