@@ -31,6 +31,10 @@ def _export_constants() -> list[str]:
 
 
 _CONSTANTS = _export_constants()
+from .typedparams import MIGRATION_PARAM_CONSTANTS as _PARAM_NAMES  # noqa: E402
+
+globals().update(_PARAM_NAMES)
+_CONSTANTS += list(_PARAM_NAMES)
 VIR_ERR_OK = 0
 
 __all__ = ["open", "openReadOnly", "virConnect", "virDomain", "libvirtError", *_CONSTANTS]

@@ -13,6 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from .driver import DomainRef
 
+def _params(dxml: str | None = None, dname: str | None = None, uri: str | None = None,
+            bandwidth: int = 0) -> dict[str, Any]:
+    """The old positional migration arguments as VIR_MIGRATE_PARAM_* entries."""
+    out: dict[str, Any] = {}
+    for key, value in (("destination_xml", dxml), ("destination_name", dname), ("migrate_uri", uri)):
+        if value:
+            out[key] = value
+    if bandwidth:
+        out["bandwidth"] = bandwidth
+    return out
+
+
 if TYPE_CHECKING:
     from .connection import virConnect
 
@@ -146,6 +158,35 @@ class virDomain:  # noqa: N801 - libvirt-python's name
 
     def migrateGetMaxDowntime(self, flags: int = 0) -> int:
         return self._call("domain_migrate_get_max_downtime", flags)
+
+    # -- migration ---------------------------------------------------------------
+    def migrate(self, dconn: "virConnect", flags: int = 0, dname: str | None = None,
+                uri: str | None = None, bandwidth: int = 0) -> "virDomain":
+        return self.migrate3(dconn, _params(dname=dname, uri=uri, bandwidth=bandwidth), flags)
+
+    def migrate2(self, dconn: "virConnect", dxml: str | None = None, flags: int = 0, dname: str | None = None,
+                 uri: str | None = None, bandwidth: int = 0) -> "virDomain":
+        return self.migrate3(dconn, _params(dxml=dxml, dname=dname, uri=uri, bandwidth=bandwidth), flags)
+
+    def migrate3(self, dconn: "virConnect", params: dict[str, Any] | None = None, flags: int = 0) -> "virDomain":
+        """Client-driven migration to ``dconn`` (see :mod:`pyvirt.migration`)."""
+        from . import aio, migration
+        ref = aio.run(migration.migrate_managed(self._conn._drv, dconn._drv, self._ref, dict(params or {}), flags))
+        return virDomain(dconn, ref)
+
+    def migrateToURI(self, duri: str, flags: int = 0, dname: str | None = None, bandwidth: int = 0) -> int:
+        return self.migrateToURI3(duri, _params(dname=dname, bandwidth=bandwidth), flags)
+
+    def migrateToURI2(self, dconnuri: str | None = None, miguri: str | None = None, dxml: str | None = None,
+                      flags: int = 0, dname: str | None = None, bandwidth: int = 0) -> int:
+        return self.migrateToURI3(dconnuri or "", _params(dxml=dxml, dname=dname, uri=miguri, bandwidth=bandwidth),
+                                  flags)
+
+    def migrateToURI3(self, dconnuri: str, params: dict[str, Any] | None = None, flags: int = 0) -> int:
+        """Peer-to-peer migration: the source host drives it towards ``dconnuri``."""
+        from . import aio, migration
+        aio.run(migration.migrate_to_uri(self._conn._drv, self._ref, dconnuri, dict(params or {}), flags))
+        return 0
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, virDomain) and other._ref.uuid == self._ref.uuid

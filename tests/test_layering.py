@@ -29,6 +29,9 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
                      "pyvirt.security", "pyvirt.locking", "pyvirt.connection", "pyvirt.domain")),
     ("pyvirt.security", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.locking")),
     ("pyvirt.locking", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.security")),
+    ("pyvirt.typedparams", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
+                            "pyvirt.driver", "pyvirt.connection", "pyvirt.domain")),
+    ("pyvirt.migration", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.drivers")),
     ("pyvirt.uri", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
     ("pyvirt.driver", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
     # the remote driver is the only driver that speaks RPC

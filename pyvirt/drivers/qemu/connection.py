@@ -13,19 +13,22 @@ from typing import Any
 
 from ... import conf
 from ...driver import ConnectionInfo, DomainRef, HypervisorConnection
-from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDetail, EventResumedDetail,
-                      EventSuspendedDetail, EventType, EventUndefinedDetail, JobType, PausedReason,
-                      RunningReason, ShutdownFlags, ShutoffReason, EventStoppedDetail, StartFlags,
-                      UndefineFlags, XMLFlags)
-from ...errors import ErrorDomain, ErrorNumber, check_flags, error
+from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDetail, EventStoppedDetail,
+                      EventType, EventUndefinedDetail, JobType, MigrateFlags, PausedReason, RunningReason,
+                      ShutdownFlags, ShutoffReason, StartFlags, UndefineFlags, XMLFlags)
+from ...errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError
 from ..domainlist import ALL_LIST_FLAGS, emit_lifecycle, not_running
 from .command import DOMAIN_TYPES
 from .domainobj import QemuDomainObj
 from .driver import QemuDriver
-from .jobs import ASYNC_OPERATION, JobKind
+from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
+from .migration import destination, source
+from .migration import params as mparams
 
 LIB_VERSION = 9000000
-_FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING}
+_FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
+             DriverFeature.MIGRATION_V2, DriverFeature.MIGRATION_V3, DriverFeature.MIGRATION_PARAMS,
+             DriverFeature.MIGRATE_CHANGE_PROTECTION}
 _XML_FLAGS = int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU | XMLFlags.MIGRATABLE)
 
 
@@ -300,8 +303,19 @@ class QemuConnection(HypervisorConnection):
         return "none", "0"
 
     # -- jobs -------------------------------------------------------------------------
+    async def _refresh_job_stats(self, obj: QemuDomainObj) -> None:
+        """During a migration, ask QEMU for fresh figures (a query job: never waits behind it)."""
+        job = obj.jobs.current_async
+        if job is None or job.kind not in (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN) or obj.process is None:
+            return
+        try:
+            job.stats.update(mparams.job_stats(await obj.process.monitor.query_migrate()))
+        except libvirtError:
+            pass
+
     async def domain_get_job_info(self, dom: DomainRef) -> tuple[int, ...]:
         obj = self._obj(dom)
+        await self._refresh_job_stats(obj)
         job = obj.jobs.current_async
         if job is None:
             return (int(JobType.NONE),) + (0,) * 11
@@ -315,6 +329,7 @@ class QemuConnection(HypervisorConnection):
         from ...enums import TypedParamType as T
         check_flags(flags, 3, "qemuDomainGetJobStats")
         obj = self._obj(dom)
+        await self._refresh_job_stats(obj)
         job = obj.jobs.current_async
         if flags & 1:  # VIR_DOMAIN_JOB_STATS_COMPLETED
             job = obj.jobs.last_completed
@@ -352,3 +367,129 @@ class QemuConnection(HypervisorConnection):
                 raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
                             f"cannot parse QMP command '{cmd}': {exc}") from None
             return await monitor.execute_passthrough(request["execute"], request.get("arguments"))
+
+    # -- migration: every protocol generation maps onto one request --------------------
+    async def domain_migrate_begin3(self, dom: DomainRef, xmlin: str | None, flags: int, dname: str | None,
+                                    resource: int) -> tuple[bytes, str]:
+        mparams.check_flags(flags, "qemuDomainMigrateBegin3")
+        req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
+        return await source.begin(self.driver, self, dom, req, xmlin)
+
+    async def domain_migrate_begin3_params(self, dom: DomainRef, params: list, flags: int) -> tuple[bytes, str]:
+        mparams.check_flags(flags, "qemuDomainMigrateBegin3Params")
+        req = mparams.from_params(params, flags)
+        return await source.begin(self.driver, self, dom, req, req.dest_xml)
+
+    async def domain_migrate_prepare3(self, cookie_in: bytes, uri_in: str | None, flags: int, dname: str | None,
+                                      resource: int, dom_xml: str) -> tuple[bytes, str | None]:
+        mparams.check_flags(flags, "qemuDomainMigratePrepare3")
+        req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
+        return await destination.prepare(self.driver, self, req, cookie_in, dom_xml, uri_in)
+
+    async def domain_migrate_prepare3_params(self, params: list, cookie_in: bytes,
+                                             flags: int) -> tuple[bytes, str | None]:
+        mparams.check_flags(flags, "qemuDomainMigratePrepare3Params")
+        req = mparams.from_params(params, flags)
+        if not req.dest_xml:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "missing migration parameter 'destination_xml'")
+        return await destination.prepare(self.driver, self, req, cookie_in, req.dest_xml, req.uri)
+
+    async def domain_migrate_perform3(self, dom: DomainRef, xmlin: str | None, cookie_in: bytes,
+                                      dconnuri: str | None, uri: str | None, flags: int, dname: str | None,
+                                      resource: int) -> bytes:
+        mparams.check_flags(flags, "qemuDomainMigratePerform3")
+        req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource, dest_xml=xmlin)
+        return await self._perform(dom, req, cookie_in, dconnuri, uri)
+
+    async def domain_migrate_perform3_params(self, dom: DomainRef, dconnuri: str | None, params: list,
+                                             cookie_in: bytes, flags: int) -> bytes:
+        mparams.check_flags(flags, "qemuDomainMigratePerform3Params")
+        req = mparams.from_params(params, flags)
+        return await self._perform(dom, req, cookie_in, dconnuri, req.uri)
+
+    async def _perform(self, dom: DomainRef, req: mparams.MigrationRequest, cookie_in: bytes,
+                       dconnuri: str | None, uri: str | None) -> bytes:
+        if req.flags & MigrateFlags.PEER2PEER:
+            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
+                        "peer-to-peer migration is not supported by this pyvirtd yet")
+        return await source.perform(self.driver, self, dom, req, cookie_in, uri, v3=True)
+
+    async def domain_migrate_finish3(self, dname: str, cookie_in: bytes, dconnuri: str | None, uri: str | None,
+                                     flags: int, cancelled: int) -> tuple[DomainRef, bytes]:
+        mparams.check_flags(flags, "qemuDomainMigrateFinish3")
+        req = mparams.MigrationRequest(flags=flags, dname=dname)
+        return await destination.finish(self.driver, req, cookie_in, dname, bool(cancelled))
+
+    async def domain_migrate_finish3_params(self, params: list, cookie_in: bytes, flags: int,
+                                            cancelled: int) -> tuple[DomainRef, bytes]:
+        mparams.check_flags(flags, "qemuDomainMigrateFinish3Params")
+        req = mparams.from_params(params, flags)
+        dname = req.dname or (conf.parse(req.dest_xml).name if req.dest_xml else None)
+        if not dname:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "missing migration parameter 'destination_name'")
+        return await destination.finish(self.driver, req, cookie_in, dname, bool(cancelled))
+
+    async def domain_migrate_confirm3(self, dom: DomainRef, cookie_in: bytes, flags: int, cancelled: int) -> None:
+        mparams.check_flags(flags, "qemuDomainMigrateConfirm3")
+        await source.confirm(self.driver, dom, mparams.MigrationRequest(flags=flags), cookie_in, bool(cancelled))
+
+    async def domain_migrate_confirm3_params(self, dom: DomainRef, params: list, cookie_in: bytes, flags: int,
+                                             cancelled: int) -> None:
+        mparams.check_flags(flags, "qemuDomainMigrateConfirm3Params")
+        await source.confirm(self.driver, dom, mparams.from_params(params, flags), cookie_in, bool(cancelled))
+
+    # v2: no Begin, no Confirm, no cookies
+    async def domain_migrate_prepare2(self, uri_in: str | None, flags: int, dname: str | None, resource: int,
+                                      dom_xml: str) -> tuple[bytes, str | None]:
+        mparams.check_flags(flags, "qemuDomainMigratePrepare2")
+        req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
+        _cookie, uri_out = await destination.prepare(self.driver, self, req, None, dom_xml, uri_in)
+        return b"", uri_out
+
+    async def domain_migrate_perform(self, dom: DomainRef, cookie: bytes, uri: str, flags: int,
+                                     dname: str | None, resource: int) -> None:
+        mparams.check_flags(flags, "qemuDomainMigratePerform")
+        req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
+        if flags & MigrateFlags.PEER2PEER:
+            await self._perform(dom, req, cookie, uri, None)
+            return
+        await source.perform(self.driver, self, dom, req, None, uri, v3=False)
+
+    async def domain_migrate_finish2(self, dname: str, cookie: bytes, uri: str, flags: int,
+                                     retcode: int) -> DomainRef:
+        mparams.check_flags(flags, "qemuDomainMigrateFinish2")
+        req = mparams.MigrationRequest(flags=flags, dname=dname)
+        ref, _cookie = await destination.finish(self.driver, req, None, dname, bool(retcode), v3=False)
+        return ref
+
+    # -- migration tuning ---------------------------------------------------------------
+    async def domain_migrate_set_max_speed(self, dom: DomainRef, bandwidth: int, flags: int) -> None:
+        check_flags(flags, 0, "qemuDomainMigrateSetMaxSpeed")
+        obj = self._obj(dom)
+        async with self.driver.job_guard(obj, JobKind.MIGRATION_OP):
+            obj.extra["migrate_speed"] = str(bandwidth)
+            if obj.outgoing is not None and obj.outgoing.phase == "perform":
+                obj.jobs.signal_async("speed", bandwidth)
+            elif obj.process is not None:
+                await obj.process.monitor.migrate_set_parameters(max_bandwidth=mparams.bandwidth_bytes(bandwidth))
+
+    async def domain_migrate_get_max_speed(self, dom: DomainRef, flags: int) -> int:
+        check_flags(flags, 0, "qemuDomainMigrateGetMaxSpeed")
+        speed = int(self._obj(dom).extra.get("migrate_speed", "0"))
+        return speed or mparams.BANDWIDTH_UNLIMITED_MIB
+
+    async def domain_migrate_set_max_downtime(self, dom: DomainRef, downtime: int, flags: int) -> None:
+        check_flags(flags, 0, "qemuDomainMigrateSetMaxDowntime")
+        obj = self._active(dom)
+        async with self.driver.job_guard(obj, JobKind.MIGRATION_OP):
+            obj.extra["migrate_downtime"] = str(downtime)
+            if obj.outgoing is not None and obj.outgoing.phase == "perform":
+                obj.jobs.signal_async("downtime", downtime)
+            else:
+                await obj.process.monitor.migrate_set_parameters(downtime_limit=downtime)
+
+    async def domain_migrate_get_max_downtime(self, dom: DomainRef, flags: int) -> int:
+        check_flags(flags, 0, "qemuDomainMigrateGetMaxDowntime")
+        obj = self._active(dom)
+        async with self.driver.job_guard(obj, JobKind.QUERY):
+            return int((await obj.process.monitor.query_migrate_parameters()).get("downtime-limit", 300))

@@ -35,6 +35,8 @@ class QemuDomainObj(DomainObj):
     # Set while the driver itself pauses/resumes the CPUs, so the STOP/RESUME
     # events it causes do not override the reason it chose.
     expect_run_change: bool = False
+    incoming: Any = None              # migration.destination.Incoming between Prepare and Finish
+    outgoing: Any = None              # migration.source.Outgoing between Begin and Confirm
 
     def __post_init__(self) -> None:
         if self.jobs is None:

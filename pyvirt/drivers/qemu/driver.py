@@ -70,6 +70,7 @@ class QemuDriver:
         self.kvm = kvm_available()
         self._define_lock = asyncio.Lock()
         self._used_ports: set[int] = set()
+        self.migration_ports: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- start-up and shutdown of the manager -------------------------------
@@ -239,7 +240,8 @@ class QemuDriver:
     async def start(self, obj: QemuDomainObj, *, paused: bool = False,
                     reason: RunningReason = RunningReason.BOOTED,
                     started_detail: EventStartedDetail = EventStartedDetail.BOOTED,
-                    incoming: str | None = None, start_cpus: bool = True) -> None:
+                    incoming: str | None = None, start_cpus: bool = True,
+                    live_def: conf.DomainDef | None = None) -> None:
         """Launch QEMU for ``obj`` (the caller holds the domain's job).
 
         With ``incoming``, QEMU waits for a migration stream and the CPUs are
@@ -248,7 +250,7 @@ class QemuDriver:
         """
         if obj.active:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
-        live = obj.definition.copy()
+        live = (live_def or obj.definition).copy()
         assign_aliases(live)
         self._pick_ports(live)
         try:
@@ -281,6 +283,8 @@ class QemuDriver:
                 await self.resume_cpus(obj, RunningReason(reason), event=False)
             elif incoming is None:
                 obj.set_state(DomainState.PAUSED, PausedReason.USER)
+            else:
+                obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
         except BaseException as exc:
             first = FirstError()
             first.record(exc)
@@ -327,6 +331,7 @@ class QemuDriver:
         obj.set_state(DomainState.RUNNING, reason)
         if event:
             detail = {RunningReason.MIGRATED: EventResumedDetail.MIGRATED,
+                      RunningReason.MIGRATION_CANCELED: EventResumedDetail.MIGRATED,
                       RunningReason.RESTORED: EventResumedDetail.FROM_SNAPSHOT}.get(reason, EventResumedDetail.UNPAUSED)
             emit_lifecycle(self.events, obj, EventType.RESUMED, detail)
 
@@ -341,6 +346,17 @@ class QemuDriver:
         if event:
             detail = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED}.get(reason, EventSuspendedDetail.PAUSED)
             emit_lifecycle(self.events, obj, EventType.SUSPENDED, detail)
+
+    def mark_paused(self, obj: QemuDomainObj, reason: PausedReason) -> None:
+        """Record that QEMU stopped the CPUs itself (end of migration or save)."""
+        obj.set_state(DomainState.PAUSED, reason)
+        detail = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED}.get(reason, EventSuspendedDetail.PAUSED)
+        emit_lifecycle(self.events, obj, EventType.SUSPENDED, detail)
+
+    def release_leases(self, obj: QemuDomainObj) -> None:
+        """Lock-manager hook: the guest's CPUs stopped for good on this host.
+        The lock manager is a no-op one for now; this is where leases go."""
+        log.debug("%s: releasing disk leases (nop lock manager)", obj.name)
 
     # -- stop -------------------------------------------------------------------
     async def kill(self, obj: QemuDomainObj, reason: ShutoffReason, detail: EventStoppedDetail,
@@ -378,6 +394,8 @@ class QemuDriver:
             log.warning("QEMU of domain %s exited unexpectedly", obj.name)
         obj.process = None
         qp.close_stat()
+        if obj.jobs.current_async is not None:      # wake a migration or save waiting on QEMU
+            obj.jobs.current_async.signal("qemu-gone")
         await qp.monitor.close()
         self._finish_stop(obj, reason, detail)
 

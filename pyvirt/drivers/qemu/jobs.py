@@ -125,8 +125,9 @@ class JobManager:
                 self.active = None
                 self._cond.notify_all()
 
-    @asynccontextmanager
-    async def async_job(self, kind: AsyncJob, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[AsyncJobState]:
+    async def begin_async(self, kind: AsyncJob, timeout: float = DEFAULT_TIMEOUT) -> AsyncJobState:
+        """Start an asynchronous job that outlives this call (migration spans
+        several RPC calls); :meth:`end_async` ends it."""
         async with self._cond:
             try:
                 await asyncio.wait_for(self._cond.wait_for(
@@ -135,13 +136,22 @@ class JobManager:
                 raise self._busy_error(kind.value) from None
             state = AsyncJobState(kind)
             self.current_async = state
-        try:
-            yield state
-        finally:
-            async with self._cond:
+            return state
+
+    async def end_async(self, state: AsyncJobState) -> None:
+        async with self._cond:
+            if self.current_async is state:
                 self.last_completed = state
                 self.current_async = None
                 self._cond.notify_all()
+
+    @asynccontextmanager
+    async def async_job(self, kind: AsyncJob, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[AsyncJobState]:
+        state = await self.begin_async(kind, timeout)
+        try:
+            yield state
+        finally:
+            await self.end_async(state)
 
     def signal_async(self, name: str, value: Any = None) -> AsyncJobState:
         """Deliver abort/speed/downtime to the running async job, or fail."""

@@ -1,0 +1,244 @@
+"""The destination side of a migration: Prepare and Finish.
+
+Prepare starts QEMU waiting for the stream (``-incoming defer``, then
+``migrate-incoming``) inside an incoming-migration job that lasts until
+Finish, and registers the new guest for autodestroy against the connection
+that prepared it: if that connection goes away before Finish, the half-born
+guest is killed.  Finish waits for QEMU to have the whole stream, persists
+the definition if asked, and resumes the CPUs; if any of that fails, the
+destination QEMU is killed and the error returned, so the source can be
+resumed by Confirm and there is never a second running copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .... import conf
+from ....driver import DomainRef, HypervisorConnection
+from ....enums import (DomainState, EventDefinedDetail, EventStartedDetail, EventStoppedDetail,
+                       EventType, MigrateFlags, PausedReason, RunningReason, ShutoffReason)
+from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
+from ...domainlist import emit_lifecycle
+from ..command import DOMAIN_TYPES
+from ..jobs import AsyncJob, AsyncJobState
+from .cookie import CookieFlags, CookieGraphics, MigrationCookie, parse_cookie
+from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
+
+if TYPE_CHECKING:
+    from ..domainobj import QemuDomainObj
+    from ..driver import QemuDriver
+
+log = logging.getLogger(__name__)
+
+# What a Begin cookie may carry that Prepare understands (mandatory or not).
+PREPARE_ACCEPTS = (CookieFlags.LOCKSTATE | CookieFlags.CPU | CookieFlags.CAPS | CookieFlags.ALLOW_REBOOT
+                   | CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG)
+FINISH_ACCEPTS = CookieFlags.PERSISTENT | CookieFlags.STATS | CookieFlags.NETWORK
+
+
+@dataclass
+class Incoming:
+    """An incoming migration between Prepare and Finish."""
+
+    job: AsyncJobState
+    request: MigrationRequest
+    port: int | None
+    created: bool          # the domain object did not exist before Prepare
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(drv: "QemuDriver", host: str) -> int:
+    cfg = drv.cfg
+    for port in range(cfg.migration_port_min, cfg.migration_port_max + 1):
+        if port not in drv.migration_ports and _port_free(host, port):
+            drv.migration_ports.add(port)
+            return port
+    raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                f"no free migration port in {cfg.migration_port_min}-{cfg.migration_port_max}")
+
+
+def host_cookie(drv: "QemuDriver", d: conf.DomainDef) -> MigrationCookie:
+    return MigrationCookie(name=d.name, uuid=d.uuid, hostname=socket.gethostname(),
+                           hostuuid=drv.cfg.host_uuid)
+
+
+def _graphics_for_cookie(d: conf.DomainDef) -> CookieGraphics | None:
+    """The first SPICE (else VNC) display, so the source can tell clients where to go."""
+    found = sorted(d.devices.graphics, key=lambda g: g.type != "spice")
+    if not found:
+        return None
+    g = found[0]
+    listen = next((l.address for l in g.listens if l.address), None) or "127.0.0.1"
+    return CookieGraphics(type=g.type, port=g.port, listen=listen,
+                          tls_port=g.tls_port if g.tls_port > 0 else -1)
+
+
+async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationRequest,
+                  cookie_in: bytes | None, dom_xml: str, uri_in: str | None) -> tuple[bytes, str | None]:
+    """Start the destination QEMU waiting for the stream; return (cookie, uri_out)."""
+    incoming_def = conf.parse(dom_xml, DOMAIN_TYPES, "qemu", inactive=True)
+    parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=incoming_def.name,
+                 expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
+    if req.dname:
+        incoming_def.name = req.dname
+    async with drv._define_lock:
+        obj = drv.domains.find_uuid(incoming_def.uuid)
+        clash = drv.domains.find_name(incoming_def.name)
+        if clash is not None and clash is not obj:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"domain '{incoming_def.name}' already exists with uuid {clash.uuid}")
+        if obj is not None and obj.active:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                        f"domain '{obj.name}' is already active on this host")
+        created = obj is None
+        if created:
+            obj = drv._new_obj(incoming_def.copy(), persistent=False)
+            drv.domains.add(obj)
+    assert obj is not None
+    try:
+        job = await obj.jobs.begin_async(AsyncJob.MIGRATION_IN)
+    except libvirtError:
+        if created:
+            drv.domains.remove(obj)
+        raise
+    listen = req.listen_address or drv.cfg.migration_address
+    port: int | None = None
+    try:
+        await drv.start(obj, incoming="defer", live_def=incoming_def)
+        mon = obj.process.monitor
+        await mon.migrate_set_capabilities({"events": True})
+        uri_host, uri_port = parse_tcp_uri(uri_in) if uri_in else (None, None)
+        port = uri_port or pick_port(drv, listen)
+        await mon.migrate_incoming(qemu_tcp_uri(listen, port))
+    except BaseException as exc:
+        first = FirstError()
+        first.record(exc)
+        await _abandon(drv, obj, job, port, created, first)
+        first.raise_if_any()
+    obj.incoming = Incoming(job, req, port, created)
+    drv.autodestroy.register(conn, obj.uuid)
+    emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.MIGRATED)
+    advertised = uri_host or drv.cfg.migration_host or listen
+    cookie = host_cookie(drv, obj.live)
+    cookie.graphics = _graphics_for_cookie(obj.live)
+    return cookie.format(), qemu_tcp_uri(advertised, port)
+
+
+async def _abandon(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState, port: int | None,
+                   created: bool, first: FirstError) -> None:
+    """Undo a Prepare: kill the QEMU, end the job, forget a domain Prepare created."""
+    try:
+        if obj.process is not None:
+            await drv.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=1.0)
+    except Exception as exc:
+        first.record(exc)
+    if port is not None:
+        drv.migration_ports.discard(port)
+    obj.incoming = None
+    drv.autodestroy.unregister(obj.uuid)
+    await obj.jobs.end_async(job)
+    if created and not obj.active and not obj.persistent:
+        drv.domains.remove(obj)
+
+
+async def _wait_incoming_done(obj: "QemuDomainObj", job: AsyncJobState) -> None:
+    """Until QEMU has the whole stream: the source said Perform succeeded, so
+    this is short; a failed or vanished stream is an error."""
+    assert obj.process is not None
+    mon = obj.process.monitor
+    while True:
+        status = (await mon.query_migrate()).get("status")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            info = await mon.query_migrate()
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"incoming migration failed: {info.get('error-desc', status)}")
+        if obj.process is None or not obj.process.alive:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "QEMU exited during incoming migration")
+        try:
+            await asyncio.wait_for(job.signals.get(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+def find_incoming(drv: "QemuDriver", dname: str) -> "QemuDomainObj":
+    obj = drv.domains.find_name(dname)
+    if obj is None or getattr(obj, "incoming", None) is None:
+        raise error(ErrorNumber.NO_DOMAIN, ErrorDomain.QEMU,
+                    f"no domain with matching name '{dname}' is being migrated in")
+    return obj  # type: ignore[return-value]
+
+
+async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | None, dname: str,
+                 cancelled: bool, v3: bool = True) -> tuple[DomainRef, bytes]:
+    """Complete the incoming side; return (domain, cookie) or raise with the guest killed."""
+    obj = find_incoming(drv, dname)
+    inc: Incoming = obj.incoming
+    flags = req.flags or inc.request.flags
+    first = FirstError()
+    if cancelled:
+        await _abandon(drv, obj, inc.job, inc.port, inc.created, first)
+        first.raise_if_any()
+        raise error(ErrorNumber.MIGRATE_FINISH_OK, ErrorDomain.QEMU, "incoming migration cancelled")
+    try:
+        cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
+                              expect_uuid=obj.uuid, accepted=FINISH_ACCEPTS, check_same_host=False)
+        await _wait_incoming_done(obj, inc.job)
+        inc.job.stats.update(job_stats(await obj.process.monitor.query_migrate()))
+        if flags & MigrateFlags.PERSIST_DEST:
+            _persist(drv, obj, cookie.persistent_xml if cookie else None)
+        if flags & MigrateFlags.PAUSED:
+            obj.set_state(DomainState.PAUSED, PausedReason.USER)
+        else:
+            await drv.resume_cpus(obj, RunningReason.MIGRATED)
+    except BaseException as exc:
+        first.record(exc)
+        if v3 or not obj.active:
+            await _abandon(drv, obj, inc.job, inc.port, inc.created, first)
+        first.raise_if_any()
+    drv.autodestroy.unregister(obj.uuid)
+    if inc.port is not None:
+        drv.migration_ports.discard(inc.port)
+    obj.incoming = None
+    await obj.jobs.end_async(inc.job)
+    out = host_cookie(drv, obj.live)
+    out.statistics = _cookie_stats(inc.job.stats)
+    return obj.ref(), out.format()
+
+
+def _persist(drv: "QemuDriver", obj: "QemuDomainObj", persistent_xml: str | None) -> None:
+    """VIR_MIGRATE_PERSIST_DEST: keep the definition (the source's, from the cookie)."""
+    was_persistent, old_def = obj.persistent, obj.definition
+    try:
+        new = (conf.parse(persistent_xml, DOMAIN_TYPES, "qemu", inactive=True) if persistent_xml
+               else obj.live.copy())
+        new.clear_live_state()
+        new.name = obj.live.name
+        obj.definition, obj.persistent = new, True
+        drv.save_config(obj)
+    except (libvirtError, OSError) as exc:
+        obj.definition, obj.persistent = old_def, was_persistent
+        raise error(ErrorNumber.MIGRATE_PERSIST_FAILED, ErrorDomain.QEMU,
+                    f"cannot make '{obj.name}' persistent: {exc}") from exc
+    emit_lifecycle(drv.events, obj, EventType.DEFINED,
+                   EventDefinedDetail.UPDATED if was_persistent else EventDefinedDetail.ADDED)
+
+
+def _cookie_stats(stats: dict[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in stats.items() if isinstance(v, int)}

@@ -1,0 +1,275 @@
+"""The source side of a migration: Begin, Perform, Confirm.
+
+Begin opens an outgoing-migration job that lasts until Confirm (v3) and
+records whether the guest was running.  Perform streams the guest to the
+destination QEMU and, when QEMU reports completion, marks the source paused
+for migration itself (never by waiting for QEMU's STOP event) and releases
+its disk leases.  If Perform fails, the source is put back as it was and the
+job ends there (the client skips Confirm).  Confirm either stops the source
+(migrated) or resumes it (cancelled): exactly one copy keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .... import conf
+from ....driver import DomainRef, HypervisorConnection
+from ....enums import (DomainState, EventStoppedDetail, EventType, EventUndefinedDetail, MigrateFlags,
+                       PausedReason, RunningReason, ShutoffReason)
+from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
+from ...domainlist import emit_lifecycle, not_running
+from ..command import DOMAIN_TYPES
+from ..jobs import AsyncJob, AsyncJobState
+from .cookie import CookieFlags, MigrationCookie, parse_cookie
+from .destination import host_cookie
+from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
+
+if TYPE_CHECKING:
+    from ..domainobj import QemuDomainObj
+    from ..driver import QemuDriver
+
+log = logging.getLogger(__name__)
+
+PERFORM_ACCEPTS = (CookieFlags.GRAPHICS | CookieFlags.CAPS | CookieFlags.NBD | CookieFlags.NETWORK
+                   | CookieFlags.LOCKSTATE | CookieFlags.ALLOW_REBOOT)
+CONFIRM_ACCEPTS = CookieFlags.STATS | CookieFlags.NETWORK
+POLL_SECONDS = 1.0    # a safety net only: QEMU's MIGRATION events drive the loop
+
+
+@dataclass
+class Outgoing:
+    """An outgoing migration between Begin and Confirm."""
+
+    job: AsyncJobState
+    request: MigrationRequest
+    was_running: bool
+    owner: HypervisorConnection | None = None
+    close_hook: Callable[[], Any] | None = None
+    phase: str = "begin"             # begin -> perform -> performed
+    dest_hostname: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _active(drv: "QemuDriver", dom: DomainRef) -> "QemuDomainObj":
+    obj = drv.domains.by_ref(dom)
+    if not obj.active or obj.process is None:  # type: ignore[attr-defined]
+        raise not_running(obj)
+    return obj  # type: ignore[return-value]
+
+
+def _checked_xml(obj: "QemuDomainObj", xmlin: str | None) -> conf.DomainDef:
+    """The definition to send: the running one, or an application's, if its ABI matches."""
+    live = obj.live
+    assert live is not None
+    if not xmlin:
+        return live
+    new = conf.parse(xmlin, DOMAIN_TYPES, "qemu", inactive=True)
+    conf.ensure_abi_stable(live, new)
+    return new
+
+
+async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, req: MigrationRequest,
+                xmlin: str | None) -> tuple[bytes, str]:
+    obj = _active(drv, dom)
+    job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
+    try:
+        xml_def = _checked_xml(obj, xmlin or req.dest_xml)
+        out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING)
+        _own(obj, out, conn, drv)
+        obj.outgoing = out
+    except BaseException:
+        await obj.jobs.end_async(job)
+        raise
+    cookie = host_cookie(drv, obj.live)
+    cookie.mandatory = CookieFlags.LOCKSTATE   # as libvirt: the (nop) lock manager's state is mandatory
+    return cookie.format(), xml_def.format(secure=True, inactive=True)
+
+
+def _own(obj: "QemuDomainObj", out: Outgoing, conn: HypervisorConnection, drv: "QemuDriver") -> None:
+    """If the client that began the migration goes away before Confirm, clean up."""
+    async def on_close() -> None:
+        if obj.outgoing is out:
+            log.warning("%s: the client of its migration disconnected in phase %s", obj.name, out.phase)
+            await _cleanup_abandoned(drv, obj, out)
+    out.owner, out.close_hook = conn, on_close
+    conn.add_close_hook(on_close)
+
+
+async def _cleanup_abandoned(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing) -> None:
+    if out.phase == "performed":
+        # The destination may already run the guest: resuming here could make two.
+        # Leave the source paused for the administrator, as libvirt does.
+        log.error("%s: migration abandoned after the data was sent; leaving the source paused", obj.name)
+    elif out.was_running and obj.state == DomainState.PAUSED and obj.process is not None:
+        await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
+    await _end(obj, out)
+
+
+async def _end(obj: "QemuDomainObj", out: Outgoing) -> None:
+    if out.owner is not None and out.close_hook is not None:
+        out.owner.remove_close_hook(out.close_hook)
+    if obj.outgoing is out:
+        obj.outgoing = None
+    await obj.jobs.end_async(out.job)
+
+
+async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, req: MigrationRequest,
+                  cookie_in: bytes | None, uri: str | None, v3: bool = True) -> bytes:
+    """Send the guest to the destination's QEMU; return the cookie for Finish."""
+    obj = _active(drv, dom)
+    out: Outgoing | None = obj.outgoing
+    if out is None:   # v2, or v3 without Begin's job: the job starts here
+        job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
+        out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING)
+        _own(obj, out, conn, drv)
+        obj.outgoing = out
+    elif out.phase != "begin":
+        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                    f"domain '{obj.name}' is already migrating (phase {out.phase})")
+    out.phase = "perform"
+    out.was_running = obj.state == DomainState.RUNNING
+    flags = req.flags | out.request.flags
+    try:
+        cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
+                              expect_uuid=obj.uuid, accepted=PERFORM_ACCEPTS)
+        target = req.uri or uri
+        if not target:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                        "migration URI is missing: the destination did not set one")
+        host, port = parse_tcp_uri(target)
+        if not host or not port:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"migration URI '{target}' needs a host and a port")
+        await _run(drv, obj, out, cookie, qemu_tcp_uri(host, port), flags, req.bandwidth)
+    except BaseException as exc:
+        first = FirstError()
+        first.record(exc)
+        await _restore_after_failure(drv, obj, out, first)
+        await _end(obj, out)
+        first.raise_if_any()
+    out.phase = "performed"
+    stats = dict(out.job.stats)
+    result = host_cookie(drv, obj.live)
+    result.statistics = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
+    if flags & MigrateFlags.PERSIST_DEST:
+        result.mandatory = CookieFlags.PERSISTENT
+        result.persistent_xml = (req.persistent_xml or
+                                 (obj.definition if obj.persistent else obj.live).format(secure=True, inactive=True))
+    if not v3:   # v2 has no Confirm: the source goes away now
+        await confirm(drv, dom, req, None, cancelled=False)
+    return result.format()
+
+
+async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: MigrationCookie | None,
+               uri: str, flags: int, bandwidth: int) -> None:
+    mon = obj.process.monitor
+    if cookie is not None and cookie.graphics is not None and cookie.graphics.type == "spice":
+        g = cookie.graphics
+        hostname = g.listen if g.listen not in ("0.0.0.0", "::", "") else cookie.hostname
+        out.dest_hostname = hostname
+        await mon.client_migrate_info("spice", hostname, port=g.port if g.port > 0 else None,
+                                      tls_port=g.tls_port if g.tls_port > 0 else None,
+                                      cert_subject=g.tls_subject)
+    await mon.migrate_set_capabilities({"events": True,
+                                        "auto-converge": bool(flags & MigrateFlags.AUTO_CONVERGE)})
+    speed = bandwidth or int(obj.extra.get("migrate_speed", "0"))
+    params: dict[str, Any] = {"max_bandwidth": bandwidth_bytes(speed)}
+    if "migrate_downtime" in obj.extra:
+        params["downtime_limit"] = int(obj.extra["migrate_downtime"])
+    await mon.migrate_set_parameters(**params)
+    if not flags & MigrateFlags.LIVE and obj.state == DomainState.RUNNING:
+        await drv.pause_cpus(obj, PausedReason.MIGRATION)
+    obj.expect_run_change = True     # QEMU stops the CPUs itself at the end: we set the state
+    try:
+        await mon.migrate(uri)
+        await _wait(obj, out)
+    finally:
+        obj.expect_run_change = False
+    # Completed: QEMU has stopped the CPUs.  Say so explicitly, release leases.
+    if obj.state != DomainState.PAUSED:
+        drv.mark_paused(obj, PausedReason.MIGRATION)
+    else:
+        obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
+    drv.release_leases(obj)
+
+
+async def _wait(obj: "QemuDomainObj", out: Outgoing) -> None:
+    """Follow QEMU until the migration completes, acting on job signals meanwhile."""
+    mon = obj.process.monitor
+    job = out.job
+    while True:
+        try:
+            name, value = await asyncio.wait_for(job.signals.get(), POLL_SECONDS)
+        except asyncio.TimeoutError:
+            name, value = "poll", None
+        if name in ("qmp-event", "poll"):
+            if name == "qmp-event" and value[0] != "MIGRATION":
+                continue
+            info = await mon.query_migrate()
+            job.stats.update(job_stats(info))
+            status = info.get("status")
+            if status == "completed":
+                return
+            if status == "failed":
+                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                            f"migration out job: {info.get('error-desc', 'unexpectedly failed')}")
+            if status == "cancelled":
+                raise error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.QEMU, "migration out job: canceled by client")
+        elif name == "abort":
+            await mon.migrate_cancel()
+        elif name == "speed":
+            await mon.migrate_set_parameters(max_bandwidth=bandwidth_bytes(int(value)))
+        elif name == "downtime":
+            await mon.migrate_set_parameters(downtime_limit=int(value))
+        elif name == "qemu-gone":
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        "migration out job: QEMU exited during the migration")
+
+
+async def _restore_after_failure(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing,
+                                 first: FirstError) -> None:
+    """Put the source back as it was before Perform (running if it ran)."""
+    if obj.process is None:
+        return
+    try:
+        status = (await obj.process.monitor.query_migrate()).get("status")
+        if status in ("active", "setup", "pre-switchover", "device"):
+            await obj.process.monitor.migrate_cancel()
+        running = (await obj.process.monitor.query_status()).get("running")
+        if out.was_running and not running:
+            await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
+        elif out.was_running:
+            obj.set_state(DomainState.RUNNING, RunningReason.MIGRATION_CANCELED)
+    except Exception as exc:   # cleanup errors never replace the first one
+        first.record(exc)
+
+
+async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cookie_in: bytes | None,
+                  cancelled: bool) -> None:
+    """Finish the source side: stop it (migrated) or resume it (cancelled)."""
+    obj = drv.domains.by_ref(dom)
+    out: Outgoing | None = getattr(obj, "outgoing", None)
+    if out is None:
+        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                    f"domain '{obj.name}' is not being migrated out")
+    flags = req.flags | out.request.flags
+    first = FirstError()
+    try:
+        parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
+                     expect_uuid=obj.uuid, accepted=CONFIRM_ACCEPTS, check_same_host=False)
+        if not cancelled:
+            await drv.kill(obj, ShutoffReason.MIGRATED, EventStoppedDetail.MIGRATED, grace=1.0)
+            if flags & MigrateFlags.UNDEFINE_SOURCE and obj.persistent:
+                drv.remove_config(obj)
+                obj.persistent = False
+                emit_lifecycle(drv.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
+                drv.domains.remove(obj)
+        elif obj.process is not None and out.was_running:
+            await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
+    except BaseException as exc:
+        first.record(exc)
+    await _end(obj, out)
+    first.raise_if_any()
