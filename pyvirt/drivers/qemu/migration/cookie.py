@@ -341,8 +341,8 @@ class MigrationCookie:
             raise _fail("missing hostname element in migration data")
         self.uuid = str(_uuid(self.uuid, "uuid element"))
         self.hostuuid = str(_uuid(self.hostuuid, "hostuuid element"))
-        if self.mandatory & ~ALL_FLAGS:
-            raise _fail(f"unknown migration cookie feature bits 0x{self.mandatory & ~ALL_FLAGS:x}")
+        if unknown := int(self.mandatory) & ~int(ALL_FLAGS):
+            raise _fail(f"unknown migration cookie feature bits 0x{unknown:x}")
         self.mandatory = CookieFlags(self.mandatory)
         for key, value in (self.statistics or {}).items():
             lo, hi = _STAT_RANGE.get(key, (None, None))
