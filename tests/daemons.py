@@ -29,6 +29,7 @@ class Pyvirtd:
     tcp_port: int = field(default_factory=free_port)
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     extra_config: str = ""
+    verbose: bool = False
     proc: subprocess.Popen | None = None
 
     @property
@@ -81,7 +82,8 @@ migration_port_max = {50000 + mig * 10 + 9}
         conf = self.write_config()
         env = dict(os.environ, PYTHONPATH=str(REPO))
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)],
+        argv = [sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)] + (["--verbose"] if self.verbose else [])
+        self.proc = subprocess.Popen(argv,
                                      stdout=log, stderr=log, env=env, cwd=REPO)
         log.close()
         deadline = time.monotonic() + timeout
@@ -110,8 +112,28 @@ migration_port_max = {50000 + mig * 10 + 9}
                 self.proc.wait()
         self.proc = None
 
+    def destroy_all(self) -> None:
+        """Destroy, through the daemon, every guest it runs (what a test left running on purpose)."""
+        if not self.alive:
+            return
+        import pyvirt
+        try:
+            conn = pyvirt.open(self.uri)
+        except pyvirt.libvirtError:
+            return
+        try:
+            for dom in conn.listAllDomains(pyvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                try:
+                    dom.destroy()
+                except pyvirt.libvirtError:
+                    pass
+        finally:
+            conn.close()
+
     def cleanup(self) -> list[int]:
-        """Stop the daemon and every QEMU started under its work directory."""
+        """Destroy the guests the daemon knows, stop it, then kill (and return) any QEMU
+        still running under its directories: those were leaked."""
+        self.destroy_all()
         self.stop()
         left = []
         for status in (self.state_dir / "run" / "qemu").glob("*.xml"):
@@ -129,3 +151,29 @@ migration_port_max = {50000 + mig * 10 + 9}
     @property
     def alive(self) -> bool:
         return self.proc is not None and pid_alive(self.proc.pid)
+
+
+def qemu_pid(daemon: Pyvirtd, name: str) -> int | None:
+    """The pid of a guest's QEMU, from the daemon's status file."""
+    path = daemon.state_dir / "run" / "qemu" / f"{name}.xml"
+    try:
+        return int(path.read_text().split("pid='", 1)[1].split("'", 1)[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def running_copies(daemons: list[Pyvirtd], name_or_uuid: str) -> int:
+    """How many QEMUs run the guest across hosts (by UUID or name in their command lines)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and b"qemu-system" in args[0] and (name_or_uuid.encode() in args
+                                                   or f"guest={name_or_uuid},debug-threads=on".encode() in args):
+            if pid_alive(int(entry.name)):
+                count += 1
+    return count

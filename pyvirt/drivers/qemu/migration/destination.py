@@ -121,7 +121,9 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     try:
         await drv.start(obj, incoming="defer", live_def=incoming_def)
         mon = obj.process.monitor
-        await mon.migrate_set_capabilities({"events": True})
+        # late-block-activate: take the disks (and their locks) only when resuming, as
+        # libvirt does, so the source keeps them until the migration really finishes.
+        await mon.migrate_set_capabilities({"events": True, "late-block-activate": True})
         uri_host, uri_port = parse_tcp_uri(uri_in) if uri_in else (None, None)
         port = uri_port or pick_port(drv, listen)
         await mon.migrate_incoming(qemu_tcp_uri(listen, port))
