@@ -1,0 +1,255 @@
+"""Migration and job commands: migrate, domjobinfo, domjobabort, migrate-setspeed,
+migrate-getspeed, migrate-setmaxdowntime, migrate-getmaxdowntime."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import pyvirt
+from pyvirt.errors import libvirtError
+
+from .domain_cmds import add_domain_arg, lookup, read_file
+from .output import print_fields
+from .registry import CommandError, Handler, command
+
+JOB_TYPES = {0: "None", 1: "Bounded", 2: "Unbounded", 3: "Completed", 4: "Failed", 5: "Cancelled"}
+OPERATIONS = {0: "Unknown", 1: "Start", 2: "Save", 3: "Restore", 4: "Incoming migration",
+              5: "Outgoing migration", 6: "Snapshot", 7: "Snapshot revert", 8: "Dump", 9: "Backup"}
+MIB = 1 << 20
+
+
+def _flags(args: argparse.Namespace) -> int:
+    table = (("live", pyvirt.VIR_MIGRATE_LIVE), ("p2p", pyvirt.VIR_MIGRATE_PEER2PEER),
+             ("tunnelled", pyvirt.VIR_MIGRATE_TUNNELLED), ("persistent", pyvirt.VIR_MIGRATE_PERSIST_DEST),
+             ("undefinesource", pyvirt.VIR_MIGRATE_UNDEFINE_SOURCE), ("suspend", pyvirt.VIR_MIGRATE_PAUSED),
+             ("auto_converge", pyvirt.VIR_MIGRATE_AUTO_CONVERGE), ("abort_on_error", pyvirt.VIR_MIGRATE_ABORT_ON_ERROR),
+             ("unsafe", pyvirt.VIR_MIGRATE_UNSAFE))
+    return sum(flag for name, flag in table if getattr(args, name))
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.xml:
+        params["destination_xml"] = read_file(args.xml)
+    if args.persistent_xml:
+        params["persistent_xml"] = read_file(args.persistent_xml)
+    if args.dname:
+        params["destination_name"] = args.dname
+    if args.migrateuri:
+        params["migrate_uri"] = args.migrateuri
+    if args.listen_address:
+        params["listen_address"] = args.listen_address
+    if args.bandwidth:
+        params["bandwidth"] = args.bandwidth
+    return params
+
+
+class Progress:
+    """Migration progress from the source's job statistics: a rich bar on a
+    terminal, virsh's "Migration: [ NN %]" lines otherwise."""
+
+    def __init__(self, label: str = "Migration") -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+
+    def __enter__(self) -> "Progress":
+        if self.tty:
+            from rich.progress import (BarColumn, Progress as Bar, TaskProgressColumn, TextColumn,
+                                       TimeRemainingColumn, TransferSpeedColumn)
+            self._bar = Bar(TextColumn(self.label), BarColumn(), TaskProgressColumn(), TransferSpeedColumn(),
+                            TimeRemainingColumn(), transient=False)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=100)
+        return self
+
+    def update(self, stats: dict[str, Any]) -> None:
+        total, remaining = stats.get("data_total", 0), stats.get("data_remaining", 0)
+        if not total:
+            return
+        done = total - remaining
+        if self._bar is not None:
+            self._bar.update(self._task, total=total, completed=done)
+        else:
+            print(f"\r{self.label}: [{int(done * 100 / total):3d} %]", end="", file=sys.stderr, flush=True)
+
+    def finish(self, ok: bool) -> None:
+        if self._bar is not None:
+            if ok:
+                task = self._bar.tasks[0]
+                self._bar.update(self._task, completed=task.total or 100)
+            self._bar.__exit__(None, None, None)
+        elif ok:
+            print(f"\r{self.label}: [100 %]", file=sys.stderr)
+        else:
+            print(file=sys.stderr)
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def run_with_progress(dom: pyvirt.virDomain, work: Callable[[], Any], verbose: bool, label: str) -> Any:
+    """Run ``work`` (a long job on ``dom``) in a thread, showing its progress."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    progress = Progress(label).__enter__() if verbose else None
+    try:
+        while thread.is_alive():
+            thread.join(0.3)
+            if progress is not None and thread.is_alive():
+                try:
+                    progress.update(dom.jobStats())
+                except libvirtError:
+                    pass
+    finally:
+        if progress is not None:
+            progress.finish("error" not in result)
+    if "error" in result:
+        raise result["error"]
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+@command("migrate", "migrate domain to another host")
+def _migrate(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    p.add_argument("desturi", metavar="DESTURI", help="connection URI of the destination host")
+    for name, help_text in (("live", "live migration"), ("p2p", "peer-2-peer migration"),
+                            ("tunnelled", "tunnelled migration"), ("persistent", "persist VM on destination"),
+                            ("undefinesource", "undefine VM on source"), ("suspend", "do not restart the domain on the destination host"),
+                            ("auto-converge", "force convergence during live migration"),
+                            ("abort-on-error", "abort on soft errors during migration"),
+                            ("unsafe", "force migration even if it may be unsafe"),
+                            ("verbose", "display the progress of migration")):
+        p.add_argument(f"--{name}", action="store_true", help=help_text)
+    p.add_argument("--xml", metavar="FILE", help="domain XML to use on the destination (ABI-compatible)")
+    p.add_argument("--persistent-xml", metavar="FILE", help="inactive XML to persist on the destination")
+    p.add_argument("--dname", help="rename to new name during migration")
+    p.add_argument("--migrateuri", metavar="URI", help="migration URI (tcp:HOST:PORT)")
+    p.add_argument("--listen-address", help="address the destination listens on for the migration stream")
+    p.add_argument("--bandwidth", type=int, default=0, metavar="MiB", help="migration bandwidth limit in MiB/s")
+    p.add_argument("--timing", action="store_true", help="print how long the migration took")
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        dom = lookup(conn, args)
+        flags, params = _flags(args), _params(args)
+        if flags & pyvirt.VIR_MIGRATE_PEER2PEER:
+            def work() -> Any:
+                return dom.migrateToURI3(args.desturi, params, flags)
+            dconn = None
+        else:
+            try:
+                dconn = pyvirt.open(args.desturi)
+            except libvirtError as exc:
+                err = CommandError(f"failed to connect to the destination {args.desturi}")
+                err.__cause__ = exc
+                raise err from exc
+
+            def work() -> Any:
+                return dom.migrate3(dconn, params, flags)
+        try:
+            result = run_with_progress(dom, work, args.verbose, "Migration")
+        except libvirtError as exc:
+            raise CommandError(exc.get_error_message()) from None
+        finally:
+            if dconn is not None:
+                dconn.close()
+        if args.timing:
+            print(f"Migration took {result['seconds'] * 1000:.0f} ms")
+        print()
+    return run
+
+
+@command("domjobinfo", "domain job information")
+def _domjobinfo(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    p.add_argument("--completed", action="store_true", help="return statistics of a recently completed job")
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        dom = lookup(conn, args)
+        stats = dom.jobStats(1 if args.completed else 0)
+        job_type = stats.get("type", 0)
+        fields = [("Job type", JOB_TYPES.get(job_type, "Unknown"))]
+        if job_type:
+            fields.append(("Operation", OPERATIONS.get(stats.get("operation", 0), "Unknown")))
+            for key, label, unit, scale in (("time_elapsed", "Time elapsed", "ms", 1),
+                                            ("data_processed", "Data processed", "MiB", MIB),
+                                            ("data_remaining", "Data remaining", "MiB", MIB),
+                                            ("data_total", "Data total", "MiB", MIB),
+                                            ("memory_processed", "Memory processed", "MiB", MIB),
+                                            ("memory_remaining", "Memory remaining", "MiB", MIB),
+                                            ("memory_total", "Memory total", "MiB", MIB),
+                                            ("memory_bps", "Memory bandwidth", "MiB/s", MIB),
+                                            ("memory_dirty_rate", "Dirty rate", "pages/s", 1),
+                                            ("memory_page_size", "Page size", "bytes", 1),
+                                            ("memory_iteration", "Iteration", "", 1),
+                                            ("memory_constant", "Constant pages", "", 1),
+                                            ("memory_normal", "Normal pages", "", 1),
+                                            ("memory_normal_bytes", "Normal data", "MiB", MIB),
+                                            ("downtime", "Expected downtime", "ms", 1),
+                                            ("setup_time", "Setup time", "ms", 1)):
+                if key in stats:
+                    value = stats[key]
+                    text = f"{value / scale:.3f} {unit}" if scale != 1 else f"{value:<12} {unit}".rstrip()
+                    fields.append((label, text))
+        print_fields(fields, width=18)
+    return run
+
+
+@command("domjobabort", "abort active domain job")
+def _domjobabort(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        lookup(conn, args).abortJob()
+    return run
+
+
+@command("migrate-setspeed", "Set the maximum migration bandwidth")
+def _setspeed(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    p.add_argument("bandwidth", type=int, metavar="BANDWIDTH", help="migration bandwidth limit in MiB/s")
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        lookup(conn, args).migrateSetMaxSpeed(args.bandwidth)
+    return run
+
+
+@command("migrate-getspeed", "Get the maximum migration bandwidth")
+def _getspeed(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        print(f"{lookup(conn, args).migrateGetMaxSpeed()}\n")
+    return run
+
+
+@command("migrate-setmaxdowntime", "set maximum tolerable downtime")
+def _setdowntime(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    p.add_argument("downtime", type=int, metavar="DOWNTIME", help="maximum tolerable downtime (in milliseconds)")
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        lookup(conn, args).migrateSetMaxDowntime(args.downtime)
+    return run
+
+
+@command("migrate-getmaxdowntime", "get maximum tolerable downtime")
+def _getdowntime(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        print(f"{lookup(conn, args).migrateGetMaxDowntime()}\n")
+    return run
