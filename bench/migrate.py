@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Migration orchestration overhead: pyvirtd vs libvirtd 9.0, same run, same client.
+
+Two hosts of each kind run on this machine.  The client is Debian's
+python3-libvirt for both, driving a managed live migration (``migrate3``,
+as ``virsh migrate --live`` does) back and forth with 0.5 s gaps.  For each
+hop we take the wall time of the call and QEMU's own migration time: the
+timestamps QEMU puts on the source's MIGRATION events (setup → completed),
+received through libvirt-qemu's monitor-event API from either daemon.
+Overhead = wall − QEMU time.  Two guests (512 MiB, TCG): ``idle`` (the tiny
+guest halted) and ``dirty256`` (256 MiB rewritten at 100 MiB/s).  The first
+hop out of a freshly started QEMU is reported separately: it is the stable
+throughput figure on these machines.
+
+Usage: bench/migrate.py [--hops N] [--no-libvirt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+CLIENT = r"""
+import json, sys, threading, time
+import libvirt, libvirt_qemu
+cfg = json.loads(sys.argv[1])
+libvirt.virEventRegisterDefaultImpl()
+threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)], daemon=True).start()
+conns = [libvirt.open(u) for u in cfg["uris"]]
+events = {}
+def on_event(conn, dom, event, seconds, micros, details, opaque):
+    status = json.loads(details or "{}").get("status")
+    if status in ("setup", "completed"):
+        events.setdefault(opaque, {})[status] = seconds + micros / 1e6
+for i, c in enumerate(conns):
+    libvirt_qemu.qemuMonitorEventRegister(c, None, "MIGRATION", on_event, i, 0)
+dom = conns[0].createXML(cfg["xml"], 0)
+deadline = time.time() + 60
+while cfg["ready"] not in open(cfg["log"], errors="replace").read():
+    if time.time() > deadline: raise SystemExit("guest not ready")
+    time.sleep(0.05)
+time.sleep(1.0)
+hops = []
+src = 0
+for hop in range(cfg["hops"]):
+    dst = 1 - src
+    events.clear()
+    params = {"migrate_uri": cfg["miguris"][dst], "listen_address": "127.0.0.1"}
+    t0 = time.perf_counter()
+    dom = conns[src].lookupByName(cfg["name"]).migrate3(conns[dst], params, libvirt.VIR_MIGRATE_LIVE)
+    wall = time.perf_counter() - t0
+    for _ in range(100):
+        if "completed" in events.get(src, {}): break
+        time.sleep(0.01)
+    ev = events.get(src, {})
+    qemu = ev["completed"] - ev["setup"] if "completed" in ev and "setup" in ev else None
+    hops.append({"wall": wall, "qemu": qemu})
+    src = dst
+    time.sleep(0.5)
+conns[src].lookupByName(cfg["name"]).destroy()
+print(json.dumps(hops))
+"""
+
+
+def guest_xml(name: str, log: Path, module: Path | None, cmdline: str | None) -> str:
+    from guests import TINY
+    extra = (f"\n    <initrd>{module}</initrd>" if module else "") + \
+            (f"\n    <cmdline>{cmdline}</cmdline>" if cmdline else "")
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{TINY}</kernel>{extra}
+  </os>
+  <devices>
+    <serial type='file'><source path='{log}'/><target port='0'/></serial>
+  </devices>
+</domain>"""
+
+
+def run_pair(uris: list[str], miguris: list[str], workdir: Path, guest: str, hops: int,
+             module: Path) -> list[dict]:
+    log = workdir / f"{guest}.log"
+    if guest == "idle":
+        xml, ready = guest_xml("benchmig", log, None, None), "PYVIRT-GUEST-READY"
+    else:
+        xml, ready = guest_xml("benchmig", log, module, "dirty=256:100"), "PYVIRT-HEARTBEAT 1"
+    cfg = {"uris": uris, "miguris": miguris, "xml": xml, "log": str(log), "ready": ready,
+           "hops": hops, "name": "benchmig"}
+    out = subprocess.run(["/usr/bin/python3", "-c", CLIENT, json.dumps(cfg)], capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(hops: list[dict]) -> dict:
+    later = hops[1:] or hops
+    ok = [h for h in later if h["qemu"] is not None]
+    return {
+        "first_wall": hops[0]["wall"], "first_qemu": hops[0]["qemu"],
+        "wall": statistics.median(h["wall"] for h in later),
+        "qemu": statistics.median(h["qemu"] for h in ok) if ok else None,
+        "overhead": statistics.median(h["wall"] - h["qemu"] for h in ok) if ok else None,
+        "n": len(later),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hops", type=int, default=11, help="migrations per guest (first + 5 each way)")
+    ap.add_argument("--no-libvirt", action="store_true")
+    args = ap.parse_args()
+    from guests import ensure_guests
+    from daemons import Pyvirtd
+    ensure_guests()
+    results: dict[str, dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="pyvirt-migbench-") as tmp:
+        work = Path(tmp)
+        module = work / "dirty256.bin"
+        with open(module, "wb") as f:
+            f.write(os.urandom(256 << 20))
+        hosts = [Pyvirtd(work / "pa"), Pyvirtd(work / "pb")]
+        try:
+            for h in hosts:
+                h.start()
+            miguris = [f"tcp://127.0.0.1:{h.tcp_port % 1000 * 10 + 50000}" for h in hosts]
+            results["pyvirtd"] = {g: summarize(run_pair([h.uri for h in hosts], miguris, work, g, args.hops, module))
+                                  for g in ("idle", "dirty256")}
+        finally:
+            for h in hosts:
+                h.destroy_all()
+            for h in hosts:
+                h.cleanup()
+        if not args.no_libvirt:
+            from libvirt_ref import LibvirtHost, libvirt_available, pick_free_ports
+            ok, why = libvirt_available()
+            if not ok:
+                print(f"libvirt reference skipped: {why}")
+            else:
+                ports = pick_free_ports(2)
+                cache = work / "lvcache"
+                la = LibvirtHost(work / "la", ports[0], 61100, 61115, cache_dir=cache)
+                lb = LibvirtHost(work / "lb", ports[1], 61132, 61147, cache_dir=cache)
+                try:
+                    la.start()
+                    lb.start()
+                    miguris = ["tcp://127.0.0.1:61100", "tcp://127.0.0.1:61132"]
+                    results["libvirtd 9.0"] = {g: summarize(run_pair([la.uri, lb.uri], miguris, work, g,
+                                                                     args.hops, module))
+                                               for g in ("idle", "dirty256")}
+                finally:
+                    la.stop()
+                    lb.stop()
+    print_table(results)
+    return 0
+
+
+def print_table(results: dict[str, dict[str, dict]]) -> None:
+    sides = list(results)
+    print("\nManaged live migration (python3-libvirt client), 512 MiB TCG guest; medians of later hops")
+    print(f"{'':36}" + "".join(f"{s:>16}" for s in sides) + ("     ratio" if len(sides) == 2 else ""))
+    for guest in ("idle", "dirty256"):
+        for key, label in (("wall", "wall (ms)"), ("qemu", "QEMU migration time (ms)"),
+                           ("overhead", "orchestration overhead (ms)"),
+                           ("first_wall", "first hop wall (ms)")):
+            vals = [results[s][guest][key] for s in sides]
+            cells = "".join(f"{v * 1000:>16.1f}" if v is not None else f"{'-':>16}" for v in vals)
+            ratio = ""
+            if len(vals) == 2 and None not in vals and vals[1]:
+                ratio = f"   {vals[0] / vals[1]:>7.2f}"
+            print(f"{guest + ' ' + label:36}{cells}{ratio}")
+    n = results[sides[0]]["idle"]["n"]
+    print(f"(hops per guest after the first: {n})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
