@@ -27,7 +27,7 @@ async def _open_driver(text: str, read_only: bool) -> HypervisorConnection:
             return await test_driver.open_connection(info)
         if parsed.driver == "qemu" and parsed.path == "/embed":
             from .drivers.qemu import embed
-            return await embed.open_connection(parsed, info)
+            return await embed.open_connection(parsed, info, connector=_connect_peer)
     if parsed.driver in ("qemu", "test", "remote"):
         try:
             from .drivers.remote import driver as remote_driver
@@ -36,6 +36,12 @@ async def _open_driver(text: str, read_only: bool) -> HypervisorConnection:
         if remote_driver is not None:
             return await remote_driver.open_connection(parsed, info)
     raise error(ErrorNumber.NO_CONNECT, ErrorDomain.NONE, text)
+
+
+async def _connect_peer(uri: str) -> HypervisorConnection:
+    """How an embedded driver reaches another host (peer-to-peer migration)."""
+    from .drivers.remote import driver as remote_driver
+    return await remote_driver.open_connection(urimod.parse(uri), ConnectionInfo(uri=uri))
 
 
 class virConnect:  # noqa: N801 - libvirt-python's name

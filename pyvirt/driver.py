@@ -94,6 +94,21 @@ class EventBus:
 
 
 @dataclass
+class StreamSink:
+    """The receiving end of an upload stream a driver call opened.
+
+    A procedure that opens a stream returns ``(ret, end)``: on a local driver
+    ``end`` is a StreamSink (the daemon writes the stream's data into ``fd``,
+    a pipe the driver reads, closes it at the end, then calls ``done`` with
+    None, or with the error that ended the stream); on the remote driver it
+    is the sending end, with ``send_from_fd``, ``finish`` and ``abort``.
+    """
+
+    fd: int
+    done: Callable[[BaseException | None], Any]
+
+
+@dataclass
 class ConnectionInfo:
     """What a driver learns about the client that opened a connection."""
 

@@ -16,16 +16,18 @@ never holds back the calls behind it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
+import os
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
-from ..driver import QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, HypervisorConnection, check_access
+from ..driver import QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, HypervisorConnection, StreamSink, check_access
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
-from ..rpc import wire
+from ..rpc import wire, xdr
 from ..rpc.protocol import PROGRAMS, QEMU, REMOTE, Kind, Procedure
 from ..rpc.server import ServerClient
 from ..rpc.wire import Header, Message, MessageType, Program, Status
@@ -59,6 +61,7 @@ class Session:
     subscription: int | None = None
     close_callback: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    streams: dict[tuple[int, int], "IncomingStream"] = field(default_factory=dict)
 
 
 class _Resume:
@@ -118,6 +121,8 @@ class Dispatcher:
 
     async def client_disconnected(self, client: ServerClient) -> None:
         session: Session = client.session
+        for stream in list(session.streams.values()):
+            stream.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "client disconnected during the stream"))
         # Calls still running finish (their replies go nowhere), as in libvirtd:
         # cancelling a start or a migration half-way would leave a guest in an
         # unknown state.  Close hooks (autodestroy) run after them.
@@ -139,7 +144,18 @@ class Dispatcher:
         h = msg.header
         if h.type != MessageType.CALL:
             if h.type in (MessageType.STREAM, MessageType.STREAM_HOLE):
-                log.debug("client %s: stream packet for unknown stream %s", client.peer, h)
+                stream = client.session.streams.get((h.proc, h.serial))
+                if stream is None:
+                    log.debug("client %s: stream packet for unknown stream %s", client.peer, h)
+                elif h.type == MessageType.STREAM_HOLE:
+                    stream.fail(error(ErrorNumber.INVALID_STREAM, ErrorDomain.STREAMS,
+                                      "stream holes are not supported on this stream"))
+                elif h.status == Status.CONTINUE:
+                    stream.data(msg.payload)
+                elif h.status == Status.OK:
+                    stream.finish()
+                else:
+                    stream.abort()
                 return
             raise wire.ProtocolError(f"unexpected message type {h.type} from a client")
         table = PROGRAMS.get(h.prog)
@@ -215,6 +231,9 @@ class Dispatcher:
         task.add_done_callback(session.tasks.discard)
 
     def _reply(self, client: ServerClient, h: Header, proc: Procedure, result: Any) -> None:
+        if proc.stream is not None:   # the driver returned (reply, sink): data follows on this serial
+            result, sink = result
+            client.session.streams[(h.proc, h.serial)] = IncomingStream(client, sink, h)
         try:
             payload = proc.encode_ret(result)
         except (XDRError, TypeError, ValueError) as exc:
@@ -358,3 +377,101 @@ class Dispatcher:
 def _read_only_error(proc: Procedure) -> libvirtError:
     api = "vir" + "".join(part.capitalize() for part in (proc.method or proc.name.lower()).split("_"))
     return error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api}")
+
+
+class IncomingStream:
+    """An upload stream being written into a driver's pipe.
+
+    When the pipe is full, reading from the client stops (backpressure)
+    until the pipe drains; the end of the stream is acknowledged only once
+    every byte is in the pipe.
+    """
+
+    def __init__(self, client: ServerClient, sink: StreamSink, header: Header) -> None:
+        self.client, self.sink = client, sink
+        self.header = (header.prog, header.vers, header.proc, MessageType.STREAM, header.serial)
+        self.pending: collections.deque[memoryview] = collections.deque()
+        self.finishing = False
+        self.closed = False
+        os.set_blocking(sink.fd, False)
+
+    def _send(self, status: int, payload: bytes = b"") -> None:
+        self.client.send(wire.encode_message((*self.header, status), payload))
+
+    def data(self, payload: bytes) -> None:
+        if self.closed or not payload:
+            return
+        if self.pending:
+            self.pending.append(memoryview(payload))
+            return
+        try:
+            written = os.write(self.sink.fd, payload)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            return self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                                   f"cannot write the stream into its target: {exc.strerror}"))
+        if written < len(payload):
+            self.pending.append(memoryview(payload)[written:])
+            if self.client.transport is not None:
+                self.client.transport.pause_reading()
+            asyncio.get_running_loop().add_writer(self.sink.fd, self._drain)
+
+    def _drain(self) -> None:
+        try:
+            while self.pending:
+                chunk = self.pending[0]
+                written = os.write(self.sink.fd, chunk)
+                if written < len(chunk):
+                    self.pending[0] = chunk[written:]
+                    return
+                self.pending.popleft()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            return self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                                   f"cannot write the stream into its target: {exc.strerror}"))
+        asyncio.get_running_loop().remove_writer(self.sink.fd)
+        if self.client.transport is not None and not self.client.closed:
+            self.client.transport.resume_reading()
+        if self.finishing:
+            self._complete(None)
+
+    def finish(self) -> None:
+        if self.pending:
+            self.finishing = True
+        else:
+            self._complete(None)
+
+    def abort(self, err: BaseException | None = None) -> None:
+        self.pending.clear()
+        self._complete(err or error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
+                                    "the client aborted the stream"))
+
+    def fail(self, err: libvirtError) -> None:
+        if not self.closed:
+            self._send(Status.ERROR, xdr.encode_error(err))
+        self.pending.clear()
+        self._complete(err, ack=False)
+
+    def _complete(self, err: BaseException | None, ack: bool = True) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            asyncio.get_running_loop().remove_writer(self.sink.fd)
+        except (ValueError, OSError):
+            pass
+        try:
+            os.close(self.sink.fd)
+        except OSError:
+            pass
+        self.client.session.streams.pop((self.header[2], self.header[4]), None)
+        if self.client.transport is not None and not self.client.closed:
+            self.client.transport.resume_reading()
+        try:
+            self.sink.done(err)
+        except Exception:
+            log.exception("stream completion callback failed")
+        if ack:
+            self._send(Status.OK)

@@ -33,6 +33,12 @@ from .dispatch import Dispatcher
 log = logging.getLogger("pyvirtd")
 
 
+async def connect_peer(uri: str) -> HypervisorConnection:
+    """How this daemon reaches another host (peer-to-peer and tunnelled migration)."""
+    from ..drivers.remote import driver as remote_driver
+    return await remote_driver.open_connection(urimod.parse(uri), ConnectionInfo(uri=uri))
+
+
 class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
@@ -41,7 +47,8 @@ class Daemon:
             migration_address=cfg.migration_address, migration_host=cfg.migration_host,
             migration_port_min=cfg.migration_port_min, migration_port_max=cfg.migration_port_max,
             vnc_port_min=cfg.vnc_port_min, vnc_port_max=cfg.vnc_port_max,
-            user=cfg.user, group=cfg.group, save_image_format=cfg.save_image_format))
+            user=cfg.user, group=cfg.group, save_image_format=cfg.save_image_format),
+            connector=connect_peer)
         self.test_host = test_driver.TestHost()
         self.stopping = False
         self.dispatcher = Dispatcher(self.open_driver, self.feature_override, lambda: self.stopping)

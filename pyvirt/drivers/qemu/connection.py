@@ -22,13 +22,13 @@ from .command import DOMAIN_TYPES
 from .domainobj import QemuDomainObj
 from .driver import QemuDriver
 from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
-from .migration import destination, source
+from .migration import destination, p2p, source
 from .migration import params as mparams
 
 LIB_VERSION = 9000000
 _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
              DriverFeature.MIGRATION_V2, DriverFeature.MIGRATION_V3, DriverFeature.MIGRATION_PARAMS,
-             DriverFeature.MIGRATE_CHANGE_PROTECTION}
+             DriverFeature.MIGRATE_CHANGE_PROTECTION, DriverFeature.MIGRATION_P2P}
 _XML_FLAGS = int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU | XMLFlags.MIGRATABLE)
 
 
@@ -394,6 +394,20 @@ class QemuConnection(HypervisorConnection):
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "missing migration parameter 'destination_xml'")
         return await destination.prepare(self.driver, self, req, cookie_in, req.dest_xml, req.uri)
 
+    async def domain_migrate_prepare_tunnel3(self, cookie_in: bytes, flags: int, dname: str | None,
+                                             resource: int, dom_xml: str) -> tuple[bytes, Any]:
+        mparams.check_flags(flags, "qemuDomainMigratePrepareTunnel3")
+        req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
+        return await destination.prepare(self.driver, self, req, cookie_in, dom_xml, None, tunnelled=True)
+
+    async def domain_migrate_prepare_tunnel3_params(self, params: list, cookie_in: bytes,
+                                                    flags: int) -> tuple[bytes, Any]:
+        mparams.check_flags(flags, "qemuDomainMigratePrepareTunnel3Params")
+        req = mparams.from_params(params, flags)
+        if not req.dest_xml:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "missing migration parameter 'destination_xml'")
+        return await destination.prepare(self.driver, self, req, cookie_in, req.dest_xml, None, tunnelled=True)
+
     async def domain_migrate_perform3(self, dom: DomainRef, xmlin: str | None, cookie_in: bytes,
                                       dconnuri: str | None, uri: str | None, flags: int, dname: str | None,
                                       resource: int) -> bytes:
@@ -410,8 +424,12 @@ class QemuConnection(HypervisorConnection):
     async def _perform(self, dom: DomainRef, req: mparams.MigrationRequest, cookie_in: bytes,
                        dconnuri: str | None, uri: str | None) -> bytes:
         if req.flags & MigrateFlags.PEER2PEER:
-            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
-                        "peer-to-peer migration is not supported by this pyvirtd yet")
+            if not dconnuri:
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                            "peer-to-peer migration needs the destination's connection URI")
+            req.uri = req.uri or uri
+            await p2p.perform(self.driver, self, dom, req, dconnuri)
+            return b""
         return await source.perform(self.driver, self, dom, req, cookie_in, uri, v3=True)
 
     async def domain_migrate_finish3(self, dname: str, cookie_in: bytes, dconnuri: str | None, uri: str | None,
@@ -450,7 +468,7 @@ class QemuConnection(HypervisorConnection):
                                      dname: str | None, resource: int) -> None:
         mparams.check_flags(flags, "qemuDomainMigratePerform")
         req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
-        if flags & MigrateFlags.PEER2PEER:
+        if flags & MigrateFlags.PEER2PEER:   # v1/v2 peer-to-peer: uri is the destination host
             await self._perform(dom, req, cookie, uri, None)
             return
         await source.perform(self.driver, self, dom, req, None, uri, v3=False)

@@ -60,8 +60,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 class QemuDriver:
     """One host: its configuration, domains, events and running QEMUs."""
 
-    def __init__(self, cfg: QemuConfig) -> None:
+    def __init__(self, cfg: QemuConfig, connector: Any = None) -> None:
         self.cfg = cfg
+        # Opens a connection to another host (peer-to-peer migration); injected by
+        # the daemon or the client library, since drivers do not speak RPC.
+        self.connector = connector
         self.events = EventBus()
         self.domains = DomainList(ErrorDomain.QEMU)
         self.autodestroy = AutoDestroy(self._autodestroy)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
+import struct
 from typing import Any, Mapping, Protocol
 
 from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError, Runstate
@@ -185,11 +187,24 @@ class Monitor:
     async def getfd(self, fd: int, fdname: str) -> None:
         """Pass ``fd`` to QEMU under ``fdname`` (SCM_RIGHTS, then ``getfd``)."""
         try:
-            self._client.send_fd_scm(fd)
-        except (QMPError, OSError) as exc:
+            self._send_fd(fd)
+        except (QMPError, OSError, AttributeError) as exc:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         f"cannot pass a file descriptor to '{self.name}': {exc}") from exc
         await self.execute("getfd", {"fdname": fdname})
+
+    def _send_fd(self, fd: int) -> None:
+        """SCM_RIGHTS with one blank byte (harmless between QMP's JSON messages).
+
+        Done here rather than with qemu.qmp's send_fd_scm, which reaches into
+        asyncio's private socket wrapper and so fails under uvloop.
+        """
+        transport = self._client._writer.transport if self._client._writer else None  # noqa: SLF001
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            raise OSError("the monitor is not connected")
+        with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+            raw.sendmsg([b" "], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("@i", fd))])
 
     async def closefd(self, fdname: str) -> None:
         await self.execute("closefd", {"fdname": fdname})

@@ -10,6 +10,7 @@ callbacks registered on demand.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Callable
 
@@ -83,7 +84,7 @@ class RemoteConnection(HypervisorConnection):
     def _lost(self) -> None:
         if not self.closed:
             log.info("connection to %s lost", self.uri)
-            self.closed = True
+            asyncio.get_running_loop().create_task(HypervisorConnection.connect_close(self))
 
     async def call(self, proc: Procedure, args: tuple[Any, ...]) -> Any:
         return await self.client.call(Program.REMOTE, proc, args)
@@ -95,7 +96,7 @@ class RemoteConnection(HypervisorConnection):
             except libvirtError as exc:
                 log.debug("CONNECT_CLOSE failed: %s", exc)
         self.client.close()
-        await super().connect_close()
+        await HypervisorConnection.connect_close(self)
 
     # -- events: one lifecycle callback registered with the daemon on first use --
     async def events_subscribe(self, callback: Callable[[DomainEvent], None]) -> int:
@@ -119,7 +120,14 @@ class RemoteConnection(HypervisorConnection):
 
 
 def _forward(proc: Procedure) -> Callable[..., Any]:
-    async def method(self: RemoteConnection, *args: Any) -> Any:
+    if proc.stream is not None:
+        async def method(self: RemoteConnection, *args: Any) -> Any:
+            """Opens a stream: returns (reply, the stream's sending end)."""
+            return await self.client.call_upload(Program.REMOTE, proc, args)
+        method.__name__ = proc.method or proc.name.lower()
+        return method
+
+    async def method(self: RemoteConnection, *args: Any) -> Any:  # type: ignore[no-redef]
         return await self.client.call(Program.REMOTE, proc, args)
     method.__name__ = proc.method or proc.name.lower()
     method.__doc__ = f"REMOTE_PROC_{proc.name} ({proc.number}) over RPC."

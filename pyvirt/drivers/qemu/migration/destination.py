@@ -27,6 +27,7 @@ from ...domainlist import emit_lifecycle
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .cookie import CookieFlags, CookieGraphics, MigrationCookie, parse_cookie
+from . import tunnel
 from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
 
 if TYPE_CHECKING:
@@ -89,8 +90,13 @@ def _graphics_for_cookie(d: conf.DomainDef) -> CookieGraphics | None:
 
 
 async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationRequest,
-                  cookie_in: bytes | None, dom_xml: str, uri_in: str | None) -> tuple[bytes, str | None]:
-    """Start the destination QEMU waiting for the stream; return (cookie, uri_out)."""
+                  cookie_in: bytes | None, dom_xml: str, uri_in: str | None,
+                  tunnelled: bool = False) -> tuple[bytes, Any]:
+    """Start the destination QEMU waiting for the stream.
+
+    Returns (cookie, uri_out), or with ``tunnelled`` (cookie, StreamSink): the
+    stream then arrives through the RPC connection into a pipe QEMU reads.
+    """
     incoming_def = conf.parse(dom_xml, DOMAIN_TYPES, "qemu", inactive=True)
     parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=incoming_def.name,
                  expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
@@ -124,9 +130,15 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         # late-block-activate: take the disks (and their locks) only when resuming, as
         # libvirt does, so the source keeps them until the migration really finishes.
         await mon.migrate_set_capabilities({"events": True, "late-block-activate": True})
-        uri_host, uri_port = parse_tcp_uri(uri_in) if uri_in else (None, None)
-        port = uri_port or pick_port(drv, listen)
-        await mon.migrate_incoming(qemu_tcp_uri(listen, port))
+        uri_host, uri_port = parse_tcp_uri(uri_in) if uri_in and not tunnelled else (None, None)
+        if tunnelled:
+            def stream_done(err: BaseException | None) -> None:
+                if err is not None:
+                    log.warning("%s: migration stream ended with: %s", incoming_def.name, err)
+            sink = await tunnel.attach_destination(mon, stream_done)
+        else:
+            port = uri_port or pick_port(drv, listen)
+            await mon.migrate_incoming(qemu_tcp_uri(listen, port))
     except BaseException as exc:
         first = FirstError()
         first.record(exc)
@@ -138,6 +150,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     advertised = uri_host or drv.cfg.migration_host or listen
     cookie = host_cookie(drv, obj.live)
     cookie.graphics = _graphics_for_cookie(obj.live)
+    if tunnelled:
+        return cookie.format(), sink
     return cookie.format(), qemu_tcp_uri(advertised, port)
 
 

@@ -118,8 +118,14 @@ async def _end(obj: "QemuDomainObj", out: Outgoing) -> None:
 
 
 async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, req: MigrationRequest,
-                  cookie_in: bytes | None, uri: str | None, v3: bool = True) -> bytes:
-    """Send the guest to the destination's QEMU; return the cookie for Finish."""
+                  cookie_in: bytes | None, uri: str | None, v3: bool = True,
+                  peer: HypervisorConnection | None = None, tunnel: Any = None) -> bytes:
+    """Send the guest to the destination's QEMU; return the cookie for Finish.
+
+    ``peer`` is the destination connection of a peer-to-peer migration: if it
+    breaks, the migration is cancelled.  ``tunnel`` carries the stream through
+    that connection instead of a QEMU-to-QEMU socket.
+    """
     obj = _active(drv, dom)
     out: Outgoing | None = obj.outgoing
     if out is None:   # v2, or v3 without Begin's job: the job starts here
@@ -136,14 +142,28 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
     try:
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=PERFORM_ACCEPTS)
-        target = req.uri or uri
-        if not target:
-            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
-                        "migration URI is missing: the destination did not set one")
-        host, port = parse_tcp_uri(target)
-        if not host or not port:
-            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"migration URI '{target}' needs a host and a port")
-        await _run(drv, obj, out, cookie, qemu_tcp_uri(host, port), flags, req.bandwidth)
+        if tunnel is not None:
+            qemu_uri = None
+        else:
+            target = uri or req.uri
+            if not target:
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                            "migration URI is missing: the destination did not set one")
+            host, port = parse_tcp_uri(target)
+            if not host or not port:
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                            f"migration URI '{target}' needs a host and a port")
+            qemu_uri = qemu_tcp_uri(host, port)
+        hook = None
+        if peer is not None:
+            def hook() -> None:
+                out.job.signal("peer-gone")
+            peer.add_close_hook(hook)
+        try:
+            await _run(drv, obj, out, cookie, qemu_uri, flags, req.bandwidth, tunnel)
+        finally:
+            if peer is not None:
+                peer.remove_close_hook(hook)
     except BaseException as exc:
         first = FirstError()
         first.record(exc)
@@ -164,7 +184,7 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
 
 
 async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: MigrationCookie | None,
-               uri: str, flags: int, bandwidth: int) -> None:
+               uri: str | None, flags: int, bandwidth: int, tunnel: Any = None) -> None:
     mon = obj.process.monitor
     if cookie is not None and cookie.graphics is not None and cookie.graphics.type == "spice":
         g = cookie.graphics
@@ -184,8 +204,16 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         await drv.pause_cpus(obj, PausedReason.MIGRATION)
     obj.expect_run_change = True     # QEMU stops the CPUs itself at the end: we set the state
     try:
-        await mon.migrate(uri)
-        await _wait(obj, out)
+        if tunnel is not None:
+            await tunnel.start_source(mon)          # QEMU writes into a pipe; a pump feeds the stream
+            await mon.migrate(tunnel.qemu_uri)
+        else:
+            await mon.migrate(uri)
+        await _wait(obj, out, tunnel)
+    except BaseException:
+        if tunnel is not None:
+            await tunnel.abort()                    # close pipe and stream first: QEMU must not block
+        raise
     finally:
         obj.expect_run_change = False
     # Completed: QEMU has stopped the CPUs.  Say so explicitly, release leases.
@@ -196,10 +224,12 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
     drv.release_leases(obj)
 
 
-async def _wait(obj: "QemuDomainObj", out: Outgoing) -> None:
+async def _wait(obj: "QemuDomainObj", out: Outgoing, tunnel: Any = None) -> None:
     """Follow QEMU until the migration completes, acting on job signals meanwhile."""
     mon = obj.process.monitor
     job = out.job
+    if tunnel is not None:
+        tunnel.on_failure(lambda exc: job.signal("tunnel-failed", exc))
     while True:
         try:
             name, value = await asyncio.wait_for(job.signals.get(), POLL_SECONDS)
@@ -212,6 +242,8 @@ async def _wait(obj: "QemuDomainObj", out: Outgoing) -> None:
             job.stats.update(job_stats(info))
             status = info.get("status")
             if status == "completed":
+                if tunnel is not None:
+                    await tunnel.finish()           # every byte delivered and acknowledged
                 return
             if status == "failed":
                 raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
@@ -224,6 +256,14 @@ async def _wait(obj: "QemuDomainObj", out: Outgoing) -> None:
             await mon.migrate_set_parameters(max_bandwidth=bandwidth_bytes(int(value)))
         elif name == "downtime":
             await mon.migrate_set_parameters(downtime_limit=int(value))
+        elif name == "peer-gone":
+            await mon.migrate_cancel()
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "Lost connection to destination host")
+        elif name == "tunnel-failed":
+            if tunnel is not None:
+                await tunnel.abort()
+            await mon.migrate_cancel()
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, f"migration tunnel failed: {value}")
         elif name == "qemu-gone":
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         "migration out job: QEMU exited during the migration")
