@@ -157,8 +157,37 @@ class QemuDriver:
             return
         obj.state, obj.reason = status.state, status.reason
         self._watch_exit(obj)
+        if obj.extra.pop("migration_in", None) is not None:
+            # The daemon died between Prepare and Finish: nobody will finish this
+            # incoming migration, and the source keeps (or gets back) the guest.
+            log.warning("domain %s: killing an incoming migration that never finished", live.name)
+            await self.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=1.0)
+            return
+        was = obj.extra.pop("migration_out", None)
+        if was is not None:
+            await self._recover_migration_out(obj, was)
         await self._sync_run_state(obj)
         log.info("reconnected to %s (pid %d), %s", live.name, status.pid, obj.state.name.lower())
+
+    async def _recover_migration_out(self, obj: QemuDomainObj, was: str) -> None:
+        """The daemon died during Perform.  If QEMU still has the guest and never
+        finished sending it, cancel and put it back as it was; if it finished,
+        the destination may run it: leave it paused (never two running copies)."""
+        assert obj.process is not None
+        mon = obj.process.monitor
+        try:
+            status = (await mon.query_migrate()).get("status")
+            if status == "completed":
+                log.error("domain %s: outgoing migration completed while the daemon was down; "
+                          "leaving it paused", obj.name)
+                obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
+                return
+            if status in ("active", "setup", "pre-switchover", "device"):
+                await mon.migrate_cancel()
+            if was == "running" and not (await mon.query_status())["running"]:
+                await self.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
+        except libvirtError as exc:
+            log.error("domain %s: cannot recover its outgoing migration: %s", obj.name, exc)
 
     async def _sync_run_state(self, obj: QemuDomainObj) -> None:
         """QEMU may have been paused or resumed while nobody was watching."""

@@ -145,6 +145,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         await _abandon(drv, obj, job, port, created, first)
         first.raise_if_any()
     obj.incoming = Incoming(job, req, port, created)
+    obj.extra["migration_in"] = "prepared"   # a restarted daemon must not keep a half-migrated guest
+    obj.save_status()
     drv.autodestroy.register(conn, obj.uuid)
     emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.MIGRATED)
     advertised = uri_host or drv.cfg.migration_host or listen
@@ -232,6 +234,8 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
     if inc.port is not None:
         drv.migration_ports.discard(inc.port)
     obj.incoming = None
+    obj.extra.pop("migration_in", None)
+    obj.save_status()
     await obj.jobs.end_async(inc.job)
     out = host_cookie(drv, obj.live)
     out.statistics = _cookie_stats(inc.job.stats)

@@ -110,6 +110,8 @@ async def _cleanup_abandoned(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgo
 
 
 async def _end(obj: "QemuDomainObj", out: Outgoing) -> None:
+    if obj.extra.pop("migration_out", None) is not None and obj.active:
+        obj.save_status()
     if out.owner is not None and out.close_hook is not None:
         out.owner.remove_close_hook(out.close_hook)
     if obj.outgoing is out:
@@ -138,6 +140,8 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
                     f"domain '{obj.name}' is already migrating (phase {out.phase})")
     out.phase = "perform"
     out.was_running = obj.state == DomainState.RUNNING
+    obj.extra["migration_out"] = "running" if out.was_running else "paused"
+    obj.save_status()
     flags = req.flags | out.request.flags
     try:
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
