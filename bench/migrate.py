@@ -6,7 +6,8 @@ python3-libvirt for both, driving a managed live migration (``migrate3``,
 as ``virsh migrate --live`` does) back and forth with 0.5 s gaps.  For each
 hop we take the wall time of the call and QEMU's own migration time: the
 timestamps QEMU puts on the source's MIGRATION events (setup → completed),
-received through libvirt-qemu's monitor-event API from either daemon.
+received through libvirt-qemu's monitor-event API from either daemon
+(bench/migclient.py is the client).
 Overhead = wall − QEMU time.  Two guests (512 MiB, TCG): ``idle`` (the tiny
 guest halted) and ``dirty256`` (256 MiB rewritten at 100 MiB/s).  The first
 hop out of a freshly started QEMU is reported separately: it is the stable
@@ -29,48 +30,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
-
-CLIENT = r"""
-import json, sys, threading, time
-import libvirt, libvirt_qemu
-cfg = json.loads(sys.argv[1])
-libvirt.virEventRegisterDefaultImpl()
-threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)], daemon=True).start()
-conns = [libvirt.open(u) for u in cfg["uris"]]
-events = {}
-def on_event(conn, dom, event, seconds, micros, details, opaque):
-    status = json.loads(details or "{}").get("status")
-    if status in ("setup", "completed"):
-        events.setdefault(opaque, {})[status] = seconds + micros / 1e6
-for i, c in enumerate(conns):
-    libvirt_qemu.qemuMonitorEventRegister(c, None, "MIGRATION", on_event, i, 0)
-dom = conns[0].createXML(cfg["xml"], 0)
-deadline = time.time() + 60
-while cfg["ready"] not in open(cfg["log"], errors="replace").read():
-    if time.time() > deadline: raise SystemExit("guest not ready")
-    time.sleep(0.05)
-time.sleep(1.0)
-hops = []
-src = 0
-for hop in range(cfg["hops"]):
-    dst = 1 - src
-    events.clear()
-    params = {"migrate_uri": cfg["miguris"][dst], "listen_address": "127.0.0.1"}
-    t0 = time.perf_counter()
-    dom = conns[src].lookupByName(cfg["name"]).migrate3(conns[dst], params, libvirt.VIR_MIGRATE_LIVE)
-    wall = time.perf_counter() - t0
-    for _ in range(100):
-        if "completed" in events.get(src, {}): break
-        time.sleep(0.01)
-    ev = events.get(src, {})
-    qemu = ev["completed"] - ev["setup"] if "completed" in ev and "setup" in ev else None
-    hops.append({"wall": wall, "qemu": qemu})
-    src = dst
-    time.sleep(0.5)
-conns[src].lookupByName(cfg["name"]).destroy()
-print(json.dumps(hops))
-"""
-
 
 def guest_xml(name: str, log: Path, module: Path | None, cmdline: str | None) -> str:
     from guests import TINY
@@ -98,9 +57,9 @@ def run_pair(uris: list[str], miguris: list[str], workdir: Path, guest: str, hop
     else:
         xml, ready = guest_xml("benchmig", log, module, "dirty=256:100"), "PYVIRT-HEARTBEAT 1"
     cfg = {"uris": uris, "miguris": miguris, "xml": xml, "log": str(log), "ready": ready,
-           "hops": hops, "name": "benchmig"}
-    out = subprocess.run(["/usr/bin/python3", "-c", CLIENT, json.dumps(cfg)], capture_output=True,
-                         text=True, timeout=600)
+           "runs": hops, "name": "benchmig", "mode": "direct"}
+    out = subprocess.run(["/usr/bin/python3", str(REPO / "bench" / "migclient.py"), json.dumps(cfg)],
+                         capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
