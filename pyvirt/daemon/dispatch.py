@@ -19,6 +19,7 @@ import asyncio
 import collections
 import itertools
 import os
+import threading
 import logging
 import re
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import wire, xdr
 from ..rpc.protocol import PROGRAMS, QEMU, REMOTE, Kind, Procedure
 from ..rpc.server import ServerClient
+from ..rpc.splice_receiver import ReceiverEnd, SpliceReceiver
 from ..rpc.wire import Header, Message, MessageType, Program, Status
 from ..rpc.xdr import XDRError
 
@@ -231,9 +233,11 @@ class Dispatcher:
         task.add_done_callback(session.tasks.discard)
 
     def _reply(self, client: ServerClient, h: Header, proc: Procedure, result: Any) -> None:
+        stream = None
         if proc.stream is not None:   # the driver returned (reply, sink): data follows on this serial
             result, sink = result
-            client.session.streams[(h.proc, h.serial)] = IncomingStream(client, sink, h)
+            stream = IncomingStream(client, sink, h)
+            client.session.streams[(h.proc, h.serial)] = stream
         try:
             payload = proc.encode_ret(result)
         except (XDRError, TypeError, ValueError) as exc:
@@ -241,6 +245,8 @@ class Dispatcher:
             return self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
                                                       f"cannot encode the reply of {proc.name}: {exc}"))
         client.send(wire.encode_reply(h, payload))
+        if stream is not None:
+            stream.start_splicing()
         if proc.method == "connect_close":
             client.close()
 
@@ -393,7 +399,48 @@ class IncomingStream:
         self.pending: collections.deque[memoryview] = collections.deque()
         self.finishing = False
         self.closed = False
+        self.receiver: SpliceReceiver | None = None
         os.set_blocking(sink.fd, False)
+
+    def start_splicing(self) -> None:
+        """Take the connection's reading over until the stream ends: payloads go
+        socket → pipe by splice on a thread, never through Python (the hot path
+        of tunnelled migration)."""
+        transport = self.client.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or self.closed:
+            return
+        transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        receiver = SpliceReceiver(sock.fileno(), self.sink.fd, self.header[2], self.header[4],
+                                  self.client.framer.take_buffered(),
+                                  lambda packet: loop.call_soon_threadsafe(self.client.feed, packet),
+                                  self.client.server.max_message + 4)
+        self.receiver = receiver
+
+        def run() -> None:
+            end = receiver.run()
+            loop.call_soon_threadsafe(self._receiver_done, end)
+        threading.Thread(target=run, name="rpc-stream-receive", daemon=True).start()
+
+    def _receiver_done(self, end: ReceiverEnd) -> None:
+        self.receiver.close()
+        self.receiver = None
+        if self.closed:        # ended meanwhile (client gone, abort): the pipe waited for the thread
+            self._close_fd()
+            return
+        if end.leftover:
+            self.client.feed(end.leftover)
+        if self.client.transport is not None and not self.client.closed:
+            self.client.transport.resume_reading()
+        if end.status == Status.OK:
+            self.finish()
+        elif end.status == Status.ERROR:
+            self.abort()
+        elif end.error is not None:
+            self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS, f"stream receive failed: {end.error}"))
+        elif not self.closed:
+            self.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "the client went away during the stream"))
 
     def _send(self, status: int, payload: bytes = b"") -> None:
         self.client.send(wire.encode_message((*self.header, status), payload))
@@ -437,6 +484,12 @@ class IncomingStream:
         if self.finishing:
             self._complete(None)
 
+    def _close_fd(self) -> None:
+        try:
+            os.close(self.sink.fd)
+        except OSError:
+            pass
+
     def finish(self) -> None:
         if self.pending:
             self.finishing = True
@@ -462,10 +515,12 @@ class IncomingStream:
             asyncio.get_running_loop().remove_writer(self.sink.fd)
         except (ValueError, OSError):
             pass
-        try:
-            os.close(self.sink.fd)
-        except OSError:
-            pass
+        if self.receiver is not None:
+            # Still splicing (aborted from elsewhere): stop the thread; the pipe is
+            # closed when it has stopped using it, never under its feet.
+            self.receiver.stop()
+        else:
+            self._close_fd()
         self.client.session.streams.pop((self.header[2], self.header[4]), None)
         if self.client.transport is not None and not self.client.closed:
             self.client.transport.resume_reading()

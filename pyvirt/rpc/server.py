@@ -89,6 +89,11 @@ class ServerClient(asyncio.Protocol):
             log.warning("dropping client %s: %s", self.peer, exc)
             self.abort()
 
+    def feed(self, data: bytes) -> None:
+        """Bytes read by someone else on this connection's behalf (a stream receiver)."""
+        if not self.closed:
+            self.data_received(data)
+
     def connection_lost(self, exc: Exception | None) -> None:
         was_closed = self.closed
         self.closed = True

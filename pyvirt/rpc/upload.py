@@ -22,11 +22,15 @@ import select
 import struct
 import termios
 import threading
+import time
 from typing import Callable
 
 from .wire import FRAME_HEADER_SIZE, MessageType, Status
 
 CHUNK = 1 << 20                 # payload per STREAM packet (the protocol allows up to 32 MiB)
+COALESCE_BYTES = 256 << 10      # wait for this much (briefly) before sending a packet
+COALESCE_TRIES = 4
+COALESCE_SLEEP = 0.0002
 PIPE_SIZE = 1 << 20
 _FRAME = struct.Struct(">IIIiiIi")
 _INT = struct.Struct("i")
@@ -55,7 +59,10 @@ class FdUploader:
 
     def __init__(self, src_fd: int, sock_fd: int, prog: int, proc: int, serial: int,
                  chunk: int = CHUNK) -> None:
-        self.src_fd, self.sock_fd = src_fd, sock_fd
+        # Our own descriptor, in blocking mode while we are the socket's only writer:
+        # the kernel waits for buffer space instead of us polling for it.
+        self.src_fd, self.sock_fd = src_fd, os.dup(sock_fd)
+        os.set_blocking(self.sock_fd, True)
         self.header = (prog, 1, proc, MessageType.STREAM, serial, Status.CONTINUE)
         self.chunk = chunk
         self.sent = 0
@@ -71,7 +78,11 @@ class FdUploader:
             pass
 
     def close(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
+        try:
+            os.set_blocking(self.sock_fd, False)    # the event loop writes it again after us
+        except OSError:
+            pass
+        for fd in (self._wake_r, self._wake_w, self.sock_fd):
             try:
                 os.close(fd)
             except OSError:
@@ -116,7 +127,15 @@ class FdUploader:
         header = self.header
         while True:
             self._wait(self.src_fd, select.POLLIN)
-            n = min(_available(self.src_fd), self.chunk)
+            n = _available(self.src_fd)
+            # QEMU writes in small pieces: give the pipe a moment to fill, so that
+            # each packet (two syscalls) carries a useful amount.
+            for _ in range(COALESCE_TRIES):
+                if n >= COALESCE_BYTES or n == 0:
+                    break
+                time.sleep(COALESCE_SLEEP)
+                n = _available(self.src_fd)
+            n = min(n, self.chunk)
             if n == 0:
                 # readable with nothing to read: every writer closed the pipe (EOF)
                 return self.sent

@@ -236,6 +236,13 @@ class Framer:
     def at_eof(self) -> bool:
         return self._eof
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes not yet returned as messages (a receiver
+        that takes over the byte stream for a while starts from these)."""
+        rest = bytes(memoryview(self._buf)[self._pos:])
+        self._buf, self._pos = b"", 0
+        return rest
+
     def receive_data(self, data: bytes) -> None:
         if self._eof:
             raise ProtocolError("data received after EOF")
