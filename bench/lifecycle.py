@@ -13,6 +13,9 @@ bench/libvirt_ref.py), in the same run, on the same guest:
 - each sequentially and with all 20 at once (one thread per guest);
 - the manager's resident memory afterwards.
 
+Three sides: pyvirt's embedded driver (no daemon), pyvirtd and libvirtd 9.0,
+the last two driven by the same python3-libvirt client.
+
 Usage: bench/lifecycle.py [--guests N] [--no-libvirt]
 Run as a child with --measure MODULE URI (what the parent does for each side).
 """
@@ -177,6 +180,17 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         rows["pyvirt (embedded)"] = run_side(sys.executable, "pyvirt", f"qemu:///embed?root={root}",
                                              args.guests, env)
+    sys.path.insert(0, str(REPO / "tests"))
+    from daemons import Pyvirtd
+    with tempfile.TemporaryDirectory(prefix="pyvirtd-bench-") as wd:
+        daemon = Pyvirtd(Path(wd) / "host")
+        try:
+            daemon.start()
+            side = run_side("/usr/bin/python3", "libvirt", daemon.uri, args.guests)
+            side["rss_kib"] = [rss_kib(daemon.pid)]
+            rows["pyvirtd (python3-libvirt)"] = side
+        finally:
+            daemon.cleanup()
     if not args.no_libvirt:
         sys.path.insert(0, str(REPO / "bench"))
         try:
@@ -192,7 +206,7 @@ def main() -> int:
                     with LibvirtHost(Path(wd), tcp_port=16609) as host:
                         side = run_side("/usr/bin/python3", "libvirt", host.uri, args.guests)
                         side["rss_kib"] = [host.rss_kib()]
-                        rows["libvirt 9.0"] = side
+                        rows["libvirtd 9.0 (python3-libvirt)"] = side
     print_table(rows, args.guests)
     return 0
 
@@ -205,16 +219,18 @@ LABELS = [("start_seq", "start, sequential (median ms)"), ("destroy_seq", "destr
 
 def print_table(rows: dict[str, dict], n: int) -> None:
     sides = list(rows)
-    print(f"\nLifecycle of {n} tiny TCG guests (128 MiB), medians")
-    print(f"{'':44}" + "".join(f"{s:>20}" for s in sides) + ("   ratio" if len(sides) == 2 else ""))
+    print(f"\nLifecycle of {n} tiny TCG guests (128 MiB), medians; ratio = pyvirtd / libvirtd")
+    for side in sides:
+        print(f"  [{sides.index(side) + 1}] {side}")
+    print(f"{'':44}" + "".join(f"{'[' + str(i + 1) + ']':>10}" for i in range(len(sides))) + "   ratio")
     for key, label in LABELS:
         vals = [statistics.median(rows[s][key]) * 1000 for s in sides]
-        line = f"{label:44}" + "".join(f"{v:>20.1f}" for v in vals)
-        if len(vals) == 2 and vals[1]:
-            line += f"   {vals[0] / vals[1]:.2f}"
+        line = f"{label:44}" + "".join(f"{v:>10.1f}" for v in vals)
+        if len(vals) == 3 and vals[2]:
+            line += f"   {vals[1] / vals[2]:.2f}"
         print(line)
     rss = [rows[s]["rss_kib"][0] / 1024 for s in sides]
-    print(f"{'manager RSS (MiB)':44}" + "".join(f"{v:>20.1f}" for v in rss))
+    print(f"{'manager RSS (MiB)':44}" + "".join(f"{v:>10.1f}" for v in rss))
 
 
 if __name__ == "__main__":
