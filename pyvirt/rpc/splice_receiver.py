@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Callable
 
+from .upload import PumpStopped, SocketPump
 from .wire import FRAME_HEADER_SIZE, MessageType, Status
 
 _FRAME = struct.Struct(">IIIiiIi")
@@ -32,60 +34,26 @@ class ReceiverEnd:
     error: BaseException | None = None
 
 
-class SpliceReceiver:
+class SpliceReceiver(SocketPump):
     def __init__(self, sock_fd: int, pipe_fd: int, proc: int, serial: int, leftover: bytes,
                  other_packet: Callable[[bytes], None], max_packet: int) -> None:
-        # Our own descriptor for the socket: the event loop may close its own at any
-        # time (client gone) without this thread ever touching a recycled number.
-        # Blocking I/O while we own the reading: the kernel waits instead of us polling.
-        self.sock_fd, self.pipe_fd = os.dup(sock_fd), pipe_fd
-        os.set_blocking(self.sock_fd, True)
+        super().__init__(sock_fd)
+        self.pipe_fd = pipe_fd
         os.set_blocking(pipe_fd, True)
         self.proc, self.serial = proc, serial
         self.buf = leftover
         self.other_packet = other_packet
         self.max_packet = max_packet
         self.received = 0
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._stopped = False
 
     def stop(self) -> None:
         """Abort: wake the thread even from a blocking read (the connection is dropped)."""
-        self._stopped = True
+        super().stop()
         try:
-            os.write(self._wake_w, b"x")
-            import socket
             with socket.socket(fileno=os.dup(self.sock_fd)) as s:
                 s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-
-    def close(self) -> None:
-        for fd in (self._wake_r, self._wake_w, self.sock_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    class _Stop(Exception):
-        pass
-
-    def _wait(self, *wants: tuple[int, int]) -> None:
-        """Wait until every (fd, event) is ready (or stop)."""
-        poller = select.poll()
-        for fd, event in wants:
-            poller.register(fd, event)
-        poller.register(self._wake_r, select.POLLIN)
-        while True:
-            if self._stopped:
-                raise self._Stop()
-            ready = dict(poller.poll())
-            if self._stopped:
-                raise self._Stop()
-            if all(fd in ready for fd, _ in wants):
-                return
-            if any(ready.get(fd, 0) & (select.POLLHUP | select.POLLERR) for fd, _ in wants):
-                return
 
     def _recv_into_buf(self, need: int) -> bool:
         """Make ``self.buf`` at least ``need`` bytes long; False on EOF."""
@@ -126,17 +94,12 @@ class SpliceReceiver:
     def run(self) -> ReceiverEnd:
         try:
             return self._run()
-        except self._Stop:
+        except PumpStopped:
             return ReceiverEnd(None, b"", self.buf, self.received)
         except OSError as exc:
             if self._stopped:
                 return ReceiverEnd(None, b"", b"", self.received)
             return ReceiverEnd(None, b"", b"", self.received, exc)
-        finally:
-            try:
-                os.set_blocking(self.sock_fd, False)   # the event loop reads it again after us
-            except OSError:
-                pass
 
     def _run(self) -> ReceiverEnd:
         while True:

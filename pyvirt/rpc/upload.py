@@ -54,23 +54,23 @@ class PumpStopped(Exception):
     """The pump was told to stop before its source ended."""
 
 
-class FdUploader:
-    """Moves everything readable from ``src_fd`` into STREAM packets on ``sock_fd``."""
+class SocketPump:
+    """I/O on a thread over its own, blocking, descriptor of an RPC socket.
 
-    def __init__(self, src_fd: int, sock_fd: int, prog: int, proc: int, serial: int,
-                 chunk: int = CHUNK) -> None:
-        # Our own descriptor, in blocking mode while we are the socket's only writer:
-        # the kernel waits for buffer space instead of us polling for it.
-        self.src_fd, self.sock_fd = src_fd, os.dup(sock_fd)
+    Owning a dup means the event loop may close its descriptor at any time
+    without this thread ever using a recycled number; blocking mode means the
+    kernel waits (for data, for buffer space) instead of us polling.  The
+    socket is back in non-blocking mode after :meth:`close`.  :meth:`stop`
+    wakes any wait at once.
+    """
+
+    def __init__(self, sock_fd: int) -> None:
+        self.sock_fd = os.dup(sock_fd)
         os.set_blocking(self.sock_fd, True)
-        self.header = (prog, 1, proc, MessageType.STREAM, serial, Status.CONTINUE)
-        self.chunk = chunk
-        self.sent = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopped = False
 
     def stop(self) -> None:
-        """Make :meth:`run` return (raising PumpStopped) as soon as it can."""
         self._stopped = True
         try:
             os.write(self._wake_w, b"x")
@@ -79,7 +79,7 @@ class FdUploader:
 
     def close(self) -> None:
         try:
-            os.set_blocking(self.sock_fd, False)    # the event loop writes it again after us
+            os.set_blocking(self.sock_fd, False)    # the event loop uses it again after us
         except OSError:
             pass
         for fd in (self._wake_r, self._wake_w, self.sock_fd):
@@ -88,18 +88,34 @@ class FdUploader:
             except OSError:
                 pass
 
-    def _wait(self, fd: int, event: int) -> None:
+    def _wait(self, *wants: tuple[int, int]) -> None:
+        """Wait until every (fd, event) is ready, or one hangs up; PumpStopped if stopped."""
         poller = select.poll()
-        poller.register(fd, event | select.POLLHUP | select.POLLERR)
+        for fd, event in wants:
+            poller.register(fd, event | select.POLLHUP | select.POLLERR)
         poller.register(self._wake_r, select.POLLIN)
         while True:
             if self._stopped:
                 raise PumpStopped()
-            ready = poller.poll()
+            ready = dict(poller.poll())
             if self._stopped:
                 raise PumpStopped()
-            if any(rfd == fd for rfd, _ in ready):
+            if all(fd in ready for fd, _ in wants):
                 return
+            if any(ready.get(fd, 0) & (select.POLLHUP | select.POLLERR) for fd, _ in wants):
+                return
+
+
+class FdUploader(SocketPump):
+    """Moves everything readable from ``src_fd`` into STREAM packets on ``sock_fd``."""
+
+    def __init__(self, src_fd: int, sock_fd: int, prog: int, proc: int, serial: int,
+                 chunk: int = CHUNK) -> None:
+        super().__init__(sock_fd)
+        self.src_fd = src_fd
+        self.header = (prog, 1, proc, MessageType.STREAM, serial, Status.CONTINUE)
+        self.chunk = chunk
+        self.sent = 0
 
     def _send_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -108,14 +124,14 @@ class FdUploader:
                 n = os.write(self.sock_fd, view)
                 view = view[n:]
             except BlockingIOError:
-                self._wait(self.sock_fd, select.POLLOUT)
+                self._wait((self.sock_fd, select.POLLOUT))
 
     def _splice_exactly(self, n: int) -> None:
         while n:
             try:
                 moved = os.splice(self.src_fd, self.sock_fd, n)
             except BlockingIOError:
-                self._wait(self.sock_fd, select.POLLOUT)
+                self._wait((self.sock_fd, select.POLLOUT))
                 continue
             if moved == 0:
                 raise OSError(errno.EPIPE, "source closed in the middle of a packet")
@@ -126,7 +142,7 @@ class FdUploader:
         pack = _FRAME.pack
         header = self.header
         while True:
-            self._wait(self.src_fd, select.POLLIN)
+            self._wait((self.src_fd, select.POLLIN))
             n = _available(self.src_fd)
             # QEMU writes in small pieces: give the pipe a moment to fill, so that
             # each packet (two syscalls) carries a useful amount.
