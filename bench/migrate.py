@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from pairs import libvirtd_pair, pyvirtd_pair  # noqa: E402
+
 def guest_xml(name: str, log: Path, module: Path | None, cmdline: str | None) -> str:
     from guests import TINY
     extra = (f"\n    <initrd>{module}</initrd>" if module else "") + \
@@ -83,7 +85,6 @@ def main() -> int:
     ap.add_argument("--no-libvirt", action="store_true")
     args = ap.parse_args()
     from guests import ensure_guests
-    from daemons import Pyvirtd
     ensure_guests()
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="pyvirt-migbench-") as tmp:
@@ -91,38 +92,15 @@ def main() -> int:
         module = work / "dirty256.bin"
         with open(module, "wb") as f:
             f.write(os.urandom(256 << 20))
-        hosts = [Pyvirtd(work / "pa"), Pyvirtd(work / "pb")]
-        try:
-            for h in hosts:
-                h.start()
-            miguris = [f"tcp://127.0.0.1:{h.tcp_port % 1000 * 10 + 50000}" for h in hosts]
-            results["pyvirtd"] = {g: summarize(run_pair([h.uri for h in hosts], miguris, work, g, args.hops, module))
-                                  for g in ("idle", "dirty256")}
-        finally:
-            for h in hosts:
-                h.destroy_all()
-            for h in hosts:
-                h.cleanup()
+        guests = ("idle", "dirty256")
+        with pyvirtd_pair(work) as (uris, miguris):
+            results["pyvirtd"] = {g: summarize(run_pair(uris, miguris, work, g, args.hops, module)) for g in guests}
         if not args.no_libvirt:
-            from libvirt_ref import LibvirtHost, libvirt_available, pick_free_ports
-            ok, why = libvirt_available()
-            if not ok:
-                print(f"libvirt reference skipped: {why}")
-            else:
-                ports = pick_free_ports(2)
-                cache = work / "lvcache"
-                la = LibvirtHost(work / "la", ports[0], 61100, 61115, cache_dir=cache)
-                lb = LibvirtHost(work / "lb", ports[1], 61132, 61147, cache_dir=cache)
-                try:
-                    la.start()
-                    lb.start()
-                    miguris = ["tcp://127.0.0.1:61100", "tcp://127.0.0.1:61132"]
-                    results["libvirtd 9.0"] = {g: summarize(run_pair([la.uri, lb.uri], miguris, work, g,
-                                                                     args.hops, module))
-                                               for g in ("idle", "dirty256")}
-                finally:
-                    la.stop()
-                    lb.stop()
+            with libvirtd_pair(work, 61100) as pair:
+                if pair is not None:
+                    uris, miguris = pair
+                    results["libvirtd 9.0"] = {g: summarize(run_pair(uris, miguris, work, g, args.hops, module))
+                                               for g in guests}
     print_table(results)
     return 0
 

@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from pairs import libvirtd_pair, pyvirtd_pair  # noqa: E402
+
 MODULE_MIB = 400
 MODES = ("direct", "p2p", "tunnelled")
 
@@ -69,7 +71,6 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-libvirt", action="store_true")
     args = ap.parse_args()
-    from daemons import Pyvirtd
     from guests import ensure_guests
     ensure_guests()
     results: dict[str, dict[str, dict]] = {}
@@ -79,37 +80,14 @@ def main() -> int:
         with open(module, "wb") as f:
             for _ in range(MODULE_MIB):
                 f.write(os.urandom(1 << 20))
-        hosts = [Pyvirtd(work / "pa"), Pyvirtd(work / "pb")]
-        try:
-            for h in hosts:
-                h.start()
-            miguris = [f"tcp://127.0.0.1:{h.tcp_port % 1000 * 10 + 50000}" for h in hosts]
-            results["pyvirtd"] = {m: measure([h.uri for h in hosts], miguris, work, module, m, args.runs)
-                                  for m in MODES}
-        finally:
-            for h in hosts:
-                h.destroy_all()
-            for h in hosts:
-                h.cleanup()
+        with pyvirtd_pair(work) as (uris, miguris):
+            results["pyvirtd"] = {m: measure(uris, miguris, work, module, m, args.runs) for m in MODES}
         if not args.no_libvirt:
-            from libvirt_ref import LibvirtHost, libvirt_available, pick_free_ports
-            ok, why = libvirt_available()
-            if not ok:
-                print(f"libvirt reference skipped: {why}")
-            else:
-                ports = pick_free_ports(2)
-                cache = work / "lvcache"
-                la = LibvirtHost(work / "la", ports[0], 61200, 61215, cache_dir=cache)
-                lb = LibvirtHost(work / "lb", ports[1], 61232, 61247, cache_dir=cache)
-                try:
-                    la.start()
-                    lb.start()
-                    miguris = ["tcp://127.0.0.1:61200", "tcp://127.0.0.1:61232"]
-                    results["libvirtd 9.0"] = {m: measure([la.uri, lb.uri], miguris, work, module, m, args.runs)
+            with libvirtd_pair(work, 61200) as pair:
+                if pair is not None:
+                    uris, miguris = pair
+                    results["libvirtd 9.0"] = {m: measure(uris, miguris, work, module, m, args.runs)
                                                for m in MODES}
-                finally:
-                    la.stop()
-                    lb.stop()
     print_table(results, args.runs)
     return 0
 
