@@ -201,3 +201,30 @@ def test_max_clients_is_enforced(tmp_path):
         asyncio.run(check())
     finally:
         daemon.cleanup()
+
+
+def test_keepalive_ping_pong_and_idle_pings(tmp_path):
+    """PING is always answered; after a client asks for keepalive (feature 10) an
+    idle client is pinged every keepalive_interval, as libvirtd does."""
+    from daemons import Pyvirtd
+    from pyvirt.rpc.wire import Framer, MessageType, Status, encode_message
+    daemon = Pyvirtd(tmp_path / "ka", extra_config="keepalive_interval = 1\nkeepalive_count = 3")
+    try:
+        daemon.start()
+        with socket.create_connection(("127.0.0.1", daemon.tcp_port), timeout=10) as s:
+            ping = encode_message((0x6B656570, 1, 1, MessageType.MESSAGE, 0, Status.OK))
+            s.sendall(ping)
+            framer = Framer()
+            framer.receive_data(s.recv(1024))
+            pong = framer.next_message()
+            assert (pong.header.prog, pong.header.proc) == (0x6B656570, 2)
+            feature = REMOTE.by_name["CONNECT_SUPPORTS_FEATURE"]
+            s.sendall(header(28 + 4, proc=60, serial=1) + feature.encode_args((10,)))
+            framer.receive_data(s.recv(1024))
+            assert feature.decode_ret(framer.next_message().payload) == 1
+            s.settimeout(5)
+            framer.receive_data(s.recv(1024))      # silence from us: the daemon pings
+            msg = framer.next_message()
+            assert (msg.header.prog, msg.header.proc) == (0x6B656570, 1)
+    finally:
+        daemon.cleanup()
