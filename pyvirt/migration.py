@@ -72,7 +72,11 @@ async def _v3(src: HypervisorConnection, dst: HypervisorConnection, dom: DomainR
         cookie, xml = await src.domain_migrate_begin3_params(dom, typed, src_flags)
     else:
         cookie, xml = await src.domain_migrate_begin3(dom, params.get("destination_xml"), src_flags, dname, bandwidth)
-    state, _reason = await src.domain_get_state(dom, 0)
+    try:
+        state, _reason = await src.domain_get_state(dom, 0)
+    except libvirtError as exc:       # as libvirt: not fatal, but the source job must not stay held
+        log.warning("cannot read the state of %s before Prepare: %s", dom.name, exc)
+        state = DomainState.RUNNING
     if state == DomainState.PAUSED:
         flags |= MigrateFlags.PAUSED
         src_flags |= MigrateFlags.PAUSED

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import os
-import threading
 import logging
+import os
 import re
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
@@ -50,6 +51,7 @@ LIFECYCLE_LEGACY = REMOTE.by_name["DOMAIN_EVENT_LIFECYCLE"]
 LIFECYCLE_CALLBACK = REMOTE.by_name["DOMAIN_EVENT_CALLBACK_LIFECYCLE"]
 QEMU_EVENT = QEMU.by_name["DOMAIN_MONITOR_EVENT"]
 _callback_ids = itertools.count(1)   # unique across the daemon, as libvirtd's
+EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 @dataclass
@@ -98,8 +100,9 @@ class Dispatcher:
     """The daemon's CallHandler: sessions, calls, events."""
 
     def __init__(self, open_driver: OpenDriver, features: Callable[[int], int | None] | None = None,
-                 shutting_down: Callable[[], bool] = lambda: False) -> None:
+                 shutting_down: Callable[[], bool] = lambda: False, max_requests: int = 5) -> None:
         self.open_driver = open_driver
+        self.max_requests = max_requests
         self.feature_override = features
         self.shutting_down = shutting_down
         self._daemon_procs: dict[str, Callable[..., Any]] = {
@@ -200,37 +203,58 @@ class Dispatcher:
 
     # -- running a call -------------------------------------------------------
     def _run(self, client: ServerClient, h: Header, proc: Procedure, coro: Any) -> None:
+        """Run a call eagerly: most finish at once and are answered without a task."""
         if not asyncio.iscoroutine(coro):
             return self._reply(client, h, proc, coro)
+        if EAGER_TASKS:
+            # Python 3.12+: a real task started eagerly, so code that needs a
+            # current task (asyncio.wait_for, timeouts) works even on the fast path.
+            task = asyncio.Task(self._finish(client, h, proc, coro), loop=asyncio.get_running_loop(),
+                                eager_start=True)
+            if not task.done():
+                self._track(client, task)
+            return
         try:
             first = coro.send(None)
         except StopIteration as stop:
             return self._reply(client, h, proc, stop.value)
-        except libvirtError as exc:
+        except BaseException as exc:
+            return self._fail(client, h, proc, exc)
+        task = asyncio.get_running_loop().create_task(self._finish(client, h, proc, _Resume(coro, first)),
+                                                      name=f"{proc.name}-{client.peer}")
+        self._track(client, task)
+
+    async def _finish(self, client: ServerClient, h: Header, proc: Procedure, awaitable: Any) -> None:
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._fail(client, h, proc, exc)
+        else:
+            self._reply(client, h, proc, result)
+
+    def _fail(self, client: ServerClient, h: Header, proc: Procedure, exc: BaseException) -> None:
+        if isinstance(exc, libvirtError):
             return self._reply_error(client, h, exc)
-        except Exception as exc:   # a driver bug must not take the daemon down
-            log.exception("%s failed", proc.name)
-            return self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
-                                                      f"{proc.name}: {type(exc).__name__}: {exc}"))
+        if not isinstance(exc, Exception):
+            raise exc
+        log.error("%s failed", proc.name, exc_info=exc)   # a driver bug must not take the daemon down
+        self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                                           f"{proc.name}: {type(exc).__name__}: {exc}"))
 
-        async def finish() -> None:
-            try:
-                result = await _Resume(coro, first)
-            except libvirtError as exc:
-                self._reply_error(client, h, exc)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("%s failed", proc.name)
-                self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
-                                                   f"{proc.name}: {type(exc).__name__}: {exc}"))
-            else:
-                self._reply(client, h, proc, result)
-
+    def _track(self, client: ServerClient, task: asyncio.Task[None]) -> None:
+        """Keep a call that has to wait; past max_client_requests, stop reading its client."""
         session: Session = client.session
-        task = asyncio.get_running_loop().create_task(finish(), name=f"{proc.name}-{client.peer}")
         session.tasks.add(task)
-        task.add_done_callback(session.tasks.discard)
+
+        def done(t: asyncio.Task[None]) -> None:
+            session.tasks.discard(t)
+            if len(session.tasks) < self.max_requests:
+                client.resume("requests")
+        task.add_done_callback(done)
+        if len(session.tasks) >= self.max_requests:
+            client.pause("requests")   # libvirtd's max_client_requests: the rest wait in the socket
 
     def _reply(self, client: ServerClient, h: Header, proc: Procedure, result: Any) -> None:
         stream = None
@@ -246,7 +270,10 @@ class Dispatcher:
                                                       f"cannot encode the reply of {proc.name}: {exc}"))
         client.send(wire.encode_reply(h, payload))
         if stream is not None:
-            stream.start_splicing()
+            if client.closed:          # prepared after its client left: nobody will send data
+                stream.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "client disconnected"))
+            else:
+                stream.start_splicing()
         if proc.method == "connect_close":
             client.close()
 
@@ -410,7 +437,7 @@ class IncomingStream:
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None or self.closed:
             return
-        transport.pause_reading()
+        self.client.pause("stream")
         loop = asyncio.get_running_loop()
         receiver = SpliceReceiver(sock.fileno(), self.sink.fd, self.header[2], self.header[4],
                                   self.client.framer.take_buffered(),
@@ -431,8 +458,7 @@ class IncomingStream:
             return
         if end.leftover:
             self.client.feed(end.leftover)
-        if self.client.transport is not None and not self.client.closed:
-            self.client.transport.resume_reading()
+        self.client.resume("stream")
         if end.status == Status.OK:
             self.finish()
         elif end.status == Status.ERROR:
@@ -460,8 +486,7 @@ class IncomingStream:
                                    f"cannot write the stream into its target: {exc.strerror}"))
         if written < len(payload):
             self.pending.append(memoryview(payload)[written:])
-            if self.client.transport is not None:
-                self.client.transport.pause_reading()
+            self.client.pause("stream-backlog")
             asyncio.get_running_loop().add_writer(self.sink.fd, self._drain)
 
     def _drain(self) -> None:
@@ -479,8 +504,7 @@ class IncomingStream:
             return self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
                                    f"cannot write the stream into its target: {exc.strerror}"))
         asyncio.get_running_loop().remove_writer(self.sink.fd)
-        if self.client.transport is not None and not self.client.closed:
-            self.client.transport.resume_reading()
+        self.client.resume("stream-backlog")
         if self.finishing:
             self._complete(None)
 
@@ -522,8 +546,7 @@ class IncomingStream:
         else:
             self._close_fd()
         self.client.session.streams.pop((self.header[2], self.header[4]), None)
-        if self.client.transport is not None and not self.client.closed:
-            self.client.transport.resume_reading()
+        self.client.resume("stream-backlog")
         try:
             self.sink.done(err)
         except Exception:

@@ -51,7 +51,8 @@ class Daemon:
             connector=connect_peer)
         self.test_host = test_driver.TestHost()
         self.stopping = False
-        self.dispatcher = Dispatcher(self.open_driver, self.feature_override, lambda: self.stopping)
+        self.dispatcher = Dispatcher(self.open_driver, self.feature_override, lambda: self.stopping,
+                                     max_requests=int(cfg.extra.get("max_client_requests", 5)))
         self.server = RPCServer(self.dispatcher, max_clients=cfg.max_clients,
                                 max_message=cfg.max_message_size,
                                 keepalive_interval=cfg.keepalive_interval,

@@ -230,12 +230,14 @@ class UploadStream:
                 else:
                     done.set_result(sent or 0)
             loop.call_soon_threadsafe(settle)
-        run_in_thread(uploader, finished)
+        run_in_thread(uploader, finished)      # the thread closes the uploader's descriptors
         try:
             self.sent = await done
             return self.sent
+        except asyncio.CancelledError:
+            uploader.stop()
+            raise
         finally:
-            uploader.close()
             self._uploader = None
 
     def stop(self) -> None:

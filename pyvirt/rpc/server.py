@@ -55,6 +55,7 @@ class ServerClient(asyncio.Protocol):
         self.keepalive_enabled = False
         self._ka_missed = 0
         self._ka_task: asyncio.Task[None] | None = None
+        self._paused_for: set[str] = set()
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,6 +104,28 @@ class ServerClient(asyncio.Protocol):
             self.server.clients.discard(self)
             if not was_closed or self.session is not None:
                 self.server.spawn(self.server.handler.client_disconnected(self))
+
+    # -- flow control: reading stops while any reason holds --------------------
+    def pause(self, reason: str) -> None:
+        """Stop reading from this client (a slow reader, too many calls in flight, a stream)."""
+        if not self._paused_for and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._paused_for.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._paused_for:
+            return
+        self._paused_for.discard(reason)
+        if not self._paused_for and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # The client does not read its replies: stop reading its calls, or the
+        # replies would pile up in our memory without bound.
+        self.pause("writing")
+
+    def resume_writing(self) -> None:
+        self.resume("writing")
 
     # -- sending ---------------------------------------------------------------
     def send(self, data: bytes) -> None:

@@ -35,6 +35,10 @@ class ReceiverEnd:
 
 
 class SpliceReceiver(SocketPump):
+    # Blocking reads: the event loop does not read this socket while we do, and
+    # what it writes to it meanwhile (rare replies, the final ack after us) is small.
+    blocking = True
+
     def __init__(self, sock_fd: int, pipe_fd: int, proc: int, serial: int, leftover: bytes,
                  other_packet: Callable[[bytes], None], max_packet: int) -> None:
         super().__init__(sock_fd)

@@ -55,18 +55,23 @@ class PumpStopped(Exception):
 
 
 class SocketPump:
-    """I/O on a thread over its own, blocking, descriptor of an RPC socket.
+    """I/O on a thread over its own descriptor of an RPC socket.
 
     Owning a dup means the event loop may close its descriptor at any time
-    without this thread ever using a recycled number; blocking mode means the
-    kernel waits (for data, for buffer space) instead of us polling.  The
-    socket is back in non-blocking mode after :meth:`close`.  :meth:`stop`
-    wakes any wait at once.
+    without this thread ever using a recycled number.  A subclass may ask for
+    blocking mode (the kernel waits instead of us polling) only where the
+    event loop cannot write meanwhile: O_NONBLOCK belongs to the socket, not
+    to the descriptor.  The socket is non-blocking again after :meth:`close`,
+    which the thread itself calls when it is done.  :meth:`stop` wakes any
+    poll at once.
     """
+
+    blocking = False
 
     def __init__(self, sock_fd: int) -> None:
         self.sock_fd = os.dup(sock_fd)
-        os.set_blocking(self.sock_fd, True)
+        if self.blocking:
+            os.set_blocking(self.sock_fd, True)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopped = False
 
@@ -161,12 +166,16 @@ class FdUploader(SocketPump):
 
 
 def run_in_thread(uploader: FdUploader, done: Callable[[int | None, BaseException | None], None]) -> threading.Thread:
+    """Run the pump on its own thread; it closes its own descriptors when it ends,
+    so nobody closes them under it."""
     def target() -> None:
         try:
             sent = uploader.run()
         except BaseException as exc:   # reported to the owner, never raised in the thread
+            uploader.close()
             done(None, exc)
         else:
+            uploader.close()
             done(sent, None)
     thread = threading.Thread(target=target, name="rpc-upload", daemon=True)
     thread.start()

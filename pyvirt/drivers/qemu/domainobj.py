@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ...conf import DomainStatus
 from ...conf.fileutil import write_atomic
+from ...errors import libvirtError
 from ...enums import DomainState, EventStoppedDetail, ShutoffReason
 from ..domainlist import DomainObj
 from .config import QemuConfig
@@ -57,7 +58,7 @@ class QemuDomainObj(DomainObj):
             return
         try:
             write_atomic(self.cfg.status_path(self.name), self.status().format())
-        except OSError:  # a full disk must not take the guest down with it
+        except (OSError, libvirtError):  # a full disk must not take the guest down with it
             log.exception("cannot write the status of %s", self.name)
 
     def remove_status(self) -> None:

@@ -157,5 +157,8 @@ class JobManager:
         """Deliver abort/speed/downtime to the running async job, or fail."""
         if self.current_async is None:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "no job is active on the domain")
+        if name == "abort" and self.current_async.kind is AsyncJob.MIGRATION_IN:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                        "cannot abort incoming migration; abort outgoing migration on the source instead")
         self.current_async.signal(name, value)
         return self.current_async

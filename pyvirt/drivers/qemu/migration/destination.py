@@ -50,6 +50,7 @@ class Incoming:
     request: MigrationRequest
     port: int | None
     created: bool          # the domain object did not exist before Prepare
+    watcher: Any = None    # the task that cleans up if QEMU dies before Finish
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -144,7 +145,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         first.record(exc)
         await _abandon(drv, obj, job, port, created, first)
         first.raise_if_any()
-    obj.incoming = Incoming(job, req, port, created)
+    obj.incoming = inc = Incoming(job, req, port, created)
+    inc.watcher = asyncio.get_running_loop().create_task(_released_on_death(drv, obj, inc))
     obj.extra["migration_in"] = "prepared"   # a restarted daemon must not keep a half-migrated guest
     obj.save_status()
     drv.autodestroy.register(conn, obj.uuid)
@@ -229,7 +231,29 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         first.record(exc)
         if v3 or not obj.active:
             await _abandon(drv, obj, inc.job, inc.port, inc.created, first)
+        else:
+            # v2: the source is already gone, this is the only copy.  Keep it
+            # (paused) and hand it to the administrator instead of killing it.
+            log.error("%s: v2 Finish failed; keeping the only copy paused: %s", obj.name, exc)
+            await _release(drv, obj, inc)
         first.raise_if_any()
+    await _release(drv, obj, inc)
+    out = host_cookie(drv, obj.live)
+    out.statistics = _cookie_stats(inc.job.stats)
+    return obj.ref(), out.format()
+
+
+async def _released_on_death(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incoming) -> None:
+    """An incoming guest killed before Finish (autodestroy, a crash) must not keep
+    its job and port: the domain would stay busy and the port range would drain."""
+    await obj.stopped.wait()
+    if obj.incoming is inc:
+        log.info("%s: incoming migration ended by the guest stopping", obj.name)
+        await _release(drv, obj, inc)
+
+
+async def _release(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incoming) -> None:
+    """The incoming migration is over (the guest stays): drop its port, job and autodestroy tie."""
     drv.autodestroy.unregister(obj.uuid)
     if inc.port is not None:
         drv.migration_ports.discard(inc.port)
@@ -237,9 +261,6 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
     obj.extra.pop("migration_in", None)
     obj.save_status()
     await obj.jobs.end_async(inc.job)
-    out = host_cookie(drv, obj.live)
-    out.statistics = _cookie_stats(inc.job.stats)
-    return obj.ref(), out.format()
 
 
 def _persist(drv: "QemuDriver", obj: "QemuDomainObj", persistent_xml: str | None) -> None:

@@ -90,8 +90,11 @@ async def _v3(drv: "QemuDriver", conn: HypervisorConnection, dconn: HypervisorCo
                 _typed(req, destination_xml=xml), cookie, dflags)
         else:
             cookie, uri = await dconn.domain_migrate_prepare3(cookie, req.uri, dflags, dname, req.bandwidth, xml)
-    except BaseException:
-        await source.confirm(drv, dom, req, None, cancelled=True)
+    except BaseException as exc:
+        try:
+            await source.confirm(drv, dom, req, None, cancelled=True)
+        except Exception as cleanup:   # the Prepare error stays the one reported
+            log.warning("ending the source job after '%s' failed too: %s", exc, cleanup)
         raise
     first = FirstError()
     # Perform locally, watching the destination connection

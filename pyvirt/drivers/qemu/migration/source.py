@@ -261,16 +261,25 @@ async def _wait(obj: "QemuDomainObj", out: Outgoing, tunnel: Any = None) -> None
         elif name == "downtime":
             await mon.migrate_set_parameters(downtime_limit=int(value))
         elif name == "peer-gone":
-            await mon.migrate_cancel()
+            await _cancel_quietly(mon, tunnel)
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "Lost connection to destination host")
         elif name == "tunnel-failed":
-            if tunnel is not None:
-                await tunnel.abort()
-            await mon.migrate_cancel()
+            await _cancel_quietly(mon, tunnel)
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, f"migration tunnel failed: {value}")
         elif name == "qemu-gone":
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         "migration out job: QEMU exited during the migration")
+
+
+async def _cancel_quietly(mon: Any, tunnel: Any) -> None:
+    """Stop the transfer (the tunnel first, so QEMU never blocks on it); the
+    reason we are stopping stays the error reported."""
+    try:
+        if tunnel is not None:
+            await tunnel.abort()
+        await mon.migrate_cancel()
+    except Exception as exc:
+        log.warning("cancelling the migration failed too: %s", exc)
 
 
 async def _restore_after_failure(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing,
@@ -311,7 +320,7 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
                 obj.persistent = False
                 emit_lifecycle(drv.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
                 drv.domains.remove(obj)
-        elif obj.process is not None and out.was_running:
+        elif obj.process is not None and out.was_running and obj.state == DomainState.PAUSED:
             await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
     except BaseException as exc:
         first.record(exc)

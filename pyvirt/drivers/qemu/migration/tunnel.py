@@ -57,6 +57,9 @@ class Tunnel:
         r, w = make_pipe()
         try:
             await monitor.getfd(w, FD_NAME)
+        except BaseException:
+            os.close(r)
+            raise
         finally:
             os.close(w)        # QEMU has its copy; ours would hide QEMU's EOF from the pump
         self.read_fd = r
@@ -76,13 +79,16 @@ class Tunnel:
         log.debug("tunnel: %d bytes sent", sent)
 
     async def abort(self) -> None:
-        self.stream.stop()
-        if self.pump is not None:
+        self.stream.stop()     # the pump polls with a wake-up pipe: it stops at once
+        if self.pump is not None and not self.pump.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self.pump), 5)
             except BaseException:
                 pass
-        self._close_pipe()     # a QEMU still writing gets EPIPE, never blocks
+        if self.pump is None or self.pump.done():
+            self._close_pipe()     # a QEMU still writing gets EPIPE, never blocks
+        else:                      # never close under a running thread: when it ends
+            self.pump.add_done_callback(lambda _: self._close_pipe())
         await self.stream.abort()
 
     def _close_pipe(self) -> None:
