@@ -103,3 +103,25 @@ def _run(up):
     except PumpStopped:
         return "stopped"
     return "ended"
+
+
+def test_client_keepalive_drops_a_silent_server():
+    """A peer that accepts and then says nothing (power loss, partition): pending
+    calls fail instead of waiting for ever."""
+    import asyncio
+    import pytest
+    from pyvirt.errors import libvirtError
+    from pyvirt.rpc.client import RPCClient
+    from pyvirt.rpc.protocol import REMOTE
+    from pyvirt.rpc.wire import Program
+
+    async def main():
+        silent = socket.create_server(("127.0.0.1", 0))
+        try:
+            client = await RPCClient.connect_tcp("127.0.0.1", silent.getsockname()[1])
+            client.start_keepalive(interval=0.2, count=1)
+            with pytest.raises(libvirtError, match="End of file"):
+                await asyncio.wait_for(client.call(Program.REMOTE, REMOTE.by_name["AUTH_LIST"]), 10)
+        finally:
+            silent.close()
+    asyncio.run(main())

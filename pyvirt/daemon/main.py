@@ -36,7 +36,9 @@ log = logging.getLogger("pyvirtd")
 async def connect_peer(uri: str) -> HypervisorConnection:
     """How this daemon reaches another host (peer-to-peer and tunnelled migration)."""
     from ..drivers.remote import driver as remote_driver
-    return await remote_driver.open_connection(urimod.parse(uri), ConnectionInfo(uri=uri))
+    conn = await remote_driver.open_connection(urimod.parse(uri), ConnectionInfo(uri=uri))
+    conn.client.start_keepalive()   # a destination that vanishes silently must fail the migration
+    return conn
 
 
 class Daemon:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from typing import Any, Callable
 
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
@@ -42,6 +43,8 @@ class RPCClient(asyncio.Protocol):
         self.on_message = on_message
         self.streams: dict[tuple[int, int], "UploadStream"] = {}
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last_rx = time.monotonic()
+        self._keepalive: asyncio.Task[None] | None = None
 
     # -- connecting ----------------------------------------------------------
     @classmethod
@@ -72,6 +75,7 @@ class RPCClient(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
         framer = self.framer
         try:
             framer.receive_data(data)
@@ -113,6 +117,8 @@ class RPCClient(asyncio.Protocol):
             log.debug("ignoring message %s", h)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         self._fail(_eof_error())
         for stream in list(self.streams.values()):
             stream._received(Status.ERROR, None)
@@ -147,6 +153,29 @@ class RPCClient(asyncio.Protocol):
         self.pending[serial] = fut
         self._send(encode_call(prog, proc, serial, payload))
         return await fut
+
+    def start_keepalive(self, interval: float = 5.0, count: int = 5) -> None:
+        """Ping the server when it has been silent for ``interval`` seconds and drop
+        the connection after ``count`` silent intervals more, as libvirt's client
+        does: a peer that vanished without a word (power loss, a partition) then
+        fails pending calls instead of leaving them waiting for ever.  Every
+        server answers PING, asked for keepalive or not."""
+        if self._keepalive is not None or interval <= 0:
+            return
+
+        async def run() -> None:
+            ping = encode_message((Program.KEEPALIVE, 1, PING, MessageType.MESSAGE, 0, Status.OK))
+            while not self.closed.done():
+                await asyncio.sleep(interval)
+                silent = time.monotonic() - self.last_rx
+                if silent >= interval * (count + 1):
+                    log.warning("no answer from the server for %.0f s: dropping the connection", silent)
+                    if self.transport is not None:
+                        self.transport.abort()
+                    return
+                if silent >= interval and self.transport is not None and not self.transport.is_closing():
+                    self.transport.write(ping)
+        self._keepalive = asyncio.get_running_loop().create_task(run(), name="rpc-keepalive")
 
     async def call_upload(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, "UploadStream"]:
         """A call that opens a client→server stream: returns (reply, stream)."""

@@ -126,7 +126,13 @@ def watch_pid(pid: int) -> "asyncio.Future[int | None]":
         if not fut.done():
             fut.set_result(None)
 
+    def cancelled(f: "asyncio.Future[int | None]") -> None:
+        if f.cancelled():            # nobody watches any more: release the pidfd
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
     loop.add_reader(pidfd, gone)
+    fut.add_done_callback(cancelled)
     return fut
 
 
@@ -202,9 +208,37 @@ def _start_error(name: str, log_path: Path, start: int, what: str) -> libvirtErr
     return error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, detail)
 
 
-async def adopt(pid: int, monitor_path: Path, name: str, callbacks: MonitorCallbacks) -> QemuProcess:
-    """Reconnect to a QEMU that outlived a previous manager."""
+async def adopt(pid: int, monitor_path: Path, name: str, callbacks: MonitorCallbacks,
+                timeout: float = 10.0) -> QemuProcess:
+    """Reconnect to a QEMU that outlived a previous manager.
+
+    Bounded: a monitor that never greets (held by someone else, QEMU stuck)
+    fails the adoption instead of stalling the manager's start-up.
+    """
     exited = watch_pid(pid)
     monitor = Monitor(name, callbacks)
-    await monitor.connect(str(monitor_path))
+    try:
+        await asyncio.wait_for(monitor.connect(str(monitor_path)), timeout)
+    except BaseException as exc:
+        if not exited.done():
+            exited.cancel()          # stops watching the pidfd (see watch_pid)
+        await monitor.close()
+        if isinstance(exc, asyncio.TimeoutError):
+            raise error(ErrorNumber.OPERATION_TIMEOUT, ErrorDomain.QEMU,
+                        f"the monitor of '{name}' did not answer within {timeout:.0f}s") from None
+        raise
     return QemuProcess(pid, monitor, exited, None)
+
+
+def kill_pid(pid: int) -> None:
+    """SIGKILL a QEMU we cannot manage (through a pidfd, so a recycled pid is never hit)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)
