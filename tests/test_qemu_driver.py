@@ -287,3 +287,19 @@ def test_shutoff_reason_survives_manager_restart(embed_uri, tmp_path):
     aio.run(embed.close_all())
     conn = pyvirt.open(embed_uri)
     assert conn.lookupByName("reason").state() == [pyvirt.VIR_DOMAIN_SHUTOFF, pyvirt.VIR_DOMAIN_SHUTOFF_DESTROYED]
+
+
+def test_graceful_destroy_uses_sigterm_only(embed_uri, embed_root, tmp_path):
+    conn = pyvirt.open(embed_uri)
+    dom = conn.defineXML(tiny_xml("graceful", tmp_path / "s.log"))
+    dom.create()
+    pid = qemu_pid(embed_root, "graceful")
+    os.kill(pid, signal.SIGSTOP)          # a QEMU that cannot act on SIGTERM
+    try:
+        with pytest.raises(pyvirt.libvirtError) as info:
+            dom.destroyFlags(pyvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
+        assert "SIGTERM" in info.value.get_error_message()
+        assert pid_alive(pid) and dom.isActive()
+    finally:
+        os.kill(pid, signal.SIGCONT)      # the pending SIGTERM now ends it
+    wait_for(lambda: dom.state()[0] == pyvirt.VIR_DOMAIN_SHUTOFF or None, 10, what="QEMU to exit")
