@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..drivers.qemu.saveimage import FORMATS
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 
 
@@ -157,7 +158,8 @@ def _value(text: str, path: str, lineno: int) -> Any:
 def load(text: str, path: str = "<config>") -> DaemonConfig:
     cfg = DaemonConfig()
     known = {f.name: f for f in fields(DaemonConfig) if f.name != "extra"}
-    for key, (value, lineno) in parse_conf(text, path).items():
+    parsed = parse_conf(text, path)
+    for key, (value, lineno) in parsed.items():
         spec = known.get(key)
         if spec is None:
             if key in _IGNORED:
@@ -173,6 +175,10 @@ def load(text: str, path: str = "<config>") -> DaemonConfig:
         raise _fail(path, 0, f"tcp_port {cfg.tcp_port} is out of range")
     if cfg.migration_port_min > cfg.migration_port_max:
         raise _fail(path, 0, "migration_port_min is above migration_port_max")
+    if cfg.save_image_format not in FORMATS:
+        line = parsed.get("save_image_format", (None, 0))[1]
+        raise _fail(path, line, f"save_image_format '{cfg.save_image_format}' is not one of: "
+                    + ", ".join(FORMATS))
     if cfg.auth_tcp not in ("none", "sasl"):
         raise _fail(path, 0, f"auth_tcp '{cfg.auth_tcp}' is not supported (use \"none\")")
     return cfg

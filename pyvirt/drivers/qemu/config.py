@@ -14,6 +14,8 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .saveimage import image_format
+
 
 def default_emulator() -> str:
     return shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
@@ -31,14 +33,17 @@ class QemuConfig:
     migration_host: str = ""          # what the destination puts in uri_out; default: migration_address
     migration_port_min: int = 49152
     migration_port_max: int = 49215
-    user: str = "root"
+    user: str = "root"                # who QEMU runs as: what the DAC security driver labels for
     group: str = "root"
-    save_image_format: str = "raw"
+    security_driver: str = "dac"      # pyvirt.security.DRIVERS: dac, none
+    save_image_format: str = "raw"    # saveimage.FORMATS: raw, gzip, bzip2, xz, lzop, zstd
+    helper_path: str | None = None    # where compression helpers are looked up; None: $PATH
     stop_timeout: float = 3.0         # SIGTERM grace before SIGKILL on destroy
     monitor_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        image_format(self.save_image_format)      # an unknown format fails here, not at the first save
         if not self.host_uuid:
             self.host_uuid = self._load_host_uuid()
 
