@@ -208,8 +208,13 @@ class QemuConnection(HypervisorConnection):
         """Kill first, as libvirt does: a destroy never waits behind a job."""
         check_flags(flags, int(DestroyFlags.GRACEFUL), "qemuDomainDestroyFlags")
         obj = self._active(dom)
-        grace = None if flags & DestroyFlags.GRACEFUL else self.driver.cfg.stop_timeout
-        await self.driver.kill(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED, grace=grace)
+        if flags & DestroyFlags.GRACEFUL:
+            # SIGTERM only; if QEMU does not go, say so instead of killing it (libvirt's rule).
+            if not await self.driver.terminate(obj, self.driver.cfg.stop_timeout):
+                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                            f"failed to terminate process {obj.process.pid} with SIGTERM")
+            return
+        await self.driver.kill(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
 
     async def domain_suspend(self, dom: DomainRef) -> None:
         obj = self._active(dom)

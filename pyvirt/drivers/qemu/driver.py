@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 from pathlib import Path
 from typing import Any, Mapping
@@ -108,7 +109,7 @@ class QemuDriver:
                 write_atomic(path, reason_name(DomainState.SHUTOFF, obj.reason) + "\n")
             else:
                 path.unlink(missing_ok=True)
-        except OSError:
+        except (OSError, libvirtError):   # bookkeeping must never stop the cleanup
             log.exception("cannot record why %s stopped", obj.name)
 
     async def _probe_version(self) -> int:
@@ -148,7 +149,10 @@ class QemuDriver:
                 obj.process = await procmod.adopt(status.pid, self.cfg.monitor_path(live.name),
                                                   live.name, self._handler(obj))
             except libvirtError as exc:
-                log.error("cannot reconnect to %s (pid %d): %s", live.name, status.pid, exc)
+                # A QEMU we cannot manage must not run on unseen (a later start
+                # would boot a second copy on the same disks): end it, as libvirt does.
+                log.error("cannot reconnect to %s (pid %d): %s; killing it", live.name, status.pid, exc)
+                procmod.kill_pid(status.pid)
                 alive = False
         if not alive:
             log.warning("domain %s: its QEMU (pid %d) is gone; marking it crashed", live.name, status.pid)
@@ -307,6 +311,7 @@ class QemuDriver:
             if not obj.persistent:
                 self.domains.remove(obj)
             raise
+        obj.save_status()          # the pid, at once: a crash now must not orphan this QEMU
         self._watch_exit(obj)
         try:
             await self._set_graphics_passwords(obj)
@@ -403,6 +408,21 @@ class QemuDriver:
             obj.extra["quiet_stop"] = "1"
         await qp.stop(self.cfg.stop_timeout if grace is None else grace)
         await obj.stopped.wait()
+
+    async def terminate(self, obj: QemuDomainObj, wait: float) -> bool:
+        """SIGTERM only (VIR_DOMAIN_DESTROY_GRACEFUL): True if QEMU went within ``wait``."""
+        qp = obj.process
+        if qp is None:
+            return True
+        if obj.stop_reason is None:
+            obj.stop_reason = (ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
+        qp.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(obj.stopped.wait()), wait)
+        except asyncio.TimeoutError:
+            obj.stop_reason = None
+            return False
+        return True
 
     def _watch_exit(self, obj: QemuDomainObj) -> None:
         qp = obj.process
