@@ -9,6 +9,7 @@ host or transport (and ``qemu:///system``) goes to a daemon.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable
 
@@ -141,6 +142,27 @@ class virConnect:  # noqa: N801 - libvirt-python's name
 
     def createXML(self, xmlDesc: str, flags: int = 0) -> "virDomain":
         return self._domain(self._call("domain_create_xml", xmlDesc, flags))
+
+    # -- save images (paths made absolute, as libvirt's client library does) -----
+    def restore(self, frm: str) -> int:
+        self._call("domain_restore", os.path.abspath(frm))
+        return 0
+
+    def restoreFlags(self, frm: str, dxml: str | None = None, flags: int = 0) -> int:
+        self._call("domain_restore_flags", os.path.abspath(frm), dxml, flags)
+        return 0
+
+    def restoreParams(self, params: dict[str, Any] | None = None, flags: int = 0) -> int:
+        from .domain import SAVE_PARAM_TYPES
+        from .typedparams import from_dict
+        values = dict(params or {})
+        if "file" in values:
+            values["file"] = os.path.abspath(values["file"])
+        self._call("domain_restore_params", from_dict(values, SAVE_PARAM_TYPES), flags)
+        return 0
+
+    def saveImageGetXMLDesc(self, file: str, flags: int = 0) -> str:
+        return self._call("domain_save_image_get_xml_desc", os.path.abspath(file), flags)
 
     # -- events ------------------------------------------------------------------
     def domainEventRegisterAny(self, dom: "virDomain | None", eventID: int,

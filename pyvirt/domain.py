@@ -8,10 +8,15 @@ LOOKUP_BY_UUID after CREATE.
 
 from __future__ import annotations
 
+import os
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
 from .driver import DomainRef
+from .enums import TypedParamType
+
+# VIR_DOMAIN_SAVE_PARAM_*: the typed parameters of saveParams/restoreParams
+SAVE_PARAM_TYPES = {"file": TypedParamType.STRING, "dxml": TypedParamType.STRING}
 
 def _params(dxml: str | None = None, dname: str | None = None, uri: str | None = None,
             bandwidth: int = 0) -> dict[str, Any]:
@@ -127,6 +132,37 @@ class virDomain:  # noqa: N801 - libvirt-python's name
 
     def hasManagedSaveImage(self, flags: int = 0) -> int:
         return self._call("domain_has_managed_save_image", flags)
+
+    # -- save ------------------------------------------------------------------
+    # Paths are made absolute here, as libvirt's client library does: the daemon
+    # does not share the caller's working directory.
+    def save(self, to: str) -> int:
+        self._call("domain_save", os.path.abspath(to))
+        self._ref = DomainRef(self._ref.name, self._ref.uuid, -1)
+        return 0
+
+    def saveFlags(self, to: str, dxml: str | None = None, flags: int = 0) -> int:
+        self._call("domain_save_flags", os.path.abspath(to), dxml, flags)
+        self._ref = DomainRef(self._ref.name, self._ref.uuid, -1)
+        return 0
+
+    def saveParams(self, params: dict[str, Any] | None = None, flags: int = 0) -> int:
+        from .typedparams import from_dict
+        values = dict(params or {})
+        if "file" in values:
+            values["file"] = os.path.abspath(values["file"])
+        self._call("domain_save_params", from_dict(values, SAVE_PARAM_TYPES), flags)
+        self._ref = DomainRef(self._ref.name, self._ref.uuid, -1)
+        return 0
+
+    def managedSave(self, flags: int = 0) -> int:
+        self._call("domain_managed_save", flags)
+        self._ref = DomainRef(self._ref.name, self._ref.uuid, -1)
+        return 0
+
+    def managedSaveRemove(self, flags: int = 0) -> int:
+        self._call("domain_managed_save_remove", flags)
+        return 0
 
     def maxMemory(self) -> int:
         return self.info()[1]

@@ -15,7 +15,8 @@ from ... import conf
 from ...driver import ConnectionInfo, DomainRef, HypervisorConnection
 from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDetail, EventStoppedDetail,
                       EventType, EventUndefinedDetail, JobType, MigrateFlags, PausedReason, RunningReason,
-                      ShutdownFlags, ShutoffReason, StartFlags, UndefineFlags, XMLFlags)
+                      SaveFlags, ShutdownFlags, ShutoffReason, StartFlags, TypedParamType, UndefineFlags,
+                      XMLFlags)
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError
 from ..domainlist import ALL_LIST_FLAGS, emit_lifecycle, not_running
 from .command import DOMAIN_TYPES
@@ -24,12 +25,17 @@ from .driver import QemuDriver
 from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
 from .migration import destination, p2p, source
 from .migration import params as mparams
+from . import save as savemod
 
 LIB_VERSION = 9000000
 _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
              DriverFeature.MIGRATION_V2, DriverFeature.MIGRATION_V3, DriverFeature.MIGRATION_PARAMS,
              DriverFeature.MIGRATE_CHANGE_PROTECTION, DriverFeature.MIGRATION_P2P}
 _XML_FLAGS = int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU | XMLFlags.MIGRATABLE)
+# Jobs whose progress is QEMU's migration figures (query-migrate).
+_MIGRATION_LIKE = (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN, AsyncJob.SAVE, AsyncJob.RESTORE)
+# VIR_DOMAIN_SAVE_PARAM_*: name -> attribute (all strings)
+_SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
 
 
 class QemuConnection(HypervisorConnection):
@@ -158,6 +164,11 @@ class QemuConnection(HypervisorConnection):
         obj = self._obj(dom)
         if not obj.persistent:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot undefine transient domain")
+        if self.driver.cfg.managed_save_path(obj.definition.name).exists():
+            if not flags & UndefineFlags.MANAGED_SAVE:
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                            "Refusing to undefine while domain managed save image exists")
+            savemod.remove_managed(self.driver, obj)
         self.driver.remove_config(obj)
         obj.persistent, obj.autostart = False, False
         emit_lifecycle(self.driver.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
@@ -190,6 +201,14 @@ class QemuConnection(HypervisorConnection):
         check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.BYPASS_CACHE
                                | StartFlags.FORCE_BOOT), "qemuDomainCreateWithFlags")
         obj = self._obj(dom)
+        if obj.persistent and not obj.active and self.driver.cfg.managed_save_path(obj.definition.name).exists():
+            # Resume where a managed save left off (a RESTORE job), unless told to boot afresh.
+            restore_flags = int(SaveFlags.PAUSED) if flags & StartFlags.PAUSED else 0
+            if await savemod.start_managed(self.driver, obj, restore_flags,
+                                           force_boot=bool(flags & StartFlags.FORCE_BOOT)):
+                if flags & StartFlags.AUTODESTROY:
+                    self.driver.autodestroy.register(self, obj.uuid)
+                return obj.ref()
         async with self.driver.job_guard(obj, JobKind.MODIFY):
             if obj.active:
                 raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
@@ -294,7 +313,8 @@ class QemuConnection(HypervisorConnection):
     async def domain_has_managed_save_image(self, dom: DomainRef, flags: int) -> int:
         check_flags(flags, 0, "qemuDomainHasManagedSaveImage")
         obj = self._obj(dom)
-        return int(self.driver.cfg.managed_save_path(obj.definition.name).exists())
+        obj.has_managed_save = self.driver.cfg.managed_save_path(obj.definition.name).exists()
+        return int(obj.has_managed_save)
 
     async def domain_snapshot_num(self, dom: DomainRef, flags: int) -> int:
         self._obj(dom)
@@ -309,10 +329,12 @@ class QemuConnection(HypervisorConnection):
 
     # -- jobs -------------------------------------------------------------------------
     async def _refresh_job_stats(self, obj: QemuDomainObj) -> None:
-        """During a migration, ask QEMU for fresh figures (a query job: never waits behind it)."""
+        """During a migration, save or restore, ask QEMU for fresh figures (never waits behind the job)."""
         job = obj.jobs.current_async
-        if job is None or job.kind not in (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN) or obj.process is None:
+        if job is None or job.kind not in _MIGRATION_LIKE or obj.process is None:
             return
+        if job.kind in (AsyncJob.SAVE, AsyncJob.RESTORE) and job.phase != "perform":
+            return                  # QEMU has no figures for this job yet (or any more)
         try:
             job.stats.update(mparams.job_stats(await obj.process.monitor.query_migrate()))
         except libvirtError:
@@ -348,8 +370,63 @@ class QemuConnection(HypervisorConnection):
 
     async def domain_abort_job(self, dom: DomainRef) -> None:
         obj = self._active(dom)
+        job = obj.jobs.current_async
+        if job is not None and job.kind is AsyncJob.RESTORE:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                        "cannot abort a restore; destroy the domain instead")
         async with self.driver.job_guard(obj, JobKind.ABORT):
             obj.jobs.signal_async("abort")
+
+    # -- save and restore ----------------------------------------------------------------
+    async def domain_save(self, dom: DomainRef, to: str) -> None:
+        await self.domain_save_flags(dom, to, None, 0)
+
+    async def domain_save_flags(self, dom: DomainRef, to: str, dxml: str | None, flags: int) -> None:
+        savemod.check_flags(flags, savemod.SAVE_FLAGS, "qemuDomainSaveFlags")
+        await savemod.save(self.driver, self._active(dom), to, dxml, flags)
+
+    async def domain_save_params(self, dom: DomainRef, params: list, flags: int) -> None:
+        savemod.check_flags(flags, savemod.SAVE_FLAGS, "qemuDomainSaveParams")
+        args = _save_params(params)
+        if not args.get("path"):
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                        "saving to a managed-save location is done with virDomainManagedSave; "
+                        "give the 'file' parameter")
+        await savemod.save(self.driver, self._active(dom), args["path"], args.get("dxml"), flags)
+
+    async def domain_restore(self, from_: str) -> None:
+        await self.domain_restore_flags(from_, None, 0)
+
+    async def domain_restore_flags(self, from_: str, dxml: str | None, flags: int) -> None:
+        savemod.check_flags(flags, savemod.RESTORE_FLAGS, "qemuDomainRestoreFlags")
+        await savemod.restore(self.driver, from_, dxml, flags)
+
+    async def domain_restore_params(self, params: list, flags: int) -> None:
+        savemod.check_flags(flags, savemod.RESTORE_FLAGS, "qemuDomainRestoreParams")
+        args = _save_params(params)
+        if not args.get("path"):
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "missing restore parameter 'file'")
+        await savemod.restore(self.driver, args["path"], args.get("dxml"), flags)
+
+    async def domain_managed_save(self, dom: DomainRef, flags: int) -> None:
+        savemod.check_flags(flags, savemod.SAVE_FLAGS, "qemuDomainManagedSave")
+        obj = self._active(dom)
+        if not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                        "cannot do managed save for transient domain")
+        await savemod.save(self.driver, obj, str(self.driver.cfg.managed_save_path(obj.definition.name)),
+                           None, flags)
+        obj.has_managed_save = True
+
+    async def domain_managed_save_remove(self, dom: DomainRef, flags: int) -> None:
+        check_flags(flags, 0, "qemuDomainManagedSaveRemove")
+        obj = self._obj(dom)
+        async with self.driver.job_guard(obj, JobKind.MODIFY):
+            savemod.remove_managed(self.driver, obj)
+
+    async def domain_save_image_get_xml_desc(self, file: str, flags: int) -> str:
+        check_flags(flags, int(XMLFlags.SECURE), "qemuDomainSaveImageGetXMLDesc")
+        return savemod.image_xml(file, secure=bool(flags & XMLFlags.SECURE))
 
     # -- libvirt-qemu ----------------------------------------------------------------
     async def domain_qemu_monitor_command(self, dom: DomainRef, cmd: str, flags: int) -> str:
@@ -516,3 +593,17 @@ class QemuConnection(HypervisorConnection):
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.QUERY):
             return int((await obj.process.monitor.query_migrate_parameters()).get("downtime-limit", 300))
+
+
+def _save_params(params: list) -> dict[str, str]:
+    """VIR_DOMAIN_SAVE_PARAM_* typed parameters → {'path', 'dxml'}; unknown names are refused."""
+    out: dict[str, str] = {}
+    for name, ptype, value in params:
+        attr = _SAVE_PARAMS.get(name)
+        if attr is None:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"parameter '{name}' not supported")
+        if int(ptype) != TypedParamType.STRING:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                        f"invalid type for parameter '{name}': expected string")
+        out[attr] = value
+    return out

@@ -20,7 +20,7 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-from ... import conf
+from ... import conf, security
 from ...conf.fileutil import write_atomic
 from ...driver import QEMU_MONITOR_EVENT, DomainEvent, EventBus
 from ...enums import reason_from_name, reason_name
@@ -37,6 +37,10 @@ from .domainobj import MonitorHandler, QemuDomainObj
 from .jobs import JobKind
 
 log = logging.getLogger(__name__)
+
+
+# Why we stop a QEMU without it being a shutdown anyone should hear of.
+_QUIET_SHUTDOWN = frozenset({ShutoffReason.SAVED})
 
 
 def kvm_available() -> bool:
@@ -72,6 +76,8 @@ class QemuDriver:
         self.next_id = 1
         self.qemu_version = 0
         self.kvm = kvm_available()
+        # Labels what QEMU is handed (save/restore descriptors); from qemu.conf's user/group.
+        self.security = security.new_manager(cfg.security_driver, cfg.user, cfg.group)
         self._define_lock = asyncio.Lock()
         self._used_ports: set[int] = set()
         self.migration_ports: set[int] = set()
@@ -90,6 +96,7 @@ class QemuDriver:
                 continue
             obj = self._new_obj(d, persistent=True)
             obj.autostart = (self.cfg.autostart_dir / path.name).exists()
+            obj.has_managed_save = self.cfg.managed_save_path(d.name).exists()
             self._load_shutoff_reason(obj)
             self.domains.add(obj)
         for path in sorted(self.cfg.state_dir.glob("*.xml")):
@@ -479,8 +486,11 @@ class QemuDriver:
         if name == "SHUTDOWN":
             obj.got_shutdown = True
             guest = bool(data.get("guest"))
-            emit_lifecycle(self.events, obj, EventType.SHUTDOWN,
-                           EventShutdownDetail.GUEST if guest else EventShutdownDetail.HOST)
+            # A QEMU we stop after saving its state: libvirt closes the monitor
+            # first and announces no shutdown, only STOPPED/SAVED.
+            if obj.stop_reason is None or obj.stop_reason[0] not in _QUIET_SHUTDOWN:
+                emit_lifecycle(self.events, obj, EventType.SHUTDOWN,
+                               EventShutdownDetail.GUEST if guest else EventShutdownDetail.HOST)
             if obj.stop_reason is None:
                 # -no-shutdown keeps QEMU alive after the guest powers off; on_poweroff
                 # 'destroy' (the only action we honour) means we end it now.
