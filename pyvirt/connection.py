@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import aio, uri as urimod
 from .driver import ConnectionInfo, DomainEvent, HypervisorConnection, check_access
 from .enums import EventID
 from .errors import ErrorDomain, ErrorNumber, error, libvirtError
+
+if TYPE_CHECKING:
+    from .domain import virDomain
 
 
 async def _open_driver(text: str, read_only: bool) -> HypervisorConnection:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -134,7 +133,7 @@ def test_restart_recovery(embed_uri, embed_root, tmp_path):
     keep = conn.defineXML(tiny_xml("keep", tmp_path / "keep.log"))
     keep.create()
     keep.suspend()
-    doomed = conn.createXML(tiny_xml("doomed", tmp_path / "doomed.log"), 0)
+    conn.createXML(tiny_xml("doomed", tmp_path / "doomed.log"), 0)
     keep_pid, doomed_pid = qemu_pid(embed_root, "keep"), qemu_pid(embed_root, "doomed")
     conn.close()
     aio.run(embed.close_all())          # the manager goes away; guests stay

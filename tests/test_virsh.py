@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from guests import READY, TINY, pid_alive, tiny_xml, wait_for, wait_for_text
+from guests import READY, pid_alive, tiny_xml, wait_for, wait_for_text
 
 pytestmark = [pytest.mark.virsh,
               pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh (libvirt-clients) not installed")]

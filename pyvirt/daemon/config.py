@@ -37,6 +37,7 @@ class DaemonConfig:
     unix_sock_group: str = ""
     host_uuid: str = ""
     max_clients: int = 5000
+    max_client_requests: int = 5     # calls in flight per client before we stop reading it
     max_workers: int = 20
     keepalive_interval: int = 5
     keepalive_count: int = 5
@@ -72,7 +73,7 @@ _IGNORED = frozenset({
     "listen_tls", "tls_port", "auth_tls", "key_file", "cert_file", "ca_file", "crl_file",
     "tls_no_verify_certificate", "tls_allowed_dn_list", "sasl_allowed_username_list",
     "max_queued_clients", "max_anonymous_clients", "min_workers", "prio_workers",
-    "max_client_requests", "admin_max_workers", "admin_max_clients", "admin_keepalive_interval",
+"admin_max_workers", "admin_max_clients", "admin_keepalive_interval",
     "log_filters", "log_outputs", "audit_level", "audit_logging", "mdns_adv", "mdns_name",
     "unix_sock_admin_perms", "access_drivers", "host_uuid_source", "ovs_timeout", "tcp_min_ssf",
     "tls_priority",

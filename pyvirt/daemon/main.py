@@ -54,7 +54,7 @@ class Daemon:
         self.test_host = test_driver.TestHost()
         self.stopping = False
         self.dispatcher = Dispatcher(self.open_driver, self.feature_override, lambda: self.stopping,
-                                     max_requests=int(cfg.extra.get("max_client_requests", 5)))
+                                     max_requests=cfg.max_client_requests)
         self.server = RPCServer(self.dispatcher, max_clients=cfg.max_clients,
                                 max_message=cfg.max_message_size,
                                 keepalive_interval=cfg.keepalive_interval,

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 from ..conf import DomainDef
 from ..driver import DomainEvent, DomainRef, EventBus
 from ..enums import DomainState, EventID, EventType, ListDomainsFlags as LF
-from ..errors import ErrorDomain, ErrorNumber, error, libvirtError, no_domain
+from ..errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError, no_domain
 
 
 @dataclass(eq=False)
@@ -184,3 +184,58 @@ def emit_lifecycle(bus: EventBus, obj: DomainObj, event: EventType, detail: int)
 
 def not_running(obj: DomainObj) -> libvirtError:
     return error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")
+
+
+class DomainQueries:
+    """Calls every driver answers the same way from its DomainList.
+
+    Mixed in before :class:`pyvirt.driver.HypervisorConnection`; the driver
+    provides ``domains`` and ``driver_prefix`` (libvirt's function-name prefix,
+    used in "unsupported flags" messages).
+    """
+
+    domains: DomainList
+    driver_prefix: str
+
+    async def connect_list_all_domains(self, need_results: int, flags: int) -> tuple[list[DomainRef], int]:
+        check_flags(flags, ALL_LIST_FLAGS, f"{self.driver_prefix}ConnectListAllDomains", self.domains.error_domain)
+        objs = self.domains.list(flags)
+        return ([o.ref() for o in objs] if need_results else []), len(objs)
+
+    async def connect_num_of_domains(self) -> int:
+        return sum(1 for o in self.domains if o.active)
+
+    async def connect_list_domains(self, maxids: int) -> list[int]:
+        return sorted(o.id for o in self.domains if o.active)[:maxids]
+
+    async def connect_num_of_defined_domains(self) -> int:
+        return sum(1 for o in self.domains if not o.active)
+
+    async def connect_list_defined_domains(self, maxnames: int) -> list[str]:
+        return sorted(o.name for o in self.domains if not o.active)[:maxnames]
+
+    async def domain_lookup_by_id(self, id: int) -> DomainRef:  # noqa: A002 - the wire field's name
+        return self.domains.by_id(id).ref()
+
+    async def domain_lookup_by_name(self, name: str) -> DomainRef:
+        return self.domains.by_name(name).ref()
+
+    async def domain_lookup_by_uuid(self, uuid: bytes) -> DomainRef:
+        return self.domains.by_uuid(uuid).ref()
+
+    async def domain_get_state(self, dom: DomainRef, flags: int) -> tuple[int, int]:
+        check_flags(flags, 0, f"{self.driver_prefix}DomainGetState", self.domains.error_domain)
+        obj = self.domains.by_ref(dom)
+        return int(obj.state), obj.reason
+
+    async def domain_get_os_type(self, dom: DomainRef) -> str:
+        return self.domains.by_ref(dom).current.os.type
+
+    async def domain_is_active(self, dom: DomainRef) -> int:
+        return int(self.domains.by_ref(dom).active)
+
+    async def domain_is_persistent(self, dom: DomainRef) -> int:
+        return int(self.domains.by_ref(dom).persistent)
+
+    async def domain_get_autostart(self, dom: DomainRef) -> int:
+        return int(self.domains.by_ref(dom).autostart)

@@ -18,7 +18,7 @@ from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDeta
                       SaveFlags, ShutdownFlags, ShutoffReason, StartFlags, TypedParamType, UndefineFlags,
                       XMLFlags)
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError
-from ..domainlist import ALL_LIST_FLAGS, emit_lifecycle, not_running
+from ..domainlist import DomainList, DomainQueries, emit_lifecycle, not_running
 from .command import DOMAIN_TYPES
 from .domainobj import QemuDomainObj
 from .driver import QemuDriver
@@ -38,13 +38,18 @@ _MIGRATION_LIKE = (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN, AsyncJob.SAVE,
 _SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
 
 
-class QemuConnection(HypervisorConnection):
+class QemuConnection(DomainQueries, HypervisorConnection):
+    driver_prefix = "qemu"
     error_domain = ErrorDomain.QEMU
 
     def __init__(self, info: ConnectionInfo, driver: QemuDriver, uri: str = "qemu:///system") -> None:
         super().__init__(info, driver.events)
         self.driver = driver
         self.uri = uri
+
+    @property
+    def domains(self) -> DomainList:
+        return self.driver.domains
 
     def _obj(self, dom: DomainRef) -> QemuDomainObj:
         return self.driver.domains.by_ref(dom)  # type: ignore[return-value]
@@ -100,33 +105,7 @@ class QemuConnection(HypervisorConnection):
     async def connect_is_secure(self) -> int:
         return 1
 
-    async def connect_list_all_domains(self, need_results: int, flags: int) -> tuple[list[DomainRef], int]:
-        check_flags(flags, ALL_LIST_FLAGS, "qemuConnectListAllDomains")
-        objs = self.driver.domains.list(flags)
-        return ([o.ref() for o in objs] if need_results else []), len(objs)
-
-    async def connect_num_of_domains(self) -> int:
-        return sum(1 for o in self.driver.domains if o.active)
-
-    async def connect_list_domains(self, maxids: int) -> list[int]:
-        return sorted(o.id for o in self.driver.domains if o.active)[:maxids]
-
-    async def connect_num_of_defined_domains(self) -> int:
-        return sum(1 for o in self.driver.domains if not o.active)
-
-    async def connect_list_defined_domains(self, maxnames: int) -> list[str]:
-        return sorted(o.name for o in self.driver.domains if not o.active)[:maxnames]
-
     # -- lookup and definition ---------------------------------------------------
-    async def domain_lookup_by_id(self, id: int) -> DomainRef:
-        return self.driver.domains.by_id(id).ref()
-
-    async def domain_lookup_by_name(self, name: str) -> DomainRef:
-        return self.driver.domains.by_name(name).ref()
-
-    async def domain_lookup_by_uuid(self, uuid: bytes) -> DomainRef:
-        return self.driver.domains.by_uuid(uuid).ref()
-
     async def domain_define_xml(self, xml: str) -> DomainRef:
         return await self.domain_define_xml_flags(xml, 0)
 
@@ -275,29 +254,12 @@ class QemuConnection(HypervisorConnection):
         d = obj.current
         return int(obj.state), d.memory_kib, d.current_memory_kib, d.vcpus, self.driver.cpu_time_ns(obj)
 
-    async def domain_get_state(self, dom: DomainRef, flags: int) -> tuple[int, int]:
-        check_flags(flags, 0, "qemuDomainGetState")
-        obj = self._obj(dom)
-        return int(obj.state), obj.reason
-
     async def domain_get_xml_desc(self, dom: DomainRef, flags: int) -> str:
         check_flags(flags, _XML_FLAGS, "qemuDomainGetXMLDesc")
         obj = self._obj(dom)
         inactive = bool(flags & XMLFlags.INACTIVE) or not obj.active
         d = obj.definition if inactive else obj.current
         return d.format(secure=bool(flags & XMLFlags.SECURE), inactive=inactive)
-
-    async def domain_get_os_type(self, dom: DomainRef) -> str:
-        return self._obj(dom).current.os.type
-
-    async def domain_is_active(self, dom: DomainRef) -> int:
-        return int(self._obj(dom).active)
-
-    async def domain_is_persistent(self, dom: DomainRef) -> int:
-        return int(self._obj(dom).persistent)
-
-    async def domain_get_autostart(self, dom: DomainRef) -> int:
-        return int(self._obj(dom).autostart)
 
     async def domain_set_autostart(self, dom: DomainRef, autostart: int) -> None:
         obj = self._obj(dom)

@@ -20,7 +20,7 @@ from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail, Event
                       XMLFlags, DriverFeature, DestroyFlags, UndefineFlags)
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ..autodestroy import AutoDestroy
-from ..domainlist import ALL_LIST_FLAGS, DomainList, DomainObj, emit_lifecycle, not_running
+from ..domainlist import DomainList, DomainObj, DomainQueries, emit_lifecycle, not_running
 
 DOMAIN_TYPES = ("test",)
 LIB_VERSION = 9000000
@@ -137,12 +137,17 @@ async def open_connection(info: ConnectionInfo, host: TestHost | None = None) ->
     return TestConnection(info, host or default_host())
 
 
-class TestConnection(HypervisorConnection):
+class TestConnection(DomainQueries, HypervisorConnection):
+    driver_prefix = "test"
     error_domain = ErrorDomain.TEST
 
     def __init__(self, info: ConnectionInfo, host: TestHost) -> None:
         super().__init__(info, host.events)
         self.host = host
+
+    @property
+    def domains(self) -> DomainList:
+        return self.host.domains
 
     def _obj(self, dom: DomainRef) -> DomainObj:
         return self.host.domains.by_ref(dom)
@@ -175,33 +180,7 @@ class TestConnection(HypervisorConnection):
     async def connect_is_secure(self) -> int:
         return 1
 
-    async def connect_list_all_domains(self, need_results: int, flags: int) -> tuple[list[DomainRef], int]:
-        check_flags(flags, ALL_LIST_FLAGS, "testConnectListAllDomains", ErrorDomain.TEST)
-        objs = self.host.domains.list(flags)
-        return ([o.ref() for o in objs] if need_results else []), len(objs)
-
-    async def connect_num_of_domains(self) -> int:
-        return sum(1 for o in self.host.domains if o.active)
-
-    async def connect_list_domains(self, maxids: int) -> list[int]:
-        return sorted(o.id for o in self.host.domains if o.active)[:maxids]
-
-    async def connect_num_of_defined_domains(self) -> int:
-        return sum(1 for o in self.host.domains if not o.active)
-
-    async def connect_list_defined_domains(self, maxnames: int) -> list[str]:
-        return sorted(o.name for o in self.host.domains if not o.active)[:maxnames]
-
     # -- lookup and definition ---------------------------------------------
-    async def domain_lookup_by_id(self, id: int) -> DomainRef:
-        return self.host.domains.by_id(id).ref()
-
-    async def domain_lookup_by_name(self, name: str) -> DomainRef:
-        return self.host.domains.by_name(name).ref()
-
-    async def domain_lookup_by_uuid(self, uuid: bytes) -> DomainRef:
-        return self.host.domains.by_uuid(uuid).ref()
-
     async def domain_define_xml(self, xml: str) -> DomainRef:
         return await self.domain_define_xml_flags(xml, 0)
 
@@ -323,11 +302,6 @@ class TestConnection(HypervisorConnection):
         memory = d.current_memory_kib if obj.active else d.memory_kib
         return int(obj.state), d.memory_kib, memory, d.vcpus, cpu_time
 
-    async def domain_get_state(self, dom: DomainRef, flags: int) -> tuple[int, int]:
-        check_flags(flags, 0, "testDomainGetState", ErrorDomain.TEST)
-        obj = self._obj(dom)
-        return int(obj.state), obj.reason
-
     async def domain_get_xml_desc(self, dom: DomainRef, flags: int) -> str:
         check_flags(flags, int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU
                                | XMLFlags.MIGRATABLE), "testDomainGetXMLDesc", ErrorDomain.TEST)
@@ -335,18 +309,6 @@ class TestConnection(HypervisorConnection):
         inactive = bool(flags & XMLFlags.INACTIVE)
         d = obj.definition if inactive or not obj.active else obj.current
         return d.format(secure=bool(flags & XMLFlags.SECURE), inactive=inactive)
-
-    async def domain_get_os_type(self, dom: DomainRef) -> str:
-        return self._obj(dom).current.os.type
-
-    async def domain_is_active(self, dom: DomainRef) -> int:
-        return int(self._obj(dom).active)
-
-    async def domain_is_persistent(self, dom: DomainRef) -> int:
-        return int(self._obj(dom).persistent)
-
-    async def domain_get_autostart(self, dom: DomainRef) -> int:
-        return int(self._obj(dom).autostart)
 
     async def domain_set_autostart(self, dom: DomainRef, autostart: int) -> None:
         obj = self._obj(dom)

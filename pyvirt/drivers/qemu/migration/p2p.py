@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ....driver import DomainRef, HypervisorConnection
-from ....enums import DomainState, DriverFeature, EventStoppedDetail, MigrateFlags, RunningReason, ShutoffReason
+from ....enums import DomainState, DriverFeature, MigrateFlags
 from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
 from ....typedparams import MIGRATION_PARAM_TYPES, from_dict
 from . import source, tunnel

@@ -20,7 +20,7 @@ from .... import conf
 from ....driver import DomainRef, HypervisorConnection
 from ....enums import (DomainState, EventStoppedDetail, EventType, EventUndefinedDetail, MigrateFlags,
                        PausedReason, RunningReason, ShutoffReason)
-from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
+from ....errors import ErrorDomain, ErrorNumber, FirstError, error
 from ...domainlist import emit_lifecycle, not_running
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
