@@ -223,6 +223,28 @@ def test_application_xml_on_save_and_restore(make_host):
     dom.destroy()
 
 
+def test_typed_parameter_calls_and_read_only_access(make_host):
+    host = make_host()
+    conn, dom, log = start_guest(host, persistent=True)
+    image = host.workdir / "g.save"
+    xml = dom.XMLDesc(E.VIR_DOMAIN_XML_INACTIVE)
+    titled = xml.replace("<name>g</name>", "<name>g</name>\n  <title>by parameters</title>")
+    dom.saveParams({"file": str(image), "dxml": titled}, E.VIR_DOMAIN_SAVE_PAUSED)
+    assert header_of(image)[3] == 0
+    reader = pyvirt.openReadOnly(host.uri)
+    assert "<title>by parameters</title>" in reader.saveImageGetXMLDesc(str(image))
+    with expect_error(E.VIR_ERR_OPERATION_DENIED):
+        reader.restore(str(image))
+    with expect_error(E.VIR_ERR_INVALID_ARG, "parameter 'bogus' is not supported"):
+        conn.restoreParams({"file": str(image), "bogus": "x"})
+    conn.restoreParams({"file": str(image)}, E.VIR_DOMAIN_SAVE_RUNNING)
+    assert dom.state() == [E.VIR_DOMAIN_RUNNING, E.VIR_DOMAIN_RUNNING_RESTORED]
+    with expect_error(E.VIR_ERR_OPERATION_DENIED):
+        reader.lookupByName("g").save(str(image))
+    assert dom.state()[0] == E.VIR_DOMAIN_RUNNING
+    dom.destroy()
+
+
 def test_managed_save_then_start(make_host):
     host = make_host("lzop")
     conn, dom, log = start_guest(host, persistent=True)
