@@ -366,3 +366,21 @@ def test_virsh_migrate_plain_v3_and_domjobinfo(hosts):
     assert mig.returncode == 1 and "canceled by client" in err
     assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
     assert running_copies([a, b], uid) == 1
+
+
+def test_cli_migration_tuning_and_job_commands(hosts):
+    import sys
+    a, b = hosts
+    start_guest(a)
+    out = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", a.uri,
+                          "migrate-setspeed mig 7; migrate-getspeed mig; migrate-setmaxdowntime mig 400; "
+                          "migrate-getmaxdowntime mig; domjobinfo mig"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["7", "400", "Job", "type:", "None"]
+    out = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", a.uri, "migrate", "--live", "--timing",
+                          "mig", b.uri], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Migration took" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", a.uri, "domjobabort", "nosuch"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "failed to get domain 'nosuch'" in out.stderr

@@ -208,48 +208,28 @@ def _domjobinfo(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
-@command("domjobabort", "abort active domain job")
-def _domjobabort(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+def _domain_call(name: str, help_text: str, method: str, value: tuple[str, str] | None = None,
+                 prints: bool = False) -> None:
+    """Commands that call one domain method, with at most one integer argument,
+    and print its result or nothing (domjobabort, migrate-set/get*)."""
+    @command(name, help_text)
+    def setup(p: argparse.ArgumentParser) -> Handler:
+        add_domain_arg(p)
+        if value is not None:
+            p.add_argument(value[0], type=int, metavar=value[0].upper(), help=value[1])
 
-    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
-        lookup(conn, args).abortJob()
-    return run
-
-
-@command("migrate-setspeed", "Set the maximum migration bandwidth")
-def _setspeed(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
-    p.add_argument("bandwidth", type=int, metavar="BANDWIDTH", help="migration bandwidth limit in MiB/s")
-
-    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
-        lookup(conn, args).migrateSetMaxSpeed(args.bandwidth)
-    return run
-
-
-@command("migrate-getspeed", "Get the maximum migration bandwidth")
-def _getspeed(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
-
-    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
-        print(f"{lookup(conn, args).migrateGetMaxSpeed()}\n")
-    return run
+        def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+            call = getattr(lookup(conn, args), method)
+            result = call(getattr(args, value[0])) if value is not None else call()
+            if prints:
+                print(f"{result}\n")
+        return run
 
 
-@command("migrate-setmaxdowntime", "set maximum tolerable downtime")
-def _setdowntime(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
-    p.add_argument("downtime", type=int, metavar="DOWNTIME", help="maximum tolerable downtime (in milliseconds)")
-
-    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
-        lookup(conn, args).migrateSetMaxDowntime(args.downtime)
-    return run
-
-
-@command("migrate-getmaxdowntime", "get maximum tolerable downtime")
-def _getdowntime(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
-
-    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
-        print(f"{lookup(conn, args).migrateGetMaxDowntime()}\n")
-    return run
+_domain_call("domjobabort", "abort active domain job", "abortJob")
+_domain_call("migrate-setspeed", "Set the maximum migration bandwidth", "migrateSetMaxSpeed",
+             ("bandwidth", "migration bandwidth limit in MiB/s"))
+_domain_call("migrate-getspeed", "Get the maximum migration bandwidth", "migrateGetMaxSpeed", prints=True)
+_domain_call("migrate-setmaxdowntime", "set maximum tolerable downtime", "migrateSetMaxDowntime",
+             ("downtime", "maximum tolerable downtime (in milliseconds)"))
+_domain_call("migrate-getmaxdowntime", "get maximum tolerable downtime", "migrateGetMaxDowntime", prints=True)
