@@ -46,8 +46,12 @@ test: deps venv guests
 demo: deps venv guests
 	$(PY) scripts/demo.py
 
+# Every benchmark, each beside libvirt 9.0 in the same run (several minutes each;
+# bench/save.py with bzip2 and xz takes the longest).
+BENCHES := lifecycle rpc migrate tunnel save
+
 bench: deps venv guests
-	$(PY) bench/lifecycle.py
+	for b in $(BENCHES); do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf build $(VENV)
