@@ -8,9 +8,10 @@ with no QEMU left behind (the fixture kills and reports leftovers).
 
 from __future__ import annotations
 
+import contextlib
+import grp
 import gzip
 import os
-import grp
 import pwd
 import re
 import shutil
@@ -19,6 +20,7 @@ import struct
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -92,22 +94,15 @@ def stream_of(path: Path) -> bytes:
     return data[HEADER_SIZE + data_len:]
 
 
-def expect_error(code: int, *words: str):
-    """Context: the call fails with ``code`` and a message naming the cause."""
-    class _Check:
-        def __enter__(self):
-            self.raises = pytest.raises(pyvirt.libvirtError)
-            self.info = self.raises.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self.raises.__exit__(*exc)
-            err = self.info.value
-            assert err.get_error_code() == code, err.get_error_message()
-            for word in words:
-                assert word in err.get_error_message(), (word, err.get_error_message())
-            return handled
-    return _Check()
+@contextlib.contextmanager
+def expect_error(code: int, *words: str) -> Iterator[Any]:
+    """The call fails with ``code`` and a message naming the cause."""
+    with pytest.raises(pyvirt.libvirtError) as info:
+        yield info
+    err = info.value
+    assert err.get_error_code() == code, err.get_error_message()
+    for word in words:
+        assert word in err.get_error_message(), (word, err.get_error_message())
 
 
 # --- every format: save, check the file, restore, the guest runs on ----------------------
