@@ -328,18 +328,48 @@ async def _close_qemu_fd(obj: "QemuDomainObj") -> None:
             pass   # already taken by the migration, or QEMU gone
 
 
-# -- save -------------------------------------------------------------------------------
+# -- the image file and the descriptor QEMU gets ------------------------------------------
 
 @dataclass
-class _SaveTarget:
-    """The file being written and, with compression, the helper writing it."""
+class _ImageEnd:
+    """An image file, the descriptor handed to QEMU (the file itself or a pipe to
+    or from a compression helper), and the labels set on it."""
 
     path: str
     fd: int
-    created: bool
     helper: Helper | None = None
-    labels: list[tuple[int, SavedLabel | None]] = field(default_factory=list)
     qemu_fd: int = -1
+    labels: list[tuple[int, SavedLabel | None]] = field(default_factory=list)
+
+    def close_pipe(self) -> None:
+        """Drop our copy of QEMU's pipe end, so the helper sees QEMU's EOF (or QEMU the helper's)."""
+        if self.helper is not None and self.qemu_fd >= 0:
+            os.close(self.qemu_fd)
+            self.qemu_fd = -1
+
+    def _restore_labels(self, drv: "QemuDriver", domain: conf.DomainDef) -> None:
+        for fd, saved in self.labels:
+            if fd >= 0 and saved is not None:
+                drv.security.restore_image_fd_label(domain, fd, saved)
+        self.labels.clear()
+
+    async def close(self) -> None:
+        """Stop the helper, close every descriptor."""
+        if self.helper is not None:
+            await self.helper.stop()
+        self.close_pipe()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# -- save -------------------------------------------------------------------------------
+
+@dataclass
+class _SaveTarget(_ImageEnd):
+    """The file being written and, with compression, the helper writing it."""
+
+    created: bool = False
 
     @classmethod
     async def open(cls, drv: "QemuDriver", obj: "QemuDomainObj", path: str, head: bytes,
@@ -378,12 +408,6 @@ class _SaveTarget:
             raise
         return target
 
-    def close_pipe(self) -> None:
-        """Drop our copy of QEMU's pipe end, so the compressor sees QEMU's EOF."""
-        if self.helper is not None and self.qemu_fd >= 0:
-            os.close(self.qemu_fd)
-            self.qemu_fd = -1
-
     async def finish(self, drv: "QemuDriver", obj: "QemuDomainObj", header: saveimage.SaveHeader) -> None:
         """QEMU is done: wait for the compressor, then mark the image complete."""
         self.close_pipe()
@@ -401,20 +425,9 @@ class _SaveTarget:
         os.close(self.fd)
         self.fd = -1
 
-    def _restore_labels(self, drv: "QemuDriver", domain: conf.DomainDef) -> None:
-        for fd, saved in self.labels:
-            if fd >= 0 and saved is not None:
-                drv.security.restore_image_fd_label(domain, fd, saved)
-        self.labels.clear()
-
     async def discard(self) -> None:
         """Abandon the image: stop the helper, close, remove the partial file."""
-        if self.helper is not None:
-            await self.helper.stop()
-        self.close_pipe()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        await self.close()
         try:
             if stat.S_ISREG(os.lstat(self.path).st_mode):
                 os.unlink(self.path)
@@ -515,14 +528,8 @@ async def _undo_save(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState
 # -- restore ------------------------------------------------------------------------------
 
 @dataclass
-class _RestoreSource:
+class _RestoreSource(_ImageEnd):
     """The image QEMU reads: the file itself, or a pipe from the decompressor."""
-
-    path: str
-    fd: int
-    helper: Helper | None = None
-    qemu_fd: int = -1
-    labels: list[tuple[int, SavedLabel | None]] = field(default_factory=list)
 
     async def start(self, drv: "QemuDriver", domain: conf.DomainDef, fmt: saveimage.ImageFormat,
                     program: str | None) -> None:
@@ -541,11 +548,6 @@ class _RestoreSource:
             self.qemu_fd = self.fd
         self.labels.append((self.qemu_fd, drv.security.set_image_fd_label(domain, self.qemu_fd)))
 
-    def close_pipe(self) -> None:
-        if self.helper is not None and self.qemu_fd >= 0:
-            os.close(self.qemu_fd)
-            self.qemu_fd = -1
-
     async def finish(self, drv: "QemuDriver", domain: conf.DomainDef) -> None:
         """QEMU has the whole stream: the decompressor must end cleanly too."""
         self.close_pipe()
@@ -557,18 +559,7 @@ class _RestoreSource:
             err = self.helper.failure()
             if err is not None and not self.helper.broken_pipe:
                 raise err
-        for fd, saved in self.labels:
-            if saved is not None:
-                drv.security.restore_image_fd_label(domain, fd, saved)
-        self.labels.clear()
-
-    async def close(self) -> None:
-        if self.helper is not None:
-            await self.helper.stop()
-        self.close_pipe()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self._restore_labels(drv, domain)
 
 
 async def restore(drv: "QemuDriver", path: str, dxml: str | None, flags: int,
