@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from enum import Enum, IntFlag
 from typing import Any, Union as TUnion
 
-from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
-from .wire import (
+from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..wire import (
     LEGACY_PAYLOAD_MAX,
     PROTOCOL_VERSION,
     Message,
@@ -41,7 +41,7 @@ from .wire import (
     decode_error_payload,
     encode_frame_header,
 )
-from .xdr import encode_error
+from ..xdr import encode_error
 
 
 class Role(Enum):
