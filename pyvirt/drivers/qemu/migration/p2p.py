@@ -13,11 +13,13 @@ removes its half of the guest.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ....driver import DomainRef, HypervisorConnection
 from ....enums import DomainState, DriverFeature, MigrateFlags
-from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
+from ....errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ....migration_sequence import run_v2, run_v3, supports
 from ....typedparams import MIGRATION_PARAM_TYPES, from_dict
 from . import source, tunnel
 from .params import MigrationRequest, to_params
@@ -28,14 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Connector = Callable[[str], Awaitable[HypervisorConnection]]
-DEST_ONLY_DROP = MigrateFlags.ABORT_ON_ERROR | MigrateFlags.AUTO_CONVERGE
-
-
-async def _feature(conn: HypervisorConnection, feature: DriverFeature) -> bool:
-    try:
-        return bool(await conn.connect_supports_feature(int(feature)))
-    except libvirtError:
-        return False
 
 
 async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, req: MigrationRequest,
@@ -48,14 +42,20 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
         raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                     f"Failed to connect to remote libvirt URI {dconnuri}: {exc.get_error_message()}") from exc
     try:
-        if not await _feature(dconn, DriverFeature.MIGRATION_P2P):
+        if not await supports(dconn, DriverFeature.MIGRATION_P2P):
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         "Destination libvirt does not support peer-to-peer migration protocol")
-        if await _feature(dconn, DriverFeature.MIGRATION_V3):
-            use_params = await _feature(dconn, DriverFeature.MIGRATION_PARAMS)
-            await _v3(drv, conn, dconn, dom, req, dconnuri, use_params)
+        tunnelled = req.has(MigrateFlags.TUNNELLED)
+        src = _LocalSource(drv, conn, dom, req, dconn)
+        if await supports(dconn, DriverFeature.MIGRATION_V3):
+            use_params = await supports(dconn, DriverFeature.MIGRATION_PARAMS)
+            await run_v3(src, _PeerDestination(dconn, dom, req, dconnuri, use_params, src), req.flags,
+                         tunnelled=tunnelled)
         else:
-            await _v2(drv, conn, dconn, dom, req)
+            if tunnelled:
+                raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
+                            "tunnelled migration to a destination without migration protocol v3 is not supported")
+            await run_v2(src, _PeerDestination(dconn, dom, req, dconnuri, False, src), req.flags)
     finally:
         try:
             await dconn.connect_close()
@@ -69,91 +69,87 @@ def _typed(req: MigrationRequest, **extra: Any) -> list:
     return from_dict(values, MIGRATION_PARAM_TYPES)
 
 
-async def _v3(drv: "QemuDriver", conn: HypervisorConnection, dconn: HypervisorConnection, dom: DomainRef,
-              req: MigrationRequest, dconnuri: str, use_params: bool) -> None:
-    tunnelled = req.has(MigrateFlags.TUNNELLED)
-    cookie, xml = await source.begin(drv, conn, dom, req, req.dest_xml)
-    obj = drv.domains.by_ref(dom)
-    flags = req.flags
-    if obj.state == DomainState.PAUSED:
-        flags |= MigrateFlags.PAUSED
-    dflags = flags & ~DEST_ONLY_DROP
-    dname = req.dname
-    pipe: tunnel.Tunnel | None = None
-    # Prepare on the destination
-    try:
-        if tunnelled:
-            pipe, cookie = await tunnel.prepare_remote(dconn, req, cookie, xml, dflags, use_params)
-            uri = None
-        elif use_params:
-            cookie, uri = await dconn.domain_migrate_prepare3_params(
-                _typed(req, destination_xml=xml), cookie, dflags)
-        else:
-            cookie, uri = await dconn.domain_migrate_prepare3(cookie, req.uri, dflags, dname, req.bandwidth, xml)
-    except BaseException as exc:
-        try:
-            await source.confirm(drv, dom, req, None, cancelled=True)
-        except Exception as cleanup:   # the Prepare error stays the one reported
-            log.warning("ending the source job after '%s' failed too: %s", exc, cleanup)
-        raise
-    first = FirstError()
-    # Perform locally, watching the destination connection
-    performed = True
-    try:
-        cookie = await source.perform(drv, conn, dom, req, cookie, uri or req.uri, v3=True,
-                                      peer=dconn, tunnel=pipe)
-    except BaseException as exc:
-        first.record(exc)
-        performed, cookie = False, b""
-    # Finish on the destination
-    ddom = None
-    try:
-        if use_params:
-            ddom, cookie = await dconn.domain_migrate_finish3_params(
-                _typed(req, destination_name=dname or dom.name, migrate_uri=uri), cookie, dflags, int(not performed))
-        else:
-            ddom, cookie = await dconn.domain_migrate_finish3(dname or dom.name, cookie, dconnuri,
-                                                              uri, dflags, int(not performed))
-    except libvirtError as exc:
-        if performed or exc.get_error_code() != ErrorNumber.MIGRATE_FINISH_OK:
-            if performed:
-                first.record(exc)
-            else:
-                log.debug("Finish after a failed Perform: %s", exc)
-    if performed:
-        try:
-            await source.confirm(drv, dom, req, cookie, cancelled=ddom is None)
-        except libvirtError as exc:
-            first.record(exc)
-    first.raise_if_any()
+@dataclass
+class _LocalSource:
+    """This host's source steps, run in place; Perform watches the destination connection."""
+
+    drv: "QemuDriver"
+    conn: HypervisorConnection
+    dom: DomainRef
+    req: MigrationRequest
+    peer: HypervisorConnection
+    tunnel: tunnel.Tunnel | None = None     # set by a tunnelled Prepare
+
+    @property
+    def name(self) -> str:
+        return self.dom.name
+
+    async def begin(self, flags: int) -> tuple[bytes, str]:
+        return await source.begin(self.drv, self.conn, self.dom, self.req, self.req.dest_xml)
+
+    async def paused(self) -> bool:
+        return self.drv.domains.by_ref(self.dom).state == DomainState.PAUSED
+
+    async def perform(self, cookie: bytes, uri: str | None, flags: int) -> bytes:
+        return await source.perform(self.drv, self.conn, self.dom, self.req, cookie, uri, v3=True,
+                                    peer=self.peer, tunnel=self.tunnel)
+
+    async def confirm(self, cookie: bytes, flags: int, cancelled: bool) -> None:
+        await source.confirm(self.drv, self.dom, self.req, cookie or None, cancelled=cancelled)
+
+    async def definition(self) -> str:
+        obj = self.drv.domains.by_ref(self.dom)
+        return obj.live.format(secure=True, inactive=True)
+
+    async def perform2(self, cookie: bytes, uri: str | None, flags: int) -> None:
+        # v3-style Perform keeps the source until Finish2 has answered.
+        await source.perform(self.drv, self.conn, self.dom, self.req, None, uri, v3=True, peer=self.peer)
+
+    async def end2(self, flags: int, cancelled: bool) -> None:
+        await source.confirm(self.drv, self.dom, self.req, None, cancelled=cancelled)
 
 
-async def _v2(drv: "QemuDriver", conn: HypervisorConnection, dconn: HypervisorConnection, dom: DomainRef,
-              req: MigrationRequest) -> None:
-    """A destination without v3: Prepare2/Finish2, and the source stopped here after success."""
-    if req.has(MigrateFlags.TUNNELLED):
-        raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
-                    "tunnelled migration to a destination without migration protocol v3 is not supported")
-    obj = drv.domains.by_ref(dom)
-    flags = req.flags
-    if obj.state == DomainState.PAUSED:
-        flags |= MigrateFlags.PAUSED
-    xml = obj.live.format(secure=True, inactive=True)
-    cookie, uri = await dconn.domain_migrate_prepare2(req.uri, flags, req.dname, req.bandwidth, xml)
-    first = FirstError()
-    retcode = 0
-    try:
-        # v3-style Perform keeps the source until we know Finish2's answer.
-        await source.perform(drv, conn, dom, req, None, uri or req.uri, v3=True, peer=dconn)
-    except BaseException as exc:
-        first.record(exc)
-        retcode = -1
-    ddom = None
-    try:
-        ddom = await dconn.domain_migrate_finish2(req.dname or dom.name, cookie or b"", uri or "", flags, retcode)
-    except libvirtError as exc:
-        if retcode == 0:
-            first.record(exc)
-    if retcode == 0:
-        await source.confirm(drv, dom, req, None, cancelled=ddom is None)
-    first.raise_if_any()
+@dataclass
+class _PeerDestination:
+    """The destination host's steps through this daemon's own connection to it."""
+
+    dconn: HypervisorConnection
+    dom: DomainRef
+    req: MigrationRequest
+    dconnuri: str
+    use_params: bool
+    src: _LocalSource
+
+    @property
+    def dname(self) -> str:
+        return self.req.dname or self.dom.name
+
+    async def prepare(self, cookie: bytes, xml: str, flags: int) -> tuple[bytes, str | None]:
+        req = self.req
+        if req.has(MigrateFlags.TUNNELLED):
+            self.src.tunnel, cookie = await tunnel.prepare_remote(self.dconn, req, cookie, xml, flags,
+                                                                  self.use_params)
+            return cookie, None
+        if self.use_params:
+            cookie, uri = await self.dconn.domain_migrate_prepare3_params(_typed(req, destination_xml=xml),
+                                                                          cookie, flags)
+        else:
+            cookie, uri = await self.dconn.domain_migrate_prepare3(cookie, req.uri, flags, req.dname,
+                                                                   req.bandwidth, xml)
+        return cookie, uri or req.uri
+
+    async def finish(self, cookie: bytes, uri: str | None, flags: int, cancelled: bool) -> tuple[Any, bytes]:
+        if self.use_params:
+            return await self.dconn.domain_migrate_finish3_params(
+                _typed(self.req, destination_name=self.dname, migrate_uri=uri), cookie, flags, int(cancelled))
+        return await self.dconn.domain_migrate_finish3(self.dname, cookie, self.dconnuri, uri, flags,
+                                                       int(cancelled))
+
+    async def prepare2(self, xml: str, flags: int) -> tuple[bytes, str | None]:
+        req = self.req
+        cookie, uri = await self.dconn.domain_migrate_prepare2(req.uri, flags, req.dname, req.bandwidth, xml)
+        return cookie or b"", uri or req.uri
+
+    async def finish2(self, cookie: bytes, uri: str | None, flags: int, cancelled: bool) -> Any:
+        return await self.dconn.domain_migrate_finish2(self.dname, cookie, uri or "", flags,
+                                                       -1 if cancelled else 0)
