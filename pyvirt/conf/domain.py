@@ -22,6 +22,7 @@ from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error
 from .devices import Devices, FormatFlags
+from .names import check_name
 from .units import UnitError, parse_kib
 from .xmlutil import (Node, check_choice, child, child_text, el, int_attr, parse_document, render,
                       text_of, to_int, unsupported, xml_detail)
@@ -208,8 +209,7 @@ class DomainDef:
         """The checks libvirt makes on every parsed definition."""
         if not self.name:
             raise error(ErrorNumber.NO_NAME, ErrorDomain.DOMAIN, _NO_NAME)
-        if "/" in self.name:
-            raise xml_detail(f"name '{self.name}' cannot contain '/'")
+        check_name(self.name)
         if self.title and "\n" in self.title:
             raise xml_detail("domain title cannot contain newlines")
         if self.memory_kib <= 0:

@@ -1,20 +1,33 @@
 """The QEMU driver's configuration and the files it keeps under its root.
 
 Layout (architecture.md): ``ROOT/etc/qemu/NAME.xml`` persistent definitions,
-``ROOT/run/qemu/NAME.xml`` status of running guests and ``NAME.qmp`` their
-monitors, ``ROOT/log/qemu/NAME.log`` QEMU's stderr, ``ROOT/lib/qemu/save``
-managed-save images.
+``ROOT/run/qemu/NAME.xml`` status of running guests, ``ROOT/run/qemu/domain-ID-SHORT/``
+the sockets of one running guest (its ``monitor.sock``; libvirt's per-domain
+directory, SHORT the name cut to 20 characters, so a long name never makes a
+socket path too long), ``ROOT/log/qemu/NAME.log`` QEMU's stderr,
+``ROOT/lib/qemu/save`` managed-save images.
+
+Every path built from a name goes through :func:`pyvirt.conf.names.contained`:
+whatever slipped past the name checks, no such path leaves its directory.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import stat
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...conf.names import contained, short_name
+from ...errors import ErrorDomain, ErrorNumber, error
 from .saveimage import image_format
+
+log = logging.getLogger(__name__)
+
+MONITOR_SOCKET = "monitor.sock"      # in the per-domain directory, as libvirt names it
 
 
 def default_emulator() -> str:
@@ -78,23 +91,83 @@ class QemuConfig:
         os.chmod(self.state_dir, 0o700)
 
     def config_path(self, name: str) -> Path:
-        return self.config_dir / f"{name}.xml"
+        return contained(self.config_dir, f"{name}.xml")
+
+    def autostart_path(self, name: str) -> Path:
+        return contained(self.autostart_dir, f"{name}.xml")
 
     def status_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.xml"
-
-    def monitor_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.qmp"
+        return contained(self.state_dir, f"{name}.xml")
 
     def log_path(self, name: str) -> Path:
-        return self.log_dir / f"{name}.log"
+        return contained(self.log_dir, f"{name}.log")
 
     def shutoff_reason_path(self, name: str) -> Path:
         """Why a persistent domain last stopped, so the reason survives a restart."""
-        return self.shutoff_dir / f"{name}.reason"
+        return contained(self.shutoff_dir, f"{name}.reason")
 
     def managed_save_path(self, name: str) -> Path:
-        return self.save_dir / f"{name}.save"
+        return contained(self.save_dir, f"{name}.save")
+
+    # -- the per-domain directory of a running guest ------------------------------------
+    def domain_dir(self, name: str, dom_id: int) -> Path:
+        """``run/qemu/domain-ID-SHORT``: unique among running guests (IDs are), short
+        whatever the name."""
+        return contained(self.state_dir, f"domain-{short_name(dom_id, name)}")
+
+    def monitor_path(self, name: str, dom_id: int) -> Path:
+        return self.domain_dir(name, dom_id) / MONITOR_SOCKET
+
+    def make_domain_dir(self, name: str, dom_id: int) -> Path:
+        """Create the guest's directory (root only, 0700: QEMU gets its sockets as
+        descriptors); one left by a guest that died unseen is reused."""
+        path = self.domain_dir(name, dom_id)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                            f"cannot create the directory of domain '{name}': '{path}' exists and "
+                            "is not a directory") from None
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.QEMU,
+                        f"cannot create the directory of domain '{name}' '{path}': {exc.strerror}") from exc
+        return path
+
+    def recorded_monitor(self, path: str | None) -> Path | None:
+        """A monitor path read back from a status file, if it is one of ours: in the
+        state directory itself (older layout, ``NAME.qmp``) or in a per-domain
+        directory there.  Anything else is ignored, never connected to or removed."""
+        if not path:
+            return None
+        candidate = Path(os.path.normpath(path))
+        state = Path(os.path.normpath(self.state_dir))
+        if candidate.parent == state or (candidate.parent.parent == state
+                                         and candidate.parent.name.startswith("domain-")):
+            return candidate
+        log.warning("ignoring monitor path %s recorded outside %s", path, state)
+        return None
+
+    def remove_monitor(self, path: Path) -> None:
+        """Remove a stopped guest's monitor socket and, when it has one, its per-domain
+        directory with whatever else is in it."""
+        ours = self.recorded_monitor(str(path))
+        if ours is None:
+            return
+        path = ours
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        parent = path.parent
+        if parent.name.startswith("domain-") and parent.parent == Path(os.path.normpath(self.state_dir)):
+            try:
+                if stat.S_ISDIR(os.lstat(parent).st_mode):
+                    shutil.rmtree(parent)
+            except FileNotFoundError:
+                pass
 
     def _load_host_uuid(self) -> str:
         """A host UUID generated once and kept under the root: two hosts with

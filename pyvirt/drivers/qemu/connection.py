@@ -265,7 +265,7 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         obj = self._obj(dom)
         if not obj.persistent:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot set autostart for transient domain")
-        link = self.driver.cfg.autostart_dir / f"{obj.definition.name}.xml"
+        link = self.driver.cfg.autostart_path(obj.definition.name)
         if autostart:
             link.write_text(obj.definition.name + "\n")
         else:

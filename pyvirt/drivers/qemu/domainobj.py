@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ...conf import DomainStatus
@@ -38,6 +39,7 @@ class QemuDomainObj(DomainObj):
     expect_run_change: bool = False
     incoming: Any = None              # migration.destination.Incoming between Prepare and Finish
     outgoing: Any = None              # migration.source.Outgoing between Begin and Confirm
+    monitor_path: Path | None = None  # the running QEMU's monitor socket (recorded in the status)
 
     def __post_init__(self) -> None:
         if self.jobs is None:
@@ -51,7 +53,8 @@ class QemuDomainObj(DomainObj):
     def status(self) -> DomainStatus:
         assert self.live is not None and self.cfg is not None
         return DomainStatus(self.state, self.reason, self.process.pid if self.process else 0,
-                            str(self.cfg.monitor_path(self.name)), self.live, dict(self.extra))
+                            str(self.monitor_path) if self.monitor_path else None, self.live,
+                            dict(self.extra))
 
     def save_status(self) -> None:
         if self.cfg is None or self.live is None:
@@ -64,11 +67,13 @@ class QemuDomainObj(DomainObj):
     def remove_status(self) -> None:
         if self.cfg is None:
             return
-        for path in (self.cfg.status_path(self.name), self.cfg.monitor_path(self.name)):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        try:
+            self.cfg.status_path(self.name).unlink()
+        except FileNotFoundError:
+            pass
+        if self.monitor_path is not None:
+            self.cfg.remove_monitor(self.monitor_path)
+            self.monitor_path = None
 
 
 class MonitorHandler:

@@ -152,9 +152,10 @@ class QemuDriver:
         self.next_id = max(self.next_id, obj.id + 1)
         alive = status.pid > 0 and procmod.pid_is_ours(status.pid, live.name, live.uuid)
         if alive:
+            obj.monitor_path = (self.cfg.recorded_monitor(status.monitor_path)
+                                or self.cfg.monitor_path(live.name, obj.id))
             try:
-                obj.process = await procmod.adopt(status.pid, self.cfg.monitor_path(live.name),
-                                                  live.name, self._handler(obj))
+                obj.process = await procmod.adopt(status.pid, obj.monitor_path, live.name, self._handler(obj))
             except libvirtError as exc:
                 # A QEMU we cannot manage must not run on unseen (a later start
                 # would boot a second copy on the same disks): end it, as libvirt does.
@@ -240,7 +241,7 @@ class QemuDriver:
 
     def remove_config(self, obj: QemuDomainObj) -> None:
         name = obj.definition.name
-        for path in (self.cfg.config_path(name), self.cfg.autostart_dir / f"{name}.xml",
+        for path in (self.cfg.config_path(name), self.cfg.autostart_path(name),
                      self.cfg.shutoff_reason_path(name)):
             try:
                 path.unlink()
@@ -308,7 +309,9 @@ class QemuDriver:
         obj.stopped = asyncio.Event()
         obj.set_state(DomainState.PAUSED, PausedReason.STARTING_UP)
         try:
-            obj.process = await procmod.launch(argv, self.cfg.monitor_path(live.name),
+            self.cfg.make_domain_dir(live.name, dom_id)
+            obj.monitor_path = self.cfg.monitor_path(live.name, dom_id)
+            obj.process = await procmod.launch(argv, obj.monitor_path,
                                                self.cfg.log_path(live.name), live.name, self._handler(obj))
         except BaseException:
             self._release_ports(live)

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Protocol
 
 from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError, Runstate
 
+from ...conf.names import socket_address
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class Monitor:
     async def connect(self, path: str) -> None:
         """Connect and negotiate; then start forwarding events."""
         try:
-            await self._client.connect(path)
+            with socket_address(path) as address:      # a long state directory: via its descriptor
+                await self._client.connect(address)
         except QMPError as exc:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         f"cannot connect to the monitor of '{self.name}': {exc}") from exc
@@ -235,7 +237,8 @@ def listening_socket(path: str) -> socket.socket:
     monitor: the driver can connect at once, with no wait for QEMU to create it."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(path)
+        with socket_address(path) as address:
+            sock.bind(address)
         sock.listen(1)
     except OSError:
         sock.close()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .... import conf
+from ....conf.names import check_name
 from ....driver import DomainRef, HypervisorConnection
 from ....enums import (DomainState, EventDefinedDetail, EventStartedDetail, EventStoppedDetail,
                        EventType, MigrateFlags, PausedReason, RunningReason, ShutoffReason)
@@ -102,7 +103,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=incoming_def.name,
                  expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
     if req.dname:
-        incoming_def.name = req.dname
+        incoming_def.name = check_name(req.dname)      # it becomes file names here
     async with drv._define_lock:
         obj = drv.domains.find_uuid(incoming_def.uuid)
         clash = drv.domains.find_name(incoming_def.name)
