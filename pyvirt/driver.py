@@ -20,30 +20,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import ErrorDomain, ErrorNumber, error, no_support
+from .refs import DomainRef
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class DomainRef:
-    """A domain handle as it travels: name, raw 16-byte UUID, id (-1 if inactive)."""
-
-    name: str
-    uuid: bytes
-    id: int = -1
-
-    def __post_init__(self) -> None:
-        if len(self.uuid) != 16:
-            raise ValueError(f"domain uuid must be 16 bytes, got {len(self.uuid)}")
-
-    @property
-    def uuid_string(self) -> str:
-        return str(uuidlib.UUID(bytes=self.uuid))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,14 @@ and every byte checked."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import socket
 import struct
 import threading
 
-from pyvirt.rpc.splice_receiver import SpliceReceiver
-from pyvirt.rpc.upload import FdUploader, grow_pipe
+from pyvirt.rpc.stream.pump import FdUploader, PumpStopped, SpliceReceiver
 from pyvirt.rpc.wire import Framer, MessageType, Status, encode_message
 
 PROC, SERIAL = 215, 9
@@ -32,7 +32,7 @@ def test_upload_then_receive_every_byte_in_order():
     cli, conn = connected_pair()
     src_r, src_w = os.pipe2(os.O_CLOEXEC)
     dst_r, dst_w = os.pipe2(os.O_CLOEXEC)
-    grow_pipe(src_w)
+    fcntl.fcntl(src_w, fcntl.F_SETPIPE_SZ, 1 << 20)   # as the tunnel's pipes
     others: list[bytes] = []
     up = FdUploader(src_r, cli.fileno(), 0x20008086, PROC, SERIAL, chunk=100_000)
     rx = SpliceReceiver(conn.fileno(), dst_w, PROC, SERIAL, b"", others.append, 1 << 26)
@@ -97,7 +97,6 @@ def test_stopped_uploader_returns_at_once():
 
 
 def _run(up):
-    from pyvirt.rpc.upload import PumpStopped
     try:
         up.run()
     except PumpStopped:

@@ -16,24 +16,21 @@ never holds back the calls behind it.
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import logging
-import os
 import re
 import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
 from ..driver import QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, HypervisorConnection, StreamSink, check_access
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
-from ..rpc import wire, xdr
+from ..rpc import wire
 from ..rpc.protocol import PROGRAMS, QEMU, REMOTE, Kind, Procedure
 from ..rpc.server import ServerClient
-from ..rpc.splice_receiver import ReceiverEnd, SpliceReceiver
-from ..rpc.wire import Header, Message, MessageType, Program, Status
+from ..rpc.stream.incoming import IncomingStream
+from ..rpc.wire import Header, Message, MessageType, Program
 from ..rpc.xdr import XDRError
 
 log = logging.getLogger(__name__)
@@ -65,7 +62,7 @@ class Session:
     subscription: int | None = None
     close_callback: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    streams: dict[tuple[int, int], "IncomingStream"] = field(default_factory=dict)
+    streams: dict[tuple[int, int], IncomingStream] = field(default_factory=dict)
 
 
 class _Resume:
@@ -152,15 +149,8 @@ class Dispatcher:
                 stream = client.session.streams.get((h.proc, h.serial))
                 if stream is None:
                     log.debug("client %s: stream packet for unknown stream %s", client.peer, h)
-                elif h.type == MessageType.STREAM_HOLE:
-                    stream.fail(error(ErrorNumber.INVALID_STREAM, ErrorDomain.STREAMS,
-                                      "stream holes are not supported on this stream"))
-                elif h.status == Status.CONTINUE:
-                    stream.data(msg.payload)
-                elif h.status == Status.OK:
-                    stream.finish()
                 else:
-                    stream.abort()
+                    stream.receive(msg)
                 return
             raise wire.ProtocolError(f"unexpected message type {h.type} from a client")
         table = PROGRAMS.get(h.prog)
@@ -260,8 +250,7 @@ class Dispatcher:
         stream = None
         if proc.stream is not None:   # the driver returned (reply, sink): data follows on this serial
             result, sink = result
-            stream = IncomingStream(client, sink, h)
-            client.session.streams[(h.proc, h.serial)] = stream
+            stream = self._open_stream(client, h, proc, sink)
         try:
             payload = proc.encode_ret(result)
         except (XDRError, TypeError, ValueError) as exc:
@@ -270,15 +259,21 @@ class Dispatcher:
                                                       f"cannot encode the reply of {proc.name}: {exc}"))
         client.send(wire.encode_reply(h, payload))
         if stream is not None:
-            if client.closed:          # prepared after its client left: nobody will send data
-                stream.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "client disconnected"))
-            else:
-                stream.start_splicing()
+            stream.start()
         if proc.method == "connect_close":
             client.close()
 
     def _reply_error(self, client: ServerClient, h: Header, err: libvirtError) -> None:
         client.send(wire.encode_error_reply(h, err))
+
+    def _open_stream(self, client: ServerClient, h: Header, proc: Procedure, sink: StreamSink) -> IncomingStream:
+        """Wire the driver's pipe to the stream the reply opens; the stream does the I/O."""
+        streams = client.session.streams
+        key = (h.proc, h.serial)
+        stream = IncomingStream(client, sink.fd, sink.done, h, proc.stream,
+                                on_closed=lambda: streams.pop(key, None))
+        streams[key] = stream
+        return stream
 
     # -- daemon procedures -------------------------------------------------------
     def _auth_list(self, client: ServerClient) -> list[int]:
@@ -411,145 +406,3 @@ def _read_only_error(proc: Procedure) -> libvirtError:
     api = "vir" + "".join(part.capitalize() for part in (proc.method or proc.name.lower()).split("_"))
     return error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api}")
 
-
-class IncomingStream:
-    """An upload stream being written into a driver's pipe.
-
-    When the pipe is full, reading from the client stops (backpressure)
-    until the pipe drains; the end of the stream is acknowledged only once
-    every byte is in the pipe.
-    """
-
-    def __init__(self, client: ServerClient, sink: StreamSink, header: Header) -> None:
-        self.client, self.sink = client, sink
-        self.header = (header.prog, header.vers, header.proc, MessageType.STREAM, header.serial)
-        self.pending: collections.deque[memoryview] = collections.deque()
-        self.finishing = False
-        self.closed = False
-        self.receiver: SpliceReceiver | None = None
-        os.set_blocking(sink.fd, False)
-
-    def start_splicing(self) -> None:
-        """Take the connection's reading over until the stream ends: payloads go
-        socket → pipe by splice on a thread, never through Python (the hot path
-        of tunnelled migration)."""
-        transport = self.client.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None or self.closed:
-            return
-        self.client.pause("stream")
-        loop = asyncio.get_running_loop()
-        receiver = SpliceReceiver(sock.fileno(), self.sink.fd, self.header[2], self.header[4],
-                                  self.client.framer.take_buffered(),
-                                  lambda packet: loop.call_soon_threadsafe(self.client.feed, packet),
-                                  self.client.server.max_message + 4)
-        self.receiver = receiver
-
-        def run() -> None:
-            end = receiver.run()
-            loop.call_soon_threadsafe(self._receiver_done, end)
-        threading.Thread(target=run, name="rpc-stream-receive", daemon=True).start()
-
-    def _receiver_done(self, end: ReceiverEnd) -> None:
-        self.receiver.close()
-        self.receiver = None
-        if self.closed:        # ended meanwhile (client gone, abort): the pipe waited for the thread
-            self._close_fd()
-            return
-        if end.leftover:
-            self.client.feed(end.leftover)
-        self.client.resume("stream")
-        if end.status == Status.OK:
-            self.finish()
-        elif end.status == Status.ERROR:
-            self.abort()
-        elif end.error is not None:
-            self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS, f"stream receive failed: {end.error}"))
-        elif not self.closed:
-            self.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "the client went away during the stream"))
-
-    def _send(self, status: int, payload: bytes = b"") -> None:
-        self.client.send(wire.encode_message((*self.header, status), payload))
-
-    def data(self, payload: bytes) -> None:
-        if self.closed or not payload:
-            return
-        if self.pending:
-            self.pending.append(memoryview(payload))
-            return
-        try:
-            written = os.write(self.sink.fd, payload)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            return self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
-                                   f"cannot write the stream into its target: {exc.strerror}"))
-        if written < len(payload):
-            self.pending.append(memoryview(payload)[written:])
-            self.client.pause("stream-backlog")
-            asyncio.get_running_loop().add_writer(self.sink.fd, self._drain)
-
-    def _drain(self) -> None:
-        try:
-            while self.pending:
-                chunk = self.pending[0]
-                written = os.write(self.sink.fd, chunk)
-                if written < len(chunk):
-                    self.pending[0] = chunk[written:]
-                    return
-                self.pending.popleft()
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            return self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
-                                   f"cannot write the stream into its target: {exc.strerror}"))
-        asyncio.get_running_loop().remove_writer(self.sink.fd)
-        self.client.resume("stream-backlog")
-        if self.finishing:
-            self._complete(None)
-
-    def _close_fd(self) -> None:
-        try:
-            os.close(self.sink.fd)
-        except OSError:
-            pass
-
-    def finish(self) -> None:
-        if self.pending:
-            self.finishing = True
-        else:
-            self._complete(None)
-
-    def abort(self, err: BaseException | None = None) -> None:
-        self.pending.clear()
-        self._complete(err or error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
-                                    "the client aborted the stream"))
-
-    def fail(self, err: libvirtError) -> None:
-        if not self.closed:
-            self._send(Status.ERROR, xdr.encode_error(err))
-        self.pending.clear()
-        self._complete(err, ack=False)
-
-    def _complete(self, err: BaseException | None, ack: bool = True) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            asyncio.get_running_loop().remove_writer(self.sink.fd)
-        except (ValueError, OSError):
-            pass
-        if self.receiver is not None:
-            # Still splicing (aborted from elsewhere): stop the thread; the pipe is
-            # closed when it has stopped using it, never under its feet.
-            self.receiver.stop()
-        else:
-            self._close_fd()
-        self.client.session.streams.pop((self.header[2], self.header[4]), None)
-        self.client.resume("stream-backlog")
-        try:
-            self.sink.done(err)
-        except Exception:
-            log.exception("stream completion callback failed")
-        if ack:
-            self._send(Status.OK)

@@ -18,6 +18,8 @@ from typing import Any, Callable
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .protocol import Procedure
 from .protocol.keepalive import PING, PONG
+from .stream import Direction
+from .stream.outgoing import OutgoingStream
 from .wire import (EOF, NEED_DATA, Framer, Header, Message, MessageType, Program, ProtocolError,
                    Status, decode_error_payload, encode_call, encode_message)
 
@@ -41,7 +43,7 @@ class RPCClient(asyncio.Protocol):
         self.serial = 0
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self.on_message = on_message
-        self.streams: dict[tuple[int, int], "UploadStream"] = {}
+        self.streams: dict[tuple[int, int], OutgoingStream] = {}
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_rx = time.monotonic()
         self._keepalive: asyncio.Task[None] | None = None
@@ -96,7 +98,7 @@ class RPCClient(asyncio.Protocol):
                                             and (h.proc, h.serial) in self.streams):
             stream = self.streams.get((h.proc, h.serial))
             if stream is not None:
-                stream._received(h.status, msg.payload)
+                stream.received(msg)
             return
         if h.type == MessageType.REPLY:
             fut = self.pending.pop(h.serial, None)
@@ -121,7 +123,7 @@ class RPCClient(asyncio.Protocol):
             self._keepalive.cancel()
         self._fail(_eof_error())
         for stream in list(self.streams.values()):
-            stream._received(Status.ERROR, None)
+            stream.connection_lost()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -177,11 +179,11 @@ class RPCClient(asyncio.Protocol):
                     self.transport.write(ping)
         self._keepalive = asyncio.get_running_loop().create_task(run(), name="rpc-keepalive")
 
-    async def call_upload(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, "UploadStream"]:
+    async def call_upload(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, OutgoingStream]:
         """A call that opens a client→server stream: returns (reply, stream)."""
         serial = self.serial
-        stream = UploadStream(self, prog, proc.number, serial)
-        self.streams[(proc.number, serial)] = stream
+        stream = OutgoingStream(self, prog, proc.number, serial, proc.stream or Direction.UPLOAD)
+        self.streams[stream.key] = stream
         try:
             ret = await self.call(prog, proc, args)
         except BaseException:
@@ -205,94 +207,3 @@ class RPCClient(asyncio.Protocol):
 
 
 __all__ = ["RPCClient", "Header"]
-
-
-class UploadStream:
-    """The sending end of a client→server stream (tunnelled migration).
-
-    Data goes straight from a file descriptor to the socket (:mod:`.upload`);
-    the end is a STREAM/OK that the server acknowledges; an abort is an empty
-    STREAM/ERROR.  A failure the server reports mid-stream stops the pump and
-    reaches ``on_failure``.
-    """
-
-    def __init__(self, client: RPCClient, prog: int, proc: int, serial: int) -> None:
-        self.client, self.prog, self.proc, self.serial = client, prog, proc, serial
-        self._ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._uploader: Any = None
-        self.failure: BaseException | None = None
-        self.on_failure: Callable[[BaseException], None] | None = None
-        self.sent = 0
-
-    def _header(self, status: int) -> tuple[int, ...]:
-        return (self.prog, 1, self.proc, MessageType.STREAM, self.serial, status)
-
-    def _received(self, status: int, payload: bytes | None) -> None:
-        if status == Status.OK:
-            if not self._ack.done():
-                self._ack.set_result(None)
-            return
-        err = decode_error_payload(payload) if payload else _eof_error("the stream was closed by the server")
-        self.failure = self.failure or err
-        if self._uploader is not None:
-            self._uploader.stop()
-        if not self._ack.done():
-            self._ack.set_exception(err)
-            self._ack.exception()   # retrieved here; callers see self.failure
-        if self.on_failure is not None:
-            self.on_failure(err)
-
-    async def send_from_fd(self, fd: int) -> int:
-        """Upload everything readable from ``fd`` until its EOF."""
-        from .upload import FdUploader, run_in_thread
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[int] = loop.create_future()
-        uploader = FdUploader(fd, self.client.socket_fd(), self.prog, self.proc, self.serial)
-        self._uploader = uploader
-
-        def finished(sent: int | None, exc: BaseException | None) -> None:
-            def settle() -> None:
-                if done.done():
-                    return
-                if exc is not None:
-                    done.set_exception(exc)
-                else:
-                    done.set_result(sent or 0)
-            loop.call_soon_threadsafe(settle)
-        run_in_thread(uploader, finished)      # the thread closes the uploader's descriptors
-        try:
-            self.sent = await done
-            return self.sent
-        except asyncio.CancelledError:
-            uploader.stop()
-            raise
-        finally:
-            self._uploader = None
-
-    def stop(self) -> None:
-        if self._uploader is not None:
-            self._uploader.stop()
-
-    async def finish(self) -> None:
-        """End the stream and wait for the server's acknowledgement."""
-        if self.failure is not None:
-            raise self.failure
-        self.client._send(encode_message(self._header(Status.OK)))
-        try:
-            await self._ack
-        except libvirtError:
-            raise self.failure or _eof_error()
-        finally:
-            self.client.streams.pop((self.proc, self.serial), None)
-
-    async def abort(self, timeout: float = 5.0) -> None:
-        """Stop sending and tell the server; never raises."""
-        self.stop()
-        try:
-            if not self._ack.done() and self.client.is_open:
-                self.client._send(encode_message(self._header(Status.ERROR)))
-                await asyncio.wait_for(asyncio.shield(self._ack), timeout)
-        except Exception as exc:
-            log.debug("stream abort: %s", exc)
-        finally:
-            self.client.streams.pop((self.proc, self.serial), None)

@@ -35,7 +35,7 @@ Optional(T)                None or T's value
 Union                      ``(discriminant, value)``
 Struct                     tuple in field order (encode accepts any sequence),
                            or an instance of ``cls`` when the struct has one
-NonnullDomain              :class:`pyvirt.driver.DomainRef`
+NonnullDomain              :class:`pyvirt.refs.DomainRef`
 TypedParam                 ``(field, type, value)``
 =========================  ====================================================
 
@@ -51,7 +51,7 @@ import struct
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
-from ..driver import DomainRef
+from ..refs import DomainRef
 from ..errors import ErrorLevel, libvirtError
 
 # --- limits (remote_protocol.x; numbers are ABI) -----------------------------

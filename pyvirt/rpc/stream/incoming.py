@@ -1,0 +1,211 @@
+"""The server's end of a client→server stream: the client's data into a pipe.
+
+When a call's reply opens a stream (tunnelled migration's Prepare), the
+daemon gives an :class:`IncomingStream` the pipe the driver reads and the
+callback to run at the end, routes the stream's packets to
+:meth:`IncomingStream.receive` and does nothing else: the pipe I/O is here.
+
+After the reply the stream takes the connection's reading over and a
+:class:`~.pump.SpliceReceiver` moves the payload socket → pipe on its own
+thread.  Packets that reach the event loop instead (none on a plain socket,
+but the path is kept correct) are written with backpressure: when the pipe
+is full, reading from the client stops until it drains.  The client's
+finish is acknowledged only once every byte is in the pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+from typing import Any, Callable
+
+from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..server import ServerClient
+from ..wire import Header, Message, MessageType
+from . import pump
+from .state import Abort, Ack, Data, Direction, Failed, Finish, LocalStreamError, RemoteStreamError, Role, \
+    Stream, StreamState
+
+log = logging.getLogger(__name__)
+
+
+class IncomingStream:
+    """Stream ``header`` of ``client``, written into ``fd``; ``done(error or None)`` at the end.
+
+    ``fd`` belongs to the stream from now on: it is closed at the end (after
+    the receiving thread let go of it), which the reader sees as EOF.
+    ``on_closed`` runs when the stream is over, before ``done``.
+    """
+
+    def __init__(self, client: ServerClient, fd: int, done: Callable[[BaseException | None], Any],
+                 header: Header, direction: Direction = Direction.UPLOAD,
+                 on_closed: Callable[[], None] = lambda: None) -> None:
+        self.client, self.fd, self._done, self._on_closed = client, fd, done, on_closed
+        self.state = Stream(header.prog, header.proc, header.serial, role=Role.SERVER, direction=direction)
+        self.pending: collections.deque[memoryview] = collections.deque()
+        self.finishing = False
+        self.closed = False
+        self.receiver: pump.SpliceReceiver | None = None
+        os.set_blocking(fd, False)
+
+    def __repr__(self) -> str:
+        return f"<IncomingStream {self.state!r} of {self.client.peer}>"
+
+    # -- starting ------------------------------------------------------------------
+    def start(self) -> None:
+        """The reply that opened the stream is sent: receive the data.
+
+        The connection's reading is taken over until the stream ends: the
+        payloads go socket → pipe by splice on a thread, never through
+        Python (the hot path of tunnelled migration).
+        """
+        if self.client.closed:     # prepared after its client left: nobody will send data
+            return self.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "client disconnected"))
+        transport = self.client.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or self.closed:
+            return
+        self.client.pause("stream")
+        loop = asyncio.get_running_loop()
+        feed = self.client.feed
+        receiver = pump.SpliceReceiver(sock.fileno(), self.fd, self.state.proc, self.state.serial,
+                                       self.client.framer.take_buffered(),
+                                       lambda packet: loop.call_soon_threadsafe(feed, packet),
+                                       self.client.server.max_message + 4)
+        self.receiver = receiver
+        pump.start(receiver, "rpc-stream-receive").add_done_callback(self._receiver_done)
+
+    def _receiver_done(self, fut: "asyncio.Future[pump.ReceiverEnd]") -> None:
+        self.receiver = None
+        if fut.cancelled() or fut.exception() is not None:
+            exc = None if fut.cancelled() else fut.exception()
+            end = pump.ReceiverEnd(None, b"", b"", 0, exc)
+        else:
+            end = fut.result()
+        if self.closed:        # ended meanwhile (client gone, abort): the pipe waited for the thread
+            self._close_fd()
+            return
+        if end.leftover:
+            self.client.feed(end.leftover)
+        self.client.resume("stream")
+        if end.status is not None:     # the stream's own last packet: Finish or Abort
+            state = self.state
+            self.receive(Message(Header(state.prog, 1, state.proc, MessageType.STREAM, state.serial,
+                                        end.status), end.payload))
+        elif end.error is not None:
+            self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS, f"stream receive failed: {end.error}"))
+        elif not self.closed:
+            self.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "the client went away during the stream"))
+
+    # -- packets from the client --------------------------------------------------------
+    def receive(self, msg: Message) -> None:
+        """One packet of this stream that reached the event loop."""
+        if self.closed:
+            return
+        try:
+            event = self.state.receive(msg)
+        except RemoteStreamError as exc:
+            return self.fail(error(ErrorNumber.INVALID_STREAM, ErrorDomain.STREAMS, str(exc)))
+        kind = type(event)
+        if kind is Data:
+            self._write(event.data)    # type: ignore[union-attr]
+        elif kind is Finish:
+            self._finish()
+        elif kind is Abort:
+            self.abort()
+        # EndOfData: the client's data is over, its Finish follows
+
+    def _write(self, payload: bytes) -> None:
+        if self.pending:
+            self.pending.append(memoryview(payload))
+            return
+        try:
+            written = os.write(self.fd, payload)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            return self.fail(_write_error(exc))
+        if written < len(payload):
+            self.pending.append(memoryview(payload)[written:])
+            self.client.pause("stream-backlog")
+            asyncio.get_running_loop().add_writer(self.fd, self._drain)
+
+    def _drain(self) -> None:
+        try:
+            while self.pending:
+                chunk = self.pending[0]
+                written = os.write(self.fd, chunk)
+                if written < len(chunk):
+                    self.pending[0] = chunk[written:]
+                    return
+                self.pending.popleft()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            return self.fail(_write_error(exc))
+        asyncio.get_running_loop().remove_writer(self.fd)
+        self.client.resume("stream-backlog")
+        if self.finishing:
+            self._complete(None)
+
+    def _finish(self) -> None:
+        if self.pending:
+            self.finishing = True      # acknowledged when the backlog is in the pipe
+        else:
+            self._complete(None)
+
+    # -- ending ------------------------------------------------------------------------
+    def abort(self, err: BaseException | None = None) -> None:
+        """End without the rest of the data: the client aborted, or ``err`` (it went away)."""
+        self.pending.clear()
+        self._complete(err or error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
+                                    "the client aborted the stream"))
+
+    def fail(self, err: libvirtError) -> None:
+        """End with an error the client is told about."""
+        if not self.closed:
+            try:
+                self.client.send_parts(self.state.send(Failed(err)))
+            except LocalStreamError:   # already over on the wire
+                pass
+        self.pending.clear()
+        self._complete(err)
+
+    def _complete(self, err: BaseException | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            asyncio.get_running_loop().remove_writer(self.fd)
+        except (ValueError, OSError):
+            pass
+        if self.receiver is not None:
+            # Still splicing (aborted from elsewhere): stop the thread; the pipe is
+            # closed when it has stopped using it, never under its feet.
+            self.receiver.stop()
+        else:
+            self._close_fd()
+        self._on_closed()
+        self.client.resume("stream-backlog")
+        try:
+            self._done(err)
+        except Exception:
+            log.exception("stream completion callback failed")
+        if self.state.state in (StreamState.FINISHING, StreamState.ABORTING):
+            self.client.send_parts(self.state.send(Ack()))   # the client's finish or abort is done
+
+    def _close_fd(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def _write_error(exc: OSError) -> libvirtError:
+    return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                 f"cannot write the stream into its target: {exc.strerror}")
+
+
+__all__ = ["IncomingStream"]

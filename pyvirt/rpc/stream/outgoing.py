@@ -1,0 +1,128 @@
+"""The client's end of a client→server stream (tunnelled migration's source).
+
+Data goes straight from a file descriptor to the socket (:class:`~.pump.FdUploader`
+on its own thread); the end is a STREAM/OK that the server acknowledges; an
+abort is an empty STREAM/ERROR.  A failure the server reports mid-stream
+stops the pump and reaches ``on_failure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable, Protocol
+
+from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..wire import Message
+from . import pump
+from .state import Abort, Ack, Direction, Failed, Finish, RemoteStreamError, Role, Stream
+
+log = logging.getLogger(__name__)
+
+
+class StreamConnection(Protocol):
+    """What a stream needs of the client connection it travels on."""
+
+    is_open: bool
+    streams: dict[tuple[int, int], Any]
+
+    def _send(self, data: bytes) -> None: ...
+    def socket_fd(self) -> int: ...
+
+
+def _closed_error(detail: str) -> libvirtError:
+    return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.RPC, detail)
+
+
+class OutgoingStream:
+    """The sending end of stream ``(prog, proc, serial)`` on ``client``."""
+
+    def __init__(self, client: StreamConnection, prog: int, proc: int, serial: int,
+                 direction: Direction = Direction.UPLOAD) -> None:
+        self.client = client
+        self.state = Stream(prog, proc, serial, role=Role.CLIENT, direction=direction)
+        self._ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._uploader: pump.FdUploader | None = None
+        self.failure: BaseException | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.sent = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.state.proc, self.state.serial)
+
+    def __repr__(self) -> str:
+        return f"<OutgoingStream {self.state!r}>"
+
+    # -- from the server -------------------------------------------------------------
+    def received(self, msg: Message) -> None:
+        """A packet of this stream from the server: the acknowledgement or a failure."""
+        try:
+            event = self.state.receive(msg)
+        except RemoteStreamError as exc:
+            return self._failed(error(ErrorNumber.RPC, ErrorDomain.STREAMS, f"protocol error on the stream: {exc}"))
+        if type(event) is Ack:
+            if not self._ack.done():
+                self._ack.set_result(None)
+        elif type(event) is Failed:
+            self._failed(event.error)   # type: ignore[union-attr]
+
+    def connection_lost(self) -> None:
+        self._failed(_closed_error("the stream was closed by the server"))
+
+    def _failed(self, err: BaseException) -> None:
+        self.failure = self.failure or err
+        self.stop()
+        if not self._ack.done():
+            self._ack.set_exception(err)
+            self._ack.exception()   # retrieved here; callers see self.failure
+        if self.on_failure is not None:
+            self.on_failure(err)
+
+    # -- data -------------------------------------------------------------------------
+    async def send_from_fd(self, fd: int) -> int:
+        """Upload everything readable from ``fd`` until its EOF."""
+        state = self.state
+        uploader = pump.FdUploader(fd, self.client.socket_fd(), state.prog, state.proc, state.serial)
+        self._uploader = uploader
+        try:
+            self.sent = await pump.start(uploader, "rpc-upload")   # the descriptors are closed for us
+            return self.sent
+        except asyncio.CancelledError:
+            uploader.stop()
+            raise
+        finally:
+            self._uploader = None
+
+    def stop(self) -> None:
+        """Stop the pump at once (the data is not over: abort or fail follows)."""
+        if self._uploader is not None:
+            self._uploader.stop()
+
+    # -- the end ------------------------------------------------------------------------
+    async def finish(self) -> None:
+        """End the stream and wait for the server's acknowledgement."""
+        if self.failure is not None:
+            raise self.failure
+        self.client._send(b"".join(self.state.send(Finish())))
+        try:
+            await self._ack
+        except libvirtError:
+            raise self.failure or _closed_error("End of file while reading data: Input/output error")
+        finally:
+            self.client.streams.pop(self.key, None)
+
+    async def abort(self, timeout: float = 5.0) -> None:
+        """Stop sending and tell the server; never raises."""
+        self.stop()
+        try:
+            if not self._ack.done() and self.client.is_open:
+                self.client._send(b"".join(self.state.send(Abort())))
+                await asyncio.wait_for(asyncio.shield(self._ack), timeout)
+        except Exception as exc:
+            log.debug("stream abort: %s", exc)
+        finally:
+            self.client.streams.pop(self.key, None)
+
+
+__all__ = ["OutgoingStream", "StreamConnection"]
