@@ -40,7 +40,18 @@ $(STAMP): pyproject.toml
 guests: deps
 	bash guests/build.sh
 
-test: deps venv guests
+# Debian's libvirtd.conf and qemu.conf for tests/test_check_config.py, unpacked from
+# the package rather than installed (its postinst creates users and services).
+LIBVIRT_CONF := build/libvirt-conf/etc/libvirt/libvirtd.conf
+
+$(LIBVIRT_CONF):
+	rm -rf build/libvirt-deb && mkdir -p build/libvirt-deb
+	cd build/libvirt-deb && { apt-get download -q libvirt-daemon-system 2>/dev/null || \
+	  { apt-get update -q && apt-get download -q libvirt-daemon-system; }; } && \
+	  dpkg-deb -x libvirt-daemon-system_*.deb ../libvirt-conf || \
+	  echo "libvirt-daemon-system not fetched: tests/test_check_config.py will skip"
+
+test: deps venv guests $(LIBVIRT_CONF)
 	$(PY) -m pytest -q
 
 demo: deps venv guests

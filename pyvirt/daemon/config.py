@@ -1,62 +1,79 @@
-"""pyvirtd's configuration, in libvirtd.conf syntax and with its key names.
+"""pyvirtd's configuration: libvirtd.conf and qemu.conf keys in one file.
 
-The syntax is libvirt's virConf: ``key = value`` lines where a value is an
-integer, a double-quoted string or a ``[ ... ]`` list of them (lists may span
-lines), and ``#`` starts a comment.  Keys libvirtd knows keep libvirtd's
-names and defaults; pyvirt's own (``state_dir``, migration and save
-settings, which libvirt keeps in qemu.conf) sit beside them.  An unknown key
-or a value of the wrong type is an error naming the line, so a typo never
-silently falls back to a default.
+The syntax is libvirt's virConf: ``key = value`` statements, one a line (or
+separated by ``;``), where a value is an integer, a string in double or
+single quotes (or ``\"\"\"`` triple quotes, which may span lines; no escapes,
+as in libvirt) or a ``[ ... ]`` list of values that may span lines; ``#``
+starts a comment.
+
+Every key libvirt 9.0 documents (:mod:`.conf_keys`) parses with libvirt's
+value type.  The keys pyvirtd implements are the fields of
+:class:`DaemonConfig` and take effect; the others are kept in
+:attr:`DaemonConfig.ignored` and logged once at start.  A key that neither
+libvirt nor pyvirt knows, or a value of the wrong type, is an error naming
+the line, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import re
+import uuid as uuidlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..drivers.qemu.saveimage import FORMATS
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from .conf_keys import ValueType, source_of, value_type
+
+AUTH_VALUES = ("none", "sasl", "polkit")   # libvirt's remoteConfigGetAuth
+LOG_LEVELS = range(1, 5)                   # 1 debug, 2 info, 3 warning, 4 error
+DISPLAY_PORT_MIN = 5900                    # libvirt: the VNC display number is port - 5900
+
+
+class Ignored(NamedTuple):
+    """A setting that loaded but that pyvirtd does not act on."""
+
+    key: str
+    line: int
+    why: str
 
 
 @dataclass
 class DaemonConfig:
     # libvirtd.conf keys
     listen_tcp: int = 0
-    listen_tls: int = 0
     listen_addr: str = "127.0.0.1"
     tcp_port: int = 16509
-    tls_port: int = 16514
     auth_tcp: str = "sasl"
     auth_unix_rw: str = "none"
     auth_unix_ro: str = "none"
     unix_sock_dir: str = "/run/libvirt"
     unix_sock_rw_perms: str = "0700"
     unix_sock_ro_perms: str = "0777"
-    unix_sock_group: str = ""
+    unix_sock_group: str = ""        # group owning both sockets; "": the daemon's
     host_uuid: str = ""
     max_clients: int = 5000
     max_client_requests: int = 5     # calls in flight per client before we stop reading it
-    max_workers: int = 20
     keepalive_interval: int = 5
     keepalive_count: int = 5
-    log_level: int = 3
-    # pyvirt's own keys (libvirt keeps the QEMU ones in qemu.conf)
-    state_dir: str = "/var/lib/pyvirt"
+    log_level: int = 2               # pyvirtd logs lifecycle at info (libvirt's default is 3)
+    # qemu.conf keys
     migration_address: str = "127.0.0.1"
     migration_host: str = ""
     migration_port_min: int = 49152
     migration_port_max: int = 49215
-    migration_params: int = 1      # advertise the *_PARAMS migration procedures
-    migration_v3: int = 1          # advertise migration protocol v3
     save_image_format: str = "raw"
-    vnc_port_min: int = 5900
-    vnc_port_max: int = 65535
+    remote_display_port_min: int = 5900
+    remote_display_port_max: int = 65535
     user: str = "root"
     group: str = "root"
+    # pyvirt's own keys
+    state_dir: str = "/var/lib/pyvirt"
+    migration_params: int = 1
+    migration_v3: int = 1
     max_message_size: int = 33554432
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    ignored: list[Ignored] = field(default_factory=list, repr=False)
 
     @property
     def rw_socket(self) -> Path:
@@ -67,127 +84,242 @@ class DaemonConfig:
         return Path(self.unix_sock_dir) / "libvirt-sock-ro"
 
 
-# Keys libvirtd accepts that pyvirtd reads but does not act on (yet); kept so
-# that an existing libvirtd.conf loads.
-_IGNORED = frozenset({
-    "listen_tls", "tls_port", "auth_tls", "key_file", "cert_file", "ca_file", "crl_file",
-    "tls_no_verify_certificate", "tls_allowed_dn_list", "sasl_allowed_username_list",
-    "max_queued_clients", "max_anonymous_clients", "min_workers", "prio_workers",
-"admin_max_workers", "admin_max_clients", "admin_keepalive_interval",
-    "log_filters", "log_outputs", "audit_level", "audit_logging", "mdns_adv", "mdns_name",
-    "unix_sock_admin_perms", "access_drivers", "host_uuid_source", "ovs_timeout", "tcp_min_ssf",
-    "tls_priority",
-})
-
-_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<int>-?\d+)|(?P<open>\[)|(?P<close>\])|(?P<comma>,))')
-
-
 def _fail(path: str, line: int, detail: str) -> libvirtError:
     return error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF, f"{path}:{line}: {detail}")
 
 
-def parse_conf(text: str, path: str = "<config>") -> dict[str, tuple[Any, int]]:
-    """virConf syntax → {key: (value, line)}."""
-    out: dict[str, tuple[Any, int]] = {}
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        lineno = i + 1
-        line = _strip_comment(lines[i]).strip()
-        i += 1
-        if not line:
-            continue
-        key, eq, rest = line.partition("=")
-        key = key.strip()
-        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
-            raise _fail(path, lineno, f"expected 'key = value', got '{line}'")
-        rest = rest.strip()
-        if rest.startswith("["):
-            while rest.count("[") > rest.count("]") and i < len(lines):
-                rest += " " + _strip_comment(lines[i]).strip()
-                i += 1
-        out[key] = (_value(rest, path, lineno), lineno)
-    return out
+# -- virConf syntax --------------------------------------------------------------
+_TOKENS = re.compile(r'''
+    (?P<nl>\n) | (?P<blank>[ \t\r]+) | (?P<comment>\#[^\n]*)
+  | """(?P<triple>.*?)""" | "(?P<dq>[^"\n]*)" | '(?P<sq>[^'\n]*)'
+  | (?P<num>[+-]?\d+) | (?P<name>[A-Za-z][A-Za-z0-9_]*) | (?P<punct>[=\[\],;])
+''', re.X | re.S)
 
 
-def _strip_comment(line: str) -> str:
-    in_str = False
-    for pos, ch in enumerate(line):
-        if ch == '"' and (pos == 0 or line[pos - 1] != "\\"):
-            in_str = not in_str
-        elif ch == "#" and not in_str:
-            return line[:pos]
-    return line
+class _Lexer:
+    def __init__(self, text: str, path: str) -> None:
+        self.text, self.path = text, path
+        self.pos, self.line = 0, 1
+
+    def fail(self, detail: str) -> libvirtError:
+        return _fail(self.path, self.line, detail)
+
+    def peek(self, skip_newlines: bool) -> tuple[str, Any] | None:
+        """The next token as (kind, value) without consuming it; None at the end."""
+        while self.pos < len(self.text):
+            m = _TOKENS.match(self.text, self.pos)
+            if m is None:
+                ch = self.text[self.pos]
+                raise self.fail("unterminated string" if ch in "\"'" else f"unexpected character '{ch}'")
+            kind = m.lastgroup
+            if kind in ("blank", "comment") or (kind == "nl" and skip_newlines):
+                self.pos = m.end()
+                self.line += kind == "nl"
+                continue
+            if kind in ("triple", "dq", "sq"):
+                return "str", m.group(kind)
+            return kind, m.group(kind)
+        return None
+
+    def take(self, skip_newlines: bool) -> tuple[str, Any] | None:
+        tok = self.peek(skip_newlines)
+        if tok is not None:
+            m = _TOKENS.match(self.text, self.pos)
+            self.line += m.group(0).count("\n")
+            self.pos = m.end()
+        return tok
 
 
-def _value(text: str, path: str, lineno: int) -> Any:
-    pos = 0
-    items: list[Any] = []
-    in_list = False
-    result: Any = None
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m:
-            raise _fail(path, lineno, f"cannot parse value '{text}'")
-        pos = m.end()
-        if m["str"] is not None:
-            val: Any = bytes(m["str"][1:-1], "utf-8").decode("unicode_escape")
-        elif m["int"] is not None:
-            val = int(m["int"])
-        elif m["open"]:
-            in_list = True
-            continue
-        elif m["close"]:
-            result = items
-            in_list = False
-            continue
-        else:
-            continue
-        if in_list:
-            items.append(val)
-        else:
-            result = val
-        if pos < len(text) and not in_list and text[pos:].strip():
-            raise _fail(path, lineno, f"unexpected text after value: '{text[pos:].strip()}'")
-    if in_list:
-        raise _fail(path, lineno, "unterminated list")
-    if result is None:
-        raise _fail(path, lineno, "missing value")
-    return result
+def _value(lex: _Lexer) -> Any:
+    tok = lex.take(skip_newlines=False)
+    if tok is None or tok[0] == "nl":
+        raise lex.fail("expecting a value")
+    kind, text = tok
+    if kind == "str":
+        return text
+    if kind == "num":
+        return int(text)
+    if tok == ("punct", "["):
+        items: list[Any] = []
+        while True:
+            nxt = lex.peek(skip_newlines=True)
+            if nxt is None:
+                raise lex.fail("list is not closed with ]")
+            if nxt == ("punct", "]"):
+                lex.take(skip_newlines=True)
+                return items
+            if items:
+                if nxt != ("punct", ","):
+                    raise lex.fail("expecting a separator in list")
+                lex.take(skip_newlines=True)
+                if lex.peek(skip_newlines=True) == ("punct", "]"):
+                    continue          # a trailing comma, as libvirt allows
+            lex.peek(skip_newlines=True)
+            items.append(_value(lex))
+    raise lex.fail(f"expecting a value, got '{text}'")
 
 
+def parse_conf(text: str, path: str = "<config>") -> list[tuple[str, Any, int]]:
+    """virConf syntax → [(key, value, line)] in file order."""
+    lex = _Lexer(text, path)
+    out: list[tuple[str, Any, int]] = []
+    while True:
+        tok = lex.take(skip_newlines=True)
+        while tok == ("punct", ";"):
+            tok = lex.take(skip_newlines=True)
+        if tok is None:
+            return out
+        line = lex.line
+        if tok[0] != "name":
+            raise lex.fail(f"expecting a name, got '{tok[1]}'")
+        if lex.take(skip_newlines=False) != ("punct", "="):
+            raise lex.fail(f"expecting an assignment after '{tok[1]}'")
+        out.append((tok[1], _value(lex), line))
+        end = lex.take(skip_newlines=False)
+        if end is not None and end[0] != "nl" and end != ("punct", ";"):
+            raise lex.fail(f"unexpected text after the value of '{tok[1]}': '{end[1]}'")
+
+
+# -- libvirt's value types ---------------------------------------------------------
+def _typed(key: str, kind: ValueType, value: Any, where: tuple[str, int]) -> Any:
+    """Check a value against libvirt's type for its key; return it normalised."""
+    def wrong() -> libvirtError:
+        return _fail(*where, f"expected {kind.value} for '{key}' parameter, got {_show(value)}")
+
+    def in_range(low: int, high: int) -> int:
+        if not isinstance(value, int):
+            raise wrong()
+        if not low <= value <= high:
+            raise _fail(*where, f"value for '{key}' parameter must be in range {low}:{high}")
+        return value
+
+    if kind is ValueType.STRING:
+        if not isinstance(value, str):
+            raise wrong()
+        return value
+    if kind is ValueType.INT:
+        return in_range(-2**31, 2**31 - 1)
+    if kind is ValueType.UINT:
+        if isinstance(value, int) and value < 0:
+            raise wrong()
+        return in_range(0, 2**32 - 1)
+    if kind is ValueType.BOOL:
+        if not isinstance(value, int) or value < 0:
+            raise wrong()
+        if value > 1:
+            raise _fail(*where, f"value for '{key}' parameter must be 0 or 1")
+        return value
+    if kind in (ValueType.STRING_LIST, ValueType.STRINGS):
+        if kind is ValueType.STRINGS and isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise wrong()
+        return value
+    if kind is ValueType.PORT:
+        port = int(value) if isinstance(value, str) and value.isdigit() else value
+        if not isinstance(port, int):
+            raise wrong()
+        if not 0 < port < 65536:
+            raise _fail(*where, f"{key} {value} is out of range (1-65535)")
+        return port
+    if kind is ValueType.CORE_SIZE:
+        if value == "unlimited":
+            return value
+        if isinstance(value, int) and value >= 0:
+            return value
+        raise wrong()
+    raise AssertionError(kind)
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _field_type(annotation: Any) -> ValueType:
+    """The value type of a field no table lists (a pyvirt key added later)."""
+    text = str(annotation)
+    if text.startswith("list"):
+        return ValueType.STRINGS
+    return ValueType.UINT if text == "int" else ValueType.STRING
+
+
+# -- loading -------------------------------------------------------------------------
 def load(text: str, path: str = "<config>") -> DaemonConfig:
     cfg = DaemonConfig()
-    known = {f.name: f for f in fields(DaemonConfig) if f.name != "extra"}
-    parsed = parse_conf(text, path)
-    for key, (value, lineno) in parsed.items():
-        spec = known.get(key)
-        if spec is None:
-            if key in _IGNORED:
-                cfg.extra[key] = value
-                continue
-            raise _fail(path, lineno, f"unknown setting '{key}'")
-        want = int if spec.type in ("int", int) else str
-        if not isinstance(value, want):
-            raise _fail(path, lineno, f"'{key}' must be {'an integer' if want is int else 'a string'}, "
-                        f"got {value!r}")
-        setattr(cfg, key, value)
-    if not 0 < cfg.tcp_port < 65536:
-        raise _fail(path, 0, f"tcp_port {cfg.tcp_port} is out of range")
-    if cfg.migration_port_min > cfg.migration_port_max:
-        raise _fail(path, 0, "migration_port_min is above migration_port_max")
-    if cfg.save_image_format not in FORMATS:
-        line = parsed.get("save_image_format", (None, 0))[1]
-        raise _fail(path, line, f"save_image_format '{cfg.save_image_format}' is not one of: "
-                    + ", ".join(FORMATS))
-    if cfg.auth_tcp not in ("none", "sasl"):
-        raise _fail(path, 0, f"auth_tcp '{cfg.auth_tcp}' is not supported (use \"none\")")
+    implemented = {f.name: f for f in fields(DaemonConfig) if f.name != "ignored"}
+    first: dict[str, int] = {}
+    lines: dict[str, int] = {}
+    for key, value, line in parse_conf(text, path):
+        kind = value_type(key)
+        if kind is None and key in implemented:
+            kind = _field_type(implemented[key].type)
+        if kind is None:
+            raise _fail(path, line, f"unknown setting '{key}' (neither libvirtd.conf, qemu.conf "
+                        "nor pyvirtd document it)")
+        value = _typed(key, kind, value, (path, line))
+        if key in first:
+            # libvirt reads the first of repeated keys; say so rather than guess
+            cfg.ignored.append(Ignored(key, line, f"repeated: the setting at line {first[key]} applies"))
+            continue
+        first[key] = line
+        if key in implemented:
+            setattr(cfg, key, value)
+            lines[key] = line
+        else:
+            cfg.ignored.append(Ignored(key, line, f"a {source_of(key)} setting pyvirtd does not implement"))
+    _check(cfg, path, lines)
     return cfg
+
+
+def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
+    """What libvirt checks beyond the types, each error naming the line."""
+    def fail(key: str, detail: str) -> libvirtError:
+        return _fail(path, lines.get(key, 0), detail)
+
+    for key in ("auth_tcp", "auth_unix_rw", "auth_unix_ro"):
+        value = getattr(cfg, key)
+        if value not in AUTH_VALUES:
+            raise fail(key, f"{key}: unsupported auth {value}")
+    for key in ("auth_unix_rw", "auth_unix_ro"):
+        if getattr(cfg, key) != "none":
+            cfg.ignored.append(Ignored(key, lines[key], f"\"{getattr(cfg, key)}\" is not implemented: "
+                                       "the socket's permissions and group decide who connects"))
+    for key in ("unix_sock_rw_perms", "unix_sock_ro_perms"):
+        if not re.fullmatch(r"[0-7]{1,4}", getattr(cfg, key)):
+            raise fail(key, f"{key}: failed to parse mode '{getattr(cfg, key)}' (octal digits)")
+    if cfg.host_uuid:
+        try:
+            cfg.host_uuid = str(uuidlib.UUID(cfg.host_uuid))
+        except ValueError:
+            raise fail("host_uuid", f"invalid host UUID: {cfg.host_uuid}") from None
+    if cfg.log_level not in LOG_LEVELS:
+        raise fail("log_level", f"log_level {cfg.log_level} is not 1 (debug) to 4 (error)")
+    if cfg.max_client_requests < 1:
+        raise fail("max_client_requests", "max_client_requests must be at least 1")
+    if cfg.migration_port_min <= 0:
+        raise fail("migration_port_min", "migration_port_min: port must be greater than 0")
+    if not cfg.migration_port_min <= cfg.migration_port_max <= 65535:
+        raise fail("migration_port_max", "migration_port_max: port must be between the minimal port "
+                   f"{cfg.migration_port_min} and 65535")
+    if cfg.remote_display_port_min < DISPLAY_PORT_MIN:
+        raise fail("remote_display_port_min", "remote_display_port_min: port must be greater than "
+                   f"or equal to {DISPLAY_PORT_MIN}")
+    if not cfg.remote_display_port_min <= cfg.remote_display_port_max <= 65535:
+        raise fail("remote_display_port_max", "remote_display_port_max: port must be between the "
+                   "minimal port and 65535")
+    if cfg.save_image_format not in FORMATS:
+        raise fail("save_image_format", f"save_image_format '{cfg.save_image_format}' is not one of: "
+                   + ", ".join(FORMATS))
 
 
 def load_file(path: str | Path) -> DaemonConfig:
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF, f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise _fail(str(path), line, "the file is not UTF-8 text") from None
     return load(text, str(path))

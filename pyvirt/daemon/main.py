@@ -1,17 +1,21 @@
 """``pyvirtd``: the per-host daemon.
 
-``pyvirtd -f FILE [--verbose]`` loads a libvirtd.conf-style file, starts the
+``pyvirtd -f FILE [--verbose]`` loads a libvirtd.conf-style file (which may
+also hold qemu.conf's keys: :mod:`pyvirt.daemon.config`), starts the
 QEMU driver on ``state_dir`` (adopting guests a previous daemon left
 running), and serves libvirt's RPC protocol on the UNIX sockets
 ``unix_sock_dir/libvirt-sock`` (read-write) and ``libvirt-sock-ro``
 (read-only) and, with ``listen_tcp = 1``, on TCP.  SIGTERM or SIGINT stops
 it cleanly: listeners close, clients are dropped, guests keep running.
+``pyvirtd --check-config FILE`` only loads FILE and lists the settings it
+would ignore.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import grp
 import logging
 import os
 import signal
@@ -31,6 +35,8 @@ from .config import DaemonConfig, load_file
 from .dispatch import Dispatcher
 
 log = logging.getLogger("pyvirtd")
+# libvirtd.conf's log_level → Python's levels
+LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 
 
 async def connect_peer(uri: str) -> HypervisorConnection:
@@ -48,7 +54,7 @@ class Daemon:
             root=Path(cfg.state_dir), host_uuid=cfg.host_uuid,
             migration_address=cfg.migration_address, migration_host=cfg.migration_host,
             migration_port_min=cfg.migration_port_min, migration_port_max=cfg.migration_port_max,
-            vnc_port_min=cfg.vnc_port_min, vnc_port_max=cfg.vnc_port_max,
+            vnc_port_min=cfg.remote_display_port_min, vnc_port_max=cfg.remote_display_port_max,
             user=cfg.user, group=cfg.group, save_image_format=cfg.save_image_format),
             connector=connect_peer)
         self.test_host = test_driver.TestHost()
@@ -86,8 +92,16 @@ class Daemon:
         cfg = self.cfg
         rw_mode = int(cfg.unix_sock_rw_perms, 8)
         ro_mode = int(cfg.unix_sock_ro_perms, 8)
+        if cfg.auth_unix_rw != "none" and rw_mode & 0o007:
+            raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF,
+                        f"auth_unix_rw = \"{cfg.auth_unix_rw}\" is not implemented, and unix_sock_rw_perms "
+                        f"{cfg.unix_sock_rw_perms} would give every local user full access")
+        gid = _group_id(cfg.unix_sock_group) if cfg.unix_sock_group else -1
         await self.server.listen_unix(str(cfg.rw_socket), read_only=False, mode=rw_mode)
         await self.server.listen_unix(str(cfg.ro_socket), read_only=True, mode=ro_mode)
+        if gid != -1:
+            for sock in (cfg.rw_socket, cfg.ro_socket):
+                os.chown(sock, -1, gid)
         if cfg.listen_tcp:
             if cfg.auth_tcp != "none":
                 raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF,
@@ -118,6 +132,38 @@ class Daemon:
         log.info("pyvirtd stopped; guests left running")
 
 
+def _group_id(name: str) -> int:
+    """A group name, or "+N" for a numeric id, as libvirt's virGetGroupID takes it."""
+    if name.startswith("+") and name[1:].isdigit():
+        return int(name[1:])
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        if name.isdigit():
+            return int(name)
+        raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF,
+                    f"unix_sock_group: failed to find group record for name '{name}'") from None
+
+
+def log_ignored(cfg: DaemonConfig, path: str) -> None:
+    """Each setting the configuration holds that pyvirtd does not act on, once."""
+    for item in cfg.ignored:
+        log.warning("%s:%d: ignoring '%s': %s", path, item.line, item.key, item.why)
+
+
+def check_config(path: str) -> int:
+    """``--check-config FILE``: load it, list what would be ignored, start nothing."""
+    try:
+        cfg = load_file(path)
+    except libvirtError as exc:
+        print(f"pyvirtd: error: {exc.get_error_message()}", file=sys.stderr)
+        return 1
+    print(f"{path}: loads; {len(cfg.ignored) or 'no'} setting{'' if len(cfg.ignored) == 1 else 's'} ignored")
+    for item in cfg.ignored:
+        print(f"{path}:{item.line}: {item.key}: ignored: {item.why}")
+    return 0
+
+
 def _run(coro) -> None:
     """Run on uvloop when it is installed: the RPC hot path spends much of its
     time in the event loop's transport code, which uvloop does in C."""
@@ -137,13 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-f", "--config", metavar="FILE", help="configuration file (libvirtd.conf syntax)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     ap.add_argument("-l", "--listen", action="store_true", help="accepted for libvirtd compatibility")
+    ap.add_argument("--check-config", metavar="FILE",
+                    help="load FILE, list the settings pyvirtd would ignore, and exit (0: it loads)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("qemu.qmp", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if args.check_config:
+        return check_config(args.check_config)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_file(args.config) if args.config else DaemonConfig()
+        level = logging.DEBUG if args.verbose else LOG_LEVELS[cfg.log_level]
+        logging.getLogger().setLevel(level)
+        for noisy in ("qemu.qmp", "asyncio"):
+            logging.getLogger(noisy).setLevel(level if args.verbose else max(level, logging.WARNING))
+        log_ignored(cfg, args.config)
         _run(Daemon(cfg).run())
     except libvirtError as exc:
         print(f"pyvirtd: error: {exc.get_error_message()}", file=sys.stderr)
