@@ -2,7 +2,7 @@
 
 Per domain there is at most one synchronous job (a state change or a
 monitor call) and at most one asynchronous job (migration out or in, save,
-dump).  While an asynchronous job runs, only the synchronous jobs in its
+restore).  While an asynchronous job runs, only the synchronous jobs in its
 allowed mask may start: queries, abort, migration speed and downtime.
 The concepts are libvirt's; the mechanics are ``async with``::
 
@@ -44,7 +44,6 @@ class AsyncJob(Enum):
     MIGRATION_IN = "migration in"
     SAVE = "save"
     RESTORE = "restore"
-    DUMP = "dump"
 
 
 ASYNC_OPERATION = {
@@ -52,7 +51,6 @@ ASYNC_OPERATION = {
     AsyncJob.MIGRATION_IN: JobOperation.MIGRATION_IN,
     AsyncJob.SAVE: JobOperation.SAVE,
     AsyncJob.RESTORE: JobOperation.RESTORE,
-    AsyncJob.DUMP: JobOperation.DUMP,
 }
 
 # Synchronous jobs each asynchronous job lets through.
@@ -61,7 +59,6 @@ ASYNC_ALLOWED: dict[AsyncJob, frozenset[JobKind]] = {
     AsyncJob.MIGRATION_IN: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.MIGRATION_OP}),
     AsyncJob.SAVE: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.SUSPEND}),
     AsyncJob.RESTORE: frozenset({JobKind.QUERY}),
-    AsyncJob.DUMP: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.SUSPEND}),
 }
 
 

@@ -1,11 +1,16 @@
 """Tunnelled migration: the stream travels inside the daemons' RPC connection.
 
+The driver only deals in pipes; moving their bytes is the stream's job,
+behind the seam of :class:`SendingStream` and :class:`~pyvirt.driver.StreamSink`
+(the remote driver and the daemon implement them with ``pyvirt.rpc.stream``,
+by ``splice`` on threads of their own, so job info, abort, speed and
+downtime keep working meanwhile).
+
 Source: QEMU migrates into a pipe (``getfd`` of the pipe's *write* end,
-then ``migrate fd:``); the remote driver's stream pumps the *read* end into
-STREAM packets with ``splice`` (see :mod:`pyvirt.rpc.upload`), on its own
-thread, so job info, abort, speed and downtime keep working meanwhile.
-Destination: QEMU reads the *read* end of another pipe (``migrate-incoming
-fd:``); the daemon writes the packets' payload into the write end.
+then ``migrate fd:``); the read end goes to the destination's
+:class:`SendingStream`.  Destination: QEMU reads the *read* end of another
+pipe (``migrate-incoming fd:``); the write end goes back, as a StreamSink,
+for the daemon's stream to write the packets' payload into.
 
 On failure or abort the pipe and the stream are closed first and QEMU's
 migration cancelled after, so QEMU never blocks on a full pipe.
@@ -14,9 +19,10 @@ migration cancelled after, so QEMU never blocks on a full pipe.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ....driver import HypervisorConnection, StreamSink
 from ....typedparams import MIGRATION_PARAM_TYPES, from_dict
@@ -29,21 +35,39 @@ PIPE_SIZE = 1 << 20
 
 
 def make_pipe() -> tuple[int, int]:
+    """A pipe of PIPE_SIZE: fewer, larger hand-overs between QEMU and the stream."""
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        import fcntl
-        fcntl.fcntl(w, 1031, PIPE_SIZE)   # F_SETPIPE_SZ: fewer, larger hand-overs
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
-        pass
+        pass   # above /proc/sys/fs/pipe-max-size for an unprivileged process: the default size works
     return r, w
 
 
+class SendingStream(Protocol):
+    """The sending end of a stream, as the destination's Prepare-tunnel returned it."""
+
+    on_failure: Callable[[BaseException], None] | None
+
+    async def send_from_fd(self, fd: int) -> int:
+        """Send everything readable from ``fd`` until its EOF; the byte count."""
+
+    def stop(self) -> None:
+        """Stop sending at once (an abort follows)."""
+
+    async def finish(self) -> None:
+        """End the stream; raises if the destination did not acknowledge it."""
+
+    async def abort(self) -> None:
+        """Tell the destination the stream is cancelled; never raises."""
+
+
 class Tunnel:
-    """The source end: QEMU → pipe → pump → RPC stream to the destination."""
+    """The source end: QEMU → pipe → the stream to the destination."""
 
     qemu_uri = f"fd:{FD_NAME}"
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: SendingStream) -> None:
         self.stream = stream
         self.read_fd = -1
         self.pump: asyncio.Task[int] | None = None
