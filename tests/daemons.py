@@ -86,18 +86,23 @@ migration_port_max = {50000 + mig * 10 + 9}
         self.proc = subprocess.Popen(argv,
                                      stdout=log, stderr=log, env=env, cwd=REPO)
         log.close()
+        # The daemon announces readiness only in its log, which must stay a plain
+        # file (tests read it right after a call).  So poll for the observable
+        # condition itself, the TCP listener accepting, every few ms until a deadline.
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"pyvirtd exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"pyvirtd exited with {self.proc.returncode} before listening:\n"
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=0.5):
                     return self
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("pyvirtd did not start listening")
-                time.sleep(0.05)
+                    raise RuntimeError(f"pyvirtd did not listen on 127.0.0.1:{self.tcp_port} within "
+                                       f"{timeout:.0f}s:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.01)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Stop the daemon (by its PID); guests it started keep running."""
@@ -162,18 +167,88 @@ def qemu_pid(daemon: Pyvirtd, name: str) -> int | None:
         return None
 
 
-def running_copies(daemons: list[Pyvirtd], name_or_uuid: str) -> int:
-    """How many QEMUs run the guest across hosts (by UUID or name in their command lines)."""
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+QUERY_STATUS = '{"execute":"query-status"}'
+
+
+def monitor_command(daemon: Pyvirtd, name_or_uuid: str, cmd: str = QUERY_STATUS) -> str | None:
+    """``virsh qemu-monitor-command`` through the daemon's RPC (libvirt-qemu's QEMU
+    program): the reply text, or None when the daemon has no such active guest."""
+    import asyncio
+    from pyvirt.errors import ErrorNumber, libvirtError
+    from pyvirt.rpc.client import RPCClient
+    from pyvirt.rpc.protocol import QEMU, REMOTE
+    from pyvirt.rpc.wire import Program
+
+    async def ask() -> str | None:
+        client = await RPCClient.connect_tcp("127.0.0.1", daemon.tcp_port)
         try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            await client.call(Program.REMOTE, REMOTE.by_name["CONNECT_OPEN"], ("qemu:///system", 0))
+            try:
+                ref = uuid.UUID(name_or_uuid).bytes
+            except ValueError:
+                lookup = client.call(Program.REMOTE, REMOTE.by_name["DOMAIN_LOOKUP_BY_NAME"], (name_or_uuid,))
+            else:
+                lookup = client.call(Program.REMOTE, REMOTE.by_name["DOMAIN_LOOKUP_BY_UUID"], (ref,))
+            try:
+                dom = await lookup
+                return await client.call(Program.QEMU, QEMU.by_name["DOMAIN_MONITOR_COMMAND"], (dom, cmd, 0))
+            except libvirtError as exc:
+                if exc.get_error_code() in (ErrorNumber.NO_DOMAIN, ErrorNumber.OPERATION_INVALID):
+                    return None          # not there, or not running
+                raise
+        finally:
+            client.close()
+    return asyncio.run(asyncio.wait_for(ask(), 30))
+
+
+def _orphan_statuses(daemon: Pyvirtd, name_or_uuid: str) -> list[str]:
+    """query-status of the guest's QEMU left behind by a daemon that is not running,
+    asked on its monitor socket directly (nobody else holds it then)."""
+    import json
+    from pyvirt.conf.status import parse_status
+    found = []
+    for path in (daemon.state_dir / "run" / "qemu").glob("*.xml"):
+        try:
+            status = parse_status(path.read_text())
+        except Exception:
             continue
-        if args and b"qemu-system" in args[0] and (name_or_uuid.encode() in args
-                                                   or f"guest={name_or_uuid},debug-threads=on".encode() in args):
-            if pid_alive(int(entry.name)):
+        if name_or_uuid not in (status.domain.name, str(status.domain.uuid)):
+            continue
+        if status.pid <= 0 or not pid_alive(status.pid) or not status.monitor_path:
+            continue
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(status.monitor_path)
+            f = s.makefile("rwb")
+            f.readline()                                   # the greeting
+            for cmd in ('{"execute":"qmp_capabilities"}', QUERY_STATUS):
+                f.write(cmd.encode() + b"\n")
+                f.flush()
+                while "event" in (reply := json.loads(f.readline())):
+                    pass
+            found.append(json.dumps(reply))
+    return found
+
+
+def running_copies(daemons: list[Pyvirtd], name_or_uuid: str) -> int:
+    """How many copies of the guest (by UUID or name) run their CPUs on these hosts.
+
+    Each running daemon is asked through qemu-monitor-command for QMP
+    ``query-status``; a copy counts when QEMU says ``running`` (an incoming
+    migration target is ``inmigrate``, a migrated-away source ``postmigrate``,
+    a paused guest ``paused``: none of them runs).  For a daemon that is down,
+    its guests' QEMUs are asked on their monitor sockets directly, so a copy
+    it left behind still counts.
+    """
+    import json
+    count = 0
+    for daemon in daemons:
+        if daemon.alive:
+            reply = monitor_command(daemon, name_or_uuid)
+            replies = [] if reply is None else [reply]
+        else:
+            replies = _orphan_statuses(daemon, name_or_uuid)
+        for text in replies:
+            if json.loads(text).get("return", {}).get("running"):
                 count += 1
     return count

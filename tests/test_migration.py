@@ -119,9 +119,10 @@ def test_paused_guest_stays_paused(hosts):
     dom.suspend()
     moved = dom.migrate(pyvirt.open(b.uri), pyvirt.VIR_MIGRATE_LIVE)
     assert moved.state()[0] == pyvirt.VIR_DOMAIN_PAUSED
-    assert_only_on(b, uid, "mig", hosts)
+    assert running_copies(list(hosts), uid) == 0          # no copy runs its CPUs
     moved.resume()
     assert moved.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    assert_only_on(b, uid, "mig", hosts)
 
 
 def test_persistent_undefinesource_and_dname(hosts):

@@ -77,7 +77,10 @@ def test_p2p_non_live_paused_guest_stays_paused(hosts):
     ca, dom, uid = start_guest(a)
     dom.suspend()
     dom.migrateToURI3(b.uri, {}, pyvirt.VIR_MIGRATE_PEER2PEER)
-    assert pyvirt.open(b.uri).lookupByName("mig").state()[0] == pyvirt.VIR_DOMAIN_PAUSED
+    moved = pyvirt.open(b.uri).lookupByName("mig")
+    assert moved.state()[0] == pyvirt.VIR_DOMAIN_PAUSED
+    assert running_copies(list(hosts), uid) == 0          # no copy runs its CPUs
+    moved.resume()
     assert_only_on(b, uid, "mig", hosts)
 
 
