@@ -7,6 +7,7 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.pyvirt-installed
 PYTHON    ?= python3
+QEMU_USER := libvirt-qemu
 # Debian packages the project runs with, tests against (virsh, python3-libvirt,
 # libvirtd 9.0 for reference figures) and builds its test guests from.
 DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
@@ -27,6 +28,12 @@ deps:
 	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi; \
+	if [ "$$(id -u)" = 0 ] && ! getent passwd $(QEMU_USER) >/dev/null; then \
+	  echo "creating the system user QEMU runs as: $(QEMU_USER) (group kvm), as libvirt-daemon-system does"; \
+	  getent group kvm >/dev/null || groupadd --system kvm; \
+	  useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin \
+	    --gid kvm --comment "Libvirt Qemu" $(QEMU_USER); \
 	fi
 
 venv: $(STAMP)

@@ -66,8 +66,11 @@ class DaemonConfig:
     save_image_format: str = "raw"
     remote_display_port_min: int = 5900
     remote_display_port_max: int = 65535
-    user: str = "root"
-    group: str = "root"
+    user: str = "libvirt-qemu"       # who QEMU runs as (libvirt's Debian default); root only when set
+    group: str = "kvm"
+    security_driver: list[str] = field(default_factory=lambda: ["dac"])   # DAC first, others on top
+    dynamic_ownership: int = 1
+    remember_owner: int = 1
     # pyvirt's own keys
     state_dir: str = "/var/lib/pyvirt"
     migration_params: int = 1

@@ -55,7 +55,9 @@ class Daemon:
             migration_address=cfg.migration_address, migration_host=cfg.migration_host,
             migration_port_min=cfg.migration_port_min, migration_port_max=cfg.migration_port_max,
             vnc_port_min=cfg.remote_display_port_min, vnc_port_max=cfg.remote_display_port_max,
-            user=cfg.user, group=cfg.group, save_image_format=cfg.save_image_format),
+            user=cfg.user, group=cfg.group, security_driver=cfg.security_driver,
+            dynamic_ownership=bool(cfg.dynamic_ownership), remember_owner=bool(cfg.remember_owner),
+            save_image_format=cfg.save_image_format),
             connector=connect_peer)
         self.test_host = test_driver.TestHost()
         self.stopping = False

@@ -11,7 +11,13 @@ separate steps, as in libvirt's security manager:
   (network taps, sockets), which are never image data;
 * :meth:`SecurityManager.set_saved_state_label` labels a save file by its
   *path*, for a QEMU that opens the file itself.  pyvirt's save and restore
-  hand QEMU descriptors only, so they skip the path steps.
+  hand QEMU descriptors only, so they skip the path steps;
+* :meth:`SecurityManager.set_all_label` labels every file a starting QEMU
+  opens by path (disks, kernel and initrd, serial files, sockets it
+  connects to) and returns a record of what it did; the record goes into
+  the status XML, and :meth:`SecurityManager.restore_all_label` gives it
+  back when the guest stops, also after a daemon restart;
+* :meth:`SecurityManager.process_ids` is who QEMU runs as (None: as we do).
 
 Labelling is planned from the manager's configuration and applied to one
 object at a time; every "set" that changes something returns what it
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 from ..conf import DomainDef
 
@@ -32,6 +39,19 @@ class SavedLabel:
 
     uid: int
     gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIds:
+    """Who a QEMU process runs as: user, group and supplementary groups."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+# What set_all_label did, as plain JSON-able data (kept in the status XML).
+LabelRecord = Any
 
 
 class SecurityManager(ABC):
@@ -62,3 +82,24 @@ class SecurityManager(ABC):
     @abstractmethod
     def restore_saved_state_label(self, domain: DomainDef, path: str, saved: SavedLabel | None) -> None:
         """Give back what :meth:`set_saved_state_label` replaced."""
+
+    # -- a whole domain ------------------------------------------------------
+    def set_all_label(self, domain: DomainDef) -> LabelRecord:
+        """Label what QEMU opens by path for ``domain``; returns the record
+        :meth:`restore_all_label` needs (None: nothing to give back).  On
+        failure nothing stays labelled and the error names the path."""
+        return None
+
+    def restore_all_label(self, domain: DomainDef, record: LabelRecord) -> None:
+        """Give back what :meth:`set_all_label` recorded.  Never raises:
+        a file that cannot be given back is logged, the rest still are."""
+        return None
+
+    def reserve_all_label(self, domain: DomainDef, record: LabelRecord) -> None:
+        """A running guest found again after a daemon restart still holds
+        what ``record`` says it labelled."""
+        return None
+
+    def process_ids(self) -> ProcessIds | None:
+        """The ids QEMU runs as; None keeps ours."""
+        return None

@@ -34,6 +34,18 @@ def default_emulator() -> str:
     return shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 
 
+# libvirt's Debian build runs QEMU as libvirt-qemu in group kvm (which opens /dev/kvm).
+DEFAULT_USER, DEFAULT_GROUP = "libvirt-qemu", "kvm"
+
+
+def default_user() -> str:
+    return DEFAULT_USER if os.geteuid() == 0 else f"+{os.geteuid()}"
+
+
+def default_group() -> str:
+    return DEFAULT_GROUP if os.geteuid() == 0 else f"+{os.getegid()}"
+
+
 @dataclass
 class QemuConfig:
     root: Path
@@ -46,9 +58,13 @@ class QemuConfig:
     migration_host: str = ""          # what the destination puts in uri_out; default: migration_address
     migration_port_min: int = 49152
     migration_port_max: int = 49215
-    user: str = "root"                # who QEMU runs as: what the DAC security driver labels for
-    group: str = "root"
-    security_driver: str = "dac"      # pyvirt.security.DRIVERS: dac, none
+    # Who QEMU runs as (qemu.conf's user/group): libvirt's Debian default when
+    # we are root, ourselves otherwise; root only when configured.
+    user: str = field(default_factory=default_user)
+    group: str = field(default_factory=default_group)
+    security_driver: str | list[str] = "dac"   # pyvirt.security.KNOWN; DAC is always first
+    dynamic_ownership: bool = True    # the DAC driver chowns what QEMU opens, and gives it back
+    remember_owner: bool = True       # ... to the owner it found (xattrs), not to root
     save_image_format: str = "raw"    # saveimage.FORMATS: raw, gzip, bzip2, xz, lzop, zstd
     helper_path: str | None = None    # where compression helpers are looked up; None: $PATH
     stop_timeout: float = 3.0         # SIGTERM grace before SIGKILL on destroy

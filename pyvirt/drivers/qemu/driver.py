@@ -39,6 +39,9 @@ from .jobs import JobKind
 log = logging.getLogger(__name__)
 
 
+# The status XML item holding what the security manager labelled (JSON).
+_LABELS = "seclabels"
+
 # Why we stop a QEMU without it being a shutdown anyone should hear of.
 _QUIET_SHUTDOWN = frozenset({ShutoffReason.SAVED})
 
@@ -76,8 +79,10 @@ class QemuDriver:
         self.next_id = 1
         self.qemu_version = 0
         self.kvm = kvm_available()
-        # Labels what QEMU is handed (save/restore descriptors); from qemu.conf's user/group.
-        self.security = security.new_manager(cfg.security_driver, cfg.user, cfg.group)
+        # Labels what QEMU is handed and says who QEMU runs as; from qemu.conf's keys.
+        self.security = security.new_manager(cfg.security_driver, cfg.user, cfg.group,
+                                             dynamic_ownership=cfg.dynamic_ownership,
+                                             remember_owner=cfg.remember_owner)
         self._define_lock = asyncio.Lock()
         self._used_ports: set[int] = set()
         self.migration_ports: set[int] = set()
@@ -149,6 +154,7 @@ class QemuDriver:
             self.domains.add(obj)
         obj.live, obj.id = live, live.id if live.id is not None else -1
         obj.extra = dict(status.extra)
+        self._reserve_labels(obj, live)
         self.next_id = max(self.next_id, obj.id + 1)
         alive = status.pid > 0 and procmod.pid_is_ours(status.pid, live.name, live.uuid)
         if alive:
@@ -307,13 +313,16 @@ class QemuDriver:
         obj.live, obj.id = live, dom_id
         obj.stop_reason, obj.got_shutdown = None, False
         obj.stopped = asyncio.Event()
-        obj.set_state(DomainState.PAUSED, PausedReason.STARTING_UP)
         try:
+            self._set_labels(obj, live)   # first: the status written next holds what to give back
+            obj.set_state(DomainState.PAUSED, PausedReason.STARTING_UP)
             self.cfg.make_domain_dir(live.name, dom_id)
             obj.monitor_path = self.cfg.monitor_path(live.name, dom_id)
             obj.process = await procmod.launch(argv, obj.monitor_path,
-                                               self.cfg.log_path(live.name), live.name, self._handler(obj))
+                                               self.cfg.log_path(live.name), live.name, self._handler(obj),
+                                               ids=self.security.process_ids())
         except BaseException:
+            self._restore_labels(obj, live)
             self._release_ports(live)
             obj.live, obj.id = None, -1
             obj.remove_status()
@@ -346,6 +355,28 @@ class QemuDriver:
             emit_lifecycle(self.events, obj, EventType.STARTED, started_detail)
             if obj.state == DomainState.PAUSED:
                 emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+
+    def _set_labels(self, obj: QemuDomainObj, live: conf.DomainDef) -> None:
+        """Give QEMU's user what it opens by path; the record of what was
+        changed goes into the status XML, so a restarted daemon gives it back."""
+        record = self.security.set_all_label(live)
+        if record is not None:
+            obj.extra[_LABELS] = json.dumps(record, separators=(",", ":"))
+
+    def _restore_labels(self, obj: QemuDomainObj, live: conf.DomainDef | None) -> None:
+        record = obj.extra.pop(_LABELS, None)
+        if record is None or live is None:
+            return
+        try:
+            self.security.restore_all_label(live, json.loads(record))
+        except ValueError:
+            log.error("%s: unreadable label record %r: owners not given back", obj.name, record)
+
+    def _reserve_labels(self, obj: QemuDomainObj, live: conf.DomainDef) -> None:
+        try:
+            self.security.reserve_all_label(live, json.loads(obj.extra.get(_LABELS, "null")))
+        except ValueError:
+            log.error("%s: unreadable label record %r", obj.name, obj.extra.get(_LABELS))
 
     async def _set_graphics_passwords(self, obj: QemuDomainObj) -> None:
         assert obj.process is not None and obj.live is not None
@@ -463,6 +494,7 @@ class QemuDriver:
 
     def _finish_stop(self, obj: QemuDomainObj, reason: ShutoffReason, detail: EventStoppedDetail) -> None:
         quiet = obj.extra.pop("quiet_stop", None) is not None
+        self._restore_labels(obj, obj.live)
         self._release_ports(obj.live)
         obj.remove_status()
         obj.live, obj.id = None, -1

@@ -9,19 +9,28 @@ leaving us waiting for a greeting.
 
 Exit is noticed at once, never by polling: our own children through
 asyncio's child watcher, a QEMU adopted after a restart through a pidfd.
+
+QEMU runs as the security manager's user (libvirt-qemu by default), with
+that user's groups and no capabilities at all — also none in the bounding
+set, as libvirt drops them.  util-linux's ``setpriv`` switches ids between
+fork and exec: asyncio's own ``user=``/``group=`` would make every start
+fork the whole daemon instead of vfork-ing it, which costs milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ...security import ProcessIds
 from .monitor import Monitor, MonitorCallbacks, listening_socket
 
 log = logging.getLogger(__name__)
@@ -146,11 +155,30 @@ def pid_is_ours(pid: int, name: str, uuid: str) -> bool:
     return f"guest={name}".encode() in b" ".join(args) and uuid.encode() in args
 
 
+_SETPRIV = shutil.which("setpriv")
+
+
+def _as_user(argv: list[str], ids: ProcessIds | None) -> tuple[list[str], dict]:
+    """``argv`` and the spawn options that run it as ``ids`` (None: as we run)."""
+    if ids is None or (ids.uid, ids.gid, ids.groups) == (os.geteuid(), os.getegid(), tuple(os.getgroups())):
+        return argv, {}
+    if _SETPRIV is None:
+        return argv, {"user": ids.uid, "group": ids.gid, "extra_groups": list(ids.groups)}
+    if not os.access(argv[0], os.X_OK):      # setpriv would only say so in the log
+        code = errno.EACCES if os.path.exists(argv[0]) else errno.ENOENT
+        raise OSError(code, os.strerror(code))
+    groups = ",".join(str(g) for g in ids.groups) if ids.groups else None
+    wrap = [_SETPRIV, f"--reuid={ids.uid}", f"--regid={ids.gid}",
+            f"--groups={groups}" if groups else "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--"]
+    return wrap + argv, {}
+
+
 async def launch(argv: list[str], monitor_path: Path, log_path: Path, name: str,
                  callbacks: MonitorCallbacks, extra_fds: tuple[int, ...] = (),
                  monitor_fd_placeholder: str = "@MONITOR_FD@",
-                 timeout: float = 30.0) -> QemuProcess:
-    """Start QEMU with ``argv`` and connect to its monitor.
+                 timeout: float = 30.0, ids: ProcessIds | None = None) -> QemuProcess:
+    """Start QEMU with ``argv`` as ``ids`` and connect to its monitor.
 
     ``argv`` names the monitor socket's descriptor with a placeholder that
     is replaced here, once the socket exists.  On any failure QEMU is
@@ -168,9 +196,10 @@ async def launch(argv: list[str], monitor_path: Path, log_path: Path, name: str,
     try:
         os.write(logfd, f"{time.strftime('%Y-%m-%d %H:%M:%S')}: starting up\n{' '.join(argv)}\n".encode())
         log_start = os.lseek(logfd, 0, os.SEEK_END)   # what QEMU itself writes starts here
+        spawn_argv, as_user = _as_user(argv, ids)
         child = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfd, stderr=logfd,
-            pass_fds=(fd, *extra_fds), start_new_session=True)
+            *spawn_argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfd, stderr=logfd,
+            pass_fds=(fd, *extra_fds), start_new_session=True, **as_user)
     except OSError as exc:
         raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
                     f"cannot execute '{argv[0]}': {exc.strerror}") from exc
