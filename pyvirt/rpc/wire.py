@@ -232,10 +232,6 @@ class Framer:
         """Bytes received but not yet returned as messages."""
         return len(self._buf) - self._pos
 
-    @property
-    def at_eof(self) -> bool:
-        return self._eof
-
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not yet returned as messages (a receiver
         that takes over the byte stream for a while starts from these)."""

@@ -32,7 +32,6 @@ DEFAULT_TIMEOUT = 30.0
 
 class JobKind(Enum):
     QUERY = "query"            # monitor queries (block stats, job stats)
-    DESTROY = "destroy"
     SUSPEND = "suspend"        # stop/cont
     MODIFY = "modify"          # start, shutdown, define-while-running, ...
     ABORT = "abort"            # abort the async job

@@ -161,9 +161,6 @@ class Monitor:
     async def system_reset(self) -> None:
         await self.execute("system_reset")
 
-    async def quit(self) -> None:
-        await self.execute("quit")
-
     async def query_migrate(self) -> dict[str, Any]:
         return await self.execute("query-migrate")
 
@@ -221,12 +218,6 @@ class Monitor:
         if cert_subject:
             args["cert-subject"] = cert_subject
         await self.execute("client_migrate_info", args)
-
-    async def query_blockstats(self) -> list[dict[str, Any]]:
-        return await self.execute("query-blockstats")
-
-    async def query_block(self) -> list[dict[str, Any]]:
-        return await self.execute("query-block")
 
     async def human_monitor_command(self, cmd: str) -> str:
         return await self.execute("human-monitor-command", {"command-line": cmd})

@@ -374,14 +374,6 @@ PROCEDURES: list[Procedure] = [
 
 REMOTE = ProgramTable(Program.REMOTE, "REMOTE", PROCEDURES)
 
-# Procedure numbers the daemon and the remote driver name directly.
-CONNECT_OPEN = 1
-CONNECT_CLOSE = 2
-CONNECT_SUPPORTS_FEATURE = 60
-AUTH_LIST = 66
-DOMAIN_EVENT_LIFECYCLE = 107
-CONNECT_EVENT_CONNECTION_CLOSED = 362
-
 EVENT_CALLBACK_PROCEDURES: dict[EventID, Procedure] = {
     EventID.LIFECYCLE: REMOTE[318],
     EventID.REBOOT: REMOTE[319],
