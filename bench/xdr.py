@@ -10,7 +10,8 @@ from __future__ import annotations
 import timeit
 import uuid
 
-from pyvirt.driver import DomainRef
+from pyvirt.refs import DomainRef
+
 from pyvirt.rpc import wire
 from pyvirt.rpc.protocol import REMOTE
 

@@ -12,7 +12,7 @@ import os
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from .driver import DomainRef
+from .refs import DomainRef
 from .enums import TypedParamType
 
 # VIR_DOMAIN_SAVE_PARAM_*: the typed parameters of saveParams/restoreParams

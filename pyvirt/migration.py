@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import typedparams
-from .driver import DomainRef, HypervisorConnection
+from .driver import HypervisorConnection
+from .refs import DomainRef
 from .enums import DomainState, DriverFeature, MigrateFlags, XMLFlags
 from .errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .migration_sequence import run_v2, run_v3, supports

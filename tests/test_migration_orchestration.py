@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from pyvirt import migration
-from pyvirt.driver import DomainRef
+from pyvirt.refs import DomainRef
 from pyvirt.drivers.qemu.migration import p2p
 from pyvirt.drivers.qemu.migration.params import MigrationRequest
 from pyvirt.enums import DomainState, DriverFeature as F, MigrateFlags

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pyvirt.driver import DomainRef
+from pyvirt.refs import DomainRef
 from pyvirt.rpc import wire
 from pyvirt.rpc.protocol import KEEPALIVE, PROGRAMS, REMOTE
 from pyvirt.rpc.wire import Header, MessageType, Program, Status

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyvirt.driver import DRIVER_METHODS, DomainRef
+from pyvirt.driver import DRIVER_METHODS
+from pyvirt.refs import DomainRef
 from pyvirt.enums import EventID
 from pyvirt.rpc import xdr
 from pyvirt.rpc.protocol import DAEMON_METHODS, KEEPALIVE, PROGRAMS, QEMU, REMOTE, Kind, Procedure

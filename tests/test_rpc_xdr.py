@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyvirt.driver import DomainRef
+from pyvirt.refs import DomainRef
 from pyvirt.errors import ErrorDomain, ErrorNumber, error, libvirtError
 from pyvirt.rpc import xdr
 from pyvirt.rpc.xdr import XDRError, XDRLimitError, XDRTruncatedError

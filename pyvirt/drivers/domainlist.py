@@ -14,7 +14,8 @@ from functools import cached_property
 from typing import Callable, Iterator
 
 from ..conf import DomainDef
-from ..driver import DomainEvent, DomainRef, EventBus
+from ..driver import DomainEvent, EventBus
+from ..refs import DomainRef
 from ..enums import DomainState, EventID, EventType, ListDomainsFlags as LF
 from ..errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError, no_domain
 

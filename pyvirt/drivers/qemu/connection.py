@@ -12,7 +12,8 @@ import socket
 from typing import Any
 
 from ... import conf
-from ...driver import ConnectionInfo, DomainRef, HypervisorConnection
+from ...driver import ConnectionInfo, HypervisorConnection
+from ...refs import DomainRef
 from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDetail, EventStoppedDetail,
                       EventType, EventUndefinedDetail, JobType, MigrateFlags, PausedReason, RunningReason,
                       SaveFlags, ShutdownFlags, ShutoffReason, StartFlags, TypedParamType, UndefineFlags,

@@ -13,7 +13,8 @@ import socket
 import time
 
 from ... import conf
-from ...driver import ConnectionInfo, DomainRef, EventBus, HypervisorConnection
+from ...driver import ConnectionInfo, EventBus, HypervisorConnection
+from ...refs import DomainRef
 from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail, EventShutdownDetail,
                       EventStartedDetail, EventStoppedDetail, EventSuspendedDetail, EventType,
                       EventUndefinedDetail, PausedReason, RunningReason, ShutoffReason, StartFlags,

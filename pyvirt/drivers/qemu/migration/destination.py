@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .... import conf
 from ....conf.names import check_name
-from ....driver import DomainRef, HypervisorConnection
+from ....driver import HypervisorConnection
+from ....refs import DomainRef
 from ....enums import (DomainState, EventDefinedDetail, EventStartedDetail, EventStoppedDetail,
                        EventType, MigrateFlags, PausedReason, RunningReason, ShutoffReason)
 from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError

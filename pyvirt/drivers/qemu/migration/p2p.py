@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ....driver import DomainRef, HypervisorConnection
+from ....driver import HypervisorConnection
+from ....refs import DomainRef
 from ....enums import DomainState, DriverFeature, MigrateFlags
 from ....errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ....migration_sequence import run_v2, run_v3, supports

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .... import conf
-from ....driver import DomainRef, HypervisorConnection
+from ....driver import HypervisorConnection
+from ....refs import DomainRef
 from ....enums import (DomainState, EventStoppedDetail, EventType, EventUndefinedDetail, MigrateFlags,
                        PausedReason, RunningReason, ShutoffReason)
 from ....errors import ErrorDomain, ErrorNumber, FirstError, error
