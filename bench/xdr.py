@@ -11,7 +11,6 @@ import timeit
 import uuid
 
 from pyvirt.refs import DomainRef
-
 from pyvirt.rpc import wire
 from pyvirt.rpc.protocol import REMOTE
 
