@@ -1,4 +1,12 @@
-"""Shared fixtures: an embedded QEMU driver on a private root, always cleaned up."""
+"""Shared fixtures: an embedded QEMU driver on a private root, always cleaned up.
+
+QEMU runs as an unprivileged user (libvirt-qemu) under the default
+configuration, and, as in libvirt, only the files it is given are relabelled,
+never the directories above them.  pytest makes its temporary directories
+0700, so every directory a test creates is made traversable (o+x) here, with
+its parents: the guest's files can then be reached the way they would be
+under /var/lib/libvirt/images.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,25 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from guests import ensure_guests, kill_qemus_under, qemu_available  # noqa: E402
+from guests import ensure_guests, kill_qemus_under, make_traversable, qemu_available  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def traversable_tmp(tmp_path_factory):
+    """Every directory tmp_path_factory hands out (so tmp_path too) and its
+    parents get o+x.  Checked again for each new directory, since another
+    pytest session starting on this host resets its common root to 0700."""
+    make_traversable(tmp_path_factory.getbasetemp())
+    mktemp = tmp_path_factory.mktemp
+
+    def traversable_mktemp(basename: str, numbered: bool = True) -> Path:
+        path = mktemp(basename, numbered=numbered)
+        make_traversable(path)
+        return path
+
+    tmp_path_factory.mktemp = traversable_mktemp
+    yield
+    tmp_path_factory.mktemp = mktemp
 
 
 @pytest.fixture(scope="session")

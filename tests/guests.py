@@ -3,13 +3,21 @@
 The guests are built by ``guests/build.sh`` (``make guests``) into
 ``build/guests``.  Every fixture that can leave a QEMU behind records its
 pid and kills it at teardown, also when the test failed.
+
+QEMU runs as an unprivileged user, which must reach the guest images: when
+the checkout sits under a directory others cannot enter (a 0700 home), the
+images are used from a copy in a world-readable directory under the system
+temporary directory instead (refreshed by :func:`ensure_guests`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,15 +25,64 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "guests"
-TINY = BUILD / "tiny.elf"
-LINUX_KERNEL = BUILD / "linux" / "vmlinuz"
-LINUX_INITRD = BUILD / "linux" / "initramfs.cpio.gz"
 READY = "PYVIRT-GUEST-READY"
+_GUEST_FILES = ("tiny.elf", "linux/vmlinuz", "linux/initramfs.cpio.gz")
+
+
+def make_traversable(path: Path) -> None:
+    """o+x on ``path`` and on every parent that lacks it (those we own), so a
+    process of another user can reach what is inside — nothing more: no read
+    access to the directories is added."""
+    for d in (Path(path), *Path(path).parents):
+        try:
+            st = d.stat()
+        except OSError:
+            continue
+        if not st.st_mode & stat.S_IXOTH and st.st_uid == os.geteuid():
+            os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+
+
+def _reachable_by_others(path: Path) -> bool:
+    return all(d.stat().st_mode & stat.S_IXOTH for d in path.parents)
+
+
+def _guest_dir() -> Path:
+    if _reachable_by_others(BUILD / "x"):
+        return BUILD
+    return Path(tempfile.gettempdir()) / f"pyvirt-guests-{os.geteuid()}"
+
+
+GUEST_DIR = _guest_dir()
+TINY = GUEST_DIR / "tiny.elf"
+LINUX_KERNEL = GUEST_DIR / "linux" / "vmlinuz"
+LINUX_INITRD = GUEST_DIR / "linux" / "initramfs.cpio.gz"
 
 
 def ensure_guests() -> None:
-    if not TINY.exists() or not LINUX_KERNEL.exists():
+    if not (BUILD / "tiny.elf").exists() or not (BUILD / "linux" / "vmlinuz").exists():
         subprocess.run(["bash", str(REPO / "guests" / "build.sh")], check=True, cwd=REPO)
+    if GUEST_DIR != BUILD:
+        _publish(BUILD, GUEST_DIR)
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Copy the built guests into ``dst`` (ours, 0755; never through a symlink)."""
+    dst.mkdir(mode=0o755, exist_ok=True)
+    st = os.lstat(dst)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise RuntimeError(f"{dst} is not a directory of ours: cannot publish the test guests there")
+    os.chmod(dst, 0o755)
+    for name in _GUEST_FILES:
+        source, target = src / name, dst / name
+        if not source.exists():
+            continue
+        if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+            continue
+        target.parent.mkdir(mode=0o755, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
 
 
 def qemu_available() -> bool:
