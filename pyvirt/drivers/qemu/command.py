@@ -2,20 +2,51 @@
 
 The driver first gives every device its alias (:func:`assign_aliases`, on
 the live copy of the definition, so the status XML shows them) and picks
-graphics ports; :func:`build_argv` then only translates.  Tables map XML
-values to QEMU device models; anything without a mapping is refused with
+graphics ports; :func:`build_argv` then only translates.  Descriptors the
+driver opens afterwards (the monitor socket, taps, secrets) appear as
+placeholders it substitutes at launch.  Tables map XML values to QEMU
+device models; anything without a mapping is refused with
 CONFIG_UNSUPPORTED before QEMU is ever started.
+
+No value from the XML can add an option.  Two rules make sure of it:
+
+* options QEMU 7.2 takes as JSON are written as JSON: ``-blockdev``,
+  ``-device``, ``-netdev`` and ``-object``;
+* the others (``-name``, ``-machine``, ``-chardev``, ``-spice``, ``-vnc``)
+  are built by :func:`qemu_opts`, which passes every value through
+  :func:`opt_value` — QEMU reads ``,,`` as a literal comma, so a value can
+  never end its option and start another.  A value in the leading
+  (implied-key) place is also refused if it holds ``=``, which QEMU would
+  read as a key.
+
+Values that cannot be legal at all (a machine type or CPU model with
+characters none has, an alias libvirt would not write, a listen address
+that is neither an IP address nor a host name) are refused instead, before
+anything runs.  Options that make QEMU run programs (``helper=``,
+``script=``) are never written: bridged NICs get a tap descriptor the
+daemon created itself.  Secrets never appear here either: a
+:class:`~.secrets.SecretPlan` turns each into a ``secret`` object QEMU reads
+from a descriptor.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ...conf import DomainDef
 from ...errors import ErrorDomain, ErrorNumber, error
+from .secrets import SecretPlan
 
 MONITOR_FD = "@MONITOR_FD@"
+# Descriptors the driver opens after building (the tap of a bridged NIC and
+# its vhost-net), named by the NIC's alias; :mod:`.tap` substitutes them.
+TAP_FD = "@TAP_FD:{}@"
+VHOST_FD = "@VHOST_FD:{}@"
 DOMAIN_TYPES = ("kvm", "qemu")
 
 NIC_MODELS = {None: "virtio-net-pci", "virtio": "virtio-net-pci", "e1000": "e1000",
@@ -25,12 +56,23 @@ VIDEO_MODELS = {"vga": "VGA", "cirrus": "cirrus-vga", "qxl": "qxl-vga", "virtio"
 BALLOON_MODELS = {"virtio": "virtio-balloon-pci"}
 DISK_DEVICE_BY_BUS = {"virtio": "virtio-blk-pci", "ide": "ide-hd", "sata": "ide-hd", "scsi": "scsi-hd"}
 CDROM_DEVICE_BY_BUS = {"ide": "ide-cd", "sata": "ide-cd", "scsi": "scsi-cd"}
+# libvirt's disk formats that QEMU opens as a plain block driver over the file.
+DISK_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx", "cloop", "dmg",
+                "bochs", "parallels")
 INPUT_DEVICES = {("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse",
                  ("keyboard", "usb"): "usb-kbd", ("tablet", "virtio"): "virtio-tablet-pci",
                  ("mouse", "virtio"): "virtio-mouse-pci", ("keyboard", "virtio"): "virtio-keyboard-pci"}
 # libvirt's drive aliases: controller-bus-unit, from the index the target name gives.
 DISK_ALIAS_BY_BUS = {"ide": lambda i: f"ide0-{i // 2}-{i % 2}", "sata": lambda i: f"sata0-0-{i}",
                      "scsi": lambda i: f"scsi0-0-0-{i}"}
+
+# The characters libvirt accepts in a user alias (USER_ALIAS_CHARS); the
+# aliases it generates use no others.
+_ALIAS_RE = re.compile(r"[A-Za-z0-9_-]+")
+# Machine types and CPU models are QEMU type names: 'pc-q35-7.2', 'Skylake-Client-v4'.
+_QEMU_TYPE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 
 
 @dataclass(frozen=True)
@@ -40,14 +82,56 @@ class CommandContext:
     emulator: str
     kvm_available: bool
     incoming: str | None = None       # "defer" for an incoming migration or a restore
+    vhost_net: bool = False           # /dev/vhost-net can be opened: virtio NICs use it
 
 
 def _unsupported(detail: str) -> Exception:
     return error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU, detail)
 
 
+def _xml_error(detail: str) -> Exception:
+    return error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, detail)
+
+
+# -- the one way values enter QEMU option strings -------------------------------
+
+def opt_value(value: object) -> str:
+    """``value`` as it must appear inside a ``key=value,...`` option string:
+    QEMU (QemuOpts and keyval alike) reads ``,,`` as one literal comma."""
+    return str(value).replace(",", ",,")
+
+
+def qemu_opts(*items: str | tuple[str, object]) -> str:
+    """An option string: a bare string is a value in the implied-key place
+    (the backend or machine type), a pair is ``key=value``; every value is
+    escaped by :func:`opt_value`."""
+    parts = []
+    for item in items:
+        if isinstance(item, tuple):
+            key, value = item
+            parts.append(f"{key}={opt_value(value)}")
+        else:
+            if "=" in item:   # QEMU would read the part before '=' as a key
+                raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                            f"'{item}' cannot lead a QEMU option string")
+            parts.append(opt_value(item))
+    return ",".join(parts)
+
+
+def _json(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _device(driver: str, props: Mapping[str, Any]) -> list[str]:
+    """A ``-device`` in QEMU's JSON form (typed values, nothing to escape)."""
+    return ["-device", _json({"driver": driver, **props})]
+
+
+# -- validation of values that cannot be escaped ----------------------------------
+
 def assign_aliases(d: DomainDef) -> None:
-    """Give each device the alias libvirt would (``virtio-disk0``, ``net0``, ...)."""
+    """Give each device the alias libvirt would (``virtio-disk0``, ``net0``, ...),
+    and refuse aliases libvirt would never write (they become QEMU ids)."""
     virtio = 0
     for disk in d.devices.disks:
         if disk.alias:
@@ -69,6 +153,32 @@ def assign_aliases(d: DomainDef) -> None:
         dev.alias = dev.alias or f"input{i}"
     if d.devices.memballoon is not None:
         d.devices.memballoon.alias = d.devices.memballoon.alias or "balloon0"
+    _check_aliases(d)
+
+
+def _check_aliases(d: DomainDef) -> None:
+    devs = d.devices
+    seen: set[str] = set()
+    for dev in (*devs.disks, *devs.interfaces, *devs.serials, *devs.consoles, *devs.videos,
+                *devs.inputs, *([devs.memballoon] if devs.memballoon else [])):
+        alias = dev.alias
+        if not _ALIAS_RE.fullmatch(alias):
+            raise _xml_error(f"device alias '{alias}' has invalid characters "
+                             "(allowed: letters, digits, '_' and '-')")
+        if alias in seen:
+            raise _xml_error(f"non unique alias detected: {alias}")
+        seen.add(alias)
+
+
+def _check_listen(g) -> str:
+    listen = next((l.address for l in g.listens if l.address), None) or "127.0.0.1"
+    try:
+        ipaddress.ip_address(listen)
+    except ValueError:
+        if len(listen) > 253 or not _HOSTNAME_RE.fullmatch(listen):
+            raise _xml_error(f"{g.type} listen address '{listen}' is neither an IP address "
+                             "nor a host name") from None
+    return listen
 
 
 def _accel(d: DomainDef, ctx: CommandContext) -> str:
@@ -90,15 +200,22 @@ def _cpu(d: DomainDef, accel: str) -> list[str]:
     if cpu.mode in ("host-passthrough", "host-model"):
         return ["-cpu", "host" if accel == "kvm" else "max"]
     if cpu.mode == "custom" and cpu.model:
+        # -cpu splits features off at the first comma and knows no escape.
+        if not _QEMU_TYPE_NAME_RE.fullmatch(cpu.model):
+            raise _unsupported(f"CPU model '{cpu.model}' is not supported by hypervisor")
         return ["-cpu", cpu.model]
     return []
 
 
-def _machine(d: DomainDef, accel: str) -> list[str]:
-    opts = [d.os.machine or "pc", "usb=off", "dump-guest-core=off"]
+def _machine(d: DomainDef, ctx: CommandContext, accel: str) -> list[str]:
+    machine = d.os.machine or "pc"
+    if not _QEMU_TYPE_NAME_RE.fullmatch(machine):
+        raise _unsupported(f"Emulator '{d.devices.emulator or ctx.emulator}' does not support "
+                           f"machine type '{machine}'")
+    opts: list[str | tuple[str, object]] = [machine, ("usb", "off"), ("dump-guest-core", "off")]
     if "acpi" not in d.features:
-        opts.append("acpi=off")
-    return ["-machine", ",".join(opts), "-accel", accel]
+        opts.append(("acpi", "off"))
+    return ["-machine", qemu_opts(*opts), "-accel", accel]
 
 
 def _target_index(dev: str) -> int:
@@ -113,6 +230,8 @@ def _target_index(dev: str) -> int:
     return max(index - 1, 0)
 
 
+# -- devices ------------------------------------------------------------------------
+
 def _disks(d: DomainDef) -> list[str]:
     args: list[str] = []
     controllers: set[str] = set()
@@ -123,65 +242,73 @@ def _disks(d: DomainDef) -> list[str]:
         if model is None or disk.device not in ("disk", "cdrom"):
             raise _unsupported(f"disk '{disk.target_dev}': {disk.device} on bus '{disk.target_bus}' "
                                f"is not supported")
-        device = [model]
+        fmt_name = disk.driver_type or "raw"
+        if fmt_name not in DISK_FORMATS:
+            raise _unsupported(f"disk '{disk.target_dev}': unknown driver format value '{fmt_name}'")
+        props: dict[str, Any] = {}
         if disk.source is not None:
             storage, fmt = f"libvirt-{n}-storage", f"libvirt-{n}-format"
-            args += ["-blockdev", json.dumps({
+            args += ["-blockdev", _json({
                 "driver": "host_device" if disk.type == "block" else "file",
                 "filename": disk.source, "node-name": storage,
-                "auto-read-only": True, "discard": "unmap"}, separators=(",", ":"))]
-            args += ["-blockdev", json.dumps({
+                "auto-read-only": True, "discard": "unmap"})]
+            args += ["-blockdev", _json({
                 "node-name": fmt, "read-only": disk.readonly or disk.device == "cdrom",
-                "driver": disk.driver_type or "raw", "file": storage}, separators=(",", ":"))]
-            device.append(f"drive={fmt}")
+                "driver": fmt_name, "file": storage})]
+            props["drive"] = fmt
         if disk.target_bus == "sata":
             if "sata" not in controllers:
-                args += ["-device", "ich9-ahci,id=sata0"]
+                args += _device("ich9-ahci", {"id": "sata0"})
                 controllers.add("sata")
-            device.append(f"bus=sata0.{unit}")
+            props["bus"] = f"sata0.{unit}"
         elif disk.target_bus == "ide":
-            device.append(f"bus=ide.{unit // 2},unit={unit % 2}")
+            props.update({"bus": f"ide.{unit // 2}", "unit": unit % 2})
         elif disk.target_bus == "scsi":
             if "scsi" not in controllers:
-                args += ["-device", "virtio-scsi-pci,id=scsi0"]
+                args += _device("virtio-scsi-pci", {"id": "scsi0"})
                 controllers.add("scsi")
-            device.append(f"bus=scsi0.0,scsi-id={unit}")
-        device.append(f"id={disk.alias}")
+            props.update({"bus": "scsi0.0", "scsi-id": unit})
+        props["id"] = disk.alias
         if disk.shareable and disk.target_bus == "virtio":
-            device.append("share-rw=on")
-        args += ["-device", ",".join(device)]
+            props["share-rw"] = True
+        args += _device(model, props)
     return args
 
 
-def _interfaces(d: DomainDef) -> list[str]:
+def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
     args: list[str] = []
     for i, nic in enumerate(d.devices.interfaces):
         netdev = f"hostnet{i}"
-        if nic.type == "user":
-            args += ["-netdev", f"user,id={netdev}"]
-        elif nic.type == "bridge":
-            args += ["-netdev", f"bridge,id={netdev},br={nic.source}"]
-        else:
-            raise _unsupported(f"interface type '{nic.type}' needs a virtual network, which pyvirt "
-                               f"does not manage; use type 'user' or 'bridge'")
         model = NIC_MODELS.get(nic.model)
         if model is None:
             raise _unsupported(f"interface model '{nic.model}' is not supported")
-        args += ["-device", f"{model},netdev={netdev},id={nic.alias},mac={nic.mac}"]
+        if nic.type == "user":
+            args += ["-netdev", _json({"type": "user", "id": netdev})]
+        elif nic.type == "bridge":
+            # Never '-netdev bridge': it runs qemu-bridge-helper.  The daemon made
+            # the tap and put it on the bridge; QEMU only gets the descriptor.
+            tap: dict[str, Any] = {"type": "tap", "fd": TAP_FD.format(nic.alias)}
+            if ctx.vhost_net and model == "virtio-net-pci":
+                tap.update(vhost=True, vhostfd=VHOST_FD.format(nic.alias))
+            args += ["-netdev", _json({**tap, "id": netdev})]
+        else:
+            raise _unsupported(f"interface type '{nic.type}' needs a virtual network, which pyvirt "
+                               f"does not manage; use type 'user' or 'bridge'")
+        args += _device(model, {"netdev": netdev, "id": nic.alias, "mac": nic.mac})
     return args
 
 
 def _chardev(kind: str, alias: str, dev) -> str:
-    chardev_id = f"char{alias}"
+    chardev_id = ("id", f"char{alias}")
     if dev.type == "file":
-        return f"file,id={chardev_id},path={dev.path},append=on"
+        return qemu_opts("file", chardev_id, ("path", dev.path), ("append", "on"))
     if dev.type == "pty":
-        return f"pty,id={chardev_id}"
+        return qemu_opts("pty", chardev_id)
     if dev.type == "unix":
-        server = "server=on,wait=off" if dev.mode != "connect" else "server=off"
-        return f"socket,id={chardev_id},path={dev.path},{server}"
+        server = [("server", "on"), ("wait", "off")] if dev.mode != "connect" else [("server", "off")]
+        return qemu_opts("socket", chardev_id, ("path", dev.path), *server)
     if dev.type == "null":
-        return f"null,id={chardev_id}"
+        return qemu_opts("null", chardev_id)
     raise _unsupported(f"{kind} type '{dev.type}' is not supported")
 
 
@@ -189,40 +316,45 @@ def _serials(d: DomainDef) -> list[str]:
     args: list[str] = []
     for serial in d.devices.serials:
         args += ["-chardev", _chardev("serial", serial.alias, serial),
-                 "-device", f"isa-serial,chardev=char{serial.alias},id={serial.alias},index={serial.target_port}"]
+                 *_device("isa-serial", {"chardev": f"char{serial.alias}", "id": serial.alias,
+                                         "index": serial.target_port})]
     # A <console type='serial'> is the first serial port shown again, as in libvirt.
     for console in d.devices.consoles:
         if console.target_type != "serial":
             raise _unsupported(f"console target type '{console.target_type}' is not supported")
         if not d.devices.serials:
             args += ["-chardev", _chardev("console", console.alias, console),
-                     "-device", f"isa-serial,chardev=char{console.alias},id={console.alias}"]
+                     *_device("isa-serial", {"chardev": f"char{console.alias}", "id": console.alias})]
     return args
 
 
-def _graphics(d: DomainDef) -> list[str]:
+def _graphics(d: DomainDef, secrets: SecretPlan) -> list[str]:
     args: list[str] = []
-    for g in d.devices.graphics:
-        listen = next((l.address for l in g.listens if l.address), None) or "127.0.0.1"
+    for i, g in enumerate(d.devices.graphics):
         if g.port <= 0 and (g.type == "vnc" or g.tls_port <= 0):
             raise _unsupported(f"{g.type} graphics has no port: use autoport='yes' or give one")
         if g.type == "vnc":
+            listen = _check_listen(g)
             if not 5900 <= g.port <= 65535:
                 raise _unsupported(f"vnc port {g.port} is outside 5900-65535")
-            opt = f"{'[' + listen + ']' if ':' in listen else listen}:{g.port - 5900}"
-            if g.passwd:
-                opt += ",password=on"
-            args += ["-vnc", opt]
+            host = f"[{listen}]" if ":" in listen else listen
+            # The password is set over QMP once QEMU runs (driver._set_graphics_passwords).
+            args += ["-vnc", qemu_opts(f"{host}:{g.port - 5900}",
+                                       *([("password", "on")] if g.passwd else []))]
         elif g.type == "spice":
-            opts = [f"port={g.port}"] if g.port > 0 else []
+            listen = _check_listen(g)
+            opts: list[tuple[str, object]] = [("port", g.port)] if g.port > 0 else []
             if g.tls_port > 0:
-                opts.append(f"tls-port={g.tls_port}")
-            opts.append(f"addr={listen}")
-            opts.append("disable-ticketing=on" if not g.passwd else "password-secret=spicepw0")
-            opts.append("seamless-migration=on")
+                opts.append(("tls-port", g.tls_port))
+            opts.append(("addr", listen))
             if g.passwd:
-                args += ["-object", f"secret,id=spicepw0,data={g.passwd}"]
-            args += ["-spice", ",".join(opts)]
+                secret_id = f"graphics{i}-secret"
+                args += secrets.object_args(secret_id, g.passwd)
+                opts.append(("password-secret", secret_id))
+            else:
+                opts.append(("disable-ticketing", "on"))
+            opts.append(("seamless-migration", "on"))
+            args += ["-spice", qemu_opts(*opts)]
         else:
             raise _unsupported(f"graphics type '{g.type}' is not supported")
     return args
@@ -236,15 +368,15 @@ def _video(d: DomainDef) -> list[str]:
         model = VIDEO_MODELS.get(video.type)
         if model is None:
             raise _unsupported(f"video model '{video.type}' is not supported")
-        opts = [model, f"id={video.alias}"]
+        props: dict[str, Any] = {"id": video.alias}
         if video.type == "qxl":
             if video.ram:
-                opts.append(f"ram_size={video.ram * 1024}")
+                props["ram_size"] = video.ram * 1024
             if video.vram:
-                opts.append(f"vram_size={video.vram * 1024}")
+                props["vram_size"] = video.vram * 1024
         elif video.vram and video.type in ("vga", "default"):
-            opts.append(f"vgamem_mb={max(1, video.vram // 1024)}")
-        args += ["-device", ",".join(opts)]
+            props["vgamem_mb"] = max(1, video.vram // 1024)
+        args += _device(model, props)
     return args
 
 
@@ -258,10 +390,9 @@ def _inputs(d: DomainDef) -> list[str]:
         if model is None:
             raise _unsupported(f"input device '{dev.type}' on bus '{dev.bus}' is not supported")
         if dev.bus == "usb" and not usb:
-            args += ["-device", "piix3-usb-uhci,id=usb"]
+            args += _device("piix3-usb-uhci", {"id": "usb"})
             usb = True
-        extra = ",bus=usb.0" if dev.bus == "usb" else ""
-        args += ["-device", f"{model},id={dev.alias}{extra}"]
+        args += _device(model, {"id": dev.alias, **({"bus": "usb.0"} if dev.bus == "usb" else {})})
     return args
 
 
@@ -272,16 +403,22 @@ def _balloon(d: DomainDef) -> list[str]:
     model = BALLOON_MODELS.get(balloon.model)
     if model is None:
         raise _unsupported(f"memballoon model '{balloon.model}' is not supported")
-    return ["-device", f"{model},id={balloon.alias}"]
+    return _device(model, {"id": balloon.alias})
 
 
-def build_argv(d: DomainDef, ctx: CommandContext) -> list[str]:
-    """The full argv for ``d`` (aliases and ports already assigned)."""
+def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = None) -> list[str]:
+    """The full argv for ``d`` (aliases and ports already assigned).
+
+    Secrets go into ``secrets`` (a throw-away plan when None), which the
+    caller hands to QEMU as descriptors at launch.
+    """
+    _check_aliases(d)
+    secrets = SecretPlan() if secrets is None else secrets
     accel = _accel(d, ctx)
     argv = [d.devices.emulator or ctx.emulator,
-            "-name", f"guest={d.name},debug-threads=on",
+            "-name", qemu_opts(("guest", d.name), ("debug-threads", "on")),
             "-S",
-            *_machine(d, accel),
+            *_machine(d, ctx, accel),
             *_cpu(d, accel),
             "-m", f"size={d.memory_kib}k",
             "-overcommit", "mem-lock=off",
@@ -293,13 +430,16 @@ def build_argv(d: DomainDef, ctx: CommandContext) -> list[str]:
             "-rtc", f"base={'localtime' if d.clock_offset == 'localtime' else 'utc'}",
             "-no-shutdown",
             "-boot", "strict=on"]
+    # -kernel, -initrd and -append set machine properties verbatim (QEMU 7.2
+    # parses nothing in them), as libvirt passes them.
     if d.os.kernel:
         argv += ["-kernel", d.os.kernel]
     if d.os.initrd:
         argv += ["-initrd", d.os.initrd]
     if d.os.cmdline:
         argv += ["-append", d.os.cmdline]
-    argv += _disks(d) + _interfaces(d) + _serials(d) + _graphics(d) + _video(d) + _inputs(d) + _balloon(d)
+    argv += (_disks(d) + _interfaces(d, ctx) + _serials(d) + _graphics(d, secrets) + _video(d)
+             + _inputs(d) + _balloon(d))
     if not d.devices.graphics:
         argv += ["-display", "none"]   # else QEMU falls back to a VNC server of its own
     if ctx.incoming:

@@ -31,10 +31,12 @@ from ...errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
 from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, emit_lifecycle
 from . import process as procmod
+from . import tap as tapmod
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
 from .domainobj import MonitorHandler, QemuDomainObj
 from .jobs import JobKind
+from .secrets import SecretPlan
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class QemuDriver:
         self.next_id = 1
         self.qemu_version = 0
         self.kvm = kvm_available()
+        self.vhost_net = tapmod.vhost_net_available()
         # Labels what QEMU is handed and says who QEMU runs as; from qemu.conf's keys.
         self.security = security.new_manager(cfg.security_driver, cfg.user, cfg.group,
                                              dynamic_ownership=cfg.dynamic_ownership,
@@ -285,7 +288,7 @@ class QemuDriver:
         for g in live.devices.graphics:
             if g.autoport and g.port <= 0:
                 g.port = self.cfg.vnc_port_min
-        return build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming))
+        return build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming, self.vhost_net))
 
     async def start(self, obj: QemuDomainObj, *, paused: bool = False,
                     reason: RunningReason = RunningReason.BOOTED,
@@ -303,9 +306,18 @@ class QemuDriver:
         live = (live_def or obj.definition).copy()
         assign_aliases(live)
         self._pick_ports(live)
+        secrets = SecretPlan()      # handed to QEMU as descriptors, never on its argv
+        taps: list[tapmod.Tap] = []
         try:
-            argv = build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming))
-        except libvirtError:
+            argv = build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming, self.vhost_net),
+                              secrets)
+            taps = await tapmod.create_for(live, argv)
+            for tap in taps:
+                for fd in tap.descriptors:
+                    self.security.set_tap_fd_label(live, fd)
+            argv = tapmod.substitute(argv, taps)
+        except BaseException:
+            tapmod.close_all(taps)
             self._release_ports(live)
             raise
         dom_id, self.next_id = self.next_id, self.next_id + 1
@@ -318,9 +330,11 @@ class QemuDriver:
             obj.set_state(DomainState.PAUSED, PausedReason.STARTING_UP)
             self.cfg.make_domain_dir(live.name, dom_id)
             obj.monitor_path = self.cfg.monitor_path(live.name, dom_id)
-            obj.process = await procmod.launch(argv, obj.monitor_path,
-                                               self.cfg.log_path(live.name), live.name, self._handler(obj),
-                                               ids=self.security.process_ids())
+            with secrets.handed() as handed:
+                obj.process = await procmod.launch(
+                    handed.substitute(argv), obj.monitor_path, self.cfg.log_path(live.name), live.name,
+                    self._handler(obj), ids=self.security.process_ids(),
+                    extra_fds=(*(fd for t in taps for fd in t.descriptors), *handed.fds))
         except BaseException:
             self._restore_labels(obj, live)
             self._release_ports(live)
@@ -330,6 +344,8 @@ class QemuDriver:
             if not obj.persistent:
                 self.domains.remove(obj)
             raise
+        finally:
+            tapmod.close_all(taps)   # QEMU holds its own copies: each tap goes away with QEMU
         obj.save_status()          # the pid, at once: a crash now must not orphan this QEMU
         self._watch_exit(obj)
         try:

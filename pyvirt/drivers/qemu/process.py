@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...security import ProcessIds
+from .command import opt_value
 from .monitor import Monitor, MonitorCallbacks, listening_socket
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def pid_is_ours(pid: int, name: str, uuid: str) -> bool:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return f"guest={name}".encode() in b" ".join(args) and uuid.encode() in args
+    return f"guest={opt_value(name)},".encode() in b" ".join(args) and uuid.encode() in args
 
 
 _SETPRIV = shutil.which("setpriv")
