@@ -1,17 +1,25 @@
-"""Security managers: the DAC driver's ownership of descriptors and paths, the no-op driver."""
+"""Security managers: the DAC driver's ownership of descriptors, paths and whole domains, the
+owners it remembers (libvirt's xattrs, or its own record), the stack, the no-op driver."""
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
+import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
 import pyvirt
 from pyvirt.conf import DomainDef
-from pyvirt.security import DRIVERS, DACSecurityManager, NopSecurityManager, SavedLabel, new_manager
-from pyvirt.security.dac import resolve_group, resolve_user
+from pyvirt.conf.devices import Disk, Serial
+from pyvirt.security import KNOWN, DACSecurityManager, NopSecurityManager, SavedLabel, SecurityStack, new_manager
+from pyvirt.security import remember as rem
+from pyvirt.security.dac import BY_RECORD, BY_XATTR, TO_ROOT, resolve_group, resolve_user
 
 DOM = DomainDef(type="qemu", name="g", memory_kib=1024, current_memory_kib=1024)
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
@@ -24,9 +32,15 @@ def _other_ids() -> tuple[str, int, str, int]:
 
 
 def test_driver_table():
-    assert set(DRIVERS) == {"none", "dac"}
-    assert isinstance(new_manager("none"), NopSecurityManager)
-    assert isinstance(new_manager("dac", "root", "root"), DACSecurityManager)
+    assert set(KNOWN) == {"none", "dac"}
+    stack = new_manager("dac", "root", "root", privileged=True)
+    assert [type(m) for m in stack.managers] == [DACSecurityManager]
+    # libvirt's "none": no driver on top of DAC, which stays while we are root
+    assert [type(m) for m in new_manager("none", privileged=True).managers] == [DACSecurityManager]
+    assert [type(m) for m in new_manager(["dac", "none"], privileged=True).managers] == [DACSecurityManager]
+    # unprivileged there is nobody to switch to: nothing labels, QEMU runs as we do
+    unpriv = new_manager("dac", "no-such-user-here", privileged=False)
+    assert [type(m) for m in unpriv.managers] == [NopSecurityManager] and unpriv.process_ids() is None
     with pytest.raises(pyvirt.libvirtError) as info:
         new_manager("selinux")
     assert info.value.get_error_code() == pyvirt.VIR_ERR_CONFIG_UNSUPPORTED
@@ -141,3 +155,285 @@ def test_nop_does_nothing(tmp_path):
     after = os.stat(path)
     assert (before.st_uid, before.st_gid, before.st_mode) == (after.st_uid, after.st_gid, after.st_mode)
     assert mgr.model == "none"
+
+
+# -- remembered owners (libvirt's xattrs) -------------------------------------------------
+DAC_ATTRS = ("trusted.libvirt.security.dac", "trusted.libvirt.security.ref_dac",
+             "trusted.libvirt.security.timestamp_dac")
+
+
+def _attrs(path) -> dict[str, str]:
+    return {name: os.getxattr(path, name).decode() for name in os.listxattr(path) if name in DAC_ATTRS}
+
+
+def _owner(path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_uid, st.st_gid
+
+
+@needs_root
+def test_remember_counts_users_and_the_last_one_gets_the_label(tmp_path):
+    path = str(tmp_path / "disk.img")
+    open(path, "w").close()
+    assert rem.remember(path, "+1000:+1000") == 1
+    assert _attrs(path) == {"trusted.libvirt.security.dac": "+1000:+1000",
+                            "trusted.libvirt.security.ref_dac": "1",
+                            "trusted.libvirt.security.timestamp_dac": rem.boot_time()}
+    assert rem.remember(path, "+999:+107") == 2        # a second user: the first owner stays
+    assert _attrs(path)["trusted.libvirt.security.dac"] == "+1000:+1000"
+    assert rem.recall(path) is None                    # still in use
+    assert _attrs(path)["trusted.libvirt.security.ref_dac"] == "1"
+    assert rem.recall(path) == "+1000:+1000"
+    assert _attrs(path) == {}
+    assert rem.recall(path) == rem.UNSUPPORTED         # nothing remembered any more
+
+
+@needs_root
+def test_remember_drops_records_of_an_earlier_boot(tmp_path):
+    path = str(tmp_path / "disk.img")
+    open(path, "w").close()
+    os.setxattr(path, "trusted.libvirt.security.dac", b"+5:+5")
+    os.setxattr(path, "trusted.libvirt.security.ref_dac", b"3")
+    os.setxattr(path, "trusted.libvirt.security.timestamp_dac", b"12345")   # not this boot
+    assert rem.recall(path) == rem.UNSUPPORTED and _attrs(path) == {}
+    for name, value in (("dac", b"+5:+5"), ("ref_dac", b"3"), ("timestamp_dac", b"12345")):
+        os.setxattr(path, f"trusted.libvirt.security.{name}", value)
+    assert rem.remember(path, "+7:+7") == 1            # a fresh start, not a fourth user
+    assert _attrs(path)["trusted.libvirt.security.dac"] == "+7:+7"
+
+
+@needs_root
+def test_remember_refuses_a_malformed_count(tmp_path):
+    path = str(tmp_path / "disk.img")
+    open(path, "w").close()
+    os.setxattr(path, "trusted.libvirt.security.ref_dac", b"many")
+    os.setxattr(path, "trusted.libvirt.security.timestamp_dac", rem.boot_time().encode())
+    with pytest.raises(pyvirt.libvirtError) as info:
+        rem.remember(path, "+0:+0")
+    assert "malformed refcount many on " + path in info.value.get_error_message()
+
+
+def test_remember_without_xattr_support(tmp_path, monkeypatch):
+    def unsupported(*args):
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+    monkeypatch.setattr(os, "getxattr", unsupported)
+    monkeypatch.setattr(os, "setxattr", unsupported)
+    path = str(tmp_path / "f")
+    open(path, "w").close()
+    assert rem.remember(path, "+1:+1") == rem.UNSUPPORTED
+    assert rem.recall(path) == rem.UNSUPPORTED
+
+
+def test_boot_time_is_stable_and_in_the_past():
+    first = rem.boot_time()
+    assert first == rem.boot_time() and first.isdigit()
+    assert 0 < int(first) <= time.time()
+
+
+def test_fallback_gives_back_only_after_the_last_user():
+    fb = rem.Fallback()
+    assert fb.acquire("/x", "a", "+1:+1") == "+1:+1"
+    assert fb.acquire("/x", "b", "+999:+107") == "+1:+1"     # found relabelled: the first owner counts
+    assert fb.release("/x", "a") is False
+    assert fb.release("/x", "b") is True
+    assert fb.release("/x", "c") is True                      # unknown: nothing holds it
+
+
+def test_metadata_lock_excludes_another_process(tmp_path, monkeypatch):
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"x" * 8)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'r+');"
+         "fcntl.lockf(f, fcntl.LOCK_EX, 1, 1); print('locked', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"      # libvirt's POSIX lock on byte 1
+        monkeypatch.setattr(rem, "LOCK_TIMEOUT", 0.05)
+        with pytest.raises(pyvirt.libvirtError) as info:
+            with rem.metadata_lock(str(path)):
+                pass
+        assert f"unable to lock {path}" in info.value.get_error_message()
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    with rem.metadata_lock(str(path)):                            # free again
+        pass
+
+
+# -- the DAC driver on a whole domain -----------------------------------------------------
+def _domain(tmp_path, name="g", uuid="11111111-2222-3333-4444-555555555555", *, disk="disk.img",
+            readonly=False, shareable=False) -> DomainDef:
+    d = DomainDef(type="qemu", name=name, uuid=uuid, memory_kib=1024, current_memory_kib=1024)
+    d.devices.disks.append(Disk(target_dev="vda", target_bus="virtio", source=str(tmp_path / disk),
+                                readonly=readonly, shareable=shareable))
+    d.devices.serials.append(Serial(type="file", path=str(tmp_path / f"{name}.log")))
+    d.os.kernel = str(tmp_path / "kernel")
+    return d
+
+
+def _files(tmp_path, owner=(1234, 1234)):
+    for name in ("disk.img", "kernel"):
+        (tmp_path / name).write_bytes(b"x")
+        os.chown(tmp_path / name, *owner)
+
+
+@needs_root
+def test_dac_labels_a_domain_and_gives_everything_back(tmp_path):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    mgr = DACSecurityManager(name, gname)
+    dom = _domain(tmp_path)
+    record = mgr.set_all_label(dom)
+    serial = tmp_path / "g.log"
+    assert serial.exists() and stat.S_IMODE(os.stat(serial).st_mode) == 0o600   # created first
+    for path in (tmp_path / "disk.img", tmp_path / "kernel", serial):
+        assert _owner(path) == (uid, gid)
+    assert [entry[1] for entry in record] == [BY_XATTR] * 3
+    mgr.restore_all_label(dom, record)
+    assert _owner(tmp_path / "disk.img") == _owner(tmp_path / "kernel") == (1234, 1234)
+    assert _owner(serial) == (0, 0) and _attrs(tmp_path / "disk.img") == {}
+
+
+@needs_root
+def test_dac_shared_file_goes_back_when_the_last_guest_stops(tmp_path):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    mgr = DACSecurityManager(name, gname)
+    a, b = _domain(tmp_path, "a"), _domain(tmp_path, "b", "11111111-2222-3333-4444-666666666666")
+    ra, rb = mgr.set_all_label(a), mgr.set_all_label(b)
+    assert _attrs(tmp_path / "kernel")["trusted.libvirt.security.ref_dac"] == "2"
+    mgr.restore_all_label(a, ra)
+    assert _owner(tmp_path / "kernel") == (uid, gid)          # b still runs
+    mgr.restore_all_label(b, rb)
+    assert _owner(tmp_path / "kernel") == (1234, 1234)
+
+
+@needs_root
+@pytest.mark.parametrize("flag", ["readonly", "shareable"])
+def test_dac_never_gives_back_a_readonly_or_shared_disk(tmp_path, flag):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    mgr = DACSecurityManager(name, gname)
+    dom = _domain(tmp_path, **{flag: True})
+    record = mgr.set_all_label(dom)
+    assert _owner(tmp_path / "disk.img") == (uid, gid) and _attrs(tmp_path / "disk.img") == {}
+    assert str(tmp_path / "disk.img") not in [entry[0] for entry in record]
+    mgr.restore_all_label(dom, record)
+    assert _owner(tmp_path / "disk.img") == (uid, gid)        # other guests may still read it
+
+
+@needs_root
+def test_dac_refuses_a_file_another_user_holds(tmp_path):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    disk = tmp_path / "disk.img"
+    rem.remember(str(disk), "+1234:+1234")                    # a guest of another QEMU user has it
+    mgr = DACSecurityManager(name, gname)
+    with pytest.raises(pyvirt.libvirtError) as info:
+        mgr.set_all_label(_domain(tmp_path))
+    assert info.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_INVALID
+    assert info.value.get_error_message().endswith(
+        f"Setting different DAC user or group on {disk} which is already in use")
+    assert _attrs(disk)["trusted.libvirt.security.ref_dac"] == "1" and _owner(disk) == (1234, 1234)
+
+
+@needs_root
+def test_dac_failure_names_the_path_and_leaves_nothing_labelled(tmp_path):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    (tmp_path / "kernel").unlink()
+    mgr = DACSecurityManager(name, gname)
+    with pytest.raises(pyvirt.libvirtError) as info:
+        mgr.set_all_label(_domain(tmp_path))
+    assert info.value.get_error_code() == pyvirt.VIR_ERR_SYSTEM_ERROR
+    assert f"unable to stat: {tmp_path / 'kernel'}: No such file or directory" in info.value.get_error_message()
+    assert _owner(tmp_path / "disk.img") == (1234, 1234) and _attrs(tmp_path / "disk.img") == {}
+
+
+@needs_root
+def test_dac_without_xattrs_keeps_the_owner_in_its_record(tmp_path, monkeypatch):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    monkeypatch.setattr(rem, "remember", lambda *a, **k: rem.UNSUPPORTED)
+    monkeypatch.setattr(rem, "FALLBACK", rem.Fallback())
+    mgr = DACSecurityManager(name, gname)
+    a, b = _domain(tmp_path, "a"), _domain(tmp_path, "b", "11111111-2222-3333-4444-666666666666")
+    ra, rb = mgr.set_all_label(a), mgr.set_all_label(b)
+    assert [str(tmp_path / "disk.img"), BY_RECORD, "+1234:+1234"] in ra
+    assert [str(tmp_path / "disk.img"), BY_RECORD, "+1234:+1234"] in rb   # the first owner, not QEMU's
+    # a daemon restart: a new manager learns from the records of the guests still running
+    monkeypatch.setattr(rem, "FALLBACK", rem.Fallback())
+    again = DACSecurityManager(name, gname)
+    again.reserve_all_label(a, ra)
+    again.reserve_all_label(b, rb)
+    again.restore_all_label(a, ra)
+    assert _owner(tmp_path / "disk.img") == (uid, gid)
+    again.restore_all_label(b, rb)
+    assert _owner(tmp_path / "disk.img") == (1234, 1234)
+
+
+@needs_root
+def test_dac_dynamic_ownership_off_and_remember_owner_off(tmp_path):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    off = DACSecurityManager(name, gname, dynamic_ownership=False)
+    assert off.set_all_label(_domain(tmp_path)) is None
+    assert _owner(tmp_path / "disk.img") == (1234, 1234) and not (tmp_path / "g.log").exists()
+    forgetful = DACSecurityManager(name, gname, remember_owner=False)
+    dom = _domain(tmp_path)
+    record = forgetful.set_all_label(dom)
+    assert {entry[1] for entry in record} == {TO_ROOT} and _attrs(tmp_path / "disk.img") == {}
+    forgetful.restore_all_label(dom, record)
+    assert _owner(tmp_path / "disk.img") == (0, 0)             # libvirt's old rule: back to root
+
+
+@needs_root
+def test_dac_tolerates_a_refused_chown_only_when_qemu_can_use_the_file(tmp_path, monkeypatch):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    real_chown = os.chown
+
+    def refusing(path, *ids):
+        if str(path).endswith(("disk.img", "kernel")):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        real_chown(path, *ids)
+    monkeypatch.setattr(os, "chown", refusing)
+    mgr = DACSecurityManager(name, gname)
+    os.chmod(tmp_path / "disk.img", 0o666)
+    os.chmod(tmp_path / "kernel", 0o644)
+    dom = _domain(tmp_path)
+    mgr.restore_all_label(dom, mgr.set_all_label(dom))          # usable as they are: start goes on
+    os.chmod(tmp_path / "disk.img", 0o644)                      # QEMU could not write it
+    with pytest.raises(pyvirt.libvirtError) as info:
+        mgr.set_all_label(dom)
+    assert (f"unable to set user and group to '{uid}:{gid}' on '{tmp_path / 'disk.img'}': "
+            "Operation not permitted") in info.value.get_error_message()
+
+
+class _Recorder(NopSecurityManager):
+    def __init__(self, model, calls, fail=False):
+        self.model, self.calls, self.fail = model, calls, fail
+
+    def set_all_label(self, domain):
+        if self.fail:
+            raise pyvirt.libvirtError("refused")
+        self.calls.append(("set", self.model))
+        return [self.model]
+
+    def restore_all_label(self, domain, record):
+        self.calls.append(("restore", self.model, record))
+
+
+def test_stack_labels_in_order_and_restores_in_reverse():
+    calls: list = []
+    stack = SecurityStack([_Recorder("dac", calls), _Recorder("selinux", calls)])
+    record = stack.set_all_label(DOM)
+    assert record == {"dac": ["dac"], "selinux": ["selinux"]}
+    stack.restore_all_label(DOM, record)
+    assert calls == [("set", "dac"), ("set", "selinux"),
+                     ("restore", "selinux", ["selinux"]), ("restore", "dac", ["dac"])]
+    calls.clear()
+    failing = SecurityStack([_Recorder("dac", calls), _Recorder("apparmor", calls, fail=True)])
+    with pytest.raises(pyvirt.libvirtError):
+        failing.set_all_label(DOM)
+    assert calls == [("set", "dac"), ("restore", "dac", ["dac"])]   # nothing stays labelled
