@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..server import ServerClient
-from ..wire import Header, Message, MessageType
+from ..wire import LEN_SIZE, PROTOCOL_VERSION, Header, Message, MessageType
 from . import pump
 from .state import Abort, Ack, Data, Direction, Failed, Finish, LocalStreamError, RemoteStreamError, Role, \
     Stream, StreamState
@@ -73,7 +73,7 @@ class IncomingStream:
         receiver = pump.SpliceReceiver(sock.fileno(), self.fd, self.state.proc, self.state.serial,
                                        self.client.framer.take_buffered(),
                                        lambda packet: loop.call_soon_threadsafe(feed, packet),
-                                       self.client.server.max_message + 4)
+                                       self.client.server.max_message + LEN_SIZE)
         self.receiver = receiver
         pump.start(receiver, "rpc-stream-receive").add_done_callback(self._receiver_done)
 
@@ -92,8 +92,8 @@ class IncomingStream:
         self.client.resume("stream")
         if end.status is not None:     # the stream's own last packet: Finish or Abort
             state = self.state
-            self.receive(Message(Header(state.prog, 1, state.proc, MessageType.STREAM, state.serial,
-                                        end.status), end.payload))
+            header = Header(state.prog, PROTOCOL_VERSION, state.proc, MessageType.STREAM, state.serial, end.status)
+            self.receive(Message(header, end.payload))
         elif end.error is not None:
             self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS, f"stream receive failed: {end.error}"))
         elif not self.closed:

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..wire import FRAME_HEADER_SIZE, MessageType, Status
+from ..wire import FRAME_HEADER_SIZE, PROTOCOL_VERSION, MessageType, Status
 
 CHUNK = 1 << 20                 # payload per STREAM packet (the protocol allows up to 32 MiB)
 COALESCE_BYTES = 256 << 10      # wait for this much (briefly) before sending a packet
@@ -165,7 +165,7 @@ class FdUploader(SocketPump):
                  chunk: int = CHUNK) -> None:
         super().__init__(sock_fd)
         self.src_fd = src_fd
-        self.header = (prog, 1, proc, MessageType.STREAM, serial, Status.CONTINUE)
+        self.header = (prog, PROTOCOL_VERSION, proc, MessageType.STREAM, serial, Status.CONTINUE)
         self.chunk = chunk
         self.sent = 0
 
