@@ -25,10 +25,6 @@ from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 
 log = logging.getLogger(__name__)
 
-# Events the driver reacts to; everything else is logged at debug level.
-EVENTS = ("STOP", "RESUME", "SHUTDOWN", "POWERDOWN", "RESET", "MIGRATION", "MIGRATION_PASS",
-          "GUEST_PANICKED", "SUSPEND", "WAKEUP", "BLOCK_IO_ERROR", "DEVICE_DELETED")
-
 
 class MonitorCallbacks(Protocol):
     def on_event(self, name: str, data: Mapping[str, Any], timestamp: float) -> None: ...
