@@ -5,12 +5,20 @@ configuration, and, as in libvirt, only the files it is given are relabelled,
 never the directories above them.  pytest makes its temporary directories
 0700, so every directory a test creates is made traversable (o+x) here, with
 its parents: the guest's files can then be reached the way they would be
-under /var/lib/libvirt/images.
+under /var/lib/libvirt/images.  pytest's shared /tmp/pytest-of-USER is reset
+to 0700 by every pytest session that starts, which would cut off the guests
+of sessions running beside it; so unless --basetemp is given, each session
+gets its own directory under /tmp/pyvirt-pytest-of-USER instead.
 """
 
 from __future__ import annotations
 
+import getpass
+import os
+import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -19,12 +27,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from guests import ensure_guests, kill_qemus_under, make_traversable, qemu_available  # noqa: E402
 
+_KEEP_RUNS_FOR = 6 * 3600      # s; older session directories are removed by later sessions
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if config.option.basetemp:
+        return
+    root = Path(tempfile.gettempdir()) / f"pyvirt-pytest-of-{getpass.getuser()}"
+    root.mkdir(mode=0o711, exist_ok=True)
+    st = os.lstat(root)
+    if not os.path.isdir(root) or os.path.islink(root) or st.st_uid != os.geteuid():
+        return                          # not ours: keep pytest's default
+    os.chmod(root, 0o711)
+    now = time.time()
+    for old in root.glob("run-*"):
+        try:
+            if now - old.lstat().st_mtime > _KEEP_RUNS_FOR:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    config.option.basetemp = tempfile.mkdtemp(prefix="run-", dir=root)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def traversable_tmp(tmp_path_factory):
     """Every directory tmp_path_factory hands out (so tmp_path too) and its
-    parents get o+x.  Checked again for each new directory, since another
-    pytest session starting on this host resets its common root to 0700."""
+    parents get o+x."""
     make_traversable(tmp_path_factory.getbasetemp())
     mktemp = tmp_path_factory.mktemp
 
