@@ -231,12 +231,19 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_get_block_info", "domain_block_stats",
     "domain_get_job_info", "domain_get_job_stats",
     "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime",
-    "domain_save_image_get_xml_desc",
+    # not domain_save_image_get_xml_desc: it opens a path the caller names, as root
 })
+
+# Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).
+_API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID"}
+
+
+def api_name(method: str) -> str:
+    """The public libvirt function behind a driver method, as libvirt's messages name it."""
+    return "vir" + "".join(_API_WORDS.get(part, part.capitalize()) for part in method.split("_"))
 
 
 def check_access(conn: HypervisorConnection, method: str) -> None:
     """Refuse a mutating call on a read-only connection, as libvirt does."""
     if conn.read_only and method not in READ_ONLY_SAFE:
-        api = "vir" + "".join(part.capitalize() for part in method.split("_"))
-        raise error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api}")
+        raise error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api_name(method)}")

@@ -23,7 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
-from ..driver import QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, HypervisorConnection, StreamSink, check_access
+from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, HypervisorConnection, StreamSink,
+                      api_name, check_access)
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import wire
@@ -403,6 +404,6 @@ class Dispatcher:
 
 
 def _read_only_error(proc: Procedure) -> libvirtError:
-    api = "vir" + "".join(part.capitalize() for part in (proc.method or proc.name.lower()).split("_"))
+    api = api_name(proc.method or proc.name.lower())
     return error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api}")
 

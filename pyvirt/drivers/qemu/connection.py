@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 from ... import conf
+from ...conf.status import JobPhase
 from ...driver import ConnectionInfo, HypervisorConnection
 from ...refs import DomainRef
 from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDetail, EventStoppedDetail,
@@ -26,7 +27,8 @@ from .driver import QemuDriver
 from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
 from .migration import destination, p2p, source
 from .migration import params as mparams
-from . import save as savemod
+from . import imagefile, managedsave, restore as restoremod, save as savemod
+from .savestream import check_flags as check_save_flags
 
 LIB_VERSION = 9000000
 _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
@@ -35,6 +37,8 @@ _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, Dri
 _XML_FLAGS = int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU | XMLFlags.MIGRATABLE)
 # Jobs whose progress is QEMU's migration figures (query-migrate).
 _MIGRATION_LIKE = (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN, AsyncJob.SAVE, AsyncJob.RESTORE)
+# Outgoing-migration phases in which QEMU is sending: tunables go to the running job.
+_SENDING = (JobPhase.PERFORM2, JobPhase.PERFORM3)
 # VIR_DOMAIN_SAVE_PARAM_*: name -> attribute (all strings)
 _SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
 
@@ -148,7 +152,7 @@ class QemuConnection(DomainQueries, HypervisorConnection):
             if not flags & UndefineFlags.MANAGED_SAVE:
                 raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                             "Refusing to undefine while domain managed save image exists")
-            savemod.remove_managed(self.driver, obj)
+            managedsave.remove_managed(self.driver, obj)
         self.driver.remove_config(obj)
         obj.persistent, obj.autostart = False, False
         emit_lifecycle(self.driver.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
@@ -184,7 +188,7 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         if obj.persistent and not obj.active and self.driver.cfg.managed_save_path(obj.definition.name).exists():
             # Resume where a managed save left off (a RESTORE job), unless told to boot afresh.
             restore_flags = int(SaveFlags.PAUSED) if flags & StartFlags.PAUSED else 0
-            if await savemod.start_managed(self.driver, obj, restore_flags,
+            if await managedsave.start_managed(self.driver, obj, restore_flags,
                                            force_boot=bool(flags & StartFlags.FORCE_BOOT)):
                 if flags & StartFlags.AUTODESTROY:
                     self.driver.autodestroy.register(self, obj.uuid)
@@ -345,11 +349,11 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         await self.domain_save_flags(dom, to, None, 0)
 
     async def domain_save_flags(self, dom: DomainRef, to: str, dxml: str | None, flags: int) -> None:
-        savemod.check_flags(flags, savemod.SAVE_FLAGS, "qemuDomainSaveFlags")
+        check_save_flags(flags, savemod.SAVE_FLAGS, "qemuDomainSaveFlags")
         await savemod.save(self.driver, self._active(dom), to, dxml, flags)
 
     async def domain_save_params(self, dom: DomainRef, params: list, flags: int) -> None:
-        savemod.check_flags(flags, savemod.SAVE_FLAGS, "qemuDomainSaveParams")
+        check_save_flags(flags, savemod.SAVE_FLAGS, "qemuDomainSaveParams")
         args = _save_params(params)
         if not args.get("path"):
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
@@ -361,18 +365,18 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         await self.domain_restore_flags(from_, None, 0)
 
     async def domain_restore_flags(self, from_: str, dxml: str | None, flags: int) -> None:
-        savemod.check_flags(flags, savemod.RESTORE_FLAGS, "qemuDomainRestoreFlags")
-        await savemod.restore(self.driver, from_, dxml, flags)
+        check_save_flags(flags, restoremod.RESTORE_FLAGS, "qemuDomainRestoreFlags")
+        await restoremod.restore(self.driver, from_, dxml, flags)
 
     async def domain_restore_params(self, params: list, flags: int) -> None:
-        savemod.check_flags(flags, savemod.RESTORE_FLAGS, "qemuDomainRestoreParams")
+        check_save_flags(flags, restoremod.RESTORE_FLAGS, "qemuDomainRestoreParams")
         args = _save_params(params)
         if not args.get("path"):
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "missing restore parameter 'file'")
-        await savemod.restore(self.driver, args["path"], args.get("dxml"), flags)
+        await restoremod.restore(self.driver, args["path"], args.get("dxml"), flags)
 
     async def domain_managed_save(self, dom: DomainRef, flags: int) -> None:
-        savemod.check_flags(flags, savemod.SAVE_FLAGS, "qemuDomainManagedSave")
+        check_save_flags(flags, savemod.SAVE_FLAGS, "qemuDomainManagedSave")
         obj = self._active(dom)
         if not obj.persistent:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
@@ -385,11 +389,11 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         check_flags(flags, 0, "qemuDomainManagedSaveRemove")
         obj = self._obj(dom)
         async with self.driver.job_guard(obj, JobKind.MODIFY):
-            savemod.remove_managed(self.driver, obj)
+            managedsave.remove_managed(self.driver, obj)
 
     async def domain_save_image_get_xml_desc(self, file: str, flags: int) -> str:
         check_flags(flags, int(XMLFlags.SECURE), "qemuDomainSaveImageGetXMLDesc")
-        return savemod.image_xml(file, secure=bool(flags & XMLFlags.SECURE))
+        return await imagefile.image_xml(file, secure=bool(flags & XMLFlags.SECURE))
 
     # -- libvirt-qemu ----------------------------------------------------------------
     async def domain_qemu_monitor_command(self, dom: DomainRef, cmd: str, flags: int) -> str:
@@ -530,23 +534,23 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         check_flags(flags, 0, "qemuDomainMigrateSetMaxSpeed")
         obj = self._obj(dom)
         async with self.driver.job_guard(obj, JobKind.MIGRATION_OP):
-            obj.extra["migrate_speed"] = str(bandwidth)
-            if obj.outgoing is not None and obj.outgoing.phase == "perform":
+            obj.migrate_speed = bandwidth
+            if obj.outgoing is not None and obj.outgoing.phase in _SENDING:
                 obj.jobs.signal_async("speed", bandwidth)
             elif obj.process is not None:
                 await obj.process.monitor.migrate_set_parameters(max_bandwidth=mparams.bandwidth_bytes(bandwidth))
 
     async def domain_migrate_get_max_speed(self, dom: DomainRef, flags: int) -> int:
         check_flags(flags, 0, "qemuDomainMigrateGetMaxSpeed")
-        speed = int(self._obj(dom).extra.get("migrate_speed", "0"))
+        speed = self._obj(dom).migrate_speed
         return speed or mparams.BANDWIDTH_UNLIMITED_MIB
 
     async def domain_migrate_set_max_downtime(self, dom: DomainRef, downtime: int, flags: int) -> None:
         check_flags(flags, 0, "qemuDomainMigrateSetMaxDowntime")
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.MIGRATION_OP):
-            obj.extra["migrate_downtime"] = str(downtime)
-            if obj.outgoing is not None and obj.outgoing.phase == "perform":
+            obj.migrate_downtime = downtime
+            if obj.outgoing is not None and obj.outgoing.phase in _SENDING:
                 obj.jobs.signal_async("downtime", downtime)
             else:
                 await obj.process.monitor.migrate_set_parameters(downtime_limit=downtime)

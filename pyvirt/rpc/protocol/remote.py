@@ -72,7 +72,6 @@ DRIVER, DAEMON, MESSAGE = Kind.DRIVER, Kind.DAEMON, Kind.MESSAGE
 
 # Flags a read-only connection may not pass (libvirt's API entry points refuse them).
 VCPU_GUEST = 4  # VIR_DOMAIN_VCPU_GUEST
-SAVE_IMAGE_XML_SECURE = 1  # VIR_DOMAIN_SAVE_IMAGE_XML_SECURE
 
 
 def _struct(name: str, fields: Fields | Struct | None) -> Struct | None:
@@ -238,8 +237,9 @@ PROCEDURES: list[Procedure] = [
           [("params", TypedParams(DOMAIN_SAVE_PARAMS_MAX)), ("flags", u)], mutates=True),
     _proc(182, "DOMAIN_MANAGED_SAVE", [("dom", D), ("flags", u)], mutates=True),
     _proc(184, "DOMAIN_MANAGED_SAVE_REMOVE", [("dom", D), ("flags", u)], mutates=True),
+    # Opens a path the caller names, as root: refused on read-only connections whatever the flags.
     _proc(235, "DOMAIN_SAVE_IMAGE_GET_XML_DESC", [("file", s), ("flags", u)], [("xml", s)],
-          high=True, readonly_flags=SAVE_IMAGE_XML_SECURE),
+          high=True, mutates=True),
 
     # --- console ------------------------------------------------------------------------------
     _proc(201, "DOMAIN_OPEN_CONSOLE", [("dom", D), ("dev_name", s_), ("flags", u)],
