@@ -4,8 +4,9 @@ Shaped like libvirt's ``<domstatus>`` file::
 
     <domstatus state='running' reason='booted' pid='1234'>
       <monitor path='/run/qemu/demo.qmp' type='unix'/>
+      <job type='none' async='migration out' phase='perform3' wasRunning='yes'/>
       <pyvirt>
-        <item name='job_phase' value='perform3'/>
+        <item name='seclabels' value='...'/>
       </pyvirt>
       <domain type='kvm' id='1'>
         ...
@@ -14,26 +15,32 @@ Shaped like libvirt's ``<domstatus>`` file::
 
 State and reason use libvirt's spellings (:data:`pyvirt.enums.STATE_NAMES`,
 :data:`pyvirt.enums.REASON_NAMES`).  The live domain is written with its
-secrets and live state, since the daemon must restore both.  ``extra`` is a
-free-form string map for driver bookkeeping (job phase, autodestroy owner,
-start time); the ``<pyvirt>`` element keeps it apart from libvirt's names.
+secrets and live state, since the daemon must restore both.  ``<job>`` is
+the asynchronous job a restarted daemon must resolve (:class:`JobRecord`),
+with libvirt's names for the job and its migration phase
+(``qemuDomainObjPrivateXMLFormatJob``); ``wasRunning`` is ours: whether the
+guest ran before the job, so recovery knows whether to resume it.
+``extra`` is a free-form string map for other driver bookkeeping (what the
+security driver relabelled); the ``<pyvirt>`` element keeps it apart from
+libvirt's names.
 
 Loading is tolerant of older files: a missing reason reads as 'unknown',
-missing ``<monitor>`` or ``<pyvirt>`` as none, unknown elements are ignored.
+missing ``<monitor>``, ``<job>`` or ``<pyvirt>`` as none, unknown elements are ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from lxml import etree
 
 from ..enums import REASON_NAMES, DomainState, reason_from_name, reason_name, state_from_name, state_name
 from .devices import FormatFlags
 from .domain import DomainDef, from_element
-from .xmlutil import child, children, el, int_attr, parse_document, render, xml_detail
+from .xmlutil import Node, child, children, el, int_attr, parse_document, render, xml_detail
 
-__all__ = ["DomainStatus", "parse_status", "STATUS_HEADER"]
+__all__ = ["AsyncJobType", "DomainStatus", "JobPhase", "JobRecord", "parse_status", "STATUS_HEADER"]
 
 # Our own words, in the place where libvirt puts its do-not-edit warning.
 STATUS_HEADER = """<!--
@@ -46,6 +53,51 @@ virsh or another client of the libvirt API instead.
 """
 
 MONITOR_TYPE = "unix"
+# We record asynchronous jobs only; libvirt's sync job slot is always 'none' here.
+SYNC_JOB = "none"
+
+
+class AsyncJobType(Enum):
+    """libvirt's names (virDomainAsyncJob) for the asynchronous jobs a status file records.
+    A restore runs as libvirt's 'start' job."""
+
+    MIGRATION_OUT = "migration out"
+    MIGRATION_IN = "migration in"
+    SAVE = "save"
+    START = "start"
+
+
+class JobPhase(Enum):
+    """libvirt's migration job phases (qemuMigrationJobPhase), in protocol order."""
+
+    NONE = "none"
+    PERFORM2 = "perform2"
+    BEGIN3 = "begin3"
+    PERFORM3 = "perform3"
+    PERFORM3_DONE = "perform3_done"
+    CONFIRM3_CANCELLED = "confirm3_cancelled"
+    CONFIRM3 = "confirm3"
+    PREPARE = "prepare"
+    FINISH2 = "finish2"
+    FINISH3 = "finish3"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """An asynchronous job in progress, as far as a restarted daemon must know it."""
+
+    job: AsyncJobType
+    phase: JobPhase = JobPhase.NONE
+    was_running: bool = False        # the guest's CPUs ran before the job began
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "job", AsyncJobType(self.job))
+        object.__setattr__(self, "phase", JobPhase(self.phase))
+
+    def to_node(self) -> Node:
+        return el("job", [("type", SYNC_JOB), ("async", self.job.value),
+                          ("phase", self.phase.value if self.phase is not JobPhase.NONE else None),
+                          ("wasRunning", "yes" if self.was_running else None)])
 
 
 @dataclass(slots=True)
@@ -56,6 +108,7 @@ class DomainStatus:
     monitor_path: str | None
     domain: DomainDef
     extra: dict[str, str] = field(default_factory=dict)
+    job: JobRecord | None = None
 
     def __post_init__(self) -> None:
         self.state = DomainState(self.state)
@@ -73,6 +126,7 @@ class DomainStatus:
                                 ("reason", reason_name(self.state, self.reason)),
                                 ("pid", self.pid)], [
             monitor,
+            self.job.to_node() if self.job is not None else None,
             extra,
             self.domain.to_node(FormatFlags(secure=True, inactive=False)),
         ])
@@ -90,6 +144,7 @@ def parse_status(xml: str | bytes) -> DomainStatus:
     if pid is None:
         raise xml_detail("status XML: <domstatus> has no pid attribute")
     monitor = child(root, "monitor")
+    job = _job(child(root, "job"))
     extra = _extra(root)
     domain = child(root, "domain")
     if domain is None:
@@ -99,7 +154,25 @@ def parse_status(xml: str | bytes) -> DomainStatus:
         monitor_path=(monitor.get("path") or None) if monitor is not None else None,
         domain=from_element(domain),
         extra=extra,
+        job=job,
     )
+
+
+def _job(node: etree._Element | None) -> JobRecord | None:
+    if node is None or node.get("async", "none") == "none":
+        return None
+    try:
+        job = AsyncJobType(node.get("async"))
+    except ValueError:
+        raise xml_detail(f"status XML: unknown async job '{node.get('async')}'") from None
+    try:
+        phase = JobPhase(node.get("phase", "none"))
+    except ValueError:
+        raise xml_detail(f"status XML: unknown job phase '{node.get('phase')}'") from None
+    running = node.get("wasRunning", "no")
+    if running not in ("yes", "no"):
+        raise xml_detail(f"status XML: invalid value '{running}' for wasRunning: expected yes or no")
+    return JobRecord(job, phase, running == "yes")
 
 
 def _extra(root: etree._Element) -> dict[str, str]:

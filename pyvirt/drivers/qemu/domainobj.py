@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ...conf import DomainStatus
+from ...conf.status import AsyncJobType, JobPhase, JobRecord
 from ...conf.fileutil import write_atomic
 from ...errors import libvirtError
 from ...enums import DomainState, EventStoppedDetail, ShutoffReason
@@ -40,6 +41,15 @@ class QemuDomainObj(DomainObj):
     incoming: Any = None              # migration.destination.Incoming between Prepare and Finish
     outgoing: Any = None              # migration.source.Outgoing between Begin and Confirm
     monitor_path: Path | None = None  # the running QEMU's monitor socket (recorded in the status)
+    # The asynchronous job a restarted daemon must resolve (in the status XML): which
+    # job, its migration phase, whether the guest ran before it.
+    job_record: JobRecord | None = None
+    # Stop without announcing it (a QEMU that never became a guest: a failed restore).
+    quiet_stop: bool = False
+    # Runtime migration tunables (virsh migrate-setspeed / migrate-setmaxdowntime),
+    # applied when a migration starts: MiB/s with 0 for unlimited; ms or QEMU's default.
+    migrate_speed: int = 0
+    migrate_downtime: int | None = None
 
     def __post_init__(self) -> None:
         if self.jobs is None:
@@ -54,7 +64,26 @@ class QemuDomainObj(DomainObj):
         assert self.live is not None and self.cfg is not None
         return DomainStatus(self.state, self.reason, self.process.pid if self.process else 0,
                             str(self.monitor_path) if self.monitor_path else None, self.live,
-                            dict(self.extra))
+                            dict(self.extra), self.job_record)
+
+    def record_job(self, job: AsyncJobType, phase: JobPhase = JobPhase.NONE, *,
+                   was_running: bool | None = None) -> None:
+        """Persist the job (and phase) in progress before acting on it, so a daemon
+        that dies meanwhile knows what to undo; ``was_running`` defaults to the
+        value already recorded for this job."""
+        old = self.job_record
+        if was_running is None:
+            was_running = old.was_running if old is not None and old.job is job else False
+        self.job_record = JobRecord(job, phase, was_running)
+        self.save_status()
+
+    def clear_job_record(self) -> None:
+        """The job is over: nothing left for a restarted daemon to resolve."""
+        if self.job_record is None:
+            return
+        self.job_record = None
+        if self.active:
+            self.save_status()
 
     def save_status(self) -> None:
         if self.cfg is None or self.live is None:

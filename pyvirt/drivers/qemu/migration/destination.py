@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .... import conf
 from ....conf.names import check_name
+from ....conf.status import AsyncJobType, JobPhase
 from ....driver import HypervisorConnection
 from ....refs import DomainRef
 from ....enums import (DomainState, EventDefinedDetail, EventStartedDetail, EventStoppedDetail,
@@ -149,8 +150,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         first.raise_if_any()
     obj.incoming = inc = Incoming(job, req, port, created)
     inc.watcher = asyncio.get_running_loop().create_task(_released_on_death(drv, obj, inc))
-    obj.extra["migration_in"] = "prepared"   # a restarted daemon must not keep a half-migrated guest
-    obj.save_status()
+    obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE)   # a restarted daemon kills a half-migrated guest
     drv.autodestroy.register(conn, obj.uuid)
     emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.MIGRATED)
     advertised = uri_host or drv.cfg.migration_host or listen
@@ -219,6 +219,7 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         first.raise_if_any()
         raise error(ErrorNumber.MIGRATE_FINISH_OK, ErrorDomain.QEMU, "incoming migration cancelled")
     try:
+        obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.FINISH3 if v3 else JobPhase.FINISH2)
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=FINISH_ACCEPTS, check_same_host=False)
         await _wait_incoming_done(obj, inc.job)
@@ -260,7 +261,7 @@ async def _release(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incoming) -> No
     if inc.port is not None:
         drv.migration_ports.discard(inc.port)
     obj.incoming = None
-    obj.extra.pop("migration_in", None)
+    obj.job_record = None
     obj.save_status()
     await obj.jobs.end_async(inc.job)
 

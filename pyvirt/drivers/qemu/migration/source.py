@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from .... import conf
+from ....conf.status import AsyncJobType, JobPhase
 from ....driver import HypervisorConnection
 from ....refs import DomainRef
 from ....enums import (DomainState, EventStoppedDetail, EventType, EventUndefinedDetail, MigrateFlags,
@@ -50,9 +51,15 @@ class Outgoing:
     was_running: bool
     owner: HypervisorConnection | None = None
     close_hook: Callable[[], Any] | None = None
-    phase: str = "begin"             # begin -> perform -> performed
+    # libvirt's phases: begin3 -> perform3 (perform2 without Begin) -> perform3_done -> confirm3[_cancelled]
+    phase: JobPhase = JobPhase.BEGIN3
     dest_hostname: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _enter(obj: "QemuDomainObj", out: Outgoing, phase: JobPhase) -> None:
+    """Move to ``phase``, persisted first: a restarted daemon resolves the migration by it."""
+    out.phase = phase
+    obj.record_job(AsyncJobType.MIGRATION_OUT, phase, was_running=out.was_running)
 
 
 def _active(drv: "QemuDriver", dom: DomainRef) -> "QemuDomainObj":
@@ -82,6 +89,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING)
         _own(obj, out, conn, drv)
         obj.outgoing = out
+        _enter(obj, out, JobPhase.BEGIN3)
     except BaseException:
         await obj.jobs.end_async(job)
         raise
@@ -94,14 +102,14 @@ def _own(obj: "QemuDomainObj", out: Outgoing, conn: HypervisorConnection, drv: "
     """If the client that began the migration goes away before Confirm, clean up."""
     async def on_close() -> None:
         if obj.outgoing is out:
-            log.warning("%s: the client of its migration disconnected in phase %s", obj.name, out.phase)
+            log.warning("%s: the client of its migration disconnected in phase %s", obj.name, out.phase.value)
             await _cleanup_abandoned(drv, obj, out)
     out.owner, out.close_hook = conn, on_close
     conn.add_close_hook(on_close)
 
 
 async def _cleanup_abandoned(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing) -> None:
-    if out.phase == "performed":
+    if out.phase is JobPhase.PERFORM3_DONE:
         # The destination may already run the guest: resuming here could make two.
         # Leave the source paused for the administrator, as libvirt does.
         log.error("%s: migration abandoned after the data was sent; leaving the source paused", obj.name)
@@ -111,8 +119,7 @@ async def _cleanup_abandoned(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgo
 
 
 async def _end(obj: "QemuDomainObj", out: Outgoing) -> None:
-    if obj.extra.pop("migration_out", None) is not None and obj.active:
-        obj.save_status()
+    obj.clear_job_record()
     if out.owner is not None and out.close_hook is not None:
         out.owner.remove_close_hook(out.close_hook)
     if obj.outgoing is out:
@@ -136,13 +143,11 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
         out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING)
         _own(obj, out, conn, drv)
         obj.outgoing = out
-    elif out.phase != "begin":
+    elif out.phase is not JobPhase.BEGIN3:
         raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
-                    f"domain '{obj.name}' is already migrating (phase {out.phase})")
-    out.phase = "perform"
+                    f"domain '{obj.name}' is already migrating (phase {out.phase.value})")
     out.was_running = obj.state == DomainState.RUNNING
-    obj.extra["migration_out"] = "running" if out.was_running else "paused"
-    obj.save_status()
+    _enter(obj, out, JobPhase.PERFORM3 if v3 else JobPhase.PERFORM2)
     flags = req.flags | out.request.flags
     try:
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
@@ -175,7 +180,7 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
         await _restore_after_failure(drv, obj, out, first)
         await _end(obj, out)
         first.raise_if_any()
-    out.phase = "performed"
+    _enter(obj, out, JobPhase.PERFORM3_DONE)
     stats = dict(out.job.stats)
     result = host_cookie(drv, obj.live)
     result.statistics = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
@@ -200,10 +205,10 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
                                       cert_subject=g.tls_subject)
     await mon.migrate_set_capabilities({"events": True,
                                         "auto-converge": bool(flags & MigrateFlags.AUTO_CONVERGE)})
-    speed = bandwidth or int(obj.extra.get("migrate_speed", "0"))
+    speed = bandwidth or obj.migrate_speed
     params: dict[str, Any] = {"max_bandwidth": bandwidth_bytes(speed)}
-    if "migrate_downtime" in obj.extra:
-        params["downtime_limit"] = int(obj.extra["migrate_downtime"])
+    if obj.migrate_downtime is not None:
+        params["downtime_limit"] = obj.migrate_downtime
     await mon.migrate_set_parameters(**params)
     if not flags & MigrateFlags.LIVE and obj.state == DomainState.RUNNING:
         await drv.pause_cpus(obj, PausedReason.MIGRATION)
@@ -312,6 +317,7 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
     flags = req.flags | out.request.flags
     first = FirstError()
     try:
+        _enter(obj, out, JobPhase.CONFIRM3_CANCELLED if cancelled else JobPhase.CONFIRM3)
         parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                      expect_uuid=obj.uuid, accepted=CONFIRM_ACCEPTS, check_same_host=False)
         if not cancelled:
