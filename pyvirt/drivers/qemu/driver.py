@@ -31,6 +31,7 @@ from ...errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
 from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, emit_lifecycle
 from . import process as procmod
+from . import recovery
 from . import tap as tapmod
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
@@ -157,6 +158,7 @@ class QemuDriver:
             self.domains.add(obj)
         obj.live, obj.id = live, live.id if live.id is not None else -1
         obj.extra = dict(status.extra)
+        obj.job_record = status.job
         self._reserve_labels(obj, live)
         self.next_id = max(self.next_id, obj.id + 1)
         alive = status.pid > 0 and procmod.pid_is_ours(status.pid, live.name, live.uuid)
@@ -178,37 +180,10 @@ class QemuDriver:
             return
         obj.state, obj.reason = status.state, status.reason
         self._watch_exit(obj)
-        if obj.extra.pop("migration_in", None) is not None:
-            # The daemon died between Prepare and Finish: nobody will finish this
-            # incoming migration, and the source keeps (or gets back) the guest.
-            log.warning("domain %s: killing an incoming migration that never finished", live.name)
-            await self.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=1.0)
+        if obj.job_record is not None and not await recovery.resolve_job(self, obj, obj.job_record):
             return
-        was = obj.extra.pop("migration_out", None)
-        if was is not None:
-            await self._recover_migration_out(obj, was)
         await self._sync_run_state(obj)
         log.info("reconnected to %s (pid %d), %s", live.name, status.pid, obj.state.name.lower())
-
-    async def _recover_migration_out(self, obj: QemuDomainObj, was: str) -> None:
-        """The daemon died during Perform.  If QEMU still has the guest and never
-        finished sending it, cancel and put it back as it was; if it finished,
-        the destination may run it: leave it paused (never two running copies)."""
-        assert obj.process is not None
-        mon = obj.process.monitor
-        try:
-            status = (await mon.query_migrate()).get("status")
-            if status == "completed":
-                log.error("domain %s: outgoing migration completed while the daemon was down; "
-                          "leaving it paused", obj.name)
-                obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
-                return
-            if status in ("active", "setup", "pre-switchover", "device"):
-                await mon.migrate_cancel()
-            if was == "running" and not (await mon.query_status())["running"]:
-                await self.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
-        except libvirtError as exc:
-            log.error("domain %s: cannot recover its outgoing migration: %s", obj.name, exc)
 
     async def _sync_run_state(self, obj: QemuDomainObj) -> None:
         """QEMU may have been paused or resumed while nobody was watching."""
@@ -464,7 +439,7 @@ class QemuDriver:
         if obj.stop_reason is None:
             obj.stop_reason = (reason, detail)
         if not emit:
-            obj.extra["quiet_stop"] = "1"
+            obj.quiet_stop = True
         await qp.stop(self.cfg.stop_timeout if grace is None else grace)
         await obj.stopped.wait()
 
@@ -511,12 +486,13 @@ class QemuDriver:
         self._finish_stop(obj, reason, detail)
 
     def _finish_stop(self, obj: QemuDomainObj, reason: ShutoffReason, detail: EventStoppedDetail) -> None:
-        quiet = obj.extra.pop("quiet_stop", None) is not None
+        quiet, obj.quiet_stop = obj.quiet_stop, False
         self._restore_labels(obj, obj.live)
         self._release_ports(obj.live)
         obj.remove_status()
         obj.live, obj.id = None, -1
         obj.extra.clear()
+        obj.job_record = None
         self.autodestroy.unregister(obj.uuid)
         obj.set_state(DomainState.SHUTOFF, reason)
         self._save_shutoff_reason(obj)

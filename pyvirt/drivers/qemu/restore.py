@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ... import conf
+from ...conf.status import AsyncJobType
 from ...enums import (DomainState, EventStartedDetail, EventStoppedDetail, EventSuspendedDetail,
                       EventType, PausedReason, RunningReason, SaveFlags, ShutoffReason)
 from ...errors import ErrorDomain, ErrorNumber, FirstError, error
@@ -131,8 +132,8 @@ async def _restore_into(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobSt
         # Until it has loaded, a QEMU that dies is a failed restore, not a crash to
         # announce; and a daemon restarted meanwhile must not keep a half-restored guest.
         obj.stop_reason = (ShutoffReason.FAILED, EventStoppedDetail.FAILED)
-        obj.extra.update(quiet_stop="1", migration_in="restore")
-        obj.save_status()
+        obj.quiet_stop = True
+        obj.record_job(AsyncJobType.START)
         log_start = log_size(drv, obj)
         assert obj.process is not None and obj.live is not None
         mon = obj.process.monitor
@@ -150,8 +151,7 @@ async def _restore_into(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobSt
         await _abandon_restore(drv, obj, source, before, first)
         first.raise_if_any()
     obj.stop_reason = None
-    for key in ("quiet_stop", "migration_in"):
-        obj.extra.pop(key, None)
+    obj.quiet_stop, obj.job_record = False, None
     emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.RESTORED)
     if run:
         await drv.resume_cpus(obj, RunningReason.RESTORED)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ... import conf
+from ...conf.status import AsyncJobType
 from ...enums import DomainState, EventStoppedDetail, PausedReason, RunningReason, SaveFlags, ShutoffReason
 from ...errors import FirstError
 from ..domainlist import not_running
@@ -119,8 +120,7 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
         paused = False
         try:
             # A daemon restarted during the save cancels it and resumes the guest.
-            obj.extra["migration_out"] = "running" if was_running else "paused"
-            obj.save_status()
+            obj.record_job(AsyncJobType.SAVE, was_running=was_running)
             if was_running:
                 paused = True
                 await drv.pause_cpus(obj, PausedReason.SAVE)
@@ -158,7 +158,7 @@ async def _undo_save(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState
                      paused: bool, first: FirstError) -> None:
     """Put the guest back as it was (running again if we paused it) and leave no
     partial image behind."""
-    obj.extra.pop("migration_out", None)
+    obj.job_record = None
     try:
         if target.helper is not None:
             target.helper.kill()       # a QEMU blocked on a full pipe gets EPIPE
