@@ -205,6 +205,7 @@ def _orphan_statuses(daemon: Pyvirtd, name_or_uuid: str) -> list[str]:
     """query-status of the guest's QEMU left behind by a daemon that is not running,
     asked on its monitor socket directly (nobody else holds it then)."""
     import json
+    from pyvirt.conf.names import socket_address
     from pyvirt.conf.status import parse_status
     found = []
     for path in (daemon.state_dir / "run" / "qemu").glob("*.xml"):
@@ -218,7 +219,8 @@ def _orphan_statuses(daemon: Pyvirtd, name_or_uuid: str) -> list[str]:
             continue
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(10)
-            s.connect(status.monitor_path)
+            with socket_address(status.monitor_path) as address:    # may be longer than sun_path
+                s.connect(address)
             f = s.makefile("rwb")
             f.readline()                                   # the greeting
             for cmd in ('{"execute":"qmp_capabilities"}', QUERY_STATUS):

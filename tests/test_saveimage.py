@@ -113,7 +113,7 @@ def _header(**kw) -> bytes:
 @pytest.mark.parametrize("raw, words", [
     (_header()[:50], "failed to read qemu header"),
     (b"", "failed to read qemu header"),
-    (_header(magic=b"NotALibvirtImage"), "image magic is incorrect"),
+    (_header(magic=b"NotALibvirtImage"), "image magic is incorrect: this is not a save image"),
     (_header(magic=MAGIC_PARTIAL), "save image is incomplete"),
     (_header(version=3), "image version is not supported (3 > 2)"),
     (_header(version=0), "image version 0 is not valid"),
@@ -166,3 +166,11 @@ def test_driver_config_refuses_unknown_format(tmp_path):
     with pytest.raises(pyvirt.libvirtError) as info:
         QemuConfig(root=tmp_path, save_image_format="rar")
     assert "unknown save image format 'rar'" in info.value.get_error_message()
+
+
+def test_wrong_magic_never_quotes_the_file():
+    """saveImageGetXMLDesc on any file must not hand its first bytes to the caller."""
+    with pytest.raises(pyvirt.libvirtError) as info:
+        parse_header(_header(magic=b"root:$y$secret:1"), PATH)
+    assert "image magic is incorrect" in info.value.get_error_message()
+    assert "secret" not in info.value.get_error_message() and "root:" not in info.value.get_error_message()

@@ -174,7 +174,9 @@ def parse_header(raw: bytes, path: str) -> SaveHeader:
     if magic != MAGIC:
         if magic == MAGIC_PARTIAL:
             raise _bad(path, "save image is incomplete (the save that wrote it did not finish)")
-        raise _bad(path, f"image magic is incorrect: {magic!r} is not {MAGIC.decode()!r}")
+        # Never quote the bytes found: they may be the start of any file on the host.
+        raise _bad(path, f"image magic is incorrect: this is not a save image (it does not start "
+                         f"with {MAGIC.decode()!r})")
     fields = _HEADER_LE.unpack_from(raw)
     if fields[1] > VERSION:                          # written on the other byte order?
         swapped = _HEADER_BE.unpack_from(raw)
