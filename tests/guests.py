@@ -93,6 +93,24 @@ def qemu_available() -> bool:
 needs_qemu = pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86_64 is not installed")
 
 
+def private_copy(image: Path, where: Path) -> Path:
+    """``image`` copied into ``where`` (a test's own directory), once.
+
+    QEMU's user is given the files a guest uses and they are given back when
+    it stops, counted across guests and daemons: a test running QEMU as
+    another user, or a daemon killed with its guests' counts still on the
+    file, must not meet another test's labels on one shared kernel."""
+    if not where.is_dir():
+        return image
+    target = where / image.name
+    if not target.exists():
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(image, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    return target
+
+
 def tiny_xml(name: str, serial_log: Path, *, virt: str = "qemu", memory_mib: int = 128,
              cmdline: str | None = None, initrd: Path | None = None, extra_devices: str = "",
              uuid: str | None = None) -> str:
@@ -103,7 +121,7 @@ def tiny_xml(name: str, serial_log: Path, *, virt: str = "qemu", memory_mib: int
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{TINY}</kernel>{f'''
+    <kernel>{private_copy(TINY, Path(serial_log).parent)}</kernel>{f'''
     <initrd>{initrd}</initrd>''' if initrd else ''}{f'''
     <cmdline>{cmdline}</cmdline>''' if cmdline else ''}
   </os>
@@ -123,8 +141,8 @@ def linux_xml(name: str, serial_log: Path, virt: str = "qemu") -> str:
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{LINUX_KERNEL}</kernel>
-    <initrd>{LINUX_INITRD}</initrd>
+    <kernel>{private_copy(LINUX_KERNEL, Path(serial_log).parent)}</kernel>
+    <initrd>{private_copy(LINUX_INITRD, Path(serial_log).parent)}</initrd>
     <cmdline>console=ttyS0 quiet panic=-1</cmdline>
   </os>
   <features><acpi/></features>

@@ -13,8 +13,8 @@ asyncio's child watcher, a QEMU adopted after a restart through a pidfd.
 QEMU runs as the security manager's user (libvirt-qemu by default), with
 that user's groups and no capabilities at all — also none in the bounding
 set, as libvirt drops them.  util-linux's ``setpriv`` switches ids between
-fork and exec: asyncio's own ``user=``/``group=`` would make every start
-fork the whole daemon instead of vfork-ing it, which costs milliseconds.
+fork and exec: the daemon's uvloop has no ``user=``/``group=``, and asyncio's
+would fork the whole daemon instead of vfork-ing it, which costs milliseconds.
 """
 
 from __future__ import annotations
@@ -156,7 +156,17 @@ def pid_is_ours(pid: int, name: str, uuid: str) -> bool:
     return f"guest={opt_value(name)},".encode() in b" ".join(args) and uuid.encode() in args
 
 
-_SETPRIV = shutil.which("setpriv")
+# Found where util-linux installs it even when $PATH is kept narrow (helper_path).
+_SETPRIV = shutil.which("setpriv") or shutil.which("setpriv", path="/usr/bin:/bin")
+
+
+def _drop_ids(ids: ProcessIds):
+    """Without setpriv: switch in the child before exec (uvloop has no user=/group=)."""
+    def switch() -> None:
+        os.setgroups(list(ids.groups))
+        os.setgid(ids.gid)
+        os.setuid(ids.uid)
+    return switch
 
 
 def _as_user(argv: list[str], ids: ProcessIds | None) -> tuple[list[str], dict]:
@@ -164,7 +174,7 @@ def _as_user(argv: list[str], ids: ProcessIds | None) -> tuple[list[str], dict]:
     if ids is None or (ids.uid, ids.gid, ids.groups) == (os.geteuid(), os.getegid(), tuple(os.getgroups())):
         return argv, {}
     if _SETPRIV is None:
-        return argv, {"user": ids.uid, "group": ids.gid, "extra_groups": list(ids.groups)}
+        return argv, {"preexec_fn": _drop_ids(ids)}
     if not os.access(argv[0], os.X_OK):      # setpriv would only say so in the log
         code = errno.EACCES if os.path.exists(argv[0]) else errno.ENOENT
         raise OSError(code, os.strerror(code))
