@@ -76,14 +76,25 @@ def boot_time() -> str:
     return _boot_time
 
 
+class _NoXattrs(Exception):
+    """The file system keeps no attributes in this namespace."""
+
+
+def _failed(what: str, name: str, path: str, exc: OSError) -> Exception:
+    if exc.errno in _NO_XATTRS:
+        return _NoXattrs()
+    return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.SECURITY,
+                 f"Unable to {what} XATTR {name} on {path}: {exc.strerror}")
+
+
 def _get(path: str, name: str) -> str | None:
-    """The attribute's value, None when absent; OSError when unsupported."""
+    """The attribute's value, None when absent."""
     try:
         return os.getxattr(path, name).decode()
     except OSError as exc:
         if exc.errno == errno.ENODATA:
             return None
-        raise
+        raise _failed("get", name, path, exc) from exc
 
 
 def _remove(path: str, name: str) -> None:
@@ -91,11 +102,14 @@ def _remove(path: str, name: str) -> None:
         os.removexattr(path, name)
     except OSError as exc:
         if exc.errno != errno.ENODATA:
-            raise
+            raise _failed("remove", name, path, exc) from exc
 
 
 def _set(path: str, name: str, value: str) -> None:
-    os.setxattr(path, name, value.encode())
+    try:
+        os.setxattr(path, name, value.encode())
+    except OSError as exc:
+        raise _failed("set", name, path, exc) from exc
 
 
 def _system_error(what: str, path: str, exc: OSError) -> libvirtError:
@@ -131,10 +145,8 @@ def remember(path: str, label: str, model: str = "dac") -> int:
             _set(path, timestamp_name(model), boot_time())
         _set(path, ref_name(model), str(count))
         return count
-    except OSError as exc:
-        if exc.errno in _NO_XATTRS:
-            return UNSUPPORTED
-        raise _system_error("unable to remember the owner of", path, exc) from exc
+    except _NoXattrs:
+        return UNSUPPORTED
 
 
 def recall(path: str, model: str = "dac") -> str | None | int:
@@ -153,10 +165,8 @@ def recall(path: str, model: str = "dac") -> str | None | int:
         for name in (ref_name(model), attr_name(model), timestamp_name(model)):
             _remove(path, name)
         return label if label is not None else UNSUPPORTED
-    except OSError as exc:
-        if exc.errno in _NO_XATTRS:
-            return UNSUPPORTED
-        raise _system_error("unable to recall the owner of", path, exc) from exc
+    except _NoXattrs:
+        return UNSUPPORTED
 
 
 @contextmanager
@@ -194,7 +204,8 @@ def _lock(fd: int, path: str) -> None:
             return
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EAGAIN) or time.monotonic() > deadline:
-                raise _system_error("unable to lock", path, exc) from exc
+                raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.SECURITY,
+                            f"unable to lock {path} for metadata change: {exc.strerror}") from exc
         time.sleep(0.001)
 
 
