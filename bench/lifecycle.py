@@ -151,6 +151,7 @@ def measure(module: str, uri: str, n: int, workdir: Path) -> dict:
 
 def run_side(python: str, module: str, uri: str, n: int, env: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="pyvirt-bench-") as tmp:
+        os.chmod(tmp, 0o711)   # QEMU runs unprivileged: it must reach the files here
         out = subprocess.run([python, __file__, "--measure", module, uri, "--guests", str(n), "--workdir", tmp],
                              capture_output=True, text=True, env=env, timeout=900)
     if out.returncode != 0:
@@ -177,12 +178,14 @@ def main() -> int:
         subprocess.run(["bash", str(REPO / "guests" / "build.sh")], check=True)
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pyvirt-bench-root-") as root:
+        os.chmod(root, 0o711)   # QEMU runs unprivileged: it must reach the files here
         env = dict(os.environ, PYTHONPATH=str(REPO))
         rows["pyvirt (embedded)"] = run_side(sys.executable, "pyvirt", f"qemu:///embed?root={root}",
                                              args.guests, env)
     sys.path.insert(0, str(REPO / "tests"))
     from daemons import Pyvirtd
     with tempfile.TemporaryDirectory(prefix="pyvirtd-bench-") as wd:
+        os.chmod(wd, 0o711)   # QEMU runs unprivileged: it must reach the files here
         daemon = Pyvirtd(Path(wd) / "host")
         try:
             daemon.start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,7 @@ def main() -> int:
     rows: dict[str, dict[int, float]] = {}
     rss: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pyvirt-rpcbench-") as tmp:
+        os.chmod(tmp, 0o711)   # QEMU runs unprivileged: it must reach the files here
         daemon = Pyvirtd(Path(tmp) / "pyvirtd")
         try:
             daemon.start()

@@ -197,6 +197,7 @@ def main() -> int:
     ensure_guests()
     results: dict[str, dict[str, dict]] = {g: {} for g in guests}
     with tempfile.TemporaryDirectory(prefix="pyvirt-savebench-") as tmp:
+        os.chmod(tmp, 0o711)   # QEMU runs unprivileged: it must reach the files here
         work = Path(tmp)
         modules = make_modules(work, guests)
         for fmt in formats:

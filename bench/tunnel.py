@@ -75,6 +75,7 @@ def main() -> int:
     ensure_guests()
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="pyvirt-tunnelbench-") as tmp:
+        os.chmod(tmp, 0o711)   # QEMU runs unprivileged: it must reach the files here
         work = Path(tmp)
         module = work / "fill400.bin"
         with open(module, "wb") as f:

@@ -160,6 +160,7 @@ def main() -> int:
         subprocess.run(["bash", str(REPO / "guests" / "build.sh")], check=True)
     os.environ["PYTHONPATH"] = str(REPO)
     with tempfile.TemporaryDirectory(prefix="pyvirt-demo-") as tmp:
+        os.chmod(tmp, 0o711)   # QEMU runs unprivileged: it must reach the files here
         test_driver_walkthrough(Path(tmp))
         qemu_walkthrough(Path(tmp))
         migration_walkthrough(Path(tmp))
