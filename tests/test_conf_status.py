@@ -14,7 +14,7 @@ import pytest
 
 from pyvirt.conf import DomainStatus, parse, parse_status
 from pyvirt.conf import fileutil
-from pyvirt.conf.status import STATUS_HEADER
+from pyvirt.conf.status import STATUS_HEADER, AsyncJobType, JobPhase, JobRecord
 from pyvirt.enums import REASON_NAMES, DomainState, PausedReason, RunningReason
 from pyvirt.errors import ErrorDomain, ErrorNumber, libvirtError
 
@@ -30,7 +30,8 @@ def domain(name: str = "graphics"):
 def sample(**overrides) -> DomainStatus:
     fields = dict(state=DomainState.RUNNING, reason=RunningReason.BOOTED, pid=4242,
                   monitor_path="/run/pyvirt/qemu/graphics.qmp", domain=domain(),
-                  extra={"autodestroy": "conn-7", "job_phase": "perform3"})
+                  extra={"autodestroy": "conn-7", "seclabels": "[]"},
+                  job=JobRecord(AsyncJobType.MIGRATION_OUT, JobPhase.PERFORM3, was_running=True))
     fields.update(overrides)
     return DomainStatus(**fields)
 
@@ -56,9 +57,10 @@ def test_format_layout():
     body = text[len(STATUS_HEADER):]
     assert body.startswith("<domstatus state='running' reason='booted' pid='4242'>\n"
                            "  <monitor path='/run/pyvirt/qemu/graphics.qmp' type='unix'/>\n"
+                           "  <job type='none' async='migration out' phase='perform3' wasRunning='yes'/>\n"
                            "  <pyvirt>\n"
                            "    <item name='autodestroy' value='conn-7'/>\n"
-                           "    <item name='job_phase' value='perform3'/>\n"
+                           "    <item name='seclabels' value='[]'/>\n"
                            "  </pyvirt>\n"
                            "  <domain type='kvm' id='9'>\n"
                            "    <name>graphics</name>\n")
@@ -80,10 +82,52 @@ def test_extra_values_round_trip_exactly():
 
 
 def test_optional_parts_may_be_absent():
-    status = sample(monitor_path=None, extra={})
+    status = sample(monitor_path=None, extra={}, job=None)
     text = status.format()
-    assert "<monitor" not in text and "<pyvirt>" not in text
+    assert "<monitor" not in text and "<pyvirt>" not in text and "<job" not in text
     assert parse_status(text) == status
+
+
+# libvirt's phases of each job (qemuMigrationJobPhase); save and restore have none.
+JOB_PHASES = {
+    AsyncJobType.MIGRATION_OUT: [JobPhase.BEGIN3, JobPhase.PERFORM2, JobPhase.PERFORM3, JobPhase.PERFORM3_DONE,
+                                 JobPhase.CONFIRM3_CANCELLED, JobPhase.CONFIRM3],
+    AsyncJobType.MIGRATION_IN: [JobPhase.PREPARE, JobPhase.FINISH2, JobPhase.FINISH3],
+    AsyncJobType.SAVE: [JobPhase.NONE],
+    AsyncJobType.START: [JobPhase.NONE],
+}
+
+
+@pytest.mark.parametrize("job, phase", [(j, p) for j, phases in JOB_PHASES.items() for p in phases],
+                         ids=lambda v: v.value.replace(" ", "-"))
+@pytest.mark.parametrize("was_running", [True, False], ids=["was-running", "was-paused"])
+def test_every_job_record_round_trips(job, phase, was_running):
+    status = sample(job=JobRecord(job, phase, was_running))
+    again = parse_status(status.format())
+    assert again.job == status.job
+    assert again == status
+
+
+def test_job_element_in_libvirt_shape():
+    text = sample(job=JobRecord(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE)).format()
+    assert "\n  <job type='none' async='migration in' phase='prepare'/>\n" in text
+    text = sample(job=JobRecord(AsyncJobType.SAVE, was_running=True)).format()
+    assert "\n  <job type='none' async='save' wasRunning='yes'/>\n" in text   # no phase: libvirt omits 'none'
+
+
+def test_job_record_values_are_typed():
+    record = JobRecord("migration out", "perform3_done")
+    assert record.job is AsyncJobType.MIGRATION_OUT and record.phase is JobPhase.PERFORM3_DONE
+    with pytest.raises(ValueError):
+        JobRecord("dump")
+    with pytest.raises(ValueError):
+        JobRecord(AsyncJobType.MIGRATION_OUT, "perform4")
+
+
+def test_a_job_element_without_async_job_is_no_record():
+    body = domain("minimal").format()
+    assert parse_status(f"<domstatus state='running' pid='7'><job type='none' async='none'/>{body}"
+                        "</domstatus>").job is None
 
 
 @pytest.mark.parametrize("state", list(DomainState))
@@ -104,7 +148,7 @@ def test_old_file_without_reason_or_extras_loads():
            + domain("minimal").format() + "</domstatus>\n")
     status = parse_status(old)
     assert (status.state, status.reason, status.pid) == (DomainState.RUNNING, 0, 77)
-    assert status.monitor_path is None and status.extra == {}
+    assert status.monitor_path is None and status.extra == {} and status.job is None
 
 
 def test_invalid_construction():
@@ -125,6 +169,12 @@ def test_invalid_construction():
     ("<domstatus state='running' pid='1'/>", ErrorNumber.XML_DETAIL, "no <domain>"),
     ("<domstatus state='running' pid='1'><pyvirt><item value='v'/></pyvirt><domain/></domstatus>",
      ErrorNumber.XML_DETAIL, "<item> has no name"),
+    ("<domstatus state='running' pid='1'><job async='dump'/><domain/></domstatus>",
+     ErrorNumber.XML_DETAIL, "unknown async job 'dump'"),
+    ("<domstatus state='running' pid='1'><job async='migration out' phase='warp'/><domain/></domstatus>",
+     ErrorNumber.XML_DETAIL, "unknown job phase 'warp'"),
+    ("<domstatus state='running' pid='1'><job async='save' wasRunning='maybe'/><domain/></domstatus>",
+     ErrorNumber.XML_DETAIL, "'maybe' for wasRunning"),
 ])
 def test_bad_status_files(text, code, needle):
     with pytest.raises(libvirtError) as info:
