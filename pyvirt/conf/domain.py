@@ -267,7 +267,8 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
         memory_kib=memory_kib,
         # libvirt clamps the balloon to the memory size, and an unset one means "all of it"
         current_memory_kib=current_kib if 0 < current_kib <= memory_kib else memory_kib,
-        vcpus=to_int(vcpu.text or "", "element <vcpu>") if vcpu is not None else 1,
+        # virDomainGetInfo reports vCPUs in 16 bits, and no QEMU machine type takes more
+        vcpus=to_int(vcpu.text or "", "element <vcpu>", maximum=65535) if vcpu is not None else 1,
         vcpu_placement=check_choice(vcpu.get("placement", "static") if vcpu is not None else "static",
                                     VCPU_PLACEMENTS, "vcpu placement"),
         os=OSDef.from_xml(child(root, "os")),

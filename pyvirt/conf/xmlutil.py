@@ -142,7 +142,10 @@ def int_attr(node: etree._Element, name: str, minimum: int | None = None) -> int
     return to_int(raw, f"attribute '{name}' of <{node.tag}>", minimum)
 
 
-def to_int(raw: str, what: str, minimum: int | None = None) -> int:
+UINT_MAX = 2**32 - 1   # libvirt reads XML numbers into C ints: nothing larger gets through
+
+
+def to_int(raw: str, what: str, minimum: int | None = None, maximum: int = UINT_MAX) -> int:
     text = raw.strip()
     body = text[1:] if text[:1] == "-" else text
     if not body.isascii() or not body.isdigit():
@@ -150,6 +153,8 @@ def to_int(raw: str, what: str, minimum: int | None = None) -> int:
     value = int(text)
     if minimum is not None and value < minimum:
         raise xml_detail(f"invalid value '{raw}' for {what}: must be at least {minimum}")
+    if value > maximum:
+        raise xml_detail(f"invalid value '{raw}' for {what}: must be at most {maximum}")
     return value
 
 

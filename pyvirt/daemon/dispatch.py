@@ -33,6 +33,7 @@ from ..rpc.server import ServerClient
 from ..rpc.stream.incoming import IncomingStream
 from ..rpc.wire import Header, Message, MessageType, Program
 from ..rpc.xdr import XDRError
+from .unexpected import as_libvirt_error
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,10 @@ class Dispatcher:
         try:
             args = proc.decode_args(msg.payload)
         except XDRError as exc:
+            if isinstance(exc.__cause__, UnicodeDecodeError):   # well-formed XDR, but not our text
+                return self._reply_error(client, h, error(
+                    ErrorNumber.INVALID_ARG, ErrorDomain.RPC,
+                    f"{_api(proc)}: a string argument is not valid UTF-8 ({exc.__cause__.reason})"))
             return self._reply_error(client, h, error(ErrorNumber.RPC, ErrorDomain.RPC,
                                                       f"cannot decode arguments of {proc.name}: {exc}"))
         session: Session = client.session
@@ -174,8 +179,8 @@ class Dispatcher:
                 return self._reply_error(client, h, wire.connection_not_open_error())
             try:
                 result = handler(client, *args)
-            except libvirtError as exc:
-                return self._reply_error(client, h, exc)
+            except Exception as exc:
+                return self._fail(client, h, proc, exc)
             return self._run(client, h, proc, result)
         conn = session.conn
         if conn is None:
@@ -185,11 +190,12 @@ class Dispatcher:
                 return self._reply_error(client, h, _read_only_error(proc))
         try:
             check_access(conn, proc.method or "")
-            coro = getattr(conn, proc.method)(*args)
-        except libvirtError as exc:
-            return self._reply_error(client, h, exc)
-        except AttributeError:
-            return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
+            method = getattr(conn, proc.method or "", None)
+            if method is None:
+                return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
+            coro = method(*args)
+        except Exception as exc:
+            return self._fail(client, h, proc, exc)
         self._run(client, h, proc, coro)
 
     # -- running a call -------------------------------------------------------
@@ -226,13 +232,15 @@ class Dispatcher:
             self._reply(client, h, proc, result)
 
     def _fail(self, client: ServerClient, h: Header, proc: Procedure, exc: BaseException) -> None:
+        """The one boundary: whatever a call raised, its client gets a libvirt error."""
         if isinstance(exc, libvirtError):
             return self._reply_error(client, h, exc)
         if not isinstance(exc, Exception):
             raise exc
-        log.error("%s failed", proc.name, exc_info=exc)   # a driver bug must not take the daemon down
-        self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
-                                           f"{proc.name}: {type(exc).__name__}: {exc}"))
+        # a path that raised something else must not take the daemon down, nor show
+        # the client Python's insides: the traceback is for the log, once
+        log.error("%s (%s) failed with an unexpected exception", _api(proc), proc.name, exc_info=exc)
+        self._reply_error(client, h, as_libvirt_error(exc, _api(proc)))
 
     def _track(self, client: ServerClient, task: asyncio.Task[None]) -> None:
         """Keep a call that has to wait; past max_client_requests, stop reading its client."""
@@ -401,6 +409,10 @@ class Dispatcher:
             if event_id == EventID.LIFECYCLE and (uuid is None or uuid == event.dom.uuid):
                 payload = LIFECYCLE_CALLBACK.encode_args((cb, (event.dom, ev, detail)))
                 client.send(wire.encode_event(Program.REMOTE, LIFECYCLE_CALLBACK.number, payload))
+
+
+def _api(proc: Procedure) -> str:
+    return api_name(proc.method or proc.name.lower())
 
 
 def _read_only_error(proc: Procedure) -> libvirtError:
