@@ -255,3 +255,22 @@ def test_long_name_starts_migrates_and_is_adopted(two_hosts):
 
 def stat_mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
+
+
+@pytest.mark.qemu
+def test_per_domain_directory_of_a_guest_that_died_unseen_is_removed(pyvirtd, guests_built):
+    """Daemon killed, then its QEMU: the next start marks the guest crashed and leaves no directory."""
+    import select
+    import signal
+    _, dom, _ = _start(pyvirtd, "gone")
+    run = pyvirtd.state_dir / "run" / "qemu"
+    domain_dir = Path(parse_status((run / "gone.xml").read_text()).monitor_path).parent
+    assert domain_dir.is_dir()
+    pid = qemu_pid(pyvirtd, "gone")
+    pyvirtd.stop(signal.SIGKILL)
+    pidfd = os.pidfd_open(pid)
+    os.kill(pid, signal.SIGKILL)
+    assert select.select([pidfd], [], [], 30)[0], "QEMU did not exit"
+    os.close(pidfd)
+    pyvirtd.start()
+    assert not domain_dir.exists() and not (run / "gone.xml").exists()

@@ -162,9 +162,10 @@ class QemuDriver:
         self._reserve_labels(obj, live)
         self.next_id = max(self.next_id, obj.id + 1)
         alive = status.pid > 0 and procmod.pid_is_ours(status.pid, live.name, live.uuid)
+        # Known even when QEMU is gone, so its per-domain directory is removed with the status.
+        obj.monitor_path = (self.cfg.recorded_monitor(status.monitor_path)
+                            or self.cfg.monitor_path(live.name, obj.id))
         if alive:
-            obj.monitor_path = (self.cfg.recorded_monitor(status.monitor_path)
-                                or self.cfg.monitor_path(live.name, obj.id))
             try:
                 obj.process = await procmod.adopt(status.pid, obj.monitor_path, live.name, self._handler(obj))
             except libvirtError as exc:
