@@ -233,3 +233,11 @@ def test_values_that_cannot_be_legal_are_refused(case, replace, code, words):
 def test_host_names_and_ipv6_listen_addresses_are_accepted():
     d = parse_case("graphics", ("address='127.0.0.1'", "address='spice-host.example.org'"))
     assert opts(build_argv(d, CTX), "-spice")["addr"] == "spice-host.example.org"
+
+
+def test_a_mac_that_is_not_a_mac_is_refused_when_parsed():
+    xml = (DATA / "network-serial.xml").read_text().replace(
+        "52:54:00:12:34:56", "52:54:00:12:34:56,romfile=/etc/shadow")
+    with pytest.raises(libvirtError) as info:
+        conf.parse(xml, ("kvm", "qemu"), "qemu")
+    assert "unable to parse mac address '52:54:00:12:34:56,romfile=/etc/shadow'" in info.value.get_error_message()
