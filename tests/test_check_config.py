@@ -139,3 +139,20 @@ def test_unimplemented_unix_auth_with_open_socket_refuses_to_start(tmp_path):
         daemon.start()
     daemon.stop()
     assert "would give every local user full access" in daemon.log_path.read_text()
+
+
+def test_log_level_takes_effect(tmp_path):
+    """log_level = 4 (errors only): the warnings about ignored settings are not written."""
+    daemon = Pyvirtd(tmp_path / "d", extra_config='log_level = 4\nlisten_tls = 0\n')
+    try:
+        daemon.start()
+    finally:
+        daemon.stop()
+    log = daemon.log_path.read_text()
+    assert "ignoring 'listen_tls'" not in log and "pyvirtd ready" not in log
+    info = Pyvirtd(tmp_path / "e", extra_config='log_level = 2\nlisten_tls = 0\n')
+    try:
+        info.start()
+    finally:
+        info.stop()
+    assert "ignoring 'listen_tls'" in info.log_path.read_text()
