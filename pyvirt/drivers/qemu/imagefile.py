@@ -166,6 +166,11 @@ def open_for_writing(path: str, head: bytes) -> WrittenFile:
         raise os_error("cannot create save image", path, exc) from None
     try:
         st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise os_error("cannot create save image", path, exc) from None
+    written = WrittenFile(path, fd, created, st.st_dev, st.st_ino)
+    try:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
                         f"save image '{path}' must be a regular file or a block device")
@@ -179,12 +184,9 @@ def open_for_writing(path: str, head: bytes) -> WrittenFile:
     except BaseException:
         os.close(fd)
         if created:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            written.remove()
         raise
-    return WrittenFile(path, fd, created, st.st_dev, st.st_ino)
+    return written
 
 
 def write_all(fd: int, data: bytes, path: str) -> None:
