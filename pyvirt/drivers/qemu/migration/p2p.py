@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from ....driver import HypervisorConnection
 from ....refs import DomainRef
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from ..driver import QemuDriver
 
 log = logging.getLogger(__name__)
-
-Connector = Callable[[str], Awaitable[HypervisorConnection]]
 
 
 async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, req: MigrationRequest,
