@@ -258,8 +258,11 @@ class Dispatcher:
     def _reply(self, client: ServerClient, h: Header, proc: Procedure, result: Any) -> None:
         stream = None
         if proc.stream is not None:   # the driver returned (reply, sink): data follows on this serial
-            result, sink = result
-            stream = self._open_stream(client, h, proc, sink)
+            try:
+                result, sink = result
+                stream = self._open_stream(client, h, proc, sink)
+            except Exception as exc:
+                return self._fail(client, h, proc, exc)
         try:
             payload = proc.encode_ret(result)
         except (XDRError, TypeError, ValueError) as exc:
