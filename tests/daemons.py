@@ -254,3 +254,63 @@ def running_copies(daemons: list[Pyvirtd], name_or_uuid: str) -> int:
             if json.loads(text).get("return", {}).get("running"):
                 count += 1
     return count
+
+
+@dataclass
+class Bystander:
+    """A running guest that attacks on its daemon must leave alone: same QEMU,
+    same libvirt state (running, booted), CPUs running by QEMU's own account."""
+
+    daemon: Pyvirtd
+    name: str
+    uuid: str
+    pid: int
+
+    @classmethod
+    def start(cls, daemon: Pyvirtd, name: str = "bystander") -> "Bystander":
+        import pyvirt
+        from guests import READY, tiny_xml, wait_for_text
+        serial = daemon.workdir / f"{name}.log"
+        conn = pyvirt.open(daemon.uri)
+        try:
+            dom = conn.defineXML(tiny_xml(name, serial, uuid=str(uuid.uuid4())))
+            dom.create()
+            guest = cls(daemon, name, dom.UUIDString(), qemu_pid(daemon, name) or 0)
+        finally:
+            conn.close()
+        wait_for_text(serial, READY)
+        return guest
+
+    def assert_unchanged(self) -> None:
+        """Fails unless the daemon is alive, answers a fresh connection and the guest is untouched."""
+        import json
+        assert self.daemon.alive, f"pyvirtd died:\n{self.daemon.log_path.read_text(errors='replace')[-3000:]}"
+        assert qemu_pid(self.daemon, self.name) == self.pid, "the guest's QEMU changed"
+        version, state, qmp = healthy_call(self.daemon, self.uuid)
+        assert version > 0
+        assert state == (1, 1), f"guest state changed to {state} (expected running, booted)"
+        status = json.loads(qmp)["return"]
+        assert status["running"] and status["status"] == "running", status
+
+
+def healthy_call(daemon: Pyvirtd, uuid_str: str) -> tuple[int, tuple[int, int], str]:
+    """What a well-behaved client sees on a fresh connection: (CONNECT_GET_VERSION,
+    DOMAIN_GET_STATE of the guest, its QMP query-status through qemu-monitor-command)."""
+    import asyncio
+    from pyvirt.rpc.client import RPCClient
+    from pyvirt.rpc.protocol import QEMU, REMOTE
+    from pyvirt.rpc.wire import Program
+
+    async def ask() -> tuple[int, tuple[int, int], str]:
+        client = await RPCClient.connect_tcp("127.0.0.1", daemon.tcp_port)
+        try:
+            call = client.call
+            await call(Program.REMOTE, REMOTE.by_name["CONNECT_OPEN"], ("qemu:///system", 0))
+            version = await call(Program.REMOTE, REMOTE.by_name["CONNECT_GET_VERSION"])
+            dom = await call(Program.REMOTE, REMOTE.by_name["DOMAIN_LOOKUP_BY_UUID"], (uuid.UUID(uuid_str).bytes,))
+            state = await call(Program.REMOTE, REMOTE.by_name["DOMAIN_GET_STATE"], (dom, 0))
+            qmp = await call(Program.QEMU, QEMU.by_name["DOMAIN_MONITOR_COMMAND"], (dom, QUERY_STATUS, 0))
+            return version, tuple(state), qmp
+        finally:
+            client.close()
+    return asyncio.run(asyncio.wait_for(ask(), 30))
