@@ -106,11 +106,6 @@ def test_perform3_done_stays_paused_without_asking_qemu():
     assert (kept, actions, calls, states) == (True, [], [], LEFT_PAUSED)
 
 
-def test_confirm3_finishes_stopping_the_migrated_source():
-    kept, actions, _calls, _states = resolve(JobRecord(Job.MIGRATION_OUT, Phase.CONFIRM3, True))
-    assert (kept, actions) == (False, [("kill", ShutoffReason.MIGRATED, EventStoppedDetail.MIGRATED, True)])
-
-
 def test_confirm3_cancelled_resumes_even_after_a_completed_transfer():
     kept, actions, _calls, states = resolve(JobRecord(Job.MIGRATION_OUT, Phase.CONFIRM3_CANCELLED, True),
                                             migration="completed", running=False)

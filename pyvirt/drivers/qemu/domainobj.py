@@ -67,15 +67,18 @@ class QemuDomainObj(DomainObj):
                             dict(self.extra), self.job_record)
 
     def record_job(self, job: AsyncJobType, phase: JobPhase = JobPhase.NONE, *,
-                   was_running: bool | None = None) -> None:
+                   was_running: bool | None = None, persist: bool = True) -> None:
         """Persist the job (and phase) in progress before acting on it, so a daemon
         that dies meanwhile knows what to undo; ``was_running`` defaults to the
-        value already recorded for this job."""
+        value already recorded for this job.  With ``persist=False`` the record
+        reaches the disk with the next status write: for phases a restarted daemon
+        would resolve like the previous one (a status write costs an fsync)."""
         old = self.job_record
         if was_running is None:
             was_running = old.was_running if old is not None and old.job is job else False
         self.job_record = JobRecord(job, phase, was_running)
-        self.save_status()
+        if persist:
+            self.save_status()
 
     def clear_job_record(self) -> None:
         """The job is over: nothing left for a restarted daemon to resolve."""

@@ -16,9 +16,10 @@ its copy before Finish2 and this one is the only one left.
 Outgoing side — before Perform nothing was sent; during Perform (or a save,
 which is a migration to a file) QEMU is asked: a transfer still going is
 cancelled and the guest resumed if it ran, a completed one left paused (the
-destination may run it); after Perform completed the source stays paused;
-a Confirm that was stopping the source (the destination runs the guest) is
-finished; one that was resuming it is too.
+destination may run it); after Perform completed the source stays paused
+(also when Confirm was stopping it: that phase is not persisted, see
+:func:`pyvirt.drivers.qemu.migration.source.confirm`); a Confirm that was
+resuming the source is finished.
 """
 
 from __future__ import annotations
@@ -65,11 +66,7 @@ async def resolve_job(drv: "QemuDriver", obj: "QemuDomainObj", record: JobRecord
                       obj.name)
             obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
             return True
-        if record.phase is JobPhase.CONFIRM3:
-            log.warning("domain %s: finishing the Confirm of a completed outgoing migration", obj.name)
-            await drv.kill(obj, ShutoffReason.MIGRATED, EventStoppedDetail.MIGRATED, grace=1.0)
-            return False
-    # PERFORM2/PERFORM3, CONFIRM3_CANCELLED, or a save
+    # PERFORM2/PERFORM3, CONFIRM3_CANCELLED (CONFIRM3 never reaches the disk), or a save
     await _cancel_outgoing(drv, obj, record.was_running,
                            confirmed_cancelled=record.phase is JobPhase.CONFIRM3_CANCELLED)
     return True

@@ -219,7 +219,9 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         first.raise_if_any()
         raise error(ErrorNumber.MIGRATE_FINISH_OK, ErrorDomain.QEMU, "incoming migration cancelled")
     try:
-        obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.FINISH3 if v3 else JobPhase.FINISH2)
+        # Finish3 is recovered like Prepare (killed: the source resumes), so only v2's
+        # Finish2, which keeps the only copy, costs a status write before resuming.
+        obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.FINISH3 if v3 else JobPhase.FINISH2, persist=not v3)
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=FINISH_ACCEPTS, check_same_host=False)
         await _wait_incoming_done(obj, inc.job)

@@ -56,10 +56,11 @@ class Outgoing:
     dest_hostname: str | None = None
 
 
-def _enter(obj: "QemuDomainObj", out: Outgoing, phase: JobPhase) -> None:
-    """Move to ``phase``, persisted first: a restarted daemon resolves the migration by it."""
+def _enter(obj: "QemuDomainObj", out: Outgoing, phase: JobPhase, persist: bool = True) -> None:
+    """Move to ``phase``, persisted first: a restarted daemon resolves the migration by it.
+    (``persist=False``: the next status write carries it, see QemuDomainObj.record_job.)"""
     out.phase = phase
-    obj.record_job(AsyncJobType.MIGRATION_OUT, phase, was_running=out.was_running)
+    obj.record_job(AsyncJobType.MIGRATION_OUT, phase, was_running=out.was_running, persist=persist)
 
 
 def _active(drv: "QemuDriver", dom: DomainRef) -> "QemuDomainObj":
@@ -89,7 +90,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING)
         _own(obj, out, conn, drv)
         obj.outgoing = out
-        _enter(obj, out, JobPhase.BEGIN3)
+        _enter(obj, out, JobPhase.BEGIN3, persist=False)    # nothing to undo yet
     except BaseException:
         await obj.jobs.end_async(job)
         raise
@@ -180,7 +181,6 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
         await _restore_after_failure(drv, obj, out, first)
         await _end(obj, out)
         first.raise_if_any()
-    _enter(obj, out, JobPhase.PERFORM3_DONE)
     stats = dict(out.job.stats)
     result = host_cookie(drv, obj.live)
     result.statistics = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
@@ -226,7 +226,9 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         raise
     finally:
         obj.expect_run_change = False
-    # Completed: QEMU has stopped the CPUs.  Say so explicitly, release leases.
+    # Completed: QEMU has stopped the CPUs.  Say so explicitly (one status write with
+    # the phase: the guest's downtime runs now), release leases.
+    _enter(obj, out, JobPhase.PERFORM3_DONE, persist=False)
     if obj.state != DomainState.PAUSED:
         drv.mark_paused(obj, PausedReason.MIGRATION)
     else:
@@ -317,7 +319,10 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
     flags = req.flags | out.request.flags
     first = FirstError()
     try:
-        _enter(obj, out, JobPhase.CONFIRM3_CANCELLED if cancelled else JobPhase.CONFIRM3)
+        # Stopping a migrated source is not persisted: a daemon dying meanwhile finds
+        # perform3_done and leaves the guest paused, which is safe, and every
+        # migration is spared a status write.
+        _enter(obj, out, JobPhase.CONFIRM3_CANCELLED if cancelled else JobPhase.CONFIRM3, persist=cancelled)
         parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                      expect_uuid=obj.uuid, accepted=CONFIRM_ACCEPTS, check_same_host=False)
         if not cancelled:
