@@ -106,6 +106,28 @@ def test_qemu_runs_as_libvirt_qemu_without_capabilities(hosts, tmp_path):
         assert int(status[caps], 16) == 0, f"{caps} is {status[caps]}"
 
 
+@pytest.mark.parametrize("setpriv", [True, False], ids=["setpriv", "preexec"])
+def test_embedded_driver_runs_qemu_unprivileged_too(embed_uri, tmp_path, monkeypatch, setpriv):
+    from pyvirt.drivers.qemu import process
+    uid, gid = _qemu_ids()
+    if not setpriv:
+        monkeypatch.setattr(process, "_SETPRIV", None)      # a host without util-linux's setpriv
+    serial = _serial(tmp_path / "e.log")
+    dom = pyvirt.open(embed_uri).createXML(tiny_xml("e", serial), 0)
+    wait_for_text(serial, READY)
+    status = _status(_embedded_pid(tmp_path, "e"))
+    assert status["Uid"].split()[0] == str(uid) and status["Gid"].split()[0] == str(gid)
+    assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 0
+    assert _owner(serial) == (uid, gid)
+    dom.destroy()
+    assert _owner(serial) == OTHER
+
+
+def _embedded_pid(tmp_path: Path, name: str) -> int:
+    status = (tmp_path / "host" / "run" / "qemu" / f"{name}.xml").read_text()
+    return int(status.split("pid='", 1)[1].split("'", 1)[0])
+
+
 def test_files_go_to_qemu_and_back_to_their_owner(hosts, tmp_path):
     qemu = _qemu_ids()
     host = hosts()

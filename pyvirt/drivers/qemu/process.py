@@ -171,7 +171,7 @@ def _drop_ids(ids: ProcessIds):
 
 def _as_user(argv: list[str], ids: ProcessIds | None) -> tuple[list[str], dict]:
     """``argv`` and the spawn options that run it as ``ids`` (None: as we run)."""
-    if ids is None or (ids.uid, ids.gid, ids.groups) == (os.geteuid(), os.getegid(), tuple(os.getgroups())):
+    if ids is None or (ids.uid, ids.gid) == (os.geteuid(), os.getegid()):
         return argv, {}
     if _SETPRIV is None:
         return argv, {"preexec_fn": _drop_ids(ids)}
