@@ -437,3 +437,13 @@ def test_stack_labels_in_order_and_restores_in_reverse():
     with pytest.raises(pyvirt.libvirtError):
         failing.set_all_label(DOM)
     assert calls == [("set", "dac"), ("restore", "dac", ["dac"])]   # nothing stays labelled
+
+
+def test_dac_refuses_a_path_with_a_nul(tmp_path):
+    mgr = DACSecurityManager("+4321", "+4321")
+    dom = DomainDef(type="qemu", name="g", memory_kib=1024, current_memory_kib=1024)
+    dom.os.kernel = f"{tmp_path}/k\0ernel"
+    with pytest.raises(pyvirt.libvirtError) as info:
+        mgr.set_all_label(dom)
+    assert info.value.get_error_code() == pyvirt.VIR_ERR_INVALID_ARG
+    assert "not a valid path" in info.value.get_error_message()

@@ -136,6 +136,9 @@ def _precreate(domain: DomainDef) -> None:
         except OSError as exc:
             raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.SECURITY,
                         f"Unable to pre-create chardev file '{dev.path}': {exc.strerror}") from exc
+        except ValueError:        # a NUL in the path
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.SECURITY,
+                        f"Unable to pre-create chardev file {dev.path!r}: not a valid path") from None
         os.close(fd)
 
 
@@ -335,6 +338,9 @@ def _stat(path: str) -> os.stat_result:
     except OSError as exc:
         raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.SECURITY,
                     f"unable to stat: {path}: {exc.strerror}") from exc
+    except ValueError:            # a NUL in the path
+        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.SECURITY,
+                    f"unable to stat: {path!r}: not a valid path") from None
 
 
 def _group_list(uid: int, gid: int) -> tuple[int, ...]:
