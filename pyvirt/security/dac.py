@@ -109,10 +109,7 @@ def _targets(domain: DomainDef) -> list[_Target]:
             continue
         shared = disk.readonly or disk.shareable
         out.append(_Target(disk.source, remember=not shared, write=not disk.readonly))
-    devices = domain.devices
-    # A console beside serial ports is the first serial shown again: no file of its own.
-    chardevs = [*devices.serials, *([] if devices.serials else devices.consoles)]
-    for dev in chardevs:
+    for dev in _chardevs(domain):
         if dev.path is None:
             continue
         if dev.type in ("file", "dev"):
@@ -125,10 +122,16 @@ def _targets(domain: DomainDef) -> list[_Target]:
     return out
 
 
+def _chardevs(domain: DomainDef) -> list:
+    devices = domain.devices
+    # A console beside serial ports is the first serial shown again: no file of its own.
+    return [*devices.serials, *([] if devices.serials else devices.consoles)]
+
+
 def _precreate(domain: DomainDef) -> None:
     """File chardevs exist before they are labelled (libvirt creates them too),
     so QEMU does not need to write in their directory."""
-    for dev in (*domain.devices.serials, *domain.devices.consoles):
+    for dev in _chardevs(domain):
         if dev.type != "file" or not dev.path:
             continue
         try:
