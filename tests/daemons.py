@@ -264,22 +264,40 @@ class Bystander:
     daemon: Pyvirtd
     name: str
     uuid: str
-    pid: int
+    pid: int = 0
+    id: int = 0
 
     @classmethod
     def start(cls, daemon: Pyvirtd, name: str = "bystander") -> "Bystander":
+        guest = cls(daemon, name, str(uuid.uuid4()))
+        guest._boot()
+        return guest
+
+    def _boot(self) -> None:
         import pyvirt
         from guests import READY, tiny_xml, wait_for_text
-        serial = daemon.workdir / f"{name}.log"
-        conn = pyvirt.open(daemon.uri)
+        serial = self.daemon.workdir / f"{self.name}.log"
+        serial.unlink(missing_ok=True)
+        conn = pyvirt.open(self.daemon.uri)
         try:
-            dom = conn.defineXML(tiny_xml(name, serial, uuid=str(uuid.uuid4())))
+            dom = conn.defineXML(tiny_xml(self.name, serial, uuid=self.uuid))
             dom.create()
-            guest = cls(daemon, name, dom.UUIDString(), qemu_pid(daemon, name) or 0)
+            self.id = dom.ID()
         finally:
             conn.close()
+        self.pid = qemu_pid(self.daemon, self.name) or 0
         wait_for_text(serial, READY)
-        return guest
+
+    def ensure_running(self) -> None:
+        """Boot the guest again if an earlier (failed) example changed it, so that each
+        example is judged on its own (hypothesis replays examples while shrinking)."""
+        try:
+            self.assert_unchanged()
+        except AssertionError:
+            if not self.daemon.alive:
+                raise
+            self.daemon.destroy_all()
+            self._boot()
 
     def assert_unchanged(self) -> None:
         """Fails unless the daemon is alive, answers a fresh connection and the guest is untouched."""
