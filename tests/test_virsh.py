@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from daemons import running_copies
 from guests import READY, pid_alive, tiny_xml, wait_for, wait_for_text
 
 pytestmark = [pytest.mark.virsh,
@@ -82,18 +85,77 @@ def test_virsh_errors_print_our_messages(pyvirtd, tmp_path):
     assert out.returncode == 1 and "failed to get domain 'nosuch'" in out.stderr
 
 
+class EventWatcher:
+    """``virsh event --loop`` (or ``qemu-monitor-event --loop``) whose output lines
+    the test waits for, one by one."""
+
+    def __init__(self, uri: str, *args: str) -> None:
+        self.proc = subprocess.Popen(["virsh", "-c", uri, *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def next_line(self, timeout: float) -> str | None:
+        """The next line, or None if none came within ``timeout``."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
+            pytest.fail(f"virsh {self.proc.args[3:]} exited: {self.proc.stderr.read()}")
+        self.seen.append(line)
+        return line
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (line := self.next_line(max(deadline - time.monotonic(), 0))) is None or text not in line:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"no '{text}' from virsh {self.proc.args[3:]} within {timeout:.0f}s; "
+                            f"it printed {self.seen}")
+
+    def until_registered(self, probe, text: str, timeout: float = 30.0) -> None:
+        """virsh says nothing when its callback is registered: repeat a probe that causes
+        an event until the watcher prints it (each try waits a moment for the line)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            probe()
+            line = self.next_line(0.2)
+            while line is not None and text not in line:
+                line = self.next_line(0.2)
+            if line is not None:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"virsh {self.proc.args[3:]} printed no '{text}' within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
 def test_virsh_event_loop_prints_lifecycle_events(pyvirtd, guest_file):
     ok(pyvirtd.uri, "define", str(guest_file))
-    watcher = subprocess.Popen(["virsh", "-c", pyvirtd.uri, "event", "--loop", "--event", "lifecycle"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    same = pyvirtd.workdir / "vt-as-defined.xml"
+    same.write_text(ok(pyvirtd.uri, "dumpxml", "--inactive", "vt"))
+    watcher = EventWatcher(pyvirtd.uri, "event", "--loop", "--event", "lifecycle")
     try:
-        time.sleep(1.0)   # let it register
+        # redefining the domain as it is is a harmless event: Defined Updated
+        watcher.until_registered(lambda: ok(pyvirtd.uri, "define", str(same)), "Defined Updated")
         ok(pyvirtd.uri, "start vt; suspend vt; resume vt; destroy vt")
-        time.sleep(0.5)
+        watcher.wait_for("Stopped Destroyed")
     finally:
-        watcher.send_signal(signal.SIGINT)
-        out, _ = watcher.communicate(timeout=10)
-    lines = [line for line in out.splitlines() if line.startswith("event '")]
+        watcher.stop()
+    lines = [line for line in watcher.seen if line.startswith("event '") and "Defined Updated" not in line]
     assert lines == [
         "event 'lifecycle' for domain 'vt': Resumed Unpaused",
         "event 'lifecycle' for domain 'vt': Started Booted",
@@ -101,7 +163,7 @@ def test_virsh_event_loop_prints_lifecycle_events(pyvirtd, guest_file):
         "event 'lifecycle' for domain 'vt': Resumed Unpaused",
         "event 'lifecycle' for domain 'vt': Shutdown Finished after host request",
         "event 'lifecycle' for domain 'vt': Stopped Destroyed",
-    ], out
+    ], watcher.seen
 
 
 def test_python3_libvirt_and_pyvirt_agree_over_the_wire(pyvirtd):
@@ -150,8 +212,10 @@ def test_sigterm_leaves_guests_running_and_restart_adopts_them(pyvirtd, guest_fi
     qemu = int(status.split("pid='", 1)[1].split("'", 1)[0])
     pyvirtd.stop()                       # SIGTERM
     assert pid_alive(qemu)
+    assert running_copies([pyvirtd], "vt") == 1    # asked on its monitor socket: the CPUs run on
     pyvirtd.start()
     assert ok(pyvirtd.uri, "domstate", "--reason", "vt").strip() == "running (booted)"
+    assert running_copies([pyvirtd], "vt") == 1
     ok(pyvirtd.uri, "destroy", "vt")
     assert not pid_alive(qemu)
 
@@ -163,14 +227,11 @@ def test_virsh_qemu_monitor_command_and_event(pyvirtd, guest_file):
     assert '"status": "running"' in out or '"status":"running"' in out
     assert "running" in ok(pyvirtd.uri, "qemu-monitor-command", "--hmp", "vt", "info status")
     assert "CommandNotFound" in ok(pyvirtd.uri, "qemu-monitor-command", "vt", '{"execute":"no-such"}')
-    watcher = subprocess.Popen(["virsh", "-c", pyvirtd.uri, "qemu-monitor-event", "--loop", "--event", "STOP"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = EventWatcher(pyvirtd.uri, "qemu-monitor-event", "--loop", "--event", "STOP")
     try:
-        time.sleep(1.0)
-        ok(pyvirtd.uri, "suspend", "vt")
-        time.sleep(0.5)
+        watcher.until_registered(lambda: ok(pyvirtd.uri, "suspend vt; resume vt"), "event STOP")
     finally:
-        watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=10)
-    assert "event STOP" in out, (out, err)
+        watcher.stop()
+    events = [line for line in watcher.seen if line.startswith("event ")]
+    assert events and all(line.startswith("event STOP") for line in events), watcher.seen   # RESUME filtered out
     ok(pyvirtd.uri, "destroy", "vt")
