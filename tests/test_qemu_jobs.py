@@ -54,18 +54,29 @@ def test_waiting_job_starts_when_the_holder_finishes():
     async def main():
         jobs = JobManager("dom")
         order = []
+        held, release = asyncio.Event(), asyncio.Event()
 
         async def holder():
             async with jobs.job(JobKind.MODIFY):
                 order.append("hold")
-                await asyncio.sleep(0.05)
+                held.set()
+                await release.wait()
                 order.append("release")
 
         async def waiter():
-            await asyncio.sleep(0.01)
+            await held.wait()
             async with jobs.job(JobKind.MODIFY, timeout=5):
                 order.append("got")
-        await asyncio.gather(holder(), waiter())
+        tasks = [asyncio.create_task(holder()), asyncio.create_task(waiter())]
+        await held.wait()
+        # Step the loop until the waiter is queued on the job manager (no timer involved).
+        for _ in range(1000):
+            if jobs._cond._waiters:
+                break
+            await asyncio.sleep(0)
+        assert jobs._cond._waiters and order == ["hold"], "the waiter should be waiting for the job"
+        release.set()
+        await asyncio.gather(*tasks)
         assert order == ["hold", "release", "got"]
     run(main())
 
