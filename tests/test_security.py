@@ -7,6 +7,7 @@ import errno
 import grp
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 import sys
@@ -447,3 +448,40 @@ def test_dac_refuses_a_path_with_a_nul(tmp_path):
         mgr.set_all_label(dom)
     assert info.value.get_error_code() == pyvirt.VIR_ERR_INVALID_ARG
     assert "not a valid path" in info.value.get_error_message()
+
+
+def _qemu_img(*args) -> None:
+    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img is not installed")
+def test_qcow2_backing_chain_is_followed_only_through_qcow2(tmp_path):
+    from pyvirt.security.dac import _backing_chain
+    _qemu_img("create", "-f", "raw", str(tmp_path / "base.img"), "1M")
+    _qemu_img("create", "-f", "qcow2", "-b", "base.img", "-F", "raw", str(tmp_path / "mid.qcow2"))
+    _qemu_img("create", "-f", "qcow2", "-b", str(tmp_path / "mid.qcow2"), "-F", "qcow2",
+              str(tmp_path / "top.qcow2"))
+    assert _backing_chain(str(tmp_path / "top.qcow2")) == [str(tmp_path / "mid.qcow2"),
+                                                           str(tmp_path / "base.img")]
+    # a backing file recorded as raw is the guest's data, even when it looks like qcow2
+    _qemu_img("create", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", str(tmp_path / "lure.img"))
+    _qemu_img("create", "-f", "qcow2", "-b", "lure.img", "-F", "raw", str(tmp_path / "guest.qcow2"))
+    assert _backing_chain(str(tmp_path / "guest.qcow2")) == [str(tmp_path / "lure.img")]
+    assert _backing_chain(str(tmp_path / "base.img")) == []
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img is not installed")
+def test_dac_labels_backing_files_without_giving_them_back(tmp_path):
+    name, uid, gname, gid = _other_ids()
+    _files(tmp_path)
+    _qemu_img("create", "-f", "qcow2", "-b", "disk.img", "-F", "raw", str(tmp_path / "top.qcow2"))
+    os.chown(tmp_path / "top.qcow2", 1234, 1234)
+    dom = _domain(tmp_path, disk="top.qcow2")
+    dom.devices.disks[0].driver_type = "qcow2"
+    mgr = DACSecurityManager(name, gname)
+    record = mgr.set_all_label(dom)
+    assert _owner(tmp_path / "top.qcow2") == _owner(tmp_path / "disk.img") == (uid, gid)
+    mgr.restore_all_label(dom, record)
+    assert _owner(tmp_path / "top.qcow2") == (1234, 1234)
+    assert _owner(tmp_path / "disk.img") == (uid, gid)      # shared by every overlay: libvirt's rule

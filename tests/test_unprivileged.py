@@ -236,3 +236,19 @@ def test_user_root_still_runs_qemu_as_root(hosts, tmp_path):
     assert _owner(disk) == (0, 0)                                  # labelled for root, as libvirt does
     dom.destroy()
     assert _owner(disk) == OTHER
+
+
+def test_qcow2_overlay_reaches_its_backing_file(hosts, tmp_path):
+    qemu = _qemu_ids()
+    host = hosts()
+    base = _image(tmp_path / "base.img", mode=0o600)             # nobody's, unreadable to others
+    top = tmp_path / "top.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", "-b", str(base), "-F", "raw", str(top)],
+                   check=True, capture_output=True)
+    os.chown(top, *OTHER)
+    disk = _disk(top).replace("type='raw'", "type='qcow2'")
+    dom = _start(host, "g", tmp_path / "g.log", disk)
+    assert _owner(top) == _owner(base) == qemu
+    dom.destroy()
+    assert _owner(top) == OTHER
+    assert _owner(base) == qemu                                    # a shared base is never given back

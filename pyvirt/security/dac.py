@@ -7,7 +7,8 @@ a number too, as libvirt does.  QEMU runs with those ids and the user's
 supplementary groups (:meth:`DACSecurityManager.process_ids`).
 
 With ``dynamic_ownership`` (the default) a starting guest's files are given
-to that user — disk images, kernel and initrd, serial and console files
+to that user — disk images (and the backing files of qcow2 images), kernel
+and initrd, serial and console files
 (created first, mode 0600, when missing), UNIX sockets QEMU connects to —
 and given back when it stops.  The original owner is remembered as libvirt
 does (``remember_owner``, :mod:`.remember`): in extended attributes with a
@@ -35,6 +36,7 @@ import logging
 import os
 import pwd
 import stat
+import struct
 from dataclasses import dataclass
 
 from ..conf import DomainDef
@@ -101,14 +103,75 @@ class _Target:
     write: bool = True            # QEMU opens it for writing
 
 
+_QCOW2_MAGIC = b"QFI\xfb"
+_QCOW2_V2_HEADER = 72
+_QCOW2_BACKING_FORMAT = 0xE2792ACA      # header extension: the backing file's format
+_MAX_CHAIN = 64
+
+
+def _qcow2_backing(path: str) -> tuple[str, str | None] | None:
+    """A qcow2 image's backing file and its recorded format (None: not recorded)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            if len(head) < _QCOW2_V2_HEADER or head[:4] != _QCOW2_MAGIC:
+                return None
+            version, offset, size = struct.unpack(">IQI", head[4:20])
+            if not offset or not 0 < size < 1024:
+                return None
+            f.seek(offset)
+            name = f.read(size).decode(errors="surrogateescape")
+    except (OSError, ValueError):
+        return None
+    pos = struct.unpack(">I", head[100:104])[0] if version >= 3 and len(head) >= 104 else _QCOW2_V2_HEADER
+    fmt = None
+    while pos + 8 <= len(head):
+        kind, length = struct.unpack(">II", head[pos:pos + 8])
+        if kind == 0:
+            break
+        if kind == _QCOW2_BACKING_FORMAT:
+            fmt = head[pos + 8:pos + 8 + length].decode(errors="replace")
+        pos += 8 + (length + 7) // 8 * 8
+    if not os.path.isabs(name):
+        if ":" in name.split("/", 1)[0]:
+            return None                    # a protocol (nbd:, json:): nothing on this host's disk
+        name = os.path.join(os.path.dirname(path), name)
+    return name, fmt
+
+
+def _backing_chain(path: str) -> list[str]:
+    """The backing files QEMU opens itself below a qcow2 image, top first.  Only
+    images whose format is recorded as qcow2 are read further: a raw image's
+    content is the guest's, never metadata (libvirt does not probe either)."""
+    chain: list[str] = []
+    seen = {os.path.realpath(path)}
+    current: str | None = path
+    while current is not None and len(chain) < _MAX_CHAIN:
+        found = _qcow2_backing(current)
+        if found is None:
+            break
+        backing, fmt = found
+        real = os.path.realpath(backing)
+        if real in seen:
+            break
+        seen.add(real)
+        chain.append(backing)
+        current = backing if fmt == "qcow2" else None
+    return chain
+
+
 def _targets(domain: DomainDef) -> list[_Target]:
-    """What QEMU opens by path, in libvirt's order: disks, chardevs, kernel."""
+    """What QEMU opens by path, in libvirt's order: disks (with the backing
+    files of qcow2 images: shared, so read-only and never given back),
+    chardevs, kernel."""
     out: list[_Target] = []
     for disk in domain.devices.disks:
         if disk.source is None or disk.type not in ("file", "block"):
             continue
         shared = disk.readonly or disk.shareable
         out.append(_Target(disk.source, remember=not shared, write=not disk.readonly))
+        if disk.driver_type == "qcow2":
+            out.extend(_Target(path, remember=False, write=False) for path in _backing_chain(disk.source))
     for dev in _chardevs(domain):
         if dev.path is None:
             continue
