@@ -100,17 +100,24 @@ class Vm:
         self.serial = workdir / f"{name}.serial"
         self.qmp_path = workdir / f"{name}.qmp"
         self.stderr_path = workdir / f"{name}.stderr"
+        # The QMP socket listens before QEMU starts (QEMU gets it as a descriptor),
+        # so a client can connect at once instead of waiting for a file to appear.
+        self._qmp_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._qmp_listener.bind(str(self.qmp_path))
+        self._qmp_listener.listen(1)
+        fd = self._qmp_listener.fileno()
         cmd = [
             QEMU, "-accel", accel, "-M", "pc", "-m", "512", "-nodefaults",
             "-display", "none", "-serial", f"file:{self.serial}",
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+            "-chardev", f"socket,id=qmp,fd={fd},server=on,wait=off", "-mon", "chardev=qmp,mode=control",
             "-monitor", "none", *args,
         ]
         self._stderr = open(self.stderr_path, "wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr
+            cmd, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr, pass_fds=(fd,)
         )
+        self._qmp_listener.close()
 
     def output(self) -> str:
         try:
@@ -139,19 +146,18 @@ class Vm:
                 pytest.fail(f"QEMU exited before {rx.pattern!r} appeared\n{self.diagnostics()}")
             if time.monotonic() > deadline:
                 pytest.fail(f"{rx.pattern!r} did not appear within {timeout:.0f}s\n{self.diagnostics()}")
-            time.sleep(0.05)
+            # QEMU writes the serial log to a plain file, which signals nothing: poll it.
+            time.sleep(0.02)
 
     def wait_ready(self, timeout: float, marker: str = READY) -> float:
         self.wait_for(_line(marker), timeout)
         return time.monotonic() - self.started
 
     def qmp(self) -> "Qmp":
-        deadline = time.monotonic() + 10
-        while not self.qmp_path.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"no QMP socket\n{self.diagnostics()}")
-            time.sleep(0.05)
-        return Qmp(str(self.qmp_path))
+        try:
+            return Qmp(str(self.qmp_path))       # listening since before QEMU started
+        except (OSError, ConnectionError) as exc:
+            pytest.fail(f"no QMP greeting: {exc}\n{self.diagnostics()}")
 
     def wait_exit(self, timeout: float) -> int | None:
         try:
@@ -201,6 +207,25 @@ class Qmp:
             if "error" in reply:
                 raise RuntimeError(f"QMP {command}: {reply['error']}")
             return reply["return"]
+
+    def wait_event(self, name: str, predicate=lambda data: True, timeout: float = 120.0) -> dict:
+        """The next event ``name`` whose data satisfies ``predicate`` (events already read count)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if event["event"] == name and predicate(event.get("data", {})):
+                    self.events.remove(event)
+                    return event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"no QMP event {name} within {timeout:.0f}s (saw {self.events})")
+            self.sock.settimeout(left)
+            try:
+                self.events.append(self._read())
+            except socket.timeout:
+                continue
+            finally:
+                self.sock.settimeout(30)
 
     def close(self):
         try:
@@ -261,8 +286,19 @@ def test_tiny_idle_ready(guests, vms, timings, record_property, accel):
     timings.append(f"tiny  {accel}: {elapsed:5.2f} s")
     record_property("ready_seconds", round(elapsed, 3))
     assert "dirty=off" in vm.output()
-    # idle guest: halted, still alive, nothing more printed
-    time.sleep(0.5)
+    # idle guest: its CPU halts with interrupts off (so it cannot print again), still alive
+    qmp = vm.qmp()
+    try:
+        def halted_for_good() -> bool:
+            regs = qmp.execute("human-monitor-command", **{"command-line": "info registers"})
+            eflags = int(re.search(r"EFL=([0-9a-f]+)", regs).group(1), 16)
+            return "HLT=1" in regs and not eflags & 0x200        # IF clear
+        deadline = time.monotonic() + 30
+        while not halted_for_good():      # no event for "halted": ask QEMU until it is
+            assert time.monotonic() < deadline, f"the idle guest did not halt\n{vm.diagnostics()}"
+            time.sleep(0.01)
+    finally:
+        qmp.close()
     assert vm.proc.poll() is None
     assert not _heartbeats(vm.output())
 
@@ -317,23 +353,19 @@ def test_tiny_heartbeat_survives_migration(guests, vms):
     src.wait_ready(TINY_READY_TIMEOUT)
     src.wait_for(_line("PYVIRT-HEARTBEAT 1"), 30)
     mig_sock = src.qmp_path.parent / "mig.sock"
-    dst = vms("dst", "tcg", [*args, "-incoming", f"unix:{mig_sock}"])
-    deadline = time.monotonic() + 10
-    while not mig_sock.exists():
-        assert time.monotonic() < deadline, dst.diagnostics()
-        time.sleep(0.05)
+    dst = vms("dst", "tcg", [*args, "-incoming", "defer"])
+    dst_qmp = dst.qmp()
+    try:
+        dst_qmp.execute("migrate-incoming", uri=f"unix:{mig_sock}")   # listening once it returns
+    finally:
+        dst_qmp.close()
 
     qmp = src.qmp()
     try:
+        qmp.execute("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
         qmp.execute("migrate", uri=f"unix:{mig_sock}")
-        deadline = time.monotonic() + 120
-        while True:
-            status = qmp.execute("query-migrate").get("status")
-            if status in ("completed", "failed", "cancelled"):
-                break
-            assert time.monotonic() < deadline, f"migration still {status}"
-            time.sleep(0.1)
-        assert status == "completed", status
+        event = qmp.wait_event("MIGRATION", lambda d: d.get("status") in ("completed", "failed", "cancelled"))
+        assert event["data"]["status"] == "completed", event
     finally:
         qmp.close()
 
