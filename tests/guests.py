@@ -156,20 +156,28 @@ def linux_xml(name: str, serial_log: Path, virt: str = "qemu") -> str:
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
-    """Poll ``predicate`` until it is truthy; fail the test after ``timeout``."""
+    """Poll ``predicate`` every few ms until it is truthy; fail the test after ``timeout``.
+
+    Only for conditions that nothing signals (a file QEMU appends to, a process
+    leaving /proc, a job a daemon reports only when asked); where an event
+    exists (a QMP or lifecycle event, a line on a pipe), wait for the event.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 30.0) -> None:
+    """Wait for ``text`` in a log file (a guest's serial output: plain file, no event)."""
+    def tail() -> str:
+        return path.read_text(errors="replace")[-500:] if path.exists() else "(no such file)"
     wait_for(lambda: path.exists() and text in path.read_text(errors="replace"), timeout,
-             what=f"'{text}' in {path.name}")
+             what=lambda: f"'{text}' in {path} (it ends with: {tail()!r})")
 
 
 def pid_alive(pid: int) -> bool:
