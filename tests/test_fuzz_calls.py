@@ -44,7 +44,8 @@ from guests import TINY
 
 LONG_RUN = int(os.environ.get("PYVIRT_FUZZ_CALLS", "0"))
 CALLS_PER_EXAMPLE = 6
-EXAMPLES = max(LONG_RUN // 4, 1) if LONG_RUN else 600
+EXAMPLES = max(LONG_RUN // 4, 1) if LONG_RUN else 600   # about 3.5 calls per example
+ROUND = 1000
 REPLY_TIMEOUT = 60.0
 RSS_GROWTH_MAX_KIB = 160 * 1024
 """Largest growth of the daemon's RSS over the run: a few 4 MiB strings in flight
@@ -461,20 +462,30 @@ def remove_strangers(daemon: Pyvirtd, keep: str) -> None:
         conn.close()
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data(), uri=st.sampled_from(["qemu:///system", "qemu:///system", "test:///default"]))
-def test_fuzzed_calls_after_open(target, data, uri):
+def test_fuzzed_calls_after_open(target):
     daemon, guest, scratch, closed_port = target
-    guest.ensure_running()
-    name, raw_uuid, dom_id = guest.name, uuidlib.UUID(guest.uuid).bytes, guest.id
 
-    def ctx_for(aim_at_guest: bool) -> Context:
-        return Context(scratch, (name, raw_uuid, dom_id), aim_at_guest, closed_port)
-    batch = data.draw(calls(ctx_for))
-    run_calls(daemon.tcp_port, uri, batch)
-    STATS.rss_kib.append(rss_kib(daemon.pid))
-    guest.assert_unchanged()
-    remove_strangers(daemon, guest.uuid)
+    rounds = -(-EXAMPLES // ROUND)
+
+    @settings(max_examples=-(-EXAMPLES // rounds), deadline=None, suppress_health_check=list(HealthCheck),
+              database=None if LONG_RUN else settings.default.database)
+    @given(data=st.data(), uri=st.sampled_from(["qemu:///system", "qemu:///system", "test:///default"]))
+    def fuzz(data, uri):
+        guest.ensure_running()
+        name, raw_uuid, dom_id = guest.name, uuidlib.UUID(guest.uuid).bytes, guest.id
+
+        def ctx_for(aim_at_guest: bool) -> Context:
+            return Context(scratch, (name, raw_uuid, dom_id), aim_at_guest, closed_port)
+        batch = data.draw(calls(ctx_for))
+        run_calls(daemon.tcp_port, uri, batch)
+        STATS.rss_kib.append(rss_kib(daemon.pid))
+        guest.assert_unchanged()
+        remove_strangers(daemon, guest.uuid)
+
+    # Long runs go in rounds: hypothesis keeps what it explored for the length of a
+    # run, which would otherwise grow without bound in the test process.
+    for _ in range(rounds):
+        fuzz()
 
 
 def test_the_daemon_stayed_small_and_the_guest_ran_throughout(target):
@@ -483,7 +494,7 @@ def test_the_daemon_stayed_small_and_the_guest_ran_throughout(target):
         pytest.skip("runs after test_fuzzed_calls_after_open")
     guest.assert_unchanged()
     rss = STATS.rss_kib
-    assert STATS.calls >= EXAMPLES, STATS.calls
+    assert STATS.calls >= EXAMPLES and len(STATS.rss_kib) >= EXAMPLES, STATS.calls
     print(f"\nfuzzed calls: {STATS.calls} ({STATS.ok} OK, errors by code {dict(sorted(STATS.errors.items()))}); "
           f"daemon RSS first {rss[0] / 1024:.1f} MiB, peak {max(rss) / 1024:.1f} MiB, last {rss[-1] / 1024:.1f} MiB; "
           f"{len(STATS.reached)} procedures answered OK")
