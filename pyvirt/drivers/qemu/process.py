@@ -12,14 +12,17 @@ asyncio's child watcher, a QEMU adopted after a restart through a pidfd.
 
 QEMU runs as the security manager's user (libvirt-qemu by default), with
 that user's groups and no capabilities at all — also none in the bounding
-set, as libvirt drops them.  util-linux's ``setpriv`` switches ids between
-fork and exec: the daemon's uvloop has no ``user=``/``group=``, and asyncio's
-would fork the whole daemon instead of vfork-ing it, which costs milliseconds.
+set, as libvirt drops them.  Where the ids are switched depends on the
+loop, for the cheapest start: uvloop (pyvirtd) forks anyway, so a hook in
+the child drops them before exec; asyncio's spawn would have to fork
+instead of vfork for that hook (milliseconds for a big process), so there
+util-linux's ``setpriv`` does it between its exec and QEMU's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import logging
 import os
@@ -158,22 +161,44 @@ def pid_is_ours(pid: int, name: str, uuid: str) -> bool:
 
 # Found where util-linux installs it even when $PATH is kept narrow (helper_path).
 _SETPRIV = shutil.which("setpriv") or shutil.which("setpriv", path="/usr/bin:/bin")
+_PR_CAPBSET_DROP = 24
+
+
+def _last_cap() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return 63
+
+
+_LAST_CAP = _last_cap()
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _drop_ids(ids: ProcessIds):
-    """Without setpriv: switch in the child before exec (uvloop has no user=/group=)."""
+    """A hook for the child, before exec: no capabilities in the bounding set
+    (while we still may drop them), then the groups, group and user, which
+    clears every other capability."""
     def switch() -> None:
+        for cap in range(_LAST_CAP + 1):
+            if _LIBC.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
+                raise OSError(ctypes.get_errno(), "cannot drop capabilities from the bounding set")
         os.setgroups(list(ids.groups))
         os.setgid(ids.gid)
         os.setuid(ids.uid)
     return switch
 
 
+def _hook_is_cheaper() -> bool:
+    """uvloop forks for every spawn anyway; asyncio would fork instead of vfork for a hook."""
+    return not isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop)
+
+
 def _as_user(argv: list[str], ids: ProcessIds | None) -> tuple[list[str], dict]:
     """``argv`` and the spawn options that run it as ``ids`` (None: as we run)."""
     if ids is None or (ids.uid, ids.gid) == (os.geteuid(), os.getegid()):
         return argv, {}
-    if _SETPRIV is None:
+    if _SETPRIV is None or _hook_is_cheaper():
         return argv, {"preexec_fn": _drop_ids(ids)}
     if not os.access(argv[0], os.X_OK):      # setpriv would only say so in the log
         code = errno.EACCES if os.path.exists(argv[0]) else errno.ENOENT
