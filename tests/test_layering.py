@@ -32,6 +32,7 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("pyvirt.errors", ("pyvirt.",)),
     ("pyvirt.refs", ("pyvirt.",)),
     ("pyvirt.enums", ("pyvirt.",)),
+    ("pyvirt.testhooks", ("pyvirt.",)),     # test-only fault-injection points
     ("pyvirt.conf", ("pyvirt.driver", "pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli",
                      "pyvirt.security", "pyvirt.locking", "pyvirt.connection", "pyvirt.domain")),
     # security is a leaf: it may use errors, enums and conf (the definitions it labels for) only

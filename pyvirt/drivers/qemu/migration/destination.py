@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .... import conf
+from .... import conf, testhooks
 from ....conf.names import check_name
 from ....conf.status import AsyncJobType, JobPhase
 from ....driver import HypervisorConnection
@@ -156,6 +156,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     advertised = uri_host or drv.cfg.migration_host or listen
     cookie = host_cookie(drv, obj.live)
     cookie.graphics = _graphics_for_cookie(obj.live)
+    await testhooks.reach("prepare", obj.name)
     if tunnelled:
         return cookie.format(), sink
     return cookie.format(), qemu_tcp_uri(advertised, port)
@@ -211,6 +212,7 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
                  cancelled: bool, v3: bool = True) -> tuple[DomainRef, bytes]:
     """Complete the incoming side; return (domain, cookie) or raise with the guest killed."""
     obj = find_incoming(drv, dname)
+    await testhooks.reach("finish", obj.name)
     inc: Incoming = obj.incoming
     flags = req.flags or inc.request.flags
     first = FirstError()

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from .... import conf
+from .... import conf, testhooks
 from ....conf.status import AsyncJobType, JobPhase
 from ....driver import HypervisorConnection
 from ....refs import DomainRef
@@ -94,6 +94,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
     except BaseException:
         await obj.jobs.end_async(job)
         raise
+    await testhooks.reach("begin", obj.name)
     cookie = host_cookie(drv, obj.live)
     cookie.mandatory = CookieFlags.LOCKSTATE   # as libvirt: the (nop) lock manager's state is mandatory
     return cookie.format(), xml_def.format(secure=True, inactive=True)
@@ -149,6 +150,7 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
                     f"domain '{obj.name}' is already migrating (phase {out.phase.value})")
     out.was_running = obj.state == DomainState.RUNNING
     _enter(obj, out, JobPhase.PERFORM3 if v3 else JobPhase.PERFORM2)
+    await testhooks.reach("perform-early", obj.name)
     flags = req.flags | out.request.flags
     try:
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
@@ -253,6 +255,7 @@ async def _wait(obj: "QemuDomainObj", out: Outgoing, tunnel: Any = None) -> None
             info = await mon.query_migrate()
             job.stats.update(job_stats(info))
             status = info.get("status")
+            if status == "active" and info.get("ram", {}).get("transferred"): await testhooks.reach("perform-late", obj.name)  # noqa: E701
             if status == "completed":
                 if tunnel is not None:
                     await tunnel.finish()           # every byte delivered and acknowledged
@@ -316,6 +319,7 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
     if out is None:
         raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                     f"domain '{obj.name}' is not being migrated out")
+    await testhooks.reach("confirm", obj.name)
     flags = req.flags | out.request.flags
     first = FirstError()
     try:
