@@ -85,13 +85,19 @@ def test_begin3_touches_nothing():
 def test_transfer_under_way_is_cancelled_and_the_guest_put_back(job, phase, was_running):
     kept, actions, calls, states = resolve(JobRecord(job, phase, was_running), migration="active", running=False)
     assert kept and "migrate_cancel" in calls and states == []
-    assert actions == (RESUMED if was_running else [])
+    resumed = [("resume", RunningReason.SAVE_CANCELED)] if job is Job.SAVE else RESUMED
+    assert actions == (resumed if was_running else [])
 
 
-def test_a_guest_qemu_kept_running_is_not_resumed_twice():
-    _kept, actions, calls, _states = resolve(JobRecord(Job.MIGRATION_OUT, Phase.PERFORM3, True),
-                                             migration="failed", running=True)
-    assert actions == [] and "migrate_cancel" not in calls
+@pytest.mark.parametrize("migration", ["failed", "active"])
+def test_a_guest_qemu_kept_running_is_not_resumed_twice(migration):
+    """A live migration interrupted by a restart: QEMU still runs the guest (the
+    transfer is cancelled if it goes on); its reason becomes libvirt's
+    'migration canceled', never the 'booted' of before."""
+    _kept, actions, calls, states = resolve(JobRecord(Job.MIGRATION_OUT, Phase.PERFORM3, True),
+                                            migration=migration, running=True)
+    assert actions == [] and ("migrate_cancel" in calls) == (migration == "active")
+    assert states == [(DomainState.RUNNING, RunningReason.MIGRATION_CANCELED)]
 
 
 @pytest.mark.parametrize("job", [Job.MIGRATION_OUT, Job.SAVE])

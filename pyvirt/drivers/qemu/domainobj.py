@@ -50,6 +50,9 @@ class QemuDomainObj(DomainObj):
     # applied when a migration starts: MiB/s with 0 for unlimited; ms or QEMU's default.
     migrate_speed: int = 0
     migrate_downtime: int | None = None
+    # The daemon stopped managing this guest (shutdown): its status file stays as last
+    # written, for the next daemon to adopt and resolve; nothing here touches it any more.
+    detached: bool = False
 
     def __post_init__(self) -> None:
         if self.jobs is None:
@@ -89,7 +92,7 @@ class QemuDomainObj(DomainObj):
             self.save_status()
 
     def save_status(self) -> None:
-        if self.cfg is None or self.live is None:
+        if self.cfg is None or self.live is None or self.detached:
             return
         try:
             write_atomic(self.cfg.status_path(self.name), self.status().format())
@@ -97,7 +100,7 @@ class QemuDomainObj(DomainObj):
             log.exception("cannot write the status of %s", self.name)
 
     def remove_status(self) -> None:
-        if self.cfg is None:
+        if self.cfg is None or (self.detached and self.process is not None):
             return
         try:
             self.cfg.status_path(self.name).unlink()

@@ -91,6 +91,8 @@ class QemuDriver:
         self._used_ports: set[int] = set()
         self.migration_ports: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Set by close(): the daemon is going away, its guests are not (see close).
+        self.closing = False
 
     # -- start-up and shutdown of the manager -------------------------------
     async def initialize(self) -> None:
@@ -201,16 +203,28 @@ class QemuDriver:
             obj.save_status()
 
     async def close(self) -> None:
-        """Stop managing: close monitors, leave every guest running."""
-        for obj in self.domains:
-            if isinstance(obj, QemuDomainObj) and obj.process is not None:
-                obj.stopped.set()
+        """Stop managing: leave every guest running, its status file as last written.
+
+        Stopping the daemon is not the guests stopping.  Every domain is detached
+        first (no status write or removal from here on), then the monitors are
+        closed, which QEMU never sees as a reason to stop and the driver never
+        takes for QEMU going away.  No stopped handler runs: a migration's job
+        record stays on disk, so the next daemon resolves it by job and phase
+        (:mod:`.recovery`).  Calls still in flight fail against the closed
+        monitors without touching the disk or any QEMU.
+        """
+        self.closing = True
+        qemu_objs = [obj for obj in self.domains if isinstance(obj, QemuDomainObj)]
+        for obj in qemu_objs:
+            obj.detached = True
+        for obj in qemu_objs:
+            if obj.process is not None:
                 await obj.process.monitor.close()
         for task in list(self._tasks):
             task.cancel()
 
     def _new_obj(self, d: conf.DomainDef, persistent: bool) -> QemuDomainObj:
-        return QemuDomainObj(d, persistent=persistent, cfg=self.cfg)
+        return QemuDomainObj(d, persistent=persistent, cfg=self.cfg, detached=self.closing)
 
     def _handler(self, obj: QemuDomainObj) -> MonitorHandler:
         return MonitorHandler(obj, self._on_event, self._on_eof)
@@ -313,6 +327,12 @@ class QemuDriver:
                     handed.substitute(argv), obj.monitor_path, self.cfg.log_path(live.name), live.name,
                     self._handler(obj), ids=self.security.process_ids(),
                     extra_fds=(*(fd for t in taps for fd in t.descriptors), *handed.fds))
+            if self.closing:    # the daemon stopped meanwhile: nobody will manage this QEMU
+                qp, obj.process = obj.process, None
+                await qp.stop(1.0)
+                await qp.monitor.close()
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                            f"cannot start domain '{live.name}': the daemon is shutting down")
         except BaseException:
             self._restore_labels(obj, live)
             self._release_ports(live)
@@ -437,6 +457,7 @@ class QemuDriver:
         qp = obj.process
         if qp is None:
             return
+        self._refuse_if_closing(obj)
         if obj.stop_reason is None:
             obj.stop_reason = (reason, detail)
         if not emit:
@@ -449,6 +470,7 @@ class QemuDriver:
         qp = obj.process
         if qp is None:
             return True
+        self._refuse_if_closing(obj)
         if obj.stop_reason is None:
             obj.stop_reason = (ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
         qp.signal(signal.SIGTERM)
@@ -458,6 +480,13 @@ class QemuDriver:
             obj.stop_reason = None
             return False
         return True
+
+    def _refuse_if_closing(self, obj: QemuDomainObj) -> None:
+        """A stopping daemon stops no guest (a failing call's cleanup included):
+        the next daemon decides from the status file what must go."""
+        if self.closing:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                        f"cannot stop domain '{obj.name}': the daemon is shutting down")
 
     def _watch_exit(self, obj: QemuDomainObj) -> None:
         qp = obj.process
@@ -470,8 +499,8 @@ class QemuDriver:
 
     async def _process_gone(self, obj: QemuDomainObj, qp: procmod.QemuProcess) -> None:
         """The one place a stopped QEMU is cleaned up, whatever stopped it."""
-        if obj.process is not qp:
-            return
+        if obj.process is not qp or self.closing:
+            return      # closing: the next daemon finds it gone and records why
         if obj.stop_reason is not None:
             reason, detail = obj.stop_reason
         elif obj.got_shutdown:
@@ -542,7 +571,7 @@ class QemuDriver:
 
     def _on_eof(self, obj: QemuDomainObj, reason: str) -> None:
         qp = obj.process
-        if qp is not None and qp.alive:
+        if qp is not None and qp.alive and not self.closing:
             # QEMU closed its monitor; it exits next.  Make sure it does.
             log.debug("%s: %s; waiting for QEMU to exit", obj.name, reason)
             self._spawn(qp.stop(self.cfg.stop_timeout), f"qemu-eof-{obj.name}")

@@ -62,33 +62,47 @@ async def resolve_job(drv: "QemuDriver", obj: "QemuDomainObj", record: JobRecord
         if record.phase is JobPhase.BEGIN3:
             return True             # nothing was sent, the guest was not touched
         if record.phase is JobPhase.PERFORM3_DONE:
-            log.error("domain %s: outgoing migration completed but was never confirmed; leaving it paused",
-                      obj.name)
+            log.error("domain %s: outgoing migration completed (phase %s) but was never confirmed; "
+                      "the destination may run it, so it is left paused", obj.name, record.phase.value)
             obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
             return True
     # PERFORM2/PERFORM3, CONFIRM3_CANCELLED (CONFIRM3 never reaches the disk), or a save
-    await _cancel_outgoing(drv, obj, record.was_running,
-                           confirmed_cancelled=record.phase is JobPhase.CONFIRM3_CANCELLED)
+    await _cancel_outgoing(drv, obj, record, confirmed_cancelled=record.phase is JobPhase.CONFIRM3_CANCELLED)
     return True
 
 
-async def _cancel_outgoing(drv: "QemuDriver", obj: "QemuDomainObj", was_running: bool,
+async def _cancel_outgoing(drv: "QemuDriver", obj: "QemuDomainObj", record: JobRecord,
                            confirmed_cancelled: bool) -> None:
     """Stop an outgoing transfer and put the guest back as it was.  A transfer
     that completed is left paused — unless Confirm had already been told the
-    destination failed (``confirmed_cancelled``): then this is the only copy."""
+    destination failed (``confirmed_cancelled``): then this is the only copy.
+
+    A guest that ran before a migration reads "running (migration canceled)"
+    afterwards, whether recovery had to resume its CPUs or QEMU kept them
+    running (a live migration, or one QEMU itself gave up on); one resumed
+    after an interrupted save reads "running (save canceled)", as in libvirt.
+    """
     assert obj.process is not None
     mon = obj.process.monitor
+    what = f"{record.job.value} (phase {record.phase.value})"
     try:
         status = (await mon.query_migrate()).get("status")
         if status == "completed" and not confirmed_cancelled:
-            log.error("domain %s: outgoing migration completed while the daemon was down; "
-                      "leaving it paused", obj.name)
+            log.error("domain %s: %s completed while the daemon was down: all data was sent and "
+                      "the destination may run it, so it is left paused", obj.name, what)
             obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
             return
         if status in _SENDING:
             await mon.migrate_cancel()
-        if was_running and not (await mon.query_status())["running"]:
-            await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
+        if not record.was_running:
+            log.warning("domain %s: cancelled the interrupted %s; it stays paused as it was",
+                        obj.name, what)
+            return
+        saving = record.job is AsyncJobType.SAVE
+        if not (await mon.query_status())["running"]:
+            await drv.resume_cpus(obj, RunningReason.SAVE_CANCELED if saving else RunningReason.MIGRATION_CANCELED)
+        elif not saving:       # libvirt leaves a running guest's reason alone after a save only
+            obj.set_state(DomainState.RUNNING, RunningReason.MIGRATION_CANCELED)
+        log.warning("domain %s: cancelled the interrupted %s; running again", obj.name, what)
     except libvirtError as exc:
-        log.error("domain %s: cannot recover its outgoing migration: %s", obj.name, exc)
+        log.error("domain %s: cannot recover its %s: %s", obj.name, what, exc)

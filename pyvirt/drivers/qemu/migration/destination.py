@@ -254,7 +254,7 @@ async def _released_on_death(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incom
     """An incoming guest killed before Finish (autodestroy, a crash) must not keep
     its job and port: the domain would stay busy and the port range would drain."""
     await obj.stopped.wait()
-    if obj.incoming is inc:
+    if obj.incoming is inc and not drv.closing:    # a stopping daemon keeps the job record
         log.info("%s: incoming migration ended by the guest stopping", obj.name)
         await _release(drv, obj, inc)
 

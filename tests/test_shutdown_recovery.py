@@ -1,0 +1,171 @@
+"""A daemon stopped with SIGTERM keeps every guest's recovery state.
+
+Stopping pyvirtd is not the guests stopping: their status files stay as
+the daemon last wrote them (the job record of a migration in progress
+included), and the daemon that starts next resolves what was interrupted
+by job and phase.  Live migrations of a heartbeat guest slowed to 4 MiB/s,
+so Perform lasts long enough to stop a daemon in the middle of it; the
+moment is an observable condition (the destination's status file holding
+the incoming job record, the source's job having sent data), never a
+sleep.  Exactly one copy runs its CPUs throughout (asked through QMP, on
+the monitor socket itself while its daemon is down).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import uuid
+
+import pytest
+
+import pyvirt
+from daemons import qemu_pid, running_copies
+from guests import READY, pid_alive, tiny_xml, wait_for, wait_for_text
+from invariants import assert_host
+from test_migration import _migrate_in_thread, _wait_job_active, heartbeat, hosts, start_guest  # noqa: F401
+from test_migration_p2p import to_uri_in_thread
+
+pytestmark = pytest.mark.qemu
+
+INCOMING = "<job type='none' async='migration in' phase='prepare'"
+OUTGOING = "<job type='none' async='migration out' phase='perform3' wasRunning='yes'/>"
+
+
+def status_path(daemon, name: str = "mig"):
+    return daemon.state_dir / "run" / "qemu" / f"{name}.xml"
+
+
+def status_text(daemon, name: str = "mig") -> str:
+    try:
+        return status_path(daemon, name).read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def domstate(daemon, name: str = "mig") -> str:
+    out = subprocess.run(["virsh", "-c", daemon.uri, "domstate", "--reason", name],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_destination_sigterm_mid_perform_kills_its_half_at_restart(hosts):
+    a, b = hosts
+    _ca, dom, uid = start_guest(a, cmdline="dirty=64:20", memory_mib=256)
+    thread, result = _migrate_in_thread(dom, pyvirt.open(b.uri), pyvirt.VIR_MIGRATE_LIVE, {"bandwidth": 4})
+    wait_for(lambda: INCOMING in status_text(b), 20, what="the destination to record the incoming job")
+    _wait_job_active(pyvirt.open(a.uri), "mig")          # Perform: data is being sent
+    half = qemu_pid(b, "mig")
+    recorded = status_path(b).read_bytes()
+    assert running_copies([a, b], uid) == 1
+
+    b.stop(signal.SIGTERM)
+    # Stopping the daemon is not the guest stopping: the record a restart needs is intact.
+    assert status_path(b).read_bytes() == recorded
+    assert pid_alive(half), "the daemon's shutdown must leave the incoming QEMU for its successor"
+    assert running_copies([a, b], uid) == 1
+
+    b.start()
+    wait_for(lambda: not pid_alive(half), 15, what="the restarted destination to kill its half")
+    log = b.log_path.read_text(errors="replace")
+    assert any("WARNING" in line and "mig" in line and "incoming migration" in line and "prepare" in line
+               for line in log.splitlines()), log[-3000:]
+    assert running_copies([a, b], uid) == 1
+    # The leftover is gone, so it can never be resumed into a second running copy.
+    out = subprocess.run(["virsh", "-c", b.uri, "resume", "mig"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "mig" in out.stderr, out
+    assert running_copies([a, b], uid) == 1
+
+    thread.join(60)
+    assert not thread.is_alive() and "error" in result, "the migration should have failed"
+    assert dom.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED]
+    assert "<job " not in status_text(a)
+    before = heartbeat(a)
+    wait_for(lambda: heartbeat(a) > before, 10, what="the source guest to keep running")
+    assert_host([a, b])
+
+    moved = dom.migrate(pyvirt.open(b.uri), pyvirt.VIR_MIGRATE_LIVE)      # a second migration works
+    assert moved.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+    assert running_copies([a, b], uid) == 1
+    before = heartbeat(a)
+    wait_for(lambda: heartbeat(a) > before, 10, what="heartbeats on the destination")
+    assert_host([a, b])
+
+
+@pytest.mark.parametrize("flow", ["managed", "p2p"])
+def test_source_sigterm_mid_perform_reads_migration_canceled_after_restart(hosts, flow):
+    a, b = hosts
+    _ca, dom, uid = start_guest(a, cmdline="dirty=64:20", memory_mib=256)
+    if flow == "managed":
+        thread, result = _migrate_in_thread(dom, pyvirt.open(b.uri), pyvirt.VIR_MIGRATE_LIVE, {"bandwidth": 4})
+    else:
+        thread, result = to_uri_in_thread(dom, b.uri, pyvirt.VIR_MIGRATE_LIVE | pyvirt.VIR_MIGRATE_PEER2PEER,
+                                          {"bandwidth": 4})
+    _wait_job_active(pyvirt.open(a.uri), "mig")
+    assert OUTGOING in status_text(a)
+    pid = qemu_pid(a, "mig")
+    recorded = status_path(a).read_bytes()
+
+    a.stop(signal.SIGTERM)
+    assert status_path(a).read_bytes() == recorded       # the perform3 record survives the shutdown
+    assert pid_alive(pid)
+    thread.join(60)
+    assert not thread.is_alive() and "error" in result, "the migration should have failed"
+    wait_for(lambda: qemu_pid(b, "mig") is None, 15, what="the destination to drop its half")
+    assert running_copies([a, b], uid) == 1
+
+    a.start()
+    assert qemu_pid(a, "mig") == pid
+    assert domstate(a) == "running (migration canceled)"
+    assert "<job " not in status_text(a)                 # resolved
+    log = a.log_path.read_text(errors="replace")
+    assert any("mig" in line and "perform3" in line for line in log.splitlines()), log[-3000:]
+    before = heartbeat(a)
+    wait_for(lambda: heartbeat(a) > before, 10, what="the source guest to keep running")
+    assert running_copies([a, b], uid) == 1
+    assert_host([a, b])
+
+    again = pyvirt.open(a.uri).lookupByName("mig")     # the old connection died with the daemon
+    if flow == "managed":
+        moved = again.migrate(pyvirt.open(b.uri), pyvirt.VIR_MIGRATE_LIVE)
+    else:
+        again.migrateToURI3(b.uri, {}, pyvirt.VIR_MIGRATE_LIVE | pyvirt.VIR_MIGRATE_PEER2PEER)
+        moved = pyvirt.open(b.uri).lookupByName("mig")
+    assert moved.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+    assert running_copies([a, b], uid) == 1
+    assert_host([a, b])
+
+
+def test_plain_sigterm_leaves_status_files_untouched_and_restart_keeps_state(hosts):
+    a, _b = hosts
+    conn = pyvirt.open(a.uri)
+    guests = {}
+    for name in ("run1", "paused1", "persist1"):
+        serial = a.workdir / f"{name}.log"
+        xml = tiny_xml(name, serial, uuid=str(uuid.uuid4()))
+        dom = conn.defineXML(xml) if name == "persist1" else conn.createXML(xml, 0)
+        if name == "persist1":
+            dom.create()
+        wait_for_text(serial, READY)
+        guests[name] = dom
+    guests["paused1"].suspend()
+    expected = {name: dom.state() for name, dom in guests.items()}
+    assert expected["paused1"] == [pyvirt.VIR_DOMAIN_PAUSED, pyvirt.VIR_DOMAIN_PAUSED_USER]
+    before = {path.name: path.read_bytes() for path in (a.state_dir / "run" / "qemu").glob("*.xml")}
+    pids = {name: qemu_pid(a, name) for name in guests}
+    assert len(before) == 3 and all(pids.values())
+    conn.close()
+
+    a.stop(signal.SIGTERM)
+    after = {path.name: path.read_bytes() for path in (a.state_dir / "run" / "qemu").glob("*.xml")}
+    assert after == before, "a daemon's shutdown rewrote or removed a running guest's status"
+    assert all(pid_alive(pid) for pid in pids.values())
+
+    a.start()
+    conn = pyvirt.open(a.uri)
+    for name, state in expected.items():
+        assert conn.lookupByName(name).state() == state, name
+        assert qemu_pid(a, name) == pids[name]
+    assert conn.lookupByName("persist1").isPersistent() == 1
+    assert_host([a])
