@@ -30,6 +30,7 @@ class Pyvirtd:
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     extra_config: str = ""
     verbose: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)   # e.g. PYVIRT_TEST_HOOKS
     proc: subprocess.Popen | None = None
 
     @property
@@ -80,7 +81,7 @@ migration_port_max = {50000 + mig * 10 + 9}
 
     def start(self, timeout: float = 30.0) -> "Pyvirtd":
         conf = self.write_config()
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=str(REPO), **self.extra_env)
         log = open(self.log_path, "ab")
         argv = [sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)] + (["--verbose"] if self.verbose else [])
         self.proc = subprocess.Popen(argv,
