@@ -14,7 +14,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
 	libvirt-daemon libvirt-daemon-driver-qemu gcc gcc-multilib make \
 	busybox-static linux-image-cloud-amd64 cpio gzip bzip2 xz-utils lzop zstd iproute2
 
-.PHONY: all deps venv guests test demo bench clean
+.PHONY: all deps venv guests test faults demo bench clean
 
 all: test
 
@@ -60,6 +60,11 @@ $(LIBVIRT_CONF):
 
 test: deps venv guests $(LIBVIRT_CONF)
 	$(PY) -m pytest -q
+
+# The whole fault-injection matrix of tests/faults (flow × fault × phase; `make test`
+# runs a bounded set of it), with its result table at the end.
+faults: deps venv guests
+	PYVIRT_FAULTS=all $(PY) -m pytest -q tests/faults
 
 demo: deps venv guests
 	$(PY) scripts/demo.py

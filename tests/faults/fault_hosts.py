@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,16 +28,6 @@ def _port_range(daemon: Pyvirtd) -> range:
     lo = int(re.search(r"migration_port_min = (\d+)", text).group(1))
     hi = int(re.search(r"migration_port_max = (\d+)", text).group(1))
     return range(lo, hi + 1)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class Hosts:
@@ -138,7 +127,19 @@ class Hosts:
                                 stderr=subprocess.PIPE, text=True)
 
     def ports_busy(self) -> list[int]:
-        return [p for d in self.daemons for p in _port_range(d) if not port_free(p)]
+        """Migration ports of either host still listened on or connected (TIME-WAIT is the
+        kernel's, not a leak: the daemon's own port choice steps over it)."""
+        ranges = [_port_range(d) for d in self.daemons]
+        out = subprocess.run(["ss", "-Htan"], capture_output=True, text=True, check=True).stdout
+        busy = set()
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) < 4 or fields[0] not in ("LISTEN", "ESTAB"):
+                continue
+            host, _, port = fields[3].rpartition(":")
+            if host == "127.0.0.1" and any(int(port) in r for r in ranges):
+                busy.add(int(port))
+        return sorted(busy)
 
     def port_holders(self) -> str:
         """`ss` lines of the busy migration ports (for a failure message)."""

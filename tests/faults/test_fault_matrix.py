@@ -125,7 +125,8 @@ def run_cell(hosts: Hosts, cell: Cell, request) -> None:
             problems.append(f"the guest is active on {len(where)} hosts: {where}")
         return not problems
     wait_for(lambda: settled(), 30, interval=0.2,
-             what=lambda: f"the hosts to settle: {problems}")
+             what=lambda: f"the hosts to settle: {problems}; virsh rc {rc}: {err.strip()}; active on "
+                          f"{hosts.where()}, {hosts.running()} running")
     for d in hosts.daemons:
         assert d.alive, f"{d.uri} died:\n{d.log_path.read_text(errors='replace')[-3000:]}"
 
