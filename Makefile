@@ -14,7 +14,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
 	libvirt-daemon libvirt-daemon-driver-qemu gcc gcc-multilib make \
 	busybox-static linux-image-cloud-amd64 cpio gzip bzip2 xz-utils lzop zstd iproute2
 
-.PHONY: all deps venv guests test faults demo bench clean
+.PHONY: all deps venv guests test faults soak demo bench clean
 
 all: test
 
@@ -68,6 +68,13 @@ faults: deps venv guests
 
 demo: deps venv guests
 	$(PY) scripts/demo.py
+
+# The chaos soak at length: 1,000 random operations from 4 clients on two hosts, faults
+# included (tests/test_soak.py; `make test` runs 60).  PYVIRT_SOAK_SEED=N replays a seed.
+SOAK_OPS ?= 1000
+
+soak: deps venv guests
+	PYVIRT_SOAK_OPS=$${PYVIRT_SOAK_OPS:-$(SOAK_OPS)} $(PY) -m pytest -q -s -p no:cacheprovider tests/test_soak.py
 
 # Every benchmark, each beside libvirt 9.0 in the same run (several minutes each;
 # bench/save.py with bzip2 and xz takes the longest).
