@@ -2,6 +2,9 @@
 
 One driver per root per process, created on first open; guests it starts
 are children of this process and live as long as it does not destroy them.
+The driver holds the root's lock (:mod:`.rootlock`) from its first open
+until :func:`close_all`, so a pyvirtd on the same directory, or another
+process embedding it, is refused instead of fighting over the guests.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ from ...uri import URI, embed_root
 from .config import QemuConfig
 from .connection import QemuConnection
 from .driver import QemuDriver
+from .rootlock import RootLock, acquire
+
+EMBED_HOLDER = "an embedded qemu driver (qemu:///embed)"
 
 _DRIVERS: dict[str, QemuDriver] = {}
+_LOCKS: dict[str, RootLock] = {}
 _LOCK = asyncio.Lock()
 
 
@@ -23,9 +30,15 @@ async def driver_for_root(root: str, connector: Any = None) -> QemuDriver:
     async with _LOCK:
         drv = _DRIVERS.get(root)
         if drv is None:
-            drv = QemuDriver(QemuConfig(root=root), connector=connector)
-            await drv.initialize()
+            lock = acquire(root, EMBED_HOLDER)
+            try:
+                drv = QemuDriver(QemuConfig(root=root), connector=connector)
+                await drv.initialize()
+            except BaseException:
+                lock.release()
+                raise
             _DRIVERS[root] = drv
+            _LOCKS[root] = lock
         return drv
 
 
@@ -38,6 +51,7 @@ async def open_connection(uri: URI, info: ConnectionInfo, connector: Any = None)
 
 async def close_all() -> None:
     """Stop managing every embedded root (guests keep running)."""
-    for drv in list(_DRIVERS.values()):
+    for root, drv in list(_DRIVERS.items()):
         await drv.close()
+        _LOCKS.pop(root).release()
     _DRIVERS.clear()
