@@ -23,7 +23,6 @@ INTERNAL_ERROR carrying a Python exception's text are collected and fail
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -174,6 +173,11 @@ def uri_bytes(ctx: Context) -> st.SearchStrategy[bytes]:
     ]).map(str.encode)
 
 
+def address_bytes(ctx: Context) -> st.SearchStrategy[bytes]:
+    """Listen addresses: loopback only (a random name would be a DNS query off the host)."""
+    return st.sampled_from([b"127.0.0.1", b"::1", b"[::1]", b"127.0.0.1\0x", b"", b"\xff", b"256.1.1.1", b"::"[:1]])
+
+
 def xml_bytes(ctx: Context) -> st.SearchStrategy[bytes]:
     """Domain XML: junk, or a template whose values are fuzzed (no comma reaches QEMU
     options from here: the QEMU command line tests own that)."""
@@ -218,7 +222,7 @@ FIELD_KIND = {
 }
 TYPED_PARAM_KIND = {
     "migrate_uri": uri_bytes, "destination_name": name_bytes, "destination_xml": xml_bytes,
-    "persistent_xml": xml_bytes, "graphics_uri": uri_bytes, "listen_address": name_bytes,
+    "persistent_xml": xml_bytes, "graphics_uri": uri_bytes, "listen_address": address_bytes,
     "file": path_bytes, "dxml": xml_bytes, "migrate_disks": name_bytes,
 }
 TYPED_PARAM_FIELDS = list(TYPED_PARAM_KIND) + [
