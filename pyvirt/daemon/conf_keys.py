@@ -102,6 +102,9 @@ PYVIRT_KEYS: dict[str, ValueType] = {
     "migration_params": B,    # advertise the *_PARAMS migration procedures
     "migration_v3": B,        # advertise migration protocol v3
     "max_message_size": U,    # largest RPC message accepted from a client
+    "frame_timeout": U,       # seconds an incomplete frame may take before its client is dropped
+    "max_large_frame_bytes": U,    # frames over 256 KiB read at once, all clients, by announced length
+    "max_client_output_bytes": U,  # output a client leaves unread before it is dropped
 }
 
 

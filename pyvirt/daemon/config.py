@@ -54,6 +54,8 @@ class DaemonConfig:
     unix_sock_group: str = ""        # group owning both sockets; "": the daemon's
     host_uuid: str = ""
     max_clients: int = 5000
+    max_queued_clients: int = 1000   # the listen backlog: connections waiting while at a limit
+    max_anonymous_clients: int = 20  # clients not authenticated yet (auth "none": authenticated at once)
     max_client_requests: int = 5     # calls in flight per client before we stop reading it
     keepalive_interval: int = 5
     keepalive_count: int = 5
@@ -76,6 +78,9 @@ class DaemonConfig:
     migration_params: int = 1
     migration_v3: int = 1
     max_message_size: int = 33554432
+    frame_timeout: int = 30          # seconds an incomplete frame may take (0: none); see rpc.server
+    max_large_frame_bytes: int = 33554432   # frames over 256 KiB read at once, by announced length
+    max_client_output_bytes: int = 67108864  # unread output before a client is dropped
     ignored: list[Ignored] = field(default_factory=list, repr=False)
 
     @property
@@ -299,6 +304,13 @@ def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
         raise fail("log_level", f"log_level {cfg.log_level} is not 1 (debug) to 4 (error)")
     if cfg.max_client_requests < 1:
         raise fail("max_client_requests", "max_client_requests must be at least 1")
+    if cfg.max_anonymous_clients > cfg.max_clients:
+        if "max_anonymous_clients" in lines:   # libvirt's virNetServerNew refuses the same
+            raise fail("max_anonymous_clients", "The overall maximum number of clients must not be less "
+                       "than the number of clients waiting for authentication")
+        # libvirtd would refuse to start with a small max_clients and the default 20;
+        # a default is not a contradiction the user wrote, so it gives way
+        cfg.max_anonymous_clients = cfg.max_clients
     if cfg.migration_port_min <= 0:
         raise fail("migration_port_min", "migration_port_min: port must be greater than 0")
     if not cfg.migration_port_min <= cfg.migration_port_max <= 65535:

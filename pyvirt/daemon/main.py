@@ -9,6 +9,11 @@ running), and serves libvirt's RPC protocol on the UNIX sockets
 it cleanly: listeners close, clients are dropped, guests keep running.
 ``pyvirtd --check-config FILE`` only loads FILE and lists the settings it
 would ignore.
+
+Before anything else the daemon locks its state directory
+(``state_dir/run/pyvirtd.pid``, :mod:`pyvirt.drivers.qemu.rootlock`): a
+second pyvirtd on the same directory exits at once with status 1, naming
+the running one's pid, without touching a guest.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from ..driver import ConnectionInfo, HypervisorConnection
 from ..drivers.qemu.config import QemuConfig
 from ..drivers.qemu.connection import QemuConnection
 from ..drivers.qemu.driver import QemuDriver
+from ..drivers.qemu.rootlock import acquire as lock_root
 from ..drivers.test import driver as test_driver
 from ..enums import DriverFeature
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
@@ -50,6 +56,9 @@ async def connect_peer(uri: str) -> HypervisorConnection:
 class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
+        # First of all: the host UUID file, status files and guests under state_dir
+        # are only ours once no other daemon (or embedded driver) manages them.
+        self.root_lock = lock_root(cfg.state_dir, "pyvirtd")
         self.qemu = QemuDriver(QemuConfig(
             root=Path(cfg.state_dir), host_uuid=cfg.host_uuid,
             migration_address=cfg.migration_address, migration_host=cfg.migration_host,
@@ -64,9 +73,14 @@ class Daemon:
         self.dispatcher = Dispatcher(self.open_driver, self.feature_override, lambda: self.stopping,
                                      max_requests=cfg.max_client_requests)
         self.server = RPCServer(self.dispatcher, max_clients=cfg.max_clients,
+                                max_anonymous_clients=cfg.max_anonymous_clients,
+                                max_queued_clients=cfg.max_queued_clients,
                                 max_message=cfg.max_message_size,
                                 keepalive_interval=cfg.keepalive_interval,
-                                keepalive_count=cfg.keepalive_count)
+                                keepalive_count=cfg.keepalive_count,
+                                frame_timeout=cfg.frame_timeout,
+                                max_large_frame_bytes=cfg.max_large_frame_bytes,
+                                max_client_output_bytes=cfg.max_client_output_bytes)
         self.tcp_port: int | None = None
         self._stop = asyncio.Event()
 
@@ -117,13 +131,16 @@ class Daemon:
         self._stop.set()
 
     async def run(self) -> None:
-        await self.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        print("pyvirtd: ready", file=sys.stderr, flush=True)
-        await self._stop.wait()
-        await self.stop()
+        try:
+            await self.start()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            print("pyvirtd: ready", file=sys.stderr, flush=True)
+            await self._stop.wait()
+            await self.stop()
+        finally:
+            self.root_lock.release()
 
     async def stop(self) -> None:
         """Stop serving; guests keep running for the next daemon to adopt."""

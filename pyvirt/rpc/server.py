@@ -9,14 +9,48 @@ may leave out of order (virsh polls job info while a migration call is
 pending on the same connection).
 
 A client that breaks framing (a bad length word, garbage, a packet larger
-than the limit) is dropped; the others carry on.  Keepalive follows
-libvirt: PING is always answered, and the server pings an idle client only
-after the client asked for keepalive (feature 10).
+than the limit) is dropped; the others carry on.
+
+Limits, as libvirtd's (``libvirtd.conf``) where libvirtd has one:
+
+* ``max_clients`` connections at once, of which at most
+  ``max_anonymous_clients`` not yet authenticated (a listener without
+  authentication makes its clients authenticated at once, as libvirt does).
+  At either limit the server stops *accepting*, as libvirtd suspends its
+  services: further connections wait in the kernel's listen queue, of
+  ``max_queued_clients`` entries, and are served when a slot frees; beyond
+  the queue the kernel refuses them.
+* Keepalive as libvirt's virkeepalive.c: a PING is always answered; a client
+  that asked for keepalive (SUPPORTS_FEATURE 10) is pinged after
+  ``keepalive_interval`` seconds without a complete message from it and
+  dropped when ``keepalive_count`` pings in a row went unanswered, that is
+  about interval * (count + 1) seconds after its last message.
+* An incomplete frame must be complete within ``frame_timeout`` seconds of
+  its first byte, or the client is dropped (libvirtd has no such timer and
+  keeps such a client until keepalive, which only applies to clients that
+  asked for it).  Time during which the server chose not to read the client
+  (too many calls in flight, a stream, memory) does not count.
+* Memory of incomplete frames: the Framer holds what arrived, never what a
+  length word announces.  A frame announcing up to 256 KiB (every ordinary
+  call, a stream chunk) is read to its end at once; a larger one is read on
+  only while the large frames being read, counted at their announced
+  length, fit in ``max_large_frame_bytes`` (the first always does).  The
+  others wait, their bytes in the kernel, and are let in first come first
+  served as those complete or their senders are dropped: nothing deadlocks,
+  and a client waiting its turn holds no more than the read that brought
+  the length word (at most 256 KiB).  So incomplete frames cost at most
+  ``max_large_frame_bytes`` + 256 KiB per client, where libvirtd reads every
+  client's frame whole (32 MiB each).
+* Output: a client that does not read its replies stops being read (so it
+  sends no more calls); one that leaves more than ``max_client_output_bytes``
+  bytes unread (events keep coming) is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import errno
 import logging
 import os
 import socket
@@ -25,9 +59,18 @@ import time
 from typing import Any, Protocol
 
 from .protocol.keepalive import PING, PONG
-from .wire import EOF, NEED_DATA, Framer, MessageType, Message, Program, ProtocolError, Status, encode_message
+from .wire import (EOF, FRAME_HEADER_SIZE, LEGACY_PAYLOAD_MAX, MESSAGE_MAX, NEED_DATA, Framer, Message,
+                   MessageType, Program, ProtocolError, Status, encode_message)
 
 log = logging.getLogger(__name__)
+
+SMALL_FRAME = FRAME_HEADER_SIZE + LEGACY_PAYLOAD_MAX
+"""A frame announcing this size or less is always read to its end (256 KiB: a stream chunk)."""
+ACCEPT_BATCH = 64
+"""Connections accepted per wake-up of a listener, so a flood cannot starve the clients."""
+ACCEPT_RETRY = 1.0
+"""Seconds before accepting again after running out of descriptors or memory."""
+_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class CallHandler(Protocol):
@@ -42,19 +85,25 @@ _KEEPALIVE_HDR = {kind: (Program.KEEPALIVE, 1, kind, MessageType.MESSAGE, 0, Sta
 class ServerClient(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, server: "RPCServer", read_only: bool, listener: str) -> None:
+    def __init__(self, server: "RPCServer", read_only: bool, listener: str, authenticated: bool = True) -> None:
         self.server = server
         self.read_only = read_only
         self.listener = listener
+        self.authenticated = authenticated
         self.framer = Framer(server.max_message)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.session: Any = None          # the handler's per-client state
         self.closed = False
-        self.last_rx = time.monotonic()
+        self.connected = False
+        self.last_message = time.monotonic()   # when the last complete message arrived
         self.keepalive_enabled = False
-        self._ka_missed = 0
-        self._ka_task: asyncio.Task[None] | None = None
+        self._ka_left = 0                 # pings still allowed without an answer
+        self._ka_timer: asyncio.TimerHandle | None = None
+        self._held = 0                    # bytes of an incomplete frame after the last read
+        self._admitted = 0                # announced length of the large frame let in, 0: none
+        self._frame_started = 0.0
+        self._frame_timer: asyncio.TimerHandle | None = None
         self._paused_for: set[str] = set()
 
     # -- asyncio callbacks ---------------------------------------------------
@@ -62,24 +111,27 @@ class ServerClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else (peer or self.listener)
-        if len(self.server.clients) >= self.server.max_clients:
-            log.warning("refusing client %s: %d clients already connected", self.peer, self.server.max_clients)
-            self.closed = True
-            transport.close()
+        if self.closed:              # the server closed meanwhile
+            transport.abort()
             return
-        self.server.clients.add(self)
+        self.connected = True
         self.server.handler.client_connected(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_rx = time.monotonic()
-        self._ka_missed = 0
         framer = self.framer
+        completed = False
         try:
             framer.receive_data(data)
             while True:
                 msg = framer.next_message()
                 if msg is NEED_DATA or msg is EOF:
-                    return
+                    break
+                if not completed:
+                    # Any complete message shows the client alive (virKeepAliveCheckMessage);
+                    # bytes of an unfinished one do not.
+                    completed = True
+                    self.last_message = time.monotonic()
+                    self._ka_left = self.server.keepalive_count
                 if msg.header.prog == Program.KEEPALIVE:   # type: ignore[union-attr]
                     self._keepalive(msg)                   # type: ignore[arg-type]
                 else:
@@ -89,6 +141,10 @@ class ServerClient(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("dropping client %s: %s", self.peer, exc)
             self.abort()
+            return
+        held = framer.buffered
+        if held or self._held or self._admitted:
+            self._incomplete(held, completed)
 
     def feed(self, data: bytes) -> None:
         """Bytes read by someone else on this connection's behalf (a stream receiver)."""
@@ -96,14 +152,21 @@ class ServerClient(asyncio.Protocol):
             self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        was_closed = self.closed
         self.closed = True
-        if self._ka_task is not None:
-            self._ka_task.cancel()
-        if self in self.server.clients:
-            self.server.clients.discard(self)
-            if not was_closed or self.session is not None:
-                self.server.spawn(self.server.handler.client_disconnected(self))
+        for timer in (self._ka_timer, self._frame_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ka_timer = self._frame_timer = None
+        self.server._forget(self)
+        if self.connected:
+            self.connected = False
+            self.server.spawn(self.server.handler.client_disconnected(self))
+
+    def mark_authenticated(self) -> None:
+        """Authentication succeeded: the client no longer counts against max_anonymous_clients."""
+        if not self.authenticated:
+            self.authenticated = True
+            self.server._authenticated(self)
 
     # -- flow control: reading stops while any reason holds --------------------
     def pause(self, reason: str) -> None:
@@ -118,6 +181,17 @@ class ServerClient(asyncio.Protocol):
         self._paused_for.discard(reason)
         if not self._paused_for and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+        if reason != "writing" and not self._paused_by_us() and not self.closed:
+            # Reading again: an incomplete frame gets its full time from now on.
+            self._held = self.framer.buffered
+            if self._held:
+                self._frame_started = time.monotonic()
+                self._arm_frame_timer()
+
+    def _paused_by_us(self) -> bool:
+        """Reading stopped for a reason of ours (calls in flight, a stream, memory),
+        not because the client does not read its replies."""
+        return len(self._paused_for) > ("writing" in self._paused_for)
 
     def pause_writing(self) -> None:
         # The client does not read its replies: stop reading its calls, or the
@@ -129,12 +203,23 @@ class ServerClient(asyncio.Protocol):
 
     # -- sending ---------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.write(data)
+        transport = self.transport
+        if not self.closed and transport is not None:
+            if transport.get_write_buffer_size() > self.server.max_client_output_bytes:
+                return self._not_reading()
+            transport.write(data)
 
     def send_parts(self, parts: list[Any]) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.writelines(parts)
+        transport = self.transport
+        if not self.closed and transport is not None:
+            if transport.get_write_buffer_size() > self.server.max_client_output_bytes:
+                return self._not_reading()
+            transport.writelines(parts)
+
+    def _not_reading(self) -> None:
+        log.warning("dropping client %s: it left more than %d bytes unread", self.peer,
+                    self.server.max_client_output_bytes)
+        self.abort()
 
     def close(self) -> None:
         """Close after flushing what was queued."""
@@ -145,6 +230,40 @@ class ServerClient(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+    # -- incomplete frames: memory and time --------------------------------------
+    def _incomplete(self, held: int, completed: bool) -> None:
+        """After a read: ``held`` bytes of a frame not complete yet (0: none);
+        ``completed``: at least one message was complete in this read."""
+        new_frame = completed or not self._held
+        self._held = held
+        if completed and self._admitted:
+            self.server._release(self)       # the large frame it was let in for is complete
+        if not held:
+            return
+        if new_frame:
+            self._frame_started = time.monotonic()
+        self._arm_frame_timer()
+        if not self._admitted and self.framer.pending_length > SMALL_FRAME:
+            self.server._admit(self)
+
+    def _arm_frame_timer(self) -> None:
+        timeout = self.server.frame_timeout
+        if self._frame_timer is None and timeout > 0 and not self._paused_by_us():
+            delay = self._frame_started + timeout - time.monotonic()
+            self._frame_timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._frame_check)
+
+    def _frame_check(self) -> None:
+        self._frame_timer = None
+        framer = self.framer
+        if self.closed or not framer.buffered or self._paused_by_us():
+            return    # complete, gone, or not ours to blame (resume arms a new timer)
+        timeout = self.server.frame_timeout
+        if time.monotonic() < self._frame_started + timeout:
+            return self._arm_frame_timer()     # a newer frame started meanwhile
+        log.warning("dropping client %s: a frame of %d bytes still incomplete after %g s (%d bytes received)",
+                    self.peer, framer.pending_length, timeout, framer.buffered)
+        self.abort()
 
     # -- keepalive -------------------------------------------------------------
     def _keepalive(self, msg: Message) -> None:
@@ -157,40 +276,71 @@ class ServerClient(asyncio.Protocol):
             raise ProtocolError(f"unknown keepalive procedure {h.proc}")
 
     def start_keepalive(self) -> None:
-        """Ping when idle; drop the client after ``count`` unanswered pings."""
-        interval, count = self.server.keepalive_interval, self.server.keepalive_count
-        if self.keepalive_enabled or interval <= 0:
+        """Ping after ``interval`` seconds without a message; drop after ``count`` unanswered pings."""
+        interval = self.server.keepalive_interval
+        if self.keepalive_enabled or interval <= 0 or self.closed:
             return
         self.keepalive_enabled = True
+        self._ka_left = self.server.keepalive_count
+        self._arm_keepalive(self.last_message + interval - time.monotonic())
 
-        async def run() -> None:
-            while not self.closed:
-                await asyncio.sleep(interval)
-                if time.monotonic() - self.last_rx < interval:
-                    continue
-                if self._ka_missed >= count:
-                    log.warning("client %s: no answer to %d keepalive pings, dropping it", self.peer, count)
-                    self.abort()
-                    return
-                self._ka_missed += 1
-                self.send(encode_message(_KEEPALIVE_HDR[PING]))
-        self._ka_task = asyncio.get_running_loop().create_task(run(), name=f"keepalive-{self.peer}")
+    def _arm_keepalive(self, delay: float) -> None:
+        self._ka_timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._keepalive_check)
+
+    def _keepalive_check(self) -> None:
+        self._ka_timer = None
+        if self.closed:
+            return
+        interval = self.server.keepalive_interval
+        idle = time.monotonic() - self.last_message
+        if idle < interval:                      # the client spoke meanwhile
+            return self._arm_keepalive(interval - idle)
+        if self._ka_left <= 0:
+            log.warning("dropping client %s: connection closed due to keepalive timeout "
+                        "(no message in %.0f s, %d keepalive pings unanswered)",
+                        self.peer, idle, self.server.keepalive_count)
+            return self.abort()
+        self._ka_left -= 1
+        self.send(encode_message(_KEEPALIVE_HDR[PING]))
+        self._arm_keepalive(interval)
+
+
+class _Listener:
+    __slots__ = ("sock", "name", "read_only", "auth_required", "unix_path", "watched")
+
+    def __init__(self, sock: socket.socket, name: str, read_only: bool, auth_required: bool,
+                 unix_path: str | None = None) -> None:
+        self.sock, self.name, self.read_only = sock, name, read_only
+        self.auth_required, self.unix_path = auth_required, unix_path
+        self.watched = False
 
 
 class RPCServer:
     """Listeners plus the set of connected clients."""
 
-    def __init__(self, handler: CallHandler, *, max_clients: int = 5000, max_message: int = 33554432,
-                 keepalive_interval: int = 5, keepalive_count: int = 5) -> None:
+    def __init__(self, handler: CallHandler, *, max_clients: int = 5000, max_anonymous_clients: int = 20,
+                 max_queued_clients: int = 1000, max_message: int = MESSAGE_MAX,
+                 keepalive_interval: int = 5, keepalive_count: int = 5, frame_timeout: float = 30.0,
+                 max_large_frame_bytes: int = MESSAGE_MAX, max_client_output_bytes: int = 2 * MESSAGE_MAX) -> None:
         self.handler = handler
         self.max_clients = max_clients
+        self.max_anonymous_clients = max_anonymous_clients   # 0: no limit (libvirt)
+        self.max_queued_clients = max_queued_clients
         self.max_message = max_message
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
+        self.frame_timeout = frame_timeout
+        self.max_large_frame_bytes = max_large_frame_bytes
+        self.max_client_output_bytes = max_client_output_bytes
         self.clients: set[ServerClient] = set()
-        self._servers: list[asyncio.AbstractServer] = []
+        self.anonymous = 0                # clients not authenticated yet
+        self.admitted_bytes = 0           # announced lengths of the large frames being read
+        self._memory_waiters: collections.deque[ServerClient] = collections.deque()
+        self._listeners: list[_Listener] = []
+        self._accepting = False
+        self._retry_at: asyncio.TimerHandle | None = None
+        self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._unix_paths: list[str] = []
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -198,7 +348,9 @@ class RPCServer:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def listen_unix(self, path: str, *, read_only: bool = False, mode: int = 0o700) -> None:
+    # -- listeners ---------------------------------------------------------------
+    async def listen_unix(self, path: str, *, read_only: bool = False, mode: int = 0o700,
+                          auth_required: bool = False) -> None:
         """Listen on a UNIX socket, replacing a stale socket file (never another file type)."""
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
@@ -208,36 +360,190 @@ class RPCServer:
                 os.unlink(path)
         except FileNotFoundError:
             pass
-        loop = asyncio.get_running_loop()
-        old_umask = os.umask(0o077)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            srv = await loop.create_unix_server(lambda: ServerClient(self, read_only, path), path)
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, mode)
-        self._servers.append(srv)
-        self._unix_paths.append(path)
-
-    async def listen_tcp(self, host: str, port: int) -> int:
-        loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: ServerClient(self, False, f"tcp:{host}:{port}"),
-                                       host, port, reuse_address=True)
-        for sock in srv.sockets:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._servers.append(srv)
-        return srv.sockets[0].getsockname()[1]
-
-    async def close(self, drop_clients: bool = True) -> None:
-        for srv in self._servers:
-            srv.close()
-        for srv in self._servers:
-            await srv.wait_closed()
-        self._servers.clear()
-        for path in self._unix_paths:
+            old_umask = os.umask(0o077)
             try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+                sock.bind(path)
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, mode)
+            sock.listen(self.max_queued_clients)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._add_listener(_Listener(sock, path, read_only, auth_required, unix_path=path))
+
+    async def listen_tcp(self, host: str, port: int, *, auth_required: bool = False) -> int:
+        """Listen on every address ``host`` resolves to; returns the (first) port."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        socks: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(address)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"error while attempting to bind on address {address!r}: "
+                                  f"{(exc.strerror or str(exc)).lower()}") from None
+                sock.listen(self.max_queued_clients)
+                sock.setblocking(False)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        for sock in socks:
+            self._add_listener(_Listener(sock, f"tcp:{host}:{port}", False, auth_required))
+        return socks[0].getsockname()[1]
+
+    def _add_listener(self, listener: _Listener) -> None:
+        self._listeners.append(listener)
+        if self._accepting:
+            self._watch(listener, True)
+        else:
+            self._check_limits()
+
+    def _watch(self, listener: _Listener, on: bool) -> None:
+        if listener.watched == on:
+            return
+        listener.watched = on
+        loop = asyncio.get_running_loop()
+        if on:
+            loop.add_reader(listener.sock.fileno(), self._accept, listener)
+        else:
+            loop.remove_reader(listener.sock.fileno())
+
+    # -- accepting, within the limits -----------------------------------------------
+    def _may_accept(self) -> bool:
+        return (not self._closing and self._retry_at is None and len(self.clients) < self.max_clients
+                and (not self.max_anonymous_clients or self.anonymous < self.max_anonymous_clients))
+
+    def _check_limits(self) -> None:
+        """Accept while both limits allow one more client; otherwise leave new
+        connections in the listen queue (libvirt's virNetServerCheckLimits)."""
+        may = self._may_accept()
+        if may == self._accepting:
+            return
+        self._accepting = may
+        if not may and not self._closing:
+            log.info("not accepting clients for now: %d connected (max_clients %d), %d not authenticated "
+                     "(max_anonymous_clients %d)", len(self.clients), self.max_clients, self.anonymous,
+                     self.max_anonymous_clients)
+        elif may:
+            log.info("accepting clients again")
+        for listener in self._listeners:
+            self._watch(listener, may)
+
+    def _accept(self, listener: _Listener) -> None:
+        for _ in range(ACCEPT_BATCH):
+            if not self._accepting:
+                return
+            try:
+                conn, _ = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                log.error("cannot accept a client on %s: %s", listener.name, exc)
+                if exc.errno in _RESOURCE_ERRORS:    # try again later rather than spin
+                    self._retry_at = asyncio.get_running_loop().call_later(ACCEPT_RETRY, self._retry)
+                    self._check_limits()
+                return
+            self._adopt(conn, listener)
+
+    def _retry(self) -> None:
+        self._retry_at = None
+        self._check_limits()
+
+    def _adopt(self, conn: socket.socket, listener: _Listener) -> None:
+        conn.setblocking(False)
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = ServerClient(self, listener.read_only, listener.name, authenticated=not listener.auth_required)
+        self.clients.add(client)
+        if not client.authenticated:
+            self.anonymous += 1
+        self._check_limits()
+        self.spawn(self._connect(client, conn))
+
+    async def _connect(self, client: ServerClient, conn: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: client, conn)
+        except Exception as exc:
+            log.warning("client on %s lost while connecting: %s", client.listener, exc)
+            conn.close()
+            client.closed = True
+            self._forget(client)
+
+    def _authenticated(self, client: ServerClient) -> None:
+        if client in self.clients:
+            self.anonymous -= 1
+            self._check_limits()
+
+    def _forget(self, client: ServerClient) -> None:
+        """A client is gone: free its slot and whatever its incomplete frame held."""
+        if client not in self.clients:
+            return
+        self.clients.discard(client)
+        if not client.authenticated:
+            self.anonymous -= 1
+        if client._admitted:
+            self._release(client)
+        elif client in self._memory_waiters:
+            self._memory_waiters.remove(client)
+        self._check_limits()
+
+    # -- memory of incomplete frames ---------------------------------------------------
+    def _fits(self, length: int) -> bool:
+        return not self.admitted_bytes or self.admitted_bytes + length <= self.max_large_frame_bytes
+
+    def _admit(self, client: ServerClient) -> None:
+        """``client`` announced a frame over 256 KiB: read on if its length fits, else wait its turn."""
+        length = client.framer.pending_length
+        if not self._memory_waiters and self._fits(length):
+            client._admitted = length
+            self.admitted_bytes += length
+            return
+        if client not in self._memory_waiters:
+            log.info("client %s: not reading its %d-byte frame further while %d bytes of large frames are "
+                     "being read (max_large_frame_bytes %d)", client.peer, length, self.admitted_bytes,
+                     self.max_large_frame_bytes)
+            self._memory_waiters.append(client)
+            client.pause("memory")
+
+    def _release(self, client: ServerClient) -> None:
+        self.admitted_bytes -= client._admitted
+        client._admitted = 0
+        waiters = self._memory_waiters
+        while waiters and self._fits(waiters[0].framer.pending_length):
+            nxt = waiters.popleft()
+            nxt._admitted = nxt.framer.pending_length
+            self.admitted_bytes += nxt._admitted
+            nxt.resume("memory")
+
+    # -- shutting down -------------------------------------------------------------------
+    async def close(self, drop_clients: bool = True) -> None:
+        self._closing = True
+        for listener in self._listeners:
+            self._watch(listener, False)
+            listener.sock.close()
+            if listener.unix_path:
+                try:
+                    os.unlink(listener.unix_path)
+                except FileNotFoundError:
+                    pass
+        self._listeners.clear()
+        self._accepting = False
+        if self._retry_at is not None:
+            self._retry_at.cancel()
+            self._retry_at = None
         if drop_clients:
             for client in list(self.clients):
                 client.abort()

@@ -217,7 +217,11 @@ class Framer:
     >>> while (m := f.next_message()) not in (NEED_DATA, EOF): handle(m)
 
     Bytes arriving in one piece are sliced without being copied into a
-    buffer first; partial packets accumulate in a bytearray.
+    buffer first; partial packets accumulate in a bytearray that grows with
+    the bytes received, never with the length a packet announces: a peer
+    that declares 32 MiB and sends 100 bytes costs 100 bytes.  How much a
+    receiver lets peers hold (and for how long) is its own policy:
+    ``buffered`` and ``pending_length`` tell it what an incomplete packet holds.
     """
 
     def __init__(self, max_message: int = MESSAGE_MAX) -> None:
@@ -231,6 +235,14 @@ class Framer:
     def buffered(self) -> int:
         """Bytes received but not yet returned as messages."""
         return len(self._buf) - self._pos
+
+    @property
+    def pending_length(self) -> int:
+        """The length word of the packet being received (0 while fewer than 4 bytes
+        of it are here).  Meaningful after ``next_message`` returned NEED_DATA."""
+        if len(self._buf) - self._pos < LEN_SIZE:
+            return 0
+        return _LEN.unpack_from(self._buf, self._pos)[0]
 
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not yet returned as messages (a receiver
