@@ -303,7 +303,12 @@ class Framer:
         else:
             with memoryview(buf) as view:
                 payload = view[start:end].tobytes()
-        self._pos = end
+        if end == len(buf):
+            # All of it consumed: let the buffer go now, not at the next read,
+            # which may never come (an idle client would keep a 32 MiB buffer).
+            self._buf, self._pos = b"", 0
+        else:
+            self._pos = end
         return _new_message(Message, (header, payload, nfds))
 
     def _need(self, avail: int) -> _Sentinel:
