@@ -8,9 +8,10 @@ the point), so a replay repeats every client's choices, not the timing.
 Operations hold a shared lock; the invariant check after each step takes it
 exclusively, so it always looks at a quiet point (no call in flight), while
 the calls between two checks race freely.  Starting, restoring and migrating
-a guest also hold that guest's lock: without a lock manager (as in libvirt)
-nothing stops a user from booting one guest on two hosts, so the soak itself
-never asks for that; every other operation races them.
+a guest also hold that guest's placement lock: without a lock manager (as in
+libvirt) nothing stops a user from booting one guest on two hosts, so the soak
+itself never asks for that (starts on one host race each other, see op_start);
+every other operation races them.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class Guest:
     uuid: str
     xml: str
     serial: Path
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    home: int | None = 0          # where starts racing each other boot it (set holding the placement alone)
+    placement: RWLock = field(default_factory=RWLock)
     images: list[Path] = field(default_factory=list)
 
 
@@ -131,7 +133,7 @@ class Soak:
                                                    rng.getrandbits(12), rng.getrandbits(48))
             serial = root / "guests" / f"soak{i}.log"
             self.guests.append(Guest(f"soak{i}", uid, tiny_xml(f"soak{i}", serial, memory_mib=memory_mib,
-                                                                 cmdline="dirty=8:2", uuid=uid), serial))
+                                                                 cmdline="dirty=8:2", uuid=uid), serial, home=i % 2))
         self.names = {g.uuid: g.name for g in self.guests}
         self.oplog_path = root / "soak-oplog.txt"
 
@@ -370,24 +372,55 @@ class Client:
 
     # -- operations --------------------------------------------------------
     def op_start(self, g: Guest, h: int) -> str | None:
-        """Boot the guest: its definition on the host when it has one there, else from XML."""
-        with g.lock:
+        """Boot the guest: its definition on the host when it has one there, else from XML.
+
+        Mostly on its home, holding the guest's placement shared: such starts
+        race each other (one boots it, the others must be refused) but never pick
+        two hosts.  Sometimes on host ``h`` (or where it is active), holding the
+        placement alone, which makes that host the new home."""
+        if self.rng.random() < 0.3:
+            with g.placement.exclusive():
+                try:
+                    active = self.where(g)
+                    return self.boot(g, active[0] if active else h, active)
+                finally:
+                    self.settle_home(g)
+        with g.placement.shared():
             active = self.where(g)
-            target = active[0] if active else h
-            try:
-                dom = self.lookup(target, g)
-            except self.lv.libvirtError as exc:
-                if exc.get_error_code() != self.lv.VIR_ERR_NO_DOMAIN:
-                    raise
-                how = "createXML"
-                self.conn(target).createXML(g.xml, 0)
-            else:
-                how = "create"
-                dom.create()
-            # Succeeding where it was active is no error by itself: a save or a
-            # destroy racing this call may have stopped it meanwhile.  A second
-            # copy is what the invariant check looks for.
-            return f"started on {self.soak.label(target)} ({how}{', was active' if active else ''})"
+            if g.home is None or any(host != g.home for host in active):
+                raise Skip(f"active on {[self.soak.label(a) for a in active]}, home {g.home}")
+            return self.boot(g, g.home, active)
+
+    def boot(self, g: Guest, target: int, active: list[int]) -> str:
+        try:
+            dom = self.lookup(target, g)
+        except self.lv.libvirtError as exc:
+            if exc.get_error_code() != self.lv.VIR_ERR_NO_DOMAIN:
+                raise
+            how = "createXML"
+            self.conn(target).createXML(g.xml, 0)
+        else:
+            how = "create"
+            dom.create()
+        # Succeeding where it was active is no error by itself: a save or a
+        # destroy racing this call may have stopped it meanwhile.  A second
+        # copy is what the invariant check looks for.
+        return f"started on {self.soak.label(target)} ({how}{', was active' if active else ''})"
+
+    def settle_home(self, g: Guest) -> None:
+        """After a call that may move the guest (placement held alone): its home is
+        where it is active now; unknown (no racing starts) when a host cannot tell."""
+        try:
+            active = self.where(g)
+        except self.lv.libvirtError:
+            g.home = None
+            return
+        if len(active) == 1:
+            g.home = active[0]
+        elif active:
+            g.home = None
+        elif g.home is None:
+            g.home = 0
 
     def op_define(self, g: Guest, h: int) -> None:
         self.conn(h).defineXML(g.xml)
@@ -412,7 +445,7 @@ class Client:
 
     def op_migrate(self, g: Guest, _h: int) -> str:
         lv = self.lv
-        with g.lock:
+        with g.placement.exclusive():
             active = self.where(g)
             if not active:
                 raise Skip("not active anywhere")
@@ -426,16 +459,19 @@ class Client:
             params = {lv.VIR_MIGRATE_PARAM_BANDWIDTH: bandwidth} if bandwidth else {}
             what = f"{flow} {self.soak.label(src)}->{self.soak.label(dst)} flags={flags} bw={bandwidth}"
             self.soak.note(f"  c{self.index} {g.name}: {what}")
-            dom = self.lookup(src, g)
-            if flow == "migrate":
-                dom.migrate(self.conn(dst), flags, None, None, bandwidth)
-            elif flow == "migrate2":
-                dom.migrate2(self.conn(dst), None, flags, None, None, bandwidth)
-            elif flow == "migrate3":
-                dom.migrate3(self.conn(dst), params, flags)
-            else:
-                flags |= lv.VIR_MIGRATE_PEER2PEER | (lv.VIR_MIGRATE_TUNNELLED if flow == "tunnelled" else 0)
-                dom.migrateToURI3(self.soak.daemons[dst].uri, params, flags)
+            try:
+                dom = self.lookup(src, g)
+                if flow == "migrate":
+                    dom.migrate(self.conn(dst), flags, None, None, bandwidth)
+                elif flow == "migrate2":
+                    dom.migrate2(self.conn(dst), None, flags, None, None, bandwidth)
+                elif flow == "migrate3":
+                    dom.migrate3(self.conn(dst), params, flags)
+                else:
+                    flags |= lv.VIR_MIGRATE_PEER2PEER | (lv.VIR_MIGRATE_TUNNELLED if flow == "tunnelled" else 0)
+                    dom.migrateToURI3(self.soak.daemons[dst].uri, params, flags)
+            finally:
+                self.settle_home(g)
             return f"migrated {what}"
 
     def op_save(self, g: Guest, h: int) -> str:
@@ -447,14 +483,17 @@ class Client:
         return f"saved on {self.soak.label(h)} to {path.name}"
 
     def op_restore(self, g: Guest, h: int) -> str:
-        with g.lock:
+        with g.placement.exclusive():
             with self.soak.state_lock:
                 image = g.images[-1] if g.images else None
             if image is None:
                 raise Skip("no saved image")
             if self.where(g):
                 raise Skip("active")
-            self.conn(h).restore(str(image))
+            try:
+                self.conn(h).restore(str(image))
+            finally:
+                self.settle_home(g)
             with self.soak.state_lock:
                 old, g.images = g.images, []
             for path in old:
