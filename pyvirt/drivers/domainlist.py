@@ -33,6 +33,9 @@ class DomainObj:
     autostart: bool = False
     has_managed_save: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    # Set once the object left its list (undefined, or a transient domain that
+    # stopped): a job waiting on it must not go on to act on a domain nobody sees.
+    removed: bool = False
 
     @property
     def name(self) -> str:
@@ -114,10 +117,19 @@ class DomainList:
     def add(self, obj: DomainObj) -> None:
         self._by_uuid[obj.uuid] = obj
         self._by_raw[obj.uuid_bytes] = obj
+        obj.removed = False
 
     def remove(self, obj: DomainObj) -> None:
-        self._by_uuid.pop(obj.uuid, None)
-        self._by_raw.pop(obj.uuid_bytes, None)
+        """Remove this very object: a stale one (already replaced by a new definition
+        with the same UUID) never takes its replacement with it."""
+        obj.removed = True
+        if self._by_uuid.get(obj.uuid) is obj:
+            del self._by_uuid[obj.uuid]
+        if self._by_raw.get(obj.uuid_bytes) is obj:
+            del self._by_raw[obj.uuid_bytes]
+
+    def __contains__(self, obj: object) -> bool:
+        return isinstance(obj, DomainObj) and self._by_uuid.get(obj.uuid) is obj
 
     def find_name(self, name: str) -> DomainObj | None:
         for obj in self._by_uuid.values():
@@ -185,6 +197,11 @@ def emit_lifecycle(bus: EventBus, obj: DomainObj, event: EventType, detail: int)
 
 def not_running(obj: DomainObj) -> libvirtError:
     return error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")
+
+
+def removed_domain(obj: DomainObj, error_domain: ErrorDomain) -> libvirtError:
+    """libvirt's answer to a job acquired on a domain removed while the call waited."""
+    return no_domain(f"no domain with matching uuid '{obj.uuid}' ({obj.definition.name})", error_domain)
 
 
 class DomainQueries:

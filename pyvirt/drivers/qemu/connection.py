@@ -41,6 +41,10 @@ _MIGRATION_LIKE = (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN, AsyncJob.SAVE,
 _SENDING = (JobPhase.PERFORM2, JobPhase.PERFORM3)
 # VIR_DOMAIN_SAVE_PARAM_*: name -> attribute (all strings)
 _SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
+# How often a define or start goes round again when the domain changed under it while
+# it waited for the job (removed and redefined, saved); each round means another call
+# finished, so only a client racing itself on purpose gets the error.
+_DEFINE_ATTEMPTS = 20
 
 
 class QemuConnection(DomainQueries, HypervisorConnection):
@@ -60,10 +64,7 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         return self.driver.domains.by_ref(dom)  # type: ignore[return-value]
 
     def _active(self, dom: DomainRef) -> QemuDomainObj:
-        obj = self._obj(dom)
-        if not obj.active or obj.process is None:
-            raise not_running(obj)
-        return obj
+        return _running(self._obj(dom))
 
     # -- connection ------------------------------------------------------------
     async def connect_get_type(self) -> str:
@@ -118,25 +119,47 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         check_flags(flags, 1, "qemuDomainDefineXMLFlags")
         new = conf.parse(xml, DOMAIN_TYPES, "qemu", inactive=True)
         drv = self.driver
-        async with drv._define_lock:
-            old = drv.domains.check_new(new)
-            if old is None:
-                obj = drv._new_obj(new, persistent=True)
-                drv.domains.add(obj)
-                detail = EventDefinedDetail.ADDED
-            else:
-                obj = old  # type: ignore[assignment]
-                detail = EventDefinedDetail.UPDATED if obj.persistent else EventDefinedDetail.ADDED
-                obj.definition, obj.persistent = new, True
-            try:
-                drv.save_config(obj)
-            except OSError as exc:
+        # A new domain is added at once; an existing one is redefined under its job
+        # (so no start, undefine or restore is half-way through it).  If it was
+        # removed while we waited, go round again: the name is free now.
+        for _attempt in range(_DEFINE_ATTEMPTS):
+            async with drv._define_lock:
+                old = drv.domains.check_new(new)
                 if old is None:
-                    drv.domains.remove(obj)
-                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
-                            f"cannot save the definition of '{new.name}': {exc.strerror}") from exc
-        emit_lifecycle(drv.events, obj, EventType.DEFINED, detail)
-        return obj.ref()
+                    obj = drv._new_obj(new, persistent=True)
+                    drv.domains.add(obj)
+                    self._save_definition(obj, new, None)
+                    emit_lifecycle(drv.events, obj, EventType.DEFINED, EventDefinedDetail.ADDED)
+                    return obj.ref()
+            try:
+                async with drv.job_guard(old, JobKind.MODIFY):  # type: ignore[arg-type]
+                    async with drv._define_lock:
+                        if drv.domains.check_new(new) is not old:
+                            continue
+                        detail = EventDefinedDetail.UPDATED if old.persistent else EventDefinedDetail.ADDED
+                        self._save_definition(old, new, (old.definition, old.persistent))  # type: ignore[arg-type]
+                    emit_lifecycle(drv.events, old, EventType.DEFINED, detail)
+                    return old.ref()
+            except libvirtError as exc:
+                if not (old.removed and exc.get_error_code() == ErrorNumber.NO_DOMAIN):
+                    raise
+        raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                    f"domain '{new.name}' kept being redefined or removed while this definition waited")
+
+    def _save_definition(self, obj: QemuDomainObj, new: conf.DomainDef,
+                         previous: tuple[conf.DomainDef, bool] | None) -> None:
+        """Make ``new`` the persistent definition on disk; a failed write undoes it
+        (``previous``: the definition and persistence to go back to, None: a new domain)."""
+        obj.definition, obj.persistent = new, True
+        try:
+            self.driver.save_config(obj)
+        except OSError as exc:
+            if previous is None:
+                self.driver.domains.remove(obj)
+            else:
+                obj.definition, obj.persistent = previous
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"cannot save the definition of '{new.name}': {exc.strerror}") from exc
 
     async def domain_undefine(self, dom: DomainRef) -> None:
         await self.domain_undefine_flags(dom, 0)
@@ -146,18 +169,21 @@ class QemuConnection(DomainQueries, HypervisorConnection):
                                | UndefineFlags.NVRAM | UndefineFlags.KEEP_NVRAM
                                | UndefineFlags.CHECKPOINTS_METADATA), "qemuDomainUndefineFlags")
         obj = self._obj(dom)
-        if not obj.persistent:
-            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot undefine transient domain")
-        if self.driver.cfg.managed_save_path(obj.definition.name).exists():
-            if not flags & UndefineFlags.MANAGED_SAVE:
-                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
-                            "Refusing to undefine while domain managed save image exists")
-            managedsave.remove_managed(self.driver, obj)
-        self.driver.remove_config(obj)
-        obj.persistent, obj.autostart = False, False
-        emit_lifecycle(self.driver.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
-        if not obj.active:
-            self.driver.domains.remove(obj)
+        # Under the job: a start waiting for it then finds the domain gone instead
+        # of booting a QEMU for an object nobody can see any more.
+        async with self.driver.job_guard(obj, JobKind.MODIFY):
+            if not obj.persistent:
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot undefine transient domain")
+            if self.driver.cfg.managed_save_path(obj.definition.name).exists():
+                if not flags & UndefineFlags.MANAGED_SAVE:
+                    raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                                "Refusing to undefine while domain managed save image exists")
+                managedsave.remove_managed(self.driver, obj)
+            self.driver.remove_config(obj)
+            obj.persistent, obj.autostart = False, False
+            emit_lifecycle(self.driver.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
+            if not obj.active:
+                self.driver.domains.remove(obj)
 
     # -- lifecycle -----------------------------------------------------------------
     async def domain_create_xml(self, xml_desc: str, flags: int) -> DomainRef:
@@ -173,9 +199,12 @@ class QemuConnection(DomainQueries, HypervisorConnection):
             else:
                 obj = old  # type: ignore[assignment]
         async with drv.job_guard(obj, JobKind.MODIFY):
-            if old is not None:
-                obj.definition = new if not obj.persistent else obj.definition
-            await self._start(obj, flags)
+            if obj.active:      # started by another call while this one waited
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                            f"domain '{obj.name}' is already active")
+            # Over an existing domain, libvirt boots the XML it was given and keeps
+            # the persistent definition for the next start.
+            await self._start(obj, flags, live_def=new if old is not None else None)
         return obj.ref()
 
     async def domain_create(self, dom: DomainRef) -> None:
@@ -185,22 +214,31 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.BYPASS_CACHE
                                | StartFlags.FORCE_BOOT), "qemuDomainCreateWithFlags")
         obj = self._obj(dom)
-        if obj.persistent and not obj.active and self.driver.cfg.managed_save_path(obj.definition.name).exists():
-            # Resume where a managed save left off (a RESTORE job), unless told to boot afresh.
-            restore_flags = int(SaveFlags.PAUSED) if flags & StartFlags.PAUSED else 0
-            if await managedsave.start_managed(self.driver, obj, restore_flags,
-                                           force_boot=bool(flags & StartFlags.FORCE_BOOT)):
-                if flags & StartFlags.AUTODESTROY:
-                    self.driver.autodestroy.register(self, obj.uuid)
+        for _attempt in range(_DEFINE_ATTEMPTS):
+            if self._has_managed_save(obj):
+                # Resume where a managed save left off (a RESTORE job), unless told to boot afresh.
+                restore_flags = int(SaveFlags.PAUSED) if flags & StartFlags.PAUSED else 0
+                if await managedsave.start_managed(self.driver, obj, restore_flags,
+                                                   force_boot=bool(flags & StartFlags.FORCE_BOOT)):
+                    if flags & StartFlags.AUTODESTROY:
+                        self.driver.autodestroy.register(self, obj.uuid)
+                    return obj.ref()
+            async with self.driver.job_guard(obj, JobKind.MODIFY):
+                if obj.active:
+                    raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
+                if self._has_managed_save(obj):
+                    continue     # a managed save finished while we waited: restore it instead
+                await self._start(obj, flags)
                 return obj.ref()
-        async with self.driver.job_guard(obj, JobKind.MODIFY):
-            if obj.active:
-                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
-            await self._start(obj, flags)
-        return obj.ref()
+        raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                    f"domain '{obj.name}' kept being saved while this start waited")
 
-    async def _start(self, obj: QemuDomainObj, flags: int) -> None:
-        await self.driver.start(obj, paused=bool(flags & StartFlags.PAUSED))
+    def _has_managed_save(self, obj: QemuDomainObj) -> bool:
+        return (obj.persistent and not obj.active
+                and self.driver.cfg.managed_save_path(obj.definition.name).exists())
+
+    async def _start(self, obj: QemuDomainObj, flags: int, live_def: conf.DomainDef | None = None) -> None:
+        await self.driver.start(obj, paused=bool(flags & StartFlags.PAUSED), live_def=live_def)
         if flags & StartFlags.AUTODESTROY:
             self.driver.autodestroy.register(self, obj.uuid)
 
@@ -208,21 +246,45 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         await self.domain_destroy_flags(dom, 0)
 
     async def domain_destroy_flags(self, dom: DomainRef, flags: int) -> None:
-        """Kill first, as libvirt does: a destroy never waits behind a job."""
+        """Kill first, then take the job, as libvirt does.
+
+        The kill makes whatever call holds the job (a monitor command on a hung
+        QEMU, say) fail at once; the destroy's own job, let through any
+        asynchronous job, then waits it out.  A start that was still launching
+        QEMU when the destroy came (nothing to kill yet) has finished by then,
+        and what it started is stopped too.
+        """
         check_flags(flags, int(DestroyFlags.GRACEFUL), "qemuDomainDestroyFlags")
-        obj = self._active(dom)
-        if flags & DestroyFlags.GRACEFUL:
+        obj = self._obj(dom)
+        if not obj.active:
+            raise not_running(obj)
+        graceful = bool(flags & DestroyFlags.GRACEFUL)
+        await self._stop_for_destroy(obj, graceful)
+        try:
+            async with self.driver.job_guard(obj, JobKind.DESTROY):
+                if obj.active:
+                    await self._stop_for_destroy(obj, graceful)
+        except libvirtError as exc:
+            if obj.removed and exc.get_error_code() == ErrorNumber.NO_DOMAIN:
+                return        # a transient domain went with its QEMU: destroyed indeed
+            raise
+
+    async def _stop_for_destroy(self, obj: QemuDomainObj, graceful: bool) -> None:
+        if obj.process is None:
+            return
+        if graceful:
             # SIGTERM only; if QEMU does not go, say so instead of killing it (libvirt's rule).
+            pid = obj.process.pid
             if not await self.driver.terminate(obj, self.driver.cfg.stop_timeout):
                 raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
-                            f"failed to terminate process {obj.process.pid} with SIGTERM")
+                            f"failed to terminate process {pid} with SIGTERM")
             return
         await self.driver.kill(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
 
     async def domain_suspend(self, dom: DomainRef) -> None:
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.SUSPEND):
-            self._active(dom)
+            _running(obj)
             if obj.state == DomainState.PAUSED:
                 return   # libvirt: suspending a paused domain succeeds
             await self.driver.pause_cpus(obj, PausedReason.USER)
@@ -230,7 +292,7 @@ class QemuConnection(DomainQueries, HypervisorConnection):
     async def domain_resume(self, dom: DomainRef) -> None:
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.SUSPEND):
-            self._active(dom)
+            _running(obj)
             if obj.state != DomainState.PAUSED:
                 return
             if obj.jobs.current_async is not None:
@@ -245,13 +307,13 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         check_flags(flags, int(ShutdownFlags.ACPI_POWER_BTN), "qemuDomainShutdownFlags")
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.MODIFY):
-            await self._active(dom).process.monitor.system_powerdown()
+            await _running(obj).process.monitor.system_powerdown()
 
     async def domain_reboot(self, dom: DomainRef, flags: int) -> None:
         check_flags(flags, int(ShutdownFlags.ACPI_POWER_BTN), "qemuDomainReboot")
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.MODIFY):
-            await self._active(dom).process.monitor.system_reset()
+            await _running(obj).process.monitor.system_reset()
 
     # -- queries -----------------------------------------------------------------------
     async def domain_get_info(self, dom: DomainRef) -> tuple[int, int, int, int, int]:
@@ -404,8 +466,8 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         """
         check_flags(flags, 1, "qemuDomainQemuMonitorCommand")
         obj = self._active(dom)
-        monitor = obj.process.monitor
         async with self.driver.job_guard(obj, JobKind.QUERY):
+            monitor = _running(obj).process.monitor
             if flags & 1:
                 return await monitor.human_monitor_command(cmd)
             try:
@@ -553,13 +615,20 @@ class QemuConnection(DomainQueries, HypervisorConnection):
             if obj.outgoing is not None and obj.outgoing.phase in _SENDING:
                 obj.jobs.signal_async("downtime", downtime)
             else:
-                await obj.process.monitor.migrate_set_parameters(downtime_limit=downtime)
+                await _running(obj).process.monitor.migrate_set_parameters(downtime_limit=downtime)
 
     async def domain_migrate_get_max_downtime(self, dom: DomainRef, flags: int) -> int:
         check_flags(flags, 0, "qemuDomainMigrateGetMaxDowntime")
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.QUERY):
-            return int((await obj.process.monitor.query_migrate_parameters()).get("downtime-limit", 300))
+            return int((await _running(obj).process.monitor.query_migrate_parameters()).get("downtime-limit", 300))
+
+
+def _running(obj: QemuDomainObj) -> QemuDomainObj:
+    """``obj`` itself if its QEMU runs (checked again once a job is held: it may have stopped)."""
+    if not obj.active or obj.process is None:
+        raise not_running(obj)
+    return obj
 
 
 def _save_params(params: list) -> dict[str, str]:

@@ -16,9 +16,9 @@ from typing import Any, Callable, Mapping
 from ...conf import DomainStatus
 from ...conf.status import AsyncJobType, JobPhase, JobRecord
 from ...conf.fileutil import write_atomic
-from ...errors import libvirtError
+from ...errors import ErrorDomain, libvirtError
 from ...enums import DomainState, EventStoppedDetail, ShutoffReason
-from ..domainlist import DomainObj
+from ..domainlist import DomainObj, removed_domain
 from .config import QemuConfig
 from .jobs import JobManager
 from .process import QemuProcess
@@ -56,7 +56,10 @@ class QemuDomainObj(DomainObj):
 
     def __post_init__(self) -> None:
         if self.jobs is None:
-            self.jobs = JobManager(self.definition.name)
+            self.jobs = JobManager(self.definition.name, self._removed_error)
+
+    def _removed_error(self) -> libvirtError | None:
+        return removed_domain(self, ErrorDomain.QEMU) if self.removed else None
 
     def set_state(self, state: DomainState, reason: int) -> None:
         super().set_state(state, reason)

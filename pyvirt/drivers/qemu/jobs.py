@@ -12,7 +12,13 @@ The concepts are libvirt's; the mechanics are ``async with``::
         ...  # job.signals delivers abort / speed / downtime to this loop
 
 A waiter that cannot get its job within the timeout fails with
-VIR_ERR_OPERATION_TIMEOUT naming the job in the way and for how long.
+VIR_ERR_OPERATION_TIMEOUT naming the job in the way and for how long.  A
+job granted on a domain removed from the list while the caller waited
+(undefined, or a transient domain that stopped) is refused with libvirt's
+"no domain with matching uuid": nothing acts on a domain nobody can see.
+A destroy's job (``DESTROY``) is let through whatever asynchronous job runs,
+as libvirt's: the destroy has already killed QEMU and only waits for the
+synchronous job holder to notice.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from ...enums import JobOperation
 from ...errors import ErrorDomain, ErrorNumber, error
@@ -36,6 +42,7 @@ class JobKind(Enum):
     MODIFY = "modify"          # start, shutdown, define-while-running, ...
     ABORT = "abort"            # abort the async job
     MIGRATION_OP = "migration operation"  # speed, downtime during migration
+    DESTROY = "destroy"        # the clean-up after a destroy killed QEMU
 
 
 class AsyncJob(Enum):
@@ -83,8 +90,10 @@ class AsyncJobState:
 
 
 class JobManager:
-    def __init__(self, domain_name: str) -> None:
+    def __init__(self, domain_name: str, removed: Callable[[], Exception | None] | None = None) -> None:
         self.domain_name = domain_name
+        # The error for a job granted on a domain that left its list meanwhile (None: still listed).
+        self._removed = removed or (lambda: None)
         self._cond = asyncio.Condition()
         self.active: JobKind | None = None
         self.active_since = 0.0
@@ -104,7 +113,13 @@ class JobManager:
     def _sync_allowed(self, kind: JobKind) -> bool:
         if self.active is not None:
             return False
-        return self.current_async is None or kind in ASYNC_ALLOWED[self.current_async.kind]
+        return (self.current_async is None or kind is JobKind.DESTROY
+                or kind in ASYNC_ALLOWED[self.current_async.kind])
+
+    def _check_listed(self) -> None:
+        gone = self._removed()
+        if gone is not None:
+            raise gone
 
     @asynccontextmanager
     async def job(self, kind: JobKind, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[None]:
@@ -113,6 +128,7 @@ class JobManager:
                 await asyncio.wait_for(self._cond.wait_for(lambda: self._sync_allowed(kind)), timeout)
             except asyncio.TimeoutError:
                 raise self._busy_error(kind.value) from None
+            self._check_listed()
             self.active, self.active_since = kind, time.monotonic()
         try:
             yield
@@ -130,6 +146,7 @@ class JobManager:
                     lambda: self.active is None and self.current_async is None), timeout)
             except asyncio.TimeoutError:
                 raise self._busy_error(kind.value) from None
+            self._check_listed()
             state = AsyncJobState(kind)
             self.current_async = state
             return state

@@ -87,8 +87,9 @@ class TestHost:
         self.domains.add(default)
         self.start(default, RunningReason.BOOTED, emit=False)
 
-    def start(self, obj: DomainObj, reason: int, emit: bool = True, paused: bool = False) -> None:
-        obj.live = obj.definition.copy()
+    def start(self, obj: DomainObj, reason: int, emit: bool = True, paused: bool = False,
+              live_def: conf.DomainDef | None = None) -> None:
+        obj.live = (live_def or obj.definition).copy()
         obj.id = self.next_id
         obj.live.id = obj.id
         obj.extra["start_time"] = str(time.monotonic())
@@ -225,11 +226,11 @@ class TestConnection(DomainQueries, HypervisorConnection):
         new = conf.parse(xml_desc, DOMAIN_TYPES, "test")
         old = self.host.domains.check_new(new, allow_active_same=False)
         if old is not None:
-            old.definition, obj = new, old   # a running persistent domain keeps its config
+            obj = old    # boots the XML given; the persistent definition stays for the next start
         else:
             obj = DomainObj(new, persistent=False)
             self.host.domains.add(obj)
-        self._start(obj, flags)
+        self._start(obj, flags, live_def=new)
         return obj.ref()
 
     async def domain_create(self, dom: DomainRef) -> None:
@@ -244,8 +245,8 @@ class TestConnection(DomainQueries, HypervisorConnection):
         self._start(obj, flags)
         return obj.ref()
 
-    def _start(self, obj: DomainObj, flags: int) -> None:
-        self.host.start(obj, RunningReason.BOOTED, paused=bool(flags & StartFlags.PAUSED))
+    def _start(self, obj: DomainObj, flags: int, live_def: conf.DomainDef | None = None) -> None:
+        self.host.start(obj, RunningReason.BOOTED, paused=bool(flags & StartFlags.PAUSED), live_def=live_def)
         if flags & StartFlags.AUTODESTROY:
             self.host.autodestroy.register(self, obj.uuid)
 
