@@ -13,8 +13,11 @@ the monitor socket itself while its daemon is down).
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 import subprocess
+import threading
 import uuid
 
 import pytest
@@ -135,6 +138,130 @@ def test_source_sigterm_mid_perform_reads_migration_canceled_after_restart(hosts
     assert moved.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATED]
     assert running_copies([a, b], uid) == 1
     assert_host([a, b])
+
+
+class HoldAt:
+    """The test's end of pyvirt.testhooks (PYVIRT_TEST_HOOKS): every point is let
+    through at once except ``point``, where the daemon is held until it dies."""
+
+    def __init__(self, path, point: str):
+        self.path, self.point = path, point
+        self.reached = threading.Event()
+        self._held: list[socket.socket] = []
+        self._sock = socket.socket(socket.AF_UNIX)
+        self._sock.bind(str(path))
+        self._sock.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            name = conn.makefile("rb").readline().decode(errors="replace").split(" ", 1)[0]
+            if name == self.point and not self.reached.is_set():
+                self._held.append(conn)
+                self.reached.set()
+            else:
+                conn.sendall(b"go\n")
+                conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+def test_source_sigterm_after_the_data_was_sent_leaves_it_paused(hosts, tmp_path, monkeypatch):
+    """Perform completed, the destination runs the guest, the source daemon stops
+    before Confirm: the restarted source must not resume its copy (phase
+    perform3_done: left paused, and its log says so)."""
+    a, b = hosts
+    hooks = HoldAt(tmp_path / "hooks.sock", "confirm")
+    try:
+        monkeypatch.setenv("PYVIRT_TEST_HOOKS", str(hooks.path))
+        a.stop()
+        a.start()
+        monkeypatch.delenv("PYVIRT_TEST_HOOKS")
+        _ca, dom, uid = start_guest(a)
+        thread, _result = _migrate_in_thread(dom, pyvirt.open(b.uri), pyvirt.VIR_MIGRATE_LIVE)
+        assert hooks.reached.wait(60), "the source never reached Confirm"
+        assert "phase='perform3_done'" in status_text(a)
+        assert running_copies([a, b], uid) == 1                    # the destination's
+        recorded = status_path(a).read_bytes()
+        a.stop(signal.SIGTERM)
+        assert status_path(a).read_bytes() == recorded
+    finally:
+        hooks.close()
+    thread.join(60)
+    assert not thread.is_alive()
+    a.start()
+    assert domstate(a) == "paused (migrating)"
+    assert "<job " not in status_text(a)
+    log = a.log_path.read_text(errors="replace")
+    assert any("mig" in line and "perform3_done" in line and "left paused" in line
+               for line in log.splitlines()), log[-3000:]
+    assert running_copies([a, b], uid) == 1
+    assert pyvirt.open(b.uri).lookupByName("mig").state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    before = heartbeat(a)
+    wait_for(lambda: heartbeat(a) > before, 10, what="heartbeats from the destination's copy")
+
+
+def test_closing_the_monitor_is_not_qemu_going_away(tmp_path):
+    """Monitor.close() (the daemon stopping) reports no EOF; QEMU closing its end does, once."""
+    from pyvirt.drivers.qemu.monitor import Monitor
+
+    class Seen:
+        def __init__(self):
+            self.eofs: list[str] = []
+            self.eof = asyncio.Event()
+
+        def on_event(self, name, data, timestamp):
+            pass
+
+        def on_eof(self, reason):
+            self.eofs.append(reason)
+            self.eof.set()
+
+    async def qmp_server(path, hang_up: asyncio.Event):
+        async def serve(reader, writer):
+            writer.write(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
+                         b'"package": ""}, "capabilities": []}}\n')
+            got = b""
+            while b"qmp_capabilities" not in got:     # QMP messages are not line-terminated
+                got += await reader.read(4096)
+            writer.write(b'{"return": {}}\n')
+            # QEMU's side: hold the connection until the client closes it or "QEMU" goes away.
+            closed = asyncio.ensure_future(reader.read())
+            gone = asyncio.ensure_future(hang_up.wait())
+            await asyncio.wait({closed, gone}, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+            gone.cancel()
+            writer.close()
+        return await asyncio.start_unix_server(serve, str(path))
+
+    async def run(ours: bool) -> list[str]:
+        path = tmp_path / f"qmp-{ours}.sock"
+        hang_up = asyncio.Event()
+        server = await qmp_server(path, hang_up)
+        seen = Seen()
+        mon = Monitor("g", seen)
+        await mon.connect(str(path))
+        if ours:
+            pump = mon._event_task           # the only reporter of EOF: done once close() returns
+            await mon.close()
+            hang_up.set()
+            await asyncio.gather(pump, return_exceptions=True)
+        else:
+            hang_up.set()
+            await asyncio.wait_for(seen.eof.wait(), 10)
+            await mon.close()
+        server.close()
+        return seen.eofs
+
+    assert asyncio.run(run(ours=True)) == []
+    assert len(asyncio.run(run(ours=False))) == 1
 
 
 def test_plain_sigterm_leaves_status_files_untouched_and_restart_keeps_state(hosts):
