@@ -79,11 +79,17 @@ class CallHandler(Protocol):
     async def client_disconnected(self, client: "ServerClient") -> None: ...
 
 
+_NOT_PAUSED: frozenset[str] = frozenset()
 _KEEPALIVE_HDR = {kind: (Program.KEEPALIVE, 1, kind, MessageType.MESSAGE, 0, Status.OK) for kind in (PING, PONG)}
 
 
 class ServerClient(asyncio.Protocol):
     """One client connection."""
+
+    # thousands of these may sit idle: no per-instance dict
+    __slots__ = ("server", "read_only", "listener", "authenticated", "framer", "transport", "peer", "session",
+                 "closed", "connected", "last_message", "keepalive_enabled", "_ka_left", "_ka_timer", "_held",
+                 "_admitted", "_frame_started", "_frame_timer", "_paused_for", "__weakref__")
 
     def __init__(self, server: "RPCServer", read_only: bool, listener: str, authenticated: bool = True) -> None:
         self.server = server
@@ -104,7 +110,7 @@ class ServerClient(asyncio.Protocol):
         self._admitted = 0                # announced length of the large frame let in, 0: none
         self._frame_started = 0.0
         self._frame_timer: asyncio.TimerHandle | None = None
-        self._paused_for: set[str] = set()
+        self._paused_for: set[str] | frozenset[str] = _NOT_PAUSED   # a set of its own once paused
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,16 +177,20 @@ class ServerClient(asyncio.Protocol):
     # -- flow control: reading stops while any reason holds --------------------
     def pause(self, reason: str) -> None:
         """Stop reading from this client (a slow reader, too many calls in flight, a stream)."""
-        if not self._paused_for and self.transport is not None and not self.closed:
-            self.transport.pause_reading()
-        self._paused_for.add(reason)
+        if not self._paused_for:
+            self._paused_for = set()
+            if self.transport is not None and not self.closed:
+                self.transport.pause_reading()
+        self._paused_for.add(reason)   # type: ignore[union-attr]
 
     def resume(self, reason: str) -> None:
         if reason not in self._paused_for:
             return
-        self._paused_for.discard(reason)
-        if not self._paused_for and self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        self._paused_for.discard(reason)   # type: ignore[union-attr]
+        if not self._paused_for:
+            self._paused_for = _NOT_PAUSED
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
         if reason != "writing" and not self._paused_by_us() and not self.closed:
             # Reading again: an incomplete frame gets its full time from now on.
             self._held = self.framer.buffered

@@ -224,6 +224,8 @@ class Framer:
     ``buffered`` and ``pending_length`` tell it what an incomplete packet holds.
     """
 
+    __slots__ = ("max_packet", "_buf", "_pos", "_eof", "_failed")
+
     def __init__(self, max_message: int = MESSAGE_MAX) -> None:
         self.max_packet = max_message + LEN_SIZE
         self._buf: bytes | bytearray = b""
