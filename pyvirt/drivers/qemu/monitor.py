@@ -4,7 +4,7 @@
 turns QMP events, and the loss of the connection, into calls on a
 :class:`MonitorCallbacks` object.  An unexpected disconnect (QEMU died) is
 delivered as ``on_eof`` exactly once: it is an event, never an exception
-that escapes into the driver.  A QMP error reply becomes a libvirtError
+that escapes into the driver; our own :meth:`Monitor.close` never is.  A QMP error reply becomes a libvirtError
 (OPERATION_FAILED, QEMU) quoting QEMU's own description.
 """
 
@@ -103,6 +103,9 @@ class Monitor:
             log.exception("%s: EOF handler failed", self.name)
 
     async def close(self) -> None:
+        """Close our end.  This is never reported as ``on_eof``: only QEMU closing
+        its end means QEMU is going away; a daemon that stops, or a driver done
+        with a QEMU that already exited, closes the monitor without it."""
         self._closing = True
         if self._event_task is not None:
             self._event_task.cancel()

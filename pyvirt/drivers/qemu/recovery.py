@@ -6,7 +6,8 @@ which job, which migration phase, whether the guest ran before it).  Nobody
 will finish that job, so it is resolved here, switching on the job and phase
 as libvirt does (``qemuProcessRecoverJob``, ``qemuProcessRecoverMigrationIn``
 and ``...Out``).  The rule behind every branch: never two running copies of
-a guest, and never none when one can safely run.
+a guest, and never none when one can safely run.  This works because a
+daemon that stops leaves the record as it was (QemuDriver.close).
 
 Incoming side — the client (or the source daemon) saw Prepare or Finish fail
 with this daemon and Confirm resumes the source, so the half-migrated guest
@@ -15,8 +16,8 @@ its copy before Finish2 and this one is the only one left.
 
 Outgoing side — before Perform nothing was sent; during Perform (or a save,
 which is a migration to a file) QEMU is asked: a transfer still going is
-cancelled and the guest resumed if it ran, a completed one left paused (the
-destination may run it); after Perform completed the source stays paused
+cancelled and the guest resumed if it ran ("running (migration canceled)"),
+a completed one left paused (the destination may run it); after Perform completed the source stays paused
 (also when Confirm was stopping it: that phase is not persisted, see
 :func:`pyvirt.drivers.qemu.migration.source.confirm`); a Confirm that was
 resuming the source is finished.
