@@ -46,6 +46,15 @@ def status_text(daemon, name: str = "mig") -> str:
         return ""
 
 
+def sigterm(daemon) -> None:
+    """Stop the daemon with SIGTERM and check it stopped cleanly by itself (Pyvirtd.stop
+    would SIGKILL a daemon that hangs, which leaves status files alone too)."""
+    said = "pyvirtd stopped; guests left running"
+    before = daemon.log_path.read_text(errors="replace").count(said)
+    daemon.stop(signal.SIGTERM)
+    assert daemon.log_path.read_text(errors="replace").count(said) == before + 1, "no clean shutdown"
+
+
 def domstate(daemon, name: str = "mig") -> str:
     out = subprocess.run(["virsh", "-c", daemon.uri, "domstate", "--reason", name],
                          capture_output=True, text=True, timeout=60)
@@ -63,7 +72,7 @@ def test_destination_sigterm_mid_perform_kills_its_half_at_restart(hosts):
     recorded = status_path(b).read_bytes()
     assert running_copies([a, b], uid) == 1
 
-    b.stop(signal.SIGTERM)
+    sigterm(b)
     # Stopping the daemon is not the guest stopping: the record a restart needs is intact.
     assert status_path(b).read_bytes() == recorded
     assert pid_alive(half), "the daemon's shutdown must leave the incoming QEMU for its successor"
@@ -110,7 +119,7 @@ def test_source_sigterm_mid_perform_reads_migration_canceled_after_restart(hosts
     pid = qemu_pid(a, "mig")
     recorded = status_path(a).read_bytes()
 
-    a.stop(signal.SIGTERM)
+    sigterm(a)
     assert status_path(a).read_bytes() == recorded       # the perform3 record survives the shutdown
     assert pid_alive(pid)
     thread.join(60)
@@ -190,7 +199,7 @@ def test_source_sigterm_after_the_data_was_sent_leaves_it_paused(hosts, tmp_path
         assert "phase='perform3_done'" in status_text(a)
         assert running_copies([a, b], uid) == 1                    # the destination's
         recorded = status_path(a).read_bytes()
-        a.stop(signal.SIGTERM)
+        sigterm(a)
         assert status_path(a).read_bytes() == recorded
     finally:
         hooks.close()
@@ -284,7 +293,7 @@ def test_plain_sigterm_leaves_status_files_untouched_and_restart_keeps_state(hos
     assert len(before) == 3 and all(pids.values())
     conn.close()
 
-    a.stop(signal.SIGTERM)
+    sigterm(a)
     after = {path.name: path.read_bytes() for path in (a.state_dir / "run" / "qemu").glob("*.xml")}
     assert after == before, "a daemon's shutdown rewrote or removed a running guest's status"
     assert all(pid_alive(pid) for pid in pids.values())
