@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -180,7 +181,7 @@ class Soak:
             for t in threads:
                 t.join(1.0)
             now = time.monotonic()
-            for index, (since, what) in list(self.current.items()):
+            for index, (since, what, _guest) in list(self.current.items()):
                 if now - since > OP_HANG and not self.stop.is_set():
                     self.violation(f"client {index}: {what} hung for {now - since:.0f}s")
                     for d in self.daemons:      # breaks the blocked calls' connections
@@ -301,7 +302,7 @@ class Client:
 
     def target(self, g: Guest, h: int) -> int:
         """Mostly the host the guest is active on (so calls act on it), sometimes ``h`` blindly."""
-        if self.rng.random() >= 0.2:
+        if self.op_rng.random() >= 0.2:
             active = self.where(g)
             h = active[0] if active else h
         self.soak.note(f"  c{self.index} {g.name}: on {self.soak.label(h)}")
@@ -328,6 +329,9 @@ class Client:
                 kind = self.rng.choices(self.kinds, self.weights)[0]
                 g = self.rng.choice(self.soak.guests)
                 h = self.rng.randrange(len(self.soak.daemons))
+                # What an operation draws depends on what it finds; its own generator
+                # keeps the client's sequence of operations the same in a replay.
+                self.op_rng = random.Random(self.rng.getrandbits(64))
                 self.step(kind, g, h)
         except Exception:                                  # a bug in the soak itself: say so, stop
             self.soak.violation(f"client {self.index} crashed:\n{traceback.format_exc()}")
@@ -341,7 +345,7 @@ class Client:
             seq = next(soak.seq)
             what = f"#{seq} c{self.index} {kind} {g.name} host={soak.label(h)}"
             epoch = soak.fault_epoch
-            soak.current[self.index] = (time.monotonic(), what)
+            soak.current[self.index] = (time.monotonic(), what, g.name)
             soak.note(f"{what} ...")
             outcome = "ok"
             try:
@@ -349,7 +353,7 @@ class Client:
             except Skip as why:
                 outcome = f"skipped: {why}"
             except self.lv.libvirtError as exc:
-                outcome = self.judge(what, exc, epoch)
+                outcome = self.judge(what, exc, epoch, g)
             finally:
                 del soak.current[self.index]
                 soak.note(f"{what} -> {outcome}")
@@ -358,7 +362,19 @@ class Client:
                     done = soak.done
         soak.check_now(done)
 
-    def judge(self, what: str, exc, epoch: int) -> str:
+    def held_job(self, g: Guest, msg: str) -> str | None:
+        """For a 'busy with ... job since Ns' refusal: why that job is a leak, if it is one
+        (no call on the guest in flight for that long: nobody holds it)."""
+        match = re.search(r"busy with .* job since (\d+)s", msg)
+        if not match or int(match.group(1)) < 25:
+            return None
+        age = int(match.group(1)) - 5
+        now = time.monotonic()
+        holders = [what for index, (since, what, guest) in list(self.soak.current.items())
+                   if index != self.index and guest == g.name and now - since >= age]
+        return None if holders else f"the job has outlived every call on {g.name} (leaked job)"
+
+    def judge(self, what: str, exc, epoch: int, g: Guest) -> str:
         lv, soak = self.lv, self.soak
         code, domain, msg = exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()
         name = next((n[8:] for n in dir(lv) if n.startswith("VIR_ERR_") and getattr(lv, n) == code
@@ -377,6 +393,9 @@ class Client:
             if not (client_side and faulted):
                 soak.unexpected.append(f"{what}: {text}")
                 return f"UNEXPECTED {text}"
+        elif name == "OPERATION_TIMEOUT" and (leak := self.held_job(g, msg)):
+            soak.unexpected.append(f"{what}: {text}: {leak}")
+            return f"UNEXPECTED {text}: {leak}"
         elif name not in EXPECTED_ERRORS and not (name in CONNECTION_ERRORS and faulted):
             soak.unexpected.append(f"{what}: {text}{' (during a fault)' if faulted else ''}")
             return f"UNEXPECTED {text}"
@@ -390,7 +409,7 @@ class Client:
         race each other (one boots it, the others must be refused) but never pick
         two hosts.  Sometimes on host ``h`` (or where it is active), holding the
         placement alone, which makes that host the new home."""
-        if self.rng.random() < 0.3:
+        if self.op_rng.random() < 0.3:
             with g.placement.exclusive():
                 try:
                     active = self.where(g)
@@ -463,11 +482,11 @@ class Client:
                 raise Skip("not active anywhere")
             src = active[0]
             dst = 1 - src
-            flow = self.rng.choice(FLOWS)
-            flags = lv.VIR_MIGRATE_LIVE if self.rng.random() < 0.8 else 0
-            if self.rng.random() < 0.3:
+            flow = self.op_rng.choice(FLOWS)
+            flags = lv.VIR_MIGRATE_LIVE if self.op_rng.random() < 0.8 else 0
+            if self.op_rng.random() < 0.3:
                 flags |= lv.VIR_MIGRATE_PERSIST_DEST | lv.VIR_MIGRATE_UNDEFINE_SOURCE
-            bandwidth = self.rng.choice((0, 0, 8, 32))          # MiB/s, 0: unlimited
+            bandwidth = self.op_rng.choice((0, 0, 8, 32))          # MiB/s, 0: unlimited
             params = {lv.VIR_MIGRATE_PARAM_BANDWIDTH: bandwidth} if bandwidth else {}
             what = f"{flow} {self.soak.label(src)}->{self.soak.label(dst)} flags={flags} bw={bandwidth}"
             self.soak.note(f"  c{self.index} {g.name}: {what}")

@@ -7,7 +7,8 @@ Per guest UUID, across both hosts:
 - the guest is active on at most one host (no migration is in flight at a
   quiet point, so a second active copy is a half left behind);
 - at most one copy runs its CPUs (QMP query-status, QEMU's own account);
-- the daemon's state agrees with QEMU's (running / paused).
+- the daemon's state agrees with QEMU's (running / paused);
+- no active guest has a job (nothing is in flight to hold one).
 
 The per-host check of tests/invariants.py (``check_host``) is added when that
 module exists.
@@ -51,12 +52,14 @@ def host_view(libvirt, libvirt_qemu, daemon: Pyvirtd) -> dict[str, dict]:
         for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             try:
                 state, reason = dom.state()
+                job = dom.jobInfo()[0]
                 reply = libvirt_qemu.qemuMonitorCommand(dom, QUERY_STATUS, 0)
                 status = json.loads(reply)["return"]
             except libvirt.libvirtError as exc:
                 status = {"error": exc.get_error_message()}
-                state = reason = None
-            view[dom.UUIDString()] = {"name": dom.name(), "state": state, "reason": reason, "qmp": status}
+                state = reason = job = None
+            view[dom.UUIDString()] = {"name": dom.name(), "state": state, "reason": reason, "job": job,
+                                      "qmp": status}
         return view
     finally:
         conn.close()
@@ -102,6 +105,8 @@ def check(libvirt, libvirt_qemu, daemons: list[Pyvirtd], root: Path, names: dict
             elif libvirt_running != bool(qmp.get("running")) or (libvirt_paused and qmp.get("running")):
                 problems.append(f"{host} says {name} is in state {entry['state']} (reason {entry['reason']}) "
                                 f"but QEMU says {qmp.get('status')}")
+            if entry["job"]:
+                problems.append(f"{host}: {name} still has a job (type {entry['job']}) with no call in flight")
         for pid in procs.get(uuid, []):
             if pid not in claimed:
                 problems.append(f"QEMU pid {pid} of {name} belongs to no daemon "
