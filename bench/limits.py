@@ -91,11 +91,13 @@ class LatencyClient:
         self.proc.wait(30)
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS (everything resident, shared libraries' pages included) or RssAnon
+    (the process's own memory), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def call_header(length: int, serial: int) -> bytes:
@@ -136,12 +138,14 @@ def open_idle(port: int, n: int) -> list[socket.socket]:
     return socks
 
 
-def push_partial(port: int, n: int, pid: int) -> tuple[list[socket.socket], float, int]:
-    """``n`` connections sending 32 MiB frames but their last byte; (sockets, peak RSS, bytes taken)."""
+def push_partial(port: int, n: int, pid: int) -> tuple[list[socket.socket], tuple[float, float], int]:
+    """``n`` connections sending 32 MiB frames but their last byte;
+    (sockets, (peak VmRSS, peak RssAnon), bytes sent)."""
     chunk = memoryview(bytes(1 << 20))
     socks, sent = [], {}
     upto = DECLARED - 1
     peak = rss_mib(pid)
+    peak_anon = rss_mib(pid, "RssAnon")
     with selectors.DefaultSelector() as sel:
         for i in range(n):
             s = socket.create_connection(("127.0.0.1", port))
@@ -164,7 +168,8 @@ def push_partial(port: int, n: int, pid: int) -> tuple[list[socket.socket], floa
                 if sent[s] >= upto:
                     sel.unregister(s)
             peak = max(peak, rss_mib(pid))
-    return socks, max(peak, rss_mib(pid)), sum(sent.values())
+            peak_anon = max(peak_anon, rss_mib(pid, "RssAnon"))
+    return socks, (max(peak, rss_mib(pid)), max(peak_anon, rss_mib(pid, "RssAnon"))), sum(sent.values())
 
 
 def close_all(socks: list[socket.socket]) -> None:
@@ -176,19 +181,19 @@ def measure_side(uri: str, port: int, pid_of, name: str, args) -> dict:
     res: dict = {}
     client = LatencyClient(uri, name, args.calls)
     try:
-        res["rss_base"] = rss_mib(pid_of())
+        pid = pid_of()
+        res["rss_base"], res["anon_base"] = rss_mib(pid), rss_mib(pid, "RssAnon")
         res["lat_base"] = client.measure()
         idle = open_idle(port, args.idle)
         time.sleep(1.0)                               # let the server settle after the opens
-        res["rss_idle"] = rss_mib(pid_of())
+        res["rss_idle"], res["anon_idle"] = rss_mib(pid), rss_mib(pid, "RssAnon")
         res["lat_idle"] = client.measure()
-        res["rss_idle_after"] = rss_mib(pid_of())
         close_all(idle)
         time.sleep(1.0)
-        socks, peak, taken = push_partial(port, args.partial, pid_of())
-        res["rss_partial"] = peak
+        socks, (peak, peak_anon), taken = push_partial(port, args.partial, pid)
         res["lat_partial"] = client.measure()
-        res["rss_partial"] = max(peak, rss_mib(pid_of()))
+        res["rss_partial"] = max(peak, rss_mib(pid))
+        res["anon_partial"] = max(peak_anon, rss_mib(pid, "RssAnon"))
         res["taken_partial"] = taken
         close_all(socks)
     finally:
@@ -261,18 +266,22 @@ def print_table(results: dict[str, dict], args) -> None:
         return f"{lat['p50'] * 1e3:.2f} / {lat['p99'] * 1e3:.2f}"
 
     row("server RSS, no clients (MiB)", lambda r: f"{r['rss_base']:.1f}")
+    row("  of which its own (RssAnon, not libraries)", lambda r: f"{r['anon_base']:.1f}")
     row(f"RSS with {args.idle:,} idle connections (MiB)", lambda r: f"{r['rss_idle']:.1f}")
+    row("  RssAnon", lambda r: f"{r['anon_idle']:.1f}")
     row("  per idle connection (KiB)",
         lambda r: f"{(r['rss_idle'] - r['rss_base']) * 1024 / args.idle:.1f}")
     row(f"peak RSS, {args.partial} partial 32 MiB frames (MiB)", lambda r: f"{r['rss_partial']:,.1f}")
+    row("  RssAnon", lambda r: f"{r['anon_partial']:,.1f}")
     row("  bytes they got sent (MiB; in server + kernel)", lambda r: f"{r['taken_partial'] / 2**20:,.0f}")
     row("dom.info p50 / p99 (ms), no load", lambda r: ms(r["lat_base"]))
     row(f"  with {args.idle:,} idle connections", lambda r: ms(r["lat_idle"]))
     row(f"  with {args.partial} partial frames held", lambda r: ms(r["lat_partial"]))
     if len(sides) == 2:
         a, b = (results[s] for s in sides)
-        print(f"\npeak RSS {sides[0]} / {sides[1]}: idle {a['rss_idle'] / b['rss_idle']:.2f}, "
-              f"partial frames {a['rss_partial'] / b['rss_partial']:.3f}")
+        print(f"\npeak RSS {sides[0]} / {sides[1]}: idle {a['rss_idle'] / b['rss_idle']:.2f} "
+              f"(RssAnon {a['anon_idle'] / b['anon_idle']:.2f}), partial frames "
+              f"{a['rss_partial'] / b['rss_partial']:.3f} (RssAnon {a['anon_partial'] / b['anon_partial']:.3f})")
 
 
 if __name__ == "__main__":
