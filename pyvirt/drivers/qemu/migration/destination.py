@@ -129,6 +129,9 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     listen = req.listen_address or drv.cfg.migration_address
     port: int | None = None
     try:
+        # Recorded before QEMU exists, so the first status file already has it: a daemon
+        # stopped at any point of Prepare leaves a record its successor kills the half by.
+        obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE, persist=False)
         await drv.start(obj, incoming="defer", live_def=incoming_def)
         mon = obj.process.monitor
         # late-block-activate: take the disks (and their locks) only when resuming, as
@@ -150,7 +153,6 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         first.raise_if_any()
     obj.incoming = inc = Incoming(job, req, port, created)
     inc.watcher = asyncio.get_running_loop().create_task(_released_on_death(drv, obj, inc))
-    obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE)   # a restarted daemon kills a half-migrated guest
     drv.autodestroy.register(conn, obj.uuid)
     emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.MIGRATED)
     advertised = uri_host or drv.cfg.migration_host or listen
@@ -173,6 +175,7 @@ async def _abandon(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState, 
     if port is not None:
         drv.migration_ports.discard(port)
     obj.incoming = None
+    obj.job_record = None        # never carried into a later start of this domain
     drv.autodestroy.unregister(obj.uuid)
     await obj.jobs.end_async(job)
     if created and not obj.active and not obj.persistent:
