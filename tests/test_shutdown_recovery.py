@@ -105,6 +105,31 @@ def test_destination_sigterm_mid_perform_kills_its_half_at_restart(hosts):
     assert_host([a, b])
 
 
+def test_an_incoming_qemu_without_a_job_record_is_killed_not_adopted(hosts):
+    """A status file without the incoming record (written by an older daemon, say)
+    for a QEMU still in 'inmigrate': adopting it as a paused guest would make it
+    resumable into a second running copy, so the restarted daemon kills it."""
+    a, b = hosts
+    _ca, dom, uid = start_guest(a, cmdline="dirty=64:20", memory_mib=256)
+    thread, result = _migrate_in_thread(dom, pyvirt.open(b.uri), pyvirt.VIR_MIGRATE_LIVE, {"bandwidth": 4})
+    wait_for(lambda: INCOMING in status_text(b), 20, what="the destination to record the incoming job")
+    _wait_job_active(pyvirt.open(a.uri), "mig")
+    half = qemu_pid(b, "mig")
+    sigterm(b)
+    text = status_text(b)
+    status_path(b).write_text("".join(line for line in text.splitlines(keepends=True) if "<job " not in line))
+    b.start()
+    wait_for(lambda: not pid_alive(half), 15, what="the restarted destination to kill its half")
+    log = b.log_path.read_text(errors="replace")
+    assert any("WARNING" in line and "mig" in line and "incoming migration" in line
+               for line in log.splitlines()), log[-3000:]
+    assert running_copies([a, b], uid) == 1
+    thread.join(60)
+    assert not thread.is_alive() and "error" in result
+    assert dom.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED]
+    assert_host([a, b])
+
+
 @pytest.mark.parametrize("flow", ["managed", "p2p"])
 def test_source_sigterm_mid_perform_reads_migration_canceled_after_restart(hosts, flow):
     a, b = hosts

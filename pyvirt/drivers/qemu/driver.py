@@ -183,24 +183,33 @@ class QemuDriver:
             return
         obj.state, obj.reason = status.state, status.reason
         self._watch_exit(obj)
-        if obj.job_record is not None and not await recovery.resolve_job(self, obj, obj.job_record):
+        record = obj.job_record
+        if record is not None and not await recovery.resolve_job(self, obj, record):
             return
-        await self._sync_run_state(obj)
+        if not await self._sync_run_state(obj, trust_record=record is not None):
+            return
         log.info("reconnected to %s (pid %d), %s", live.name, status.pid, obj.state.name.lower())
 
-    async def _sync_run_state(self, obj: QemuDomainObj) -> None:
-        """QEMU may have been paused or resumed while nobody was watching."""
+    async def _sync_run_state(self, obj: QemuDomainObj, trust_record: bool = False) -> bool:
+        """QEMU may have been paused or resumed while nobody was watching.
+        False if the guest had to be killed: a QEMU still waiting for an incoming
+        stream that no job record accounts for is half a migration nobody will finish."""
         assert obj.process is not None
         try:
-            running = (await obj.process.monitor.query_status())["running"]
+            qemu_status = await obj.process.monitor.query_status()
         except libvirtError:
-            return
+            return True
+        running = qemu_status["running"]
+        if qemu_status.get("status") == "inmigrate" and not trust_record:
+            await recovery.kill_unrecorded_incoming(self, obj)
+            return False
         if running and obj.state == DomainState.PAUSED:
             obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)
         elif not running and obj.state == DomainState.RUNNING:
             obj.set_state(DomainState.PAUSED, PausedReason.UNKNOWN)
         else:
             obj.save_status()
+        return True
 
     async def close(self) -> None:
         """Stop managing: leave every guest running, its status file as last written.

@@ -107,3 +107,12 @@ async def _cancel_outgoing(drv: "QemuDriver", obj: "QemuDomainObj", record: JobR
         log.warning("domain %s: cancelled the interrupted %s; running again", obj.name, what)
     except libvirtError as exc:
         log.error("domain %s: cannot recover its %s: %s", obj.name, what, exc)
+
+
+async def kill_unrecorded_incoming(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """A QEMU still in ``inmigrate`` with no job record (a status file written
+    before the record existed): nobody will finish that migration and its
+    source may run, so resuming it could make a second running copy."""
+    log.warning("domain %s: its QEMU still waits for an incoming migration (phase unknown: no job "
+                "record) that nobody will finish; killing it", obj.name)
+    await drv.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=1.0)
