@@ -254,8 +254,8 @@ class ServerClient(asyncio.Protocol):
         if new_frame:
             self._frame_started = time.monotonic()
         self._arm_frame_timer()
-        if not self._admitted and self.framer.pending_length > SMALL_FRAME:
-            self.server._admit(self)
+        if not self._admitted and self.framer.pending_length > SMALL_FRAME and not self._paused_by_us():
+            self.server._admit(self)      # (a client we stopped reading asks when it is read again)
 
     def _arm_frame_timer(self) -> None:
         timeout = self.server.frame_timeout
