@@ -432,3 +432,16 @@ def test_framer_lets_go_of_a_consumed_buffer():
     finally:
         tracemalloc.stop()
     assert current < 1 << 20, f"the Framer still holds {current} bytes of a consumed 8 MiB packet"
+
+
+def test_client_limit_settings_load_with_libvirts_defaults_and_checks():
+    from pyvirt.daemon.config import DaemonConfig, load
+    cfg = DaemonConfig()
+    assert (cfg.max_clients, cfg.max_queued_clients, cfg.max_anonymous_clients, cfg.max_client_requests,
+            cfg.keepalive_interval, cfg.keepalive_count) == (5000, 1000, 20, 5, 5, 5)     # libvirtd.conf 9.0
+    cfg = load("max_queued_clients = 7\nmax_anonymous_clients = 3\nframe_timeout = 9\n")
+    assert (cfg.max_queued_clients, cfg.max_anonymous_clients, cfg.frame_timeout, cfg.ignored) == (7, 3, 9, [])
+    assert load("max_clients = 2\n").max_anonymous_clients == 2      # the default gives way
+    with pytest.raises(pyvirt.libvirtError, match=r"<config>:2: The overall maximum number of clients must "
+                                                  r"not be less than the number of clients waiting"):
+        load("max_clients = 2\nmax_anonymous_clients = 3\n")
