@@ -123,7 +123,8 @@ class Soak:
         self.host_epoch = [0] * len(daemons)  # bumped when a daemon goes down
         self.fault_locks = [threading.Lock() for _ in daemons]
         self.state_lock = threading.Lock()
-        self.current: dict[int, tuple[float, str]] = {}
+        self.current: dict[int, tuple[float, str, str]] = {}
+        self.stats: dict[str, dict[str, int]] = {}     # operation -> {ok, error, skipped, UNEXPECTED: count}
         (root / "guests").mkdir(parents=True, exist_ok=True)
         (root / "saves").mkdir(parents=True, exist_ok=True)
         os.chmod(root / "saves", 0o777)
@@ -235,7 +236,9 @@ class Soak:
         return (f"soak seed={self.seed} ops={self.ops} clients={self.nclients} faults={self.faults}: "
                 f"{self.done} operations, {self.checks} checks, {self.elapsed:.1f}s; "
                 f"{len(self.violations)} invariant violation(s), {len(self.unexpected)} unexpected error(s), "
-                f"{len(self.transients)} transient observation(s)")
+                f"{len(self.transients)} transient observation(s)\n  " +
+                "\n  ".join(f"{kind:15} " + ", ".join(f"{v} {n}" for v, n in sorted(counts.items()))
+                             for kind, counts in sorted(self.stats.items())))
 
     def failure(self) -> str:
         lines = [self.report(), f"replay: PYVIRT_SOAK_SEED={self.seed} PYVIRT_SOAK_OPS={self.ops}",
@@ -333,7 +336,7 @@ class Client:
                 # keeps the client's sequence of operations the same in a replay.
                 self.op_rng = random.Random(self.rng.getrandbits(64))
                 self.step(kind, g, h)
-        except Exception:                                  # a bug in the soak itself: say so, stop
+        except BaseException:              # a bug in the soak, or a wait_for that failed: say so, stop
             self.soak.violation(f"client {self.index} crashed:\n{traceback.format_exc()}")
 
     def step(self, kind: str, g: Guest, h: int) -> None:
@@ -360,6 +363,10 @@ class Client:
                 with soak.state_lock:
                     soak.done += 1
                     done = soak.done
+                    kind_stats = soak.stats.setdefault(kind, {})
+                    verdict = outcome.split(" ", 1)[0].rstrip(":")
+                    verdict = verdict if verdict in ("error", "skipped", "UNEXPECTED") else "ok"
+                    kind_stats[verdict] = kind_stats.get(verdict, 0) + 1
         soak.check_now(done)
 
     def held_job(self, g: Guest, msg: str) -> str | None:
