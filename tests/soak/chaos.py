@@ -268,6 +268,10 @@ EXPECTED_ERRORS = ("OPERATION_INVALID", "NO_DOMAIN", "OPERATION_TIMEOUT", "OPERA
                    "AGENT_UNRESPONSIVE")
 # Errors of a connection a fault cut (the daemon went away mid-call, or before it).
 CONNECTION_ERRORS = ("SYSTEM_ERROR", "RPC", "NO_CONNECT", "AUTH_FAILED", "INTERNAL_ERROR")
+# What libvirt's client (virnetclient.c) says, as an internal error of its RPC layer,
+# of a socket the daemon closed: not a reply.
+CLIENT_SOCKET_ERRORS = ("client socket is closed", "received hangup event on socket",
+                        "received error event on socket", "End of file", "Cannot recv", "Cannot write")
 
 
 class Client:
@@ -395,8 +399,7 @@ class Client:
         if name == "INTERNAL_ERROR":
             # libvirt's client reports a socket a daemon closed as an internal error
             # of its RPC layer; an internal error the daemon sent is a finding.
-            client_side = domain == lv.VIR_FROM_RPC and any(
-                m in msg for m in ("client socket is closed", "End of file", "Cannot recv", "Cannot write"))
+            client_side = domain == lv.VIR_FROM_RPC and any(m in msg for m in CLIENT_SOCKET_ERRORS)
             if not (client_side and faulted):
                 soak.unexpected.append(f"{what}: {text}")
                 return f"UNEXPECTED {text}"
