@@ -238,28 +238,6 @@ def libvirtd_error(f: Frame) -> tuple[int, int] | None:
     return None
 
 
-DROPS = {Answer.CLOSE}
-
-
-def pyvirtd_deviation(f: Frame) -> tuple[str, set[Answer]] | None:
-    """Where pyvirtd is known to answer otherwise than libvirtd: why, and what it does
-    instead (see test_pyvirtd_answers_frames_as_libvirtd).  None where it must match."""
-    expected = libvirtd_answer(f)
-    if expected is Answer.CLOSE or (f.prog == KEEPALIVE_PROG and f.vers == 1 and f.mtype == MessageType.MESSAGE
-                                    and f.proc in (PING, PONG)):
-        return None
-    if f.prog == KEEPALIVE_PROG:
-        return "pyvirtd drops a client for a keepalive message it does not know", DROPS
-    if f.mtype == MessageType.CALL_WITH_FDS:
-        return "pyvirtd drops a CALL_WITH_FDS (no fds) instead of dispatching it", DROPS
-    if f.mtype not in (MessageType.CALL, MessageType.STREAM, MessageType.STREAM_HOLE):
-        return "pyvirtd drops a client that sends a REPLY, MESSAGE or unknown message type", DROPS
-    if f.mtype == MessageType.CALL and f.status != 0 and f.prog in PROGRAMS and f.vers == 1:
-        return ("pyvirtd runs a CALL whose status is not OK (libvirtd: 'Unexpected message status')",
-                {Answer.REPLY})
-    return None
-
-
 @dataclass
 class Observed:
     closed: bool = False
@@ -356,7 +334,8 @@ FRAME_CASES = [
     ("keepalive PONG", Frame(prog=KEEPALIVE_PROG, proc=PONG, mtype=MessageType.MESSAGE, serial=0)),
     ("CALL_WITH_FDS without an fd count", Frame(mtype=MessageType.CALL_WITH_FDS)),
     ("CALL_WITH_FDS announcing an fd over TCP", Frame(mtype=MessageType.CALL_WITH_FDS, payload=b"\0\0\0\1")),
-    # where pyvirtd differs today (pyvirtd_deviation names why)
+    # where pyvirtd used to differ: a status other than OK, messages nobody answers,
+    # keepalive messages that are not PING/PONG, CALL_WITH_FDS without fds
     ("call with status ERROR", Frame(status=1)),
     ("call with status CONTINUE", Frame(status=2)),
     ("REPLY from a client", Frame(mtype=MessageType.REPLY)),
@@ -407,9 +386,7 @@ def assert_answer_matches(frame: Frame, seen: Observed) -> None:
             assert err is not None and (err.get_error_code(), err.get_error_domain()) == expected, err
 
 
-@pytest.mark.parametrize("name,frame", [
-    pytest.param(n, f, marks=[pytest.mark.xfail(reason=pyvirtd_deviation(f)[0], strict=True)]
-                 if pyvirtd_deviation(f) else []) for n, f in FRAME_CASES], ids=[n for n, _ in FRAME_CASES])
+@pytest.mark.parametrize("name,frame", FRAME_CASES, ids=[n for n, _ in FRAME_CASES])
 def test_pyvirtd_answers_frames_as_libvirtd(pyvirtd_module, name, frame):
     seen = observe(pyvirtd_module.tcp_port, frame)
     assert seen.answer() is libvirtd_answer(frame), seen
@@ -472,14 +449,13 @@ def test_fuzzed_frames(pyvirtd_module, bystander, frame):
     for a framing error, silence otherwise), and the daemon and its guest carry on."""
     seen = observe(pyvirtd_module.tcp_port, frame)
     expected = libvirtd_answer(frame)
-    deviation = pyvirtd_deviation(frame)
-    if deviation is None:
-        assert seen.answer() is expected, (seen, expected)
-    else:                            # known today, and still never a hang or a stray answer
-        assert seen.answer() in deviation[1], (seen, deviation[0])
+    assert seen.answer() is expected, (seen, expected)
     assert len(seen.replies) <= 1, seen
     for h, payload in seen.replies:
         err = check_reply(frame, h, payload)
+        expected_error = libvirtd_error(frame)
+        if expected_error is not None:
+            assert err is not None and (err.get_error_code(), err.get_error_domain()) == expected_error, err
         if err is not None and err.get_error_code() == ErrorNumber.INTERNAL_ERROR \
                 and PYTHON_EXCEPTION.search(err.get_error_message()):
             FINDINGS.setdefault(err.get_error_message(), repr(frame)[:300])

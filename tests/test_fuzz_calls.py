@@ -530,15 +530,13 @@ def test_no_reply_leaks_a_python_exception(target):
 
 @pytest.mark.parametrize("proc_name", [
     "DOMAIN_LOOKUP_BY_NAME",     # answered at once, on the event loop
-    pytest.param("DOMAIN_SAVE_IMAGE_GET_XML_DESC", marks=pytest.mark.xfail(strict=True, reason=(
-        "a call answered from a task whose error reply cannot be encoded (message over the "
-        "4 MiB XDR string limit) is never answered: the dispatcher's reply path raises "
-        "XDRLimitError inside the task"))),
+    "DOMAIN_SAVE_IMAGE_GET_XML_DESC",   # answered from a task
 ])
 def test_an_error_quoting_a_huge_argument_is_answered(target, proc_name):
     """An argument at the 4 MiB string limit that the error message quotes makes the
     error too long for the wire.  libvirtd then drops the client (it cannot serialize
-    the error); pyvirtd must answer or drop it too, never leave the call hanging."""
+    the error); pyvirtd answers with the error cut to fit (ending in an ellipsis), never
+    leaves the call hanging, and the connection stays usable."""
     import asyncio
     from pyvirt.errors import libvirtError
     from pyvirt.rpc.client import RPCClient
@@ -553,20 +551,22 @@ def test_an_error_quoting_a_huge_argument_is_answered(target, proc_name):
             await client.call(Program.REMOTE, REMOTE.by_name["CONNECT_OPEN"], ("qemu:///system", 0))
             try:
                 await asyncio.wait_for(client.call(Program.REMOTE, proc, args), 10)
-            except libvirtError as exc:          # an error reply, or the connection dropped
+            except libvirtError as exc:
                 assert exc.get_error_code() > 0
+                message = exc.get_error_message()
+                assert message.endswith(xdr.ELLIPSIS) and len(message.encode()) == xdr.STRING_MAX, message[:200]
+                assert "n" * 1000 in message                  # the start of what it quoted
             except asyncio.TimeoutError:
                 pytest.fail(f"{proc_name} with a 4 MiB argument: no reply and no disconnect within 10 s")
+            else:
+                pytest.fail(f"{proc_name} with a 4 MiB argument succeeded")
+            assert await client.call(Program.REMOTE, REMOTE.by_name["CONNECT_GET_TYPE"], ()) == "QEMU"
         finally:
             client.close()
     asyncio.run(call())
     guest.assert_unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the remote_nonnull_domain decoder (pyvirt/rpc/xdr.py, _NonnullDomain) caches up to 4096 "
-    "DomainRefs keyed by their wire bytes whatever the name's length: 4096 calls with 4 MiB "
-    "names hold ~32 GiB, from any client, read-only ones included"))
 def test_huge_domain_names_do_not_pile_up_in_memory(pyvirtd):
     """Calls naming domains with 1 MiB names (refused: no such domain) leave nothing behind."""
     import asyncio

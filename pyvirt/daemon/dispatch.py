@@ -28,10 +28,10 @@ from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, Hyperviso
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import wire
-from ..rpc.protocol import PROGRAMS, QEMU, REMOTE, Kind, Procedure
+from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, REMOTE, Kind, Procedure
 from ..rpc.server import ServerClient
 from ..rpc.stream.incoming import IncomingStream
-from ..rpc.wire import Header, Message, MessageType, Program
+from ..rpc.wire import Header, Message, MessageType, Program, Status
 from ..rpc.xdr import XDRError
 from .unexpected import as_libvirt_error
 
@@ -145,19 +145,40 @@ class Dispatcher:
             log.exception("closing the driver connection of %s failed", client.peer)
 
     def handle_message(self, client: ServerClient, msg: Message) -> None:
+        """One message from a client, as libvirtd's virNetServerProgramDispatch takes it."""
         h = msg.header
-        if h.type != MessageType.CALL:
-            if h.type in (MessageType.STREAM, MessageType.STREAM_HOLE):
-                stream = client.session.streams.get((h.proc, h.serial))
-                if stream is None:
-                    log.debug("client %s: stream packet for unknown stream %s", client.peer, h)
-                else:
-                    stream.receive(msg)
-                return
-            raise wire.ProtocolError(f"unexpected message type {h.type} from a client")
+        try:
+            if h.type == MessageType.CALL:
+                return self._call(client, msg)
+            if h.type == MessageType.CALL_WITH_FDS:
+                if msg.nfds:   # descriptors are never received here (libvirtd drops a TCP client too)
+                    raise wire.ProtocolError(f"{msg.nfds} fds announced on a connection that cannot pass them")
+                return self._call(client, msg)
+        except wire.ProtocolError:
+            raise
+        except Exception as exc:   # a bug of ours: the call still gets an answer
+            log.error("call %s of %s failed before reaching a driver", h, client.peer, exc_info=exc)
+            return self._reply_error(client, h, as_libvirt_error(exc, "RPC dispatch"))
+        if h.type in (MessageType.STREAM, MessageType.STREAM_HOLE):
+            stream = client.session.streams.get((h.proc, h.serial))
+            if stream is None:
+                log.debug("client %s: stream packet for unknown stream %s", client.peer, h)
+            else:
+                stream.receive(msg)
+            return
+        # REPLY, MESSAGE, unknown types: nobody waits for an answer; libvirtd
+        # ignores them and keeps the client
+        log.debug("client %s: ignoring a message of type %d (prog 0x%x proc %d)", client.peer, h.type,
+                  h.prog, h.proc)
+
+    def _call(self, client: ServerClient, msg: Message) -> None:
+        h = msg.header
         table = PROGRAMS.get(h.prog)
-        if table is None or h.vers != table.version:
+        if table is None or h.vers != table.version or table is KEEPALIVE:   # keepalive takes no calls
             return self._reply_error(client, h, wire.unknown_program_error(h.prog, h.vers))
+        if h.status != Status.OK:
+            return self._reply_error(client, h, error(ErrorNumber.RPC, ErrorDomain.RPC,
+                                                      f"Unexpected message status {h.status & 0xFFFFFFFF}"))
         proc = table.get(h.proc)
         if proc is None or proc.kind is Kind.MESSAGE:
             return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
@@ -168,8 +189,9 @@ class Dispatcher:
                 return self._reply_error(client, h, error(
                     ErrorNumber.INVALID_ARG, ErrorDomain.RPC,
                     f"{_api(proc)}: a string argument is not valid UTF-8 ({exc.__cause__.reason})"))
+            log.debug("client %s: cannot decode the arguments of %s: %s", client.peer, proc.name, exc)
             return self._reply_error(client, h, error(ErrorNumber.RPC, ErrorDomain.RPC,
-                                                      f"cannot decode arguments of {proc.name}: {exc}"))
+                                                      "Unable to decode message payload"))
         session: Session = client.session
         if proc.kind is Kind.DAEMON:
             handler = self._daemon_procs.get(proc.method or "")
@@ -264,19 +286,27 @@ class Dispatcher:
             except Exception as exc:
                 return self._fail(client, h, proc, exc)
         try:
-            payload = proc.encode_ret(result)
-        except (XDRError, TypeError, ValueError) as exc:
-            log.error("%s: cannot encode reply %r: %s", proc.name, result, exc)
+            packet = wire.encode_reply(h, proc.encode_ret(result))
+        except Exception as exc:   # (a reply over the 32 MiB packet limit too): answered, never dropped
+            log.error("%s: cannot encode the reply: %s", proc.name, _short(exc))
+            if stream is not None:
+                stream.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "the reply opening the stream failed"))
             return self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
-                                                      f"cannot encode the reply of {proc.name}: {exc}"))
-        client.send(wire.encode_reply(h, payload))
+                                                      f"{_api(proc)}: the reply cannot be sent (see the daemon log)"))
+        client.send(packet)
         if stream is not None:
             stream.start()
         if proc.method == "connect_close":
             client.close()
 
     def _reply_error(self, client: ServerClient, h: Header, err: libvirtError) -> None:
-        client.send(wire.encode_error_reply(h, err))
+        try:
+            packet = wire.encode_error_reply(h, err)
+        except Exception as exc:   # error_to_wire makes any libvirtError encode; not a libvirtError?
+            log.error("cannot encode the error %r answering %s: %s", err, h, _short(exc))
+            packet = wire.encode_error_reply(h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                                                      "the error of this call cannot be sent (see the daemon log)"))
+        client.send(packet)
 
     def _open_stream(self, client: ServerClient, h: Header, proc: Procedure, sink: StreamSink) -> IncomingStream:
         """Wire the driver's pipe to the stream the reply opens; the stream does the I/O."""
@@ -412,6 +442,12 @@ class Dispatcher:
             if event_id == EventID.LIFECYCLE and (uuid is None or uuid == event.dom.uuid):
                 payload = LIFECYCLE_CALLBACK.encode_args((cb, (event.dom, ev, detail)))
                 client.send(wire.encode_event(Program.REMOTE, LIFECYCLE_CALLBACK.number, payload))
+
+
+def _short(exc: BaseException, limit: int = 500) -> str:
+    """An exception's text for the log, cut: it may quote a 4 MiB argument."""
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _api(proc: Procedure) -> str:

@@ -80,6 +80,8 @@ class CallHandler(Protocol):
 
 
 _NOT_PAUSED: frozenset[str] = frozenset()
+_FDS_FROM_CLIENTS = (MessageType.CALL_WITH_FDS,)
+"""The one type whose fd count libvirtd reads from a client (any other is ignored whole)."""
 _KEEPALIVE_HDR = {kind: (Program.KEEPALIVE, 1, kind, MessageType.MESSAGE, 0, Status.OK) for kind in (PING, PONG)}
 
 
@@ -96,7 +98,7 @@ class ServerClient(asyncio.Protocol):
         self.read_only = read_only
         self.listener = listener
         self.authenticated = authenticated
-        self.framer = Framer(server.max_message)
+        self.framer = Framer(server.max_message, with_fds=_FDS_FROM_CLIENTS)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.session: Any = None          # the handler's per-client state
@@ -279,11 +281,13 @@ class ServerClient(asyncio.Protocol):
     def _keepalive(self, msg: Message) -> None:
         h = msg.header
         if h.vers != 1 or h.type != MessageType.MESSAGE:
-            raise ProtocolError(f"malformed keepalive message {h}")
+            # not keepalive's to take (virKeepAliveCheckMessage): the handler answers
+            # a CALL as one to a program it does not serve and ignores the rest
+            return self.server.handler.handle_message(self, msg)
         if h.proc == PING:
             self.send(encode_message(_KEEPALIVE_HDR[PONG]))
         elif h.proc != PONG:
-            raise ProtocolError(f"unknown keepalive procedure {h.proc}")
+            log.debug("client %s: ignoring unknown keepalive procedure %d", self.peer, h.proc)
 
     def start_keepalive(self) -> None:
         """Ping after ``interval`` seconds without a message; drop after ``count`` unanswered pings."""

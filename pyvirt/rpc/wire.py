@@ -224,10 +224,12 @@ class Framer:
     ``buffered`` and ``pending_length`` tell it what an incomplete packet holds.
     """
 
-    __slots__ = ("max_packet", "_buf", "_pos", "_eof", "_failed")
+    __slots__ = ("max_packet", "with_fds", "_buf", "_pos", "_eof", "_failed")
 
-    def __init__(self, max_message: int = MESSAGE_MAX) -> None:
+    def __init__(self, max_message: int = MESSAGE_MAX, with_fds: tuple[int, ...] = _WITH_FDS) -> None:
         self.max_packet = max_message + LEN_SIZE
+        self.with_fds = with_fds
+        """Message types whose packets carry an fd count (a server reads it only in CALL_WITH_FDS)."""
         self._buf: bytes | bytearray = b""
         self._pos = 0
         self._eof = False
@@ -291,7 +293,7 @@ class Framer:
         header = _new_header(Header, _HDR.unpack_from(buf, pos + LEN_SIZE))
         start, end = pos + FRAME_HEADER_SIZE, pos + n
         nfds = 0
-        if header[3] in _WITH_FDS:
+        if header[3] in self.with_fds:
             if n < FRAME_HEADER_SIZE + 4:
                 self._failed = ProtocolError("packet with fds has no fd count")
                 raise self._failed

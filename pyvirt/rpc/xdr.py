@@ -846,9 +846,13 @@ class _NonnullDomain(Struct):
     and over; building a DomainRef (str decode plus a frozen dataclass) is
     most of a small call's decode time.  DomainRefs are immutable, so the
     decoder keeps the last few thousand keyed by their exact wire bytes.
+    Only short names are cached: any client may send 4 MiB names, and
+    thousands of those kept as keys would be gigabytes.
     """
 
     CACHE_SIZE = 4096
+    CACHED_NAME_MAX = 232
+    """Longest name, in bytes, cached: a wire form (length, name, padding, uuid, id) of 256 bytes at most."""
 
     def __init__(self) -> None:
         super().__init__("remote_nonnull_domain",
@@ -865,13 +869,16 @@ class _NonnullDomain(Struct):
         g.emit(f"if {n} > {STRING_MAX}: raise _limit({name_path!r}, {n}, {STRING_MAX})")
         g.emit(f"{end} = off + {n} + (-{n} & 3) + 20")
         g.emit(f"if {end} > blen: raise _trunc({path!r}, {end}, blen)")
-        g.emit(f"{key} = _bytes(buf[off - 4:{end}])")
-        g.emit(f"{var} = {cache}.get({key})")
-        with g.block(f"if {var} is None:"):
+        with g.block(f"if {n} <= {self.CACHED_NAME_MAX}:"):
+            g.emit(f"{key} = _bytes(buf[off - 4:{end}])")
+            g.emit(f"{var} = {cache}.get({key})")
+            with g.block(f"if {var} is None:"):
+                g.emit(f"{var} = {self._build(g, n, end)}")
+                with g.block(f"if _len({cache}) >= {self.CACHE_SIZE}:"):
+                    g.emit(f"{cache}.clear()")
+                g.emit(f"{cache}[{key}] = {var}")
+        with g.block("else:"):
             g.emit(f"{var} = {self._build(g, n, end)}")
-            with g.block(f"if _len({cache}) >= {self.CACHE_SIZE}:"):
-                g.emit(f"{cache}.clear()")
-            g.emit(f"{cache}[{key}] = {var}")
         g.emit(f"off = {end}")
         return var
 
@@ -927,10 +934,43 @@ RemoteError = Struct("remote_error", [
 """libvirt's error on the wire; see :func:`error_to_wire` / :func:`error_from_wire`."""
 
 
+ELLIPSIS = "..."
+"""Ends a text cut to fit the wire."""
+_INT_RANGE = range(-2**31, 2**31)
+
+
+def _wire_text(text: Any) -> str | None:
+    """``text`` as a ``remote_string`` always encodes it: valid UTF-8 (lone
+    surrogates escaped), at most STRING_MAX bytes (cut, ending in ELLIPSIS)."""
+    if text is None:
+        return None
+    if type(text) is not str:
+        text = str(text)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "backslashreplace")
+        text = data.decode("utf-8")
+    if len(data) <= STRING_MAX:
+        return text
+    # an error quoting a huge argument (a 4 MiB path): its start says enough
+    cut = data[:STRING_MAX - len(ELLIPSIS)].decode("utf-8", "ignore")   # never half a character
+    return cut + ELLIPSIS
+
+
+def _wire_int(value: Any) -> int:
+    return value if type(value) is int and value in _INT_RANGE else -1
+
+
 def error_to_wire(err: libvirtError) -> tuple[Any, ...]:
-    """The ``remote_error`` tuple for ``err`` (dom and net are sent NULL, as libvirtd does)."""
+    """The ``remote_error`` tuple for ``err`` (dom and net are sent NULL, as libvirtd does).
+
+    Whatever the error holds, the tuple encodes: an error reply must never
+    fail (the call would go unanswered), so over-long texts are cut and
+    out-of-range numbers sent as -1."""
     code, domain, message, level, str1, str2, str3, int1, int2 = err.err
-    return (code, domain, message, level, None, str1, str2, str3, int1, int2, None)
+    return (_wire_int(code), _wire_int(domain), _wire_text(message), _wire_int(level), None,
+            _wire_text(str1), _wire_text(str2), _wire_text(str3), _wire_int(int1), _wire_int(int2), None)
 
 
 def error_from_wire(value: Sequence[Any]) -> libvirtError:
