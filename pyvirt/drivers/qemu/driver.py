@@ -423,7 +423,8 @@ class QemuDriver:
                 console.path = obj.live.devices.serials[0].path
 
     async def resume_cpus(self, obj: QemuDomainObj, reason: RunningReason, event: bool = True) -> None:
-        assert obj.process is not None
+        if obj.process is None:    # gone while the caller awaited something else
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "domain is no longer running")
         obj.expect_run_change = True
         try:
             await obj.process.monitor.cont()
@@ -437,7 +438,8 @@ class QemuDriver:
             emit_lifecycle(self.events, obj, EventType.RESUMED, detail)
 
     async def pause_cpus(self, obj: QemuDomainObj, reason: PausedReason, event: bool = True) -> None:
-        assert obj.process is not None
+        if obj.process is None:    # gone while the caller awaited something else
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "domain is no longer running")
         obj.expect_run_change = True
         try:
             await obj.process.monitor.stop()
@@ -471,8 +473,9 @@ class QemuDriver:
             obj.stop_reason = (reason, detail)
         if not emit:
             obj.quiet_stop = True
+        stopped = obj.stopped      # this QEMU's clean-up; a start right after it brings a new event
         await qp.stop(self.cfg.stop_timeout if grace is None else grace)
-        await obj.stopped.wait()
+        await stopped.wait()
 
     async def terminate(self, obj: QemuDomainObj, wait: float) -> bool:
         """SIGTERM only (VIR_DOMAIN_DESTROY_GRACEFUL): True if QEMU went within ``wait``."""
@@ -482,9 +485,10 @@ class QemuDriver:
         self._refuse_if_closing(obj)
         if obj.stop_reason is None:
             obj.stop_reason = (ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
+        stopped = obj.stopped
         qp.signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(obj.stopped.wait()), wait)
+            await asyncio.wait_for(asyncio.shield(stopped.wait()), wait)
         except asyncio.TimeoutError:
             obj.stop_reason = None
             return False
