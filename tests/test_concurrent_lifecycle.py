@@ -348,3 +348,28 @@ def test_destroy_waits_out_a_start_in_progress(embed_uri, embed_root, tmp_path):
     aio.run(main())
     assert uuid not in qemu_processes()
     conn.lookupByUUIDString(uuid).undefine()
+
+
+def test_destroy_and_define_jobs_during_asynchronous_jobs():
+    """A destroy's job gets through any asynchronous job (it has already killed QEMU);
+    a (re)definition through those of a running guest (migration out, save: it only
+    changes the next boot), never through a restore or an incoming migration, which
+    are starting a QEMU for the object."""
+    from pyvirt.drivers.qemu.jobs import AsyncJob, JobKind, JobManager
+    from pyvirt.errors import ErrorNumber, libvirtError
+
+    async def main():
+        for kind in AsyncJob:
+            jobs = JobManager("dom")
+            async with jobs.async_job(kind):
+                async with jobs.job(JobKind.DESTROY, timeout=0.05):
+                    pass
+                if kind in (AsyncJob.MIGRATION_OUT, AsyncJob.SAVE):
+                    async with jobs.job(JobKind.DEFINE, timeout=0.05):
+                        pass
+                else:
+                    with pytest.raises(libvirtError) as info:
+                        async with jobs.job(JobKind.DEFINE, timeout=0.05):
+                            pass
+                    assert info.value.get_error_code() == ErrorNumber.OPERATION_TIMEOUT
+    asyncio.run(main())

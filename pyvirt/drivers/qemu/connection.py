@@ -132,7 +132,7 @@ class QemuConnection(DomainQueries, HypervisorConnection):
                     emit_lifecycle(drv.events, obj, EventType.DEFINED, EventDefinedDetail.ADDED)
                     return obj.ref()
             try:
-                async with drv.job_guard(old, JobKind.MODIFY):  # type: ignore[arg-type]
+                async with drv.job_guard(old, JobKind.DEFINE):  # type: ignore[arg-type]
                     async with drv._define_lock:
                         if drv.domains.check_new(new) is not old:
                             continue
@@ -171,7 +171,7 @@ class QemuConnection(DomainQueries, HypervisorConnection):
         obj = self._obj(dom)
         # Under the job: a start waiting for it then finds the domain gone instead
         # of booting a QEMU for an object nobody can see any more.
-        async with self.driver.job_guard(obj, JobKind.MODIFY):
+        async with self.driver.job_guard(obj, JobKind.DEFINE):
             if not obj.persistent:
                 raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot undefine transient domain")
             if self.driver.cfg.managed_save_path(obj.definition.name).exists():

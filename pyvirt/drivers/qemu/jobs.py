@@ -43,6 +43,7 @@ class JobKind(Enum):
     ABORT = "abort"            # abort the async job
     MIGRATION_OP = "migration operation"  # speed, downtime during migration
     DESTROY = "destroy"        # the clean-up after a destroy killed QEMU
+    DEFINE = "define"          # define over an existing domain, undefine
 
 
 class AsyncJob(Enum):
@@ -61,9 +62,13 @@ ASYNC_OPERATION = {
 
 # Synchronous jobs each asynchronous job lets through.
 ASYNC_ALLOWED: dict[AsyncJob, frozenset[JobKind]] = {
-    AsyncJob.MIGRATION_OUT: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.MIGRATION_OP, JobKind.SUSPEND}),
+    # (Re)defining a running guest only changes its next boot (an undefine makes it
+    # transient), as libvirt allows at any time; an incoming migration or a restore
+    # is starting a QEMU for the object, which must not go away under it.
+    AsyncJob.MIGRATION_OUT: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.MIGRATION_OP, JobKind.SUSPEND,
+                                       JobKind.DEFINE}),
     AsyncJob.MIGRATION_IN: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.MIGRATION_OP}),
-    AsyncJob.SAVE: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.SUSPEND}),
+    AsyncJob.SAVE: frozenset({JobKind.QUERY, JobKind.ABORT, JobKind.SUSPEND, JobKind.DEFINE}),
     AsyncJob.RESTORE: frozenset({JobKind.QUERY}),
 }
 
