@@ -393,6 +393,25 @@ def test_pyvirtd_answers_frames_as_libvirtd(pyvirtd_module, name, frame):
     assert_answer_matches(frame, seen)
 
 
+@pytest.mark.parametrize("frame,words", [
+    (Frame(status=1), "Unexpected message status 1"),
+    (Frame(status=-1), "Unexpected message status 4294967295"),          # libvirt prints it unsigned
+    (Frame(prog=0x12345678, status=1), "Cannot find program 305419896 version 1"),   # the program first
+    (Frame(prog=KEEPALIVE_PROG, proc=PING), "Cannot find program 1801807216 version 1"),
+    (Frame(proc=1, payload=b"\xff" * 8), "Unable to decode message payload"),            # CONNECT_OPEN
+    (Frame(proc=REMOTE.by_name["DOMAIN_GET_STATE"].number), "Unable to decode message payload"),
+], ids=["status ERROR", "status -1", "unknown program, status ERROR", "keepalive CALL", "bad optional flag",
+        "no arguments at all"])
+def test_refused_calls_get_libvirtds_words(pyvirtd_module, frame, words):
+    """libvirtd's messages (virnetserverprogram.c, virnetmessage.c), never a Python exception's text."""
+    seen = observe(pyvirtd_module.tcp_port, frame)
+    assert seen.answer() is Answer.REPLY and not seen.closed, seen
+    err = check_reply(frame, *seen.replies[0])
+    assert err is not None
+    assert (err.get_error_code(), err.get_error_domain(), err.get_error_message()) == \
+        (ErrorNumber.RPC, ErrorDomain.RPC, words)
+
+
 # --- the frame fuzzer -----------------------------------------------------------------
 
 FUZZ_FRAMES = int(os.environ.get("PYVIRT_FUZZ_FRAMES", "400"))

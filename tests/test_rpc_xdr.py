@@ -277,6 +277,17 @@ def test_domain_cache_is_bounded():
     assert len(cache) <= xdr.NonnullDomain.CACHE_SIZE
 
 
+def test_domain_cache_keeps_only_short_names():
+    """Any client may send 4 MiB names: those are decoded, never kept."""
+    cache = xdr.NonnullDomain.cache
+    for name, kept in (("s" * xdr.NonnullDomain.CACHED_NAME_MAX, True),
+                       ("l" * (xdr.NonnullDomain.CACHED_NAME_MAX + 1), False), ("h" * (1 << 20), False)):
+        cache.clear()
+        dom = DomainRef(name, UUID1, 3)
+        assert xdr.NonnullDomain.decode(xdr.NonnullDomain.encode(dom)) == dom
+        assert len(cache) == kept, len(name)
+
+
 def test_typed_params():
     params = [("i", 1, -5), ("ui", 2, 5), ("l", 3, -(1 << 40)), ("ul", 4, 1 << 63),
               ("d", 5, 2.5), ("b", 6, True), ("s", 7, "text")]
@@ -296,6 +307,22 @@ def test_remote_error_roundtrip():
     assert isinstance(back, libvirtError)
     assert back.err == err.err
     assert str(back) == "Domain not found: no domain with matching name 'x'"
+
+
+def test_remote_error_always_encodes():
+    """An error reply must never fail to encode (the call would go unanswered): texts
+    over the 4 MiB string limit are cut with an ellipsis, never inside a character."""
+    huge = "é" * xdr.STRING_MAX
+    err = libvirtError(huge, ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, str1=huge, str2="x\udcff", int1=2**40)
+    back = xdr.decode_error(xdr.encode_error(err))
+    for text in (back.get_error_message(), back.get_str1()):
+        assert text.endswith(xdr.ELLIPSIS) and text[:-len(xdr.ELLIPSIS)] == "é" * len(text[:-len(xdr.ELLIPSIS)])
+        assert xdr.STRING_MAX - 1 <= len(text.encode()) <= xdr.STRING_MAX
+    assert back.get_str2() == "x\\udcff"          # a lone surrogate escaped, not an encode error
+    assert (back.get_error_code(), back.get_error_domain(), back.get_int1()) == \
+        (ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, -1)
+    small = error(ErrorNumber.RPC, ErrorDomain.RPC, "short")
+    assert xdr.decode_error(xdr.encode_error(small)).err == small.err
 
 
 def test_remote_error_with_null_message_and_domain():
