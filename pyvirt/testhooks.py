@@ -13,7 +13,10 @@ The points (migration phases, both source and destination side):
 ``begin`` (Begin's job taken), ``prepare`` (destination QEMU waiting for
 the stream), ``perform-early`` (Perform's job phase entered, nothing sent),
 ``perform-late`` (QEMU reports the transfer active with data sent),
-``finish`` (Finish called), ``confirm`` (Confirm called).
+``finish`` (Finish called), ``confirm`` (Confirm called); and for calls
+racing a guest that stops: ``begin-job`` (Begin checked the guest runs and
+is about to wait for its job), ``save`` (save holds its job, nothing
+written or paused yet).
 """
 
 from __future__ import annotations

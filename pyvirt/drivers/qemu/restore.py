@@ -27,7 +27,7 @@ from . import imagefile, saveimage
 from .jobs import AsyncJob, AsyncJobState
 from .migration.tunnel import make_pipe
 from .savehelper import Helper, find_program
-from .savestream import FD_NAME, HELPER_GRACE, ImageEnd, follow, hand_to_qemu, log_size
+from .savestream import FD_NAME, HELPER_GRACE, ImageEnd, follow, hand_to_qemu, log_size, require_qemu
 
 if TYPE_CHECKING:
     from .domainobj import QemuDomainObj
@@ -135,16 +135,16 @@ async def _restore_into(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobSt
         obj.quiet_stop = True
         obj.record_job(AsyncJobType.START)
         log_start = log_size(drv, obj)
-        assert obj.process is not None and obj.live is not None
-        mon = obj.process.monitor
+        mon = require_qemu(obj).monitor     # a destroy may have come while it started
+        started = obj.live
         await mon.migrate_set_capabilities({"events": True, "late-block-activate": True})
-        await source.start(drv, obj.live, fmt, program)
+        await source.start(drv, started, fmt, program)
         await hand_to_qemu(obj, source.qemu_fd)
         source.close_pipe()
         job.phase = "perform"
         await mon.migrate_incoming(f"fd:{FD_NAME}")
         await follow(obj, job, source.helper, log_start)
-        await source.finish(drv, obj.live)
+        await source.finish(drv, started)
     except BaseException as exc:
         first = FirstError()
         first.record(exc)

@@ -13,6 +13,11 @@ and a guest that was running runs again (running/save canceled).
 
 QEMU only ever gets descriptors, each labelled by the security manager's
 image-descriptor step; the file's owner is given back once QEMU is done.
+
+The guest can go at any await (destroyed, its QEMU killed): the job is
+checked to find it running once granted, and every step after an await
+asks for QEMU again (:func:`.savestream.require_qemu`), so a vanished QEMU
+fails the save with libvirt's "guest unexpectedly quit", never an assertion.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ... import conf
+from ... import conf, testhooks
 from ...conf.status import AsyncJobType
 from ...enums import DomainState, EventStoppedDetail, PausedReason, RunningReason, SaveFlags, ShutoffReason
 from ...errors import FirstError
@@ -34,7 +39,8 @@ from .jobs import AsyncJob, AsyncJobState
 from .migration.params import bandwidth_bytes
 from .migration.tunnel import make_pipe
 from .savehelper import Helper, find_program
-from .savestream import FD_NAME, ImageEnd, close_qemu_fd, follow, hand_to_qemu, log_size, stop_migration
+from .savestream import (FD_NAME, ImageEnd, close_qemu_fd, follow, hand_to_qemu, log_size, require_qemu,
+                         stop_migration)
 
 if TYPE_CHECKING:
     from .domainobj import QemuDomainObj
@@ -70,7 +76,7 @@ class SaveTarget(ImageEnd):
                 target.qemu_fd = w
             else:
                 target.qemu_fd = target.fd
-            assert obj.live is not None
+            require_qemu(obj)     # the file took a thread, the helper a process: QEMU may be gone
             target.labels.append((target.qemu_fd, drv.security.set_image_fd_label(obj.live, target.qemu_fd)))
         except BaseException:
             await target.discard()
@@ -86,7 +92,7 @@ class SaveTarget(ImageEnd):
             if err is not None:
                 raise err
         await asyncio.to_thread(imagefile.complete_header, self.fd, header, self.path)
-        assert obj.live is not None
+        require_qemu(obj)
         self.restore_labels(drv, obj.live)
         os.close(self.fd)
         self.fd = -1
@@ -115,6 +121,7 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
         was_running = obj.state == DomainState.RUNNING
         resume_after = bool(flags & SaveFlags.RUNNING) or (was_running and not flags & SaveFlags.PAUSED)
         header, head = saveimage.build(xml_def.format(secure=True, inactive=True), resume_after, fmt)
+        await testhooks.reach("save", obj.name)
         # The file first: a path that cannot be written never pauses the guest.
         target = await SaveTarget.open(drv, obj, path, head, fmt, program)
         paused = False
@@ -122,6 +129,7 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
             # A daemon restarted during the save cancels it and resumes the guest.
             obj.record_job(AsyncJobType.SAVE, was_running=was_running)
             if was_running:
+                require_qemu(obj)
                 paused = True
                 await drv.pause_cpus(obj, PausedReason.SAVE)
             await _migrate_to_file(drv, obj, job, target)
@@ -138,8 +146,7 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
 
 async def _migrate_to_file(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState,
                            target: SaveTarget) -> None:
-    assert obj.process is not None
-    mon = obj.process.monitor
+    mon = require_qemu(obj).monitor
     await mon.migrate_set_capabilities({"events": True})
     await mon.migrate_set_parameters(max_bandwidth=bandwidth_bytes(0))    # a file: no speed cap
     await hand_to_qemu(obj, target.qemu_fd)

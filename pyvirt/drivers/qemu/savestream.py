@@ -211,9 +211,16 @@ async def stop_migration(obj: "QemuDomainObj", job: AsyncJobState) -> None:
             pass
 
 
+def require_qemu(obj: "QemuDomainObj") -> procmod.QemuProcess:
+    """The guest's QEMU, or libvirt's error when it went away during the job
+    (destroyed, killed, crashed) while the job was awaiting something else."""
+    if obj.process is None or obj.live is None:
+        raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "guest unexpectedly quit")
+    return obj.process
+
+
 async def hand_to_qemu(obj: "QemuDomainObj", fd: int) -> None:
-    assert obj.process is not None
-    await obj.process.monitor.getfd(fd, FD_NAME)
+    await require_qemu(obj).monitor.getfd(fd, FD_NAME)
 
 
 async def close_qemu_fd(obj: "QemuDomainObj") -> None:

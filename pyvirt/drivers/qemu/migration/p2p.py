@@ -22,6 +22,7 @@ from ....enums import DomainState, DriverFeature, MigrateFlags
 from ....errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ....migration_sequence import run_v2, run_v3, supports
 from ....typedparams import MIGRATION_PARAM_TYPES, from_dict
+from ...domainlist import not_running
 from . import source, tunnel
 from .params import MigrationRequest, to_params
 
@@ -98,6 +99,8 @@ class _LocalSource:
 
     async def definition(self) -> str:
         obj = self.drv.domains.by_ref(self.dom)
+        if obj.live is None:      # stopped since Begin
+            raise not_running(obj)
         return obj.live.format(secure=True, inactive=True)
 
     async def perform2(self, cookie: bytes, uri: str | None, flags: int) -> None:

@@ -7,6 +7,14 @@ for migration itself (never by waiting for QEMU's STOP event) and releases
 its disk leases.  If Perform fails, the source is put back as it was and the
 job ends there (the client skips Confirm).  Confirm either stops the source
 (migrated) or resumes it (cancelled): exactly one copy keeps running.
+
+The guest can stop at any await (destroyed, its QEMU killed, saved by a call
+that had the job first): every step re-checks it is still running once it
+holds the job and after each await that can let QEMU go, and answers as
+libvirt does ("domain is not running").  A guest that stops between the
+calls of a migration ends its job there and then (libvirt's
+qemuProcessCleanupMigrationJob): the client's next call, or a start, never
+finds the domain busy with a migration of a QEMU that is gone.
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ class Outgoing:
     # libvirt's phases: begin3 -> perform3 (perform2 without Begin) -> perform3_done -> confirm3[_cancelled]
     phase: JobPhase = JobPhase.BEGIN3
     dest_hostname: str | None = None
+    # A call (Begin, Perform, Confirm) is working on it: that call, not the
+    # guest-stopped watcher, ends the job if the guest stops meanwhile.
+    in_call: bool = False
+    watcher: "asyncio.Task[None] | None" = None
 
 
 def _enter(obj: "QemuDomainObj", out: Outgoing, phase: JobPhase, persist: bool = True) -> None:
@@ -65,15 +77,22 @@ def _enter(obj: "QemuDomainObj", out: Outgoing, phase: JobPhase, persist: bool =
 
 def _active(drv: "QemuDriver", dom: DomainRef) -> "QemuDomainObj":
     obj = drv.domains.by_ref(dom)
-    if not obj.active or obj.process is None:  # type: ignore[attr-defined]
-        raise not_running(obj)
+    _check_running(obj)  # type: ignore[arg-type]
     return obj  # type: ignore[return-value]
+
+
+def _check_running(obj: "QemuDomainObj") -> None:
+    """libvirt's virDomainObjCheckActive, also once the job is held: the guest may
+    have stopped while the call waited for it."""
+    if not obj.active or obj.process is None or obj.live is None:
+        raise not_running(obj)
 
 
 def _checked_xml(obj: "QemuDomainObj", xmlin: str | None) -> conf.DomainDef:
     """The definition to send: the running one, or an application's, if its ABI matches."""
     live = obj.live
-    assert live is not None
+    if live is None:
+        raise not_running(obj)
     if not xmlin:
         return live
     new = conf.parse(xmlin, DOMAIN_TYPES, "qemu", inactive=True)
@@ -84,20 +103,41 @@ def _checked_xml(obj: "QemuDomainObj", xmlin: str | None) -> conf.DomainDef:
 async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, req: MigrationRequest,
                 xmlin: str | None) -> tuple[bytes, str]:
     obj = _active(drv, dom)
+    await testhooks.reach("begin-job", obj.name)
     job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
     try:
+        _check_running(obj)      # it may have stopped while we waited for the job
         xml_def = _checked_xml(obj, xmlin or req.dest_xml)
-        out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING)
+        out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING, in_call=True)
         _own(obj, out, conn, drv)
         obj.outgoing = out
+        _watch_stop(drv, obj, out)
         _enter(obj, out, JobPhase.BEGIN3, persist=False)    # nothing to undo yet
     except BaseException:
         await obj.jobs.end_async(job)
         raise
-    await testhooks.reach("begin", obj.name)
-    cookie = host_cookie(drv, obj.live)
+    try:
+        await testhooks.reach("begin", obj.name)
+        _check_running(obj)
+        cookie = host_cookie(drv, obj.live)
+    except BaseException:
+        await _end(obj, out)
+        raise
+    out.in_call = False
     cookie.mandatory = CookieFlags.LOCKSTATE   # as libvirt: the (nop) lock manager's state is mandatory
     return cookie.format(), xml_def.format(secure=True, inactive=True)
+
+
+def _watch_stop(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing) -> None:
+    """End the job if the guest stops while no call of its migration runs."""
+    stopped = obj.stopped         # this QEMU's: a later start makes a new one
+
+    async def watch() -> None:
+        await stopped.wait()
+        if obj.outgoing is out and not out.in_call and not drv.closing:
+            log.info("%s: outgoing migration ended by the guest stopping (phase %s)", obj.name, out.phase.value)
+            await _end(obj, out)
+    out.watcher = asyncio.get_running_loop().create_task(watch(), name=f"migration-out-stop-{obj.name}")
 
 
 def _own(obj: "QemuDomainObj", out: Outgoing, conn: HypervisorConnection, drv: "QemuDriver") -> None:
@@ -121,6 +161,9 @@ async def _cleanup_abandoned(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgo
 
 
 async def _end(obj: "QemuDomainObj", out: Outgoing) -> None:
+    out.in_call = False
+    if out.watcher is not None and out.watcher is not asyncio.current_task():
+        out.watcher.cancel()
     obj.clear_job_record()
     if out.owner is not None and out.close_hook is not None:
         out.owner.remove_close_hook(out.close_hook)
@@ -138,16 +181,31 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
     breaks, the migration is cancelled.  ``tunnel`` carries the stream through
     that connection instead of a QEMU-to-QEMU socket.
     """
-    obj = _active(drv, dom)
-    out: Outgoing | None = obj.outgoing
-    if out is None:   # v2, or v3 without Begin's job: the job starts here
-        job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
-        out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING)
-        _own(obj, out, conn, drv)
-        obj.outgoing = out
-    elif out.phase is not JobPhase.BEGIN3:
+    obj = drv.domains.by_ref(dom)
+    out: Outgoing | None = obj.outgoing  # type: ignore[attr-defined]
+    if out is not None and out.phase is not JobPhase.BEGIN3:
         raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                     f"domain '{obj.name}' is already migrating (phase {out.phase.value})")
+    if not obj.active or obj.process is None:  # type: ignore[attr-defined]
+        if out is not None:     # Begin's job, of a guest gone since: it ends here, as libvirt's
+            await _end(obj, out)  # type: ignore[arg-type]
+        raise not_running(obj)
+    if out is None:   # v2, or v3 without Begin's job: the job starts here
+        if v3 and req.flags & MigrateFlags.CHANGE_PROTECTION:
+            # Begin's job is gone (the guest stopped, perhaps started again since):
+            # this Perform belongs to a migration that is over.
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, f"domain '{obj.name}' is not being migrated")
+        job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
+        out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING, in_call=True)
+        try:
+            _check_running(obj)  # type: ignore[arg-type]
+        except BaseException:
+            await obj.jobs.end_async(job)
+            raise
+        _own(obj, out, conn, drv)  # type: ignore[arg-type]
+        obj.outgoing = out
+        _watch_stop(drv, obj, out)  # type: ignore[arg-type]
+    out.in_call = True
     out.was_running = obj.state == DomainState.RUNNING
     _enter(obj, out, JobPhase.PERFORM3 if v3 else JobPhase.PERFORM2)
     await testhooks.reach("perform-early", obj.name)
@@ -183,8 +241,10 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
         await _restore_after_failure(drv, obj, out, first)
         await _end(obj, out)
         first.raise_if_any()
+    out.in_call = False
     stats = dict(out.job.stats)
-    result = host_cookie(drv, obj.live)
+    # The data is all sent: a source QEMU gone just now changes nothing for the destination.
+    result = host_cookie(drv, obj.live or obj.definition)
     result.statistics = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
     if flags & MigrateFlags.PERSIST_DEST:
         result.mandatory = CookieFlags.PERSISTENT
@@ -197,6 +257,8 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
 
 async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: MigrationCookie | None,
                uri: str | None, flags: int, bandwidth: int, tunnel: Any = None) -> None:
+    if obj.process is None:     # gone while Perform began (a hook, the cookie): nothing was sent
+        raise _gone()
     mon = obj.process.monitor
     if cookie is not None and cookie.graphics is not None and cookie.graphics.type == "spice":
         g = cookie.graphics
@@ -238,8 +300,15 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
     drv.release_leases(obj)
 
 
+def _gone() -> Exception:
+    """libvirt's answer when QEMU went away while a step was using it."""
+    return error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "domain is no longer running")
+
+
 async def _wait(obj: "QemuDomainObj", out: Outgoing, tunnel: Any = None) -> None:
     """Follow QEMU until the migration completes, acting on job signals meanwhile."""
+    if obj.process is None:
+        raise _gone()
     mon = obj.process.monitor
     job = out.job
     if tunnel is not None:
@@ -319,6 +388,7 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
     if out is None:
         raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                     f"domain '{obj.name}' is not being migrated out")
+    out.in_call = True
     await testhooks.reach("confirm", obj.name)
     flags = req.flags | out.request.flags
     first = FirstError()
