@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,12 @@ log = logging.getLogger(__name__)
 PREPARE_ACCEPTS = (CookieFlags.LOCKSTATE | CookieFlags.CPU | CookieFlags.CAPS | CookieFlags.ALLOW_REBOOT
                    | CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG)
 FINISH_ACCEPTS = CookieFlags.PERSISTENT | CookieFlags.STATS | CookieFlags.NETWORK
+
+# Why an incoming guest went away before Finish, by driver and name (libvirt's
+# qemuMigrationDstErrorSave/Report): a Finish that finds no such guest reports it,
+# so the client learns the cause (libvirt's client prefers Finish's error over a
+# Perform that failed because the destination died) rather than "no domain".
+_INCOMING_ERRORS: "weakref.WeakKeyDictionary[Any, dict[str, libvirtError]]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -106,6 +113,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
                  expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
     if req.dname:
         incoming_def.name = check_name(req.dname)      # it becomes file names here
+    _INCOMING_ERRORS.get(drv, {}).pop(incoming_def.name, None)     # an older migration's
     async with drv._define_lock:
         obj = drv.domains.find_uuid(incoming_def.uuid)
         clash = drv.domains.find_name(incoming_def.name)
@@ -206,6 +214,9 @@ async def _wait_incoming_done(obj: "QemuDomainObj", job: AsyncJobState) -> None:
 def find_incoming(drv: "QemuDriver", dname: str) -> "QemuDomainObj":
     obj = drv.domains.find_name(dname)
     if obj is None or getattr(obj, "incoming", None) is None:
+        saved = _INCOMING_ERRORS.get(drv, {}).pop(dname, None)
+        if saved is not None:
+            raise saved
         raise error(ErrorNumber.NO_DOMAIN, ErrorDomain.QEMU,
                     f"no domain with matching name '{dname}' is being migrated in")
     return obj  # type: ignore[return-value]
@@ -233,6 +244,12 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         inc.job.stats.update(job_stats(await obj.process.monitor.query_migrate()))
         if flags & MigrateFlags.PERSIST_DEST:
             _persist(drv, obj, cookie.persistent_xml if cookie else None)
+        if drv.autodestroy.owner(obj.uuid) is None:
+            # The connection that prepared (and now finishes) the migration closed: this
+            # answer cannot reach the source, which then resumes its copy, so this one
+            # must not run.
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        "migration in job: the connection that prepared it closed before Finish")
         if flags & MigrateFlags.PAUSED:
             obj.set_state(DomainState.PAUSED, PausedReason.USER)
         else:
@@ -259,6 +276,8 @@ async def _released_on_death(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incom
     await obj.stopped.wait()
     if obj.incoming is inc and not drv.closing:    # a stopping daemon keeps the job record
         log.info("%s: incoming migration ended by the guest stopping", obj.name)
+        _INCOMING_ERRORS.setdefault(drv, {})[obj.name] = error(
+            ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "migration in job: QEMU exited before Finish")
         await _release(drv, obj, inc)
 
 
