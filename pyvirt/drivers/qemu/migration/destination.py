@@ -244,12 +244,6 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         inc.job.stats.update(job_stats(await obj.process.monitor.query_migrate()))
         if flags & MigrateFlags.PERSIST_DEST:
             _persist(drv, obj, cookie.persistent_xml if cookie else None)
-        if drv.autodestroy.owner(obj.uuid) is None:
-            # The connection that prepared (and now finishes) the migration closed: this
-            # answer cannot reach the source, which then resumes its copy, so this one
-            # must not run.
-            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
-                        "migration in job: the connection that prepared it closed before Finish")
         if flags & MigrateFlags.PAUSED:
             obj.set_state(DomainState.PAUSED, PausedReason.USER)
         else:
