@@ -207,3 +207,26 @@ def test_guest_destroyed_between_begin_and_perform_frees_its_job_at_once(hooked)
     assert running_copies([a, b], uid) == 1
     assert pyvirt.open(b.uri).lookupByUUIDString(uid).state()[0] == pyvirt.VIR_DOMAIN_RUNNING
     assert_host([a, b])
+
+
+def test_incoming_guest_destroyed_before_finish(hooked):
+    """The destination's copy is destroyed while Finish waits (all data sent, the
+    source paused): Finish answers "no domain ... being migrated in" (was an
+    AttributeError on the incoming state its stopping had dropped), Confirm is
+    told cancelled and the source runs again; nothing is left on the destination."""
+    a, b, _, dest_hooks = hooked
+    _conn, dom, uid = start_guest(a, name="race")
+    dconn = pyvirt.open(b.uri)
+    dest_hooks.arm("finish")
+    thread, result = in_thread(dom.migrate3, dconn, {}, pyvirt.VIR_MIGRATE_LIVE)
+    assert dest_hooks.wait_reached(HOLD), "the destination never reached Finish"
+    dconn.lookupByName("race").destroy()
+    dest_hooks.release()
+    err = finished(thread, result).get("error")
+    assert err is not None and err.get_error_code() == pyvirt.VIR_ERR_NO_DOMAIN, err
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING       # Confirm(cancelled) resumed it
+    assert dconn.listAllDomains() == []
+    assert running_copies([a, b], uid) == 1
+    dom.migrate3(dconn, {}, pyvirt.VIR_MIGRATE_LIVE)        # no job left on either side
+    assert dconn.lookupByUUIDString(uid).state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    assert_host([a, b])

@@ -141,7 +141,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         # stopped at any point of Prepare leaves a record its successor kills the half by.
         obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE, persist=False)
         await drv.start(obj, incoming="defer", live_def=incoming_def)
-        mon = obj.process.monitor
+        mon = _incoming_qemu(obj).monitor      # a destroy may have come while it started
         # late-block-activate: take the disks (and their locks) only when resuming, as
         # libvirt does, so the source keeps them until the migration really finishes.
         await mon.migrate_set_capabilities({"events": True, "late-block-activate": True})
@@ -154,6 +154,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         else:
             port = uri_port or pick_port(drv, listen)
             await mon.migrate_incoming(qemu_tcp_uri(listen, port))
+        _incoming_qemu(obj)
     except BaseException as exc:
         first = FirstError()
         first.record(exc)
@@ -164,8 +165,9 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     drv.autodestroy.register(conn, obj.uuid)
     emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.MIGRATED)
     advertised = uri_host or drv.cfg.migration_host or listen
-    cookie = host_cookie(drv, obj.live)
-    cookie.graphics = _graphics_for_cookie(obj.live)
+    live = obj.live
+    cookie = host_cookie(drv, live)
+    cookie.graphics = _graphics_for_cookie(live)
     await testhooks.reach("prepare", obj.name)
     if tunnelled:
         return cookie.format(), sink
@@ -190,11 +192,18 @@ async def _abandon(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState, 
         drv.domains.remove(obj)
 
 
+def _incoming_qemu(obj: "QemuDomainObj") -> Any:
+    """The incoming QEMU, or libvirt's error when it went away (destroyed, killed)
+    while a step awaited something else."""
+    if obj.process is None or obj.live is None:
+        raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "domain is no longer running")
+    return obj.process
+
+
 async def _wait_incoming_done(obj: "QemuDomainObj", job: AsyncJobState) -> None:
     """Until QEMU has the whole stream: the source said Perform succeeded, so
     this is short; a failed or vanished stream is an error."""
-    assert obj.process is not None
-    mon = obj.process.monitor
+    mon = _incoming_qemu(obj).monitor
     while True:
         status = (await mon.query_migrate()).get("status")
         if status == "completed":
@@ -228,6 +237,9 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
     obj = find_incoming(drv, dname)
     await testhooks.reach("finish", obj.name)
     inc: Incoming = obj.incoming
+    if inc is None:     # the guest stopped meanwhile, and its migration ended with it
+        raise error(ErrorNumber.NO_DOMAIN, ErrorDomain.QEMU,
+                    f"no domain with matching name '{dname}' is being migrated in")
     flags = req.flags or inc.request.flags
     first = FirstError()
     if cancelled:
@@ -241,7 +253,7 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=FINISH_ACCEPTS, check_same_host=False)
         await _wait_incoming_done(obj, inc.job)
-        inc.job.stats.update(job_stats(await obj.process.monitor.query_migrate()))
+        inc.job.stats.update(job_stats(await _incoming_qemu(obj).monitor.query_migrate()))
         if flags & MigrateFlags.PERSIST_DEST:
             _persist(drv, obj, cookie.persistent_xml if cookie else None)
         if flags & MigrateFlags.PAUSED:
@@ -259,7 +271,7 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
             await _release(drv, obj, inc)
         first.raise_if_any()
     await _release(drv, obj, inc)
-    out = host_cookie(drv, obj.live)
+    out = host_cookie(drv, obj.live or obj.definition)   # resumed: a QEMU gone since changes no answer
     out.statistics = _cookie_stats(inc.job.stats)
     return obj.ref(), out.format()
 
