@@ -211,8 +211,8 @@ def test_guest_destroyed_between_begin_and_perform_frees_its_job_at_once(hooked)
 
 def test_incoming_guest_destroyed_before_finish(hooked):
     """The destination's copy is destroyed while Finish waits (all data sent, the
-    source paused): Finish answers "no domain ... being migrated in" (was an
-    AttributeError on the incoming state its stopping had dropped), Confirm is
+    source paused): Finish says the incoming QEMU exited (was an AttributeError
+    on the incoming state its stopping had dropped), Confirm is
     told cancelled and the source runs again; nothing is left on the destination."""
     a, b, _, dest_hooks = hooked
     _conn, dom, uid = start_guest(a, name="race")
@@ -223,7 +223,8 @@ def test_incoming_guest_destroyed_before_finish(hooked):
     dconn.lookupByName("race").destroy()
     dest_hooks.release()
     err = finished(thread, result).get("error")
-    assert err is not None and err.get_error_code() == pyvirt.VIR_ERR_NO_DOMAIN, err
+    assert err is not None and err.get_error_code() == pyvirt.VIR_ERR_OPERATION_FAILED, err
+    assert "QEMU exited before Finish" in err.get_error_message()
     assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING       # Confirm(cancelled) resumed it
     assert dconn.listAllDomains() == []
     assert running_copies([a, b], uid) == 1

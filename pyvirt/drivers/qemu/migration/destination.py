@@ -237,7 +237,8 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
     obj = find_incoming(drv, dname)
     await testhooks.reach("finish", obj.name)
     inc: Incoming = obj.incoming
-    if inc is None:     # the guest stopped meanwhile, and its migration ended with it
+    if inc is None:     # the guest stopped meanwhile, and its migration ended with it: say why
+        find_incoming(drv, dname)
         raise error(ErrorNumber.NO_DOMAIN, ErrorDomain.QEMU,
                     f"no domain with matching name '{dname}' is being migrated in")
     flags = req.flags or inc.request.flags
