@@ -43,6 +43,8 @@ from .dispatch import Dispatcher
 log = logging.getLogger("pyvirtd")
 # libvirtd.conf's log_level → Python's levels
 LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+# How long a stopping daemon waits for the tasks still on its loop once cancelled.
+SHUTDOWN_DRAIN = 10.0
 
 
 async def connect_peer(uri: str) -> HypervisorConnection:
@@ -139,8 +141,30 @@ class Daemon:
             print("pyvirtd: ready", file=sys.stderr, flush=True)
             await self._stop.wait()
             await self.stop()
+            left = await self.drain_tasks()
         finally:
             self.root_lock.release()
+        if left:
+            # asyncio.run would wait for them without a bound: leave without them.
+            logging.shutdown()
+            os._exit(1)
+
+    async def drain_tasks(self, bound: float = SHUTDOWN_DRAIN) -> int:
+        """Cancel what is left on the loop and wait ``bound`` s for it; the number
+        still pending, each logged (a shutdown never waits unboundedly)."""
+        me = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if not left:
+            return 0
+        for task in left:
+            task.cancel()
+        _, pending = await asyncio.wait(left, timeout=bound)
+        for task in pending:
+            log.error("shutdown: task %s still pending after %.0fs: %r", task.get_name(), bound,
+                      task.get_coro())
+        if pending:
+            log.error("shutdown: exiting with %d tasks pending", len(pending))
+        return len(pending)
 
     async def stop(self) -> None:
         """Stop serving; guests keep running for the next daemon to adopt."""

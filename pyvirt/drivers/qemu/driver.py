@@ -91,6 +91,9 @@ class QemuDriver:
         self._used_ports: set[int] = set()
         self.migration_ports: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Starts between QEMU's spawn and its monitor greeting: close() ends them
+        # while the loop still reports QEMU's exit (their clean-up waits for it).
+        self._launching: dict[asyncio.Task[Any], bool] = {}   # task: still cancellable
         # Set by close(): the daemon is going away, its guests are not (see close).
         self.closing = False
 
@@ -186,6 +189,12 @@ class QemuDriver:
         record = obj.job_record
         if record is not None and not await recovery.resolve_job(self, obj, record):
             return
+        if obj.state == DomainState.PAUSED and obj.reason == PausedReason.STARTING_UP:
+            # Its start never completed (the daemon went mid-start): as libvirt's
+            # qemuProcessReconnect, a guest that was not fully started is killed.
+            log.warning("domain %s (pid %d) was not fully started; killing it", live.name, status.pid)
+            await self.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED)
+            return
         if not await self._sync_run_state(obj, trust_record=record is not None):
             return
         log.info("reconnected to %s (pid %d), %s", live.name, status.pid, obj.state.name.lower())
@@ -229,8 +238,24 @@ class QemuDriver:
         for obj in qemu_objs:
             if obj.process is not None:
                 await obj.process.monitor.close()
+        await self._end_launches()
         for task in list(self._tasks):
             task.cancel()
+
+    async def _end_launches(self, bound: float = 10.0) -> None:
+        """A start still waiting for its QEMU's greeting was never reported started
+        and its status file holds no pid yet: no successor could find that QEMU,
+        so the start is cancelled here and kills it (libvirt's successor kills a
+        guest still 'starting up' too).  Bounded: a stuck clean-up is logged."""
+        launching = set(self._launching)
+        if not launching:
+            return
+        for task, cancellable in self._launching.items():
+            if cancellable:
+                task.cancel()
+        _, pending = await asyncio.wait(launching, timeout=bound)
+        for task in pending:
+            log.error("shutdown: start %s still cleaning up after %.0fs", task.get_name(), bound)
 
     def _new_obj(self, d: conf.DomainDef, persistent: bool) -> QemuDomainObj:
         return QemuDomainObj(d, persistent=persistent, cfg=self.cfg, detached=self.closing)
@@ -332,16 +357,10 @@ class QemuDriver:
             self.cfg.make_domain_dir(live.name, dom_id)
             obj.monitor_path = self.cfg.monitor_path(live.name, dom_id)
             with secrets.handed() as handed:
-                obj.process = await procmod.launch(
+                obj.process = await self._launch(
                     handed.substitute(argv), obj.monitor_path, self.cfg.log_path(live.name), live.name,
                     self._handler(obj), ids=self.security.process_ids(),
                     extra_fds=(*(fd for t in taps for fd in t.descriptors), *handed.fds))
-            if self.closing:    # the daemon stopped meanwhile: nobody will manage this QEMU
-                qp, obj.process = obj.process, None
-                await qp.stop(1.0)
-                await qp.monitor.close()
-                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
-                            f"cannot start domain '{live.name}': the daemon is shutting down")
         except BaseException:
             self._restore_labels(obj, live)
             self._release_ports(live)
@@ -378,6 +397,33 @@ class QemuDriver:
             emit_lifecycle(self.events, obj, EventType.STARTED, started_detail)
             if obj.state == DomainState.PAUSED:
                 emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+
+    async def _launch(self, *args: Any, **kwargs: Any) -> procmod.QemuProcess:
+        """procmod.launch, which close() may cancel; its cancellation by close()
+        ends the start with an error saying why, not as a cancelled call."""
+        task = asyncio.current_task()
+        assert task is not None
+        shutting_down = error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                              f"cannot start domain '{args[3]}': the daemon is shutting down")
+        if self.closing:
+            raise shutting_down
+        self._launching[task] = True           # close() may cancel it
+        try:
+            try:
+                qp = await procmod.launch(*args, **kwargs)
+            except asyncio.CancelledError:
+                if not self.closing:
+                    raise
+                task.uncancel()
+                raise shutting_down from None
+            self._launching[task] = False      # from here close() only waits for it
+            if self.closing:    # the daemon stopped meanwhile: nobody will manage this QEMU
+                await qp.stop(1.0)
+                await qp.monitor.close()
+                raise shutting_down
+            return qp
+        finally:
+            self._launching.pop(task, None)
 
     def _set_labels(self, obj: QemuDomainObj, live: conf.DomainDef) -> None:
         """Give QEMU's user what it opens by path; the record of what was

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ... import testhooks
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...security import ProcessIds
 from .command import opt_value
@@ -115,7 +116,14 @@ def _watch_child(child: asyncio.subprocess.Process) -> "asyncio.Future[int | Non
     fut: asyncio.Future[int | None] = loop.create_future()
 
     async def wait() -> None:
-        code = await child.wait()
+        try:
+            code = await child.wait()
+        except asyncio.CancelledError:
+            # The loop is being torn down: nobody will report this exit any more.
+            # Waiters must wake (cancelled) rather than wait for it forever.
+            if not fut.done():
+                fut.cancel()
+            raise
         if not fut.done():
             fut.set_result(code)
 
@@ -246,8 +254,10 @@ async def launch(argv: list[str], monitor_path: Path, log_path: Path, name: str,
     exited = _watch_child(child)
     monitor = Monitor(name, callbacks)
     qp = QemuProcess(child.pid, monitor, exited, child)
-    connect = asyncio.ensure_future(monitor.connect(str(monitor_path)))
+    connect: asyncio.Future[None] | None = None
     try:
+        await testhooks.reach("qemu-launched", name)
+        connect = asyncio.ensure_future(monitor.connect(str(monitor_path)))
         done, _ = await asyncio.wait({connect, exited}, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         if connect in done and connect.exception() is None:
@@ -259,7 +269,11 @@ async def launch(argv: list[str], monitor_path: Path, log_path: Path, name: str,
             raise _start_error(name, log_path, log_start, str(connect.exception()))
         raise _start_error(name, log_path, log_start, f"no monitor greeting within {timeout:.0f}s")
     except BaseException:
-        connect.cancel()
+        if connect is not None and not connect.done():
+            # Let qemu.qmp unwind its own cancelled handshake before we disconnect
+            # (a disconnect racing it is what qemu.qmp calls a bug of its own).
+            connect.cancel()
+            await asyncio.wait({connect})
         await qp.stop(1.0)
         await monitor.close()
         raise
