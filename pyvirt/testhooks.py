@@ -16,7 +16,8 @@ the stream), ``perform-early`` (Perform's job phase entered, nothing sent),
 ``finish`` (Finish called), ``confirm`` (Confirm called); and for calls
 racing a guest that stops: ``begin-job`` (Begin checked the guest runs and
 is about to wait for its job), ``save`` (save holds its job, nothing
-written or paused yet).
+written or paused yet); and ``qemu-launched`` (a start's QEMU spawned, its
+monitor not yet connected: no greeting read).
 """
 
 from __future__ import annotations
