@@ -117,3 +117,36 @@ def test_sigterm_during_greeting_exits_and_leaves_no_qemu(hooked_daemon, persist
     dom.destroy()
     wait_for(lambda: not qemu_processes().get(uid), 30, what="the guest's QEMU to go")
     assert_host([daemon])
+
+
+def test_drain_tasks_does_not_wait_for_a_task_that_ignores_its_cancellation(caplog):
+    """The daemon's safety net: what is left on the loop at shutdown is cancelled and waited
+    for only up to a bound; a task that will not end is logged by name and counted."""
+    import asyncio
+
+    from pyvirt.daemon.main import drain_tasks
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                continue                    # a clean-up that never finishes
+
+    async def polite() -> None:
+        await asyncio.Event().wait()
+
+    async def main() -> int:
+        asyncio.get_running_loop().create_task(stubborn(), name="stubborn")
+        gone = asyncio.get_running_loop().create_task(polite(), name="polite")
+        await asyncio.sleep(0)
+        left = await drain_tasks(bound=0.2)
+        assert gone.cancelled()
+        return left
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == 1
+    finally:
+        loop.close()                        # the stubborn task is dropped with the loop
+    assert "shutdown: task stubborn still pending" in caplog.text

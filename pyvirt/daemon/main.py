@@ -141,7 +141,7 @@ class Daemon:
             print("pyvirtd: ready", file=sys.stderr, flush=True)
             await self._stop.wait()
             await self.stop()
-            left = await self.drain_tasks()
+            left = await drain_tasks()
         finally:
             self.root_lock.release()
         if left:
@@ -149,22 +149,6 @@ class Daemon:
             logging.shutdown()
             os._exit(1)
 
-    async def drain_tasks(self, bound: float = SHUTDOWN_DRAIN) -> int:
-        """Cancel what is left on the loop and wait ``bound`` s for it; the number
-        still pending, each logged (a shutdown never waits unboundedly)."""
-        me = asyncio.current_task()
-        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-        if not left:
-            return 0
-        for task in left:
-            task.cancel()
-        _, pending = await asyncio.wait(left, timeout=bound)
-        for task in pending:
-            log.error("shutdown: task %s still pending after %.0fs: %r", task.get_name(), bound,
-                      task.get_coro())
-        if pending:
-            log.error("shutdown: exiting with %d tasks pending", len(pending))
-        return len(pending)
 
     async def stop(self) -> None:
         """Stop serving; guests keep running for the next daemon to adopt."""
@@ -173,6 +157,24 @@ class Daemon:
         await asyncio.sleep(0)   # let connection_lost callbacks run
         await self.qemu.close()
         log.info("pyvirtd stopped; guests left running")
+
+
+async def drain_tasks(bound: float = SHUTDOWN_DRAIN) -> int:
+    """Cancel what is left on the loop and wait ``bound`` s for it; the number
+    still pending, each logged (a shutdown never waits unboundedly)."""
+    me = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    if not left:
+        return 0
+    for task in left:
+        task.cancel()
+    _, pending = await asyncio.wait(left, timeout=bound)
+    for task in pending:
+        log.error("shutdown: task %s still pending after %.0fs: %r", task.get_name(), bound,
+                  task.get_coro())
+    if pending:
+        log.error("shutdown: exiting with %d tasks pending", len(pending))
+    return len(pending)
 
 
 def _group_id(name: str) -> int:
