@@ -150,3 +150,31 @@ def test_drain_tasks_does_not_wait_for_a_task_that_ignores_its_cancellation(capl
     finally:
         loop.close()                        # the stubborn task is dropped with the loop
     assert "shutdown: task stubborn still pending" in caplog.text
+
+
+def test_guest_left_starting_up_is_killed_by_the_next_daemon(hooked_daemon):
+    """A daemon gone after its start wrote the pid but before the guest was fully
+    started (SIGKILL; the status file still says 'paused (starting up)'): its successor
+    kills that QEMU and reports the guest shut off (failed), as libvirt's reconnect does."""
+    daemon, _hooks = hooked_daemon
+    uid = str(uuid.uuid4())
+    serial = daemon.workdir / "half.log"
+    xml = tiny_xml("half", serial, uuid=uid)
+    conn = pyvirt.open(daemon.uri)
+    dom = conn.defineXML(xml)
+    dom.createWithFlags(pyvirt.VIR_DOMAIN_START_PAUSED)
+    [pid] = qemu_processes()[uid]
+    conn.close()
+    daemon.stop(signal.SIGKILL)
+    status = daemon.state_dir / "run" / "qemu" / "half.xml"
+    text = status.read_text()
+    assert "state='paused' reason='user'" in text, text[:300]
+    status.write_text(text.replace("state='paused' reason='user'", "state='paused' reason='starting up'"))
+
+    daemon.start()
+    assert not pid_alive(pid), "the successor adopted a guest that never finished starting"
+    assert "was not fully started; killing it" in daemon.log_path.read_text(errors="replace")
+    dom = pyvirt.open(daemon.uri).lookupByUUIDString(uid)
+    assert dom.state() == [pyvirt.VIR_DOMAIN_SHUTOFF, pyvirt.VIR_DOMAIN_SHUTOFF_FAILED]
+    assert not status.exists()
+    assert_host([daemon])
