@@ -15,7 +15,12 @@ same QEMU, running (booted), CPUs running by QMP ``query-status``.  Calls that
 may legitimately stop, pause, save, migrate or undefine a guest are only ever
 aimed at other domains.
 
-``PYVIRT_FUZZ_CALLS=N`` runs about N calls instead of the bounded default; the
+``PYVIRT_FUZZ_CALLS=N`` runs N calls instead of the bounded default, drawn by the
+seeded generator of fuzzgen (same values per XDR type, no shrinking) over
+``PYVIRT_FUZZ_CONNECTIONS`` (4) connections with ``PYVIRT_FUZZ_WINDOW`` (4) calls in
+flight each, replies matched by serial; every reply is checked as above, the guest,
+a fresh client and the clean-up run every ``PYVIRT_FUZZ_CHECK_EVERY`` (2000) calls
+and at the end.  The seed is printed; ``PYVIRT_FUZZ_SEED`` replays a run.  The
 run's figures (calls, replies, peak RSS) are printed at the end.  Replies of
 INTERNAL_ERROR carrying a Python exception's text are collected and fail
 ``test_no_reply_leaks_a_python_exception``.
@@ -82,6 +87,7 @@ class Stats:
     findings: dict[str, str] = field(default_factory=dict)   # message -> the call that got it
     internal: dict[str, int] = field(default_factory=dict)   # INTERNAL_ERROR messages seen
     reached: set[str] = field(default_factory=set)           # procedures that answered OK
+    after_close: int = 0      # calls pipelined behind an answered CONNECT_CLOSE (no reply due)
 
 
 STATS = Stats()
@@ -232,6 +238,9 @@ TYPED_PARAM_FIELDS = list(TYPED_PARAM_KIND) + [
 ]
 
 
+MOSTLY_ZERO = ("flags", "need_results", "cancelled", "retcode", "autostart", "maxids", "maxnames")
+
+
 def int_wire(fmt: str, name: str) -> st.SearchStrategy[bytes]:
     size = struct.calcsize(">" + fmt)
     bits = 8 * size
@@ -240,7 +249,7 @@ def int_wire(fmt: str, name: str) -> st.SearchStrategy[bytes]:
     edges = st.sampled_from(sorted(v for v in {0, 1, 2, lo, hi, lo + 1, hi - 1, 255, 256, 65535, 65536,
                                                (1 << 31) - 1, 1 << 31, 1 << 32} if lo <= v <= hi))
     values = choice(st.just(0), edges, st.integers(lo, hi))
-    if name in ("flags", "need_results", "cancelled", "retcode", "autostart", "maxids", "maxnames"):
+    if name in MOSTLY_ZERO:
         values = choice(st.just(0), st.just(0), st.just(0), edges, st.integers(lo, hi))
     return values.map(lambda v: struct.pack(">" + fmt, v))
 
@@ -431,29 +440,11 @@ def run_calls(port: int, uri: str, batch: list[tuple[int, Procedure, bytes]]) ->
                 msg = None
             else:
                 msg = reply_to(serial, what)
-            STATS.calls += 1
             if msg is None:
+                STATS.calls += 1
                 assert closed, f"the daemon dropped the connection on a well-formed call: {what}"
                 continue
-            h = msg.header
-            assert (h.prog, h.vers, h.proc) == (prog, 1, proc.number), (h, what)
-            assert h.status in (0, 1), (h, what)
-            if h.status == 0:
-                STATS.ok += 1
-                STATS.reached.add(f"{uri.split(':')[0]}:{proc.name}")
-                proc.decode_ret(msg.payload)          # a valid reply, by the same table
-            else:
-                err = decode_error_payload(msg.payload)
-                code = err.get_error_code()
-                assert code > 0 and err.get_error_message(), (err, what)
-                STATS.errors[code] = STATS.errors.get(code, 0) + 1
-                if code == ErrorNumber.INTERNAL_ERROR:
-                    key = f"{proc.name}: {err.get_error_message()[:120]}"
-                    STATS.internal[key] = STATS.internal.get(key, 0) + 1
-                if code == ErrorNumber.INTERNAL_ERROR and PYTHON_EXCEPTION.search(err.get_error_message()):
-                    STATS.findings.setdefault(err.get_error_message()[:400], what[:400])
-            if proc.name == "CONNECT_CLOSE" and h.status == 0:
-                closed = True
+            closed = check_reply(msg, prog, proc, what, uri) or closed
 
 
 def remove_strangers(daemon: Pyvirtd, keep: str) -> None:
@@ -475,8 +466,196 @@ def remove_strangers(daemon: Pyvirtd, keep: str) -> None:
             conn.close()
 
 
+def check_reply(msg, prog: int, proc: Procedure, what: str, uri: str) -> bool:
+    """Counts one reply in STATS after checking it is well formed; True if it closed the connection."""
+    STATS.calls += 1
+    h = msg.header
+    assert (h.prog, h.vers, h.proc) == (prog, 1, proc.number), (h, what)
+    assert h.status in (0, 1), (h, what)
+    if h.status == 0:
+        STATS.ok += 1
+        STATS.reached.add(f"{uri.split(':')[0]}:{proc.name}")
+        proc.decode_ret(msg.payload)          # a valid reply, by the same table
+        return proc.name == "CONNECT_CLOSE"
+    err = decode_error_payload(msg.payload)
+    code = err.get_error_code()
+    assert code > 0 and err.get_error_message(), (err, what)
+    STATS.errors[code] = STATS.errors.get(code, 0) + 1
+    if code == ErrorNumber.INTERNAL_ERROR:
+        key = f"{proc.name}: {err.get_error_message()[:120]}"
+        STATS.internal[key] = STATS.internal.get(key, 0) + 1
+        if PYTHON_EXCEPTION.search(err.get_error_message()):
+            STATS.findings.setdefault(err.get_error_message()[:400], what[:400])
+    return False
+
+
+class Pipe:
+    """One fuzzing connection with up to ``window`` calls in flight, replies matched by serial."""
+
+    def __init__(self, port: int, uri: str) -> None:
+        self.uri = uri
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=REPLY_TIMEOUT)
+        self.framer = Framer()
+        self.pending: dict[int, tuple[int, Procedure, str]] = {}
+        self.out = bytearray()
+        self.serial = 0
+        self.closing = False      # a CONNECT_CLOSE is queued: nothing more is sent
+        self.closed = False       # it was answered OK: the daemon may now drop the connection
+        self.held: tuple[int, Procedure, bytes] | None = None    # a CONNECT_CLOSE waiting its turn
+        self.finished = False     # the connection ended
+        open_proc = REMOTE.by_name["CONNECT_OPEN"]
+        self.sock.sendall(self.frame(Program.REMOTE, open_proc.number, 0, open_proc.encode_args((uri, 0))))
+        while True:
+            chunk = self.sock.recv(1 << 16)
+            assert chunk, f"CONNECT_OPEN {uri}: connection dropped"
+            self.framer.receive_data(chunk)
+            msgs = list(self.framer)
+            if msgs:
+                assert msgs[0].header.status == 0, f"CONNECT_OPEN {uri} failed"
+                break
+        self.sock.setblocking(False)
+
+    @staticmethod
+    def frame(prog: int, proc: int, serial: int, payload: bytes) -> bytes:
+        return struct.pack(">IIIiiIi", 28 + len(payload), prog, 1, proc, 0, serial, 0) + payload
+
+    def queue(self, prog: int, proc: Procedure, payload: bytes) -> None:
+        self.serial += 1
+        what = f"{self.uri} {proc.name}({payload[:200]!r}{'...' if len(payload) > 200 else ''})"
+        self.pending[self.serial] = (prog, proc, what)
+        self.out += self.frame(prog, proc.number, self.serial, payload)
+        if proc.name == "CONNECT_CLOSE":
+            self.closing = True
+
+    def flush(self) -> None:
+        try:
+            sent = self.sock.send(self.out)
+        except BlockingIOError:
+            return
+        except (BrokenPipeError, ConnectionResetError):
+            self.lost()
+            return
+        del self.out[:sent]
+
+    def read(self) -> None:
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.lost()
+            return
+        self.framer.receive_data(chunk)
+        for msg in self.framer:
+            if msg.header.type != MessageType.REPLY:
+                continue
+            assert msg.header.serial in self.pending, f"a reply to no call: {msg.header}"
+            prog, proc, what = self.pending.pop(msg.header.serial)
+            if check_reply(msg, prog, proc, what, self.uri):
+                self.closed = True
+
+    def lost(self) -> None:
+        self.finished = True
+        unanswered = [what for _, _, what in self.pending.values()]
+        assert self.closed or not unanswered, \
+            f"the daemon dropped the connection with calls unanswered: {unanswered[:5]}"
+        # calls sent after an answered CONNECT_CLOSE may go unanswered: they were never a call
+        STATS.after_close += len(unanswered)
+        self.pending.clear()
+        self.out.clear()
+
+
+def long_run(daemon: Pyvirtd, guest: Bystander, scratch: str, closed_port: int, total: int) -> None:
+    """PYVIRT_FUZZ_CALLS mode: seeded generator, several pipelined connections, and the
+    expensive checks (guest via QMP, a fresh client, strangers removed) every CHECK_EVERY calls."""
+    import random
+    import selectors
+    import time
+    import fuzzgen
+    seed = int(os.environ.get("PYVIRT_FUZZ_SEED", "0")) or random.SystemRandom().randrange(1, 2**32)
+    conns = int(os.environ.get("PYVIRT_FUZZ_CONNECTIONS", "4"))
+    window = int(os.environ.get("PYVIRT_FUZZ_WINDOW", "4"))
+    check_every = int(os.environ.get("PYVIRT_FUZZ_CHECK_EVERY", "2000"))
+    print(f"\nfuzz seed {seed} (PYVIRT_FUZZ_SEED={seed} replays the calls), {conns} connections, "
+          f"{window} calls in flight each, full checks every {check_every} calls", flush=True)
+    r = random.Random(seed)
+    name, raw_uuid, dom_id = guest.name, uuidlib.UUID(guest.uuid).bytes, guest.id
+
+    def ctx_for(aim_at_guest: bool) -> Context:
+        return Context(scratch, (name, raw_uuid, dom_id), aim_at_guest, closed_port)
+    uris = ["qemu:///system", "qemu:///system", "test:///default"]
+    sel = selectors.DefaultSelector()
+    pipes: list[Pipe] = []
+
+    def new_pipe() -> Pipe:
+        p = Pipe(daemon.tcp_port, r.choice(uris))
+        sel.register(p.sock, selectors.EVENT_READ, p)
+        return p
+    pipes = [new_pipe() for _ in range(conns)]
+    generated = 0
+    checks = 0
+    started = time.monotonic()
+    next_check = check_every
+    STATS.rss_kib.append(rss_kib(daemon.pid))
+    while generated < total or any(p.pending or p.held for p in pipes):
+        for i, p in enumerate(pipes):
+            if p.finished or (p.closing and not p.pending and not p.held):
+                sel.unregister(p.sock)
+                p.sock.close()
+                pipes[i] = p = new_pipe()
+            while generated < total and not p.closing and len(p.pending) < window:
+                call = fuzzgen.gen_call(r, ctx_for)
+                generated += 1
+                if call[1].name == "CONNECT_CLOSE":
+                    # sent alone, once the calls before it are answered: the daemon may
+                    # drop what is still in flight when it closes (libvirtd does)
+                    p.held, p.closing = call, True
+                else:
+                    p.queue(*call)
+            if p.held and not p.pending:
+                p.queue(*p.held)
+                p.held = None
+            if p.out:
+                p.flush()
+            sel.modify(p.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if p.out else 0), p)
+        events = sel.select(REPLY_TIMEOUT)
+        if not events:
+            stuck = [what for p in pipes for _, _, what in p.pending.values()]
+            pytest.fail(f"no reply within {REPLY_TIMEOUT:.0f} s to {stuck[:5]} (the daemon hung)")
+        for key, mask in events:
+            p = key.data
+            if mask & selectors.EVENT_READ and not p.finished:
+                p.read()
+            if mask & selectors.EVENT_WRITE and p.out and not p.finished:
+                p.flush()
+        if STATS.calls // 200 > len(STATS.rss_kib):
+            STATS.rss_kib.append(rss_kib(daemon.pid))
+        if STATS.calls >= next_check or (generated >= total and not any(p.pending or p.held for p in pipes)):
+            next_check += check_every
+            guest.assert_unchanged()
+            remove_strangers(daemon, guest.uuid)
+            checks += 1
+            if checks % 25 == 0:
+                rss = STATS.rss_kib
+                print(f"{STATS.calls} calls in {time.monotonic() - started:.0f} s, {STATS.ok} OK, "
+                      f"RSS now {rss[-1] / 1024:.1f} MiB (peak {max(rss) / 1024:.1f}), {checks} checks passed",
+                      flush=True)
+    for p in pipes:
+        p.sock.close()
+    STATS.rss_kib.append(rss_kib(daemon.pid))
+    guest.assert_unchanged()
+    checks += 1
+    print(f"long run: {STATS.calls} calls in {time.monotonic() - started:.0f} s, seed {seed}, "
+          f"{checks} full checks (guest via QMP, fresh client) passed", flush=True)
+
+
 def test_fuzzed_calls_after_open(target):
     daemon, guest, scratch, closed_port = target
+    if LONG_RUN:
+        long_run(daemon, guest, scratch, closed_port, LONG_RUN)
+        return
 
     rounds = -(-EXAMPLES // ROUND)
 
@@ -507,10 +686,14 @@ def test_the_daemon_stayed_small_and_the_guest_ran_throughout(target):
         pytest.skip("runs after test_fuzzed_calls_after_open")
     guest.assert_unchanged()
     rss = STATS.rss_kib
-    assert STATS.calls >= EXAMPLES and len(STATS.rss_kib) >= EXAMPLES, STATS.calls
+    if LONG_RUN:
+        assert STATS.calls >= LONG_RUN and not STATS.after_close, (STATS.calls, STATS.after_close)
+    else:
+        assert STATS.calls >= EXAMPLES and len(STATS.rss_kib) >= EXAMPLES, STATS.calls
     print(f"\nfuzzed calls: {STATS.calls} ({STATS.ok} OK, errors by code {dict(sorted(STATS.errors.items()))}); "
           f"daemon RSS first {rss[0] / 1024:.1f} MiB, peak {max(rss) / 1024:.1f} MiB, last {rss[-1] / 1024:.1f} MiB; "
-          f"{len(STATS.reached)} procedures answered OK")
+          f"{len(STATS.reached)} procedures answered OK; {STATS.after_close} calls sent behind an answered "
+          f"CONNECT_CLOSE")
     if os.environ.get("PYVIRT_FUZZ_VERBOSE"):
         print("answered OK:", " ".join(sorted(STATS.reached)))
         for msg, n in sorted(STATS.internal.items()):
