@@ -36,7 +36,7 @@ BOUNDED = {
     ("p2p-v3", "dst-daemon-kill", "perform-late"),
     ("p2p-v3", "src-daemon-restart", "perform-early"),
     ("p2p-v2", "src-qemu-kill", "perform-early"),
-    ("p2p-v2", "dst-daemon-restart", "finish"),
+    ("p2p-v2", "dst-daemon-restart", "perform-late"),
     ("tunnelled", "link-cut", "perform-late"),
     ("tunnelled", "src-daemon-term", "confirm"),
 }

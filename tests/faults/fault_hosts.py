@@ -30,6 +30,9 @@ def _port_range(daemon: Pyvirtd) -> range:
     return range(lo, hi + 1)
 
 
+_TAKEN: set[int] = set()      # ports the proxies of this session forward
+
+
 class Hosts:
     """Hosts 'a' and 'b' offering one migration protocol; the guest starts on either."""
 
@@ -40,17 +43,27 @@ class Hosts:
         extra = f'migration_host = "{PROXY_HOST}"\n'
         if proto == "v2":
             extra += "migration_params = 0\nmigration_v3 = 0\n"
-        self.hooks: dict[str, HookServer] = {}
-        self.daemons: list[Pyvirtd] = []
-        for n in "ab":
-            hooks = HookServer(self.sockdir / f"{n}.sock")
-            d = Pyvirtd(root / n, extra_config=extra, extra_env={"PYVIRT_TEST_HOOKS": str(hooks.path)})
-            self.hooks[d.uri] = hooks
-            self.daemons.append(d)
-        for d in self.daemons:
-            d.write_config()
-        ports = [p for d in self.daemons for p in (d.tcp_port, *_port_range(d))]
-        self.proxy = LinkProxy(ports)
+        for attempt in range(5):       # ports another pair (or process) holds: choose again
+            self.hooks: dict[str, HookServer] = {}
+            self.daemons: list[Pyvirtd] = []
+            for n in "ab":
+                hooks = HookServer(self.sockdir / f"{n}.sock")
+                d = Pyvirtd(root / n, extra_config=extra, extra_env={"PYVIRT_TEST_HOOKS": str(hooks.path)})
+                self.hooks[d.uri] = hooks
+                self.daemons.append(d)
+            for d in self.daemons:
+                d.write_config()
+            ports = [p for d in self.daemons for p in (d.tcp_port, *_port_range(d))]
+            if len(set(ports)) == len(ports) and not set(ports) & _TAKEN:
+                try:
+                    self.proxy = LinkProxy(ports)
+                    _TAKEN.update(ports)
+                    break
+                except OSError:
+                    if attempt == 4:
+                        raise
+            for hooks in self.hooks.values():
+                hooks.close()
         self.uuid = str(uuid.uuid4())
         self.log = root / f"{NAME}.log"
         for d in self.daemons:

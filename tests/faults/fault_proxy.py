@@ -31,7 +31,11 @@ class LinkProxy:
         self.is_cut = False
         self._thread = threading.Thread(target=self._loop.run_forever, name="link-proxy", daemon=True)
         self._thread.start()
-        self._call(self._listen())
+        try:
+            self._call(self._listen())
+        except BaseException:
+            self.close()                 # a port taken: release the ones bound so far
+            raise
 
     def _call(self, coro, timeout: float = 10.0):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)

@@ -43,7 +43,7 @@ _LINK = r"end of file|connection|socket|reset|recv|broken pipe|lost|closed|eof|s
 CAUSES = {
     "daemon": _LINK,
     # a transient guest whose QEMU died is gone: the next step finds no such domain
-    "src-qemu-kill": r"qemu|monitor|not running|exited|crash|no domain with matching uuid",
+    "src-qemu-kill": r"qemu|monitor|not running|no longer running|exited|crash|no domain with matching uuid",
     "dst-qemu-kill": r"qemu|monitor|exited|migration|incoming|not running",
     "link-cut": _LINK + r"|migration",
 }
@@ -53,6 +53,9 @@ CLEANUP = re.compile(r"not being migrated|already active|already migrating|being
 
 
 def _cause(fault: str) -> str:
+    if fault.startswith("dst-daemon"):
+        # the successor of a destination daemon kills the half-migrated QEMU: the stream breaks
+        return CAUSES["daemon"] + r"|migration out job"
     return CAUSES["daemon"] if "daemon" in fault else CAUSES[fault]
 
 
