@@ -1,9 +1,14 @@
-"""Seeded call generator for long fuzz runs: the same wire values per XDR type as the
-hypothesis strategies of test_fuzz_calls, drawn from a ``random.Random`` (no shrinking,
-no example database), so that a million calls take minutes instead of hours.
+"""The call generator of the fuzz tests: wire values per XDR type, drawn from a
+``random.Random``-like source.
 
-Each ``gen_*`` function mirrors the strategy of the same name in test_fuzz_calls and
-keeps its odds (``choice`` options equally likely, repeated ones weighted).
+test_fuzz_calls hands it hypothesis's ``st.randoms()`` for the bounded run (so failures
+shrink) and a seeded ``random.Random`` for long runs (no shrinking, no example
+database: a million calls take minutes).  Values are built straight as wire bytes, so
+they can be what pyvirt's own encoder would refuse: strings with NULs, huge or not
+UTF-8, integers at their boundaries, arrays over their limits, optional flags that are
+neither 0 nor 1, domains that exist, do not exist or carry a mutated UUID; then some
+calls are cut short or have bytes flipped.  Each ``k = r.randrange(n)`` picks one of
+n options with equal odds (an option listed twice weighs double).
 """
 
 from __future__ import annotations
@@ -11,11 +16,57 @@ from __future__ import annotations
 import random
 import struct
 import uuid as uuidlib
+from dataclasses import dataclass
 
 from pyvirt.rpc import xdr
+from pyvirt.rpc.protocol import QEMU, REMOTE, Kind
+from pyvirt.rpc.wire import Program
 
-import test_fuzz_calls as F
 from guests import TINY
+
+TEST_DOMAIN = ("test", uuidlib.UUID("6695eb01-f6a4-8304-79aa-97f2502e193f").bytes, 1)
+
+# Calls that may legitimately stop, pause, reset, save, migrate, undefine the guest
+# or start a job on it: never aimed at the bystander.
+AIMED_ELSEWHERE = {
+    "DOMAIN_DESTROY", "DOMAIN_DESTROY_FLAGS", "DOMAIN_SUSPEND", "DOMAIN_SHUTDOWN",
+    "DOMAIN_SHUTDOWN_FLAGS", "DOMAIN_REBOOT", "DOMAIN_UNDEFINE", "DOMAIN_UNDEFINE_FLAGS",
+    "DOMAIN_SAVE", "DOMAIN_SAVE_FLAGS", "DOMAIN_SAVE_PARAMS", "DOMAIN_MANAGED_SAVE",
+    "DOMAIN_MIGRATE_PERFORM", "DOMAIN_MIGRATE_PERFORM3", "DOMAIN_MIGRATE_PERFORM3_PARAMS",
+    "DOMAIN_MIGRATE_BEGIN3", "DOMAIN_MIGRATE_BEGIN3_PARAMS", "DOMAIN_MIGRATE_CONFIRM3",
+    "DOMAIN_MIGRATE_CONFIRM3_PARAMS", "DOMAIN_MIGRATE_START_POST_COPY", "DOMAIN_ABORT_JOB",
+    "DOMAIN_ABORT_JOB_FLAGS",
+}
+# The bystander may be asked only what cannot change it.
+SAFE_MONITOR_COMMANDS = ['{"execute":"query-status"}', '{"execute":"query-version"}',
+                         '{"execute":"no-such-command"}', '{"execute": 5}', "[]", "not json", "{"]
+PROCEDURES: list = [
+    (Program.REMOTE, p) for p in REMOTE if p.kind is not Kind.MESSAGE] + [
+    (Program.QEMU, p) for p in QEMU if p.kind is not Kind.MESSAGE]
+HUGE_ECHOABLE = xdr.STRING_MAX // 2 - 1024
+"""Near the 4 MiB limit, yet short enough that an error message quoting it twice still fits."""
+
+
+def u32(n: int) -> bytes:
+    return struct.pack(">I", n & 0xFFFFFFFF)
+
+
+def opaque(data: bytes) -> bytes:
+    return u32(len(data)) + data + b"\0" * (-len(data) & 3)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the generator may aim at: the scratch directory, the guest to leave alone."""
+
+    scratch: str
+    guest: tuple[str, bytes, int]
+    aim_at_guest: bool
+    closed_port: int
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _text(r: random.Random, alphabet_excl: str = "/", max_size: int = 24, min_size: int = 1) -> str:
@@ -58,12 +109,12 @@ def gen_text_bytes(r: random.Random, ctx, plain=None) -> bytes:
 def gen_string_wire(r: random.Random, data, maximum: int) -> bytes:
     k = r.randrange(8)
     if k < 5:
-        return F.opaque(data())
+        return opaque(data())
     if k == 5:
-        return F.u32(maximum + 1)
+        return u32(maximum + 1)
     if k == 6:
-        return F.u32(0xFFFFFFFF) + b"abcd"
-    return F.opaque(b"n" * min(maximum, F.HUGE_ECHOABLE))
+        return u32(0xFFFFFFFF) + b"abcd"
+    return opaque(b"n" * min(maximum, HUGE_ECHOABLE))
 
 
 def gen_name_bytes(r: random.Random, ctx) -> bytes:
@@ -119,7 +170,7 @@ def gen_xml_bytes(r: random.Random, ctx) -> bytes:
     uid = r.choice(["", f"<uuid>{uuidlib.UUID(bytes=ctx.guest[1])}</uuid>",
                     f"<uuid>{uuidlib.UUID(bytes=r.randbytes(16))}</uuid>", "<uuid>zzz</uuid>"])
     machine = r.choice(["pc", "q35", "none", "bogus"])
-    return (f"<domain type='{virt}'><name>{F._xml_text(nm)}</name>{uid}"
+    return (f"<domain type='{virt}'><name>{_xml_text(nm)}</name>{uid}"
             f"<memory unit='{unit}'>{mem}</memory><vcpu>{vcpu}</vcpu>"
             f"<os><type arch='x86_64' machine='{machine}'>hvm</type><kernel>{kernel}</kernel></os>"
             f"<devices><serial type='file'><source path='{ctx.scratch}/serial.log'/></serial></devices>"
@@ -136,15 +187,32 @@ def gen_cookie_bytes(r: random.Random, ctx) -> bytes:
     ])
 
 
-KIND = {
-    F.name_bytes: gen_name_bytes, F.path_bytes: gen_path_bytes, F.xml_bytes: gen_xml_bytes,
-    F.uri_bytes: gen_uri_bytes, F.address_bytes: gen_address_bytes,
+FIELD_KIND = {
+    "name": gen_name_bytes, "dname": gen_name_bytes, "dev_name": gen_name_bytes, "mech": gen_name_bytes,
+    "event": gen_name_bytes, "to": gen_path_bytes, "from": gen_path_bytes, "file": gen_path_bytes,
+    "path": gen_path_bytes, "xml": gen_xml_bytes, "xml_desc": gen_xml_bytes, "dxml": gen_xml_bytes,
+    "dom_xml": gen_xml_bytes, "xmlin": gen_xml_bytes, "uri": gen_uri_bytes, "uri_in": gen_uri_bytes,
+    "dconnuri": gen_uri_bytes,
 }
+"""String fields whose values have a meaning: names, paths (kept in the scratch
+directory), XML, URIs (closed loopback ports only)."""
+TYPED_PARAM_KIND = {
+    "migrate_uri": gen_uri_bytes, "destination_name": gen_name_bytes, "destination_xml": gen_xml_bytes,
+    "persistent_xml": gen_xml_bytes, "graphics_uri": gen_uri_bytes, "listen_address": gen_address_bytes,
+    "file": gen_path_bytes, "dxml": gen_xml_bytes, "migrate_disks": gen_name_bytes,
+}
+TYPED_PARAM_FIELDS = list(TYPED_PARAM_KIND) + [
+    "bandwidth", "bandwidth.postcopy", "auto_converge.initial", "auto_converge.increment",
+    "parallel.connections", "compression", "compression.mt.level", "disks_port", "tls.destination",
+    "downtime", "image_format", "",
+]
+MOSTLY_ZERO = ("flags", "need_results", "cancelled", "retcode", "autostart", "maxids", "maxnames")
+"""Integers most calls leave 0: drawn 0 more often so that calls get past their flag checks."""
 _INT_CACHE: dict[tuple[str, bool], tuple[int, int, list[int], str]] = {}
 
 
 def gen_int_wire(r: random.Random, fmt: str, name: str) -> bytes:
-    key = (fmt, name in F.MOSTLY_ZERO)
+    key = (fmt, name in MOSTLY_ZERO)
     if key not in _INT_CACHE:
         bits = 8 * struct.calcsize(">" + fmt)
         lo, hi = (-(1 << bits - 1), (1 << bits - 1) - 1) if fmt.islower() else (0, (1 << bits) - 1)
@@ -172,20 +240,22 @@ def gen_domain_wire(r: random.Random, ctx) -> bytes:
     n = 6 if ctx.aim_at_guest else 3
     k = r.randrange(n)
     if k == 0:
-        ref = (F.TEST_DOMAIN[0].encode(), F.TEST_DOMAIN[1], F.TEST_DOMAIN[2])
+        ref = (TEST_DOMAIN[0].encode(), TEST_DOMAIN[1], TEST_DOMAIN[2])
     elif k == 1:
         i, x = r.randrange(16), r.randint(1, 255)
         ref = (guest_name.encode(), guest_uuid[:i] + bytes([guest_uuid[i] ^ x]) + guest_uuid[i + 1:], guest_id)
     elif k == 2:
+        # names stay below 64 KiB: bigger ones pile up in the decoder's domain cache
+        # (test_huge_domain_names_do_not_pile_up_in_memory), which would blur the RSS bound
         ref = (gen_name_bytes(r, ctx)[:65536], r.randbytes(16), r.randint(-2**31, 2**31 - 1))
     else:
         ref = (guest_name.encode(), guest_uuid, guest_id)
-    return F.opaque(ref[0]) + ref[1] + struct.pack(">i", ref[2])
+    return opaque(ref[0]) + ref[1] + struct.pack(">i", ref[2])
 
 
 def gen_typed_params_wire(r: random.Random, ctx, maximum: int) -> bytes:
     def param(name: str) -> bytes:
-        kind = F.TYPED_PARAM_KIND.get(name)
+        kind = TYPED_PARAM_KIND.get(name)
         t = r.randrange(1, 9)
         if t in (1, 6):
             value = gen_int_wire(r, "i", name)
@@ -198,20 +268,20 @@ def gen_typed_params_wire(r: random.Random, ctx, maximum: int) -> bytes:
         elif t == 5:
             value = _double(r)
         elif t == 7:
-            data = (lambda: KIND[kind](r, ctx)) if kind else (lambda: gen_text_bytes(r, ctx))
+            data = (lambda: kind(r, ctx)) if kind else (lambda: gen_text_bytes(r, ctx))
             value = gen_string_wire(r, data, xdr.STRING_MAX)
         else:
             value = b""
-        return F.opaque(name.encode()) + struct.pack(">i", t) + value
+        return opaque(name.encode()) + struct.pack(">i", t) + value
 
     def one() -> bytes:
         if r.randrange(2):
-            return param(r.choice(F.TYPED_PARAM_FIELDS))
-        return F.opaque(gen_text_bytes(r, ctx)) + struct.pack(">i", 1) + b"\0\0\0\1"
+            return param(r.choice(TYPED_PARAM_FIELDS))
+        return opaque(gen_text_bytes(r, ctx)) + struct.pack(">i", 1) + b"\0\0\0\1"
     if r.randrange(3) == 2:
-        return F.u32(maximum + 1)
+        return u32(maximum + 1)
     ps = [one() for _ in range(r.randint(0, 4))]
-    return F.u32(len(ps)) + b"".join(ps)
+    return u32(len(ps)) + b"".join(ps)
 
 
 def gen_wire(r: random.Random, t: xdr.Type, name: str, ctx) -> bytes:
@@ -224,8 +294,8 @@ def gen_wire(r: random.Random, t: xdr.Type, name: str, ctx) -> bytes:
             return _double(r)
         return gen_int_wire(r, t.fmt, name)
     if isinstance(t, xdr.String):
-        kind = F.FIELD_KIND.get(name)
-        data = (lambda: KIND[kind](r, ctx)) if kind else (lambda: gen_text_bytes(r, ctx))
+        kind = FIELD_KIND.get(name)
+        data = (lambda: kind(r, ctx)) if kind else (lambda: gen_text_bytes(r, ctx))
         return gen_string_wire(r, data, t.max)
     if isinstance(t, xdr.Opaque):
         return gen_string_wire(r, lambda: gen_cookie_bytes(r, ctx), t.max)
@@ -244,25 +314,25 @@ def gen_wire(r: random.Random, t: xdr.Type, name: str, ctx) -> bytes:
             return chars(r.randbytes(t.max))
         if r.randrange(2):
             b = _binary(r, 0, 16)
-            return F.u32(len(b)) + chars(b)
-        return F.u32(t.max + 1)
+            return u32(len(b)) + chars(b)
+        return u32(t.max + 1)
     if isinstance(t, xdr.Optional):
         k = r.randrange(4)
         if k == 0:
-            return F.u32(0)
+            return u32(0)
         if k == 3:
-            return F.u32(2)
-        return F.u32(1) + gen_wire(r, t.elem, name, ctx)
+            return u32(2)
+        return u32(1) + gen_wire(r, t.elem, name, ctx)
     if isinstance(t, xdr.Array) and t.elem is xdr.TypedParam:
         return gen_typed_params_wire(r, ctx, t.max)
     if isinstance(t, xdr.Array):
         k = r.randrange(3)
         if k == 1:
-            return F.u32(t.max + 1)
+            return u32(t.max + 1)
         if k == 2:
-            return F.u32(0xFFFFFFFF)
+            return u32(0xFFFFFFFF)
         es = [gen_wire(r, t.elem, name, ctx) for _ in range(r.randint(0, 3))]
-        return F.u32(len(es)) + b"".join(es)
+        return u32(len(es)) + b"".join(es)
     raise AssertionError(f"no wire generator for {t!r}")
 
 
@@ -280,23 +350,27 @@ def gen_mutate(r: random.Random, payload: bytes) -> bytes:
 
 
 def gen_call(r: random.Random, ctx_for):
-    """One (program, procedure, payload), as test_fuzz_calls.calls draws each."""
-    prog, proc = r.choice(F.PROCEDURES)
-    ctx = ctx_for(proc.name not in F.AIMED_ELSEWHERE and proc.name != "DOMAIN_MONITOR_COMMAND")
+    """One (program, procedure, payload); calls that could change the guest are aimed elsewhere."""
+    prog, proc = r.choice(PROCEDURES)
+    ctx = ctx_for(proc.name not in AIMED_ELSEWHERE and proc.name != "DOMAIN_MONITOR_COMMAND")
     if proc.args is None:
         payload = b""
     elif proc.name == "DOMAIN_MONITOR_COMMAND":
         guest = bool(r.randrange(2))
         dom = gen_domain_wire(r, ctx_for(guest) if guest else ctx)
         if guest:
-            cmd = r.choice(F.SAFE_MONITOR_COMMANDS)
+            cmd = r.choice(SAFE_MONITOR_COMMANDS)
             flags = 0 if cmd.startswith(("{", "[", "n")) else 1
             if r.randrange(2):
                 cmd, flags = "info status", 1
         else:
-            cmd = r.choice(F.SAFE_MONITOR_COMMANDS + ['{"execute":"quit"}', "info registers"])
+            cmd = r.choice(SAFE_MONITOR_COMMANDS + ['{"execute":"quit"}', "info registers"])
             flags = r.choice([0, 1, 2, 0xFFFFFFFF])
-        payload = dom + F.opaque(cmd.encode()) + F.u32(flags)
+        payload = dom + opaque(cmd.encode()) + u32(flags)
     else:
         payload = gen_wire(r, proc.args, proc.args.name, ctx)
     return prog, proc, gen_mutate(r, payload)
+
+
+def gen_calls(r: random.Random, ctx_for, most: int) -> list:
+    return [gen_call(r, ctx_for) for _ in range(r.randint(1, most))]
