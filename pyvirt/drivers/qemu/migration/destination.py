@@ -247,10 +247,15 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         await _abandon(drv, obj, inc.job, inc.port, inc.created, first)
         first.raise_if_any()
         raise error(ErrorNumber.MIGRATE_FINISH_OK, ErrorDomain.QEMU, "incoming migration cancelled")
+    # Client-driven v2 stopped the source at the end of Perform: this is then the only
+    # copy, kept whatever happens.  Peer-to-peer v2 (PEER2PEER reaches the destination's
+    # flags, as in libvirt) keeps its paused source until Finish2 answers and resumes it
+    # when Finish2 fails, so this half must go like v3's, or two copies would be left.
+    only_copy = not v3 and not flags & MigrateFlags.PEER2PEER
     try:
-        # Finish3 is recovered like Prepare (killed: the source resumes), so only v2's
-        # Finish2, which keeps the only copy, costs a status write before resuming.
-        obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.FINISH3 if v3 else JobPhase.FINISH2, persist=not v3)
+        # Finish3 (and p2p Finish2) is recovered like Prepare (killed: the source resumes),
+        # so only the Finish2 that keeps the only copy costs a status write before resuming.
+        obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.FINISH3 if v3 else JobPhase.FINISH2, persist=only_copy)
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=FINISH_ACCEPTS, check_same_host=False)
         await _wait_incoming_done(obj, inc.job)
@@ -263,10 +268,10 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
             await drv.resume_cpus(obj, RunningReason.MIGRATED)
     except BaseException as exc:
         first.record(exc)
-        if v3 or not obj.active:
+        if not only_copy or not obj.active:
             await _abandon(drv, obj, inc.job, inc.port, inc.created, first)
         else:
-            # v2: the source is already gone, this is the only copy.  Keep it
+            # client-driven v2: the source is already gone, this is the only copy.  Keep it
             # (paused) and hand it to the administrator instead of killing it.
             log.error("%s: v2 Finish failed; keeping the only copy paused: %s", obj.name, exc)
             await _release(drv, obj, inc)
