@@ -163,6 +163,11 @@ class HypervisorConnection:
         self.info = info
         self.events = events
         self.closed = False
+        # The client behind this connection has gone, though calls it made may still
+        # run (their replies go nowhere; close hooks run after them).  A call whose
+        # effect only the client's answer makes safe — a migration's Finish resuming
+        # the destination copy — checks this before acting.
+        self.client_gone = False
 
     @property
     def read_only(self) -> bool:

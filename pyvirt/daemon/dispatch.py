@@ -125,6 +125,8 @@ class Dispatcher:
 
     async def client_disconnected(self, client: ServerClient) -> None:
         session: Session = client.session
+        if session.conn is not None:
+            session.conn.client_gone = True      # at once: calls still running may look
         for stream in list(session.streams.values()):
             stream.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "client disconnected during the stream"))
         # Calls still running finish (their replies go nowhere), as in libvirtd:

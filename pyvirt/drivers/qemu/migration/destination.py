@@ -262,6 +262,14 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         inc.job.stats.update(job_stats(await _incoming_qemu(obj).monitor.query_migrate()))
         if flags & MigrateFlags.PERSIST_DEST:
             _persist(drv, obj, cookie.persistent_xml if cookie else None)
+        owner = drv.autodestroy.owner(obj.uuid)
+        if owner is None or owner.client_gone:
+            # The connection that prepared (and now finishes) the migration is gone: this
+            # answer cannot reach the source, which then resumes its copy, so this one
+            # must not run.  Checked last, right before resuming, to keep the window in
+            # which a lost reply leaves two copies as small as it can be.
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        "migration in job: the connection that prepared it closed before Finish")
         if flags & MigrateFlags.PAUSED:
             obj.set_state(DomainState.PAUSED, PausedReason.USER)
         else:
