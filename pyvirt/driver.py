@@ -18,6 +18,7 @@ Closing the connection runs its close hooks (autodestroy).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -174,8 +175,26 @@ class HypervisorConnection:
         return self.info.read_only
 
     def add_close_hook(self, hook: Callable[[], Any]) -> None:
-        """Run ``hook`` (sync or async) when this connection closes."""
-        self.info.close_hooks.append(hook)
+        """Run ``hook`` (sync or async) when this connection closes.
+
+        On a connection already closed it runs at once (an async one as a task): a
+        call still running when its connection closed — a Prepare that registers
+        its guest for autodestroy, a Perform that watches its peer — must not wait
+        for a close that has already happened."""
+        if not self.closed:
+            self.info.close_hooks.append(hook)
+            return
+        try:
+            result = hook()
+        except Exception:
+            log.exception("close hook failed on %s", self.info.uri)
+            return
+        if hasattr(result, "__await__"):
+            asyncio.ensure_future(result).add_done_callback(self._log_hook_failure)
+
+    def _log_hook_failure(self, task: "asyncio.Future[Any]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("close hook failed on %s", self.info.uri, exc_info=task.exception())
 
     def remove_close_hook(self, hook: Callable[[], Any]) -> None:
         try:

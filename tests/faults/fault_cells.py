@@ -46,19 +46,7 @@ BOUNDED = {
 
 # Cells that fail because of a daemon bug, with what is seen (strict xfails: a fix makes them fail
 # until removed from here).
-_SRC_STOP_AT_BEGIN = ("source daemon stopped (SIGTERM) while its peer-to-peer Perform is at Begin: the restarted "
-                      "source keeps a migration job on the guest and the destination keeps its half (two QEMUs, "
-                      "active on both hosts)")
-KNOWN_BUGS = {
-    ("p2p-v3", "src-daemon-term", "begin"): _SRC_STOP_AT_BEGIN,
-    ("p2p-v3", "src-daemon-restart", "begin"): _SRC_STOP_AT_BEGIN,
-    ("tunnelled", "src-daemon-term", "begin"): _SRC_STOP_AT_BEGIN,
-    ("tunnelled", "src-daemon-restart", "begin"): _SRC_STOP_AT_BEGIN,
-    ("tunnelled", "link-cut", "perform-early"): (
-        "link cut before the tunnelled Perform registers its watch on the destination connection: the close "
-        "already happened, so 'peer-gone' never comes and virsh waits for ever (source.perform adds its close "
-        "hook without checking that the peer is still open)"),
-}
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)
