@@ -71,14 +71,18 @@ def _replace(typed: list, **values: Any) -> list:
 
 
 @dataclass
-class _ClientSource:
-    """The source host's steps as remote procedures."""
+class _ClientSide:
+    """One host's end of a client-driven migration: its connection and the call's arguments."""
 
     conn: HypervisorConnection
     dom: DomainRef
     params: dict[str, Any]
     typed: list
     use_params: bool
+
+
+class _ClientSource(_ClientSide):
+    """The source host's steps as remote procedures."""
 
     @property
     def name(self) -> str:
@@ -125,15 +129,8 @@ class _ClientSource:
         """v2 Perform already stopped the source: nothing is left to tell it."""
 
 
-@dataclass
-class _ClientDestination:
+class _ClientDestination(_ClientSide):
     """The destination host's steps as remote procedures."""
-
-    conn: HypervisorConnection
-    dom: DomainRef
-    params: dict[str, Any]
-    typed: list
-    use_params: bool
 
     @property
     def dname(self) -> str:

@@ -10,7 +10,9 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from guests import REPO, kill_qemus_under, pid_alive
 
@@ -333,3 +335,19 @@ def healthy_call(daemon: Pyvirtd, uuid_str: str) -> tuple[int, tuple[int, int], 
         finally:
             client.close()
     return asyncio.run(asyncio.wait_for(ask(), 30))
+
+
+@contextmanager
+def running_pair(a: Pyvirtd, b: Pyvirtd, also_under: Path | None = None) -> Iterator[tuple[Pyvirtd, Pyvirtd]]:
+    """Two hosts started, and afterwards every guest destroyed on both (a migrated
+    guest may log into the other host's directory), both stopped, and no QEMU left:
+    their own, and any started under ``also_under``."""
+    try:
+        a.start()
+        b.start()
+        yield a, b
+    finally:
+        for host in (a, b):
+            host.destroy_all()
+        leaked = a.cleanup() + b.cleanup() + (kill_qemus_under(also_under) if also_under else [])
+    assert not leaked, f"QEMU processes left behind: {leaked}"

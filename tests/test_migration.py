@@ -17,7 +17,7 @@ import pytest
 
 import pyvirt
 from pyvirt import aio
-from daemons import Pyvirtd, qemu_pid, running_copies
+from daemons import Pyvirtd, qemu_pid, running_copies, running_pair
 from guests import READY, pid_alive, tiny_xml, wait_for, wait_for_text
 
 pytestmark = pytest.mark.qemu
@@ -34,16 +34,8 @@ def make_hosts(tmp_path, extra: str = "", same_uuid: bool = False, verbose: bool
 def hosts(request, tmp_path, guests_built):
     marker = request.node.get_closest_marker("hosts")
     kwargs = marker.kwargs if marker else {}
-    a, b = make_hosts(tmp_path, **kwargs)
-    try:
-        a.start()
-        b.start()
-        yield a, b
-    finally:
-        for host in (a, b):      # a migrated guest may log into the other host's directory
-            host.destroy_all()
-        leaked = a.cleanup() + b.cleanup()
-    assert not leaked, f"QEMU processes left behind: {leaked}"
+    with running_pair(*make_hosts(tmp_path, **kwargs)) as pair:
+        yield pair
 
 
 def start_guest(a: Pyvirtd, name: str = "mig", cmdline: str = "dirty=8:4", persistent: bool = False,

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import pyvirt
-from daemons import Pyvirtd, qemu_pid, running_copies
+from daemons import Pyvirtd, qemu_pid, running_copies, running_pair
 from guests import pid_alive, wait_for
 from test_migration import _wait_job_active, assert_only_on, heartbeat, start_guest
 
@@ -25,16 +25,8 @@ TUNNELLED = P2P | pyvirt.VIR_MIGRATE_TUNNELLED
 def hosts(request, tmp_path, guests_built):
     marker = request.node.get_closest_marker("hosts")
     extra_b = marker.kwargs.get("extra_b", "") if marker else ""
-    a, b = Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b", extra_config=extra_b)
-    try:
-        a.start()
-        b.start()
-        yield a, b
-    finally:
-        for host in (a, b):
-            host.destroy_all()
-        leaked = a.cleanup() + b.cleanup()
-    assert not leaked, f"QEMU processes left behind: {leaked}"
+    with running_pair(Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b", extra_config=extra_b)) as pair:
+        yield pair
 
 
 def to_uri_in_thread(dom, dconnuri, flags, params=None):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import pyvirt
-from daemons import Pyvirtd, qemu_pid, running_copies
+from daemons import Pyvirtd, qemu_pid, running_copies, running_pair
 from guests import READY, pid_alive, tiny_xml, wait_for_text
 from pyvirt.conf import parse_status
 from pyvirt.conf.names import check_name, contained, short_name, socket_address
@@ -164,16 +164,8 @@ for name in ("a\\nb", "a/b"):
 
 @pytest.fixture
 def two_hosts(tmp_path, guests_built):
-    a, b = Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b")
-    try:
-        a.start()
-        b.start()
-        yield a, b
-    finally:
-        for host in (a, b):
-            host.destroy_all()
-        leaked = a.cleanup() + b.cleanup()
-    assert not leaked, f"QEMU processes left behind: {leaked}"
+    with running_pair(Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b")) as pair:
+        yield pair
 
 
 def _start(host: Pyvirtd, name: str) -> tuple[pyvirt.virConnect, pyvirt.virDomain, str]:

@@ -16,8 +16,7 @@ import random
 
 import pytest
 
-from daemons import Pyvirtd
-from guests import kill_qemus_under
+from daemons import Pyvirtd, running_pair
 from soak import stock
 from soak.chaos import Soak
 
@@ -34,16 +33,8 @@ def stock_libvirt():
 
 @pytest.fixture
 def soak_hosts(tmp_path, guests_built):
-    a, b = Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b")
-    try:
-        a.start()
-        b.start()
-        yield a, b
-    finally:
-        for host in (a, b):
-            host.destroy_all()
-        leaked = a.cleanup() + b.cleanup() + kill_qemus_under(tmp_path)
-    assert not leaked, f"QEMU processes left behind after the soak: {leaked}"
+    with running_pair(Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b"), also_under=tmp_path) as pair:
+        yield pair
 
 
 def test_soak(stock_libvirt, soak_hosts, tmp_path):
