@@ -26,8 +26,11 @@ _UUID = re.compile(r"<uuid>\s*([0-9a-fA-F-]{36})\s*</uuid>")
 _PID = re.compile(r"<domstatus\b[^>]*\bpid='(\d+)'")
 
 
-def qemu_processes() -> dict[str, list[int]]:
-    """Every live QEMU on the machine by the UUID on its command line (``-uuid U``)."""
+def qemu_processes(under: Path | None = None) -> dict[str, list[int]]:
+    """Every live QEMU on the machine by the UUID on its command line (``-uuid U``);
+    with ``under``, only those whose command line names a path below that directory
+    (the guests of one test's hosts)."""
+    mark = str(under).encode() if under is not None else None
     found: dict[str, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -37,6 +40,8 @@ def qemu_processes() -> dict[str, list[int]]:
         except OSError:
             continue
         if b"qemu-system" not in argv[0] or b"-uuid" not in argv[:-1]:
+            continue
+        if mark is not None and not any(mark in arg for arg in argv):
             continue
         pid = int(entry.name)
         if not pid_alive(pid):               # a zombie has finished running the guest

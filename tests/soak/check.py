@@ -10,8 +10,8 @@ Per guest UUID, across both hosts:
 - the daemon's state agrees with QEMU's (running / paused);
 - no active guest has a job (nothing is in flight to hold one).
 
-The per-host check of tests/invariants.py (``check_host``) is added when that
-module exists.
+The per-host check of tests/invariants.py (``check_host``) is added, and its
+process scan is shared.
 """
 
 from __future__ import annotations
@@ -21,27 +21,10 @@ import time
 from pathlib import Path
 
 from daemons import Pyvirtd, qemu_pid
+from invariants import check_host, qemu_processes
 from guests import pid_alive
 
 QUERY_STATUS = '{"execute":"query-status"}'
-
-
-def qemu_processes(root: Path) -> dict[str, list[int]]:
-    """Live QEMU processes started for guests under ``root``, by the UUID on their command line."""
-    found: dict[str, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not argv or b"qemu-system" not in argv[0] or not any(str(root).encode() in a for a in argv):
-            continue
-        if b"-uuid" in argv and pid_alive(int(entry.name)):
-            uuid = argv[argv.index(b"-uuid") + 1].decode()
-            found.setdefault(uuid, []).append(int(entry.name))
-    return found
 
 
 def host_view(libvirt, libvirt_qemu, daemon: Pyvirtd) -> dict[str, dict]:
@@ -78,7 +61,7 @@ def check(libvirt, libvirt_qemu, daemons: list[Pyvirtd], root: Path, names: dict
             views[label[id(d)]] = host_view(libvirt, libvirt_qemu, d)
         except libvirt.libvirtError as exc:
             problems.append(f"pyvirtd {label[id(d)]} does not answer: {exc.get_error_message()}")
-    procs = qemu_processes(root)
+    procs = qemu_processes(under=root)
     for uuid in sorted(set(names) | set(procs)):
         name = names.get(uuid, uuid)
         claimed: dict[int, str] = {}
@@ -115,12 +98,7 @@ def check(libvirt, libvirt_qemu, daemons: list[Pyvirtd], root: Path, names: dict
             problems.append(f"{name} is active on {' and '.join(active_on)} at once")
         if len(running_on) > 1:
             problems.append(f"TWO RUNNING COPIES: {name} runs its CPUs on {' and '.join(running_on)}")
-    try:
-        from invariants import check_host            # the per-host invariants, when present
-    except ImportError:
-        pass
-    else:
-        problems += [f"check_host: {p}" for p in check_host([d for d in daemons if d.alive])]
+    problems += [f"check_host: {p}" for p in check_host([d for d in daemons if d.alive])]
     return problems
 
 
