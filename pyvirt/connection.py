@@ -18,6 +18,12 @@ from .driver import ConnectionInfo, DomainEvent, HypervisorConnection, check_acc
 from .enums import EventID
 from .errors import ErrorDomain, ErrorNumber, error, libvirtError
 
+from .api.console import ConnectConsoleAPI
+from .api.devices import ConnectDevicesAPI
+from .api.host import ConnectHostAPI
+from .api.lifecycle import ConnectLifecycleAPI
+from .api.stats import ConnectStatsAPI
+
 if TYPE_CHECKING:
     from .domain import virDomain
 
@@ -48,7 +54,8 @@ async def _connect_peer(uri: str) -> HypervisorConnection:
     return await remote_driver.open_connection(urimod.parse(uri), ConnectionInfo(uri=uri))
 
 
-class virConnect:  # noqa: N801 - libvirt-python's name
+class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevicesAPI,  # noqa: N801
+                 ConnectLifecycleAPI):  # libvirt-python's name
     """A connection to a hypervisor driver."""
 
     def __init__(self, drv: HypervisorConnection, uri: str) -> None:

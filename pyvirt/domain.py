@@ -12,6 +12,11 @@ import os
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
+from .api.console import DomainConsoleAPI
+from .api.devices import DomainDevicesAPI
+from .api.host import DomainHostAPI
+from .api.lifecycle import DomainLifecycleAPI
+from .api.stats import DomainStatsAPI
 from .refs import DomainRef
 from .enums import TypedParamType
 
@@ -34,7 +39,8 @@ if TYPE_CHECKING:
     from .connection import virConnect
 
 
-class virDomain:  # noqa: N801 - libvirt-python's name
+class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAPI,  # noqa: N801
+                DomainLifecycleAPI):  # libvirt-python's name
     def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
         self._conn = conn
         self._ref = ref

@@ -61,6 +61,8 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("pyvirt.cli", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.conf", "pyvirt.driver")),
     ("pyvirt.connection", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli")),
     ("pyvirt.domain", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.drivers")),
+    # libvirt-python's methods by area: delegation only, like pyvirt.domain
+    ("pyvirt.api", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.drivers", "pyvirt.conf")),
 ]
 
 

@@ -25,7 +25,8 @@ def default_uri() -> str:
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, dict[str, Handler]]:
     """The global-options parser, the per-command parser, and the handlers."""
-    from . import domain_cmds, host_cmds, migrate_cmds, save_cmds  # noqa: F401 - registration side effect
+    from . import (console_cmds, devices_cmds, domain_cmds, host_cmds, lifecycle_cmds,  # noqa: F401
+                   migrate_cmds, save_cmds, stats_cmds)  # (registration side effect)
     top = argparse.ArgumentParser(prog="pyvirt", description="virsh-compatible management of pyvirt hosts",
                                   epilog="commands: " + ", ".join(sorted(_COMMANDS)))
     top.add_argument("-c", "--connect", metavar="URI", help="hypervisor connection URI")

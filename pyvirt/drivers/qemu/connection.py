@@ -21,6 +21,11 @@ from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDeta
                       XMLFlags)
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError
 from ..domainlist import DomainList, DomainQueries, emit_lifecycle, not_running
+from .api_console import ConsoleAPI
+from .api_devices import DevicesAPI
+from .api_host import HostAPI
+from .api_lifecycle import LifecycleAPI
+from .api_stats import StatsAPI
 from .command import DOMAIN_TYPES
 from .domainobj import QemuDomainObj
 from .driver import QemuDriver
@@ -47,7 +52,8 @@ _SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
 _DEFINE_ATTEMPTS = 20
 
 
-class QemuConnection(DomainQueries, HypervisorConnection):
+class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, DomainQueries,
+                     HypervisorConnection):
     driver_prefix = "qemu"
     error_domain = ErrorDomain.QEMU
 

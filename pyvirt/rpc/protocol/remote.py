@@ -19,97 +19,49 @@ as a nested tuple, exactly as on the wire: ``(callbackID, (dom, event, detail))`
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from ...enums import EventID, XMLFlags
-from ..stream import Direction
-from ..wire import Program
-from ..xdr import (
-    AUTH_SASL_DATA_MAX,
+from .rows import (  # noqa: F401 - the table's vocabulary
     AUTH_TYPE_LIST_MAX,
+    Array,
+    CharString,
+    D,
+    DAEMON,
     DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX,
     DOMAIN_EVENT_TUNABLE_MAX,
     DOMAIN_LIST_MAX,
     DOMAIN_MESSAGES_MAX,
     DOMAIN_SAVE_PARAMS_MAX,
-    JOB_STATS_MAX,
-    MIGRATE_COOKIE_MAX,
-    MIGRATE_PARAM_LIST_MAX,
+    D_,
+    Direction,
+    EventID,
+    MESSAGE,
+    Procedure,
+    Program,
+    ProgramTable,
     SECURITY_DOI_MAX,
     SECURITY_LABEL_MAX,
     SECURITY_MODEL_MAX,
-    UUID,
-    Array,
-    CharArray,
-    CharString,
-    Domain,
-    Hyper,
-    Int,
-    NonnullDomain,
-    NonnullString,
-    Opaque,
-    OptString,
     Struct,
-    Type,
     TypedParams,
     UChar,
-    UHyper,
-    UInt,
     UShort,
+    UUID,
+    VCPU_GUEST,
+    XMLFlags,
+    _cb_event,
+    _event,
+    _msg,
+    _proc,
+    cookie,
+    h,
+    i,
+    job_params,
+    migrate_params,
+    s,
+    s_,
+    sasl_data,
+    u,
+    uh,
 )
-from . import Kind, Procedure, ProgramTable
-
-Fields = Sequence[tuple[str, Type]]
-
-# Short names for the table (the doc's notation: s, s?, D, D?, i, u, uh, op, TP<>).
-s, s_, D, D_, i, u, h, uh = NonnullString, OptString, NonnullDomain, Domain, Int, UInt, Hyper, UHyper
-cookie = Opaque(MIGRATE_COOKIE_MAX)
-migrate_params = TypedParams(MIGRATE_PARAM_LIST_MAX)
-job_params = TypedParams(JOB_STATS_MAX)
-sasl_data = CharArray(AUTH_SASL_DATA_MAX)
-
-DRIVER, DAEMON, MESSAGE = Kind.DRIVER, Kind.DAEMON, Kind.MESSAGE
-
-# Flags a read-only connection may not pass (libvirt's API entry points refuse them).
-VCPU_GUEST = 4  # VIR_DOMAIN_VCPU_GUEST
-
-
-def _struct(name: str, fields: Fields | Struct | None) -> Struct | None:
-    if fields is None or isinstance(fields, Struct):
-        return fields
-    return Struct(name, fields)
-
-
-def _proc(number: int, name: str, args: Fields | Struct | None = None, ret: Fields | None = None,
-          *, high: bool = False, mutates: bool = False, kind: Kind = DRIVER,
-          method: str | None = None, stream: Direction | None = None,
-          readonly_flags: int = 0) -> Procedure:
-    base = f"remote_{name.lower()}"
-    suffix = "_msg" if kind is MESSAGE else "_args"
-    return Procedure(
-        number, name, method or name.lower(),
-        _struct(base + suffix, args), _struct(base + "_ret", ret),
-        priority_high=high, mutates=mutates, kind=kind, stream=stream,
-        readonly_flags=readonly_flags,
-    )
-
-
-def _msg(name: str, *fields: tuple[str, Type]) -> Struct:
-    return Struct(f"remote_domain_event_{name}_msg", fields)
-
-
-def _event(number: int, name: str, *fields: tuple[str, Type]) -> Procedure:
-    """A MESSAGE the daemon sends; never answered."""
-    return _proc(number, name, list(fields), kind=MESSAGE)
-
-
-def _cb_event(number: int, name: str, msg: Struct, reason: bool = False) -> Procedure:
-    """Old-style callback event: ``{callbackID, [reason,] msg}``."""
-    fields: list[tuple[str, Type]] = [("callbackID", i)]
-    if reason:
-        fields.append(("reason", i))
-    fields.append(("msg", msg))
-    return _event(number, name, *fields)
 
 
 # --- event payloads shared by the legacy and callback forms ------------------------
@@ -120,6 +72,15 @@ DOM_MSG = {n: _msg(n, ("dom", D)) for n in ("reboot", "control_error", "pmwakeup
 GRAPHICS_ADDRESS = Struct("remote_domain_event_graphics_address",
                           [("family", i), ("node", s), ("service", s)])
 GRAPHICS_IDENTITY = Struct("remote_domain_event_graphics_identity", [("type", s), ("name", s)])
+
+
+def _area_rows() -> list[Procedure]:
+    """The rows kept in the area modules (statistics, host, console, devices, ...)."""
+    from . import remote_console, remote_devices, remote_host, remote_lifecycle, remote_stats
+    rows: list[Procedure] = []
+    for part in (remote_stats, remote_host, remote_console, remote_devices, remote_lifecycle):
+        rows.extend(part.PROCEDURES)
+    return rows
 
 
 PROCEDURES: list[Procedure] = [
@@ -370,7 +331,7 @@ PROCEDURES: list[Procedure] = [
     _proc(307, "DOMAIN_MIGRATE_CONFIRM3_PARAMS",
           [("dom", D), ("params", migrate_params), ("cookie_in", cookie), ("flags", u),
            ("cancelled", i)], mutates=True),
-]
+] + _area_rows()
 
 REMOTE = ProgramTable(Program.REMOTE, "REMOTE", PROCEDURES)
 

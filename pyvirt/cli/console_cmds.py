@@ -1,0 +1,3 @@
+"""virsh's commands for console and graphics (openConsole, screenshot, sendKey, openGraphicsFD)."""
+
+from __future__ import annotations

@@ -1,0 +1,12 @@
+"""The QEMU driver's procedures for statistics (domstats, blockStats, interfaceStats, memoryStats, vcpus, getCPUStats).
+
+A mixin of :class:`.connection.QemuConnection`: methods check flags, find the
+domain (``self._obj``/``self._active``), take the right job and call into the
+driver, as the core methods there do.
+"""
+
+from __future__ import annotations
+
+
+class StatsAPI:
+    pass
