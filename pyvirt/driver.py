@@ -34,8 +34,25 @@ log = logging.getLogger(__name__)
 class DomainEvent:
     """An event about a domain: ``event_id`` is an :class:`pyvirt.enums.EventID`.
 
-    For LIFECYCLE, ``detail`` is ``(event, detail)``; for other ids it is the
-    event's own payload tuple.
+    ``detail`` is the tuple of the event message's fields AFTER ``dom``, in the
+    order of libvirt's ``remote_domain_event_callback_<name>_msg`` (or of the
+    flattened callback message, for ids added after the callback form), with
+    the wire's own types: LIFECYCLE ``(event, detail)``, REBOOT ``()``,
+    RTC_CHANGE ``(offset,)``, WATCHDOG ``(action,)``, IO_ERROR ``(srcPath,
+    devAlias, action)``, IO_ERROR_REASON ``(srcPath, devAlias, action, reason)``,
+    GRAPHICS ``(phase, (family, node, service), (family, node, service),
+    authScheme, [(type, name), ...])``, BLOCK_JOB ``(path, type, status)``,
+    BLOCK_JOB_2 ``(dst, type, status)``, DISK_CHANGE ``(oldSrcPath, newSrcPath,
+    devAlias, reason)``, TRAY_CHANGE ``(devAlias, reason)``, PMWAKEUP /
+    PMSUSPEND / PMSUSPEND_DISK ``(reason,)``, BALLOON_CHANGE ``(actual,)``,
+    DEVICE_REMOVED / DEVICE_ADDED / DEVICE_REMOVAL_FAILED ``(devAlias,)``,
+    TUNABLE ``(params,)`` and JOB_COMPLETED ``(params,)`` as typed-parameter
+    lists ``[(name, type, value), ...]``, MIGRATION_ITERATION ``(iteration,)``,
+    METADATA_CHANGE ``(type, nsuri)``, AGENT_LIFECYCLE ``(state, reason)``,
+    BLOCK_THRESHOLD ``(dev, path, threshold, excess)``, MEMORY_FAILURE
+    ``(recipient, action, flags)``, MEMORY_DEVICE_SIZE_CHANGE ``(alias, size)``.
+    The daemon sends it as is in either registration form; the remote driver
+    decodes it back to the same tuple.
     """
 
     event_id: int
@@ -128,6 +145,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_create_xml", "domain_create", "domain_create_with_flags",
     "domain_destroy", "domain_destroy_flags", "domain_suspend", "domain_resume",
     "domain_shutdown", "domain_shutdown_flags", "domain_reboot",
+    "domain_reset", "domain_set_metadata", "domain_get_metadata",
     # queries
     "domain_get_info", "domain_get_state", "domain_get_xml_desc", "domain_get_os_type",
     "domain_is_active", "domain_is_persistent", "domain_get_autostart", "domain_set_autostart",
@@ -253,6 +271,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_has_managed_save_image", "domain_get_security_label", "domain_get_messages",
     "domain_snapshot_num", "domain_get_max_memory", "domain_get_vcpus_flags",
     "domain_get_block_info", "domain_block_stats",
+    "domain_get_metadata",
     "domain_get_job_info", "domain_get_job_stats",
     "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime",
     # not domain_save_image_get_xml_desc: it opens a path the caller names, as root

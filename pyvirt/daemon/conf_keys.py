@@ -101,6 +101,7 @@ PYVIRT_KEYS: dict[str, ValueType] = {
     "state_dir": S,           # the QEMU driver's root (libvirt: fixed paths)
     "migration_params": B,    # advertise the *_PARAMS migration procedures
     "migration_v3": B,        # advertise migration protocol v3
+    "remote_event_callback": B,   # advertise the callback form of domain events (feature 14)
     "max_message_size": U,    # largest RPC message accepted from a client
     "frame_timeout": U,       # seconds an incomplete frame may take before its client is dropped
     "max_large_frame_bytes": U,    # frames over 256 KiB read at once, all clients, by announced length

@@ -77,6 +77,7 @@ class DaemonConfig:
     state_dir: str = "/var/lib/pyvirt"
     migration_params: int = 1
     migration_v3: int = 1
+    remote_event_callback: int = 1   # 0: clients register events in the legacy form (old daemons)
     max_message_size: int = 33554432
     frame_timeout: int = 30          # seconds an incomplete frame may take (0: none); see rpc.server
     max_large_frame_bytes: int = 33554432   # frames over 256 KiB read at once, by announced length

@@ -28,11 +28,12 @@ from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, Hyperviso
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import wire
-from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, REMOTE, Kind, Procedure
+from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, Kind, Procedure
 from ..rpc.server import ServerClient
 from ..rpc.stream.incoming import IncomingStream
 from ..rpc.wire import Header, Message, MessageType, Program, Status
 from ..rpc.xdr import XDRError
+from . import events as event_forms
 from .unexpected import as_libvirt_error
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ RPC_FEATURES = {DriverFeature.PROGRAM_KEEPALIVE: 1, DriverFeature.REMOTE_EVENT_C
 PRE_OPEN = {"auth_list", "auth_sasl_init", "auth_sasl_start", "auth_sasl_step", "auth_polkit",
             "connect_open", "connect_supports_feature", "connect_close"}
 
-LIFECYCLE_LEGACY = REMOTE.by_name["DOMAIN_EVENT_LIFECYCLE"]
-LIFECYCLE_CALLBACK = REMOTE.by_name["DOMAIN_EVENT_CALLBACK_LIFECYCLE"]
 QEMU_EVENT = QEMU.by_name["DOMAIN_MONITOR_EVENT"]
 _callback_ids = itertools.count(1)   # unique across the daemon, as libvirtd's
 EAGER_TASKS = sys.version_info >= (3, 12)
@@ -341,6 +340,10 @@ class Dispatcher:
             await conn.connect_close()
 
     def _supports_feature(self, client: ServerClient, feature: int) -> Any:
+        if feature == DriverFeature.REMOTE_EVENT_CALLBACK and self.feature_override is not None:
+            value = self.feature_override(feature)   # configured off: clients use the legacy form
+            if value is not None:
+                return value
         if feature in RPC_FEATURES:
             if feature == DriverFeature.PROGRAM_KEEPALIVE:
                 client.start_keepalive()
@@ -376,13 +379,17 @@ class Dispatcher:
         return 1
 
     def _register_any(self, client: ServerClient, event_id: int) -> None:
+        event_forms.check_legacy_id(event_id, client.session.legacy_events)
         client.session.legacy_events.add(event_id)
         self._subscribe(client)
 
     def _deregister_any(self, client: ServerClient, event_id: int) -> None:
+        if event_id not in client.session.legacy_events:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, f"domain event {event_id} not registered")
         client.session.legacy_events.discard(event_id)
 
     def _callback_register(self, client: ServerClient, event_id: int, dom: Any) -> int:
+        event_forms.check_callback_id(event_id)
         cb = next(_callback_ids)
         client.session.callbacks[cb] = (event_id, dom.uuid if dom is not None else None)
         self._subscribe(client)
@@ -433,17 +440,8 @@ class Dispatcher:
             return
         if event.event_id == QEMU_MONITOR_EVENT:
             return self._deliver_qemu(client, event)
-        if event.event_id != EventID.LIFECYCLE:
-            return
         session: Session = client.session
-        ev, detail = event.detail
-        if EventID.LIFECYCLE in session.legacy_events:
-            payload = LIFECYCLE_LEGACY.encode_args((event.dom, ev, detail))
-            client.send(wire.encode_event(Program.REMOTE, LIFECYCLE_LEGACY.number, payload))
-        for cb, (event_id, uuid) in session.callbacks.items():
-            if event_id == EventID.LIFECYCLE and (uuid is None or uuid == event.dom.uuid):
-                payload = LIFECYCLE_CALLBACK.encode_args((cb, (event.dom, ev, detail)))
-                client.send(wire.encode_event(Program.REMOTE, LIFECYCLE_CALLBACK.number, payload))
+        event_forms.deliver(client, session.legacy_events, session.callbacks, event)
 
 
 def _short(exc: BaseException, limit: int = 500) -> str:

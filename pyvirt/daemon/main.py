@@ -98,11 +98,13 @@ class Daemon:
         raise error(ErrorNumber.NO_CONNECT, ErrorDomain.NONE, f"{name} (pyvirtd serves qemu:///system and test:///default)")
 
     def feature_override(self, feature: int) -> int | None:
-        """Migration features the configuration turns off for tests and old clients."""
+        """Features the configuration turns off for tests and old clients."""
         if feature == DriverFeature.MIGRATION_PARAMS and not self.cfg.migration_params:
             return 0
         if feature == DriverFeature.MIGRATION_V3 and not self.cfg.migration_v3:
             return 0
+        if feature == DriverFeature.REMOTE_EVENT_CALLBACK and not self.cfg.remote_event_callback:
+            return 0   # as a daemon older than libvirt 1.2.1: clients use REGISTER_ANY
         return None
 
     async def start(self) -> None:

@@ -83,6 +83,12 @@ def _area_rows() -> list[Procedure]:
     return rows
 
 
+def _legacy_event_rows(core: list[Procedure]) -> list[Procedure]:
+    """The REGISTER_ANY-form event messages (kept with the lifecycle area)."""
+    from .remote_lifecycle import legacy_event_rows
+    return legacy_event_rows(core)
+
+
 PROCEDURES: list[Procedure] = [
     # --- connection -------------------------------------------------------------
     _proc(1, "CONNECT_OPEN", [("name", s_), ("flags", u)], high=True, kind=DAEMON),
@@ -332,6 +338,7 @@ PROCEDURES: list[Procedure] = [
           [("dom", D), ("params", migrate_params), ("cookie_in", cookie), ("flags", u),
            ("cancelled", i)], mutates=True),
 ] + _area_rows()
+PROCEDURES += _legacy_event_rows(PROCEDURES)
 
 REMOTE = ProgramTable(Program.REMOTE, "REMOTE", PROCEDURES)
 

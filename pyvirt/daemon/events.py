@@ -1,0 +1,103 @@
+"""Domain events from the drivers to the clients that registered for them.
+
+A client registers in one of two forms, as with libvirtd:
+
+* the callback form (CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY, clients that
+  saw feature REMOTE_EVENT_CALLBACK): each registration has its own callback
+  id and optional domain filter, and each event goes out as the
+  DOMAIN_EVENT_CALLBACK_<NAME> message carrying that id;
+* the legacy form (CONNECT_DOMAIN_EVENT_REGISTER / REGISTER_ANY): one
+  registration per event id and client, events go out as the bare
+  DOMAIN_EVENT_<NAME> message.  libvirt defined that form for the ids up to
+  DEVICE_REMOVED only; later ids are refused there, as libvirtd refuses them.
+
+A driver's :class:`~pyvirt.driver.DomainEvent` carries the message's fields
+after ``dom`` (see its docstring), so encoding is the same for every id: the
+message's own layout says where the callback id, the reason and the nested
+msg go.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..driver import DomainEvent
+from ..enums import EventID
+from ..errors import ErrorDomain, ErrorNumber, error
+from ..rpc import wire
+from ..rpc.protocol import REMOTE, Procedure
+from ..rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
+from ..rpc.wire import Program
+
+LAST_LEGACY_ID = EventID.DEVICE_REMOVED
+"""The newest id libvirt's legacy REGISTER_ANY accepts."""
+
+LEGACY_PROCEDURES: dict[int, Procedure] = {
+    EventID.LIFECYCLE: REMOTE.by_name["DOMAIN_EVENT_LIFECYCLE"],
+    **{eid: REMOTE.by_name[f"DOMAIN_EVENT_{eid.name}"]
+       for eid in EventID if EventID.LIFECYCLE < eid <= LAST_LEGACY_ID},
+}
+"""Event id -> its legacy MESSAGE (the callback form's msg struct, sent bare)."""
+
+# The ids whose callback message puts a reason between callbackID and msg (PM events):
+# their DomainEvent.detail is (reason,), which the legacy message does not carry.
+_REASON_FIRST = frozenset(eid for eid, proc in EVENT_CALLBACK_PROCEDURES.items()
+                          if proc.args is not None and proc.args.names[1] == "reason")
+_NESTED = frozenset(eid for eid, proc in EVENT_CALLBACK_PROCEDURES.items()
+                    if proc.args is not None and proc.args.names[1] in ("msg", "reason"))
+
+
+def check_callback_id(event_id: int) -> None:
+    """CALLBACK_REGISTER_ANY's check (libvirtd: INTERNAL_ERROR, 'unsupported event ID')."""
+    if event_id not in EVENT_CALLBACK_PROCEDURES:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, f"unsupported event ID {event_id}")
+
+
+def check_legacy_id(event_id: int, registered: Iterable[int]) -> None:
+    """REGISTER_ANY's checks: a legacy id, not registered yet by this client."""
+    if event_id not in LEGACY_PROCEDURES:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, f"unsupported event ID {event_id}")
+    if event_id in registered:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, f"domain event {event_id} already registered")
+
+
+def legacy_packet(event: DomainEvent) -> bytes | None:
+    """The legacy message for ``event``, or None for an id without one."""
+    proc = LEGACY_PROCEDURES.get(event.event_id)
+    if proc is None:
+        return None
+    fields = () if event.event_id in _REASON_FIRST else event.detail
+    return wire.encode_event(Program.REMOTE, proc.number, proc.encode_args((event.dom, *fields)))
+
+
+def callback_packet(callback_id: int, event: DomainEvent) -> bytes | None:
+    """The callback-form message for ``event`` addressed to ``callback_id``."""
+    proc = EVENT_CALLBACK_PROCEDURES.get(event.event_id)   # type: ignore[call-overload]
+    if proc is None:
+        return None
+    eid = event.event_id
+    args: tuple[Any, ...]
+    if eid in _REASON_FIRST:
+        args = (callback_id, event.detail[0], (event.dom,))
+    elif eid in _NESTED:
+        args = (callback_id, (event.dom, *event.detail))
+    else:
+        args = (callback_id, event.dom, *event.detail)
+    return wire.encode_event(Program.REMOTE, proc.number, proc.encode_args(args))
+
+
+def deliver(client: Any, legacy_events: set[int], callbacks: dict[int, tuple[int, bytes | None]],
+            event: DomainEvent) -> None:
+    """Send ``event`` to ``client`` in each form it registered for it.
+
+    An event whose payload does not encode (a driver bug) is dropped with the
+    error logged by the caller's bus: it must never take the client down."""
+    if event.event_id in legacy_events:
+        packet = legacy_packet(event)
+        if packet is not None:
+            client.send(packet)
+    for cb, (event_id, uuid) in callbacks.items():
+        if event_id == event.event_id and (uuid is None or uuid == event.dom.uuid):
+            packet = callback_packet(cb, event)
+            if packet is not None:
+                client.send(packet)
