@@ -107,6 +107,9 @@ class StreamSink:
 
     fd: int
     done: Callable[[BaseException | None], Any]
+    # Set by whoever carries the stream: ends it from the driver's side with an
+    # error (a console taken over by a forced open).
+    cancel: Callable[[BaseException], None] | None = None
 
 
 @dataclass
@@ -117,6 +120,16 @@ class ConnectionInfo:
     read_only: bool = False
     client_id: str = "embedded"
     close_hooks: list[Callable[[], Any]] = field(default_factory=list)
+    # Who the client is, as the daemon learnt it (libvirt's virIdentity): UNIX peer
+    # credentials, the TLS certificate's distinguished name, the SASL user name.
+    unix_uid: int | None = None
+    unix_gid: int | None = None
+    unix_pid: int | None = None
+    x509_dname: str | None = None
+    sasl_user: str | None = None
+    # Client side: answers credential requests (SASL) as openAuth's callback does:
+    # given [[type, prompt, challenge, defresult, result], ...], fills each result.
+    credentials: Callable[[list[list[Any]]], Any] | None = field(default=None, repr=False)
 
 
 def _unsupported(name: str) -> Callable[..., Any]:
@@ -170,6 +183,8 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_migrate_finish3_params", "domain_migrate_confirm3_params",
     # streams and the qemu program
     "domain_open_console", "domain_qemu_monitor_command",
+    # console and graphics
+    "domain_screenshot", "domain_send_key", "domain_open_graphics_fd",
 )
 
 
