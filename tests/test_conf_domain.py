@@ -131,6 +131,7 @@ def test_libvirt_style_input_variations_normalise():
       <target dev='hdc' bus='ide'/>
       <readonly/>
     </disk>
+    <controller type='usb' index='0'/>
     <interface type='network'>
       <mac address='52:54:00:ab:cd:0e'/>
       <source network='default'/>

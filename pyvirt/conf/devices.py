@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error
+from .address import Address, address_node, address_of
+from .controllers import Controller, number_controllers
 from .xmlutil import (Node, bool_attr, check_choice, child, children, child_text, el, int_attr,
                       xml_detail, yes_no)
 
@@ -87,6 +89,7 @@ class Disk:
     readonly: bool = False
     shareable: bool = False
     alias: str | None = None
+    address: Address | None = None
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Disk:
@@ -111,7 +114,7 @@ class Disk:
             # libvirt lists every CD-ROM as read-only
             readonly=child(node, "readonly") is not None or device == "cdrom",
             shareable=child(node, "shareable") is not None,
-            alias=_alias_of(node),
+            alias=_alias_of(node), address=address_of(node),
         )
 
     def to_node(self, flags: FormatFlags) -> Node:
@@ -123,6 +126,7 @@ class Disk:
             el("readonly") if self.readonly else None,
             el("shareable") if self.shareable else None,
             _alias_node(self.alias, flags),
+            address_node(self.address),
         ])
 
 
@@ -161,6 +165,7 @@ class Interface:
     model: str | None = None
     target_dev: str | None = None      # host tap device (live)
     alias: str | None = None
+    address: Address | None = None
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Interface:
@@ -183,7 +188,7 @@ class Interface:
             source=source,
             model=model.get("type") if model is not None else None,
             target_dev=target.get("dev") if target is not None else None,
-            alias=_alias_of(node),
+            alias=_alias_of(node), address=address_of(node),
         )
 
     def _shows_target(self, flags: FormatFlags) -> bool:
@@ -199,6 +204,7 @@ class Interface:
             el("target", [("dev", self.target_dev)]) if self._shows_target(flags) else None,
             el("model", [("type", self.model)]) if self.model else None,
             _alias_node(self.alias, flags),
+            address_node(self.address),
         ])
 
     def clear_live(self) -> None:
@@ -434,17 +440,19 @@ class Video:
     heads: int | None = None
     primary: bool = False
     alias: str | None = None
+    address: Address | None = None
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Video:
         model = child(node, "model")
         if model is None:
-            return cls(alias=_alias_of(node))
+            return cls(alias=_alias_of(node), address=address_of(node))
         return cls(
             type=check_choice(model.get("type", "default"), VIDEO_TYPES, "video model"),
             ram=int_attr(model, "ram", minimum=0), vram=int_attr(model, "vram", minimum=0),
             vgamem=int_attr(model, "vgamem", minimum=0), heads=int_attr(model, "heads", minimum=1),
             primary=bool_attr(model, "primary") is True, alias=_alias_of(node),
+            address=address_of(node),
         )
 
     def to_node(self, flags: FormatFlags) -> Node:
@@ -453,6 +461,7 @@ class Video:
                          ("vgamem", self.vgamem), ("heads", self.heads),
                          ("primary", "yes" if self.primary else None)]),
             _alias_node(self.alias, flags),
+            address_node(self.address),
         ])
 
 
@@ -485,16 +494,19 @@ MEMBALLOON_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional",
 class Memballoon:
     model: str
     alias: str | None = None
+    address: Address | None = None
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Memballoon:
         model = node.get("model")
         if not model:
             raise xml_detail("<memballoon> needs a model attribute")
-        return cls(check_choice(model, MEMBALLOON_MODELS, "memballoon model"), _alias_of(node))
+        return cls(check_choice(model, MEMBALLOON_MODELS, "memballoon model"), _alias_of(node),
+                   address_of(node))
 
     def to_node(self, flags: FormatFlags) -> Node:
-        return el("memballoon", [("model", self.model)], [_alias_node(self.alias, flags)])
+        return el("memballoon", [("model", self.model)], [_alias_node(self.alias, flags),
+                                                          address_node(self.address)])
 
 
 # -- the <devices> element -----------------------------------------------------
@@ -503,6 +515,7 @@ class Memballoon:
 class Devices:
     emulator: str | None = None
     disks: list[Disk] = field(default_factory=list)
+    controllers: list[Controller] = field(default_factory=list)
     interfaces: list[Interface] = field(default_factory=list)
     serials: list[Serial] = field(default_factory=list)
     consoles: list[Console] = field(default_factory=list)
@@ -518,6 +531,7 @@ class Devices:
             return devs
         devs.emulator = child_text(node, "emulator", strip=True)
         devs.disks = [Disk.from_xml(n) for n in children(node, "disk")]
+        devs.controllers = number_controllers([Controller.from_xml(n) for n in children(node, "controller")])
         devs.interfaces = [Interface.from_xml(n) for n in children(node, "interface")]
         devs.serials = _number_serials([Serial.from_xml(n) for n in children(node, "serial")])
         devs.consoles = [Console.from_xml(n, i) for i, n in enumerate(children(node, "console"))]
@@ -530,16 +544,18 @@ class Devices:
 
     def to_node(self, flags: FormatFlags) -> Node:
         # libvirt's device order, whatever order the input used
-        groups: list[list] = [self.disks, self.interfaces, self.serials, self.consoles,
+        groups: list[list] = [self.interfaces, self.serials, self.consoles,
                               self.inputs, self.graphics, self.videos,
                               [self.memballoon] if self.memballoon else []]
         return el("devices", (), [
             el("emulator", text=self.emulator) if self.emulator else None,
+            *(dev.to_node(flags) for dev in self.disks),
+            *(ctrl.to_node(flags.inactive) for ctrl in self.controllers),
             *(dev.to_node(flags) for group in groups for dev in group),
         ], keep_open=True)
 
     def clear_live(self) -> None:
-        for group in (self.disks, self.videos, self.inputs,
+        for group in (self.disks, self.controllers, self.videos, self.inputs,
                       [self.memballoon] if self.memballoon else []):
             for dev in group:
                 dev.alias = _live_alias(dev.alias)

@@ -156,8 +156,9 @@ class DomainDef:
     description: str | None = None
     memory_kib: int = 0
     current_memory_kib: int = 0
-    vcpus: int = 1
+    vcpus: int = 1                     # the maximum (<vcpu>'s text)
     vcpu_placement: str = "static"
+    vcpus_current: int | None = None   # <vcpu current='N'>: fewer online than the maximum
     os: OSDef = field(default_factory=OSDef)
     features: list[str] = field(default_factory=list)
     cpu: CPUDef | None = None
@@ -173,6 +174,14 @@ class DomainDef:
 
     def copy(self) -> DomainDef:
         return copy.deepcopy(self)
+
+    @property
+    def current_vcpus(self) -> int:
+        """The vCPUs online (libvirt's virDomainDefGetVcpus), at most the maximum."""
+        return self.vcpus_current if self.vcpus_current is not None else self.vcpus
+
+    def set_current_vcpus(self, count: int) -> None:
+        self.vcpus_current = count if count < self.vcpus else None
 
     def format(self, secure: bool = False, inactive: bool = False) -> str:
         """libvirt's XML for this domain.
@@ -191,7 +200,8 @@ class DomainDef:
             el("description", text=self.description) if self.description else None,
             el("memory", [("unit", "KiB")], text=str(self.memory_kib)),
             el("currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib)),
-            el("vcpu", [("placement", self.vcpu_placement)], text=str(self.vcpus)),
+            el("vcpu", [("placement", self.vcpu_placement), ("current", self.vcpus_current)],
+               text=str(self.vcpus)),
             self.os.to_node(),
             el("features", (), [el(name) for name in self.features]) if self.features else None,
             self.cpu.to_node() if self.cpu else None,
@@ -271,6 +281,7 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
         vcpus=to_int(vcpu.text or "", "element <vcpu>", maximum=65535) if vcpu is not None else 1,
         vcpu_placement=check_choice(vcpu.get("placement", "static") if vcpu is not None else "static",
                                     VCPU_PLACEMENTS, "vcpu placement"),
+        vcpus_current=_current_vcpus(vcpu),
         os=OSDef.from_xml(child(root, "os")),
         features=[name for name in FEATURES if name in present],
         cpu=CPUDef.from_xml(cpu) if cpu is not None else None,
@@ -285,6 +296,17 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
     if inactive:
         dom.clear_live_state()
     return dom
+
+
+def _current_vcpus(vcpu: etree._Element | None) -> int | None:
+    """<vcpu current='N'>: None when absent or equal to the maximum (libvirt omits it then)."""
+    if vcpu is None or vcpu.get("current") is None:
+        return None
+    current = int_attr(vcpu, "current", minimum=1)
+    maximum = to_int(vcpu.text or "", "element <vcpu>", maximum=65535)
+    if current is not None and current > maximum:
+        raise xml_detail(f"maxvcpus must not be less than current vcpus ({maximum} < {current})")
+    return current if current is not None and current < maximum else None
 
 
 def _virt_type(root: etree._Element, allowed: Collection[str] | None, driver_name: str) -> str:

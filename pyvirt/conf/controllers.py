@@ -1,0 +1,80 @@
+"""``<controller>``: the buses disks and USB devices hang off.
+
+Kept with libvirt's types, models and attribute order.  A controller
+without an index gets the next free one of its type, as libvirt numbers
+them; the alias libvirt gives each is :func:`controller_alias` (it is also
+the QEMU id the buses are named after: ``scsi0.0``, ``usb.0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from .address import Address, address_node, address_of
+from .xmlutil import Node, check_choice, child, el, int_attr
+
+CONTROLLER_TYPES = ("ide", "fdc", "scsi", "sata", "virtio-serial", "ccid", "usb", "pci", "xenbus", "isa")
+CONTROLLER_MODELS: dict[str, tuple[str, ...]] = {
+    "scsi": ("auto", "buslogic", "lsilogic", "lsisas1068", "vmpvscsi", "ibmvscsi", "virtio-scsi",
+             "lsisas1078", "virtio-transitional", "virtio-non-transitional", "ncr53c90", "am53c974",
+             "dc390"),
+    "usb": ("piix3-uhci", "piix4-uhci", "ehci", "ich9-ehci1", "ich9-uhci1", "ich9-uhci2", "ich9-uhci3",
+            "vt82c686b-uhci", "pci-ohci", "nec-xhci", "qusb1", "qusb2", "qemu-xhci", "none"),
+    "pci": ("pci-root", "pcie-root", "pci-bridge", "dmi-to-pci-bridge", "pcie-root-port",
+            "pcie-switch-upstream-port", "pcie-switch-downstream-port", "pci-expander-bus",
+            "pcie-expander-bus", "pcie-to-pci-bridge"),
+    "ide": ("piix3", "piix4", "ich6"),
+}
+
+
+def _alias_node(alias: str | None, inactive: bool) -> Node | None:
+    # Same rule as the other devices: only user aliases ('ua-') survive inactive XML.
+    if alias is None or (inactive and not alias.startswith("ua-")):
+        return None
+    return el("alias", [("name", alias)])
+
+
+@dataclass(slots=True)
+class Controller:
+    type: str
+    index: int = -1                    # -1: not given (numbered by Devices.from_xml)
+    model: str | None = None
+    alias: str | None = None
+    address: Address | None = None
+
+    @classmethod
+    def from_xml(cls, node: etree._Element) -> Controller:
+        ctype = check_choice(node.get("type", ""), CONTROLLER_TYPES, "controller type")
+        model = node.get("model")
+        if model is not None and ctype in CONTROLLER_MODELS:
+            check_choice(model, CONTROLLER_MODELS[ctype], f"{ctype} controller model")
+        index = int_attr(node, "index", minimum=0)
+        found = child(node, "alias")
+        return cls(ctype, -1 if index is None else index, model,
+                   (found.get("name") or None) if found is not None else None, address_of(node))
+
+    def to_node(self, inactive: bool) -> Node:
+        return el("controller", [("type", self.type), ("index", self.index), ("model", self.model)], [
+            _alias_node(self.alias, inactive),
+            address_node(self.address),
+        ])
+
+
+def number_controllers(controllers: list[Controller]) -> list[Controller]:
+    """Give each controller without an index the next free one of its type."""
+    for ctrl in controllers:
+        if ctrl.index < 0:
+            used = {c.index for c in controllers if c.type == ctrl.type}
+            ctrl.index = next(i for i in range(len(controllers) + 1) if i not in used)
+    return controllers
+
+
+def controller_alias(ctrl: Controller) -> str:
+    """libvirt's alias of a controller (``usb``, ``scsi0``, ``pci.0``, ``ide``, ``sata0``)."""
+    if ctrl.type == "pci":
+        return f"pci.{ctrl.index}"
+    if ctrl.type in ("ide", "usb") and ctrl.index == 0:
+        return ctrl.type
+    return f"{ctrl.type}{ctrl.index}"

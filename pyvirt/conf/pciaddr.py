@@ -1,0 +1,120 @@
+"""PCI addresses for a pc (i440FX) guest, assigned as libvirt assigns them.
+
+Without explicit addresses QEMU places devices in command-line order, so a
+guest that gained or lost a device since it booted would come up with a
+different bus layout on a migration's destination (or after a restore) and
+its device state would not load.  libvirt avoids that by writing an
+address into the definition for every PCI device; so does this module:
+
+* slot 0 is the host bridge, slot 1 the PIIX3 (ISA bridge at .0, IDE at .1,
+  its UHCI USB controller at .2, power management at .3), slot 2 the
+  primary video card;
+* everything else gets the next free slot from 3 on, in libvirt's order:
+  network interfaces, controllers (SCSI, SATA, USB), virtio disks, the
+  memory balloon, further video cards, virtio input devices.
+
+Hot-plug asks :func:`next_free` for one more slot.  The q35 machine puts
+devices behind PCIe root ports that pyvirt does not create; its guests are
+left to QEMU's own placement (and their PCI hot-plug is refused, see
+:func:`hotplug_supported`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import ErrorDomain, ErrorNumber, error
+from .address import PCIAddress
+from .controllers import Controller
+
+MAX_SLOT = 0x1F
+FIRST_FREE_SLOT = 3
+PIIX3_SLOT = 1
+PRIMARY_VIDEO_SLOT = 2
+# Controller models that are not PCI devices of their own.
+_NOT_PCI_CONTROLLERS = {("usb", "none"), ("pci", "pci-root"), ("pci", "pcie-root")}
+
+
+def is_i440fx(d: Any) -> bool:
+    machine = d.os.machine or "pc"
+    return machine == "pc" or machine.startswith(("pc-i440fx", "pc-1.", "pc-0."))
+
+
+def hotplug_supported(d: Any) -> bool:
+    return is_i440fx(d)
+
+
+def is_piix3_usb(ctrl: Controller) -> bool:
+    return ctrl.type == "usb" and ctrl.index == 0 and ctrl.model in (None, "piix3-uhci")
+
+
+def controller_is_pci(ctrl: Controller) -> bool:
+    if (ctrl.type, ctrl.model) in _NOT_PCI_CONTROLLERS or ctrl.type in ("fdc", "ccid", "isa", "xenbus"):
+        return False
+    if ctrl.type == "ide" and ctrl.index == 0:
+        return False           # the PIIX3's own IDE function
+    return ctrl.type in ("scsi", "sata", "usb", "virtio-serial", "pci", "ide")
+
+
+def pci_devices(d: Any) -> Iterator[Any]:
+    """Every device that becomes a PCI device, in libvirt's assignment order
+    (the primary video card first: it has its own slot)."""
+    devs = d.devices
+    videos = [v for v in devs.videos if v.type not in ("none", "ramfb")]
+    yield from videos[:1]
+    yield from devs.interfaces
+    yield from (c for c in devs.controllers if controller_is_pci(c))
+    yield from (disk for disk in devs.disks if disk.target_bus == "virtio")
+    if devs.memballoon is not None and devs.memballoon.model != "none":
+        yield devs.memballoon
+    yield from videos[1:]
+    yield from (dev for dev in devs.inputs if dev.bus == "virtio")
+
+
+def _used(d: Any) -> set[tuple[int, int]]:
+    used = {(0, 0), (PIIX3_SLOT, 0), (PIIX3_SLOT, 1), (PIIX3_SLOT, 3)}
+    for dev in pci_devices(d):
+        addr = getattr(dev, "address", None)
+        if isinstance(addr, PCIAddress) and addr.bus == 0:
+            used.add((addr.slot, addr.function))
+    return used
+
+
+def _slot_free(used: set[tuple[int, int]], slot: int) -> bool:
+    return not any(s == slot for s, _f in used)
+
+
+def next_free(d: Any, used: set[tuple[int, int]] | None = None) -> PCIAddress:
+    """The first whole free slot on pci.0 from slot 3 on."""
+    used = _used(d) if used is None else used
+    for slot in range(FIRST_FREE_SLOT, MAX_SLOT + 1):
+        if _slot_free(used, slot):
+            used.add((slot, 0))
+            return PCIAddress(slot=slot)
+    raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.DOMAIN, "No more available PCI slots")
+
+
+def assign(d: Any) -> None:
+    """Give every PCI device of ``d`` without an address one (i440FX guests only)."""
+    if not is_i440fx(d):
+        return
+    used = _used(d)
+    usb = next((c for c in d.devices.controllers if is_piix3_usb(c)), None)
+    if usb is not None and usb.address is None:
+        if (PIIX3_SLOT, 2) in used:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.DOMAIN,
+                        "PIIX3 USB controller at index 0 must have PCI address 0:0:1.2")
+        usb.address = PCIAddress(slot=PIIX3_SLOT, function=2)
+        used.add((PIIX3_SLOT, 2))
+    devices = list(pci_devices(d))
+    videos = [v for v in d.devices.videos if v.type not in ("none", "ramfb")]
+    if videos and videos[0].address is None and _slot_free(used, PRIMARY_VIDEO_SLOT):
+        videos[0].address = PCIAddress(slot=PRIMARY_VIDEO_SLOT)
+        used.add((PRIMARY_VIDEO_SLOT, 0))
+    for dev in devices:
+        if dev.address is None:
+            dev.address = next_free(d, used)
+        elif not isinstance(dev.address, PCIAddress):
+            raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN,
+                        f"a PCI device cannot have an address of type '{dev.address.type}'")
