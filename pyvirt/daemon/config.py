@@ -27,6 +27,8 @@ from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .conf_keys import ValueType, source_of, value_type
 
 AUTH_VALUES = ("none", "sasl", "polkit")   # libvirt's remoteConfigGetAuth
+AUTH_KEYS = ("auth_tcp", "auth_tls", "auth_unix_rw", "auth_unix_ro")
+SSF_WARNING_LEVEL = 112                    # libvirt refuses an explicit tcp_min_ssf below this
 LOG_LEVELS = range(1, 5)                   # 1 debug, 2 info, 3 warning, 4 error
 DISPLAY_PORT_MIN = 5900                    # libvirt: the VNC display number is port - 5900
 
@@ -48,6 +50,9 @@ class DaemonConfig:
     auth_tcp: str = "sasl"
     auth_unix_rw: str = "none"
     auth_unix_ro: str = "none"
+    auth_tls: str = "none"           # the client certificate authenticates; "sasl" adds SASL on top
+    sasl_allowed_username_list: list[str] | None = None   # globs; None (absent): every SASL user
+    tcp_min_ssf: int = 56            # SASL security strength a plain TCP client must negotiate
     unix_sock_dir: str = "/run/libvirt"
     unix_sock_rw_perms: str = "0700"
     unix_sock_ro_perms: str = "0777"
@@ -285,14 +290,16 @@ def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
     def fail(key: str, detail: str) -> libvirtError:
         return _fail(path, lines.get(key, 0), detail)
 
-    for key in ("auth_tcp", "auth_unix_rw", "auth_unix_ro"):
+    for key in AUTH_KEYS:
         value = getattr(cfg, key)
         if value not in AUTH_VALUES:
             raise fail(key, f"{key}: unsupported auth {value}")
-    for key in ("auth_unix_rw", "auth_unix_ro"):
-        if getattr(cfg, key) != "none":
-            cfg.ignored.append(Ignored(key, lines[key], f"\"{getattr(cfg, key)}\" is not implemented: "
-                                       "the socket's permissions and group decide who connects"))
+        if value == "polkit":
+            raise fail(key, f"{key} = \"polkit\" is not supported by pyvirtd (it has no polkit): use \"sasl\", "
+                       "or \"none\" with unix_sock_group and unix_sock_rw_perms deciding who connects")
+    if "tcp_min_ssf" in lines and cfg.tcp_min_ssf < SSF_WARNING_LEVEL:
+        raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.CONF, f"{path}:{lines['tcp_min_ssf']}: "
+                    f"minimum SSF levels lower than {SSF_WARNING_LEVEL} are not supported")
     for key in ("unix_sock_rw_perms", "unix_sock_ro_perms"):
         if not re.fullmatch(r"[0-7]{1,4}", getattr(cfg, key)):
             raise fail(key, f"{key}: failed to parse mode '{getattr(cfg, key)}' (octal digits)")

@@ -18,22 +18,25 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
-from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, HypervisorConnection, StreamSink,
-                      api_name, check_access)
+from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, FdReply, HypervisorConnection,
+                      StreamSink, api_name, check_access)
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import wire
 from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, Kind, Procedure
 from ..rpc.server import ServerClient
-from ..rpc.stream.incoming import IncomingStream
+from ..rpc.stream import Direction
+from ..rpc.stream.incoming import FdStream, IncomingStream
 from ..rpc.wire import Header, Message, MessageType, Program, Status
 from ..rpc.xdr import XDRError
 from . import events as event_forms
+from . import auth as authmod
 from .unexpected import as_libvirt_error
 
 log = logging.getLogger(__name__)
@@ -57,13 +60,14 @@ class Session:
     """What the daemon knows about one client."""
 
     conn: HypervisorConnection | None = None
+    auth: "authmod.ClientAuth" = field(default_factory=authmod.ClientAuth)   # identity, SASL state
     legacy_events: set[int] = field(default_factory=set)            # event ids (REGISTER_ANY)
     callbacks: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)  # id -> (event id, uuid)
     qemu_callbacks: dict[int, tuple[bytes | None, Callable[[str], bool]]] = field(default_factory=dict)
     subscription: int | None = None
     close_callback: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    streams: dict[tuple[int, int], IncomingStream] = field(default_factory=dict)
+    streams: dict[tuple[int, int], IncomingStream | FdStream] = field(default_factory=dict)
 
 
 class _Resume:
@@ -98,8 +102,10 @@ class Dispatcher:
     """The daemon's CallHandler: sessions, calls, events."""
 
     def __init__(self, open_driver: OpenDriver, features: Callable[[int], int | None] | None = None,
-                 shutting_down: Callable[[], bool] = lambda: False, max_requests: int = 5) -> None:
+                 shutting_down: Callable[[], bool] = lambda: False, max_requests: int = 5,
+                 authenticator: authmod.Authenticator | None = None) -> None:
         self.open_driver = open_driver
+        self.auth = authenticator or authmod.Authenticator()
         self.max_requests = max_requests
         self.feature_override = features
         self.shutting_down = shutting_down
@@ -116,14 +122,19 @@ class Dispatcher:
             "connect_domain_event_callback_deregister_any": self._callback_deregister,
             "connect_domain_qemu_monitor_event_register": self._qemu_event_register,
             "connect_domain_qemu_monitor_event_deregister": self._qemu_event_deregister,
+            "auth_sasl_init": lambda c: self.auth.sasl_init(c, c.session.auth),
+            "auth_sasl_start": lambda c, *a: self.auth.sasl_start(c, c.session.auth, *a),
+            "auth_sasl_step": lambda c, *a: self.auth.sasl_step(c, c.session.auth, *a),
+            "auth_polkit": lambda c: self.auth.polkit(c, c.session.auth),
         }
 
     # -- CallHandler ------------------------------------------------------------
     def client_connected(self, client: ServerClient) -> None:
-        client.session = Session()
+        client.session = Session(auth=self.auth.client_connected(client))
 
     async def client_disconnected(self, client: ServerClient) -> None:
         session: Session = client.session
+        self.auth.client_gone(session.auth)
         if session.conn is not None:
             session.conn.client_gone = True      # at once: calls still running may look
         for stream in list(session.streams.values()):
@@ -183,6 +194,8 @@ class Dispatcher:
         proc = table.get(h.proc)
         if proc is None or proc.kind is Kind.MESSAGE:
             return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
+        if not client.authenticated and proc.method not in authmod.UNAUTHENTICATED:
+            return self._reply_error(client, h, authmod.auth_required_error())   # before decoding, as libvirt
         try:
             args = proc.decode_args(msg.payload)
         except XDRError as exc:
@@ -211,6 +224,8 @@ class Dispatcher:
         if client.read_only or conn.read_only:
             if proc.refused_read_only(args):
                 return self._reply_error(client, h, _read_only_error(proc))
+        if proc.mutates:
+            authmod.log_mutating_call(conn.info, _api(proc))
         try:
             check_access(conn, proc.method or "")
             method = getattr(conn, proc.method or "", None)
@@ -286,6 +301,8 @@ class Dispatcher:
                 stream = self._open_stream(client, h, proc, sink)
             except Exception as exc:
                 return self._fail(client, h, proc, exc)
+        if isinstance(result, FdReply):
+            return self._reply_with_fds(client, h, proc, result)
         try:
             packet = wire.encode_reply(h, proc.encode_ret(result))
         except Exception as exc:   # (a reply over the 32 MiB packet limit too): answered, never dropped
@@ -300,6 +317,24 @@ class Dispatcher:
         if proc.method == "connect_close":
             client.close()
 
+    def _reply_with_fds(self, client: ServerClient, h: Header, proc: Procedure, result: FdReply) -> None:
+        """REPLY_WITH_FDS: the reply, then each descriptor by SCM_RIGHTS (UNIX sockets only)."""
+        try:
+            if not client.can_pass_fds():
+                raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.RPC,
+                            "Connection does not support file descriptor passing")
+            header = Header(h.prog, h.vers, h.proc, MessageType.REPLY_WITH_FDS, h.serial, Status.OK)
+            packet = wire.encode_message(header, proc.encode_ret(result.value), nfds=len(result.fds))
+            client.send_with_fds(packet, result.fds)
+        except Exception as exc:
+            self._fail(client, h, proc, exc)
+        finally:
+            for fd in result.fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
     def _reply_error(self, client: ServerClient, h: Header, err: libvirtError) -> None:
         try:
             packet = wire.encode_error_reply(h, err)
@@ -309,25 +344,27 @@ class Dispatcher:
                                                       "the error of this call cannot be sent (see the daemon log)"))
         client.send(packet)
 
-    def _open_stream(self, client: ServerClient, h: Header, proc: Procedure, sink: StreamSink) -> IncomingStream:
+    def _open_stream(self, client: ServerClient, h: Header, proc: Procedure,
+                     sink: StreamSink) -> IncomingStream | FdStream:
         """Wire the driver's pipe to the stream the reply opens; the stream does the I/O."""
         streams = client.session.streams
         key = (h.proc, h.serial)
-        stream = IncomingStream(client, sink.fd, sink.done, h, proc.stream,
-                                on_closed=lambda: streams.pop(key, None))
+        kind = IncomingStream if proc.stream == Direction.UPLOAD else FdStream   # console, screenshot
+        stream = kind(client, sink.fd, sink.done, h, proc.stream, on_closed=lambda: streams.pop(key, None))
+        sink.cancel = stream.fail
         streams[key] = stream
         return stream
 
     # -- daemon procedures -------------------------------------------------------
     def _auth_list(self, client: ServerClient) -> list[int]:
-        return [0]   # REMOTE_AUTH_NONE
+        return self.auth.auth_list(client, client.session.auth)
 
     async def _open(self, client: ServerClient, name: str | None, flags: int) -> None:
         session: Session = client.session
         if session.conn is not None:
             raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "connection already open")
         info = ConnectionInfo(uri=name or "", read_only=client.read_only or bool(flags & 1),
-                              client_id=client.peer)
+                              client_id=client.peer, **session.auth.identity)
         session.conn = await self.open_driver(name or "", info)
 
     async def _close(self, client: ServerClient) -> None:

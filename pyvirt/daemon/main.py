@@ -37,6 +37,7 @@ from ..drivers.test import driver as test_driver
 from ..enums import DriverFeature
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc.server import RPCServer
+from .auth import Authenticator
 from .config import DaemonConfig, load_file
 from .dispatch import Dispatcher
 
@@ -72,8 +73,10 @@ class Daemon:
             connector=connect_peer)
         self.test_host = test_driver.TestHost()
         self.stopping = False
+        self.auth = Authenticator(sasl_allowed_username_list=cfg.sasl_allowed_username_list,
+                                  tcp_min_ssf=cfg.tcp_min_ssf)
         self.dispatcher = Dispatcher(self.open_driver, self.feature_override, lambda: self.stopping,
-                                     max_requests=cfg.max_client_requests)
+                                     max_requests=cfg.max_client_requests, authenticator=self.auth)
         self.server = RPCServer(self.dispatcher, max_clients=cfg.max_clients,
                                 max_anonymous_clients=cfg.max_anonymous_clients,
                                 max_queued_clients=cfg.max_queued_clients,
@@ -112,21 +115,22 @@ class Daemon:
         cfg = self.cfg
         rw_mode = int(cfg.unix_sock_rw_perms, 8)
         ro_mode = int(cfg.unix_sock_ro_perms, 8)
-        if cfg.auth_unix_rw != "none" and rw_mode & 0o007:
-            raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF,
-                        f"auth_unix_rw = \"{cfg.auth_unix_rw}\" is not implemented, and unix_sock_rw_perms "
-                        f"{cfg.unix_sock_rw_perms} would give every local user full access")
         gid = _group_id(cfg.unix_sock_group) if cfg.unix_sock_group else -1
-        await self.server.listen_unix(str(cfg.rw_socket), read_only=False, mode=rw_mode)
-        await self.server.listen_unix(str(cfg.ro_socket), read_only=True, mode=ro_mode)
+        # The read-only socket's clients are read-only whatever its mode: the listener
+        # marks them, and the dispatcher refuses every mutating call.
+        for path, auth in ((cfg.rw_socket, cfg.auth_unix_rw), (cfg.ro_socket, cfg.auth_unix_ro)):
+            self.auth.set_listener_auth(str(path), auth)
+        await self.server.listen_unix(str(cfg.rw_socket), read_only=False, mode=rw_mode,
+                                      auth_required=cfg.auth_unix_rw != "none")
+        await self.server.listen_unix(str(cfg.ro_socket), read_only=True, mode=ro_mode,
+                                      auth_required=cfg.auth_unix_ro != "none")
         if gid != -1:
             for sock in (cfg.rw_socket, cfg.ro_socket):
                 os.chown(sock, -1, gid)
         if cfg.listen_tcp:
-            if cfg.auth_tcp != "none":
-                raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF,
-                            "listen_tcp needs auth_tcp = \"none\" (SASL is not supported)")
-            self.tcp_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tcp_port)
+            self.auth.set_listener_auth(f"tcp:{cfg.listen_addr}:{cfg.tcp_port}", cfg.auth_tcp)
+            self.tcp_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tcp_port,
+                                                         auth_required=cfg.auth_tcp != "none")
         log.info("pyvirtd ready: unix %s%s, state %s, host uuid %s", cfg.rw_socket,
                  f", tcp {cfg.listen_addr}:{self.tcp_port}" if self.tcp_port else "",
                  cfg.state_dir, self.qemu.cfg.host_uuid)
