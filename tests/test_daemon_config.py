@@ -68,10 +68,21 @@ def test_repeated_key_first_applies_as_in_libvirt():
     assert "line 1 applies" in cfg.ignored[0].why
 
 
-def test_unimplemented_unix_auth_is_ignored_not_refused():
-    cfg = load('auth_unix_rw = "polkit"\nauth_unix_ro = "sasl"\n')
-    why = ignored_keys(cfg)
-    assert "not implemented" in why["auth_unix_rw"] and "not implemented" in why["auth_unix_ro"]
+def test_sasl_auth_loads_and_polkit_is_refused():
+    cfg = load('auth_unix_rw = "sasl"\nauth_unix_ro = "sasl"\nauth_tls = "sasl"\nsasl_allowed_username_list = []\n')
+    assert (cfg.auth_unix_rw, cfg.auth_unix_ro, cfg.auth_tls) == ("sasl", "sasl", "sasl")
+    assert cfg.sasl_allowed_username_list == [] and not ignored_keys(cfg)
+    assert load("").sasl_allowed_username_list is None and load("").tcp_min_ssf == 56
+    for key in ("auth_unix_rw", "auth_unix_ro", "auth_tcp", "auth_tls"):
+        with pytest.raises(libvirtError, match=f'<config>:1: {key} = "polkit" is not supported by pyvirtd'):
+            load(f'{key} = "polkit"\n')
+
+
+def test_tcp_min_ssf_below_112_is_refused_as_libvirt_does():
+    assert load("tcp_min_ssf = 112\n").tcp_min_ssf == 112
+    with pytest.raises(libvirtError, match="minimum SSF levels lower than 112 are not supported") as exc:
+        load("tcp_min_ssf = 56\n")
+    assert exc.value.get_error_code() == ErrorNumber.CONFIG_UNSUPPORTED
 
 
 def sample(kind: ValueType) -> str:
@@ -81,7 +92,8 @@ def sample(kind: ValueType) -> str:
 
 
 # Values that would fail pyvirt's own checks beyond the type (an auth name, a mode, a UUID...).
-MEANINGFUL = {"auth_tcp": '"none"', "auth_unix_rw": '"none"', "auth_unix_ro": '"none"',
+MEANINGFUL = {"auth_tcp": '"none"', "auth_unix_rw": '"none"', "auth_unix_ro": '"none"', "auth_tls": '"none"',
+              "tcp_min_ssf": "112",
               "unix_sock_rw_perms": '"0700"', "unix_sock_ro_perms": '"0777"', "log_level": "2",
               "host_uuid": '"0f3d3a1e-7a58-4c1f-9d3e-6f6bd0a0b001"', "save_image_format": '"raw"',
               "remote_display_port_min": "5900", "remote_display_port_max": "5999",
