@@ -71,18 +71,31 @@ class URI:
     def effective_port(self) -> int | None:
         return self.port if self.port is not None else DEFAULT_PORTS.get(self.effective_transport)
 
-    def open_name(self) -> str:
+    def flag(self, name: str) -> bool:
+        """A client-side switch such as ``no_verify=1``, read as libvirt does: an
+        integer, set when not 0; anything else is refused."""
+        value = self.param(name)
+        if value is None:
+            return False
+        try:
+            return int(value, 10) != 0
+        except ValueError:
+            raise _invalid(f"Failed to parse value of URI component {name}") from None
+
+    def open_name(self, keep: frozenset[str] = frozenset()) -> str:
         """The name the remote driver sends with CONNECT_OPEN (libvirt's rules).
 
-        Transport, user, host, port and client-side parameters are dropped;
-        ``?name=`` overrides the whole thing; ``remote://`` sends "".
+        Transport, user, host, port and client-side parameters are dropped
+        (except those in ``keep``: the ssh transport hands ``mode`` and
+        ``socket`` on to virt-ssh-helper); ``?name=`` overrides the whole
+        thing; ``remote://`` sends "".
         """
         override = self.param("name")
         if override is not None:
             return override
         if self.driver == "remote":
             return ""
-        kept = tuple((k, v) for k, v in self.params if k not in CLIENT_PARAMS)
+        kept = tuple((k, v) for k, v in self.params if k not in CLIENT_PARAMS or k in keep)
         return str(URI(self.driver, path=self.path, params=kept))
 
     def __str__(self) -> str:

@@ -69,6 +69,12 @@ class RPCClient(asyncio.Protocol):
                         f"Failed to connect socket to '{path}': {_reason(exc)}") from exc
         return proto
 
+    @classmethod
+    async def connect_ssh(cls, plan: Any, **kw: Any) -> "RPCClient":
+        """Through an ssh child (``qemu+ssh://``); ``plan`` from :func:`.ssh_transport.plan`."""
+        from . import ssh_transport
+        return await ssh_transport.connect(plan, **kw)
+
     # -- asyncio callbacks -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -121,11 +127,16 @@ class RPCClient(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
-        self._fail(_eof_error())
+        self._fail(self.lost_error())
         for stream in list(self.streams.values()):
             stream.connection_lost()
         if not self.closed.done():
             self.closed.set_result(None)
+
+    def lost_error(self) -> libvirtError:
+        """The error pending calls get when the connection ends (a transport with
+        more to say, such as ssh's stderr, says it here)."""
+        return _eof_error()
 
     def _fail(self, err: libvirtError) -> None:
         pending, self.pending = self.pending, {}

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ...driver import DRIVER_METHODS, ConnectionInfo, DomainEvent, EventBus, HypervisorConnection
 from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ...rpc import ssh_transport
 from ...rpc.client import RPCClient
 from ...rpc.protocol import REMOTE, Procedure
 from ...rpc.wire import Message, Program
@@ -51,9 +52,11 @@ async def open_connection(uri: URI, info: ConnectionInfo) -> "RemoteConnection":
                                              on_message=on_message)
     elif transport == "unix":
         client = await RPCClient.connect_unix(socket_path(uri, info.read_only), on_message=on_message)
+    elif transport == "ssh":
+        client = await RPCClient.connect_ssh(ssh_transport.plan(uri, info.read_only), on_message=on_message)
     else:
         raise error(ErrorNumber.NO_CONNECT, ErrorDomain.REMOTE,
-                    f"{uri}: transport '{transport}' is not supported by pyvirt (use tcp or unix)")
+                    f"{uri}: transport '{transport}' is not supported by pyvirt (use tcp, unix or ssh)")
     conn = RemoteConnection(info, events, client, uri)
     try:
         await conn._handshake()
