@@ -1,0 +1,113 @@
+"""Capabilities of the host and of its QEMU binaries: ``getCapabilities``,
+``getDomainCapabilities`` and ``getCPUModelNames``.
+
+:mod:`.probe` asks a throwaway QEMU, :mod:`.cache` keeps its answers per
+binary (on disk, invalidated when the binary changes), :mod:`.hostxml` and
+:mod:`.domxml` write libvirt's XML from them.  One :class:`HostCaps` per
+driver (:func:`for_driver`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Any
+
+from ....errors import ErrorDomain, ErrorNumber, check_flags, error
+from .. import hostinfo
+from .cache import CapsCache
+from .domxml import Request, domain_capabilities_xml
+from .hostxml import HostFacts, capabilities_xml
+from .probe import Probe, probe
+
+# libvirt's architecture names (virArch).
+ARCHES = frozenset("""i686 x86_64 aarch64 armv6l armv7l armv7b alpha cris loongarch64 lm32 m68k microblaze
+microblazeel mips mipsel mips64 mips64el or32 parisc parisc64 ppc ppcle ppc64 ppc64le ppcemb riscv32
+riscv64 s390 s390x sh4 sh4eb sparc sparc64 unicore32 xtensa xtensaeb""".split())
+# libvirt's virt types (virDomainVirtType) besides the two QEMU serves.
+OTHER_VIRT_TYPES = frozenset("""xen lxc uml openvz test vmware hyperv vbox phyp parallels bhyve vz
+kqemu none""".split())
+
+
+class HostCaps:
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.cache = CapsCache(Path(driver.cfg.root) / "cache" / "qemu" / "capabilities", self._run_probe)
+
+    async def _run_probe(self, emulator: str) -> Probe:
+        workdir = self.cache.directory.parent
+        workdir.mkdir(parents=True, exist_ok=True)
+        accels = ["kvm", "tcg"] if self.driver.kvm else ["tcg"]
+        return await probe(emulator, accels, workdir, self.driver.security.process_ids(),
+                           timeout=self.driver.cfg.monitor_timeout)
+
+    async def probe(self, emulator: str | None = None) -> Probe:
+        return await self.cache.get(emulator or self.driver.cfg.emulator)
+
+    async def capabilities(self) -> str:
+        p = await self.probe()
+        facts = HostFacts(self.driver.cfg.host_uuid, self.driver.kvm, self._dac_ids())
+        return capabilities_xml(p, facts)
+
+    def _dac_ids(self):
+        driver = self.driver.cfg.security_driver
+        names = [driver] if isinstance(driver, str) else list(driver)
+        return self.driver.security.process_ids() if "dac" in names or not names else None
+
+    async def domain_capabilities(self, emulatorbin: str | None, arch: str | None, machine: str | None,
+                                  virttype: str | None, flags: int) -> str:
+        check_flags(flags, 0, "qemuConnectGetDomainCapabilities")
+        if virttype is None:
+            virttype = "kvm" if self.driver.kvm else "qemu"
+        elif virttype not in ("kvm", "qemu"):
+            if virttype in OTHER_VIRT_TYPES:
+                binary = emulatorbin or self.driver.cfg.emulator
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                            f"Emulator '{binary}' does not support virt type '{virttype}'")
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"unknown virttype: {virttype}")
+        if arch is not None and arch not in ARCHES:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"unknown architecture: {arch}")
+        if emulatorbin is None:
+            p = await self.probe()
+            if arch is not None and arch != p.arch:
+                raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
+                            f"unable to find any emulator to serve '{arch}' architecture")
+        else:
+            if not emulatorbin.startswith("/"):
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                            f"emulator binary path '{emulatorbin}' must be absolute")
+            p = await self.probe(emulatorbin)
+            if arch is not None and arch != p.arch:
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                            f"architecture from emulator '{p.arch}' doesn't match given architecture '{arch}'")
+        if virttype == "kvm" and "kvm" not in p.accels:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                        f"Emulator '{p.emulator}' does not support virt type 'kvm'")
+        m = p.machine(machine)
+        if m is None:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                        f"the machine '{machine}' is not supported by emulator '{p.emulator}'")
+        return domain_capabilities_xml(p, Request(virttype, m, p.arch), hostinfo.kvm_max_vcpus())
+
+    async def cpu_model_names(self, arch: str, flags: int) -> list[str]:
+        check_flags(flags, 0, "qemuConnectGetCPUModelNames")
+        if arch not in ARCHES:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"cannot find architecture {arch}")
+        p = await self.probe()
+        if arch != p.arch and not (arch == "i686" and p.arch == "x86_64"):
+            return []
+        ap = p.accels.get("tcg") or next(iter(p.accels.values()))
+        return [m.name for m in ap.models]
+
+
+_BY_DRIVER: "weakref.WeakKeyDictionary[Any, HostCaps]" = weakref.WeakKeyDictionary()
+
+
+def for_driver(driver: Any) -> HostCaps:
+    caps = _BY_DRIVER.get(driver)
+    if caps is None:
+        caps = _BY_DRIVER[driver] = HostCaps(driver)
+    return caps
+
+
+__all__ = ["HostCaps", "for_driver", "Probe"]
