@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from . import enums as _enums
 from .connection import open, openReadOnly, virConnect
+from .connection import _open_driver
 from .domain import virDomain
 from .errors import ErrorDomain as _ErrorDomain, ErrorLevel as _ErrorLevel, ErrorNumber as _ErrorNumber
 from .errors import libvirtError
 
 __version__ = "0.1.0"
+
+
+def openAuth(uri: str | None, auth: list | None = None, flags: int = 0) -> virConnect:
+    """libvirt's virConnectOpenAuth: ``auth`` is ``[credtypes, callback, cbdata]``; the
+    callback fills ``cred[4]`` of each ``[type, prompt, challenge, defresult, result]``
+    it is given and returns 0.  auth.conf is read first (:mod:`pyvirt.authconf`)."""
+    from . import aio
+    name = uri or "test:///default"
+    return virConnect(aio.run(_open_driver(name, bool(flags & 1), auth)), name)
 
 
 def _export_constants() -> list[str]:
@@ -37,4 +47,4 @@ globals().update(_PARAM_NAMES)
 _CONSTANTS += list(_PARAM_NAMES)
 VIR_ERR_OK = 0
 
-__all__ = ["open", "openReadOnly", "virConnect", "virDomain", "libvirtError", *_CONSTANTS]
+__all__ = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "libvirtError", *_CONSTANTS]

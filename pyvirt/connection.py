@@ -21,16 +21,16 @@ from .errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .api.console import ConnectConsoleAPI
 from .api.devices import ConnectDevicesAPI
 from .api.host import ConnectHostAPI
-from .api.lifecycle import ConnectLifecycleAPI
+from .api.lifecycle import ConnectLifecycleAPI, callback_arguments
 from .api.stats import ConnectStatsAPI
 
 if TYPE_CHECKING:
     from .domain import virDomain
 
 
-async def _open_driver(text: str, read_only: bool) -> HypervisorConnection:
+async def _open_driver(text: str, read_only: bool, auth: Any = None) -> HypervisorConnection:
     parsed = urimod.parse(text)
-    info = ConnectionInfo(uri=text, read_only=read_only)
+    info = ConnectionInfo(uri=text, read_only=read_only, credentials=auth)   # auth: openAuth's
     if not parsed.is_remote:
         if parsed.driver == "test" and parsed.path in ("/default", ""):
             from .drivers.test import driver as test_driver
@@ -182,17 +182,17 @@ class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevi
         Callbacks run on pyvirt's event thread; do not call back into the
         API from inside them synchronously for long work.
         """
-        if eventID != EventID.LIFECYCLE:
-            raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NONE,
-                        f"event id {eventID} is not supported yet")
+        if not 0 <= eventID < len(EventID):
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE,
+                        f"eventID in virConnectDomainEventRegisterAny must be less than {len(EventID)}")
         want = dom.UUID() if dom is not None else None
 
         def deliver(event: DomainEvent) -> None:
             if event.event_id != eventID or (want is not None and event.dom.uuid != want):
                 return
-            cb(self, self._domain(event.dom), *event.detail, opaque)
+            cb(self, self._domain(event.dom), *callback_arguments(eventID, event.detail), opaque)
 
-        token = aio.run(self._drv.events_subscribe(deliver))
+        token = aio.run(self._drv.events_subscribe(deliver, eventID))
         with self._lock:
             self._next_callback += 1
             cb_id = self._next_callback

@@ -47,6 +47,9 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     # may use neither of them (nor RPC)
     ("pyvirt.migration_sequence", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.drivers",
                                    "pyvirt.conf", "pyvirt.connection", "pyvirt.domain", "pyvirt.migration")),
+    # client credentials (auth.conf, openAuth's callback): plain data, no RPC, no drivers
+    ("pyvirt.authconf", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
+                         "pyvirt.driver", "pyvirt.connection", "pyvirt.domain")),
     ("pyvirt.uri", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
     ("pyvirt.driver", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
     # the remote driver is the only driver that speaks RPC

@@ -14,6 +14,8 @@ import shlex
 import sys
 
 import pyvirt
+from pyvirt.authconf import TERMINAL_AUTH
+from pyvirt.enums import ConnectFlags
 from pyvirt.errors import libvirtError
 
 from .registry import _COMMANDS, CommandError, Handler
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     uri = opts.connect or default_uri()
     conn = None
     try:
-        conn = pyvirt.openReadOnly(uri) if opts.readonly else pyvirt.open(uri)
+        # as virsh: credentials from auth.conf, else asked on the terminal
+        conn = pyvirt.openAuth(uri, TERMINAL_AUTH, ConnectFlags.RO if opts.readonly else 0)
         for args in groups:
             handlers[args.command](conn, args)
         return 0

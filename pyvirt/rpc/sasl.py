@@ -285,7 +285,8 @@ class ClientSession(_Session):
             raise SASLError(rc, f"Failed to create SASL client context: {rc} ({errstring(rc)})")
 
     def _simple(self, _ctx: int, cb_id: int, result, length) -> int:
-        value = self.answers.get(cb_id)
+        # no authorization id: the authentication name acts for itself
+        value = self.answers.get(cb_id, "" if cb_id == CB_USER else None)
         if value is None:
             return -1          # SASL_FAIL: the mechanism cannot go on without it
         buf = ctypes.create_string_buffer(value.encode())

@@ -20,13 +20,16 @@ from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...rpc import ssh_transport
 from ...rpc.client import RPCClient
 from ...rpc.protocol import REMOTE, Procedure
+from ...rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
+from ...rpc.protocol.remote_lifecycle import callback_event_fields
 from ...rpc.wire import Message, Program
 from ...uri import URI
+from . import saslclient
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET_DIR = "/run/libvirt"
-LIFECYCLE_CALLBACK = REMOTE.by_name["DOMAIN_EVENT_CALLBACK_LIFECYCLE"]
+_CALLBACK_EVENTS = {proc.number: event_id for event_id, proc in EVENT_CALLBACK_PROCEDURES.items()}
 LIFECYCLE_LEGACY = REMOTE.by_name["DOMAIN_EVENT_LIFECYCLE"]
 CALLBACK_REGISTER = REMOTE.by_name["CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY"]
 CALLBACK_DEREGISTER = REMOTE.by_name["CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY"]
@@ -54,9 +57,11 @@ async def open_connection(uri: URI, info: ConnectionInfo) -> "RemoteConnection":
         client = await RPCClient.connect_unix(socket_path(uri, info.read_only), on_message=on_message)
     elif transport == "ssh":
         client = await RPCClient.connect_ssh(ssh_transport.plan(uri, info.read_only), on_message=on_message)
+    elif transport == "tls":
+        client = await RPCClient.connect_tls(uri, on_message=on_message)
     else:
         raise error(ErrorNumber.NO_CONNECT, ErrorDomain.REMOTE,
-                    f"{uri}: transport '{transport}' is not supported by pyvirt (use tcp, unix or ssh)")
+                    f"{uri}: transport '{transport}' is not supported by pyvirt (use tls, tcp, unix or ssh)")
     conn = RemoteConnection(info, events, client, uri)
     try:
         await conn._handshake()
@@ -73,16 +78,27 @@ class RemoteConnection(HypervisorConnection):
         super().__init__(info, events)
         self.client = client
         self.uri = uri
-        self._callback_id: int | None = None
+        self._callback_ids: dict[int, int] = {}     # event id -> the daemon's callback id
         client.closed.add_done_callback(lambda _: self._lost())
 
     async def _handshake(self) -> None:
         auth = await self.client.call(Program.REMOTE, REMOTE.by_name["AUTH_LIST"])
-        if auth and auth[0] != 0:
+        if auth and auth[0] == saslclient.AUTH_SASL:
+            await saslclient.authenticate(self.client, self.uri, self.info, *self._channel())
+        elif auth and auth[0] != 0:
             raise error(ErrorNumber.AUTH_FAILED, ErrorDomain.REMOTE,
                         f"the server wants authentication type {auth[0]}, which pyvirt does not support")
         await self.client.call(Program.REMOTE, REMOTE.by_name["CONNECT_OPEN"],
                                (self.uri.open_name(), 1 if self.info.read_only else 0))
+
+    def _channel(self) -> tuple[bool, int]:
+        """(secure, TLS key bits): TLS, UNIX sockets and ssh are secure, as in libvirt's client."""
+        transport = self.client.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None:
+            cipher = ssl_object.cipher()
+            return True, int(cipher[2]) if cipher else 0
+        return self.uri.effective_transport != "tcp", 0
 
     def _lost(self) -> None:
         if not self.closed:
@@ -91,6 +107,12 @@ class RemoteConnection(HypervisorConnection):
 
     async def call(self, proc: Procedure, args: tuple[Any, ...]) -> Any:
         return await self.client.call(Program.REMOTE, proc, args)
+
+    async def connect_is_secure(self) -> int:
+        """As libvirt's remote driver: secure when the daemon says so and the channel
+        is encrypted (TLS) or not a network one (UNIX socket, ssh); plain TCP is not."""
+        secure = await self.client.call(Program.REMOTE, REMOTE.by_name["CONNECT_IS_SECURE"])
+        return int(bool(secure) and (self.client.encrypted or self.uri.effective_transport != "tcp"))
 
     async def connect_close(self) -> None:
         if not self.closed and self.client.is_open:
@@ -101,25 +123,33 @@ class RemoteConnection(HypervisorConnection):
         self.client.close()
         await HypervisorConnection.connect_close(self)
 
-    # -- events: one lifecycle callback registered with the daemon on first use --
-    async def events_subscribe(self, callback: Callable[[DomainEvent], None]) -> int:
+    # -- events: one callback per event id registered with the daemon on first use --
+    async def events_subscribe(self, callback: Callable[[DomainEvent], None], event_id: int = 0) -> int:
         token = self.events.subscribe(callback)
-        if self._callback_id is None:
-            self._callback_id = await self.client.call(
-                Program.REMOTE, CALLBACK_REGISTER, (int(EventID.LIFECYCLE), None))
+        if event_id not in self._callback_ids:
+            try:
+                self._callback_ids[event_id] = await self.client.call(
+                    Program.REMOTE, CALLBACK_REGISTER, (int(event_id), None))
+            except BaseException:
+                self.events.unsubscribe(token)
+                raise
         return token
 
     def _on_message(self, msg: Message) -> None:
         h = msg.header
         if h.prog != Program.REMOTE:
             return
-        if h.proc == LIFECYCLE_CALLBACK.number:
-            _cb, (dom, event, detail) = LIFECYCLE_CALLBACK.decode_args(msg.payload)
+        event_id = _CALLBACK_EVENTS.get(h.proc)
+        if event_id is not None:
+            proc = REMOTE[h.proc]
+            _cb, dom, detail = callback_event_fields(proc, proc.decode_args(msg.payload))
         elif h.proc == LIFECYCLE_LEGACY.number:
-            dom, event, detail = LIFECYCLE_LEGACY.decode_args(msg.payload)
+            event_id = EventID.LIFECYCLE
+            dom, *rest = LIFECYCLE_LEGACY.decode_args(msg.payload)
+            detail = tuple(rest)
         else:
             return
-        self.events.emit(DomainEvent(EventID.LIFECYCLE, dom, (event, detail)))
+        self.events.emit(DomainEvent(int(event_id), dom, detail))
 
 
 def _forward(proc: Procedure) -> Callable[..., Any]:
@@ -138,6 +168,6 @@ def _forward(proc: Procedure) -> Callable[..., Any]:
 
 
 for _proc in REMOTE:
-    if _proc.method in DRIVER_METHODS and _proc.method != "connect_close":
+    if _proc.method in DRIVER_METHODS and _proc.method not in ("connect_close", "connect_is_secure"):
         setattr(RemoteConnection, _proc.method, _forward(_proc))
 del _proc
