@@ -453,3 +453,20 @@ PUBLIC_PREFIXES: tuple[tuple[type, str], ...] = (
     (DriverFeature, "VIR_DRV_FEATURE_"),
     (TypedParamType, "VIR_TYPED_PARAM_"),
 )
+
+
+class ConnectCredentialType(IntEnum):
+    """virConnectCredentialType: what an openAuth callback is asked for."""
+
+    USERNAME = 1
+    AUTHNAME = 2
+    LANGUAGE = 3
+    CNONCE = 4
+    PASSPHRASE = 5
+    ECHOPROMPT = 6
+    NOECHOPROMPT = 7
+    REALM = 8
+    EXTERNAL = 9
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((ConnectCredentialType, "VIR_CRED_"),)
