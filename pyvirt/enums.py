@@ -455,6 +455,238 @@ PUBLIC_PREFIXES: tuple[tuple[type, str], ...] = (
 )
 
 
+# -- statistics ----------------------------------------------------------------------
+
+class DomainStatsTypes(IntFlag):
+    """virDomainStatsTypes: the groups of virConnectGetAllDomainStats."""
+
+    STATE = 1 << 0
+    CPU_TOTAL = 1 << 1
+    BALLOON = 1 << 2
+    VCPU = 1 << 3
+    INTERFACE = 1 << 4
+    BLOCK = 1 << 5
+    PERF = 1 << 6
+    IOTHREAD = 1 << 7
+    MEMORY = 1 << 8
+    DIRTYRATE = 1 << 9
+    VM = 1 << 10
+
+
+class GetAllDomainsStatsFlags(IntFlag):
+    """virConnectGetAllDomainStatsFlags: list filters (as CONNECT_LIST_DOMAINS_*) and behaviour."""
+
+    ACTIVE = 1 << 0
+    INACTIVE = 1 << 1
+    PERSISTENT = 1 << 2
+    TRANSIENT = 1 << 3
+    RUNNING = 1 << 4
+    PAUSED = 1 << 5
+    SHUTOFF = 1 << 6
+    OTHER = 1 << 7
+    NOWAIT = 1 << 29
+    BACKING = 1 << 30
+    ENFORCE_STATS = 1 << 31
+
+
+class MemoryStatTags(IntEnum):
+    """virDomainMemoryStatTags."""
+
+    SWAP_IN = 0
+    SWAP_OUT = 1
+    MAJOR_FAULT = 2
+    MINOR_FAULT = 3
+    UNUSED = 4
+    AVAILABLE = 5
+    ACTUAL_BALLOON = 6
+    RSS = 7
+    USABLE = 8
+    LAST_UPDATE = 9
+    DISK_CACHES = 10
+    HUGETLB_PGALLOC = 11
+    HUGETLB_PGFAIL = 12
+    NR = 13
+
+
+class VcpuState(IntEnum):
+    """virVcpuState."""
+
+    OFFLINE = 0
+    RUNNING = 1
+    BLOCKED = 2
+
+
+PUBLIC_PREFIXES += (
+    (DomainStatsTypes, "VIR_DOMAIN_STATS_"),
+    (GetAllDomainsStatsFlags, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_"),
+    (MemoryStatTags, "VIR_DOMAIN_MEMORY_STAT_"),
+    (VcpuState, "VIR_VCPU_"),
+)
+
+
+# -- devices and tuning (virDomainModificationImpact and the flags built on it) --------
+
+class DomainAffect(IntFlag):
+    """VIR_DOMAIN_AFFECT_*: which definition a change applies to."""
+
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+
+
+class DeviceModifyFlags(IntFlag):
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+    FORCE = 4
+
+
+class MemoryModFlags(IntFlag):
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+    MAXIMUM = 4
+
+
+class VcpuFlags(IntFlag):
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+    MAXIMUM = 4
+    GUEST = 8
+    HOTPLUGGABLE = 16
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (DomainAffect, "VIR_DOMAIN_AFFECT_"),
+    (DeviceModifyFlags, "VIR_DOMAIN_DEVICE_MODIFY_"),
+    (MemoryModFlags, "VIR_DOMAIN_MEM_"),
+    (VcpuFlags, "VIR_DOMAIN_VCPU_"),
+)
+
+
+# -- console and graphics ------------------------------------------------------------
+
+class ConsoleFlags(IntFlag):
+    """virDomainConsoleFlags (openConsole)."""
+
+    FORCE = 1 << 0      # take the console over from the session holding it
+    SAFE = 1 << 1       # only where the driver guards against two sessions (qemu always does)
+
+
+class OpenGraphicsFlags(IntFlag):
+    SKIPAUTH = 1 << 0
+
+
+class KeycodeSet(IntEnum):
+    """virKeycodeSet: the codesets sendKey takes (see pyvirt.keycodes)."""
+
+    LINUX = 0
+    XT = 1
+    ATSET1 = 2
+    ATSET2 = 3
+    ATSET3 = 4
+    OSX = 5
+    XT_KBD = 6
+    USB = 7
+    WIN32 = 8
+    QNUM = 9
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (ConsoleFlags, "VIR_DOMAIN_CONSOLE_"),
+    (OpenGraphicsFlags, "VIR_DOMAIN_OPEN_GRAPHICS_"),
+    (KeycodeSet, "VIR_KEYCODE_SET_"),
+)
+
+
+# -- lifecycle, metadata and events ----------------------------------------------------
+
+class MetadataType(IntEnum):
+    """virDomainMetadataType."""
+
+    DESCRIPTION = 0
+    TITLE = 1
+    ELEMENT = 2
+
+
+class RebootFlags(IntFlag):
+    DEFAULT = 0
+    ACPI_POWER_BTN = 1
+    GUEST_AGENT = 2
+    INITCTL = 4
+    SIGNAL = 8
+    PARAVIRT = 16
+
+
+class EventWatchdogAction(IntEnum):
+    NONE = 0
+    PAUSE = 1
+    RESET = 2
+    POWEROFF = 3
+    SHUTDOWN = 4
+    DEBUG = 5
+    INJECTNMI = 6
+
+
+class EventIOErrorAction(IntEnum):
+    NONE = 0
+    PAUSE = 1
+    REPORT = 2
+
+
+class EventGraphicsPhase(IntEnum):
+    CONNECT = 0
+    INITIALIZE = 1
+    DISCONNECT = 2
+
+
+class EventGraphicsAddressType(IntEnum):
+    IPV4 = 0
+    IPV6 = 1
+    UNIX = 2
+
+
+class EventTrayChangeReason(IntEnum):
+    OPEN = 0
+    CLOSE = 1
+
+
+class EventDiskChangeReason(IntEnum):
+    MISSING_ON_START = 0
+    DROP_MISSING_ON_START = 1
+
+
+class BlockJobType(IntEnum):
+    UNKNOWN = 0
+    PULL = 1
+    COPY = 2
+    COMMIT = 3
+    ACTIVE_COMMIT = 4
+    BACKUP = 5
+
+
+class BlockJobStatus(IntEnum):
+    COMPLETED = 0
+    FAILED = 1
+    CANCELED = 2
+    READY = 3
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (MetadataType, "VIR_DOMAIN_METADATA_"),
+    (RebootFlags, "VIR_DOMAIN_REBOOT_"),
+    (EventWatchdogAction, "VIR_DOMAIN_EVENT_WATCHDOG_"),
+    (EventIOErrorAction, "VIR_DOMAIN_EVENT_IO_ERROR_"),
+    (EventGraphicsPhase, "VIR_DOMAIN_EVENT_GRAPHICS_"),
+    (EventGraphicsAddressType, "VIR_DOMAIN_EVENT_GRAPHICS_ADDRESS_"),
+    (EventTrayChangeReason, "VIR_DOMAIN_EVENT_TRAY_CHANGE_"),
+    (EventDiskChangeReason, "VIR_DOMAIN_EVENT_DISK_CHANGE_"),
+    (BlockJobType, "VIR_DOMAIN_BLOCK_JOB_TYPE_"),
+    (BlockJobStatus, "VIR_DOMAIN_BLOCK_JOB_"),
+)
+
+
 class ConnectCredentialType(IntEnum):
     """virConnectCredentialType: what an openAuth callback is asked for."""
 
@@ -470,3 +702,17 @@ class ConnectCredentialType(IntEnum):
 
 
 PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((ConnectCredentialType, "VIR_CRED_"),)
+
+
+class NodeCPUStats(IntEnum):
+    """virNodeGetCPUStats' cpuNum for the whole host."""
+    ALL_CPUS = -1
+
+
+class NodeMemoryStats(IntEnum):
+    """virNodeGetMemoryStats' cellNum for the whole host."""
+    ALL_CELLS = -1
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NodeCPUStats, "VIR_NODE_CPU_STATS_"),
+                                     (NodeMemoryStats, "VIR_NODE_MEMORY_STATS_"))

@@ -69,11 +69,13 @@ class ErrorNumber(IntEnum):
     ARGUMENT_UNSUPPORTED = 74
     OPERATION_ABORTED = 78
     AUTH_CANCELLED = 79
+    NO_DOMAIN_METADATA = 80
     MIGRATE_UNSAFE = 81
     OPERATION_UNSUPPORTED = 84
     RESOURCE_BUSY = 87
     ACCESS_DENIED = 88
     MIGRATE_FINISH_OK = 93
+    DEVICE_MISSING = 99
 
 
 class ErrorDomain(IntEnum):
@@ -134,11 +136,13 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.INVALID_STREAM: "invalid stream pointer in %s",
     ErrorNumber.ARGUMENT_UNSUPPORTED: "argument unsupported: %s",
     ErrorNumber.OPERATION_ABORTED: "operation aborted: %s",
+    ErrorNumber.NO_DOMAIN_METADATA: "metadata not found: %s",
     ErrorNumber.MIGRATE_UNSAFE: "Unsafe migration: %s",
     ErrorNumber.OPERATION_UNSUPPORTED: "Operation not supported: %s",
     ErrorNumber.RESOURCE_BUSY: "resource busy: %s",
     ErrorNumber.ACCESS_DENIED: "access denied: %s",
     ErrorNumber.MIGRATE_FINISH_OK: "migration successfully aborted: %s",
+    ErrorNumber.DEVICE_MISSING: "device not found: %s",
 }
 
 

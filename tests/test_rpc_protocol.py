@@ -30,6 +30,8 @@ DOC_PROCEDURES = {
     67, 68, 69, 70,
 }
 EXTRA_PROCEDURES = {17, 200, 194, 64}
+# Devices and tuning (attach/detach/update, memory, vCPUs).
+DEVICE_PROCEDURES = {8, 13, 160, 161, 174, 30, 31, 204, 32, 199}
 
 # "prio H" in the doc (and @priority: high in remote_protocol.x).
 HIGH_PRIORITY = {
@@ -50,6 +52,9 @@ MUTATING = {
     213, 214, 215, 216, 217, 218, 302, 303, 304, 305, 306, 307,
     245, 264,   # lifecycle and metadata
 }
+
+HIGH_PRIORITY |= {30}            # DOMAIN_SET_MAX_MEMORY
+MUTATING |= DEVICE_PROCEDURES    # every one changes the guest or its definition
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 
@@ -118,7 +123,8 @@ def test_flag_dependent_read_only_refusal():
     dom = DomainRef("vm", bytes(16), 1)
     xml = REMOTE[14]
     assert not xml.refused_read_only((dom, 0)) and xml.refused_read_only((dom, 1))  # SECURE
-    assert REMOTE[200].refused_read_only((dom, 4))  # VCPU_GUEST
+    assert REMOTE[200].refused_read_only((dom, 8))  # VCPU_GUEST
+    assert not REMOTE[200].refused_read_only((dom, 4))  # VCPU_MAXIMUM
     # DOMAIN_SAVE_IMAGE_GET_XML_DESC opens a caller-named file as root: refused whatever the flags
     assert REMOTE[235].refused_read_only(("f", 1)) and REMOTE[235].refused_read_only(("f", 0))
     assert REMOTE[12].refused_read_only((dom,)) and not REMOTE[16].refused_read_only((dom,))

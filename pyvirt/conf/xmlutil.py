@@ -42,6 +42,7 @@ class Node:
     children: list[Node] = field(default_factory=list)
     text: str | None = None
     keep_open: bool = False   # write <tag>\n</tag> when empty, as libvirt does for <devices>
+    raw: str | None = None    # already-serialized XML written as is, indented (<metadata> children)
 
 
 def el(tag: str, attrs: Attrs = (), children: Iterable[Node | None] = (),
@@ -66,6 +67,9 @@ def render(node: Node, level: int = 0) -> str:
 
 def _render(node: Node, level: int, out: list[str]) -> None:
     pad = INDENT * level
+    if node.raw is not None:
+        out.extend(f"{pad}{line}\n" for line in node.raw.splitlines())
+        return
     head = node.tag + "".join(f" {k}='{v.translate(_ATTR_ESCAPES)}'" for k, v in node.attrs)
     if node.children:
         out.append(f"{pad}<{head}>\n")
@@ -90,8 +94,8 @@ def unsupported(detail: str) -> libvirtError:
     return error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN, detail)
 
 
-def parse_document(xml: str | bytes, root: str, source: str) -> etree._Element:
-    """Parse ``xml`` and check its root element is ``<root>``.
+def parse_document(xml: str | bytes, root: str | None, source: str) -> etree._Element:
+    """Parse ``xml`` and check its root element is ``<root>`` (any element when None).
 
     ``source`` names the document in syntax errors the way libvirt does
     (``(domain_definition):3: ...``).
@@ -108,7 +112,7 @@ def parse_document(xml: str | bytes, root: str, source: str) -> etree._Element:
         doc = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         raise xml_detail(f"({source}):{exc.lineno}: {exc.msg}") from exc
-    if doc.tag != root:
+    if root is not None and doc.tag != root:
         raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
                     f"unexpected root element <{etree.QName(doc).localname}>, expecting <{root}>")
     return doc

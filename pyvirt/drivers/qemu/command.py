@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...conf import DomainDef
+from ...conf.address import PCIAddress
+from ...conf.controllers import controller_alias
 from ...errors import ErrorDomain, ErrorNumber, error
 from .secrets import SecretPlan
 
@@ -54,7 +56,8 @@ NIC_MODELS = {None: "virtio-net-pci", "virtio": "virtio-net-pci", "e1000": "e100
 VIDEO_MODELS = {"vga": "VGA", "cirrus": "cirrus-vga", "qxl": "qxl-vga", "virtio": "virtio-vga",
                 "bochs": "bochs-display", "default": "VGA"}
 BALLOON_MODELS = {"virtio": "virtio-balloon-pci"}
-DISK_DEVICE_BY_BUS = {"virtio": "virtio-blk-pci", "ide": "ide-hd", "sata": "ide-hd", "scsi": "scsi-hd"}
+DISK_DEVICE_BY_BUS = {"virtio": "virtio-blk-pci", "ide": "ide-hd", "sata": "ide-hd", "scsi": "scsi-hd",
+                      "usb": "usb-storage"}
 CDROM_DEVICE_BY_BUS = {"ide": "ide-cd", "sata": "ide-cd", "scsi": "scsi-cd"}
 # libvirt's disk formats that QEMU opens as a plain block driver over the file.
 DISK_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx", "cloop", "dmg",
@@ -62,6 +65,14 @@ DISK_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx", "cl
 INPUT_DEVICES = {("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse",
                  ("keyboard", "usb"): "usb-kbd", ("tablet", "virtio"): "virtio-tablet-pci",
                  ("mouse", "virtio"): "virtio-mouse-pci", ("keyboard", "virtio"): "virtio-keyboard-pci"}
+# <controller> type and model -> QEMU device (None: built into the machine, nothing to add).
+CONTROLLER_DEVICES: dict[tuple[str, str | None], str | None] = {
+    ("scsi", None): "virtio-scsi-pci", ("scsi", "virtio-scsi"): "virtio-scsi-pci",
+    ("sata", None): "ich9-ahci",
+    ("usb", None): "piix3-usb-uhci", ("usb", "piix3-uhci"): "piix3-usb-uhci",
+    ("usb", "qemu-xhci"): "qemu-xhci", ("usb", "nec-xhci"): "nec-usb-xhci", ("usb", "none"): None,
+    ("pci", "pci-root"): None, ("pci", "pcie-root"): None,
+}
 # libvirt's drive aliases: controller-bus-unit, from the index the target name gives.
 DISK_ALIAS_BY_BUS = {"ide": lambda i: f"ide0-{i // 2}-{i % 2}", "sata": lambda i: f"sata0-0-{i}",
                      "scsi": lambda i: f"scsi0-0-0-{i}"}
@@ -143,6 +154,8 @@ def assign_aliases(d: DomainDef) -> None:
             disk.alias = DISK_ALIAS_BY_BUS.get(disk.target_bus, lambda i: f"{disk.target_bus}-disk{i}")(index)
     for i, nic in enumerate(d.devices.interfaces):
         nic.alias = nic.alias or f"net{i}"
+    for ctrl in d.devices.controllers:
+        ctrl.alias = ctrl.alias or controller_alias(ctrl)
     for i, serial in enumerate(d.devices.serials):
         serial.alias = serial.alias or f"serial{i}"
     for i, console in enumerate(d.devices.consoles):
@@ -160,7 +173,8 @@ def _check_aliases(d: DomainDef) -> None:
     devs = d.devices
     seen: set[str] = set()
     for dev in (*devs.disks, *devs.interfaces, *devs.serials, *devs.consoles, *devs.videos,
-                *devs.inputs, *([devs.memballoon] if devs.memballoon else [])):
+                *devs.inputs, *([devs.memballoon] if devs.memballoon else []),
+                *(c for c in devs.controllers if c.type != "pci")):   # pci.N names a bus, not a device
         alias = dev.alias
         if not _ALIAS_RE.fullmatch(alias):
             raise _xml_error(f"device alias '{alias}' has invalid characters "
@@ -232,45 +246,103 @@ def _target_index(dev: str) -> int:
 
 # -- devices ------------------------------------------------------------------------
 
+def pci_props(dev: Any) -> dict[str, Any]:
+    """``bus``/``addr`` of a device the definition placed on pci.0 (none: QEMU picks)."""
+    addr = getattr(dev, "address", None)
+    if not isinstance(addr, PCIAddress):
+        return {}
+    if addr.domain != 0 or addr.bus != 0:
+        raise _unsupported(f"PCI address {addr}: only bus 0 of domain 0 (pci.0) is supported")
+    props: dict[str, Any] = {"bus": "pci.0", "addr": addr.qemu_addr}
+    if addr.multifunction == "on":
+        props["multifunction"] = True
+    return props
+
+
+def controller_device(ctrl: Any) -> list[str]:
+    """The ``-device`` of one <controller> (empty for those built into the machine)."""
+    if ctrl.type == "ide" and ctrl.index == 0:
+        return []
+    if (ctrl.type, ctrl.model) not in CONTROLLER_DEVICES:
+        raise _unsupported(f"{ctrl.type} controller model '{ctrl.model or 'default'}' is not supported")
+    model = CONTROLLER_DEVICES[(ctrl.type, ctrl.model)]
+    if model is None:
+        return []
+    return _device(model, {"id": ctrl.alias, **pci_props(ctrl)})
+
+
+def _controllers(d: DomainDef) -> list[str]:
+    args: list[str] = []
+    for ctrl in d.devices.controllers:
+        args += controller_device(ctrl)
+    return args
+
+
+def _has_controller(d: DomainDef, ctype: str) -> bool:
+    return any(c.type == ctype and c.model != "none" for c in d.devices.controllers)
+
+
+def disk_device_props(disk: Any, drive: str | None) -> tuple[str, dict[str, Any]]:
+    """The QEMU device model and properties of one disk (its controller already present)."""
+    unit = _target_index(disk.target_dev)
+    table = CDROM_DEVICE_BY_BUS if disk.device == "cdrom" else DISK_DEVICE_BY_BUS
+    model = table.get(disk.target_bus)
+    if model is None or disk.device not in ("disk", "cdrom"):
+        raise _unsupported(f"disk '{disk.target_dev}': {disk.device} on bus '{disk.target_bus}' "
+                           f"is not supported")
+    props: dict[str, Any] = {}
+    if drive is not None:
+        props["drive"] = drive
+    if disk.target_bus == "sata":
+        props["bus"] = f"sata0.{unit}"
+    elif disk.target_bus == "ide":
+        props.update({"bus": f"ide.{unit // 2}", "unit": unit % 2})
+    elif disk.target_bus == "scsi":
+        props.update({"bus": "scsi0.0", "scsi-id": unit})
+    elif disk.target_bus == "usb":
+        props.update({"bus": "usb.0", "removable": False})
+    props["id"] = disk.alias
+    if disk.shareable and disk.target_bus == "virtio":
+        props["share-rw"] = True
+    if disk.target_bus == "virtio":
+        props.update(pci_props(disk))
+    return model, props
+
+
+def disk_blockdevs(disk: Any, n: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The storage and format nodes of one disk (``libvirt-N-*``), and the node its device uses."""
+    fmt_name = disk.driver_type or "raw"
+    if fmt_name not in DISK_FORMATS:
+        raise _unsupported(f"disk '{disk.target_dev}': unknown driver format value '{fmt_name}'")
+    if disk.source is None:
+        return [], None
+    storage, fmt = f"libvirt-{n}-storage", f"libvirt-{n}-format"
+    return [{"driver": "host_device" if disk.type == "block" else "file",
+             "filename": disk.source, "node-name": storage,
+             "auto-read-only": True, "discard": "unmap"},
+            {"node-name": fmt, "read-only": disk.readonly or disk.device == "cdrom",
+             "driver": fmt_name, "file": storage}], fmt
+
 def _disks(d: DomainDef) -> list[str]:
     args: list[str] = []
-    controllers: set[str] = set()
+    # Guests defined without <controller> elements get the controller their disks need.
+    controllers = {t for t in ("sata", "scsi", "usb") if _has_controller(d, t)}
     for n, disk in enumerate(d.devices.disks, start=1):
-        unit = _target_index(disk.target_dev)
-        table = CDROM_DEVICE_BY_BUS if disk.device == "cdrom" else DISK_DEVICE_BY_BUS
-        model = table.get(disk.target_bus)
-        if model is None or disk.device not in ("disk", "cdrom"):
-            raise _unsupported(f"disk '{disk.target_dev}': {disk.device} on bus '{disk.target_bus}' "
-                               f"is not supported")
-        fmt_name = disk.driver_type or "raw"
-        if fmt_name not in DISK_FORMATS:
-            raise _unsupported(f"disk '{disk.target_dev}': unknown driver format value '{fmt_name}'")
-        props: dict[str, Any] = {}
-        if disk.source is not None:
-            storage, fmt = f"libvirt-{n}-storage", f"libvirt-{n}-format"
-            args += ["-blockdev", _json({
-                "driver": "host_device" if disk.type == "block" else "file",
-                "filename": disk.source, "node-name": storage,
-                "auto-read-only": True, "discard": "unmap"})]
-            args += ["-blockdev", _json({
-                "node-name": fmt, "read-only": disk.readonly or disk.device == "cdrom",
-                "driver": fmt_name, "file": storage})]
-            props["drive"] = fmt
-        if disk.target_bus == "sata":
-            if "sata" not in controllers:
-                args += _device("ich9-ahci", {"id": "sata0"})
-                controllers.add("sata")
-            props["bus"] = f"sata0.{unit}"
-        elif disk.target_bus == "ide":
-            props.update({"bus": f"ide.{unit // 2}", "unit": unit % 2})
-        elif disk.target_bus == "scsi":
-            if "scsi" not in controllers:
-                args += _device("virtio-scsi-pci", {"id": "scsi0"})
-                controllers.add("scsi")
-            props.update({"bus": "scsi0.0", "scsi-id": unit})
-        props["id"] = disk.alias
-        if disk.shareable and disk.target_bus == "virtio":
-            props["share-rw"] = True
+        model, props = disk_device_props(disk, None)
+        nodes, drive = disk_blockdevs(disk, n)
+        for node in nodes:
+            args += ["-blockdev", _json(node)]
+        if drive is not None:
+            props = {"drive": drive, **props}
+        if disk.target_bus == "sata" and "sata" not in controllers:
+            args += _device("ich9-ahci", {"id": "sata0"})
+            controllers.add("sata")
+        elif disk.target_bus == "scsi" and "scsi" not in controllers:
+            args += _device("virtio-scsi-pci", {"id": "scsi0"})
+            controllers.add("scsi")
+        elif disk.target_bus == "usb" and "usb" not in controllers:
+            args += _device("piix3-usb-uhci", {"id": "usb"})
+            controllers.add("usb")
         args += _device(model, props)
     return args
 
@@ -294,7 +366,7 @@ def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
         else:
             raise _unsupported(f"interface type '{nic.type}' needs a virtual network, which pyvirt "
                                f"does not manage; use type 'user' or 'bridge'")
-        args += _device(model, {"netdev": netdev, "id": nic.alias, "mac": nic.mac})
+        args += _device(model, {"netdev": netdev, "id": nic.alias, "mac": nic.mac, **pci_props(nic)})
     return args
 
 
@@ -368,7 +440,7 @@ def _video(d: DomainDef) -> list[str]:
         model = VIDEO_MODELS.get(video.type)
         if model is None:
             raise _unsupported(f"video model '{video.type}' is not supported")
-        props: dict[str, Any] = {"id": video.alias}
+        props: dict[str, Any] = {"id": video.alias, **pci_props(video)}
         if video.type == "qxl":
             if video.ram:
                 props["ram_size"] = video.ram * 1024
@@ -382,7 +454,7 @@ def _video(d: DomainDef) -> list[str]:
 
 def _inputs(d: DomainDef) -> list[str]:
     args: list[str] = []
-    usb = False
+    usb = _has_controller(d, "usb") or any(disk.target_bus == "usb" for disk in d.devices.disks)
     for dev in d.devices.inputs:
         if dev.bus == "ps2":
             continue   # built into the pc machine
@@ -392,7 +464,7 @@ def _inputs(d: DomainDef) -> list[str]:
         if dev.bus == "usb" and not usb:
             args += _device("piix3-usb-uhci", {"id": "usb"})
             usb = True
-        args += _device(model, {"id": dev.alias, **({"bus": "usb.0"} if dev.bus == "usb" else {})})
+        args += _device(model, {"id": dev.alias, **({"bus": "usb.0"} if dev.bus == "usb" else pci_props(dev))})
     return args
 
 
@@ -403,7 +475,13 @@ def _balloon(d: DomainDef) -> list[str]:
     model = BALLOON_MODELS.get(balloon.model)
     if model is None:
         raise _unsupported(f"memballoon model '{balloon.model}' is not supported")
-    return _device(model, {"id": balloon.alias})
+    return _device(model, {"id": balloon.alias, **pci_props(balloon)})
+
+
+def _smp(d: DomainDef) -> str:
+    """vCPUs online at boot, and (when fewer) the maximum hot-plug may reach."""
+    maxcpus = f",maxcpus={d.vcpus}" if d.current_vcpus < d.vcpus else ""
+    return f"{d.current_vcpus}{maxcpus},sockets={d.vcpus},cores=1,threads=1"
 
 
 def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = None) -> list[str]:
@@ -422,7 +500,7 @@ def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = N
             *_cpu(d, accel),
             "-m", f"size={d.memory_kib}k",
             "-overcommit", "mem-lock=off",
-            "-smp", f"{d.vcpus},sockets={d.vcpus},cores=1,threads=1",
+            "-smp", _smp(d),
             "-uuid", d.uuid,
             "-no-user-config", "-nodefaults",
             "-chardev", f"socket,id=charmonitor,fd={MONITOR_FD},server=on,wait=off",
@@ -438,7 +516,7 @@ def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = N
         argv += ["-initrd", d.os.initrd]
     if d.os.cmdline:
         argv += ["-append", d.os.cmdline]
-    argv += (_disks(d) + _interfaces(d, ctx) + _serials(d) + _graphics(d, secrets) + _video(d)
+    argv += (_controllers(d) + _disks(d) + _interfaces(d, ctx) + _serials(d) + _graphics(d, secrets) + _video(d)
              + _inputs(d) + _balloon(d))
     if not d.devices.graphics:
         argv += ["-display", "none"]   # else QEMU falls back to a VNC server of its own

@@ -59,7 +59,7 @@ sasl_data = CharArray(AUTH_SASL_DATA_MAX)
 DRIVER, DAEMON, MESSAGE = Kind.DRIVER, Kind.DAEMON, Kind.MESSAGE
 
 # Flags a read-only connection may not pass (libvirt's API entry points refuse them).
-VCPU_GUEST = 4  # VIR_DOMAIN_VCPU_GUEST
+VCPU_GUEST = 8  # VIR_DOMAIN_VCPU_GUEST
 
 
 def _struct(name: str, fields: Fields | Struct | None) -> Struct | None:

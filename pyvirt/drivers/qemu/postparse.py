@@ -1,0 +1,41 @@
+"""What the QEMU driver adds to a definition, as libvirt's qemu post-parse does.
+
+* the controllers the disks and USB devices need (a virtio-scsi controller
+  for SCSI disks, an AHCI one for SATA disks, the PIIX3 UHCI for USB),
+  written into the definition instead of being implied by the command line;
+* a virtio memory balloon when none is given (``<memballoon model='none'/>``
+  opts out), on new definitions only: a saved or migrating guest keeps the
+  devices its QEMU was started with;
+* PCI addresses for every PCI device (:mod:`pyvirt.conf.pciaddr`).
+"""
+
+from __future__ import annotations
+
+from ...conf import DomainDef
+from ...conf import pciaddr
+from ...conf.controllers import Controller
+from ...conf.devices import Memballoon
+
+# disk bus -> the controller (type, model) libvirt's qemu driver would add for it
+_IMPLICIT = {"scsi": ("scsi", "virtio-scsi"), "sata": ("sata", None), "usb": ("usb", "piix3-uhci")}
+
+
+def add_implicit_controllers(d: DomainDef) -> None:
+    devs = d.devices
+    wanted = {disk.target_bus for disk in devs.disks}
+    if any(dev.bus == "usb" for dev in devs.inputs):
+        wanted.add("usb")
+    for bus in sorted(wanted):
+        if bus not in _IMPLICIT:
+            continue
+        ctype, model = _IMPLICIT[bus]
+        if not any(c.type == ctype and c.index == 0 for c in devs.controllers):
+            devs.controllers.append(Controller(ctype, 0, model))
+
+
+def complete(d: DomainDef, *, new_definition: bool) -> None:
+    """Fill in ``d`` in place (see the module docstring)."""
+    add_implicit_controllers(d)
+    if new_definition and d.devices.memballoon is None:
+        d.devices.memballoon = Memballoon("virtio")
+    pciaddr.assign(d)
