@@ -33,6 +33,7 @@ from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
 from .migration import destination, p2p, source
 from .migration import params as mparams
 from . import imagefile, managedsave, restore as restoremod, save as savemod
+from . import postparse
 from .savestream import check_flags as check_save_flags
 
 LIB_VERSION = 9000000
@@ -124,6 +125,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
     async def domain_define_xml_flags(self, xml: str, flags: int) -> DomainRef:
         check_flags(flags, 1, "qemuDomainDefineXMLFlags")
         new = conf.parse(xml, DOMAIN_TYPES, "qemu", inactive=True)
+        postparse.complete(new, new_definition=True)
         drv = self.driver
         # A new domain is added at once; an existing one is redefined under its job
         # (so no start, undefine or restore is half-way through it).  If it was
@@ -196,6 +198,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
         check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.VALIDATE),
                     "qemuDomainCreateXML")
         new = conf.parse(xml_desc, DOMAIN_TYPES, "qemu", inactive=True)
+        postparse.complete(new, new_definition=True)
         drv = self.driver
         async with drv._define_lock:
             old = drv.domains.check_new(new, allow_active_same=False)

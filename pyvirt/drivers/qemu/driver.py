@@ -33,6 +33,7 @@ from ..domainlist import DomainList, emit_lifecycle
 from . import process as procmod
 from . import recovery
 from . import tap as tapmod
+from . import postparse
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
 from .domainobj import MonitorHandler, QemuDomainObj
@@ -328,6 +329,8 @@ class QemuDriver:
         if obj.active:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
         live = (live_def or obj.definition).copy()
+        if incoming is None:     # a fresh boot: an incoming stream or image dictates the devices
+            postparse.complete(live, new_definition=False)
         assign_aliases(live)
         self._pick_ports(live)
         secrets = SecretPlan()      # handed to QEMU as descriptors, never on its argv
