@@ -56,23 +56,34 @@ class HostModel:
     disable: list[str]                # the model's features the host lacks
 
 
-def closest(host: set[str], models: list[CPUModel], definitions: dict[str, CPUModel]) -> CPUModel | None:
-    """The model needing the fewest feature lines; ties: fewer removals, then QEMU's order."""
+def closest(host: set[str], models: list[CPUModel], definitions: dict[str, CPUModel],
+            subset: bool = False) -> CPUModel | None:
+    """The model needing the fewest feature lines; ties: fewer removals, then QEMU's order.
+    ``subset``: only models the host has every feature of (libvirt's rule for the host CPU
+    in ``<capabilities>``, which never says 'disable')."""
     best: tuple[int, int, int] | None = None
     pick: CPUModel | None = None
     for index, model in enumerate(models):
         features = set(definitions.get(model.name, model).features)
+        if subset and features - host:
+            continue
         score = (len(host - features) + len(features - host), len(features - host), index)
         if best is None or score < best:
             best, pick = score, model
     return pick
 
 
-def host_model(ap: AccelProbe, definitions: dict[str, CPUModel], host: set[str] | None = None) -> HostModel | None:
+def _paravirt(feature: str) -> bool:
+    """KVM's paravirtual leaves: QEMU lists them with the CPUID features, libvirt's models do not."""
+    return feature.startswith("kvm")
+
+
+def host_model(ap: AccelProbe, definitions: dict[str, CPUModel], host: set[str] | None = None,
+               subset: bool = False) -> HostModel | None:
     """Host-model for one accelerator; ``definitions`` are the models as QEMU defines them
     (TCG's static expansions: under KVM a model's expansion is already filtered by the host)."""
-    features = set(ap.host_features) if host is None else host
-    model = closest(features, ap.models, definitions)
+    features = {f for f in (ap.host_features if host is None else host) if not _paravirt(f)}
+    model = closest(features, ap.models, definitions, subset)
     if model is None:
         return None
     own = set(definitions.get(model.name, model).features)

@@ -71,11 +71,6 @@ def _cpu(probe: Probe, req: Request) -> list[str]:
         for m in ap.models:
             vendor = hostinfo.vendor_name(cpumodel.model_vendor(m, definitions))
             lines.append(f"      <model usable='{'yes' if m.usable else 'no'}' vendor='{vendor}'>{m.name}</model>")
-        for m in ap.models:
-            if m.blockers:
-                lines.append(f"      <blockers model='{m.name}'>")
-                lines += [f"        <feature name='{cpumodel.libvirt_name(f)}'/>" for f in m.blockers]
-                lines.append("      </blockers>")
         lines.append("    </mode>")
     return lines + ["  </cpu>"]
 

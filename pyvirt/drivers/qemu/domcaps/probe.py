@@ -9,7 +9,6 @@ every call: :mod:`.cache` decides when a probe is needed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import tempfile
