@@ -190,6 +190,10 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_set_vcpus", "domain_set_vcpus_flags",
     # console and graphics
     "domain_screenshot", "domain_send_key", "domain_open_graphics_fd",
+    # host and capabilities
+    "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
+    "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",
+    "connect_get_domain_capabilities",
 )
 
 
@@ -294,6 +298,9 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_get_metadata",
     "domain_get_job_info", "domain_get_job_stats",
     "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime",
+    # host (not connect_get_domain_capabilities: it may run a binary the caller names)
+    "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
+    "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",
     # not domain_save_image_get_xml_desc: it opens a path the caller names, as root
 })
 

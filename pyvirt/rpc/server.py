@@ -53,8 +53,10 @@ import collections
 import errno
 import logging
 import os
+import select
 import socket
 import stat
+import struct
 import time
 from typing import Any, Protocol
 
@@ -227,6 +229,31 @@ class ServerClient(asyncio.Protocol):
             if transport.get_write_buffer_size() > self.server.max_client_output_bytes:
                 return self._not_reading()
             transport.writelines(parts)
+
+    def can_pass_fds(self) -> bool:
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        return sock is not None and sock.family == socket.AF_UNIX
+
+    def send_with_fds(self, data: bytes, fds: list[int]) -> None:
+        """A REPLY_WITH_FDS: ``data``, then one byte with SCM_RIGHTS per descriptor, nothing
+        between them (libvirt's client reads the message, then each descriptor's byte).
+
+        Written on the socket itself, so only once what the transport holds has gone."""
+        transport = self.transport
+        if self.closed or transport is None:
+            raise OSError(errno.ENOTCONN, "the client is gone")
+        if transport.get_write_buffer_size():
+            raise OSError(errno.EAGAIN, "the client has unread output; retry the call")
+        sock = transport.get_extra_info("socket")
+        with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+            view = memoryview(data)
+            while view:
+                select.select([], [raw], [], 5.0)
+                sent = raw.send(view)
+                view = view[sent:]
+            for fd in fds:
+                select.select([], [raw], [], 5.0)
+                raw.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("@i", fd))])
 
     def _not_reading(self) -> None:
         log.warning("dropping client %s: it left more than %d bytes unread", self.peer,

@@ -7,7 +7,6 @@ Methods check flags, find the domain, take the right job and call into
 from __future__ import annotations
 
 import json
-import os
 import socket
 from typing import Any
 
@@ -88,29 +87,6 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
 
     async def connect_get_uri(self) -> str:
         return self.uri
-
-    async def connect_get_capabilities(self) -> str:
-        types = "".join(f"\n      <domain type='{t}'/>" for t in ("qemu", "kvm") if t == "qemu" or self.driver.kvm)
-        return (f"<capabilities>\n  <host>\n    <uuid>{self.driver.cfg.host_uuid}</uuid>\n"
-                f"    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n  <guest>\n"
-                f"    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n"
-                f"      <emulator>{self.driver.cfg.emulator}</emulator>\n      <machine>pc</machine>\n"
-                f"      <machine>q35</machine>{types}\n    </arch>\n  </guest>\n</capabilities>\n")
-
-    async def node_get_info(self) -> tuple:
-        cpus = os.cpu_count() or 1
-        mhz = 0
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("cpu MHz"):
-                        mhz = int(float(line.split(":")[1]))
-                        break
-            with open("/proc/meminfo") as f:
-                memory = int(f.readline().split()[1])
-        except (OSError, ValueError, IndexError):
-            memory = 0
-        return ("x86_64", memory, cpus, mhz, 1, 1, cpus, 1)
 
     async def connect_supports_feature(self, feature: int) -> int:
         return int(feature in _FEATURES)

@@ -204,6 +204,19 @@ class Monitor:
         with socket.socket(fileno=os.dup(sock.fileno())) as raw:
             raw.sendmsg([b" "], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("@i", fd))])
 
+    async def add_fd(self, fd: int) -> int:
+        """Put a copy of ``fd`` into a new fd set of QEMU's (``add-fd``); its id.  QEMU then
+        opens ``/dev/fdset/ID`` for a path argument as that descriptor."""
+        try:
+            self._send_fd(fd)
+        except (QMPError, OSError, AttributeError) as exc:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"cannot pass a file descriptor to '{self.name}': {exc}") from exc
+        return (await self.execute("add-fd"))["fdset-id"]
+
+    async def remove_fd(self, fdset_id: int) -> None:
+        await self.execute("remove-fd", {"fdset-id": fdset_id})
+
     async def closefd(self, fdname: str) -> None:
         await self.execute("closefd", {"fdname": fdname})
 

@@ -1,0 +1,158 @@
+"""One domain's record for virConnectGetAllDomainStats, group by group, with
+libvirt's field names, types and order (``state.state``, ``cpu.time``,
+``balloon.current``, ``vcpu.0.time``, ``net.0.rx.bytes``, ``block.0.rd.reqs``...).
+
+Figures that need QEMU's monitor come from one :func:`.stats.sample` per
+domain, taken under a QUERY job; the rest (state, /proc, taps) never wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...enums import DomainStatsTypes as G, GetAllDomainsStatsFlags as F, TypedParamType as T
+from ...enums import VcpuState
+from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from . import stats as qstats
+from . import statsproc
+
+SUPPORTED = G.STATE | G.CPU_TOTAL | G.BALLOON | G.VCPU | G.INTERFACE | G.BLOCK
+ALL_FLAGS = int(sum(F))
+LIST_FILTERS = int(F.ACTIVE | F.INACTIVE | F.PERSISTENT | F.TRANSIENT | F.RUNNING | F.PAUSED
+                   | F.SHUTOFF | F.OTHER)
+# libvirt's balloon.* names for memoryStats tags (ACTUAL_BALLOON is balloon.current itself)
+BALLOON_FIELDS = {
+    qstats.SWAP_IN: "swap_in", qstats.SWAP_OUT: "swap_out", qstats.MAJOR_FAULT: "major_fault",
+    qstats.MINOR_FAULT: "minor_fault", qstats.UNUSED: "unused", qstats.AVAILABLE: "available",
+    qstats.RSS: "rss", qstats.LAST_UPDATE: "last-update", qstats.USABLE: "usable",
+    qstats.DISK_CACHES: "disk_caches", qstats.HUGETLB_PGALLOC: "hugetlb_pgalloc",
+    qstats.HUGETLB_PGFAIL: "hugetlb_pgfail",
+}
+
+Params = list[tuple[str, int, Any]]
+
+
+def requested_groups(stats: int, flags: int) -> int:
+    """The groups to report: all supported ones for 0; unsupported ones dropped,
+    or refused with ENFORCE_STATS, as libvirt's qemuDomainGetStatsCheckSupport."""
+    if stats == 0:
+        return int(SUPPORTED)
+    unsupported = stats & ~int(SUPPORTED)
+    if unsupported and flags & F.ENFORCE_STATS:
+        raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
+                    f"Stats types bits 0x{unsupported:x} are not supported by this daemon")
+    return stats & int(SUPPORTED)
+
+
+def _u(name: str, value: int) -> tuple[str, int, int]:
+    return name, int(T.ULLONG), int(value)
+
+
+def memory_stats(obj: Any, sample: qstats.MonitorSample) -> list[tuple[int, int]]:
+    """virDomainMemoryStats: the balloon's size, what the guest reports, QEMU's RSS."""
+    out: list[tuple[int, int]] = []
+    actual = sample.balloon_kib if sample.balloon_kib is not None else obj.current.current_memory_kib
+    out.append((qstats.ACTUAL_BALLOON, actual))
+    out += sample.guest_stats or []
+    proc = statsproc.process_stat(obj.process.pid) if obj.process is not None else None
+    if proc is not None:
+        out.append((qstats.RSS, proc.rss_kib))
+    return out
+
+
+async def domain_record(driver: Any, obj: Any, groups: int, flags: int,
+                        netdev: dict[str, statsproc.NetCounters] | None) -> Params:
+    params: Params = []
+    d = obj.current
+    needs_monitor = groups & (G.BALLOON | G.VCPU | G.BLOCK)
+    sample = qstats.MonitorSample()
+    async with qstats.query_job(driver, obj, nowait=bool(flags & F.NOWAIT)) as have_job:
+        if have_job and needs_monitor:
+            try:
+                sample = await qstats.sample(obj, block=bool(groups & G.BLOCK),
+                                             balloon=bool(groups & G.BALLOON),
+                                             vcpus=bool(groups & G.VCPU))
+            except libvirtError:
+                sample = qstats.MonitorSample()   # QEMU went away meanwhile: report the rest
+        active = obj.active and obj.process is not None
+        proc = statsproc.process_stat(obj.process.pid) if active else None
+
+        if groups & G.STATE:
+            params += [("state.state", int(T.INT), int(obj.state)),
+                       ("state.reason", int(T.INT), int(obj.reason))]
+        if groups & G.CPU_TOTAL and proc is not None:
+            params += [_u("cpu.time", proc.time_ns), _u("cpu.user", proc.user_ns),
+                       _u("cpu.system", proc.system_ns)]
+        if groups & G.BALLOON:
+            current = sample.balloon_kib if sample.balloon_kib is not None else d.current_memory_kib
+            params += [_u("balloon.current", current), _u("balloon.maximum", d.memory_kib)]
+            if have_job and active:
+                for tag, value in memory_stats(obj, sample):
+                    if tag in BALLOON_FIELDS:
+                        params.append(_u(f"balloon.{BALLOON_FIELDS[tag]}", value))
+        if groups & G.VCPU:
+            params += [("vcpu.current", int(T.UINT), d.current_vcpus),
+                       ("vcpu.maximum", int(T.UINT), d.vcpus)]
+            if active and sample.vcpu_tids is not None:
+                params += _vcpu_params(obj.process.pid, sample.vcpu_tids)
+        if groups & G.INTERFACE and active:
+            params += _net_params(d, netdev if netdev is not None else statsproc.net_dev())
+        if groups & G.BLOCK:
+            params += _block_params(d, sample.blocks if active else None, active)
+    return params
+
+
+def _vcpu_params(pid: int, tids: list[int]) -> Params:
+    out: Params = []
+    for n, tid in enumerate(tids):
+        st = statsproc.thread_stat(pid, tid)
+        out.append((f"vcpu.{n}.state", int(T.INT), int(VcpuState.RUNNING)))
+        out.append(_u(f"vcpu.{n}.time", st.time_ns if st is not None else 0))
+        wait = statsproc.thread_wait_ns(pid, tid)
+        if wait is not None:
+            out.append(_u(f"vcpu.{n}.wait", wait))
+    return out
+
+
+def _net_params(d: Any, netdev: dict[str, statsproc.NetCounters]) -> Params:
+    # Only NICs with a host device count, as libvirt's (user-mode ones have none).
+    nics = [nic for nic in d.devices.interfaces if nic.target_dev]
+    out: Params = [("net.count", int(T.UINT), len(nics))]
+    for n, nic in enumerate(nics):
+        out.append((f"net.{n}.name", int(T.STRING), nic.target_dev))
+        counters = netdev.get(nic.target_dev)
+        if counters is None:
+            continue
+        c = counters.guest_view()
+        for key, value in (("rx.bytes", c.rx_bytes), ("rx.pkts", c.rx_packets), ("rx.errs", c.rx_errs),
+                           ("rx.drop", c.rx_drop), ("tx.bytes", c.tx_bytes), ("tx.pkts", c.tx_packets),
+                           ("tx.errs", c.tx_errs), ("tx.drop", c.tx_drop)):
+            out.append(_u(f"net.{n}.{key}", value))
+    return out
+
+
+def _block_params(d: Any, blocks: dict[str, qstats.BlockEntry] | None, active: bool) -> Params:
+    disks = d.devices.disks
+    out: Params = [("block.count", int(T.UINT), len(disks))]
+    for n, disk in enumerate(disks):
+        out.append((f"block.{n}.name", int(T.STRING), disk.target_dev))
+        if disk.source:
+            out.append((f"block.{n}.path", int(T.STRING), disk.source))
+        entry = blocks.get(disk.alias) if blocks is not None and disk.alias else None
+        if entry is not None:
+            for key in ("rd.reqs", "rd.bytes", "rd.times", "wr.reqs", "wr.bytes", "wr.times",
+                        "fl.reqs", "fl.times"):
+                out.append(_u(f"block.{n}.{key}", getattr(entry, key.replace(".", "_"))))
+            out.append(_u(f"block.{n}.allocation", entry.allocation))
+            if entry.capacity:
+                out.append(_u(f"block.{n}.capacity", entry.capacity))
+            if entry.physical:
+                out.append(_u(f"block.{n}.physical", entry.physical))
+        elif not active and disk.source and disk.type == "file":
+            try:
+                allocation, capacity, physical = qstats.image_sizes(disk.source)
+            except libvirtError:
+                continue
+            out += [_u(f"block.{n}.allocation", allocation), _u(f"block.{n}.capacity", capacity),
+                    _u(f"block.{n}.physical", physical)]
+    return out

@@ -1,0 +1,120 @@
+"""What the host kernel knows about a running guest: /proc figures for QEMU's
+threads and the host side of its tap devices.
+
+Plain file reads, no monitor: these never wait on QEMU or on a job.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStat:
+    """One thread's (or the whole process's) CPU figures from its ``stat`` file."""
+
+    user_ns: int
+    system_ns: int
+    processor: int          # the host CPU it last ran on
+    rss_kib: int
+
+    @property
+    def time_ns(self) -> int:
+        return self.user_ns + self.system_ns
+
+
+def _parse_stat(data: bytes) -> TaskStat:
+    # Fields after the command name, which may hold spaces and parentheses.
+    fields = data[data.rindex(b")") + 2:].split()
+    return TaskStat(user_ns=int(fields[11]) * NS_PER_TICK, system_ns=int(fields[12]) * NS_PER_TICK,
+                    processor=int(fields[36]), rss_kib=int(fields[21]) * PAGE_KIB)
+
+
+def process_stat(pid: int) -> TaskStat | None:
+    """QEMU's own figures (all threads together); None once it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return _parse_stat(f.read())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def thread_stat(pid: int, tid: int) -> TaskStat | None:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+            return _parse_stat(f.read())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def thread_wait_ns(pid: int, tid: int) -> int | None:
+    """Time the thread spent runnable but waiting for a host CPU (schedstat's
+    second field), libvirt's ``vcpu.N.wait``; None where schedstats are off."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def thread_affinity(tid: int, ncpus: int) -> list[bool]:
+    """Which host CPUs the thread may run on (all when it cannot be asked)."""
+    try:
+        allowed = os.sched_getaffinity(tid)
+    except OSError:
+        return [True] * ncpus
+    return [cpu in allowed for cpu in range(ncpus)]
+
+
+@dataclass(frozen=True, slots=True)
+class NetCounters:
+    rx_bytes: int
+    rx_packets: int
+    rx_errs: int
+    rx_drop: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errs: int
+    tx_drop: int
+
+    def guest_view(self) -> "NetCounters":
+        """A tap's counters seen from the guest: what the host side receives the
+        guest sent (libvirt swaps them the same way for taps)."""
+        return NetCounters(self.tx_bytes, self.tx_packets, self.tx_errs, self.tx_drop,
+                           self.rx_bytes, self.rx_packets, self.rx_errs, self.rx_drop)
+
+
+def net_dev() -> dict[str, NetCounters]:
+    """Every interface of the daemon's network namespace, from one read of /proc/net/dev."""
+    out: dict[str, NetCounters] = {}
+    try:
+        with open("/proc/net/dev", "rb") as f:
+            lines = f.read().decode("ascii", "replace").splitlines()[2:]
+    except OSError:
+        return out
+    for line in lines:
+        name, _, rest = line.partition(":")
+        cols = rest.split()
+        if len(cols) < 12:
+            continue
+        try:
+            v = [int(c) for c in cols]
+        except ValueError:
+            continue
+        out[name.strip()] = NetCounters(v[0], v[1], v[2], v[3], v[8], v[9], v[10], v[11])
+    return out
+
+
+def host_cpu_count() -> int:
+    """Host CPUs present (libvirt sizes its CPU maps by these)."""
+    try:
+        with open("/sys/devices/system/cpu/present") as f:
+            text = f.read().strip()
+        last = max(int(part.split("-")[-1]) for part in text.split(","))
+        return last + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
