@@ -11,22 +11,7 @@ through it.  Names are accepted, as virsh does, for the linux codeset
 
 from __future__ import annotations
 
-from enum import IntEnum
-
-
-class KeycodeSet(IntEnum):
-    """VIR_KEYCODE_SET_*."""
-
-    LINUX = 0
-    XT = 1
-    ATSET1 = 2
-    ATSET2 = 3
-    ATSET3 = 4
-    OSX = 5
-    XT_KBD = 6
-    USB = 7
-    WIN32 = 8
-    QNUM = 9
+from .enums import KeycodeSet
 
 
 # virsh's codeset names (virKeycodeSetTypeToString); "rfb" is libvirt's old name of qnum.

@@ -19,7 +19,7 @@ from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .protocol import Procedure
 from .protocol.keepalive import PING, PONG
 from .stream import Direction
-from .stream.outgoing import OutgoingStream
+from .stream.outgoing import OutgoingStream, ReceivingStream
 from .wire import (EOF, NEED_DATA, Framer, Header, Message, MessageType, Program, ProtocolError,
                    Status, decode_error_payload, encode_call, encode_message)
 
@@ -43,7 +43,7 @@ class RPCClient(asyncio.Protocol):
         self.serial = 0
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self.on_message = on_message
-        self.streams: dict[tuple[int, int], OutgoingStream] = {}
+        self.streams: dict[tuple[int, int], OutgoingStream | ReceivingStream] = {}
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_rx = time.monotonic()
         self._keepalive: asyncio.Task[None] | None = None
@@ -189,6 +189,18 @@ class RPCClient(asyncio.Protocol):
                 if silent >= interval and self.transport is not None and not self.transport.is_closing():
                     self.transport.write(ping)
         self._keepalive = asyncio.get_running_loop().create_task(run(), name="rpc-keepalive")
+
+    async def call_stream(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, ReceivingStream]:
+        """A call that opens a stream the server sends on (screenshot; console, both ways)."""
+        serial = self.serial
+        stream = ReceivingStream(self, prog, proc.number, serial, proc.stream or Direction.DOWNLOAD)
+        self.streams[stream.key] = stream      # before the call: data may follow its reply at once
+        try:
+            ret = await self.call(prog, proc, args)
+        except BaseException:
+            self.streams.pop((proc.number, serial), None)
+            raise
+        return ret, stream
 
     async def call_upload(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, OutgoingStream]:
         """A call that opens a client→server stream: returns (reply, stream)."""

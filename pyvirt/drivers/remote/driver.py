@@ -19,6 +19,7 @@ from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...rpc import ssh_transport
 from ...rpc.client import RPCClient
+from ...rpc.stream import Direction
 from ...rpc.protocol import REMOTE, Procedure
 from ...rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
 from ...rpc.protocol.remote_lifecycle import callback_event_fields
@@ -155,8 +156,10 @@ class RemoteConnection(HypervisorConnection):
 def _forward(proc: Procedure) -> Callable[..., Any]:
     if proc.stream is not None:
         async def method(self: RemoteConnection, *args: Any) -> Any:
-            """Opens a stream: returns (reply, the stream's sending end)."""
-            return await self.client.call_upload(Program.REMOTE, proc, args)
+            """Opens a stream: returns (reply, the stream's client end)."""
+            if proc.stream == Direction.UPLOAD:
+                return await self.client.call_upload(Program.REMOTE, proc, args)
+            return await self.client.call_stream(Program.REMOTE, proc, args)
         method.__name__ = proc.method or proc.name.lower()
         return method
 
@@ -171,3 +174,12 @@ for _proc in REMOTE:
     if _proc.method in DRIVER_METHODS and _proc.method not in ("connect_close", "connect_is_secure"):
         setattr(RemoteConnection, _proc.method, _forward(_proc))
 del _proc
+
+
+async def _open_graphics_fd(self: RemoteConnection, dom: Any, idx: int, flags: int) -> Any:
+    # The answer's descriptor travels by SCM_RIGHTS after the reply, which this
+    # client's transport cannot take in: refuse rather than lose it.
+    raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.REMOTE,
+                "openGraphicsFD: this client cannot receive file descriptors from a daemon "
+                "(python3-libvirt over the UNIX socket, or an embedded connection, can)")
+RemoteConnection.domain_open_graphics_fd = _open_graphics_fd  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
 import os
 from typing import Any, Callable
@@ -25,8 +26,8 @@ from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..server import ServerClient
 from ..wire import LEN_SIZE, PROTOCOL_VERSION, Header, Message, MessageType
 from . import pump
-from .state import Abort, Ack, Data, Direction, Failed, Finish, LocalStreamError, RemoteStreamError, Role, \
-    Stream, StreamState
+from .state import Abort, Ack, Data, Direction, EndOfData, Failed, Finish, LocalStreamError, RemoteStreamError, \
+    Role, Stream, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ class IncomingStream:
         """
         if self.client.closed:     # prepared after its client left: nobody will send data
             return self.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "client disconnected"))
-        transport = self.client.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
+        sock = self.client.plain_socket()     # None over TLS: the packets come through the loop
         if sock is None or self.closed:
             return
         self.client.pause("stream")
@@ -203,9 +203,173 @@ class IncomingStream:
             pass
 
 
+class FdStream:
+    """The server's end of a download or two-way stream over one descriptor.
+
+    A screenshot file is sent to the client (DOWNLOAD); a console's pty or
+    socket is read into the stream and the client's data written into it
+    (BOTH).  Byte rates are a console's or one image's, so the I/O runs on
+    the event loop: the descriptor is read when readable, and while the
+    client has more than OUTPUT_HIGH bytes unread the reading stops.  End of
+    the descriptor (EOF, or EIO from a pty whose QEMU went away) is sent as
+    the end of the data; the client then finishes and is acknowledged.
+    ``fd`` belongs to the stream and is closed at the end.
+    """
+
+    READ_SIZE = 256 << 10
+    OUTPUT_HIGH = 1 << 20
+    OUTPUT_RETRY = 0.005   # s: a look at the client's unread output while it is over OUTPUT_HIGH
+
+    def __init__(self, client: ServerClient, fd: int, done: Callable[[BaseException | None], Any],
+                 header: Header, direction: Direction, on_closed: Callable[[], None] = lambda: None) -> None:
+        self.client, self.fd, self._done, self._on_closed = client, fd, done, on_closed
+        self.state = Stream(header.prog, header.proc, header.serial, role=Role.SERVER, direction=direction)
+        self.pending: collections.deque[memoryview] = collections.deque()
+        self.closed = False
+        self.reading = False
+        self.eof_sent = False
+        os.set_blocking(fd, False)
+
+    def __repr__(self) -> str:
+        return f"<FdStream {self.state!r} of {self.client.peer}>"
+
+    def start(self) -> None:
+        """The reply that opened the stream is sent: data may flow."""
+        if self.client.closed:
+            return self.abort(error(ErrorNumber.RPC, ErrorDomain.RPC, "client disconnected"))
+        if self.state.direction & Direction.DOWNLOAD and not self.closed:
+            self._watch(True)
+
+    def _watch(self, on: bool) -> None:
+        if on == self.reading or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if on:
+            loop.add_reader(self.fd, self._readable)
+        else:
+            loop.remove_reader(self.fd)
+        self.reading = on
+
+    def _readable(self) -> None:
+        transport = self.client.transport
+        if transport is not None and transport.get_write_buffer_size() > self.OUTPUT_HIGH:
+            # the client reads slower than the source writes: wait for its socket to drain
+            self._watch(False)
+            asyncio.get_running_loop().call_later(self.OUTPUT_RETRY, self._watch, True)
+            return
+        try:
+            data = os.read(self.fd, self.READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:     # EIO: the pty's other end (QEMU) is gone, an end of data
+                return self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                                       f"cannot read the stream's source: {exc.strerror}"))
+            data = b""
+        if data:
+            try:
+                self.client.send_parts(self.state.send(Data(data)))
+            except LocalStreamError:       # the client aborted meanwhile
+                self._watch(False)
+            return
+        self._watch(False)
+        if not self.eof_sent and self.state.sending[Role.SERVER]:
+            self.eof_sent = True
+            self.client.send_parts(self.state.send(EndOfData()))
+
+    # -- packets from the client --------------------------------------------------------
+    def receive(self, msg: Message) -> None:
+        if self.closed:
+            return
+        try:
+            event = self.state.receive(msg)
+        except RemoteStreamError as exc:
+            return self.fail(error(ErrorNumber.INVALID_STREAM, ErrorDomain.STREAMS, str(exc)))
+        kind = type(event)
+        if kind is Data:
+            self._write(memoryview(event.data))    # type: ignore[union-attr]
+        elif kind is Finish:
+            self._complete(None)
+        elif kind is Abort:
+            self._complete(error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
+                                 "the client aborted the stream"))
+
+    def _write(self, data: memoryview) -> None:
+        if not self.pending:
+            try:
+                written = os.write(self.fd, data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError as exc:
+                return self.fail(_write_error(exc))
+            if written == len(data):
+                return
+            data = data[written:]
+            asyncio.get_running_loop().add_writer(self.fd, self._drain)
+            self.client.pause("stream-backlog")
+        self.pending.append(data)
+
+    def _drain(self) -> None:
+        try:
+            while self.pending:
+                chunk = self.pending[0]
+                written = os.write(self.fd, chunk)
+                if written < len(chunk):
+                    self.pending[0] = chunk[written:]
+                    return
+                self.pending.popleft()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            return self.fail(_write_error(exc))
+        asyncio.get_running_loop().remove_writer(self.fd)
+        self.client.resume("stream-backlog")
+
+    # -- ending ------------------------------------------------------------------------
+    def abort(self, err: BaseException | None = None) -> None:
+        """End without telling the client (it is gone)."""
+        self._complete(err or error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
+                                    "the stream was aborted"))
+
+    def fail(self, err: BaseException) -> None:
+        """End with an error the client is told about (also the driver's cancel)."""
+        if self.closed:
+            return
+        if not isinstance(err, libvirtError):
+            err = error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.STREAMS, str(err))
+        try:
+            self.client.send_parts(self.state.send(Failed(err)))
+        except LocalStreamError:
+            pass
+        self._complete(err)
+
+    def _complete(self, err: BaseException | None) -> None:
+        if self.closed:
+            return
+        self._watch(False)
+        self.closed = True
+        try:
+            asyncio.get_running_loop().remove_writer(self.fd)
+        except (ValueError, OSError):
+            pass
+        self.pending.clear()
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self._on_closed()
+        self.client.resume("stream-backlog")
+        try:
+            self._done(err)
+        except Exception:
+            log.exception("stream completion callback failed")
+        if self.state.state in (StreamState.FINISHING, StreamState.ABORTING):
+            self.client.send_parts(self.state.send(Ack()))
+
+
 def _write_error(exc: OSError) -> libvirtError:
     return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
                  f"cannot write the stream into its target: {exc.strerror}")
 
 
-__all__ = ["IncomingStream"]
+__all__ = ["IncomingStream", "FdStream"]

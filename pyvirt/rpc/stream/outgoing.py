@@ -9,12 +9,14 @@ stops the pump and reaches ``on_failure``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any, Callable, Protocol
 
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..wire import Message
 from . import pump
+from . import state as _state
 from .state import Abort, Ack, Direction, Failed, Finish, RemoteStreamError, Role, Stream
 
 log = logging.getLogger(__name__)
@@ -125,4 +127,121 @@ class OutgoingStream:
             self.client.streams.pop(self.key, None)
 
 
-__all__ = ["OutgoingStream", "StreamConnection"]
+class ReceivingStream:
+    """The client's end of a download or two-way stream (console, screenshot).
+
+    What the server sends is queued here as it arrives (a console's output, an
+    image: small, so no pump); :meth:`recv` takes from the queue, an empty
+    result meaning the server's data is over.  :meth:`send` writes a packet at
+    once.  :meth:`finish` / :meth:`abort` end the stream and wait for the
+    server's acknowledgement.
+    """
+
+    def __init__(self, client: StreamConnection, prog: int, proc: int, serial: int,
+                 direction: Direction) -> None:
+        self.client = client
+        self.state = Stream(prog, proc, serial, role=Role.CLIENT, direction=direction)
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.eof = False
+        self.failure: BaseException | None = None
+        self._ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wake: asyncio.Future[None] | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.state.proc, self.state.serial)
+
+    def __repr__(self) -> str:
+        return f"<ReceivingStream {self.state!r}>"
+
+    # -- from the server -----------------------------------------------------------------
+    def received(self, msg: Message) -> None:
+        try:
+            event = self.state.receive(msg)
+        except RemoteStreamError as exc:
+            return self._failed(error(ErrorNumber.RPC, ErrorDomain.STREAMS, f"protocol error on the stream: {exc}"))
+        kind = type(event)
+        if kind is _state.Data:
+            self.chunks.append(bytes(event.data))      # type: ignore[union-attr]
+        elif kind is _state.EndOfData:
+            self.eof = True
+        elif kind is Ack:
+            if not self._ack.done():
+                self._ack.set_result(None)
+        elif kind is Failed:
+            return self._failed(event.error)           # type: ignore[union-attr]
+        self._notify()
+
+    def connection_lost(self) -> None:
+        self._failed(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.RPC, "the stream was closed by the server"))
+
+    def _failed(self, err: BaseException) -> None:
+        self.failure = self.failure or err
+        if not self._ack.done():
+            self._ack.set_exception(err)
+            self._ack.exception()
+        self._notify()
+        if self.on_failure is not None:
+            self.on_failure(err)
+
+    def _notify(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    # -- data ------------------------------------------------------------------------------
+    def pending(self) -> bool:
+        """True if :meth:`recv` would not wait."""
+        return bool(self.chunks) or self.eof or self.failure is not None
+
+    async def recv(self, nbytes: int) -> bytes:
+        """Up to ``nbytes`` of the server's data, waiting for some; b"" once it is over."""
+        while not self.chunks:
+            if self.failure is not None:
+                raise self.failure
+            if self.eof:
+                return b""
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        chunk = self.chunks.popleft()
+        if len(chunk) > nbytes:
+            self.chunks.appendleft(chunk[nbytes:])
+            chunk = chunk[:nbytes]
+        return chunk
+
+    async def send(self, data: bytes) -> int:
+        if self.failure is not None:
+            raise self.failure
+        if data:
+            try:
+                parts = self.state.send(_state.Data(data))
+            except _state.LocalStreamError as exc:
+                raise error(ErrorNumber.RPC, ErrorDomain.STREAMS, str(exc)) from None
+            self.client._send(b"".join(parts))
+        return len(data)
+
+    # -- the end ------------------------------------------------------------------------------
+    async def finish(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            self.client._send(b"".join(self.state.send(Finish())))
+            await self._ack
+        except libvirtError:
+            raise self.failure or _closed_error("End of file while reading data: Input/output error")
+        finally:
+            self.client.streams.pop(self.key, None)
+
+    async def abort(self, timeout: float = 5.0) -> None:
+        try:
+            if not self._ack.done() and self.client.is_open:
+                self.client._send(b"".join(self.state.send(Abort())))
+                await asyncio.wait_for(asyncio.shield(self._ack), timeout)
+        except Exception as exc:
+            log.debug("stream abort: %s", exc)
+        finally:
+            self.client.streams.pop(self.key, None)
+
+
+__all__ = ["OutgoingStream", "ReceivingStream", "StreamConnection"]
