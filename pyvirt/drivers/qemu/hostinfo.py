@@ -112,12 +112,12 @@ class Cell:
 
 def _hugepages(base: Path) -> dict[int, int]:
     pages: dict[int, int] = {}
-    for d in sorted(base.glob("hugepages-*kB")):
+    for d in base.glob("hugepages-*kB"):
         try:
             pages[int(d.name[len("hugepages-"):-2])] = int((d / "nr_hugepages").read_text())
         except (OSError, ValueError):
             continue
-    return pages
+    return dict(sorted(pages.items()))
 
 
 def hugepage_sizes(root: Path) -> list[int]:
