@@ -165,6 +165,10 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_has_managed_save_image", "domain_get_security_label", "domain_get_messages",
     "domain_snapshot_num", "domain_get_max_memory", "domain_get_vcpus_flags",
     "domain_get_block_info", "domain_block_stats",
+    # statistics
+    "domain_block_stats_flags", "domain_interface_stats", "domain_memory_stats",
+    "domain_set_memory_stats_period", "domain_get_vcpus", "domain_get_vcpu_pin_info",
+    "domain_get_cpu_stats", "connect_get_all_domain_stats",
     # jobs
     "domain_get_job_info", "domain_get_job_stats", "domain_abort_job", "domain_abort_job_flags",
     "domain_migrate_set_max_speed", "domain_migrate_get_max_speed",
@@ -295,6 +299,9 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_has_managed_save_image", "domain_get_security_label", "domain_get_messages",
     "domain_snapshot_num", "domain_get_max_memory", "domain_get_vcpus_flags",
     "domain_get_block_info", "domain_block_stats",
+    "domain_block_stats_flags", "domain_interface_stats", "domain_memory_stats",
+    "domain_get_vcpus", "domain_get_vcpu_pin_info", "domain_get_cpu_stats",
+    "connect_get_all_domain_stats",
     "domain_get_metadata",
     "domain_get_job_info", "domain_get_job_stats",
     "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime",

@@ -55,6 +55,8 @@ MUTATING = {
 
 HIGH_PRIORITY |= {30}            # DOMAIN_SET_MAX_MEMORY
 MUTATING |= DEVICE_PROCEDURES    # every one changes the guest or its definition
+READ_ONLY_OK |= {20, 65, 159, 230, 243, 262, 344}   # statistics
+MUTATING |= {308}                # DOMAIN_SET_MEMORY_STATS_PERIOD
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

@@ -495,17 +495,23 @@ class Memballoon:
     model: str
     alias: str | None = None
     address: Address | None = None
+    period: int | None = None          # <stats period='N'/>: guest statistics polling, seconds
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Memballoon:
         model = node.get("model")
         if not model:
             raise xml_detail("<memballoon> needs a model attribute")
+        stats = child(node, "stats")
+        period_text = stats.get("period") if stats is not None else None
+        if period_text is not None and not period_text.isdigit():
+            raise xml_detail(f"invalid statistics collection period '{period_text}'")
         return cls(check_choice(model, MEMBALLOON_MODELS, "memballoon model"), _alias_of(node),
-                   address_of(node))
+                   address_of(node), int(period_text) if period_text else None)
 
     def to_node(self, flags: FormatFlags) -> Node:
-        return el("memballoon", [("model", self.model)], [_alias_node(self.alias, flags),
+        stats = el("stats", [("period", str(self.period))]) if self.period else None
+        return el("memballoon", [("model", self.model)], [stats, _alias_node(self.alias, flags),
                                                           address_node(self.address)])
 
 

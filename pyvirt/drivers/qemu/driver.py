@@ -32,6 +32,7 @@ from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, emit_lifecycle
 from . import process as procmod
 from . import recovery
+from . import stats
 from . import tap as tapmod
 from . import postparse
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
@@ -380,6 +381,7 @@ class QemuDriver:
         try:
             await self._set_graphics_passwords(obj)
             await self._record_pty_paths(obj)
+            await stats.apply_balloon_period(obj)
             if incoming is None and start_cpus and not paused:
                 await self.resume_cpus(obj, RunningReason(reason), event=False)
             elif incoming is None:
