@@ -106,6 +106,7 @@ PYVIRT_KEYS: dict[str, ValueType] = {
     "frame_timeout": U,       # seconds an incomplete frame may take before its client is dropped
     "max_large_frame_bytes": U,    # frames over 256 KiB read at once, all clients, by announced length
     "max_client_output_bytes": U,  # output a client leaves unread before it is dropped
+    "tls_handshake_timeout": U,    # seconds a TLS client may take over its handshake (libvirt: no bound)
 }
 
 

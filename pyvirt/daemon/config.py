@@ -47,6 +47,18 @@ class DaemonConfig:
     listen_tcp: int = 0
     listen_addr: str = "127.0.0.1"
     tcp_port: int = 16509
+    # TLS (libvirt's defaults).  listen_tls unset: on with --listen only, as libvirtd
+    # (which listens on neither TCP port without --listen); set: as it says.
+    listen_tls: int | None = None
+    tls_port: int = 16514
+    ca_file: str = ""                # "": none of ca/cert/key set, libvirt's default paths
+    cert_file: str = ""
+    key_file: str = ""
+    crl_file: str = ""
+    tls_no_verify_certificate: int = 0
+    tls_no_sanity_certificate: int = 0
+    tls_allowed_dn_list: list[str] | None = None   # globs; None (absent): every valid certificate
+    tls_priority: str = ""           # GnuTLS syntax: its protocol versions are applied
     auth_tcp: str = "sasl"
     auth_unix_rw: str = "none"
     auth_unix_ro: str = "none"
@@ -87,6 +99,7 @@ class DaemonConfig:
     frame_timeout: int = 30          # seconds an incomplete frame may take (0: none); see rpc.server
     max_large_frame_bytes: int = 33554432   # frames over 256 KiB read at once, by announced length
     max_client_output_bytes: int = 67108864  # unread output before a client is dropped
+    tls_handshake_timeout: int = 60  # seconds a TLS client may take to finish its handshake
     ignored: list[Ignored] = field(default_factory=list, repr=False)
 
     @property
@@ -310,6 +323,8 @@ def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
             raise fail("host_uuid", f"invalid host UUID: {cfg.host_uuid}") from None
     if cfg.log_level not in LOG_LEVELS:
         raise fail("log_level", f"log_level {cfg.log_level} is not 1 (debug) to 4 (error)")
+    if cfg.tls_handshake_timeout < 1:
+        raise fail("tls_handshake_timeout", "tls_handshake_timeout must be at least 1 (seconds)")
     if cfg.max_client_requests < 1:
         raise fail("max_client_requests", "max_client_requests must be at least 1")
     if cfg.max_anonymous_clients > cfg.max_clients:

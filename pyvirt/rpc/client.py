@@ -70,6 +70,13 @@ class RPCClient(asyncio.Protocol):
         return proto
 
     @classmethod
+    async def connect_tls(cls, uri: Any, **kw: Any) -> "RPCClient":
+        """TLS from the first byte (``qemu+tls://``), then the server's verdict byte;
+        :func:`.tls_transport.connect` has the details."""
+        from . import tls_transport
+        return await tls_transport.connect(uri, client_factory=cls, **kw)
+
+    @classmethod
     async def connect_ssh(cls, plan: Any, **kw: Any) -> "RPCClient":
         """Through an ssh child (``qemu+ssh://``); ``plan`` from :func:`.ssh_transport.plan`."""
         from . import ssh_transport
@@ -213,6 +220,30 @@ class RPCClient(asyncio.Protocol):
             self.streams.pop((proc.number, serial), None)
             raise
         return ret, stream
+
+    @property
+    def encrypted(self) -> bool:
+        """TLS: the socket carries ciphertext, so a pump must not write to it directly."""
+        return self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
+
+    # Flow control for senders through the transport (a stream over TLS): the
+    # transport says when its buffer is over its high-water mark and back under.
+    _write_paused: "asyncio.Future[None] | None" = None
+
+    def pause_writing(self) -> None:
+        if self._write_paused is None:
+            self._write_paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        fut, self._write_paused = self._write_paused, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark (or the connection is gone)."""
+        fut = self._write_paused
+        if fut is not None and not self.closed.done():
+            await asyncio.wait((fut, self.closed), return_when=asyncio.FIRST_COMPLETED)
 
     def socket_fd(self) -> int:
         sock = self.transport.get_extra_info("socket") if self.transport is not None else None

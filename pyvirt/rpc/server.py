@@ -92,11 +92,14 @@ class ServerClient(asyncio.Protocol):
 
     # thousands of these may sit idle: no per-instance dict
     __slots__ = ("server", "read_only", "listener", "authenticated", "framer", "transport", "peer", "session",
-                 "closed", "connected", "last_message", "keepalive_enabled", "_ka_left", "_ka_timer", "_held",
+                 "tls", "x509_dname", "closed", "connected", "last_message", "keepalive_enabled", "_ka_left", "_ka_timer", "_held",
                  "_admitted", "_frame_started", "_frame_timer", "_paused_for", "__weakref__")
 
-    def __init__(self, server: "RPCServer", read_only: bool, listener: str, authenticated: bool = True) -> None:
+    def __init__(self, server: "RPCServer", read_only: bool, listener: str, authenticated: bool = True,
+                 tls: Any = None) -> None:
         self.server = server
+        self.tls = tls                    # the listener's ServerTLS (rpc.tlsconfig), None: plain
+        self.x509_dname: str | None = None   # the client certificate's DN (libvirt's form), once checked
         self.read_only = read_only
         self.listener = listener
         self.authenticated = authenticated
@@ -124,8 +127,32 @@ class ServerClient(asyncio.Protocol):
         if self.closed:              # the server closed meanwhile
             transport.abort()
             return
+        if self.tls is not None and not self._tls_admitted(transport):
+            return
         self.connected = True
         self.server.handler.client_connected(self)
+
+    def _tls_admitted(self, transport: asyncio.BaseTransport) -> bool:
+        """The handshake is over: libvirt's checks of the client's certificate,
+        then the one encrypted byte 1 its client waits for, or the close."""
+        dname, refused = self.tls.check_client(transport.get_extra_info("ssl_object"))
+        self.x509_dname = dname
+        if refused:
+            log.warning("refusing TLS client %s%s: %s", self.peer, f" ({dname})" if dname else "", refused)
+            self.closed = True
+            transport.close()
+            return False
+        log.debug("TLS client %s: certificate %s accepted", self.peer, dname)
+        transport.write(b"\x01")
+        return True
+
+    def plain_socket(self) -> socket.socket | None:
+        """The connection's socket when its bytes are the RPC stream itself (not
+        TLS): only then may a pump move stream payloads on it directly."""
+        transport = self.transport
+        if transport is None or self.tls is not None:
+            return None
+        return transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
         framer = self.framer
@@ -347,12 +374,13 @@ class ServerClient(asyncio.Protocol):
 
 
 class _Listener:
-    __slots__ = ("sock", "name", "read_only", "auth_required", "unix_path", "watched")
+    __slots__ = ("sock", "name", "read_only", "auth_required", "unix_path", "tls", "watched")
 
     def __init__(self, sock: socket.socket, name: str, read_only: bool, auth_required: bool,
-                 unix_path: str | None = None) -> None:
+                 unix_path: str | None = None, tls: Any = None) -> None:
         self.sock, self.name, self.read_only = sock, name, read_only
         self.auth_required, self.unix_path = auth_required, unix_path
+        self.tls = tls
         self.watched = False
 
 
@@ -416,8 +444,9 @@ class RPCServer:
             raise
         self._add_listener(_Listener(sock, path, read_only, auth_required, unix_path=path))
 
-    async def listen_tcp(self, host: str, port: int, *, auth_required: bool = False) -> int:
-        """Listen on every address ``host`` resolves to; returns the (first) port."""
+    async def listen_tcp(self, host: str, port: int, *, auth_required: bool = False, tls: Any = None) -> int:
+        """Listen on every address ``host`` resolves to; returns the (first) port.
+        With ``tls`` (an rpc.tlsconfig.ServerTLS) TLS starts at the first byte."""
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         socks: list[socket.socket] = []
@@ -440,7 +469,8 @@ class RPCServer:
                 sock.close()
             raise
         for sock in socks:
-            self._add_listener(_Listener(sock, f"tcp:{host}:{port}", False, auth_required))
+            self._add_listener(_Listener(sock, f"{'tls' if tls else 'tcp'}:{host}:{port}", False, auth_required,
+                                         tls=tls))
         return socks[0].getsockname()[1]
 
     def _add_listener(self, listener: _Listener) -> None:
@@ -507,7 +537,8 @@ class RPCServer:
         conn.setblocking(False)
         if conn.family in (socket.AF_INET, socket.AF_INET6):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client = ServerClient(self, listener.read_only, listener.name, authenticated=not listener.auth_required)
+        client = ServerClient(self, listener.read_only, listener.name, authenticated=not listener.auth_required,
+                              tls=listener.tls)
         self.clients.add(client)
         if not client.authenticated:
             self.anonymous += 1
@@ -515,10 +546,21 @@ class RPCServer:
         self.spawn(self._connect(client, conn))
 
     async def _connect(self, client: ServerClient, conn: socket.socket) -> None:
+        tls = client.tls
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: client, conn)
+            if tls is None:
+                await asyncio.get_running_loop().connect_accepted_socket(lambda: client, conn)
+            else:
+                # The handshake runs on the loop without blocking it; one that does not
+                # finish within the timeout (a client that stalls) is dropped.
+                await asyncio.get_running_loop().connect_accepted_socket(
+                    lambda: client, conn, ssl=tls.context, ssl_handshake_timeout=tls.handshake_timeout)
         except Exception as exc:
-            log.warning("client on %s lost while connecting: %s", client.listener, exc)
+            if tls is None:
+                log.warning("client on %s lost while connecting: %s", client.listener, exc)
+            else:
+                log.warning("TLS handshake with a client on %s failed: %s", client.listener,
+                            "timed out" if isinstance(exc, (TimeoutError, ConnectionAbortedError)) else exc)
             conn.close()
             client.closed = True
             self._forget(client)

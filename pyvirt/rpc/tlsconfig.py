@@ -262,6 +262,11 @@ def server_context(*, ca_file: str = "", cert_file: str = "", key_file: str = ""
     # "server verification failed", as from libvirtd).  With no_verify the
     # certificate is not asked for at all: OpenSSL would check one it receives.
     ctx.verify_mode = ssl.CERT_OPTIONAL if verify else ssl.CERT_NONE
+    # No TLS 1.3 session tickets: libvirt's client reads exactly one record after
+    # the handshake, the confirmation byte, and a ticket arriving on its own
+    # would fail it ("Unable to read TLS confirmation: Resource temporarily
+    # unavailable").  libvirt resumes no sessions anyway.
+    ctx.num_tickets = 0
     warnings += [f"tls_priority: '{item}' has no OpenSSL equivalent; OpenSSL's default applies"
                  for item in priority_versions(ctx, priority)]
     return ServerTLS(ctx, allowed_dns, verify, handshake_timeout, warnings)
