@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from typing import Any, Callable, Protocol
 
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..wire import Message
 from . import pump
 from . import state as _state
-from .state import Abort, Ack, Direction, Failed, Finish, RemoteStreamError, Role, Stream
+from .state import Abort, Ack, Data, Direction, Failed, Finish, RemoteStreamError, Role, Stream
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class OutgoingStream:
     # -- data -------------------------------------------------------------------------
     async def send_from_fd(self, fd: int) -> int:
         """Upload everything readable from ``fd`` until its EOF."""
+        if getattr(self.client, "encrypted", False):
+            return await self._send_through_transport(fd)
         state = self.state
         uploader = pump.FdUploader(fd, self.client.socket_fd(), state.prog, state.proc, state.serial)
         self._uploader = uploader
@@ -95,6 +98,36 @@ class OutgoingStream:
             raise
         finally:
             self._uploader = None
+
+    async def _send_through_transport(self, fd: int) -> int:
+        """Over TLS the payload must pass through the TLS layer: read ``fd`` on the
+        event loop and write each chunk as a STREAM packet through the transport,
+        waiting while the transport holds more than its high-water mark."""
+        loop = asyncio.get_running_loop()
+        client: Any = self.client
+        os.set_blocking(fd, False)
+        while self.failure is None:
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+            try:
+                await readable
+            finally:
+                loop.remove_reader(fd)
+            try:
+                data = os.read(fd, pump.CHUNK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            if not data:
+                break
+            if self.failure is not None:
+                break
+            for part in self.state.send(Data(data)):
+                client._send(part)
+            self.sent += len(data)
+            await client.drain()
+        if self.failure is not None:
+            raise self.failure
+        return self.sent
 
     def stop(self) -> None:
         """Stop the pump at once (the data is not over: abort or fail follows)."""
