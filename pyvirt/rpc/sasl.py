@@ -224,6 +224,7 @@ class ServerSession(_Session):
     def __init__(self, local_addr: str | None, remote_addr: str | None) -> None:
         super().__init__()
         server_init()
+        self.started = False
         rc = self.lib.sasl_server_new(b"libvirt", None, None, _addr(local_addr), _addr(remote_addr), None,
                                       SUCCESS_DATA, ctypes.byref(self.conn))
         if rc != OK:
@@ -237,6 +238,9 @@ class ServerSession(_Session):
         return (result.value or b"").decode()
 
     def start(self, mech: str, data: bytes | None) -> Step:
+        if self.started:
+            raise SASLError(-1, "SASL negotiation already started")
+        self.started = True
         out, outlen = ctypes.c_void_p(), ctypes.c_uint()
         buf, n = _in(data)
         rc = self._check(self.lib.sasl_server_start(self.conn, mech.encode(), buf, n, ctypes.byref(out),
@@ -244,6 +248,9 @@ class ServerSession(_Session):
         return Step(rc == OK, _token(out, outlen.value))
 
     def step(self, data: bytes | None) -> Step:
+        # cyrus-sasl dereferences the mechanism's state: a step before start would crash it
+        if not self.started:
+            raise SASLError(-1, "SASL step before the negotiation started")
         out, outlen = ctypes.c_void_p(), ctypes.c_uint()
         buf, n = _in(data)
         rc = self._check(self.lib.sasl_server_step(self.conn, buf, n, ctypes.byref(out), ctypes.byref(outlen)),
