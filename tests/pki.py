@@ -9,9 +9,13 @@ does not know.  The files are laid out twice, as libvirt and QEMU expect them:
   usable as a daemon's ca_file/cert_file/key_file/crl_file and as a client's
   ``?pkipath=``;
 * one ``?pkipath=`` directory per client identity (``Pki.client_dirs``):
-  ``trusted``, ``other_ca`` (signed by the second CA), ``outside_dn`` (a valid
+  ``trusted``, ``other_ca`` (signed by the second CA; its cacert.pem holds
+  both CAs, so that the client's own sanity check passes and it still
+  trusts our server), ``outside_dn`` (a valid
   certificate whose DN is outside the allowed list the tests use),
   ``revoked`` (listed in crl.pem) and ``no_cert`` (only the CA);
+* ``Pki.wrong_host_dir``: a server file set whose certificate names another
+  host (otherhost.example), for the client's check of the server's name;
 * QEMU's TLS directory (``Pki.qemu_dir``): ca-cert.pem, server-cert.pem,
   server-key.pem, client-cert.pem, client-key.pem, as migrate_tls_x509_cert_dir
   wants it.
@@ -59,6 +63,16 @@ encryption_key
 signing_key
 """
 
+_WRONG_HOST = """cn = "otherhost.example"
+organization = "{org}"
+serial = {serial}
+expiration_days = 3650
+dns_name = "otherhost.example"
+tls_www_server
+encryption_key
+signing_key
+"""
+
 _CLIENT = """country = "{c}"
 organization = "{org}"
 cn = "{cn}"
@@ -96,12 +110,17 @@ class Pki:
     ca: Cert = None
     other_ca: Cert = None
     server: Cert = None
+    wrong_host: Cert = None
     clients: dict[str, Cert] = field(default_factory=dict)
     crl: Path = None
 
     @property
     def libvirt_dir(self) -> Path:
         return self.root / "libvirt"
+
+    @property
+    def wrong_host_dir(self) -> Path:
+        return self.root / "wrong-host"
 
     @property
     def qemu_dir(self) -> Path:
@@ -117,14 +136,16 @@ class Pki:
         return self.client_dirs[client]
 
     def daemon_config(self, *, port: int | str, allowed_dn_list: list[str] | None = None,
-                      crl: bool = True, extra: str = "") -> str:
-        """pyvirtd/libvirtd configuration lines for a TLS listener with these files."""
+                      crl: bool = True, extra: str = "", files: Path | None = None) -> str:
+        """pyvirtd/libvirtd configuration lines for a TLS listener with these files
+        (``files``: another server file set, such as ``wrong_host_dir``)."""
+        d = files or self.libvirt_dir
         lines = [
             "listen_tls = 1",
             f'tls_port = "{port}"',
-            f'ca_file = "{self.libvirt_dir / "cacert.pem"}"',
-            f'cert_file = "{self.libvirt_dir / "servercert.pem"}"',
-            f'key_file = "{self.libvirt_dir / "serverkey.pem"}"',
+            f'ca_file = "{d / "cacert.pem"}"',
+            f'cert_file = "{d / "servercert.pem"}"',
+            f'key_file = "{d / "serverkey.pem"}"',
         ]
         if crl:
             lines.append(f'crl_file = "{self.libvirt_dir / "crl.pem"}"')
@@ -162,6 +183,7 @@ def make_pki(root: Path) -> Pki:
     pki.ca = _make_ca(work, "ca", "pyvirt test CA", 1)
     pki.other_ca = _make_ca(work, "other-ca", "another CA", 2)
     pki.server = _make_signed(work, "server", _SERVER.format(org=ORG, serial=10), pki.ca)
+    pki.wrong_host = _make_signed(work, "wrong-host", _WRONG_HOST.format(org=ORG, serial=11), pki.ca)
     clients = {
         "trusted": (pki.ca, "GB", ORG, "client1", TRUSTED_DN),
         "outside_dn": (pki.ca, "GB", "elsewhere", "client2", OUTSIDE_DN),
@@ -187,9 +209,18 @@ def make_pki(root: Path) -> Pki:
                      (pki.clients["trusted"].key, "clientkey.pem"), (pki.crl, "crl.pem")):
         shutil.copy(src, lv / dst)
 
+    wh = pki.wrong_host_dir
+    wh.mkdir()
+    for src, dst in ((pki.ca.cert, "cacert.pem"), (pki.wrong_host.cert, "servercert.pem"),
+                     (pki.wrong_host.key, "serverkey.pem")):
+        shutil.copy(src, wh / dst)
+
     for name, d in pki.client_dirs.items():
         d.mkdir(parents=True)
         shutil.copy(pki.ca.cert, d / "cacert.pem")
+        if name == "other_ca":
+            with open(d / "cacert.pem", "ab") as bundle:
+                bundle.write(pki.other_ca.cert.read_bytes())
         if name in pki.clients:
             shutil.copy(pki.clients[name].cert, d / "clientcert.pem")
             shutil.copy(pki.clients[name].key, d / "clientkey.pem")
