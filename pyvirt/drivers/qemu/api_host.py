@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ...errors import ErrorDomain, ErrorNumber, check_flags, error
+from ...errors import ErrorDomain, ErrorNumber, error
 from . import domcaps, hostinfo
 
 NODE_MAX_CELLS = 1024       # REMOTE_NODE_MAX_CELLS
@@ -35,7 +35,7 @@ class HostAPI:
         return await self._caps().capabilities()
 
     async def connect_get_sysinfo(self, flags: int) -> str:
-        check_flags(flags, 0, "qemuConnectGetSysinfo")
+        hostinfo.check_flags(flags, 0, "qemuConnectGetSysinfo")
         # dmidecode is a subprocess: off the loop
         return hostinfo.format_sysinfo(await asyncio.to_thread(hostinfo.sysinfo))
 

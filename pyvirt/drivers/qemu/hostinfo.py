@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import ErrorDomain, ErrorNumber, error
+from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
 
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 # virNodeGetMemoryStats / virNodeGetCPUStats field names, in libvirt's order.
@@ -29,8 +29,13 @@ _KVM_DEFAULT_VCPUS = 4           # what libvirt assumes when KVM does not say
 TCG_MAX_VCPUS = 16
 
 
-def _none_error(code: ErrorNumber, message: str):
+def _none_error(code: ErrorNumber, message: str) -> libvirtError:
     return error(code, ErrorDomain.NONE, message)
+
+
+def bare_invalid_arg(message: str, domain: ErrorDomain = ErrorDomain.NONE) -> libvirtError:
+    """libvirt's virReportInvalidArg and virCheckFlags: INVALID_ARG with the bare message."""
+    return libvirtError(message, ErrorNumber.INVALID_ARG, domain, ErrorLevel.ERROR)
 
 
 def _read(root: Path, rel: str) -> str:
@@ -219,21 +224,17 @@ def _max_cell(root: Path) -> int:
 def memory_stats(cell: int, nparams: int, flags: int, root: Path = Path("/")) -> tuple[list[tuple[str, int]], int]:
     """virNodeGetMemoryStats: (params, nparams); with nparams 0 only the count."""
     if flags:
-        raise _none_error(ErrorNumber.INVALID_ARG,
-                          f"unsupported flags (0x{flags:x}) in function virHostMemGetStats")
+        raise bare_invalid_arg(f"unsupported flags (0x{flags:x}) in function virHostMemGetStats")
+    if cell != -1:                                  # VIR_NODE_MEMORY_STATS_ALL_CELLS
+        top = _max_cell(root)
+        if cell < 0 or cell > top:
+            raise bare_invalid_arg(f"cellNum in virHostMemGetStats must be less than or equal to {top}")
     count = len(MEMORY_FIELDS)
     if nparams == 0:
         return [], count
     if nparams != count:
-        raise _none_error(ErrorNumber.INVALID_ARG, f"nparams in virHostMemGetStats must be {count}")
-    if cell == -1:                                  # VIR_NODE_MEMORY_STATS_ALL_CELLS
-        info = meminfo(root)
-    else:
-        top = _max_cell(root)
-        if cell < 0 or cell > top:
-            raise _none_error(ErrorNumber.INVALID_ARG,
-                              f"cellNum in virHostMemGetStats must be less than or equal to {top}")
-        info = meminfo(root, cell) if numa_nodes(root) else meminfo(root)
+        raise bare_invalid_arg(f"nparams in virHostMemGetStatsLinux must be {count}")
+    info = meminfo(root, cell) if cell != -1 and numa_nodes(root) else meminfo(root)
     params = [(name, info[key]) for key, name in MEMORY_FIELDS if key in info]
     return params, len(params)
 
@@ -242,13 +243,12 @@ def cpu_stats(cpu: int, nparams: int, flags: int, root: Path = Path("/")) -> tup
     """virNodeGetCPUStats from /proc/stat, in nanoseconds: kernel is system + irq + softirq,
     user is user + nice (libvirt's virHostCPUGetStatsLinux)."""
     if flags:
-        raise _none_error(ErrorNumber.INVALID_ARG,
-                          f"unsupported flags (0x{flags:x}) in function virHostCPUGetStatsLinux")
+        raise bare_invalid_arg(f"unsupported flags (0x{flags:x}) in function virHostCPUGetStats")
     count = len(CPU_FIELDS)
     if nparams == 0:
         return [], count
     if nparams != count:
-        raise _none_error(ErrorNumber.INVALID_ARG, f"nparams in virHostCPUGetStatsLinux must be {count}")
+        raise bare_invalid_arg(f"nparams in virHostCPUGetStatsLinux must be equal to {count}")
     want = "cpu" if cpu == -1 else f"cpu{cpu}"      # VIR_NODE_CPU_STATS_ALL_CPUS
     for line in _read(root, "proc/stat").splitlines():
         fields = line.split()
@@ -256,7 +256,7 @@ def cpu_stats(cpu: int, nparams: int, flags: int, root: Path = Path("/")) -> tup
             user, nice, system, idle, iowait, irq, softirq = (int(x) for x in (fields[1:8] + ["0"] * 7)[:7])
             values = ((system + irq + softirq), (user + nice), idle, iowait)
             return [(name, v * _TICK_NS) for name, v in zip(CPU_FIELDS, values)], count
-    raise _none_error(ErrorNumber.INVALID_ARG, "Invalid cpuNum in virHostCPUGetStatsLinux")
+    raise bare_invalid_arg("Invalid cpuNum in virHostCPUGetStatsLinux")
 
 
 def cells_free_memory(start: int, maxcells: int, root: Path = Path("/")) -> list[int]:
@@ -413,3 +413,10 @@ def vendor_name(qemu_vendor: str) -> str:
 def address_bits(root: Path = Path("/")) -> int:
     m = re.search(r"(\d+) bits physical", _cpuinfo_value(root, "address sizes"))
     return int(m.group(1)) if m else 0
+
+
+def check_flags(flags: int, allowed: int, function: str) -> None:
+    """virCheckFlags in a QEMU driver entry point (its message has no prefix)."""
+    if flags & ~allowed:
+        raise bare_invalid_arg(f"unsupported flags (0x{flags & ~allowed:x}) in function {function}",
+                               ErrorDomain.QEMU)

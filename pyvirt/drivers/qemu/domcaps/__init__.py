@@ -13,7 +13,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ....errors import ErrorDomain, ErrorNumber, check_flags, error
+from ....errors import ErrorDomain, ErrorNumber, error
 from .. import hostinfo
 from .cache import CapsCache
 from .domxml import Request, domain_capabilities_xml
@@ -56,7 +56,7 @@ class HostCaps:
 
     async def domain_capabilities(self, emulatorbin: str | None, arch: str | None, machine: str | None,
                                   virttype: str | None, flags: int) -> str:
-        check_flags(flags, 0, "qemuConnectGetDomainCapabilities")
+        hostinfo.check_flags(flags, 0, "qemuConnectGetDomainCapabilities")
         if virttype is None:
             virttype = "kvm" if self.driver.kvm else "qemu"
         elif virttype not in ("kvm", "qemu"):
@@ -90,7 +90,7 @@ class HostCaps:
         return domain_capabilities_xml(p, Request(virttype, m, p.arch), hostinfo.kvm_max_vcpus())
 
     async def cpu_model_names(self, arch: str, flags: int) -> list[str]:
-        check_flags(flags, 0, "qemuConnectGetCPUModelNames")
+        hostinfo.check_flags(flags, 0, "qemuConnectGetCPUModelNames")
         if arch not in ARCHES:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"cannot find architecture {arch}")
         p = await self.probe()
