@@ -268,8 +268,9 @@ class HypervisorConnection:
     def unsubscribe_events(self, token: int) -> None:
         self.events.unsubscribe(token)
 
-    async def events_subscribe(self, callback: EventCallback) -> int:
-        """Subscribe, doing whatever the driver needs first (the remote one registers with its daemon)."""
+    async def events_subscribe(self, callback: EventCallback, event_id: int = 0) -> int:
+        """Subscribe, doing whatever the driver needs first (the remote one registers
+        ``event_id`` with its daemon); ``callback`` may still see other ids."""
         return self.subscribe_events(callback)
 
 

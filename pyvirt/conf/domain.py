@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error
+from . import metadata as metadata_xml
 from .devices import Devices, FormatFlags
 from .names import check_name
 from .units import UnitError, parse_kib
@@ -154,6 +155,7 @@ class DomainDef:
     id: int | None = None              # set while running
     title: str | None = None
     description: str | None = None
+    metadata: list[etree._Element] = field(default_factory=list)   # see conf.metadata
     memory_kib: int = 0
     current_memory_kib: int = 0
     vcpus: int = 1                     # the maximum (<vcpu>'s text)
@@ -198,6 +200,7 @@ class DomainDef:
             el("uuid", text=self.uuid),
             el("title", text=self.title) if self.title else None,
             el("description", text=self.description) if self.description else None,
+            metadata_xml.to_node(self.metadata),
             el("memory", [("unit", "KiB")], text=str(self.memory_kib)),
             el("currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib)),
             el("vcpu", [("placement", self.vcpu_placement), ("current", self.vcpus_current)],
@@ -274,6 +277,7 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
         uuid=_uuid(uuid_text) if uuid_text else str(uuidlib.uuid4()),
         title=child_text(root, "title"),
         description=child_text(root, "description"),
+        metadata=metadata_xml.from_xml(child(root, "metadata")),
         memory_kib=memory_kib,
         # libvirt clamps the balloon to the memory size, and an unset one means "all of it"
         current_memory_kib=current_kib if 0 < current_kib <= memory_kib else memory_kib,

@@ -27,6 +27,7 @@ from ..errors import ErrorDomain, ErrorNumber, error
 from ..rpc import wire
 from ..rpc.protocol import REMOTE, Procedure
 from ..rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
+from ..rpc.protocol.remote_lifecycle import callback_event_args, legacy_event_args
 from ..rpc.wire import Program
 
 LAST_LEGACY_ID = EventID.DEVICE_REMOVED
@@ -39,12 +40,6 @@ LEGACY_PROCEDURES: dict[int, Procedure] = {
 }
 """Event id -> its legacy MESSAGE (the callback form's msg struct, sent bare)."""
 
-# The ids whose callback message puts a reason between callbackID and msg (PM events):
-# their DomainEvent.detail is (reason,), which the legacy message does not carry.
-_REASON_FIRST = frozenset(eid for eid, proc in EVENT_CALLBACK_PROCEDURES.items()
-                          if proc.args is not None and proc.args.names[1] == "reason")
-_NESTED = frozenset(eid for eid, proc in EVENT_CALLBACK_PROCEDURES.items()
-                    if proc.args is not None and proc.args.names[1] in ("msg", "reason"))
 
 
 def check_callback_id(event_id: int) -> None:
@@ -66,8 +61,8 @@ def legacy_packet(event: DomainEvent) -> bytes | None:
     proc = LEGACY_PROCEDURES.get(event.event_id)
     if proc is None:
         return None
-    fields = () if event.event_id in _REASON_FIRST else event.detail
-    return wire.encode_event(Program.REMOTE, proc.number, proc.encode_args((event.dom, *fields)))
+    args = legacy_event_args(proc, event.dom, event.detail)
+    return wire.encode_event(Program.REMOTE, proc.number, proc.encode_args(args))
 
 
 def callback_packet(callback_id: int, event: DomainEvent) -> bytes | None:
@@ -75,14 +70,7 @@ def callback_packet(callback_id: int, event: DomainEvent) -> bytes | None:
     proc = EVENT_CALLBACK_PROCEDURES.get(event.event_id)   # type: ignore[call-overload]
     if proc is None:
         return None
-    eid = event.event_id
-    args: tuple[Any, ...]
-    if eid in _REASON_FIRST:
-        args = (callback_id, event.detail[0], (event.dom,))
-    elif eid in _NESTED:
-        args = (callback_id, (event.dom, *event.detail))
-    else:
-        args = (callback_id, event.dom, *event.detail)
+    args = callback_event_args(proc, callback_id, event.dom, event.detail)
     return wire.encode_event(Program.REMOTE, proc.number, proc.encode_args(args))
 
 

@@ -16,7 +16,7 @@ from ...driver import ConnectionInfo, HypervisorConnection
 from ...refs import DomainRef
 from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDetail, EventStoppedDetail,
                       EventType, EventUndefinedDetail, JobType, MigrateFlags, PausedReason, RunningReason,
-                      SaveFlags, ShutdownFlags, ShutoffReason, StartFlags, TypedParamType, UndefineFlags,
+                      SaveFlags, ShutoffReason, StartFlags, TypedParamType, UndefineFlags,
                       XMLFlags)
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError
 from ..domainlist import DomainList, DomainQueries, emit_lifecycle, not_running
@@ -288,17 +288,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
     async def domain_shutdown(self, dom: DomainRef) -> None:
         await self.domain_shutdown_flags(dom, 0)
 
-    async def domain_shutdown_flags(self, dom: DomainRef, flags: int) -> None:
-        check_flags(flags, int(ShutdownFlags.ACPI_POWER_BTN), "qemuDomainShutdownFlags")
-        obj = self._active(dom)
-        async with self.driver.job_guard(obj, JobKind.MODIFY):
-            await _running(obj).process.monitor.system_powerdown()
-
-    async def domain_reboot(self, dom: DomainRef, flags: int) -> None:
-        check_flags(flags, int(ShutdownFlags.ACPI_POWER_BTN), "qemuDomainReboot")
-        obj = self._active(dom)
-        async with self.driver.job_guard(obj, JobKind.MODIFY):
-            await _running(obj).process.monitor.system_reset()
+    # domain_shutdown_flags, domain_reboot, domain_reset: api_lifecycle.LifecycleAPI
 
     # -- queries -----------------------------------------------------------------------
     async def domain_get_info(self, dom: DomainRef) -> tuple[int, int, int, int, int]:

@@ -31,7 +31,7 @@ from ...errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
 from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, emit_lifecycle
 from . import process as procmod
-from . import recovery
+from . import qemu_events, reboot, recovery
 from . import stats
 from . import tap as tapmod
 from . import postparse
@@ -260,7 +260,13 @@ class QemuDriver:
             log.error("shutdown: start %s still cleaning up after %.0fs", task.get_name(), bound)
 
     def _new_obj(self, d: conf.DomainDef, persistent: bool) -> QemuDomainObj:
-        return QemuDomainObj(d, persistent=persistent, cfg=self.cfg, detached=self.closing)
+        obj = QemuDomainObj(d, persistent=persistent, cfg=self.cfg, detached=self.closing)
+        obj.jobs.on_async_end = lambda job: self._emit_all(qemu_events.async_job_ended(obj, job))
+        return obj
+
+    def _emit_all(self, events: list[DomainEvent]) -> None:
+        for event in events:
+            self.events.emit(event)
 
     def _handler(self, obj: QemuDomainObj) -> MonitorHandler:
         return MonitorHandler(obj, self._on_event, self._on_eof)
@@ -614,7 +620,11 @@ class QemuDriver:
             if obj.stop_reason is None or obj.stop_reason[0] not in _QUIET_SHUTDOWN:
                 emit_lifecycle(self.events, obj, EventType.SHUTDOWN,
                                EventShutdownDetail.GUEST if guest else EventShutdownDetail.HOST)
-            if obj.stop_reason is None:
+            if obj.stop_reason is None and reboot.wants_fake_reboot(obj):
+                # virDomainReboot's power button: reset and run again instead of ending QEMU
+                obj.set_state(DomainState.SHUTDOWN, ShutdownReason.USER)
+                self._spawn(reboot.fake_reboot(self, obj), f"qemu-fake-reboot-{obj.name}")
+            elif obj.stop_reason is None:
                 # -no-shutdown keeps QEMU alive after the guest powers off; on_poweroff
                 # 'destroy' (the only action we honour) means we end it now.
                 obj.set_state(DomainState.SHUTDOWN, ShutdownReason.USER)
@@ -632,6 +642,7 @@ class QemuDriver:
         job = obj.jobs.current_async
         if job is not None and name in ("MIGRATION", "MIGRATION_PASS"):
             job.signal("qmp-event", (name, dict(data)))
+        self._emit_all(qemu_events.translate(obj, name, data))   # REBOOT, RTC_CHANGE, IO_ERROR, ...
 
     def _on_eof(self, obj: QemuDomainObj, reason: str) -> None:
         qp = obj.process

@@ -104,6 +104,8 @@ class JobManager:
         self.active_since = 0.0
         self.current_async: AsyncJobState | None = None
         self.last_completed: AsyncJobState | None = None
+        # Told of every asynchronous job that ends (the driver raises JOB_COMPLETED from it).
+        self.on_async_end: Callable[[AsyncJobState], None] | None = None
 
     def _busy_error(self, wanted: str) -> Exception:
         held = self.active.value if self.active else None
@@ -162,6 +164,10 @@ class JobManager:
                 self.last_completed = state
                 self.current_async = None
                 self._cond.notify_all()
+            else:
+                return
+        if self.on_async_end is not None:
+            self.on_async_end(state)
 
     @asynccontextmanager
     async def async_job(self, kind: AsyncJob, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[AsyncJobState]:

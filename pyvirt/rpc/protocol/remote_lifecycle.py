@@ -41,3 +41,40 @@ PROCEDURES: list[Procedure] = [
     _proc(265, "DOMAIN_GET_METADATA", [("dom", D), ("type", i), ("uri", s_), ("flags", u)],
           [("metadata", s)]),
 ]
+
+
+# -- an event message's fields <-> (callbackID, dom, detail) -------------------------------
+# ``detail`` is every field after ``dom`` (pyvirt.driver.DomainEvent's convention).  Three
+# layouts exist: the first callback messages nest the legacy msg after the callbackID
+# ({callbackID, msg}), the PM ones put a reason first ({callbackID, reason, msg}: detail is
+# (reason,)), and the later ones are flat ({callbackID, dom, ...}).
+
+def callback_event_args(proc: Procedure, callback_id: int, dom: object, detail: tuple) -> tuple:
+    """The argument tuple of callback-form message ``proc``."""
+    assert proc.args is not None
+    second = proc.args.names[1]
+    if second == "reason":
+        return (callback_id, detail[0], (dom,))
+    if second == "msg":
+        return (callback_id, (dom, *detail))
+    return (callback_id, dom, *detail)
+
+
+def callback_event_fields(proc: Procedure, args: tuple) -> tuple[int, object, tuple]:
+    """(callbackID, dom, detail) of a decoded callback-form message."""
+    assert proc.args is not None
+    second = proc.args.names[1]
+    if second == "reason":
+        callback_id, reason, (dom,) = args
+        return callback_id, dom, (reason,)
+    if second == "msg":
+        callback_id, (dom, *detail) = args
+        return callback_id, dom, tuple(detail)
+    callback_id, dom, *detail = args
+    return callback_id, dom, tuple(detail)
+
+
+def legacy_event_args(proc: Procedure, dom: object, detail: tuple) -> tuple:
+    """The argument tuple of legacy message ``proc`` (the PM ones carry no reason)."""
+    assert proc.args is not None
+    return (dom, *detail[:len(proc.args.names) - 1])
