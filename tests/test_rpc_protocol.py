@@ -57,6 +57,10 @@ HIGH_PRIORITY |= {30}            # DOMAIN_SET_MAX_MEMORY
 MUTATING |= DEVICE_PROCEDURES    # every one changes the guest or its definition
 READ_ONLY_OK |= {20, 65, 159, 230, 243, 262, 344}   # statistics
 MUTATING |= {308}                # DOMAIN_SET_MEMORY_STATS_PERIOD
+# host and capabilities; CONNECT_GET_DOMAIN_CAPABILITIES may run a binary the caller names
+HIGH_PRIORITY |= {5, 101, 102, 227, 228}
+READ_ONLY_OK |= {5, 101, 102, 227, 228, 312}
+MUTATING |= {342}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 
