@@ -90,6 +90,11 @@ class DaemonConfig:
     security_driver: list[str] = field(default_factory=lambda: ["dac"])   # DAC first, others on top
     dynamic_ownership: int = 1
     remember_owner: int = 1
+    migrate_tls_x509_cert_dir: str = ""   # "": libvirt's defaults (drivers/qemu/migration/tls.py)
+    migrate_tls_x509_verify: int = -1     # -1: not set (default_tls_x509_verify, else on)
+    default_tls_x509_cert_dir: str = ""
+    default_tls_x509_verify: int = -1
+    migrate_tls_force: int = 0
     # pyvirt's own keys
     state_dir: str = "/var/lib/pyvirt"
     migration_params: int = 1

@@ -69,7 +69,12 @@ class Daemon:
             vnc_port_min=cfg.remote_display_port_min, vnc_port_max=cfg.remote_display_port_max,
             user=cfg.user, group=cfg.group, security_driver=cfg.security_driver,
             dynamic_ownership=bool(cfg.dynamic_ownership), remember_owner=bool(cfg.remember_owner),
-            save_image_format=cfg.save_image_format),
+            save_image_format=cfg.save_image_format,
+            migrate_tls_x509_cert_dir=cfg.migrate_tls_x509_cert_dir,
+            migrate_tls_x509_verify=None if cfg.migrate_tls_x509_verify < 0 else bool(cfg.migrate_tls_x509_verify),
+            default_tls_x509_cert_dir=cfg.default_tls_x509_cert_dir,
+            default_tls_x509_verify=None if cfg.default_tls_x509_verify < 0 else bool(cfg.default_tls_x509_verify),
+            migrate_tls_force=bool(cfg.migrate_tls_force)),
             connector=connect_peer)
         self.test_host = test_driver.TestHost()
         self.stopping = False

@@ -66,6 +66,12 @@ class QemuConfig:
     dynamic_ownership: bool = True    # the DAC driver chowns what QEMU opens, and gives it back
     remember_owner: bool = True       # ... to the owner it found (xattrs), not to root
     save_image_format: str = "raw"    # saveimage.FORMATS: raw, gzip, bzip2, xz, lzop, zstd
+    # Encrypted migration (qemu.conf; "" / None: libvirt's defaults, see migration/tls.py)
+    migrate_tls_x509_cert_dir: str = ""
+    migrate_tls_x509_verify: bool | None = None
+    default_tls_x509_cert_dir: str = ""
+    default_tls_x509_verify: bool | None = None
+    migrate_tls_force: bool = False
     helper_path: str | None = None    # where compression helpers are looked up; None: $PATH
     stop_timeout: float = 3.0         # SIGTERM grace before SIGKILL on destroy
     monitor_timeout: float = 30.0

@@ -31,7 +31,7 @@ from ...domainlist import emit_lifecycle
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .cookie import CookieFlags, CookieGraphics, MigrationCookie, parse_cookie
-from . import tunnel
+from . import tls, tunnel
 from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
 
 if TYPE_CHECKING:
@@ -108,6 +108,9 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     Returns (cookie, uri_out), or with ``tunnelled`` (cookie, StreamSink): the
     stream then arrives through the RPC connection into a pipe QEMU reads.
     """
+    tls.check_allowed(drv.cfg, req.flags)
+    if req.flags & MigrateFlags.TLS:
+        tls.required_dir(drv.cfg)       # refused before any QEMU starts
     incoming_def = conf.parse(dom_xml, DOMAIN_TYPES, "qemu", inactive=True)
     parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=incoming_def.name,
                  expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
@@ -145,6 +148,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         # late-block-activate: take the disks (and their locks) only when resuming, as
         # libvirt does, so the source keeps them until the migration really finishes.
         await mon.migrate_set_capabilities({"events": True, "late-block-activate": True})
+        if req.flags & MigrateFlags.TLS:
+            await mon.migrate_set_parameters(**await tls.enable(mon, drv.cfg, listen=True, hostname=None))
         uri_host, uri_port = parse_tcp_uri(uri_in) if uri_in and not tunnelled else (None, None)
         if tunnelled:
             def stream_done(err: BaseException | None) -> None:
@@ -274,6 +279,8 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
             obj.set_state(DomainState.PAUSED, PausedReason.USER)
         else:
             await drv.resume_cpus(obj, RunningReason.MIGRATED)
+        if flags & MigrateFlags.TLS and obj.process is not None:
+            await tls.reset(obj.process.monitor)     # the stream is over: nothing keeps them
     except BaseException as exc:
         first.record(exc)
         if not only_copy or not obj.active:

@@ -27,7 +27,7 @@ _ATTRS: dict[str, str] = {
     "listen_address": "listen_address", "migrate_disks": "migrate_disks", "disks_port": "disks_port",
     "compression": "compression", "auto_converge.initial": "auto_converge_initial",
     "auto_converge.increment": "auto_converge_increment", "bandwidth.postcopy": "bandwidth_postcopy",
-    "parallel.connections": "parallel_connections",
+    "parallel.connections": "parallel_connections", "tls.destination": "tls_destination",
 }
 PARAMS: dict[str, tuple[T, str]] = {name: (MIGRATION_PARAM_TYPES[name], attr) for name, attr in _ATTRS.items()}
 # Parameters we accept but do not act on are refused when asked for, rather
@@ -38,7 +38,7 @@ UNSUPPORTED = {"migrate_disks", "disks_port", "compression", "bandwidth.postcopy
 SUPPORTED_FLAGS = (MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.TUNNELLED
                    | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE | MigrateFlags.PAUSED
                    | MigrateFlags.CHANGE_PROTECTION | MigrateFlags.UNSAFE | MigrateFlags.ABORT_ON_ERROR
-                   | MigrateFlags.AUTO_CONVERGE)
+                   | MigrateFlags.AUTO_CONVERGE | MigrateFlags.TLS)
 
 
 @dataclass
@@ -58,6 +58,7 @@ class MigrationRequest:
     auto_converge_increment: int | None = None
     bandwidth_postcopy: int = 0
     parallel_connections: int | None = None
+    tls_destination: str | None = None    # the name the destination's certificate must carry
 
     @property
     def live(self) -> bool:

@@ -35,6 +35,7 @@ from ...domainlist import emit_lifecycle, not_running
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .cookie import CookieFlags, MigrationCookie, parse_cookie
+from . import tls
 from .destination import host_cookie
 from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
 
@@ -103,6 +104,7 @@ def _checked_xml(obj: "QemuDomainObj", xmlin: str | None) -> conf.DomainDef:
 async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, req: MigrationRequest,
                 xmlin: str | None) -> tuple[bytes, str]:
     obj = _active(drv, dom)
+    tls.check_allowed(drv.cfg, req.flags)
     await testhooks.reach("begin-job", obj.name)
     job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
     try:
@@ -195,6 +197,7 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
             # Begin's job is gone (the guest stopped, perhaps started again since):
             # this Perform belongs to a migration that is over.
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, f"domain '{obj.name}' is not being migrated")
+        tls.check_allowed(drv.cfg, req.flags)       # v2 has no Begin to refuse it
         job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
         out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING, in_call=True)
         try:
@@ -210,6 +213,7 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
     _enter(obj, out, JobPhase.PERFORM3 if v3 else JobPhase.PERFORM2)
     await testhooks.reach("perform-early", obj.name)
     flags = req.flags | out.request.flags
+    out.request.tls_destination = req.tls_destination or out.request.tls_destination
     try:
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=PERFORM_ACCEPTS)
@@ -273,7 +277,32 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
     params: dict[str, Any] = {"max_bandwidth": bandwidth_bytes(speed)}
     if obj.migrate_downtime is not None:
         params["downtime_limit"] = obj.migrate_downtime
-    await mon.migrate_set_parameters(**params)
+    encrypted = bool(flags & MigrateFlags.TLS)
+    if encrypted:
+        params.update(await tls.enable(mon, drv.cfg, listen=False,
+                                       hostname=out.request.tls_destination or _tls_hostname(cookie, tunnel)))
+    else:
+        params.update(tls.DISABLED)
+    try:
+        await mon.migrate_set_parameters(**params)
+        await _transfer(drv, obj, out, mon, uri, flags, tunnel)
+    except BaseException:
+        # The source goes on: no credentials left in it.  (After a success its QEMU
+        # is stopped at Confirm; a Confirm that cancels resets them there.)
+        if encrypted and obj.process is not None and obj.process.monitor is mon:
+            await tls.reset(mon)
+        raise
+
+
+def _tls_hostname(cookie: MigrationCookie | None, tunnel: Any) -> str | None:
+    """QEMU checks the destination's certificate against the host it connects to; a
+    tunnelled stream connects to no host, so the destination's own name is used
+    (libvirt: the destination host of the migration)."""
+    return cookie.hostname if tunnel is not None and cookie is not None else None
+
+
+async def _transfer(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, mon: Any, uri: str | None,
+                    flags: int, tunnel: Any) -> None:
     if not flags & MigrateFlags.LIVE and obj.state == DomainState.RUNNING:
         await drv.pause_cpus(obj, PausedReason.MIGRATION)
     obj.expect_run_change = True     # QEMU stops the CPUs itself at the end: we set the state
@@ -406,8 +435,11 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
                 obj.persistent = False
                 emit_lifecycle(drv.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
                 drv.domains.remove(obj)
-        elif obj.process is not None and out.was_running and obj.state == DomainState.PAUSED:
-            await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
+        elif obj.process is not None:
+            if flags & MigrateFlags.TLS:
+                await tls.reset(obj.process.monitor)
+            if out.was_running and obj.state == DomainState.PAUSED:
+                await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
     except BaseException as exc:
         first.record(exc)
     await _end(obj, out)
