@@ -102,7 +102,7 @@ class Authenticator:
             state.secure = True
             cipher = ssl_object.cipher()
             state.tls_bits = int(cipher[2]) if cipher else 0
-            dname = getattr(client, "tls_dname", None)
+            dname = getattr(client, "x509_dname", None)     # set by the server's certificate checks
             if dname:
                 state.identity["x509_dname"] = dname
         return state
