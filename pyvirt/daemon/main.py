@@ -5,7 +5,8 @@ also hold qemu.conf's keys: :mod:`pyvirt.daemon.config`), starts the
 QEMU driver on ``state_dir`` (adopting guests a previous daemon left
 running), and serves libvirt's RPC protocol on the UNIX sockets
 ``unix_sock_dir/libvirt-sock`` (read-write) and ``libvirt-sock-ro``
-(read-only) and, with ``listen_tcp = 1``, on TCP.  SIGTERM or SIGINT stops
+(read-only) and, with ``listen_tcp = 1``, on TCP, and with ``listen_tls = 1``
+(libvirtd's default with ``--listen``) on TLS.  SIGTERM or SIGINT stops
 it cleanly: listeners close, clients are dropped, guests keep running.
 ``pyvirtd --check-config FILE`` only loads FILE and lists the settings it
 would ignore.
@@ -36,6 +37,7 @@ from ..drivers.qemu.rootlock import acquire as lock_root
 from ..drivers.test import driver as test_driver
 from ..enums import DriverFeature
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..rpc import tlsconfig
 from ..rpc.server import RPCServer
 from .auth import Authenticator
 from .config import DaemonConfig, load_file
@@ -92,6 +94,7 @@ class Daemon:
                                 max_large_frame_bytes=cfg.max_large_frame_bytes,
                                 max_client_output_bytes=cfg.max_client_output_bytes)
         self.tcp_port: int | None = None
+        self.tls_port: int | None = None
         self._stop = asyncio.Event()
 
     async def open_driver(self, name: str, info: ConnectionInfo) -> HypervisorConnection:
@@ -136,9 +139,31 @@ class Daemon:
             self.auth.set_listener_auth(f"tcp:{cfg.listen_addr}:{cfg.tcp_port}", cfg.auth_tcp)
             self.tcp_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tcp_port,
                                                          auth_required=cfg.auth_tcp != "none")
-        log.info("pyvirtd ready: unix %s%s, state %s, host uuid %s", cfg.rw_socket,
+        if cfg.listen_tls:
+            await self._listen_tls()
+        log.info("pyvirtd ready: unix %s%s%s, state %s, host uuid %s", cfg.rw_socket,
                  f", tcp {cfg.listen_addr}:{self.tcp_port}" if self.tcp_port else "",
+                 f", tls {cfg.listen_addr}:{self.tls_port}" if self.tls_port else "",
                  cfg.state_dir, self.qemu.cfg.host_uuid)
+
+    async def _listen_tls(self) -> None:
+        """The TLS listener, its files and checks as libvirtd takes them from libvirtd.conf."""
+        cfg = self.cfg
+        try:
+            tls = tlsconfig.server_context(
+                ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file, crl_file=cfg.crl_file,
+                allowed_dns=cfg.tls_allowed_dn_list, priority=cfg.tls_priority or None,
+                sanity=not cfg.tls_no_sanity_certificate, verify=not cfg.tls_no_verify_certificate,
+                handshake_timeout=cfg.tls_handshake_timeout)
+        except tlsconfig.TLSSetupError as exc:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.RPC, f"{exc} (listen_tls)") from None
+        for text in tls.warnings:
+            log.warning("%s", text)
+        if cfg.tls_no_verify_certificate:
+            log.warning("tls_no_verify_certificate = 1: any TLS client is admitted, certificate or not")
+        self.auth.set_listener_auth(f"tls:{cfg.listen_addr}:{cfg.tls_port}", cfg.auth_tls)
+        self.tls_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tls_port, tls=tls,
+                                                     auth_required=cfg.auth_tls != "none")
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -255,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pyvirtd", description=__doc__.splitlines()[0])
     ap.add_argument("-f", "--config", metavar="FILE", help="configuration file (libvirtd.conf syntax)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    ap.add_argument("-l", "--listen", action="store_true", help="accepted for libvirtd compatibility")
+    ap.add_argument("-l", "--listen", action="store_true",
+                    help="listen for TCP/TLS connections: listen_tls (default 1 with --listen) and listen_tcp")
     ap.add_argument("--check-config", metavar="FILE",
                     help="load FILE, list the settings pyvirtd would ignore, and exit (0: it loads)")
     args = ap.parse_args(argv)
@@ -265,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_file(args.config) if args.config else DaemonConfig()
+        if cfg.listen_tls is None:      # libvirtd: listen_tls = 1 by default, and only with --listen
+            cfg.listen_tls = int(args.listen)
         level = logging.DEBUG if args.verbose else LOG_LEVELS[cfg.log_level]
         logging.getLogger().setLevel(level)
         for noisy in ("qemu.qmp", "asyncio"):

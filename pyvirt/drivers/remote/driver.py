@@ -115,12 +115,6 @@ class RemoteConnection(HypervisorConnection):
         secure = await self.client.call(Program.REMOTE, REMOTE.by_name["CONNECT_IS_SECURE"])
         return int(bool(secure) and (self.client.encrypted or self.uri.effective_transport != "tcp"))
 
-    async def connect_is_secure(self) -> int:
-        """As libvirt's remote driver: secure when the daemon says so and the channel
-        is encrypted (TLS) or not a network one (UNIX socket, ssh); plain TCP is not."""
-        secure = await self.client.call(Program.REMOTE, REMOTE.by_name["CONNECT_IS_SECURE"])
-        return int(bool(secure) and (self.client.encrypted or self.uri.effective_transport != "tcp"))
-
     async def connect_close(self) -> None:
         if not self.closed and self.client.is_open:
             try:
