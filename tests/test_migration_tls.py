@@ -107,7 +107,7 @@ def test_virsh_migrate_live_tls(tls_pair, pki):  # noqa: F811
     assert dst == {"tls-creds": ALIAS, "tls-hostname": "", "type": "child<tls-creds-x509>",
                    "endpoint": "server", "verify-peer": True, "dir": str(pki.qemu_dir)}
     # source: the client end, checking the server's certificate against the URI's host
-    assert src == {"tls-creds": ALIAS, "tls-hostname": "", "type": "child<tls-creds-x509>",
+    assert src == {"tls-creds": ALIAS, "tls-hostname": "127.0.0.1", "type": "child<tls-creds-x509>",
                    "endpoint": "client", "verify-peer": True, "dir": str(pki.qemu_dir)}
 
     moved = pyvirt.open(b.uri).lookupByUUIDString(uid)

@@ -280,7 +280,7 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
     encrypted = bool(flags & MigrateFlags.TLS)
     if encrypted:
         params.update(await tls.enable(mon, drv.cfg, listen=False,
-                                       hostname=out.request.tls_destination or _tls_hostname(cookie, tunnel)))
+                                       hostname=out.request.tls_destination or _tls_hostname(uri, cookie)))
     else:
         params.update(tls.DISABLED)
     try:
@@ -294,11 +294,13 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         raise
 
 
-def _tls_hostname(cookie: MigrationCookie | None, tunnel: Any) -> str | None:
-    """QEMU checks the destination's certificate against the host it connects to; a
-    tunnelled stream connects to no host, so the destination's own name is used
-    (libvirt: the destination host of the migration)."""
-    return cookie.hostname if tunnel is not None and cookie is not None else None
+def _tls_hostname(uri: str | None, cookie: MigrationCookie | None) -> str | None:
+    """The name the destination's certificate must carry: the host QEMU connects to
+    (libvirt sets it so), or, for a tunnelled stream that connects to no host, the
+    destination's own name."""
+    if uri:
+        return parse_tcp_uri(uri)[0]
+    return cookie.hostname if cookie is not None else None
 
 
 async def _transfer(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, mon: Any, uri: str | None,

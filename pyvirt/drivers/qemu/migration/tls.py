@@ -5,10 +5,13 @@ get a ``tls-creds-x509`` object with libvirt's id ``objlibvirt_migrate_tls0``
 reading the certificate directory — ``endpoint=server`` on the destination,
 whose ``verify-peer`` follows ``migrate_tls_x509_verify``, ``client`` on the
 source, which always checks the server — and the migration parameters
-``tls-creds`` (that id) and ``tls-hostname`` (``VIR_MIGRATE_PARAM_TLS_DESTINATION``,
-else empty: QEMU then checks the certificate against the host of the
-migration URI it connects to).  After the migration the parameters are
-cleared and the objects deleted, on each side, whatever the outcome.
+``tls-creds`` (that id) and, on the source, ``tls-hostname``: the name the
+destination's certificate must carry (``VIR_MIGRATE_PARAM_TLS_DESTINATION``,
+else the host of the migration URI, as libvirt sets it; a tunnelled stream
+has no host, so the destination's own name).  After the migration the
+parameters are cleared and the objects deleted on the destination; a source
+that goes on (failed or cancelled migration) is cleared the same way, one
+that migrated is stopped anyway.
 
 The directory (qemu.conf): ``migrate_tls_x509_cert_dir``, else
 ``/etc/pki/libvirt-migrate`` when it exists, else ``default_tls_x509_cert_dir``
