@@ -20,6 +20,7 @@ import collections
 import errno
 import logging
 import os
+import stat
 from typing import Any, Callable
 
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
@@ -228,6 +229,7 @@ class FdStream:
         self.closed = False
         self.reading = False
         self.eof_sent = False
+        self.regular = stat.S_ISREG(os.fstat(fd).st_mode)
         os.set_blocking(fd, False)
 
     def __repr__(self) -> str:
@@ -243,12 +245,22 @@ class FdStream:
     def _watch(self, on: bool) -> None:
         if on == self.reading or self.closed:
             return
+        self.reading = on
+        if self.regular:           # always readable (epoll takes no files): a chunk per loop turn
+            if on:
+                asyncio.get_running_loop().call_soon(self._file_turn)
+            return
         loop = asyncio.get_running_loop()
         if on:
             loop.add_reader(self.fd, self._readable)
         else:
             loop.remove_reader(self.fd)
-        self.reading = on
+
+    def _file_turn(self) -> None:
+        if self.reading and not self.closed:
+            self._readable()
+            if self.reading and not self.closed:
+                asyncio.get_running_loop().call_soon(self._file_turn)
 
     def _readable(self) -> None:
         transport = self.client.transport
