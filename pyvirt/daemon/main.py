@@ -38,6 +38,7 @@ from ..drivers.test import driver as test_driver
 from ..enums import DriverFeature
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import tlsconfig
+from ..rpc import tlsconfig
 from ..rpc.server import RPCServer
 from .auth import Authenticator
 from .config import DaemonConfig, load_file
@@ -95,6 +96,7 @@ class Daemon:
                                 max_client_output_bytes=cfg.max_client_output_bytes)
         self.tcp_port: int | None = None
         self.tls_port: int | None = None
+        self.tls_port: int | None = None
         self._stop = asyncio.Event()
 
     async def open_driver(self, name: str, info: ConnectionInfo) -> HypervisorConnection:
@@ -119,6 +121,8 @@ class Daemon:
         return None
 
     async def start(self) -> None:
+        # TLS files first, as libvirtd: a daemon that cannot serve TLS never listens at all.
+        tls = self._tls_server() if self.cfg.listen_tls else None
         await self.qemu.initialize()
         cfg = self.cfg
         rw_mode = int(cfg.unix_sock_rw_perms, 8)
@@ -139,15 +143,17 @@ class Daemon:
             self.auth.set_listener_auth(f"tcp:{cfg.listen_addr}:{cfg.tcp_port}", cfg.auth_tcp)
             self.tcp_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tcp_port,
                                                          auth_required=cfg.auth_tcp != "none")
-        if cfg.listen_tls:
-            await self._listen_tls()
+        if tls is not None:
+            self.auth.set_listener_auth(f"tls:{cfg.listen_addr}:{cfg.tls_port}", cfg.auth_tls)
+            self.tls_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tls_port, tls=tls,
+                                                         auth_required=cfg.auth_tls != "none")
         log.info("pyvirtd ready: unix %s%s%s, state %s, host uuid %s", cfg.rw_socket,
                  f", tcp {cfg.listen_addr}:{self.tcp_port}" if self.tcp_port else "",
                  f", tls {cfg.listen_addr}:{self.tls_port}" if self.tls_port else "",
                  cfg.state_dir, self.qemu.cfg.host_uuid)
 
-    async def _listen_tls(self) -> None:
-        """The TLS listener, its files and checks as libvirtd takes them from libvirtd.conf."""
+    def _tls_server(self) -> tlsconfig.ServerTLS:
+        """The TLS listener's context, its files and checks as libvirtd takes them from libvirtd.conf."""
         cfg = self.cfg
         try:
             tls = tlsconfig.server_context(
@@ -161,9 +167,7 @@ class Daemon:
             log.warning("%s", text)
         if cfg.tls_no_verify_certificate:
             log.warning("tls_no_verify_certificate = 1: any TLS client is admitted, certificate or not")
-        self.auth.set_listener_auth(f"tls:{cfg.listen_addr}:{cfg.tls_port}", cfg.auth_tls)
-        self.tls_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tls_port, tls=tls,
-                                                     auth_required=cfg.auth_tls != "none")
+        return tls
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -291,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_file(args.config) if args.config else DaemonConfig()
+        if cfg.listen_tls is None:      # libvirtd: listen_tls = 1 by default, and only with --listen
+            cfg.listen_tls = int(args.listen)
         if cfg.listen_tls is None:      # libvirtd: listen_tls = 1 by default, and only with --listen
             cfg.listen_tls = int(args.listen)
         level = logging.DEBUG if args.verbose else LOG_LEVELS[cfg.log_level]
