@@ -244,8 +244,7 @@ def _simple(name: str, help_text: str, act: str, done: str) -> None:
 _simple("destroy", "destroy (stop) a domain", "destroy", "destroyed")
 _simple("suspend", "suspend a domain", "suspend", "suspended")
 _simple("resume", "resume a domain", "resume", "resumed")
-_simple("shutdown", "gracefully shutdown a domain", "shutdown", "is being shutdown")
-_simple("reboot", "reboot a domain", "reboot", "is being rebooted")
+# shutdown and reboot (with --mode): lifecycle_cmds
 
 
 @command("dumpxml", "domain information in XML")
