@@ -270,8 +270,10 @@ _COLUMNS = (KeycodeSet.OSX, KeycodeSet.ATSET1, KeycodeSet.ATSET2, KeycodeSet.ATS
             KeycodeSet.XT_KBD, KeycodeSet.USB, KeycodeSet.WIN32)
 
 
-def _build() -> tuple[dict[KeycodeSet, dict[int, int]], dict[str, int]]:
+def _build() -> tuple[dict[KeycodeSet, dict[int, int]], dict[int, int], dict[str, int]]:
+    """(codeset -> {code: linux keycode}, {linux keycode: qnum}, {linux name: keycode})."""
     to_linux: dict[KeycodeSet, dict[int, int]] = {s: {} for s in KeycodeSet}
+    linux_to_qnum: dict[int, int] = {}
     names: dict[str, int] = {"KEY_SHIFT": 42}
     for line in _TABLE.splitlines():
         name, linux_text, *codes = line.split(",")
@@ -282,10 +284,10 @@ def _build() -> tuple[dict[KeycodeSet, dict[int, int]], dict[str, int]]:
         for codeset, text in zip(_COLUMNS, codes):
             if text:
                 to_linux[codeset].setdefault(int(text, 0), linux)
+                if codeset == KeycodeSet.XT_KBD:
+                    linux_to_qnum.setdefault(linux, xt_kbd_to_qnum(int(text, 0)))
     to_linux[KeycodeSet.WIN32].update(_WIN32_ALIASES)
-    qnum = {linux: xt_kbd_to_qnum(code) for code, linux in to_linux[KeycodeSet.XT_KBD].items()}
-    to_linux[KeycodeSet.QNUM] = {q: linux for linux, q in sorted(qnum.items(), reverse=True)}
-    return to_linux, names
+    return to_linux, linux_to_qnum, names
 
 
 def xt_kbd_to_qnum(code: int) -> int:
@@ -293,8 +295,7 @@ def xt_kbd_to_qnum(code: int) -> int:
     return 0x80 | (code & 0x7F) if code > 0xFF else code
 
 
-_TO_LINUX, LINUX_NAMES = _build()
-_LINUX_TO_QNUM = {linux: q for q, linux in _TO_LINUX[KeycodeSet.QNUM].items()}
+_TO_LINUX, _LINUX_TO_QNUM, LINUX_NAMES = _build()
 
 
 def to_qnum(codeset: int, keycode: int) -> int | None:
