@@ -405,8 +405,10 @@ class LibvirtHost:
                  migration_port_max: int | None = None, host_uuid: str | uuid.UUID | None = None,
                  hostname: str | None = None, save_image_format: str | None = None, *,
                  cache_dir: Path | str | None = None,
-                 start_timeout: float = FIRST_START_TIMEOUT) -> None:
+                 start_timeout: float = FIRST_START_TIMEOUT, tls_config: str = "") -> None:
         self.workdir = Path(workdir).resolve()
+        # libvirtd.conf lines of a TLS listener (listen_tls, tls_port, the files); "": none
+        self.tls_config = tls_config
         self.tcp_port = int(tcp_port)
         if migration_port_min is None:
             # above Linux's ephemeral range, away from libvirt's/pyvirt's 49152..
@@ -598,7 +600,7 @@ class LibvirtHost:
     def _libvirtd_conf(self) -> str:
         return "\n".join([
             "# written by pyvirt's bench/libvirt_ref.py",
-            "listen_tls = 0",
+            self.tls_config.strip() or "listen_tls = 0",
             "listen_tcp = 1",
             'listen_addr = "127.0.0.1"',
             f'tcp_port = "{self.tcp_port}"',

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""TLS: ``dom.info()`` calls per second, and the cost of opening a connection.
+
+Both servers, in the same run, with the same certtool-made certificates
+(tests/pki.py) and one running tiny guest: pyvirtd and libvirtd 9.0
+(bench/libvirt_ref.py, its TLS listener on).  The client is Debian's
+python3-libvirt 9.0 for both, over ``qemu+tls://127.0.0.1:PORT/system?pkipath=``:
+
+* calls/s of ``dom.info()``, 1 thread on 1 connection and 8 threads on 8,
+  for a fixed time each after a warm-up (as bench/rpc.py over plain TCP);
+* open latency: ``libvirt.open()`` through ``close()`` — TCP connect, TLS
+  handshake, the server's certificate checks and verdict byte, AUTH_LIST,
+  CONNECT_OPEN — the median and 90th percentile over N opens.
+
+Migration throughput with ``--tls`` versus without is bench/tls_migration.py's
+(its ``run()`` is called, with ``--runs``, when that file exists;
+``--no-migration`` skips it).
+
+Usage: bench/tls.py [--seconds S] [--opens N] [--runs N] [--no-libvirt] [--no-migration]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from rpc import measure, start_guest, stop_guest  # noqa: E402
+
+OPEN_CLIENT = r"""
+import json, sys, time
+import libvirt
+uri, n = sys.argv[1], int(sys.argv[2])
+for _ in range(5):
+    libvirt.open(uri).close()          # warm-up
+times = []
+for _ in range(n):
+    t0 = time.perf_counter()
+    c = libvirt.open(uri)
+    times.append(time.perf_counter() - t0)
+    c.close()
+times.sort()
+print(json.dumps({"median": times[len(times) // 2], "p90": times[int(len(times) * 0.9)]}))
+"""
+
+
+def open_latency(uri: str, n: int) -> tuple[float, float]:
+    out = subprocess.run(["/usr/bin/python3", "-c", OPEN_CLIENT, uri, str(n)],
+                         capture_output=True, text=True, timeout=n + 120)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return res["median"] * 1000, res["p90"] * 1000
+
+
+def bench_server(uri: str, workdir: Path, seconds: float, opens: int) -> dict:
+    name = start_guest(uri, workdir)
+    try:
+        row = {n: measure(uri, name, n, seconds) for n in (1, 8)}
+        row["open"] = open_latency(uri, opens)
+    finally:
+        stop_guest(uri)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--opens", type=int, default=200)
+    ap.add_argument("--no-libvirt", action="store_true")
+    ap.add_argument("--runs", type=int, default=3, help="migrations per figure (bench/tls_migration.py)")
+    ap.add_argument("--no-migration", action="store_true")
+    args = ap.parse_args()
+    from daemons import Pyvirtd, free_port
+    from guests import ensure_guests
+    from pki import make_pki
+    ensure_guests()
+
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="pyvirt-tlsbench-") as tmp:
+        os.chmod(tmp, 0o711)   # QEMU runs unprivileged: it must reach the files here
+        pki = make_pki(Path(tmp) / "pki")
+        port = free_port()
+        daemon = Pyvirtd(Path(tmp) / "pyvirtd", extra_config=pki.daemon_config(port=port))
+        try:
+            daemon.start()
+            uri = f"qemu+tls://127.0.0.1:{port}/system?pkipath={pki.pkipath()}"
+            rows["pyvirtd"] = bench_server(uri, Path(tmp), args.seconds, args.opens)
+        finally:
+            daemon.cleanup()
+        if not args.no_libvirt:
+            try:
+                from libvirt_ref import LibvirtHost, libvirt_available
+                ok, why = libvirt_available()
+            except ImportError as exc:
+                ok, why = False, str(exc)
+            if not ok:
+                print(f"libvirt reference skipped: {why}")
+            else:
+                lport = free_port()
+                with LibvirtHost(Path(tmp) / "libvirtd", tcp_port=free_port(),
+                                 tls_config=pki.daemon_config(port=lport)) as host:
+                    uri = f"qemu+tls://127.0.0.1:{lport}/system?pkipath={pki.pkipath()}"
+                    rows["libvirtd 9.0"] = bench_server(uri, Path(tmp), args.seconds, args.opens)
+        print(f"\nover TLS, python3-libvirt client, {args.seconds:.0f} s per calls/s figure, "
+              f"{args.opens} opens")
+        sides = list(rows)
+        two = len(sides) == 2
+        print(f"{'':34}" + "".join(f"{s:>16}" for s in sides) + ("     ratio" if two else ""))
+        for n in (1, 8):
+            vals = [rows[s][n] for s in sides]
+            label = f"dom.info()/s, {n} thread{'s' if n > 1 else ''}, {n} conn{'s' if n > 1 else ''}"
+            print(f"{label:34}" + "".join(f"{v:>16,.0f}" for v in vals)
+                  + (f"   {vals[0] / vals[1]:>7.2f}" if two else ""))
+        for i, what in enumerate(("median", "p90")):
+            vals = [rows[s]["open"][i] for s in sides]
+            label = f"open (TLS + CONNECT_OPEN) ms, {what}"
+            print(f"{label:34}" + "".join(f"{v:>16.2f}" for v in vals)
+                  + (f"   {vals[0] / vals[1]:>7.2f}" if two else ""))
+
+        # -- call point for helper work: migration throughput with --tls vs without --
+        if not args.no_migration and (REPO / "bench" / "tls_migration.py").exists():
+            import tls_migration
+            tls_migration.run(args.runs, libvirt=not args.no_libvirt, work=Path(tmp) / "migration")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
