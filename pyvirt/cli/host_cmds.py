@@ -35,6 +35,7 @@ _plain("hostname", "print the hypervisor hostname", "getHostname")
 def _capabilities(p: argparse.ArgumentParser) -> Handler:
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
         print(conn.getCapabilities())
+        print()
     return run
 
 
@@ -66,7 +67,11 @@ def _nodeinfo(p: argparse.ArgumentParser) -> Handler:
 
 
 def _memory_kib(conn: pyvirt.virConnect, memory_mib: int) -> int:
-    stats = conn.getMemoryStats(pyvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+    """The host's memory in KiB, as virNodeInfo has it (the MiB figure is rounded down)."""
+    try:
+        stats = conn.getMemoryStats(pyvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+    except pyvirt.libvirtError:          # a driver without node memory stats (test:///)
+        return memory_mib * 1024
     return stats.get("total", memory_mib * 1024)
 
 
@@ -100,6 +105,7 @@ def _domcapabilities(p: argparse.ArgumentParser) -> Handler:
         except pyvirt.libvirtError as exc:
             raise _failed("failed to get emulator capabilities", exc)
         print(caps)
+        print()
     return run
 
 
