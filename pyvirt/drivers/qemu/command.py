@@ -259,16 +259,22 @@ def pci_props(dev: Any) -> dict[str, Any]:
     return props
 
 
-def controller_device(ctrl: Any) -> list[str]:
-    """The ``-device`` of one <controller> (empty for those built into the machine)."""
+def controller_props(ctrl: Any) -> tuple[str, dict[str, Any]] | None:
+    """QEMU's device model and properties for one <controller> (None: built into the machine)."""
     if ctrl.type == "ide" and ctrl.index == 0:
-        return []
+        return None
     if (ctrl.type, ctrl.model) not in CONTROLLER_DEVICES:
         raise _unsupported(f"{ctrl.type} controller model '{ctrl.model or 'default'}' is not supported")
     model = CONTROLLER_DEVICES[(ctrl.type, ctrl.model)]
     if model is None:
-        return []
-    return _device(model, {"id": ctrl.alias, **pci_props(ctrl)})
+        return None
+    return model, {"id": ctrl.alias, **pci_props(ctrl)}
+
+
+def controller_device(ctrl: Any) -> list[str]:
+    """The ``-device`` of one <controller> (empty for those built into the machine)."""
+    found = controller_props(ctrl)
+    return [] if found is None else _device(*found)
 
 
 def _controllers(d: DomainDef) -> list[str]:

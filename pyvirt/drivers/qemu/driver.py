@@ -34,7 +34,7 @@ from . import process as procmod
 from . import qemu_events, reboot, recovery
 from . import stats
 from . import tap as tapmod
-from . import postparse
+from . import hotplug, postparse
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
 from .domainobj import MonitorHandler, QemuDomainObj
@@ -639,6 +639,8 @@ class QemuDriver:
             if not obj.expect_run_change and obj.state == DomainState.PAUSED:
                 obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)
                 emit_lifecycle(self.events, obj, EventType.RESUMED, EventResumedDetail.UNPAUSED)
+        elif name == "DEVICE_DELETED":
+            hotplug.on_device_deleted(self, obj, data)   # wakes a detach, or finishes a late one
         job = obj.jobs.current_async
         if job is not None and name in ("MIGRATION", "MIGRATION_PASS"):
             job.signal("qmp-event", (name, dict(data)))
