@@ -28,12 +28,14 @@ class SaslSetup:
     def db(self) -> Path:
         return self.root / "passwd.db"
 
+    mechs: str = "scram-sha-256"
+
     def make(self) -> "SaslSetup":
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         for user, password in USERS.items():
             subprocess.run(["saslpasswd2", "-a", "libvirt", "-f", str(self.db), "-c", "-p", user],
                            input=password.encode(), check=True)
-        (self.conf_dir / "libvirt.conf").write_text(f"mech_list: scram-sha-256\nsasldb_path: {self.db}\n")
+        (self.conf_dir / "libvirt.conf").write_text(f"mech_list: {self.mechs}\nsasldb_path: {self.db}\n")
         return self
 
     @property

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import sasl as saslmod
+from ..rpc.sasl_transport import SecurityLayer
 from ..rpc.server import ServerClient
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class ClientAuth:
     tls_bits: int = 0                  # the TLS cipher's key size, the SASL external SSF
     identity: dict[str, Any] = field(default_factory=dict)   # ConnectionInfo's identity fields
     sasl: saslmod.ServerSession | None = None
+    layer: saslmod.ServerSession | None = None   # a security layer to put on once the last reply is out
 
     def describe(self, peer: str) -> str:
         return describe_identity(self.identity, peer)
@@ -108,9 +110,21 @@ class Authenticator:
         return state
 
     def client_gone(self, state: ClientAuth | None) -> None:
-        if state is not None and state.sasl is not None:
-            state.sasl.close()
-            state.sasl = None
+        if state is None:
+            return
+        for session in (state.sasl, state.layer):
+            if session is not None:
+                session.close()
+        state.sasl = state.layer = None
+
+    def after_reply(self, client: ServerClient, state: ClientAuth) -> None:
+        """The reply that completed the negotiation has gone out in the clear: from
+        the next byte on, a negotiated security layer wraps the connection (libvirt
+        switches its socket to SASL at the same point)."""
+        session, state.layer = state.layer, None
+        if session is not None and client.transport is not None and not client.closed:
+            client.transport = SecurityLayer(client.transport, session, client)
+            log.debug("client %s: SASL security layer on (SSF %d)", client.peer, client.transport.ssf)
 
     # -- AUTH_LIST, AUTH_SASL_*, AUTH_POLKIT -------------------------------------------
     def auth_list(self, client: ServerClient, state: ClientAuth) -> list[int]:
@@ -173,19 +187,17 @@ class Authenticator:
         ssf = session.ssf()
         if not state.secure and ssf < self.tcp_min_ssf:
             raise _Denied(f"negotiated SSF {ssf} was not strong enough (tcp_min_ssf {self.tcp_min_ssf})")
-        if not state.secure and ssf > 0:
-            # The mechanism put a security layer on the connection: from here on libvirt
-            # wraps every byte in sasl_encode/sasl_decode, which pyvirtd does not do.
-            raise _Denied(f"the mechanism negotiated a SASL security layer (SSF {ssf}) on plain TCP, which "
-                          "pyvirtd does not implement: use TLS (auth_tls = \"sasl\") or a UNIX socket")
         user = session.username()
         if not user:
             raise _Denied("no client username was found")
         if not self.user_allowed(user):
             raise _Denied(f"SASL client identity '{user}' not allowed by sasl_allowed_username_list")
         state.identity["sasl_user"] = user
-        session.close()
         state.sasl = None
+        if not state.secure and ssf > 0:
+            state.layer = session      # the traffic is the mechanism's to protect from now on
+        else:
+            session.close()
         client.mark_authenticated()
         log.info("client %s authenticated with SASL as '%s'", state.describe(client.peer), user)
 

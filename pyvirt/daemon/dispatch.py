@@ -312,6 +312,8 @@ class Dispatcher:
             return self._reply_error(client, h, error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
                                                       f"{_api(proc)}: the reply cannot be sent (see the daemon log)"))
         client.send(packet)
+        if proc.method in ("auth_sasl_start", "auth_sasl_step"):
+            self.auth.after_reply(client, client.session.auth)   # a SASL security layer starts here
         if stream is not None:
             stream.start()
         if proc.method == "connect_close":

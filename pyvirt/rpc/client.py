@@ -223,8 +223,11 @@ class RPCClient(asyncio.Protocol):
 
     @property
     def encrypted(self) -> bool:
-        """TLS: the socket carries ciphertext, so a pump must not write to it directly."""
-        return self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
+        """TLS or a SASL security layer: the socket carries ciphertext, so a pump must not
+        write to it directly."""
+        transport = self.transport
+        return transport is not None and (transport.get_extra_info("ssl_object") is not None
+                                          or bool(transport.get_extra_info("sasl_ssf")))
 
     # Flow control for senders through the transport (a stream over TLS): the
     # transport says when its buffer is over its high-water mark and back under.

@@ -6,7 +6,8 @@ client always checks the server's last token: mutual authentication).
 Credentials come from auth.conf and the application's openAuth callback
 (:mod:`pyvirt.authconf`), gathered before the negotiation starts, off the
 event loop since a callback may prompt.  On a channel that is not secure
-(plain TCP) the mechanism must give an SSF of at least 56, as libvirt asks.
+(plain TCP) the mechanism must give an SSF of at least 56, as libvirt asks,
+and its security layer then wraps the connection (:mod:`pyvirt.rpc.sasl_transport`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ...errors import ErrorDomain, ErrorNumber, error
 from ...rpc import sasl
 from ...rpc.client import RPCClient
 from ...rpc.protocol import REMOTE
+from ...rpc.sasl_transport import SecurityLayer
 from ...rpc.wire import Program
 from ...uri import URI
 
@@ -48,9 +50,17 @@ async def authenticate(client: RPCClient, uri: URI, info: ConnectionInfo, secure
     except sasl.SASLError as exc:
         raise _failed(str(exc)) from None
     try:
-        return await _negotiate(client, session, mechlist, secure, tls_bits, answers)
-    finally:
+        mech = await _negotiate(client, session, mechlist, secure, tls_bits, answers)
+    except BaseException:
         session.close()
+        raise
+    if secure:
+        session.close()
+    else:
+        # plain TCP: the mechanism's security layer wraps every byte from now on (the
+        # server switched right after its last reply); the layer owns the session
+        client.transport = SecurityLayer(client.transport, session, client)   # now client.encrypted
+    return mech
 
 
 async def _negotiate(client: RPCClient, session: sasl.ClientSession, mechlist: str, secure: bool,
@@ -82,9 +92,6 @@ async def _negotiate(client: RPCClient, session: sasl.ClientSession, mechlist: s
         ssf = session.ssf()
         if ssf < MIN_SSF:
             raise _failed(f"negotiation SSF {ssf} was not strong enough")
-        # libvirt would now wrap every byte in the SASL security layer; pyvirt does not
-        raise _failed(f"the SASL mechanism {mech} negotiated a security layer (SSF {ssf}) on plain TCP, "
-                      "which pyvirt does not implement: use qemu+tls:// or a UNIX socket")
     return mech
 
 
