@@ -107,7 +107,7 @@ def main() -> int:
             else:
                 lport = free_port()
                 with LibvirtHost(Path(tmp) / "libvirtd", tcp_port=free_port(),
-                                 tls_config=pki.daemon_config(port=lport)) as host:
+                                 tls_config=pki.daemon_config(port=lport)):
                     uri = f"qemu+tls://127.0.0.1:{lport}/system?pkipath={pki.pkipath()}"
                     rows["libvirtd 9.0"] = bench_server(uri, Path(tmp), args.seconds, args.opens)
         print(f"\nover TLS, python3-libvirt client, {args.seconds:.0f} s per calls/s figure, "
