@@ -69,7 +69,7 @@ class DomainStatsAPI:
         return 0
 
     def _host_cpus(self) -> int:
-        return self._conn.getInfo()[2]
+        return self._conn.getCPUMap()[0]
 
     def vcpus(self) -> tuple[list[tuple[int, int, int, int]], list[tuple[bool, ...]]]:
         ncpus = self._host_cpus()
@@ -108,6 +108,10 @@ class ConnectStatsAPI:
 
     _call: Callable[..., Any]   # virConnect's: the one place every call goes through
     _domain: Callable[..., Any]
+
+    def getCPUMap(self, flags: int = 0) -> tuple[int, list[bool], int]:
+        cpumap, online, count = self._call("node_get_cpu_map", 1, 1, flags)
+        return count, list(_cpu_map(cpumap, 0, count)), online
 
     def getAllDomainStats(self, stats: int = 0, flags: int = 0) -> list[tuple[Any, dict[str, Any]]]:
         records = self._call("connect_get_all_domain_stats", [], stats, flags)

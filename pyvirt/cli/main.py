@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             handlers[args.command](conn, args)
         return 0
     except CommandError as exc:
+        print()       # virsh ends every command it ran with a blank line, a failed one too
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         if isinstance(exc.__cause__, libvirtError):
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except libvirtError as exc:
         if conn is None:
             print("error: failed to connect to the hypervisor", file=sys.stderr)
+        else:
+            print()
         print(f"error: {exc.get_error_message()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -61,6 +61,13 @@ class StatsAPI:
                                          for o in objs))
         return [(o.ref(), params) for o, params in zip(objs, records)]
 
+    async def node_get_cpu_map(self, need_map: int, need_online: int, flags: int) -> tuple[bytes, int, int]:
+        check_flags(flags, 0, "virHostCPUGetMap")
+        count = statsproc.host_cpu_count()
+        online = statsproc.online_cpus()
+        cpumap = _cpumap([cpu in online for cpu in range(count)], (count + 7) // 8) if need_map else b""
+        return cpumap, len(online) if need_online else 0, count
+
     # -- block devices ----------------------------------------------------------------
     async def _block_entries(self, obj: Any, path: str, sizes: bool) -> qstats.BlockEntry:
         """The figures of disk ``path`` (target or source), or of all disks summed for ''."""

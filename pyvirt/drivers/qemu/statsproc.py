@@ -109,12 +109,26 @@ def net_dev() -> dict[str, NetCounters]:
     return out
 
 
+def _cpu_set(name: str) -> set[int] | None:
+    """/sys/devices/system/cpu/NAME ('0-3,6') as a set of CPU numbers."""
+    try:
+        with open(f"/sys/devices/system/cpu/{name}") as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    cpus: set[int] = set()
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def host_cpu_count() -> int:
     """Host CPUs present (libvirt sizes its CPU maps by these)."""
-    try:
-        with open("/sys/devices/system/cpu/present") as f:
-            text = f.read().strip()
-        last = max(int(part.split("-")[-1]) for part in text.split(","))
-        return last + 1
-    except (OSError, ValueError):
-        return os.cpu_count() or 1
+    present = _cpu_set("present")
+    return max(present) + 1 if present else (os.cpu_count() or 1)
+
+
+def online_cpus() -> set[int]:
+    online = _cpu_set("online")
+    return online if online is not None else set(range(host_cpu_count()))

@@ -24,7 +24,12 @@ MEMORY_STAT = Struct("remote_domain_memory_stat", [("tag", i), ("val", uh)])
 STATS_RECORD = Struct("remote_domain_stats_record",
                       [("dom", D), ("params", TypedParams(CONNECT_GET_ALL_DOMAIN_STATS_MAX))])
 
+CPUMAP_MAX = 256                          # REMOTE_CPUMAP_MAX
+
 PROCEDURES: list[Procedure] = [
+    # virsh vcpuinfo and libvirt-python's vcpus() size their CPU maps with it
+    _proc(293, "NODE_GET_CPU_MAP", [("need_map", i), ("need_online", i), ("flags", u)],
+          [("cpumap", Opaque(CPUMAP_MAX)), ("online", u), ("ret", i)], high=True),
     _proc(20, "DOMAIN_GET_VCPUS", [("dom", D), ("maxinfo", i), ("maplen", i)],
           [("info", Array(VCPU_INFO, VCPUINFO_MAX)), ("cpumaps", Opaque(CPUMAPS_MAX))]),
     _proc(65, "DOMAIN_INTERFACE_STATS", [("dom", D), ("device", s)], [
