@@ -326,3 +326,26 @@ def test_hostile_sasl_sequences_do_not_take_the_daemon_down(daemon, sasl_setup, 
     conn = pyvirt.open(daemon.unix("test"))
     assert conn.listAllDomains()[0].name() == "test"
     conn.close()
+
+
+def test_clients_that_never_authenticate_cannot_stall_an_authenticated_one(daemon, sasl_setup, monkeypatch):
+    """More idle unauthenticated connections than max_anonymous_clients (20): the daemon stops
+    accepting new ones, as libvirtd does, but the authenticated client keeps being served, and
+    new clients get in again once the idle ones are gone."""
+    monkeypatch.setenv("LIBVIRT_AUTH_FILE", str(sasl_setup.auth_file("alice", USERS["alice"])))
+    conn = pyvirt.open(daemon.unix("test"))
+    idle = []
+    try:
+        for _ in range(25):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(daemon.rw_socket))     # the kernel's listen queue takes those not accepted
+            idle.append(s)
+        for _ in range(20):
+            assert conn.listAllDomains()[0].name() == "test"
+    finally:
+        for s in idle:
+            s.close()
+    conn.close()
+    again = pyvirt.open(daemon.unix("test"))
+    assert again.listAllDomains()[0].name() == "test"
+    again.close()
