@@ -538,3 +538,57 @@ def test_cli_read_only_maxvcpus_falls_back_like_virsh(daemon):
         theirs = _run(["virsh", "-r"], daemon.uri, command)
         ours = _run([sys.executable, "-m", "pyvirt.cli", "-r"], daemon.uri, command)
         assert ours == theirs
+
+
+# -- beside a real libvirtd 9.0 on the same machine ------------------------------------------------
+
+def _strip_cpu_lists(text: str) -> str:
+    """Domain capabilities without the per-model lines: libvirt names models and features
+    from its own CPU map, pyvirt from QEMU's definitions (compared separately)."""
+    return "\n".join(line for line in text.splitlines()
+                     if "<feature policy=" not in line and "<model usable=" not in line)
+
+
+@pytest.fixture(scope="module")
+def libvirtd(tmp_path_factory):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import libvirt_ref
+    available, why = libvirt_ref.libvirt_available()
+    if not available:
+        pytest.skip(f"libvirtd not available: {why}")
+    base = tmp_path_factory.mktemp("libvirtd-host")
+    host = libvirt_ref.LibvirtHost(base / "host", libvirt_ref.pick_free_ports(1)[0], cache_dir=base / "cache")
+    host.start()
+    try:
+        yield host
+    finally:
+        leaked = host.stop()
+    assert not leaked
+
+
+@pytest.mark.libvirtd
+@needs_virsh
+@needs_qemu
+def test_same_answers_as_libvirtd(daemon, libvirtd):
+    virsh = lambda uri, cmd: _run(["virsh"], uri, cmd)  # noqa: E731
+    for command in ("nodeinfo", "maxvcpus", "maxvcpus --type qemu", "sysinfo"):
+        assert virsh(daemon.uri, command) == virsh(libvirtd.uri, command), command
+    for command in ("domcapabilities", "domcapabilities --virttype qemu", "domcapabilities --machine q35"):
+        ours, theirs = virsh(daemon.uri, command), virsh(libvirtd.uri, command)
+        assert _strip_cpu_lists(ours[1]) == _strip_cpu_lists(theirs[1]), command
+        ours_x, theirs_x = ET.fromstring(ours[1]), ET.fromstring(theirs[1])
+        hm = "./cpu/mode[@name='host-model']/"
+        assert ours_x.find(hm + "model").text == theirs_x.find(hm + "model").text, command
+        usable = lambda root: {m.text: m.get("usable") for m in root.findall("./cpu/mode[@name='custom']/model")}  # noqa: E731
+        ours_u, theirs_u = usable(ours_x), usable(theirs_x)
+        common = set(ours_u) & set(theirs_u)
+        assert len(common) >= len(theirs_u) - 2 and {n: ours_u[n] for n in common} == {n: theirs_u[n] for n in common}
+
+    ours, theirs = (ET.fromstring(virsh(uri, "capabilities")[1]) for uri in (daemon.uri, libvirtd.uri))
+    machines = lambda root: [(m.text, m.get("canonical"), m.get("maxCpus"), m.get("deprecated"))  # noqa: E731
+                             for m in root.findall("./guest/arch[@name='x86_64']/machine")]
+    assert sorted(machines(ours)) == sorted(machines(theirs)) and machines(ours)[:2] == machines(theirs)[:2]
+    for path in ("./host/cpu/vendor", "./host/cpu/microcode", "./host/cpu/signature", "./host/cpu/topology",
+                 "./host/cpu/maxphysaddr"):
+        assert ET.tostring(ours.find(path)) == ET.tostring(theirs.find(path)), path
+    assert ET.tostring(ours.find("./host/topology")) == ET.tostring(theirs.find("./host/topology"))

@@ -26,7 +26,7 @@ from .probe import Probe
 log = logging.getLogger(__name__)
 
 # Bump when the cached data's shape changes: old entries are then probed again.
-FORMAT = 1
+FORMAT = 2
 
 Prober = Callable[[str], Awaitable[Probe]]
 

@@ -78,15 +78,16 @@ def _cpu(probe: Probe, req: Request) -> list[str]:
 def _devices(probe: Probe, req: Request) -> list[str]:
     types = set(probe.types)
     i440fx = req.machine.name.startswith("pc-i440fx") or req.machine.name == "isapc"
-    disk_bus = [("ide", "ide-hd"), ("fdc", "isa-fdc" if i440fx else "-"), ("scsi", "scsi-hd"),
+    # IDE only where the machine has an IDE controller (i440fx's PIIX); q35 has SATA instead
+    disk_bus = [("ide", "ide-hd" if i440fx else "-"), ("fdc", "isa-fdc"), ("scsi", "scsi-hd"),
                 ("virtio", "virtio-blk-pci"), ("usb", "usb-storage"), ("sata", "ich9-ahci")]
     virtio_models = lambda base: [n for n, t in (("virtio", base), ("virtio-transitional", base + "-transitional"),  # noqa: E731
                                                  ("virtio-non-transitional", base + "-non-transitional"))
                                   if t in types]
-    graphics = [n for n, ok in (("sdl", "sdl" in probe.options or "display" in probe.commands),
-                                ("vnc", "vnc" in probe.options), ("spice", "spice" in probe.options),
-                                ("egl-headless", "query-display-options" in probe.commands),
-                                ("dbus", "dbus-display" in types)) if ok]
+    displays = set(probe.displays)
+    graphics = [n for n, ok in (("sdl", "sdl" in displays), ("vnc", "vnc" in probe.options),
+                                ("spice", "spice" in probe.options), ("egl-headless", "egl-headless" in displays),
+                                ("dbus", "dbus" in displays)) if ok]
     video = _present(probe, [("vga", "VGA"), ("cirrus", "cirrus-vga"), ("vmvga", "vmware-svga"),
                              ("qxl", "qxl-vga"), ("virtio", "virtio-vga")]) + ["none"] + \
         _present(probe, [("bochs", "bochs-display"), ("ramfb", "ramfb")])
@@ -124,9 +125,8 @@ def _features(probe: Probe, req: Request) -> list[str]:
              "    <backingStoreInput supported='yes'/>",
              f"    <backup supported='{yes_no('blockdev-backup' in commands)}'/>",
              "    <sev supported='no'/>", "    <sgx supported='no'/>"]
-    if req.virttype == "kvm":
-        lines += ["    <hyperv supported='yes'>"] + _enum("features", ["spinlocks", "vendor_id"], "      ") \
-            + ["    </hyperv>"]
+    lines += ["    <hyperv supported='yes'>"] + _enum("features", ["spinlocks", "vendor_id"], "      ") \
+        + ["    </hyperv>"]
     return lines + ["  </features>"]
 
 

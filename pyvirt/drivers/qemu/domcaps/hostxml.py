@@ -26,7 +26,8 @@ class HostFacts:
 
 def _machines(probe: Probe, indent: str) -> list[str]:
     out = []
-    for m in probe.machines:
+    # libvirt lists the default machine type first, then QEMU's order
+    for m in sorted(probe.machines, key=lambda m: not m.is_default):
         dep = " deprecated='yes'" if m.deprecated else ""
         out.append(f"{indent}<machine maxCpus='{m.cpu_max}'{dep}>{m.name}</machine>")
         if m.alias:

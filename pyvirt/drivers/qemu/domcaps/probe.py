@@ -69,6 +69,7 @@ class Probe:
     options: list[str] = field(default_factory=list)      # query-command-line-options
     tpm_types: list[str] = field(default_factory=list)
     accels: dict[str, AccelProbe] = field(default_factory=dict)
+    displays: list[str] = field(default_factory=list)     # the QAPI DisplayType values of this build
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +81,8 @@ class Probe:
                   for k, v in data.get("accels", {}).items()}
         return cls(data["emulator"], data["version"], data["package"], data["arch"],
                    [Machine(**m) for m in data["machines"]], list(data["types"]),
-                   list(data["commands"]), list(data["options"]), list(data["tpm_types"]), accels)
+                   list(data["commands"]), list(data["options"]), list(data["tpm_types"]), accels,
+                   list(data.get("displays", [])))
 
     def machine(self, name: str | None) -> Machine | None:
         """The machine type ``name`` names (an alias such as 'pc' gives its canonical type); None: the default."""
@@ -150,7 +152,18 @@ async def _common(mon: Any, emulator: str) -> Probe:
     p.options = sorted(o["option"] for o in await mon.execute("query-command-line-options"))
     if "query-tpm-types" in p.commands:
         p.tpm_types = list(await mon.execute("query-tpm-types"))
+    p.displays = _display_types(await mon.execute("query-qmp-schema"))
     return p
+
+
+def _display_types(schema: list[dict[str, Any]]) -> list[str]:
+    """DisplayType's values: the schema names its types by number, so find the enum by its
+    members (only the UIs this build has are listed)."""
+    for entry in schema:
+        values = entry.get("values") or [m.get("name") for m in entry.get("members", []) if isinstance(m, dict)]
+        if entry.get("meta-type") == "enum" and "egl-headless" in values and "none" in values:
+            return [v for v in values if isinstance(v, str)]
+    return []
 
 
 async def _expand(mon: Any, kind: str, name: str) -> dict[str, Any]:
