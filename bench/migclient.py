@@ -6,7 +6,8 @@ comes back with, per migration, the wall time of the API call and QEMU's own
 time (setup → completed MIGRATION events of the source QEMU, received with
 libvirt-qemu's monitor-event API from whichever daemon serves the source).
 
-Modes: "direct" (migrate3, client-driven), "p2p" and "tunnelled" (migrateToURI3).
+Modes: "direct" (migrate3, client-driven), "p2p" and "tunnelled" (migrateToURI3);
+"tls": true adds VIR_MIGRATE_TLS.
 With "fresh": true every run starts a new guest and migrates it once (the
 first hop out of a fresh QEMU); otherwise one guest goes back and forth.
 """
@@ -56,6 +57,8 @@ def migrate(src):
         params = {"migrate_uri": cfg["miguris"][dst], "listen_address": "127.0.0.1"}
     dom = conns[src].lookupByName(cfg["name"])
     flags = libvirt.VIR_MIGRATE_LIVE
+    if cfg.get("tls"):
+        flags |= libvirt.VIR_MIGRATE_TLS
     t0 = time.perf_counter()
     if mode == "direct":
         dom.migrate3(conns[dst], params, flags)
