@@ -95,7 +95,13 @@ def _read(path: str) -> bytes:
 def sanity_check(creds: Credentials, is_server: bool, now: float | None = None) -> list[str]:
     """libvirt's checks of its own certificate and CA at start
     (virNetTLSContextSanityCheckCredentials); returns warnings."""
-    now = time.time() if now is None else now
+    try:
+        return _sanity_check(creds, is_server, time.time() if now is None else now)
+    except tls.CertificateError as exc:
+        raise TLSSetupError(str(exc)) from None
+
+
+def _sanity_check(creds: Credentials, is_server: bool, now: float) -> list[str]:
     role = "server" if is_server else "client"
     warnings: list[str] = []
     cert = None
