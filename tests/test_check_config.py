@@ -123,7 +123,7 @@ def other_group() -> grp.struct_group:
 def test_running_daemon_applies_and_logs_ignored_once(tmp_path):
     group = other_group()
     daemon = Pyvirtd(tmp_path / "d", extra_config=f'unix_sock_group = "{group.gr_name}"\n'
-                     'listen_tls = 0\ntls_port = "16514"\nvnc_listen = "0.0.0.0"\nlog_level = 2\n')
+                     'audit_logging = 0\nadmin_max_clients = 5\nvnc_listen = "0.0.0.0"\nlog_level = 2\n')
     try:
         daemon.start()
         for sock in ("libvirt-sock", "libvirt-sock-ro"):
@@ -131,7 +131,7 @@ def test_running_daemon_applies_and_logs_ignored_once(tmp_path):
     finally:
         daemon.stop()
     log = daemon.log_path.read_text()
-    for key in ("listen_tls", "tls_port", "vnc_listen"):
+    for key in ("audit_logging", "admin_max_clients", "vnc_listen"):
         assert log.count(f"ignoring '{key}'") == 1, log
     assert "Traceback" not in log
 
@@ -151,16 +151,16 @@ def test_polkit_is_refused_by_check_config_and_at_start(tmp_path):
 
 def test_log_level_takes_effect(tmp_path):
     """log_level = 4 (errors only): the warnings about ignored settings are not written."""
-    daemon = Pyvirtd(tmp_path / "d", extra_config='log_level = 4\nlisten_tls = 0\n')
+    daemon = Pyvirtd(tmp_path / "d", extra_config='log_level = 4\naudit_logging = 0\n')
     try:
         daemon.start()
     finally:
         daemon.stop()
     log = daemon.log_path.read_text()
-    assert "ignoring 'listen_tls'" not in log and "pyvirtd ready" not in log
-    info = Pyvirtd(tmp_path / "e", extra_config='log_level = 2\nlisten_tls = 0\n')
+    assert "ignoring 'audit_logging'" not in log and "pyvirtd ready" not in log
+    info = Pyvirtd(tmp_path / "e", extra_config='log_level = 2\naudit_logging = 0\n')
     try:
         info.start()
     finally:
         info.stop()
-    assert "ignoring 'listen_tls'" in info.log_path.read_text()
+    assert "ignoring 'audit_logging'" in info.log_path.read_text()

@@ -21,7 +21,7 @@ listen_addr = "127.0.0.1"   # trailing comment with a "quote"
 tcp_port = 16599
 auth_tcp = "none"
 host_uuid = "0F3D3A1E-7A58-4C1F-9D3E-6F6BD0A0B001"
-tls_allowed_dn_list = [ "DN1",   # a comment inside a list
+access_drivers = [ "DN1",   # a comment inside a list
     "DN2", ]
 state_dir = '/srv/pyvirt/a'
 migration_port_min = 49300; migration_port_max = 49310
@@ -29,16 +29,27 @@ migration_port_min = 49300; migration_port_max = 49310
     assert cfg.listen_tcp == 1 and cfg.tcp_port == 16599 and cfg.auth_tcp == "none"
     assert cfg.host_uuid == "0f3d3a1e-7a58-4c1f-9d3e-6f6bd0a0b001"
     assert (cfg.migration_port_min, cfg.migration_port_max) == (49300, 49310)
-    assert ignored_keys(cfg) == {"tls_allowed_dn_list": "a libvirtd.conf setting pyvirtd does not implement"}
+    assert ignored_keys(cfg) == {"access_drivers": "a libvirtd.conf setting pyvirtd does not implement"}
     assert [item.line for item in cfg.ignored] == [8]
     assert cfg.state_dir == "/srv/pyvirt/a"
     assert str(cfg.rw_socket).endswith("libvirt-sock")
 
 
 def test_ports_are_strings_as_libvirt_writes_them():
-    cfg = load('tcp_port = "16510"\ntls_port = "16514"\nlisten_tls = 0\n')
-    assert cfg.tcp_port == 16510
-    assert set(ignored_keys(cfg)) == {"tls_port", "listen_tls"}
+    cfg = load('tcp_port = "16510"\ntls_port = "16515"\nlisten_tls = 0\n')
+    assert (cfg.tcp_port, cfg.tls_port, cfg.listen_tls) == (16510, 16515, 0)
+    assert not cfg.ignored
+
+
+def test_tls_settings():
+    cfg = load('tls_allowed_dn_list = ["C=GB,O=Example,CN=*"]\nca_file = "/p/ca.pem"\ntls_no_verify_certificate = 1\n'
+               'tls_priority = "NORMAL:-VERS-TLS1.0"\n')
+    assert cfg.tls_allowed_dn_list == ["C=GB,O=Example,CN=*"] and cfg.ca_file == "/p/ca.pem"
+    assert cfg.tls_no_verify_certificate == 1 and not cfg.ignored
+    assert load('tls_allowed_dn_list = []\n').tls_allowed_dn_list == []     # nobody, not "any"
+    assert DaemonConfig().tls_allowed_dn_list is None and DaemonConfig().listen_tls is None
+    with pytest.raises(libvirtError, match="tls_handshake_timeout must be at least 1"):
+        load("tls_handshake_timeout = 0\n")
 
 
 def test_strings_are_taken_verbatim_like_virconf():
