@@ -10,6 +10,12 @@ remote_daemon_dispatch.c answers them) succeeds through cyrus-sasl
 even decoded, as virNetServerProgramDispatchCall does), and any failure of
 the negotiation is answered "authentication failed", its cause logged.
 
+On TLS and UNIX sockets the channel is already safe (the TLS key size is
+SASL's external SSF).  On plain TCP the mechanism must reach ``tcp_min_ssf``,
+so only one with a security layer (DIGEST-MD5, GSSAPI) gets through, and
+that layer then wraps the connection from the byte after the last reply
+(:mod:`pyvirt.rpc.sasl_transport`), as libvirt does.
+
 The identity of each client — its UNIX peer credentials (SO_PEERCRED), its
 certificate's distinguished name (TLS), its SASL user name — is gathered
 here, handed to the driver in :class:`~pyvirt.driver.ConnectionInfo`, and
