@@ -44,7 +44,8 @@ def tls_daemon(tmp_path_factory, pki):  # noqa: F811
     assert not leaked
 
 
-def tls_uri(daemon: Pyvirtd, pki, client: str = "trusted", host: str = "127.0.0.1", extra: str = "") -> str:  # noqa: F811
+def tls_uri(daemon: Pyvirtd, pki, client: str = "trusted", host: str = "127.0.0.1",  # noqa: F811
+            extra: str = "") -> str:
     return f"qemu+tls://{host}:{daemon.tls_port}/system?pkipath={pki.pkipath(client)}{extra}"
 
 

@@ -92,8 +92,8 @@ class ServerClient(asyncio.Protocol):
 
     # thousands of these may sit idle: no per-instance dict
     __slots__ = ("server", "read_only", "listener", "authenticated", "framer", "transport", "peer", "session",
-                 "tls", "x509_dname", "closed", "connected", "last_message", "keepalive_enabled", "_ka_left", "_ka_timer", "_held",
-                 "_admitted", "_frame_started", "_frame_timer", "_paused_for", "__weakref__")
+                 "tls", "x509_dname", "closed", "connected", "last_message", "keepalive_enabled", "_ka_left",
+                 "_ka_timer", "_held", "_admitted", "_frame_started", "_frame_timer", "_paused_for", "__weakref__")
 
     def __init__(self, server: "RPCServer", read_only: bool, listener: str, authenticated: bool = True,
                  tls: Any = None) -> None:
