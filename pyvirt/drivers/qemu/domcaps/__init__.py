@@ -9,16 +9,19 @@ driver (:func:`for_driver`).
 
 from __future__ import annotations
 
+import logging
 import weakref
 from pathlib import Path
 from typing import Any
 
-from ....errors import ErrorDomain, ErrorNumber, error
+from ....errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .. import hostinfo
 from .cache import CapsCache
 from .domxml import Request, domain_capabilities_xml
 from .hostxml import HostFacts, capabilities_xml
 from .probe import Probe, probe
+
+log = logging.getLogger(__name__)
 
 # libvirt's architecture names (virArch).
 ARCHES = frozenset("""i686 x86_64 aarch64 armv6l armv7l armv7b alpha cris loongarch64 lm32 m68k microblaze
@@ -45,7 +48,13 @@ class HostCaps:
         return await self.cache.get(emulator or self.driver.cfg.emulator)
 
     async def capabilities(self) -> str:
-        p = await self.probe()
+        """The host part always; the guest part when the emulator answered (as libvirt, which
+        lists no guest for a binary it cannot probe)."""
+        try:
+            p: Probe | None = await self.probe()
+        except libvirtError as exc:
+            log.warning("no guest capabilities for %s: %s", self.driver.cfg.emulator, exc)
+            p = None
         facts = HostFacts(self.driver.cfg.host_uuid, self.driver.kvm, self._dac_ids())
         return capabilities_xml(p, facts)
 

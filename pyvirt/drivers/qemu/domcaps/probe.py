@@ -122,8 +122,12 @@ async def probe(emulator: str, accels: list[str], workdir: Path, ids: ProcessIds
                     "-machine", f"none,accel={accel}",
                     "-chardev", f"socket,id=charmonitor,fd={MONITOR_FD},server=on,wait=off",
                     "-mon", "chardev=charmonitor,id=monitor,mode=control"]
-            qp = await procmod.launch(argv, Path(tmp) / "qmp.sock", Path(tmp) / "qemu.log",
-                                      f"probe-{accel}", _Quiet(), timeout=timeout, ids=ids)
+            try:
+                qp = await procmod.launch(argv, Path(tmp) / "qmp.sock", Path(tmp) / "qemu.log",
+                                          f"probe-{accel}", _Quiet(), timeout=timeout, ids=ids)
+            except libvirtError as exc:
+                raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                            f"Failed to probe capabilities for {emulator}: {exc.get_error_message()}") from exc
             try:
                 mon = qp.monitor
                 if result is None:
