@@ -349,3 +349,21 @@ def test_clients_that_never_authenticate_cannot_stall_an_authenticated_one(daemo
     again = pyvirt.open(daemon.unix("test"))
     assert again.listAllDomains()[0].name() == "test"
     again.close()
+
+
+def test_read_only_socket_with_sasl(tmp_path, sasl_setup):
+    """auth_unix_ro = "sasl": the read-only socket asks for SASL too, and stays read-only after it."""
+    d = SaslPyvirtd(tmp_path / "ro", sasl=sasl_setup, auth={"auth_tcp": "sasl", "auth_unix_ro": "sasl"})
+    try:
+        d.start()
+        good = {"LIBVIRT_AUTH_FILE": str(sasl_setup.auth_file("alice", USERS["alice"]))}
+        run = virsh(d.unix("test", read_only=True), "-r", "list", "--all", env={"LIBVIRT_AUTH_FILE": str(
+            sasl_setup.no_auth_file)})
+        assert run.returncode == 1, run.stdout
+        run = virsh(d.unix("test", read_only=True), "list --all; suspend test", env=good)
+        assert " test " in run.stdout
+        assert "read only access prevents virDomainSuspend" in run.stderr, run.stderr
+        run = virsh(d.unix("test"), "list", env={"LIBVIRT_AUTH_FILE": str(sasl_setup.no_auth_file)})
+        assert run.returncode == 0, run.stderr     # auth_unix_rw stays "none" here
+    finally:
+        d.cleanup()
