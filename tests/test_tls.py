@@ -286,3 +286,42 @@ def test_check_config_knows_the_tls_keys(tmp_path, pki):  # noqa: F811
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr
     assert "no settings ignored" in out.stdout, out.stdout
+
+
+def test_pyvirt_cli_over_tls(tls_daemon, pki):  # noqa: F811
+    def cli(uri: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", uri, "list", "--all"], capture_output=True,
+                              text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    ok = cli(tls_uri(tls_daemon, pki))
+    assert ok.returncode == 0 and "Name" in ok.stdout, ok.stderr
+    refused = cli(tls_uri(tls_daemon, pki, "outside_dn"))
+    assert refused.returncode != 0 and VERIFY_FAILED in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("listen", [True, False], ids=["--listen", "no --listen"])
+def test_listen_tls_defaults_on_with_listen_only(tmp_path, pki, listen):  # noqa: F811
+    """libvirtd's rule: listen_tls is 1 by default but applies only with --listen."""
+    import os
+    import time
+
+    from guests import REPO
+    port = free_port()
+    daemon = Pyvirtd(tmp_path / "host", extra_config=pki.daemon_config(port=port).replace("listen_tls = 1\n", ""))
+    conf = daemon.write_config()
+    with open(daemon.log_path, "ab") as log:
+        daemon.proc = subprocess.Popen([sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)]
+                                       + (["--listen"] if listen else []), stdout=log, stderr=log, cwd=REPO,
+                                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        deadline = time.monotonic() + 60
+        while "pyvirtd: ready" not in daemon.log_path.read_text(errors="replace"):
+            assert daemon.proc.poll() is None and time.monotonic() < deadline, daemon.log_path.read_text()
+            time.sleep(0.01)
+        if listen:
+            daemon.tls_port = port
+            assert _served(daemon, pki)
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port)).close()
+    finally:
+        assert not daemon.cleanup()
