@@ -36,7 +36,7 @@ import pytest
 ORG = "pyvirt test"
 # The DNs, in libvirt's form (RFC 4514 order as GnuTLS prints it).
 TRUSTED_DN = f"C=GB,O={ORG},CN=client1"
-OUTSIDE_DN = f"C=GB,O=elsewhere,CN=client2"
+OUTSIDE_DN = "C=GB,O=elsewhere,CN=client2"
 REVOKED_DN = f"C=GB,O={ORG},CN=revoked"
 OTHER_CA_DN = f"C=GB,O={ORG},CN=intruder"
 # An allowed-DN list that admits TRUSTED_DN (and REVOKED_DN, so that it is the
