@@ -91,6 +91,11 @@ class Authenticator:
     def set_listener_auth(self, listener: str, auth: str) -> None:
         if auth not in AUTH_TYPES:
             raise error(ErrorNumber.CONF_SYNTAX, ErrorDomain.CONF, f"unsupported auth {auth} for {listener}")
+        if auth == "sasl":      # as libvirtd: at start, so a broken SASL setup stops it at once
+            try:
+                saslmod.server_init()
+            except saslmod.SASLError as exc:
+                raise error(ErrorNumber.AUTH_FAILED, ErrorDomain.RPC, str(exc)) from None
         self.by_listener[listener] = auth
 
     # -- the client's lifetime ---------------------------------------------------------
