@@ -201,3 +201,19 @@ def test_no_verify_admits_a_client_without_certificate(pki):  # noqa: F811
     assert _admission(pki, "no_cert", verify=False) == ([None], None)
     admitted, failure = _admission(pki, "no_cert")
     assert admitted == [] and failure.startswith("server verification (of our certificate or IP address) failed")
+
+
+def test_any_bytes_parse_or_raise_a_certificate_error(pki):  # noqa: F811
+    from hypothesis import given, settings, strategies as st
+
+    good = tls.parse_pem(pki.clients["trusted"].cert.read_bytes())[0].der
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=64), st.integers(0, len(good)), st.binary(max_size=8))
+    def check(junk, cut, splice):
+        for data in (junk, good[:cut], good[:cut] + splice + good[cut + len(splice):]):
+            try:
+                tls.parse_der(data)
+            except tls.CertificateError:
+                pass
+    check()

@@ -190,8 +190,14 @@ class Certificate:
 
 
 def parse_der(der: bytes) -> Certificate:
-    """Decode the parts of a DER certificate libvirt's checks read."""
-    der = bytes(der)
+    """Decode the parts of a DER certificate libvirt's checks read; DERError if it is not one."""
+    try:
+        return _parse_der(bytes(der))
+    except (IndexError, ValueError, OverflowError) as exc:     # bounds are checked; this is the backstop
+        raise DERError(f"Unable to load certificate: {exc}") from None
+
+
+def _parse_der(der: bytes) -> Certificate:
     tag, start, end = _tlv(der, 0, len(der))
     if tag != 0x30:
         raise DERError("not a certificate")
