@@ -367,3 +367,21 @@ def test_read_only_socket_with_sasl(tmp_path, sasl_setup):
         assert run.returncode == 0, run.stderr     # auth_unix_rw stays "none" here
     finally:
         d.cleanup()
+
+
+def test_auth_param_picks_the_type_and_mechanism(daemon, sasl_setup, monkeypatch):
+    """?auth=sasl.MECH as libvirt's client takes it: that mechanism, or a clear refusal."""
+    monkeypatch.setenv("LIBVIRT_AUTH_FILE", str(sasl_setup.auth_file("alice", USERS["alice"])))
+    conn = pyvirt.open(daemon.unix("test") + "&auth=sasl.scram-sha-256")
+    assert conn.listAllDomains()[0].name() == "test"
+    conn.close()
+    with pytest.raises(libvirtError, match="SASL mechanism DIGEST-MD5 not supported by server"):
+        pyvirt.open(daemon.unix("test") + "&auth=sasl.DIGEST-MD5")
+    with pytest.raises(libvirtError, match="requested authentication type polkit rejected"):
+        pyvirt.open(daemon.unix("test") + "&auth=polkit")
+    with pytest.raises(libvirtError, match="unknown authentication type kerberos"):
+        pyvirt.open(daemon.unix("test") + "&auth=kerberos")
+    # virsh says the same for a mechanism the server does not offer
+    run = virsh(daemon.unix("test") + "&auth=sasl.DIGEST-MD5", "list",
+                env={"LIBVIRT_AUTH_FILE": str(sasl_setup.auth_file("alice", USERS["alice"]))})
+    assert run.returncode == 1 and "SASL mechanism DIGEST-MD5 not supported by server" in run.stderr, run.stderr

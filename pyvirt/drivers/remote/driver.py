@@ -84,11 +84,12 @@ class RemoteConnection(HypervisorConnection):
 
     async def _handshake(self) -> None:
         auth = await self.client.call(Program.REMOTE, REMOTE.by_name["AUTH_LIST"])
-        if auth and auth[0] == saslclient.AUTH_SASL:
+        kind = saslclient.pick_auth_type(auth, self.uri.param("auth"))
+        if kind == saslclient.AUTH_SASL:
             await saslclient.authenticate(self.client, self.uri, self.info, *self._channel())
-        elif auth and auth[0] != 0:
+        elif kind != 0:
             raise error(ErrorNumber.AUTH_FAILED, ErrorDomain.REMOTE,
-                        f"the server wants authentication type {auth[0]}, which pyvirt does not support")
+                        f"the server wants authentication type {kind}, which pyvirt does not support")
         await self.client.call(Program.REMOTE, REMOTE.by_name["CONNECT_OPEN"],
                                (self.uri.open_name(), 1 if self.info.read_only else 0))
 

@@ -30,6 +30,23 @@ MIN_SSF = 56        # libvirt's client: "good enough for Kerberos"
 _CALLBACKS = {sasl.CB_AUTHNAME: authconf.CRED_AUTHNAME, sasl.CB_PASS: authconf.CRED_PASSPHRASE}
 
 
+def pick_auth_type(types: list[int], wanted: str | None) -> int:
+    """The server's auth type to use: its first, or the URI's ``?auth=sasl[.MECH]|polkit``
+    when that is among those it offers (libvirt's remoteAuthenticate)."""
+    if not wanted:
+        return types[0] if types else 0
+    low = wanted.lower()
+    if low == "sasl" or low.startswith("sasl."):
+        want = AUTH_SASL
+    elif low == "polkit":
+        want = 2
+    else:
+        raise _failed(f"unknown authentication type {wanted}")
+    if want not in types:
+        raise _failed(f"requested authentication type {wanted} rejected")
+    return want
+
+
 def _failed(detail: str) -> Exception:
     return error(ErrorNumber.AUTH_FAILED, ErrorDomain.REMOTE, detail)
 
@@ -37,6 +54,12 @@ def _failed(detail: str) -> Exception:
 async def authenticate(client: RPCClient, uri: URI, info: ConnectionInfo, secure: bool, tls_bits: int) -> str:
     """Run the negotiation; returns the mechanism used.  Raises AUTH_FAILED."""
     mechlist = await client.call(Program.REMOTE, REMOTE.by_name["AUTH_SASL_INIT"])
+    wanted = uri.param("auth") or ""
+    if wanted.lower().startswith("sasl."):      # ?auth=sasl.MECH: that mechanism or none
+        mech = wanted[5:]
+        if mech.upper() not in mechlist.upper().replace(" ", ",").split(","):
+            raise _failed(f"SASL mechanism {mech} not supported by server")
+        mechlist = mech
     host = uri.host or "localhost"
     loop = asyncio.get_running_loop()
     found = await loop.run_in_executor(None, lambda: authconf.collect(
