@@ -216,3 +216,32 @@ def test_migrate_tls_force_refuses_plain_migration(tmp_path, guests_built, pki):
         assert out.returncode == 0, out.stderr
         assert running_copies([a, b], uid) == 1
         assert pyvirt.open(b.uri).lookupByUUIDString(uid).state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+
+
+def test_p2p_tls_migration_over_a_tls_daemon_link(tmp_path, guests_built, pki):  # noqa: F811
+    """virsh migrate --p2p --tls to qemu+tls://: the source daemon reaches the destination
+    daemon over TLS (client certificate from pkipath=) and the QEMUs' own stream is TLS
+    too.  TLS inside the (one-way) tunnel is refused before anything starts."""
+    from daemons import Pyvirtd, free_port, running_pair
+    from pki import ALLOWED_DN_LIST
+    port = free_port()
+    mig_dir = f'migrate_tls_x509_cert_dir = "{pki.qemu_dir}"\n'
+    a = Pyvirtd(tmp_path / "a", extra_config=mig_dir)
+    b = Pyvirtd(tmp_path / "b", extra_config=mig_dir + pki.daemon_config(port=port, allowed_dn_list=ALLOWED_DN_LIST))
+    b_tls = f"qemu+tls://127.0.0.1:{port}/system?pkipath={pki.pkipath()}"
+    with running_pair(a, b):
+        _, dom, uid = start_guest(a)
+        out = subprocess.run(["virsh", "-c", a.uri, "migrate", "--live", "--p2p", "--tunnelled", "--tls",
+                              "mig", b_tls], capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and "TLS migration cannot be tunnelled" in out.stderr, out.stderr
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and running_copies([a, b], uid) == 1
+
+        out = subprocess.run(["virsh", "-c", a.uri, "migrate", "--live", "--p2p", "--tls", "mig", b_tls],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        moved = pyvirt.open(b.uri).lookupByUUIDString(uid)
+        assert moved.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+        assert running_copies([a, b], uid) == 1
+        before = heartbeat(a)
+        wait_for(lambda: heartbeat(a) > before + 1, 20, what="the guest's heartbeats to go on after the migration")
+        assert creds(b, uid) == {"tls-creds": "", "tls-hostname": "", "type": None}

@@ -280,7 +280,7 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
     encrypted = bool(flags & MigrateFlags.TLS)
     if encrypted:
         params.update(await tls.enable(mon, drv.cfg, listen=False,
-                                       hostname=out.request.tls_destination or _tls_hostname(uri, cookie)))
+                                       hostname=out.request.tls_destination or _tls_hostname(uri)))
     else:
         params.update(tls.DISABLED)
     try:
@@ -294,13 +294,10 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         raise
 
 
-def _tls_hostname(uri: str | None, cookie: MigrationCookie | None) -> str | None:
+def _tls_hostname(uri: str | None) -> str | None:
     """The name the destination's certificate must carry: the host QEMU connects to
-    (libvirt sets it so), or, for a tunnelled stream that connects to no host, the
-    destination's own name."""
-    if uri:
-        return parse_tcp_uri(uri)[0]
-    return cookie.hostname if cookie is not None else None
+    (libvirt sets it so)."""
+    return parse_tcp_uri(uri)[0] if uri else None
 
 
 async def _transfer(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, mon: Any, uri: str | None,

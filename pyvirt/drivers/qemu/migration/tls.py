@@ -8,7 +8,7 @@ source, which always checks the server — and the migration parameters
 ``tls-creds`` (that id) and, on the source, ``tls-hostname``: the name the
 destination's certificate must carry (``VIR_MIGRATE_PARAM_TLS_DESTINATION``,
 else the host of the migration URI, as libvirt sets it; a tunnelled stream
-has no host, so the destination's own name).  After the migration the
+would have no host, but TLS cannot go through the one-way tunnel at all).  After the migration the
 parameters are cleared and the objects deleted on the destination; a source
 that goes on (failed or cancelled migration) is cleared the same way, one
 that migrated is stopped anyway.
@@ -65,7 +65,18 @@ def verify_peer(cfg: "QemuConfig") -> bool:
 
 
 def check_allowed(cfg: "QemuConfig", flags: int) -> None:
-    """``migrate_tls_force``: only TLS (or tunnelled, which the daemons carry) migrations."""
+    """``migrate_tls_force``: only TLS (or tunnelled, which the daemons carry) migrations.
+
+    TLS inside the tunnel is refused before anything starts: the tunnel carries
+    QEMU's stream one way only (a pipe at each end), and a TLS handshake needs
+    both (libvirt lets QEMU fail on it: "TLS handshake failed").  The daemons'
+    link, qemu+tls://, already encrypts a tunnelled stream.
+    """
+    if flags & MigrateFlags.TLS and flags & MigrateFlags.TUNNELLED:
+        raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
+                    "TLS migration cannot be tunnelled (the tunnel carries the stream one way only): "
+                    "use VIR_MIGRATE_TLS without VIR_MIGRATE_TUNNELLED, or a tunnelled migration over "
+                    "qemu+tls://")
     if cfg.migrate_tls_force and not flags & (MigrateFlags.TLS | MigrateFlags.TUNNELLED):
         raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                     "this libvirtd instance allows migration only with VIR_MIGRATE_TLS flag")
