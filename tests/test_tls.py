@@ -325,3 +325,40 @@ def test_listen_tls_defaults_on_with_listen_only(tmp_path, pki, listen):  # noqa
                 socket.create_connection(("127.0.0.1", port)).close()
     finally:
         assert not daemon.cleanup()
+
+
+def test_stalled_handshakes_do_not_fill_max_anonymous_clients(tmp_path, pki):  # noqa: F811
+    """With SASL on top of TLS, clients are anonymous until SASL succeeds; one that has not
+    even finished its TLS handshake does not take one of the max_anonymous_clients slots."""
+    from pyvirt import aio
+    from pyvirt.rpc import tls_transport
+    from pyvirt.rpc.protocol import REMOTE
+    from pyvirt.rpc.wire import Program
+    from pyvirt.uri import parse
+
+    port = free_port()
+    daemon = Pyvirtd(tmp_path / "host", extra_config=pki.daemon_config(
+        port=port, extra='auth_tls = "sasl"\nmax_anonymous_clients = 3\nmax_clients = 200\n'
+                         'tls_handshake_timeout = 600'))
+    daemon.tls_port = port
+    stalled = []
+    try:
+        daemon.start()
+        for _ in range(30):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"\x16\x03\x01\x02\x00")
+            stalled.append(s)
+
+        async def auth_list() -> list:
+            # were the stalled ones counted, this client would wait in the listen queue
+            # for their 600 s handshake timeout and give up after its own 60 s
+            client = await tls_transport.connect(parse(tls_uri(daemon, pki)), timeout=60)
+            try:
+                return await client.call(Program.REMOTE, REMOTE.by_name["AUTH_LIST"])
+            finally:
+                client.close()
+        assert aio.run(auth_list()) == [1]          # admitted and answered: SASL is wanted
+    finally:
+        for s in stalled:
+            s.close()
+        assert not daemon.cleanup()

@@ -38,7 +38,6 @@ from ..drivers.test import driver as test_driver
 from ..enums import DriverFeature
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import tlsconfig
-from ..rpc import tlsconfig
 from ..rpc.server import RPCServer
 from .auth import Authenticator
 from .config import DaemonConfig, load_file
@@ -96,7 +95,6 @@ class Daemon:
                                 max_client_output_bytes=cfg.max_client_output_bytes)
         self.tcp_port: int | None = None
         self.tls_port: int | None = None
-        self.tls_port: int | None = None
         self._stop = asyncio.Event()
 
     async def open_driver(self, name: str, info: ConnectionInfo) -> HypervisorConnection:
@@ -139,14 +137,14 @@ class Daemon:
         if gid != -1:
             for sock in (cfg.rw_socket, cfg.ro_socket):
                 os.chown(sock, -1, gid)
+        if tls is not None:       # before TCP: whoever waits for the TCP port finds TLS up too
+            self.auth.set_listener_auth(f"tls:{cfg.listen_addr}:{cfg.tls_port}", cfg.auth_tls)
+            self.tls_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tls_port, tls=tls,
+                                                         auth_required=cfg.auth_tls != "none")
         if cfg.listen_tcp:
             self.auth.set_listener_auth(f"tcp:{cfg.listen_addr}:{cfg.tcp_port}", cfg.auth_tcp)
             self.tcp_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tcp_port,
                                                          auth_required=cfg.auth_tcp != "none")
-        if tls is not None:
-            self.auth.set_listener_auth(f"tls:{cfg.listen_addr}:{cfg.tls_port}", cfg.auth_tls)
-            self.tls_port = await self.server.listen_tcp(cfg.listen_addr, cfg.tls_port, tls=tls,
-                                                         auth_required=cfg.auth_tls != "none")
         log.info("pyvirtd ready: unix %s%s%s, state %s, host uuid %s", cfg.rw_socket,
                  f", tcp {cfg.listen_addr}:{self.tcp_port}" if self.tcp_port else "",
                  f", tls {cfg.listen_addr}:{self.tls_port}" if self.tls_port else "",
@@ -295,8 +293,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_file(args.config) if args.config else DaemonConfig()
-        if cfg.listen_tls is None:      # libvirtd: listen_tls = 1 by default, and only with --listen
-            cfg.listen_tls = int(args.listen)
         if cfg.listen_tls is None:      # libvirtd: listen_tls = 1 by default, and only with --listen
             cfg.listen_tls = int(args.listen)
         level = logging.DEBUG if args.verbose else LOG_LEVELS[cfg.log_level]

@@ -15,7 +15,9 @@ Limits, as libvirtd's (``libvirtd.conf``) where libvirtd has one:
 
 * ``max_clients`` connections at once, of which at most
   ``max_anonymous_clients`` not yet authenticated (a listener without
-  authentication makes its clients authenticated at once, as libvirt does).
+  authentication makes its clients authenticated at once, as libvirt does;
+  a TLS client counts from the end of its handshake, which
+  ``tls_handshake_timeout`` bounds, where libvirtd counts it from the accept).
   At either limit the server stops *accepting*, as libvirtd suspends its
   services: further connections wait in the kernel's listen queue, of
   ``max_queued_clients`` entries, and are served when a slot frees; beyond
@@ -93,13 +95,15 @@ class ServerClient(asyncio.Protocol):
     # thousands of these may sit idle: no per-instance dict
     __slots__ = ("server", "read_only", "listener", "authenticated", "framer", "transport", "peer", "session",
                  "tls", "x509_dname", "closed", "connected", "last_message", "keepalive_enabled", "_ka_left",
-                 "_ka_timer", "_held", "_admitted", "_frame_started", "_frame_timer", "_paused_for", "__weakref__")
+                 "_ka_timer", "_held", "_admitted", "_frame_started", "_frame_timer", "_paused_for", "_handshaking",
+                 "__weakref__")
 
     def __init__(self, server: "RPCServer", read_only: bool, listener: str, authenticated: bool = True,
                  tls: Any = None) -> None:
         self.server = server
         self.tls = tls                    # the listener's ServerTLS (rpc.tlsconfig), None: plain
         self.x509_dname: str | None = None   # the client certificate's DN (libvirt's form), once checked
+        self._handshaking = False         # TLS handshake and checks not over: not counted as anonymous yet
         self.read_only = read_only
         self.listener = listener
         self.authenticated = authenticated
@@ -144,6 +148,9 @@ class ServerClient(asyncio.Protocol):
             return False
         log.debug("TLS client %s: certificate %s accepted", self.peer, dname)
         transport.write(b"\x01")
+        self._handshaking = False
+        if not self.authenticated:        # SASL on top: anonymous from now on
+            self.server._now_anonymous(self)
         return True
 
     def plain_socket(self) -> socket.socket | None:
@@ -540,7 +547,11 @@ class RPCServer:
         client = ServerClient(self, listener.read_only, listener.name, authenticated=not listener.auth_required,
                               tls=listener.tls)
         self.clients.add(client)
-        if not client.authenticated:
+        # A TLS client counts as anonymous only once its handshake and certificate
+        # checks are over: stalled handshakes (bounded by the handshake timeout and
+        # max_clients) must not fill max_anonymous_clients and stop the accepting.
+        client._handshaking = client.tls is not None
+        if not client.authenticated and not client._handshaking:
             self.anonymous += 1
         self._check_limits()
         self.spawn(self._connect(client, conn))
@@ -566,8 +577,13 @@ class RPCServer:
             self._forget(client)
 
     def _authenticated(self, client: ServerClient) -> None:
-        if client in self.clients:
+        if client in self.clients and not client._handshaking:
             self.anonymous -= 1
+            self._check_limits()
+
+    def _now_anonymous(self, client: ServerClient) -> None:
+        if client in self.clients:
+            self.anonymous += 1
             self._check_limits()
 
     def _forget(self, client: ServerClient) -> None:
@@ -575,7 +591,7 @@ class RPCServer:
         if client not in self.clients:
             return
         self.clients.discard(client)
-        if not client.authenticated:
+        if not client.authenticated and not client._handshaking:
             self.anonymous -= 1
         if client._admitted:
             self._release(client)
