@@ -56,7 +56,7 @@ def _console(p: argparse.ArgumentParser) -> Handler:
         try:
             dom.openConsole(args.devname, stream, flags)
         except libvirtError as exc:
-            raise _failed("Failed to get console", exc) from None
+            raise _failed("Failed to get console", exc)
         if args.resume and dom.state()[0] == pyvirt.VIR_DOMAIN_PAUSED:
             dom.resume()
         _run_console(stream)
@@ -135,7 +135,7 @@ def _screenshot(p: argparse.ArgumentParser) -> Handler:
         try:
             mime = dom.screenshot(stream, args.screen, 0)
         except libvirtError as exc:
-            raise _failed(f"could not take a screenshot of {dom.name()}", exc) from None
+            raise _failed(f"could not take a screenshot of {dom.name()}", exc)
         path = args.file_opt or args.file
         generated = path is None
         if generated:
@@ -151,7 +151,7 @@ def _screenshot(p: argparse.ArgumentParser) -> Handler:
         except libvirtError as exc:
             os.close(fd)
             os.unlink(path)
-            raise _failed(f"could not receive data from domain {dom.name()}", exc) from None
+            raise _failed(f"could not receive data from domain {dom.name()}", exc)
         os.close(fd)
         print(f"Screenshot saved to {path}, with type of {mime}")
     return run
@@ -173,7 +173,8 @@ def _domdisplay(p: argparse.ArgumentParser) -> Handler:
         xml = dom.XMLDesc(pyvirt.VIR_DOMAIN_XML_SECURE if args.include_password else 0)
         uris = display_uris(xml, conn.getURI(), args.include_password, args.type)
         if not uris:
-            raise CommandError("No graphical display found")
+            raise CommandError(f"No graphical display with type '{args.type}' found" if args.type
+                               else "No graphical display found")
         for uri in uris if args.all else uris[:1]:
             print(uri)
     return run
@@ -235,6 +236,16 @@ def _send_key(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--codeset", default="linux", help="the codeset of keycodes, default:linux")
     p.add_argument("--holdtime", type=int, default=0, help="the time (in milliseconds) how long the keys will be held")
     p.add_argument("keycode", nargs="*", help="the key code")
+    # virsh takes options between the keycodes (send-key DOM --codeset xt 1 2): parse intermixed
+    plain = p.parse_known_args
+
+    def intermixed(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        p.parse_known_args = plain          # (the intermixed parse calls parse_known_args itself)
+        try:
+            return p.parse_known_intermixed_args(args, namespace)
+        finally:
+            p.parse_known_args = intermixed
+    p.parse_known_args = intermixed  # type: ignore[method-assign]
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
         codeset = keycodes.CODESET_NAMES.get(args.codeset)
