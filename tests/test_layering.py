@@ -32,6 +32,9 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("pyvirt.errors", ("pyvirt.",)),
     ("pyvirt.refs", ("pyvirt.",)),
     ("pyvirt.enums", ("pyvirt.",)),
+    # the keycode tables: data over enums, shared by the driver and the command line
+    ("pyvirt.keycodes", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
+                         "pyvirt.driver", "pyvirt.connection", "pyvirt.domain", "pyvirt.api")),
     ("pyvirt.testhooks", ("pyvirt.",)),     # test-only fault-injection points
     ("pyvirt.conf", ("pyvirt.driver", "pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli",
                      "pyvirt.security", "pyvirt.locking", "pyvirt.connection", "pyvirt.domain")),

@@ -62,6 +62,7 @@ MUTATING |= {308}                # DOMAIN_SET_MEMORY_STATS_PERIOD
 HIGH_PRIORITY |= {5, 101, 102, 227, 228}
 READ_ONLY_OK |= {5, 101, 102, 227, 228, 312}
 MUTATING |= {342}
+MUTATING |= {211, 226, 343}      # console and graphics: screenshot, send key, open graphics fd
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 
@@ -142,7 +143,7 @@ def test_flag_dependent_read_only_refusal():
 def test_streams():
     streams = {p.number: p.stream for p in REMOTE if p.stream is not None}
     assert streams == {148: Direction.UPLOAD, 215: Direction.UPLOAD, 304: Direction.UPLOAD,
-                       201: Direction.BOTH}
+                       201: Direction.BOTH, 211: Direction.DOWNLOAD}
 
 
 def test_messages():
