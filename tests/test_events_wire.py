@@ -23,7 +23,7 @@ from pyvirt.drivers.qemu import qemu_events
 from pyvirt.drivers.qemu.command import assign_aliases
 from pyvirt.drivers.qemu.domainobj import QemuDomainObj
 from pyvirt.drivers.qemu.jobs import AsyncJob, AsyncJobState
-from pyvirt.enums import DomainState, EventID, ShutoffReason
+from pyvirt.enums import DomainState, EventID, PausedReason, ShutoffReason
 from pyvirt.refs import DomainRef
 from pyvirt.rpc import wire
 from pyvirt.rpc.protocol import REMOTE
@@ -180,13 +180,21 @@ def _translated(obj, name, data):
 
 def test_watchdog_io_error_balloon_spice_and_jobs(obj, tmp_path):
     assert _translated(obj, "WATCHDOG", {"action": "inject-nmi"}) == [(EventID.WATCHDOG, (6,))]
-    assert _translated(obj, "WATCHDOG", {"action": "pause"}) == [(EventID.WATCHDOG, (1,))]
+    # a watchdog that pauses: paused (watchdog) at once, as libvirt, before QEMU's STOP
+    assert _translated(obj, "WATCHDOG", {"action": "pause"}) == [(EventID.WATCHDOG, (1,)),
+                                                                 (EventID.LIFECYCLE, (3, 3))]
+    assert (obj.state, obj.reason) == (DomainState.PAUSED, PausedReason.WATCHDOG)
+    assert _translated(obj, "WATCHDOG", {"action": "pause"}) == [(EventID.WATCHDOG, (1,))]   # paused already
+    obj.state = DomainState.RUNNING
     io = {"device": "", "node-name": "libvirt-1-format", "operation": "write", "action": "stop",
           "nospace": True, "reason": "No space left on device"}
     disk = f"{tmp_path}/a.qcow2"
     assert _translated(obj, "BLOCK_IO_ERROR", io) == [
         (EventID.IO_ERROR, (disk, "virtio-disk0", 1)),
-        (EventID.IO_ERROR_REASON, (disk, "virtio-disk0", 1, "enospc"))]
+        (EventID.IO_ERROR_REASON, (disk, "virtio-disk0", 1, "enospc")),
+        (EventID.LIFECYCLE, (3, 2))]                                   # Suspended: I/O error
+    assert (obj.state, obj.reason) == (DomainState.PAUSED, PausedReason.IOERROR)
+    obj.state = DomainState.RUNNING
     io.update(nospace=False, action="report", reason="Input/output error")
     assert _translated(obj, "BLOCK_IO_ERROR", io)[1] == (
         EventID.IO_ERROR_REASON, (disk, "virtio-disk0", 2, "Input/output error"))

@@ -20,7 +20,8 @@ import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ...driver import DomainEvent
-from ...enums import DomainState, EventID, ShutoffReason, TypedParamType
+from ...enums import (DomainState, EventID, EventSuspendedDetail, EventType, PausedReason, ShutoffReason,
+                      TypedParamType)
 from .jobs import ASYNC_OPERATION, AsyncJob, AsyncJobState
 
 if TYPE_CHECKING:
@@ -73,8 +74,22 @@ def _rtc_change(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) -> lis
     return [_event(obj, EventID.RTC_CHANGE, int(data["offset"]))]
 
 
+def _paused_by_qemu(obj: "QemuDomainObj", reason: PausedReason, detail: EventSuspendedDetail) -> list[DomainEvent]:
+    """QEMU is about to stop the CPUs itself (watchdog action pause, disk error policy stop):
+    the domain is paused for that reason now, as libvirt does, and the STOP that follows
+    finds it paused already."""
+    if obj.state != DomainState.RUNNING or obj.expect_run_change:
+        return []
+    obj.set_state(DomainState.PAUSED, reason)
+    return [_event(obj, EventID.LIFECYCLE, int(EventType.SUSPENDED), int(detail))]
+
+
 def _watchdog(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) -> list[DomainEvent]:
-    return [_event(obj, EventID.WATCHDOG, WATCHDOG_ACTIONS.get(str(data.get("action")), 0))]
+    action = WATCHDOG_ACTIONS.get(str(data.get("action")), 0)
+    out = [_event(obj, EventID.WATCHDOG, action)]
+    if action == WATCHDOG_ACTIONS["pause"]:
+        out += _paused_by_qemu(obj, PausedReason.WATCHDOG, EventSuspendedDetail.WATCHDOG)
+    return out
 
 
 def _io_error(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) -> list[DomainEvent]:
@@ -84,8 +99,11 @@ def _io_error(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) -> list[
     action = IO_ERROR_ACTIONS.get(str(data.get("action")), 0)
     # libvirt names a full disk "enospc"; otherwise QEMU's text, when it gives one
     reason = "enospc" if data.get("nospace") else str(data.get("reason") or "")
-    return [_event(obj, EventID.IO_ERROR, path, alias, action),
-            _event(obj, EventID.IO_ERROR_REASON, path, alias, action, reason)]
+    out = [_event(obj, EventID.IO_ERROR, path, alias, action),
+           _event(obj, EventID.IO_ERROR_REASON, path, alias, action, reason)]
+    if action == IO_ERROR_ACTIONS["stop"]:
+        out += _paused_by_qemu(obj, PausedReason.IOERROR, EventSuspendedDetail.IOERROR)
+    return out
 
 
 def _address(info: Mapping[str, Any]) -> tuple[int, str, str]:
