@@ -389,3 +389,36 @@ def test_stock_virsh_and_pyvirt_build_the_same_read_only_and_netcat_commands(hos
         pid, pyvirt_argv = _only_call(sshd, before)
         _closed_and_reaped(conn, pid)
         assert pyvirt_argv == virsh_argv, (flags, params)
+
+
+# -- peer-to-peer migration: the source daemon reaches its peer over qemu+ssh:// ----------------
+
+@pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh (libvirt-clients) not installed")
+@pytest.mark.parametrize("tunnelled", [False, True], ids=["p2p", "p2p-tunnelled"])
+def test_p2p_migration_to_a_qemu_ssh_destination(tmp_path, guests_built, tunnelled):
+    """pyvirtd A, asked by stock virsh, opens its link to B through ssh (the transport
+    running inside the daemon's own event loop); tunnelled, the guest's memory goes
+    through that ssh child too."""
+    from daemons import running_pair
+    from test_migration import assert_only_on, heartbeat, make_hosts, start_guest
+    a, b = make_hosts(tmp_path)
+    with running_pair(a, b):
+        sshd = _start_sshd(tmp_path / "sshd", b)
+        try:
+            _, dom, uid = start_guest(a)
+            dest = sshd.uri(socket=str(b.sock_dir / "libvirt-sock"))
+            flags = ["--p2p"] + (["--tunnelled"] if tunnelled else [])
+            out = _virsh(a.uri, "migrate", "--live", *flags, "mig", dest)
+            assert out.returncode == 0, out.stderr
+            assert sshd.calls(), "the source daemon did not go through ssh"
+            moved = pyvirt.open(b.uri).lookupByUUIDString(uid)
+            assert moved.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+            assert_only_on(b, uid, "mig", (a, b))
+            before = heartbeat(a)
+            from guests import wait_for
+            wait_for(lambda: heartbeat(a) > before + 1, 20, what="the guest's heartbeats on B")
+            # the daemon closed its link after the migration: its ssh child is gone too
+            for pid in sshd.calls():
+                wait_for(lambda: not Path(f"/proc/{pid}").exists(), 20, what=f"ssh child {pid} to be reaped")
+        finally:
+            _stop(sshd.proc)
