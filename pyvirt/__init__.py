@@ -33,7 +33,7 @@ def _export_constants() -> list[str]:
         (_ErrorNumber, "VIR_ERR_"), (_ErrorDomain, "VIR_FROM_"), (_ErrorLevel, "VIR_ERR_"),
     ]
     for enum_cls, prefix in table:
-        for member in enum_cls:
+        for member in enum_cls.__members__.values():   # zero-valued flags too (AFFECT_CURRENT)
             name = prefix + member.name
             globals().setdefault(name, int(member.value))
             names.append(name)

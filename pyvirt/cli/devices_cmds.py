@@ -89,7 +89,8 @@ def _domain_xml(dom: pyvirt.virDomain, args: argparse.Namespace) -> etree._Eleme
 
 
 def _device_xml(node: etree._Element) -> str:
-    return etree.tostring(node, encoding="unicode")
+    """The element as virsh dumps it (libxml2: double quotes, inner whitespace kept)."""
+    return etree.tostring(node, encoding="unicode", with_tail=False)
 
 
 # -- attach-device / detach-device / update-device ----------------------------------------
@@ -112,6 +113,7 @@ def _device_file_command(name: str, action: str, help: str, done: str) -> None:
             except libvirtError as exc:
                 raise _failed(f"Failed to {action} device from {path}", exc)
             print(done)
+            print()
         return run
 
 
@@ -156,6 +158,7 @@ def _attach_disk(p: argparse.ArgumentParser) -> Handler:
         except libvirtError as exc:
             raise _failed("Failed to attach disk", exc)
         print("Disk attached successfully")
+        print()
     return run
 
 
@@ -207,7 +210,7 @@ def _detach_disk(p: argparse.ArgumentParser) -> Handler:
         dom = lookup(conn, args)
         disk = _find_disk(_domain_xml(dom, args), target)
         if disk is None:
-            raise CommandError(f"No disk found whose source path or target is {target}")
+            raise CommandError("Failed to get disk information")
         xml = _device_xml(disk)
         if args.print_xml:
             print(xml)
@@ -217,6 +220,7 @@ def _detach_disk(p: argparse.ArgumentParser) -> Handler:
         except libvirtError as exc:
             raise _failed("Failed to detach disk", exc)
         print("Disk detached successfully")
+        print()
     return run
 
 
@@ -237,13 +241,13 @@ def _change_media(p: argparse.ArgumentParser) -> Handler:
         action = actions[0] if actions else ("update" if args.source else "eject")
         if action == "eject" and args.source:
             raise CommandError("Options --eject and --source are mutually exclusive")
-        if action == "insert" and not args.source:
-            raise CommandError("No source is specified for inserting media")
         dom = lookup(conn, args)
         root = _domain_xml(dom, args)
         disk = _find_disk(root, path)
         if disk is None:
-            raise CommandError(f"No disk found whose source path or target is {path}")
+            raise CommandError("Failed to get disk information")
+        if action == "insert" and not args.source:
+            raise CommandError("No source is specified for inserting media")
         if disk.get("device") not in ("cdrom", "floppy"):
             raise CommandError("The disk device is not removable")
         current = disk.find("source")
@@ -256,9 +260,12 @@ def _change_media(p: argparse.ArgumentParser) -> Handler:
             disk.set("type", kind)
             new = etree.Element("source", {"dev" if kind == "block" else "file": args.source})
             target = disk.find("target")
-            (target.addprevious(new) if target is not None else disk.append(new))
-        for live_only in disk.findall("alias") + disk.findall("backingStore"):
-            disk.remove(live_only)
+            if target is None:
+                disk.append(new)
+            else:      # before the target, indented like it (as virsh's libxml2 edit leaves it)
+                before = target.getprevious()
+                new.tail = (before.tail if before is not None else disk.text) or ""
+                target.addprevious(new)
         xml = _device_xml(disk)
         if args.print_xml:
             print(xml)
@@ -338,6 +345,7 @@ def _attach_interface(p: argparse.ArgumentParser) -> Handler:
         except libvirtError as exc:
             raise _failed("Failed to attach interface", exc)
         print("Interface attached successfully")
+        print()
     return run
 
 
@@ -355,15 +363,17 @@ def _detach_interface(p: argparse.ArgumentParser) -> Handler:
         root = _domain_xml(dom, args)
         found = [nic for nic in root.iterfind("devices/interface") if nic.get("type") == ntype]
         if not found:
-            raise CommandError(f"No interface found whose type is {ntype}")
+            raise CommandError(f"No interface found whose type is {ntype}\nFailed to detach interface")
         if args.mac:
             mac = args.mac.lower()
             found = [nic for nic in found if (nic.find("mac") is not None
                                               and nic.find("mac").get("address", "").lower() == mac)]
             if not found:
-                raise CommandError(f"No interface with MAC address {args.mac} was found")
+                raise CommandError(f"No interface with MAC address {args.mac} was found\n"
+                                   "Failed to detach interface")
         elif len(found) > 1:
-            raise CommandError(f"Domain has {len(found)} interfaces. Please specify which one to detach using --mac")
+            raise CommandError(f"Domain has {len(found)} interfaces. Please specify which one to detach "
+                               "using --mac\nFailed to detach interface")
         xml = _device_xml(found[0])
         if args.print_xml:
             print(xml)
@@ -373,6 +383,7 @@ def _detach_interface(p: argparse.ArgumentParser) -> Handler:
         except libvirtError as exc:
             raise _failed("Failed to detach interface", exc)
         print("Interface detached successfully")
+        print()
     return run
 
 
@@ -398,11 +409,11 @@ def _domiflist(p: argparse.ArgumentParser) -> Handler:
 
 # -- memory and vCPUs ------------------------------------------------------------------------------
 
-def _kib(text: str, command_name: str) -> int:
+def _kib(text: str, option: str) -> int:
     match = _SCALED_RE.fullmatch(text)
     scale = _SCALE.get(match.group(2).lower()) if match else None
     if match is None or scale is None:
-        raise CommandError(f"Invalid value of {text} for memory size")
+        raise CommandError(f"Scaled numeric value '{text}' for <{option}> option is malformed or out of range")
     return (int(match.group(1)) * scale + 1023) // 1024
 
 
@@ -415,7 +426,7 @@ def _setmem(p: argparse.ArgumentParser) -> Handler:
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
         flags = _flags(args, None)
         dom = lookup(conn, args)
-        kib = _kib(_get(args, "size"), "setmem")
+        kib = _kib(_get(args, "size"), "size")
         if _explicit(args):        # virsh prints only libvirt's error here
             dom.setMemoryFlags(kib, flags)
         else:
@@ -432,7 +443,7 @@ def _setmaxmem(p: argparse.ArgumentParser) -> Handler:
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
         flags = _flags(args, None)
         dom = lookup(conn, args)
-        kib = _kib(_get(args, "size"), "setmaxmem")
+        kib = _kib(_get(args, "size"), "size")
         try:
             if _explicit(args):
                 dom.setMemoryFlags(kib, flags | pyvirt.VIR_DOMAIN_MEM_MAXIMUM)
@@ -462,6 +473,8 @@ def _setvcpus(p: argparse.ArgumentParser) -> Handler:
         if not text.isdigit():
             raise CommandError(f"Numeric value '{text}' for <count> option is malformed or out of range")
         count = int(text)
+        if count == 0:
+            raise CommandError("Can't set 0 processors for a VM")
         flags |= ((pyvirt.VIR_DOMAIN_VCPU_MAXIMUM if args.maximum else 0)
                   | (pyvirt.VIR_DOMAIN_VCPU_GUEST if args.guest else 0)
                   | (pyvirt.VIR_DOMAIN_VCPU_HOTPLUGGABLE if args.hotpluggable else 0))

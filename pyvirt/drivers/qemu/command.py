@@ -143,13 +143,12 @@ def _device(driver: str, props: Mapping[str, Any]) -> list[str]:
 def assign_aliases(d: DomainDef) -> None:
     """Give each device the alias libvirt would (``virtio-disk0``, ``net0``, ...),
     and refuse aliases libvirt would never write (they become QEMU ids)."""
-    virtio = 0
     for disk in d.devices.disks:
         if disk.alias:
             continue
         index = _target_index(disk.target_dev)
         if disk.target_bus == "virtio":
-            disk.alias, virtio = f"virtio-disk{virtio}", virtio + 1
+            disk.alias = f"virtio-disk{index}"     # libvirt names it after the target: vdb is virtio-disk1
         else:
             disk.alias = DISK_ALIAS_BY_BUS.get(disk.target_bus, lambda i: f"{disk.target_bus}-disk{i}")(index)
     for i, nic in enumerate(d.devices.interfaces):
