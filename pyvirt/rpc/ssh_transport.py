@@ -164,6 +164,7 @@ class SSHClient(RPCClient):
         self._stderr_task = asyncio.get_running_loop().create_task(self._read_stderr(), name="ssh-stderr")
         self._closing = False
         self._lost_exc: Exception | None = None
+        self._reaper: asyncio.Task[None] | None = None     # held: the loop keeps only weak references
 
     @property
     def pid(self) -> int:
@@ -195,7 +196,8 @@ class SSHClient(RPCClient):
         # Pending calls fail (and ``closed`` is set) only once the child is reaped
         # and its last words read: they explain the failure.
         self._lost_exc = exc
-        asyncio.get_running_loop().create_task(self._reap_then_report(), name=f"ssh-reap-{self.pid}")
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_then_report(),
+                                                              name=f"ssh-reap-{self.pid}")
 
     async def _reap_then_report(self) -> None:
         try:
