@@ -1,0 +1,77 @@
+"""conf.metadata: the <metadata> element as libvirt keeps and prints it (unit tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyvirt import conf
+from pyvirt.conf import metadata as md
+from pyvirt.errors import ErrorNumber, libvirtError
+
+BASE = """<domain type='qemu'>
+  <name>m</name>
+  <uuid>0f0f0f0f-1111-2222-3333-444444444444</uuid>
+  <description>d</description>{}
+  <memory unit='KiB'>1024</memory>
+  <os><type>hvm</type></os>
+</domain>"""
+
+
+def test_parse_keeps_one_element_per_namespace_and_prints_them_after_description():
+    d = conf.parse(BASE.format("""
+  <metadata>
+    <nons/>
+    <a:first xmlns:a="urn:a" x='1'><a:inner>t</a:inner></a:first>
+    <b:dup xmlns:b="urn:a"/>
+    <c:other xmlns:c="urn:c"/>
+  </metadata>"""))
+    assert [md.element_text(e) for e in d.metadata] == [
+        '<a:first xmlns:a="urn:a" x="1">\n  <a:inner>t</a:inner>\n</a:first>', '<c:other xmlns:c="urn:c"/>']
+    text = d.format()
+    assert ("  <description>d</description>\n  <metadata>\n"
+            '    <a:first xmlns:a="urn:a" x="1">\n      <a:inner>t</a:inner>\n    </a:first>\n'
+            '    <c:other xmlns:c="urn:c"/>\n  </metadata>\n  <memory') in text
+    assert conf.parse(text).format() == text                       # stable round trip
+    assert conf.parse(text, inactive=True).format(inactive=True) == text
+    assert "<metadata>" not in conf.parse(BASE.format("\n  <metadata><nons/></metadata>")).format()
+
+
+def test_set_get_replace_remove():
+    d = conf.parse(BASE.format(""))
+    md.set_metadata(d, md.ELEMENT, "<cfg><v>1</v></cfg>", "app", "urn:app")
+    assert md.get_metadata(d, md.ELEMENT, "urn:app") == '<app:cfg xmlns:app="urn:app">\n  <v>1</v>\n</app:cfg>'
+    md.set_metadata(d, md.ELEMENT, "<x:new xmlns:x='urn:old'/>", "k", "urn:app")   # moved into urn:app
+    assert md.get_metadata(d, md.ELEMENT, "urn:app").startswith('<k:new xmlns:k="urn:app"')
+    assert len(d.metadata) == 1
+    md.set_metadata(d, md.ELEMENT, None, None, "urn:app")
+    assert d.metadata == []
+    md.set_metadata(d, md.ELEMENT, None, None, "urn:absent")          # removing nothing is no error
+    md.set_metadata(d, md.TITLE, "T", None, None)
+    md.set_metadata(d, md.DESCRIPTION, "", None, None)
+    assert (d.title, d.description) == ("T", None)
+    assert md.get_metadata(d, md.TITLE, None) == "T"
+    with pytest.raises(libvirtError) as err:
+        md.get_metadata(d, md.DESCRIPTION, None)
+    assert err.value.get_error_code() == ErrorNumber.NO_DOMAIN_METADATA
+
+
+@pytest.mark.parametrize("kind, metadata, key, uri, message", [
+    (md.TITLE, "a\nb", None, None, "metadata title can't contain newlines"),
+    (md.TITLE, "a", "k", None, "key in virDomainSetMetadata must be NULL"),
+    (md.ELEMENT, "<a/>", "k", None, "uri in virDomainSetMetadata must not be NULL"),
+    (md.ELEMENT, "<a/>", None, "urn:x", "key in virDomainSetMetadata must not be NULL"),
+    (3, "x", None, None, "unknown metadata type '3'"),
+])
+def test_argument_checks(kind, metadata, key, uri, message):
+    with pytest.raises(libvirtError, match=message):
+        md.check_arguments(kind, metadata, key, uri)
+
+
+def test_bad_element_and_key():
+    d = conf.parse(BASE.format(""))
+    with pytest.raises(libvirtError) as err:
+        md.set_metadata(d, md.ELEMENT, "<a>", "k", "urn:x")
+    assert err.value.get_error_code() == ErrorNumber.XML_DETAIL
+    with pytest.raises(libvirtError, match="is not a valid XML name"):
+        md.set_metadata(d, md.ELEMENT, "<a/>", "no:colons", "urn:x")
+    assert d.metadata == []
