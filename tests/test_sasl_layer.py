@@ -186,4 +186,7 @@ def test_stream_through_the_security_layer(daemon, sasl_setup, guests_built):
                          env=dict(os.environ, LIBVIRT_AUTH_FILE=str(sasl_setup.no_auth_file)))
     assert run.returncode == 0, run.stderr
     shot = json.loads(run.stdout.strip().splitlines()[-1])
-    assert image_size(shot["mime"], base64.b64decode(shot["data"])) == TEXT_MODE
+    # decoded whole (signature, every chunk's CRC, all rows): nothing lost or garbled on the way;
+    # the mode depends on how far the firmware got (640x480 graphics, then 720x400 text)
+    width, height = image_size(shot["mime"], base64.b64decode(shot["data"]))
+    assert (width, height) in ((640, 480), TEXT_MODE)
