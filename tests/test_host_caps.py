@@ -113,8 +113,8 @@ def test_free_memory_per_cell_and_in_total(fake_host):
     assert hostinfo.free_memory(fake_host) == 9000000 * 1024
     with pytest.raises(pyvirt.libvirtError) as info:
         hostinfo.cells_free_memory(2, 1, fake_host)
-    assert info.value.get_error_code() == pyvirt.VIR_ERR_INTERNAL_ERROR
-    assert str(info.value) == "internal error: start cell 2 out of range (0-1)"
+    assert info.value.get_error_code() == pyvirt.VIR_ERR_INVALID_ARG
+    assert str(info.value) == "invalid argument: start cell 2 out of range (0-1)"
 
 
 def test_capabilities_topology_of_the_fake_host(fake_host):
@@ -393,7 +393,7 @@ def test_python3_libvirt_figures_match_the_host(daemon):
     assert errors["xen"] == [pyvirt.VIR_ERR_INVALID_ARG, pyvirt.VIR_FROM_QEMU, "invalid argument: unknown type 'xen'"]
     assert errors["cell"][0] == pyvirt.VIR_ERR_INVALID_ARG and "cellNum in virHostMemGetStats" in errors["cell"][2]
     assert errors["cpu"] == [pyvirt.VIR_ERR_INVALID_ARG, 0, "Invalid cpuNum in virHostCPUGetStatsLinux"]
-    assert errors["start"][0] == pyvirt.VIR_ERR_INTERNAL_ERROR and "start cell 99 out of range" in errors["start"][2]
+    assert errors["start"][0] == pyvirt.VIR_ERR_INVALID_ARG and "start cell 99 out of range" in errors["start"][2]
     assert errors["arch"] == [pyvirt.VIR_ERR_INVALID_ARG, pyvirt.VIR_FROM_QEMU,
                               "invalid argument: cannot find architecture nosuch"]
     assert errors["machine"][2] == f"invalid argument: the machine 'nosuch' is not supported by emulator '{EMULATOR}'"

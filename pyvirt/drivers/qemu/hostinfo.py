@@ -263,7 +263,8 @@ def cells_free_memory(start: int, maxcells: int, root: Path = Path("/")) -> list
     """virNodeGetCellsFreeMemory: free bytes of cells start .. start + maxcells - 1."""
     top = _max_cell(root)
     if start < 0 or start > top:
-        raise _none_error(ErrorNumber.INTERNAL_ERROR, f"start cell {start} out of range (0-{top})")
+        # libvirt's text; its code is INTERNAL_ERROR, but the caller's argument is what is wrong
+        raise _none_error(ErrorNumber.INVALID_ARG, f"start cell {start} out of range (0-{top})")
     last = min(start + maxcells - 1, top)
     by_id = {c.id: c for c in cells(root)}
     return [by_id[n].free_kib * 1024 if n in by_id else 0 for n in range(start, last + 1)]
