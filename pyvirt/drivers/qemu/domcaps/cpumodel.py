@@ -30,6 +30,7 @@ _CPUINFO_NAMES = {
     "avx512_bitalg": "avx512bitalg", "avx512_vpopcntdq": "avx512-vpopcntdq", "avx512_vbmi2": "avx512vbmi2",
     "avx512_bf16": "avx512-bf16", "avx_vnni": "avx-vnni", "avx512_vp2intersect": "avx512-vp2intersect",
     "pclmulqdq": "pclmulqdq", "sse4_1": "sse4.1", "sse4_2": "sse4.2", "pni": "pni",
+    "cr8_legacy": "cr8legacy",
 }
 
 
@@ -40,6 +41,8 @@ def libvirt_name(feature: str) -> str:
 def from_cpuinfo(flags: list[str], known: set[str]) -> set[str]:
     """QEMU names of the cpuinfo flags QEMU knows as CPUID features."""
     out: set[str] = set()
+    if {"constant_tsc", "nonstop_tsc"} <= set(flags) and "invtsc" in known:
+        out.add("invtsc")                 # an invariant TSC is the two flags together
     for flag in flags:
         for name in (_CPUINFO_NAMES.get(flag), flag, flag.replace("_", "-"), flag.replace("_", ".")):
             if name and name in known:
@@ -93,3 +96,15 @@ def host_model(ap: AccelProbe, definitions: dict[str, CPUModel], host: set[str] 
 def model_vendor(model: CPUModel, definitions: dict[str, CPUModel]) -> str:
     """The vendor a model is defined with (under KVM QEMU reports the host's for every model)."""
     return definitions.get(model.name, model).vendor
+
+
+def host_cpu(ap: AccelProbe, definitions: dict[str, CPUModel], host: set[str]) -> HostModel | None:
+    """The host CPU of ``<capabilities>``: the model host-model names (so both documents
+    agree) when the host has all of its features, else the closest model it has all of."""
+    guest = host_model(ap, definitions)
+    if guest is not None:
+        own = set(definitions.get(guest.name, CPUModel(guest.name, True, "", [], [])).features)
+        features = {f for f in host if not _paravirt(f)}
+        if own <= features:
+            return HostModel(guest.name, ap.host_vendor, sorted(features - own), [])
+    return host_model(ap, definitions, host, subset=True)

@@ -48,7 +48,7 @@ def _host_cpu(probe: Probe | None, facts: HostFacts) -> list[str]:
         definitions = {m.name: m for m in probe.accels["tcg"].models} if "tcg" in probe.accels else {}
         known = set(ap.known_features)
         host = cpumodel.from_cpuinfo(flags, known) if flags else set(ap.host_features)
-        hm = cpumodel.host_model(ap, definitions, host, subset=True)
+        hm = cpumodel.host_cpu(ap, definitions, host)
         if hm is not None:
             lines.append(f"      <model>{hm.name}</model>")
     vendor = hostinfo.cpuinfo_value("vendor_id", root)
