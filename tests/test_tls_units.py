@@ -217,3 +217,20 @@ def test_any_bytes_parse_or_raise_a_certificate_error(pki):  # noqa: F811
             except tls.CertificateError:
                 pass
     check()
+
+
+def test_client_default_files_and_the_users_own(tmp_path, monkeypatch):
+    c = tlsconfig.locate(None, False, False)          # root: the system files
+    assert (c.cacert, c.cert, c.key) == ("/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/clientcert.pem",
+                                         "/etc/pki/libvirt/private/clientkey.pem")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    user = tmp_path / ".pki" / "libvirt"
+    user.mkdir(parents=True)
+    (user / "cacert.pem").write_text("x")
+    (user / "clientcert.pem").write_text("x")
+    c = tlsconfig.locate(None, False, True)           # not root: ~/.pki/libvirt first, file by file
+    assert c.cacert == str(user / "cacert.pem")
+    assert c.cert == "/etc/pki/libvirt/clientcert.pem"   # the pair needs both files to be taken
+    (user / "clientkey.pem").write_text("x")
+    c = tlsconfig.locate(None, False, True)
+    assert (c.cert, c.key) == (str(user / "clientcert.pem"), str(user / "clientkey.pem"))
