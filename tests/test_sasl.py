@@ -385,3 +385,21 @@ def test_auth_param_picks_the_type_and_mechanism(daemon, sasl_setup, monkeypatch
     run = virsh(daemon.unix("test") + "&auth=sasl.DIGEST-MD5", "list",
                 env={"LIBVIRT_AUTH_FILE": str(sasl_setup.auth_file("alice", USERS["alice"]))})
     assert run.returncode == 1 and "SASL mechanism DIGEST-MD5 not supported by server" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("allowed,admitted", [([], set()), (None, {"alice", "carol"})],
+                         ids=["empty-list-admits-nobody", "absent-list-admits-every-user"])
+def test_allowed_username_list_empty_and_absent(tmp_path, sasl_setup, allowed, admitted):
+    d = SaslPyvirtd(tmp_path / "acl", sasl=sasl_setup, allowed=allowed)
+    try:
+        d.start()
+        got = set()
+        for user in ("alice", "carol"):
+            run = virsh(d.unix("test"), "list", env={"LIBVIRT_AUTH_FILE": str(sasl_setup.auth_file(user, USERS[user]))})
+            if run.returncode == 0:
+                got.add(user)
+            else:
+                assert "authentication failed" in run.stderr, run.stderr
+        assert got == admitted
+    finally:
+        d.cleanup()
