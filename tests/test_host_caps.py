@@ -580,7 +580,8 @@ def test_same_answers_as_libvirtd(daemon, libvirtd):
         ours_x, theirs_x = ET.fromstring(ours[1]), ET.fromstring(theirs[1])
         hm = "./cpu/mode[@name='host-model']/"
         assert ours_x.find(hm + "model").text == theirs_x.find(hm + "model").text, command
-        usable = lambda root: {m.text: m.get("usable") for m in root.findall("./cpu/mode[@name='custom']/model")}  # noqa: E731
+        usable = lambda root: {m.text: (m.get("usable"), m.get("vendor"))  # noqa: E731
+                               for m in root.findall("./cpu/mode[@name='custom']/model")}
         ours_u, theirs_u = usable(ours_x), usable(theirs_x)
         common = set(ours_u) & set(theirs_u)
         assert len(common) >= len(theirs_u) - 2 and {n: ours_u[n] for n in common} == {n: theirs_u[n] for n in common}

@@ -93,8 +93,16 @@ def host_model(ap: AccelProbe, definitions: dict[str, CPUModel], host: set[str] 
     return HostModel(model.name, ap.host_vendor, sorted(features - own), sorted(own - features))
 
 
+# Models libvirt's CPU map gives no vendor (QEMU defines each with one): libvirt says 'unknown'.
+GENERIC_MODELS = frozenset({"qemu64", "qemu32", "kvm64", "kvm32", "pentium", "pentium2", "pentium3",
+                            "pentiumpro", "486"})
+
+
 def model_vendor(model: CPUModel, definitions: dict[str, CPUModel]) -> str:
-    """The vendor a model is defined with (under KVM QEMU reports the host's for every model)."""
+    """The vendor a model is defined with (under KVM QEMU reports the host's for every model);
+    "" for the generic models."""
+    if model.name in GENERIC_MODELS:
+        return ""
     return definitions.get(model.name, model).vendor
 
 
