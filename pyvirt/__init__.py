@@ -12,6 +12,7 @@ from . import enums as _enums
 from .connection import open, openReadOnly, virConnect
 from .connection import _open_driver
 from .domain import virDomain
+from .api.console import virStream
 from .errors import ErrorDomain as _ErrorDomain, ErrorLevel as _ErrorLevel, ErrorNumber as _ErrorNumber
 from .errors import libvirtError
 
@@ -47,4 +48,5 @@ globals().update(_PARAM_NAMES)
 _CONSTANTS += list(_PARAM_NAMES)
 VIR_ERR_OK = 0
 
-__all__ = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "libvirtError", *_CONSTANTS]
+__all__ = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "virStream", "libvirtError",
+           *_CONSTANTS]

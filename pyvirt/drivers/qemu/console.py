@@ -35,7 +35,7 @@ class _Session:
 
 
 class ConsoleSessions:
-    """The open consoles of one driver, by (domain UUID, host path of the device)."""
+    """The open consoles of one driver, by (domain UUID and QEMU pid, host path of the device)."""
 
     def __init__(self) -> None:
         self.open: dict[tuple[str, str], _Session] = {}
@@ -103,7 +103,10 @@ def open_console(driver: Any, obj: "QemuDomainObj", dev_name: str | None, flags:
         raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
                     f"character device {dev_name or dev.alias} connects to its socket: nothing to open")
     sessions = sessions_of(driver)
-    key = (obj.uuid, dev.path)
+    # per QEMU process: a session a stopped guest left (its client never finished) does
+    # not hold the device of the next start
+    process = getattr(obj, "process", None)
+    key = (f"{obj.uuid}/{process.pid if process is not None else 0}", dev.path)
     sessions.claim(key, bool(flags & ConsoleFlags.FORCE))
     fd = _open_pty(dev.path) if dev.type == "pty" else _connect_unix(dev.path)
     return sessions.add(key, fd)
