@@ -431,6 +431,7 @@ def _setmem(p: argparse.ArgumentParser) -> Handler:
             dom.setMemoryFlags(kib, flags)
         else:
             dom.setMemory(kib)
+        print()     # virsh ends the command with an empty line
     return run
 
 
@@ -451,6 +452,7 @@ def _setmaxmem(p: argparse.ArgumentParser) -> Handler:
                 dom.setMaxMemory(kib)
         except libvirtError as exc:
             raise _failed("Unable to change MaxMemorySize", exc)
+        print()     # virsh ends the command with an empty line
     return run
 
 
@@ -484,6 +486,7 @@ def _setvcpus(p: argparse.ArgumentParser) -> Handler:
             dom.setVcpusFlags(count, flags)
         else:
             dom.setVcpus(count)
+        print()     # virsh ends the command with an empty line
     return run
 
 
@@ -507,6 +510,7 @@ def _vcpucount(p: argparse.ArgumentParser) -> Handler:
                      | (pyvirt.VIR_DOMAIN_AFFECT_CONFIG if args.config else 0)
                      | (pyvirt.VIR_DOMAIN_AFFECT_LIVE if args.live else 0))
             print(dom.vcpusFlags(flags))
+            print()
             return
         for label, extra in which:
             for place, affect in where:

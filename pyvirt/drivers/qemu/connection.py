@@ -294,7 +294,8 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
     async def domain_get_info(self, dom: DomainRef) -> tuple[int, int, int, int, int]:
         obj = self._obj(dom)
         d = obj.current
-        return int(obj.state), d.memory_kib, d.current_memory_kib, d.vcpus, self.driver.cpu_time_ns(obj)
+        # nrVirtCpu is the vCPUs online (libvirt's virDomainDefGetVcpus), not the maximum
+        return int(obj.state), d.memory_kib, d.current_memory_kib, d.current_vcpus, self.driver.cpu_time_ns(obj)
 
     async def domain_get_xml_desc(self, dom: DomainRef, flags: int) -> str:
         check_flags(flags, _XML_FLAGS, "qemuDomainGetXMLDesc")

@@ -1,0 +1,114 @@
+"""Memory, vCPUs and network interfaces of a running guest, checked against QEMU.
+
+setmem goes to the balloon; the tiny guest has no balloon driver, so QEMU
+keeps reporting the full size and so does pyvirtd (libvirt shows what the
+guest gave back, not what was asked).  vCPUs are hot-plugged as CPU
+devices into a guest started with fewer than its maximum; the tiny guest
+never enables the ACPI interface that can eject one, so QEMU refuses the unplug.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from guests import READY, tiny_xml, wait_for_text
+from test_hotplug import ACPI, _write, live_xml, ok, ours, pci_devices, qmp, same_output, virsh
+
+pytestmark = [pytest.mark.qemu]
+
+
+def _guest(daemon, name: str, xml: str, ready_timeout: float = 30) -> None:
+    ok(daemon.uri, "define", _write(daemon.workdir / f"{name}.xml", xml))
+    ok(daemon.uri, "start", name)
+    wait_for_text(daemon.workdir / f"{name}.log", READY, ready_timeout)
+
+
+def _online(daemon, name: str) -> int:
+    return len(qmp(daemon, name, "query-cpus-fast"))
+
+
+def test_setmem_asks_the_balloon_and_setmaxmem_is_config_only(pyvirtd, guests_built):
+    uri = pyvirtd.uri
+    _guest(pyvirtd, "mem", tiny_xml("mem", pyvirtd.workdir / "mem.log"))
+    assert same_output(uri, "setmem", "mem", "96M").stdout == "\n"      # asking twice is harmless
+    # asked, not given: the tiny guest runs no balloon driver, so QEMU still has it all
+    assert qmp(pyvirtd, "mem", "query-balloon")["actual"] == 128 * 1024 * 1024
+    assert "Used memory:    131072 KiB" in ok(uri, "dominfo", "mem")
+    out = same_output(uri, "setmem", "mem", "1G")
+    assert "cannot set memory higher than max memory" in out.stderr
+    out = same_output(uri, "setmaxmem", "mem", "256M")
+    assert "cannot resize the maximum memory on an active domain" in out.stderr
+    # the persistent definition takes both
+    assert ours(uri, "setmaxmem", "mem", "100M", "--config").returncode == 0
+    ok(uri, "setmem", "mem", "64M", "--config")
+    inactive = live_xml(uri, "mem", inactive=True)
+    assert (inactive.memory_kib, inactive.current_memory_kib) == (102400, 65536)
+    assert live_xml(uri, "mem").memory_kib == 131072
+    out = same_output(uri, "setmem", "mem", "200M", "--config")
+    assert "cannot set memory higher than max memory" in out.stderr
+
+
+def test_setmem_without_a_balloon_is_refused(pyvirtd, guests_built):
+    xml = tiny_xml("nob", pyvirtd.workdir / "nob.log", extra_devices="\n    <memballoon model='none'/>")
+    _guest(pyvirtd, "nob", xml)
+    out = same_output(pyvirtd.uri, "setmem", "nob", "64M")
+    assert out.returncode == 1 and "without the balloon device" in out.stderr
+    assert "balloon0" not in pci_devices(pyvirtd, "nob")
+
+
+def test_vcpu_hotplug_on_the_tiny_guest(pyvirtd, guests_built):
+    uri = pyvirtd.uri
+    xml = tiny_xml("cpu", pyvirtd.workdir / "cpu.log").replace("<vcpu>1</vcpu>", "<vcpu current='1'>3</vcpu>")
+    _guest(pyvirtd, "cpu", xml.replace("</os>", ACPI, 1))
+    assert _online(pyvirtd, "cpu") == 1
+    same_output(uri, "vcpucount", "cpu")
+    assert ours(uri, "setvcpus", "cpu", "3", "--live").stdout == "\n"
+    assert _online(pyvirtd, "cpu") == 3
+    plugged = [c["qom-path"] for c in qmp(pyvirtd, "cpu", "query-hotpluggable-cpus")
+               if str(c.get("qom-path", "")).startswith("/machine/peripheral/")]
+    assert sorted(plugged) == ["/machine/peripheral/vcpu1", "/machine/peripheral/vcpu2"]
+    assert "current      live           3" in same_output(uri, "vcpucount", "cpu").stdout
+    assert "<vcpu placement='static' current='3'>3</vcpu>" not in ok(uri, "dumpxml", "cpu")
+    assert "<vcpu placement='static'>3</vcpu>" in ok(uri, "dumpxml", "cpu")
+    assert "current='1'" in ok(uri, "dumpxml", "--inactive", "cpu")
+    # the tiny guest never switched QEMU's CPU hot-plug to the interface that can eject:
+    # QEMU refuses the unplug, and the CPU stays
+    out = virsh(uri, "setvcpus", "cpu", "2", "--live")
+    assert out.returncode == 1 and "device_del" in out.stderr and "unplug" in out.stderr
+    assert _online(pyvirtd, "cpu") == 3
+    # boot CPUs cannot go; more than the maximum cannot come
+    out = same_output(uri, "setvcpus", "cpu", "4", "--live")
+    assert "greater than max allowable vcpus for the live domain: 4 > 3" in out.stderr
+    # the maximum changes in the definition only
+    out = same_output(uri, "setvcpus", "cpu", "4", "--maximum", "--live")
+    assert out.returncode == 1
+    ok(uri, "setvcpus", "cpu", "4", "--maximum", "--config")
+    ok(uri, "setvcpus", "cpu", "2", "--config")
+    assert "<vcpu placement='static' current='2'>4</vcpu>" in ok(uri, "dumpxml", "--inactive", "cpu")
+    ok(uri, "destroy", "cpu")
+    ok(uri, "start", "cpu")
+    assert _online(pyvirtd, "cpu") == 2
+    assert len(qmp(pyvirtd, "cpu", "query-hotpluggable-cpus")) == 4
+    same_output(uri, "vcpucount", "cpu")
+    same_output(uri, "vcpucount", "cpu", "--maximum", "--config")
+
+
+def test_user_interface_hotplug(pyvirtd, guests_built):
+    uri, work = pyvirtd.uri, pyvirtd.workdir
+    _guest(pyvirtd, "nic", tiny_xml("nic", work / "nic.log").replace("</os>", ACPI, 1))
+    nic = _write(work / "nic0.xml", "<interface type='user'><mac address='52:54:00:aa:bb:01'/>"
+                                    "<model type='virtio'/></interface>")
+    assert ours(uri, "attach-device", "nic", nic, "--live").stdout == "Device attached successfully\n\n"
+    d = live_xml(uri, "nic")
+    iface = d.devices.interfaces[0]
+    assert (iface.alias, iface.mac) == ("net0", "52:54:00:aa:bb:01")
+    assert pci_devices(pyvirtd, "nic")["net0"] == iface.address.slot
+    assert qmp(pyvirtd, "nic", "qom-get", path="/machine/peripheral/net0", property="netdev") == "hostnet0"
+    same_output(uri, "domiflist", "nic")
+    out = same_output(uri, "attach-device", "nic", nic, "--live")
+    assert out.returncode == 1 and "52:54:00:aa:bb:01" in out.stderr
+    # a PCI NIC the tiny guest does not give back stays listed
+    assert ok(uri, "detach-interface", "nic", "user", "--mac", "52:54:00:aa:bb:01", "--live") == \
+        "Interface detached successfully\n\n"
+    assert live_xml(uri, "nic").devices.interfaces
+    same_output(uri, "detach-interface", "nic", "user", "--mac", "52:54:00:aa:bb:99")
