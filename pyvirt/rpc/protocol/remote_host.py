@@ -8,7 +8,7 @@ connection rows in :mod:`.remote`.
 from __future__ import annotations
 
 from . import Procedure
-from .rows import Array, Struct, _proc, D, s, s_, i, u, h, uh  # noqa: F401
+from .rows import Array, Struct, _proc, i, s, s_, u, uh
 
 NODE_CPU_STATS_MAX = 16          # REMOTE_NODE_CPU_STATS_MAX
 NODE_MEMORY_STATS_MAX = 16       # REMOTE_NODE_MEMORY_STATS_MAX
