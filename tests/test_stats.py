@@ -133,6 +133,8 @@ def check_against_qemu(daemon, pid: int, got: dict, before: tuple[int, int],
     assert rec["balloon.current"] == balloon_kib == 128 * 1024 and rec["balloon.maximum"] == 128 * 1024
     assert rec["balloon.rss"] > 0 and "balloon.last-update" in rec
     assert rec["vcpu.current"] == rec["vcpu.maximum"] == 1 and rec["vcpu.0.state"] == 1
+    assert rec["cpu.cache.monitor.count"] == 0 and "cpu.haltpoll.success.time" in rec
+    assert rec["block.0.backingIndex"] == 1 and rec["vcpu.0.delay"] >= 0
     assert 0 <= rec["vcpu.0.time"] <= rec["cpu.time"]
     assert rec["net.count"] == 0          # a guest without host-side NICs
     blockstats, = qmp(daemon, "query-blockstats")
@@ -228,13 +230,21 @@ def test_groups_filters_and_enforce(pyvirtd, guest):
     assert off["state.state"] == pyvirt.VIR_DOMAIN_SHUTOFF and "cpu.time" not in off
     assert off["block.0.capacity"] == 32 << 20 and off["block.0.physical"] == image.stat().st_size
     assert conn.lookupByName("off").blockInfo("vda")[0] == 32 << 20
-    # groups this daemon does not collect: dropped, or refused with ENFORCE_STATS
+    # perf (no events enabled) reports nothing, as libvirt's; a group bit libvirt does not
+    # know is dropped, or refused with ENFORCE_STATS
     perf = dict(conn.getAllDomainStats(pyvirt.VIR_DOMAIN_STATS_PERF, 0))
     assert all(s == {} for s in perf.values())
+    unknown = 1 << 20
+    assert all(s == {} for _d, s in conn.getAllDomainStats(unknown, 0))
     with pytest.raises(pyvirt.libvirtError) as exc:
-        conn.getAllDomainStats(pyvirt.VIR_DOMAIN_STATS_PERF | pyvirt.VIR_DOMAIN_STATS_STATE,
+        conn.getAllDomainStats(unknown | pyvirt.VIR_DOMAIN_STATS_STATE,
                                pyvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS)
     assert exc.value.get_error_code() == pyvirt.VIR_ERR_ARGUMENT_UNSUPPORTED
+    assert "0x100000" in exc.value.get_error_message()
+    # dirtyrate: QEMU's query-dirty-rate, nothing measured yet
+    (_d, rate), = conn.domainListGetStats([conn.lookupByName("st")], pyvirt.VIR_DOMAIN_STATS_DIRTYRATE, 0)
+    assert rate == {"dirtyrate.calc_status": 0, "dirtyrate.calc_start_time": 0, "dirtyrate.calc_period": 0,
+                    "dirtyrate.calc_mode": "page-sampling"}
     # NOWAIT and BACKING are accepted; with no job in the way nothing is left out
     full = dict(conn.getAllDomainStats(0, pyvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
                                        | pyvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING))
@@ -264,7 +274,7 @@ def test_memory_stats_period_live_and_config(pyvirtd, guest):
 # Figures that move between two runs (CPU time, RSS, the host CPU a thread ran on) are
 # masked; everything else, layout and wording included, must be the same.
 _VOLATILE = [
-    (re.compile(r"^(\s*(?:cpu\.\w+|vcpu\.\d+\.(?:time|wait)|balloon\.rss)=)\d+$", re.M), r"\1N"),
+    (re.compile(r"^(\s*(?:cpu\.\w+|vcpu\.\d+\.(?:time|wait|delay)|balloon\.rss)=)\d+$", re.M), r"\1N"),
     (re.compile(r"^(rss) \d+$", re.M), r"\1 N"),
     (re.compile(r"^(CPU:\s+)\d+$", re.M), r"\1N"),
     (re.compile(r"^(CPU time:\s+)[\d.]+s$", re.M), r"\1Ns"),

@@ -136,10 +136,11 @@ class MonitorSample:
     balloon_kib: int | None = None
     guest_stats: list[tuple[int, int]] | None = None
     vcpu_tids: list[int] | None = None
+    dirtyrate: dict[str, Any] | None = None
 
 
 async def sample(obj: Any, *, block: bool = False, sizes: bool = True, balloon: bool = False,
-                 vcpus: bool = False) -> MonitorSample:
+                 vcpus: bool = False, dirtyrate: bool = False) -> MonitorSample:
     """Send every query the caller needs at once and wait for all answers."""
     monitor = obj.process.monitor
     jobs: dict[str, Awaitable[Any]] = {}
@@ -155,6 +156,8 @@ async def sample(obj: Any, *, block: bool = False, sizes: bool = True, balloon: 
                                                     "property": "guest-stats"})
     if vcpus:
         jobs["vcpus"] = vcpu_threads(obj, obj.current.current_vcpus)
+    if dirtyrate:
+        jobs["dirtyrate"] = monitor.execute("query-dirty-rate")
     results = dict(zip(jobs, await asyncio.gather(*jobs.values(), return_exceptions=True)))
     for value in results.values():
         if isinstance(value, BaseException) and not isinstance(value, libvirtError):
@@ -172,6 +175,8 @@ async def sample(obj: Any, *, block: bool = False, sizes: bool = True, balloon: 
         out.guest_stats = guest_memory_stats(results["guest"])
     if "vcpus" in results and not isinstance(results["vcpus"], BaseException):
         out.vcpu_tids = results["vcpus"]
+    if "dirtyrate" in results and not isinstance(results["dirtyrate"], BaseException):
+        out.dirtyrate = results["dirtyrate"]
     return out
 
 

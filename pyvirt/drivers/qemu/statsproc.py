@@ -51,14 +51,43 @@ def thread_stat(pid: int, tid: int) -> TaskStat | None:
         return None
 
 
-def thread_wait_ns(pid: int, tid: int) -> int | None:
-    """Time the thread spent runnable but waiting for a host CPU (schedstat's
-    second field), libvirt's ``vcpu.N.wait``; None where schedstats are off."""
+def thread_delay_ns(pid: int, tid: int) -> int:
+    """Time the thread spent runnable, waiting for a host CPU (schedstat's second
+    field), libvirt's ``vcpu.N.delay``; 0 where the kernel keeps no schedstat."""
     try:
         with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
             return int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
-        return None
+        return 0
+
+
+def thread_wait_ns(pid: int, tid: int) -> int:
+    """The scheduler's ``wait_sum`` of the thread (milliseconds in /proc/.../sched),
+    libvirt's ``vcpu.N.wait``: 0 unless the kernel collects schedstats."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/sched", "rb") as f:
+            for line in f:
+                key, _, value = line.partition(b":")
+                if key.strip().endswith(b"wait_sum"):
+                    return int(float(value) * 1_000_000)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def halt_poll_ns(pid: int) -> tuple[int, int]:
+    """KVM's halt-polling time of the guest's vCPUs (debugfs), succeeded and failed;
+    (0, 0) when debugfs is not there or the guest does not run on KVM."""
+    import glob
+    totals = [0, 0]
+    for n, name in enumerate(("halt_poll_success_ns", "halt_poll_fail_ns")):
+        for path in glob.glob(f"/sys/kernel/debug/kvm/{pid}-*/vcpu*/{name}"):
+            try:
+                with open(path) as f:
+                    totals[n] += int(f.read())
+            except (OSError, ValueError):
+                continue
+    return totals[0], totals[1]
 
 
 def thread_affinity(tid: int, ncpus: int) -> list[bool]:
