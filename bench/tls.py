@@ -16,14 +16,19 @@ Migration throughput with ``--tls`` versus without is bench/tls_migration.py's
 (its ``run()`` is called, with ``--runs``, when that file exists;
 ``--no-migration`` skips it).
 
-Usage: bench/tls.py [--seconds S] [--opens N] [--runs N] [--no-libvirt] [--no-migration]
+Both servers run at once and are measured in alternating rounds (``--rounds``),
+so that a machine's changing load weighs on both alike.
+
+Usage: bench/tls.py [--seconds S] [--opens N] [--rounds N] [--runs N] [--no-libvirt] [--no-migration]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,20 +66,32 @@ def open_latency(uri: str, n: int) -> tuple[float, float]:
     return res["median"] * 1000, res["p90"] * 1000
 
 
-def bench_server(uri: str, workdir: Path, seconds: float, opens: int) -> dict:
-    name = start_guest(uri, workdir)
+def bench(uris: dict[str, str], workdir: Path, seconds: float, opens: int, rounds: int) -> dict[str, dict]:
+    """Every figure for every server, in alternating rounds (the machine's load then
+    weighs on both alike); calls/s: the median round; open latency: over all opens."""
+    names = {side: start_guest(uri, workdir / side.split()[0]) for side, uri in uris.items()}
+    rows: dict[str, dict] = {side: {1: [], 8: [], "open": ([], [])} for side in uris}
     try:
-        row = {n: measure(uri, name, n, seconds) for n in (1, 8)}
-        row["open"] = open_latency(uri, opens)
+        for _ in range(rounds):
+            for side, uri in uris.items():
+                for n in (1, 8):
+                    rows[side][n].append(measure(uri, names[side], n, seconds / rounds))
+                median, p90 = open_latency(uri, max(opens // rounds, 10))
+                rows[side]["open"][0].append(median)
+                rows[side]["open"][1].append(p90)
     finally:
-        stop_guest(uri)
-    return row
+        for uri in uris.values():
+            stop_guest(uri)
+    return {side: {1: statistics.median(r[1]), 8: statistics.median(r[8]),
+                   "open": (statistics.median(r["open"][0]), statistics.median(r["open"][1]))}
+            for side, r in rows.items()}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--opens", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds the time and opens are split into")
     ap.add_argument("--no-libvirt", action="store_true")
     ap.add_argument("--runs", type=int, default=3, help="migrations per figure (bench/tls_migration.py)")
     ap.add_argument("--no-migration", action="store_true")
@@ -84,18 +101,16 @@ def main() -> int:
     from pki import make_pki
     ensure_guests()
 
-    rows: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="pyvirt-tlsbench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pyvirt-tlsbench-") as tmp, contextlib.ExitStack() as stack:
         os.chmod(tmp, 0o711)   # QEMU runs unprivileged: it must reach the files here
-        pki = make_pki(Path(tmp) / "pki")
+        work = Path(tmp)
+        pki = make_pki(work / "pki")
+        uris: dict[str, str] = {}
         port = free_port()
-        daemon = Pyvirtd(Path(tmp) / "pyvirtd", extra_config=pki.daemon_config(port=port))
-        try:
-            daemon.start()
-            uri = f"qemu+tls://127.0.0.1:{port}/system?pkipath={pki.pkipath()}"
-            rows["pyvirtd"] = bench_server(uri, Path(tmp), args.seconds, args.opens)
-        finally:
-            daemon.cleanup()
+        daemon = Pyvirtd(work / "pyvirtd", extra_config=pki.daemon_config(port=port))
+        stack.callback(daemon.cleanup)
+        daemon.start()
+        uris["pyvirtd"] = f"qemu+tls://127.0.0.1:{port}/system?pkipath={pki.pkipath()}"
         if not args.no_libvirt:
             try:
                 from libvirt_ref import LibvirtHost, libvirt_available
@@ -106,12 +121,16 @@ def main() -> int:
                 print(f"libvirt reference skipped: {why}")
             else:
                 lport = free_port()
-                with LibvirtHost(Path(tmp) / "libvirtd", tcp_port=free_port(),
-                                 tls_config=pki.daemon_config(port=lport)):
-                    uri = f"qemu+tls://127.0.0.1:{lport}/system?pkipath={pki.pkipath()}"
-                    rows["libvirtd 9.0"] = bench_server(uri, Path(tmp), args.seconds, args.opens)
-        print(f"\nover TLS, python3-libvirt client, {args.seconds:.0f} s per calls/s figure, "
-              f"{args.opens} opens")
+                stack.enter_context(LibvirtHost(work / "libvirtd", tcp_port=free_port(),
+                                                tls_config=pki.daemon_config(port=lport)))
+                uris["libvirtd 9.0"] = f"qemu+tls://127.0.0.1:{lport}/system?pkipath={pki.pkipath()}"
+        for side in uris:
+            (work / side.split()[0]).mkdir(exist_ok=True)
+            os.chmod(work / side.split()[0], 0o711)
+        rows = bench(uris, work, args.seconds, args.opens, args.rounds)
+        stack.close()
+        print(f"\nover TLS, python3-libvirt client, both servers up, {args.rounds} alternating rounds: "
+              f"{args.seconds:.0f} s of calls and {args.opens} opens per figure")
         sides = list(rows)
         two = len(sides) == 2
         print(f"{'':34}" + "".join(f"{s:>16}" for s in sides) + ("     ratio" if two else ""))
