@@ -229,6 +229,8 @@ class ServerTLS:
     def check_client(self, ssl_object: ssl.SSLObject | None) -> tuple[str | None, str | None]:
         """After the handshake: (the client's DN or None, why it is refused or None)."""
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der is None and not self.verify:
+            return None, None                   # tls_no_verify_certificate: none was asked for
         dname = None
         try:
             if der is None:
