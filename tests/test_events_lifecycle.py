@@ -3,7 +3,8 @@
 ``virsh reboot`` is libvirt's fake reboot: the Linux test guest gets the ACPI
 power button and powers off, and instead of ending QEMU the daemon resets the
 machine and runs it again — the guest boots a second time in the same QEMU
-process.  ``reset`` restarts the tiny guest at once (QMP system_reset).  The
+process, and, as with libvirtd 9.0 on this QEMU (checked beside it), only
+REBOOT events are raised meanwhile.  ``reset`` restarts the tiny guest at once (QMP system_reset).  The
 pyvirt CLI prints what virsh prints for each.
 """
 
@@ -68,7 +69,9 @@ def test_reboot_boots_again_in_the_same_qemu(pyvirtd, guests_built):
         assert events.wait_for(lambda l: l.startswith("registered")) == "registered 27"
         assert ok(pyvirtd.uri, "reboot", "lx") == "Domain 'lx' is being rebooted\n\n"
         wait_for(lambda: count(log, READY) == 2, 120, what="the second boot")
-        events.wait_for(lambda l: is_event(l, 0, "lx", 4), what="the RESUMED event")
+        events.wait_for(lambda l: is_event(l, 1, "lx"), what="the REBOOT event")
+        ok(pyvirtd.uri, "desc", "lx", "after the reboot")      # a last event: all before it are in
+        events.wait_for(lambda l: is_event(l, 23, "lx"), what="the METADATA_CHANGE event")
     finally:
         events.stop()
     assert count(log, POWEROFF) == 1                  # the guest did power off, once
@@ -77,10 +80,10 @@ def test_reboot_boots_again_in_the_same_qemu(pyvirtd, guests_built):
     assert ok(pyvirtd.uri, "domstate", "--reason", "lx").strip() == "running (booted)"
     assert "fakereboot" not in now.extra               # the intent is spent
     got = [json.loads(l) for l in events.lines if l.startswith("[")]
-    assert got[:3] == [[0, "lx", 6, 1],                # Shutdown: finished after guest request
-                       [1, "lx"],                      # the reset: REBOOT
-                       [0, "lx", 4, 0]]                # Resumed: unpaused
-    assert all(e == [1, "lx"] for e in got[3:])        # the booting guest may reset itself again
+    # as libvirtd 9.0 with this QEMU: the power-off in between is not announced, the
+    # reset raises REBOOT (the booting guest may reset itself once more), nothing else
+    assert got[-1] == [23, "lx", 0, None]
+    assert got[0] == [1, "lx"] and all(e == [1, "lx"] for e in got[:-1])
 
     # a shutdown through ACPI ends it, as the guest powers off
     assert ok(pyvirtd.uri, "shutdown", "--mode", "acpi", "lx") == "Domain 'lx' is being shutdown\n\n"

@@ -145,7 +145,7 @@ def test_registration_checks():
         forms.check_callback_id(27)
     with pytest.raises(Exception, match="unsupported event ID 16"):
         forms.check_legacy_id(16, set())
-    with pytest.raises(Exception, match="domain event 3 already registered"):
+    with pytest.raises(Exception, match="event callback already tracked"):
         forms.check_legacy_id(3, {3})
 
 

@@ -76,7 +76,7 @@ def test_set_and_get_through_the_library_live_and_config(running):
     assert str(err.value) == "metadata not found: Requested metadata element is not present"
     element = dom.metadata(ELEMENT, NS, CONFIG)
     assert element == dom.metadata(ELEMENT, NS, LIVE) == (
-        f'<app:app xmlns:app="{NS}">\n  <item n="1">x</item>\n</app:app>')
+        f'<app:app xmlns:app="{NS}">\n  <app:item n="1">x</app:item>\n</app:app>')
 
     # where they are kept: the definition on disk, the status file of the running guest
     persistent, live = config_def(running), status_def(running)

@@ -118,8 +118,11 @@ def check_arguments(kind: int, metadata: str | None, key: str | None, uri: str |
 
 
 def parse_element(metadata: str, key: str, uri: str) -> etree._Element:
-    """The application's element, put in namespace ``uri`` under prefix ``key``, as
-    libvirt does (only the root element is moved into the namespace)."""
+    """The application's element with namespace ``uri`` declared on it under prefix
+    ``key``, as libvirt does: every element of it that has no namespace (the root
+    included) moves into ``uri``; elements already in a namespace keep theirs (an
+    element whose root is in another namespace is then not found under ``uri``,
+    as with libvirtd)."""
     try:
         root = etree.fromstring(metadata.encode(), _PARSER)
     except etree.XMLSyntaxError as exc:
@@ -127,13 +130,17 @@ def parse_element(metadata: str, key: str, uri: str) -> etree._Element:
     if not _PREFIX_RE.fullmatch(key):     # a namespace prefix: an XML name without ':'
         raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
                     f"metadata namespace key '{key}' is not a valid XML name")
-    local = etree.QName(root).localname
-    moved = etree.Element(f"{{{uri}}}{local}", nsmap={key: uri})
-    moved.text, moved.tail = root.text, None
+    declared = {prefix: ns for prefix, ns in root.nsmap.items() if prefix != key}
+    tag = root.tag if etree.QName(root).namespace else f"{{{uri}}}{root.tag}"
+    moved = etree.Element(tag, nsmap={**declared, key: uri})      # the declaration on the root
+    moved.text = root.text
     for name, value in root.attrib.items():
         moved.set(name, value)
     for item in root:
         moved.append(item)
+    for item in moved.iter():
+        if isinstance(item.tag, str) and etree.QName(item).namespace is None:
+            item.tag = f"{{{uri}}}{item.tag}"
     return _standalone(moved)
 
 

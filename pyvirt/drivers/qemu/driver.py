@@ -612,7 +612,12 @@ class QemuDriver:
         # Raw QMP events, for virsh qemu-monitor-event (libvirt-qemu's API).
         self.events.emit(DomainEvent(QEMU_MONITOR_EVENT, obj.ref(),
                                      (name, timestamp, json.dumps(data) if data else None)))
-        if name == "SHUTDOWN":
+        if name == "SHUTDOWN" and obj.stop_reason is None and reboot.wants_fake_reboot(obj):
+            # virDomainReboot's power button: the power-off is transient (libvirt with
+            # QEMU's set-action: no state change, no event); reset and run again
+            obj.got_shutdown = True
+            self._spawn(reboot.fake_reboot(self, obj), f"qemu-fake-reboot-{obj.name}")
+        elif name == "SHUTDOWN":
             obj.got_shutdown = True
             guest = bool(data.get("guest"))
             # A QEMU we stop after saving its state: libvirt closes the monitor
@@ -620,11 +625,7 @@ class QemuDriver:
             if obj.stop_reason is None or obj.stop_reason[0] not in _QUIET_SHUTDOWN:
                 emit_lifecycle(self.events, obj, EventType.SHUTDOWN,
                                EventShutdownDetail.GUEST if guest else EventShutdownDetail.HOST)
-            if obj.stop_reason is None and reboot.wants_fake_reboot(obj):
-                # virDomainReboot's power button: reset and run again instead of ending QEMU
-                obj.set_state(DomainState.SHUTDOWN, ShutdownReason.USER)
-                self._spawn(reboot.fake_reboot(self, obj), f"qemu-fake-reboot-{obj.name}")
-            elif obj.stop_reason is None:
+            if obj.stop_reason is None:
                 # -no-shutdown keeps QEMU alive after the guest powers off; on_poweroff
                 # 'destroy' (the only action we honour) means we end it now.
                 obj.set_state(DomainState.SHUTDOWN, ShutdownReason.USER)

@@ -211,13 +211,22 @@ def async_job_ended(obj: "QemuDomainObj", job: AsyncJobState) -> list[DomainEven
     return [_event(obj, EventID.JOB_COMPLETED, completed_params(job))]
 
 
+# The order libvirtd 9.0 lists a finished job's statistics in (the rest follow).
+_STATS_ORDER = ("downtime", "setup_time", "data_total", "data_processed", "data_remaining", "memory_total",
+                "memory_processed", "memory_remaining", "memory_bps", "memory_constant", "memory_normal",
+                "memory_normal_bytes", "memory_dirty_rate", "memory_iteration", "memory_postcopy_requests",
+                "memory_page_size")
+
+
 def completed_params(job: AsyncJobState) -> list[tuple[str, int, Any]]:
-    """A finished job's statistics as typed parameters (VIR_DOMAIN_JOB_*), as getJobStats
-    with VIR_DOMAIN_JOB_STATS_COMPLETED gives them."""
+    """A finished job's statistics as typed parameters (VIR_DOMAIN_JOB_*), in libvirt's order."""
     params: list[tuple[str, int, Any]] = [
         ("operation", int(TypedParamType.INT), int(ASYNC_OPERATION[job.kind])),
         ("time_elapsed", int(TypedParamType.ULLONG), int(job.stats.get("time_elapsed", job.elapsed_ms))),
     ]
-    params += [(key, int(TypedParamType.ULLONG), int(value)) for key, value in job.stats.items()
-               if isinstance(value, int) and key != "time_elapsed"]
+    stats = {key: value for key, value in job.stats.items()
+             if isinstance(value, int) and not isinstance(value, bool) and key != "time_elapsed"}
+    rank = {key: n for n, key in enumerate(_STATS_ORDER)}
+    params += [(key, int(TypedParamType.ULLONG), int(stats[key]))
+               for key in sorted(stats, key=lambda k: rank.get(k, len(rank)))]
     return params

@@ -2,9 +2,11 @@
 
 A reboot through ACPI is libvirt's *fake reboot*: the guest is sent the power
 button (QEMU runs with ``-no-shutdown``), and when it has powered off, instead
-of ending QEMU, the driver resets the machine and starts the CPUs again
-(state running/booted, event RESUMED), so the guest boots afresh in the same
-QEMU.  The intent is kept in the status XML (libvirt's ``fakereboot``), so a
+of ending QEMU, the driver resets the machine and starts the CPUs again, so the
+guest boots afresh in the same QEMU.  As libvirt 9.0 with a QEMU that has
+``set-action``, the power-off in between is not announced: the domain stays
+running (its reason becomes booted) and the only event is REBOOT, from the
+reset.  The intent is kept in the status XML (libvirt's ``fakereboot``), so a
 daemon restarted in between still turns the power-off into a reboot.  A
 domain whose ``on_reboot`` is ``destroy`` or ``preserve`` is shut down
 instead, as libvirt does.
@@ -71,9 +73,11 @@ async def fake_reboot(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
     if qp is None:
         return
     try:
-        await qp.monitor.system_reset()
+        await qp.monitor.system_reset()          # QEMU's RESET: the REBOOT event
         obj.got_shutdown = False
-        await drv.resume_cpus(obj, RunningReason.BOOTED)
+        # QEMU paused when the guest powered off (-no-shutdown); the domain never left
+        # 'running' for libvirt, so no RESUMED either: only the reason is new
+        await drv.resume_cpus(obj, RunningReason.BOOTED, event=False)
     except libvirtError as exc:
         # QEMU would stay paused with a powered-off guest: end it as the shutdown it was
         log.error("%s: fake reboot failed (%s); stopping the guest", obj.name, exc)
