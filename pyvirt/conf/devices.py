@@ -476,15 +476,17 @@ class Input:
     type: str
     bus: str
     alias: str | None = None
+    address: Address | None = None     # virtio input devices are PCI devices
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Input:
         itype = check_choice(node.get("type", ""), INPUT_TYPES, "input type")
         bus = node.get("bus") or INPUT_DEFAULT_BUS.get(itype, "ps2")
-        return cls(itype, check_choice(bus, INPUT_BUSES, "input bus"), _alias_of(node))
+        return cls(itype, check_choice(bus, INPUT_BUSES, "input bus"), _alias_of(node), address_of(node))
 
     def to_node(self, flags: FormatFlags) -> Node:
-        return el("input", [("type", self.type), ("bus", self.bus)], [_alias_node(self.alias, flags)])
+        return el("input", [("type", self.type), ("bus", self.bus)], [_alias_node(self.alias, flags),
+                                                                      address_node(self.address)])
 
 
 MEMBALLOON_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional", "xen", "none")

@@ -44,10 +44,8 @@ def parse_device(xml: str) -> DeviceDef:
     cls = MODELLED.get(kind)
     if cls is None:
         return DeviceDef(kind)
-    dev = cls.from_xml(root)
-    if isinstance(dev, Controller) and dev.index < 0:
-        dev.index = -1            # numbered against the domain it joins (see add)
-    return DeviceDef(kind, dev)
+    # a controller without an index is numbered against the domain it joins (see add)
+    return DeviceDef(kind, cls.from_xml(root))
 
 
 def _invalid(detail: str) -> Exception:

@@ -1,0 +1,124 @@
+"""The XML side of hot-plug: addresses, controllers, PCI slot assignment, device XML edits."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyvirt import conf
+from pyvirt.conf import devicexml, pciaddr
+from pyvirt.conf.address import PCIAddress
+from pyvirt.drivers.qemu import postparse
+from pyvirt.errors import ErrorNumber, libvirtError
+
+BASE = """<domain type='qemu'><name>a</name><memory>65536</memory>{vcpu}
+<os><type arch='x86_64' machine='{machine}'>hvm</type></os><devices>{devices}</devices></domain>"""
+
+
+def dom(devices: str = "", machine: str = "pc", vcpu: str = "<vcpu>1</vcpu>") -> conf.DomainDef:
+    return conf.parse(BASE.format(devices=devices, machine=machine, vcpu=vcpu))
+
+
+def test_slots_follow_libvirt_s_order():
+    d = dom("""<input type='keyboard' bus='virtio'/><memballoon model='virtio'/>
+      <disk type='file'><source file='/a'/><target dev='vda' bus='virtio'/></disk>
+      <disk type='file'><source file='/b'/><target dev='sda' bus='scsi'/></disk>
+      <video><model type='vga'/></video><video><model type='qxl'/></video>
+      <interface type='user'/><input type='tablet' bus='usb'/>""")
+    postparse.complete(d, new_definition=True)
+    devs = d.devices
+    usb = next(c for c in devs.controllers if c.type == "usb")
+    scsi = next(c for c in devs.controllers if c.type == "scsi")
+    assert usb.address == PCIAddress(slot=1, function=2)          # the PIIX3's own UHCI
+    assert devs.videos[0].address.slot == 2                       # primary video
+    assert [devs.interfaces[0].address.slot, scsi.address.slot, devs.disks[0].address.slot,
+            devs.memballoon.address.slot, devs.videos[1].address.slot, devs.inputs[0].address.slot] == \
+        [3, 4, 5, 6, 7, 8]
+    assert devs.disks[1].address is None                          # a SCSI disk is not a PCI device
+    assert scsi.model == "virtio-scsi"
+
+
+def test_given_addresses_are_kept_and_skipped():
+    d = dom("<interface type='user'><address type='pci' domain='0x0000' bus='0x00' slot='0x03' "
+            "function='0x0'/></interface><memballoon model='virtio'/>")
+    pciaddr.assign(d)
+    assert d.devices.interfaces[0].address.slot == 3 and d.devices.memballoon.address.slot == 4
+    assert pciaddr.next_free(d) == PCIAddress(slot=5)
+
+
+def test_new_definitions_get_a_balloon_unless_they_say_none():
+    d = dom()
+    postparse.complete(d, new_definition=True)
+    assert d.devices.memballoon.model == "virtio" and d.devices.memballoon.address.slot == 3
+    d = dom("<memballoon model='none'/>")
+    postparse.complete(d, new_definition=True)
+    assert d.devices.memballoon.address is None
+    d = dom()
+    postparse.complete(d, new_definition=False)     # a saved or migrating guest keeps its devices
+    assert d.devices.memballoon is None
+
+
+def test_q35_is_left_to_qemu():
+    d = dom("<interface type='user'/>", machine="q35")
+    postparse.complete(d, new_definition=True)
+    assert d.devices.interfaces[0].address is None and not pciaddr.hotplug_supported(d)
+
+
+def test_addresses_round_trip_in_inactive_xml():
+    d = dom("<disk type='file'><source file='/a'/><target dev='vda' bus='virtio'/>"
+            "<address type='pci' domain='0' bus='0' slot='10' function='0'/></disk>"
+            "<disk type='file'><source file='/b'/><target dev='sda' bus='scsi'/>"
+            "<address type='drive' controller='0' bus='0' target='0' unit='0'/></disk>"
+            "<controller type='scsi' model='virtio-scsi'/><controller type='scsi'/>")
+    text = d.format(inactive=True)
+    assert "<address type='pci' domain='0x0000' bus='0x00' slot='0x0a' function='0x0'/>" in text
+    assert "<address type='drive' controller='0' bus='0' target='0' unit='0'/>" in text
+    assert "<controller type='scsi' index='0' model='virtio-scsi'/>" in text
+    assert "<controller type='scsi' index='1'/>" in text
+    assert conf.parse(text).format(inactive=True) == text
+
+
+@pytest.mark.parametrize("attrs, words", [
+    ("slot='0x20'", "Invalid PCI address slot='0x20', must be <= 0x1F"),
+    ("function='8'", "Invalid PCI address function='8', must be <= 0x7"),
+    ("slot='x'", "Cannot parse <address> 'slot' attribute 'x'"),
+])
+def test_bad_pci_addresses_are_refused(attrs, words):
+    with pytest.raises(libvirtError) as info:
+        dom(f"<interface type='user'><address type='pci' {attrs}/></interface>")
+    assert words in info.value.get_error_message()
+
+
+def test_vcpu_current():
+    d = dom(vcpu="<vcpu current='2'>4</vcpu>")
+    assert (d.vcpus, d.current_vcpus) == (4, 2)
+    assert "<vcpu placement='static' current='2'>4</vcpu>" in d.format()
+    assert dom(vcpu="<vcpu current='4'>4</vcpu>").vcpus_current is None
+    with pytest.raises(libvirtError) as info:
+        dom(vcpu="<vcpu current='5'>4</vcpu>")
+    assert "maxvcpus must not be less than current vcpus (4 < 5)" in info.value.get_error_message()
+
+
+def test_device_xml_parsing_and_edits():
+    with pytest.raises(libvirtError) as info:
+        devicexml.parse_device("<gizmo/>")
+    assert info.value.get_error_code() == ErrorNumber.XML_ERROR
+    assert "unknown device type 'gizmo'" in info.value.get_error_message()
+    assert devicexml.parse_device("<sound model='ich9'/>").dev is None
+    d = dom("<controller type='usb' index='0' model='qemu-xhci'/>")
+    ctrl = devicexml.parse_device("<controller type='usb' model='nec-xhci'/>").dev
+    devicexml.add(d, ctrl)
+    assert ctrl.index == 1
+    with pytest.raises(libvirtError) as info:
+        devicexml.add(d, devicexml.parse_device("<controller type='usb' index='1'/>").dev)
+    assert "controller index='1' already exists" in info.value.get_error_message()
+    disk = devicexml.parse_device("<disk><source file='/a'/><target dev='vdb'/></disk>").dev
+    with pytest.raises(libvirtError) as info:
+        devicexml.find(d, disk)
+    assert info.value.get_error_code() == ErrorNumber.DEVICE_MISSING
+    devicexml.add(d, disk)
+    assert devicexml.find(d, disk) is disk
+    with pytest.raises(libvirtError) as info:
+        devicexml.add(d, devicexml.parse_device("<disk><source file='/b'/><target dev='vdb'/></disk>").dev)
+    assert "target vdb already exists" in info.value.get_error_message()
+    devicexml.remove(d, disk)
+    assert d.devices.disks == []
