@@ -73,3 +73,36 @@ def test_queries_answer_during_throttled_migration(hosts):  # noqa: F811
     assert not thread.is_alive()
     assert result["error"].get_error_code() == pyvirt.VIR_ERR_OPERATION_ABORTED
     wait_for(lambda: dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING, 10, what="the source to run on")
+
+
+def test_queries_answer_during_save(tmp_path, guests_built, monkeypatch):
+    from test_save import _gated_helper, _save_in_thread, make_host as _make_host  # noqa: F401
+    import os
+    from daemons import Pyvirtd
+    bindir, gate = tmp_path / "bin", tmp_path / "gate"
+    _gated_helper(bindir, gate, "zstd")        # the compressor waits: the save job stays under way
+    host = Pyvirtd(tmp_path / "host", extra_config='save_image_format = "zstd"\n')
+    try:
+        with monkeypatch.context() as env:
+            env.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+            host.start()
+        dom = start_stats_guest(host)
+        thread, result = _save_in_thread(dom, host.workdir / "st.save")
+        watcher = pyvirt.open(host.uri)
+        wdom = watcher.lookupByName("st")
+        wait_for(lambda: wdom.jobInfo()[4] > 0, 20, interval=0.05,
+                 what="QEMU to be writing into the held-back compressor")
+        assert wdom.blockStats("vda")[4] == -1 and wdom.blockInfo("vda")[0] == DISK_MIB << 20
+        assert wdom.state() == [pyvirt.VIR_DOMAIN_PAUSED, pyvirt.VIR_DOMAIN_PAUSED_SAVE]
+        assert "<name>st</name>" in wdom.XMLDesc(0) and wdom.memoryStats()["actual"] == 128 * 1024
+        (_d, rec), = watcher.domainListGetStats([wdom], 0, 0)
+        assert rec["state.reason"] == pyvirt.VIR_DOMAIN_PAUSED_SAVE and "block.0.rd.reqs" in rec
+        assert wdom.jobStats()["operation"] == pyvirt.VIR_DOMAIN_JOB_OPERATION_SAVE
+        gate.touch()                           # let the save finish
+        thread.join(120)
+        assert not thread.is_alive() and "error" not in result, result
+        assert wdom.state() == [pyvirt.VIR_DOMAIN_SHUTOFF, pyvirt.VIR_DOMAIN_SHUTOFF_SAVED]
+    finally:
+        gate.touch()
+        leaked = host.cleanup()
+    assert not leaked, f"QEMU processes left behind: {leaked}"
