@@ -246,9 +246,9 @@ class StatsAPI:
         if nparams == 0:
             return [], 2          # cpu_time and vcpu_time per host CPU
         # The kernel keeps no per-host-CPU account of a process outside cgroup v1's
-        # cpuacct controller, which a cgroup v2 host (Debian 12's) does not have.
-        raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
-                    "per-CPU statistics need cgroup v1's cpuacct controller, which this host does not have")
+        # cpuacct controller, which a cgroup v2 host (Debian 12's) does not have:
+        # libvirt's answer without that controller.
+        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cgroup CPUACCT controller is not mounted")
 
 
 def _disk(obj: Any, path: str, missing: str) -> Any:
