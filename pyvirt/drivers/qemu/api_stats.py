@@ -193,7 +193,7 @@ class StatsAPI:
             if not obj.active or obj.process is None:
                 raise not_running(obj)
             tids = (await qstats.sample(obj, vcpus=True)).vcpu_tids or []
-        pid = obj.process.pid
+            pid = obj.process.pid
         info, maps = [], bytearray()
         for n, tid in enumerate(tids[:maxinfo]):
             st = statsproc.thread_stat(pid, tid)
