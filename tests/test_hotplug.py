@@ -13,6 +13,7 @@ asking the guest.
 from __future__ import annotations
 
 import json
+import pwd
 import shutil
 import subprocess
 import sys
@@ -182,6 +183,7 @@ def test_pci_disk_the_guest_keeps_stays_after_detach_request(tiny):
 
 def test_scsi_disk_brings_its_controller_and_goes_at_once(tiny):
     uri, img = tiny.uri, image(tiny.workdir, "scsi.qcow2")
+    owner = img.stat().st_uid
     result = stock_client(uri, "hp", [["attachDeviceFlags", disk_xml(img, "sda", "scsi"), 1]],
                           expect=[["added", "scsi0"], ["added", "scsi0-0-0-0"]])
     assert result["events"] == [["added", "scsi0"], ["added", "scsi0-0-0-0"]]
@@ -191,6 +193,12 @@ def test_scsi_disk_brings_its_controller_and_goes_at_once(tiny):
     assert pci_devices(tiny, "hp")["scsi0"] == ctrl.address.slot
     assert any(b["qdev"] == "scsi0-0-0-0" and b["inserted"]["file"] == str(img)
                for b in qmp(tiny, "hp", "query-block"))
+    # QEMU's user was given the image, as for a disk present at boot, and a restarted
+    # daemon still knows the disk (the status XML has it)
+    assert img.stat().st_uid == pwd.getpwnam("libvirt-qemu").pw_uid != owner
+    tiny.stop()
+    tiny.start()
+    assert disk_of(live_xml(uri, "hp"), "sda").alias == "scsi0-0-0-0"
     # SCSI unplug needs no guest: DEVICE_DELETED, then the disk is gone and announced
     result = stock_client(uri, "hp", [["detachDeviceFlags", disk_xml(img, "sda", "scsi"), 1]],
                           expect=[["removed", "scsi0-0-0-0"]])
@@ -198,6 +206,7 @@ def test_scsi_disk_brings_its_controller_and_goes_at_once(tiny):
     assert disk_of(live_xml(uri, "hp"), "sda") is None
     assert not any(b["qdev"] == "scsi0-0-0-0" for b in qmp(tiny, "hp", "query-block"))
     assert "libvirt-1-format" not in {n["node-name"] for n in qmp(tiny, "hp", "query-named-block-nodes")}
+    assert img.stat().st_uid == owner                     # and given back
     # the controller can go too once no disk uses it
     assert ok(uri, "detach-device", "hp", _write(tiny.workdir / "c.xml",
               "<controller type='scsi' index='0' model='virtio-scsi'/>"), "--live") == \
