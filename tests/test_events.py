@@ -18,6 +18,7 @@ form, so stock clients fall back to REGISTER_ANY.
 from __future__ import annotations
 
 import json
+import re
 import os
 import queue
 import shutil
@@ -208,7 +209,6 @@ def test_qemu_events_reach_python3_libvirt_pyvirt_and_virsh(pyvirtd, event_guest
                           lambda l: "metadata-change" in l, what="probe event")
         qmon.probe_until(lambda: write_rtc_seconds(uri), lambda l: "RTC_CHANGE" in l, what="RTC_CHANGE")
 
-        virsh(uri, "reset", "ev")
         qmp(uri, "blockdev-open-tray", id="ide0-1-0")
         qmp(uri, "blockdev-close-tray", id="ide0-1-0")
         qmp(uri, "block-stream", **{"job-id": "drive-virtio-disk0", "device": "libvirt-1-format"})
@@ -219,6 +219,7 @@ def test_qemu_events_reach_python3_libvirt_pyvirt_and_virsh(pyvirtd, event_guest
         write_rtc_seconds(uri)
         qmp_rtc = qmon.wait_for(lambda l: "RTC_CHANGE" in l and qmon.lines.index(l) >= qmon_seen,
                                 what="the last RTC_CHANGE")
+        virsh(uri, "reset", "ev")         # late: the guest resets its devices (and itself) once more
         virsh(uri, "save", "ev", str(pyvirtd.workdir / "ev.save"))
 
         for w in (py3, ours):
@@ -338,10 +339,16 @@ def test_event_registration_errors_over_rpc(pyvirtd):
                                ("CONNECT_DOMAIN_EVENT_REGISTER_ANY", (1,)),
                                ("CONNECT_DOMAIN_EVENT_DEREGISTER_ANY", (2,)),
                                ("CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY", (27, None)),
-                               ("CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY", (26, None))):
+                               ("CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY", (26, None)),
+                               ("CONNECT_DOMAIN_EVENT_DEREGISTER", ()),
+                               ("CONNECT_DOMAIN_EVENT_REGISTER", ()),
+                               ("CONNECT_DOMAIN_EVENT_REGISTER_ANY", (0,)),
+                               ("CONNECT_DOMAIN_EVENT_DEREGISTER", ()),
+                               ("CONNECT_DOMAIN_EVENT_DEREGISTER_ANY", (0,)),
+                               ("CONNECT_DOMAIN_EVENT_REGISTER_ANY", (-1,))):
                 try:
                     result = await call(Program.REMOTE, REMOTE.by_name[name], args)
-                    out.append(f"ok {result is not None}")
+                    out.append(f"ok {result!r}" if result in (None, 0) else "ok id")
                 except libvirtError as exc:
                     out.append(exc.get_error_message())
         finally:
@@ -349,9 +356,60 @@ def test_event_registration_errors_over_rpc(pyvirtd):
         return out
     assert asyncio.run(asyncio.wait_for(ask(), 30)) == [
         "internal error: unsupported event ID 16",
-        "ok False",
+        "ok None",
         "invalid argument: event callback already tracked",
         "internal error: domain event 2 not registered",
         "internal error: unsupported event ID 27",
-        "ok True",
+        "ok id",
+        "internal error: domain event 0 not registered",     # the old lifecycle-only form: REGISTER_ANY(0)
+        "ok 0",
+        "invalid argument: event callback already tracked",
+        "ok 0",
+        "internal error: domain event 0 not registered",
+        "internal error: unsupported event ID -1",
     ]
+
+
+def _event_command(argv: list[str], uri: str, wait_for_one: bool) -> tuple[int, list[str], str]:
+    w = Watcher(argv)
+    try:
+        if wait_for_one:     # suspend and resume the test driver's domain until one event is printed
+            w.probe_until(lambda: virsh(uri, "suspend", "test") and virsh(uri, "resume", "test"),
+                          lambda l: "event 'lifecycle'" in l, what="an event")
+        w.proc.wait(30)
+    finally:
+        w.stop()
+    return w.proc.returncode, w.lines, w.proc.stderr.read()
+
+
+@pytest.mark.parametrize("options, wait_for_one", [
+    (["--event", "lifecycle"], True),
+    (["--domain", "test", "--all", "--timestamp"], True),
+    (["--event", "lifecycle", "--timeout", "1"], False),
+    (["--domain", "test", "--event", "reboot", "--loop", "--timeout", "1"], False),
+    (["--list"], False),
+    (["--domain", "nosuch", "--all"], False),
+    (["--all", "--event", "reboot"], False),
+    (["--list", "--event", "reboot"], False),
+    (["--event", "nosuch"], False),
+    ([], False),
+    (["--all", "--timeout", "-1"], False),
+    (["--all", "--timeout", "soon"], False),
+])
+def test_event_command_prints_like_virsh(pyvirtd, options, wait_for_one):
+    """pyvirt event and virsh event on the daemon's test driver: a one-shot wait (its
+    first event, then the count), the domain filter, --timestamp's format, a timed-out
+    loop, --list, and the option errors."""
+    uri = pyvirtd.test_uri
+    theirs = _event_command(["virsh", "-c", uri, "event", *options], uri, wait_for_one)
+    ours = _event_command([sys.executable, "-m", "pyvirt.cli", "-c", uri, "event", *options], uri, wait_for_one)
+    (rc1, out1, err1), (rc2, out2, err2) = theirs, ours
+    assert rc1 == rc2, (theirs, ours)
+    if "--timestamp" in options:      # the times differ: their format must not
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+0000: "
+        assert re.match(stamp, out1[0]) and re.match(stamp, out2[0]), (out1, out2)
+        out1, out2 = [re.sub(stamp, "", l) for l in out1], [re.sub(stamp, "", l) for l in out2]
+    assert out2 == out1
+    assert err2.strip() == err1.strip()
+    if wait_for_one:
+        assert out1[-2:] == ["events received: 1", ""] and out1[0].startswith("event 'lifecycle' for domain 'test'")

@@ -310,7 +310,7 @@ def _event(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--event", help="which event type to wait for")
     p.add_argument("--all", action="store_true", help="wait for all events instead of just one type")
     p.add_argument("--loop", action="store_true", help="loop until timeout or interrupt, rather than one-shot")
-    p.add_argument("--timeout", type=int, help="timeout seconds")
+    p.add_argument("--timeout", help="timeout seconds")
     p.add_argument("--list", action="store_true", help="list valid event types")
     p.add_argument("--timestamp", action="store_true", help="show timestamp for each printed event")
 
@@ -326,8 +326,11 @@ def _event(p: argparse.ArgumentParser) -> Handler:
         ids = [i for i, name in enumerate(EVENT_NAMES) if args.event is None or name == args.event]
         if not ids:
             raise CommandError(f"unknown event type {args.event}")
-        if args.timeout is not None and args.timeout <= 0:
-            raise CommandError(f"invalid timeout value: {args.timeout}")
+        timeout = None
+        if args.timeout is not None:
+            timeout = int(args.timeout) if args.timeout.isdigit() else 0
+            if timeout <= 0:
+                raise CommandError(f"Numeric value '{args.timeout}' for <timeout> option is malformed or out of range")
         args.domain = None
         dom = lookup(conn, args) if args.domain_opt else None
         printer = _Printer(args.loop, args.timestamp)
@@ -340,7 +343,7 @@ def _event(p: argparse.ArgumentParser) -> Handler:
                     if n == 0:      # as virsh: later ids may be unknown to an older server
                         raise
             try:
-                finished = printer.done.wait(args.timeout)
+                finished = printer.done.wait(timeout)
                 if not finished:
                     print("event loop timed out")
             except KeyboardInterrupt:
@@ -351,7 +354,8 @@ def _event(p: argparse.ArgumentParser) -> Handler:
                     conn.domainEventDeregisterAny(callback_id)
                 except libvirtError:
                     pass
-        print(f"events received: {printer.count}\n")
         if not printer.count:
-            raise CommandError("")     # virsh fails quietly when nothing came
+            print(f"events received: {printer.count}")
+            raise CommandError("")     # virsh fails quietly when nothing came (main adds the blank line)
+        print(f"events received: {printer.count}\n")
     return run

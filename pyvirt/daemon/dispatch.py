@@ -408,6 +408,7 @@ class Dispatcher:
         if session.subscription is None and session.conn is not None:
             session.subscription = session.conn.subscribe_events(lambda ev: self._deliver(client, ev))
 
+    # REGISTER/DEREGISTER are REGISTER_ANY/DEREGISTER_ANY of LIFECYCLE (libvirtd answers 0)
     def _legacy_register(self, client: ServerClient) -> int:
         client.session.legacy_events.add(EventID.LIFECYCLE)
         self._subscribe(client)
