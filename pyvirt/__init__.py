@@ -4,49 +4,82 @@
 the supported calls: ``open``, ``openReadOnly``, ``virConnect``,
 ``virDomain``, ``libvirtError`` and the ``VIR_*`` constants with libvirt's
 values (generated from :mod:`pyvirt.enums` and :mod:`pyvirt.errors`).
+
+The names are loaded on first use (PEP 562), so a program that needs only a
+few of them — one ``pyvirt`` command — does not pay for the event loop, the
+whole API and every constant at import.
 """
 
 from __future__ import annotations
 
-from . import enums as _enums
-from .connection import open, openReadOnly, virConnect
-from .connection import _open_driver
-from .domain import virDomain
-from .api.console import virStream
-from .errors import ErrorDomain as _ErrorDomain, ErrorLevel as _ErrorLevel, ErrorNumber as _ErrorNumber
+import importlib
+from typing import Any
+
 from .errors import libvirtError
 
 __version__ = "0.1.0"
 
+# name -> the module that defines it, imported on first access
+_LAZY = {
+    "open": ".connection", "openReadOnly": ".connection", "virConnect": ".connection",
+    "_open_driver": ".connection", "virDomain": ".domain", "virStream": ".api.console",
+}
 
-def openAuth(uri: str | None, auth: list | None = None, flags: int = 0) -> virConnect:
+
+def openAuth(uri: str | None, auth: list | None = None, flags: int = 0) -> "virConnect":  # noqa: F821
     """libvirt's virConnectOpenAuth: ``auth`` is ``[credtypes, callback, cbdata]``; the
     callback fills ``cred[4]`` of each ``[type, prompt, challenge, defresult, result]``
     it is given and returns 0.  auth.conf is read first (:mod:`pyvirt.authconf`)."""
     from . import aio
+    from .connection import _open_driver, virConnect
     name = uri or "test:///default"
     return virConnect(aio.run(_open_driver(name, bool(flags & 1), auth)), name)
 
 
 def _export_constants() -> list[str]:
+    from . import enums as _enums
+    from .errors import ErrorDomain, ErrorLevel, ErrorNumber
+    from .typedparams import MIGRATION_PARAM_CONSTANTS
     names: list[str] = []
     table = list(_enums.PUBLIC_PREFIXES) + [
-        (_ErrorNumber, "VIR_ERR_"), (_ErrorDomain, "VIR_FROM_"), (_ErrorLevel, "VIR_ERR_"),
+        (ErrorNumber, "VIR_ERR_"), (ErrorDomain, "VIR_FROM_"), (ErrorLevel, "VIR_ERR_"),
     ]
     for enum_cls, prefix in table:
         for member in enum_cls.__members__.values():   # zero-valued flags too (AFFECT_CURRENT)
             name = prefix + member.name
             globals().setdefault(name, int(member.value))
             names.append(name)
+    globals().update(MIGRATION_PARAM_CONSTANTS)
+    names += list(MIGRATION_PARAM_CONSTANTS)
+    globals()["VIR_ERR_OK"] = 0
+    globals()["_CONSTANTS"] = names
+    globals()["__all__"] = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "virStream",
+                            "libvirtError", *names]
     return names
 
 
-_CONSTANTS = _export_constants()
-from .typedparams import MIGRATION_PARAM_CONSTANTS as _PARAM_NAMES  # noqa: E402
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+    if (name.startswith("VIR_") or name in ("__all__", "_CONSTANTS")) and "_CONSTANTS" not in globals():
+        _export_constants()
+        if name in globals():
+            return globals()[name]
+    if not name.startswith("_"):
+        # ``import pyvirt; pyvirt.enums.X`` worked while the package imported
+        # its submodules eagerly; keep it working
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-globals().update(_PARAM_NAMES)
-_CONSTANTS += list(_PARAM_NAMES)
-VIR_ERR_OK = 0
 
-__all__ = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "virStream", "libvirtError",
-           *_CONSTANTS]
+def __dir__() -> list[str]:
+    if "_CONSTANTS" not in globals():
+        _export_constants()
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,9 +1,12 @@
 """``pyvirt``: virsh's commands and options over pyvirt's client API.
 
-Usage: ``pyvirt [-c URI] [-r] COMMAND [ARGS]``.  Output follows virsh's
+Usage: ``pyvirt [-c URI] [-r] [COMMAND [ARGS]]``.  Output follows virsh's
 layouts so scripts that parse virsh keep working; errors print as virsh
-does (``error: ...``) and exit 1.  Commands are registered by the modules
-in this package through :func:`command`.
+does (``error: ...``) and exit 1.  Without a command, an interactive shell
+(:mod:`pyvirt.cli.shell`).  Commands are registered by the modules in this
+package through :func:`pyvirt.cli.registry.command`; only the module of the
+command being run is imported (see :mod:`pyvirt.cli.index`), and the client
+API itself only once a command needs a connection.
 """
 
 from __future__ import annotations
@@ -12,89 +15,147 @@ import argparse
 import os
 import shlex
 import sys
+from typing import Any
 
-import pyvirt
-from pyvirt.authconf import TERMINAL_AUTH
-from pyvirt.enums import ConnectFlags
-from pyvirt.errors import libvirtError
-
-from .registry import _COMMANDS, CommandError, Handler
+from .registry import CommandError, SESSION_COMMANDS, parser_for
 
 
 def default_uri() -> str:
     return os.environ.get("PYVIRT_DEFAULT_URI") or os.environ.get("LIBVIRT_DEFAULT_URI") or "qemu:///system"
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, dict[str, Handler]]:
-    """The global-options parser, the per-command parser, and the handlers."""
-    from . import (console_cmds, devices_cmds, domain_cmds, host_cmds, lifecycle_cmds,  # noqa: F401
-                   migrate_cmds, save_cmds, stats_cmds)  # (registration side effect)
+def global_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="pyvirt", description="virsh-compatible management of pyvirt hosts",
-                                  epilog="commands: " + ", ".join(sorted(_COMMANDS)))
+                                  epilog="'pyvirt help' lists the commands; without a command, an "
+                                         "interactive shell")
     top.add_argument("-c", "--connect", metavar="URI", help="hypervisor connection URI")
     top.add_argument("-r", "--readonly", action="store_true", help="connect read-only")
     top.add_argument("-q", "--quiet", action="store_true", help="quiet mode")
     top.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS]")
-    cmd = argparse.ArgumentParser(prog="pyvirt")
-    sub = cmd.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    handlers: dict[str, Handler] = {}
-    for name, (setup, help_text) in sorted(_COMMANDS.items()):
-        handlers[name] = setup(sub.add_parser(name, help=help_text, description=help_text))
-    return top, cmd, handlers
+    return top
 
 
 def split_commands(words: list[str]) -> list[list[str]]:
     """virsh accepts several commands in one argument: ``"define f; start d"``."""
     if len(words) == 1 and (";" in words[0] or " " in words[0].strip()):
-        lexer = shlex.shlex(words[0], posix=True, punctuation_chars=";")
-        lexer.whitespace_split = True
-        groups: list[list[str]] = [[]]
-        for token in lexer:
-            if token == ";":
-                groups.append([])
-            else:
-                groups[-1].append(token)
-        return [g for g in groups if g]
+        return split_line(words[0])
     return [words]
 
 
-def main(argv: list[str] | None = None) -> int:
-    top, cmd, handlers = build_parser()
-    opts = top.parse_args(sys.argv[1:] if argv is None else argv)
-    if not opts.words:
-        top.print_help()
-        return 0
-    groups = [cmd.parse_args(group) for group in split_commands(opts.words)]
-    uri = opts.connect or default_uri()
-    conn = None
-    try:
-        # as virsh: credentials from auth.conf, else asked on the terminal
-        conn = pyvirt.openAuth(uri, TERMINAL_AUTH, ConnectFlags.RO if opts.readonly else 0)
-        for args in groups:
-            handlers[args.command](conn, args)
-        return 0
-    except CommandError as exc:
-        print()       # virsh ends every command it ran with a blank line, a failed one too
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        if isinstance(exc.__cause__, libvirtError):
-            print(f"error: {exc.__cause__.get_error_message()}", file=sys.stderr)
-        return 1
-    except libvirtError as exc:
-        if conn is None:
-            print("error: failed to connect to the hypervisor", file=sys.stderr)
+def split_line(line: str) -> list[list[str]]:
+    """One shell line into commands (``;`` separates, shell quoting, ``#`` comments)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";")
+    lexer.whitespace_split = True
+    groups: list[list[str]] = [[]]
+    for token in lexer:
+        if token == ";":
+            groups.append([])
         else:
-            print()
-        print(f"error: {exc.get_error_message()}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
+            groups[-1].append(token)
+    return [g for g in groups if g]
+
+
+class UnknownCommand(CommandError):
+    pass
+
+
+class Session:
+    """The state commands share: the URI, the connection (opened on first
+    need, kept across the commands of one call or of a shell), read-only."""
+
+    def __init__(self, uri: str | None, readonly: bool = False, quiet: bool = False,
+                 interactive: bool = False) -> None:
+        self.uri = uri
+        self.readonly = readonly
+        self.quiet = quiet
+        self.interactive = interactive
+        self.conn: Any = None
+        self.done = False          # quit/exit asked the shell to end
+
+    @property
+    def resolved_uri(self) -> str:
+        return self.uri or default_uri()
+
+    def connection(self) -> Any:
+        if self.conn is None:
+            import pyvirt
+            from pyvirt.authconf import TERMINAL_AUTH
+            # as virsh: credentials from auth.conf, else asked on the terminal
+            self.conn = pyvirt.openAuth(self.resolved_uri, TERMINAL_AUTH, 1 if self.readonly else 0)
+        return self.conn
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
         if conn is not None:
+            from pyvirt.errors import libvirtError
             try:
                 conn.close()
             except libvirtError:
                 pass
+
+    # -- running commands -------------------------------------------------
+    @staticmethod
+    def parse(words: list[str]) -> tuple[str, Any, argparse.Namespace]:
+        """``words`` (command first) into its handler and arguments; argparse
+        exits on bad options as before; an unknown command is virsh's error."""
+        from . import json_out
+        name = words[0]
+        words, as_json = json_out.strip_flag(name, words)
+        found = parser_for(name)
+        if found is None:
+            raise UnknownCommand(f"unknown command: '{name}'")
+        parser, handler = found
+        args = parser.parse_args(words[1:])
+        if as_json:
+            handler = json_out.handler(name, handler)
+        return name, handler, args
+
+    def run_parsed(self, name: str, handler: Any, args: argparse.Namespace) -> None:
+        if name in SESSION_COMMANDS:
+            handler(self, args)
+        else:
+            handler(self.connection(), args)
+
+    def run_groups(self, groups: list[list[str]]) -> int:
+        """Run commands as virsh does: all parsed first, stop at the first failure."""
+        from pyvirt.errors import libvirtError
+        try:
+            parsed = [self.parse(group) for group in groups]
+        except UnknownCommand as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        try:
+            for name, handler, args in parsed:
+                self.run_parsed(name, handler, args)
+            return 0
+        except CommandError as exc:
+            print()       # virsh ends every command it ran with a blank line, a failed one too
+            for line in str(exc).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            if isinstance(exc.__cause__, libvirtError):
+                print(f"error: {exc.__cause__.get_error_message()}", file=sys.stderr)
+            return 1
+        except libvirtError as exc:
+            if self.conn is None:
+                print("error: failed to connect to the hypervisor", file=sys.stderr)
+            else:
+                print()
+            print(f"error: {exc.get_error_message()}", file=sys.stderr)
+            return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = global_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    session = Session(opts.connect, opts.readonly, opts.quiet, interactive=not opts.words)
+    try:
+        if not opts.words:
+            from . import shell
+            return shell.run(session)
+        return session.run_groups(split_commands(opts.words))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        session.close()
 
 
 if __name__ == "__main__":

@@ -1,15 +1,33 @@
-"""The command registry shared by the command modules and the entry point."""
+"""The command registry shared by the command modules and the entry point.
+
+Parsing one command must not import every command module (each pulls in
+its own libraries), so :mod:`pyvirt.cli.index` maps every command name to
+the module that registers it; :func:`load` imports only that module.  The
+index is generated from this registry (``python -m pyvirt.cli.index``) and
+a test checks the two agree.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+import importlib
+from typing import TYPE_CHECKING, Any, Callable
 
-import pyvirt
+if TYPE_CHECKING:       # the client API is imported only when a command runs
+    import pyvirt
 
-Handler = Callable[[pyvirt.virConnect, argparse.Namespace], None]
+Handler = Callable[["pyvirt.virConnect", argparse.Namespace], None]
 Setup = Callable[[argparse.ArgumentParser], Handler]
 _COMMANDS: dict[str, tuple[Setup, str]] = {}
+# Commands whose handler takes the session (connection state) instead of a
+# connection: connect, quit, help, ... — they must work without one.
+SESSION_COMMANDS: set[str] = set()
+
+# Every module that registers commands, in the order help lists nothing by
+# (help sorts); load_all() imports them all.
+COMMAND_MODULES = ("domain_cmds", "lifecycle_cmds", "devices_cmds", "console_cmds", "host_cmds",
+                   "stats_cmds", "migrate_cmds", "save_cmds", "top", "help", "complete",
+                   "shell")
 
 
 class CommandError(Exception):
@@ -17,10 +35,53 @@ class CommandError(Exception):
     a libvirtError, is printed on the next line as virsh does."""
 
 
-def command(name: str, help: str) -> Callable[[Setup], Setup]:
+def command(name: str, help: str, session: bool = False) -> Callable[[Setup], Setup]:
     """Register command ``name``: the decorated function adds its arguments
-    to the parser it is given and returns the handler."""
+    to the parser it is given and returns the handler.  ``session=True``:
+    the handler is called with the session rather than a connection."""
     def register(setup: Setup) -> Setup:
         _COMMANDS[name] = (setup, help)
+        if session:
+            SESSION_COMMANDS.add(name)
         return setup
     return register
+
+
+def _import(module: str) -> None:
+    importlib.import_module(f"{__package__}.{module}")
+
+
+def load_all() -> dict[str, tuple[Setup, str]]:
+    """Import every command module; the full table (help, man pages, index)."""
+    for module in COMMAND_MODULES:
+        _import(module)
+    return _COMMANDS
+
+
+def load(name: str) -> tuple[Setup, str] | None:
+    """The registration of command ``name``, importing only its module when
+    the index knows it (every module otherwise); None for an unknown name."""
+    if name not in _COMMANDS:
+        from .index import INDEX
+        module = INDEX.get(name)
+        if module is not None:
+            _import(module)
+        if name not in _COMMANDS:   # the index is stale or the name unknown
+            load_all()
+    return _COMMANDS.get(name)
+
+
+def names() -> list[str]:
+    """Every command name, from the index (no command module imported)."""
+    from .index import INDEX
+    return sorted(set(INDEX) | set(_COMMANDS))
+
+
+def parser_for(name: str) -> tuple[argparse.ArgumentParser, Any] | None:
+    """A parser for command ``name`` alone and its handler (None if unknown)."""
+    entry = load(name)
+    if entry is None:
+        return None
+    setup, help_text = entry
+    parser = argparse.ArgumentParser(prog=f"pyvirt {name}", description=help_text)
+    return parser, setup(parser)
