@@ -112,3 +112,29 @@ def test_user_interface_hotplug(pyvirtd, guests_built):
         "Interface detached successfully\n\n"
     assert live_xml(uri, "nic").devices.interfaces
     same_output(uri, "detach-interface", "nic", "user", "--mac", "52:54:00:aa:bb:99")
+
+
+# -- a bridged NIC: the daemon's own tap, handed to QEMU over the monitor ---------------------------
+
+from test_qemu_bridge import add_bridge, daemon, links, netns  # noqa: E402,F401 - fixtures
+
+
+def test_bridge_interface_hotplug_gets_a_tap_on_the_bridge(daemon, netns, tmp_path):
+    uri = daemon.uri
+    add_bridge(netns, "br-hp")
+    _guest(daemon, "brg", tiny_xml("brg", daemon.workdir / "brg.log").replace("</os>", ACPI, 1))
+    out = same_output(uri, "attach-interface", "brg", "bridge", "br-hp", "--model", "virtio",
+                      "--mac", "52:54:00:aa:bb:07", "--print-xml")
+    assert "<source bridge='br-hp'/>" in out.stdout
+    assert ours(uri, "attach-interface", "brg", "bridge", "br-hp", "--model", "virtio",
+                "--mac", "52:54:00:aa:bb:07", "--live").stdout == "Interface attached successfully\n\n"
+    nic = live_xml(uri, "brg").devices.interfaces[0]
+    assert nic.target_dev.startswith("vnet")
+    link = links(netns)[nic.target_dev]
+    assert link["master"] == "br-hp" and link["address"] == "fe:54:00:aa:bb:07"
+    assert pci_devices(daemon, "brg")[nic.alias] == nic.address.slot
+    assert qmp(daemon, "brg", "qom-get", path=f"/machine/peripheral/{nic.alias}", property="netdev") == \
+        f"host{nic.alias}"
+    same_output(uri, "domiflist", "brg")
+    ok(uri, "destroy", "brg")
+    assert nic.target_dev not in links(netns)         # the tap went with QEMU's netdev

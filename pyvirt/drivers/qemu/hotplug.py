@@ -246,6 +246,12 @@ async def attach(driver: "QemuDriver", obj: "QemuDomainObj", dev: Any) -> None:
     """Add ``dev`` to the running guest and its live definition (the caller holds a MODIFY job)."""
     live = obj.live
     _monitor(obj)
+    if isinstance(dev, Disk):
+        clash = next((disk for disk in live.devices.disks if disk.target_dev == dev.target_dev), None)
+        if clash is not None:      # libvirt's live check is its definition validation
+            raise error(ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN,
+                        f"target '{dev.target_dev}' duplicated for disk sources "
+                        f"'{clash.source or '(none)'}' and '{dev.source or '(none)'}'")
     devicexml.check_addable(live, dev)
     if isinstance(dev, Disk):
         await _attach_disk(driver, obj, dev)
@@ -357,6 +363,8 @@ async def _attach_controller(driver: "QemuDriver", obj: "QemuDomainObj", ctrl: C
 async def detach(driver: "QemuDriver", obj: "QemuDomainObj", dev: Any) -> None:
     """Ask QEMU to remove the live device ``dev`` names; wait for the guest as libvirt does."""
     live, monitor = obj.live, _monitor(obj)
+    if isinstance(dev, Disk) and not any(d.target_dev == dev.target_dev for d in live.devices.disks):
+        raise error(ErrorNumber.DEVICE_MISSING, ErrorDomain.QEMU, f"disk {dev.target_dev} not found")
     target = devicexml.find(live, dev)
     if isinstance(target, Controller):
         if devicexml.controller_in_use(live, target):
@@ -456,9 +464,9 @@ async def change_media(driver: "QemuDriver", obj: "QemuDomainObj", new: Disk, fo
     live, monitor = obj.live, _monitor(obj)
     disk = devicexml.find(live, new)
     if disk.device not in ("cdrom", "floppy"):
-        if new.source != disk.source:
+        if new.source != disk.source or new.type != disk.type:
             raise _unsupported("disk source can be changed only in removable media")
-        raise _unsupported(f"cannot modify field of the disk '{disk.target_dev}' of a running guest")
+        return       # nothing that can change live was changed: libvirt accepts it as is
     if new.source == disk.source and new.type == disk.type:
         return
     old_nodes = await _disk_nodes(monitor, disk.alias)
