@@ -17,7 +17,6 @@ from typing import Any, Callable
 from ...driver import DRIVER_METHODS, ConnectionInfo, DomainEvent, EventBus, HypervisorConnection
 from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
-from ...rpc import ssh_transport
 from ...rpc.client import RPCClient
 from ...rpc.stream import Direction
 from ...rpc.protocol import REMOTE, Procedure
@@ -25,7 +24,6 @@ from ...rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
 from ...rpc.protocol.remote_lifecycle import callback_event_fields
 from ...rpc.wire import Message, Program
 from ...uri import URI
-from . import saslclient
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +55,7 @@ async def open_connection(uri: URI, info: ConnectionInfo) -> "RemoteConnection":
     elif transport == "unix":
         client = await RPCClient.connect_unix(socket_path(uri, info.read_only), on_message=on_message)
     elif transport == "ssh":
+        from ...rpc import ssh_transport
         client = await RPCClient.connect_ssh(ssh_transport.plan(uri, info.read_only), on_message=on_message)
     elif transport == "tls":
         client = await RPCClient.connect_tls(uri, on_message=on_message)
@@ -84,10 +83,14 @@ class RemoteConnection(HypervisorConnection):
 
     async def _handshake(self) -> None:
         auth = await self.client.call(Program.REMOTE, REMOTE.by_name["AUTH_LIST"])
-        kind = saslclient.pick_auth_type(auth, self.uri.param("auth"))
-        if kind == saslclient.AUTH_SASL:
-            await saslclient.authenticate(self.client, self.uri, self.info, *self._channel())
-        elif kind != 0:
+        kind = 0
+        if auth or self.uri.param("auth"):   # the SASL client (and its library) only when asked for
+            from . import saslclient
+            kind = saslclient.pick_auth_type(auth, self.uri.param("auth"))
+            if kind == saslclient.AUTH_SASL:
+                await saslclient.authenticate(self.client, self.uri, self.info, *self._channel())
+                kind = 0
+        if kind != 0:
             raise error(ErrorNumber.AUTH_FAILED, ErrorDomain.REMOTE,
                         f"the server wants authentication type {kind}, which pyvirt does not support")
         await self.client.call(Program.REMOTE, REMOTE.by_name["CONNECT_OPEN"],
