@@ -36,11 +36,14 @@ def poll(statflags):
     return now, {dom.UUIDString(): (dom.name(), stats) for dom, stats in conn.getAllDomainStats(statflags, 0)}
 
 t0, first = poll(flags)
-# The graph needs two samples that differ: poll until the guest has used CPU time.
-for _ in range(2000):
+# The graph needs two samples that differ: poll (as its timer does) until the guest
+# has used CPU time, which /proc counts in clock ticks.
+deadline = time.time() + 60
+while True:
     t1, second = poll(flags)
-    if all(second[u][1]["cpu.time"] > first[u][1]["cpu.time"] for u in first):
+    if all(second[u][1]["cpu.time"] > first[u][1]["cpu.time"] for u in first) or time.time() > deadline:
         break
+    time.sleep(0.05)
 out = {}
 for uuid, (dname, stats) in second.items():
     prev = first[uuid][1]
@@ -56,7 +59,7 @@ print(json.dumps(out))
 
 
 def test_virt_manager_cpu_graph_calls(pyvirtd, guests_built):
-    start_stats_guest(pyvirtd, cmdline="dirty=8:4")     # a guest that keeps its vCPU busy
+    start_stats_guest(pyvirtd, cmdline="dirty=16:32")     # a guest that keeps its vCPU busy
     pid = qemu_pid(pyvirtd, "st")
     before = sum(proc_times(pid))
     run = subprocess.run([SYSTEM_PYTHON, "-c", VIRT_MANAGER_POLL, pyvirtd.uri, "st"], capture_output=True,
