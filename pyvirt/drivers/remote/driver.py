@@ -84,7 +84,7 @@ class RemoteConnection(HypervisorConnection):
     async def _handshake(self) -> None:
         auth = await self.client.call(Program.REMOTE, REMOTE.by_name["AUTH_LIST"])
         kind = 0
-        if auth or self.uri.param("auth"):   # the SASL client (and its library) only when asked for
+        if (auth and auth[0] != 0) or self.uri.param("auth"):   # the SASL client only when asked for
             from . import saslclient
             kind = saslclient.pick_auth_type(auth, self.uri.param("auth"))
             if kind == saslclient.AUTH_SASL:
