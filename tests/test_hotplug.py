@@ -406,3 +406,51 @@ def test_migration_recreates_a_hotplugged_disk_at_its_slot(tmp_path, guests_buil
         assert any(blk["inserted"]["file"] == str(img) for blk in qmp(b, "mig", "query-block")
                    if blk.get("inserted"))
         same_output(b.uri, "domblklist", "mig")
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    """A loop block device over a file of this test's, detached afterwards (by its own name)."""
+    if shutil.which("losetup") is None:
+        pytest.skip("losetup (util-linux) is not installed")
+    backing = image(tmp_path, "loop.raw", fmt="raw")
+    out = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"no loop device: {out.stderr.strip()}")
+    dev = out.stdout.strip()
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "--detach", dev], capture_output=True)
+
+
+def test_block_device_disk(tiny, loop_device):
+    """virsh sees a block device and writes <source dev>; QEMU opens it as host_device."""
+    uri = tiny.uri
+    printed = same_output(uri, "attach-disk", "hp", loop_device, "sdb", "--targetbus", "scsi", "--print-xml")
+    assert f"<disk type='block'>" in printed.stdout and f"<source dev='{loop_device}'/>" in printed.stdout
+    ok(uri, "attach-disk", "hp", loop_device, "sdb", "--targetbus", "scsi", "--live")
+    disk = disk_of(live_xml(uri, "hp"), "sdb")
+    assert (disk.type, disk.source) == ("block", loop_device)
+    found = next(b for b in qmp(tiny, "hp", "query-block") if b["qdev"] == disk.alias)
+    assert found["inserted"]["file"] == loop_device
+    nodes = {n["node-name"]: n["drv"] for n in qmp(tiny, "hp", "query-named-block-nodes")}
+    assert "host_device" in nodes.values()
+    same_output(uri, "domblklist", "hp", "--details")
+    assert ours(uri, "detach-disk", "hp", "sdb", "--live").stdout == "Disk detached successfully\n\n"
+    assert disk_of(live_xml(uri, "hp"), "sdb") is None
+
+
+@pytest.mark.parametrize("args", [
+    ("attach-disk", "any", "/img/a b'c.qcow2", "vdb", "--driver", "qemu", "--subdriver", "qcow2",
+     "--cache", "none", "--type", "disk", "--mode", "readonly", "--print-xml"),
+    ("attach-disk", "any", "/img/cd.iso", "hdc", "--type", "cdrom", "--targetbus", "ide", "--serial", "S1",
+     "--print-xml"),
+    ("attach-disk", "any", "/img/x.raw", "vdc", "--sourcetype", "block", "--alias", "ua-x", "--print-xml"),
+    ("attach-disk", "any", "/img/x.raw", "vdc", "--sourcetype", "tape", "--print-xml"),
+    ("attach-interface", "any", "bridge", "br0", "--model", "e1000", "--target", "tap7", "--print-xml"),
+    ("attach-interface", "any", "network", "default", "--mac", "52:54:00:01:02:03", "--print-xml"),
+    ("attach-interface", "any", "direct", "eth9", "--print-xml"),
+])
+def test_printed_xml_is_virsh_s(pyvirtd, args):
+    same_output(pyvirtd.uri, *args)

@@ -11,7 +11,7 @@ import argparse
 import os
 import re
 import stat
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -27,6 +27,11 @@ _SCALE = {"": 1024, "b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m":
           "mb": 1000 ** 2, "g": 1024 ** 3, "gib": 1024 ** 3, "gb": 1000 ** 3, "t": 1024 ** 4, "tib": 1024 ** 4,
           "tb": 1000 ** 4}
 _SCALED_RE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*")
+
+
+def quoteattr(value: str) -> str:
+    """An attribute value as virsh's virBufferEscapeString writes it: single quotes."""
+    return "'" + escape(value, {"'": "&apos;", '"': "&quot;"}) + "'"
 
 
 def _arg(p: argparse.ArgumentParser, name: str, help: str) -> None:
@@ -150,7 +155,7 @@ def _attach_disk(p: argparse.ArgumentParser) -> Handler:
             raise CommandError(f"No support for {args.mode} in command 'attach-disk'")
         xml = _disk_xml(args, source, target, stype)
         if args.print_xml:
-            print(xml, end="")
+            print(xml)
             return
         dom = lookup(conn, args)
         try:
