@@ -16,7 +16,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
 	gnutls-bin sasl2-bin libsasl2-modules openssh-server openssh-client netcat-openbsd \
 	prometheus-libvirt-exporter
 
-.PHONY: all deps venv guests test faults soak demo bench clean
+.PHONY: all deps venv guests test faults soak demo bench clean install
 
 all: test
 
@@ -84,6 +84,27 @@ BENCHES := lifecycle rpc migrate tunnel save limits
 
 bench: deps venv guests
 	for b in $(BENCHES); do $(PY) bench/$$b.py || exit 1; done
+
+# Install for operators: the package (pip, into the system's Python or PYTHON's), the
+# systemd unit (Type=notify), bash completion and the man pages.  DESTDIR for packaging.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+MANDIR     ?= $(PREFIX)/share/man
+
+install:
+	$(PYTHON) -m pip install --no-deps --prefix=$(DESTDIR)$(PREFIX) .
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(SYSCONFDIR)/pyvirt
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' share/systemd/pyvirtd.service.in \
+	  > $(DESTDIR)$(UNITDIR)/pyvirtd.service
+	install -m 644 share/bash-completion/completions/pyvirt $(DESTDIR)$(BASHCOMPDIR)/pyvirt
+	install -m 644 share/man/pyvirt.1 $(DESTDIR)$(MANDIR)/man1/pyvirt.1
+	install -m 644 share/man/pyvirtd.8 $(DESTDIR)$(MANDIR)/man8/pyvirtd.8
+	test -e $(DESTDIR)$(SYSCONFDIR)/pyvirt/pyvirtd.conf || : > $(DESTDIR)$(SYSCONFDIR)/pyvirt/pyvirtd.conf
+	@echo "installed; then: systemctl daemon-reload && systemctl enable --now pyvirtd"
 
 clean:
 	rm -rf build $(VENV)

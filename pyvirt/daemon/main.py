@@ -39,6 +39,7 @@ from ..enums import DriverFeature
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import tlsconfig
 from ..rpc.server import RPCServer
+from . import sdnotify
 from .auth import Authenticator
 from .config import DaemonConfig, load_file
 from .dispatch import Dispatcher
@@ -177,7 +178,10 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
             print("pyvirtd: ready", file=sys.stderr, flush=True)
+            sdnotify.notify(f"READY=1\nSTATUS=serving {self.cfg.rw_socket}"
+                            + (f", tcp {self.cfg.listen_addr}:{self.tcp_port}" if self.tcp_port else ""))
             await self._stop.wait()
+            sdnotify.notify("STOPPING=1\nSTATUS=stopping; guests keep running")
             await self.stop()
             left = await drain_tasks()
         finally:
@@ -278,7 +282,8 @@ def _return_large_blocks() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """pyvirtd's options (also the source of its man page)."""
     ap = argparse.ArgumentParser(prog="pyvirtd", description=__doc__.splitlines()[0])
     ap.add_argument("-f", "--config", metavar="FILE", help="configuration file (libvirtd.conf syntax)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -286,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="listen for TCP/TLS connections: listen_tls (default 1 with --listen) and listen_tcp")
     ap.add_argument("--check-config", metavar="FILE",
                     help="load FILE, list the settings pyvirtd would ignore, and exit (0: it loads)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.check_config:
         return check_config(args.check_config)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
