@@ -140,3 +140,22 @@ def test_lifecycle_errors_print_like_virsh(pyvirtd, guests_built, command):
     theirs, mine = virsh(pyvirtd.uri, *command.split()), ours(pyvirtd.uri, *command.split())
     assert theirs.returncode == mine.returncode == 1, (theirs.stderr, mine.stderr)
     assert mine.stderr.strip() == theirs.stderr.strip()
+
+
+def test_reboot_intent_is_kept_across_a_daemon_restart(pyvirtd, guests_built):
+    """The tiny guest ignores the power button: the reboot stays pending, recorded in the
+    status file (libvirt's fakereboot), so a restarted daemon still turns the guest's
+    power-off into a reboot; a shutdown request takes it back."""
+    w = pyvirtd.workdir
+    (w / "fr.xml").write_text(tiny_xml("fr", w / "fr.log").replace("</os>", "</os>\n  <features><acpi/></features>"))
+    ok(pyvirtd.uri, "define", str(w / "fr.xml"))
+    ok(pyvirtd.uri, "start", "fr")
+    wait_for_text(w / "fr.log", READY)
+    ok(pyvirtd.uri, "reboot", "--mode", "acpi", "fr")
+    assert status(pyvirtd, "fr").extra.get("fakereboot") == "1"
+    pyvirtd.stop()
+    pyvirtd.start()
+    assert status(pyvirtd, "fr").extra.get("fakereboot") == "1"
+    ok(pyvirtd.uri, "shutdown", "fr")
+    assert "fakereboot" not in status(pyvirtd, "fr").extra
+    assert ok(pyvirtd.uri, "domstate", "fr").strip() == "running"
