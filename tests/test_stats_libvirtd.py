@@ -97,3 +97,40 @@ def test_pyvirt_client_reads_libvirtd_statistics(libvirtd, guests_built, tmp_pat
     finally:
         dom.destroy()
         conn.close()
+
+
+BACKING_SCRIPT = r"""
+import json, sys, libvirt
+uri, xml = sys.argv[1:3]
+conn = libvirt.open(uri)
+dom = conn.createXML(xml, 0)
+try:
+    out = [[k, v] for k, v in conn.getAllDomainStats(
+        libvirt.VIR_DOMAIN_STATS_BLOCK, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING)[0][1].items()]
+finally:
+    dom.destroy()
+print(json.dumps(out))
+"""
+
+
+def chain_stats(uri: str, workdir, name: str) -> list:
+    base = make_image(workdir / f"{name}-base.qcow2")
+    top = workdir / f"{name}-top.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(top)],
+                   check=True, timeout=30)
+    xml = tiny_xml(name, workdir / f"{name}.log", extra_devices=disk_xml(top))
+    out = subprocess.run([SYSTEM_PYTHON, "-c", BACKING_SCRIPT, uri, xml], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_backing_chain_reported_as_libvirtd_does(libvirtd, pyvirtd, guests_built, tmp_path):
+    theirs = chain_stats(libvirtd.uri, tmp_path, "lvb")
+    ours = chain_stats(pyvirtd.uri, pyvirtd.workdir, "pvb")
+    assert [k for k, _v in ours] == [k for k, _v in theirs]
+    ours_d, theirs_d = dict(ours), dict(theirs)
+    assert ours_d["block.count"] == 2 and ours_d["block.1.backingIndex"] == 2
+    assert ours_d["block.1.path"].endswith("pvb-base.qcow2") and ours_d["block.1.capacity"] == 64 << 20
+    steady = lambda rec: {k: v for k, v in rec.items() if not k.endswith((".path", ".physical"))}  # noqa: E731
+    assert steady(ours_d) == steady(theirs_d)

@@ -58,10 +58,22 @@ class BlockEntry:
     allocation: int = 0         # wr_highest_offset of the storage node
     capacity: int = 0
     physical: int = 0
+    backing: list["BackingEntry"] | None = None   # the images below it, top down
 
     def add(self, other: "BlockEntry") -> None:
         for name in self.__slots__:   # type: ignore[attr-defined]
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name != "backing":
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(slots=True)
+class BackingEntry:
+    """One image of a disk's backing chain (what --backing reports for it)."""
+
+    path: str
+    allocation: int = 0
+    capacity: int = 0
+    physical: int = 0
 
 
 def alias_of_qdev(qdev: str) -> str | None:
@@ -93,8 +105,22 @@ def block_entries(blockstats: list[dict[str, Any]],
             entry.capacity = image.get("virtual-size", 0)
             # without actual-size the image is not thin: it takes its whole size
             entry.physical = image.get("actual-size", entry.capacity)
+        entry.backing = _backing_chain(dev.get("backing"), images)
         out[alias] = entry
     return out
+
+
+def _backing_chain(node: dict[str, Any] | None, images: dict[Any, dict[str, Any]]) -> list[BackingEntry]:
+    chain: list[BackingEntry] = []
+    while node:
+        image = images.get(node.get("node-name"), {})
+        capacity = image.get("virtual-size", 0)
+        chain.append(BackingEntry(
+            path=image.get("filename", ""),
+            allocation=(node.get("parent") or {}).get("stats", {}).get("wr_highest_offset", 0),
+            capacity=capacity, physical=image.get("actual-size", capacity)))
+        node = node.get("backing")
+    return chain
 
 
 def guest_memory_stats(reply: dict[str, Any]) -> list[tuple[int, int]]:

@@ -105,7 +105,8 @@ async def domain_record(driver: Any, obj: Any, groups: int, flags: int,
         if groups & G.INTERFACE and active:
             params += _net_params(d, netdev if netdev is not None else statsproc.net_dev())
         if groups & G.BLOCK:
-            params += _block_params(d, sample.blocks if active else None, active)
+            params += _block_params(d, sample.blocks if active else None, active,
+                                    backing=bool(flags & F.BACKING))
         if groups & G.DIRTYRATE and active and sample.dirtyrate is not None:
             params += _dirtyrate_params(sample.dirtyrate)
     return params
@@ -157,31 +158,47 @@ def _net_params(d: Any, netdev: dict[str, statsproc.NetCounters]) -> Params:
     return out
 
 
-def _block_params(d: Any, blocks: dict[str, qstats.BlockEntry] | None, active: bool) -> Params:
-    disks = d.devices.disks
-    out: Params = [("block.count", int(T.UINT), len(disks))]
-    for n, disk in enumerate(disks):
+def _block_params(d: Any, blocks: dict[str, qstats.BlockEntry] | None, active: bool,
+                  backing: bool = False) -> Params:
+    """block.count, then each disk (and with ``backing`` each image below it, numbered on)."""
+    out: Params = []
+    n = 0
+    for disk in d.devices.disks:
+        entry = blocks.get(disk.alias) if blocks is not None and disk.alias else None
         out.append((f"block.{n}.name", int(T.STRING), disk.target_dev))
         if disk.source:
             out.append((f"block.{n}.path", int(T.STRING), disk.source))
             if active:
                 # the top image's index in its backing chain (<source index='1'/>)
                 out.append((f"block.{n}.backingIndex", int(T.UINT), 1))
-        entry = blocks.get(disk.alias) if blocks is not None and disk.alias else None
         if entry is not None:
             for key in ("rd.reqs", "rd.bytes", "rd.times", "wr.reqs", "wr.bytes", "wr.times",
                         "fl.reqs", "fl.times"):
                 out.append(_u(f"block.{n}.{key}", getattr(entry, key.replace(".", "_"))))
-            out.append(_u(f"block.{n}.allocation", entry.allocation))
-            if entry.capacity:
-                out.append(_u(f"block.{n}.capacity", entry.capacity))
-            if entry.physical:
-                out.append(_u(f"block.{n}.physical", entry.physical))
+            out += _sizes(n, entry.allocation, entry.capacity, entry.physical)
         elif not active and disk.source and disk.type == "file":
             try:
                 allocation, capacity, physical = qstats.image_sizes(disk.source)
             except libvirtError:
-                continue
-            out += [_u(f"block.{n}.allocation", allocation), _u(f"block.{n}.capacity", capacity),
-                    _u(f"block.{n}.physical", physical)]
+                allocation = None
+            if allocation is not None:
+                out += [_u(f"block.{n}.allocation", allocation), _u(f"block.{n}.capacity", capacity),
+                        _u(f"block.{n}.physical", physical)]
+        n += 1
+        if backing and entry is not None:
+            for index, image in enumerate(entry.backing or (), start=2):
+                out += [(f"block.{n}.name", int(T.STRING), disk.target_dev),
+                        (f"block.{n}.path", int(T.STRING), image.path),
+                        (f"block.{n}.backingIndex", int(T.UINT), index)]
+                out += _sizes(n, image.allocation, image.capacity, image.physical)
+                n += 1
+    return [("block.count", int(T.UINT), n)] + out
+
+
+def _sizes(n: int, allocation: int, capacity: int, physical: int) -> Params:
+    out: Params = [_u(f"block.{n}.allocation", allocation)]
+    if capacity:
+        out.append(_u(f"block.{n}.capacity", capacity))
+    if physical:
+        out.append(_u(f"block.{n}.physical", physical))
     return out
