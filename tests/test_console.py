@@ -540,3 +540,25 @@ def test_read_only_connections_are_refused(pyvirtd, guest, tmp_path):
     for args in (("screenshot", guest, str(tmp_path / "ro.img")), ("send-key", guest, "KEY_A")):
         out = virsh(pyvirtd.unix_ro_uri, "-r", *args)
         assert out.returncode == 1 and "read only access prevents" in out.stderr, (args, out.stderr)
+
+
+def test_pyvirt_client_open_graphics_fd_over_the_unix_socket(pyvirtd, guest):
+    conn = pyvirt.open(pyvirtd.unix_uri)
+    try:
+        dom = conn.lookupByName(guest)
+        fd = dom.openGraphicsFD(0, pyvirt.VIR_DOMAIN_OPEN_GRAPHICS_SKIPAUTH)
+        try:
+            assert os.read(fd, 12) == b"RFB 003.008\n"
+        finally:
+            os.close(fd)
+        assert dom.isActive() == 1       # the connection goes on after the descriptor
+        with pytest.raises(pyvirt.libvirtError, match="No graphics backend with index 3"):
+            dom.openGraphicsFD(3, 0)
+    finally:
+        conn.close()
+    tcp = pyvirt.open(pyvirtd.uri)
+    try:
+        with pytest.raises(pyvirt.libvirtError, match="Connection does not support file descriptor passing"):
+            tcp.lookupByName(guest).openGraphicsFD(0, 0)
+    finally:
+        tcp.close()

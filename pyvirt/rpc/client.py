@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import struct
 import time
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from .protocol import Procedure
 from .protocol.keepalive import PING, PONG
 from .stream import Direction
 from .stream.outgoing import OutgoingStream, ReceivingStream
+from .wire import NUM_FDS_MAX
 from .wire import (EOF, NEED_DATA, Framer, Header, Message, MessageType, Program, ProtocolError,
                    Status, decode_error_payload, encode_call, encode_message)
 
@@ -44,6 +46,7 @@ class RPCClient(asyncio.Protocol):
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self.on_message = on_message
         self.streams: dict[tuple[int, int], OutgoingStream | ReceivingStream] = {}
+        self.reply_nfds: dict[int, int] = {}   # serial -> descriptors its REPLY_WITH_FDS announced
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_rx = time.monotonic()
         self._keepalive: asyncio.Task[None] | None = None
@@ -113,7 +116,9 @@ class RPCClient(asyncio.Protocol):
             if stream is not None:
                 stream.received(msg)
             return
-        if h.type == MessageType.REPLY:
+        if h.type == MessageType.REPLY or h.type == MessageType.REPLY_WITH_FDS:
+            if msg.nfds:
+                self.reply_nfds[h.serial] = msg.nfds
             fut = self.pending.pop(h.serial, None)
             if fut is None:
                 log.warning("reply for unknown serial %d (proc %d)", h.serial, h.proc)
@@ -196,6 +201,63 @@ class RPCClient(asyncio.Protocol):
                 if silent >= interval and self.transport is not None and not self.transport.is_closing():
                     self.transport.write(ping)
         self._keepalive = asyncio.get_running_loop().create_task(run(), name="rpc-keepalive")
+
+    async def call_with_fds(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, list[int]]:
+        """A call whose reply brings descriptors (REPLY_WITH_FDS; UNIX sockets only).
+
+        The descriptors follow the reply, each on a byte of its own with SCM_RIGHTS,
+        which a plain read would discard: until they are in, this client reads the
+        socket itself with recvmsg (the transport's reading paused) and hands the
+        bytes to the usual path, so messages arriving meanwhile are not lost."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or sock.family != socket.AF_UNIX or self.encrypted:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.RPC,
+                        "Connection does not support file descriptor passing")
+        loop = asyncio.get_running_loop()
+        serial = self.serial
+        fds: list[int] = []
+        transport.pause_reading()
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+        try:
+            call = asyncio.ensure_future(self.call(prog, proc, args))
+            while not (call.done() and len(fds) >= self.reply_nfds.get(serial, 0)):
+                readable = loop.create_future()
+                loop.add_reader(raw.fileno(), lambda: readable.done() or readable.set_result(None))
+                try:
+                    await asyncio.wait((readable, call, self.closed), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    loop.remove_reader(raw.fileno())
+                if self.closed.done():
+                    break
+                if not readable.done():
+                    continue
+                try:
+                    data, ancillary, _flags, _addr = raw.recvmsg(65536, socket.CMSG_SPACE(4 * NUM_FDS_MAX))
+                except (BlockingIOError, InterruptedError):
+                    continue
+                got: list[int] = []
+                for level, kind, payload in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        got += struct.unpack(f"@{len(payload) // 4}i", payload[:len(payload) - len(payload) % 4])
+                if not data:
+                    break      # the server closed: the transport, reading again, reports it
+                if got:        # the kernel ends a read with a descriptor's marker byte: drop it
+                    fds += got
+                    data = data[:len(data) - len(got)]
+                if data:
+                    self.data_received(data)
+            ret = await call
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        finally:
+            self.reply_nfds.pop(serial, None)
+            raw.close()
+            if not transport.is_closing():
+                transport.resume_reading()
+        return ret, fds
 
     async def call_stream(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, ReceivingStream]:
         """A call that opens a stream the server sends on (screenshot; console, both ways)."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any, Callable
 
-from ...driver import DRIVER_METHODS, ConnectionInfo, DomainEvent, EventBus, HypervisorConnection
+from ...driver import DRIVER_METHODS, ConnectionInfo, DomainEvent, EventBus, FdReply, HypervisorConnection
 from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...rpc.client import RPCClient
@@ -186,4 +187,16 @@ async def _open_graphics_fd(self: RemoteConnection, dom: Any, idx: int, flags: i
     raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.REMOTE,
                 "openGraphicsFD: this client cannot receive file descriptors from a daemon "
                 "(python3-libvirt over the UNIX socket, or an embedded connection, can)")
+RemoteConnection.domain_open_graphics_fd = _open_graphics_fd  # type: ignore[attr-defined]
+
+
+async def _open_graphics_fd(self: RemoteConnection, dom: Any, idx: int, flags: int) -> FdReply:
+    """The socket comes back as a descriptor after the reply (REPLY_WITH_FDS)."""
+    proc = REMOTE.by_name["DOMAIN_OPEN_GRAPHICS_FD"]
+    _ret, fds = await self.client.call_with_fds(Program.REMOTE, proc, (dom, idx, flags))
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise error(ErrorNumber.RPC, ErrorDomain.REMOTE, f"openGraphicsFD: the daemon sent {len(fds)} descriptors, not 1")
+    return FdReply(None, fds)
 RemoteConnection.domain_open_graphics_fd = _open_graphics_fd  # type: ignore[attr-defined]
