@@ -24,8 +24,14 @@ from .jobs import JobKind
 
 TYPED_PARAM_STRING_OKAY = 1 << 2
 AFFECT_LIVE, AFFECT_CONFIG = 1, 2
+# remote_protocol.x's limits, which libvirtd checks before calling the driver
 BLOCK_STATS_PARAMETERS_MAX = 16
 CPU_STATS_NCPUS_MAX = 128
+CPU_STATS_MAX = 2048
+NODE_CPU_STATS_MAX = 16
+VCPUINFO_MAX = 2048
+CPUMAPS_MAX = 16384
+MEMORY_STATS_MAX = 1024
 # virDomainBlockStatsFlags' fields, in the order libvirt's QEMU driver fills them.
 _BLOCK_STATS_FIELDS = (("wr_bytes", "wr_bytes"), ("wr_operations", "wr_reqs"), ("rd_bytes", "rd_bytes"),
                        ("rd_operations", "rd_reqs"), ("flush_operations", "fl_reqs"),
@@ -144,6 +150,9 @@ class StatsAPI:
     # -- memory ---------------------------------------------------------------------------
     async def domain_memory_stats(self, dom: DomainRef, maxStats: int, flags: int) -> list[tuple[int, int]]:
         check_flags(flags, 0, "qemuDomainMemoryStats")
+        if maxStats > MEMORY_STATS_MAX:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                        "maxStats > REMOTE_DOMAIN_MEMORY_STATS_MAX")
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.QUERY):
             if not obj.active or obj.process is None:
@@ -189,6 +198,10 @@ class StatsAPI:
                         "cannot retrieve vcpu information for inactive domain")
         if maxinfo < 0 or maplen < 0:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "maxinfo and maplen must not be negative")
+        if maxinfo > VCPUINFO_MAX:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "maxinfo > REMOTE_VCPUINFO_MAX")
+        if maxinfo * maplen > CPUMAPS_MAX:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "maxinfo * maplen > REMOTE_CPUMAPS_MAX")
         async with self.driver.job_guard(obj, JobKind.QUERY):
             if not obj.active or obj.process is None:
                 raise not_running(obj)
@@ -205,6 +218,12 @@ class StatsAPI:
     async def domain_get_vcpu_pin_info(self, dom: DomainRef, ncpumaps: int, maplen: int,
                                        flags: int) -> tuple[bytes, int]:
         check_flags(flags, AFFECT_LIVE | AFFECT_CONFIG, "qemuDomainGetVcpuPinInfo")
+        if ncpumaps < 0 or maplen < 0:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "ncpumaps and maplen must not be negative")
+        if ncpumaps > VCPUINFO_MAX:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "ncpumaps > REMOTE_VCPUINFO_MAX")
+        if ncpumaps * maplen > CPUMAPS_MAX:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "maxinfo * maplen > REMOTE_CPUMAPS_MAX")
         obj = self._obj(dom)
         if flags & AFFECT_LIVE and not obj.active:
             raise not_running(obj)
@@ -229,6 +248,10 @@ class StatsAPI:
     async def domain_get_cpu_stats(self, dom: DomainRef, nparams: int, start_cpu: int, ncpus: int,
                                    flags: int) -> tuple[list, int]:
         check_flags(flags, TYPED_PARAM_STRING_OKAY, "qemuDomainGetCPUStats")
+        if nparams > NODE_CPU_STATS_MAX or ncpus > CPU_STATS_NCPUS_MAX or nparams * ncpus > CPU_STATS_MAX:
+            raise error(ErrorNumber.RPC, ErrorDomain.RPC, "nparams or ncpus too large")
+        if start_cpu < -1:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"start_cpu {start_cpu} is invalid")
         obj = self._active(dom)
         if start_cpu == -1:
             if nparams == 0:
@@ -239,8 +262,6 @@ class StatsAPI:
             params = [("cpu_time", int(T.ULLONG), st.time_ns), ("user_time", int(T.ULLONG), st.user_ns),
                       ("system_time", int(T.ULLONG), st.system_ns)][:nparams]
             return params, len(params)
-        if ncpus > CPU_STATS_NCPUS_MAX:
-            raise error(ErrorNumber.RPC, ErrorDomain.RPC, "ncpus too large")
         if nparams == 0 and ncpus == 0:
             return [], statsproc.host_cpu_count()
         if nparams == 0:
