@@ -329,3 +329,16 @@ def test_cli_inactive_domain_matches_virsh(pyvirtd, guest):
             failures.append(f"{' '.join(args)}:\n virsh: {theirs.stdout!r} {theirs.stderr!r}\n"
                             f" pyvirt: {ours.stdout!r} {ours.stderr!r}")
     assert not failures, "\n".join(failures)
+
+
+def test_oversized_requests_refused_and_the_daemon_answers_on(pyvirtd, guest):
+    conn = pyvirt.open(pyvirtd.uri)
+    ref = conn.lookupByName("st")._ref
+    huge = 2 ** 31 - 1
+    for method, args in (("domain_get_vcpus", (huge, huge)), ("domain_get_vcpus", (1, huge)),
+                         ("domain_get_vcpu_pin_info", (huge, huge, 0)), ("domain_memory_stats", (huge, 0)),
+                         ("domain_get_cpu_stats", (huge, 0, huge, 0)), ("domain_block_stats_flags", ("vda", huge, 0)),
+                         ("domain_get_vcpus", (-1, 1))):
+        with pytest.raises(pyvirt.libvirtError):
+            conn._call(method, ref, *args)
+    assert conn.lookupByName("st").blockStats("vda")[4] == -1
