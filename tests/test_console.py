@@ -562,3 +562,14 @@ def test_pyvirt_client_open_graphics_fd_over_the_unix_socket(pyvirtd, guest):
             tcp.lookupByName(guest).openGraphicsFD(0, 0)
     finally:
         tcp.close()
+
+
+def test_console_ends_when_the_guest_stops(pyvirtd, guest, terminals):
+    term = terminals(["virsh", "-c", pyvirtd.uri, "console", guest])
+    term.heartbeats(1)
+    assert virsh(pyvirtd.uri, "destroy", guest).returncode == 0
+    # QEMU's end of the pty is gone: the stream's data ends and virsh leaves the console
+    term.wait()
+    assert term.proc.returncode is not None
+    assert b"PYVIRT-HEARTBEAT" in term.output
+    assert guest not in virsh(pyvirtd.uri, "list", "--all").stdout     # transient: gone once destroyed
