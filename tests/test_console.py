@@ -380,8 +380,24 @@ print(json.dumps({"mime": mime, "data": base64.b64encode(b"".join(parts)).decode
 TEXT_MODE = (720, 400)
 
 
+def wait_until_booted(uri: str, name: str) -> None:
+    """The guest's first heartbeat, read on its console: the firmware is done with the screen
+    (it shows 640x480 graphics while it runs, then leaves the 720x400 text mode)."""
+    conn = pyvirt.open(uri)
+    try:
+        stream = conn.newStream(0)
+        conn.lookupByName(name).openConsole(None, stream, 0)
+        buf = b""
+        while not HEARTBEAT.search(buf):
+            buf += stream.recv(1024)
+        stream.finish()
+    finally:
+        conn.close()
+
+
 def test_screenshot_is_the_guests_screen(pyvirtd, guest, tmp_path):
     import base64
+    wait_until_booted(pyvirtd.uri, guest)
     shot = libvirt_script(_SCREENSHOT, pyvirtd.uri, guest)
     assert shot["mime"] in ("image/png", "image/x-portable-pixmap")
     assert image_size(shot["mime"], base64.b64decode(shot["data"])) == TEXT_MODE
