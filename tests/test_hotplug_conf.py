@@ -122,3 +122,21 @@ def test_device_xml_parsing_and_edits():
     assert "target vdb already exists" in info.value.get_error_message()
     devicexml.remove(d, disk)
     assert d.devices.disks == []
+
+
+def test_abi_check_knows_addresses_controllers_and_online_vcpus():
+    src = dom("<interface type='user'/><controller type='scsi' model='virtio-scsi'/>",
+              vcpu="<vcpu current='2'>3</vcpu>")
+    pciaddr.assign(src)
+    assert conf.check_abi_stability(src, src.copy()) == []
+    moved = src.copy()
+    moved.devices.interfaces[0].address = PCIAddress(slot=9)
+    moved.devices.controllers[0].model = None
+    moved.set_current_vcpus(3)
+    assert conf.check_abi_stability(src, moved) == [
+        "Target vCPUs online 3 does not match source 2",
+        "Target controller scsi0 model none does not match source virtio-scsi",
+        "Target interface #0 address 0000:00:09.0 does not match source 0000:00:03.0"]
+    bare = src.copy()                    # no addresses given: the destination places them
+    bare.devices.interfaces[0].address = bare.devices.controllers[0].address = None
+    assert conf.check_abi_stability(src, bare) == []

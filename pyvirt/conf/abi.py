@@ -29,6 +29,8 @@ DOMAIN_CHECKS: tuple[tuple[str, Getter], ...] = (
     ("domain virt type", lambda d: d.type),
     ("domain uuid", lambda d: d.uuid),
     ("vCPU count", lambda d: d.vcpus),
+    # hot-plugged vCPUs (only when the maximum agrees: else that is the one difference)
+    ("vCPUs online", lambda d: d.current_vcpus),
     ("memory size", lambda d: f"{d.memory_kib} KiB"),
     ("OS type", lambda d: d.os.type),
     ("architecture", lambda d: d.os.arch),
@@ -44,6 +46,15 @@ DeviceTable = tuple[str, Callable[[DomainDef], Sequence[Any]], Callable[[int, An
                     tuple[tuple[str, Getter], ...]]
 
 
+def _address(dev: Any) -> object:
+    return getattr(dev, "address", None)
+
+
+# Rows compared only when both definitions give a value: a definition without
+# addresses leaves them to the destination, one with them fixes the bus layout.
+WHEN_BOTH_GIVEN = ("address",)
+
+
 def _numbered(kind: str) -> Callable[[int, Any], str]:
     return lambda index, _dev: f"{kind} #{index}"
 
@@ -54,12 +65,18 @@ DEVICE_CHECKS: tuple[DeviceTable, ...] = (
         ("bus", lambda x: x.target_bus),
         ("device type", lambda x: x.device),
         ("readonly", lambda x: "yes" if x.readonly else "no"),
+        ("address", _address),
+    )),
+    ("controller", lambda d: d.devices.controllers, lambda _i, c: f"controller {c.type}{c.index}", (
+        ("model", lambda x: x.model),
+        ("address", _address),
     )),
     ("interface", lambda d: d.devices.interfaces, _numbered("interface"), (
         # Stricter than libvirt, which lets the host-side type change (network <-> bridge).
         ("type", lambda x: x.type),
         ("MAC", lambda x: x.mac),
         ("model", lambda x: x.model),
+        ("address", _address),
     )),
     ("serial", lambda d: d.devices.serials, _numbered("serial"), (
         ("target port", lambda x: x.target_port),
@@ -78,6 +95,7 @@ DEVICE_CHECKS: tuple[DeviceTable, ...] = (
         ("vram", lambda x: x.vram),
         ("vgamem", lambda x: x.vgamem),
         ("heads", lambda x: x.heads),
+        ("address", _address),
     )),
     ("input", lambda d: d.devices.inputs, _numbered("input"), (
         ("type", lambda x: x.type),
@@ -96,8 +114,8 @@ def _differs(what: str, old: object, new: object) -> str:
 
 def check_abi_stability(old: DomainDef, new: DomainDef) -> list[str]:
     """What in ``new`` (destination) would change the guest ``old`` (source) sees."""
-    problems = [_differs(what, get(old), get(new))
-                for what, get in DOMAIN_CHECKS if get(old) != get(new)]
+    problems = [_differs(what, get(old), get(new)) for what, get in DOMAIN_CHECKS
+                if get(old) != get(new) and not (what == "vCPUs online" and old.vcpus != new.vcpus)]
     for kind, devices, name, checks in DEVICE_CHECKS:
         src, dst = devices(old), devices(new)
         if len(src) != len(dst):
@@ -106,6 +124,8 @@ def check_abi_stability(old: DomainDef, new: DomainDef) -> list[str]:
         for index, (a, b) in enumerate(zip(src, dst)):
             label = name(index, a)
             for what, get in checks:
+                if what in WHEN_BOTH_GIVEN and (get(a) is None or get(b) is None):
+                    continue
                 if get(a) != get(b):
                     # an empty 'what' names the device itself ("Target disk vdb ... source vda")
                     problems.append(_differs(f"{label} {what}" if what else kind, get(a), get(b)))
