@@ -45,3 +45,23 @@ def test_nowait_reports_what_needs_no_monitor_while_a_job_holds_the_domain(embed
     assert quick["vcpu.current"] == 1 and quick["block.0.name"] == "vda"
     assert obj.jobs.active is None
     dom.destroy()
+
+
+def test_groups_without_monitor_figures_take_no_job(embed_uri, tmp_path):
+    conn = pyvirt.open(embed_uri)
+    log = tmp_path / "nj.log"
+    dom = conn.createXML(tiny_xml("nj", log), 0)
+    wait_for_text(log, READY)
+    drv = conn._drv
+    obj = drv.driver.domains.by_ref(dom._ref)
+    groups = (pyvirt.VIR_DOMAIN_STATS_STATE | pyvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+              | pyvirt.VIR_DOMAIN_STATS_INTERFACE)
+
+    async def scenario():
+        async with obj.jobs.job(JobKind.MODIFY):
+            return await drv.connect_get_all_domain_stats([], groups, 0)   # answered under the job
+
+    (_ref, params), = aio.run(scenario())
+    got = {k: v for k, _t, v in params}
+    assert got["state.state"] == pyvirt.VIR_DOMAIN_RUNNING and got["cpu.time"] > 0 and got["net.count"] == 0
+    dom.destroy()

@@ -214,14 +214,14 @@ async def set_balloon_period(obj: Any, period: int) -> None:
 
 
 @asynccontextmanager
-async def query_job(driver: Any, obj: Any, nowait: bool = False) -> AsyncIterator[bool]:
+async def query_job(driver: Any, obj: Any, nowait: bool = False, needed: bool = True) -> AsyncIterator[bool]:
     """A QUERY job for monitor statistics, allowed through any asynchronous job.
 
     Yields whether the monitor may be used: False (nothing waited for) when the
-    domain is not running, when ``nowait`` and another synchronous job holds the
+    caller needs no monitor, when the domain is not running, when ``nowait`` and another synchronous job holds the
     domain, or when the job could not be had — the caller then reports what it
     knows without QEMU, as libvirt's bulk statistics do."""
-    if not obj.active or obj.process is None or (nowait and obj.jobs.active is not None):
+    if not needed or not obj.active or obj.process is None or (nowait and obj.jobs.active is not None):
         yield False
         return
     try:

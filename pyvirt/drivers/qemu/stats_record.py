@@ -69,8 +69,10 @@ async def domain_record(driver: Any, obj: Any, groups: int, flags: int,
     d = obj.current
     needs_monitor = groups & (G.BALLOON | G.VCPU | G.BLOCK | G.DIRTYRATE)
     sample = qstats.MonitorSample()
-    async with qstats.query_job(driver, obj, nowait=bool(flags & F.NOWAIT)) as have_job:
-        if have_job and needs_monitor:
+    # Groups that need no monitor (state, cpu-total, interface) take no job, as libvirt's.
+    async with qstats.query_job(driver, obj, nowait=bool(flags & F.NOWAIT), needed=bool(needs_monitor)) \
+            as have_job:
+        if have_job:
             try:
                 sample = await qstats.sample(obj, block=bool(groups & G.BLOCK),
                                              balloon=bool(groups & G.BALLOON),
