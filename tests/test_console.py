@@ -589,3 +589,35 @@ def test_console_ends_when_the_guest_stops(pyvirtd, guest, terminals):
     assert term.proc.returncode is not None
     assert b"PYVIRT-HEARTBEAT" in term.output
     assert guest not in virsh(pyvirtd.uri, "list", "--all").stdout     # transient: gone once destroyed
+
+
+def test_embedded_driver_console_screenshot_and_keys(embed_uri, embed_root):
+    """The same calls without a daemon: the virStream reads the driver's descriptors itself."""
+    conn = pyvirt.open(embed_uri)
+    try:
+        dom = conn.createXML(console_xml("e1", embed_root.parent), 0)
+        first = conn.newStream(0)
+        dom.openConsole(None, first, 0)
+        buf = b""
+        while len(HEARTBEAT.findall(buf)) < 2:
+            buf += first.recv(1024)
+        assert _is_consecutive([int(n) for n in HEARTBEAT.findall(buf)])
+        second = conn.newStream(0)
+        dom.openConsole(None, second, pyvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        with pytest.raises(pyvirt.libvirtError, match="taken over by another session"):
+            while first.recv(1024):
+                pass
+        later = b""
+        while not HEARTBEAT.search(later):          # the new session reads on
+            later += second.recv(1024)
+        second.finish()
+        shot = conn.newStream(0)
+        mime = dom.screenshot(shot, 0, 0)
+        parts: list[bytes] = []
+        shot.recvAll(lambda _s, data, _o: parts.append(data), None)
+        shot.finish()
+        assert image_size(mime, b"".join(parts)) == TEXT_MODE       # booted: heartbeats were read
+        assert dom.sendKey(pyvirt.VIR_KEYCODE_SET_LINUX, 0, [30], 1, 0) == 0
+        dom.destroy()
+    finally:
+        conn.close()
