@@ -138,3 +138,18 @@ def test_bridge_interface_hotplug_gets_a_tap_on_the_bridge(daemon, netns, tmp_pa
     same_output(uri, "domiflist", "brg")
     ok(uri, "destroy", "brg")
     assert nic.target_dev not in links(netns)         # the tap went with QEMU's netdev
+
+
+def test_migration_keeps_hotplugged_vcpus(tmp_path, guests_built):
+    from daemons import Pyvirtd, running_pair
+    a, b = Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b")
+    with running_pair(a, b):
+        log = a.workdir / "mc.log"
+        xml = tiny_xml("mc", log, cmdline="dirty=8:4").replace("<vcpu>1</vcpu>", "<vcpu current='1'>3</vcpu>")
+        ok(a.uri, "create", _write(a.workdir / "mc.xml", xml.replace("</os>", ACPI, 1)))
+        wait_for_text(log, "PYVIRT-HEARTBEAT 1")
+        ok(a.uri, "setvcpus", "mc", "3", "--live")
+        ok(a.uri, "migrate", "--live", "mc", b.uri)
+        assert _online(b, "mc") == 3
+        assert ok(b.uri, "domstate", "mc").strip() == "running"
+        assert "current      live           3" in same_output(b.uri, "vcpucount", "mc").stdout
