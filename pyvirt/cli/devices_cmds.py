@@ -521,6 +521,8 @@ def _vcpucount(p: argparse.ArgumentParser) -> Handler:
             for place, affect in where:
                 if affect == pyvirt.VIR_DOMAIN_AFFECT_LIVE and dom.isActive() != 1:
                     continue
+                if affect == pyvirt.VIR_DOMAIN_AFFECT_CONFIG and dom.isPersistent() != 1:
+                    continue      # a transient domain has no config to count
                 print(f"{label:<12} {place:<12} {dom.vcpusFlags(extra | affect):3d}")
         print()
     return run
