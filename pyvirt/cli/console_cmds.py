@@ -85,10 +85,12 @@ def _run_console(stream: Any) -> None:
 
     reader = threading.Thread(target=pump_out, name="console-output", daemon=True)
     wake_r, wake_w = os.pipe()
+    # wakes the terminal loop when the guest's side ends first
+    waker = threading.Thread(target=lambda: (done.wait(), os.write(wake_w, b"x")), daemon=True)
     try:
         tty.setraw(stdin)
         reader.start()
-        threading.Thread(target=lambda: (done.wait(), os.write(wake_w, b"x")), daemon=True).start()
+        waker.start()
         while not done.is_set():
             ready = select.select([stdin, wake_r], [], [])[0]
             if stdin not in ready:
@@ -104,6 +106,8 @@ def _run_console(stream: Any) -> None:
         termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         ended_by_us = not done.is_set()
         done.set()
+        if waker.is_alive():
+            waker.join()        # it writes into wake_w: never after that is closed
         for fd in (wake_r, wake_w):
             os.close(fd)
     print()
