@@ -263,7 +263,7 @@ def test_qemu_events_reach_python3_libvirt_pyvirt_and_virsh(pyvirtd, event_guest
     def shown(w: Watcher) -> list[str]:
         return [l for l in w.lines if l.startswith("event ") and "type description" not in l]
     assert shown(cli) == shown(vsh), "pyvirt event printed otherwise than virsh event"
-    assert f"event 'block-job-2' for domain 'ev': Block Pull for vda completed" in shown(vsh)
+    assert "event 'block-job-2' for domain 'ev': Block Pull for vda completed" in shown(vsh)
     assert "event 'tray-change' for domain 'ev' disk ide0-1-0: opened" in shown(vsh)
 
 

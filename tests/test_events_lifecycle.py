@@ -20,7 +20,7 @@ import pytest
 from pyvirt.conf import parse_status
 
 from guests import READY, linux_xml, tiny_xml, wait_for, wait_for_text
-from test_events import Watcher, listener
+from test_events import listener
 
 pytestmark = [pytest.mark.virsh,
               pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh (libvirt-clients) not installed")]
