@@ -41,7 +41,6 @@ LEGACY_PROCEDURES: dict[int, Procedure] = {
 """Event id -> its legacy MESSAGE (the callback form's msg struct, sent bare)."""
 
 
-
 def check_callback_id(event_id: int) -> None:
     """CALLBACK_REGISTER_ANY's check (libvirtd: INTERNAL_ERROR, 'unsupported event ID')."""
     if event_id not in EVENT_CALLBACK_PROCEDURES:

@@ -373,8 +373,9 @@ EVENT_CALLBACK_PROCEDURES: dict[EventID, Procedure] = {
 }
 """Event id -> the callback-form MESSAGE that carries it (clients with feature 14).
 
-Clients without feature 14 register with REGISTER_ANY and get legacy
-messages; the daemon needs only :data:`DOMAIN_EVENT_LIFECYCLE` (107) for them.
+Clients without feature 14 register with REGISTER_ANY and get the legacy
+DOMAIN_EVENT_<NAME> messages (107 here, the others in :mod:`.remote_lifecycle`),
+which exist for the ids up to DEVICE_REMOVED only.
 """
 
 __all__ = ["REMOTE", "PROCEDURES", "EVENT_CALLBACK_PROCEDURES"]
