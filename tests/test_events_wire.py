@@ -210,6 +210,10 @@ def test_watchdog_io_error_balloon_spice_and_jobs(obj, tmp_path):
               "error": "No space left on device"}
     assert _translated(obj, "BLOCK_JOB_COMPLETED", failed) == [
         (EventID.BLOCK_JOB, (disk, 2, 1)), (EventID.BLOCK_JOB_2, ("vda", 2, 1))]
+    ready = {"type": "mirror", "device": "copy-vda-libvirt-1-format", "len": 10, "offset": 10, "speed": 0}
+    assert _translated(obj, "BLOCK_JOB_READY", ready) == [                 # libvirt's own job names
+        (EventID.BLOCK_JOB, (disk, 2, 3)), (EventID.BLOCK_JOB_2, ("vda", 2, 3))]
+    assert _translated(obj, "BLOCK_JOB_READY", dict(ready, device="someone-elses")) == []
     assert _translated(obj, "BLOCK_JOB_CANCELLED", dict(failed, type="commit")) == [
         (EventID.BLOCK_JOB, (disk, 3, 2)), (EventID.BLOCK_JOB_2, ("vda", 3, 2))]
     assert _translated(obj, "DEVICE_TRAY_MOVED", {"device": "", "id": "/machine/peripheral/ide0-1-0",

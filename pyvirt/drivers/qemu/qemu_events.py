@@ -131,8 +131,9 @@ def _tray(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) -> list[Doma
 
 def _balloon(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) -> list[DomainEvent]:
     actual_kib = int(data["actual"]) // 1024
-    if obj.live is not None:
+    if obj.live is not None and obj.live.current_memory_kib != actual_kib:
         obj.live.current_memory_kib = actual_kib   # the live XML's currentMemory, as libvirt keeps it
+        obj.save_status()
     return [_event(obj, EventID.BALLOON_CHANGE, actual_kib)]
 
 
@@ -177,7 +178,8 @@ def _qdev_id(ident: Any) -> str:
 
 def find_disk(obj: "QemuDomainObj", node: Any = None, device: Any = None) -> "Disk | None":
     """The live disk a QMP event names: by block node (``libvirt-N-format``/``-storage``),
-    by its alias or QOM path, or by a block job named after its alias (``drive-ALIAS``)."""
+    by its alias or QOM path, or by a block job named after its alias (``drive-ALIAS``)
+    or, as libvirt names its blockdev jobs, after its target (``pull-vda-libvirt-1-format``)."""
     live = obj.live
     if live is None:
         return None
@@ -190,6 +192,9 @@ def find_disk(obj: "QemuDomainObj", node: Any = None, device: Any = None) -> "Di
     if ident:
         for disk in disks:
             if disk.alias and ident in (disk.alias, f"drive-{disk.alias}", disk.target_dev):
+                return disk
+        for disk in disks:
+            if f"-{disk.target_dev}-" in f"-{ident}-":
                 return disk
     return None
 
