@@ -454,3 +454,28 @@ def test_block_device_disk(tiny, loop_device):
 ])
 def test_printed_xml_is_virsh_s(pyvirtd, args):
     same_output(pyvirtd.uri, *args)
+
+
+def test_config_update_replaces_a_disk_or_interface(pyvirtd, guests_built):
+    uri, work = pyvirtd.uri, pyvirtd.workdir
+    ok(uri, "define", _write(work / "up.xml", tiny_xml("up", work / "up.log")))
+    nic = "<interface type='user'><mac address='52:54:00:00:aa:01'/><model type='{}'/></interface>"
+    ok(uri, "attach-device", "up", _write(work / "n1.xml", nic.format("virtio")), "--config")
+    slot = live_xml(uri, "up", inactive=True).devices.interfaces[0].address
+    assert ours(uri, "update-device", "up", _write(work / "n2.xml", nic.format("e1000")), "--config").stdout == \
+        "Device updated successfully\n\n"
+    iface = live_xml(uri, "up", inactive=True).devices.interfaces[0]
+    assert (iface.model, iface.address) == ("e1000", slot)          # the slot stays with the device
+    out = same_output(uri, "update-device", "up", _write(work / "d.xml", disk_xml(work / "x.img", "vdz", "virtio")),
+                      "--config")
+    assert out.returncode == 1 and "target vdz doesn't exist." in out.stderr
+
+
+def test_q35_pci_hotplug_is_refused_clearly(pyvirtd, guests_built):
+    uri, work = pyvirtd.uri, pyvirtd.workdir
+    xml = tiny_xml("qq", work / "qq.log").replace("machine='pc'", "machine='q35'")
+    ok(uri, "create", _write(work / "qq.xml", xml.replace("</os>", ACPI, 1)))
+    wait_for_text(work / "qq.log", READY)
+    out = same_output(uri, "attach-device", "qq", _write(work / "v.xml", disk_xml(work / "v.img", "vdb", "virtio")),
+                      "--live")
+    assert out.returncode == 1 and "i440FX" in out.stderr and "q35" in out.stderr
