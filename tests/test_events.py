@@ -417,3 +417,27 @@ def test_event_command_prints_like_virsh(pyvirtd, options, wait_for_one):
         out1, out2 = out1[1:], out2[1:]
     assert out2 == out1
     assert err2.strip() == err1.strip()
+
+
+def test_embedded_driver_delivers_the_same_events(embed_uri, tmp_path):
+    """qemu:///embed: pyvirt's library gets the driver's events in-process, with
+    libvirt-python's callback shapes."""
+    import pyvirt
+    conn = pyvirt.open(embed_uri)
+    dom = conn.defineXML(tiny_xml("em", tmp_path / "em.log"))
+    dom.create()
+    wait_for_text(tmp_path / "em.log", READY)
+    seen: queue.Queue = queue.Queue()
+    ids = [conn.domainEventRegisterAny(dom, event_id, lambda c, d, *rest: seen.put((rest[-1], d.name(), rest[:-1])),
+                                       event_id)
+           for event_id in (pyvirt.VIR_DOMAIN_EVENT_ID_REBOOT, pyvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE)]
+    dom.reset(0)
+    dom.setMetadata(pyvirt.VIR_DOMAIN_METADATA_ELEMENT, "<x/>", "k", NS, pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+    got = [seen.get(timeout=30), seen.get(timeout=30)]
+    while (got[-1][0] != pyvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE):     # the guest may reset itself again
+        got.append(seen.get(timeout=30))
+    assert got[0] == (pyvirt.VIR_DOMAIN_EVENT_ID_REBOOT, "em", ())
+    assert got[-1] == (pyvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, "em", (pyvirt.VIR_DOMAIN_METADATA_ELEMENT, NS))
+    for callback_id in ids:
+        conn.domainEventDeregisterAny(callback_id)
+    dom.destroy()
