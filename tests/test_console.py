@@ -316,6 +316,9 @@ def test_console_errors(pyvirtd, guests_built):
     out = libvirt_script(_UNFORCED_OPEN, pyvirtd.uri, "c3")
     assert out == {"opened": False, "code": pyvirt.VIR_ERR_OPERATION_INVALID,
                    "message": "Requested operation is not valid: domain is not running"}
+    for args in (("console", "c3"), ("domdisplay", "c3"), ("screenshot", "c3", "/nonexistent/x")):
+        ours, theirs = pyvirt_cli(pyvirtd.uri, *args), virsh(pyvirtd.uri, *args)
+        assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr), args
     assert virsh(pyvirtd.uri, "start", "c3").returncode == 0
     out = libvirt_script(_UNFORCED_OPEN, pyvirtd.uri, "c3")
     assert out == {"opened": False, "code": pyvirt.VIR_ERR_INTERNAL_ERROR,
