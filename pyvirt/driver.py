@@ -113,6 +113,18 @@ class StreamSink:
 
 
 @dataclass
+class FdReply:
+    """A reply that carries descriptors (libvirt's REPLY_WITH_FDS: openGraphicsFD).
+
+    ``value`` is the reply as usual; ``fds`` go to the client after it over
+    the UNIX socket and are closed here once sent (or when they cannot be).
+    """
+
+    value: Any
+    fds: list[int]
+
+
+@dataclass
 class ConnectionInfo:
     """What a driver learns about the client that opened a connection."""
 
