@@ -24,7 +24,7 @@ import pytest
 
 import pyvirt
 from daemons import Pyvirtd, running_pair
-from guests import READY, linux_xml, tiny_xml, wait_for, wait_for_text
+from guests import READY, linux_xml, tiny_xml, wait_for_text
 
 pytestmark = [pytest.mark.qemu,
               pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh (libvirt-clients) not installed")]
@@ -428,7 +428,7 @@ def test_block_device_disk(tiny, loop_device):
     """virsh sees a block device and writes <source dev>; QEMU opens it as host_device."""
     uri = tiny.uri
     printed = same_output(uri, "attach-disk", "hp", loop_device, "sdb", "--targetbus", "scsi", "--print-xml")
-    assert f"<disk type='block'>" in printed.stdout and f"<source dev='{loop_device}'/>" in printed.stdout
+    assert "<disk type='block'>" in printed.stdout and f"<source dev='{loop_device}'/>" in printed.stdout
     ok(uri, "attach-disk", "hp", loop_device, "sdb", "--targetbus", "scsi", "--live")
     disk = disk_of(live_xml(uri, "hp"), "sdb")
     assert (disk.type, disk.source) == ("block", loop_device)

@@ -13,18 +13,20 @@ import pytest
 
 from guests import READY, tiny_xml, wait_for_text
 from test_hotplug import ACPI, _write, live_xml, ok, ours, pci_devices, qmp, same_output, virsh
+from test_qemu_bridge import add_bridge, daemon, links, netns  # noqa: F401 - daemon, netns: fixtures
+from test_qemu_bridge import pytestmark as bridge_mark           # root, iproute2, /dev/net/tun
 
 pytestmark = [pytest.mark.qemu]
 
 
-def _guest(daemon, name: str, xml: str, ready_timeout: float = 30) -> None:
-    ok(daemon.uri, "define", _write(daemon.workdir / f"{name}.xml", xml))
-    ok(daemon.uri, "start", name)
-    wait_for_text(daemon.workdir / f"{name}.log", READY, ready_timeout)
+def _guest(host, name: str, xml: str, ready_timeout: float = 30) -> None:
+    ok(host.uri, "define", _write(host.workdir / f"{name}.xml", xml))
+    ok(host.uri, "start", name)
+    wait_for_text(host.workdir / f"{name}.log", READY, ready_timeout)
 
 
-def _online(daemon, name: str) -> int:
-    return len(qmp(daemon, name, "query-cpus-fast"))
+def _online(host, name: str) -> int:
+    return len(qmp(host, name, "query-cpus-fast"))
 
 
 def test_setmem_asks_the_balloon_and_setmaxmem_is_config_only(pyvirtd, guests_built):
@@ -116,9 +118,8 @@ def test_user_interface_hotplug(pyvirtd, guests_built):
 
 # -- a bridged NIC: the daemon's own tap, handed to QEMU over the monitor ---------------------------
 
-from test_qemu_bridge import add_bridge, daemon, links, netns  # noqa: E402,F401 - fixtures
 
-
+@bridge_mark
 def test_bridge_interface_hotplug_gets_a_tap_on_the_bridge(daemon, netns, tmp_path):
     uri = daemon.uri
     add_bridge(netns, "br-hp")

@@ -279,7 +279,7 @@ async def _attach_disk(driver: "QemuDriver", obj: "QemuDomainObj", disk: Disk) -
     live, monitor = obj.live, _monitor(obj)
     if disk.device not in ("disk", "lun") or disk.target_bus not in _LIVE_DISK_BUSES:
         if disk.device in ("cdrom", "floppy"):
-            raise _unsupported(f"cdrom/floppy device hotplug isn't supported")
+            raise _unsupported("cdrom/floppy device hotplug isn't supported")
         raise _unsupported(f"disk bus '{disk.target_bus}' cannot be hotplugged.")
     disk.alias = _disk_alias(live, disk)
     if disk.target_bus == "virtio":
