@@ -642,6 +642,8 @@ class QemuDriver:
                 emit_lifecycle(self.events, obj, EventType.RESUMED, EventResumedDetail.UNPAUSED)
         elif name == "DEVICE_DELETED":
             hotplug.on_device_deleted(self, obj, data)   # wakes a detach, or finishes a late one
+        elif name == "DEVICE_TRAY_MOVED":
+            hotplug.on_tray_moved(obj, data)             # wakes a media change waiting for the tray
         job = obj.jobs.current_async
         if job is not None and name in ("MIGRATION", "MIGRATION_PASS"):
             job.signal("qmp-event", (name, dict(data)))

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNPLUG_TIMEOUT = 5.0      # s; libvirt's QEMU_UNPLUG_TIMEOUT on x86
+TRAY_TIMEOUT = 5.0        # s; how long libvirt waits for a guest-locked tray to open
 _NODE_RE = re.compile(r"libvirt-(\d+)-(?:storage|format)")
 _LIVE_DISK_BUSES = ("virtio", "scsi", "usb")
 _LIVE_CONTROLLERS = {("scsi", None), ("scsi", "virtio-scsi"), ("usb", "qemu-xhci"), ("usb", "nec-xhci")}
@@ -429,6 +430,14 @@ async def _finish_removal(driver: "QemuDriver", obj: "QemuDomainObj", unplug: _U
     _emit(driver, obj, EventID.DEVICE_REMOVED, dev.alias)
 
 
+def on_tray_moved(obj: "QemuDomainObj", data: Mapping[str, Any]) -> None:
+    """QEMU's DEVICE_TRAY_MOVED: wake a media change waiting for the guest to open the tray."""
+    if data.get("tray-open"):
+        waiter = _EXPECTED.get(obj, {}).pop(f"tray:{data.get('id')}", None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+
 def on_device_deleted(driver: "QemuDriver", obj: "QemuDomainObj", data: Mapping[str, Any]) -> None:
     """QEMU's DEVICE_DELETED: wake the detach that waits for it, or finish a late one."""
     alias = data.get("device")
@@ -459,6 +468,29 @@ async def _late_removal(driver: "QemuDriver", obj: "QemuDomainObj", unplug: _Unp
 
 # -- media change ------------------------------------------------------------------------
 
+async def _open_tray(obj: "QemuDomainObj", disk: Disk, force: bool) -> None:
+    """Open the tray; a guest that locked it is asked to let go, and waited for (unless forced)."""
+    monitor, key = _monitor(obj), f"tray:{disk.alias}"
+    opened = expect_deleted(obj, key)        # registered first: the event may beat the reply
+    try:
+        await monitor.execute("blockdev-open-tray", {"id": disk.alias, "force": force})
+        if await _tray_is_open(monitor, disk.alias):
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(opened), TRAY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise _failed(f"timed out waiting to open tray of '{disk.target_dev}'") from None
+    finally:
+        stop_expecting(obj, key)
+
+
+async def _tray_is_open(monitor: Any, alias: str) -> bool:
+    for blk in await monitor.execute("query-block"):
+        if blk.get("qdev") == alias or str(blk.get("qdev", "")).startswith(f"/machine/peripheral/{alias}/"):
+            return bool(blk.get("tray_open"))
+    return False
+
+
 async def change_media(driver: "QemuDriver", obj: "QemuDomainObj", new: Disk, force: bool) -> None:
     """Put ``new``'s source (or none: eject) into the live CD-ROM or floppy with its target."""
     live, monitor = obj.live, _monitor(obj)
@@ -470,7 +502,7 @@ async def change_media(driver: "QemuDriver", obj: "QemuDomainObj", new: Disk, fo
     if new.source == disk.source and new.type == disk.type:
         return
     old_nodes = await _disk_nodes(monitor, disk.alias)
-    await monitor.execute("blockdev-open-tray", {"id": disk.alias, "force": True})
+    await _open_tray(obj, disk, force)
     await monitor.execute("blockdev-remove-medium", {"id": disk.alias})
     await _del_nodes(monitor, old_nodes)
     _unlabel_disk(driver, obj, disk)
