@@ -182,7 +182,10 @@ class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevi
         Callbacks run on pyvirt's event thread; do not call back into the
         API from inside them synchronously for long work.
         """
-        if not 0 <= eventID < len(EventID):
+        if eventID < 0:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE,
+                        "eventID in virConnectDomainEventRegisterAny must be non-negative")
+        if eventID >= len(EventID):
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE,
                         f"eventID in virConnectDomainEventRegisterAny must be less than {len(EventID)}")
         want = dom.UUID() if dom is not None else None
