@@ -325,7 +325,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
 })
 
 # Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).
-_API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID"}
+_API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID", "fd": "FD"}
 
 
 def api_name(method: str) -> str:

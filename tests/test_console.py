@@ -323,8 +323,6 @@ def test_console_errors(pyvirtd, guests_built):
     out = libvirt_script(_UNFORCED_OPEN, pyvirtd.uri, "c3")
     assert out == {"opened": False, "code": pyvirt.VIR_ERR_INTERNAL_ERROR,
                    "message": "internal error: character device serial0 is not using a PTY"}
-    out = virsh(pyvirtd.unix_ro_uri, "-r", "console", "c3")
-    assert out.returncode != 0
 
 
 # -- screenshot ------------------------------------------------------------------------------
@@ -555,10 +553,32 @@ def test_pyvirt_cli_console_in_a_terminal(pyvirtd, guest, terminals):
     assert _is_consecutive(again.heartbeats(2))
 
 
+_READ_ONLY = r"""
+import json, sys, libvirt
+conn = libvirt.openReadOnly(sys.argv[1])
+dom = conn.lookupByName(sys.argv[2])
+out = {}
+for name, call in (("openConsole", lambda: dom.openConsole(None, conn.newStream(0), 0)),
+                   ("screenshot", lambda: dom.screenshot(conn.newStream(0), 0, 0)),
+                   ("sendKey", lambda: dom.sendKey(0, 0, [30], 1, 0)),
+                   ("openGraphicsFD", lambda: dom.openGraphicsFD(0, 0))):
+    try:
+        call()
+        out[name] = "allowed"
+    except libvirt.libvirtError as e:
+        out[name] = [e.get_error_code(), e.get_error_message()]
+print(json.dumps(out))
+"""
+
+
 def test_read_only_connections_are_refused(pyvirtd, guest, tmp_path):
     for args in (("screenshot", guest, str(tmp_path / "ro.img")), ("send-key", guest, "KEY_A")):
         out = virsh(pyvirtd.unix_ro_uri, "-r", *args)
         assert out.returncode == 1 and "read only access prevents" in out.stderr, (args, out.stderr)
+    out = libvirt_script(_READ_ONLY, pyvirtd.unix_ro_uri, guest)
+    for name in ("openConsole", "screenshot", "sendKey", "openGraphicsFD"):
+        assert out[name] == [pyvirt.VIR_ERR_OPERATION_DENIED,
+                             f"operation forbidden: read only access prevents virDomain{name[0].upper()}{name[1:]}"], out
 
 
 def test_pyvirt_client_open_graphics_fd_over_the_unix_socket(pyvirtd, guest):
@@ -622,5 +642,19 @@ def test_embedded_driver_console_screenshot_and_keys(embed_uri, embed_root):
         assert image_size(mime, b"".join(parts)) == TEXT_MODE       # booted: heartbeats were read
         assert dom.sendKey(pyvirt.VIR_KEYCODE_SET_LINUX, 0, [30], 1, 0) == 0
         dom.destroy()
+    finally:
+        conn.close()
+
+
+def test_pyvirt_read_only_refusals_name_libvirts_functions(pyvirtd, guest):
+    conn = pyvirt.openReadOnly(pyvirtd.unix_ro_uri)
+    try:
+        dom = conn.lookupByName(guest)
+        for call, name in ((lambda: dom.openConsole(None, conn.newStream(0), 0), "virDomainOpenConsole"),
+                           (lambda: dom.screenshot(conn.newStream(0), 0, 0), "virDomainScreenshot"),
+                           (lambda: dom.sendKey(0, 0, [30], 1, 0), "virDomainSendKey"),
+                           (lambda: dom.openGraphicsFD(0, 0), "virDomainOpenGraphicsFD")):
+            with pytest.raises(pyvirt.libvirtError, match=f"read only access prevents {name}$"):
+                call()
     finally:
         conn.close()
