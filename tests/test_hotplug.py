@@ -479,3 +479,16 @@ def test_q35_pci_hotplug_is_refused_clearly(pyvirtd, guests_built):
     out = same_output(uri, "attach-device", "qq", _write(work / "v.xml", disk_xml(work / "v.img", "vdb", "virtio")),
                       "--live")
     assert out.returncode == 1 and "i440FX" in out.stderr and "q35" in out.stderr
+
+
+def test_save_and_restore_keep_a_hotplugged_disk_at_its_slot(tiny):
+    uri, work = tiny.uri, tiny.workdir
+    img = image(work, "saved.qcow2")
+    ok(uri, "attach-disk", "hp", str(img), "vdc", "--subdriver", "qcow2", "--live")
+    slot = disk_of(live_xml(uri, "hp"), "vdc").address.slot
+    ok(uri, "save", "hp", str(work / "hp.save"))
+    ok(uri, "restore", str(work / "hp.save"))
+    restored = live_xml(uri, "hp")
+    assert disk_of(restored, "vdc").address.slot == slot
+    assert pci_devices(tiny, "hp")[disk_of(restored, "vdc").alias] == slot
+    assert ok(uri, "domstate", "hp").strip() == "running"
