@@ -8,9 +8,15 @@ python3-libvirt 9.0 for both, over ``qemu+tls://127.0.0.1:PORT/system?pkipath=``
 
 * calls/s of ``dom.info()``, 1 thread on 1 connection and 8 threads on 8,
   for a fixed time each after a warm-up (as bench/rpc.py over plain TCP);
-* open latency: ``libvirt.open()`` through ``close()`` — TCP connect, TLS
-  handshake, the server's certificate checks and verdict byte, AUTH_LIST,
-  CONNECT_OPEN — the median and 90th percentile over N opens.
+* open latency: ``libvirt.open()`` — TCP connect, TLS handshake, the
+  server's certificate checks and verdict byte, AUTH_LIST, CONNECT_OPEN —
+  the median and 90th percentile over N opens, and each server's CPU time
+  per open (from /proc, whatever the machine's load).  One client process
+  opens the servers in turn, open by open, before any calls/s are measured:
+  both then see the same load at the same moments.  (Measured in blocks
+  right after each server's own calls/s, the server that has just burned
+  the most CPU on one thread -- pyvirtd's event loop -- waits longest for
+  the CPU on a loaded machine, which says nothing about its TLS.)
 
 Migration throughput with ``--tls`` versus without is bench/tls_migration.py's
 (its ``run()`` is called, with ``--runs``, when that file exists;
@@ -43,47 +49,61 @@ from rpc import measure, start_guest, stop_guest  # noqa: E402
 OPEN_CLIENT = r"""
 import json, sys, time
 import libvirt
-uri, n = sys.argv[1], int(sys.argv[2])
-for _ in range(5):
-    libvirt.open(uri).close()          # warm-up
-times = []
+n, uris = int(sys.argv[1]), sys.argv[2:]
+for uri in uris:
+    for _ in range(5):
+        libvirt.open(uri).close()          # warm-up
+times = {uri: [] for uri in uris}
 for _ in range(n):
-    t0 = time.perf_counter()
-    c = libvirt.open(uri)
-    times.append(time.perf_counter() - t0)
-    c.close()
-times.sort()
-print(json.dumps({"median": times[len(times) // 2], "p90": times[int(len(times) * 0.9)]}))
+    for uri in uris:                       # in turn: the same load for every server
+        t0 = time.perf_counter()
+        c = libvirt.open(uri)
+        times[uri].append(time.perf_counter() - t0)
+        c.close()
+print(json.dumps(times))
 """
 
 
-def open_latency(uri: str, n: int) -> tuple[float, float]:
-    out = subprocess.run(["/usr/bin/python3", "-c", OPEN_CLIENT, uri, str(n)],
-                         capture_output=True, text=True, timeout=n + 120)
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_latency(uris: dict[str, str], pids: dict[str, int], n: int) -> dict[str, tuple[float, float, float]]:
+    """side -> (median ms, p90 ms, server CPU ms per open) over ``n`` opens of each server, in turn."""
+    before = {side: _cpu_seconds(pid) for side, pid in pids.items()}
+    out = subprocess.run(["/usr/bin/python3", "-c", OPEN_CLIENT, str(n), *uris.values()],
+                         capture_output=True, text=True, timeout=n * len(uris) + 120)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    return res["median"] * 1000, res["p90"] * 1000
+    after = {side: _cpu_seconds(pid) for side, pid in pids.items()}
+    times = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = {}
+    for side, uri in uris.items():
+        t = sorted(times[uri])
+        rows[side] = (statistics.median(t) * 1000, t[int(len(t) * 0.9)] * 1000,
+                      (after[side] - before[side]) / (n + 5) * 1000)
+    return rows
 
 
-def bench(uris: dict[str, str], workdir: Path, seconds: float, opens: int, rounds: int) -> dict[str, dict]:
-    """Every figure for every server, in alternating rounds (the machine's load then
-    weighs on both alike); calls/s: the median round; open latency: over all opens."""
+def bench(uris: dict[str, str], pids: dict[str, int], workdir: Path, seconds: float, opens: int,
+          rounds: int) -> dict[str, dict]:
+    """Every figure for every server: open latency first, the servers opened in turn;
+    then calls/s in alternating rounds (the machine's load then weighs on both alike),
+    the median round."""
     names = {side: start_guest(uri, workdir / side.split()[0]) for side, uri in uris.items()}
-    rows: dict[str, dict] = {side: {1: [], 8: [], "open": ([], [])} for side in uris}
+    rows: dict[str, dict] = {side: {1: [], 8: []} for side in uris}
     try:
+        for side, figures in open_latency(uris, pids, opens).items():
+            rows[side]["open"] = figures
         for _ in range(rounds):
             for side, uri in uris.items():
                 for n in (1, 8):
                     rows[side][n].append(measure(uri, names[side], n, seconds / rounds))
-                median, p90 = open_latency(uri, max(opens // rounds, 10))
-                rows[side]["open"][0].append(median)
-                rows[side]["open"][1].append(p90)
     finally:
         for uri in uris.values():
             stop_guest(uri)
-    return {side: {1: statistics.median(r[1]), 8: statistics.median(r[8]),
-                   "open": (statistics.median(r["open"][0]), statistics.median(r["open"][1]))}
+    return {side: {1: statistics.median(r[1]), 8: statistics.median(r[8]), "open": r["open"]}
             for side, r in rows.items()}
 
 
@@ -111,6 +131,7 @@ def main() -> int:
         stack.callback(daemon.cleanup)
         daemon.start()
         uris["pyvirtd"] = f"qemu+tls://127.0.0.1:{port}/system?pkipath={pki.pkipath()}"
+        pids = {"pyvirtd": daemon.pid}
         if not args.no_libvirt:
             try:
                 from libvirt_ref import LibvirtHost, libvirt_available
@@ -121,16 +142,17 @@ def main() -> int:
                 print(f"libvirt reference skipped: {why}")
             else:
                 lport = free_port()
-                stack.enter_context(LibvirtHost(work / "libvirtd", tcp_port=free_port(),
-                                                tls_config=pki.daemon_config(port=lport)))
+                host = stack.enter_context(LibvirtHost(work / "libvirtd", tcp_port=free_port(),
+                                                       tls_config=pki.daemon_config(port=lport)))
                 uris["libvirtd 9.0"] = f"qemu+tls://127.0.0.1:{lport}/system?pkipath={pki.pkipath()}"
+                pids["libvirtd 9.0"] = host.pid
         for side in uris:
             (work / side.split()[0]).mkdir(exist_ok=True)
             os.chmod(work / side.split()[0], 0o711)
-        rows = bench(uris, work, args.seconds, args.opens, args.rounds)
+        rows = bench(uris, pids, work, args.seconds, args.opens, args.rounds)
         stack.close()
-        print(f"\nover TLS, python3-libvirt client, both servers up, {args.rounds} alternating rounds: "
-              f"{args.seconds:.0f} s of calls and {args.opens} opens per figure")
+        print(f"\nover TLS, python3-libvirt client, both servers up: {args.opens} opens of each, in turn; "
+              f"{args.seconds:.0f} s of calls per figure in {args.rounds} alternating rounds")
         sides = list(rows)
         two = len(sides) == 2
         print(f"{'':34}" + "".join(f"{s:>16}" for s in sides) + ("     ratio" if two else ""))
@@ -139,7 +161,7 @@ def main() -> int:
             label = f"dom.info()/s, {n} thread{'s' if n > 1 else ''}, {n} conn{'s' if n > 1 else ''}"
             print(f"{label:34}" + "".join(f"{v:>16,.0f}" for v in vals)
                   + (f"   {vals[0] / vals[1]:>7.2f}" if two else ""))
-        for i, what in enumerate(("median", "p90")):
+        for i, what in enumerate(("median", "p90", "server CPU")):
             vals = [rows[s]["open"][i] for s in sides]
             label = f"open (TLS + CONNECT_OPEN) ms, {what}"
             print(f"{label:34}" + "".join(f"{v:>16.2f}" for v in vals)
