@@ -143,11 +143,11 @@ def cells(row: Row) -> list[str]:
 
 
 def header_line(table: list[Row], uri: str) -> str:
-    states: dict[str, int] = {}
     from .domain_cmds import state_word
+    states: dict[int, int] = {}
     for r in table:
-        states[state_word(r.sample.state)] = states.get(state_word(r.sample.state), 0) + 1
-    counts = ", ".join(f"{n} {w}" for w, n in sorted(states.items()))
+        states[r.sample.state] = states.get(r.sample.state, 0) + 1
+    counts = ", ".join(f"{n} {state_word(code)}" for code, n in sorted(states.items()))
     return f"pyvirt top - {uri} - {len(table)} domains" + (f": {counts}" if counts else "")
 
 
