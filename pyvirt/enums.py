@@ -716,38 +716,3 @@ class NodeMemoryStats(IntEnum):
 
 PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NodeCPUStats, "VIR_NODE_CPU_STATS_"),
                                      (NodeMemoryStats, "VIR_NODE_MEMORY_STATS_"))
-
-
-# -- console and graphics ------------------------------------------------------------
-
-class ConsoleFlags(IntFlag):
-    """virDomainConsoleFlags (openConsole)."""
-
-    FORCE = 1 << 0      # take the console over from the session holding it
-    SAFE = 1 << 1       # only where the driver guards against two sessions (qemu always does)
-
-
-class OpenGraphicsFlags(IntFlag):
-    SKIPAUTH = 1 << 0
-
-
-class KeycodeSet(IntEnum):
-    """virKeycodeSet: the codesets sendKey takes (see pyvirt.keycodes)."""
-
-    LINUX = 0
-    XT = 1
-    ATSET1 = 2
-    ATSET2 = 3
-    ATSET3 = 4
-    OSX = 5
-    XT_KBD = 6
-    USB = 7
-    WIN32 = 8
-    QNUM = 9
-
-
-PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
-    (ConsoleFlags, "VIR_DOMAIN_CONSOLE_"),
-    (OpenGraphicsFlags, "VIR_DOMAIN_OPEN_GRAPHICS_"),
-    (KeycodeSet, "VIR_KEYCODE_SET_"),
-)
