@@ -1,0 +1,167 @@
+"""Block statistics of a guest that really reads and writes its disk.
+
+The Linux test guest gets a second initramfs archive appended to its own (the
+kernel unpacks both, the later one's files winning): an /init that loads the
+host kernel's virtio modules, reads 1 MiB of /dev/vda and writes 256 KiB to
+it with O_DIRECT (so every block is one request to the device) and fsync,
+then prints the guest's own /sys/block/vda/stat.  Every figure pyvirtd gives
+(virsh domblkstat, python3-libvirt's blockStats/blockStatsFlags and
+getAllDomainStats, pyvirt's client) must equal QEMU's query-blockstats, and
+the bytes must equal what the guest's kernel says it moved.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import pyvirt
+from guests import LINUX_INITRD, linux_xml, wait_for_text
+from test_stats import SYSTEM_PYTHON, disk_xml, make_image, qmp
+
+pytestmark = [pytest.mark.qemu,
+              pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh (libvirt-clients) not installed"),
+              pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed")]
+
+REPO = Path(__file__).resolve().parent.parent
+KERNEL_VERSION = REPO / "build" / "guests" / "linux" / "kernel-version"
+# Dependencies first, as insmod needs them.
+MODULES = ("drivers/virtio/virtio_ring", "drivers/virtio/virtio", "drivers/virtio/virtio_pci_legacy_dev",
+           "drivers/virtio/virtio_pci_modern_dev", "drivers/virtio/virtio_pci", "drivers/block/virtio_blk",
+           "drivers/virtio/virtio_balloon")
+READ_BLOCKS, WRITE_BLOCKS, BLOCK = 256, 64, 4096
+
+IO_INIT = f"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say() {{ echo "$*" > /dev/ttyS0; }}
+for m in {' '.join(Path(m).name for m in MODULES)}; do
+    insmod /lib/modules/pyvirt-io/$m.ko || say "PYVIRT-IO-WARN insmod $m failed"
+done
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+dd if=/dev/vda of=/dev/null bs={BLOCK} count={READ_BLOCKS} skip=16 iflag=direct 2>/dev/null || say PYVIRT-IO-WARN read
+dd if=/dev/zero of=/dev/vda bs={BLOCK} count={WRITE_BLOCKS} seek=1024 oflag=direct conv=fsync,notrunc 2>/dev/null \\
+    || say PYVIRT-IO-WARN write
+say "PYVIRT-IO-STAT $(cat /sys/block/vda/stat)"
+say PYVIRT-IO-DONE
+while :; do sleep 3600; done
+"""
+
+
+def cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """A cpio archive in the kernel's initramfs format ("newc") of (name, mode, data)."""
+    out = bytearray()
+
+    def add(ino: int, name: str, mode: int, data: bytes) -> None:
+        encoded = name.encode() + b"\0"
+        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
+        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + encoded)
+        out.extend(b"\0" * (-len(out) % 4))
+        out.extend(data)
+        out.extend(b"\0" * (-len(out) % 4))
+    for ino, (name, mode, data) in enumerate(entries, start=1):
+        add(ino, name, mode, data)
+    add(0, "TRAILER!!!", 0, b"")
+    return bytes(out)
+
+
+def io_initrd(where: Path) -> Path:
+    """The guest's initramfs with the disk-exercising /init and the virtio modules appended."""
+    if not KERNEL_VERSION.exists():
+        pytest.skip("the Linux test guest is not built")
+    moddir = Path("/lib/modules") / KERNEL_VERSION.read_text().strip() / "kernel"
+    entries: list[tuple[str, int, bytes]] = [("lib", 0o40755, b""), ("lib/modules", 0o40755, b""),
+                                             ("lib/modules/pyvirt-io", 0o40755, b"")]
+    for module in MODULES:
+        path = moddir / f"{module}.ko"
+        if not path.exists():
+            pytest.skip(f"the guest kernel's module {path.name} is not on this host")
+        entries.append((f"lib/modules/pyvirt-io/{path.name}", 0o100644, path.read_bytes()))
+    entries.append(("init", 0o100755, IO_INIT.encode()))
+    target = where / "io-initramfs.cpio.gz"
+    target.write_bytes(LINUX_INITRD.read_bytes() + gzip.compress(cpio_newc(entries)))
+    target.chmod(0o644)
+    return target
+
+
+PY3 = r"""
+import json, sys, libvirt
+conn = libvirt.openReadOnly(sys.argv[1])
+dom = conn.lookupByName(sys.argv[2])
+(_, rec), = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_BLOCK, 0)
+print(json.dumps({"blockStats": dom.blockStats("vda"), "blockStatsFlags": dom.blockStatsFlags("vda", 0),
+                  "all": {k: v for k, v in rec.items() if k.startswith("block.0.")}}))
+"""
+
+
+def test_block_figures_of_a_guest_doing_disk_io(pyvirtd, guests_built):
+    work = pyvirtd.workdir
+    image = make_image(work / "io.qcow2")
+    log = work / "io.log"
+    xml = linux_xml("st", log)
+    initrd = io_initrd(work)
+    xml = xml.replace(f"<initrd>{log.parent / LINUX_INITRD.name}</initrd>", f"<initrd>{initrd}</initrd>")
+    assert str(initrd) in xml
+    xml = xml.replace("  </devices>", disk_xml(image) + "\n    <memballoon model='virtio'/>\n  </devices>")
+    conn = pyvirt.open(pyvirtd.uri)
+    dom = conn.createXML(xml, 0)
+    try:
+        wait_for_text(log, "PYVIRT-IO-DONE", timeout=120)
+        text = log.read_text()
+        assert "PYVIRT-IO-WARN" not in text, text
+        guest_stat = [int(v) for v in text.split("PYVIRT-IO-STAT ", 1)[1].split("\n", 1)[0].split()]
+        guest_rd_bytes, guest_wr_bytes = guest_stat[2] * 512, guest_stat[6] * 512
+
+        entry, = qmp(pyvirtd, "query-blockstats")
+        qemu = entry["stats"]
+        # the guest's own count of what it moved is what the device saw
+        assert qemu["rd_bytes"] == guest_rd_bytes >= READ_BLOCKS * BLOCK
+        assert qemu["wr_bytes"] == guest_wr_bytes >= WRITE_BLOCKS * BLOCK
+        assert qemu["rd_operations"] >= READ_BLOCKS and qemu["wr_operations"] >= WRITE_BLOCKS
+        assert qemu["flush_operations"] >= 1
+        expect = [qemu["rd_operations"], qemu["rd_bytes"], qemu["wr_operations"], qemu["wr_bytes"], -1]
+
+        # pyvirt's client
+        assert list(dom.blockStats("vda")) == expect
+        flags = dom.blockStatsFlags("vda", 0)
+        assert flags["rd_operations"] == qemu["rd_operations"] and flags["wr_bytes"] == qemu["wr_bytes"]
+        assert flags["flush_operations"] == qemu["flush_operations"]
+        assert flags["rd_total_times"] == qemu["rd_total_time_ns"]
+        assert flags["wr_total_times"] == qemu["wr_total_time_ns"]
+        assert flags["flush_total_times"] == qemu["flush_total_time_ns"]
+
+        # stock python3-libvirt
+        run = subprocess.run([SYSTEM_PYTHON, "-c", PY3, pyvirtd.uri, "st"], capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0, run.stderr
+        got = json.loads(run.stdout)
+        assert got["blockStats"] == expect
+        assert got["blockStatsFlags"]["rd_bytes"] == qemu["rd_bytes"]
+        assert got["blockStatsFlags"]["wr_operations"] == qemu["wr_operations"]
+        rec = got["all"]
+        assert rec["block.0.name"] == "vda" and rec["block.0.path"] == str(image)
+        assert (rec["block.0.rd.reqs"], rec["block.0.rd.bytes"], rec["block.0.wr.reqs"],
+                rec["block.0.wr.bytes"], rec["block.0.fl.reqs"]) == (
+            qemu["rd_operations"], qemu["rd_bytes"], qemu["wr_operations"], qemu["wr_bytes"],
+            qemu["flush_operations"])
+        assert rec["block.0.rd.times"] == qemu["rd_total_time_ns"] > 0
+        assert rec["block.0.wr.times"] == qemu["wr_total_time_ns"] > 0
+
+        # stock virsh, the operator's view
+        out = subprocess.run(["virsh", "-c", pyvirtd.uri, "domblkstat", "st", "vda"], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        rows = dict(line.split()[1:] for line in out.stdout.splitlines() if line.strip())
+        assert int(rows["rd_req"]) == qemu["rd_operations"] and int(rows["rd_bytes"]) == qemu["rd_bytes"]
+        assert int(rows["wr_req"]) == qemu["wr_operations"] and int(rows["wr_bytes"]) == qemu["wr_bytes"]
+        assert int(rows["flush_operations"]) == qemu["flush_operations"]
+    finally:
+        dom.destroy()
