@@ -181,15 +181,6 @@ for _proc in REMOTE:
 del _proc
 
 
-async def _open_graphics_fd(self: RemoteConnection, dom: Any, idx: int, flags: int) -> Any:
-    # The answer's descriptor travels by SCM_RIGHTS after the reply, which this
-    # client's transport cannot take in: refuse rather than lose it.
-    raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.REMOTE,
-                "openGraphicsFD: this client cannot receive file descriptors from a daemon "
-                "(python3-libvirt over the UNIX socket, or an embedded connection, can)")
-RemoteConnection.domain_open_graphics_fd = _open_graphics_fd  # type: ignore[attr-defined]
-
-
 async def _open_graphics_fd(self: RemoteConnection, dom: Any, idx: int, flags: int) -> FdReply:
     """The socket comes back as a descriptor after the reply (REPLY_WITH_FDS)."""
     proc = REMOTE.by_name["DOMAIN_OPEN_GRAPHICS_FD"]
