@@ -13,7 +13,9 @@ does not know.  The files are laid out twice, as libvirt and QEMU expect them:
   both CAs, so that the client's own sanity check passes and it still
   trusts our server), ``outside_dn`` (a valid
   certificate whose DN is outside the allowed list the tests use),
-  ``revoked`` (listed in crl.pem) and ``no_cert`` (only the CA);
+  ``revoked`` (listed in crl.pem), ``expired`` (valid 2020 to 2021),
+  ``server_as_client`` (the server's pair, whose purpose is TLS server only)
+  and ``no_cert`` (only the CA);
 * ``Pki.wrong_host_dir``: a server file set whose certificate names another
   host (otherhost.example), for the client's check of the server's name;
 * QEMU's TLS directory (``Pki.qemu_dir``): ca-cert.pem, server-cert.pem,
@@ -39,6 +41,7 @@ TRUSTED_DN = f"C=GB,O={ORG},CN=client1"
 OUTSIDE_DN = "C=GB,O=elsewhere,CN=client2"
 REVOKED_DN = f"C=GB,O={ORG},CN=revoked"
 OTHER_CA_DN = f"C=GB,O={ORG},CN=intruder"
+EXPIRED_DN = f"C=GB,O={ORG},CN=expired"
 # An allowed-DN list that admits TRUSTED_DN (and REVOKED_DN, so that it is the
 # CRL, not the list, that refuses it) but not OUTSIDE_DN.
 ALLOWED_DN_LIST = [f"C=GB,O={ORG},CN=*"]
@@ -78,6 +81,18 @@ organization = "{org}"
 cn = "{cn}"
 serial = {serial}
 expiration_days = 3650
+tls_www_client
+encryption_key
+signing_key
+"""
+
+# A client certificate whose validity ended years ago (certtool takes dates in the past).
+_EXPIRED = """country = "GB"
+organization = "{org}"
+cn = "expired"
+serial = {serial}
+activation_date = "2020-01-01 00:00:00"
+expiration_date = "2021-01-01 00:00:00"
 tls_www_client
 encryption_key
 signing_key
@@ -193,6 +208,10 @@ def make_pki(root: Path) -> Pki:
     for serial, (name, (ca, c, org, cn, dn)) in enumerate(clients.items(), start=20):
         pki.clients[name] = _make_signed(work, f"client-{name}",
                                          _CLIENT.format(c=c, org=org, cn=cn, serial=serial), ca, dn)
+    pki.clients["expired"] = _make_signed(work, "client-expired", _EXPIRED.format(org=ORG, serial=30), pki.ca,
+                                          EXPIRED_DN)
+    # the server's own pair offered as a client's: its key purpose is TLS server only
+    pki.clients["server_as_client"] = Cert(pki.server.cert, pki.server.key)
 
     crl_tmpl = work / "crl.tmpl"
     crl_tmpl.write_text(_CRL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ import pytest
 
 import pyvirt
 from daemons import Pyvirtd, free_port
+from guests import wait_for
 from pki import ALLOWED_DN_LIST, OUTSIDE_DN, pki  # noqa: F401
 
 VERIFY_FAILED = "server verification (of our certificate or IP address) failed"
@@ -97,6 +99,58 @@ def test_virsh_refused(tls_daemon, pki, client, expected):  # noqa: F811
     assert out.returncode != 0
     assert "failed to connect to the hypervisor" in out.stderr
     assert any(text in out.stderr for text in expected), out.stderr
+
+
+@needs_virsh
+@pytest.mark.parametrize("client, why", [
+    ("expired", "certificate has expired"),
+    ("server_as_client", "unsuitable certificate purpose"),
+])
+def test_expired_or_misused_client_certificate_refused(tls_daemon, pki, client, why):  # noqa: F811
+    """The server checks the client certificate's dates and purpose itself: the client's own
+    sanity check (which would stop an expired one before connecting) is off here."""
+    for run in (lambda uri: virsh(uri, "list"), _pyvirt_open_error):
+        out = run(tls_uri(tls_daemon, pki, client, extra="&no_sanity=1"))
+        text = out.stderr if isinstance(out, subprocess.CompletedProcess) else out
+        assert any(expected in text for expected in HANDSHAKE_REFUSED), text
+    log = tls_daemon.log_path.read_text()
+    assert re.search(rf"TLS handshake with client 127\.0\.0\.1:\d+ on tls:\S+ failed: .*{why}", log), log[-2000:]
+
+
+def _pyvirt_open_error(uri: str) -> str:
+    with pytest.raises(pyvirt.libvirtError) as err:
+        pyvirt.open(uri)
+    return str(err.value)
+
+
+@needs_virsh
+def test_empty_allowed_dn_list_admits_nobody(tmp_path, pki):  # noqa: F811
+    port = free_port()
+    daemon = Pyvirtd(tmp_path / "host", extra_config=pki.daemon_config(port=port, allowed_dn_list=[]))
+    daemon.tls_port = port
+    try:
+        daemon.start()
+        out = virsh(tls_uri(daemon, pki), "list")
+        assert out.returncode != 0 and VERIFY_FAILED in out.stderr, out.stderr
+        assert "Client's Distinguished Name is not on the list of allowed clients" in daemon.log_path.read_text()
+    finally:
+        assert not daemon.cleanup()
+
+
+@needs_virsh
+def test_no_verify_certificate_admits_a_client_without_one(tmp_path, pki):  # noqa: F811
+    """tls_no_verify_certificate = 1: the certificate is not asked for; TLS still encrypts."""
+    port = free_port()
+    daemon = Pyvirtd(tmp_path / "host", extra_config=pki.daemon_config(port=port, extra="tls_no_verify_certificate = 1"))
+    daemon.tls_port = port
+    try:
+        daemon.start()
+        out = virsh(tls_uri(daemon, pki, "no_cert"), "list")
+        assert out.returncode == 0, out.stderr
+        assert libvirt_python(tls_uri(daemon, pki, "other_ca"))["ok"]
+        assert "tls_no_verify_certificate = 1: any TLS client is admitted" in daemon.log_path.read_text()
+    finally:
+        assert not daemon.cleanup()
 
 
 @needs_virsh
@@ -243,7 +297,9 @@ def test_stalled_handshake_is_dropped_after_the_timeout(tls_daemon, pki):  # noq
         stalled.sendall(b"\x16\x03\x01\x02\x00")     # a record header, then nothing
         assert _served(tls_daemon, pki)               # others are served meanwhile
         assert _closed_by_server(stalled)             # tls_handshake_timeout = 20 in the fixture
-    assert "TLS handshake with a client on tls:" in tls_daemon.log_path.read_text()
+    # the server may close before its log line is out: wait for the line itself
+    wait_for(lambda: re.search(r"TLS handshake with client 127\.0\.0\.1:\d+ on tls:\S+ failed: timed out",
+                               tls_daemon.log_path.read_text()), 30, what="the timed-out handshake's log line")
 
 
 def test_a_thousand_half_open_tls_connections(tls_daemon, pki):  # noqa: F811

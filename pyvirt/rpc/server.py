@@ -546,6 +546,12 @@ class RPCServer:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client = ServerClient(self, listener.read_only, listener.name, authenticated=not listener.auth_required,
                               tls=listener.tls)
+        if client.tls is not None:      # known before the handshake, which may fail and must name it
+            try:
+                peer = conn.getpeername()
+                client.peer = f"{peer[0]}:{peer[1]}"
+            except OSError:             # already reset by the client
+                pass
         self.clients.add(client)
         # A TLS client counts as anonymous only once its handshake and certificate
         # checks are over: stalled handshakes (bounded by the handshake timeout and
@@ -570,7 +576,8 @@ class RPCServer:
             if tls is None:
                 log.warning("client on %s lost while connecting: %s", client.listener, exc)
             else:
-                log.warning("TLS handshake with a client on %s failed: %s", client.listener,
+                # name the client: an operator looks for the machine whose certificate failed
+                log.warning("TLS handshake with client %s on %s failed: %s", client.peer, client.listener,
                             "timed out" if isinstance(exc, (TimeoutError, ConnectionAbortedError)) else exc)
             conn.close()
             client.closed = True
