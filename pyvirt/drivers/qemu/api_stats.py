@@ -151,7 +151,9 @@ class StatsAPI:
     async def domain_memory_stats(self, dom: DomainRef, maxStats: int, flags: int) -> list[tuple[int, int]]:
         check_flags(flags, 0, "qemuDomainMemoryStats")
         if maxStats > MEMORY_STATS_MAX:
-            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+            # libvirtd's text; it files these limit checks under INTERNAL_ERROR, but what is
+            # wrong is the caller's argument, so the client learns it as INVALID_ARG
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC,
                         "maxStats > REMOTE_DOMAIN_MEMORY_STATS_MAX")
         obj = self._active(dom)
         async with self.driver.job_guard(obj, JobKind.QUERY):
@@ -199,9 +201,9 @@ class StatsAPI:
         if maxinfo < 0 or maplen < 0:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "maxinfo and maplen must not be negative")
         if maxinfo > VCPUINFO_MAX:
-            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "maxinfo > REMOTE_VCPUINFO_MAX")
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, "maxinfo > REMOTE_VCPUINFO_MAX")
         if maxinfo * maplen > CPUMAPS_MAX:
-            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "maxinfo * maplen > REMOTE_CPUMAPS_MAX")
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, "maxinfo * maplen > REMOTE_CPUMAPS_MAX")
         async with self.driver.job_guard(obj, JobKind.QUERY):
             if not obj.active or obj.process is None:
                 raise not_running(obj)
@@ -221,9 +223,9 @@ class StatsAPI:
         if ncpumaps < 0 or maplen < 0:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "ncpumaps and maplen must not be negative")
         if ncpumaps > VCPUINFO_MAX:
-            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "ncpumaps > REMOTE_VCPUINFO_MAX")
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, "ncpumaps > REMOTE_VCPUINFO_MAX")
         if ncpumaps * maplen > CPUMAPS_MAX:
-            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC, "maxinfo * maplen > REMOTE_CPUMAPS_MAX")
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, "maxinfo * maplen > REMOTE_CPUMAPS_MAX")
         obj = self._obj(dom)
         if flags & AFFECT_LIVE and not obj.active:
             raise not_running(obj)
