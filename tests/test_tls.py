@@ -141,7 +141,8 @@ def test_empty_allowed_dn_list_admits_nobody(tmp_path, pki):  # noqa: F811
 def test_no_verify_certificate_admits_a_client_without_one(tmp_path, pki):  # noqa: F811
     """tls_no_verify_certificate = 1: the certificate is not asked for; TLS still encrypts."""
     port = free_port()
-    daemon = Pyvirtd(tmp_path / "host", extra_config=pki.daemon_config(port=port, extra="tls_no_verify_certificate = 1"))
+    daemon = Pyvirtd(tmp_path / "host",
+                     extra_config=pki.daemon_config(port=port, extra="tls_no_verify_certificate = 1"))
     daemon.tls_port = port
     try:
         daemon.start()
