@@ -8,10 +8,12 @@ RPC event messages are handled while the application does other things.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import threading
-from typing import Any, Coroutine, TypeVar
+from typing import TYPE_CHECKING, Any, Coroutine, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -20,8 +22,24 @@ _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 
 
+class Done(Generic[T]):
+    """A result already there, as a blocking driver gives it: awaitable like a
+    coroutine's (so async code can await it), and :func:`run` returns it at
+    once, without an event loop (or asyncio imported) at all."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        return self.value
+        yield  # noqa: unreachable - makes this a generator
+
+
 def loop() -> asyncio.AbstractEventLoop:
     """The shared background loop, started on first use."""
+    import asyncio
     global _loop, _thread
     with _lock:
         if _loop is None or _loop.is_closed():
@@ -46,6 +64,9 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     Called from the loop thread itself (a callback calling back into the
     API), this would deadlock, so it refuses instead.
     """
+    if isinstance(coro, Done):
+        return coro.value
+    import asyncio
     target = loop()
     if threading.current_thread() is _thread:
         coro.close()

@@ -18,7 +18,6 @@ Closing the connection runs its close hooks (autodestroy).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -248,6 +247,7 @@ class HypervisorConnection:
             log.exception("close hook failed on %s", self.info.uri)
             return
         if hasattr(result, "__await__"):
+            import asyncio
             asyncio.ensure_future(result).add_done_callback(self._log_hook_failure)
 
     def _log_hook_failure(self, task: "asyncio.Future[Any]") -> None:

@@ -59,6 +59,23 @@ class UnknownCommand(CommandError):
     pass
 
 
+# Commands that make a few calls one after another and nothing else: a one-shot
+# call of these goes over the blocking connection (no event loop, no asyncio:
+# start-up time).  Anything with events, streams, descriptors or a progress
+# thread beside its call (console, event, migrate, save, ...) keeps the full driver.
+BLOCKING_COMMANDS = frozenset({
+    "list", "dominfo", "domstate", "domid", "domuuid", "domname", "dumpxml", "define", "undefine",
+    "start", "create", "destroy", "suspend", "resume", "shutdown", "reboot", "reset", "autostart",
+    "desc", "metadata", "nodeinfo", "version", "uri", "hostname", "capabilities", "sysinfo",
+    "domcapabilities", "maxvcpus", "nodememstats", "nodecpustats", "freecell", "cpu-models",
+    "domstats", "domblkstat", "domblkinfo", "domifstat", "dommemstat", "vcpuinfo", "cpu-stats",
+    "domjobinfo", "domjobabort", "domblklist", "domiflist", "setmem", "setmaxmem", "setvcpus",
+    "vcpucount", "managedsave-remove", "migrate-setspeed", "migrate-getspeed",
+    "migrate-setmaxdowntime", "migrate-getmaxdowntime", "complete", "help", "top",
+    "echo", "pwd", "cd", "quit", "exit",
+})
+
+
 class Session:
     """The state commands share: the URI, the connection (opened on first
     need, kept across the commands of one call or of a shell), read-only."""
@@ -71,18 +88,37 @@ class Session:
         self.interactive = interactive
         self.conn: Any = None
         self.done = False          # quit/exit asked the shell to end
+        self.blocking = False      # the next connection may be the blocking one
 
     @property
     def resolved_uri(self) -> str:
         return self.uri or default_uri()
 
     def connection(self) -> Any:
+        if self.conn is None and self.blocking:
+            self.conn = self._open_blocking()
         if self.conn is None:
             import pyvirt
             from pyvirt.authconf import TERMINAL_AUTH
             # as virsh: credentials from auth.conf, else asked on the terminal
             self.conn = pyvirt.openAuth(self.resolved_uri, TERMINAL_AUTH, 1 if self.readonly else 0)
         return self.conn
+
+    def _open_blocking(self) -> Any:
+        """The blocking connection to a daemon, or None where the full driver is
+        needed (an in-process driver, TLS, ssh, SASL): see pyvirt.drivers.remote.blocking."""
+        from pyvirt import uri as urimod
+        text = self.resolved_uri
+        parsed = urimod.parse(text)
+        if parsed.driver not in ("qemu", "test", "remote") or (not parsed.is_remote and (
+                (parsed.driver == "test" and parsed.path in ("/default", ""))
+                or (parsed.driver == "qemu" and parsed.path == "/embed"))):
+            return None
+        import pyvirt
+        from pyvirt.driver import ConnectionInfo
+        from pyvirt.drivers.remote import blocking
+        drv = blocking.open_connection(parsed, ConnectionInfo(uri=text, read_only=self.readonly))
+        return None if drv is None else pyvirt.virConnect(drv, text)
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
@@ -124,6 +160,8 @@ class Session:
         except UnknownCommand as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        # one-shot calls of plain commands only: a shell may run anything later
+        self.blocking = not self.interactive and all(name in BLOCKING_COMMANDS for name, _, _ in parsed)
         try:
             for name, handler, args in parsed:
                 self.run_parsed(name, handler, args)
