@@ -227,6 +227,9 @@ def test_pyvirt_client_refused(tls_daemon, pki, client, expected):  # noqa: F811
         pyvirt.open(tls_uri(tls_daemon, pki, client))
     text = str(err.value)
     assert any(e in text for e in expected) and text.endswith("(qemu+tls)"), text
+    # the likeliest cause, which the server's refusal does not tell, is named
+    no_cert = f"we offered no client certificate ('{pki.pkipath(client)}/clientcert.pem' does not exist)"
+    assert (no_cert in text) == (client == "no_cert"), text
 
 
 def test_pyvirt_client_names_the_missing_file_and_transport(tls_daemon, tmp_path):

@@ -126,7 +126,11 @@ async def connect(uri: URI, *, timeout: float = HANDSHAKE_TIMEOUT,
         raise fail(ErrorNumber.RPC, f"Unable to read TLS confirmation: no answer within {timeout:g} s") from None
     except libvirtError as exc:
         transport.abort()
-        raise fail(ErrorNumber.RPC, exc.get_str2() or exc.get_error_message()) from None
+        detail = exc.get_str2() or exc.get_error_message()
+        missing = tlsconfig.missing_client_certificate(uri.param("pkipath"))
+        if missing:
+            detail += f": we offered no client certificate ('{missing}' does not exist)"
+        raise fail(ErrorNumber.RPC, detail) from None
     return client
 
 

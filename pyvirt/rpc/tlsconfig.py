@@ -77,6 +77,13 @@ def locate(pkipath: str | None, is_server: bool, try_user_dir: bool) -> Credenti
     return creds
 
 
+def missing_client_certificate(pkipath: str | None) -> str | None:
+    """The client certificate file a client goes without, or None when it has one:
+    the likeliest reason a server refuses it, which its refusal does not say."""
+    cert = locate(pkipath, False, os.geteuid() != 0 and not pkipath).cert
+    return cert if cert and not os.path.exists(cert) else None
+
+
 def _readable(kind: str, path: str) -> None:
     try:
         with open(path, "rb"):
