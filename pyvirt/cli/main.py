@@ -134,15 +134,18 @@ class Session:
     def parse(words: list[str]) -> tuple[str, Any, argparse.Namespace]:
         """``words`` (command first) into its handler and arguments; argparse
         exits on bad options as before; an unknown command is virsh's error."""
-        from . import json_out
         name = words[0]
-        words, as_json = json_out.strip_flag(name, words)
+        as_json = False
+        if "--json" in words:           # the JSON module only when asked for
+            from . import json_out
+            words, as_json = json_out.strip_flag(name, words)
         found = parser_for(name)
         if found is None:
             raise UnknownCommand(f"unknown command: '{name}'")
         parser, handler = found
         args = parser.parse_args(words[1:])
         if as_json:
+            from . import json_out
             handler = json_out.handler(name, handler)
         return name, handler, args
 

@@ -83,7 +83,8 @@ def _connect(uri: URI, read_only: bool) -> socket.socket | None:
     if transport == "tcp":
         host, port = uri.host or "localhost", uri.effective_port() or 16509
         try:
-            sock = socket.create_connection((host, port))
+            # an ASCII name as bytes: getaddrinfo then skips the IDNA codec (and its imports)
+            sock = socket.create_connection((host.encode() if host.isascii() else host, port))
         except OSError as exc:
             raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.RPC,
                         f"unable to connect to server at '{host}:{port}': {exc.strerror or exc}") from exc
