@@ -1,0 +1,81 @@
+"""What one ``pyvirt`` call loads: only the module of its command, no event
+loop for plain commands (the blocking connection), the full remote driver
+where a command needs it — and the same output either way.  Start-up time
+itself is measured by bench/cli.py, not asserted here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemons import Pyvirtd
+from guests import REPO, tiny_xml
+
+PYVIRT = str(Path(sys.executable).parent / "pyvirt")
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    daemon = Pyvirtd(tmp_path_factory.mktemp("startup") / "host")
+    try:
+        daemon.start()
+        import pyvirt
+        conn = pyvirt.open(daemon.uri)
+        conn.defineXML(tiny_xml("quiet", daemon.workdir / "quiet.log"))
+        conn.close()
+        yield daemon
+    finally:
+        daemon.cleanup()
+
+
+def imported(*argv: str) -> tuple[set[str], str]:
+    """The modules a pyvirt call imports (from -X importtime) and its output."""
+    out = subprocess.run([sys.executable, "-X", "importtime", PYVIRT, *argv], capture_output=True, text=True,
+                         cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    mods = {line.split("|")[2].strip() for line in out.stderr.splitlines()
+            if line.startswith("import time:") and "self [us]" not in line}
+    return mods, out.stdout
+
+
+@pytest.mark.parametrize("words", [["list", "--all"], ["dominfo", "quiet"], ["domstate", "quiet"], ["nodeinfo"]])
+def test_plain_commands_load_no_event_loop_and_no_other_command(host, words):
+    mods, _ = imported("-c", host.uri, *words)
+    assert "pyvirt.drivers.remote.blocking" in mods
+    for heavy in ("asyncio", "pyvirt.rpc.client", "pyvirt.drivers.remote.driver", "lxml.etree", "rich",
+                  "ssl", "pyvirt.rpc.sasl", "pyvirt.cli.console_cmds", "pyvirt.cli.devices_cmds",
+                  "pyvirt.cli.migrate_cmds", "pyvirt.cli.json_out"):
+        assert heavy not in mods, f"{' '.join(words)} imported {heavy}"
+
+
+def test_help_loads_no_client_at_all():
+    mods, out = imported("help", "domstate")
+    assert "domstate <domain>" in out
+    assert "pyvirt.connection" not in mods and "asyncio" not in mods
+
+
+def test_blocking_and_full_driver_print_the_same(host):
+    """The same words one-shot (blocking connection) and through the shell (full driver)."""
+    for words in (["list", "--all"], ["dominfo", "quiet"], ["domstate", "--reason", "quiet"], ["nodeinfo"],
+                  ["list", "--all", "--json"]):
+        one_shot = subprocess.run([PYVIRT, "-c", host.uri, *words], capture_output=True, text=True, check=True)
+        shell = subprocess.run([PYVIRT, "-q", "-c", host.uri], input=" ".join(words) + "\nquit\n",
+                               capture_output=True, text=True, check=True)
+        assert one_shot.stdout in shell.stdout, words
+
+
+def test_commands_needing_events_or_streams_use_the_full_driver(host):
+    mods, _ = imported("-c", host.uri, "list; event --list")
+    assert "pyvirt.drivers.remote.driver" in mods and "pyvirt.drivers.remote.blocking" not in mods
+
+
+def test_errors_are_the_same_as_the_full_driver_s(tmp_path):
+    uri = f"qemu+unix:///system?socket={tmp_path}/none"
+    ours = subprocess.run([PYVIRT, "-c", uri, "list"], capture_output=True, text=True)
+    full = subprocess.run([PYVIRT, "-c", uri, "list; event --list"], capture_output=True, text=True)
+    assert ours.returncode == full.returncode == 1
+    assert ours.stderr == full.stderr
+    assert "error: failed to connect to the hypervisor" in ours.stderr
