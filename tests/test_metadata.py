@@ -75,8 +75,8 @@ def test_set_and_get_through_the_library_live_and_config(running):
     assert err.value.get_error_code() == pyvirt.VIR_ERR_NO_DOMAIN_METADATA
     assert str(err.value) == "metadata not found: Requested metadata element is not present"
     element = dom.metadata(ELEMENT, NS, CONFIG)
-    assert element == dom.metadata(ELEMENT, NS, LIVE) == (
-        f'<app:app xmlns:app="{NS}">\n  <app:item n="1">x</app:item>\n</app:app>')
+    # handed back outside its namespace, as libvirtd 9.0 does; the domain XML keeps the prefix
+    assert element == dom.metadata(ELEMENT, NS, LIVE) == '<app>\n  <item n="1">x</item>\n</app>'
 
     # where they are kept: the definition on disk, the status file of the running guest
     persistent, live = config_def(running), status_def(running)
@@ -89,7 +89,8 @@ def test_set_and_get_through_the_library_live_and_config(running):
 
     # a new element in the same namespace replaces the old one; none removes it
     dom.setMetadata(ELEMENT, "<other/>", "k2", NS, LIVE)
-    assert dom.metadata(ELEMENT, NS, LIVE) == f'<k2:other xmlns:k2="{NS}"/>'
+    assert dom.metadata(ELEMENT, NS, LIVE) == '<other/>'
+    assert f'<k2:other xmlns:k2="{NS}"/>' in dom.XMLDesc(0)
     dom.setMetadata(ELEMENT, None, None, NS, LIVE)
     with pytest.raises(pyvirt.libvirtError):
         dom.metadata(ELEMENT, NS, LIVE)
@@ -108,7 +109,7 @@ def test_metadata_survives_a_daemon_restart_and_shows_after_stop(running):
     running.start()
     conn = pyvirt.open(running.uri)
     dom = conn.lookupByName("md")
-    assert dom.metadata(ELEMENT, NS, LIVE) == f'<k:keep xmlns:k="{NS}"/>'
+    assert dom.metadata(ELEMENT, NS, LIVE) == '<keep/>'
     assert dom.metadata(TITLE, None, CONFIG) == "persistent title"
     dom.destroy()
     assert dom.metadata(TITLE, None, 0) == "persistent title"         # current = config: shut off
@@ -166,7 +167,7 @@ d.setMetadata(libvirt.VIR_DOMAIN_METADATA_TITLE, 'from python', None, None, libv
 """
     out = run(["/usr/bin/python3", "-c", code])
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [f'<ns:v xmlns:ns="{NS}" a="1"/>', "text with words",
+    assert out.stdout.splitlines() == ['<v a="1"/>', "text with words",
                                        f"{pyvirt.VIR_ERR_NO_DOMAIN_METADATA} {pyvirt.VIR_FROM_DOMAIN}"]
     assert status_def(running).title == "from python"
 

@@ -75,6 +75,29 @@ def find(items: list[etree._Element], uri: str) -> etree._Element | None:
     return None
 
 
+def _outside_namespace(item: etree._Element, uri: str) -> etree._Element:
+    """A copy of ``item`` with namespace ``uri`` taken off its elements and attributes
+    and its declaration dropped, as virDomainGetMetadata hands the element back
+    (``<cfg a="1"><v/></cfg>``, not ``<app:cfg xmlns:app=...>``); other namespaces stay."""
+    def local(name: str) -> str:
+        q = etree.QName(name)
+        return q.localname if q.namespace == uri else name
+
+    def copy(node: etree._Element, parent: etree._Element | None) -> etree._Element:
+        attrib = {local(k): v for k, v in node.attrib.items()}
+        if parent is None:
+            nsmap = {p: ns for p, ns in node.nsmap.items() if ns != uri}
+            new = etree.Element(local(node.tag), attrib, nsmap=nsmap)
+        else:
+            new = etree.SubElement(parent, local(node.tag), attrib)
+        new.text, new.tail = node.text, node.tail if parent is not None else None
+        for child in node:
+            if isinstance(child.tag, str):
+                copy(child, new)
+        return new
+    return copy(item, None)
+
+
 def no_metadata() -> Exception:
     return error(ErrorNumber.NO_DOMAIN_METADATA, ErrorDomain.DOMAIN,
                  "Requested metadata element is not present")
@@ -90,7 +113,7 @@ def get_metadata(d: "DomainDef", kind: int, uri: str | None) -> str:
         if uri is None:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, "uri in virDomainGetMetadata must not be NULL")
         item = find(d.metadata, uri)
-        value = element_text(item) if item is not None else None
+        value = element_text(_outside_namespace(item, uri)) if item is not None else None
     else:
         raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, f"unknown metadata type '{kind}'")
     if value is None:
