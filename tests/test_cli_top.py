@@ -151,3 +151,22 @@ def test_against_libvirtd(tmp_path_factory):
         assert row["MEM(MiB)"] == f"{figures['balloon.current'] / 1024:.0f}"
     finally:
         host.stop()
+
+
+def test_live_view_refreshes_sorts_and_quits(pyvirtd, guests_built, tmp_path):
+    """The rich view on a terminal: a frame, a refresh, a key that changes the sort, q."""
+    import os
+    from test_cli_shell import Terminal
+    start_stats_guest(pyvirtd, "live")
+    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm", COLUMNS="200", LINES="40")
+    term = Terminal([PYVIRT, "-c", pyvirtd.uri, "top", "--delay", "0.2"], env)
+    try:
+        term.expect(r"pyvirt top - qemu:///system - 1 domains: 1 running")
+        term.expect(r"sorted by id")
+        term.expect(r"pyvirt top - qemu:///system")          # refreshed
+        term.send("n")
+        term.expect(r"sorted by name")
+        term.send("q")
+        assert term.wait() == 0
+    finally:
+        term.close()
