@@ -233,8 +233,10 @@ def operation_invalid(detail: str, domain: ErrorDomain = ErrorDomain.QEMU) -> li
 
 
 def unsupported_flags(flags: int, function: str, domain: ErrorDomain = ErrorDomain.QEMU) -> libvirtError:
-    """libvirt's virCheckFlags message for flags a call does not know."""
-    return error(ErrorNumber.INVALID_ARG, domain, f"unsupported flags (0x{flags:x}) in function {function}")
+    """libvirt's virCheckFlags error for flags a call does not know: INVALID_ARG, its
+    message bare (virReportInvalidArg gives no "invalid argument: " prefix)."""
+    return libvirtError(f"unsupported flags (0x{flags:x}) in function {function}", ErrorNumber.INVALID_ARG,
+                        domain, ErrorLevel.ERROR, function, "flags", None, 0, 0)
 
 
 def check_flags(flags: int, allowed: int, function: str, domain: ErrorDomain = ErrorDomain.QEMU) -> None:
