@@ -200,7 +200,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_open_console", "domain_qemu_monitor_command",
     # devices and tuning
     "domain_attach_device", "domain_detach_device", "domain_attach_device_flags",
-    "domain_detach_device_flags", "domain_update_device_flags",
+    "domain_detach_device_flags", "domain_update_device_flags", "domain_detach_device_alias",
     "domain_set_max_memory", "domain_set_memory", "domain_set_memory_flags",
     "domain_set_vcpus", "domain_set_vcpus_flags",
     # console and graphics

@@ -27,6 +27,10 @@ class DomainDevicesAPI:
         self._call("domain_detach_device_flags", xml, flags)
         return 0
 
+    def detachDeviceAlias(self, alias: str, flags: int = 0) -> int:
+        self._call("domain_detach_device_alias", alias, flags)
+        return 0
+
     def updateDeviceFlags(self, xml: str, flags: int = 0) -> int:
         self._call("domain_update_device_flags", xml, flags)
         return 0

@@ -127,6 +127,24 @@ _device_file_command("detach-device", "detach", "detach device from an XML file"
 _device_file_command("update-device", "update", "update device from an XML file", "Device updated successfully")
 
 
+@command("detach-device-alias", "detach device from an alias")
+def _detach_device_alias(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    _arg(p, "alias", "device alias")
+    _affect(p, persistent=False)
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        alias = _get(args, "alias")
+        dom = lookup(conn, args)
+        try:
+            dom.detachDeviceAlias(alias, _flags(args, dom))
+        except libvirtError as exc:
+            raise _failed(f"Failed to detach device with alias {alias}", exc)
+        print("Device detach request sent successfully")
+        print()
+    return run
+
+
 # -- disks ------------------------------------------------------------------------------------
 
 @command("attach-disk", "attach disk device")

@@ -23,6 +23,7 @@ INDEX: dict[str, str] = {
     "desc": "lifecycle_cmds",
     "destroy": "domain_cmds",
     "detach-device": "devices_cmds",
+    "detach-device-alias": "devices_cmds",
     "detach-disk": "devices_cmds",
     "detach-interface": "devices_cmds",
     "domblkinfo": "stats_cmds",

@@ -88,6 +88,21 @@ class DevicesAPI:
             if new_def is not None:
                 self._save_definition(obj, new_def, (obj.definition, obj.persistent))
 
+    async def domain_detach_device_alias(self, dom: DomainRef, alias: str, flags: int) -> None:
+        """libvirt's detachDeviceAlias: the live removal is only requested (DEVICE_REMOVED tells its end)."""
+        check_flags(flags, _AFFECT, "qemuDomainDetachDeviceAlias")
+        obj = self._obj(dom)
+        async with self.driver.job_guard(obj, JobKind.MODIFY):
+            live, config = affected(obj, flags)
+            new_def = None
+            if config:
+                new_def = obj.definition.copy()
+                devicexml.remove(new_def, _by_alias(new_def, alias, "persistent"))
+            if live:
+                await hotplug.detach(self.driver, obj, _by_alias(obj.live, alias, "live"), wait=False)
+            if new_def is not None:
+                self._save_definition(obj, new_def, (obj.definition, obj.persistent))
+
     # -- memory ---------------------------------------------------------------------
     async def domain_set_memory(self, dom: DomainRef, memory: int) -> None:
         await self.domain_set_memory_flags(dom, memory, int(MemoryModFlags.LIVE))
@@ -152,6 +167,23 @@ def _edit_config(new_def: Any, dev: Any, action: str) -> None:
             dev.address = old.address
         group = new_def.devices.disks if old in new_def.devices.disks else new_def.devices.interfaces
         group[group.index(old)] = dev
+
+
+def _by_alias(d: Any, alias: str, where: str) -> Any:
+    """The device of ``d`` with ``alias`` (virDomainDefFindDevice), if it is one pyvirt can detach."""
+    devs = d.devices
+    kinds = (("disk", devs.disks), ("interface", devs.interfaces), ("controller", devs.controllers),
+             ("serial", devs.serials), ("console", devs.consoles), ("video", devs.videos),
+             ("input", devs.inputs), ("graphics", devs.graphics),
+             ("memballoon", [devs.memballoon] if devs.memballoon is not None else []))
+    for kind, group in kinds:
+        for dev in group:
+            if getattr(dev, "alias", None) == alias:
+                if kind not in _SUPPORTED:
+                    raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
+                                f"{where} detach of device '{kind}' is not supported")
+                return dev
+    raise error(ErrorNumber.DEVICE_MISSING, ErrorDomain.DOMAIN, f"no device found with alias {alias}")
 
 
 def _find_for_update(d: Any, dev: Any) -> Any:

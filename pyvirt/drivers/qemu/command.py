@@ -158,6 +158,9 @@ def assign_aliases(d: DomainDef) -> None:
     for i, serial in enumerate(d.devices.serials):
         serial.alias = serial.alias or f"serial{i}"
     for i, console in enumerate(d.devices.consoles):
+        # console 0 of type serial is serial port 0 shown again: libvirt gives it that port's alias
+        if i == 0 and console.target_type == "serial" and d.devices.serials and not console.alias:
+            console.alias = d.devices.serials[0].alias
         console.alias = console.alias or f"console{i}"
     for i, video in enumerate(d.devices.videos):
         video.alias = video.alias or f"video{i}"
@@ -171,7 +174,10 @@ def assign_aliases(d: DomainDef) -> None:
 def _check_aliases(d: DomainDef) -> None:
     devs = d.devices
     seen: set[str] = set()
-    for dev in (*devs.disks, *devs.interfaces, *devs.serials, *devs.consoles, *devs.videos,
+    mirrored = devs.consoles[:1] if devs.consoles and devs.serials and \
+        devs.consoles[0].alias == devs.serials[0].alias else []     # serial port 0 shown as console 0
+    consoles = [c for c in devs.consoles if not any(c is m for m in mirrored)]
+    for dev in (*devs.disks, *devs.interfaces, *devs.serials, *consoles, *devs.videos,
                 *devs.inputs, *([devs.memballoon] if devs.memballoon else []),
                 *(c for c in devs.controllers if c.type != "pci")):   # pci.N names a bus, not a device
         alias = dev.alias

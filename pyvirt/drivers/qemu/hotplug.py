@@ -361,8 +361,9 @@ async def _attach_controller(driver: "QemuDriver", obj: "QemuDomainObj", ctrl: C
 
 # -- detach ---------------------------------------------------------------------------
 
-async def detach(driver: "QemuDriver", obj: "QemuDomainObj", dev: Any) -> None:
-    """Ask QEMU to remove the live device ``dev`` names; wait for the guest as libvirt does."""
+async def detach(driver: "QemuDriver", obj: "QemuDomainObj", dev: Any, *, wait: bool = True) -> None:
+    """Ask QEMU to remove the live device ``dev`` names; wait for the guest as libvirt does
+    (``wait=False``: detachDeviceAlias's asynchronous removal, finished by DEVICE_DELETED)."""
     live, monitor = obj.live, _monitor(obj)
     if isinstance(dev, Disk) and not any(d.target_dev == dev.target_dev for d in live.devices.disks):
         raise error(ErrorNumber.DEVICE_MISSING, ErrorDomain.QEMU, f"disk {dev.target_dev} not found")
@@ -392,6 +393,12 @@ async def detach(driver: "QemuDriver", obj: "QemuDomainObj", dev: Any) -> None:
     except BaseException:
         pending.pop(alias, None)
         raise
+    if not wait:
+        unplug.waiting = False
+        if unplug.released.done() and obj.process is not None:   # released before QEMU's reply came
+            pending.pop(alias, None)
+            await _finish_removal(driver, obj, unplug)
+        return
     gone = asyncio.ensure_future(obj.stopped.wait())
     try:
         await asyncio.wait({unplug.released, gone}, timeout=UNPLUG_TIMEOUT,
