@@ -23,6 +23,7 @@ import pytest
 
 import pyvirt
 from pyvirt.drivers.qemu import hostinfo
+from pyvirt.drivers.qemu.domcaps import cpumap
 from pyvirt.drivers.qemu.domcaps.cache import CapsCache
 from pyvirt.drivers.qemu.domcaps.probe import AccelProbe, CPUModel, Machine, Probe
 
@@ -433,7 +434,10 @@ def test_capabilities_and_domain_capabilities_say_what_qemu_says(daemon):
     assert dom.find("domain").text == ("kvm" if kvm else "qemu")
     assert dom.find("machine").text == default
     custom = dom.findall("./cpu/mode[@name='custom']/model")
-    assert {m.text for m in custom} == qemu_models == set(got["models"])
+    assert {m.text for m in custom} == qemu_models
+    # getCPUModelNames is libvirt's CPU map (its order, models QEMU may lack), not QEMU's list
+    assert got["models"] == cpumap.X86 and got["models"][:3] == ["486", "pentium", "pentium2"]
+    assert "cpu64-rhel6" in got["models"] and got["models_arm"] == []
     assert all(m.get("usable") in ("yes", "no") for m in custom)
     hm = dom.find("./cpu/mode[@name='host-model']/model")
     assert hm is not None and hm.text in qemu_models
@@ -511,7 +515,7 @@ def _run(tool: list[str], uri: str, command: str) -> tuple[int, str, str]:
 
 STABLE = ["nodeinfo", "capabilities", "domcapabilities", "domcapabilities --virttype qemu --machine q35",
           "domcapabilities --machine nosuch", "domcapabilities --arch aarch64", "cpu-models x86_64",
-          "cpu-models aarch64", "cpu-models nosuch", "maxvcpus", "maxvcpus --type qemu", "sysinfo",
+          "cpu-models aarch64", "cpu-models nosuch", "cpu-models ppc64le", "cpu-models riscv64", "maxvcpus", "maxvcpus --type qemu", "sysinfo",
           "freecell --cellno 99", "nodecpustats --cpu 999", "nodememstats --cell 99",
           "freecell --all --cellno 0"]
 # figures that move between two calls: compared with the numbers masked
@@ -572,8 +576,14 @@ def libvirtd(tmp_path_factory):
 @needs_qemu
 def test_same_answers_as_libvirtd(daemon, libvirtd):
     virsh = lambda uri, cmd: _run(["virsh"], uri, cmd)  # noqa: E731
-    for command in ("nodeinfo", "maxvcpus", "maxvcpus --type qemu", "sysinfo"):
+    for command in ("nodeinfo", "maxvcpus", "maxvcpus --type qemu", "sysinfo", "cpu-models x86_64",
+                    "cpu-models i686", "cpu-models ppc64le", "cpu-models aarch64", "cpu-models s390x",
+                    "cpu-models riscv64", "nodememstats --cell 99"):
         assert virsh(daemon.uri, command) == virsh(libvirtd.uri, command), command
+    # a start cell out of range: libvirtd's text, but filed as the caller's error (libvirtd: INTERNAL_ERROR)
+    for command in ("freecell --cellno 5", "freecell --cellno -1"):
+        ours, theirs = virsh(daemon.uri, command), virsh(libvirtd.uri, command)
+        assert ours[2].replace("error: invalid argument: ", "") == theirs[2].replace("error: internal error: ", "")
     for command in ("domcapabilities", "domcapabilities --virttype qemu", "domcapabilities --machine q35"):
         ours, theirs = virsh(daemon.uri, command), virsh(libvirtd.uri, command)
         assert _strip_cpu_lists(ours[1]) == _strip_cpu_lists(theirs[1]), command

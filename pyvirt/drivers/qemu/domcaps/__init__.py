@@ -16,6 +16,7 @@ from typing import Any
 
 from ....errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .. import hostinfo
+from . import cpumap
 from .cache import CapsCache
 from .domxml import Request, domain_capabilities_xml
 from .hostxml import HostFacts, capabilities_xml
@@ -102,11 +103,7 @@ class HostCaps:
         hostinfo.check_flags(flags, 0, "qemuConnectGetCPUModelNames")
         if arch not in ARCHES:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"cannot find architecture {arch}")
-        p = await self.probe()
-        if arch != p.arch and not (arch == "i686" and p.arch == "x86_64"):
-            return []
-        ap = p.accels.get("tcg") or next(iter(p.accels.values()))
-        return [m.name for m in ap.models]
+        return cpumap.model_names(arch)      # libvirt's own CPU map, not QEMU's list
 
 
 _BY_DRIVER: "weakref.WeakKeyDictionary[Any, HostCaps]" = weakref.WeakKeyDictionary()
