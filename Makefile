@@ -95,7 +95,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 MANDIR     ?= $(PREFIX)/share/man
 
 install:
-	$(PYTHON) -m pip install -q --no-deps --root=$(or $(DESTDIR),/) --prefix=$(PREFIX) .
+	$(PYTHON) -m pip install -q --no-deps --ignore-installed --root=$(or $(DESTDIR),/) --prefix=$(PREFIX) .
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(SYSCONFDIR)/pyvirt
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' share/systemd/pyvirtd.service.in \

@@ -50,6 +50,7 @@ def test_commands(host):
 
 def test_options(host):
     assert complete(host, "list", "--a") == ["--all"]
+    assert "--json" in complete(host, "dominfo", "db", "--") and "--json" not in complete(host, "domid", "db", "--")
     assert "--inactive" in complete(host, "list", "--")
     assert "--all" not in complete(host, "list", "--all", "--")      # given already
     assert complete(host, "nosuchcommand", "--") == []

@@ -69,6 +69,9 @@ def candidates(words: list[str], connection: Callable[[], Any]) -> list[str]:
         elif not word.startswith("-"):
             positional += 1
     options = [max(a.option_strings, key=len) for a in _visible_options(parser) if a.dest not in used]
+    from .json_out import KEYS
+    if words[0] in KEYS and "--json" not in before:
+        options.append("--json")
     if cur.startswith("-"):
         return [o for o in options if o.startswith(cur)]
     slots = [a for a in parser._actions if not a.option_strings]

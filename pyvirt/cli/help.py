@@ -66,6 +66,9 @@ def describe(name: str) -> CommandDoc:
     hidden = {opt for a in parser._actions if a.help == argparse.SUPPRESS for opt in a.option_strings}
     options = [_option(a, hidden) for a in parser._actions
                if not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS]
+    from .json_out import KEYS
+    if name in KEYS:       # beyond virsh: the option the entry point takes for these commands
+        options.append(Option("[--json]", "--json", "print one JSON document instead (keys: pyvirt(1), JSON OUTPUT)"))
     summary = parser.description or ""
     description = summary[:1].upper() + summary[1:]
     if description and not description.endswith("."):
