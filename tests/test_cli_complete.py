@@ -63,13 +63,15 @@ def test_domain_names_come_from_the_daemon(host):
     assert complete(host, "start", "web") == ["web1", "web2"]
     assert complete(host, "dominfo", "--domain", "w") == ["web1", "web2"]
     # the domain given, the next word is no domain
-    assert complete(host, "dominfo", "db", "") == []
+    assert complete(host, "dominfo", "db", "") == ["--json"]      # only the options are left
+    assert complete(host, "domid", "db", "") == []
     # several domains: every word is one
     assert complete(host, "domstats", "db", "web") == ["web1", "web2"]
 
 
 def test_no_daemon_means_no_names_not_an_error():
-    assert complete(None, "dominfo", "") == []
+    assert complete(None, "domid", "") == []
+    assert complete(None, "dominfo", "") == ["--json"]
     assert complete(None, "li") == ["list"]
 
 
