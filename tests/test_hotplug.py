@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pwd
+import queue
 import shutil
 import subprocess
 import sys
@@ -257,6 +258,62 @@ def test_linux_guest_releases_a_pci_disk_and_a_late_release_is_finished(pyvirtd,
     assert result["results"] == [0, 0] and result["events"] == [["removed", "virtio-disk1"]]
     assert disk_of(live_xml(uri, "lx"), "vdb") is None
     assert "virtio-disk1" not in pci_devices(pyvirtd, "lx")
+
+
+def test_detach_device_alias_requests_the_removal_and_the_event_tells_its_end(pyvirtd, guests_built):
+    """detachDeviceAlias returns once QEMU has the request (libvirt's async removal);
+    DEVICE_REMOVED follows when the Linux guest's acpiphp lets go.  Through python3-libvirt,
+    pyvirt's client, virsh and pyvirt's CLI; a user alias names a device of the next boot too."""
+    uri, work = pyvirtd.uri, pyvirtd.workdir
+    path = work / "la.xml"
+    path.write_text(linux_xml("la", work / "la.log"))
+    ok(uri, "define", str(path))
+    ok(uri, "start", "la")
+    wait_for_text(work / "la.log", READY, 120)
+    img, img2 = image(work, "la.qcow2"), image(work, "la2.qcow2")
+    xml = disk_xml(img, "vdb", "virtio")
+    result = stock_client(uri, "la", [["attachDeviceFlags", xml, 1], ["detachDeviceAlias", "virtio-disk1", 1]],
+                          expect=[["added", "virtio-disk1"], ["removed", "virtio-disk1"]])
+    assert result == {"results": [0, 0], "events": [["added", "virtio-disk1"], ["removed", "virtio-disk1"]]}
+    assert "virtio-disk1" not in pci_devices(pyvirtd, "la")
+    assert disk_of(live_xml(uri, "la"), "vdb") is None
+
+    # pyvirt's client: the same call, and libvirt's errors for an unknown or undetachable alias
+    conn = pyvirt.open(uri)
+    try:
+        dom = conn.lookupByName("la")
+        dom.attachDeviceFlags(xml, pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+        removed: queue.Queue = queue.Queue()
+        cb = conn.domainEventRegisterAny(dom, pyvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+                                         lambda _c, _d, alias, _o: removed.put(alias), None)
+        assert dom.detachDeviceAlias("virtio-disk1", pyvirt.VIR_DOMAIN_AFFECT_LIVE) == 0
+        assert removed.get(timeout=60) == "virtio-disk1"
+        conn.domainEventDeregisterAny(cb)
+        with pytest.raises(pyvirt.libvirtError, match="no device found with alias nosuch") as missing:
+            dom.detachDeviceAlias("nosuch", pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+        assert missing.value.get_error_code() == pyvirt.VIR_ERR_INTERNAL_ERROR
+        with pytest.raises(pyvirt.libvirtError, match="live detach of device 'memballoon' is not supported"):
+            dom.detachDeviceAlias("balloon0", pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+    finally:
+        conn.close()
+    assert disk_of(live_xml(uri, "la"), "vdb") is None
+
+    # virsh and pyvirt's CLI print the same; a user alias (ua-) is kept in the persistent
+    # definition, so --config finds it there
+    for args in (("detach-device-alias", "la", "nosuch"), ("detach-device-alias", "la", "nosuch", "--config"),
+                 ("detach-device-alias", "la", "x", "--current", "--live")):
+        refused = same_output(uri, *args)
+        assert refused.returncode == 1 and refused.stderr.startswith("error: "), refused
+    ua = _write(work / "ua.xml", disk_xml(img2, "vdc", "virtio").replace("</disk>", "<alias name='ua-data'/></disk>"))
+    printed = []
+    for run in (virsh, ours):
+        ok(uri, "attach-device", "la", ua, "--config")
+        assert disk_of(live_xml(uri, "la", inactive=True), "vdc").alias == "ua-data"
+        out = run(uri, "detach-device-alias", "la", "ua-data", "--config")
+        printed.append((out.returncode, out.stdout, out.stderr))
+        assert disk_of(live_xml(uri, "la", inactive=True), "vdc") is None
+    assert printed == [(0, "Device detach request sent successfully\n\n", "")] * 2
+    ok(uri, "destroy", "la")
 
 
 def test_cdrom_media_change(tiny):

@@ -31,7 +31,7 @@ DOC_PROCEDURES = {
 }
 EXTRA_PROCEDURES = {17, 200, 194, 64}
 # Devices and tuning (attach/detach/update, memory, vCPUs).
-DEVICE_PROCEDURES = {8, 13, 160, 161, 174, 395, 30, 31, 204, 32, 199}
+DEVICE_PROCEDURES = {8, 13, 160, 161, 174, 392, 30, 31, 204, 32, 199}
 
 # "prio H" in the doc (and @priority: high in remote_protocol.x).
 HIGH_PRIORITY = {

@@ -183,7 +183,7 @@ def _by_alias(d: Any, alias: str, where: str) -> Any:
                     raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
                                 f"{where} detach of device '{kind}' is not supported")
                 return dev
-    raise error(ErrorNumber.DEVICE_MISSING, ErrorDomain.DOMAIN, f"no device found with alias {alias}")
+    raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.DOMAIN, f"no device found with alias {alias}")
 
 
 def _find_for_update(d: Any, dev: Any) -> Any:

@@ -15,7 +15,7 @@ PROCEDURES: list[Procedure] = [
     _proc(160, "DOMAIN_ATTACH_DEVICE_FLAGS", [("dom", D), ("xml", s), ("flags", u)], mutates=True),
     _proc(161, "DOMAIN_DETACH_DEVICE_FLAGS", [("dom", D), ("xml", s), ("flags", u)], mutates=True),
     _proc(174, "DOMAIN_UPDATE_DEVICE_FLAGS", [("dom", D), ("xml", s), ("flags", u)], mutates=True),
-    _proc(395, "DOMAIN_DETACH_DEVICE_ALIAS", [("dom", D), ("alias", s), ("flags", u)], mutates=True),
+    _proc(392, "DOMAIN_DETACH_DEVICE_ALIAS", [("dom", D), ("alias", s), ("flags", u)], mutates=True),
 
     # --- memory and vCPUs ---------------------------------------------------------
     _proc(30, "DOMAIN_SET_MAX_MEMORY", [("dom", D), ("memory", uh)], high=True, mutates=True),
