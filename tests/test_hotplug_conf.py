@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pyvirt import conf
@@ -140,3 +142,24 @@ def test_abi_check_knows_addresses_controllers_and_online_vcpus():
     bare = src.copy()                    # no addresses given: the destination places them
     bare.devices.interfaces[0].address = bare.devices.controllers[0].address = None
     assert conf.check_abi_stability(src, bare) == []
+
+
+def test_a_serial_port_implies_console_zero():
+    from pyvirt.drivers.qemu.command import assign_aliases
+    d = dom("<serial type='pty'><target port='0'/></serial><serial type='file'><source path='/l'/>"
+            "<target port='1'/></serial>")
+    postparse.complete(d, new_definition=True)
+    assign_aliases(d)
+    (console,) = d.devices.consoles
+    assert (console.type, console.target_type, console.target_port, console.alias) == ("pty", "serial", 0, "serial0")
+    assert [(s.target_type, s.target_model) for s in d.devices.serials] == [("isa-serial", "isa-serial")] * 2
+    assert re.search(r"<console type='pty'>\s*<target type='serial' port='0'/>\s*</console>",
+                     d.format(inactive=True))
+    # a console given is left alone (and still shares serial port 0's alias); no serial, no console
+    d = dom("<serial type='pty'/><console type='pty'><target type='serial' port='0'/></console>")
+    postparse.complete(d, new_definition=True)
+    assign_aliases(d)
+    assert len(d.devices.consoles) == 1 and d.devices.consoles[0].alias == "serial0"
+    d = dom()
+    postparse.complete(d, new_definition=True)
+    assert d.devices.consoles == []

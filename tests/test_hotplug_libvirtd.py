@@ -109,3 +109,58 @@ def test_device_and_tuning_calls_answer_as_libvirtd_does(tmp_path, guests_built)
     assert [r[1] for r in theirs].count(1) >= 10           # the error cases did fail on libvirtd
     assert [got for got in mine if got not in theirs] == []     # every difference at once
     assert mine == theirs
+
+
+def _consoles(uri: str, work: Path) -> list[str]:
+    """The <serial>/<console> elements of a guest whose XML names only serial ports, inactive and
+    running; pty numbers and file paths are the host's, so each is replaced by what it repeats."""
+    import re
+
+    from lxml import etree
+
+    def virsh(*args: str) -> str:
+        out = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, (args, out.stderr)
+        return out.stdout
+
+    def chardevs(xml: str) -> str:
+        devices = etree.fromstring(xml.encode()).find("devices")
+        text = "".join(etree.tostring(n, encoding="unicode") for n in devices if n.tag in ("serial", "console"))
+        ptys = {p: f"PTY{i}" for i, p in enumerate(dict.fromkeys(re.findall(r"/dev/pts/\d+", text)))}
+        return re.sub(r"/dev/pts/\d+", lambda m: ptys[m.group(0)], text)
+
+    virsh("define", str(work / "sc.xml"))
+    found = [chardevs(virsh("dumpxml", "--inactive", "sc"))]
+    virsh("start", "sc")
+    try:
+        found.append(chardevs(virsh("dumpxml", "sc")))
+    finally:
+        virsh("destroy", "sc")
+    virsh("undefine", "sc")
+    return found
+
+
+def test_a_serial_port_implies_libvirt_s_console(tmp_path, guests_built):
+    """libvirt adds <console type='pty'><target type='serial' port='0'/> for serial port 0,
+    with its source and (running) its alias: the same elements from both daemons."""
+    work = tmp_path / "files"
+    work.mkdir()
+    work.chmod(0o755)
+    xml = tiny_xml("sc", work / "sc.log").replace(
+        "</serial>", "</serial><serial type='pty'><target port='1'/></serial>")
+    (work / "sc.xml").write_text(xml.replace("<serial type='file'>", "<serial type='pty'>", 1)
+                                 .replace(f"<source path='{work / 'sc.log'}'/>", "", 1))
+    host = LibvirtHost(tmp_path / "libvirtd", pick_free_ports(1)[0], cache_dir=tmp_path / "cache")
+    host.start()
+    try:
+        theirs = _consoles(host.uri, work)
+    finally:
+        assert not host.stop()
+    daemon = Pyvirtd(tmp_path / "pyvirtd")
+    daemon.start()
+    try:
+        mine = _consoles(daemon.uri, work)
+    finally:
+        assert not daemon.cleanup()
+    assert "<console type=\"pty\" tty=\"PTY0\">" in theirs[1].replace("'", '"')
+    assert mine == theirs

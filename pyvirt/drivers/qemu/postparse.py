@@ -6,6 +6,8 @@
 * a virtio memory balloon when none is given (``<memballoon model='none'/>``
   opts out), on new definitions only: a saved or migrating guest keeps the
   devices its QEMU was started with;
+* the serial ports' target type and model (``isa-serial``), as libvirt's
+  qemu post-parse writes them;
 * the ``<console>`` a definition with only a ``<serial>`` implies: libvirt's
   console compatibility shows the first serial port again as console 0
   (``<target type='serial'/>``, the same source and alias);
@@ -40,6 +42,15 @@ def add_implicit_controllers(d: DomainDef) -> None:
 _NO_SERIAL_CONSOLE = ("sclp-serial", "sclplm-serial")
 
 
+def fill_serial_targets(d: DomainDef) -> None:
+    """An x86 serial port is an ISA one unless told otherwise; libvirt writes that down (type and model)."""
+    for serial in d.devices.serials:
+        if serial.target_type is None:
+            serial.target_type = "isa-serial"
+        if serial.target_type == "isa-serial" and serial.target_model is None:
+            serial.target_model = "isa-serial"
+
+
 def add_serial_console(d: DomainDef) -> None:
     """The stub console for serial port 0 (virDomainDefAddConsoleCompat); no QEMU device of its own."""
     devs = d.devices
@@ -53,6 +64,7 @@ def add_serial_console(d: DomainDef) -> None:
 def complete(d: DomainDef, *, new_definition: bool) -> None:
     """Fill in ``d`` in place (see the module docstring)."""
     add_implicit_controllers(d)
+    fill_serial_targets(d)
     add_serial_console(d)
     if new_definition and d.devices.memballoon is None:
         d.devices.memballoon = Memballoon("virtio")
