@@ -79,3 +79,22 @@ def test_errors_are_the_same_as_the_full_driver_s(tmp_path):
     assert ours.returncode == full.returncode == 1
     assert ours.stderr == full.stderr
     assert "error: failed to connect to the hypervisor" in ours.stderr
+
+
+def test_blocking_connection_refuses_events_and_streams_loudly(host):
+    import pyvirt
+    from pyvirt import uri as urimod
+    from pyvirt.driver import ConnectionInfo
+    from pyvirt.drivers.remote import blocking
+    drv = blocking.open_connection(urimod.parse(host.uri), ConnectionInfo(uri=host.uri))
+    conn = pyvirt.virConnect(drv, host.uri)
+    try:
+        assert [d.name() for d in conn.listAllDomains(0)] == ["quiet"]
+        with pytest.raises(pyvirt.libvirtError, match="full remote driver") as exc:
+            conn.domainEventRegisterAny(None, pyvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lambda *a: None, None)
+        assert exc.value.get_error_code() == pyvirt.VIR_ERR_NO_SUPPORT
+        with pytest.raises(pyvirt.libvirtError, match="full remote driver"):
+            drv.domain_open_console(None, None, 0)
+    finally:
+        conn.close()
+    assert not conn.isAlive()

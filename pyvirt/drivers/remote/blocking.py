@@ -152,6 +152,19 @@ class BlockingConnection(HypervisorConnection):
         return Done(None)
 
 
+def _needs_full_driver(name: str) -> Callable[..., Any]:
+    """What the blocking connection refuses, loudly (never a silent no-event)."""
+    def method(self: BlockingConnection, *args: Any, **kwargs: Any) -> Any:
+        raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.REMOTE,
+                    f"{name}: events, streams and descriptors need pyvirt's full remote driver, "
+                    "not the blocking connection of one-shot commands")
+    method.__name__ = name
+    return method
+
+
+BlockingConnection.events_subscribe = _needs_full_driver("events_subscribe")   # type: ignore[method-assign]
+
+
 def _forward(proc: Procedure) -> Callable[..., Any]:
     def method(self: BlockingConnection, *args: Any) -> Done[Any]:
         return Done(self.client.call(proc, args))
@@ -161,7 +174,10 @@ def _forward(proc: Procedure) -> Callable[..., Any]:
 
 
 for _proc in REMOTE:
-    if (_proc.method in DRIVER_METHODS and _proc.stream is None
-            and _proc.method not in ("connect_close", "connect_is_secure", "domain_open_graphics_fd")):
+    if _proc.method not in DRIVER_METHODS or _proc.method in ("connect_close", "connect_is_secure"):
+        continue
+    if _proc.stream is not None or _proc.method == "domain_open_graphics_fd":
+        setattr(BlockingConnection, _proc.method, _needs_full_driver(_proc.method))
+    else:
         setattr(BlockingConnection, _proc.method, _forward(_proc))
 del _proc
