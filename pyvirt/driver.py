@@ -179,7 +179,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     # statistics
     "domain_block_stats_flags", "domain_interface_stats", "domain_memory_stats",
     "domain_set_memory_stats_period", "domain_get_vcpus", "domain_get_vcpu_pin_info",
-    "domain_get_cpu_stats", "connect_get_all_domain_stats", "node_get_cpu_map",
+    "domain_get_cpu_stats", "connect_get_all_domain_stats", "node_get_cpu_map", "domain_get_disk_errors",
     # jobs
     "domain_get_job_info", "domain_get_job_stats", "domain_abort_job", "domain_abort_job_flags",
     "domain_migrate_set_max_speed", "domain_migrate_get_max_speed",
@@ -314,7 +314,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_get_block_info", "domain_block_stats",
     "domain_block_stats_flags", "domain_interface_stats", "domain_memory_stats",
     "domain_get_vcpus", "domain_get_vcpu_pin_info", "domain_get_cpu_stats",
-    "connect_get_all_domain_stats", "node_get_cpu_map",
+    "connect_get_all_domain_stats", "node_get_cpu_map", "domain_get_disk_errors",
     "domain_get_metadata",
     "domain_get_job_info", "domain_get_job_stats",
     "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime",

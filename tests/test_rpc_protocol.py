@@ -55,7 +55,7 @@ MUTATING = {
 
 HIGH_PRIORITY |= {30}            # DOMAIN_SET_MAX_MEMORY
 MUTATING |= DEVICE_PROCEDURES    # every one changes the guest or its definition
-READ_ONLY_OK |= {20, 65, 159, 230, 243, 262, 344, 293}   # statistics
+READ_ONLY_OK |= {20, 65, 159, 230, 243, 262, 263, 344, 293}   # statistics
 HIGH_PRIORITY |= {293}           # NODE_GET_CPU_MAP
 MUTATING |= {308}                # DOMAIN_SET_MEMORY_STATS_PERIOD
 # host and capabilities; CONNECT_GET_DOMAIN_CAPABILITIES may run a binary the caller names

@@ -181,3 +181,56 @@ def test_block_figures_of_a_guest_doing_disk_io(pyvirtd, guests_built):
         assert int(rows["flush_operations"]) == qemu["flush_operations"]
     finally:
         dom.destroy()
+
+
+DISK_ERRORS = r"""
+import json, sys, libvirt
+conn = libvirt.openReadOnly(sys.argv[1])
+dom = conn.lookupByName(sys.argv[2])
+out = {"errors": dom.diskErrors()}
+try:
+    conn.lookupByName("off").diskErrors()
+except libvirt.libvirtError as e:
+    out["off"] = [e.get_error_code(), e.get_error_message()]
+print(json.dumps(out))
+"""
+
+
+def test_disk_errors_of_a_guest_doing_disk_io(pyvirtd, guests_built):
+    """virsh domblkerror / diskErrors(): the disks QEMU's query-block reports in error
+    (none here: the guest's I/O succeeded); a shut-off guest is refused as libvirtd refuses it."""
+    dom, image, log = start_io_guest(pyvirtd)
+    conn = pyvirt.open(pyvirtd.uri)
+    off = conn.defineXML(linux_xml("off", pyvirtd.workdir / "off.log"))
+    try:
+        assert all(b.get("io-status", "ok") == "ok" for b in qmp(pyvirtd, "query-block"))
+        out = subprocess.run(["virsh", "-c", pyvirtd.uri, "domblkerror", "st"], capture_output=True, text=True,
+                             timeout=60)
+        assert (out.returncode, out.stdout, out.stderr) == (0, "No errors found\n\n", "")
+        out = subprocess.run(["virsh", "-c", pyvirtd.uri, "domblkerror", "off"], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 1 and out.stderr == "error: Requested operation is not valid: domain is not running\n"
+        assert dom.diskErrors() == {} and conn._call("domain_get_disk_errors", dom._ref, 0, 0) == ([], 1)
+        run = subprocess.run([SYSTEM_PYTHON, "-c", DISK_ERRORS, pyvirtd.uri, "st"], capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0, run.stderr
+        got = json.loads(run.stdout)
+        assert got["errors"] == {}
+        assert got["off"] == [pyvirt.VIR_ERR_OPERATION_INVALID, "Requested operation is not valid: domain is not running"]
+        with pytest.raises(pyvirt.libvirtError) as info:
+            conn._call("domain_get_disk_errors", dom._ref, 257, 0)
+        assert info.value.get_error_code() == pyvirt.VIR_ERR_INVALID_ARG and "maxerrors too large" in str(info.value)
+    finally:
+        dom.destroy()
+        off.undefine()
+
+
+def test_disk_errors_from_query_block():
+    """query-block's io-status read as libvirt reads it (a unit test of the parsing alone:
+    the stopped-on-error states need a host disk that fails)."""
+    from pyvirt.drivers.qemu.stats import disk_errors
+    reply = [{"device": "", "qdev": "/machine/peripheral/virtio-disk0/virtio-backend", "io-status": "nospace"},
+             {"device": "", "qdev": "/machine/peripheral/virtio-disk1/virtio-backend", "io-status": "ok"},
+             {"device": "", "qdev": "/machine/peripheral/scsi0-0-0-0", "io-status": "failed"},
+             {"device": "", "qdev": "/machine/peripheral/ide0-1-0"}]
+    assert disk_errors(reply) == {"virtio-disk0": 2, "scsi0-0-0-0": 1}

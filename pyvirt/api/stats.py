@@ -42,6 +42,14 @@ class DomainStatsAPI:
     _call: Callable[..., Any]   # virDomain's: the handle's connection and reference
     _conn: Any
 
+    def diskErrors(self, flags: int = 0) -> dict[str, int]:
+        """{disk target: virDomainDiskErrorCode} of the disks in error, as libvirt-python's."""
+        _errors, count = self._call("domain_get_disk_errors", 0, flags)
+        if count == 0:
+            return {}
+        errors, _count = self._call("domain_get_disk_errors", count, flags)
+        return {disk: code for disk, code in errors}
+
     def blockStats(self, path: str) -> tuple[int, int, int, int, int]:
         return tuple(self._call("domain_block_stats", path))  # type: ignore[return-value]
 

@@ -154,6 +154,21 @@ async def vcpu_threads(obj: Any, expected: int) -> list[int]:
     return tids
 
 
+# query-block's io-status -> virDomainDiskErrorCode (absent when the disk stops on no error)
+DISK_ERROR_CODES = {"ok": 0, "failed": 1, "nospace": 2}
+
+
+def disk_errors(blocks: list[dict[str, Any]]) -> dict[str, int]:
+    """query-block -> {device alias: virDomainDiskErrorCode} of the devices in error."""
+    out: dict[str, int] = {}
+    for blk in blocks:
+        code = DISK_ERROR_CODES.get(str(blk.get("io-status", "ok")), 1)
+        alias = alias_of_qdev(str(blk.get("qdev", ""))) or blk.get("qdev") or blk.get("device")
+        if code and alias:
+            out[str(alias)] = code
+    return out
+
+
 @dataclass(slots=True)
 class MonitorSample:
     """What one round of monitor queries for a domain brought back."""

@@ -25,6 +25,8 @@ STATS_RECORD = Struct("remote_domain_stats_record",
                       [("dom", D), ("params", TypedParams(CONNECT_GET_ALL_DOMAIN_STATS_MAX))])
 
 CPUMAP_MAX = 256                          # REMOTE_CPUMAP_MAX
+DOMAIN_DISK_ERRORS_MAX = 256              # REMOTE_DOMAIN_DISK_ERRORS_MAX
+DISK_ERROR = Struct("remote_domain_disk_error", [("disk", s), ("error", i)])
 
 PROCEDURES: list[Procedure] = [
     # virsh vcpuinfo and libvirt-python's vcpus() size their CPU maps with it
@@ -44,6 +46,8 @@ PROCEDURES: list[Procedure] = [
     _proc(262, "DOMAIN_GET_CPU_STATS",
           [("dom", D), ("nparams", u), ("start_cpu", i), ("ncpus", u), ("flags", u)],
           [("params", TypedParams(DOMAIN_GET_CPU_STATS_MAX)), ("nparams", i)]),
+    _proc(263, "DOMAIN_GET_DISK_ERRORS", [("dom", D), ("maxerrors", u), ("flags", u)],
+          [("errors", Array(DISK_ERROR, DOMAIN_DISK_ERRORS_MAX)), ("nerrors", i)]),
     _proc(308, "DOMAIN_SET_MEMORY_STATS_PERIOD", [("dom", D), ("period", i), ("flags", u)],
           mutates=True),
     _proc(344, "CONNECT_GET_ALL_DOMAIN_STATS",
