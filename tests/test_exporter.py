@@ -1,5 +1,6 @@
 """Debian's prometheus-libvirt-exporter scraping pyvirtd: libvirt_up 1 and the block
-metrics of a running guest, equal to what QEMU reports for its disk."""
+metrics of a running guest that has read and written its disk, equal to what QEMU
+reports for it (and not zero)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from daemons import free_port, monitor_command
 from guests import wait_for
-from test_stats import start_stats_guest
+from test_stats_disk_io import BLOCK, READ_BLOCKS, WRITE_BLOCKS, start_io_guest
 
 pytestmark = [pytest.mark.qemu,
               pytest.mark.skipif(shutil.which("prometheus-libvirt-exporter") is None,
@@ -68,8 +69,14 @@ def exporter(pyvirtd, tmp_path):
 
 
 def test_exporter_reports_up_and_block_metrics(pyvirtd, guests_built, exporter):
-    dom = start_stats_guest(pyvirtd)
-    samples = parse_metrics(exporter())
+    dom, _image, _log = start_io_guest(pyvirtd)       # its disk I/O done, the figures stay put
+    try:
+        check_metrics(pyvirtd, dom, parse_metrics(exporter()))
+    finally:
+        dom.destroy()
+
+
+def check_metrics(pyvirtd, dom, samples) -> None:
     up = [v for name, _l, v in samples if name == "libvirt_up"]
     assert up == [1.0], [s for s in samples if s[0].startswith("libvirt")]
     block = {name: (labels, value) for name, labels, value in samples
@@ -84,6 +91,8 @@ def test_exporter_reports_up_and_block_metrics(pyvirtd, guests_built, exporter):
     assert block["libvirt_domain_block_stats_read_bytes_total"][1] == stats["rd_bytes"]
     assert block["libvirt_domain_block_stats_read_requests_total"][1] == stats["rd_operations"]
     assert block["libvirt_domain_block_stats_write_requests_total"][1] == stats["wr_operations"]
+    assert block["libvirt_domain_block_stats_write_bytes_total"][1] == stats["wr_bytes"]
+    assert stats["rd_bytes"] >= READ_BLOCKS * BLOCK and stats["wr_bytes"] >= WRITE_BLOCKS * BLOCK
     state = {name: value for name, _l, value in samples if name == "libvirt_domain_state_code"}
     assert state["libvirt_domain_state_code"] == 1.0
     vcpus = [v for name, _l, v in samples if name == "libvirt_domain_info_virtual_cpus"]
