@@ -242,6 +242,31 @@ print(json.dumps({"beats": [int(n) for n in re.findall(rb"PYVIRT-HEARTBEAT (\d+)
 """
 
 
+_FORCED_OUT = r"""
+import json, sys, libvirt
+conn = libvirt.open(sys.argv[1])
+dom = conn.lookupByName(sys.argv[2])
+first = conn.newStream(0)
+dom.openConsole(None, first, 0)
+first.recv(64)
+second = conn.newStream(0)
+dom.openConsole(None, second, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+try:
+    while first.recv(1024):
+        pass
+    print(json.dumps({"ended": "without an error"}))
+except libvirt.libvirtError as e:
+    print(json.dumps({"code": e.get_error_code(), "domain": e.get_error_domain(), "message": str(e)}))
+"""
+
+
+def test_forced_open_ends_the_old_session_as_libvirtd_does(pyvirtd, guest):
+    """libvirtd 9.0 aborts the old stream; its client's next recv raises VIR_ERR_RPC from
+    VIR_FROM_STREAMS, 'stream had I/O failure' (what libvirtd's stream code reports)."""
+    out = libvirt_script(_FORCED_OUT, pyvirtd.uri, guest)
+    assert out == {"code": pyvirt.VIR_ERR_RPC, "domain": pyvirt.VIR_FROM_STREAMS, "message": "stream had I/O failure"}
+
+
 def test_client_vanishing_mid_console_leaves_guest_and_console_usable(pyvirtd, guest):
     if subprocess.run([SYSTEM_PYTHON, "-c", "import libvirt"], capture_output=True).returncode:
         pytest.skip("python3-libvirt is not installed")
@@ -627,7 +652,7 @@ def test_embedded_driver_console_screenshot_and_keys(embed_uri, embed_root):
         assert _is_consecutive([int(n) for n in HEARTBEAT.findall(buf)])
         second = conn.newStream(0)
         dom.openConsole(None, second, pyvirt.VIR_DOMAIN_CONSOLE_FORCE)
-        with pytest.raises(pyvirt.libvirtError, match="taken over by another session"):
+        with pytest.raises(pyvirt.libvirtError, match="stream had I/O failure"):
             while first.recv(1024):
                 pass
         later = b""

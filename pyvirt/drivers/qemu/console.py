@@ -50,8 +50,9 @@ class ConsoleSessions:
         del self.open[key]
         log.info("console %s of %s taken over by a forced open", key[1], key[0])
         if old.sink.cancel is not None:
-            old.sink.cancel(error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
-                                  "the console was taken over by another session"))
+            # libvirt aborts the old stream, and its daemon tells that stream's client what
+            # it tells of any stream whose descriptor failed
+            old.sink.cancel(error(ErrorNumber.RPC, ErrorDomain.STREAMS, "stream had I/O failure"))
         else:      # nobody carries it yet (its reply is still being sent): close it here
             _close(old.sink.fd)
 
