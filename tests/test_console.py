@@ -315,6 +315,35 @@ def test_pyvirt_client_console_reads_heartbeats_and_sends(pyvirtd, guest):
         conn.close()
 
 
+def test_a_serial_port_alone_is_the_console(pyvirtd, guests_built, terminals):
+    """No <console> in the XML: libvirt's implied console 0 (serial port 0 again, alias
+    serial0) is what virsh console opens, and what the live XML shows."""
+    xml = pyvirtd.workdir / "s1.xml"
+    xml.write_text(console_xml("s1", pyvirtd.workdir, video=False).replace(
+        "<console type='pty'><target type='serial' port='0'/></console>", ""))
+    assert virsh(pyvirtd.uri, "create", str(xml)).returncode == 0
+    live = virsh(pyvirtd.uri, "dumpxml", "s1").stdout
+    found = re.search(r"<serial type='pty'>\s*<source path='(/dev/pts/\d+)'/>.*?<alias name='serial0'/>\s*"
+                      r"</serial>\s*<console type='pty' tty='\1'>\s*<source path='\1'/>\s*"
+                      r"<target type='serial' port='0'/>\s*<alias name='serial0'/>\s*</console>", live, re.S)
+    assert found, live
+    term = terminals(["virsh", "-c", pyvirtd.uri, "console", "s1"])
+    term.read_until(b"Connected to domain 's1'")
+    assert _is_consecutive(term.heartbeats(2))
+    term.type(ESCAPE)
+    assert term.wait() == 0
+    conn = pyvirt.open(pyvirtd.uri)      # pyvirt's client opens it by the alias the XML shows
+    try:
+        stream = conn.newStream(0)
+        conn.lookupByName("s1").openConsole("serial0", stream, 0)
+        buf = b""
+        while not HEARTBEAT.search(buf):
+            buf += stream.recv(1024)
+        stream.finish()
+    finally:
+        conn.close()
+
+
 def test_console_of_a_unix_socket_serial(pyvirtd, guests_built):
     # QEMU's unprivileged user creates the socket: a directory it may write to (never relabelled)
     sockets = pyvirtd.workdir / "sockets"
