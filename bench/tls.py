@@ -22,8 +22,8 @@ Migration throughput with ``--tls`` versus without is bench/tls_migration.py's
 (its ``run()`` is called, with ``--runs``, when that file exists;
 ``--no-migration`` skips it).
 
-Both servers run at once and are measured in alternating rounds (``--rounds``),
-so that a machine's changing load weighs on both alike.
+Both servers run at once; calls/s are measured in alternating rounds
+(``--rounds``), so that a machine's changing load weighs on both alike.
 
 Usage: bench/tls.py [--seconds S] [--opens N] [--rounds N] [--runs N] [--no-libvirt] [--no-migration]
 """
