@@ -2,7 +2,8 @@
 
 setmem goes to the balloon; the tiny guest has no balloon driver, so QEMU
 keeps reporting the full size and so does pyvirtd (libvirt shows what the
-guest gave back, not what was asked).  vCPUs are hot-plugged as CPU
+guest gave back, not what was asked); the Linux guest, with virtio_balloon
+loaded from the host kernel's modules, does give memory back.  vCPUs are hot-plugged as CPU
 devices into a guest started with fewer than its maximum; the tiny guest
 never enables the ACPI interface that can eject one, so QEMU refuses the unplug.
 """
@@ -154,3 +155,40 @@ def test_migration_keeps_hotplugged_vcpus(tmp_path, guests_built):
         assert _online(b, "mc") == 3
         assert ok(b.uri, "domstate", "mc").strip() == "running"
         assert "current      live           3" in same_output(b.uri, "vcpucount", "mc").stdout
+
+
+def test_a_linux_guest_gives_memory_back_to_the_balloon(pyvirtd, guests_built):
+    """The Linux guest with virtio_balloon loaded really inflates: QEMU's query-balloon,
+    BALLOON_CHANGE (pyvirt's client), virsh dominfo/dommemstat and python3-libvirt's info()
+    all show the smaller size once the guest has given it back, and the size it grows to again."""
+    import queue
+    import subprocess
+
+    import pyvirt
+    from test_stats_disk_io import start_io_guest
+
+    dom, _image, _log = start_io_guest(pyvirtd, "bl")
+    conn = pyvirt.open(pyvirtd.uri)
+    changes: queue.Queue = queue.Queue()
+    conn.domainEventRegisterAny(conn.lookupByName("bl"), pyvirt.VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE,
+                                lambda _c, _d, actual, _o: changes.put(actual), None)
+    try:
+        assert qmp(pyvirtd, "bl", "query-balloon")["actual"] == 256 << 20
+        before = 256 << 10
+        for target_mib in (192, 256):
+            assert ok(pyvirtd.uri, "setmem", "bl", f"{target_mib}M", "--live") == "\n"
+            low, high = sorted((before, target_mib << 10))
+            while (actual := changes.get(timeout=60)) != target_mib << 10:   # QEMU reports the steps too
+                assert low <= actual <= high, (actual, low, high)
+            before = actual
+            assert qmp(pyvirtd, "bl", "query-balloon")["actual"] == target_mib << 20
+            assert f"Used memory:    {target_mib << 10} KiB" in ok(pyvirtd.uri, "dominfo", "bl")
+            assert f"actual {target_mib << 10}\n" in ok(pyvirtd.uri, "dommemstat", "bl")
+            out = subprocess.run(["/usr/bin/python3", "-c", "import sys, libvirt; print(libvirt.openReadOnly("
+                                  "sys.argv[1]).lookupByName('bl').info()[2])", pyvirtd.uri],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0 and int(out.stdout) == target_mib << 10, out.stderr
+            assert live_xml(pyvirtd.uri, "bl").current_memory_kib == target_mib << 10
+    finally:
+        conn.close()
+        dom.destroy()
