@@ -192,3 +192,75 @@ def test_a_linux_guest_gives_memory_back_to_the_balloon(pyvirtd, guests_built):
     finally:
         conn.close()
         dom.destroy()
+
+
+def _pyvirt_client(uri: str, name: str, steps: list, expect: list) -> dict:
+    """``steps`` through pyvirt's own client, as test_hotplug.stock_client runs them through python3-libvirt."""
+    import queue
+
+    import pyvirt
+    conn = pyvirt.open(uri)
+    seen: queue.Queue = queue.Queue()
+    try:
+        dom = conn.lookupByName(name)
+        for kind, event in (("added", pyvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED),
+                            ("removed", pyvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED)):
+            conn.domainEventRegisterAny(dom, event, lambda _c, _d, alias, k: seen.put([k, alias]), kind)
+        results = []
+        for method, *args in steps:
+            try:
+                results.append(getattr(dom, method)(*args))
+            except pyvirt.libvirtError as exc:
+                results.append(["error", exc.get_error_code(), str(exc)])
+        events = []
+        while not all(e in events for e in expect):
+            events.append(seen.get(timeout=60))
+        return {"results": results, "events": events}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("client", ["python3-libvirt", "pyvirt"])
+def test_device_and_tuning_calls_of_both_libraries(pyvirtd, guests_built, client):
+    """attachDevice/detachDevice, updateDeviceFlags (media change), setVcpusFlags/vcpusFlags,
+    setMemory/setMemoryFlags/setMaxMemory through a library, each checked against QEMU."""
+    from test_hotplug import disk_xml, image, stock_client
+    run = stock_client if client == "python3-libvirt" else _pyvirt_client
+    uri, work = pyvirtd.uri, pyvirtd.workdir
+    xml = tiny_xml("lib", work / "lib.log").replace("<vcpu>1</vcpu>", "<vcpu current='1'>2</vcpu>")
+    xml = xml.replace("</os>", ACPI, 1).replace(
+        "</devices>", "<disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk></devices>")
+    _guest(pyvirtd, "lib", xml)
+    img, iso = image(work, "lib.qcow2"), image(work, "lib.iso", fmt="raw")
+    scsi = disk_xml(img, "sda", "scsi")
+
+    def block(qdev: str) -> dict | None:
+        return next((b for b in qmp(pyvirtd, "lib", "query-block") if b["qdev"] == qdev), None)
+
+    assert run(uri, "lib", [["setVcpusFlags", 2, 1], ["vcpusFlags", 1], ["vcpusFlags", 2]], [])["results"] == \
+        [0, 2, 1]
+    assert _online(pyvirtd, "lib") == 2
+
+    out = run(uri, "lib", [["attachDevice", scsi]], [["added", "scsi0-0-0-0"]])
+    assert out["results"] == [0] and ["added", "scsi0"] in out["events"]
+    assert block("scsi0-0-0-0")["inserted"]["file"] == str(img)
+    out = run(uri, "lib", [["detachDevice", scsi]], [["removed", "scsi0-0-0-0"]])
+    assert out == {"results": [0], "events": [["removed", "scsi0-0-0-0"]]}
+    assert block("scsi0-0-0-0") is None
+
+    cdrom = "<disk type='file' device='cdrom'>{}<target dev='hdc' bus='ide'/></disk>"
+    assert run(uri, "lib", [["updateDeviceFlags", cdrom.format(f"<source file='{iso}'/>"), 1]], [])["results"] == [0]
+    assert block("ide0-1-0")["inserted"]["file"] == str(iso)
+    assert run(uri, "lib", [["updateDeviceFlags", cdrom.format(""), 1]], [])["results"] == [0]
+    assert "inserted" not in block("ide0-1-0")
+
+    out = run(uri, "lib", [["setMemoryFlags", 98304, 2], ["setMaxMemory", 65536], ["setMemoryFlags", 120832, 6],
+                           ["setMemory", 98304]], [])["results"]
+    assert out[0] == out[2] == out[3] == 0
+    assert out[1] == ["error", 55, "Requested operation is not valid: "
+                      "cannot resize the maximum memory on an active domain"]
+    inactive = live_xml(uri, "lib", inactive=True)
+    assert (inactive.memory_kib, inactive.current_memory_kib, inactive.vcpus) == (120832, 98304, 2)
+    # asked of the balloon; the tiny guest has no driver to give it, so QEMU keeps it all
+    assert qmp(pyvirtd, "lib", "query-balloon")["actual"] == 128 << 20
+    ok(uri, "destroy", "lib")
