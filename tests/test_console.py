@@ -540,6 +540,13 @@ def test_send_key_reaches_the_guest(pyvirtd, linux_guest):
     assert out.returncode == 0, out.stderr
     wait_for(lambda: _sysrq_helps(linux_guest) == 3, 30, what="the guest's SysRq help (xt_kbd codeset)")
 
+    # stock python3-libvirt, QEMU's own qnum codes (Alt 0x38, SysRq 0x54, H 0x23)
+    assert libvirt_script("import json, sys, libvirt\n"
+                          "dom = libvirt.open(sys.argv[1]).lookupByName('lk')\n"
+                          "print(json.dumps(dom.sendKey(libvirt.VIR_KEYCODE_SET_QNUM, 0, [0x38, 0x54, 0x23], 3, 0)))",
+                          pyvirtd.uri) == 0
+    wait_for(lambda: _sysrq_helps(linux_guest) == 4, 30, what="the guest's SysRq help (qnum codeset)")
+
 
 def test_send_key_errors_match_virsh(pyvirtd, guest):
     cases = [("send-key", guest, "250"),                           # a linux code with no PC key
