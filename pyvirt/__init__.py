@@ -36,6 +36,25 @@ def openAuth(uri: str | None, auth: list | None = None, flags: int = 0) -> "virC
     return virConnect(aio.run(_open_driver(name, bool(flags & 1), auth)), name)
 
 
+def _open_oneshot(uri: str, read_only: bool = False) -> "virConnect | None":  # noqa: F821
+    """A connection for a few calls in sequence (one command-line call): to a
+    daemon over the blocking connection, without an event loop; None where the
+    full driver is needed (in-process drivers, TLS, ssh, SASL).  Events,
+    streams and descriptors are refused on it
+    (:mod:`pyvirt.drivers.remote.blocking`)."""
+    from . import uri as urimod
+    parsed = urimod.parse(uri)
+    if parsed.driver not in ("qemu", "test", "remote") or (not parsed.is_remote and (
+            (parsed.driver == "test" and parsed.path in ("/default", ""))
+            or (parsed.driver == "qemu" and parsed.path == "/embed"))):
+        return None
+    from .connection import virConnect
+    from .driver import ConnectionInfo
+    from .drivers.remote import blocking
+    drv = blocking.open_connection(parsed, ConnectionInfo(uri=uri, read_only=read_only))
+    return None if drv is None else virConnect(drv, uri)
+
+
 def _export_constants() -> list[str]:
     from . import enums as _enums
     from .errors import ErrorDomain, ErrorLevel, ErrorNumber

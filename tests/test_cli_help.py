@@ -13,7 +13,8 @@ import pytest
 
 from guests import REPO
 
-from pyvirt.cli import help as helpmod, index, manpage, registry
+from pyvirt import manpages
+from pyvirt.cli import help as helpmod, index, registry
 from pyvirt.cli.groups import GROUP_OF
 
 PYVIRT = str(Path(sys.executable).parent / "pyvirt")
@@ -38,14 +39,14 @@ def test_index_is_current():
         "the command index is stale: run python -m pyvirt.cli.index"
 
 
-@pytest.mark.parametrize("page", sorted(manpage.PAGES))
+@pytest.mark.parametrize("page", sorted(manpages.PAGES))
 def test_man_pages_are_current(page):
     committed = (REPO / "share" / "man" / page).read_text()
-    assert committed == manpage.PAGES[page](), f"share/man/{page} is stale: run python -m pyvirt.cli.manpage"
+    assert committed == manpages.PAGES[page](), f"share/man/{page} is stale: run python -m pyvirt.manpages"
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
-@pytest.mark.parametrize("page", sorted(manpage.PAGES))
+@pytest.mark.parametrize("page", sorted(manpages.PAGES))
 def test_man_pages_render_without_warnings(page):
     out = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", str(REPO / "share" / "man" / page)],
                          capture_output=True, text=True)

@@ -83,11 +83,8 @@ def test_errors_are_the_same_as_the_full_driver_s(tmp_path):
 
 def test_blocking_connection_refuses_events_and_streams_loudly(host):
     import pyvirt
-    from pyvirt import uri as urimod
-    from pyvirt.driver import ConnectionInfo
-    from pyvirt.drivers.remote import blocking
-    drv = blocking.open_connection(urimod.parse(host.uri), ConnectionInfo(uri=host.uri))
-    conn = pyvirt.virConnect(drv, host.uri)
+    conn = pyvirt._open_oneshot(host.uri)
+    drv = conn._drv
     try:
         assert [d.name() for d in conn.listAllDomains(0)] == ["quiet"]
         with pytest.raises(pyvirt.libvirtError, match="full remote driver") as exc:

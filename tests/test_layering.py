@@ -38,6 +38,9 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("pyvirt.keycodes", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
                          "pyvirt.driver", "pyvirt.connection", "pyvirt.domain", "pyvirt.api")),
     ("pyvirt.testhooks", ("pyvirt.",)),     # test-only fault-injection points
+    ("pyvirt.roff", ("pyvirt.",)),          # man page text helpers
+    # writes the man pages: sees the command line's and the daemon's tables, nothing below them
+    ("pyvirt.manpages", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.conf", "pyvirt.driver")),
     ("pyvirt.conf", ("pyvirt.driver", "pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli",
                      "pyvirt.security", "pyvirt.locking", "pyvirt.connection", "pyvirt.domain")),
     # security is a leaf: it may use errors, enums and conf (the definitions it labels for) only

@@ -105,20 +105,9 @@ class Session:
         return self.conn
 
     def _open_blocking(self) -> Any:
-        """The blocking connection to a daemon, or None where the full driver is
-        needed (an in-process driver, TLS, ssh, SASL): see pyvirt.drivers.remote.blocking."""
-        from pyvirt import uri as urimod
-        text = self.resolved_uri
-        parsed = urimod.parse(text)
-        if parsed.driver not in ("qemu", "test", "remote") or (not parsed.is_remote and (
-                (parsed.driver == "test" and parsed.path in ("/default", ""))
-                or (parsed.driver == "qemu" and parsed.path == "/embed"))):
-            return None
+        """The blocking connection to a daemon, or None where the full driver is needed."""
         import pyvirt
-        from pyvirt.driver import ConnectionInfo
-        from pyvirt.drivers.remote import blocking
-        drv = blocking.open_connection(parsed, ConnectionInfo(uri=text, read_only=self.readonly))
-        return None if drv is None else pyvirt.virConnect(drv, text)
+        return pyvirt._open_oneshot(self.resolved_uri, self.readonly)
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
