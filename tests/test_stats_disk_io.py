@@ -106,11 +106,13 @@ print(json.dumps({"blockStats": dom.blockStats("vda"), "blockStatsFlags": dom.bl
 """
 
 
-def start_io_guest(daemon, name: str = "st", loop: bool = False) -> tuple[pyvirt.virDomain, Path, Path]:
-    """The Linux guest with a virtio qcow2 disk and a virtio balloon, once it has done
-    its disk I/O (and, with ``loop``, goes on reading): (domain, image, serial log)."""
+def start_io_guest(daemon, name: str = "st", loop: bool = False,
+                   image: Path | None = None) -> tuple[pyvirt.virDomain, Path, Path]:
+    """The Linux guest with a virtio qcow2 disk (``image``, else a new empty one) and a
+    virtio balloon, once it has done its disk I/O (and, with ``loop``, goes on
+    reading): (domain, image, serial log)."""
     work = daemon.workdir
-    image = make_image(work / f"{name}.qcow2")
+    image = image or make_image(work / f"{name}.qcow2")
     log = work / f"{name}.log"
     xml = linux_xml(name, log)
     initrd = io_initrd(work)
