@@ -78,10 +78,11 @@ def locate(pkipath: str | None, is_server: bool, try_user_dir: bool) -> Credenti
 
 
 def missing_client_certificate(pkipath: str | None) -> str | None:
-    """The client certificate file a client goes without, or None when it has one:
-    the likeliest reason a server refuses it, which its refusal does not say."""
-    cert = locate(pkipath, False, os.geteuid() != 0 and not pkipath).cert
-    return cert if cert and not os.path.exists(cert) else None
+    """The file of its certificate or key without which a client offers none (it goes
+    on without, as libvirt's), or None: the likeliest reason a server refuses it,
+    which the server's refusal does not say."""
+    creds = locate(pkipath, False, os.geteuid() != 0 and not pkipath)
+    return next((path for path in (creds.cert, creds.key) if path and not os.path.exists(path)), None)
 
 
 def _readable(kind: str, path: str) -> None:
