@@ -112,10 +112,11 @@ def vars_of(cls: type) -> set[str]:
 
 
 # Bad input libvirt itself answers with INTERNAL_ERROR (qemuDomainOpenConsole,
-# qemuDomainSendKey, qemuDomainOpenGraphicsFD): the same code and text here.
+# qemuDomainSendKey, qemuDomainOpenGraphicsFD, virDomainDefFindDevice for
+# detachDeviceAlias): the same code and text here.
 LIBVIRT_INTERNAL = re.compile(r"internal error: (cannot find character device |character device .* is not "
                               r"using a PTY|cannot translate keycode \d+ of \w+ codeset to qnum keycode|"
-                              r"No graphics backend with index )")
+                              r"No graphics backend with index |no device found with alias )")
 
 
 def check_reply(proc, err: libvirtError, findings: list[str]) -> None:
