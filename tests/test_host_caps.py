@@ -574,8 +574,15 @@ def libvirtd(tmp_path_factory):
 @pytest.mark.libvirtd
 @needs_virsh
 @needs_qemu
-def test_same_answers_as_libvirtd(daemon, libvirtd):
+def test_same_answers_as_libvirtd(daemon, libvirtd, tmp_path):
     virsh = lambda uri, cmd: _run(["virsh"], uri, cmd)  # noqa: E731
+    # emulator binaries libvirt will not probe: missing, a directory, a file without x bits
+    tmp_path.chmod(0o755)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "plain").write_text("#!/bin/sh\n")
+    for name in ("missing", "dir", "plain"):
+        command = f"domcapabilities --emulatorbin {tmp_path / name}"
+        assert virsh(daemon.uri, command) == virsh(libvirtd.uri, command), command
     for command in ("nodeinfo", "maxvcpus", "maxvcpus --type qemu", "sysinfo", "cpu-models x86_64",
                     "cpu-models i686", "cpu-models ppc64le", "cpu-models aarch64", "cpu-models s390x",
                     "cpu-models riscv64", "nodememstats --cell 99"):

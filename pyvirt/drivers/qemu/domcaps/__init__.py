@@ -9,7 +9,10 @@ driver (:func:`for_driver`).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import stat
 import weakref
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,9 @@ class HostCaps:
                            timeout=self.driver.cfg.monitor_timeout)
 
     async def probe(self, emulator: str | None = None) -> Probe:
-        return await self.cache.get(emulator or self.driver.cfg.emulator)
+        binary = emulator or self.driver.cfg.emulator
+        check_binary(binary)
+        return await self.cache.get(binary)
 
     async def capabilities(self) -> str:
         """The host part always; the guest part when the emulator answered (as libvirt, which
@@ -104,6 +109,21 @@ class HostCaps:
         if arch not in ARCHES:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"cannot find architecture {arch}")
         return cpumap.model_names(arch)      # libvirt's own CPU map, not QEMU's list
+
+
+def check_binary(binary: str) -> None:
+    """What libvirt checks before probing a QEMU binary, with its errors: that it can be
+    stat()ed, and that it is an executable file (not a directory)."""
+    try:
+        st = os.stat(binary)
+    except OSError as exc:
+        raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.QEMU,
+                    f"Cannot check QEMU binary {binary}: {os.strerror(exc.errno or errno.ENOENT)}") from None
+    reason = (errno.EISDIR if stat.S_ISDIR(st.st_mode) else
+              errno.EACCES if not st.st_mode & 0o111 else None)
+    if reason is not None:
+        raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.QEMU,
+                    f"QEMU binary {binary} is not executable: {os.strerror(reason)}")
 
 
 _BY_DRIVER: "weakref.WeakKeyDictionary[Any, HostCaps]" = weakref.WeakKeyDictionary()
