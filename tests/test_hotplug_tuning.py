@@ -10,6 +10,8 @@ never enables the ACPI interface that can eject one, so QEMU refuses the unplug.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from guests import READY, tiny_xml, wait_for_text
@@ -264,3 +266,97 @@ def test_device_and_tuning_calls_of_both_libraries(pyvirtd, guests_built, client
     # asked of the balloon; the tiny guest has no driver to give it, so QEMU keeps it all
     assert qmp(pyvirtd, "lib", "query-balloon")["actual"] == 128 << 20
     ok(uri, "destroy", "lib")
+
+
+LINK_MODULES = ("drivers/virtio/virtio_ring", "drivers/virtio/virtio", "drivers/virtio/virtio_pci_legacy_dev",
+                "drivers/virtio/virtio_pci_modern_dev", "drivers/virtio/virtio_pci", "net/core/failover",
+                "drivers/net/net_failover", "drivers/net/virtio_net")
+LINK_INIT = f"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say() {{ echo "$*" > /dev/ttyS0; }}
+for m in {' '.join(m.rsplit('/', 1)[1] for m in LINK_MODULES)}; do
+    insmod /lib/modules/pyvirt-link/$m.ko || say "PYVIRT-LINK-WARN insmod $m failed"
+done
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+ip link set eth0 up
+last=
+while :; do
+    now=$(cat /sys/class/net/eth0/carrier 2>/dev/null)
+    [ "$now" != "$last" ] && say "PYVIRT-LINK $now" && last=$now
+    sleep 0.1
+done
+"""
+
+
+def _link_initrd(where: Path) -> Path:
+    import gzip
+
+    from guests import LINUX_INITRD
+    from test_stats_disk_io import KERNEL_VERSION, cpio_newc
+    if not KERNEL_VERSION.exists():
+        pytest.skip("the Linux test guest is not built")
+    moddir = Path("/lib/modules") / KERNEL_VERSION.read_text().strip() / "kernel"
+    entries = [("lib", 0o40755, b""), ("lib/modules", 0o40755, b""), ("lib/modules/pyvirt-link", 0o40755, b"")]
+    for module in LINK_MODULES:
+        path = moddir / f"{module}.ko"
+        if not path.exists():
+            pytest.skip(f"the guest kernel's module {path.name} is not on this host")
+        entries.append((f"lib/modules/pyvirt-link/{path.name}", 0o100644, path.read_bytes()))
+    entries.append(("init", 0o100755, LINK_INIT.encode()))
+    target = where / "link-initramfs.cpio.gz"
+    target.write_bytes(LINUX_INITRD.read_bytes() + gzip.compress(cpio_newc(entries)))
+    target.chmod(0o644)
+    return target
+
+
+def test_link_state_reaches_the_guests_carrier(pyvirtd, guests_built):
+    """<link state='down'/> at start, then live updateDeviceFlags of the interface (virsh
+    update-device and domif-setlink, pyvirt's client, python3-libvirt): the Linux guest's
+    virtio-net sees its carrier go and come; other live changes are refused as libvirt does."""
+    import subprocess
+
+    import pyvirt
+    from guests import LINUX_INITRD, linux_xml, wait_for
+    uri, work = pyvirtd.uri, pyvirtd.workdir
+    log = work / "nl.log"
+    mac = "52:54:00:5a:11:01"
+    nic = "<interface type='user'><mac address='{}'/><model type='virtio'/>{}</interface>"
+    xml = linux_xml("nl", log).replace(f"<initrd>{log.parent / LINUX_INITRD.name}</initrd>",
+                                       f"<initrd>{_link_initrd(work)}</initrd>")
+    ok(uri, "create", _write(work / "nl.xml", xml.replace(
+        "</devices>", nic.format(mac, "<link state='down'/>") + "</devices>")))
+
+    def carrier_changes() -> list[str]:
+        return [line.split()[1] for line in log.read_text(errors="replace").splitlines()
+                if line.startswith("PYVIRT-LINK ") and len(line.split()) == 2]
+
+    def expect(changes: list[str]) -> None:
+        wait_for(lambda: carrier_changes() == changes, 60,
+                 what=lambda: f"the guest's carrier changes {changes} (seen {carrier_changes()})")
+    expect(["0"])
+    assert "<link state='down'/>" in ok(uri, "dumpxml", "nl")
+    assert ok(uri, "update-device", "nl", _write(work / "up.xml", nic.format(mac, "<link state='up'/>")),
+              "--live") == "Device updated successfully\n\n"
+    expect(["0", "1"])
+    assert ok(uri, "domif-setlink", "nl", mac, "down") == "Device updated successfully\n\n"
+    expect(["0", "1", "0"])
+    assert ok(uri, "domif-getlink", "nl", mac) == f"{mac} down\n"
+    conn = pyvirt.open(uri)
+    try:
+        dom = conn.lookupByName("nl")
+        assert dom.updateDeviceFlags(nic.format(mac, "<link state='up'/>"), pyvirt.VIR_DOMAIN_AFFECT_LIVE) == 0
+        expect(["0", "1", "0", "1"])
+        with pytest.raises(pyvirt.libvirtError, match="cannot modify network device model from virtio to e1000"):
+            dom.updateDeviceFlags(nic.format(mac, "").replace("virtio", "e1000"), pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+    finally:
+        conn.close()
+    out = subprocess.run(["/usr/bin/python3", "-c", "import sys, libvirt; print(libvirt.open(sys.argv[1])"
+                          ".lookupByName('nl').updateDeviceFlags(sys.argv[2], libvirt.VIR_DOMAIN_AFFECT_LIVE))",
+                          uri, nic.format(mac, "<link state='down'/>")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "0\n", out.stderr
+    expect(["0", "1", "0", "1", "0"])
+    ok(uri, "destroy", "nl")

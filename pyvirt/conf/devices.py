@@ -166,6 +166,7 @@ class Interface:
     target_dev: str | None = None      # host tap device (live)
     alias: str | None = None
     address: Address | None = None
+    link_state: str | None = None      # <link state='up|down'/>: the guest sees a cable (un)plugged
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Interface:
@@ -182,6 +183,7 @@ class Interface:
                 raise xml_detail(f"no <source {source_attr}='...'/> given for <interface type='{ntype}'>")
         model = child(node, "model")
         target = child(node, "target")
+        link = child(node, "link")
         return cls(
             type=ntype,
             mac=parse_mac(mac_text) if mac_text else generate_mac(),
@@ -189,6 +191,8 @@ class Interface:
             model=model.get("type") if model is not None else None,
             target_dev=target.get("dev") if target is not None else None,
             alias=_alias_of(node), address=address_of(node),
+            link_state=check_choice(link.get("state", ""), ("up", "down"), "interface link state")
+            if link is not None else None,
         )
 
     def _shows_target(self, flags: FormatFlags) -> bool:
@@ -203,6 +207,7 @@ class Interface:
             el("source", [(source_attr, self.source)]) if source_attr and self.source else None,
             el("target", [("dev", self.target_dev)]) if self._shows_target(flags) else None,
             el("model", [("type", self.model)]) if self.model else None,
+            el("link", [("state", self.link_state)]) if self.link_state else None,
             _alias_node(self.alias, flags),
             address_node(self.address),
         ])

@@ -15,7 +15,7 @@ from ...conf import devicexml
 from ...enums import DeviceModifyFlags, DomainAffect, MemoryModFlags, VcpuFlags
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
-from . import hotplug, postparse, tuning
+from . import hotplug, netlink, postparse, tuning
 from .jobs import JobKind
 
 _AFFECT = int(DomainAffect.LIVE | DomainAffect.CONFIG)
@@ -200,7 +200,10 @@ def _find_for_update(d: Any, dev: Any) -> Any:
 
 
 async def _update_live(driver: Any, obj: Any, dev: Any, force: bool) -> None:
-    from ...conf.devices import Disk
+    from ...conf.devices import Disk, Interface
+    if isinstance(dev, Interface):
+        await netlink.update_live(obj, dev)
+        return
     if not isinstance(dev, Disk):
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
                     f"live update of device '{type(dev).__name__.lower()}' is not supported")

@@ -34,7 +34,7 @@ from . import process as procmod
 from . import qemu_events, reboot, recovery
 from . import stats
 from . import tap as tapmod
-from . import hotplug, postparse
+from . import hotplug, netlink, postparse
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
 from .domainobj import MonitorHandler, QemuDomainObj
@@ -386,6 +386,7 @@ class QemuDriver:
         self._watch_exit(obj)
         try:
             await self._set_graphics_passwords(obj)
+            await netlink.apply_at_start(obj)
             await self._record_pty_paths(obj)
             await stats.apply_balloon_period(obj)
             if incoming is None and start_cpus and not paused:
