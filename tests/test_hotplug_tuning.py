@@ -360,3 +360,24 @@ def test_link_state_reaches_the_guests_carrier(pyvirtd, guests_built):
     assert out.returncode == 0 and out.stdout == "0\n", out.stderr
     expect(["0", "1", "0", "1", "0"])
     ok(uri, "destroy", "nl")
+
+
+def test_domif_setlink_and_getlink_print_what_virsh_prints(pyvirtd, guests_built):
+    uri, work = pyvirtd.uri, pyvirtd.workdir
+    mac = "52:54:00:5a:11:02"
+    _guest(pyvirtd, "ln", tiny_xml("ln", work / "ln.log", extra_devices=(
+        f"<interface type='user'><mac address='{mac}'/><model type='virtio'/></interface>")))
+    ok(uri, "define", _write(work / "bare.xml", tiny_xml("bare", work / "bare.log")))
+    cases = [("domif-getlink", "ln", mac), ("domif-getlink", "ln", mac.upper()), ("domif-getlink", "ln", "vnet9"),
+             ("domif-getlink", "ln", "52:54:00:00:00:09"), ("domif-getlink", "ln", mac, "--config"),
+             ("domif-setlink", "ln", mac, "sideways"), ("domif-setlink", "ln", "52:54:00:00:00:09", "down"),
+             ("domif-setlink", "ln", "vnet9", "down"), ("domif-setlink", "bare", mac, "down"),
+             ("domif-setlink", "ln", mac, "down", "--print-xml"),
+             ("domif-setlink", "ln", mac, "down"), ("domif-setlink", "ln", mac, "down"),
+             ("domif-getlink", "ln", mac), ("domif-getlink", "ln", mac, "--config"),
+             ("domif-setlink", "ln", mac, "down", "--config"), ("domif-getlink", "ln", mac, "--config"),
+             ("domif-setlink", "ln", mac, "up")]
+    for case in cases:
+        same_output(uri, *case)
+    assert "<link state='down'/>" in ok(uri, "dumpxml", "--inactive", "ln")
+    assert "<link state='up'/>" in ok(uri, "dumpxml", "ln")

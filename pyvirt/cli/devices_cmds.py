@@ -145,6 +145,84 @@ def _detach_device_alias(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+# -- domif-setlink / domif-getlink --------------------------------------------------------------
+
+_MAC_RE = re.compile(r"[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}")
+
+
+def _interfaces_named(root: etree._Element, iface: str) -> list[etree._Element]:
+    """The <interface>s ``iface`` names: a MAC address (any case) or the host device."""
+    if _MAC_RE.fullmatch(iface):
+        mac = ":".join(f"{int(part, 16):02x}" for part in iface.split(":"))
+        return [nic for nic in root.iterfind("devices/interface")
+                if nic.find("mac") is not None and nic.find("mac").get("address") == mac]
+    return [nic for nic in root.iterfind("devices/interface")
+            if nic.find("target") is not None and nic.find("target").get("dev") == iface]
+
+
+@command("domif-setlink", "set link state of a virtual interface")
+def _domif_setlink(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    _arg(p, "interface", "interface device (MAC Address)")
+    _arg(p, "state", "new state of the device")
+    p.add_argument("--config", action="store_true", help="affect next boot")
+    p.add_argument("--persistent", dest="config", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--print-xml", action="store_true",
+                   help="print XML document rather than set the interface link state")
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        iface, state = _get(args, "interface"), _get(args, "state")
+        dom = lookup(conn, args)
+        if state not in ("up", "down"):
+            raise CommandError(f"invalid link state '{state}'")
+        # virsh: the live guest unless --config; an inactive one has only its config
+        config = args.config or dom.isActive() == 0
+        root = etree.fromstring(dom.XMLDesc(pyvirt.VIR_DOMAIN_XML_INACTIVE if config else 0).encode())
+        if root.find("devices/interface") is None:
+            raise CommandError("Failed to extract interface information or no interfaces found")
+        found = _interfaces_named(root, iface)
+        if not found:
+            raise CommandError(f"interface '{iface}' not found")
+        nic = found[0]
+        link = nic.find("link")
+        if link is None:
+            link = etree.SubElement(nic, "link")
+        link.set("state", state)
+        xml = _device_xml(nic)
+        if args.print_xml:
+            print(xml)
+            return
+        try:
+            dom.updateDeviceFlags(xml, pyvirt.VIR_DOMAIN_AFFECT_CONFIG if config else pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirtError as exc:
+            raise _failed("Failed to update interface link state", exc)
+        print("Device updated successfully")
+        print()
+    return run
+
+
+@command("domif-getlink", "get link state of a virtual interface")
+def _domif_getlink(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    _arg(p, "interface", "interface device (MAC Address)")
+    p.add_argument("--config", action="store_true", help="Get persistent interface state")
+    p.add_argument("--persistent", dest="config", action="store_true", help=argparse.SUPPRESS)
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        iface = _get(args, "interface")
+        dom = lookup(conn, args)
+        root = etree.fromstring(dom.XMLDesc(pyvirt.VIR_DOMAIN_XML_INACTIVE if args.config else 0).encode())
+        found = _interfaces_named(root, iface)
+        if not found:
+            kind = "mac" if _MAC_RE.fullmatch(iface) else "dev"
+            raise CommandError(f"Interface ({kind}: {iface}) not found.")
+        if len(found) > 1:
+            raise CommandError("multiple matching interfaces found")
+        link = found[0].find("link")
+        print(f"{iface} {link.get('state') if link is not None and link.get('state') else 'up'}")
+    return run
+
+
 # -- disks ------------------------------------------------------------------------------------
 
 @command("attach-disk", "attach disk device")

@@ -32,6 +32,8 @@ INDEX: dict[str, str] = {
     "domcapabilities": "host_cmds",
     "domdisplay": "console_cmds",
     "domid": "domain_cmds",
+    "domif-getlink": "devices_cmds",
+    "domif-setlink": "devices_cmds",
     "domiflist": "devices_cmds",
     "domifstat": "stats_cmds",
     "dominfo": "domain_cmds",
