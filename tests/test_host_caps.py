@@ -459,7 +459,9 @@ def test_qemu_is_probed_once_and_the_cache_survives_a_restart(daemon):
     conn = pyvirt.open(daemon.uri)
     try:
         first = conn.getDomainCapabilities()
-        files = list((daemon.state_dir / "cache" / "qemu" / "capabilities").glob("*.json"))
+        # one file per binary (getCapabilities probes the other architectures' emulators too)
+        files = [f for f in (daemon.state_dir / "cache" / "qemu" / "capabilities").glob("*.json")
+                 if json.loads(f.read_text())["stamp"]["path"] == EMULATOR]
         assert len(files) == 1
         stamp = files[0].stat()
         for _ in range(3):
@@ -604,9 +606,21 @@ def test_same_answers_as_libvirtd(daemon, libvirtd, tmp_path):
         assert len(common) >= len(theirs_u) - 2 and {n: ours_u[n] for n in common} == {n: theirs_u[n] for n in common}
 
     ours, theirs = (ET.fromstring(virsh(uri, "capabilities")[1]) for uri in (daemon.uri, libvirtd.uri))
-    machines = lambda root: [(m.text, m.get("canonical"), m.get("maxCpus"), m.get("deprecated"))  # noqa: E731
-                             for m in root.findall("./guest/arch[@name='x86_64']/machine")]
+    machines = lambda root, arch="x86_64": [(m.text, m.get("canonical"), m.get("maxCpus"),  # noqa: E731
+                                             m.get("deprecated"))
+                                            for m in root.findall(f"./guest/arch[@name='{arch}']/machine")]
     assert sorted(machines(ours)) == sorted(machines(theirs)) and machines(ours)[:2] == machines(theirs)[:2]
+    # a guest for every architecture an emulator is installed for, in libvirt's order, with its binary
+    guests = lambda root: [(g.find("arch").get("name"), g.find("arch/emulator").text)  # noqa: E731
+                           for g in root.findall("guest")]
+    assert guests(ours) == guests(theirs)
+    for arch in [a for a, _e in guests(theirs) if a != "x86_64"]:
+        assert sorted(machines(ours, arch)) == sorted(machines(theirs, arch)), arch
+        command = f"domcapabilities --arch {arch}"
+        ours_d, theirs_d = virsh(daemon.uri, command), virsh(libvirtd.uri, command)
+        assert ours_d[0] == theirs_d[0] == 0, (ours_d, theirs_d)
+        for path in ("path", "arch", "machine", "vcpu"):
+            assert ET.tostring(ET.fromstring(ours_d[1]).find(path)) == ET.tostring(ET.fromstring(theirs_d[1]).find(path))
     # the same named model; its extra features from /proc/cpuinfo (libvirt reads CPUID itself)
     assert ours.find("./host/cpu/model").text == theirs.find("./host/cpu/model").text
     features = lambda root: {f.get("name") for f in root.findall("./host/cpu/feature")}  # noqa: E731
@@ -628,7 +642,8 @@ def test_capabilities_keep_the_host_when_the_emulator_cannot_be_probed(tmp_path)
         drv = conn._drv.driver
         drv.cfg.emulator = str(broken)
         caps = ET.fromstring(conn.getCapabilities())
-        assert caps.find("./host/topology/cells/cell") is not None and caps.find("guest") is None
+        assert caps.find("./host/topology/cells/cell") is not None
+        assert caps.find("./guest/arch[@name='x86_64']") is None      # others on PATH may still answer
         with pytest.raises(pyvirt.libvirtError) as info:
             conn.getDomainCapabilities()
         assert info.value.get_error_code() == pyvirt.VIR_ERR_INTERNAL_ERROR

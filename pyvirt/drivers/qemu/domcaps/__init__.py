@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import stat
 import weakref
 from pathlib import Path
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 ARCHES = frozenset("""i686 x86_64 aarch64 armv6l armv7l armv7b alpha cris loongarch64 lm32 m68k microblaze
 microblazeel mips mipsel mips64 mips64el or32 parisc parisc64 ppc ppcle ppc64 ppc64le ppcemb riscv32
 riscv64 s390 s390x sh4 sh4eb sparc sparc64 unicore32 xtensa xtensaeb""".split())
+# virArch in libvirt's enum order (the order of <guest> in the capabilities).
+ARCH_ORDER = ("alpha armv6l armv7l armv7b aarch64 cris i686 itanium lm32 loongarch64 m68k microblaze "
+              "microblazeel mips mipsel mips64 mips64el or32 parisc parisc64 ppc ppcle ppc64 ppc64le ppcemb "
+              "riscv32 riscv64 s390 s390x sh4 sh4eb sparc sparc64 unicore32 x86_64 xtensa xtensaeb").split()
+# virQEMUCapsArchToString: the QEMU target name of an arch, where it differs.
+QEMU_TARGET = {"i686": "i386", "ppc64le": "ppc64", "armv6l": "arm", "armv7l": "arm", "armv7b": "arm"}
 # libvirt's virt types (virDomainVirtType) besides the two QEMU serves.
 OTHER_VIRT_TYPES = frozenset("""xen lxc uml openvz test vmware hyperv vbox phyp parallels bhyve vz
 kqemu none""".split())
@@ -53,16 +60,41 @@ class HostCaps:
         check_binary(binary)
         return await self.cache.get(binary)
 
+    def emulator_for(self, arch: str) -> str | None:
+        """virQEMUCapsFindBinaryForArch: ``qemu-system-TARGET`` for ``arch``, beside the
+        configured emulator or on PATH (the configured one serves its own arch)."""
+        name = f"qemu-system-{QEMU_TARGET.get(arch, arch)}"
+        beside = Path(self.driver.cfg.emulator).parent / name
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
+        return shutil.which(name)
+
+    async def _other_guests(self, main: Probe | None) -> list[Probe]:
+        """Probes of the other architectures' emulators found, those that answer."""
+        found = []
+        for arch in ARCH_ORDER:
+            binary = self.emulator_for(arch)
+            if binary is None or (main is not None and arch == main.arch) or \
+                    os.path.realpath(binary) == os.path.realpath(self.driver.cfg.emulator):
+                continue
+            try:
+                found.append(await self.probe(binary))
+            except libvirtError as exc:
+                log.warning("no guest capabilities for %s: %s", binary, exc)
+        return found
+
     async def capabilities(self) -> str:
-        """The host part always; the guest part when the emulator answered (as libvirt, which
-        lists no guest for a binary it cannot probe)."""
+        """The host part always; a guest for every architecture whose emulator answered (as
+        libvirt, which lists no guest for a binary it cannot probe), in virArch order."""
         try:
             p: Probe | None = await self.probe()
         except libvirtError as exc:
             log.warning("no guest capabilities for %s: %s", self.driver.cfg.emulator, exc)
             p = None
+        guests = [g for g in [p, *await self._other_guests(p)] if g is not None]
+        guests.sort(key=lambda g: ARCH_ORDER.index(g.arch) if g.arch in ARCH_ORDER else len(ARCH_ORDER))
         facts = HostFacts(self.driver.cfg.host_uuid, self.driver.kvm, self._dac_ids())
-        return capabilities_xml(p, facts)
+        return capabilities_xml(p, facts, guests)
 
     def _dac_ids(self):
         driver = self.driver.cfg.security_driver
@@ -85,8 +117,11 @@ class HostCaps:
         if emulatorbin is None:
             p = await self.probe()
             if arch is not None and arch != p.arch:
-                raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
-                            f"unable to find any emulator to serve '{arch}' architecture")
+                binary = self.emulator_for(arch)
+                if binary is None:
+                    raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
+                                f"unable to find any emulator to serve '{arch}' architecture")
+                p = await self.probe(binary)
         else:
             if not emulatorbin.startswith("/"):
                 raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,

@@ -103,7 +103,9 @@ def _iommu(root: Path) -> str:
     return f"    <iommu support='{'yes' if present else 'no'}'/>"
 
 
-def capabilities_xml(probe: Probe | None, facts: HostFacts) -> str:
+def capabilities_xml(probe: Probe | None, facts: HostFacts, guests: list[Probe] | None = None) -> str:
+    """``probe`` is the host's own emulator (its CPU model); ``guests`` every emulator
+    listed as a <guest> (by default ``probe`` alone)."""
     lines = ["<capabilities>", "", "  <host>", f"    <uuid>{facts.uuid}</uuid>"]
     lines += _host_cpu(probe, facts)
     lines += ["    <power_management/>", _iommu(facts.root), "    <migration_features>", "      <live/>",
@@ -118,7 +120,7 @@ def capabilities_xml(probe: Probe | None, facts: HostFacts) -> str:
     else:
         lines += ["    <secmodel>", "      <model>none</model>", "      <doi>0</doi>", "    </secmodel>"]
     lines += ["  </host>", ""]
-    if probe is not None:
+    for probe in (guests if guests is not None else [probe] if probe is not None else []):
         lines += ["  <guest>", "    <os_type>hvm</os_type>", f"    <arch name='{probe.arch}'>",
                   f"      <wordsize>{WORDSIZE.get(probe.arch, 64)}</wordsize>",
                   f"      <emulator>{probe.emulator}</emulator>"]
