@@ -719,3 +719,28 @@ def test_pyvirt_read_only_refusals_name_libvirts_functions(pyvirtd, guest):
                 call()
     finally:
         conn.close()
+
+
+def test_forced_open_ends_the_old_session_on_libvirtd_the_same_way(pyvirtd, guest, tmp_path):
+    """The same forced open on a private libvirtd 9.0: the old session's error is the same."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import libvirt_ref
+    available, why = libvirt_ref.libvirt_available()
+    if not available:
+        pytest.skip(f"libvirtd not available: {why}")
+    work = tmp_path / "files"
+    work.mkdir()
+    work.chmod(0o755)
+    (work / "lc.xml").write_text(console_xml("lc", work, video=False))
+    host = libvirt_ref.LibvirtHost(tmp_path / "libvirtd", libvirt_ref.pick_free_ports(1)[0],
+                                   cache_dir=tmp_path / "cache")
+    host.start()
+    try:
+        assert virsh(host.uri, "create", str(work / "lc.xml")).returncode == 0
+        try:
+            theirs = libvirt_script(_FORCED_OUT, host.uri, "lc")
+        finally:
+            virsh(host.uri, "destroy", "lc")
+    finally:
+        assert not host.stop()
+    assert libvirt_script(_FORCED_OUT, pyvirtd.uri, guest) == theirs
