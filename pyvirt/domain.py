@@ -9,7 +9,6 @@ LOOKUP_BY_UUID after CREATE.
 from __future__ import annotations
 
 import os
-import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
 from .api.console import DomainConsoleAPI
@@ -17,7 +16,7 @@ from .api.devices import DomainDevicesAPI
 from .api.host import DomainHostAPI
 from .api.lifecycle import DomainLifecycleAPI
 from .api.stats import DomainStatsAPI
-from .refs import DomainRef
+from .refs import DomainRef, format_uuid
 from .enums import TypedParamType
 
 # VIR_DOMAIN_SAVE_PARAM_*: the typed parameters of saveParams/restoreParams
@@ -59,7 +58,7 @@ class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAP
         return self._ref.uuid
 
     def UUIDString(self) -> str:
-        return str(uuidlib.UUID(bytes=self._ref.uuid))
+        return format_uuid(self._ref.uuid)
 
     def ID(self) -> int:
         return self._ref.id

@@ -7,7 +7,6 @@ use these without depending on another.
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from dataclasses import dataclass
 
 
@@ -25,7 +24,14 @@ class DomainRef:
 
     @property
     def uuid_string(self) -> str:
-        return str(uuidlib.UUID(bytes=self.uuid))
+        return format_uuid(self.uuid)
 
 
 __all__ = ["DomainRef"]
+
+
+def format_uuid(raw: bytes) -> str:
+    """16 bytes as libvirt prints a UUID (8-4-4-4-12 hex digits), without the
+    ``uuid`` module, which loads ``platform`` at import: one-shot CLI calls use this."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"

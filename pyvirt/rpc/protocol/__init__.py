@@ -22,7 +22,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Callable, Iterable, Iterator
 
-from ..stream import Direction
+from ..direction import Direction
 from ..xdr import Struct
 
 

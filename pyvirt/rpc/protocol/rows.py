@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ...enums import EventID, XMLFlags
-from ..stream import Direction
+from ..direction import Direction
 from ..wire import Program
 from ..xdr import (
     AUTH_SASL_DATA_MAX,

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import Enum, IntFlag
+from enum import Enum
 from typing import Any, Union as TUnion
 
+from ..direction import Direction  # noqa: F401 - part of this package's names
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..wire import (
     LEGACY_PAYLOAD_MAX,
@@ -53,12 +54,6 @@ class Role(Enum):
         return Role.SERVER if self is Role.CLIENT else Role.CLIENT
 
 
-class Direction(IntFlag):
-    """Who carries data.  Tunnelled migration and upload: UPLOAD; console: BOTH."""
-
-    UPLOAD = 1  # client -> server
-    DOWNLOAD = 2  # server -> client
-    BOTH = 3
 
 
 class StreamState(Enum):
