@@ -236,3 +236,53 @@ def test_disk_errors_from_query_block():
              {"device": "", "qdev": "/machine/peripheral/scsi0-0-0-0", "io-status": "failed"},
              {"device": "", "qdev": "/machine/peripheral/ide0-1-0"}]
     assert disk_errors(reply) == {"virtio-disk0": 2, "scsi0-0-0-0": 1}
+
+
+MEMORY = r"""
+import json, sys, libvirt
+dom = libvirt.open(sys.argv[1]).lookupByName(sys.argv[2])
+print(json.dumps(dom.memoryStats()))
+"""
+# libvirt-python's memoryStats() key -> QEMU's guest-stats name and its unit (bytes become KiB)
+GUEST_STATS = {"swap_in": ("stat-swap-in", 1024), "swap_out": ("stat-swap-out", 1024),
+               "major_fault": ("stat-major-faults", 1), "minor_fault": ("stat-minor-faults", 1),
+               "unused": ("stat-free-memory", 1024), "available": ("stat-total-memory", 1024),
+               "usable": ("stat-available-memory", 1024), "disk_caches": ("stat-disk-caches", 1024)}
+
+
+def test_memory_stats_of_the_guests_balloon_driver(pyvirtd, guests_built):
+    """With the guest's virtio balloon driver loaded and a stats period set, memoryStats()
+    (python3-libvirt, pyvirt's client) and virsh dommemstat give the guest's own figures:
+    QEMU's guest-stats of the same update (last-update equal), converted as libvirt does."""
+    dom, _image, _log = start_io_guest(pyvirtd)
+    try:
+        dom.setMemoryStatsPeriod(1, pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+        def guest_stats() -> dict:
+            return qmp(pyvirtd, "qom-get", {"path": "/machine/peripheral/balloon0", "property": "guest-stats"})
+        from guests import wait_for
+        wait_for(lambda: guest_stats()["stats"].get("stat-free-memory", -1) >= 0, 30, interval=0.1,
+                 what="the guest's first balloon statistics")
+        for _attempt in range(20):           # the guest updates every second: take a pair of the same update
+            before = guest_stats()
+            run = subprocess.run([SYSTEM_PYTHON, "-c", MEMORY, pyvirtd.uri, "st"], capture_output=True,
+                                 text=True, timeout=60)
+            ours = dom.memoryStats()
+            out = subprocess.run(["virsh", "-c", pyvirtd.uri, "dommemstat", "st"], capture_output=True,
+                                 text=True, timeout=60)
+            if guest_stats()["last-update"] == before["last-update"]:
+                break
+        else:
+            pytest.fail("the guest's statistics changed around every reading")
+        assert run.returncode == 0 and out.returncode == 0, (run.stderr, out.stderr)
+        theirs = json.loads(run.stdout)
+        virsh_rows = dict(line.split() for line in out.stdout.splitlines() if line.strip())
+        for got in (theirs, ours, {k: int(v) for k, v in virsh_rows.items()}):
+            assert got["last_update"] == before["last-update"]
+            assert got["actual"] == qmp(pyvirtd, "query-balloon")["actual"] // 1024
+            for key, (name, unit) in GUEST_STATS.items():
+                if before["stats"].get(name, -1) >= 0:
+                    assert got[key] == before["stats"][name] // unit, key
+            assert 0 < got["unused"] < got["available"] <= 256 * 1024 and got["rss"] > 0
+    finally:
+        dom.destroy()
