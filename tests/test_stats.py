@@ -288,7 +288,7 @@ CLI_COMMANDS = [
     ["domblkstat", "st", "vdz"],
     ["domblkinfo", "st", "vda"], ["domblkinfo", "st", "vda", "--human"], ["domblkinfo", "st", "--all"],
     ["domblkinfo", "st", "--all", "--human"], ["domblkinfo", "st"], ["domblkinfo", "st", "vdz"],
-    ["domifstat", "st", "vnet7"],
+    ["domifstat", "st", "vnet7"], ["domblkerror", "st"], ["domblkerror", "--domain", "st"],
     ["dommemstat", "st"], ["dommemstat", "st", "--period", "-3"],
     ["vcpuinfo", "st"], ["vcpuinfo", "st", "--pretty"],
     ["cpu-stats", "st", "--total"], ["cpu-stats", "st"],
@@ -323,7 +323,7 @@ def test_cli_inactive_domain_matches_virsh(pyvirtd, guest):
     guest.destroy()
     failures = []
     for args in (["vcpuinfo", "st"], ["domblkinfo", "st", "vda"], ["domblkstat", "st", "vda"],
-                 ["dommemstat", "st"], ["domstats", "st"]):
+                 ["dommemstat", "st"], ["domstats", "st"], ["domblkerror", "st"]):
         theirs, ours = run_both(pyvirtd.uri, args)
         if (theirs.returncode != 0, theirs.stdout, theirs.stderr) != (ours.returncode != 0, ours.stdout, ours.stderr):
             failures.append(f"{' '.join(args)}:\n virsh: {theirs.stdout!r} {theirs.stderr!r}\n"

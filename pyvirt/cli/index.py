@@ -26,6 +26,7 @@ INDEX: dict[str, str] = {
     "detach-device-alias": "devices_cmds",
     "detach-disk": "devices_cmds",
     "detach-interface": "devices_cmds",
+    "domblkerror": "stats_cmds",
     "domblkinfo": "stats_cmds",
     "domblklist": "devices_cmds",
     "domblkstat": "stats_cmds",

@@ -1,5 +1,5 @@
-"""virsh's commands for statistics: domstats, domblkstat, domblkinfo, domifstat,
-dommemstat, vcpuinfo, cpu-stats — same options, same output, same errors."""
+"""virsh's commands for statistics: domstats, domblkstat, domblkinfo, domblkerror,
+domifstat, dommemstat, vcpuinfo, cpu-stats — same options, same output, same errors."""
 
 from __future__ import annotations
 
@@ -187,6 +187,25 @@ def _domifstat(p: argparse.ArgumentParser) -> Handler:
         for name, value in zip(_IFSTAT_FIELDS, values):
             if value >= 0:
                 print(f"{args.interface} {name} {value}")
+        print()
+    return run
+
+
+# virshDomainIOErrorToString, by virDomainDiskErrorCode
+_DISK_ERRORS = ("no error", "unspecified error", "no space")
+
+
+@command("domblkerror", "Show errors on block devices")
+def _domblkerror(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        dom = lookup(conn, args)
+        errors = dom.diskErrors()        # a failure is reported as libvirt's error alone, as virsh does
+        if not errors:
+            print("No errors found")
+        for disk, code in errors.items():
+            print(f"{disk}: {_DISK_ERRORS[code] if 0 <= code < len(_DISK_ERRORS) else 'unknown error'}")
         print()
     return run
 
