@@ -19,14 +19,18 @@ Closing the connection runs its close hooks (autodestroy).
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import ErrorDomain, ErrorNumber, error, no_support
 from .refs import DomainRef
 
-log = logging.getLogger(__name__)
+
+def _log() -> Any:
+    """The module's logger, imported on first use: only error paths log here,
+    and logging costs every command-line call its import."""
+    import logging
+    return logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ class EventBus:
             try:
                 callback(event)
             except Exception:  # a broken listener must not break the driver
-                log.exception("event listener failed for %s", event)
+                _log().exception("event listener failed for %s", event)
 
 
 @dataclass
@@ -244,7 +248,7 @@ class HypervisorConnection:
         try:
             result = hook()
         except Exception:
-            log.exception("close hook failed on %s", self.info.uri)
+            _log().exception("close hook failed on %s", self.info.uri)
             return
         if hasattr(result, "__await__"):
             import asyncio
@@ -252,7 +256,7 @@ class HypervisorConnection:
 
     def _log_hook_failure(self, task: "asyncio.Future[Any]") -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("close hook failed on %s", self.info.uri, exc_info=task.exception())
+            _log().error("close hook failed on %s", self.info.uri, exc_info=task.exception())
 
     def remove_close_hook(self, hook: Callable[[], Any]) -> None:
         try:
@@ -272,7 +276,7 @@ class HypervisorConnection:
                 if hasattr(result, "__await__"):
                     await result
             except Exception:  # cleanup must not stop other hooks
-                log.exception("close hook failed on %s", self.info.uri)
+                _log().exception("close hook failed on %s", self.info.uri)
 
     def subscribe_events(self, callback: EventCallback) -> int:
         return self.events.subscribe(callback)

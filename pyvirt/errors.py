@@ -12,10 +12,7 @@ them with :func:`error` so that the prefix table lives in one place.
 
 from __future__ import annotations
 
-import logging
 from enum import IntEnum
-
-log = logging.getLogger(__name__)
 
 
 class ErrorNumber(IntEnum):
@@ -278,7 +275,8 @@ class FirstError:
         if self.error is None:
             self.error = exc
         else:
-            log.warning("ignoring later error after %s: %s", self.error, exc)
+            import logging      # here only: logging costs every command-line call its import
+            logging.getLogger(__name__).warning("ignoring later error after %s: %s", self.error, exc)
 
     def __bool__(self) -> bool:
         return self.error is not None
