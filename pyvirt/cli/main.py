@@ -17,7 +17,7 @@ import shlex
 import sys
 from typing import Any
 
-from .registry import CommandError, SESSION_COMMANDS, parser_for
+from .registry import CommandError, Formatter, SESSION_COMMANDS, parser_for
 
 
 def default_uri() -> str:
@@ -27,7 +27,7 @@ def default_uri() -> str:
 def global_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="pyvirt", description="virsh-compatible management of pyvirt hosts",
                                   epilog="'pyvirt help' lists the commands; without a command, an "
-                                         "interactive shell")
+                                         "interactive shell", formatter_class=Formatter)
     top.add_argument("-c", "--connect", metavar="URI", help="hypervisor connection URI")
     top.add_argument("-r", "--readonly", action="store_true", help="connect read-only")
     top.add_argument("-q", "--quiet", action="store_true", help="quiet mode")

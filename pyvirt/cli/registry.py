@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:       # the client API is imported only when a command runs
@@ -28,6 +30,31 @@ SESSION_COMMANDS: set[str] = set()
 COMMAND_MODULES = ("domain_cmds", "lifecycle_cmds", "devices_cmds", "console_cmds", "host_cmds",
                    "stats_cmds", "migrate_cmds", "save_cmds", "top", "help", "complete",
                    "shell")
+
+
+class Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, its width found without shutil: argparse makes
+    one for every add_argument, and shutil (with the compression modules it
+    imports) costs a command-line call more than parsing does."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         terminal_columns() - 2 if width is None else width)
+
+
+def terminal_columns() -> int:
+    """shutil.get_terminal_size's columns: $COLUMNS, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", 0))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 class CommandError(Exception):
@@ -83,5 +110,5 @@ def parser_for(name: str) -> tuple[argparse.ArgumentParser, Any] | None:
     if entry is None:
         return None
     setup, help_text = entry
-    parser = argparse.ArgumentParser(prog=f"pyvirt {name}", description=help_text)
+    parser = argparse.ArgumentParser(prog=f"pyvirt {name}", description=help_text, formatter_class=Formatter)
     return parser, setup(parser)
