@@ -19,11 +19,10 @@ Closing the connection runs its close hooks (autodestroy).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import ErrorDomain, ErrorNumber, error, no_support
-from .refs import DomainRef
+from .refs import DomainRef, FrozenRecord, Record
 
 
 def _log() -> Any:
@@ -33,8 +32,7 @@ def _log() -> Any:
     return logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class DomainEvent:
+class DomainEvent(FrozenRecord):
     """An event about a domain: ``event_id`` is an :class:`pyvirt.enums.EventID`.
 
     ``detail`` is the tuple of the event message's fields AFTER ``dom``, in the
@@ -58,9 +56,14 @@ class DomainEvent:
     decodes it back to the same tuple.
     """
 
+    __slots__ = ("event_id", "dom", "detail")
+    _fields = __match_args__ = __slots__
     event_id: int
     dom: DomainRef
     detail: tuple[Any, ...]
+
+    def __init__(self, event_id: int, dom: DomainRef, detail: tuple[Any, ...]) -> None:
+        self._set(event_id=event_id, dom=dom, detail=detail)
 
 
 EventCallback = Callable[[DomainEvent], None]
@@ -97,8 +100,7 @@ class EventBus:
                 _log().exception("event listener failed for %s", event)
 
 
-@dataclass
-class StreamSink:
+class StreamSink(Record):
     """The receiving end of an upload stream a driver call opened.
 
     A procedure that opens a stream returns ``(ret, end)``: on a local driver
@@ -108,43 +110,59 @@ class StreamSink:
     is the sending end, with ``send_from_fd``, ``finish`` and ``abort``.
     """
 
+    _fields = __match_args__ = ("fd", "done", "cancel")
     fd: int
     done: Callable[[BaseException | None], Any]
     # Set by whoever carries the stream: ends it from the driver's side with an
     # error (a console taken over by a forced open).
-    cancel: Callable[[BaseException], None] | None = None
+    cancel: Callable[[BaseException], None] | None
+
+    def __init__(self, fd: int, done: Callable[[BaseException | None], Any],
+                 cancel: Callable[[BaseException], None] | None = None) -> None:
+        self.fd, self.done, self.cancel = fd, done, cancel
 
 
-@dataclass
-class FdReply:
+class FdReply(Record):
     """A reply that carries descriptors (libvirt's REPLY_WITH_FDS: openGraphicsFD).
 
     ``value`` is the reply as usual; ``fds`` go to the client after it over
     the UNIX socket and are closed here once sent (or when they cannot be).
     """
 
+    _fields = __match_args__ = ("value", "fds")
     value: Any
     fds: list[int]
 
+    def __init__(self, value: Any, fds: list[int]) -> None:
+        self.value, self.fds = value, fds
 
-@dataclass
-class ConnectionInfo:
+
+class ConnectionInfo(Record):
     """What a driver learns about the client that opened a connection."""
 
-    uri: str
-    read_only: bool = False
-    client_id: str = "embedded"
-    close_hooks: list[Callable[[], Any]] = field(default_factory=list)
-    # Who the client is, as the daemon learnt it (libvirt's virIdentity): UNIX peer
-    # credentials, the TLS certificate's distinguished name, the SASL user name.
-    unix_uid: int | None = None
-    unix_gid: int | None = None
-    unix_pid: int | None = None
-    x509_dname: str | None = None
-    sasl_user: str | None = None
-    # Client side: answers credential requests (SASL) as openAuth's callback does:
-    # given [[type, prompt, challenge, defresult, result], ...], fills each result.
-    credentials: Callable[[list[list[Any]]], Any] | None = field(default=None, repr=False)
+    _fields = __match_args__ = ("uri", "read_only", "client_id", "close_hooks", "unix_uid", "unix_gid",
+                                "unix_pid", "x509_dname", "sasl_user", "credentials")
+    _hidden = ("credentials",)
+
+    def __init__(self, uri: str, read_only: bool = False, client_id: str = "embedded",
+                 close_hooks: list[Callable[[], Any]] | None = None,
+                 unix_uid: int | None = None, unix_gid: int | None = None, unix_pid: int | None = None,
+                 x509_dname: str | None = None, sasl_user: str | None = None,
+                 credentials: Callable[[list[list[Any]]], Any] | None = None) -> None:
+        self.uri = uri
+        self.read_only = read_only
+        self.client_id = client_id
+        self.close_hooks: list[Callable[[], Any]] = [] if close_hooks is None else close_hooks
+        # Who the client is, as the daemon learnt it (libvirt's virIdentity): UNIX peer
+        # credentials, the TLS certificate's distinguished name, the SASL user name.
+        self.unix_uid = unix_uid
+        self.unix_gid = unix_gid
+        self.unix_pid = unix_pid
+        self.x509_dname = x509_dname
+        self.sasl_user = sasl_user
+        # Client side: answers credential requests (SASL) as openAuth's callback does:
+        # given [[type, prompt, challenge, defresult, result], ...], fills each result.
+        self.credentials = credentials
 
 
 def _unsupported(name: str) -> Callable[..., Any]:

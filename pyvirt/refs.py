@@ -7,20 +7,70 @@ use these without depending on another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
-class DomainRef:
+class Record:
+    """A plain record: ``__init__`` by the subclass, equality, hash (for the
+    frozen ones) and repr over ``_fields`` — what ``@dataclass`` would write.
+    Hand-made because importing :mod:`dataclasses` (and :mod:`inspect`, which
+    it needs) costs every command-line call more than its work."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+    _hidden: tuple[str, ...] = ()     # left out of repr (callbacks, credentials)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()    # type: ignore[attr-defined]
+
+    __hash__ = None        # type: ignore[assignment]  # mutable records, as dataclasses'
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields if name not in self._hidden)
+        return f"{type(self).__name__}({shown})"
+
+
+class FrozenRecord(Record):
+    """A record whose fields cannot change after ``__init__`` (set them with
+    :meth:`_set`); hashable, copyable and picklable by its fields."""
+
+    __slots__ = ()
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __hash__(self) -> int:      # type: ignore[override]
+        return hash(self._values())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), self._values()
+
+
+class DomainRef(FrozenRecord):
     """A domain handle as it travels: name, raw 16-byte UUID, id (-1 if inactive)."""
 
+    __slots__ = ("name", "uuid", "id")
+    _fields = __match_args__ = ("name", "uuid", "id")
     name: str
     uuid: bytes
-    id: int = -1
+    id: int
 
-    def __post_init__(self) -> None:
-        if len(self.uuid) != 16:
-            raise ValueError(f"domain uuid must be 16 bytes, got {len(self.uuid)}")
+    def __init__(self, name: str, uuid: bytes, id: int = -1) -> None:
+        if len(uuid) != 16:
+            raise ValueError(f"domain uuid must be 16 bytes, got {len(uuid)}")
+        self._set(name=name, uuid=uuid, id=id)
 
     @property
     def uuid_string(self) -> str:

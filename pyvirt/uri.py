@@ -9,10 +9,10 @@ the name it sends with CONNECT_OPEN while dropping the client-side ones.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
 from .errors import ErrorDomain, ErrorNumber, error, libvirtError
+from .refs import FrozenRecord
 
 TRANSPORTS = ("unix", "tls", "tcp", "ssh", "libssh2", "libssh", "ext")
 DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22}
@@ -37,15 +37,22 @@ def _invalid(detail: str) -> libvirtError:
     return error(ErrorNumber.INVALID_ARG, ErrorDomain.URI, detail)
 
 
-@dataclass(frozen=True)
-class URI:
+class URI(FrozenRecord):
+    __slots__ = ("driver", "transport", "user", "host", "port", "path", "params")
+    _fields = __match_args__ = __slots__
     driver: str
-    transport: str | None = None
-    user: str | None = None
-    host: str | None = None
-    port: int | None = None
-    path: str = ""
-    params: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    transport: str | None
+    user: str | None
+    host: str | None
+    port: int | None
+    path: str
+    params: tuple[tuple[str, str], ...]
+
+    def __init__(self, driver: str, transport: str | None = None, user: str | None = None,
+                 host: str | None = None, port: int | None = None, path: str = "",
+                 params: tuple[tuple[str, str], ...] = ()) -> None:
+        self._set(driver=driver, transport=transport, user=user, host=host, port=port, path=path,
+                  params=params)
 
     @property
     def scheme(self) -> str:
@@ -113,7 +120,8 @@ class URI:
 
     def with_params(self, **params: str) -> "URI":
         kept = tuple((k, v) for k, v in self.params if k not in params)
-        return replace(self, params=kept + tuple(params.items()))
+        return URI(self.driver, self.transport, self.user, self.host, self.port, self.path,
+                   kept + tuple(params.items()))
 
 
 def parse(text: str) -> URI:
