@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -245,3 +246,46 @@ def test_p2p_tls_migration_over_a_tls_daemon_link(tmp_path, guests_built, pki): 
         before = heartbeat(a)
         wait_for(lambda: heartbeat(a) > before + 1, 20, what="the guest's heartbeats to go on after the migration")
         assert creds(b, uid) == {"tls-creds": "", "tls-hostname": "", "type": None}
+
+
+def pyvirt_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyvirt.cli", *args], capture_output=True, text=True, timeout=180)
+
+
+def test_pyvirt_migrate_tls_and_tls_destination(tls_pair):
+    """pyvirt's own migrate takes virsh's --tls and --tls-destination: the source QEMU
+    holds libvirt's credentials object and checks the name given, and the guest moves."""
+    a, b, hooks = tls_pair
+    _, dom, uid = start_guest(a, cmdline=CMDLINE)
+    hooks.arm("perform-late")
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(out=pyvirt_cli(
+        "-c", a.uri, "migrate", "--live", "--tls", "--tls-destination", "localhost",
+        "--bandwidth", BANDWIDTH, "mig", b.uri)), daemon=True)
+    runner.start()
+    try:
+        assert hooks.wait_reached(HOLD), f"the source never reached perform-late: {hooks.seen}"
+        src = creds(a, uid)
+    finally:
+        hooks.disarm()
+    runner.join(200)
+    out = result["out"]
+    assert out.returncode == 0, out.stderr
+    assert src["tls-creds"] == ALIAS and src["tls-hostname"] == "localhost" and src["endpoint"] == "client"
+    assert running_copies([a, b], uid) == 1
+    assert pyvirt.open(b.uri).lookupByUUIDString(uid).state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+
+
+@pytest.mark.skipif(any(os.path.isdir(d) for d in SYSTEM_DIRS),
+                    reason="this machine has a system migration certificate directory")
+def test_pyvirt_migrate_tls_without_certificate_directory_is_refused_as_virsh(tmp_path, guests_built):
+    from daemons import running_pair
+    with running_pair(*make_hosts(tmp_path)) as (a, b):
+        _, dom, uid = start_guest(a)
+        virsh = subprocess.run(["virsh", "-c", a.uri, "migrate", "--live", "--tls", "mig", b.uri],
+                               capture_output=True, text=True, timeout=120)
+        ours = pyvirt_cli("-c", a.uri, "migrate", "--live", "--tls", "mig", b.uri)
+        assert ours.returncode == virsh.returncode == 1
+        assert (ours.stdout, ours.stderr) == (virsh.stdout, virsh.stderr), (virsh.stdout, virsh.stderr)
+        assert "error: Requested operation is not valid: host migration TLS directory not configured" in ours.stderr
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and running_copies([a, b], uid) == 1

@@ -27,7 +27,7 @@ def _flags(args: argparse.Namespace) -> int:
              ("tunnelled", pyvirt.VIR_MIGRATE_TUNNELLED), ("persistent", pyvirt.VIR_MIGRATE_PERSIST_DEST),
              ("undefinesource", pyvirt.VIR_MIGRATE_UNDEFINE_SOURCE), ("suspend", pyvirt.VIR_MIGRATE_PAUSED),
              ("auto_converge", pyvirt.VIR_MIGRATE_AUTO_CONVERGE), ("abort_on_error", pyvirt.VIR_MIGRATE_ABORT_ON_ERROR),
-             ("unsafe", pyvirt.VIR_MIGRATE_UNSAFE))
+             ("unsafe", pyvirt.VIR_MIGRATE_UNSAFE), ("tls", pyvirt.VIR_MIGRATE_TLS))
     return sum(flag for name, flag in table if getattr(args, name))
 
 
@@ -45,6 +45,8 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["listen_address"] = args.listen_address
     if args.bandwidth:
         params["bandwidth"] = args.bandwidth
+    if args.tls_destination:
+        params["tls.destination"] = args.tls_destination
     return params
 
 
@@ -132,6 +134,7 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
                             ("auto-converge", "force convergence during live migration"),
                             ("abort-on-error", "abort on soft errors during migration"),
                             ("unsafe", "force migration even if it may be unsafe"),
+                            ("tls", "use TLS for migration"),
                             ("verbose", "display the progress of migration")):
         p.add_argument(f"--{name}", action="store_true", help=help_text)
     p.add_argument("--xml", metavar="FILE", help="domain XML to use on the destination (ABI-compatible)")
@@ -140,6 +143,8 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--migrateuri", metavar="URI", help="migration URI (tcp:HOST:PORT)")
     p.add_argument("--listen-address", help="address the destination listens on for the migration stream")
     p.add_argument("--bandwidth", type=int, default=0, metavar="MiB", help="migration bandwidth limit in MiB/s")
+    p.add_argument("--tls-destination", metavar="HOST",
+                   help="override the destination host name used for TLS verification")
     p.add_argument("--timing", action="store_true", help="print how long the migration took")
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
