@@ -549,3 +549,22 @@ def test_save_and_restore_keep_a_hotplugged_disk_at_its_slot(tiny):
     assert disk_of(restored, "vdc").address.slot == slot
     assert pci_devices(tiny, "hp")[disk_of(restored, "vdc").alias] == slot
     assert ok(uri, "domstate", "hp").strip() == "running"
+
+
+def test_a_qemu_refusal_is_reported_in_libvirt_s_words(pyvirtd, guests_built):
+    """Without ACPI the pc machine's pci.0 takes no hot-plugged device: QEMU refuses
+    device_add, and the error is libvirt's INTERNAL_ERROR quoting QEMU, as libvirtd
+    9.0 reports it (qemuMonitorJSONCheckErrorFull), through virsh and pyvirt alike."""
+    log = pyvirtd.workdir / "noacpi.log"
+    xml = pyvirtd.workdir / "noacpi.xml"
+    xml.write_text(tiny_xml("noacpi", log))
+    ok(pyvirtd.uri, "create", str(xml))
+    wait_for_text(log, READY)
+    disk = image(pyvirtd.workdir, "late.qcow2")
+    out = same_output(pyvirtd.uri, "attach-disk", "noacpi", str(disk), "vdb", "--subdriver", "qcow2", "--live")
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[:2] == [
+        "error: Failed to attach disk",
+        "error: internal error: unable to execute QEMU command 'device_add': "
+        "Bus 'pci.0' does not support hotplugging"], out.stderr
+    assert "late.qcow2" not in ok(pyvirtd.uri, "domblklist", "noacpi")

@@ -5,7 +5,7 @@ turns QMP events, and the loss of the connection, into calls on a
 :class:`MonitorCallbacks` object.  An unexpected disconnect (QEMU died) is
 delivered as ``on_eof`` exactly once: it is an event, never an exception
 that escapes into the driver; our own :meth:`Monitor.close` never is.  A QMP error reply becomes a libvirtError
-(OPERATION_FAILED, QEMU) quoting QEMU's own description.
+(INTERNAL_ERROR, QEMU) quoting QEMU's own description in libvirt's words.
 """
 
 from __future__ import annotations
@@ -140,8 +140,9 @@ class Monitor:
             return await self._client.execute(cmd, arguments)
         except ExecuteError as exc:
             desc = str(exc)   # QEMU's own description of the failure
-            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
-                        f"QEMU command '{cmd}' failed: {desc}") from exc
+            # libvirt's qemuMonitorJSONCheckErrorFull reports exactly this, so callers see the same text
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                        f"unable to execute QEMU command '{cmd}': {desc}") from exc
         except (QMPError, OSError, EOFError) as exc:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                         f"monitor of '{self.name}' is gone during '{cmd}': {exc or type(exc).__name__}") from exc
