@@ -7,7 +7,7 @@ import argparse
 import re
 
 import pyvirt
-from pyvirt.enums import DomainState
+from pyvirt.enums import DomainState, ListDomainsFlags
 from pyvirt.errors import ErrorNumber, libvirtError
 
 from .registry import CommandError, Handler, command
@@ -90,11 +90,12 @@ def _list(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--uuid", action="store_true", help="list uuid's only")
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
-        flags = pyvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
+        # the enum, not pyvirt.VIR_*: the first VIR_ name makes every constant (start-up time)
+        flags = int(ListDomainsFlags.ACTIVE)
         if args.all:
-            flags |= pyvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE
+            flags |= ListDomainsFlags.INACTIVE
         elif args.inactive:
-            flags = pyvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE
+            flags = int(ListDomainsFlags.INACTIVE)
         doms = conn.listAllDomains(flags)
         # virsh lists running domains by id, then inactive ones by name.
         doms.sort(key=lambda d: (d.ID() < 0, d.ID() if d.ID() >= 0 else 0, d.name()))

@@ -69,7 +69,8 @@ def _nodeinfo(p: argparse.ArgumentParser) -> Handler:
 def _memory_kib(conn: pyvirt.virConnect, memory_mib: int) -> int:
     """The host's memory in KiB, as virNodeInfo has it (the MiB figure is rounded down)."""
     try:
-        stats = conn.getMemoryStats(pyvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        from pyvirt.enums import NodeMemoryStats    # not pyvirt.VIR_*, which makes every constant
+        stats = conn.getMemoryStats(NodeMemoryStats.ALL_CELLS)
     except pyvirt.libvirtError:          # a driver without node memory stats (test:///)
         return memory_mib * 1024
     return stats.get("total", memory_mib * 1024)

@@ -1,0 +1,490 @@
+"""libvirt's public enums that no plain command-line call needs at start-up.
+
+Part of :mod:`pyvirt.enums` (which gives every name here on first access):
+the same rules, libvirt's numeric values, never renumber.  :data:`PUBLIC_PREFIXES`
+maps each class of both modules to its libvirt-python prefix.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+from .enums import (BlockedReason, CrashedReason, DomainState, EventID, ListDomainsFlags, MemoryStatTags,
+                    NodeMemoryStats, NostateReason, PausedReason, PMSuspendedReason, RunningReason,
+                    ShutdownReason, ShutoffReason, TypedParamType, XMLFlags)
+
+
+class EventType(IntEnum):
+    """virDomainEventType (lifecycle event)."""
+
+    DEFINED = 0
+    UNDEFINED = 1
+    STARTED = 2
+    SUSPENDED = 3
+    RESUMED = 4
+    STOPPED = 5
+    SHUTDOWN = 6
+    PMSUSPENDED = 7
+    CRASHED = 8
+
+
+class EventDefinedDetail(IntEnum):
+    ADDED = 0
+    UPDATED = 1
+    RENAMED = 2
+    FROM_SNAPSHOT = 3
+
+
+class EventUndefinedDetail(IntEnum):
+    REMOVED = 0
+    RENAMED = 1
+
+
+class EventStartedDetail(IntEnum):
+    BOOTED = 0
+    MIGRATED = 1
+    RESTORED = 2
+    FROM_SNAPSHOT = 3
+    WAKEUP = 4
+
+
+class EventSuspendedDetail(IntEnum):
+    PAUSED = 0
+    MIGRATED = 1
+    IOERROR = 2
+    WATCHDOG = 3
+    RESTORED = 4
+    FROM_SNAPSHOT = 5
+    API_ERROR = 6
+    POSTCOPY = 7
+    POSTCOPY_FAILED = 8
+
+
+class EventResumedDetail(IntEnum):
+    UNPAUSED = 0
+    MIGRATED = 1
+    FROM_SNAPSHOT = 2
+    POSTCOPY = 3
+    POSTCOPY_FAILED = 4
+
+
+class EventStoppedDetail(IntEnum):
+    SHUTDOWN = 0
+    DESTROYED = 1
+    CRASHED = 2
+    MIGRATED = 3
+    SAVED = 4
+    FAILED = 5
+    FROM_SNAPSHOT = 6
+
+
+class EventShutdownDetail(IntEnum):
+    FINISHED = 0
+    GUEST = 1
+    HOST = 2
+
+
+class EventPMSuspendedDetail(IntEnum):
+    MEMORY = 0
+    DISK = 1
+
+
+class EventCrashedDetail(IntEnum):
+    PANICKED = 0
+    CRASHLOADED = 1
+
+
+class JobType(IntEnum):
+    NONE = 0
+    BOUNDED = 1
+    UNBOUNDED = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELLED = 5
+
+
+class JobOperation(IntEnum):
+    UNKNOWN = 0
+    START = 1
+    SAVE = 2
+    RESTORE = 3
+    MIGRATION_IN = 4
+    MIGRATION_OUT = 5
+    SNAPSHOT = 6
+    SNAPSHOT_REVERT = 7
+    DUMP = 8
+    BACKUP = 9
+    SNAPSHOT_DELETE = 10
+
+
+class ConnectFlags(IntFlag):
+    RO = 1
+    NO_ALIASES = 2
+
+
+class StartFlags(IntFlag):
+    PAUSED = 1
+    AUTODESTROY = 2
+    BYPASS_CACHE = 4
+    FORCE_BOOT = 8
+    VALIDATE = 16
+    RESET_NVRAM = 32
+
+
+class UndefineFlags(IntFlag):
+    MANAGED_SAVE = 1
+    SNAPSHOTS_METADATA = 2
+    NVRAM = 4
+    KEEP_NVRAM = 8
+    CHECKPOINTS_METADATA = 16
+    TPM = 32
+    KEEP_TPM = 64
+
+
+class DestroyFlags(IntFlag):
+    DEFAULT = 0
+    GRACEFUL = 1
+    REMOVE_LOGS = 2
+
+
+class ShutdownFlags(IntFlag):
+    DEFAULT = 0
+    ACPI_POWER_BTN = 1
+    GUEST_AGENT = 2
+    INITCTL = 4
+    SIGNAL = 8
+    PARAVIRT = 16
+
+
+class DefineFlags(IntFlag):
+    VALIDATE = 1
+
+
+class SaveFlags(IntFlag):
+    BYPASS_CACHE = 1
+    RUNNING = 2
+    PAUSED = 4
+    RESET_NVRAM = 8
+
+
+class MigrateFlags(IntFlag):
+    LIVE = 1
+    PEER2PEER = 2
+    TUNNELLED = 4
+    PERSIST_DEST = 8
+    UNDEFINE_SOURCE = 16
+    PAUSED = 32
+    NON_SHARED_DISK = 64
+    NON_SHARED_INC = 128
+    CHANGE_PROTECTION = 256
+    UNSAFE = 512
+    OFFLINE = 1024
+    COMPRESSED = 2048
+    ABORT_ON_ERROR = 4096
+    AUTO_CONVERGE = 8192
+    RDMA_PIN_ALL = 16384
+    POSTCOPY = 32768
+    TLS = 65536
+    PARALLEL = 131072
+    NON_SHARED_SYNCHRONOUS_WRITES = 262144
+    POSTCOPY_RESUME = 524288
+    ZEROCOPY = 1048576
+
+
+class DriverFeature(IntEnum):
+    """VIR_DRV_FEATURE_* asked with CONNECT_SUPPORTS_FEATURE."""
+
+    MIGRATION_V1 = 1
+    REMOTE = 2
+    MIGRATION_V2 = 3
+    MIGRATION_P2P = 4
+    MIGRATION_DIRECT = 5
+    MIGRATION_V3 = 6
+    MIGRATE_CHANGE_PROTECTION = 7
+    FD_PASSING = 8
+    TYPED_PARAM_STRING = 9
+    PROGRAM_KEEPALIVE = 10
+    XML_MIGRATABLE = 11
+    MIGRATION_OFFLINE = 12
+    MIGRATION_PARAMS = 13
+    REMOTE_EVENT_CALLBACK = 14
+    REMOTE_CLOSE_CALLBACK = 15
+    NETWORK_UPDATE_HAS_CORRECT_ORDER = 16
+
+
+# Enum class -> libvirt-python prefix; ``pyvirt`` exports PREFIX + member name.
+PUBLIC_PREFIXES: tuple[tuple[type, str], ...] = (
+    (DomainState, "VIR_DOMAIN_"),
+    (NostateReason, "VIR_DOMAIN_NOSTATE_"),
+    (RunningReason, "VIR_DOMAIN_RUNNING_"),
+    (BlockedReason, "VIR_DOMAIN_BLOCKED_"),
+    (PausedReason, "VIR_DOMAIN_PAUSED_"),
+    (ShutdownReason, "VIR_DOMAIN_SHUTDOWN_"),
+    (ShutoffReason, "VIR_DOMAIN_SHUTOFF_"),
+    (CrashedReason, "VIR_DOMAIN_CRASHED_"),
+    (PMSuspendedReason, "VIR_DOMAIN_PMSUSPENDED_"),
+    (EventType, "VIR_DOMAIN_EVENT_"),
+    (EventDefinedDetail, "VIR_DOMAIN_EVENT_DEFINED_"),
+    (EventUndefinedDetail, "VIR_DOMAIN_EVENT_UNDEFINED_"),
+    (EventStartedDetail, "VIR_DOMAIN_EVENT_STARTED_"),
+    (EventSuspendedDetail, "VIR_DOMAIN_EVENT_SUSPENDED_"),
+    (EventResumedDetail, "VIR_DOMAIN_EVENT_RESUMED_"),
+    (EventStoppedDetail, "VIR_DOMAIN_EVENT_STOPPED_"),
+    (EventShutdownDetail, "VIR_DOMAIN_EVENT_SHUTDOWN_"),
+    (EventPMSuspendedDetail, "VIR_DOMAIN_EVENT_PMSUSPENDED_"),
+    (EventCrashedDetail, "VIR_DOMAIN_EVENT_CRASHED_"),
+    (EventID, "VIR_DOMAIN_EVENT_ID_"),
+    (JobType, "VIR_DOMAIN_JOB_"),
+    (JobOperation, "VIR_DOMAIN_JOB_OPERATION_"),
+    (ConnectFlags, "VIR_CONNECT_"),
+    (ListDomainsFlags, "VIR_CONNECT_LIST_DOMAINS_"),
+    (StartFlags, "VIR_DOMAIN_START_"),
+    (UndefineFlags, "VIR_DOMAIN_UNDEFINE_"),
+    (DestroyFlags, "VIR_DOMAIN_DESTROY_"),
+    (ShutdownFlags, "VIR_DOMAIN_SHUTDOWN_"),
+    (XMLFlags, "VIR_DOMAIN_XML_"),
+    (DefineFlags, "VIR_DOMAIN_DEFINE_"),
+    (SaveFlags, "VIR_DOMAIN_SAVE_"),
+    (MigrateFlags, "VIR_MIGRATE_"),
+    (DriverFeature, "VIR_DRV_FEATURE_"),
+    (TypedParamType, "VIR_TYPED_PARAM_"),
+)
+
+
+# -- statistics ----------------------------------------------------------------------
+
+class DomainStatsTypes(IntFlag):
+    """virDomainStatsTypes: the groups of virConnectGetAllDomainStats."""
+
+    STATE = 1 << 0
+    CPU_TOTAL = 1 << 1
+    BALLOON = 1 << 2
+    VCPU = 1 << 3
+    INTERFACE = 1 << 4
+    BLOCK = 1 << 5
+    PERF = 1 << 6
+    IOTHREAD = 1 << 7
+    MEMORY = 1 << 8
+    DIRTYRATE = 1 << 9
+    VM = 1 << 10
+
+
+class GetAllDomainsStatsFlags(IntFlag):
+    """virConnectGetAllDomainStatsFlags: list filters (as CONNECT_LIST_DOMAINS_*) and behaviour."""
+
+    ACTIVE = 1 << 0
+    INACTIVE = 1 << 1
+    PERSISTENT = 1 << 2
+    TRANSIENT = 1 << 3
+    RUNNING = 1 << 4
+    PAUSED = 1 << 5
+    SHUTOFF = 1 << 6
+    OTHER = 1 << 7
+    NOWAIT = 1 << 29
+    BACKING = 1 << 30
+    ENFORCE_STATS = 1 << 31
+
+
+class VcpuState(IntEnum):
+    """virVcpuState."""
+
+    OFFLINE = 0
+    RUNNING = 1
+    BLOCKED = 2
+
+
+PUBLIC_PREFIXES += (
+    (DomainStatsTypes, "VIR_DOMAIN_STATS_"),
+    (GetAllDomainsStatsFlags, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_"),
+    (MemoryStatTags, "VIR_DOMAIN_MEMORY_STAT_"),
+    (VcpuState, "VIR_VCPU_"),
+)
+
+
+# -- devices and tuning (virDomainModificationImpact and the flags built on it) --------
+
+class DomainAffect(IntFlag):
+    """VIR_DOMAIN_AFFECT_*: which definition a change applies to."""
+
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+
+
+class DeviceModifyFlags(IntFlag):
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+    FORCE = 4
+
+
+class MemoryModFlags(IntFlag):
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+    MAXIMUM = 4
+
+
+class VcpuFlags(IntFlag):
+    CURRENT = 0
+    LIVE = 1
+    CONFIG = 2
+    MAXIMUM = 4
+    GUEST = 8
+    HOTPLUGGABLE = 16
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (DomainAffect, "VIR_DOMAIN_AFFECT_"),
+    (DeviceModifyFlags, "VIR_DOMAIN_DEVICE_MODIFY_"),
+    (MemoryModFlags, "VIR_DOMAIN_MEM_"),
+    (VcpuFlags, "VIR_DOMAIN_VCPU_"),
+)
+
+
+# -- console and graphics ------------------------------------------------------------
+
+class ConsoleFlags(IntFlag):
+    """virDomainConsoleFlags (openConsole)."""
+
+    FORCE = 1 << 0      # take the console over from the session holding it
+    SAFE = 1 << 1       # only where the driver guards against two sessions (qemu always does)
+
+
+class OpenGraphicsFlags(IntFlag):
+    SKIPAUTH = 1 << 0
+
+
+class KeycodeSet(IntEnum):
+    """virKeycodeSet: the codesets sendKey takes (see pyvirt.keycodes)."""
+
+    LINUX = 0
+    XT = 1
+    ATSET1 = 2
+    ATSET2 = 3
+    ATSET3 = 4
+    OSX = 5
+    XT_KBD = 6
+    USB = 7
+    WIN32 = 8
+    QNUM = 9
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (ConsoleFlags, "VIR_DOMAIN_CONSOLE_"),
+    (OpenGraphicsFlags, "VIR_DOMAIN_OPEN_GRAPHICS_"),
+    (KeycodeSet, "VIR_KEYCODE_SET_"),
+)
+
+
+# -- lifecycle, metadata and events ----------------------------------------------------
+
+class MetadataType(IntEnum):
+    """virDomainMetadataType."""
+
+    DESCRIPTION = 0
+    TITLE = 1
+    ELEMENT = 2
+
+
+class RebootFlags(IntFlag):
+    DEFAULT = 0
+    ACPI_POWER_BTN = 1
+    GUEST_AGENT = 2
+    INITCTL = 4
+    SIGNAL = 8
+    PARAVIRT = 16
+
+
+class EventWatchdogAction(IntEnum):
+    NONE = 0
+    PAUSE = 1
+    RESET = 2
+    POWEROFF = 3
+    SHUTDOWN = 4
+    DEBUG = 5
+    INJECTNMI = 6
+
+
+class EventIOErrorAction(IntEnum):
+    NONE = 0
+    PAUSE = 1
+    REPORT = 2
+
+
+class EventGraphicsPhase(IntEnum):
+    CONNECT = 0
+    INITIALIZE = 1
+    DISCONNECT = 2
+
+
+class EventGraphicsAddressType(IntEnum):
+    IPV4 = 0
+    IPV6 = 1
+    UNIX = 2
+
+
+class EventTrayChangeReason(IntEnum):
+    OPEN = 0
+    CLOSE = 1
+
+
+class EventDiskChangeReason(IntEnum):
+    MISSING_ON_START = 0
+    DROP_MISSING_ON_START = 1
+
+
+class BlockJobType(IntEnum):
+    UNKNOWN = 0
+    PULL = 1
+    COPY = 2
+    COMMIT = 3
+    ACTIVE_COMMIT = 4
+    BACKUP = 5
+
+
+class BlockJobStatus(IntEnum):
+    COMPLETED = 0
+    FAILED = 1
+    CANCELED = 2
+    READY = 3
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (MetadataType, "VIR_DOMAIN_METADATA_"),
+    (RebootFlags, "VIR_DOMAIN_REBOOT_"),
+    (EventWatchdogAction, "VIR_DOMAIN_EVENT_WATCHDOG_"),
+    (EventIOErrorAction, "VIR_DOMAIN_EVENT_IO_ERROR_"),
+    (EventGraphicsPhase, "VIR_DOMAIN_EVENT_GRAPHICS_"),
+    (EventGraphicsAddressType, "VIR_DOMAIN_EVENT_GRAPHICS_ADDRESS_"),
+    (EventTrayChangeReason, "VIR_DOMAIN_EVENT_TRAY_CHANGE_"),
+    (EventDiskChangeReason, "VIR_DOMAIN_EVENT_DISK_CHANGE_"),
+    (BlockJobType, "VIR_DOMAIN_BLOCK_JOB_TYPE_"),
+    (BlockJobStatus, "VIR_DOMAIN_BLOCK_JOB_"),
+)
+
+
+class ConnectCredentialType(IntEnum):
+    """virConnectCredentialType: what an openAuth callback is asked for."""
+
+    USERNAME = 1
+    AUTHNAME = 2
+    LANGUAGE = 3
+    CNONCE = 4
+    PASSPHRASE = 5
+    ECHOPROMPT = 6
+    NOECHOPROMPT = 7
+    REALM = 8
+    EXTERNAL = 9
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((ConnectCredentialType, "VIR_CRED_"),)
+
+
+class NodeCPUStats(IntEnum):
+    """virNodeGetCPUStats' cpuNum for the whole host."""
+    ALL_CPUS = -1
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NodeCPUStats, "VIR_NODE_CPU_STATS_"),
+                                     (NodeMemoryStats, "VIR_NODE_MEMORY_STATS_"))
