@@ -90,7 +90,11 @@ class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevi
         return self._call("connect_get_hostname")
 
     def getURI(self) -> str:
-        return self._call("connect_get_uri")
+        # libvirt's virConnectGetURI formats the URI the connection was opened with (the
+        # daemon's own "qemu:///system" would hide the transport and host the caller chose)
+        if self._drv.closed:
+            raise error(ErrorNumber.INVALID_CONN, ErrorDomain.NONE, "getURI")
+        return self._uri
 
     def getCapabilities(self) -> str:
         return self._call("connect_get_capabilities")
