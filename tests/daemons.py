@@ -143,8 +143,15 @@ migration_port_max = {50000 + mig * 10 + 9}
 
     def cleanup(self) -> list[int]:
         """Destroy the guests the daemon knows, stop it, then kill (and return) any QEMU
-        still running under its directories: those were leaked."""
-        self.destroy_all()
+        still running under its directories: those were leaked.  The daemon is stopped and
+        the scan done even when destroying fails (say the client library no longer imports),
+        so a broken teardown never leaves a daemon or its QEMUs behind; the failure is
+        raised afterwards."""
+        failure: BaseException | None = None
+        try:
+            self.destroy_all()
+        except Exception as exc:  # reported after the daemon and its QEMUs are gone
+            failure = exc
         self.stop()
         left = []
         for status in (self.state_dir / "run" / "qemu").glob("*.xml"):
@@ -152,7 +159,10 @@ migration_port_max = {50000 + mig * 10 + 9}
             if pid > 0 and pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 left.append(pid)
-        return left + kill_qemus_under(self.workdir)
+        left += kill_qemus_under(self.workdir)
+        if failure is not None:
+            raise failure
+        return left
 
     @property
     def pid(self) -> int:
