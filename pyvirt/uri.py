@@ -9,7 +9,6 @@ the name it sends with CONNECT_OPEN while dropping the client-side ones.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, unquote
 
 from .errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .refs import FrozenRecord
@@ -23,6 +22,38 @@ CLIENT_PARAMS = frozenset({
     "no_verify", "no_tty", "no_sanity", "pkipath", "known_hosts", "known_hosts_verify",
     "tls_priority", "mode", "proxy",
 })
+
+# RFC 3986's unreserved characters: never percent-encoded
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def quote(text: str, safe: str = "/") -> str:
+    """urllib.parse.quote's result (UTF-8, %XX in capitals), without importing
+    urllib.parse (and ipaddress), which costs every command-line call."""
+    keep = _UNRESERVED | frozenset(safe.encode("ascii"))
+    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in text.encode("utf-8"))
+
+
+def unquote(text: str) -> str:
+    """urllib.parse.unquote's result: each run of %XX decoded as UTF-8 (invalid
+    bytes replaced), a % not followed by two hex digits kept as it is."""
+    if "%" not in text:
+        return text
+    first, *rest = text.split("%")
+    out, run = [first], bytearray()
+    for part in rest:
+        if len(part) >= 2 and part[0] in _HEX_DIGITS and part[1] in _HEX_DIGITS:
+            run.append(int(part[:2], 16))
+            tail = part[2:]
+        else:
+            tail = "%" + part
+        if tail:
+            out += (run.decode("utf-8", "replace"), tail)
+            run.clear()
+    out.append(run.decode("utf-8", "replace"))
+    return "".join(out)
+
 
 _URI_RE = re.compile(
     r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):"
