@@ -41,14 +41,37 @@ def imported(*argv: str) -> tuple[set[str], str]:
     return mods, out.stdout
 
 
-@pytest.mark.parametrize("words", [["list", "--all"], ["dominfo", "quiet"], ["domstate", "quiet"], ["nodeinfo"]])
+@pytest.mark.parametrize("words", [["list", "--all"], ["dominfo", "quiet"], ["domstate", "quiet"], ["nodeinfo"],
+                                   ["domstats", "quiet"], ["domjobinfo", "quiet"]])
 def test_plain_commands_load_no_event_loop_and_no_other_command(host, words):
     mods, _ = imported("-c", host.uri, *words)
     assert "pyvirt.drivers.remote.blocking" in mods
     for heavy in ("asyncio", "pyvirt.rpc.client", "pyvirt.drivers.remote.driver", "lxml.etree", "rich",
                   "ssl", "pyvirt.rpc.sasl", "pyvirt.cli.console_cmds", "pyvirt.cli.devices_cmds",
-                  "pyvirt.cli.migrate_cmds", "pyvirt.cli.json_out"):
+                  "pyvirt.cli.json_out",
+                  # what only error paths, other commands or other layers need
+                  "logging", "dataclasses", "inspect", "shutil", "urllib.parse", "xml.etree.ElementTree",
+                  "uuid", "pyvirt.enums_more"):
         assert heavy not in mods, f"{' '.join(words)} imported {heavy}"
+    if words[0] != "domjobinfo":
+        assert "pyvirt.cli.migrate_cmds" not in mods
+
+
+def test_every_constant_is_still_there_and_made_on_first_use():
+    """pyvirt.enums makes the rest of its classes (pyvirt.enums_more) only when
+    asked: every name is still there, with libvirt's values."""
+    out = subprocess.run([sys.executable, "-c", """if True:
+        import sys
+        import pyvirt.enums as enums
+        assert "pyvirt.enums_more" not in sys.modules
+        from pyvirt.enums import JobType
+        assert "pyvirt.enums_more" in sys.modules and enums.JobType is JobType
+        import pyvirt
+        print(pyvirt.VIR_DOMAIN_JOB_UNBOUNDED, pyvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE,
+              pyvirt.VIR_DOMAIN_RUNNING, len(enums.PUBLIC_PREFIXES) > 50, "JobType" in dir(enums))
+        """], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "2", "1", "True", "True"]
 
 
 def test_help_loads_no_client_at_all():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import xml.etree.ElementTree as ET
 
 import pyvirt
 
@@ -118,6 +117,7 @@ def _maxvcpus(p: argparse.ArgumentParser) -> Handler:
         vcpus = -1
         try:          # as virsh: the domain capabilities' <vcpu max>, else virConnectGetMaxVcpus
             caps = conn.getDomainCapabilities(None, None, None, args.type, 0)
+            import xml.etree.ElementTree as ET    # only where XML is read: start-up time
             vcpu = ET.fromstring(caps).find("vcpu")
             if vcpu is not None and vcpu.get("max", "").isdigit():
                 vcpus = int(vcpu.get("max", "-1"))
@@ -192,6 +192,7 @@ def _freecell(p: argparse.ArgumentParser) -> Handler:
         if args.all and args.cellno is not None:
             raise CommandError("Options --all and --cellno are mutually exclusive")
         if args.all:
+            import xml.etree.ElementTree as ET
             try:
                 caps = ET.fromstring(conn.getCapabilities())
             except (pyvirt.libvirtError, ET.ParseError):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lxml import etree
-
 import pyvirt
 from pyvirt.errors import ErrorNumber, libvirtError
 
@@ -160,6 +158,7 @@ def _domblkinfo(p: argparse.ArgumentParser) -> Handler:
                 print(f"{label:<15} {cell}")
             print()
             return
+        from lxml import etree     # here: lxml costs the other commands of this module 10 ms
         root = etree.fromstring(dom.XMLDesc(0).encode())
         rows = []
         for disk in root.findall("./devices/disk"):
