@@ -71,3 +71,18 @@ def test_table_layout_is_virsh_s():
     from pyvirt.cli.output import table_lines
     assert table_lines(["Id", "Name", "State"], [["1", "test", "running"], ["-", "foo", "shut off"]]) == [
         " Id   Name   State", "-----------------------", " 1    test   running", " -    foo    shut off"]
+
+
+def _interleaved(argv: list[str]) -> bytes:
+    """stdout and stderr on one pipe: what an operator's terminal shows, in its order."""
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60).stdout
+
+
+@needs_virsh
+@pytest.mark.parametrize("words", [["dominfo", "nosuch"], ["domstate", "nosuch", "--reason"],
+                                   ["list --all; dominfo nosuch"]])
+def test_a_failure_prints_its_error_before_the_closing_blank_line(words):
+    ours = _interleaved([sys.executable, "-m", "pyvirt.cli", "-c", URI, *words])
+    theirs = _interleaved(["virsh", "-c", URI, *words])
+    assert ours == theirs
+    assert ours.endswith(b"error: failed to get domain 'nosuch'\n\n")

@@ -159,18 +159,18 @@ class Session:
                 self.run_parsed(name, handler, args)
             return 0
         except CommandError as exc:
-            print()       # virsh ends every command it ran with a blank line, a failed one too
             for line in str(exc).splitlines():
                 print(f"error: {line}", file=sys.stderr)
             if isinstance(exc.__cause__, libvirtError):
                 print(f"error: {exc.__cause__.get_error_message()}", file=sys.stderr)
+            print()       # virsh ends every command it ran with a blank line, after a failure's error
             return 1
         except libvirtError as exc:
             if self.conn is None:
                 print("error: failed to connect to the hypervisor", file=sys.stderr)
-            else:
-                print()
             print(f"error: {exc.get_error_message()}", file=sys.stderr)
+            if self.conn is not None:
+                print()
             return 1
 
 
