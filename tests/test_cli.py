@@ -86,3 +86,15 @@ def test_a_failure_prints_its_error_before_the_closing_blank_line(words):
     theirs = _interleaved(["virsh", "-c", URI, *words])
     assert ours == theirs
     assert ours.endswith(b"error: failed to get domain 'nosuch'\n\n")
+
+
+@needs_virsh
+@pytest.mark.parametrize("words", [["setmem", "test"], ["setmaxmem", "test"], ["setvcpus", "test"],
+                                   ["attach-disk", "test", "/x.img"], ["detach-disk", "test"],
+                                   ["attach-device", "test"], ["domif-setlink", "test", "eth0"],
+                                   ["attach-interface", "test", "network"], ["change-media", "test"]])
+def test_a_missing_required_option_is_named_as_virsh_names_it(words):
+    """(It was a traceback: the message read a command name the arguments did not carry.)"""
+    ours, theirs = pyvirt_cli(*words), virsh(*words)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+    assert theirs.stderr.startswith(f"error: command '{words[0]}' requires ")

@@ -38,12 +38,20 @@ def _arg(p: argparse.ArgumentParser, name: str, help: str) -> None:
     """A virsh data option: given in place or as --NAME."""
     p.add_argument(name, nargs="?", metavar=name.upper(), help=help)
     p.add_argument(f"--{name}", dest=f"{name}_opt", metavar=name.upper(), help=argparse.SUPPRESS)
+    p.set_defaults(command_name=p.prog.split()[-1])    # for _get's message
+
+
+# virsh names a missing integer option (VSH_OT_INT) as --NAME, a missing data option as <NAME>
+_INT_OPTIONS = {"size", "count"}
 
 
 def _get(args: argparse.Namespace, name: str, required: bool = True) -> str | None:
     value = getattr(args, f"{name}_opt") or getattr(args, name)
     if value is None and required:
-        raise CommandError(f"command '{args.command}' requires <{name}> option")
+        option = f"--{name}" if name in _INT_OPTIONS else f"<{name}>"
+        refused = CommandError(f"command '{args.command_name}' requires {option} option")
+        refused.options_refused = True      # refused before running, as virsh's option check: no blank line
+        raise refused
     return value
 
 

@@ -163,7 +163,8 @@ class Session:
                 print(f"error: {line}", file=sys.stderr)
             if isinstance(exc.__cause__, libvirtError):
                 print(f"error: {exc.__cause__.get_error_message()}", file=sys.stderr)
-            print()       # virsh ends every command it ran with a blank line, after a failure's error
+            if not getattr(exc, "options_refused", False):   # virsh's option check runs nothing
+                print()       # virsh ends every command it ran with a blank line, after a failure's error
             return 1
         except libvirtError as exc:
             if self.conn is None:
