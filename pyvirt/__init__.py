@@ -13,9 +13,12 @@ whole API and every constant at import.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from .errors import libvirtError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

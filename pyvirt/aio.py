@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import TYPE_CHECKING, Any, Coroutine, Generic, TypeVar
+import types
+from collections.abc import Coroutine
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 
 
-class Done(Generic[T]):
+class Done:
     """A result already there, as a blocking driver gives it: awaitable like a
     coroutine's (so async code can await it), and :func:`run` returns it at
-    once, without an event loop (or asyncio imported) at all."""
+    once, without an event loop (or asyncio imported) at all.  Generic in its
+    value's type (``Done[int]``) as typing.Generic would make it."""
 
     __slots__ = ("value",)
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, value: T) -> None:
         self.value = value

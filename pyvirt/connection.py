@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
 
 from . import aio, uri as urimod
 from .driver import ConnectionInfo, DomainEvent, HypervisorConnection, check_access
@@ -24,7 +24,9 @@ from .api.host import ConnectHostAPI
 from .api.lifecycle import ConnectLifecycleAPI, callback_arguments
 from .api.stats import ConnectStatsAPI
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
     from .domain import virDomain
 
 

@@ -9,7 +9,6 @@ LOOKUP_BY_UUID after CREATE.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from .api.console import DomainConsoleAPI
 from .api.devices import DomainDevicesAPI
@@ -34,7 +33,9 @@ def _params(dxml: str | None = None, dname: str | None = None, uri: str | None =
     return out
 
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
     from .connection import virConnect
 
 

@@ -19,10 +19,14 @@ Closing the connection runs its close hooks (autodestroy).
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
 
 from .errors import ErrorDomain, ErrorNumber, error, no_support
 from .refs import DomainRef, FrozenRecord, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _log() -> Any:

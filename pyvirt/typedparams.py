@@ -8,12 +8,16 @@ against the table, so a typo is an error instead of a silently ignored key.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .enums import TypedParamType as T
 from .errors import ErrorDomain, ErrorNumber, error
 
-TypedParam = tuple[str, int, Any]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
+
+    TypedParam = tuple[str, int, Any]
 
 # VIR_MIGRATE_PARAM_*: name -> type (libvirt's migration parameters)
 MIGRATION_PARAM_TYPES: dict[str, T] = {

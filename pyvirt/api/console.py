@@ -12,11 +12,15 @@ from __future__ import annotations
 import errno
 import os
 import select
-from typing import Any, Callable
+from collections.abc import Callable
 
 from .. import aio
 from ..driver import FdReply, StreamSink
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 STREAM_NONBLOCK = 1          # VIR_STREAM_NONBLOCK
 _RECV_ALL_CHUNK = 64 * 1024

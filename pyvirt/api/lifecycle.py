@@ -10,11 +10,15 @@ rest as on the wire.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
 from ..enums import EventID
 from ..errors import ErrorDomain, ErrorNumber, error
 from ..typedparams import to_dict
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _graphics_address(address: Any) -> dict[str, Any]:

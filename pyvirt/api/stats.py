@@ -8,10 +8,14 @@ list of ``(virDomain, dict)``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
 from ..enums import MemoryStatTags
 from ..errors import ErrorDomain, ErrorNumber, error
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # libvirt-python's memoryStats() keys by virDomainMemoryStatTags
 MEMORY_STAT_KEYS = {

@@ -15,9 +15,12 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Any
 
 from .registry import CommandError, Formatter, SESSION_COMMANDS, parser_for
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def default_uri() -> str:

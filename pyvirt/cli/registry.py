@@ -13,9 +13,11 @@ import argparse
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:       # the client API is imported only when a command runs
+    from typing import Any
     import pyvirt
 
 Handler = Callable[["pyvirt.virConnect", argparse.Namespace], None]
@@ -104,11 +106,27 @@ def names() -> list[str]:
     return sorted(set(INDEX) | set(_COMMANDS))
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser refusing options in virsh's words and with its status 1 (virsh
+    prints no usage text): an unknown option, or a word no option takes."""
+
+    def error(self, message: str) -> "NoReturn":  # noqa: F821 - typing is not imported at run time
+        name = self.prog.split()[-1]
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            first = message[len(prefix):].split()[0]
+            message = (f"command '{name}' doesn't support option {first.split('=', 1)[0]}"
+                       if first.startswith("-")
+                       else f"unexpected data '{first}'")
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
 def parser_for(name: str) -> tuple[argparse.ArgumentParser, Any] | None:
     """A parser for command ``name`` alone and its handler (None if unknown)."""
     entry = load(name)
     if entry is None:
         return None
     setup, help_text = entry
-    parser = argparse.ArgumentParser(prog=f"pyvirt {name}", description=help_text, formatter_class=Formatter)
+    parser = CommandParser(prog=f"pyvirt {name}", description=help_text, formatter_class=Formatter)
     return parser, setup(parser)

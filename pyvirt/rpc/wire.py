@@ -25,11 +25,16 @@ should be dropped (libvirtd does the same).
 from __future__ import annotations
 
 import struct
+from collections import namedtuple
+from collections.abc import Iterator
 from enum import IntEnum
-from typing import Any, Iterator, NamedTuple
 
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .xdr import decode_error, encode_error
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # --- programs and limits -----------------------------------------------------------
 
@@ -79,9 +84,11 @@ class Status(IntEnum):
 _WITH_FDS = (MessageType.CALL_WITH_FDS, MessageType.REPLY_WITH_FDS)
 
 
-class Header(NamedTuple):
-    """The 24-byte header.  Fields are plain ints when decoded (compare with the enums)."""
+class Header(namedtuple("Header", ("prog", "vers", "proc", "type", "serial", "status"))):
+    """The 24-byte header.  Fields are plain ints when decoded (compare with the enums).
+    (collections.namedtuple, not typing.NamedTuple: typing costs every command-line call)"""
 
+    __slots__ = ()
     prog: int
     vers: int
     proc: int
@@ -94,12 +101,13 @@ class Header(NamedTuple):
         return Header(self.prog, self.vers, self.proc, MessageType.REPLY, self.serial, status)
 
 
-class Message(NamedTuple):
+class Message(namedtuple("Message", ("header", "payload", "nfds"), defaults=(0,))):
     """One received packet.  ``nfds`` counts fds announced by a *_WITH_FDS packet."""
 
+    __slots__ = ()
     header: Header
     payload: bytes
-    nfds: int = 0
+    nfds: int
 
 
 class ProtocolError(Exception):

@@ -49,10 +49,14 @@ from __future__ import annotations
 
 import struct
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ..refs import DomainRef
 from ..errors import ErrorLevel, libvirtError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # --- limits (remote_protocol.x; numbers are ABI) -----------------------------
 

@@ -18,7 +18,7 @@ opens the full driver.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
 
 from ...aio import Done
 from ...driver import DRIVER_METHODS, ConnectionInfo, EventBus, HypervisorConnection
@@ -28,6 +28,10 @@ from ...rpc.protocol.keepalive import PING, PONG
 from ...rpc.wire import (EOF, NEED_DATA, Framer, MessageType, Program, ProtocolError, Status,
                          decode_error_payload, encode_call, encode_message)
 from ...uri import URI
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SOCKET_DIR = "/run/libvirt"      # as the remote driver's
 

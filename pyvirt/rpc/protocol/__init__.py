@@ -19,11 +19,15 @@ and the client side mirrors it with ``encode_args(args_tuple)`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator
 
 from ..direction import Direction
 from ..xdr import Struct
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Kind(Enum):

@@ -7,7 +7,7 @@ type names, so all rows read alike.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ...enums import EventID, XMLFlags
 from ..direction import Direction
