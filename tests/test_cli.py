@@ -98,3 +98,13 @@ def test_a_missing_required_option_is_named_as_virsh_names_it(words):
     ours, theirs = pyvirt_cli(*words), virsh(*words)
     assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
     assert theirs.stderr.startswith(f"error: command '{words[0]}' requires ")
+
+
+@needs_virsh
+@pytest.mark.parametrize("words", [["domstate", "test", "--bogus"], ["domstate", "test", "--reason", "--x=1"],
+                                   ["dominfo", "test", "extra"], ["list", "--nosuch"]])
+def test_a_refused_option_is_virsh_s_error_and_status(words):
+    ours, theirs = pyvirt_cli(*words), virsh(*words)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr) == \
+        (1, "", theirs.stderr)
+    assert "usage:" not in ours.stderr
