@@ -55,6 +55,7 @@ def test_plain_commands_load_no_event_loop_and_no_other_command(host, words):
         assert heavy not in mods, f"{' '.join(words)} imported {heavy}"
     if words[0] != "domjobinfo":
         assert "pyvirt.cli.migrate_cmds" not in mods
+    assert "typing" not in mods, f"{' '.join(words)} imported typing at run time"
 
 
 def test_every_constant_is_still_there_and_made_on_first_use():

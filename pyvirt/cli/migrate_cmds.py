@@ -7,7 +7,7 @@ import argparse
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
 
 import pyvirt
 from pyvirt.errors import libvirtError
@@ -15,6 +15,10 @@ from pyvirt.errors import libvirtError
 from .domain_cmds import add_domain_arg, lookup, read_file
 from .output import print_fields
 from .registry import CommandError, Handler, command
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 JOB_TYPES = {0: "None", 1: "Bounded", 2: "Unbounded", 3: "Completed", 4: "Failed", 5: "Cancelled"}
 OPERATIONS = {0: "Unknown", 1: "Start", 2: "Save", 3: "Restore", 4: "Incoming migration",

@@ -4,7 +4,6 @@ domifstat, dommemstat, vcpuinfo, cpu-stats — same options, same output, same e
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import pyvirt
 from pyvirt.errors import ErrorNumber, libvirtError
@@ -12,6 +11,10 @@ from pyvirt.errors import ErrorNumber, libvirtError
 from .domain_cmds import add_domain_arg, lookup
 from .output import print_table
 from .registry import CommandError, Handler, command
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # domstats: option -> VIR_DOMAIN_STATS_* group
 _GROUPS = (("state", 1 << 0), ("cpu-total", 1 << 1), ("balloon", 1 << 2), ("vcpu", 1 << 3),
