@@ -441,3 +441,28 @@ def test_embedded_driver_delivers_the_same_events(embed_uri, tmp_path):
     for callback_id in ids:
         conn.domainEventDeregisterAny(callback_id)
     dom.destroy()
+
+
+IGNORING_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+def test_event_loop_ends_on_sigint_even_when_started_with_it_ignored(pyvirtd):
+    """A shell's background job starts with SIGINT ignored; virsh's event loop still ends
+    on it, and so does pyvirt's."""
+    uri = pyvirtd.uri
+    xml = pyvirtd.workdir / "bg.xml"
+    xml.write_text(tiny_xml("bg", pyvirtd.workdir / "bg.log", uuid="6b1f2c3d-0000-4000-8000-00000000b9b9"))
+    watchers = {name: Watcher([sys.executable, "-c", IGNORING_SIGINT, *argv, "-c", uri, "event", "--all", "--loop"])
+                for name, argv in (("virsh", ["virsh"]), ("pyvirt", [sys.executable, "-m", "pyvirt.cli"]))}
+    try:
+        for watcher in watchers.values():
+            watcher.probe_until(lambda: virsh(uri, "define", str(xml)), lambda l: "Defined" in l,
+                                what="lifecycle event")
+        for name, watcher in watchers.items():
+            watcher.proc.send_signal(2)
+            assert watcher.proc.wait(30) == 0, f"{name} did not end its loop on SIGINT"
+    finally:
+        for watcher in watchers.values():
+            watcher.stop()
+    for name, watcher in watchers.items():
+        assert "event loop interrupted" in watcher.lines, (name, watcher.lines)

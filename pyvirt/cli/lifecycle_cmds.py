@@ -342,12 +342,21 @@ def _event(p: argparse.ArgumentParser) -> Handler:
                 except libvirtError:
                     if n == 0:      # as virsh: later ids may be unknown to an older server
                         raise
+            # virsh catches ^C for its loop even when started with SIGINT ignored (a shell's
+            # background job): without this, only a harder signal would end the loop
+            import signal
+            ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            if ignored:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 finished = printer.done.wait(timeout)
                 if not finished:
                     print("event loop timed out")
             except KeyboardInterrupt:
                 print("event loop interrupted")
+            finally:
+                if ignored:
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
         finally:
             for callback_id in registered:
                 try:
