@@ -118,3 +118,16 @@ def test_help_needs_no_connection():
     out = subprocess.run([PYVIRT, "-c", "qemu+unix:///system?socket=/nonexistent/sock", "help", "list"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "list - list domains" in out.stdout and out.stderr == ""
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """virsh's help gives each option a line of text; so does pyvirt's (help, man page)."""
+    from pyvirt.cli import registry
+    bare = {}
+    for name in registry.names():
+        parser, _ = registry.parser_for(name)
+        silent = [a.option_strings[-1] for a in parser._actions
+                  if a.option_strings and a.help is None and a.dest != "help"]
+        if silent:
+            bare[name] = silent
+    assert bare == {}

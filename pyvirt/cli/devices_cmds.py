@@ -238,8 +238,16 @@ def _attach_disk(p: argparse.ArgumentParser) -> Handler:
     add_domain_arg(p)
     _arg(p, "source", "source of disk device")
     _arg(p, "target", "target of disk device")
-    for opt in ("targetbus", "driver", "subdriver", "cache", "type", "mode", "sourcetype", "serial", "alias"):
-        p.add_argument(f"--{opt}", metavar="STRING")
+    for opt, text in (("targetbus", "bus of the disk's target (virtio, scsi, usb, sata, ...)"),
+                      ("driver", "disk driver name (qemu)"),
+                      ("subdriver", "image format of the source (raw, qcow2, ...)"),
+                      ("cache", "host cache mode (none, writeback, ...)"),
+                      ("type", "disk device type: disk, cdrom or floppy"),
+                      ("mode", "readonly or shareable"),
+                      ("sourcetype", "source type: file or block"),
+                      ("serial", "serial number the guest sees"),
+                      ("alias", "user alias of the device")):
+        p.add_argument(f"--{opt}", metavar="STRING", help=text)
     p.add_argument("--print-xml", action="store_true", help="print XML document rather than attach the disk")
     _affect(p)
 
@@ -338,8 +346,12 @@ def _change_media(p: argparse.ArgumentParser) -> Handler:
     add_domain_arg(p)
     _arg(p, "path", "Fully-qualified path or target of disk device")
     p.add_argument("--source", metavar="SOURCE", help="source of the media")
-    for opt in ("eject", "insert", "update", "force", "block", "print-xml"):
-        p.add_argument(f"--{opt}", action="store_true")
+    for opt, text in (("eject", "remove the media"), ("insert", "put media in an empty drive"),
+                      ("update", "replace the media, or eject without a source"),
+                      ("force", "change the media even if the guest has locked the tray"),
+                      ("block", "the source is a block device"),
+                      ("print-xml", "print the disk XML rather than change the media")):
+        p.add_argument(f"--{opt}", action="store_true", help=text)
     _affect(p, persistent=False)
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
@@ -422,8 +434,10 @@ def _attach_interface(p: argparse.ArgumentParser) -> Handler:
     add_domain_arg(p)
     _arg(p, "type", "network interface type")
     _arg(p, "source", "source of network interface")
-    for opt in ("target", "mac", "script", "model", "alias"):
-        p.add_argument(f"--{opt}", metavar="STRING")
+    for opt, text in (("target", "name of the host's tap device"), ("mac", "MAC address of the interface"),
+                      ("script", "script that sets up the host's end"), ("model", "device model (virtio, e1000, ...)"),
+                      ("alias", "user alias of the device")):
+        p.add_argument(f"--{opt}", metavar="STRING", help=text)
     _affect(p)
     p.add_argument("--print-xml", action="store_true", help="print XML document rather than attach the interface")
 
@@ -462,7 +476,7 @@ def _attach_interface(p: argparse.ArgumentParser) -> Handler:
 def _detach_interface(p: argparse.ArgumentParser) -> Handler:
     add_domain_arg(p)
     _arg(p, "type", "network interface type")
-    p.add_argument("--mac", metavar="STRING")
+    p.add_argument("--mac", metavar="STRING", help="MAC address of the interface to detach")
     _affect(p)
     p.add_argument("--print-xml", action="store_true", help="print XML document rather than detach the interface")
 

@@ -24,6 +24,9 @@ _LIST_FLAGS = (("list-active", 1 << 0), ("list-inactive", 1 << 1), ("list-persis
                ("list-transient", 1 << 3), ("list-running", 1 << 4), ("list-paused", 1 << 5),
                ("list-shutoff", 1 << 6), ("list-other", 1 << 7),
                ("enforce", 1 << 31), ("backing", 1 << 30), ("nowait", 1 << 29))
+_DOMSTATS_FLAG_HELP = {"enforce": "fail if the daemon does not know a requested group",
+                       "backing": "add backing chain information to the block statistics",
+                       "nowait": "do not wait for a job holding the domain; report what can be had"}
 # domblkstat: typed-parameter field, virsh's legacy name, its --human wording
 _BLKSTAT_FIELDS = (
     ("rd_operations", "rd_req", "number of read operations:"),
@@ -71,8 +74,11 @@ def _lookup_any(conn: pyvirt.virConnect, name: str) -> pyvirt.virDomain:
 
 @command("domstats", "get statistics about one or multiple domains")
 def _domstats(p: argparse.ArgumentParser) -> Handler:
-    for name, _bit in _GROUPS + _LIST_FLAGS:
-        p.add_argument(f"--{name}", action="store_true")
+    for name, _bit in _GROUPS:
+        p.add_argument(f"--{name}", action="store_true", help=f"report the {name} statistics group")
+    for name, _bit in _LIST_FLAGS:
+        p.add_argument(f"--{name}", action="store_true", help=_DOMSTATS_FLAG_HELP.get(name)
+                       or f"list only {name[len('list-'):]} domains")
     p.add_argument("--raw", action="store_true", help="do not pretty-print the fields")
     p.add_argument("domains", nargs="*", metavar="DOMAIN")
 
