@@ -108,3 +108,11 @@ def test_a_refused_option_is_virsh_s_error_and_status(words):
     assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr) == \
         (1, "", theirs.stderr)
     assert "usage:" not in ours.stderr
+
+
+@needs_virsh
+def test_an_unreachable_migration_destination_is_reported_as_virsh_reports_it():
+    words = ["migrate", "test", "qemu+tcp://127.0.0.1:1/system"]    # nothing listens on port 1
+    ours, theirs = pyvirt_cli(*words), virsh(*words)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+    assert theirs.stderr.startswith("error: unable to connect to server at '127.0.0.1:1'")

@@ -159,12 +159,12 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
                 return dom.migrateToURI3(args.desturi, params, flags)
             dconn = None
         else:
+            # as virsh: credentials from auth.conf or the terminal, and only the library's error
+            from pyvirt.authconf import TERMINAL_AUTH
             try:
-                dconn = pyvirt.open(args.desturi)
+                dconn = pyvirt.openAuth(args.desturi, TERMINAL_AUTH, 0)
             except libvirtError as exc:
-                err = CommandError(f"failed to connect to the destination {args.desturi}")
-                err.__cause__ = exc
-                raise err from exc
+                raise CommandError(exc.get_error_message()) from None
 
             def work() -> Any:
                 return dom.migrate3(dconn, params, flags)
