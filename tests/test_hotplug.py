@@ -568,3 +568,34 @@ def test_a_qemu_refusal_is_reported_in_libvirt_s_words(pyvirtd, guests_built):
         "error: internal error: unable to execute QEMU command 'device_add': "
         "Bus 'pci.0' does not support hotplugging"], out.stderr
     assert "late.qcow2" not in ok(pyvirtd.uri, "domblklist", "noacpi")
+
+
+STOCK_ZERO_MEMORY = """
+import libvirt
+libvirt.registerErrorHandler(lambda *a: None, None)
+dom = libvirt.open('test:///default').lookupByName('test')
+for call in (lambda: dom.setMemory(0), lambda: dom.setMaxMemory(0), lambda: dom.setMemoryFlags(0, 0)):
+    try:
+        call()
+    except libvirt.libvirtError as e:
+        print(e.get_error_code(), e.get_error_domain(), e.get_error_message())
+"""
+
+
+def test_zero_memory_is_refused_with_libvirt_s_public_api_error(tiny):
+    """libvirt's public API refuses 0 before the driver (in libvirtd too, which calls it);
+    the daemon answers the same, never QEMU's balloon error."""
+    stock = subprocess.run(["/usr/bin/python3", "-c", STOCK_ZERO_MEMORY], capture_output=True, text=True,
+                           timeout=60)
+    dom = pyvirt.open(tiny.uri).lookupByName("hp")
+    ours = []
+    for call in (lambda: dom.setMemory(0), lambda: dom.setMaxMemory(0), lambda: dom.setMemoryFlags(0, 0)):
+        with pytest.raises(pyvirt.libvirtError) as info:
+            call()
+        err = info.value
+        ours.append(f"{err.get_error_code()} {err.get_error_domain()} {err.get_error_message()}")
+    assert ours == stock.stdout.splitlines() == [
+        "8 20 memory in virDomainSetMemory must not be zero",
+        "8 20 memory in virDomainSetMaxMemory must not be zero",
+        "8 20 memory in virDomainSetMemoryFlags must not be zero"], stock.stderr
+    assert qmp(tiny, "hp", "query-balloon")["actual"] == 128 << 20

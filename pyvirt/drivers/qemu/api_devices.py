@@ -13,7 +13,7 @@ from typing import Any
 
 from ...conf import devicexml
 from ...enums import DeviceModifyFlags, DomainAffect, MemoryModFlags, VcpuFlags
-from ...errors import ErrorDomain, ErrorNumber, check_flags, error
+from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, check_flags, error, libvirtError
 from ...refs import DomainRef
 from . import hotplug, netlink, postparse, tuning
 from .jobs import JobKind
@@ -24,6 +24,14 @@ _SUPPORTED = {"disk", "interface", "controller"}
 
 def _invalid(detail: str) -> Exception:
     return error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, detail)
+
+
+def _nonzero_memory(memory: int, api: str) -> None:
+    """libvirt's public memory setters refuse 0 before any driver sees it (virCheckNonZeroArg:
+    its own text, no "invalid argument" prefix); QEMU's balloon would refuse it in its words."""
+    if memory == 0:
+        raise libvirtError(f"memory in {api} must not be zero", ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
+                           ErrorLevel.ERROR, api, "memory", None, 0, 0)
 
 
 def affected(obj: Any, flags: int) -> tuple[bool, bool]:
@@ -105,12 +113,18 @@ class DevicesAPI:
 
     # -- memory ---------------------------------------------------------------------
     async def domain_set_memory(self, dom: DomainRef, memory: int) -> None:
-        await self.domain_set_memory_flags(dom, memory, int(MemoryModFlags.LIVE))
+        _nonzero_memory(memory, "virDomainSetMemory")
+        await self._set_memory(dom, memory, int(MemoryModFlags.LIVE))
 
     async def domain_set_max_memory(self, dom: DomainRef, memory: int) -> None:
-        await self.domain_set_memory_flags(dom, memory, int(MemoryModFlags.MAXIMUM))
+        _nonzero_memory(memory, "virDomainSetMaxMemory")
+        await self._set_memory(dom, memory, int(MemoryModFlags.MAXIMUM))
 
     async def domain_set_memory_flags(self, dom: DomainRef, memory: int, flags: int) -> None:
+        _nonzero_memory(memory, "virDomainSetMemoryFlags")
+        await self._set_memory(dom, memory, flags)
+
+    async def _set_memory(self, dom: DomainRef, memory: int, flags: int) -> None:
         check_flags(flags, int(MemoryModFlags.LIVE | MemoryModFlags.CONFIG | MemoryModFlags.MAXIMUM),
                     "qemuDomainSetMemoryFlags")
         obj = self._obj(dom)
