@@ -410,13 +410,12 @@ class Dispatcher:
 
     # REGISTER/DEREGISTER are REGISTER_ANY/DEREGISTER_ANY of LIFECYCLE (libvirtd answers 0)
     def _legacy_register(self, client: ServerClient) -> int:
-        client.session.legacy_events.add(EventID.LIFECYCLE)
-        self._subscribe(client)
-        return 1
+        self._register_any(client, EventID.LIFECYCLE)
+        return 0
 
     def _legacy_deregister(self, client: ServerClient) -> int:
-        client.session.legacy_events.discard(EventID.LIFECYCLE)
-        return 1
+        self._deregister_any(client, EventID.LIFECYCLE)
+        return 0
 
     def _register_any(self, client: ServerClient, event_id: int) -> None:
         event_forms.check_legacy_id(event_id, client.session.legacy_events)
