@@ -54,9 +54,9 @@ def start_guest(a: Pyvirtd, name: str = "mig", cmdline: str = "dirty=8:4", persi
 
 
 def heartbeat(a: Pyvirtd, name: str = "mig") -> int:
-    lines = [l for l in (a.workdir / f"{name}.log").read_text(errors="replace").splitlines()
-             if l.startswith("PYVIRT-HEARTBEAT")]
-    return int(lines[-1].split()[1]) if lines else 0
+    """The guest's last complete heartbeat (the line being written may be half there)."""
+    beats = re.findall(r"PYVIRT-HEARTBEAT (\d+)\r?\n", (a.workdir / f"{name}.log").read_text(errors="replace"))
+    return int(beats[-1]) if beats else 0
 
 
 def assert_only_on(b: Pyvirtd, uid: str, name: str, hosts: tuple[Pyvirtd, Pyvirtd]) -> None:

@@ -95,6 +95,16 @@ def _apply(dom: pyvirt.virDomain, args: argparse.Namespace, xml: str, action: st
         (dom.attachDevice if action == "attach" else dom.detachDevice)(xml)
 
 
+def _apply_and_report(dom: pyvirt.virDomain, args: argparse.Namespace, xml: str, action: str, noun: str) -> None:
+    """attach-disk/-interface and detach-disk/-interface: apply, then virsh's two lines."""
+    try:
+        _apply(dom, args, xml, action)
+    except libvirtError as exc:
+        raise _failed(f"Failed to {action} {noun}", exc)
+    print(f"{noun.capitalize()} {action}ed successfully")
+    print()
+
+
 def _domain_xml(dom: pyvirt.virDomain, args: argparse.Namespace) -> etree._Element:
     inactive = bool(getattr(args, "config", False) or getattr(args, "inactive", False))
     flags = pyvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
@@ -270,12 +280,7 @@ def _attach_disk(p: argparse.ArgumentParser) -> Handler:
             print(xml)
             return
         dom = lookup(conn, args)
-        try:
-            _apply(dom, args, xml, "attach")
-        except libvirtError as exc:
-            raise _failed("Failed to attach disk", exc)
-        print("Disk attached successfully")
-        print()
+        _apply_and_report(dom, args, xml, "attach", "disk")
     return run
 
 
@@ -332,12 +337,7 @@ def _detach_disk(p: argparse.ArgumentParser) -> Handler:
         if args.print_xml:
             print(xml)
             return
-        try:
-            _apply(dom, args, xml, "detach")
-        except libvirtError as exc:
-            raise _failed("Failed to detach disk", exc)
-        print("Disk detached successfully")
-        print()
+        _apply_and_report(dom, args, xml, "detach", "disk")
     return run
 
 
@@ -463,12 +463,7 @@ def _attach_interface(p: argparse.ArgumentParser) -> Handler:
             print(xml)
             return
         dom = lookup(conn, args)
-        try:
-            _apply(dom, args, xml, "attach")
-        except libvirtError as exc:
-            raise _failed("Failed to attach interface", exc)
-        print("Interface attached successfully")
-        print()
+        _apply_and_report(dom, args, xml, "attach", "interface")
     return run
 
 
@@ -501,12 +496,7 @@ def _detach_interface(p: argparse.ArgumentParser) -> Handler:
         if args.print_xml:
             print(xml)
             return
-        try:
-            _apply(dom, args, xml, "detach")
-        except libvirtError as exc:
-            raise _failed("Failed to detach interface", exc)
-        print("Interface detached successfully")
-        print()
+        _apply_and_report(dom, args, xml, "detach", "interface")
     return run
 
 
