@@ -18,9 +18,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 
 @contextlib.contextmanager
-def pyvirtd_pair(work: Path) -> Iterator[tuple[list[str], list[str]]]:
+def pyvirtd_pair(work: Path, extra_config: str = "",
+                 names: tuple[str, str] = ("pa", "pb")) -> Iterator[tuple[list[str], list[str]]]:
     from daemons import Pyvirtd
-    hosts = [Pyvirtd(work / "pa"), Pyvirtd(work / "pb")]
+    hosts = [Pyvirtd(work / name, extra_config=extra_config) for name in names]
     try:
         for h in hosts:
             h.start()

@@ -36,26 +36,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
+import pairs  # noqa: E402
 from tunnel import MODULE_MIB, fill_xml  # noqa: E402
 
 MODES = ("plain", "tls")
 
 
-@contextlib.contextmanager
-def _pyvirtd_pair(work: Path, cert_dir: Path) -> Iterator[tuple[list[str], list[str]]]:
-    from daemons import Pyvirtd
-    hosts = [Pyvirtd(work / name, extra_config=f'migrate_tls_x509_cert_dir = "{cert_dir}"')
-             for name in ("ta", "tb")]
-    try:
-        for h in hosts:
-            h.start()
-        # tests/daemons.py gives each host migration ports from 50000 + (tcp_port % 1000) * 10
-        yield [h.uri for h in hosts], [f"tcp://127.0.0.1:{h.tcp_port % 1000 * 10 + 50000}" for h in hosts]
-    finally:
-        for h in hosts:
-            h.destroy_all()
-        for h in hosts:
-            h.cleanup()
+def _pyvirtd_pair(work: Path, cert_dir: Path):
+    return pairs.pyvirtd_pair(work, f'migrate_tls_x509_cert_dir = "{cert_dir}"', ("ta", "tb"))
 
 
 @contextlib.contextmanager
