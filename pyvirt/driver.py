@@ -21,6 +21,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from .driver_network import NETWORK_METHODS, NETWORK_READ_ONLY_SAFE
+from .driver_storage import STORAGE_METHODS, STORAGE_READ_ONLY_SAFE
 from .errors import ErrorDomain, ErrorNumber, error, no_support
 from .refs import DomainRef, FrozenRecord, Record
 
@@ -242,6 +244,12 @@ class HypervisorConnection:
     """One client's connection to a driver.  Subclasses override what they support."""
 
     error_domain: ErrorDomain = ErrorDomain.NONE
+    # The secondary drivers' connections, as libvirt's virConnect carries its
+    # storage and network drivers: whoever opens the connection attaches them
+    # (the daemon, an embedded driver); the storage and network methods below
+    # forward to them, and without one they answer NO_SUPPORT.
+    storage: Any = None
+    network: Any = None
 
     def __init__(self, info: ConnectionInfo, events: EventBus) -> None:
         self.info = info
@@ -312,9 +320,28 @@ class HypervisorConnection:
         return self.subscribe_events(callback)
 
 
+def _secondary(kind: str, name: str) -> Callable[..., Any]:
+    async def method(self: HypervisorConnection, *args: Any) -> Any:
+        target = getattr(self, kind)
+        if target is None:
+            raise no_support(self.error_domain, name)
+        return await getattr(target, name)(*args)
+
+    method.__name__ = name
+    method.__doc__ = f"libvirt's {name}, served by the connection's {kind} driver."
+    return method
+
+
 for _name in DRIVER_METHODS:
     setattr(HypervisorConnection, _name, _unsupported(_name))
+for _name in STORAGE_METHODS:
+    setattr(HypervisorConnection, _name, _secondary("storage", _name))
+for _name in NETWORK_METHODS:
+    setattr(HypervisorConnection, _name, _secondary("network", _name))
 del _name
+
+SECONDARY_METHODS: frozenset[str] = frozenset(STORAGE_METHODS) | frozenset(NETWORK_METHODS)
+"""The methods a hypervisor connection forwards to its storage or network driver."""
 
 
 def implemented(conn: HypervisorConnection, name: str) -> bool:
@@ -348,7 +375,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
     "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",
     # not domain_save_image_get_xml_desc: it opens a path the caller names, as root
-})
+}) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 # Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).
 _API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID", "fd": "FD"}

@@ -92,8 +92,11 @@ class ErrorDomain(IntEnum):
     NET = 11
     TEST = 12
     REMOTE = 13
+    STORAGE = 18
+    NETWORK = 19
     DOMAIN = 20
     SECURITY = 24
+    DOMAIN_SNAPSHOT = 35
     STREAMS = 38
     LOCKING = 42
     URI = 45

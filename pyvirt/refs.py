@@ -80,7 +80,64 @@ class DomainRef(FrozenRecord):
         return format_uuid(self.uuid)
 
 
-__all__ = ["DomainRef"]
+class NetworkRef(FrozenRecord):
+    """A virtual network handle as it travels (``remote_nonnull_network``): name, raw 16-byte UUID."""
+
+    __slots__ = ("name", "uuid")
+    _fields = __match_args__ = ("name", "uuid")
+    name: str
+    uuid: bytes
+
+    def __init__(self, name: str, uuid: bytes) -> None:
+        self._set(name=name, uuid=uuid)
+
+    @property
+    def uuid_string(self) -> str:
+        return format_uuid(self.uuid)
+
+
+class StoragePoolRef(FrozenRecord):
+    """A storage pool handle (``remote_nonnull_storage_pool``): name, raw 16-byte UUID."""
+
+    __slots__ = ("name", "uuid")
+    _fields = __match_args__ = ("name", "uuid")
+    name: str
+    uuid: bytes
+
+    def __init__(self, name: str, uuid: bytes) -> None:
+        self._set(name=name, uuid=uuid)
+
+    @property
+    def uuid_string(self) -> str:
+        return format_uuid(self.uuid)
+
+
+class StorageVolRef(FrozenRecord):
+    """A storage volume handle (``remote_nonnull_storage_vol``): pool name, volume name, key."""
+
+    __slots__ = ("pool", "name", "key")
+    _fields = __match_args__ = ("pool", "name", "key")
+    pool: str
+    name: str
+    key: str
+
+    def __init__(self, pool: str, name: str, key: str) -> None:
+        self._set(pool=pool, name=name, key=key)
+
+
+class DomainSnapshotRef(FrozenRecord):
+    """A snapshot handle (``remote_nonnull_domain_snapshot``): its name and its domain."""
+
+    __slots__ = ("name", "dom")
+    _fields = __match_args__ = ("name", "dom")
+    name: str
+    dom: DomainRef
+
+    def __init__(self, name: str, dom: DomainRef) -> None:
+        self._set(name=name, dom=dom)
+
+
+__all__ = ["DomainRef", "NetworkRef", "StoragePoolRef", "StorageVolRef", "DomainSnapshotRef"]
 
 
 def format_uuid(raw: bytes) -> str:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyvirt.refs import DomainRef
+from pyvirt.refs import DomainRef, NetworkRef
 from pyvirt.errors import ErrorDomain, ErrorNumber, error, libvirtError
 from pyvirt.rpc import xdr
 from pyvirt.rpc.xdr import XDRError, XDRLimitError, XDRTruncatedError
@@ -326,7 +326,7 @@ def test_remote_error_always_encodes():
 
 
 def test_remote_error_with_null_message_and_domain():
-    wire = (1, 7, None, 2, DomainRef("vm", UUID1, 1), None, None, None, -1, -1, ("net", UUID1))
+    wire = (1, 7, None, 2, DomainRef("vm", UUID1, 1), None, None, None, -1, -1, NetworkRef("net", UUID1))
     err = xdr.error_from_wire(xdr.RemoteError.decode(xdr.RemoteError.encode(wire)))
     assert err.get_error_code() == 1 and err.get_error_domain() == 7
     assert err.get_error_message()

@@ -51,7 +51,7 @@ import struct
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
 
-from ..refs import DomainRef
+from ..refs import DomainRef, DomainSnapshotRef, NetworkRef, StoragePoolRef, StorageVolRef
 from ..errors import ErrorLevel, libvirtError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
@@ -912,8 +912,17 @@ def _make_domain(name: str, buf: Any, off: int) -> DomainRef:
 
 NonnullDomain = _NonnullDomain()
 Domain = Optional(NonnullDomain)
-NonnullNetwork = Struct("remote_nonnull_network", [("name", NonnullString), ("uuid", UUID)])
+NonnullNetwork = Struct("remote_nonnull_network", [("name", NonnullString), ("uuid", UUID)], cls=NetworkRef)
 Network = Optional(NonnullNetwork)
+NonnullStoragePool = Struct("remote_nonnull_storage_pool", [("name", NonnullString), ("uuid", UUID)],
+                            cls=StoragePoolRef)
+StoragePool = Optional(NonnullStoragePool)
+NonnullStorageVol = Struct("remote_nonnull_storage_vol",
+                           [("pool", NonnullString), ("name", NonnullString), ("key", NonnullString)],
+                           cls=StorageVolRef)
+StorageVol = Optional(NonnullStorageVol)
+NonnullDomainSnapshot = Struct("remote_nonnull_domain_snapshot", [("name", NonnullString), ("dom", NonnullDomain)],
+                               cls=DomainSnapshotRef)
 TypedParam = _TypedParam()
 
 
@@ -1001,7 +1010,8 @@ __all__ = [
     "String", "Opaque", "FixedOpaque", "CharArray", "CharString",
     "Array", "FixedArray", "Optional", "Union", "Struct",
     "NonnullString", "OptString", "UUID", "NonnullDomain", "Domain",
-    "NonnullNetwork", "Network", "TypedParam", "TypedParams", "RemoteError",
+    "NonnullNetwork", "Network", "NonnullStoragePool", "StoragePool", "NonnullStorageVol", "StorageVol",
+    "NonnullDomainSnapshot", "TypedParam", "TypedParams", "RemoteError",
     "error_to_wire", "error_from_wire", "encode_error", "decode_error",
     "STRING_MAX", "DOMAIN_LIST_MAX", "MIGRATE_COOKIE_MAX", "MIGRATE_PARAM_LIST_MAX",
     "JOB_STATS_MAX", "AUTH_TYPE_LIST_MAX", "AUTH_SASL_DATA_MAX", "SECURITY_MODEL_MAX",

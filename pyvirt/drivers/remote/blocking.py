@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 
 from ...aio import Done
-from ...driver import DRIVER_METHODS, ConnectionInfo, EventBus, HypervisorConnection
+from ...driver import DRIVER_METHODS, SECONDARY_METHODS, ConnectionInfo, EventBus, HypervisorConnection
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...rpc.protocol import REMOTE, Procedure
 from ...rpc.protocol.keepalive import PING, PONG
@@ -178,7 +178,8 @@ def _forward(proc: Procedure) -> Callable[..., Any]:
 
 
 for _proc in REMOTE:
-    if _proc.method not in DRIVER_METHODS or _proc.method in ("connect_close", "connect_is_secure"):
+    if ((_proc.method not in DRIVER_METHODS and _proc.method not in SECONDARY_METHODS)
+            or _proc.method in ("connect_close", "connect_is_secure")):
         continue
     if _proc.stream is not None or _proc.method == "domain_open_graphics_fd":
         setattr(BlockingConnection, _proc.method, _needs_full_driver(_proc.method))

@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any, Callable
 
-from ...driver import DRIVER_METHODS, ConnectionInfo, DomainEvent, EventBus, FdReply, HypervisorConnection
+from ...driver import DRIVER_METHODS, SECONDARY_METHODS, ConnectionInfo, DomainEvent, EventBus, FdReply, HypervisorConnection
 from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...rpc.client import RPCClient
@@ -176,7 +176,8 @@ def _forward(proc: Procedure) -> Callable[..., Any]:
 
 
 for _proc in REMOTE:
-    if _proc.method in DRIVER_METHODS and _proc.method not in ("connect_close", "connect_is_secure"):
+    if ((_proc.method in DRIVER_METHODS or _proc.method in SECONDARY_METHODS)
+            and _proc.method not in ("connect_close", "connect_is_secure")):
         setattr(RemoteConnection, _proc.method, _forward(_proc))
 del _proc
 
