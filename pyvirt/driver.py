@@ -116,16 +116,25 @@ class StreamSink(Record):
     is the sending end, with ``send_from_fd``, ``finish`` and ``abort``.
     """
 
-    _fields = __match_args__ = ("fd", "done", "cancel")
+    _fields = __match_args__ = ("fd", "done", "cancel", "length", "sparse")
     fd: int
     done: Callable[[BaseException | None], Any]
     # Set by whoever carries the stream: ends it from the driver's side with an
     # error (a console taken over by a forced open).
     cancel: Callable[[BaseException], None] | None
+    # A storage volume's upload/download: ``fd`` is then the volume's file
+    # itself, positioned at the call's offset; at most ``length`` bytes (0: to
+    # the end) are moved, and with ``sparse`` holes travel as libvirt's stream
+    # HOLE messages (download: found with SEEK_DATA/SEEK_HOLE; upload: left as
+    # holes in the file) instead of zeros.
+    length: int
+    sparse: bool
 
     def __init__(self, fd: int, done: Callable[[BaseException | None], Any],
-                 cancel: Callable[[BaseException], None] | None = None) -> None:
+                 cancel: Callable[[BaseException], None] | None = None,
+                 length: int = 0, sparse: bool = False) -> None:
         self.fd, self.done, self.cancel = fd, done, cancel
+        self.length, self.sparse = length, sparse
 
 
 class FdReply(Record):
