@@ -26,6 +26,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "open": ".connection", "openReadOnly": ".connection", "virConnect": ".connection",
     "_open_driver": ".connection", "virDomain": ".domain", "virStream": ".api.console",
+    "virStoragePool": ".api.storage", "virStorageVol": ".api.storage", "virNetwork": ".api.network",
+    "virDomainSnapshot": ".api.snapshot",
 }
 
 

@@ -22,7 +22,9 @@ from .api.console import ConnectConsoleAPI
 from .api.devices import ConnectDevicesAPI
 from .api.host import ConnectHostAPI
 from .api.lifecycle import ConnectLifecycleAPI, callback_arguments
+from .api.network import ConnectNetworkAPI
 from .api.stats import ConnectStatsAPI
+from .api.storage import ConnectStorageAPI
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ async def _connect_peer(uri: str) -> HypervisorConnection:
 
 
 class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevicesAPI,  # noqa: N801
-                 ConnectLifecycleAPI):  # libvirt-python's name
+                 ConnectLifecycleAPI, ConnectStorageAPI, ConnectNetworkAPI):  # libvirt-python's name
     """A connection to a hypervisor driver."""
 
     def __init__(self, drv: HypervisorConnection, uri: str) -> None:

@@ -14,6 +14,7 @@ from .api.console import DomainConsoleAPI
 from .api.devices import DomainDevicesAPI
 from .api.host import DomainHostAPI
 from .api.lifecycle import DomainLifecycleAPI
+from .api.snapshot import DomainSnapshotAPI
 from .api.stats import DomainStatsAPI
 from .refs import DomainRef, format_uuid
 from .enums import TypedParamType
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 
 class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAPI,  # noqa: N801
-                DomainLifecycleAPI):  # libvirt-python's name
+                DomainLifecycleAPI, DomainSnapshotAPI):  # libvirt-python's name
     def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
         self._conn = conn
         self._ref = ref
