@@ -101,6 +101,7 @@ class ErrorDomain(IntEnum):
     LOCKING = 42
     URI = 45
     AUTH = 46
+    LOCKSPACE = 51
     ACCESS = 55
 
 
