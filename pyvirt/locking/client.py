@@ -1,0 +1,171 @@
+"""pyvirtd's connection to the host's lock daemon (:mod:`pyvirt.lockd.protocol`).
+
+The daemon is started when nobody answers on its socket: in a session of its
+own (a pyvirtd killed with its process group leaves it running, and the
+leases with it), its output in the log directory, ready once it has written
+``ready`` to a pipe we read to its end (no polling for the socket).  A
+connection that breaks is opened again on the next call; every operation is
+idempotent, so a call cut off by a lost connection is simply sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..lockd import protocol
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class LockDaemonClient:
+    def __init__(self, socket_path: Path, backend: str, options: dict[str, Any] | None = None,
+                 log_path: Path | None = None) -> None:
+        self.socket_path = Path(socket_path)
+        self.backend = backend
+        self.options = options or {}
+        self.log_path = log_path
+        self.daemon_pid: int | None = None
+        self.on_event: EventHandler | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = 1
+        self._connecting = asyncio.Lock()
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    # -- connection ---------------------------------------------------------------
+    async def _connect(self) -> None:
+        async with self._connecting:
+            if self._writer is not None:
+                return
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(self.socket_path), limit=protocol.MAX_LINE)
+            except (FileNotFoundError, ConnectionRefusedError):
+                await self._spawn()
+                try:
+                    reader, writer = await asyncio.open_unix_connection(str(self.socket_path),
+                                                                        limit=protocol.MAX_LINE)
+                except OSError as exc:
+                    raise self._unreachable(exc) from exc
+            except OSError as exc:
+                raise self._unreachable(exc) from exc
+            self._reader, self._writer = reader, writer
+            self._pump = asyncio.get_running_loop().create_task(self._read_replies(reader, writer))
+        hello = await self._send({"op": "hello", "backend": self.backend})
+        self.daemon_pid = hello.get("pid")
+        if self.on_event is not None:
+            await self._send({"op": "watch"})
+
+    def _unreachable(self, exc: OSError) -> libvirtError:
+        return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.LOCKING,
+                     f"cannot reach the lock daemon at {self.socket_path}: {exc.strerror or exc}")
+
+    async def _spawn(self) -> None:
+        """Start pyvirtlockd and wait until it listens (or another one does)."""
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        read_fd, write_fd = os.pipe()
+        log_fd = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        argv = [sys.executable, "-m", "pyvirt.lockd", "--socket", str(self.socket_path),
+                "--backend", self.backend, "--ready-fd", str(write_fd)]
+        if self.options:
+            argv += ["--options", json.dumps(self.options)]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=log_fd if log_fd is not None else asyncio.subprocess.DEVNULL,
+                pass_fds=(write_fd,), start_new_session=True)
+        finally:
+            os.close(write_fd)
+            if log_fd is not None:
+                os.close(log_fd)
+        log.info("started pyvirtlockd (pid %d, backend %s) on %s", proc.pid, self.backend, self.socket_path)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                    os.fdopen(read_fd, "rb", 0))
+        try:
+            said = await reader.read()        # "ready", or nothing: it failed, or another one serves
+        finally:
+            transport.close()
+        if not said and proc.returncode not in (None, 0):
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.LOCKING,
+                        f"pyvirtlockd failed to start (see {self.log_path})")
+
+    async def _read_replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                message = protocol.decode(line)
+                if "event" in message:
+                    if self.on_event is not None:
+                        task = asyncio.get_running_loop().create_task(self.on_event(message))
+                        self._handlers.add(task)
+                        task.add_done_callback(self._handlers.discard)
+                    continue
+                future = self._pending.pop(message.get("id"), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except (OSError, ValueError, libvirtError) as exc:
+            log.warning("lock daemon connection: %s", exc)
+        finally:
+            if self._writer is writer:
+                self._reader = self._writer = None
+            writer.close()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionResetError("the lock daemon closed the connection"))
+            self._pending.clear()
+
+    async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+        writer = self._writer
+        if writer is None:
+            raise ConnectionResetError("not connected to the lock daemon")
+        call_id = self._next_id
+        self._next_id += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        writer.write(protocol.encode({"id": call_id, **request}))
+        await writer.drain()
+        reply = await future
+        if "error" in reply:
+            protocol.raise_error(reply["error"])
+        return reply.get("result") or {}
+
+    async def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """One operation; sent once more on a fresh connection if the old one broke."""
+        for attempt in (1, 2):
+            try:
+                if self._writer is None:
+                    await self._connect()
+                return await self._send({"op": op, **args})
+            except (ConnectionError, BrokenPipeError) as exc:
+                self._drop()
+                if attempt == 2:
+                    raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.LOCKING,
+                                f"lost the lock daemon at {self.socket_path}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def close(self) -> None:
+        self._drop()
+        if self._pump is not None:
+            self._pump.cancel()
