@@ -23,12 +23,37 @@ if TYPE_CHECKING:
     from typing import Any
 
 # The storage procedures a driver may implement, in procedure-number order
-# (the storage driver's owner fills this list as procedures are added).
+# (libvirt's remote_protocol.x; rows in pyvirt.rpc.protocol.remote_storage).
 STORAGE_METHODS: tuple[str, ...] = (
+    "connect_num_of_storage_pools", "connect_list_storage_pools",
+    "connect_num_of_defined_storage_pools", "connect_list_defined_storage_pools",
+    "connect_find_storage_pool_sources", "storage_pool_create_xml", "storage_pool_define_xml",
+    "storage_pool_create", "storage_pool_build", "storage_pool_destroy", "storage_pool_delete",
+    "storage_pool_undefine", "storage_pool_refresh", "storage_pool_lookup_by_name",
+    "storage_pool_lookup_by_uuid", "storage_pool_lookup_by_volume", "storage_pool_get_info",
+    "storage_pool_get_xml_desc", "storage_pool_get_autostart", "storage_pool_set_autostart",
+    "storage_pool_num_of_volumes", "storage_pool_list_volumes", "storage_vol_create_xml",
+    "storage_vol_delete", "storage_vol_lookup_by_name", "storage_vol_lookup_by_key",
+    "storage_vol_lookup_by_path", "storage_vol_get_info", "storage_vol_get_xml_desc",
+    "storage_vol_get_path", "storage_vol_create_xml_from", "storage_pool_is_active",
+    "storage_pool_is_persistent", "storage_vol_wipe", "storage_vol_upload", "storage_vol_download",
+    "storage_vol_wipe_pattern", "storage_vol_resize", "connect_list_all_storage_pools",
+    "storage_pool_list_all_volumes", "storage_vol_get_info_flags",
+    "storage_pool_lookup_by_target_path", "connect_get_storage_pool_capabilities",
 )
 
 # The storage methods a read-only connection may call (lists, lookups, info, XML).
 STORAGE_READ_ONLY_SAFE: frozenset[str] = frozenset({
+    "connect_num_of_storage_pools", "connect_list_storage_pools",
+    "connect_num_of_defined_storage_pools", "connect_list_defined_storage_pools",
+    "connect_list_all_storage_pools", "connect_get_storage_pool_capabilities",
+    "storage_pool_lookup_by_name", "storage_pool_lookup_by_uuid", "storage_pool_lookup_by_volume",
+    "storage_pool_lookup_by_target_path", "storage_pool_get_info", "storage_pool_get_xml_desc",
+    "storage_pool_get_autostart", "storage_pool_is_active", "storage_pool_is_persistent",
+    "storage_pool_num_of_volumes", "storage_pool_list_volumes", "storage_pool_list_all_volumes",
+    "storage_vol_lookup_by_name", "storage_vol_lookup_by_key", "storage_vol_lookup_by_path",
+    "storage_vol_get_info", "storage_vol_get_info_flags", "storage_vol_get_xml_desc",
+    "storage_vol_get_path",
 })
 
 

@@ -63,6 +63,21 @@ HIGH_PRIORITY |= {5, 101, 102, 227, 228}
 READ_ONLY_OK |= {5, 101, 102, 227, 228, 312}
 MUTATING |= {342}
 MUTATING |= {211, 226, 343}      # console and graphics: screenshot, send key, open graphics fd
+# storage pools and volumes: lists, lookups, info and XML read-only; the rest mutates
+# (find-sources and download too: the daemon reads what the caller names)
+_STORAGE_HIGH = {71, 72, 73, 74, 77, 80, 82, 84, 85, 86, 87, 88, 89, 90, 91, 92, 95, 96, 97, 98,
+                 99, 100, 154, 155, 281, 282, 378, 391, 403}
+HIGH_PRIORITY |= _STORAGE_HIGH
+READ_ONLY_OK |= _STORAGE_HIGH - {77, 80, 82, 90}
+MUTATING |= {75, 76, 77, 78, 79, 80, 81, 82, 83, 90, 93, 94, 125, 165, 208, 209, 259, 260}
+# virtual networks: lists, lookups, XML, autostart, bridge name and leases read-only
+_NETWORK_HIGH = {36, 38, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 52, 152, 153, 283, 291}
+HIGH_PRIORITY |= _NETWORK_HIGH
+READ_ONLY_OK |= {36, 38, 43, 44, 45, 46, 47, 50, 52, 152, 153, 283, 341}
+MUTATING |= {39, 40, 41, 42, 48, 49, 291}
+# storage pool and network event registration (answered by the daemon, high priority)
+HIGH_PRIORITY |= {313, 314, 368, 369}
+READ_ONLY_OK |= {313, 314, 368, 369}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 
@@ -229,6 +244,8 @@ def strategy_for(t: xdr.Type) -> st.SearchStrategy:
     if t is xdr.NonnullDomain:
         return st.builds(DomainRef, _text(40), st.binary(min_size=16, max_size=16),
                          st.integers(-2**31, 2**31 - 1))
+    if isinstance(t, xdr.Struct) and t.cls is not None:   # the other handles (networks, pools...)
+        return st.builds(t.cls, *[strategy_for(ft) for _, ft in t.fields])
     if isinstance(t, xdr.Struct):
         return st.tuples(*[strategy_for(ft) for _, ft in t.fields])
     raise AssertionError(f"no strategy for {t!r}")
