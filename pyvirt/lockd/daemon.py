@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import select
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -97,6 +98,17 @@ class LockDaemon:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _reap(self) -> None:
+        """Forget owners whose process has ended but whose pidfd callback has not run
+        yet, so an answer never shows (or is refused for) a lease of a dead QEMU."""
+        entries = [e for e in self.owners.values() if e.pidfd >= 0]
+        if not entries:
+            return
+        ended = set(select.select([e.pidfd for e in entries], [], [], 0)[0])
+        for entry in entries:
+            if entry.pidfd in ended:
+                await self._gone(entry)
+
     # -- Hooks for the backend ----------------------------------------------------
     async def lease_lost(self, owner: Owner, resources: Sequence[Resource], why: str) -> None:
         what = ", ".join(r.what or r.name for r in resources)
@@ -145,6 +157,7 @@ class LockDaemon:
                 raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.LOCKING,
                             f"the lock daemon runs the '{self.backend.name}' backend, not '{wanted}'")
             return {"backend": self.backend.name, "uses_state": self.backend.uses_state, "pid": os.getpid()}
+        await self._reap()
         if op == "owners":
             return {"owners": [{"owner": e.owner.to_json(),
                                 "resources": [r.to_json() for r in self.backend.held(e.owner)]}
@@ -218,7 +231,6 @@ def _resources(raw: Any) -> list[Resource]:
 
 def _alive(pidfd: int) -> bool:
     """A pidfd is readable once its process has ended."""
-    import select
     return not select.select([pidfd], [], [], 0)[0]
 
 
