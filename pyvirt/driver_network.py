@@ -22,10 +22,21 @@ if TYPE_CHECKING:
 # The network procedures a driver may implement, in procedure-number order
 # (the network driver's owner fills this list as procedures are added).
 NETWORK_METHODS: tuple[str, ...] = (
+    "connect_list_defined_networks", "connect_list_networks", "network_create", "network_create_xml",
+    "network_define_xml", "network_destroy", "network_get_xml_desc", "network_get_autostart",
+    "network_get_bridge_name", "network_lookup_by_name", "network_lookup_by_uuid",
+    "network_set_autostart", "network_undefine", "connect_num_of_defined_networks",
+    "connect_num_of_networks", "network_is_active", "network_is_persistent",
+    "connect_list_all_networks", "network_update", "network_get_dhcp_leases",
 )
 
 # The network methods a read-only connection may call (lists, lookups, XML, leases).
 NETWORK_READ_ONLY_SAFE: frozenset[str] = frozenset({
+    "connect_list_defined_networks", "connect_list_networks", "connect_num_of_defined_networks",
+    "connect_num_of_networks", "connect_list_all_networks", "network_lookup_by_name",
+    "network_lookup_by_uuid", "network_get_xml_desc", "network_get_autostart",
+    "network_get_bridge_name", "network_is_active", "network_is_persistent",
+    "network_get_dhcp_leases",
 })
 
 
