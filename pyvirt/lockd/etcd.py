@@ -34,7 +34,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import re
 import socket
 from dataclasses import dataclass, field
