@@ -54,9 +54,12 @@ class ErrorNumber(IntEnum):
     CONF_SYNTAX = 33
     WRITE_FAILED = 34
     XML_DETAIL = 35
+    INVALID_NETWORK = 36
+    NETWORK_EXIST = 37
     SYSTEM_ERROR = 38
     RPC = 39
     NO_DOMAIN = 42
+    NO_NETWORK = 43
     AUTH_FAILED = 45
     OPERATION_INVALID = 55
     CONFIG_UNSUPPORTED = 67
@@ -128,7 +131,10 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.XML_DETAIL: "XML error: %s",
     ErrorNumber.SYSTEM_ERROR: "%s",
     ErrorNumber.RPC: "%s",
+    ErrorNumber.INVALID_NETWORK: "invalid network pointer in %s",
+    ErrorNumber.NETWORK_EXIST: "this network exists already: %s",
     ErrorNumber.NO_DOMAIN: "Domain not found: %s",
+    ErrorNumber.NO_NETWORK: "Network not found: %s",
     ErrorNumber.AUTH_FAILED: "authentication failed: %s",
     ErrorNumber.OPERATION_INVALID: "Requested operation is not valid: %s",
     ErrorNumber.CONFIG_UNSUPPORTED: "unsupported configuration: %s",
