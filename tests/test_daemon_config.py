@@ -108,7 +108,8 @@ MEANINGFUL = {"auth_tcp": '"none"', "auth_unix_rw": '"none"', "auth_unix_ro": '"
               "unix_sock_rw_perms": '"0700"', "unix_sock_ro_perms": '"0777"', "log_level": "2",
               "host_uuid": '"0f3d3a1e-7a58-4c1f-9d3e-6f6bd0a0b001"', "save_image_format": '"raw"',
               "remote_display_port_min": "5900", "remote_display_port_max": "5999",
-              "migration_port_min": "100", "migration_port_max": "200", "keepalive_interval": "5"}
+              "migration_port_min": "100", "migration_port_max": "200", "keepalive_interval": "5",
+              "lock_manager": '"lockd"', "lock_file_lockspace_dir": '"/var/lib/pyvirt/lockd/files"'}
 
 
 @pytest.mark.parametrize("table", [LIBVIRTD_KEYS, QEMU_KEYS, PYVIRT_KEYS], ids=["libvirtd", "qemu", "pyvirt"])
@@ -143,6 +144,8 @@ def test_every_documented_key_loads_with_its_type(table):
     ('unix_sock_rw_perms = "rw"', "failed to parse mode 'rw'"),
     ('host_uuid = "not-a-uuid"', "invalid host UUID: not-a-uuid"),
     ("log_level = 5", "log_level 5 is not 1 (debug) to 4 (error)"),
+    ('lock_manager = "sanlock"', "lock_manager 'sanlock' is not one of: nop, lockd, etcd"),
+    ('lock_file_lockspace_dir = "leases"', "lock_file_lockspace_dir must be an absolute path"),
     ("max_client_requests = 0", "max_client_requests must be at least 1"),
     ("migration_port_min = 2000\nmigration_port_max = 1000", "between the minimal port 2000 and 65535"),
     ("remote_display_port_min = 80", "must be greater than or equal to 5900"),

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from ..drivers.qemu.saveimage import FORMATS
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..locking import NAMES as LOCK_MANAGERS
 from .conf_keys import ValueType, source_of, value_type
 
 AUTH_VALUES = ("none", "sasl", "polkit")   # libvirt's remoteConfigGetAuth
@@ -95,6 +96,7 @@ class DaemonConfig:
     default_tls_x509_cert_dir: str = ""
     default_tls_x509_verify: int = -1
     migrate_tls_force: int = 0
+    lock_manager: str = "nop"        # pyvirt.locking.NAMES: nop, lockd, etcd
     # pyvirt's own keys
     state_dir: str = "/var/lib/pyvirt"
     migration_params: int = 1
@@ -105,6 +107,11 @@ class DaemonConfig:
     max_large_frame_bytes: int = 33554432   # frames over 256 KiB read at once, by announced length
     max_client_output_bytes: int = 67108864  # unread output before a client is dropped
     tls_handshake_timeout: int = 60  # seconds a TLS client may take to finish its handshake
+    # lockd (libvirt's lockd.conf): a lease per read/write disk; leases required (-1: not auto);
+    # the shared directory of lease files ("": each disk image itself is locked)
+    auto_disk_leases: int = 1
+    require_lease_for_disks: int = -1
+    lock_file_lockspace_dir: str = ""
     ignored: list[Ignored] = field(default_factory=list, repr=False)
 
     @property
@@ -350,6 +357,10 @@ def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
     if not cfg.remote_display_port_min <= cfg.remote_display_port_max <= 65535:
         raise fail("remote_display_port_max", "remote_display_port_max: port must be between the "
                    "minimal port and 65535")
+    if cfg.lock_manager not in LOCK_MANAGERS:
+        raise fail("lock_manager", f"lock_manager '{cfg.lock_manager}' is not one of: " + ", ".join(LOCK_MANAGERS))
+    if cfg.lock_file_lockspace_dir and not cfg.lock_file_lockspace_dir.startswith("/"):
+        raise fail("lock_file_lockspace_dir", "lock_file_lockspace_dir must be an absolute path")
     if cfg.save_image_format not in FORMATS:
         raise fail("save_image_format", f"save_image_format '{cfg.save_image_format}' is not one of: "
                    + ", ".join(FORMATS))
