@@ -109,7 +109,9 @@ MEANINGFUL = {"auth_tcp": '"none"', "auth_unix_rw": '"none"', "auth_unix_ro": '"
               "host_uuid": '"0f3d3a1e-7a58-4c1f-9d3e-6f6bd0a0b001"', "save_image_format": '"raw"',
               "remote_display_port_min": "5900", "remote_display_port_max": "5999",
               "migration_port_min": "100", "migration_port_max": "200", "keepalive_interval": "5",
-              "lock_manager": '"lockd"', "lock_file_lockspace_dir": '"/var/lib/pyvirt/lockd/files"'}
+              "lock_manager": '"lockd"', "lock_file_lockspace_dir": '"/var/lib/pyvirt/lockd/files"',
+              "lock_etcd_endpoints": '["https://10.0.0.1:2379", "https://10.0.0.2:2379"]', "lock_etcd_ttl": "10",
+              "lock_etcd_cert_file": '"/etc/pyvirt/etcd.pem"', "lock_etcd_key_file": '"/etc/pyvirt/etcd.key"'}
 
 
 @pytest.mark.parametrize("table", [LIBVIRTD_KEYS, QEMU_KEYS, PYVIRT_KEYS], ids=["libvirtd", "qemu", "pyvirt"])
@@ -146,6 +148,10 @@ def test_every_documented_key_loads_with_its_type(table):
     ("log_level = 5", "log_level 5 is not 1 (debug) to 4 (error)"),
     ('lock_manager = "sanlock"', "lock_manager 'sanlock' is not one of: nop, lockd, etcd"),
     ('lock_file_lockspace_dir = "leases"', "lock_file_lockspace_dir must be an absolute path"),
+    ("lock_etcd_ttl = 2", "lock_etcd_ttl must be at least 3 seconds, not 2"),
+    ('lock_etcd_endpoints = ["127.0.0.1:2379"]', "'127.0.0.1:2379' is not an http:// or https:// URL"),
+    ("lock_etcd_endpoints = []", "lock_etcd_endpoints names no etcd endpoint"),
+    ('lock_etcd_cert_file = "/c.pem"', "lock_etcd_cert_file and lock_etcd_key_file go together"),
     ("max_client_requests = 0", "max_client_requests must be at least 1"),
     ("migration_port_min = 2000\nmigration_port_max = 1000", "between the minimal port 2000 and 65535"),
     ("remote_display_port_min = 80", "must be greater than or equal to 5900"),

@@ -109,6 +109,9 @@ PYVIRT_KEYS: dict[str, ValueType] = {
     "tls_handshake_timeout": U,    # seconds a TLS client may take over its handshake (libvirt: no bound)
     # the lockd lock manager (libvirt's lockd.conf; file_lockspace_dir is lock_file_lockspace_dir here)
     "auto_disk_leases": B, "require_lease_for_disks": B, "lock_file_lockspace_dir": S,
+    # the etcd lock manager: the cluster, the lease TTL in seconds, the key prefix, TLS to etcd
+    "lock_etcd_endpoints": SS, "lock_etcd_ttl": U, "lock_etcd_prefix": S,
+    "lock_etcd_ca_file": S, "lock_etcd_cert_file": S, "lock_etcd_key_file": S,
 }
 
 

@@ -112,6 +112,13 @@ class DaemonConfig:
     auto_disk_leases: int = 1
     require_lease_for_disks: int = -1
     lock_file_lockspace_dir: str = ""
+    # etcd (cluster-wide leases): client URLs, lease TTL (s), key prefix, TLS files for etcd
+    lock_etcd_endpoints: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    lock_etcd_ttl: int = 10
+    lock_etcd_prefix: str = "/pyvirt/leases/"
+    lock_etcd_ca_file: str = ""
+    lock_etcd_cert_file: str = ""
+    lock_etcd_key_file: str = ""
     ignored: list[Ignored] = field(default_factory=list, repr=False)
 
     @property
@@ -361,9 +368,25 @@ def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
         raise fail("lock_manager", f"lock_manager '{cfg.lock_manager}' is not one of: " + ", ".join(LOCK_MANAGERS))
     if cfg.lock_file_lockspace_dir and not cfg.lock_file_lockspace_dir.startswith("/"):
         raise fail("lock_file_lockspace_dir", "lock_file_lockspace_dir must be an absolute path")
+    _check_etcd(cfg, fail)
     if cfg.save_image_format not in FORMATS:
         raise fail("save_image_format", f"save_image_format '{cfg.save_image_format}' is not one of: "
                    + ", ".join(FORMATS))
+
+
+def _check_etcd(cfg: DaemonConfig, fail: Any) -> None:
+    if cfg.lock_etcd_ttl < 3:     # a renewal period and a fencing margin must fit in the TTL
+        raise fail("lock_etcd_ttl", f"lock_etcd_ttl must be at least 3 seconds, not {cfg.lock_etcd_ttl}")
+    if not cfg.lock_etcd_endpoints:
+        raise fail("lock_etcd_endpoints", "lock_etcd_endpoints names no etcd endpoint")
+    for url in cfg.lock_etcd_endpoints:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest.strip("/"):
+            raise fail("lock_etcd_endpoints", f"lock_etcd_endpoints: '{url}' is not an http:// or https:// URL")
+    if not cfg.lock_etcd_prefix:
+        raise fail("lock_etcd_prefix", "lock_etcd_prefix must not be empty")
+    if bool(cfg.lock_etcd_cert_file) != bool(cfg.lock_etcd_key_file):
+        raise fail("lock_etcd_cert_file", "lock_etcd_cert_file and lock_etcd_key_file go together")
 
 
 def load_file(path: str | Path) -> DaemonConfig:
