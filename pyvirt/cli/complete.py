@@ -23,6 +23,7 @@ NAME_LISTERS: dict[str, Callable[[Any], list[str]]] = {
     "domain_opt": lambda conn: [d.name() for d in conn.listAllDomains(0)],
     "pool": lambda conn: [p.name() for p in conn.listAllStoragePools(0)],
     "network": lambda conn: [n.name() for n in conn.listAllNetworks(0)],
+    "network_opt": lambda conn: [n.name() for n in conn.listAllNetworks(0)],
 }
 
 

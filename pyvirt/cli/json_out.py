@@ -55,6 +55,11 @@ KEYS: dict[str, tuple[str, dict[str, str]]] = {
         "numa_cells": "NUMA cells", "sockets": "sockets per cell", "cores": "cores per socket",
         "threads": "threads per core", "memory_kib": "host memory, KiB",
     }),
+    "net-list": ("list", {
+        "name": "network name", "uuid": "network UUID", "active": "true if running",
+        "persistent": "true if defined", "autostart": "true if started with the daemon, null if unknown",
+        "bridge": "the network's bridge device, null if it has none",
+    }),
 }
 
 
@@ -132,9 +137,27 @@ def _nodeinfo(conn: Any, args: argparse.Namespace) -> Any:
             "cores": cores, "threads": threads, "memory_kib": _memory_kib(conn, memory_mib)}
 
 
+def _net_list(conn: Any, args: argparse.Namespace) -> Any:
+    from pyvirt.errors import libvirtError
+    from .network_cmds import collect, list_flags
+    out = []
+    for net in collect(conn, list_flags(args)):
+        try:
+            autostart: bool | None = bool(net.autostart())
+        except libvirtError:
+            autostart = None
+        try:
+            bridge: str | None = net.bridgeName()
+        except libvirtError:
+            bridge = None
+        out.append({"name": net.name(), "uuid": net.UUIDString(), "active": bool(net.isActive()),
+                    "persistent": bool(net.isPersistent()), "autostart": autostart, "bridge": bridge})
+    return out
+
+
 BUILDERS: dict[str, Builder] = {
     "list": _list, "dominfo": _dominfo, "domstate": _domstate, "domstats": _domstats,
-    "domjobinfo": _domjobinfo, "nodeinfo": _nodeinfo,
+    "domjobinfo": _domjobinfo, "nodeinfo": _nodeinfo, "net-list": _net_list,
 }
 
 

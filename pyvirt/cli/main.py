@@ -76,6 +76,9 @@ BLOCKING_COMMANDS = frozenset({
     "vcpucount", "managedsave-remove", "migrate-setspeed", "migrate-getspeed",
     "migrate-setmaxdowntime", "migrate-getmaxdowntime", "complete", "help", "top",
     "echo", "pwd", "cd", "quit", "exit",
+    "net-list", "net-info", "net-uuid", "net-name", "net-dumpxml", "net-define", "net-create",
+    "net-start", "net-destroy", "net-undefine", "net-autostart", "net-edit", "net-dhcp-leases",
+    "net-update",
 })
 
 

@@ -1,0 +1,188 @@
+"""pyvirt's virNetwork and virConnect's network methods.
+
+Unit part: the calls each method makes (procedure, arguments in wire order) and
+what it returns, over a recording driver; errors compared with python3-libvirt's.
+Integration part: pyvirt's library against a real pyvirtd (with its network driver)
+inside a network namespace the test creates, its answers compared with stock
+python3-libvirt's on the same daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+import pyvirt
+from pyvirt.api.network import LEASE_KEYS, lease_dict, virNetwork
+from pyvirt.connection import virConnect
+from pyvirt.refs import NetworkRef
+
+NET_UUID = uuid.UUID("dd8fe884-6c02-601e-7551-cca97df1c5df").bytes
+REF = NetworkRef("default", NET_UUID)
+LEASE = ("virbr9", 1700000000, 0, "52:54:00:aa:bb:01", None, "192.168.150.10", 24, "guest", "01:52:54:00:aa:bb:01")
+
+
+class RecordingDriver:
+    """A driver connection that records each call and answers from ``answers``."""
+
+    closed = False
+    read_only = False
+
+    def __init__(self, answers: dict, methods: set[str] | None = None) -> None:
+        self.calls: list[tuple] = []
+        self.answers = answers
+        self.methods = methods
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or (self.methods is not None and name not in self.methods):
+            raise AttributeError(name)
+
+        async def method(*args):
+            self.calls.append((name, *args))
+            answer = self.answers.get(name)
+            return answer(*args) if callable(answer) else answer
+        return method
+
+
+def connect(answers: dict, methods: set[str] | None = None) -> tuple[virConnect, RecordingDriver]:
+    drv = RecordingDriver(answers, methods)
+    return virConnect(drv, "qemu:///system"), drv
+
+
+def test_handle_identity_and_queries_use_the_network_procedures():
+    conn, drv = connect({"network_lookup_by_name": REF, "network_get_xml_desc": "<network/>",
+                         "network_get_bridge_name": "virbr9", "network_get_autostart": 1,
+                         "network_is_active": 0, "network_is_persistent": 1})
+    net = conn.networkLookupByName("default")
+    assert isinstance(net, virNetwork) and isinstance(net, pyvirt.virNetwork)
+    assert (net.name(), net.UUID(), net.UUIDString()) == (
+        "default", NET_UUID, "dd8fe884-6c02-601e-7551-cca97df1c5df")
+    assert net.connect() is conn
+    assert net.XMLDesc(1) == "<network/>"
+    assert (net.bridgeName(), net.autostart(), net.isActive(), net.isPersistent()) == ("virbr9", 1, 0, 1)
+    assert drv.calls == [("network_lookup_by_name", "default"), ("network_get_xml_desc", REF, 1),
+                         ("network_get_bridge_name", REF), ("network_get_autostart", REF),
+                         ("network_is_active", REF), ("network_is_persistent", REF)]
+
+
+def test_actions_return_zero_as_libvirt_python():
+    conn, drv = connect({})
+    net = virNetwork(conn, REF)
+    assert [net.create(), net.destroy(), net.setAutostart(True), net.undefine()] == [0, 0, 0, 0]
+    assert drv.calls == [("network_create", REF), ("network_destroy", REF),
+                         ("network_set_autostart", REF, 1), ("network_undefine", REF)]
+
+
+def test_lists_counts_and_lookups():
+    other = NetworkRef("isolated", bytes(range(16)))
+    conn, drv = connect({"connect_list_all_networks": ([REF, other], 2), "connect_num_of_networks": 1,
+                         "connect_num_of_defined_networks": 1, "connect_list_networks": ["default"],
+                         "connect_list_defined_networks": ["isolated"], "network_lookup_by_uuid": other})
+    nets = conn.listAllNetworks(3)
+    assert [n.name() for n in nets] == ["default", "isolated"]
+    assert (conn.listNetworks(), conn.listDefinedNetworks()) == (["default"], ["isolated"])
+    assert (conn.numOfNetworks(), conn.numOfDefinedNetworks()) == (1, 1)
+    assert conn.networkLookupByUUIDString("00010203-0405-0607-0809-0a0b0c0d0e0f").name() == "isolated"
+    assert conn.networkLookupByUUID(bytes(range(16))).UUID() == bytes(range(16))
+    assert ("connect_list_all_networks", 1, 3) in drv.calls      # need_results, flags
+    # libvirt-python asks for the count, then for that many names
+    assert drv.calls[1:5] == [("connect_num_of_networks",), ("connect_list_networks", 1),
+                              ("connect_num_of_defined_networks",), ("connect_list_defined_networks", 1)]
+    assert drv.calls[-2:] == [("network_lookup_by_uuid", bytes(range(16)))] * 2
+
+
+def test_define_and_create_with_and_without_flags():
+    conn, drv = connect({name: REF for name in ("network_define_xml", "network_define_xml_flags",
+                                                "network_create_xml", "network_create_xml_flags")})
+    for api in (conn.networkDefineXML, conn.networkCreateXML):
+        assert api("<network/>").name() == "default"
+    conn.networkDefineXMLFlags("<network/>", 1)
+    conn.networkCreateXMLFlags("<network/>", 1)
+    assert [c[0] for c in drv.calls] == ["network_define_xml", "network_create_xml",
+                                         "network_define_xml_flags", "network_create_xml_flags"]
+    assert drv.calls[2] == ("network_define_xml_flags", "<network/>", 1)
+
+
+def test_flags_calls_on_a_driver_without_them():
+    """A daemon without libvirt 7.8's _FLAGS procedures: no flag asked for is the plain call,
+    a flag is NO_SUPPORT (never a Python error)."""
+    conn, drv = connect({"network_define_xml": REF, "network_create_xml": REF},
+                        methods={"network_define_xml", "network_create_xml"})
+    assert conn.networkDefineXMLFlags("<network/>", 0).name() == "default"
+    assert conn.networkCreateXMLFlags("<network/>").name() == "default"
+    assert [c[0] for c in drv.calls] == ["network_define_xml", "network_create_xml"]
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        conn.networkDefineXMLFlags("<network/>", 1)
+    assert exc.value.get_error_code() == pyvirt.VIR_ERR_NO_SUPPORT
+    assert exc.value.get_error_domain() == pyvirt.VIR_FROM_NETWORK
+
+
+@pytest.mark.parametrize("correct_order", [1, 0])
+def test_update_sends_command_and_section_as_libvirt_s_client(correct_order):
+    """virNetworkUpdate swaps command and section for a driver that does not advertise
+    VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER (16), as libvirt's client does."""
+    conn, drv = connect({"connect_supports_feature": lambda feature: correct_order if feature == 16 else 0})
+    assert virNetwork(conn, REF).update(3, 4, -1, "<host/>", 2) == 0
+    first, second = (3, 4) if correct_order else (4, 3)
+    assert drv.calls == [("connect_supports_feature", 16),
+                         ("network_update", REF, first, second, -1, "<host/>", 2)]
+
+
+def test_dhcp_leases_are_libvirt_python_dicts():
+    conn, drv = connect({"network_get_dhcp_leases": ([LEASE], 1)})
+    leases = virNetwork(conn, REF).DHCPLeases("52:54:00:aa:bb:01")
+    assert drv.calls == [("network_get_dhcp_leases", REF, "52:54:00:aa:bb:01", 1, 0)]
+    assert leases == [dict(zip(LEASE_KEYS, LEASE))]
+    assert list(leases[0]) == ["iface", "expirytime", "type", "mac", "iaid", "ipaddr", "prefix",
+                               "hostname", "clientid"]
+    assert virNetwork(conn, REF).DHCPLeases() == leases and drv.calls[-1][2] is None
+
+    class Record:          # a driver may hand a record instead of the wire tuple
+        def __init__(self):
+            for key, value in zip(LEASE_KEYS, LEASE):
+                setattr(self, key, value)
+    assert lease_dict(Record()) == leases[0]
+
+
+def test_read_only_connection_refuses_define_but_lists():
+    conn, drv = connect({"connect_list_all_networks": ([], 0)})
+    drv.read_only = True
+    assert conn.listAllNetworks() == []
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        conn.networkDefineXML("<network/>")
+    assert exc.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_DENIED
+
+
+REFERENCE = """
+import json, libvirt
+libvirt.registerErrorHandler(lambda *a: None, None)
+c = libvirt.open("test:///default")
+try:
+    c.networkLookupByUUIDString({text!r})
+except libvirt.libvirtError as e:
+    print(json.dumps([e.get_error_code(), e.get_error_domain(), e.get_error_message()]))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3") or subprocess.run(
+    ["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode != 0,
+    reason="python3-libvirt not installed")
+@pytest.mark.parametrize("text", ["zz", "dd8fe884-6c02-601e-7551-cca97df1c5dX", ""])
+def test_bad_uuid_string_is_libvirt_s_error(text):
+    theirs = json.loads(subprocess.run(["/usr/bin/python3", "-c", REFERENCE.format(text=text)],
+                                       capture_output=True, text=True, timeout=60).stdout)
+    conn, drv = connect({})
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        conn.networkLookupByUUIDString(text)
+    assert [exc.value.get_error_code(), exc.value.get_error_domain(), exc.value.get_error_message()] == theirs
+    assert drv.calls == []
+
+
+def test_exported_names():
+    assert "virNetwork" in pyvirt.__all__
+    assert pyvirt.virNetwork is virNetwork
