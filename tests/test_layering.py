@@ -48,6 +48,8 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
                          "pyvirt.driver", "pyvirt.connection", "pyvirt.domain", "pyvirt.api")),
     ("pyvirt.testhooks", ("pyvirt.",)),     # test-only fault-injection points
     ("pyvirt.roff", ("pyvirt.",)),          # man page text helpers
+    # holes in files (volume streams): os only, shared by the daemon's streams and the client's local end
+    ("pyvirt.sparsefile", ("pyvirt.",) + IO_MODULES),
     # writes the man pages: sees the command line's and the daemon's tables, nothing below them
     ("pyvirt.manpages", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.conf", "pyvirt.driver")),
     ("pyvirt.conf", ("pyvirt.driver", "pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli",

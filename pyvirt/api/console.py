@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 STREAM_NONBLOCK = 1          # VIR_STREAM_NONBLOCK
+STREAM_RECV_STOP_AT_HOLE = 1  # VIR_STREAM_RECV_STOP_AT_HOLE
 _RECV_ALL_CHUNK = 64 * 1024
+_SPARSE_CHUNK = 262120       # virStorageVol.streamBufSize: what libvirt-python's sparse loops ask for
 
 
 class _LocalEnd:
@@ -100,6 +102,98 @@ class _LocalEnd:
         self.close(error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS, "the stream was aborted"))
 
 
+class _LocalVolumeEnd(_LocalEnd):
+    """A volume's own descriptor from an in-process storage driver: positioned reads
+    and writes within the call's ``length``, holes found and made as the daemon's
+    volume stream does (:mod:`pyvirt.sparsefile`)."""
+
+    def __init__(self, sink: StreamSink) -> None:
+        super().__init__(sink)
+        from .. import sparsefile
+        self._sparse = sparsefile
+        self.pos = self.start = os.lseek(self.fd, 0, os.SEEK_CUR)
+        self.limit = self.start + sink.length if sink.length else None
+        size = sparsefile.end_of(self.fd)
+        self.end = size if self.limit is None else min(self.limit, size)
+        self.sparse = sink.sparse
+        self.wrote = False
+
+    def pending(self) -> bool:
+        return True
+
+    def recv(self, nbytes: int, stop_at_hole: bool = False) -> bytes | int:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            if self.pos >= self.end:
+                return b""
+            in_data, size = (self._sparse.section(self.fd, self.pos, self.end) if self.sparse
+                             else (True, self.end - self.pos))
+            if not in_data:
+                if stop_at_hole:
+                    return -3
+                size = min(size, nbytes)
+                self.pos += size
+                return bytes(size)
+            data = os.pread(self.fd, min(nbytes, size), self.pos)
+        except OSError as exc:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                        f"cannot read from the stream: {exc.strerror}") from None
+        self.pos += len(data)
+        return data
+
+    def recv_hole(self) -> int:
+        if self.pos >= self.end:
+            return 0
+        in_data, size = self._sparse.section(self.fd, self.pos, self.end)
+        if in_data:
+            return 0
+        self.pos += size
+        return size
+
+    def _room(self, wanted: int) -> int:
+        if self.limit is None:
+            return wanted
+        if self.pos >= self.limit:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                        "cannot write to stream: No space left on device")
+        return min(wanted, self.limit - self.pos)
+
+    def send(self, data: bytes) -> int:
+        if self.failure is not None:
+            raise self.failure
+        view = memoryview(data)[:self._room(len(data))]
+        try:
+            while view:
+                written = os.pwrite(self.fd, view, self.pos)
+                self.pos += written
+                view = view[written:]
+        except OSError as exc:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                        f"cannot write to the stream: {exc.strerror}") from None
+        self.wrote = True
+        return len(data)
+
+    def send_hole(self, length: int, flags: int = 0) -> None:
+        fits = self._room(length)
+        try:
+            self._sparse.make_hole(self.fd, self.pos, fits)
+        except OSError as exc:
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                        f"cannot write to the stream: {exc.strerror}") from None
+        self.pos += fits
+        self.wrote = True
+
+    def finish(self) -> None:
+        if self.wrote and self.failure is None:
+            try:
+                self._sparse.extend_to(self.fd, self.pos)      # a trailing hole still counts
+            except OSError as exc:
+                self.failure = error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                                     f"cannot write to the stream: {exc.strerror}")
+        super().finish()
+
+
 class _RemoteEnd:
     """The client end of an RPC stream: its coroutines run on pyvirt's loop."""
 
@@ -109,11 +203,25 @@ class _RemoteEnd:
     def pending(self) -> bool:
         return self.stream.pending()
 
-    def recv(self, nbytes: int) -> bytes:
+    @property
+    def sparse(self) -> bool:
+        return self.stream.state.sparse
+
+    def recv(self, nbytes: int, stop_at_hole: bool = False) -> bytes | int:
+        if not hasattr(self.stream, "recv"):
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.STREAMS, "the stream carries no data to read")
+        if stop_at_hole:
+            return aio.run(self.stream.recv(nbytes, True))
         return aio.run(self.stream.recv(nbytes))
+
+    def recv_hole(self) -> int:
+        return aio.run(self.stream.recv_hole())
 
     def send(self, data: bytes) -> int:
         return aio.run(self.stream.send(bytes(data)))
+
+    def send_hole(self, length: int, flags: int = 0) -> None:
+        aio.run(self.stream.send_hole(length, flags))
 
     def finish(self) -> None:
         aio.run(self.stream.finish())
@@ -133,7 +241,10 @@ class virStream:  # noqa: N801 - libvirt-python's name
     def _attach(self, end: Any) -> None:
         if self._end is not None:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.STREAMS, "the stream is already in use")
-        self._end = _LocalEnd(end) if isinstance(end, StreamSink) else _RemoteEnd(end)
+        if isinstance(end, StreamSink):
+            self._end = _LocalVolumeEnd(end) if end.length or end.sparse else _LocalEnd(end)
+        else:
+            self._end = _RemoteEnd(end)
 
     def _open(self) -> "_LocalEnd | _RemoteEnd":
         if self._end is None:
@@ -151,6 +262,40 @@ class virStream:  # noqa: N801 - libvirt-python's name
 
     def send(self, data: bytes) -> int:
         return self._open().send(bytes(data))
+
+    def recvFlags(self, nbytes: int, flags: int = 0) -> bytes | int:
+        """recv, or with VIR_STREAM_RECV_STOP_AT_HOLE -3 where a hole starts (then :meth:`recvHole`)."""
+        end = self._open()
+        if flags & ~STREAM_RECV_STOP_AT_HOLE:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.STREAMS,
+                        f"unsupported flags (0x{flags & ~STREAM_RECV_STOP_AT_HOLE:x}) in function virStreamRecvFlags")
+        if self._flags & STREAM_NONBLOCK and not end.pending():
+            return -2
+        stop = bool(flags & STREAM_RECV_STOP_AT_HOLE)
+        if stop and not self._sparse(end):
+            stop = False
+        return end.recv(int(nbytes), stop) if stop else end.recv(int(nbytes))
+
+    def recvHole(self, flags: int = 0) -> int:
+        """The length of the hole the stream has reached (consumed)."""
+        end = self._open()
+        if not self._sparse(end):
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.RPC, "Holes are not supported with this stream")
+        return end.recv_hole()
+
+    def sendHole(self, length: int, flags: int = 0) -> int:
+        """Tell the target to leave ``length`` bytes empty (a sparse upload)."""
+        end = self._open()
+        if length < 0:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.STREAMS, "Cannot send negative length hole")
+        if not self._sparse(end):
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.RPC, "Skipping is not supported with this stream")
+        end.send_hole(int(length), flags)
+        return 0
+
+    @staticmethod
+    def _sparse(end: Any) -> bool:
+        return bool(getattr(end, "sparse", False))
 
     def recvAll(self, handler: Callable[["virStream", bytes, Any], Any], opaque: Any) -> None:
         while True:
@@ -180,6 +325,45 @@ class virStream:  # noqa: N801 - libvirt-python's name
                 except libvirtError:
                     pass
                 raise
+            if not got:
+                return
+            self.send(got)
+
+    def sparseRecvAll(self, handler: Callable[["virStream", bytes, Any], Any],
+                      holeHandler: Callable[["virStream", int, Any], Any], opaque: Any) -> None:
+        """recvAll, with each hole handed to ``holeHandler(stream, length, opaque)``."""
+        while True:
+            got = self.recvFlags(_SPARSE_CHUNK, STREAM_RECV_STOP_AT_HOLE)
+            if got == -2:
+                raise libvirtError("cannot use sparseRecvAll with nonblocking stream")
+            if got == -3:
+                ret = holeHandler(self, self.recvHole(), opaque)
+                if isinstance(ret, int) and ret < 0:
+                    self.abort()
+                    raise RuntimeError(f"holeHandler handler returned {ret}")
+                continue
+            if not got:
+                return
+            ret = handler(self, got, opaque)
+            if isinstance(ret, int) and ret < 0:
+                self.abort()
+                raise RuntimeError(f"sparseRecvAll handler returned {ret}")
+
+    def sparseSendAll(self, handler: Callable[["virStream", int, Any], Any],
+                      holeHandler: Callable[["virStream", Any], Any],
+                      skipHandler: Callable[["virStream", int, Any], int], opaque: Any) -> None:
+        """sendAll, asking ``holeHandler(stream, opaque)`` for ``[inData, sectionLen]`` before
+        each piece: holes are sent as such and skipped in the source by ``skipHandler``."""
+        while True:
+            in_data, section_len = holeHandler(self, opaque)
+            if not in_data and section_len > 0:
+                if self.sendHole(section_len) < 0 or skipHandler(self, section_len, opaque) < 0:
+                    self.abort()
+                continue
+            got = handler(self, min(_SPARSE_CHUNK, section_len), opaque)
+            if isinstance(got, int) and got < 0:
+                self.abort()
+                raise RuntimeError(f"sparseSendAll handler returned {got}")
             if not got:
                 return
             self.send(got)

@@ -32,12 +32,15 @@ from ..rpc import wire
 from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, Kind, Procedure
 from ..rpc.server import ServerClient
 from ..rpc.stream import Direction
-from ..rpc.stream.incoming import FdStream, IncomingStream
+from ..rpc.stream.incoming import FdStream, IncomingStream, VolumeStream
 from ..rpc.wire import Header, Message, MessageType, Program, Status
 from ..rpc.xdr import XDRError
 from . import events as event_forms
 from . import auth as authmod
 from .unexpected import as_libvirt_error
+
+# procedures whose stream is a volume's content (length, holes: pyvirt.driver.StreamSink)
+_VOLUME_STREAMS = ("STORAGE_VOL_UPLOAD", "STORAGE_VOL_DOWNLOAD")
 
 log = logging.getLogger(__name__)
 
@@ -351,8 +354,13 @@ class Dispatcher:
         """Wire the driver's pipe to the stream the reply opens; the stream does the I/O."""
         streams = client.session.streams
         key = (h.proc, h.serial)
-        kind = IncomingStream if proc.stream == Direction.UPLOAD else FdStream   # console, screenshot
-        stream = kind(client, sink.fd, sink.done, h, proc.stream, on_closed=lambda: streams.pop(key, None))
+        if proc.name in _VOLUME_STREAMS:      # the volume itself, with the call's length and sparseness
+            stream: IncomingStream | FdStream = VolumeStream(
+                client, sink.fd, sink.done, h, proc.stream, on_closed=lambda: streams.pop(key, None),
+                length=sink.length, sparse=sink.sparse)
+        else:
+            kind = IncomingStream if proc.stream == Direction.UPLOAD else FdStream   # console, screenshot
+            stream = kind(client, sink.fd, sink.done, h, proc.stream, on_closed=lambda: streams.pop(key, None))
         sink.cancel = stream.fail
         streams[key] = stream
         return stream

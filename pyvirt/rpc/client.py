@@ -110,7 +110,7 @@ class RPCClient(asyncio.Protocol):
 
     def _dispatch(self, msg: Message) -> None:
         h = msg.header
-        if h.type == MessageType.STREAM or (h.type == MessageType.REPLY and h.serial not in self.pending
+        if h.type == MessageType.STREAM or h.type == MessageType.STREAM_HOLE or (h.type == MessageType.REPLY and h.serial not in self.pending
                                             and (h.proc, h.serial) in self.streams):
             stream = self.streams.get((h.proc, h.serial))
             if stream is not None:
@@ -259,10 +259,12 @@ class RPCClient(asyncio.Protocol):
                 transport.resume_reading()
         return ret, fds
 
-    async def call_stream(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, ReceivingStream]:
-        """A call that opens a stream the server sends on (screenshot; console, both ways)."""
+    async def call_stream(self, prog: int, proc: Procedure, args: tuple[Any, ...],
+                          sparse: bool = False) -> tuple[Any, ReceivingStream]:
+        """A call that opens a stream the server sends on (screenshot, volume download; console, both
+        ways); ``sparse``: holes may come (a volume opened with its SPARSE_STREAM flag)."""
         serial = self.serial
-        stream = ReceivingStream(self, prog, proc.number, serial, proc.stream or Direction.DOWNLOAD)
+        stream = ReceivingStream(self, prog, proc.number, serial, proc.stream or Direction.DOWNLOAD, sparse=sparse)
         self.streams[stream.key] = stream      # before the call: data may follow its reply at once
         try:
             ret = await self.call(prog, proc, args)
@@ -271,10 +273,11 @@ class RPCClient(asyncio.Protocol):
             raise
         return ret, stream
 
-    async def call_upload(self, prog: int, proc: Procedure, args: tuple[Any, ...]) -> tuple[Any, OutgoingStream]:
+    async def call_upload(self, prog: int, proc: Procedure, args: tuple[Any, ...],
+                          sparse: bool = False) -> tuple[Any, OutgoingStream]:
         """A call that opens a client→server stream: returns (reply, stream)."""
         serial = self.serial
-        stream = OutgoingStream(self, prog, proc.number, serial, proc.stream or Direction.UPLOAD)
+        stream = OutgoingStream(self, prog, proc.number, serial, proc.stream or Direction.UPLOAD, sparse=sparse)
         self.streams[stream.key] = stream
         try:
             ret = await self.call(prog, proc, args)

@@ -158,13 +158,18 @@ class RemoteConnection(HypervisorConnection):
         self.events.emit(DomainEvent(int(event_id), dom, detail))
 
 
+_SPARSE_CAPABLE = ("STORAGE_VOL_UPLOAD", "STORAGE_VOL_DOWNLOAD")
+
+
 def _forward(proc: Procedure) -> Callable[..., Any]:
     if proc.stream is not None:
         async def method(self: RemoteConnection, *args: Any) -> Any:
             """Opens a stream: returns (reply, the stream's client end)."""
+            # a volume's stream carries holes when opened with VIR_STORAGE_VOL_*_SPARSE_STREAM (1)
+            sparse = proc.name in _SPARSE_CAPABLE and bool(args[-1] & 1)
             if proc.stream == Direction.UPLOAD:
-                return await self.client.call_upload(Program.REMOTE, proc, args)
-            return await self.client.call_stream(Program.REMOTE, proc, args)
+                return await self.client.call_upload(Program.REMOTE, proc, args, sparse=sparse)
+            return await self.client.call_stream(Program.REMOTE, proc, args, sparse=sparse)
         method.__name__ = proc.method or proc.name.lower()
         return method
 

@@ -27,8 +27,9 @@ from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..server import ServerClient
 from ..wire import LEN_SIZE, PROTOCOL_VERSION, Header, Message, MessageType
 from . import pump
-from .state import Abort, Ack, Data, Direction, EndOfData, Failed, Finish, LocalStreamError, RemoteStreamError, \
-    Role, Stream, StreamState
+from ... import sparsefile
+from .state import Abort, Ack, Data, Direction, EndOfData, Failed, Finish, Hole, LocalStreamError, \
+    RemoteStreamError, Role, Stream, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -379,9 +380,119 @@ class FdStream:
             self.client.send_parts(self.state.send(Ack()))
 
 
+class VolumeStream(FdStream):
+    """The server's end of a storage volume's upload or download (``fd`` is the volume itself).
+
+    As :class:`FdStream`, plus what the call asked for: at most ``length``
+    bytes from the descriptor's offset (0: to the end of the volume) and, on a
+    ``sparse`` stream, holes as STREAM_HOLE packets — a download finds them
+    with SEEK_DATA/SEEK_HOLE and sends their length instead of zeros, an
+    upload makes each received hole a hole of the file and extends a file
+    left shorter than the stream at the end.  Reads and writes are positioned
+    (pread/pwrite), so nothing depends on the descriptor's offset after the start.
+    """
+
+    def __init__(self, client: ServerClient, fd: int, done: Callable[[BaseException | None], Any],
+                 header: Header, direction: Direction, on_closed: Callable[[], None] = lambda: None,
+                 length: int = 0, sparse: bool = False) -> None:
+        super().__init__(client, fd, done, header, direction, on_closed)
+        self.state = Stream(header.prog, header.proc, header.serial, role=Role.SERVER, direction=direction,
+                            sparse=sparse)
+        self.pos = first = os.lseek(fd, 0, os.SEEK_CUR)
+        self.limit = first + length if length else None     # upload: where writes must stop
+        self.end = sparsefile.end_of(fd) if self.limit is None else min(self.limit, sparsefile.end_of(fd))
+
+    def __repr__(self) -> str:
+        return f"<VolumeStream {self.state!r} at {self.pos} of {self.client.peer}>"
+
+    # -- download ----------------------------------------------------------------------------
+    def _readable(self) -> None:
+        transport = self.client.transport
+        if transport is not None and transport.get_write_buffer_size() > self.OUTPUT_HIGH:
+            self._watch(False)
+            asyncio.get_running_loop().call_later(self.OUTPUT_RETRY, self._watch, True)
+            return
+        try:
+            if self.pos < self.end:
+                in_data, size = (sparsefile.section(self.fd, self.pos, self.end) if self.state.sparse
+                                 else (True, self.end - self.pos))
+                if not in_data:
+                    self.client.send_parts(self.state.send(Hole(size)))
+                    self.pos += size
+                    return
+                data = os.pread(self.fd, min(self.READ_SIZE, size), self.pos)
+            else:
+                data = b""
+        except LocalStreamError:           # the client aborted meanwhile
+            return self._watch(False)
+        except OSError as exc:
+            return self.fail(error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                                   f"cannot read the volume: {exc.strerror}"))
+        if data:
+            self.pos += len(data)
+            try:
+                self.client.send_parts(self.state.send(Data(data)))
+            except LocalStreamError:
+                self._watch(False)
+            return
+        self._watch(False)
+        if not self.eof_sent and self.state.sending[Role.SERVER]:
+            self.eof_sent = True
+            self.client.send_parts(self.state.send(EndOfData()))
+
+    # -- upload --------------------------------------------------------------------------------
+    def receive(self, msg: Message) -> None:
+        if self.closed:
+            return
+        try:
+            event = self.state.receive(msg)
+        except RemoteStreamError as exc:
+            return self.fail(error(ErrorNumber.INVALID_STREAM, ErrorDomain.STREAMS, str(exc)))
+        kind = type(event)
+        try:
+            if kind is Data:
+                self._put(event.data)           # type: ignore[union-attr]
+            elif kind is Hole:
+                self._skip(event.length)        # type: ignore[union-attr]
+            elif kind is Finish:
+                sparsefile.extend_to(self.fd, self.pos)    # a trailing hole still counts
+                self._complete(None)
+            elif kind is Abort:
+                self._complete(error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
+                                     "the client aborted the stream"))
+        except OSError as exc:
+            self.fail(_write_error(exc))
+
+    def _room(self, wanted: int) -> int:
+        """How much of ``wanted`` bytes fits before ``length``; none left is libvirt's ENOSPC."""
+        if self.limit is None:
+            return wanted
+        room = self.limit - self.pos
+        if room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return min(room, wanted)
+
+    def _put(self, data: Any) -> None:
+        view = memoryview(data)
+        fits = self._room(len(view))
+        while view:
+            written = os.pwrite(self.fd, view[:fits], self.pos)
+            self.pos += written
+            view, fits = view[written:], fits - written
+            if view and fits <= 0:
+                fits = self._room(len(view))
+
+    def _skip(self, length: int) -> None:
+        fits = self._room(length)
+        sparsefile.make_hole(self.fd, self.pos, fits)
+        self.pos += fits
+        if fits < length:
+            self._room(length - fits)
+
+
 def _write_error(exc: OSError) -> libvirtError:
     return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
                  f"cannot write the stream into its target: {exc.strerror}")
 
 
-__all__ = ["IncomingStream", "FdStream"]
+__all__ = ["IncomingStream", "FdStream", "VolumeStream"]

@@ -41,9 +41,9 @@ class OutgoingStream:
     """The sending end of stream ``(prog, proc, serial)`` on ``client``."""
 
     def __init__(self, client: StreamConnection, prog: int, proc: int, serial: int,
-                 direction: Direction = Direction.UPLOAD) -> None:
+                 direction: Direction = Direction.UPLOAD, sparse: bool = False) -> None:
         self.client = client
-        self.state = Stream(prog, proc, serial, role=Role.CLIENT, direction=direction)
+        self.state = Stream(prog, proc, serial, role=Role.CLIENT, direction=direction, sparse=sparse)
         self._ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._uploader: pump.FdUploader | None = None
         self.failure: BaseException | None = None
@@ -129,6 +129,29 @@ class OutgoingStream:
             raise self.failure
         return self.sent
 
+    async def send(self, data: bytes) -> int:
+        """One write of the caller's data (libvirt's virStreamSend): STREAM packets
+        through the transport, waiting while it holds more than its high-water mark."""
+        if self.failure is not None:
+            raise self.failure
+        if data:
+            try:
+                parts = self.state.send(Data(data))
+            except _state.LocalStreamError as exc:
+                raise error(ErrorNumber.RPC, ErrorDomain.STREAMS, str(exc)) from None
+            self.client._send(b"".join(parts))
+            self.sent += len(data)
+            drain = getattr(self.client, "drain", None)
+            if drain is not None:
+                await drain()
+        return len(data)
+
+    async def send_hole(self, length: int, flags: int = 0) -> None:
+        """A hole of ``length`` bytes (libvirt's virStreamSendHole); only on a sparse stream."""
+        if self.failure is not None:
+            raise self.failure
+        self.client._send(b"".join(self.state.send(_state.Hole(length, flags))))
+
     def stop(self) -> None:
         """Stop the pump at once (the data is not over: abort or fail follows)."""
         if self._uploader is not None:
@@ -170,11 +193,19 @@ class ReceivingStream:
     server's acknowledgement.
     """
 
+    # Reading from the connection stops while this much arrived that the caller has
+    # not taken (a volume downloaded faster than it is written), and resumes below LOW.
+    QUEUED_HIGH = 8 << 20
+    QUEUED_LOW = 2 << 20
+
     def __init__(self, client: StreamConnection, prog: int, proc: int, serial: int,
-                 direction: Direction) -> None:
+                 direction: Direction, sparse: bool = False) -> None:
         self.client = client
-        self.state = Stream(prog, proc, serial, role=Role.CLIENT, direction=direction)
-        self.chunks: collections.deque[bytes] = collections.deque()
+        self.state = Stream(prog, proc, serial, role=Role.CLIENT, direction=direction, sparse=sparse)
+        # the server's data in order: bytes, or an int for a hole of that many bytes
+        self.chunks: collections.deque[bytes | int] = collections.deque()
+        self.queued = 0
+        self.paused = False
         self.eof = False
         self.failure: BaseException | None = None
         self._ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -197,6 +228,12 @@ class ReceivingStream:
         kind = type(event)
         if kind is _state.Data:
             self.chunks.append(bytes(event.data))      # type: ignore[union-attr]
+            self.queued += len(event.data)             # type: ignore[union-attr]
+            if self.queued > self.QUEUED_HIGH:
+                self._reading(False)
+        elif kind is _state.Hole:
+            if event.length:                           # type: ignore[union-attr]
+                self.chunks.append(event.length)       # type: ignore[union-attr]
         elif kind is _state.EndOfData:
             self.eof = True
         elif kind is Ack:
@@ -218,6 +255,19 @@ class ReceivingStream:
         if self.on_failure is not None:
             self.on_failure(err)
 
+    def _reading(self, on: bool) -> None:
+        if on != self.paused:           # already reading (or already paused)
+            return
+        transport = getattr(self.client, "transport", None)
+        if transport is None or transport.is_closing():
+            self.paused = False
+            return
+        self.paused = not on
+        if on:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
     def _notify(self) -> None:
         wake, self._wake = self._wake, None
         if wake is not None and not wake.done():
@@ -228,8 +278,11 @@ class ReceivingStream:
         """True if :meth:`recv` would not wait."""
         return bool(self.chunks) or self.eof or self.failure is not None
 
-    async def recv(self, nbytes: int) -> bytes:
-        """Up to ``nbytes`` of the server's data, waiting for some; b"" once it is over."""
+    async def recv(self, nbytes: int, stop_at_hole: bool = False) -> bytes | int:
+        """Up to ``nbytes`` of the server's data, waiting for some; b"" once it is over.
+
+        A hole reads as zeros, or, with ``stop_at_hole``, as -3 (libvirt's
+        VIR_STREAM_RECV_STOP_AT_HOLE) until :meth:`recv_hole` takes it."""
         while not self.chunks:
             if self.failure is not None:
                 raise self.failure
@@ -238,10 +291,27 @@ class ReceivingStream:
             self._wake = asyncio.get_running_loop().create_future()
             await self._wake
         chunk = self.chunks.popleft()
+        if isinstance(chunk, int):
+            if stop_at_hole:
+                self.chunks.appendleft(chunk)
+                return -3
+            if chunk > nbytes:
+                self.chunks.appendleft(chunk - nbytes)
+                chunk = nbytes
+            return bytes(chunk)
         if len(chunk) > nbytes:
             self.chunks.appendleft(chunk[nbytes:])
             chunk = chunk[:nbytes]
+        self.queued -= len(chunk)
+        if self.paused and self.queued < self.QUEUED_LOW:
+            self._reading(True)
         return chunk
+
+    async def recv_hole(self) -> int:
+        """The length of the hole the data has reached (0: none); it is consumed."""
+        if self.chunks and isinstance(self.chunks[0], int):
+            return self.chunks.popleft()       # type: ignore[return-value]
+        return 0
 
     async def send(self, data: bytes) -> int:
         if self.failure is not None:
@@ -258,6 +328,7 @@ class ReceivingStream:
     async def finish(self) -> None:
         if self.failure is not None:
             raise self.failure
+        self._reading(True)        # the acknowledgement must get through
         try:
             self.client._send(b"".join(self.state.send(Finish())))
             await self._ack
@@ -267,6 +338,7 @@ class ReceivingStream:
             self.client.streams.pop(self.key, None)
 
     async def abort(self, timeout: float = 5.0) -> None:
+        self._reading(True)
         try:
             if not self._ack.done() and self.client.is_open:
                 self.client._send(b"".join(self.state.send(Abort())))
