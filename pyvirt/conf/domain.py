@@ -52,6 +52,9 @@ LIFECYCLE: dict[str, tuple[tuple[str, ...], str]] = {
     "on_reboot": (LIFECYCLE_ACTIONS, "restart"),
     "on_crash": (CRASH_ACTIONS, "destroy"),
 }
+# <on_lockfailure>: what the lock manager does when a lease is lost ("": libvirt's default,
+# which it does not format; the lock manager then powers the guest off)
+LOCKFAILURE_ACTIONS = ("poweroff", "restart", "pause", "ignore")
 
 
 _NO_NAME = "domain XML: add a <name> element"
@@ -168,6 +171,7 @@ class DomainDef:
     on_poweroff: str = "destroy"
     on_reboot: str = "restart"
     on_crash: str = "destroy"
+    on_lockfailure: str = ""
     devices: Devices = field(default_factory=Devices)
 
     @property
@@ -210,6 +214,7 @@ class DomainDef:
             self.cpu.to_node() if self.cpu else None,
             el("clock", [("offset", self.clock_offset)]),
             *(el(action, text=getattr(self, action)) for action in LIFECYCLE),
+            el("on_lockfailure", text=self.on_lockfailure) if self.on_lockfailure else None,
             self.devices.to_node(flags),
         ])
 
@@ -296,6 +301,9 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
     for action, (allowed, default) in LIFECYCLE.items():
         setattr(dom, action, check_choice(child_text(root, action, strip=True) or default,
                                           allowed, f"<{action}> action"))
+    lockfailure = child_text(root, "on_lockfailure", strip=True)
+    if lockfailure:
+        dom.on_lockfailure = check_choice(lockfailure, LOCKFAILURE_ACTIONS, "<on_lockfailure> action")
     dom.validate()
     if inactive:
         dom.clear_live_state()
