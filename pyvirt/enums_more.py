@@ -488,3 +488,71 @@ class NodeCPUStats(IntEnum):
 
 PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NodeCPUStats, "VIR_NODE_CPU_STATS_"),
                                      (NodeMemoryStats, "VIR_NODE_MEMORY_STATS_"))
+
+
+class DomainSnapshotCreateFlags(IntFlag):
+    """virDomainSnapshotCreateFlags."""
+
+    REDEFINE = 1
+    CURRENT = 2
+    NO_METADATA = 4
+    HALT = 8
+    DISK_ONLY = 16
+    REUSE_EXT = 32
+    QUIESCE = 64
+    ATOMIC = 128
+    LIVE = 256
+    VALIDATE = 512
+
+
+class DomainSnapshotListFlags(IntFlag):
+    """virDomainSnapshotListFlags (ROOTS for a domain's list, DESCENDANTS for a snapshot's: one bit)."""
+
+    ROOTS = 1
+    METADATA = 2
+    LEAVES = 4
+    NO_LEAVES = 8
+    NO_METADATA = 16
+    INACTIVE = 32
+    ACTIVE = 64
+    DISK_ONLY = 128
+    INTERNAL = 256
+    EXTERNAL = 512
+    TOPOLOGICAL = 1024
+
+
+class DomainSnapshotChildrenFlags(IntFlag):
+    """VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS: ROOTS' bit, as a snapshot's children list reads it."""
+
+    DESCENDANTS = 1
+
+
+class DomainSnapshotRevertFlags(IntFlag):
+    """virDomainSnapshotRevertFlags."""
+
+    RUNNING = 1
+    PAUSED = 2
+    FORCE = 4
+    RESET_NVRAM = 8
+
+
+class DomainSnapshotDeleteFlags(IntFlag):
+    """virDomainSnapshotDeleteFlags."""
+
+    CHILDREN = 1
+    METADATA_ONLY = 2
+    CHILDREN_ONLY = 4
+
+
+class DomainSnapshotXMLFlags(IntFlag):
+    """virDomainSnapshotXMLFlags."""
+
+    SECURE = 1
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((DomainSnapshotCreateFlags, "VIR_DOMAIN_SNAPSHOT_CREATE_"),
+                                     (DomainSnapshotListFlags, "VIR_DOMAIN_SNAPSHOT_LIST_"),
+                                     (DomainSnapshotChildrenFlags, "VIR_DOMAIN_SNAPSHOT_LIST_"),
+                                     (DomainSnapshotRevertFlags, "VIR_DOMAIN_SNAPSHOT_REVERT_"),
+                                     (DomainSnapshotDeleteFlags, "VIR_DOMAIN_SNAPSHOT_DELETE_"),
+                                     (DomainSnapshotXMLFlags, "VIR_DOMAIN_SNAPSHOT_XML_"))

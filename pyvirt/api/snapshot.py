@@ -4,12 +4,108 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..refs import DomainSnapshotRef
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
     from typing import Any
+    from ..connection import virConnect
+    from ..domain import virDomain
+
+
+class virDomainSnapshot:  # noqa: N801 - libvirt-python's name
+    """A snapshot handle: its name and its domain (``remote_nonnull_domain_snapshot``)."""
+
+    def __init__(self, dom: "virDomain", ref: DomainSnapshotRef) -> None:
+        self._dom = dom
+        self._ref = ref
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return self._dom._conn._call(method, self._ref, *args)
+
+    def _wrap(self, ref: DomainSnapshotRef) -> "virDomainSnapshot":
+        return virDomainSnapshot(self._dom, ref)
+
+    def getName(self) -> str:
+        return self._ref.name
+
+    def getDomain(self) -> "virDomain":
+        return self._dom
+
+    def domain(self) -> "virDomain":
+        return self._dom
+
+    def getConnect(self) -> "virConnect":
+        return self._dom._conn
+
+    def connect(self) -> "virConnect":
+        return self._dom._conn
+
+    def getXMLDesc(self, flags: int = 0) -> str:
+        return self._call("domain_snapshot_get_xml_desc", flags)
+
+    def getParent(self, flags: int = 0) -> "virDomainSnapshot":
+        return self._wrap(self._call("domain_snapshot_get_parent", flags))
+
+    def delete(self, flags: int = 0) -> int:
+        self._call("domain_snapshot_delete", flags)
+        return 0
+
+    def isCurrent(self, flags: int = 0) -> bool:
+        return bool(self._call("domain_snapshot_is_current", flags))
+
+    def hasMetadata(self, flags: int = 0) -> bool:
+        return bool(self._call("domain_snapshot_has_metadata", flags))
+
+    def numChildren(self, flags: int = 0) -> int:
+        return self._call("domain_snapshot_num_children", flags)
+
+    def listChildrenNames(self, flags: int = 0) -> list[str]:
+        count = self.numChildren(flags)
+        return list(self._call("domain_snapshot_list_children_names", count, flags)) if count else []
+
+    def listAllChildren(self, flags: int = 0) -> list["virDomainSnapshot"]:
+        refs, _count = self._call("domain_snapshot_list_all_children", 1, flags)
+        return [self._wrap(ref) for ref in refs]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, virDomainSnapshot) and other._ref == self._ref
+
+    def __hash__(self) -> int:
+        return hash(self._ref)
 
 
 class DomainSnapshotAPI:
     """Mixed into :class:`pyvirt.domain.virDomain`."""
 
     _call: Callable[..., Any]   # virDomain's: the handle's connection and reference
+
+    def _snapshot(self, ref: DomainSnapshotRef) -> virDomainSnapshot:
+        return virDomainSnapshot(self, ref)   # type: ignore[arg-type]
+
+    def snapshotCreateXML(self, xmlDesc: str, flags: int = 0) -> virDomainSnapshot:
+        return self._snapshot(self._call("domain_snapshot_create_xml", xmlDesc, flags))
+
+    def snapshotNum(self, flags: int = 0) -> int:
+        return self._call("domain_snapshot_num", flags)
+
+    def snapshotListNames(self, flags: int = 0) -> list[str]:
+        count = self.snapshotNum(flags)
+        return list(self._call("domain_snapshot_list_names", count, flags)) if count else []
+
+    def listAllSnapshots(self, flags: int = 0) -> list[virDomainSnapshot]:
+        refs, _count = self._call("domain_list_all_snapshots", 1, flags)
+        return [self._snapshot(ref) for ref in refs]
+
+    def snapshotLookupByName(self, name: str, flags: int = 0) -> virDomainSnapshot:
+        return self._snapshot(self._call("domain_snapshot_lookup_by_name", name, flags))
+
+    def snapshotCurrent(self, flags: int = 0) -> virDomainSnapshot:
+        return self._snapshot(self._call("domain_snapshot_current", flags))
+
+    def hasCurrentSnapshot(self, flags: int = 0) -> int:
+        return self._call("domain_has_current_snapshot", flags)
+
+    def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:
+        self._conn._call("domain_revert_to_snapshot", snap._ref, flags)   # type: ignore[attr-defined]
+        return 0
