@@ -59,6 +59,10 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
                          "pyvirt.driver", "pyvirt.connection", "pyvirt.domain", "pyvirt.migration",
                          "pyvirt.uri", "pyvirt.typedparams", "pyvirt.aio")),
     ("pyvirt.locking", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.security")),
+    # the lock daemon: a process of its own below the lock plugins (which talk to it), its protocol sans-I/O
+    ("pyvirt.lockd.protocol", IO_MODULES + NOT_BELOW_RPC + ("pyvirt.locking", "pyvirt.rpc", "pyvirt.cli")),
+    ("pyvirt.lockd", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
+                      "pyvirt.locking", "pyvirt.security", "pyvirt.driver", "pyvirt.connection", "pyvirt.domain")),
     ("pyvirt.typedparams", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
                             "pyvirt.driver", "pyvirt.connection", "pyvirt.domain")),
     ("pyvirt.migration", ("pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.drivers")),

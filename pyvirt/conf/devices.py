@@ -130,6 +130,44 @@ class Disk:
         ])
 
 
+# -- leases (for the lock manager) ---------------------------------------------
+
+@dataclass(slots=True)
+class Lease:
+    """``<lease><lockspace/><key/><target path= offset=/></lease>``: a lease the
+    lock manager takes beside (or instead of) the disks' own."""
+
+    key: str
+    path: str
+    lockspace: str | None = None
+    offset: int | None = None
+
+    @classmethod
+    def from_xml(cls, node: etree._Element) -> Lease:
+        key = child_text(node, "key", strip=True)
+        if not key:
+            raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, "Missing 'key' element for lease")
+        target = child(node, "target")
+        path = target.get("path") if target is not None else None
+        if not path:
+            raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, "Missing 'target' element for lease")
+        offset_text = target.get("offset") if target is not None else None
+        offset = None
+        if offset_text is not None:
+            if not offset_text.isdigit():
+                raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
+                            f"Malformed lease target offset {offset_text}")
+            offset = int(offset_text)
+        return cls(key=key, path=path, lockspace=child_text(node, "lockspace", strip=True) or None, offset=offset)
+
+    def to_node(self, flags: FormatFlags) -> Node:
+        return el("lease", (), [
+            el("lockspace", text=self.lockspace) if self.lockspace else None,
+            el("key", text=self.key),
+            el("target", [("path", self.path), ("offset", None if self.offset is None else str(self.offset))]),
+        ])
+
+
 # -- network interfaces --------------------------------------------------------
 
 # interface type -> the <source> attribute it needs (None: no source)
@@ -529,6 +567,7 @@ class Devices:
     emulator: str | None = None
     disks: list[Disk] = field(default_factory=list)
     controllers: list[Controller] = field(default_factory=list)
+    leases: list[Lease] = field(default_factory=list)
     interfaces: list[Interface] = field(default_factory=list)
     serials: list[Serial] = field(default_factory=list)
     consoles: list[Console] = field(default_factory=list)
@@ -545,6 +584,7 @@ class Devices:
         devs.emulator = child_text(node, "emulator", strip=True)
         devs.disks = [Disk.from_xml(n) for n in children(node, "disk")]
         devs.controllers = number_controllers([Controller.from_xml(n) for n in children(node, "controller")])
+        devs.leases = [Lease.from_xml(n) for n in children(node, "lease")]
         devs.interfaces = [Interface.from_xml(n) for n in children(node, "interface")]
         devs.serials = _number_serials([Serial.from_xml(n) for n in children(node, "serial")])
         devs.consoles = [Console.from_xml(n, i) for i, n in enumerate(children(node, "console"))]
@@ -564,6 +604,7 @@ class Devices:
             el("emulator", text=self.emulator) if self.emulator else None,
             *(dev.to_node(flags) for dev in self.disks),
             *(ctrl.to_node(flags.inactive) for ctrl in self.controllers),
+            *(lease.to_node(flags) for lease in self.leases),
             *(dev.to_node(flags) for group in groups for dev in group),
         ], keep_open=True)
 

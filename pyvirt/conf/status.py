@@ -5,6 +5,7 @@ Shaped like libvirt's ``<domstatus>`` file::
     <domstatus state='running' reason='booted' pid='1234'>
       <monitor path='/run/qemu/demo.qmp' type='unix'/>
       <job type='none' async='migration out' phase='perform3' wasRunning='yes'/>
+      <lockstate>STATE</lockstate>
       <pyvirt>
         <item name='seclabels' value='...'/>
       </pyvirt>
@@ -20,6 +21,8 @@ the asynchronous job a restarted daemon must resolve (:class:`JobRecord`),
 with libvirt's names for the job and its migration phase
 (``qemuDomainObjPrivateXMLFormatJob``); ``wasRunning`` is ours: whether the
 guest ran before the job, so recovery knows whether to resume it.
+``<lockstate>`` is the lock manager's state from its last release (libvirt's
+element), which the next acquire starts from.
 ``extra`` is a free-form string map for other driver bookkeeping (what the
 security driver relabelled); the ``<pyvirt>`` element keeps it apart from
 libvirt's names.
@@ -38,7 +41,7 @@ from lxml import etree
 from ..enums import REASON_NAMES, DomainState, reason_from_name, reason_name, state_from_name, state_name
 from .devices import FormatFlags
 from .domain import DomainDef, from_element
-from .xmlutil import Node, child, children, el, int_attr, parse_document, render, xml_detail
+from .xmlutil import Node, child, child_text, children, el, int_attr, parse_document, render, xml_detail
 
 __all__ = ["AsyncJobType", "DomainStatus", "JobPhase", "JobRecord", "parse_status", "STATUS_HEADER"]
 
@@ -109,6 +112,7 @@ class DomainStatus:
     domain: DomainDef
     extra: dict[str, str] = field(default_factory=dict)
     job: JobRecord | None = None
+    lockstate: str | None = None
 
     def __post_init__(self) -> None:
         self.state = DomainState(self.state)
@@ -127,6 +131,7 @@ class DomainStatus:
                                 ("pid", self.pid)], [
             monitor,
             self.job.to_node() if self.job is not None else None,
+            el("lockstate", text=self.lockstate) if self.lockstate else None,
             extra,
             self.domain.to_node(FormatFlags(secure=True, inactive=False)),
         ])
@@ -155,6 +160,7 @@ def parse_status(xml: str | bytes) -> DomainStatus:
         domain=from_element(domain),
         extra=extra,
         job=job,
+        lockstate=child_text(root, "lockstate") or None,
     )
 
 

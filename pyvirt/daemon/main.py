@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import grp
 import logging
 import os
@@ -28,6 +29,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .. import locking
 from .. import uri as urimod
 from ..driver import ConnectionInfo, HypervisorConnection
 from ..drivers.qemu.config import QemuConfig
@@ -59,6 +61,15 @@ async def connect_peer(uri: str) -> HypervisorConnection:
     return conn
 
 
+def lock_manager(cfg: DaemonConfig) -> locking.LockPlugin:
+    """pyvirtd.conf's lock_manager with its settings (lockd's keys and every lock_* key);
+    the lock daemon's socket is in state_dir/run, its log in state_dir/log."""
+    settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                if f.name.startswith("lock_") or f.name in ("auto_disk_leases", "require_lease_for_disks")}
+    root = Path(cfg.state_dir)
+    return locking.new_manager(cfg.lock_manager, settings, run_dir=root / "run", log_dir=root / "log")
+
+
 class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
@@ -78,7 +89,7 @@ class Daemon:
             default_tls_x509_cert_dir=cfg.default_tls_x509_cert_dir,
             default_tls_x509_verify=None if cfg.default_tls_x509_verify < 0 else bool(cfg.default_tls_x509_verify),
             migrate_tls_force=bool(cfg.migrate_tls_force)),
-            connector=connect_peer)
+            connector=connect_peer, locks=lock_manager(cfg))
         self.test_host = test_driver.TestHost()
         self.stopping = False
         self.auth = Authenticator(sasl_allowed_username_list=cfg.sasl_allowed_username_list,
@@ -198,6 +209,7 @@ class Daemon:
         await self.server.close(drop_clients=True)
         await asyncio.sleep(0)   # let connection_lost callbacks run
         await self.qemu.close()
+        await self.qemu.locks.close()      # the lock daemon and its leases stay
         log.info("pyvirtd stopped; guests left running")
 
 

@@ -53,6 +53,10 @@ class QemuDomainObj(DomainObj):
     # The daemon stopped managing this guest (shutdown): its status file stays as last
     # written, for the next daemon to adopt and resolve; nothing here touches it any more.
     detached: bool = False
+    # The lock manager: the state its last release returned (the status XML's <lockstate>),
+    # and whether the guest's leases are held now (its CPUs run).
+    lock_state: str | None = None
+    leases_held: bool = False
 
     def __post_init__(self) -> None:
         if self.jobs is None:
@@ -70,7 +74,7 @@ class QemuDomainObj(DomainObj):
         assert self.live is not None and self.cfg is not None
         return DomainStatus(self.state, self.reason, self.process.pid if self.process else 0,
                             str(self.monitor_path) if self.monitor_path else None, self.live,
-                            dict(self.extra), self.job_record)
+                            dict(self.extra), self.job_record, self.lock_state)
 
     def record_job(self, job: AsyncJobType, phase: JobPhase = JobPhase.NONE, *,
                    was_running: bool | None = None, persist: bool = True) -> None:

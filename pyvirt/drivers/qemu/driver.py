@@ -20,7 +20,7 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-from ... import conf, security
+from ... import conf, locking, security
 from ...conf.fileutil import write_atomic
 from ...driver import QEMU_MONITOR_EVENT, DomainEvent, EventBus
 from ...enums import reason_from_name, reason_name
@@ -34,7 +34,7 @@ from . import process as procmod
 from . import qemu_events, reboot, recovery
 from . import stats
 from . import tap as tapmod
-from . import hotplug, netlink, postparse
+from . import hotplug, leases, netlink, postparse
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
 from .domainobj import MonitorHandler, QemuDomainObj
@@ -73,8 +73,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 class QemuDriver:
     """One host: its configuration, domains, events and running QEMUs."""
 
-    def __init__(self, cfg: QemuConfig, connector: Any = None) -> None:
+    def __init__(self, cfg: QemuConfig, connector: Any = None, locks: locking.LockPlugin | None = None) -> None:
         self.cfg = cfg
+        # Disk leases (pyvirtd.conf's lock_manager): taken before the CPUs run (.leases)
+        self.locks = locks if locks is not None else locking.new_manager("nop")
+        self.locks.set_lost_handler(self._lease_lost)
         # Opens a connection to another host (peer-to-peer migration); injected by
         # the daemon or the client library, since drivers do not speak RPC.
         self.connector = connector
@@ -166,6 +169,7 @@ class QemuDriver:
         obj.live, obj.id = live, live.id if live.id is not None else -1
         obj.extra = dict(status.extra)
         obj.job_record = status.job
+        obj.lock_state = status.lockstate
         self._reserve_labels(obj, live)
         self.next_id = max(self.next_id, obj.id + 1)
         alive = status.pid > 0 and procmod.pid_is_ours(status.pid, live.name, live.uuid)
@@ -199,6 +203,7 @@ class QemuDriver:
             return
         if not await self._sync_run_state(obj, trust_record=record is not None):
             return
+        await leases.adopt(self, obj)
         log.info("reconnected to %s (pid %d), %s", live.name, status.pid, obj.state.name.lower())
 
     async def _sync_run_state(self, obj: QemuDomainObj, trust_record: bool = False) -> bool:
@@ -360,6 +365,7 @@ class QemuDriver:
         live.id = dom_id
         obj.live, obj.id = live, dom_id
         obj.stop_reason, obj.got_shutdown = None, False
+        obj.lock_state, obj.leases_held = None, False
         obj.stopped = asyncio.Event()
         try:
             self._set_labels(obj, live)   # first: the status written next holds what to give back
@@ -385,6 +391,7 @@ class QemuDriver:
         obj.save_status()          # the pid, at once: a crash now must not orphan this QEMU
         self._watch_exit(obj)
         try:
+            await leases.register(self, obj)      # CPUs paused (-S): nothing written yet
             await self._set_graphics_passwords(obj)
             await netlink.apply_at_start(obj)
             await self._record_pty_paths(obj)
@@ -485,7 +492,7 @@ class QemuDriver:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "domain is no longer running")
         obj.expect_run_change = True
         try:
-            await obj.process.monitor.cont()
+            await leases.run_cpus(self, obj, obj.process.monitor.cont)
         finally:
             obj.expect_run_change = False
         obj.set_state(DomainState.RUNNING, reason)
@@ -504,6 +511,7 @@ class QemuDriver:
         finally:
             obj.expect_run_change = False
         obj.set_state(DomainState.PAUSED, reason)
+        await leases.cpus_stopped(self, obj)
         if event:
             detail = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED}.get(reason, EventSuspendedDetail.PAUSED)
             emit_lifecycle(self.events, obj, EventType.SUSPENDED, detail)
@@ -514,10 +522,25 @@ class QemuDriver:
         detail = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED}.get(reason, EventSuspendedDetail.PAUSED)
         emit_lifecycle(self.events, obj, EventType.SUSPENDED, detail)
 
-    def release_leases(self, obj: QemuDomainObj) -> None:
-        """Lock-manager hook: the guest's CPUs stopped for good on this host.
-        The lock manager is a no-op one for now; this is where leases go."""
-        log.debug("%s: releasing disk leases (nop lock manager)", obj.name)
+    async def release_leases(self, obj: QemuDomainObj) -> None:
+        """The guest's CPUs were stopped by QEMU itself (end of a migration or save)."""
+        await leases.cpus_stopped(self, obj)
+
+    async def _lease_lost(self, uuid: str, what: str, why: str) -> None:
+        """The lock manager can no longer guarantee a running guest's lease: fence it
+        as its <on_lockfailure> says (libvirt's default: poweroff)."""
+        obj = self.domains.find_uuid(uuid)
+        if not isinstance(obj, QemuDomainObj) or obj.process is None:
+            return
+        action = leases.guest(obj).on_lockfailure
+        log.error("%s lost its lease on %s (%s): %s", obj.name, what, why, action)
+        if action == "ignore":
+            return
+        if action == "pause":
+            if obj.state == DomainState.RUNNING:
+                await self.pause_cpus(obj, PausedReason.UNKNOWN)
+            return
+        await self.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=0)
 
     # -- stop -------------------------------------------------------------------
     async def kill(self, obj: QemuDomainObj, reason: ShutoffReason, detail: EventStoppedDetail,
@@ -580,6 +603,7 @@ class QemuDriver:
             reason, detail = ShutoffReason.CRASHED, EventStoppedDetail.FAILED
             log.warning("QEMU of domain %s exited unexpectedly", obj.name)
         obj.process = None
+        await leases.gone(self, obj, qp.pid)
         qp.close_stat()
         if obj.jobs.current_async is not None:      # wake a migration or save waiting on QEMU
             obj.jobs.current_async.signal("qemu-gone")
@@ -637,6 +661,8 @@ class QemuDriver:
             if not obj.expect_run_change and not obj.got_shutdown and obj.state == DomainState.RUNNING:
                 obj.set_state(DomainState.PAUSED, PausedReason.UNKNOWN)
                 emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+                # paused by QEMU itself (I/O error, watchdog, panic): the leases go too
+                self._spawn(leases.cpus_stopped(self, obj), f"qemu-lease-release-{obj.name}")
         elif name == "RESUME":
             if not obj.expect_run_change and obj.state == DomainState.PAUSED:
                 obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)

@@ -139,7 +139,7 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
             first.record(exc)
             await _undo_save(drv, obj, job, target, paused, first)
             first.raise_if_any()
-        drv.release_leases(obj)
+        await drv.release_leases(obj)
         await drv.kill(obj, ShutoffReason.SAVED, EventStoppedDetail.SAVED)
     log.info("%s saved to %s (%s)", obj.name, path, fmt.name)
 

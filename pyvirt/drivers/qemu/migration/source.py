@@ -325,7 +325,7 @@ async def _transfer(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, mon:
         drv.mark_paused(obj, PausedReason.MIGRATION)
     else:
         obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
-    drv.release_leases(obj)
+    await drv.release_leases(obj)
 
 
 def _gone() -> Exception:

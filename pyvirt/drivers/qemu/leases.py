@@ -1,0 +1,116 @@
+"""The lock manager's two points in a guest's life: before its CPUs run, after they stop.
+
+libvirt acquires a guest's leases right before every ``cont`` (start, resume,
+restore, migration Finish, snapshot revert) and releases them if ``cont``
+fails; it releases them right after every ``stop`` and on every pause QEMU
+reports itself (STOP: I/O error, watchdog, guest panic, end of migration).
+Every path of this driver that runs or stops CPUs goes through
+:func:`run_cpus` and :func:`cpus_stopped`, so the plugin sees each of them.
+
+The state the last release returned (``QemuDomainObj.lock_state``) is kept
+in the status XML as ``<lockstate>``; the next acquire starts from it (a
+migration's Prepare puts the source's state there).  Around those two points:
+:func:`register` once QEMU runs with its CPUs paused (``-S``), :func:`gone`
+when it exited, :func:`adopt` when a restarted daemon finds it running.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from ... import locking
+from ...enums import DomainState, PausedReason
+
+if TYPE_CHECKING:
+    from .domainobj import QemuDomainObj
+    from .driver import QemuDriver
+
+log = logging.getLogger(__name__)
+
+# libvirt's virDomainLockManagerAddImage: only storage with a local path has a lease
+_LOCAL_DISK_TYPES = ("file", "block")
+
+
+def guest(obj: "QemuDomainObj", pid: int | None = None) -> locking.Guest:
+    """The guest as the lock plugin sees it: its QEMU process, disks and leases."""
+    d = obj.live or obj.definition
+    disks = tuple(locking.Disk(disk.source, readonly=disk.readonly, shareable=disk.shareable)
+                  for disk in d.devices.disks if disk.source and disk.type in _LOCAL_DISK_TYPES)
+    leases = tuple(locking.Lease(lockspace=lease.lockspace or "", key=lease.key, path=lease.path,
+                                 offset=lease.offset or 0) for lease in d.devices.leases)
+    if pid is None:
+        pid = obj.process.pid if obj.process is not None else 0
+    return locking.Guest(uuid=obj.uuid, name=d.name, pid=pid, disks=disks, leases=leases,
+                         on_lockfailure=getattr(d, "on_lockfailure", None) or "poweroff")
+
+
+async def register(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """QEMU runs with its CPUs paused: tie the guest's leases to this process."""
+    await drv.locks.register(guest(obj))
+
+
+async def run_cpus(drv: "QemuDriver", obj: "QemuDomainObj", cont: Callable[[], Awaitable[None]]) -> None:
+    """Acquire the leases (from the saved state), run ``cont``; release again if it fails."""
+    g = guest(obj)
+    await drv.locks.acquire(g, obj.lock_state)
+    obj.leases_held = True
+    try:
+        await cont()
+    except BaseException:
+        try:
+            await release(drv, obj)
+        except Exception:        # the first error is cont's
+            log.exception("%s: cannot release its leases after cont failed", obj.name)
+        raise
+    obj.lock_state = None          # as libvirt: the state is spent once the CPUs run
+
+
+async def cpus_stopped(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """The CPUs stopped (we stopped them, or QEMU did): the leases go, their state is
+    kept.  A failure is logged, as libvirt warns: the CPUs are stopped either way."""
+    try:
+        await release(drv, obj)
+    except Exception:
+        log.warning("%s: unable to release its leases", obj.name, exc_info=True)
+
+
+async def release(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    if not obj.leases_held or obj.process is None:
+        return
+    obj.leases_held = False
+    obj.lock_state = await drv.locks.release(guest(obj))
+    obj.save_status()
+
+
+async def inquire(drv: "QemuDriver", obj: "QemuDomainObj") -> str | None:
+    """What a migration hands over: the saved state when paused, else what is held now."""
+    if obj.state != DomainState.RUNNING:
+        return obj.lock_state
+    return await drv.locks.inquire(guest(obj))
+
+
+async def gone(drv: "QemuDriver", obj: "QemuDomainObj", pid: int) -> None:
+    """QEMU exited: nothing of it is held any more (at once, before a new start races it)."""
+    obj.leases_held = False
+    try:
+        await drv.locks.forget(guest(obj, pid))
+    except Exception:      # the lock daemon notices through its pidfd anyway
+        log.warning("%s: cannot tell the lock manager its QEMU ended", obj.name, exc_info=True)
+
+
+async def adopt(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """A restarted daemon found the guest: register it again, and if its CPUs run,
+    make sure its leases are held (the lock daemon still holds them; if it was
+    restarted too, they are taken again).  A guest whose leases cannot be had is
+    paused: it must not write without them."""
+    running = obj.state == DomainState.RUNNING
+    try:
+        await drv.locks.adopt(guest(obj), running)
+        obj.leases_held = running
+    except Exception as exc:
+        if not running:
+            log.warning("%s: cannot register with the lock manager: %s", obj.name, exc)
+            return
+        log.error("%s: its leases cannot be held (%s); pausing it", obj.name, exc)
+        await drv.pause_cpus(obj, PausedReason.UNKNOWN)
