@@ -294,3 +294,26 @@ def test_short_etcd_outage_fences_then_the_same_token_resumes(etcd):
             etcd.resume()
             await a.close()
     run(scenario())
+
+
+def test_a_restarted_lock_daemon_carries_its_own_guests_keys_over_with_their_tokens(etcd):
+    async def scenario():
+        old, _ = await host(etcd, "hostA", "/t9/")
+        g = Owner("u-a", "g", 4242)
+        state = await old.acquire(g, [disk("/img/ad")], None)
+        old._renewer.cancel()              # the lock daemon dies: no revoke, its lease lingers
+        await old.client.close()
+        new, _ = await host(etcd, "hostA", "/t9/")
+        other, _ = await host(etcd, "hostB", "/t9/")
+        try:
+            with pytest.raises(libvirtError, match="is locked"):     # not another process
+                await new.acquire(Owner("u-a", "g", 4343), [disk("/img/ad")], None)
+            with pytest.raises(libvirtError, match="is locked"):     # nor another host
+                await other.acquire(g, [disk("/img/ad")], None)
+            assert await new.acquire(g, [disk("/img/ad")], None) == state
+            kv = await raw(etcd, new.key(disk("/img/ad")))
+            assert kv.lease == new.lease_id(g)
+        finally:
+            await new.close()
+            await other.close()
+    run(scenario())

@@ -307,12 +307,26 @@ class EtcdBackend(Backend):
             others = [kv for kv in kvs if kv.lease != lease.id]
             if not others:
                 continue
+            if main is not None and not last and self._same_process(main, owner):
+                # this very QEMU holds it on an older lease (the lock daemon was restarted):
+                # carry the key over to the new lease with its token
+                tokens[h] = main.create_revision
+                cleared = True
+                continue
             if not last and all(self._parked_by_other(kv, lease) for kv in others):
                 for kv in others:
                     cleared |= await self._clear(kv)
                 continue
             raise _busy(res, main or others[0])
         return False
+
+    def _same_process(self, kv: KeyValue, owner: Owner) -> bool:
+        try:
+            v = json.loads(kv.value)
+        except ValueError:
+            return False
+        return (v.get("host") == self.host and v.get("uuid") == owner.uuid and v.get("pid") == owner.pid
+                and v.get("state") == "held")
 
     @staticmethod
     def _parked_by_other(kv: KeyValue, lease: _Lease) -> bool:
