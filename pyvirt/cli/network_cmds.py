@@ -494,6 +494,9 @@ def _net_update(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--config", action="store_true", help="affect next network startup")
     p.add_argument("--live", action="store_true", help="affect running network")
     p.add_argument("--current", action="store_true", help="affect current state of network")
+    # virsh fills its data options in order wherever the flags are; argparse does that
+    # for several optional positionals only when it parses them apart from the flags
+    p.parse_args = p.parse_intermixed_args      # type: ignore[method-assign]
 
     def run(conn: Any, args: argparse.Namespace) -> None:
         from pyvirt.errors import libvirtError

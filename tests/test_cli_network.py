@@ -1,0 +1,416 @@
+"""pyvirt's net-* commands print what virsh 9.0 prints.
+
+Unit part: each command's handler over networks whose every answer was read
+with python3-libvirt from libvirt's own test driver (a node file with three
+networks), its output diffed with stock virsh's on that same driver and state;
+argument handling, the lease table, --xpath and net-edit from fixed records.
+Integration part (tests/test_network_client.py's daemon): pyvirt's CLI and
+stock virsh on the same pyvirtd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pyvirt.cli import network_cmds
+from pyvirt.cli.registry import CommandError, parser_for
+from pyvirt.errors import ErrorDomain, ErrorLevel, ErrorNumber, libvirtError
+
+NODE = """<node>
+  <network>
+    <name>default</name>
+    <uuid>dd8fe884-6c02-601e-7551-cca97df1c5df</uuid>
+    <forward mode='nat'/>
+    <bridge name='virbr0' stp='on' delay='0'/>
+    <ip address='192.168.122.1' netmask='255.255.255.0'>
+      <dhcp>
+        <range start='192.168.122.2' end='192.168.122.254'/>
+        <host mac='52:54:00:00:00:07' name='seven' ip='192.168.122.7'/>
+      </dhcp>
+    </ip>
+  </network>
+  <network>
+    <name>Isolated</name>
+    <uuid>11111111-2222-3333-4444-555555555555</uuid>
+    <bridge name='virbr7'/>
+    <ip address='10.9.0.1' prefix='24'/>
+  </network>
+  <network>
+    <name>apple</name>
+    <uuid>aaaaaaaa-2222-3333-4444-555555555555</uuid>
+    <bridge name='virbr8'/>
+  </network>
+</node>
+"""
+TRANSIENT = "<network><name>Tmp</name><uuid>99999999-2222-3333-4444-555555555555</uuid><bridge name='virbr9'/></network>"
+# the state both sides start from: one network stopped, one autostarted, one transient
+SETUP = "net-destroy apple; net-autostart Isolated; net-create {transient}"
+
+SNAPSHOT = """
+import json, sys, libvirt
+libvirt.registerErrorHandler(lambda *a: None, None)
+c = libvirt.open(sys.argv[1])
+c.networkLookupByName("apple").destroy()
+c.networkLookupByName("Isolated").setAutostart(1)
+c.networkCreateXML(open(sys.argv[2]).read())
+out = {"nets": [], "errors": {}}
+for n in c.listAllNetworks(0):
+    out["nets"].append({"name": n.name(), "uuid": n.UUIDString(), "active": n.isActive(),
+                        "persistent": n.isPersistent(), "autostart": n.autostart(),
+                        "bridge": n.bridgeName(), "xml": n.XMLDesc(0)})
+for kind, call in (("name", lambda: c.networkLookupByName("nosuch")),
+                   ("uuid", lambda: c.networkLookupByUUIDString("00000000-0000-0000-0000-000000000000"))):
+    try:
+        call()
+    except libvirt.libvirtError as e:
+        out["errors"][kind] = [e.get_error_code(), e.get_error_domain(), e.get_error_message()]
+print(json.dumps(out))
+"""
+
+needs_virsh = pytest.mark.skipif(shutil.which("virsh") is None or subprocess.run(
+    ["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode != 0,
+    reason="stock virsh and python3-libvirt needed")
+
+
+class RecordedNetwork:
+    """A network answering as libvirt's test driver answered python3-libvirt."""
+
+    def __init__(self, record: dict) -> None:
+        self.record = record
+
+    def name(self) -> str:
+        return self.record["name"]
+
+    def UUIDString(self) -> str:
+        return self.record["uuid"]
+
+    def isActive(self) -> int:
+        return self.record["active"]
+
+    def isPersistent(self) -> int:
+        return self.record["persistent"]
+
+    def autostart(self) -> int:
+        return self.record["autostart"]
+
+    def bridgeName(self) -> str:
+        return self.record["bridge"]
+
+    def XMLDesc(self, flags: int = 0) -> str:
+        return self.record["xml"]
+
+
+class RecordedConnection:
+    def __init__(self, snapshot: dict) -> None:
+        self.nets = [RecordedNetwork(r) for r in snapshot["nets"]]
+        self.errors = snapshot["errors"]
+
+    def _error(self, kind: str, asked: str) -> libvirtError:
+        code, domain, message = self.errors[kind]    # as recorded for the name or UUID asked then
+        recorded = "nosuch" if kind == "name" else "00000000-0000-0000-0000-000000000000"
+        return libvirtError(message.replace(recorded, asked), code, domain, ErrorLevel.ERROR)
+
+    def listAllNetworks(self, flags: int = 0) -> list[RecordedNetwork]:
+        def keep(n: RecordedNetwork) -> bool:
+            pairs = ((1, 2, not n.isActive()), (4, 8, n.isPersistent()), (16, 32, n.autostart()))
+            for yes, no, value in pairs:
+                if flags & (yes | no) and not ((flags & yes and value) or (flags & no and not value)):
+                    return False
+            return True
+        return [n for n in self.nets if keep(n)]
+
+    def networkLookupByName(self, name: str) -> RecordedNetwork:
+        for n in self.nets:
+            if n.name() == name:
+                return n
+        raise self._error("name", name)
+
+    def networkLookupByUUIDString(self, text: str) -> RecordedNetwork:
+        for n in self.nets:
+            if n.UUIDString() == text:
+                return n
+        raise self._error("uuid", text)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    work = tmp_path_factory.mktemp("netref")
+    (work / "node.xml").write_text(NODE)
+    (work / "tmp.xml").write_text(TRANSIENT)
+    uri = f"test://{work}/node.xml"
+    out = subprocess.run(["/usr/bin/python3", "-c", SNAPSHOT, uri, str(work / "tmp.xml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return uri, str(work / "tmp.xml"), json.loads(out.stdout)
+
+
+def virsh_after_setup(uri: str, transient: str, command: str) -> tuple[str, str]:
+    setup = SETUP.format(transient=transient)
+    before = subprocess.run(["virsh", "-c", uri, setup], capture_output=True, text=True, timeout=60)
+    after = subprocess.run(["virsh", "-c", uri, f"{setup}; {command}"], capture_output=True, text=True,
+                           timeout=60)
+    if not after.stdout and after.stderr.startswith("error: command "):
+        return after.stdout, after.stderr       # refused while parsing the line: nothing ran
+    assert after.stdout.startswith(before.stdout)
+    return after.stdout[len(before.stdout):], after.stderr
+
+
+def run_pyvirt(conn, words: list[str], capsys) -> tuple[str, list[str]]:
+    """One command's handler on ``conn``: its stdout, and the error lines the CLI prints."""
+    parser, handler = parser_for(words[0])
+    capsys.readouterr()
+    errors: list[str] = []
+    try:
+        handler(conn, parser.parse_args(words[1:]))
+    except CommandError as exc:
+        errors = [f"error: {exc}"]
+        if isinstance(exc.__cause__, libvirtError):
+            errors.append(f"error: {exc.__cause__.get_error_message()}")
+        if not getattr(exc, "options_refused", False):
+            print()
+    except libvirtError as exc:
+        errors = [f"error: {exc.get_error_message()}"]
+        print()
+    return capsys.readouterr().out, errors
+
+
+COMMANDS = [
+    "net-list", "net-list --all", "net-list --inactive", "net-list --all --table", "net-list --all --name",
+    "net-list --all --uuid", "net-list --all --persistent", "net-list --transient",
+    "net-list --all --autostart", "net-list --all --no-autostart", "net-list --inactive --autostart",
+    "net-list --name --uuid", "net-info default", "net-info apple", "net-info Tmp",
+    "net-info 11111111-2222-3333-4444-555555555555", "net-info --network Isolated", "net-info nosuch",
+    "net-info 00000000-0000-0000-0000-000000000000", "net-info", "net-uuid default", "net-uuid nosuch",
+    "net-uuid dd8fe884-6c02-601e-7551-cca97df1c5df", "net-name dd8fe884-6c02-601e-7551-cca97df1c5df",
+    "net-name default", "net-dumpxml default", "net-dumpxml --network apple",
+    "net-dumpxml default --xpath //host", "net-dumpxml default --xpath //range --wrap",
+    "net-dumpxml default --xpath //@stp", "net-dumpxml default --xpath //ip|//name",
+    "net-dumpxml default --xpath //nomatch", "net-dumpxml default --xpath //nomatch --wrap",
+    "net-dumpxml default --xpath count(//ip)",
+]
+
+
+@needs_virsh
+@pytest.mark.parametrize("command", COMMANDS)
+def test_output_matches_virsh_on_libvirt_s_test_driver(reference, command, capsys):
+    uri, transient, snapshot = reference
+    theirs_out, theirs_err = virsh_after_setup(uri, transient, command)
+    ours_out, ours_err = run_pyvirt(RecordedConnection(snapshot), command.split(), capsys)
+    assert ours_out == theirs_out
+    assert ours_err == theirs_err.strip().splitlines()
+
+
+# -- units: flags, words, numbers ---------------------------------------------------
+
+def _args(command: str) -> argparse.Namespace:
+    words = command.split()
+    parser, _handler = parser_for(words[0])
+    return parser.parse_args(words[1:])
+
+
+@pytest.mark.parametrize("command, flags", [
+    ("net-list", 2), ("net-list --inactive", 1), ("net-list --all", 3), ("net-list --inactive --all", 3),
+    ("net-list --persistent", 2 | 4), ("net-list --all --transient", 3 | 8),
+    ("net-list --autostart --no-autostart", 2 | 16 | 32),
+])
+def test_net_list_flags_are_virsh_s(command, flags):
+    assert network_cmds.list_flags(_args(command)) == flags
+
+
+def test_update_words_and_numbers():
+    assert [network_cmds.update_command(w) for w in ("modify", "delete", "add-last", "add", "add-first")] == \
+        [1, 2, 3, 3, 4]
+    assert network_cmds.update_section("ip-dhcp-host") == 4 and network_cmds.update_section("dns-srv") == 12
+    for bad, message in ((lambda: network_cmds.update_command("none"), "unrecognized command name 'none'"),
+                         (lambda: network_cmds.update_section("bogus"), "unrecognized section name 'bogus'")):
+        with pytest.raises(CommandError, match=message):
+            bad()
+    assert network_cmds.parse_int(None, "parent-index", -1) == -1
+    assert network_cmds.parse_int("2", "parent-index", -1) == 2
+    for text in ("abc", "1.5", "4294967296", " 1"):
+        with pytest.raises(CommandError) as exc:
+            network_cmds.parse_int(text, "parent-index", -1)
+        assert str(exc.value) == f"Numeric value '{text}' for <parent-index> option is malformed or out of range"
+
+
+class UpdatingNetwork:
+    def __init__(self, active: int) -> None:
+        self.active = active
+        self.calls: list[tuple] = []
+
+    def name(self) -> str:
+        return "n1"
+
+    def isActive(self) -> int:
+        return self.active
+
+    def update(self, *args) -> int:
+        self.calls.append(args)
+        return 0
+
+
+class OneNetwork:
+    def __init__(self, net) -> None:
+        self.net = net
+
+    def networkLookupByName(self, name: str):
+        return self.net
+
+
+@pytest.mark.parametrize("options, active, flags, said", [
+    ("--config --live", 1, 3, "Updated network n1 persistent config and live state"),
+    ("--config", 1, 2, "Updated network n1 persistent config"),
+    ("--live", 0, 1, "Updated network n1 live state"),
+    ("", 1, 0, "Updated network n1 live state"),
+    ("", 0, 0, "Updated network n1 persistent config"),
+])
+def test_net_update_calls_and_message(options, active, flags, said, capsys, tmp_path):
+    net = UpdatingNetwork(active)
+    element = tmp_path / "host.xml"
+    element.write_text("<host mac='52:54:00:00:00:08' ip='10.9.0.8'/>")
+    out, errors = run_pyvirt(OneNetwork(net), f"net-update n1 add ip-dhcp-host {element} {options}".split()
+                             + ["--parent-index", "0"], capsys)
+    assert errors == []
+    assert net.calls == [(3, 4, 0, element.read_text(), flags)]
+    assert out == said + "\n"      # virsh prints it without a newline of its own
+
+
+def test_net_update_refusals(capsys):
+    net = UpdatingNetwork(1)
+    conn = OneNetwork(net)
+    assert run_pyvirt(conn, "net-update n1 add".split(), capsys) == (
+        "", ["error: command 'net-update' requires <section> option"])
+    assert run_pyvirt(conn, "net-update n1 add ip --live --current <ip/>".split(), capsys)[1] == [
+        "error: Options --current and --live are mutually exclusive"]
+    assert run_pyvirt(conn, ["net-update", "n1", "add", "ip", "/nonexistent.xml"], capsys)[1] == [
+        "error: Failed to open file '/nonexistent.xml': No such file or directory"]
+    assert net.calls == []
+
+
+# -- units: the lease table ---------------------------------------------------------
+
+LEASES = [
+    {"iface": "virbr9", "expirytime": 1700000000, "type": 0, "mac": "52:54:00:BB:00:02", "iaid": None,
+     "ipaddr": "10.9.0.20", "prefix": 24, "hostname": None, "clientid": "01:52:54:00:bb:00:02"},
+    {"iface": "virbr9", "expirytime": 1700003600, "type": 1, "mac": "52:54:00:aa:00:01", "iaid": "7",
+     "ipaddr": "fd00::10", "prefix": 64, "hostname": "guest", "clientid": None},
+]
+
+
+def test_lease_rows_as_virsh(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    import time
+    time.tzset()
+    try:
+        rows = network_cmds.lease_rows(LEASES)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert rows == [   # sorted by MAC ignoring case; absent values "-"
+        ["2023-11-14 23:13:20", "52:54:00:aa:00:01", "ipv6", "fd00::10/64", "guest", "-"],
+        ["2023-11-14 22:13:20", "52:54:00:BB:00:02", "ipv4", "10.9.0.20/24", "-", "01:52:54:00:bb:00:02"],
+    ]
+
+
+def test_dhcp_leases_table_and_failure(capsys):
+    class LeasingNetwork:
+        def __init__(self, leases):
+            self.leases, self.asked = leases, []
+
+        def DHCPLeases(self, mac=None, flags=0):
+            self.asked.append(mac)
+            if self.leases is None:
+                raise libvirtError("Requested operation is not valid: network 'n1' is not active",
+                                   ErrorNumber.OPERATION_INVALID, ErrorDomain.NETWORK)
+            return self.leases
+
+    net = LeasingNetwork([])
+    out, errors = run_pyvirt(OneNetwork(net), "net-dhcp-leases n1 --mac 52:54:00:aa:00:01".split(), capsys)
+    assert errors == [] and net.asked == ["52:54:00:aa:00:01"]
+    assert out.splitlines()[0].split() == ["Expiry", "Time", "MAC", "address", "Protocol", "IP", "address",
+                                           "Hostname", "Client", "ID", "or", "DUID"]
+    assert out.endswith("-\n\n")
+    out, errors = run_pyvirt(OneNetwork(LeasingNetwork(None)), "net-dhcp-leases n1".split(), capsys)
+    assert errors == ["error: Failed to get leases info for n1",
+                      "error: Requested operation is not valid: network 'n1' is not active"]
+
+
+# -- units: net-edit ----------------------------------------------------------------
+
+class EditableConnection(OneNetwork):
+    def __init__(self, xml: str) -> None:
+        super().__init__(self)
+        self.xml, self.defined = xml, []
+
+    def XMLDesc(self, flags: int = 0) -> str:
+        assert flags == 1      # net-edit edits the persistent definition
+        return self.xml
+
+    def name(self) -> str:
+        return "n1"
+
+    def networkDefineXML(self, xml: str):
+        if "<bad/>" in xml:
+            raise libvirtError("XML error: bad", ErrorNumber.XML_ERROR, ErrorDomain.NETWORK)
+        self.defined.append(xml)
+        return self
+
+
+def _editor(tmp_path, script: str) -> str:
+    path = tmp_path / "editor.sh"
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_net_edit(tmp_path, monkeypatch, capsys):
+    conn = EditableConnection("<network>\n  <name>n1</name>\n</network>\n")
+    import tempfile
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", _editor(tmp_path, "true"))
+    assert run_pyvirt(conn, ["net-edit", "n1"], capsys) == ("Network n1 XML configuration not changed.\n\n", [])
+    monkeypatch.setenv("EDITOR", _editor(tmp_path, "sed -i 's|</name>|</name><bridge name=\"b1\"/>|' \"$1\""))
+    assert run_pyvirt(conn, ["net-edit", "n1"], capsys) == ("Network n1 XML configuration edited.\n\n", [])
+    assert conn.defined == ["<network>\n  <name>n1</name><bridge name=\"b1\"/>\n</network>\n"]
+    # VISUAL wins over EDITOR, and an editor command with arguments runs through sh
+    breaking = _editor(tmp_path, 'echo "<bad/>" >> "$2"')
+    monkeypatch.setenv("VISUAL", breaking + " unused")
+    assert run_pyvirt(conn, ["net-edit", "n1"], capsys)[1] == ["error: Failed.", "error: XML error: bad"]
+    monkeypatch.setenv("VISUAL", _editor(tmp_path, "exit 3"))
+    errors = run_pyvirt(conn, ["net-edit", "n1"], capsys)[1]
+    assert len(errors) == 1 and "command failed" in errors[0]
+    assert len(conn.defined) == 1
+    assert os.listdir(scratch) == []       # the temporary file is gone every time
+
+
+def test_xpath_on_attributes_and_text():
+    xml = "<network>\n  <name>a&amp;b</name>\n  <bridge name='x\"y' stp='on'/>\n</network>\n"
+    assert network_cmds.xpath_lines(xml, "//@name", False) == ' name="x&quot;y"\n'
+    assert network_cmds.xpath_lines(xml, "//name/text()", False) == "a&b\n"
+    assert network_cmds.xpath_lines(xml, "//name", True) == "<nodes>\n  <name>a&amp;b</name>\n</nodes>\n"
+    with pytest.raises(libvirtError, match="Incorrect xpath '//\\['"):
+        network_cmds.xpath_lines(xml, "//[", False)
+
+
+@needs_virsh
+def test_json_net_list_keys(capsys, reference):
+    from pyvirt.cli import json_out
+    _uri, _transient, snapshot = reference
+    parser, handler = parser_for("net-list")
+    json_out.handler("net-list")(RecordedConnection(snapshot), parser.parse_args(["--all"]))
+    doc = json.loads(capsys.readouterr().out)
+    assert [n["name"] for n in doc] == ["apple", "default", "Isolated", "Tmp"]
+    assert all(set(n) == set(json_out.KEYS["net-list"][1]) for n in doc)
+    assert doc[2] == {"name": "Isolated", "uuid": "11111111-2222-3333-4444-555555555555", "active": True,
+                      "persistent": True, "autostart": True, "bridge": "virbr7"}
