@@ -107,6 +107,15 @@ class RecordedNetwork:
     def XMLDesc(self, flags: int = 0) -> str:
         return self.record["xml"]
 
+    # actions succeed here (their failures are the driver's, tested with the daemon)
+    def create(self) -> int:
+        return 0
+
+    destroy = undefine = create
+
+    def setAutostart(self, autostart: int) -> int:
+        return 0
+
 
 class RecordedConnection:
     def __init__(self, snapshot: dict) -> None:
@@ -127,6 +136,18 @@ class RecordedConnection:
             return True
         return [n for n in self.nets if keep(n)]
 
+    def networkDefineXML(self, xml: str) -> RecordedNetwork:
+        import re
+        return RecordedNetwork({"name": re.search(r"<name>([^<]*)</name>", xml).group(1)})
+
+    networkCreateXML = networkDefineXML
+
+    def networkDefineXMLFlags(self, xml: str, flags: int) -> RecordedNetwork:
+        assert flags == 1      # VIR_NETWORK_DEFINE_VALIDATE / _CREATE_VALIDATE
+        return self.networkDefineXML(xml)
+
+    networkCreateXMLFlags = networkDefineXMLFlags
+
     def networkLookupByName(self, name: str) -> RecordedNetwork:
         for n in self.nets:
             if n.name() == name:
@@ -145,6 +166,7 @@ def reference(tmp_path_factory):
     work = tmp_path_factory.mktemp("netref")
     (work / "node.xml").write_text(NODE)
     (work / "tmp.xml").write_text(TRANSIENT)
+    (work / "new.xml").write_text("<network><name>fresh</name><bridge name='virbr5'/></network>")
     uri = f"test://{work}/node.xml"
     out = subprocess.run(["/usr/bin/python3", "-c", SNAPSHOT, uri, str(work / "tmp.xml")],
                          capture_output=True, text=True, timeout=60)
@@ -195,6 +217,10 @@ COMMANDS = [
     "net-dumpxml default --xpath //@stp", "net-dumpxml default --xpath //ip|//name",
     "net-dumpxml default --xpath //nomatch", "net-dumpxml default --xpath //nomatch --wrap",
     "net-dumpxml default --xpath count(//ip)",
+    "net-start apple", "net-destroy default", "net-destroy dd8fe884-6c02-601e-7551-cca97df1c5df",
+    "net-undefine apple", "net-autostart default", "net-autostart --disable Isolated",
+    "net-define {new}", "net-define --validate {new}", "net-create {new}", "net-create --file {new}",
+    "net-define /nonexistent.xml", "net-start nosuch",
 ]
 
 
@@ -202,6 +228,7 @@ COMMANDS = [
 @pytest.mark.parametrize("command", COMMANDS)
 def test_output_matches_virsh_on_libvirt_s_test_driver(reference, command, capsys):
     uri, transient, snapshot = reference
+    command = command.format(new=os.path.join(os.path.dirname(transient), "new.xml"))
     theirs_out, theirs_err = virsh_after_setup(uri, transient, command)
     ours_out, ours_err = run_pyvirt(RecordedConnection(snapshot), command.split(), capsys)
     assert ours_out == theirs_out
