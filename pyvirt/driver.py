@@ -246,6 +246,12 @@ DRIVER_METHODS: tuple[str, ...] = (
     "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
     "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",
     "connect_get_domain_capabilities",
+    # snapshots
+    "domain_snapshot_create_xml", "domain_snapshot_get_xml_desc", "domain_snapshot_list_names",
+    "domain_snapshot_lookup_by_name", "domain_has_current_snapshot", "domain_snapshot_current",
+    "domain_revert_to_snapshot", "domain_snapshot_delete", "domain_snapshot_get_parent",
+    "domain_snapshot_num_children", "domain_snapshot_list_children_names", "domain_snapshot_is_current",
+    "domain_snapshot_has_metadata", "domain_list_all_snapshots", "domain_snapshot_list_all_children",
 )
 
 
@@ -384,6 +390,11 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
     "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",
     # not domain_save_image_get_xml_desc: it opens a path the caller names, as root
+    # snapshots (the XML with VIR_DOMAIN_SNAPSHOT_XML_SECURE is refused by its row's readonly_flags)
+    "domain_snapshot_get_xml_desc", "domain_snapshot_list_names", "domain_snapshot_lookup_by_name",
+    "domain_has_current_snapshot", "domain_snapshot_current", "domain_snapshot_get_parent",
+    "domain_snapshot_num_children", "domain_snapshot_list_children_names", "domain_snapshot_is_current",
+    "domain_snapshot_has_metadata", "domain_list_all_snapshots", "domain_snapshot_list_all_children",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 # Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).

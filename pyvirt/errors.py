@@ -61,12 +61,21 @@ class ErrorNumber(IntEnum):
     NO_DOMAIN = 42
     NO_NETWORK = 43
     AUTH_FAILED = 45
+    INVALID_STORAGE_POOL = 46
+    INVALID_STORAGE_VOL = 47
+    NO_STORAGE_POOL = 49
+    NO_STORAGE_VOL = 50
     OPERATION_INVALID = 55
     CONFIG_UNSUPPORTED = 67
     OPERATION_TIMEOUT = 68
     MIGRATE_PERSIST_FAILED = 69
+    INVALID_DOMAIN_SNAPSHOT = 71
+    NO_DOMAIN_SNAPSHOT = 72
     INVALID_STREAM = 73
     ARGUMENT_UNSUPPORTED = 74
+    STORAGE_PROBE_FAILED = 75
+    STORAGE_POOL_BUILT = 76
+    SNAPSHOT_REVERT_RISKY = 77
     OPERATION_ABORTED = 78
     AUTH_CANCELLED = 79
     NO_DOMAIN_METADATA = 80
@@ -74,6 +83,7 @@ class ErrorNumber(IntEnum):
     OPERATION_UNSUPPORTED = 84
     RESOURCE_BUSY = 87
     ACCESS_DENIED = 88
+    STORAGE_VOL_EXIST = 90
     MIGRATE_FINISH_OK = 93
     DEVICE_MISSING = 99
 
@@ -136,12 +146,22 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.NO_DOMAIN: "Domain not found: %s",
     ErrorNumber.NO_NETWORK: "Network not found: %s",
     ErrorNumber.AUTH_FAILED: "authentication failed: %s",
+    ErrorNumber.INVALID_STORAGE_POOL: "invalid storage pool pointer in %s",
+    ErrorNumber.INVALID_STORAGE_VOL: "invalid storage volume pointer in %s",
+    ErrorNumber.NO_STORAGE_POOL: "Storage pool not found: %s",
+    ErrorNumber.NO_STORAGE_VOL: "Storage volume not found: %s",
+    ErrorNumber.STORAGE_PROBE_FAILED: "Storage pool probe failed: %s",
+    ErrorNumber.STORAGE_POOL_BUILT: "Storage pool already built: %s",
+    ErrorNumber.STORAGE_VOL_EXIST: "storage volume %s exists already",
     ErrorNumber.OPERATION_INVALID: "Requested operation is not valid: %s",
     ErrorNumber.CONFIG_UNSUPPORTED: "unsupported configuration: %s",
     ErrorNumber.OPERATION_TIMEOUT: "Timed out during operation: %s",
     ErrorNumber.MIGRATE_PERSIST_FAILED: "Failed to make domain persistent after migration: %s",
+    ErrorNumber.INVALID_DOMAIN_SNAPSHOT: "Invalid snapshot: %s",
+    ErrorNumber.NO_DOMAIN_SNAPSHOT: "Domain snapshot not found: %s",
     ErrorNumber.INVALID_STREAM: "invalid stream pointer in %s",
     ErrorNumber.ARGUMENT_UNSUPPORTED: "argument unsupported: %s",
+    ErrorNumber.SNAPSHOT_REVERT_RISKY: "revert requires force: %s",
     ErrorNumber.OPERATION_ABORTED: "operation aborted: %s",
     ErrorNumber.NO_DOMAIN_METADATA: "metadata not found: %s",
     ErrorNumber.MIGRATE_UNSAFE: "Unsafe migration: %s",

@@ -78,6 +78,10 @@ MUTATING |= {39, 40, 41, 42, 48, 49, 291}
 # storage pool and network event registration (answered by the daemon, high priority)
 HIGH_PRIORITY |= {313, 314, 368, 369}
 READ_ONLY_OK |= {313, 314, 368, 369}
+# domain snapshots: queries read-only (the XML with SECURE refused by its flag); create, revert, delete mutate
+HIGH_PRIORITY |= {186, 188, 189, 244, 246, 247, 274, 275}
+READ_ONLY_OK |= {186, 188, 189, 190, 191, 244, 246, 247, 271, 272, 274, 275}
+MUTATING |= {185, 192, 193}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

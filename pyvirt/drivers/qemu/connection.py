@@ -24,6 +24,7 @@ from .api_console import ConsoleAPI
 from .api_devices import DevicesAPI
 from .api_host import HostAPI
 from .api_lifecycle import LifecycleAPI
+from .api_snapshot import SnapshotAPI
 from .api_stats import StatsAPI
 from .command import DOMAIN_TYPES
 from .domainobj import QemuDomainObj
@@ -32,8 +33,9 @@ from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
 from .migration import destination, p2p, source
 from .migration import params as mparams
 from . import imagefile, managedsave, restore as restoremod, save as savemod
-from . import postparse
+from . import postparse, snapshot
 from .savestream import check_flags as check_save_flags
+from . import leases
 
 LIB_VERSION = 9000000
 _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
@@ -52,7 +54,7 @@ _SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
 _DEFINE_ATTEMPTS = 20
 
 
-class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, DomainQueries,
+class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, SnapshotAPI, DomainQueries,
                      HypervisorConnection):
     driver_prefix = "qemu"
     error_domain = ErrorDomain.QEMU
@@ -163,6 +165,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
                     raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                                 "Refusing to undefine while domain managed save image exists")
                 managedsave.remove_managed(self.driver, obj)
+            snapshot.check_undefine(self.driver, obj, flags)
             self.driver.remove_config(obj)
             obj.persistent, obj.autostart = False, False
             emit_lifecycle(self.driver.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
@@ -320,10 +323,6 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
         obj = self._obj(dom)
         obj.has_managed_save = self.driver.cfg.managed_save_path(obj.definition.name).exists()
         return int(obj.has_managed_save)
-
-    async def domain_snapshot_num(self, dom: DomainRef, flags: int) -> int:
-        self._obj(dom)
-        return 0
 
     async def domain_get_security_label(self, dom: DomainRef) -> tuple[str, int]:
         self._obj(dom)
@@ -547,6 +546,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
     async def domain_migrate_prepare2(self, uri_in: str | None, flags: int, dname: str | None, resource: int,
                                       dom_xml: str) -> tuple[bytes, str | None]:
         mparams.check_flags(flags, "qemuDomainMigratePrepare2")
+        leases.refuse_v2(self.driver)
         req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
         _cookie, uri_out = await destination.prepare(self.driver, self, req, None, dom_xml, uri_in)
         return b"", uri_out
@@ -554,6 +554,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Do
     async def domain_migrate_perform(self, dom: DomainRef, cookie: bytes, uri: str, flags: int,
                                      dname: str | None, resource: int) -> None:
         mparams.check_flags(flags, "qemuDomainMigratePerform")
+        leases.refuse_v2(self.driver)
         req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
         if flags & MigrateFlags.PEER2PEER:   # v1/v2 peer-to-peer: uri is the destination host
             await self._perform(dom, req, cookie, uri, None)

@@ -161,6 +161,12 @@ class Monitor:
                         f"monitor of '{self.name}' is gone during '{cmd}': {exc}") from exc
         return json.dumps(reply)
 
+    def listener(self, *names: str) -> Any:
+        """A context manager giving a qemu.qmp EventListener for the events ``names``,
+        for a caller that awaits one QEMU job's events (the driver's own handler
+        still sees every event)."""
+        return self._client.listener(names)
+
     # -- typed helpers -----------------------------------------------------
     async def query_status(self) -> dict[str, Any]:
         return await self.execute("query-status")
