@@ -35,7 +35,6 @@ from .migration import params as mparams
 from . import imagefile, managedsave, restore as restoremod, save as savemod
 from . import postparse, snapshot
 from .savestream import check_flags as check_save_flags
-from . import leases
 
 LIB_VERSION = 9000000
 _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
@@ -546,7 +545,6 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
     async def domain_migrate_prepare2(self, uri_in: str | None, flags: int, dname: str | None, resource: int,
                                       dom_xml: str) -> tuple[bytes, str | None]:
         mparams.check_flags(flags, "qemuDomainMigratePrepare2")
-        leases.refuse_v2(self.driver)
         req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
         _cookie, uri_out = await destination.prepare(self.driver, self, req, None, dom_xml, uri_in)
         return b"", uri_out
@@ -554,7 +552,6 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
     async def domain_migrate_perform(self, dom: DomainRef, cookie: bytes, uri: str, flags: int,
                                      dname: str | None, resource: int) -> None:
         mparams.check_flags(flags, "qemuDomainMigratePerform")
-        leases.refuse_v2(self.driver)
         req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
         if flags & MigrateFlags.PEER2PEER:   # v1/v2 peer-to-peer: uri is the destination host
             await self._perform(dom, req, cookie, uri, None)
