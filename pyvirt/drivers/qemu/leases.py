@@ -17,10 +17,11 @@ when it exited, :func:`adopt` when a restarted daemon finds it running.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ... import locking
 from ...enums import DomainState, PausedReason
+from ...errors import ErrorDomain, ErrorNumber, error
 
 if TYPE_CHECKING:
     from .domainobj import QemuDomainObj
@@ -114,3 +115,26 @@ async def adopt(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
             return
         log.error("%s: its leases cannot be held (%s); pausing it", obj.name, exc)
         await drv.pause_cpus(obj, PausedReason.UNKNOWN)
+
+
+# -- migration -------------------------------------------------------------------------
+def cookie_state(drv: "QemuDriver", lockstate: Any) -> str | None:
+    """The state a Prepare received in the cookie's ``<lockstate>`` (None: no element),
+    checked as libvirt checks it."""
+    name = drv.locks.name
+    if lockstate is None:
+        if drv.locks.uses_state:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                        f"Missing {name} lock state for migration cookie")
+        return None
+    if lockstate.driver != name:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                    f"Source host lock driver {lockstate.driver} different from target {name}")
+    return lockstate.leases or None
+
+
+def refuse_v2(drv: "QemuDriver") -> None:
+    """Protocol v2 has no cookie to carry a lock state in."""
+    if drv.locks.uses_state:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
+                    f"Cannot use migrate v2 protocol with lock manager {drv.locks.name}")

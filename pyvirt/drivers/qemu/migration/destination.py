@@ -30,6 +30,7 @@ from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
 from ...domainlist import emit_lifecycle
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
+from .. import leases
 from .cookie import CookieFlags, CookieGraphics, MigrationCookie, parse_cookie
 from . import tls, tunnel
 from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
@@ -112,8 +113,10 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     if req.flags & MigrateFlags.TLS:
         tls.required_dir(drv.cfg)       # refused before any QEMU starts
     incoming_def = conf.parse(dom_xml, DOMAIN_TYPES, "qemu", inactive=True)
-    parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=incoming_def.name,
-                 expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
+    received = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=incoming_def.name,
+                            expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
+    # the source's lease state, which Finish acquires with before the CPUs run
+    lock_state = leases.cookie_state(drv, received.lockstate if received is not None else None)
     if req.dname:
         incoming_def.name = check_name(req.dname)      # it becomes file names here
     _INCOMING_ERRORS.get(drv, {}).pop(incoming_def.name, None)     # an older migration's
@@ -144,6 +147,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         # stopped at any point of Prepare leaves a record its successor kills the half by.
         obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE, persist=False)
         await drv.start(obj, incoming="defer", live_def=incoming_def)
+        obj.lock_state = lock_state
         mon = _incoming_qemu(obj).monitor      # a destroy may have come while it started
         # late-block-activate: take the disks (and their locks) only when resuming, as
         # libvirt does, so the source keeps them until the migration really finishes.

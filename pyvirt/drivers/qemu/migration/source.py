@@ -34,7 +34,8 @@ from ....errors import ErrorDomain, ErrorNumber, FirstError, error
 from ...domainlist import emit_lifecycle, not_running
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
-from .cookie import CookieFlags, MigrationCookie, parse_cookie
+from .. import leases
+from .cookie import CookieFlags, CookieLockState, MigrationCookie, parse_cookie
 from . import tls
 from .destination import host_cookie
 from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
@@ -122,11 +123,15 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         await testhooks.reach("begin", obj.name)
         _check_running(obj)
         cookie = host_cookie(drv, obj.live)
+        # the lease state the destination takes over (the saved one if paused), if any
+        state = await leases.inquire(drv, obj)
+        if state:
+            cookie.lockstate = CookieLockState(drv.locks.name, state)
     except BaseException:
         await _end(obj, out)
         raise
     out.in_call = False
-    cookie.mandatory = CookieFlags.LOCKSTATE   # as libvirt: the (nop) lock manager's state is mandatory
+    cookie.mandatory = CookieFlags.LOCKSTATE   # as libvirt: the lock manager's state is mandatory
     return cookie.format(), xml_def.format(secure=True, inactive=True)
 
 
