@@ -186,3 +186,141 @@ def test_bad_uuid_string_is_libvirt_s_error(text):
 def test_exported_names():
     assert "virNetwork" in pyvirt.__all__
     assert pyvirt.virNetwork is virNetwork
+
+
+# -- against a real pyvirtd, beside stock python3-libvirt ----------------------------
+
+from netns_daemon import has_network_driver, needs_netns, netns_pyvirtd  # noqa: E402
+
+needs_python3_libvirt = pytest.mark.skipif(subprocess.run(
+    ["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode != 0,
+    reason="python3-libvirt not installed")
+
+# One walk through the network API; run once with ``import pyvirt as libvirt`` and once
+# with python3-libvirt on the same daemon, it must print the same record.  It leaves
+# the daemon as it found it.
+WALK = r'''
+import json, sys
+LIB = sys.argv[2]
+if LIB == "pyvirt":
+    import pyvirt as libvirt
+else:
+    import libvirt
+    libvirt.registerErrorHandler(lambda *a: None, None)
+XML = """<network>
+  <name>walk</name>
+  <uuid>6a1d2b1c-0000-4000-8000-00000000c0de</uuid>
+  <bridge name='pvwalk0'/>
+  <ip address='10.77.0.1' prefix='24'/>
+</network>
+"""
+c = libvirt.open(sys.argv[1])
+out = []
+
+def err(call):
+    try:
+        call()
+        out.append("no error")
+    except libvirtError as e:
+        out.append([e.get_error_code(), e.get_error_domain(), e.get_error_message()])
+
+libvirtError = libvirt.libvirtError
+net = c.networkDefineXML(XML)
+out.append([type(net).__name__, net.name(), net.UUIDString(), net.UUID().hex()])
+out.append([net.isActive(), net.isPersistent(), net.autostart(), net.bridgeName()])
+out.append(sorted(n.name() for n in c.listAllNetworks(0)))
+out.append(sorted(n.name() for n in c.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_INACTIVE)))
+out.append([c.numOfNetworks(), c.numOfDefinedNetworks(), "walk" in c.listDefinedNetworks()])
+out.append([c.networkLookupByName("walk").name(), c.networkLookupByUUIDString(net.UUIDString()).name(),
+            c.networkLookupByUUID(net.UUID()).name()])
+out.append(net.XMLDesc(0) == net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+out.append([net.setAutostart(1), net.autostart(),
+            [n.name() for n in c.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART)],
+            net.setAutostart(0), net.autostart()])
+err(lambda: c.networkLookupByName("nosuch"))
+err(lambda: c.networkLookupByUUIDString("6a1d2b1c-0000-4000-8000-00000000dead"))
+err(lambda: c.networkLookupByUUIDString("not-a-uuid"))
+err(lambda: net.destroy())
+out.append(net.create())
+out.append([net.isActive(), "walk" in c.listNetworks(), c.numOfNetworks() >= 1])
+out.append(sorted(n.name() for n in c.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)))
+out.append(net.DHCPLeases())
+out.append(net.DHCPLeases("52:54:00:00:00:01"))
+err(lambda: net.create())
+err(lambda: c.networkDefineXML(XML.replace("walk", "walk2").replace("c0de", "c0df")))
+out.append(net.destroy())
+out.append(net.isActive())
+out.append(net.undefine())
+err(lambda: net.isActive())
+tmp = c.networkCreateXML(XML.replace("walk", "tmpwalk").replace("c0de", "c0d1").replace("pvwalk0", "pvtmp0"))
+out.append([tmp.name(), tmp.isActive(), tmp.isPersistent(),
+            [n.name() for n in c.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_TRANSIENT)]])
+out.append(tmp.destroy())
+err(lambda: c.networkLookupByName("tmpwalk"))
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def netdaemon(tmp_path_factory):
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    with netns_pyvirtd(tmp_path_factory.mktemp("netclient") / "host") as daemon:
+        if not has_network_driver(daemon):
+            pytest.skip("this pyvirtd has no network driver")
+        yield daemon
+
+
+def _walk(python: str, lib: str, uri: str) -> list:
+    out = subprocess.run([python, "-c", WALK, uri, lib], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@needs_netns
+@needs_python3_libvirt
+def test_library_walk_matches_python3_libvirt(netdaemon):
+    import sys
+    ours = _walk(sys.executable, "pyvirt", netdaemon.uri)
+    theirs = _walk("/usr/bin/python3", "libvirt", netdaemon.uri)
+    ours[0][0] = theirs[0][0]     # the class: pyvirt.virNetwork vs libvirt.virNetwork, same name
+    assert ours == theirs
+    assert ours[0][:2] == ["virNetwork", "walk"] and ours[1] == [0, 1, 0, "pvwalk0"]
+    assert [43, 19, "Network not found: no network with matching name 'nosuch'"] in ours
+
+
+VIRT_MANAGER = r'''
+import json, sys
+if sys.argv[2] == "pyvirt":
+    import pyvirt as libvirt
+else:
+    import libvirt
+c = libvirt.open(sys.argv[1])
+# what virt-manager's connection polling asks of networks and pools
+nets = [[n.name(), n.UUIDString(), n.isActive(), n.isPersistent(), n.autostart(), n.XMLDesc(0)]
+        for n in c.listAllNetworks(0)]
+pools = []
+if hasattr(c, "listAllStoragePools"):
+    try:
+        pools = [[p.name(), p.UUIDString(), p.isActive(), p.isPersistent(), p.autostart(), p.info()[0],
+                  p.XMLDesc(0)] for p in c.listAllStoragePools(0)]
+    except libvirt.libvirtError as e:
+        pools = [e.get_error_code(), e.get_error_message()]
+print(json.dumps({"nets": sorted(nets), "pools": sorted(pools) if pools and isinstance(pools[0], list) else pools}))
+'''
+
+
+@needs_netns
+@needs_python3_libvirt
+def test_virt_manager_style_listing_with_pyvirt_as_libvirt(netdaemon):
+    """``import pyvirt as libvirt``: a virt-manager-style listing of networks and pools
+    gives what python3-libvirt gives on the same daemon."""
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    runs = [subprocess.run([python, "-c", VIRT_MANAGER, netdaemon.uri, lib], capture_output=True, text=True,
+                           timeout=120, env=env) for python, lib in ((sys.executable, "pyvirt"),
+                                                                      ("/usr/bin/python3", "libvirt"))]
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    ours, theirs = (json.loads(r.stdout) for r in runs)
+    assert ours == theirs
