@@ -107,6 +107,7 @@ class DaemonConfig:
     max_large_frame_bytes: int = 33554432   # frames over 256 KiB read at once, by announced length
     max_client_output_bytes: int = 67108864  # unread output before a client is dropped
     tls_handshake_timeout: int = 60  # seconds a TLS client may take to finish its handshake
+    default_network: int = 1         # define libvirt's 'default' network on first start (not started)
     # lockd (libvirt's lockd.conf): a lease per read/write disk; leases required (-1: not auto);
     # the shared directory of lease files ("": each disk image itself is locked)
     auto_disk_leases: int = 1

@@ -36,6 +36,9 @@ from ..drivers.qemu.config import QemuConfig
 from ..drivers.qemu.connection import QemuConnection
 from ..drivers.qemu.driver import QemuDriver
 from ..drivers.qemu.rootlock import acquire as lock_root
+from ..drivers.storage import StorageDriver
+from ..drivers.network.connection import NetworkConnection
+from ..drivers.network.driver import NetworkDriver
 from ..drivers.test import driver as test_driver
 from ..enums import DriverFeature
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
@@ -65,7 +68,8 @@ def lock_manager(cfg: DaemonConfig) -> locking.LockPlugin:
     """pyvirtd.conf's lock_manager with its settings (lockd's keys and every lock_* key);
     the lock daemon's socket is in state_dir/run, its log in state_dir/log."""
     settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-                if f.name.startswith("lock_") or f.name in ("auto_disk_leases", "require_lease_for_disks")}
+                if f.name.startswith("lock_") or f.name in ("auto_disk_leases", "require_lease_for_disks",
+                                                              "host_uuid")}
     root = Path(cfg.state_dir)
     return locking.new_manager(cfg.lock_manager, settings, run_dir=root / "run", log_dir=root / "log")
 
@@ -90,6 +94,8 @@ class Daemon:
             default_tls_x509_verify=None if cfg.default_tls_x509_verify < 0 else bool(cfg.default_tls_x509_verify),
             migrate_tls_force=bool(cfg.migrate_tls_force)),
             connector=connect_peer, locks=lock_manager(cfg))
+        self.networks = NetworkDriver(cfg.state_dir, default_network=bool(cfg.default_network))
+        self.storage = StorageDriver(cfg.state_dir)
         self.test_host = test_driver.TestHost()
         self.stopping = False
         self.auth = Authenticator(sasl_allowed_username_list=cfg.sasl_allowed_username_list,
@@ -115,7 +121,10 @@ class Daemon:
             name = "qemu:///system"
         parsed = urimod.parse(name)
         if parsed.driver == "qemu" and parsed.path in ("/system", "/session", ""):
-            return QemuConnection(info, self.qemu, uri=f"qemu://{parsed.path or '/system'}")
+            conn = QemuConnection(info, self.qemu, uri=f"qemu://{parsed.path or '/system'}")
+            conn.storage = self.storage.connect(info)
+            conn.network = NetworkConnection(info, self.networks)
+            return conn
         if parsed.driver == "test" and parsed.path in ("/default", ""):
             return test_driver.TestConnection(info, self.test_host)
         raise error(ErrorNumber.NO_CONNECT, ErrorDomain.NONE, f"{name} (pyvirtd serves qemu:///system and test:///default)")
@@ -134,6 +143,8 @@ class Daemon:
         # TLS files first, as libvirtd: a daemon that cannot serve TLS never listens at all.
         tls = self._tls_server() if self.cfg.listen_tls else None
         await self.qemu.initialize()
+        await self.storage.initialize()
+        await self.networks.initialize()
         cfg = self.cfg
         rw_mode = int(cfg.unix_sock_rw_perms, 8)
         ro_mode = int(cfg.unix_sock_ro_perms, 8)
@@ -209,6 +220,8 @@ class Daemon:
         await self.server.close(drop_clients=True)
         await asyncio.sleep(0)   # let connection_lost callbacks run
         await self.qemu.close()
+        await self.storage.close()
+        await self.networks.close()
         await self.qemu.locks.close()      # the lock daemon and its leases stay
         log.info("pyvirtd stopped; guests left running")
 
