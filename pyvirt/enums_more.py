@@ -556,3 +556,184 @@ PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((DomainSnapshotCreateFlags, "VIR_DOMAIN_SNA
                                      (DomainSnapshotRevertFlags, "VIR_DOMAIN_SNAPSHOT_REVERT_"),
                                      (DomainSnapshotDeleteFlags, "VIR_DOMAIN_SNAPSHOT_DELETE_"),
                                      (DomainSnapshotXMLFlags, "VIR_DOMAIN_SNAPSHOT_XML_"))
+
+
+# -- storage pools and volumes (libvirt-storage.h) ----------------------------------------
+
+class StoragePoolState(IntEnum):
+    """virStoragePoolState."""
+
+    INACTIVE = 0
+    BUILDING = 1
+    RUNNING = 2
+    DEGRADED = 3
+    INACCESSIBLE = 4
+
+
+class StoragePoolBuildFlags(IntFlag):
+    """virStoragePoolBuildFlags."""
+
+    NEW = 0
+    REPAIR = 1
+    RESIZE = 2
+    NO_OVERWRITE = 4
+    OVERWRITE = 8
+
+
+class StoragePoolCreateFlags(IntFlag):
+    """virStoragePoolCreateFlags."""
+
+    NORMAL = 0
+    WITH_BUILD = 1
+    WITH_BUILD_OVERWRITE = 2
+    WITH_BUILD_NO_OVERWRITE = 4
+
+
+class StoragePoolDeleteFlags(IntFlag):
+    """virStoragePoolDeleteFlags."""
+
+    NORMAL = 0
+    ZEROED = 1
+
+
+class StoragePoolDefineFlags(IntFlag):
+    """virStoragePoolDefineFlags."""
+
+    VALIDATE = 1
+
+
+class ConnectListStoragePoolsFlags(IntFlag):
+    """virConnectListAllStoragePoolsFlags."""
+
+    INACTIVE = 1
+    ACTIVE = 2
+    PERSISTENT = 4
+    TRANSIENT = 8
+    AUTOSTART = 16
+    NO_AUTOSTART = 32
+    DIR = 64
+    FS = 128
+    NETFS = 256
+    LOGICAL = 512
+    DISK = 1024
+    ISCSI = 2048
+    SCSI = 4096
+    MPATH = 8192
+    RBD = 16384
+    SHEEPDOG = 32768
+    GLUSTER = 65536
+    ZFS = 131072
+    VSTORAGE = 262144
+    ISCSI_DIRECT = 524288
+
+
+class StorageVolType(IntEnum):
+    """virStorageVolType."""
+
+    FILE = 0
+    BLOCK = 1
+    DIR = 2
+    NETWORK = 3
+    NETDIR = 4
+    PLOOP = 5
+
+
+class StorageVolCreateFlags(IntFlag):
+    """virStorageVolCreateFlags."""
+
+    PREALLOC_METADATA = 1
+    REFLINK = 2
+    VALIDATE = 4
+
+
+class StorageVolDeleteFlags(IntFlag):
+    """virStorageVolDeleteFlags."""
+
+    NORMAL = 0
+    ZEROED = 1
+    WITH_SNAPSHOTS = 2
+
+
+class StorageVolWipeAlgorithm(IntEnum):
+    """virStorageVolWipeAlgorithm."""
+
+    ZERO = 0
+    NNSA = 1
+    DOD = 2
+    BSI = 3
+    GUTMANN = 4
+    SCHNEIER = 5
+    PFITZNER7 = 6
+    PFITZNER33 = 7
+    RANDOM = 8
+    TRIM = 9
+
+
+class StorageVolResizeFlags(IntFlag):
+    """virStorageVolResizeFlags."""
+
+    ALLOCATE = 1
+    DELTA = 2
+    SHRINK = 4
+
+
+class StorageVolInfoFlags(IntFlag):
+    """virStorageVolInfoFlags."""
+
+    USE_ALLOCATION = 0
+    GET_PHYSICAL = 1
+
+
+class StorageVolUploadFlags(IntFlag):
+    """virStorageVolUploadFlags."""
+
+    SPARSE_STREAM = 1
+
+
+class StorageVolDownloadFlags(IntFlag):
+    """virStorageVolDownloadFlags."""
+
+    SPARSE_STREAM = 1
+
+
+class StorageXMLFlags(IntFlag):
+    """virStorageXMLFlags."""
+
+    INACTIVE = 1
+
+
+class StoragePoolEventID(IntEnum):
+    """virStoragePoolEventID."""
+
+    LIFECYCLE = 0
+    REFRESH = 1
+
+
+class StoragePoolEventLifecycle(IntEnum):
+    """virStoragePoolEventLifecycleType."""
+
+    DEFINED = 0
+    UNDEFINED = 1
+    STARTED = 2
+    STOPPED = 3
+    CREATED = 4
+    DELETED = 5
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((StoragePoolState, "VIR_STORAGE_POOL_"),
+                                     (StoragePoolBuildFlags, "VIR_STORAGE_POOL_BUILD_"),
+                                     (StoragePoolCreateFlags, "VIR_STORAGE_POOL_CREATE_"),
+                                     (StoragePoolDeleteFlags, "VIR_STORAGE_POOL_DELETE_"),
+                                     (StoragePoolDefineFlags, "VIR_STORAGE_POOL_DEFINE_"),
+                                     (ConnectListStoragePoolsFlags, "VIR_CONNECT_LIST_STORAGE_POOLS_"),
+                                     (StorageVolType, "VIR_STORAGE_VOL_"),
+                                     (StorageVolCreateFlags, "VIR_STORAGE_VOL_CREATE_"),
+                                     (StorageVolDeleteFlags, "VIR_STORAGE_VOL_DELETE_"),
+                                     (StorageVolWipeAlgorithm, "VIR_STORAGE_VOL_WIPE_ALG_"),
+                                     (StorageVolResizeFlags, "VIR_STORAGE_VOL_RESIZE_"),
+                                     (StorageVolInfoFlags, "VIR_STORAGE_VOL_"),
+                                     (StorageVolUploadFlags, "VIR_STORAGE_VOL_UPLOAD_"),
+                                     (StorageVolDownloadFlags, "VIR_STORAGE_VOL_DOWNLOAD_"),
+                                     (StorageXMLFlags, "VIR_STORAGE_XML_"),
+                                     (StoragePoolEventID, "VIR_STORAGE_POOL_EVENT_ID_"),
+                                     (StoragePoolEventLifecycle, "VIR_STORAGE_POOL_EVENT_"))

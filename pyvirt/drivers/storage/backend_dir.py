@@ -1,0 +1,226 @@
+"""The ``dir`` pool backend: a directory of image files, every image
+operation through ``qemu-img``; file-system facts (statvfs, stat) read
+directly, as libvirt does."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import stat
+
+from ...conf.names import contained
+from ...conf.storage_pool import DEFAULT_POOL_MODE, Permissions, PoolDef
+from ...conf.storage_vol import VolDef
+from ...errors import ErrorDomain, ErrorNumber, error
+from . import qemuimg
+from .volume import VOL_FILE, Volume
+
+_WIPE_CHUNK = 1 << 20
+
+
+def _sys_error(exc: OSError, text: str) -> Exception:
+    return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STORAGE, f"{text}: {os.strerror(exc.errno or 0)}")
+
+
+def _check_dir(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _sys_error(exc, f"cannot open directory '{path}'") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STORAGE,
+                    f"cannot open directory '{path}': Not a directory")
+
+
+class DirBackend:
+    vol_type = VOL_FILE
+    default_format = "raw"
+
+    async def build(self, pdef: PoolDef, overwrite: bool, no_overwrite: bool) -> None:
+        path = pdef.target_path
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.STORAGE,
+                        f"Cannot overwrite '{path}': it exists and is not a directory"
+                        if not overwrite else f"path '{path}' is not a directory")
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.STORAGE,
+                        f"parent of target path '{path}' does not exist")
+        try:
+            os.makedirs(path, exist_ok=True)
+            perms = pdef.permissions
+            os.chmod(path, perms.mode if perms.mode is not None else DEFAULT_POOL_MODE)
+            if perms.owner is not None or perms.group is not None:
+                os.chown(path, -1 if perms.owner is None else perms.owner,
+                         -1 if perms.group is None else perms.group)
+        except OSError as exc:
+            raise _sys_error(exc, f"cannot create path '{path}'") from None
+
+    def check_built(self, pdef: PoolDef) -> bool:
+        return os.path.isdir(pdef.target_path)
+
+    async def start(self, pdef: PoolDef) -> None:
+        _check_dir(pdef.target_path)
+
+    async def stop(self, pdef: PoolDef) -> None:
+        pass
+
+    async def delete(self, pdef: PoolDef) -> None:
+        try:
+            os.rmdir(pdef.target_path)
+        except OSError as exc:
+            raise _sys_error(exc, f"failed to remove pool '{pdef.target_path}'") from None
+
+    def target_permissions(self, pdef: PoolDef) -> Permissions | None:
+        try:
+            st = os.stat(pdef.target_path)
+        except OSError:
+            return None
+        return Permissions(st.st_mode & 0o7777, st.st_uid, st.st_gid, pdef.permissions.label)
+
+    def sizes(self, pdef: PoolDef) -> tuple[int, int, int]:
+        try:
+            sv = os.statvfs(pdef.target_path)
+        except OSError:
+            return 0, 0, 0
+        # libvirt's figures: the free blocks (root's reserve included) are "available".
+        capacity = sv.f_frsize * sv.f_blocks
+        available = sv.f_bfree * sv.f_frsize
+        return capacity, capacity - available, available
+
+    async def refresh(self, pdef: PoolDef) -> list[Volume]:
+        _check_dir(pdef.target_path)
+        names = []
+        with os.scandir(pdef.target_path) as it:
+            for entry in it:
+                # libvirt skips hidden entries? no: it lists every regular file; dirs too as
+                # type 'dir'.  Regular files only here (what qemu-img can describe).
+                if entry.is_file(follow_symlinks=False):
+                    names.append(entry.name)
+        sem = asyncio.Semaphore(8)
+
+        async def one(name: str) -> Volume | None:
+            async with sem:
+                vol = Volume(name, os.path.join(pdef.target_path, name), os.path.join(pdef.target_path, name))
+                try:
+                    await self.update(vol)
+                except Exception:
+                    return None   # vanished or unreadable: not listed, as libvirt skips it
+                return vol
+
+        found = await asyncio.gather(*(one(n) for n in sorted(names)))
+        return [v for v in found if v is not None]
+
+    async def update(self, vol: Volume) -> None:
+        """Re-read a volume's format, sizes and backing file."""
+        info = await qemuimg.info(vol.path)
+        vol.format = info.get("format", "raw")
+        vol.capacity = int(info.get("virtual-size", 0))
+        backing = info.get("full-backing-filename") or info.get("backing-filename")
+        vol.backing = (backing, info.get("backing-filename-format")) if backing else None
+        self.update_sizes(vol)
+
+    def update_sizes(self, vol: Volume) -> None:
+        st = os.stat(vol.path)
+        vol.allocation = st.st_blocks * 512
+        vol.physical = st.st_size
+        if vol.format == "raw":
+            vol.capacity = st.st_size
+
+    def vol_path(self, pdef: PoolDef, name: str) -> str:
+        return str(contained(pdef.target_path, name))
+
+    async def create_vol(self, pdef: PoolDef, vdef: VolDef, vol: Volume, prealloc_metadata: bool) -> None:
+        fmt = vdef.format or self.default_format
+        capacity = vdef.capacity or 0
+        if fmt == "raw":
+            if vdef.backing_path:
+                raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.STORAGE,
+                            "backing storage not supported for raw volumes")
+            allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
+            await qemuimg.create(vol.path, "raw", capacity)
+            if allocation:
+                await asyncio.to_thread(_fallocate, vol.path, allocation)
+        else:
+            prealloc = "metadata" if prealloc_metadata else None
+            await qemuimg.create(vol.path, fmt, capacity if capacity or not vdef.backing_path else None,
+                                 backing=vdef.backing_path, backing_fmt=vdef.backing_format,
+                                 prealloc=prealloc, compat=vdef.compat, lazy_refcounts=vdef.lazy_refcounts)
+        _apply_perms(vol.path, vdef.permissions)
+        vol.format = fmt
+        await self.update(vol)
+
+    async def create_vol_from(self, pdef: PoolDef, vdef: VolDef, vol: Volume, src: Volume,
+                              prealloc_metadata: bool) -> None:
+        fmt = vdef.format or src.format or "raw"
+        prealloc = "metadata" if prealloc_metadata and fmt != "raw" else None
+        await qemuimg.convert(src.path, src.format, vol.path, fmt, create_target=True, prealloc=prealloc,
+                              compat=vdef.compat)
+        want = vdef.capacity or src.capacity
+        if want > src.capacity:
+            await qemuimg.resize(vol.path, fmt, want, shrink=False)
+        _apply_perms(vol.path, vdef.permissions)
+        vol.format = fmt
+        await self.update(vol)
+
+    async def delete_vol(self, pdef: PoolDef, vol: Volume) -> None:
+        try:
+            os.unlink(vol.path)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            shutil.rmtree(vol.path)
+        except OSError as exc:
+            raise _sys_error(exc, f"cannot unlink file '{vol.path}'") from None
+
+    async def resize_vol(self, vol: Volume, capacity: int, allocate: bool, shrink: bool) -> None:
+        prealloc = "falloc" if allocate else None
+        await qemuimg.resize(vol.path, vol.format or "raw", capacity, shrink=shrink, prealloc=prealloc)
+        await self.update(vol)
+
+    async def wipe_vol(self, vol: Volume) -> None:
+        """Zero the volume's data (libvirt's ALG_ZERO): a raw file is overwritten with
+        zeros in place, keeping its allocation; an image is recreated empty at its
+        size (libvirt too wipes a qcow2 by rebuilding it)."""
+        if vol.format in (None, "raw"):
+            await asyncio.to_thread(_zero_file, vol.path, vol.physical)
+        else:
+            backing = vol.backing
+            await qemuimg.create(vol.path, vol.format, vol.capacity,
+                                 backing=backing[0] if backing else None,
+                                 backing_fmt=backing[1] if backing else None)
+        await self.update(vol)
+
+
+def _fallocate(path: str, length: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, length)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG):
+                raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STORAGE,
+                            f"cannot allocate {length} bytes in file '{path}': {os.strerror(exc.errno)}") from None
+            raise
+    finally:
+        os.close(fd)
+
+
+def _zero_file(path: str, size: int) -> None:
+    zeros = bytes(_WIPE_CHUNK)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        done = 0
+        while done < size:
+            done += os.pwrite(fd, zeros[: min(_WIPE_CHUNK, size - done)], done)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _apply_perms(path: str, perms: Permissions) -> None:
+    os.chmod(path, perms.mode if perms.mode is not None else 0o600)
+    if perms.owner is not None or perms.group is not None:
+        os.chown(path, -1 if perms.owner is None else perms.owner, -1 if perms.group is None else perms.group)

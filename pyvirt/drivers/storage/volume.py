@@ -1,0 +1,31 @@
+"""A storage volume as the driver knows it between refreshes."""
+
+from __future__ import annotations
+
+from ...refs import Record, StorageVolRef
+
+VOL_FILE, VOL_BLOCK = 0, 1       # VIR_STORAGE_VOL_FILE, VIR_STORAGE_VOL_BLOCK
+_TYPE_NAMES = {VOL_FILE: "file", VOL_BLOCK: "block"}
+
+
+class Volume(Record):
+    _fields = __match_args__ = ("name", "key", "path", "type", "format", "capacity", "allocation",
+                                "physical", "backing")
+
+    def __init__(self, name: str, key: str, path: str, type: int = VOL_FILE, format: str | None = "raw",
+                 capacity: int = 0, allocation: int = 0, physical: int = 0,
+                 backing: tuple[str, str | None] | None = None) -> None:
+        self.name, self.key, self.path, self.type, self.format = name, key, path, type, format
+        self.capacity, self.allocation, self.physical = capacity, allocation, physical
+        self.backing = backing
+        # Set while a call works on the volume (create, clone source, wipe, upload):
+        # libvirt's "in_use"/"building" that make a delete wait its turn.
+        self.busy = 0
+        self.building = False
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES.get(self.type, "file")
+
+    def ref(self, pool: str) -> StorageVolRef:
+        return StorageVolRef(pool, self.name, self.key)
