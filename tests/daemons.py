@@ -37,6 +37,8 @@ class Pyvirtd:
     # its own session, so its own scheduler autogroup, as bench/libvirt_ref.py starts
     # libvirtd: a benchmark beside libvirtd then gives both the same share of a busy CPU
     new_session: bool = False
+    # run the daemon under a wrapper (e.g. unshare: a "host" with its own view of the storage)
+    argv_prefix: list[str] = field(default_factory=list)
 
     @property
     def state_dir(self) -> Path:
@@ -88,7 +90,7 @@ migration_port_max = {50000 + mig * 10 + 9}
         conf = self.write_config()
         env = dict(os.environ, PYTHONPATH=str(REPO), **self.extra_env)
         log = open(self.log_path, "ab")
-        argv = [sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)] + (["--verbose"] if self.verbose else [])
+        argv = self.argv_prefix + [sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)] + (["--verbose"] if self.verbose else [])
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=REPO,
                                      start_new_session=self.new_session)
         log.close()
