@@ -28,6 +28,7 @@ NETWORK_METHODS: tuple[str, ...] = (
     "network_set_autostart", "network_undefine", "connect_num_of_defined_networks",
     "connect_num_of_networks", "network_is_active", "network_is_persistent",
     "connect_list_all_networks", "network_update", "network_get_dhcp_leases",
+    "network_define_xml_flags", "network_create_xml_flags",
 )
 
 # The network methods a read-only connection may call (lists, lookups, XML, leases).

@@ -84,6 +84,7 @@ class ErrorNumber(IntEnum):
     RESOURCE_BUSY = 87
     ACCESS_DENIED = 88
     STORAGE_VOL_EXIST = 90
+    XML_INVALID_SCHEMA = 92
     MIGRATE_FINISH_OK = 93
     DEVICE_MISSING = 99
 
@@ -145,6 +146,7 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.NETWORK_EXIST: "this network exists already: %s",
     ErrorNumber.NO_DOMAIN: "Domain not found: %s",
     ErrorNumber.NO_NETWORK: "Network not found: %s",
+    ErrorNumber.XML_INVALID_SCHEMA: "XML document failed to validate against schema: %s",
     ErrorNumber.AUTH_FAILED: "authentication failed: %s",
     ErrorNumber.INVALID_STORAGE_POOL: "invalid storage pool pointer in %s",
     ErrorNumber.INVALID_STORAGE_VOL: "invalid storage volume pointer in %s",

@@ -71,10 +71,10 @@ HIGH_PRIORITY |= _STORAGE_HIGH
 READ_ONLY_OK |= _STORAGE_HIGH - {77, 80, 82, 90}
 MUTATING |= {75, 76, 77, 78, 79, 80, 81, 82, 83, 90, 93, 94, 125, 165, 208, 209, 259, 260}
 # virtual networks: lists, lookups, XML, autostart, bridge name and leases read-only
-_NETWORK_HIGH = {36, 38, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 52, 152, 153, 283, 291}
+_NETWORK_HIGH = {36, 38, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 52, 152, 153, 283, 291, 432}
 HIGH_PRIORITY |= _NETWORK_HIGH
 READ_ONLY_OK |= {36, 38, 43, 44, 45, 46, 47, 50, 52, 152, 153, 283, 341}
-MUTATING |= {39, 40, 41, 42, 48, 49, 291}
+MUTATING |= {39, 40, 41, 42, 48, 49, 291, 432, 437}
 # storage pool and network event registration (answered by the daemon, high priority)
 HIGH_PRIORITY |= {313, 314, 368, 369}
 READ_ONLY_OK |= {313, 314, 368, 369}

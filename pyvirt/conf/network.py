@@ -381,3 +381,21 @@ def default_network() -> NetworkDef:
   </ip>
 </network>
 """)
+
+
+# libvirt's schema, from the libvirt-daemon package's data (VIR_NETWORK_DEFINE_VALIDATE)
+NETWORK_RNG = "/usr/share/libvirt/schemas/network.rng"
+
+
+def validate(xml: str) -> None:
+    """Check ``xml`` against libvirt's network.rng, as VIR_NETWORK_DEFINE_VALIDATE asks."""
+    import os
+    if not os.path.exists(NETWORK_RNG):
+        raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NETWORK,
+                    f"cannot validate: libvirt's schema {NETWORK_RNG} is not installed")
+    schema = etree.RelaxNG(etree.parse(NETWORK_RNG))
+    doc = parse_document(xml, "network", "network_definition")
+    if not schema.validate(doc):
+        detail = "\n".join(str(e.message) for e in schema.error_log)
+        raise error(ErrorNumber.XML_INVALID_SCHEMA, ErrorDomain.NETWORK,
+                    f"Unable to validate doc against {NETWORK_RNG}\n{detail}")

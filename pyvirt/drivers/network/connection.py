@@ -14,6 +14,7 @@ from .driver import NetworkDriver, NetworkObj
 LIST_INACTIVE, LIST_ACTIVE, LIST_PERSISTENT, LIST_TRANSIENT, LIST_AUTOSTART, LIST_NO_AUTOSTART = 1, 2, 4, 8, 16, 32
 LIST_ALL = 63
 XML_INACTIVE = 1          # VIR_NETWORK_XML_INACTIVE
+VALIDATE = 1              # VIR_NETWORK_DEFINE_VALIDATE, VIR_NETWORK_CREATE_VALIDATE
 
 
 def _matches(obj: NetworkObj, flags: int) -> bool:
@@ -68,6 +69,18 @@ class NetworkConnection(NetworkConnectionBase):
         net = netconf.parse(xml)
         async with self.driver.lock:
             return (await self.driver.define(net)).ref()
+
+    async def network_define_xml_flags(self, xml: str, flags: int) -> NetworkRef:
+        check_flags(flags, VALIDATE, "networkDefineXMLFlags", ErrorDomain.NETWORK)
+        if flags & VALIDATE:
+            netconf.validate(xml)
+        return await self.network_define_xml(xml)
+
+    async def network_create_xml_flags(self, xml: str, flags: int) -> NetworkRef:
+        check_flags(flags, VALIDATE, "networkCreateXMLFlags", ErrorDomain.NETWORK)
+        if flags & VALIDATE:
+            netconf.validate(xml)
+        return await self.network_create_xml(xml)
 
     async def network_undefine(self, net: NetworkRef) -> None:
         async with self.driver.lock:

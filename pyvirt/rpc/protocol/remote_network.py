@@ -39,6 +39,8 @@ PROCEDURES: list[Procedure] = [
     # --- define and lifecycle ---------------------------------------------------------------
     _proc(40, "NETWORK_CREATE_XML", [("xml", s)], [("net", N)], mutates=True),
     _proc(41, "NETWORK_DEFINE_XML", [("xml", s)], [("net", N)], high=True, mutates=True),
+    _proc(432, "NETWORK_DEFINE_XML_FLAGS", [("xml", s), ("flags", u)], [("net", N)], high=True, mutates=True),
+    _proc(437, "NETWORK_CREATE_XML_FLAGS", [("xml", s), ("flags", u)], [("net", N)], mutates=True),
     _proc(49, "NETWORK_UNDEFINE", [("net", N)], high=True, mutates=True),
     _proc(39, "NETWORK_CREATE", [("net", N)], mutates=True),
     _proc(42, "NETWORK_DESTROY", [("net", N)], high=True, mutates=True),
