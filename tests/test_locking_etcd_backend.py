@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 
 import pytest
 
@@ -100,7 +101,8 @@ def test_one_key_per_disk_token_is_create_revision_and_second_host_refused(etcd)
             key = b"/t1/" + hashlib.sha256(b"/img/one.qcow2").hexdigest().encode()
             kv = await raw(etcd, key)
             assert kv is not None and kv.lease == a.lease_id(ga)
-            assert json.loads(kv.value) == {"host": "hostA", "domain": "guestA", "uuid": "u-a", "pid": 100,
+            assert json.loads(kv.value) == {"host": socket.gethostname(), "host_uuid": "hostA",
+                                            "domain": "guestA", "uuid": "u-a", "pid": 100,
                                             "disk": "/img/one.qcow2", "state": "held"}
             assert parse_state(state) == {key.decode()[4:]: kv.create_revision}
             with pytest.raises(libvirtError) as ei:
@@ -152,7 +154,7 @@ def test_migration_hand_over_keeps_the_token_and_moves_the_key_to_the_destinatio
             assert got == released                           # exactly the source's token
             key = a.key(disk("/img/m"))
             kv = await raw(etcd, key)
-            assert kv.lease == b.lease_id(dst) and json.loads(kv.value)["host"] == "hostB"
+            assert kv.lease == b.lease_id(dst) and json.loads(kv.value)["host_uuid"] == "hostB"
             await a.forget(src)                              # Confirm kills the source QEMU
             kv = await raw(etcd, key)
             assert kv is not None and kv.create_revision == parse_state(got)[key.decode()[4:]]

@@ -103,8 +103,10 @@ def _busy(res: Resource, kv: KeyValue | None, why: str = "") -> Exception:
     if kv is not None:
         try:
             v = json.loads(kv.value)
-            holder = (f" by domain '{v.get('domain', '?')}' (pid {v.get('pid', '?')}) on host "
-                      f"'{v.get('host', '?')}'")
+            host = f"'{v.get('host', '?')}'"
+            if v.get("host_uuid"):
+                host += f" ({v['host_uuid']})"
+            holder = f" by domain '{v.get('domain', '?')}' (pid {v.get('pid', '?')}) on host {host}"
             if v.get("state") == "released":
                 holder += " (paused, released)"
         except ValueError:
@@ -134,7 +136,9 @@ class EtcdBackend(Backend):
                         f"lock_etcd_ttl must be at least {MIN_TTL} seconds, not {self.ttl}")
         prefix = str(self._opt("prefix", DEFAULT_PREFIX))
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
-        self.host = str(self._opt("host", "") or socket.gethostname())
+        # who holds a disk, for people: the host's name and (pyvirtd's host_uuid) its UUID
+        self.host = socket.gethostname()
+        self.host_uuid = str(self._opt("host", "") or "")
         ca, cert, key = self._opt("ca_file", None), self._opt("cert_file", None), self._opt("key_file", None)
         ctx = make_ssl_context(ca, cert, key) if (ca or cert or any(
             str(e).startswith("https:") for e in endpoints)) else None
@@ -158,8 +162,9 @@ class EtcdBackend(Backend):
         return (self.prefix + resource_hash(res)).encode()
 
     def _value(self, owner: Owner, res: Resource, state: str = "held") -> bytes:
-        return json.dumps({"host": self.host, "domain": owner.name, "uuid": owner.uuid, "pid": owner.pid,
-                           "disk": res.what or res.path, "state": state}, sort_keys=True).encode()
+        return json.dumps({"host": self.host, "host_uuid": self.host_uuid, "domain": owner.name,
+                           "uuid": owner.uuid, "pid": owner.pid, "disk": res.what or res.path,
+                           "state": state}, sort_keys=True).encode()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -325,8 +330,8 @@ class EtcdBackend(Backend):
             v = json.loads(kv.value)
         except ValueError:
             return False
-        return (v.get("host") == self.host and v.get("uuid") == owner.uuid and v.get("pid") == owner.pid
-                and v.get("state") == "held")
+        return (v.get("host") == self.host and v.get("host_uuid", "") == self.host_uuid
+                and v.get("uuid") == owner.uuid and v.get("pid") == owner.pid and v.get("state") == "held")
 
     @staticmethod
     def _parked_by_other(kv: KeyValue, lease: _Lease) -> bool:
