@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from pyvirt.lockd.files import lock_holder
 from pyvirt.locking.client import LockDaemonClient
 
 pytestmark = pytest.mark.qemu
+PYVIRT = Path(sys.executable).with_name("pyvirt")      # the command line, from this venv
 
 
 @dataclass
@@ -129,6 +131,12 @@ def test_second_host_start_refused_naming_the_disk(lock_hosts, storage, tmp_path
     assert f"error: resource busy: Lockspace resource '{storage.lease_file.name}' is locked" in out.stderr
     assert str(storage.image) in out.stderr
     assert qemu_pid(b, "second") is None                 # no QEMU left running the disk on B
+    # pyvirt prints the same error, then says in plain words what it means
+    out = subprocess.run([str(PYVIRT), "-c", b.uri, "create", str(xml)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert f"error: resource busy: Lockspace resource '{storage.lease_file.name}' is locked" in out.stderr
+    assert (f"hint: disk '{storage.image}' is in use by another running guest, on this host or on another "
+            "host sharing the storage") in out.stderr
     conn_b = pyvirt.open(b.uri)
     with pytest.raises(pyvirt.libvirtError) as exc:
         conn_b.createXML(guest_xml(b, "second", storage), 0)

@@ -169,6 +169,7 @@ class Session:
                 print(f"error: {line}", file=sys.stderr)
             if isinstance(exc.__cause__, libvirtError):
                 print(f"error: {exc.__cause__.get_error_message()}", file=sys.stderr)
+                _print_hint(exc.__cause__)
             if not getattr(exc, "options_refused", False):   # virsh's option check runs nothing
                 print()       # virsh ends every command it ran with a blank line, after a failure's error
             return 1
@@ -176,9 +177,18 @@ class Session:
             if self.conn is None:
                 print("error: failed to connect to the hypervisor", file=sys.stderr)
             print(f"error: {exc.get_error_message()}", file=sys.stderr)
+            _print_hint(exc)
             if self.conn is not None:
                 print()
             return 1
+
+
+def _print_hint(exc: BaseException) -> None:
+    """A line in plain words after errors the user can act on (disk leases)."""
+    from .hints import hint_for
+    hint = hint_for(exc)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
