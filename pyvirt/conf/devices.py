@@ -47,6 +47,30 @@ def _alias_node(alias: str | None, flags: FormatFlags) -> Node | None:
     return el("alias", [("name", alias)])
 
 
+def _backing_of(node: etree._Element) -> list[tuple[str, str]]:
+    """A disk's <backingStore> chain of files as (format, path), outermost first."""
+    chain: list[tuple[str, str]] = []
+    store = child(node, "backingStore")
+    while store is not None and store.get("type", "file") == "file":
+        src, fmt = child(store, "source"), child(store, "format")
+        if src is None or not src.get("file"):
+            break
+        chain.append((fmt.get("type", "raw") if fmt is not None else "raw", src.get("file", "")))
+        store = child(store, "backingStore")
+    return chain
+
+
+def _backing_node(chain: list[tuple[str, str]]) -> Node | None:
+    """libvirt's nested <backingStore> elements, the last one closed by an empty one."""
+    if not chain:
+        return None
+    node: Node = el("backingStore")
+    for fmt, path in reversed(chain):
+        node = el("backingStore", [("type", "file")], [el("format", [("type", fmt)]),
+                                                      el("source", [("file", path)]), node])
+    return node
+
+
 def _alias_of(node: etree._Element) -> str | None:
     found = child(node, "alias")
     return found.get("name") or None if found is not None else None
@@ -90,6 +114,9 @@ class Disk:
     shareable: bool = False
     alias: str | None = None
     address: Address | None = None
+    # The images under the source, outermost first, as (format, file) (an external
+    # snapshot's overlay has the old image here); empty: not known, written as nothing.
+    backing_store: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Disk:
@@ -114,7 +141,7 @@ class Disk:
             # libvirt lists every CD-ROM as read-only
             readonly=child(node, "readonly") is not None or device == "cdrom",
             shareable=child(node, "shareable") is not None,
-            alias=_alias_of(node), address=address_of(node),
+            alias=_alias_of(node), address=address_of(node), backing_store=_backing_of(node),
         )
 
     def to_node(self, flags: FormatFlags) -> Node:
@@ -122,6 +149,7 @@ class Disk:
         return el("disk", [("type", self.type), ("device", self.device)], [
             el("driver", driver) if any(v is not None for _, v in driver) else None,
             el("source", [(DISK_SOURCE_ATTR[self.type], self.source)]) if self.source else None,
+            _backing_node(self.backing_store) if self.source else None,
             el("target", [("dev", self.target_dev), ("bus", self.target_bus)]),
             el("readonly") if self.readonly else None,
             el("shareable") if self.shareable else None,

@@ -270,6 +270,7 @@ async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list,
     for definition in defs:
         for disk in definition.devices.disks:
             if disk.target_dev in moved and disk.source == moved[disk.target_dev][0]:
+                disk.backing_store = [(_format_of(disk), disk.source), *disk.backing_store]
                 disk.source, disk.driver_type = moved[disk.target_dev][1], "qcow2"
                 disk.driver_name = disk.driver_name or "qemu"
     if active:
