@@ -22,9 +22,22 @@ NAME_LISTERS: dict[str, Callable[[Any], list[str]]] = {
     "domains": lambda conn: [d.name() for d in conn.listAllDomains(0)],
     "domain_opt": lambda conn: [d.name() for d in conn.listAllDomains(0)],
     "pool": lambda conn: [p.name() for p in conn.listAllStoragePools(0)],
+    "pool_opt": lambda conn: [p.name() for p in conn.listAllStoragePools(0)],
+    "inputpool": lambda conn: [p.name() for p in conn.listAllStoragePools(0)],
+    "vol": lambda conn: _volume_names(conn),
+    "vol_opt": lambda conn: _volume_names(conn),
+    "backing_vol": lambda conn: _volume_names(conn),
     "network": lambda conn: [n.name() for n in conn.listAllNetworks(0)],
     "network_opt": lambda conn: [n.name() for n in conn.listAllNetworks(0)],
 }
+
+
+def _volume_names(conn: Any) -> list[str]:
+    """The volumes of every active pool (virsh completes a volume without knowing its pool too)."""
+    names: set[str] = set()
+    for pool in conn.listAllStoragePools(2):      # VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE
+        names.update(vol.name() for vol in pool.listAllVolumes(0))
+    return sorted(names)
 
 
 def _visible_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:

@@ -7,8 +7,7 @@ listed in :data:`KEYS` (the README documents them; a test checks every
 document against this table), so they stay stable: keys are only ever added.
 
 A command joins by adding a builder to :data:`BUILDERS` and its keys to
-:data:`KEYS` (pool-list, vol-list and net-list will, once those commands
-exist).
+:data:`KEYS`.
 """
 
 from __future__ import annotations
@@ -54,6 +53,19 @@ KEYS: dict[str, tuple[str, dict[str, str]]] = {
         "cpu_model": "CPU model", "cpus": "active CPUs", "mhz": "CPU frequency, MHz (0 if unknown)",
         "numa_cells": "NUMA cells", "sockets": "sockets per cell", "cores": "cores per socket",
         "threads": "threads per core", "memory_kib": "host memory, KiB",
+    }),
+    "pool-list": ("list", {
+        "name": "pool name", "uuid": "pool UUID", "state": "state as virsh words it (inactive, building, "
+        "running, degraded, inaccessible)", "state_code": "virStoragePoolState number",
+        "active": "true if running", "persistent": "true if defined, null if unknown",
+        "autostart": "true if started with the daemon, null if unknown",
+        "capacity": "bytes, null when inactive", "allocation": "bytes, null when inactive",
+        "available": "bytes, null when inactive",
+    }),
+    "vol-list": ("list", {
+        "name": "volume name", "path": "volume path, null if unknown", "key": "volume key",
+        "type": "type as virsh words it (file, block, dir, network, netdir, ploop)",
+        "type_code": "virStorageVolType number", "capacity": "bytes", "allocation": "bytes",
     }),
     "net-list": ("list", {
         "name": "network name", "uuid": "network UUID", "active": "true if running",
@@ -155,9 +167,48 @@ def _net_list(conn: Any, args: argparse.Namespace) -> Any:
     return out
 
 
+def _pool_list(conn: Any, args: argparse.Namespace) -> Any:
+    from pyvirt.errors import libvirtError
+    from .storage_cmds import POOL_RUNNING, POOL_DEGRADED, POOL_STATES, collect_pools, pool_list_flags
+    out = []
+    for pool in collect_pools(conn, pool_list_flags(args)):
+        state, capacity, allocation, available = pool.info()
+        sized = state in (POOL_RUNNING, POOL_DEGRADED)
+        try:
+            persistent: bool | None = bool(pool.isPersistent())
+        except libvirtError:
+            persistent = None
+        try:
+            autostart: bool | None = bool(pool.autostart())
+        except libvirtError:
+            autostart = None
+        out.append({"name": pool.name(), "uuid": pool.UUIDString(),
+                    "state": POOL_STATES[state] if 0 <= state < len(POOL_STATES) else "unknown",
+                    "state_code": state, "active": bool(pool.isActive()), "persistent": persistent,
+                    "autostart": autostart, "capacity": capacity if sized else None,
+                    "allocation": allocation if sized else None, "available": available if sized else None})
+    return out
+
+
+def _vol_list(conn: Any, args: argparse.Namespace) -> Any:
+    from pyvirt.errors import libvirtError
+    from .storage_cmds import collect_vols, pool_arg, vol_type_word
+    out = []
+    for vol in collect_vols(pool_arg(conn, args)):
+        try:
+            path: str | None = vol.path()
+        except libvirtError:
+            path = None
+        kind, capacity, allocation = vol.info()
+        out.append({"name": vol.name(), "path": path, "key": vol.key(), "type": vol_type_word(kind),
+                    "type_code": kind, "capacity": capacity, "allocation": allocation})
+    return out
+
+
 BUILDERS: dict[str, Builder] = {
     "list": _list, "dominfo": _dominfo, "domstate": _domstate, "domstats": _domstats,
     "domjobinfo": _domjobinfo, "nodeinfo": _nodeinfo, "net-list": _net_list,
+    "pool-list": _pool_list, "vol-list": _vol_list,
 }
 
 

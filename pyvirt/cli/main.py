@@ -79,6 +79,12 @@ BLOCKING_COMMANDS = frozenset({
     "net-list", "net-info", "net-uuid", "net-name", "net-dumpxml", "net-define", "net-create",
     "net-start", "net-destroy", "net-undefine", "net-autostart", "net-edit", "net-dhcp-leases",
     "net-update",
+    # storage: everything but the streams (vol-upload, vol-download need the full driver)
+    "pool-list", "pool-info", "pool-uuid", "pool-name", "pool-dumpxml", "pool-capabilities", "pool-define-as",
+    "pool-create-as", "pool-define", "pool-create", "pool-build", "pool-start", "pool-destroy", "pool-delete",
+    "pool-undefine", "pool-refresh", "pool-autostart", "pool-edit", "vol-list", "vol-info", "vol-dumpxml",
+    "vol-path", "vol-key", "vol-name", "vol-pool", "vol-create-as", "vol-create", "vol-create-from",
+    "vol-clone", "vol-delete", "vol-wipe", "vol-resize",
 })
 
 

@@ -460,6 +460,8 @@ class VolumeStream(FdStream):
             elif kind is Abort:
                 self._complete(error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
                                      "the client aborted the stream"))
+        except libvirtError as exc:
+            self.fail(exc)
         except OSError as exc:
             self.fail(_write_error(exc))
 
@@ -468,8 +470,9 @@ class VolumeStream(FdStream):
         if self.limit is None:
             return wanted
         room = self.limit - self.pos
-        if room <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if room <= 0:       # libvirt's fdstream words it so
+            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STREAMS,
+                        f"cannot write to stream: {os.strerror(errno.ENOSPC)}")
         return min(room, wanted)
 
     def _put(self, data: Any) -> None:
