@@ -737,3 +737,87 @@ PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((StoragePoolState, "VIR_STORAGE_POOL_"),
                                      (StorageXMLFlags, "VIR_STORAGE_XML_"),
                                      (StoragePoolEventID, "VIR_STORAGE_POOL_EVENT_ID_"),
                                      (StoragePoolEventLifecycle, "VIR_STORAGE_POOL_EVENT_"))
+
+
+# -- virtual networks (libvirt-network.h), the client's side ------------------------------
+
+class ConnectListNetworksFlags(IntFlag):
+    """virConnectListAllNetworksFlags."""
+
+    INACTIVE = 1
+    ACTIVE = 2
+    PERSISTENT = 4
+    TRANSIENT = 8
+    AUTOSTART = 16
+    NO_AUTOSTART = 32
+
+
+class NetworkXMLFlags(IntFlag):
+    """virNetworkXMLFlags."""
+
+    INACTIVE = 1
+
+
+class NetworkUpdateCommand(IntEnum):
+    """virNetworkUpdateCommand."""
+
+    NONE = 0
+    MODIFY = 1
+    DELETE = 2
+    ADD_LAST = 3
+    ADD_FIRST = 4
+
+
+class NetworkUpdateSection(IntEnum):
+    """virNetworkUpdateSection."""
+
+    NONE = 0
+    BRIDGE = 1
+    DOMAIN = 2
+    IP = 3
+    IP_DHCP_HOST = 4
+    IP_DHCP_RANGE = 5
+    FORWARD = 6
+    FORWARD_INTERFACE = 7
+    FORWARD_PF = 8
+    PORTGROUP = 9
+    DNS_HOST = 10
+    DNS_TXT = 11
+    DNS_SRV = 12
+
+
+class NetworkUpdateFlags(IntFlag):
+    """virNetworkUpdateFlags."""
+
+    AFFECT_CURRENT = 0
+    AFFECT_LIVE = 1
+    AFFECT_CONFIG = 2
+
+
+class NetworkCreateFlags(IntFlag):
+    """virNetworkCreateFlags."""
+
+    VALIDATE = 1
+
+
+class NetworkDefineFlags(IntFlag):
+    """virNetworkDefineFlags."""
+
+    VALIDATE = 1
+
+
+class IPAddrType(IntEnum):
+    """virIPAddrType (a DHCP lease's ``type``)."""
+
+    IPV4 = 0
+    IPV6 = 1
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((ConnectListNetworksFlags, "VIR_CONNECT_LIST_NETWORKS_"),
+                                     (NetworkXMLFlags, "VIR_NETWORK_XML_"),
+                                     (NetworkUpdateCommand, "VIR_NETWORK_UPDATE_COMMAND_"),
+                                     (NetworkUpdateSection, "VIR_NETWORK_SECTION_"),
+                                     (NetworkUpdateFlags, "VIR_NETWORK_UPDATE_"),
+                                     (NetworkCreateFlags, "VIR_NETWORK_CREATE_"),
+                                     (NetworkDefineFlags, "VIR_NETWORK_DEFINE_"),
+                                     (IPAddrType, "VIR_IP_ADDR_TYPE_"))

@@ -441,3 +441,77 @@ def test_json_net_list_keys(capsys, reference):
     assert all(set(n) == set(json_out.KEYS["net-list"][1]) for n in doc)
     assert doc[2] == {"name": "Isolated", "uuid": "11111111-2222-3333-4444-555555555555", "active": True,
                       "persistent": True, "autostart": True, "bridge": "virbr7"}
+
+
+# -- against a real pyvirtd: pyvirt's CLI and stock virsh on the same daemon ------------
+
+from netns_daemon import has_network_driver, needs_netns, netns_pyvirtd  # noqa: E402
+
+WALK_XML = """<network>
+  <name>cliwalk</name>
+  <uuid>6a1d2b1c-0000-4000-8000-0000000c1100</uuid>
+  <bridge name='pvcli0'/>
+  <mac address='52:54:00:78:00:01'/>
+  <ip address='10.78.0.1' prefix='24'>
+    <dhcp>
+      <range start='10.78.0.10' end='10.78.0.99'/>
+    </dhcp>
+  </ip>
+</network>
+"""
+TRANSIENT_XML = WALK_XML.replace("cliwalk", "clitmp").replace("c1100", "c1101").replace("pvcli0", "pvclitmp0") \
+    .replace("10.78.", "10.79.").replace(":78:00:01", ":79:00:01")
+HOST = "<host mac='52:54:00:00:78:01' name='h1' ip='10.78.0.50'/>"
+CLI_WALK = [
+    "net-define {xml}", "net-list --all", "net-list --all --name", "net-info cliwalk", "net-uuid cliwalk",
+    "net-name 6a1d2b1c-0000-4000-8000-0000000c1100", "net-dumpxml cliwalk", "net-dumpxml --inactive cliwalk",
+    "net-dumpxml cliwalk --xpath //range", "net-autostart cliwalk", "net-list --all --autostart",
+    "net-autostart cliwalk --disable", "net-list --inactive --no-autostart", "net-start cliwalk",
+    "net-list", "net-info 6a1d2b1c-0000-4000-8000-0000000c1100", "net-dhcp-leases cliwalk",
+    "net-dhcp-leases cliwalk --mac 52:54:00:00:78:01", "net-start cliwalk",
+    f"net-update cliwalk add ip-dhcp-host \"{HOST}\" --live --config", "net-dumpxml cliwalk --xpath //host",
+    "net-destroy cliwalk", "net-destroy cliwalk", "net-edit cliwalk", "net-dumpxml cliwalk --xpath //bridge",
+    "net-undefine cliwalk", "net-info cliwalk", "net-create {tmp}", "net-list --transient",
+    "net-destroy clitmp", "net-list --all --uuid", "net-undefine nosuch",
+]
+
+
+@pytest.fixture(scope="module")
+def cli_daemon(tmp_path_factory):
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    with netns_pyvirtd(tmp_path_factory.mktemp("netcli") / "host") as daemon:
+        if not has_network_driver(daemon):
+            pytest.skip("this pyvirtd has no network driver")
+        yield daemon
+
+
+@needs_netns
+@needs_virsh
+def test_cli_walk_matches_virsh_on_pyvirtd(cli_daemon, tmp_path):
+    (tmp_path / "walk.xml").write_text(WALK_XML)
+    (tmp_path / "tmp.xml").write_text(TRANSIENT_XML)
+    editor = _editor(tmp_path, "sed -i \"s|<bridge name='pvcli0'|<bridge name='pvcli1'|\" \"$1\"")
+    env = dict(os.environ, EDITOR=editor, TZ="UTC")
+    env.pop("VISUAL", None)
+    repo = os.path.dirname(os.path.dirname(__file__))
+
+    def walk(argv: list[str]) -> list[tuple[int, str, str]]:
+        results = []
+        for template in CLI_WALK:
+            command = template.format(xml=tmp_path / "walk.xml", tmp=tmp_path / "tmp.xml")
+            out = subprocess.run(argv + ["-c", cli_daemon.uri, command], capture_output=True, text=True,
+                                 timeout=120, env=dict(env, PYTHONPATH=repo))
+            results.append((out.returncode, out.stdout, out.stderr))
+        return results
+
+    ours = walk([sys.executable, "-m", "pyvirt.cli"])
+    theirs = walk(["virsh"])
+    for command, mine, stock in zip(CLI_WALK, ours, theirs):
+        assert mine == stock, command
+    # the walk did what it says, so the equality above is about real output
+    outputs = dict(zip(CLI_WALK, ours))
+    assert outputs["net-list"][1].split("\n")[2].split()[:2] == ["cliwalk", "active"]
+    assert outputs["net-destroy cliwalk"][0] == 1 or "destroyed" in outputs["net-destroy cliwalk"][1]
+    assert "pvcli1" in outputs["net-dumpxml cliwalk --xpath //bridge"][1]
+    assert outputs["net-info cliwalk"][0] == 1

@@ -183,6 +183,23 @@ def test_bad_uuid_string_is_libvirt_s_error(text):
     assert drv.calls == []
 
 
+CONSTANTS = """
+import json, libvirt
+prefixes = ("VIR_CONNECT_LIST_NETWORKS_", "VIR_NETWORK_XML_", "VIR_NETWORK_UPDATE_", "VIR_NETWORK_SECTION_",
+            "VIR_NETWORK_CREATE_", "VIR_NETWORK_DEFINE_", "VIR_IP_ADDR_TYPE_")
+print(json.dumps({n: getattr(libvirt, n) for n in dir(libvirt) if n.startswith(prefixes)}))
+"""
+
+
+@pytest.mark.skipif(subprocess.run(["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode,
+                    reason="python3-libvirt not installed")
+def test_network_constants_are_libvirt_python_s():
+    theirs = json.loads(subprocess.run(["/usr/bin/python3", "-c", CONSTANTS], capture_output=True, text=True,
+                                       timeout=60).stdout)
+    assert len(theirs) > 30
+    assert {name: getattr(pyvirt, name, None) for name in theirs} == theirs
+
+
 def test_exported_names():
     assert "virNetwork" in pyvirt.__all__
     assert pyvirt.virNetwork is virNetwork
@@ -247,7 +264,10 @@ out.append(sorted(n.name() for n in c.listAllNetworks(libvirt.VIR_CONNECT_LIST_N
 out.append(net.DHCPLeases())
 out.append(net.DHCPLeases("52:54:00:00:00:01"))
 err(lambda: net.create())
-err(lambda: c.networkDefineXML(XML.replace("walk", "walk2").replace("c0de", "c0df")))
+def define_clash():                      # the same bridge as an active network
+    other = c.networkDefineXML(XML.replace("walk", "walk2").replace("c0de", "c0df"))
+    other.undefine()                     # (leave the daemon as found, whatever happens)
+err(define_clash)
 out.append(net.destroy())
 out.append(net.isActive())
 out.append(net.undefine())
