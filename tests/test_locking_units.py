@@ -206,3 +206,143 @@ def test_lock_daemon_answers_bad_requests(tmp_path, lock_daemons):
         assert (await p.client.call("owners")) == {"owners": []}     # still serving
         await p.close()
     asyncio.run(run())
+
+
+# -- the driver's two points, the status XML and the migration checks --------------------
+DOMAIN_XML = """<domain type='qemu'><name>vm</name><uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809</uuid>
+<memory unit='MiB'>64</memory><os><type>hvm</type></os><devices>
+<disk type='file' device='disk'><source file='/img/rw.qcow2'/><target dev='vda' bus='virtio'/></disk>
+<disk type='file' device='cdrom'><source file='/img/boot.iso'/><target dev='hdc' bus='ide'/></disk>
+<disk type='file' device='disk'><source file='/img/shared.raw'/><target dev='vdb' bus='virtio'/><shareable/></disk>
+<lease><lockspace>space</lockspace><key>key1</key><target path='/leases' offset='0'/></lease>
+</devices></domain>"""
+
+
+class Recorder(locking.LockPlugin):
+    """A plugin that uses state and records every call."""
+
+    name = "recorder"
+    uses_state = True
+
+    def __init__(self) -> None:
+        super().__init__({}, Path("."), Path("."))
+        self.calls: list[tuple] = []
+        self.refuse = False
+
+    async def acquire(self, guest, state=None):
+        self.calls.append(("acquire", guest.pid, state))
+        if self.refuse:
+            raise libvirtError("busy", ErrorNumber.RESOURCE_BUSY, ErrorDomain.LOCKSPACE)
+
+    async def release(self, guest):
+        self.calls.append(("release", guest.pid))
+        return "token-7"
+
+
+def _objects(tmp_path):
+    from types import SimpleNamespace
+    from pyvirt import conf
+    from pyvirt.enums import DomainState
+    d = conf.parse(DOMAIN_XML)
+    obj = SimpleNamespace(uuid=d.uuid, name="vm", live=d, definition=d, process=SimpleNamespace(pid=99),
+                          state=DomainState.RUNNING, lock_state=None, leases_held=False,
+                          save_status=lambda: None)
+    return SimpleNamespace(locks=Recorder()), obj
+
+
+def test_guest_seen_by_the_plugin(tmp_path):
+    from pyvirt.drivers.qemu import leases
+    _, obj = _objects(tmp_path)
+    g = leases.guest(obj)
+    assert (g.uuid, g.name, g.pid, g.on_lockfailure) == (obj.uuid, "vm", 99, "poweroff")
+    assert g.disks == (Disk("/img/rw.qcow2"), Disk("/img/boot.iso", readonly=True),
+                       Disk("/img/shared.raw", shareable=True))
+    assert g.leases == (Lease("space", "key1", "/leases", 0),)
+
+
+def test_run_cpus_acquires_from_the_saved_state_and_releases_if_cont_fails(tmp_path):
+    from pyvirt.drivers.qemu import leases
+    drv, obj = _objects(tmp_path)
+    obj.lock_state = "token-6"
+
+    async def failing_cont():
+        raise libvirtError("cont failed")
+
+    async def run():
+        with pytest.raises(libvirtError, match="cont failed"):
+            await leases.run_cpus(drv, obj, failing_cont)
+        assert drv.locks.calls == [("acquire", 99, "token-6"), ("release", 99)]
+        assert not obj.leases_held and obj.lock_state == "token-7"
+        drv.locks.calls.clear()
+
+        async def cont():
+            drv.locks.calls.append(("cont",))
+        await leases.run_cpus(drv, obj, cont)
+        assert drv.locks.calls == [("acquire", 99, "token-7"), ("cont",)]
+        assert obj.leases_held and obj.lock_state is None          # spent once the CPUs run
+        await leases.cpus_stopped(drv, obj)
+        await leases.cpus_stopped(drv, obj)                         # a second stop releases nothing
+        assert drv.locks.calls[-1] == ("release", 99) and drv.locks.calls.count(("release", 99)) == 1
+        assert obj.lock_state == "token-7"
+        drv.locks.refuse = True
+        with pytest.raises(libvirtError, match="busy"):
+            await leases.run_cpus(drv, obj, cont)
+        assert drv.locks.calls[-1] == ("acquire", 99, "token-7") and not obj.leases_held
+    asyncio.run(run())
+
+
+def test_lockstate_in_the_status_xml():
+    from pyvirt import conf
+    from pyvirt.conf import DomainStatus, parse_status
+    from pyvirt.enums import DomainState, PausedReason
+    status = DomainStatus(DomainState.PAUSED, PausedReason.USER, 42, None, conf.parse(DOMAIN_XML),
+                          lockstate="etcd:token=7&<x>")
+    text = status.format()
+    assert "<lockstate>etcd:token=7&amp;&lt;x&gt;</lockstate>" in text
+    assert parse_status(text).lockstate == "etcd:token=7&<x>"
+    assert parse_status(DomainStatus(DomainState.PAUSED, PausedReason.USER, 42, None,
+                                     conf.parse(DOMAIN_XML)).format()).lockstate is None
+
+
+def test_migration_cookie_lock_state_checks_word_for_word():
+    from types import SimpleNamespace
+    from pyvirt.drivers.qemu import leases
+    from pyvirt.drivers.qemu.migration.cookie import CookieLockState
+    stateful = SimpleNamespace(locks=Recorder())
+    with pytest.raises(libvirtError) as exc:
+        leases.cookie_state(stateful, None)
+    assert str(exc.value) == "internal error: Missing recorder lock state for migration cookie"
+    with pytest.raises(libvirtError) as exc:
+        leases.cookie_state(stateful, CookieLockState("lockd", "x"))
+    assert str(exc.value) == "internal error: Source host lock driver lockd different from target recorder"
+    assert leases.cookie_state(stateful, CookieLockState("recorder", "token-7")) == "token-7"
+    with pytest.raises(libvirtError) as exc:
+        leases.refuse_v2(stateful)
+    assert exc.value.code == ErrorNumber.INTERNAL_ERROR
+    assert str(exc.value) == "internal error: Cannot use migrate v2 protocol with lock manager recorder"
+    # lockd and nop carry no state: no cookie part needed, v2 allowed
+    for name in ("nop", "lockd"):
+        plain = SimpleNamespace(locks=locking.new_manager(name))
+        assert leases.cookie_state(plain, None) is None
+        leases.refuse_v2(plain)
+
+
+def test_lease_element_parse_errors():
+    from pyvirt import conf
+    bad = DOMAIN_XML.replace("offset='0'", "offset='x'")
+    with pytest.raises(libvirtError, match="Malformed lease target offset x"):
+        conf.parse(bad)
+    with pytest.raises(libvirtError, match="Missing 'target' element for lease"):
+        conf.parse(DOMAIN_XML.replace("<target path='/leases' offset='0'/>", ""))
+    assert "<lease>\n      <lockspace>space</lockspace>\n      <key>key1</key>\n" \
+           "      <target path='/leases' offset='0'/>\n    </lease>" in conf.parse(DOMAIN_XML).format()
+
+
+def test_cli_hints_for_lease_errors():
+    from pyvirt.cli.hints import hint_for
+    from pyvirt.lockd.backend import resource_busy
+    busy = resource_busy(Resource("/space", "ab12", what="/img/disk.raw"))
+    assert hint_for(busy).startswith("disk '/img/disk.raw' is in use by another running guest")
+    lease = resource_busy(Resource("/leases/space", "key1", what="lease space/key1"))
+    assert hint_for(lease).startswith("lease space/key1 is in use")
+    assert hint_for(libvirtError("Domain not found")) is None
