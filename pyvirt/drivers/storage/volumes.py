@@ -166,9 +166,7 @@ async def resize(driver: Any, obj: PoolObj, vol: Volume, capacity: int, flags: i
             new = vol.capacity + capacity
     else:
         new = capacity
-    if new < vol.allocation and obj.pdef.type == "dir" and vol.format != "raw":
-        pass   # an image's allocation is its metadata: qemu-img decides
-    elif new < vol.allocation and not flags & StorageVolResizeFlags.SHRINK:
+    if new < vol.allocation:   # libvirt's rule, --shrink or not
         raise error(ErrorNumber.INVALID_ARG, _S, "can't shrink capacity below existing allocation")
     if new < vol.capacity and not flags & StorageVolResizeFlags.SHRINK:
         raise error(ErrorNumber.INVALID_ARG, _S,

@@ -1,0 +1,336 @@
+"""The storage driver through stock clients: virsh 9.0 and python3-libvirt against a real pyvirtd.
+
+Pools of type dir (define/build/start/refresh/destroy/delete/undefine/autostart,
+restart persistence), volumes (raw, qcow2, backing store, clone, create-from,
+wipe, resize, upload/download byte for byte), lookups, libvirt's errors, and a
+logical pool on a loop device the test makes and removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from daemons import Pyvirtd
+
+VIRSH = shutil.which("virsh")
+SYSTEM_PYTHON = "/usr/bin/python3"
+pytestmark = pytest.mark.skipif(VIRSH is None, reason="stock virsh (libvirt-clients) is not installed")
+
+
+def virsh(daemon: Pyvirtd, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([VIRSH, "-q", "-c", daemon.uri, *args], capture_output=True, text=True, timeout=120)
+    if ok:
+        assert out.returncode == 0, f"virsh {' '.join(args)}: {out.stderr}"
+    else:
+        assert out.returncode != 0, f"virsh {' '.join(args)} succeeded: {out.stdout}"
+    return out
+
+
+def qemu_img_info(path: Path) -> dict:
+    return json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)],
+                                     capture_output=True, text=True, check=True).stdout)
+
+
+def libvirt_script(code: str, *argv: str) -> dict:
+    if subprocess.run([SYSTEM_PYTHON, "-c", "import libvirt"], capture_output=True).returncode:
+        pytest.skip("python3-libvirt is not installed")
+    out = subprocess.run([SYSTEM_PYTHON, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def dir_pool(pyvirtd, tmp_path):
+    """A running, persistent dir pool 'p1' on a directory the test owns."""
+    target = tmp_path / "pool1"
+    virsh(pyvirtd, "pool-define-as", "p1", "dir", "--target", str(target))
+    virsh(pyvirtd, "pool-build", "p1")
+    virsh(pyvirtd, "pool-start", "p1")
+    yield target
+    subprocess.run([VIRSH, "-c", pyvirtd.uri, "pool-destroy", "p1"], capture_output=True)
+
+
+def test_dir_pool_lifecycle(pyvirtd, tmp_path):
+    target = tmp_path / "pool-a"
+    virsh(pyvirtd, "pool-define-as", "pa", "dir", "--target", str(target))
+    assert virsh(pyvirtd, "pool-list", "--inactive").stdout.split()[:2] == ["pa", "inactive"]
+    virsh(pyvirtd, "pool-build", "pa")
+    assert target.is_dir() and (target.stat().st_mode & 0o777) == 0o711
+    virsh(pyvirtd, "pool-start", "pa")
+    info = virsh(pyvirtd, "pool-info", "pa").stdout
+    assert "State:          running" in info and "Persistent:     yes" in info
+    xml = virsh(pyvirtd, "pool-dumpxml", "pa").stdout
+    assert f"<path>{target}</path>" in xml and "<capacity unit='bytes'>" in xml and "<mode>0711</mode>" in xml
+    virsh(pyvirtd, "pool-autostart", "pa")
+    assert "Autostart:      yes" in virsh(pyvirtd, "pool-info", "pa").stdout
+    (target / "dropped.raw").write_bytes(b"\0" * 4096)
+    assert "dropped.raw" not in virsh(pyvirtd, "vol-list", "pa").stdout
+    virsh(pyvirtd, "pool-refresh", "pa")
+    assert "dropped.raw" in virsh(pyvirtd, "vol-list", "pa").stdout
+    os.unlink(target / "dropped.raw")
+    virsh(pyvirtd, "pool-destroy", "pa")
+    assert "State:          inactive" in virsh(pyvirtd, "pool-info", "pa").stdout
+    virsh(pyvirtd, "pool-delete", "pa")
+    assert not target.exists()
+    virsh(pyvirtd, "pool-autostart", "--disable", "pa")
+    virsh(pyvirtd, "pool-undefine", "pa")
+    err = virsh(pyvirtd, "pool-info", "pa", ok=False).stderr
+    assert "Storage pool not found: no storage pool with matching name 'pa'" in err
+    assert not (pyvirtd.state_dir / "etc" / "storage" / "pa.xml").exists()
+
+
+def test_pool_errors_are_libvirts(pyvirtd, dir_pool, tmp_path):
+    assert ("Requested operation is not valid: storage pool 'p1' is already active"
+            in virsh(pyvirtd, "pool-start", "p1", ok=False).stderr)
+    assert ("Requested operation is not valid: storage pool 'p1' is still active"
+            in virsh(pyvirtd, "pool-delete", "p1", ok=False).stderr)
+    assert "operation failed: pool 'p1' already exists with uuid" in virsh(
+        pyvirtd, "pool-define-as", "p1", "dir", "--target", str(tmp_path / "other"), ok=False).stderr
+    assert "Storage source conflict with pool: 'p1'" in virsh(
+        pyvirtd, "pool-define-as", "p2", "dir", "--target", str(dir_pool), ok=False).stderr
+    assert "XML error: name a/b cannot contain '/'" in virsh(
+        pyvirtd, "pool-define-as", "a/b", "dir", "--target", str(tmp_path / "x"), ok=False).stderr
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    virsh(pyvirtd, "pool-define-as", "pf", "dir", "--target", str(afile))
+    assert f"cannot open directory '{afile}': Not a directory" in virsh(pyvirtd, "pool-start", "pf", ok=False).stderr
+    virsh(pyvirtd, "pool-undefine", "pf")
+    virsh(pyvirtd, "pool-destroy", "p1")
+    assert ("Requested operation is not valid: storage pool 'p1' is not active"
+            in virsh(pyvirtd, "pool-destroy", "p1", ok=False).stderr)
+    assert ("Requested operation is not valid: storage pool 'p1' is not active"
+            in virsh(pyvirtd, "vol-list", "p1", ok=False).stderr)
+
+
+def test_volumes_raw_qcow2_backing(pyvirtd, dir_pool):
+    virsh(pyvirtd, "vol-create-as", "p1", "a.qcow2", "10M", "--format", "qcow2")
+    virsh(pyvirtd, "vol-create-as", "p1", "b.raw", "5M", "--allocation", "1M")
+    virsh(pyvirtd, "vol-create-as", "p1", "c.qcow2", "20M", "--format", "qcow2",
+          "--backing-vol", str(dir_pool / "a.qcow2"), "--backing-vol-format", "qcow2")
+    a = qemu_img_info(dir_pool / "a.qcow2")
+    assert a["format"] == "qcow2" and a["virtual-size"] == 10 << 20
+    c = qemu_img_info(dir_pool / "c.qcow2")
+    assert c["backing-filename"] == str(dir_pool / "a.qcow2") and c["virtual-size"] == 20 << 20
+    b = (dir_pool / "b.raw").stat()
+    assert b.st_size == 5 << 20 and b.st_blocks * 512 >= 1 << 20
+    xml = virsh(pyvirtd, "vol-dumpxml", "--pool", "p1", "c.qcow2").stdout
+    assert f"<key>{dir_pool}/c.qcow2</key>" in xml
+    assert "<capacity unit='bytes'>20971520</capacity>" in xml and "<format type='qcow2'/>" in xml
+    assert f"<backingStore>\n    <path>{dir_pool}/a.qcow2</path>" in xml and "<physical unit='bytes'>" in xml
+    info = virsh(pyvirtd, "vol-info", "--pool", "p1", "b.raw").stdout
+    assert "Capacity:       5.00 MiB" in info and "Allocation:     1.00 MiB" in info and "Type:           file" in info
+    rows = virsh(pyvirtd, "vol-list", "p1", "--details").stdout.splitlines()
+    assert [r.split()[0] for r in rows] == ["a.qcow2", "b.raw", "c.qcow2"]
+    # lookups by path and key, and the pool of a volume
+    assert virsh(pyvirtd, "vol-name", str(dir_pool / "b.raw")).stdout.strip() == "b.raw"
+    assert virsh(pyvirtd, "vol-key", "--pool", "p1", "b.raw").stdout.strip() == str(dir_pool / "b.raw")
+    assert virsh(pyvirtd, "vol-pool", str(dir_pool / "b.raw")).stdout.strip() == "p1"
+    virsh(pyvirtd, "vol-delete", "--pool", "p1", "c.qcow2")
+    assert not (dir_pool / "c.qcow2").exists()
+
+
+def test_volume_errors_are_libvirts(pyvirtd, dir_pool):
+    virsh(pyvirtd, "vol-create-as", "p1", "a.qcow2", "10M", "--format", "qcow2")
+    assert "storage volume 'a.qcow2' exists already" in virsh(
+        pyvirtd, "vol-create-as", "p1", "a.qcow2", "1M", ok=False).stderr
+    assert "Requested operation is not valid: volume name 'x/y' cannot contain '/'" in virsh(
+        pyvirtd, "vol-create-as", "p1", "x/y", "1M", ok=False).stderr
+    assert "operation failed: Not enough space left in storage pool" in virsh(
+        pyvirtd, "vol-create-as", "p1", "huge", "100T", ok=False).stderr
+    assert not (dir_pool / "huge").exists()
+    # virsh tries the name in the pool, then the argument as a path: the last error is printed
+    assert "Storage volume not found: no storage vol with matching path 'nosuch'" in virsh(
+        pyvirtd, "vol-info", "--pool", "p1", "nosuch", ok=False).stderr
+    assert "no storage vol with matching path" in virsh(pyvirtd, "vol-info", str(dir_pool / "nosuch"),
+                                                         ok=False).stderr
+
+
+def test_clone_create_from_wipe_resize(pyvirtd, dir_pool):
+    virsh(pyvirtd, "vol-create-as", "p1", "a.qcow2", "10M", "--format", "qcow2")
+    virsh(pyvirtd, "vol-clone", "--pool", "p1", "a.qcow2", "a2.qcow2")
+    assert qemu_img_info(dir_pool / "a2.qcow2")["format"] == "qcow2"
+    xml = dir_pool.parent / "f.xml"
+    xml.write_text("<volume><name>f.raw</name><capacity>0</capacity><target><format type='raw'/></target></volume>")
+    virsh(pyvirtd, "vol-create-from", "p1", str(xml), "a.qcow2", "--inputpool", "p1")
+    f = qemu_img_info(dir_pool / "f.raw")
+    assert f["format"] == "raw" and f["virtual-size"] == 10 << 20
+    # resize: grow; shrink refused without the flag, done with it
+    virsh(pyvirtd, "vol-create-as", "p1", "full.raw", "4M")
+    assert "can't shrink capacity below existing allocation" in virsh(
+        pyvirtd, "vol-resize", "--pool", "p1", "full.raw", "2M", "--shrink", ok=False).stderr
+    virsh(pyvirtd, "vol-create-as", "p1", "b.raw", "4M", "--allocation", "0")
+    virsh(pyvirtd, "vol-resize", "--pool", "p1", "b.raw", "8M")
+    assert (dir_pool / "b.raw").stat().st_size == 8 << 20
+    err = virsh(pyvirtd, "vol-resize", "--pool", "p1", "b.raw", "2M", ok=False).stderr
+    assert "Can't shrink capacity below current capacity unless shrink flag explicitly specified" in err
+    virsh(pyvirtd, "vol-resize", "--pool", "p1", "b.raw", "2M", "--shrink")
+    assert (dir_pool / "b.raw").stat().st_size == 2 << 20
+    virsh(pyvirtd, "vol-resize", "--pool", "p1", "a.qcow2", "--delta", "6M")
+    assert qemu_img_info(dir_pool / "a.qcow2")["virtual-size"] == 16 << 20
+    # wipe (zero algorithm): the data are zeros, the size unchanged
+    virsh(pyvirtd, "vol-wipe", "--pool", "p1", "b.raw")
+    assert (dir_pool / "b.raw").read_bytes() == bytes(2 << 20)
+    assert "wiping algorithm" in virsh(pyvirtd, "vol-wipe", "--pool", "p1", "b.raw", "--algorithm", "nnsa",
+                                       ok=False).stderr
+
+
+def test_upload_download_round_trip(pyvirtd, dir_pool, tmp_path):
+    data = os.urandom(3 << 20) + bytes(1 << 20) + os.urandom(12288)   # qemu-img sizes raw files in sectors
+    src = tmp_path / "up.bin"
+    src.write_bytes(data)
+    virsh(pyvirtd, "vol-create-as", "p1", "u.raw", str(len(data)) + "b")
+    virsh(pyvirtd, "vol-upload", "--pool", "p1", "u.raw", str(src))
+    assert (dir_pool / "u.raw").read_bytes() == data
+    back = tmp_path / "down.bin"
+    virsh(pyvirtd, "vol-download", "--pool", "p1", "u.raw", str(back))
+    subprocess.run(["cmp", str(src), str(back)], check=True)
+    part = tmp_path / "part.bin"
+    virsh(pyvirtd, "vol-download", "--pool", "p1", "u.raw", str(part), "--offset", "1024", "--length", "4096")
+    assert part.read_bytes() == data[1024:1024 + 4096]
+
+
+def test_restart_keeps_pools_and_autostart_starts(tmp_path):
+    daemon = Pyvirtd(tmp_path / "host")
+    try:
+        daemon.start()
+        for name in ("keep", "auto"):
+            virsh(daemon, "pool-define-as", name, "dir", "--target", str(tmp_path / name))
+            virsh(daemon, "pool-build", name)
+        virsh(daemon, "pool-start", "keep")
+        virsh(daemon, "vol-create-as", "keep", "v.qcow2", "1M", "--format", "qcow2")
+        virsh(daemon, "pool-autostart", "auto")
+        virsh(daemon, "pool-create-as", "transient", "dir", "--target", str(tmp_path / "keep"), ok=False)
+        daemon.stop()
+        daemon.start()
+        listing = {r.split()[0]: r.split()[1:] for r in virsh(daemon, "pool-list", "--all").stdout.splitlines()}
+        assert listing == {"auto": ["active", "yes"], "keep": ["active", "no"]}
+        assert "v.qcow2" in virsh(daemon, "vol-list", "keep").stdout
+    finally:
+        daemon.cleanup()
+
+
+PYLIBVIRT = r"""
+import json, sys, libvirt
+uri, target = sys.argv[1], sys.argv[2]
+c = libvirt.open(uri)
+p = c.storagePoolLookupByName("p1")
+out = {}
+out["by_target"] = c.storagePoolLookupByTargetPath(target).name()
+out["by_uuid"] = c.storagePoolLookupByUUIDString(p.UUIDString()).name()
+out["info"] = p.info()
+out["all_active"] = [x.name() for x in c.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)]
+out["all_logical"] = [x.name() for x in c.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_LOGICAL)]
+out["list"] = c.listStoragePools()
+out["defined"] = c.listDefinedStoragePools()
+out["num"] = c.numOfStoragePools()
+v = p.createXML("<volume><name>py.qcow2</name><capacity unit='MiB'>2</capacity>"
+                "<target><format type='qcow2'/></target></volume>", 0)
+out["vol"] = [v.name(), v.key() == v.path(), v.info()]
+out["by_key"] = c.storageVolLookupByKey(v.key()).name()
+out["by_path"] = c.storageVolLookupByPath(v.path()).name()
+out["pool_of"] = v.storagePoolLookupByVolume().name()
+out["vols"] = sorted(x.name() for x in p.listAllVolumes())
+out["caps"] = "<pool type='dir' supported='yes'>" in c.getStoragePoolCapabilities()
+try:
+    c.storagePoolLookupByTargetPath("/nonexistent")
+except libvirt.libvirtError as e:
+    out["miss"] = [e.get_error_code(), e.get_error_domain(), e.get_error_message()]
+ro = libvirt.openReadOnly(uri)
+try:
+    ro.storagePoolLookupByName("p1").createXML("<volume><name>x</name><capacity>1</capacity></volume>", 0)
+except libvirt.libvirtError as e:
+    out["ro"] = e.get_error_code()
+out["ro_list"] = ro.listStoragePools()
+v.delete(0)
+print(json.dumps(out))
+"""
+
+
+def test_python3_libvirt_lookups_and_lists(pyvirtd, dir_pool):
+    out = libvirt_script(PYLIBVIRT, pyvirtd.unix_uri, str(dir_pool))
+    assert out["by_target"] == out["by_uuid"] == out["pool_of"] == "p1"
+    assert out["info"][0] == 2 and out["info"][1] > 0
+    assert out["all_active"] == ["p1"] and out["all_logical"] == [] and out["list"] == ["p1"]
+    assert out["defined"] == [] and out["num"] == 1
+    assert out["vol"][:2] == ["py.qcow2", True] and out["vol"][2][1] == 2 << 20
+    assert out["by_key"] == out["by_path"] == "py.qcow2" and out["vols"] == ["py.qcow2"]
+    assert out["caps"]
+    assert out["miss"] == [49, 18, "Storage pool not found: no storage pool with matching target path '/nonexistent'"]
+    assert out["ro"] == 29 and out["ro_list"] == ["p1"]   # VIR_ERR_OPERATION_DENIED
+
+
+def test_volume_in_use_by_a_guest_is_not_deleted(pyvirtd, dir_pool):
+    """The QEMU side sets the hook; here the driver's own refusal, through the in-process API."""
+    import asyncio
+
+    from pyvirt.driver import ConnectionInfo
+    from pyvirt.drivers.storage import StorageDriver
+    from pyvirt.errors import libvirtError
+
+    async def scenario(root: Path) -> str:
+        drv = StorageDriver(root)
+        await drv.initialize()
+        conn = drv.connect(ConnectionInfo("qemu:///system"))
+        pool = await conn.storage_pool_create_xml(
+            f"<pool type='dir'><name>q</name><target><path>{root}/q</path></target></pool>", 1)
+        vol = await conn.storage_vol_create_xml(pool, "<volume><name>d.raw</name><capacity>4096</capacity></volume>", 0)
+        drv.in_use = lambda path: "guest1" if path.endswith("/d.raw") else None
+        try:
+            await conn.storage_vol_delete(vol, 0)
+        except libvirtError as exc:
+            return exc.get_error_message()
+        return "deleted"
+
+    message = asyncio.run(scenario(dir_pool.parent / "inproc"))
+    assert message == "Requested operation is not valid: volume 'd.raw' is still in use by domain 'guest1'"
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    if shutil.which("losetup") is None or shutil.which("vgcreate") is None:
+        pytest.skip("losetup/LVM not installed")
+    image = tmp_path / "lvm.img"
+    image.write_bytes(b"")
+    os.truncate(image, 64 << 20)
+    dev = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
+    if dev.returncode:
+        pytest.skip(f"no loop device: {dev.stderr.strip()}")
+    path = dev.stdout.strip()
+    try:
+        yield path
+    finally:
+        subprocess.run(["losetup", "-d", path], capture_output=True)
+
+
+def test_logical_pool_on_a_loop_device(pyvirtd, loop_device):
+    vg = f"pyvirt{uuid.uuid4().hex[:8]}"
+    lvm_conf = "--config=activation{udev_sync=0 udev_rules=0} devices{obtain_device_list_from_udev=0}"
+    try:
+        virsh(pyvirtd, "pool-define-as", vg, "logical", "--source-dev", loop_device, "--source-name", vg,
+              "--target", f"/dev/{vg}")
+        virsh(pyvirtd, "pool-build", vg)
+        vgs = subprocess.run(["vgs", lvm_conf, "--reportformat", "json", vg], capture_output=True, text=True)
+        assert vgs.returncode == 0 and vg in vgs.stdout
+        virsh(pyvirtd, "pool-start", vg)
+        info = virsh(pyvirtd, "pool-info", vg).stdout
+        assert "State:          running" in info and "Capacity:       60.00 MiB" in info
+        xml = virsh(pyvirtd, "pool-dumpxml", vg).stdout
+        assert f"<device path='{loop_device}'/>" in xml and f"<name>{vg}</name>" in xml
+        assert "<format type='lvm2'/>" in xml and f"<path>/dev/{vg}</path>" in xml
+        sources = virsh(pyvirtd, "find-storage-pool-sources", "logical").stdout
+        assert f"<name>{vg}</name>" in sources
+        virsh(pyvirtd, "pool-refresh", vg)
+        virsh(pyvirtd, "pool-destroy", vg)
+        virsh(pyvirtd, "pool-delete", vg)
+        assert subprocess.run(["vgs", lvm_conf, vg], capture_output=True).returncode != 0
+        virsh(pyvirtd, "pool-undefine", vg)
+    finally:
+        subprocess.run(["vgremove", lvm_conf, "-f", vg], capture_output=True)
+        subprocess.run(["pvremove", lvm_conf, "-y", loop_device], capture_output=True)
