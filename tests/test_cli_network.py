@@ -515,3 +515,93 @@ def test_cli_walk_matches_virsh_on_pyvirtd(cli_daemon, tmp_path):
     assert outputs["net-destroy cliwalk"][0] == 1 or "destroyed" in outputs["net-destroy cliwalk"][1]
     assert "pvcli1" in outputs["net-dumpxml cliwalk --xpath //bridge"][1]
     assert outputs["net-info cliwalk"][0] == 1
+
+
+LEASE_XML = """<network>
+  <name>leasenet</name>
+  <uuid>6a1d2b1c-0000-4000-8000-0000000c1180</uuid>
+  <bridge name='pvlease0'/>
+  <mac address='52:54:00:80:00:01'/>
+  <ip address='10.80.0.1' prefix='24'>
+    <dhcp>
+      <range start='10.80.0.10' end='10.80.0.99'/>
+    </dhcp>
+  </ip>
+</network>
+"""
+CLIENT_MAC = "52:54:00:00:80:01"
+LEASES_JSON = """
+import json, sys
+if sys.argv[2] == "pyvirt":
+    import pyvirt as libvirt
+else:
+    import libvirt
+c = libvirt.open(sys.argv[1])
+n = c.networkLookupByName("leasenet")
+print(json.dumps([n.DHCPLeases(), n.DHCPLeases(sys.argv[3]), n.DHCPLeases("52:54:00:00:80:99")]))
+"""
+
+
+@needs_netns
+@needs_virsh
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox (udhcpc) not installed")
+def test_dhcp_leases_of_a_real_client_match_virsh(cli_daemon, tmp_path):
+    """A DHCP client in a second namespace, on a veth port of the network's bridge, gets a
+    lease from the network's dnsmasq; net-dhcp-leases and DHCPLeases() show it as stock
+    virsh and python3-libvirt do."""
+    import secrets
+    import time
+    import pyvirt
+    from netns_daemon import ns_run
+    conn = pyvirt.open(cli_daemon.uri)
+    net = conn.networkDefineXML(LEASE_XML)
+    client = f"pyvirt-dhcp-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", client], check=True, timeout=30)
+    try:
+        net.create()
+        ns_run(cli_daemon.netns, "ip", "link", "add", "vlh0", "type", "veth", "peer", "name", "vlg0",
+               "netns", client)
+        ns_run(cli_daemon.netns, "ip", "link", "set", "vlh0", "master", "pvlease0", "up")
+        ns_run(client, "ip", "link", "set", "vlg0", "address", CLIENT_MAC)
+        ns_run(client, "ip", "link", "set", "vlg0", "up")
+        got = subprocess.run(["ip", "netns", "exec", client, "busybox", "udhcpc", "-i", "vlg0", "-f", "-q", "-n",
+                              "-t", "20", "-T", "1", "-s", "/bin/true", "-x", "hostname:leasebox"],
+                             capture_output=True, text=True, timeout=90)
+        assert got.returncode == 0, got.stdout + got.stderr
+        # dnsmasq has acknowledged; the daemon may learn of it a moment later (its lease
+        # file or script): ask until it answers, within a bound
+        deadline = time.monotonic() + 30
+        while not net.DHCPLeases() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = dict(os.environ, TZ="UTC", PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+        for command in ("net-dhcp-leases leasenet", f"net-dhcp-leases leasenet --mac {CLIENT_MAC}",
+                        "net-dhcp-leases --network leasenet --mac 52:54:00:00:80:99"):
+            ours, theirs = (subprocess.run(argv + ["-c", cli_daemon.uri, command], capture_output=True, text=True,
+                                           timeout=60, env=env)
+                            for argv in ([sys.executable, "-m", "pyvirt.cli"], ["virsh"]))
+            assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout,
+                                                                   theirs.stderr), command
+        row = ours.stdout  # the last (no such MAC): the header alone
+        assert row.count("\n") == 3
+        listed = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", cli_daemon.uri, "net-dhcp-leases",
+                                 "leasenet"], capture_output=True, text=True, timeout=60, env=env).stdout
+        cells = listed.splitlines()[2].split()
+        assert cells[2:4] == [CLIENT_MAC, "ipv4"] and cells[4].startswith("10.80.0.") and cells[4].endswith("/24")
+        assert 10 <= int(cells[4].split("/")[0].rsplit(".", 1)[1]) <= 99
+        assert cells[5] == "leasebox"
+        libs = [subprocess.run([python, "-c", LEASES_JSON, cli_daemon.uri, lib, CLIENT_MAC], capture_output=True,
+                               text=True, timeout=60, env=env)
+                for python, lib in ((sys.executable, "pyvirt"), ("/usr/bin/python3", "libvirt"))]
+        assert [r.returncode for r in libs] == [0, 0], [r.stderr for r in libs]
+        mine, stock = (json.loads(r.stdout) for r in libs)
+        assert mine == stock
+        assert mine[0] == mine[1] and len(mine[0]) == 1 and mine[2] == []
+        assert mine[0][0]["mac"] == CLIENT_MAC and mine[0][0]["iface"] == "pvlease0"
+    finally:
+        subprocess.run(["ip", "netns", "delete", client], timeout=30)
+        try:
+            if net.isActive():
+                net.destroy()
+        finally:
+            net.undefine()
+            conn.close()
