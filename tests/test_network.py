@@ -1,0 +1,388 @@
+"""The network driver end to end: stock virsh and python3-libvirt against a real pyvirtd.
+
+Every test runs its pyvirtd inside a network namespace it creates
+(:func:`netns_daemon.netns_pyvirtd`): the bridges, addresses, dnsmasq and
+nftables tables the networks make exist only there, and the namespace is
+deleted at the end (its processes, dnsmasq included, killed by PID first),
+also when the test fails.  The host's own interfaces and firewall are never
+touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from netns_daemon import needs_netns, netns_pyvirtd, ns_run
+
+pytestmark = [needs_netns, pytest.mark.skipif(
+    not all(os.path.exists(p) for p in ("/usr/sbin/dnsmasq", "/usr/sbin/nft", "/usr/bin/virsh")),
+    reason="needs dnsmasq-base, nftables and libvirt-clients")]
+
+SYSTEM_PYTHON = "/usr/bin/python3"       # python3-libvirt is importable there
+
+NAT_XML = """<network>
+  <name>natnet</name>
+  <forward mode='nat'/>
+  <bridge name='pvbr1'/>
+  <ip address='10.77.0.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='10.77.0.10' end='10.77.0.20'/>
+      <host mac='52:54:00:00:00:01' name='h1' ip='10.77.0.5'/>
+    </dhcp>
+  </ip>
+</network>
+"""
+ISOLATED_XML = """<network>
+  <name>isolated</name>
+  <bridge name='pvbr2'/>
+  <ip address='10.78.0.1' prefix='24'>
+    <dhcp>
+      <range start='10.78.0.100' end='10.78.0.110'/>
+    </dhcp>
+  </ip>
+</network>
+"""
+BRIDGE_XML = """<network>
+  <name>hostbr</name>
+  <forward mode='bridge'/>
+  <bridge name='br-host'/>
+</network>
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    with netns_pyvirtd(tmp_path / "host", extra_config="default_network = 0") as d:
+        yield d
+
+
+def virsh(daemon, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(["virsh", "-c", daemon.uri, *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert out.returncode == 0, f"virsh {' '.join(args)}: {out.stderr}"
+    return out
+
+
+def define(daemon, tmp_path: Path, xml: str) -> None:
+    path = tmp_path / f"net-{secrets.token_hex(3)}.xml"
+    path.write_text(xml)
+    virsh(daemon, "net-define", str(path))
+
+
+def links(ns: str) -> dict[str, dict]:
+    return {link["ifname"]: link for link in json.loads(ns_run(ns, "ip", "-json", "-details", "addr", "show").stdout)}
+
+
+def nft_tables(ns: str) -> list[str]:
+    out = ns_run(ns, "nft", "list", "tables").stdout
+    return [line.split()[-1] for line in out.splitlines() if line.startswith("table ")]
+
+
+def dnsmasq_pid(daemon, name: str) -> int | None:
+    """The pid in the network's pid file, if that process is alive and is a dnsmasq."""
+    try:
+        pid = int((daemon.state_dir / "run" / "network" / f"{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return pid if exe.endswith("/dnsmasq") else None
+
+
+def _is_dnsmasq(pid: int) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/exe").endswith("/dnsmasq")
+    except OSError:
+        return False
+
+
+def libvirt_python(daemon, code: str) -> str:
+    """Run ``code`` with stock python3-libvirt, ``conn`` open on the daemon; its stdout."""
+    prog = f"import libvirt, json\nconn = libvirt.open({daemon.uri!r})\n{code}"
+    out = subprocess.run([SYSTEM_PYTHON, "-c", prog], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_nat_network_lifecycle_through_virsh(daemon, tmp_path):
+    ns = daemon.netns
+    define(daemon, tmp_path, NAT_XML)
+    info = virsh(daemon, "net-info", "natnet").stdout
+    assert "Active:         no" in info and "Persistent:     yes" in info and "Bridge:         pvbr1" in info
+    assert "pvbr1" not in links(ns)
+    assert (daemon.state_dir / "etc" / "network" / "natnet.xml").exists()
+
+    assert virsh(daemon, "net-start", "natnet").stdout.strip() == "Network natnet started"
+    bridge = links(ns)["pvbr1"]
+    assert bridge["linkinfo"]["info_kind"] == "bridge" and "UP" in bridge["flags"]
+    assert [(a["local"], a["prefixlen"]) for a in bridge["addr_info"] if a["family"] == "inet"] == \
+        [("10.77.0.1", 24)]
+    live = virsh(daemon, "net-dumpxml", "natnet").stdout
+    assert "<port start='1024' end='65535'/>" in live
+    assert f"<mac address='{bridge['address']}'/>" in live
+    assert "<port " not in virsh(daemon, "net-dumpxml", "--inactive", "natnet").stdout
+    assert "pyvirt_natnet" in nft_tables(ns)
+    ruleset = ns_run(ns, "nft", "list", "table", "ip", "pyvirt_natnet").stdout
+    assert 'oifname != "pvbr1" masquerade' in ruleset
+    assert ns_run(ns, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+    pid = dnsmasq_pid(daemon, "natnet")
+    assert pid is not None
+    conf = (daemon.state_dir / "run" / "network" / "natnet.conf").read_text()
+    assert "interface=pvbr1\n" in conf and "dhcp-range=10.77.0.10,10.77.0.20,255.255.255.0\n" in conf
+    assert "Active:         yes" in virsh(daemon, "net-info", "natnet").stdout
+
+    again = virsh(daemon, "net-start", "natnet", check=False)
+    assert again.returncode == 1
+    assert "error: Requested operation is not valid: network is already active" in again.stderr
+
+    virsh(daemon, "net-autostart", "natnet")
+    listing = virsh(daemon, "net-list", "--all").stdout.splitlines()
+    assert listing[2].split() == ["natnet", "active", "yes", "yes"]
+    assert (daemon.state_dir / "etc" / "network" / "autostart" / "natnet").exists()
+    virsh(daemon, "net-autostart", "--disable", "natnet")
+
+    assert virsh(daemon, "net-destroy", "natnet").stdout.strip() == "Network natnet destroyed"
+    assert "pvbr1" not in links(ns)
+    assert "pyvirt_natnet" not in nft_tables(ns)
+    assert dnsmasq_pid(daemon, "natnet") is None
+    assert not _is_dnsmasq(pid)
+    not_active = virsh(daemon, "net-destroy", "natnet", check=False)
+    assert "error: Requested operation is not valid: network 'natnet' is not active" in not_active.stderr
+
+    assert virsh(daemon, "net-undefine", "natnet").stdout.strip() == "Network natnet has been undefined"
+    assert not (daemon.state_dir / "etc" / "network" / "natnet.xml").exists()
+    missing = virsh(daemon, "net-info", "natnet", check=False)
+    assert missing.returncode == 1
+    assert "error: Network not found: no network with matching name 'natnet'" in missing.stderr
+
+
+def test_isolated_network_has_dnsmasq_but_no_firewall_table(daemon, tmp_path):
+    define(daemon, tmp_path, ISOLATED_XML)
+    virsh(daemon, "net-start", "isolated")
+    ns = daemon.netns
+    assert "pvbr2" in links(ns)
+    assert not [t for t in nft_tables(ns) if t.startswith("pyvirt_")]
+    assert dnsmasq_pid(daemon, "isolated") is not None
+    xml = virsh(daemon, "net-dumpxml", "isolated").stdout
+    assert "<forward" not in xml and "<bridge name='pvbr2' stp='on' delay='0'/>" in xml
+    virsh(daemon, "net-destroy", "isolated")
+    assert "pvbr2" not in links(ns)
+
+
+def test_bridge_mode_uses_an_existing_host_bridge_only(daemon, tmp_path):
+    ns = daemon.netns
+    define(daemon, tmp_path, BRIDGE_XML)
+    refused = virsh(daemon, "net-start", "hostbr", check=False)
+    assert refused.returncode == 1
+    assert "error: Cannot get interface MTU on 'br-host': No such device" in refused.stderr
+    ns_run(ns, "ip", "link", "add", "name", "br-host", "type", "bridge")
+    virsh(daemon, "net-start", "hostbr")
+    assert "Bridge:         br-host" in virsh(daemon, "net-info", "hostbr").stdout
+    assert dnsmasq_pid(daemon, "hostbr") is None
+    assert not [t for t in nft_tables(ns) if t.startswith("pyvirt_")]
+    assert virsh(daemon, "net-dumpxml", "hostbr").stdout == """<network>
+  <name>hostbr</name>
+  <uuid>{}</uuid>
+  <forward mode='bridge'/>
+  <bridge name='br-host'/>
+</network>
+
+""".format(virsh(daemon, "net-uuid", "hostbr").stdout.strip())
+    virsh(daemon, "net-destroy", "hostbr")
+    assert "br-host" in links(ns)            # the host's bridge is not ours to delete
+
+
+def test_collisions_are_refused_as_libvirt_refuses_them(daemon, tmp_path):
+    ns = daemon.netns
+    define(daemon, tmp_path, NAT_XML)
+    # the same bridge name as another network: refused at define
+    dup = tmp_path / "dup.xml"
+    dup.write_text("<network><name>dup</name><bridge name='pvbr1'/></network>")
+    out = virsh(daemon, "net-define", str(dup), check=False)
+    assert "error: internal error: bridge name 'pvbr1' already in use." in out.stderr
+    # the same name with another uuid
+    out = virsh(daemon, "net-define", _write(tmp_path, NAT_XML), check=False)
+    assert "error: operation failed: network 'natnet' already exists with uuid" in out.stderr
+    # a subnet an active network routes already: refused at start
+    virsh(daemon, "net-start", "natnet")
+    define(daemon, tmp_path, "<network><name>clash</name><bridge name='pvbr7'/>"
+                             "<ip address='10.77.0.1' prefix='24'/></network>")
+    out = virsh(daemon, "net-start", "clash", check=False)
+    assert "error: internal error: Network is already in use by interface pvbr1" in out.stderr
+    assert "pvbr7" not in links(ns)
+    # a bridge name a host interface already has
+    ns_run(ns, "ip", "link", "add", "name", "pvbr8", "type", "veth", "peer", "name", "pvbr8p")
+    define(daemon, tmp_path, "<network><name>taken</name><bridge name='pvbr8'/>"
+                             "<ip address='10.99.0.1' prefix='24'/></network>")
+    out = virsh(daemon, "net-start", "taken", check=False)
+    assert "error: error creating bridge interface pvbr8: File exists" in out.stderr
+    assert links(ns)["pvbr8"]["linkinfo"]["info_kind"] == "veth"       # left as it was
+    assert dnsmasq_pid(daemon, "taken") is None
+    # a network without a bridge name gets libvirt's next free virbrN
+    define(daemon, tmp_path, "<network><name>auto</name><ip address='10.98.0.1' prefix='24'/></network>")
+    assert "Bridge:         virbr0" in virsh(daemon, "net-info", "auto").stdout
+
+
+def _write(tmp_path: Path, xml: str) -> str:
+    path = tmp_path / f"x-{secrets.token_hex(3)}.xml"
+    path.write_text(xml)
+    return str(path)
+
+
+def test_python3_libvirt_sees_libvirts_answers(daemon, tmp_path):
+    define(daemon, tmp_path, NAT_XML)
+    define(daemon, tmp_path, ISOLATED_XML)
+    out = libvirt_python(daemon, """
+net = conn.networkLookupByName('natnet')
+net.create()
+res = {
+  'all': sorted(n.name() for n in conn.listAllNetworks(0)),
+  'active': sorted(n.name() for n in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)),
+  'inactive': conn.listDefinedNetworks(), 'running': conn.listNetworks(),
+  'counts': [conn.numOfNetworks(), conn.numOfDefinedNetworks()],
+  'bridge': net.bridgeName(), 'flags': [net.isActive(), net.isPersistent(), net.autostart()],
+  'by_uuid': conn.networkLookupByUUIDString(net.UUIDString()).name(),
+  'leases': net.DHCPLeases(),
+}
+errors = []
+for call in (lambda: conn.networkLookupByName('nope'),
+             lambda: conn.networkLookupByUUIDString('00000000-0000-0000-0000-000000000001'),
+             lambda: conn.networkLookupByName('isolated').destroy(),
+             lambda: conn.networkDefineXML('<network><name>a/b</name></network>'),
+             lambda: conn.networkCreateXMLFlags('<network><name>x</name></network>', 1234)):
+    try:
+        call()
+    except libvirt.libvirtError as e:
+        errors.append([e.get_error_code(), e.get_error_domain(), e.get_error_message()])
+res['errors'] = errors
+t = conn.networkCreateXML("<network><name>transient</name><bridge name='pvbr5'/></network>")
+res['transient'] = [t.isActive(), t.isPersistent()]
+t.destroy()
+res['after'] = sorted(n.name() for n in conn.listAllNetworks(0))
+net.destroy()
+print(json.dumps(res))
+""")
+    res = json.loads(out)
+    assert res["all"] == ["isolated", "natnet"] and res["active"] == ["natnet"]
+    assert res["inactive"] == ["isolated"] and res["running"] == ["natnet"]
+    assert res["counts"] == [1, 1] and res["bridge"] == "pvbr1" and res["flags"] == [1, 1, 0]
+    assert res["by_uuid"] == "natnet" and res["leases"] == []
+    # the codes, domains and texts libvirtd 9.0 gave for the same calls
+    assert res["errors"] == [
+        [43, 19, "Network not found: no network with matching name 'nope'"],
+        [43, 19, "Network not found: no network with matching uuid '00000000-0000-0000-0000-000000000001'"],
+        [55, 19, "Requested operation is not valid: network 'isolated' is not active"],
+        [35, 5, "invalid char in name: /"],
+        [8, 19, "unsupported flags (0x4d2) in function networkCreateXMLFlags"],
+    ]
+    assert res["transient"] == [1, 0] and res["after"] == ["isolated", "natnet"]
+
+
+@contextmanager
+def client_namespace(daemon, mac: str):
+    """A second namespace joined to the daemon's by a veth pair: one end on pvbr1, the other
+    (with ``mac``) in the client namespace.  Deleted at the end, also on failure."""
+    client = f"pyvirt-dhcp-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", client], check=True, timeout=30)
+    try:
+        ns_run(daemon.netns, "ip", "link", "add", "name", "vport0", "type", "veth", "peer", "name", "vclient0")
+        ns_run(daemon.netns, "ip", "link", "set", "dev", "vclient0", "netns", client)
+        ns_run(daemon.netns, "ip", "link", "set", "dev", "vport0", "master", "pvbr1", "up")
+        ns_run(client, "ip", "link", "set", "dev", "vclient0", "address", mac, "up")
+        yield client
+    finally:
+        out = subprocess.run(["ip", "netns", "pids", client], capture_output=True, text=True, timeout=30)
+        for pid in out.stdout.split():
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "delete", client], timeout=30)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/busybox"), reason="needs busybox (udhcpc)")
+def test_dnsmasq_answers_dhcp_and_net_dhcp_leases_lists_the_lease(daemon, tmp_path):
+    define(daemon, tmp_path, NAT_XML)
+    virsh(daemon, "net-start", "natnet")
+    mac = "52:54:00:12:34:56"
+    with client_namespace(daemon, mac) as client:
+        # -n: fail instead of backgrounding; -t/-T: retries while the bridge port starts forwarding
+        got = ns_run(client, "busybox", "udhcpc", "-i", "vclient0", "-n", "-q", "-f", "-t", "10", "-T", "2",
+                     "-s", "/bin/true", "-x", "hostname:guest1", check=False)
+        assert got.returncode == 0, got.stdout + got.stderr
+        text = got.stdout + got.stderr
+        assert "obtained" in text
+        address = text.split("lease of ", 1)[1].split()[0]
+        assert address.startswith("10.77.0.") and 10 <= int(address.rsplit(".", 1)[1]) <= 20
+
+        table = virsh(daemon, "net-dhcp-leases", "natnet").stdout.splitlines()
+        assert table[0].split() == ["Expiry", "Time", "MAC", "address", "Protocol", "IP", "address",
+                                    "Hostname", "Client", "ID", "or", "DUID"]
+        rows = [line.split() for line in table[2:] if line.strip()]
+        assert len(rows) == 1
+        row = rows[0]
+        assert row[2:6] == [mac, "ipv4", f"{address}/24", "guest1"]
+        only = virsh(daemon, "net-dhcp-leases", "natnet", "--mac", mac).stdout
+        assert address in only
+        assert address not in virsh(daemon, "net-dhcp-leases", "natnet", "--mac", "52:54:00:99:99:99").stdout
+        leases = json.loads(libvirt_python(daemon, "print(json.dumps(conn.networkLookupByName('natnet').DHCPLeases()))"))
+        assert len(leases) == 1
+        lease = leases[0]
+        assert (lease["iface"], lease["mac"], lease["ipaddr"], lease["prefix"], lease["hostname"], lease["type"]) == \
+            ("pvbr1", mac, address, 24, "guest1", 0)
+        assert lease["expirytime"] > time.time()
+
+
+def test_restart_adopts_active_networks_and_starts_autostart_ones(tmp_path):
+    with netns_pyvirtd(tmp_path / "host", extra_config="default_network = 0") as daemon:
+        define(daemon, tmp_path, NAT_XML)
+        define(daemon, tmp_path, ISOLATED_XML)
+        virsh(daemon, "net-start", "natnet")
+        virsh(daemon, "net-autostart", "isolated")
+        pid = dnsmasq_pid(daemon, "natnet")
+        assert pid is not None
+        ifindex = links(daemon.netns)["pvbr1"]["ifindex"]
+
+        daemon.stop(signal_kill())            # no clean shutdown at all
+        daemon.start()
+        info = virsh(daemon, "net-info", "natnet").stdout
+        assert "Active:         yes" in info
+        assert dnsmasq_pid(daemon, "natnet") == pid                  # the same dnsmasq, kept
+        assert links(daemon.netns)["pvbr1"]["ifindex"] == ifindex    # the same bridge, kept
+        assert "pyvirt_natnet" in nft_tables(daemon.netns)
+        assert "Active:         yes" in virsh(daemon, "net-info", "isolated").stdout   # autostarted
+        assert dnsmasq_pid(daemon, "isolated") is not None
+
+        virsh(daemon, "net-destroy", "natnet")
+        assert "pvbr1" not in links(daemon.netns) and dnsmasq_pid(daemon, "natnet") is None
+
+
+def signal_kill() -> int:
+    import signal
+    return signal.SIGKILL
+
+
+def test_default_network_is_defined_on_first_start_but_not_started(tmp_path):
+    with netns_pyvirtd(tmp_path / "host") as daemon:
+        listing = virsh(daemon, "net-list", "--all").stdout.splitlines()
+        assert listing[2].split() == ["default", "inactive", "no", "yes"]
+        xml = virsh(daemon, "net-dumpxml", "default").stdout
+        assert "<bridge name='virbr0' stp='on' delay='0'/>" in xml
+        assert "<range start='192.168.122.2' end='192.168.122.254'/>" in xml
+        assert "virbr0" not in links(daemon.netns)
+        # once undefined it stays so: only a first start defines it
+        virsh(daemon, "net-undefine", "default")
+        daemon.stop()
+        daemon.start()
+        assert "default" not in virsh(daemon, "net-list", "--all", "--name").stdout
