@@ -13,7 +13,10 @@ import asyncio
 from typing import Any
 
 from ...driver import ConnectionInfo
+from ..network.connection import NetworkConnection
+from ..network.driver import NetworkDriver
 from ...uri import URI, embed_root
+from ..storage import StorageDriver
 from .config import QemuConfig
 from .connection import QemuConnection
 from .driver import QemuDriver
@@ -23,6 +26,8 @@ EMBED_HOLDER = "an embedded qemu driver (qemu:///embed)"
 
 _DRIVERS: dict[str, QemuDriver] = {}
 _LOCKS: dict[str, RootLock] = {}
+_NETWORKS: dict[str, NetworkDriver] = {}
+_STORAGE: dict[str, StorageDriver] = {}
 _LOCK = asyncio.Lock()
 
 
@@ -37,8 +42,25 @@ async def driver_for_root(root: str, connector: Any = None) -> QemuDriver:
             except BaseException:
                 lock.release()
                 raise
+            # the root's networks too (their files beside the guests'), as pyvirtd serves them
+            nets = NetworkDriver(root, default_network=False)   # no package installs one here
+            try:
+                await nets.initialize()
+            except BaseException:
+                await drv.close()
+                lock.release()
+                raise
+            storage = StorageDriver(root)   # the root's pools, their files beside the guests'
+            try:
+                await storage.initialize()
+            except BaseException:
+                await drv.close()
+                lock.release()
+                raise
+            _STORAGE[root] = storage
             _DRIVERS[root] = drv
             _LOCKS[root] = lock
+            _NETWORKS[root] = nets
         return drv
 
 
@@ -46,12 +68,21 @@ async def open_connection(uri: URI, info: ConnectionInfo, connector: Any = None)
     """``connector`` opens connections to other hosts (peer-to-peer migration);
     the client library passes its remote driver, since drivers do not speak RPC."""
     root = embed_root(uri)
-    return QemuConnection(info, await driver_for_root(root, connector), uri=str(uri))
+    conn = QemuConnection(info, await driver_for_root(root, connector), uri=str(uri))
+    conn.storage = _STORAGE[root].connect(info)
+    conn.network = NetworkConnection(info, _NETWORKS[root])
+    return conn
 
 
 async def close_all() -> None:
     """Stop managing every embedded root (guests keep running)."""
     for root, drv in list(_DRIVERS.items()):
         await drv.close()
+        storage = _STORAGE.pop(root, None)
+        if storage is not None:
+            await storage.close()
+        nets = _NETWORKS.pop(root, None)
+        if nets is not None:
+            await nets.close()
         _LOCKS.pop(root).release()
     _DRIVERS.clear()
