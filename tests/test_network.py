@@ -386,3 +386,39 @@ def test_default_network_is_defined_on_first_start_but_not_started(tmp_path):
         daemon.stop()
         daemon.start()
         assert "default" not in virsh(daemon, "net-list", "--all", "--name").stdout
+
+
+def test_lifecycle_events_reach_python3_libvirt(daemon, tmp_path):
+    """DEFINED, STARTED, STOPPED, UNDEFINED (detail 0), as libvirtd sends them, to a client's
+    networkEventRegisterAny callback; the client waits on a condition, never on a timer."""
+    path = _write(tmp_path, NAT_XML)
+    out = libvirt_python(daemon, f"""
+import threading
+libvirt.virEventRegisterDefaultImpl()
+conn = libvirt.open({daemon.uri!r})
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+seen, cond = [], threading.Condition()
+def callback(conn, net, event, detail, opaque):
+    with cond:
+        seen.append([net.name(), event, detail])
+        cond.notify_all()
+try:
+    conn.networkEventRegisterAny(None, libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE, callback, None)
+except libvirt.libvirtError as e:
+    print(json.dumps({{"unsupported": str(e)}}))
+    raise SystemExit(0)
+net = conn.networkDefineXML(open({path!r}).read())
+net.create()
+net.destroy()
+net.undefine()
+with cond:
+    cond.wait_for(lambda: len(seen) >= 4, timeout=30)
+print(json.dumps({{"seen": seen}}))
+""")
+    res = json.loads(out)
+    if "unsupported" in res:
+        pytest.skip(f"the daemon does not deliver network events yet: {res['unsupported']}")
+    assert res["seen"] == [["natnet", 0, 0], ["natnet", 2, 0], ["natnet", 3, 0], ["natnet", 1, 0]]
