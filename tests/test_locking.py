@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import pyvirt
+from pyvirt import aio
 from daemons import Pyvirtd, qemu_pid, running_pair
 from guests import READY, make_traversable, pid_alive, tiny_xml, wait_for, wait_for_text
 from pyvirt.errors import ErrorDomain, ErrorNumber
@@ -240,3 +241,63 @@ def test_qemu_that_dies_releases_its_lease(lock_hosts, storage):
     assert not storage.held()
     conn_b = pyvirt.open(b.uri)
     conn_b.createXML(guest_xml(b, "next", storage), 0).destroy()
+
+
+def test_a_pause_qemu_reports_itself_releases(lock_hosts, storage):
+    """QEMU stopped behind the daemon's back (as on an I/O error, a watchdog or a
+    panic): its STOP event releases the lease; resuming takes it again."""
+    a, _ = lock_hosts
+    _, dom = start(a, "stopper", storage)
+    out = subprocess.run(["virsh", "-c", a.uri, "qemu-monitor-command", "stopper", '{"execute":"stop"}'],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: not storage.held(), what="the lease released after QEMU's STOP")
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_PAUSED
+    dom.resume()
+    assert storage.held()
+    dom.destroy()
+
+
+def test_failed_migration_reacquires_on_the_source(lock_hosts, storage):
+    """Finish acquires before cont: with the disk's lease taken by a third party after
+    Perform, Finish fails naming the disk and kills the destination; Confirm (cancelled)
+    takes the lease again on the source and resumes it."""
+    from pyvirt.lockd.files import try_lock
+    a, b = lock_hosts
+    conn_a, dom = start(a, "mover", storage)
+    wait_for_text(a.workdir / "mover.log", READY)
+    src, dst = conn_a._drv, pyvirt.open(b.uri)._drv
+    flags = pyvirt.VIR_MIGRATE_LIVE
+    cookie, xml = aio.run(src.domain_migrate_begin3(dom._ref, None, flags, None, 0))
+    cookie, uri = aio.run(dst.domain_migrate_prepare3(cookie, None, flags, None, 0, xml))
+    cookie = aio.run(src.domain_migrate_perform3(dom._ref, None, cookie, None, uri, flags, None, 0))
+    assert not storage.held()              # the source paused at the end of Perform: released
+    third = os.open(storage.lease_file, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        assert try_lock(third, shared=False)
+        with pytest.raises(pyvirt.libvirtError) as exc:
+            aio.run(dst.domain_migrate_finish3("mover", cookie, None, uri, flags, 0))
+    finally:
+        os.close(third)
+    assert_refused_naming_the_disk(exc.value, storage)
+    assert qemu_pid(b, "mover") is None
+    aio.run(src.domain_migrate_confirm3(dom._ref, b"", flags, 1))
+    assert dom.state() == [pyvirt.VIR_DOMAIN_RUNNING, pyvirt.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED]
+    assert storage.held() and [o["owner"]["uuid"] for o in owners(a)] == [dom.UUIDString()]
+    dom.destroy()
+
+
+def test_lockd_has_no_state_so_protocol_v2_hands_the_lease_over(lock_hosts, storage):
+    a, b = lock_hosts
+    conn_a, dom = start(a, "v2", storage)
+    wait_for_text(a.workdir / "v2.log", READY)
+    src, dst = conn_a._drv, pyvirt.open(b.uri)._drv
+    flags = pyvirt.VIR_MIGRATE_LIVE
+    xml = dom.XMLDesc(pyvirt.VIR_DOMAIN_XML_MIGRATABLE)
+    _, uri = aio.run(dst.domain_migrate_prepare2(None, flags, None, 0, xml))
+    aio.run(src.domain_migrate_perform(dom._ref, b"", uri, flags, None, 0))
+    aio.run(dst.domain_migrate_finish2("v2", b"", uri, flags, 0))
+    assert [o["owner"]["uuid"] for o in owners(b)] == [dom.UUIDString()] and storage.held()
+    assert owners(a) == []
+    pyvirt.open(b.uri).lookupByName("v2").destroy()
+    assert not storage.held()

@@ -244,10 +244,15 @@ def _objects(tmp_path):
     from pyvirt import conf
     from pyvirt.enums import DomainState
     d = conf.parse(DOMAIN_XML)
-    obj = SimpleNamespace(uuid=d.uuid, name="vm", live=d, definition=d, process=SimpleNamespace(pid=99),
-                          state=DomainState.RUNNING, lock_state=None, leases_held=False,
-                          save_status=lambda: None)
+    obj = _Obj()
+    obj.__dict__.update(uuid=d.uuid, name="vm", live=d, definition=d, process=SimpleNamespace(pid=99),
+                        state=DomainState.RUNNING, lock_state=None, leases_held=False,
+                        save_status=lambda: None)
     return SimpleNamespace(locks=Recorder()), obj
+
+
+class _Obj:
+    """Stands in for a QemuDomainObj (weakly referenced, as the driver's objects are)."""
 
 
 def test_guest_seen_by_the_plugin(tmp_path):
@@ -288,6 +293,16 @@ def test_run_cpus_acquires_from_the_saved_state_and_releases_if_cont_fails(tmp_p
         with pytest.raises(libvirtError, match="busy"):
             await leases.run_cpus(drv, obj, cont)
         assert drv.locks.calls[-1] == ("acquire", 99, "token-7") and not obj.leases_held
+        # a pause QEMU reported, whose release comes after a resume: it releases nothing
+        drv.locks.refuse = False
+        await leases.run_cpus(drv, obj, cont)
+        seen = leases.conts_so_far(obj)
+        await leases.run_cpus(drv, obj, cont)
+        drv.locks.calls.clear()
+        await leases.cpus_stopped(drv, obj, seen)
+        assert drv.locks.calls == [] and obj.leases_held
+        await leases.cpus_stopped(drv, obj, leases.conts_so_far(obj))
+        assert drv.locks.calls == [("release", 99)] and not obj.leases_held
     asyncio.run(run())
 
 

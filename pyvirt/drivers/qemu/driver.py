@@ -662,7 +662,8 @@ class QemuDriver:
                 obj.set_state(DomainState.PAUSED, PausedReason.UNKNOWN)
                 emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
                 # paused by QEMU itself (I/O error, watchdog, panic): the leases go too
-                self._spawn(leases.cpus_stopped(self, obj), f"qemu-lease-release-{obj.name}")
+                self._spawn(leases.cpus_stopped(self, obj, leases.conts_so_far(obj)),
+                            f"qemu-lease-release-{obj.name}")
         elif name == "RESUME":
             if not obj.expect_run_change and obj.state == DomainState.PAUSED:
                 obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)

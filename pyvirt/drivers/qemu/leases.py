@@ -16,7 +16,10 @@ when it exited, :func:`adopt` when a restarted daemon finds it running.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ... import locking
@@ -46,6 +49,30 @@ def guest(obj: "QemuDomainObj", pid: int | None = None) -> locking.Guest:
                          on_lockfailure=getattr(d, "on_lockfailure", None) or "poweroff")
 
 
+@dataclass
+class _Sequence:
+    """Orders one guest's lease calls: a release for a pause QEMU reported runs after
+    the event, and must not undo a resume that came in between."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    conts: int = 0          # how many times the CPUs were started
+
+
+_SEQUENCES: "weakref.WeakKeyDictionary[Any, _Sequence]" = weakref.WeakKeyDictionary()
+
+
+def _sequence(obj: Any) -> _Sequence:
+    seq = _SEQUENCES.get(obj)
+    if seq is None:
+        seq = _SEQUENCES[obj] = _Sequence()
+    return seq
+
+
+def conts_so_far(obj: "QemuDomainObj") -> int:
+    """For a pause QEMU reported: its release is void if the CPUs run again meanwhile."""
+    return _sequence(obj).conts
+
+
 async def register(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
     """QEMU runs with its CPUs paused: tie the guest's leases to this process."""
     await drv.locks.register(guest(obj))
@@ -53,27 +80,35 @@ async def register(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
 
 async def run_cpus(drv: "QemuDriver", obj: "QemuDomainObj", cont: Callable[[], Awaitable[None]]) -> None:
     """Acquire the leases (from the saved state), run ``cont``; release again if it fails."""
-    g = guest(obj)
-    await drv.locks.acquire(g, obj.lock_state)
-    obj.leases_held = True
-    try:
-        await cont()
-    except BaseException:
+    seq = _sequence(obj)
+    async with seq.lock:
+        await drv.locks.acquire(guest(obj), obj.lock_state)
+        obj.leases_held = True
+        try:
+            await cont()
+        except BaseException:
+            try:
+                await release(drv, obj)
+            except Exception:        # the first error is cont's
+                log.exception("%s: cannot release its leases after cont failed", obj.name)
+            raise
+        seq.conts += 1
+        obj.lock_state = None          # as libvirt: the state is spent once the CPUs run
+
+
+async def cpus_stopped(drv: "QemuDriver", obj: "QemuDomainObj", conts: int | None = None) -> None:
+    """The CPUs stopped (we stopped them, or QEMU did): the leases go, their state is
+    kept.  A failure is logged, as libvirt warns: the CPUs are stopped either way.
+    ``conts``: :func:`conts_so_far` when QEMU reported the pause (nothing is released
+    if the CPUs were started again since)."""
+    seq = _sequence(obj)
+    async with seq.lock:
+        if conts is not None and conts != seq.conts:
+            return
         try:
             await release(drv, obj)
-        except Exception:        # the first error is cont's
-            log.exception("%s: cannot release its leases after cont failed", obj.name)
-        raise
-    obj.lock_state = None          # as libvirt: the state is spent once the CPUs run
-
-
-async def cpus_stopped(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
-    """The CPUs stopped (we stopped them, or QEMU did): the leases go, their state is
-    kept.  A failure is logged, as libvirt warns: the CPUs are stopped either way."""
-    try:
-        await release(drv, obj)
-    except Exception:
-        log.warning("%s: unable to release its leases", obj.name, exc_info=True)
+        except Exception:
+            log.warning("%s: unable to release its leases", obj.name, exc_info=True)
 
 
 async def release(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
