@@ -154,7 +154,17 @@ async def _restore_into(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobSt
     obj.quiet_stop, obj.job_record = False, None
     emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.RESTORED)
     if run:
-        await drv.resume_cpus(obj, RunningReason.RESTORED)
+        try:
+            await drv.resume_cpus(obj, RunningReason.RESTORED)
+        except BaseException:
+            # as libvirt's qemuSaveImageStartVM: a restored guest whose CPUs cannot run
+            # (its disk leases are held elsewhere, say) is stopped, shut off (failed)
+            if obj.process is not None:
+                try:
+                    await drv.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=1.0)
+                except Exception:       # the first error is the resume's
+                    log.exception("%s: cannot stop the restored QEMU after resuming failed", obj.name)
+            raise
     else:
         # libvirt 9.0 leaves a guest restored paused as paused/migration
         obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
