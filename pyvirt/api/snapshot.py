@@ -51,11 +51,11 @@ class virDomainSnapshot:  # noqa: N801 - libvirt-python's name
         self._call("domain_snapshot_delete", flags)
         return 0
 
-    def isCurrent(self, flags: int = 0) -> bool:
-        return bool(self._call("domain_snapshot_is_current", flags))
+    def isCurrent(self, flags: int = 0) -> int:
+        return self._call("domain_snapshot_is_current", flags)
 
-    def hasMetadata(self, flags: int = 0) -> bool:
-        return bool(self._call("domain_snapshot_has_metadata", flags))
+    def hasMetadata(self, flags: int = 0) -> int:
+        return self._call("domain_snapshot_has_metadata", flags)
 
     def numChildren(self, flags: int = 0) -> int:
         return self._call("domain_snapshot_num_children", flags)

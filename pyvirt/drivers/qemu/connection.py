@@ -39,7 +39,10 @@ from .savestream import check_flags as check_save_flags
 LIB_VERSION = 9000000
 _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
              DriverFeature.MIGRATION_V2, DriverFeature.MIGRATION_V3, DriverFeature.MIGRATION_PARAMS,
-             DriverFeature.MIGRATE_CHANGE_PROTECTION, DriverFeature.MIGRATION_P2P}
+             DriverFeature.MIGRATE_CHANGE_PROTECTION, DriverFeature.MIGRATION_P2P,
+             # every libvirt driver reports it (virDriverFeatureIsGlobal): clients then send
+             # virNetworkUpdate's command and section in the wire's own order
+             DriverFeature.NETWORK_UPDATE_HAS_CORRECT_ORDER}
 _XML_FLAGS = int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU | XMLFlags.MIGRATABLE)
 # Jobs whose progress is QEMU's migration figures (query-migrate).
 _MIGRATION_LIKE = (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN, AsyncJob.SAVE, AsyncJob.RESTORE)

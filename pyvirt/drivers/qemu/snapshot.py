@@ -306,7 +306,7 @@ async def revert(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
             raise error(ErrorNumber.OPERATION_INVALID, Q,
                         "transient domain needs to request run or pause to revert to inactive snapshot")
         if snap.is_external:
-            raise error(ErrorNumber.OPERATION_UNSUPPORTED, Q, "revert to external snapshot not supported yet")
+            raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q, "revert to external snapshot not supported yet")
         if snap.domain_xml is None:
             raise error(ErrorNumber.SNAPSHOT_REVERT_RISKY, Q,
                         f"snapshot '{snap.name}' lacks domain '{obj.name}' rollback info")

@@ -1,0 +1,366 @@
+"""Snapshots of qcow2 guests against a real pyvirtd and real QEMU: stock virsh 9.0,
+python3-libvirt 9.0 and the pyvirt command line.
+
+Disk content is checked from outside: markers written with qemu-io while the guest
+is shut off, copies taken with ``qemu-img convert`` at snapshot time, and
+``qemu-img compare`` after a revert (exit 0: the same content)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from guests import tiny_xml
+
+pytestmark = [pytest.mark.qemu, pytest.mark.virsh,
+              pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh (libvirt-clients) not installed"),
+              pytest.mark.skipif(shutil.which("qemu-img") is None or shutil.which("qemu-io") is None,
+                                 reason="qemu-img/qemu-io (qemu-utils) not installed")]
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _virsh(uri: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+
+
+def _pyvirt(uri: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", uri, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _ok(run, uri: str, *args: str) -> str:
+    out = run(uri, *args)
+    assert out.returncode == 0, f"{' '.join(args)}: {out.stderr}"
+    return out.stdout
+
+
+def _img(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["qemu-img", *args], capture_output=True, text=True, timeout=60)
+
+
+def _write_marker(image: Path, byte: int) -> None:
+    out = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {byte} 0 64k", str(image)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def _copy(image: Path, to: Path, *, running: bool = False) -> Path:
+    """The guest-visible content of ``image`` now, as a raw file."""
+    args = ["convert", "-O", "raw"] + (["-U"] if running else []) + [str(image), str(to)]
+    out = _img(*args)
+    assert out.returncode == 0, out.stderr
+    return to
+
+
+def _same(a: Path, b: Path) -> bool:
+    out = _img("compare", "-U", str(a), str(b))
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode == 0
+
+
+def _internal_tags(image: Path) -> list[str]:
+    out = _img("snapshot", "-U", "-l", str(image))
+    assert out.returncode == 0, out.stderr
+    return [line.split()[1] for line in out.stdout.splitlines()[2:] if line.split()]
+
+
+def _define(daemon, name: str = "g", fmt: str = "qcow2") -> tuple[Path, str]:
+    work = daemon.workdir
+    disk = work / f"{name}.{fmt}"
+    assert _img("create", "-q", "-f", fmt, str(disk), "16M").returncode == 0
+    os.chmod(disk, 0o666)
+    xml = tiny_xml(name, work / f"{name}-serial.log", extra_devices=f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='{fmt}'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""")
+    path = work / f"{name}.xml"
+    path.write_text(xml)
+    _ok(_virsh, daemon.uri, "define", str(path))
+    return disk, str(path)
+
+
+def test_internal_snapshots_revert_disk_content_and_delete(pyvirtd):
+    """virsh: shut-off and running (memory) internal snapshots; reverting brings the disk back."""
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    work = pyvirtd.workdir
+    _write_marker(disk, 0x11)
+    assert _ok(_virsh, uri, "snapshot-create-as", "g", "off1", "before the second marker") == \
+        "Domain snapshot off1 created\n"
+    at_off1 = _copy(disk, work / "off1.raw")
+    assert _internal_tags(disk) == ["off1"]          # qemu-img snapshot -c
+    _write_marker(disk, 0x22)
+    assert not _same(at_off1, disk)
+    assert _ok(_virsh, uri, "snapshot-revert", "g", "off1") == "Domain snapshot off1 reverted\n\n"
+    assert _same(at_off1, disk)
+    assert _ok(_virsh, uri, "domstate", "g").strip() == "shut off"
+
+    _write_marker(disk, 0x33)
+    _ok(_virsh, uri, "start", "g")
+    at_run1 = _copy(disk, work / "run1.raw", running=True)
+    assert _ok(_virsh, uri, "snapshot-create-as", "g", "--name", "run1") == "Domain snapshot run1 created\n"
+    assert _ok(_virsh, uri, "domstate", "--reason", "g").strip() == "running (unpaused)"
+    assert "run1" in _internal_tags(disk)            # QMP snapshot-save, memory on vda
+    info = _ok(_virsh, uri, "snapshot-info", "g", "run1")
+    assert "State:          running" in info and "Location:       internal" in info
+    assert "Parent:         off1" in info and "Current:        yes" in info
+    dump = _ok(_virsh, uri, "snapshot-dumpxml", "g", "run1")
+    assert "<memory snapshot='internal'/>" in dump and "<disk name='vda' snapshot='internal'/>" in dump
+    assert "<domain type='qemu'" in dump
+
+    _ok(_virsh, uri, "destroy", "g")
+    _write_marker(disk, 0x44)
+    assert not _same(at_run1, disk)
+    _ok(_virsh, uri, "snapshot-revert", "g", "run1")     # from shut off to the running snapshot
+    assert _ok(_virsh, uri, "domstate", "--reason", "g").strip() == "running (from snapshot)"
+    _ok(_virsh, uri, "snapshot-revert", "g", "run1", "--paused")   # while running: snapshot-load
+    assert _ok(_virsh, uri, "domstate", "--reason", "g").strip() == "paused (from snapshot)"
+    _ok(_virsh, uri, "destroy", "g")
+    assert _same(at_run1, disk)
+
+    _ok(_virsh, uri, "start", "g")
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "run1") == "Domain snapshot run1 deleted\n\n"   # QMP
+    assert _internal_tags(disk) == ["off1"]
+    _ok(_virsh, uri, "destroy", "g")
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "--current") == "Domain snapshot off1 deleted\n\n"
+    assert _internal_tags(disk) == []
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
+
+
+_PY_SCRIPT = textwrap.dedent("""
+    import json, sys, threading, libvirt
+    libvirt.virEventRegisterDefaultImpl()
+    conn = libvirt.open(sys.argv[1])
+    events = []
+    seen = threading.Condition()
+    def lifecycle(c, d, event, detail, opaque):
+        with seen:
+            events.append([event, detail])
+            seen.notify_all()
+    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None)
+    def loop():
+        while True:
+            libvirt.virEventRunDefaultImpl()
+    threading.Thread(target=loop, daemon=True).start()
+    def wait_events(n):
+        with seen:
+            assert seen.wait_for(lambda: len(events) >= n, 30), events
+            out = events[:n]
+            del events[:n]
+            return out
+    dom = conn.lookupByName("g")
+    out = {}
+    s1 = dom.snapshotCreateXML("<domainsnapshot><name>s1</name><description>one</description></domainsnapshot>")
+    out["create_events"] = wait_events(2)
+    s2 = dom.snapshotCreateXML("<domainsnapshot><name>s2</name></domainsnapshot>")
+    wait_events(2)
+    out["num"] = dom.snapshotNum()
+    out["names"] = sorted(dom.snapshotListNames())
+    out["all"] = sorted(s.getName() for s in dom.listAllSnapshots())
+    out["roots"] = [s.getName() for s in dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)]
+    out["leaves"] = [s.getName() for s in dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES)]
+    out["internal"] = dom.snapshotNum(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_INTERNAL)
+    out["external"] = dom.snapshotNum(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_EXTERNAL)
+    out["has_current"] = dom.hasCurrentSnapshot()
+    out["current"] = dom.snapshotCurrent().getName()
+    out["lookup"] = dom.snapshotLookupByName("s1").getName()
+    out["parent"] = s2.getParent().getName()
+    out["is_current"] = [s1.isCurrent(), s2.isCurrent()]
+    out["has_metadata"] = s1.hasMetadata()
+    out["children"] = [s1.numChildren(), s1.listChildrenNames(), [c.getName() for c in s1.listAllChildren()]]
+    out["domain_of"] = s1.getDomain().name()
+    out["xml_has_description"] = "<description>one</description>" in s1.getXMLDesc()
+    try:
+        s1.getParent()
+    except libvirt.libvirtError as e:
+        out["no_parent"] = [e.get_error_code(), e.get_error_message()]
+    try:
+        dom.snapshotLookupByName("nope")
+    except libvirt.libvirtError as e:
+        out["no_snapshot"] = [e.get_error_code(), e.get_error_message()]
+    dom.revertToSnapshot(s1)
+    out["revert_events"] = wait_events(2)
+    out["current_after_revert"] = dom.snapshotCurrent().getName()
+    s2.delete()
+    out["after_delete"] = dom.snapshotListNames()
+    print(json.dumps(out))
+""")
+
+
+def test_python3_libvirt_api_and_events(pyvirtd):
+    """python3-libvirt's whole snapshot API on a running guest, with the pause libvirt makes."""
+    disk, _ = _define(pyvirtd)
+    _ok(_virsh, pyvirtd.uri, "start", "g")
+    out = subprocess.run([SYSTEM_PYTHON, "-c", _PY_SCRIPT, pyvirtd.uri], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    SUSPENDED, RESUMED = 3, 4
+    # libvirt stops the CPUs (paused, "saving": detail PAUSED) around the save, then resumes (UNPAUSED)
+    assert got["create_events"] == [[SUSPENDED, 0], [RESUMED, 0]]
+    # a revert of a running guest: SUSPENDED/FROM_SNAPSHOT (5), RESUMED/FROM_SNAPSHOT (2)
+    assert got["revert_events"] == [[SUSPENDED, 5], [RESUMED, 2]]
+    assert got["num"] == 2 and got["names"] == ["s1", "s2"] and got["all"] == ["s1", "s2"]
+    assert got["roots"] == ["s1"] and got["leaves"] == ["s2"]
+    assert got["internal"] == 2 and got["external"] == 0
+    assert got["has_current"] == 1 and got["current"] == "s2" and got["lookup"] == "s1"
+    assert got["parent"] == "s1" and got["is_current"] == [0, 1] and got["has_metadata"] == 1
+    assert got["children"] == [1, ["s2"], ["s2"]]
+    assert got["domain_of"] == "g" and got["xml_has_description"]
+    assert got["no_parent"] == [72, "Domain snapshot not found: snapshot 's1' does not have a parent"]
+    assert got["no_snapshot"] == [72, "Domain snapshot not found: no domain snapshot with matching name 'nope'"]
+    assert got["current_after_revert"] == "s1"
+    assert got["after_delete"] == ["s1"]
+    assert _internal_tags(disk) == ["s1"]
+
+
+def test_external_disk_only_snapshots(pyvirtd):
+    """pyvirt's CLI: --disk-only makes a qcow2 overlay per disk, running (blockdev-snapshot)
+    and shut off (qemu-img create -b); revert and delete refused as libvirt 9.0 does."""
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    work = pyvirtd.workdir
+    _ok(_pyvirt, uri, "start", "g")
+    assert _ok(_pyvirt, uri, "snapshot-create-as", "g", "e1", "--disk-only", "--atomic") == \
+        "Domain snapshot e1 created\n"
+    overlay = work / "g.e1"
+    info = json.loads(_img("info", "-U", "--output=json", str(overlay)).stdout)
+    assert info["format"] == "qcow2" and info["backing-filename"] == str(disk)
+    assert info["virtual-size"] == 16 * 1024 * 1024
+    live = _ok(_pyvirt, uri, "dumpxml", "g")
+    assert f"<source file='{overlay}'/>" in live
+    assert f"<backingStore type='file'>\n        <format type='qcow2'/>\n        <source file='{disk}'/>" in live
+    blocks = _ok(_virsh, uri, "qemu-monitor-command", "g", '{"execute":"query-block"}')
+    assert str(overlay) in blocks                    # QEMU writes to the overlay now
+    dump = _ok(_pyvirt, uri, "snapshot-dumpxml", "g", "e1")
+    assert "<state>disk-snapshot</state>" in dump and "<memory snapshot='no'/>" in dump
+    assert f"<disk name='vda' snapshot='external' type='file'>\n      <driver type='qcow2'/>\n" \
+           f"      <source file='{overlay}'/>" in dump
+    _ok(_pyvirt, uri, "destroy", "g")
+    assert f"<source file='{overlay}'/>" in _ok(_pyvirt, uri, "dumpxml", "--inactive", "g")
+
+    # shut off: qemu-img create over the overlay
+    assert _ok(_pyvirt, uri, "snapshot-create-as", "g", "e2", "--disk-only") == "Domain snapshot e2 created\n"
+    info = json.loads(_img("info", "--output=json", str(work / "g.e2")).stdout)
+    assert info["backing-filename"] == str(overlay)
+    _ok(_pyvirt, uri, "start", "g")                 # boots on the two-deep chain
+    _ok(_pyvirt, uri, "destroy", "g")
+    listed = _ok(_pyvirt, uri, "snapshot-list", "g", "--external", "--name")
+    assert listed == "e1\ne2\n\n"
+    assert _ok(_pyvirt, uri, "snapshot-list", "g", "--internal", "--name") == "\n"
+
+    for run in (_virsh, _pyvirt):
+        out = run(uri, "snapshot-revert", "g", "e2")
+        assert out.returncode == 1
+        assert out.stderr == ("error: Failed to revert snapshot e2\nerror: unsupported configuration: "
+                              "revert to external snapshot not supported yet\n")
+        out = run(uri, "snapshot-delete", "g", "e1", "--children")
+        assert out.stderr == ("error: Failed to delete snapshot e1\nerror: unsupported configuration: "
+                              "deletion of 2 external disk snapshots not supported yet\n")
+        out = run(uri, "snapshot-create-as", "g", "q", "--disk-only", "--quiesce")
+        assert out.returncode == 1
+        assert out.stderr == "error: argument unsupported: QEMU guest agent is not configured\n\n" or \
+            out.stderr.endswith("error: argument unsupported: QEMU guest agent is not configured\n")
+    assert _ok(_pyvirt, uri, "snapshot-delete", "g", "e2", "--metadata") == "Domain snapshot e2 deleted\n\n"
+    assert (work / "g.e2").exists()                  # metadata only: the overlay stays
+    assert _ok(_pyvirt, uri, "snapshot-list", "g", "--name") == "e1\n\n"
+
+
+def test_metadata_survives_restart_and_undefine_rules(pyvirtd):
+    uri = pyvirtd.uri
+    disk, xml = _define(pyvirtd)
+    _ok(_pyvirt, uri, "snapshot-create-as", "g", "a")
+    _ok(_pyvirt, uri, "snapshot-create-as", "g", "b")
+    _ok(_pyvirt, uri, "snapshot-current", "g", "a")
+    before = _ok(_virsh, uri, "snapshot-list", "g", "--parent")
+    pyvirtd.stop()
+    pyvirtd.start()
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--parent") == before
+    assert _ok(_virsh, uri, "snapshot-current", "g", "--name") == "a\n"
+    assert _ok(_virsh, uri, "snapshot-parent", "g", "b") == "a\n"
+    assert (pyvirtd.state_dir / "lib" / "qemu" / "snapshot" / "g" / "b.xml").exists()
+
+    out = _virsh(uri, "undefine", "g")
+    assert out.returncode == 1
+    assert out.stderr == ("error: Failed to undefine domain 'g'\nerror: Requested operation is not valid: "
+                          "cannot delete inactive domain with 2 snapshots\n")
+    assert _ok(_virsh, uri, "undefine", "g", "--snapshots-metadata") == "Domain 'g' has been undefined\n\n"
+    assert not (pyvirtd.state_dir / "lib" / "qemu" / "snapshot" / "g").exists()
+    _ok(_virsh, uri, "define", xml)                   # a new domain of that name has no snapshots
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
+
+
+def test_refusals(pyvirtd):
+    uri = pyvirtd.uri
+    _define(pyvirtd, "r", fmt="raw")
+    out = _virsh(uri, "snapshot-create-as", "r", "x")
+    assert out.returncode == 1
+    assert out.stderr == ("error: unsupported configuration: internal snapshot for disk vda unsupported "
+                          "for storage type raw\n")
+    disk, _ = _define(pyvirtd)
+    out = _virsh(uri, "snapshot-create-as", "g", "x", "--live")
+    assert "live snapshot creation is supported only during full system snapshots" in out.stderr
+    out = _virsh(uri, "snapshot-create-as", "g", "bad/name")
+    assert out.stderr == "error: XML error: invalid snapshot name 'bad/name': name can't contain '/'\n"
+    # --no-metadata: the snapshot is in the image, not in the list
+    assert _ok(_virsh, uri, "snapshot-create-as", "g", "hidden", "--no-metadata") == \
+        "Domain snapshot hidden created\n"
+    assert _internal_tags(disk) == ["hidden"]
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
+    _ok(_virsh, uri, "snapshot-create-as", "g", "one")
+    out = _virsh(uri, "snapshot-create-as", "g", "one")
+    assert out.stderr == "error: Requested operation is not valid: domain snapshot 'one' already exists\n"
+    out = _virsh(uri, "snapshot-revert", "g", "one", "--running", "--paused")
+    assert out.returncode == 1
+    # a read-only connection lists but may not create
+    ro = _virsh(pyvirtd.unix_ro_uri, "snapshot-create-as", "g", "ro")
+    assert ro.returncode == 1 and "read only access prevents virDomainSnapshotCreateXML" in ro.stderr
+    assert _ok(_virsh, pyvirtd.unix_ro_uri, "snapshot-list", "g", "--name") == "one\n\n"
+
+
+CLI_COMMANDS = [
+    ["snapshot-list", "g"], ["snapshot-list", "g", "--parent"], ["snapshot-list", "g", "--tree"],
+    ["snapshot-list", "g", "--name"], ["snapshot-list", "g", "--roots"], ["snapshot-list", "g", "--leaves"],
+    ["snapshot-list", "g", "--no-leaves"], ["snapshot-list", "g", "--from", "a"],
+    ["snapshot-list", "g", "--from", "a", "--descendants"], ["snapshot-list", "g", "--current", "--tree"],
+    ["snapshot-list", "g", "--topological"], ["snapshot-list", "g", "--active"],
+    ["snapshot-list", "g", "--inactive", "--name"], ["snapshot-list", "g", "--parent", "--roots"],
+    ["snapshot-info", "g", "a"], ["snapshot-info", "g", "--current"], ["snapshot-info", "g", "nope"],
+    ["snapshot-info", "g"], ["snapshot-dumpxml", "g", "a"], ["snapshot-dumpxml", "g"],
+    ["snapshot-current", "g", "--name"], ["snapshot-current", "g"], ["snapshot-parent", "g", "c"],
+    ["snapshot-parent", "g", "a"], ["snapshot-parent", "g", "--current"],
+    ["snapshot-create-as", "g", "x", "--print-xml", "--diskspec", "vda,snapshot=external,file=/tmp/a,driver=qcow2",
+     "--memspec", "snapshot=no"],
+    ["snapshot-create-as", "g", "q", "--quiesce"], ["snapshot-delete", "g", "nope"],
+]
+
+
+def test_cli_output_as_virsh(pyvirtd):
+    """pyvirt's snapshot commands print what stock virsh prints, on the same daemon."""
+    uri = pyvirtd.uri
+    _define(pyvirtd)
+    _ok(_virsh, uri, "snapshot-create-as", "g", "a", "first")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "b")
+    _ok(_virsh, uri, "start", "g")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "c")
+    _ok(_virsh, uri, "snapshot-current", "g", "a")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "d")      # a second child of a
+    for cmd in CLI_COMMANDS:
+        a, b = _virsh(uri, *cmd), _pyvirt(uri, *cmd)
+        assert (b.stdout, b.stderr, b.returncode) == (a.stdout, a.stderr, a.returncode), cmd
+    for cmd in (["snapshot-revert", "g", "b"], ["snapshot-current", "g", "c"], ["snapshot-delete", "g", "b"],
+                ["snapshot-delete", "g", "a", "--children-only"]):
+        a = _virsh(uri, *cmd)
+        assert a.returncode == 0, a.stderr
+    assert _ok(_pyvirt, uri, "snapshot-list", "g", "--tree") == "a\n\n\n"
+    assert _ok(_pyvirt, uri, "domstate", "g", "--reason") == "shut off (from snapshot)\n\n"
