@@ -1,0 +1,143 @@
+"""The network driver's bookkeeping, in process: definitions, files, lists, the QEMU-facing API.
+
+Nothing here starts a network (that needs a namespace: tests/test_network.py);
+these calls only read and write the driver's files under a temporary root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pyvirt.driver import ConnectionInfo
+from pyvirt.driver_network import NetworkEvent
+from pyvirt.drivers.network.connection import NetworkConnection
+from pyvirt.drivers.network.driver import NetworkDriver
+from pyvirt.errors import ErrorDomain, ErrorNumber, libvirtError
+
+ISO = "<network><name>iso</name><ip address='10.78.0.1' prefix='24'/></network>"
+BR = "<network><name>hostbr</name><forward mode='bridge'/><bridge name='br-host'/></network>"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+STARTED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def never_start(monkeypatch):
+    """Starting a network makes interfaces: never in this process's namespace.  Autostart
+    (a driver on a root with an autostart network) records the attempt instead."""
+    async def start(self, obj):
+        STARTED.append(obj.name)
+    monkeypatch.setattr(NetworkDriver, "start", start)
+    STARTED.clear()
+
+
+def open_conn(root, default_network: bool = False) -> NetworkConnection:
+    drv = NetworkDriver(root, default_network=default_network)
+    run(drv.initialize())
+    return NetworkConnection(ConnectionInfo(uri="qemu:///system"), drv)
+
+
+def test_define_fills_in_bridge_and_mac_and_persists(tmp_path):
+    conn = open_conn(tmp_path)
+    events: list[NetworkEvent] = []
+    conn.events.subscribe(events.append)
+    ref = run(conn.network_define_xml(ISO))
+    xml = run(conn.network_get_xml_desc(ref, 0))
+    assert "<bridge name='virbr" in xml and "<mac address='52:54:00:" in xml
+    assert events == [NetworkEvent(0, ref, (0, 0))]
+    assert (tmp_path / "etc" / "network" / "iso.xml").read_text() == xml
+    run(conn.network_set_autostart(ref, 1))
+    # a new driver on the same root reads it all back
+    again = open_conn(tmp_path)
+    ref2 = run(again.network_lookup_by_name("iso"))
+    assert ref2 == ref
+    assert run(again.network_get_xml_desc(ref2, 0)) == xml
+    assert run(again.network_get_autostart(ref2)) == 1
+    assert (run(again.network_is_active(ref2)), run(again.network_is_persistent(ref2))) == (0, 1)
+    assert STARTED == ["iso"]            # the new driver autostarted it
+    run(again.network_undefine(ref2))
+    assert not (tmp_path / "etc" / "network" / "iso.xml").exists()
+    assert not (tmp_path / "etc" / "network" / "autostart" / "iso").exists()
+    with pytest.raises(libvirtError) as exc:
+        run(again.network_lookup_by_uuid(ref.uuid))
+    assert (exc.value.get_error_code(), exc.value.get_error_domain()) == (ErrorNumber.NO_NETWORK, ErrorDomain.NETWORK)
+
+
+def test_redefining_keeps_the_assigned_bridge_and_mac(tmp_path):
+    conn = open_conn(tmp_path)
+    ref = run(conn.network_define_xml(ISO))
+    first = run(conn.network_get_xml_desc(ref, 0))
+    uuid = first.split("<uuid>")[1].split("</uuid>")[0]
+    run(conn.network_define_xml(ISO.replace("<name>iso</name>", f"<name>iso</name><uuid>{uuid}</uuid>")))
+    assert run(conn.network_get_xml_desc(ref, 0)) == first
+
+
+def test_list_all_filters_and_counts(tmp_path):
+    conn = open_conn(tmp_path)
+    iso = run(conn.network_define_xml(ISO))
+    br = run(conn.network_define_xml(BR))
+    run(conn.network_set_autostart(br, 1))
+    assert run(conn.connect_list_all_networks(1, 0)) == ([br, iso], 2)
+    assert run(conn.connect_list_all_networks(1, 16)) == ([br], 1)        # AUTOSTART
+    assert run(conn.connect_list_all_networks(1, 32)) == ([iso], 1)       # NO_AUTOSTART
+    assert run(conn.connect_list_all_networks(0, 2)) == ([], 0)           # ACTIVE, no results asked
+    assert run(conn.connect_list_all_networks(1, 1 | 4)) == ([br, iso], 2)
+    assert run(conn.connect_list_defined_networks(1)) == ["hostbr"]
+    assert (run(conn.connect_num_of_networks()), run(conn.connect_num_of_defined_networks())) == (0, 2)
+    with pytest.raises(libvirtError) as exc:
+        run(conn.connect_list_all_networks(1, 64))
+    assert exc.value.get_error_message() == "unsupported flags (0x40) in function networkConnectListAllNetworks"
+
+
+def test_default_network_only_on_first_start(tmp_path):
+    conn = open_conn(tmp_path, default_network=True)
+    ref = run(conn.network_lookup_by_name("default"))
+    assert run(conn.network_get_bridge_name(ref)) == "virbr0"
+    assert run(conn.network_is_active(ref)) == 0
+    run(conn.network_undefine(ref))
+    again = open_conn(tmp_path, default_network=True)
+    assert run(again.connect_list_all_networks(1, 0)) == ([], 0)
+
+
+def test_port_for_and_tap_hooks(tmp_path):
+    conn = open_conn(tmp_path)
+    drv = conn.driver
+    with pytest.raises(libvirtError) as exc:
+        drv.port_for("nope")
+    assert exc.value.get_error_message() == "Network not found: no network with matching name 'nope'"
+    run(conn.network_define_xml(ISO))
+    with pytest.raises(libvirtError) as exc:
+        drv.port_for("iso")
+    assert exc.value.get_error_code() == ErrorNumber.OPERATION_INVALID
+    assert exc.value.get_error_message() == "Requested operation is not valid: network 'iso' is not active"
+    # an active network as a previous daemon left it (no interfaces needed for the bookkeeping)
+    obj = drv.by_name("iso")
+    obj.live = obj.config
+    assert drv.port_for("iso") == (obj.config.bridge, "none")
+    drv.tap_attached("iso", "vnet0", "guest")
+    assert "<network connections='1'>" in run(conn.network_get_xml_desc(obj.ref(), 0))
+    drv.tap_detached("iso", "vnet0")
+    assert "connections" not in run(conn.network_get_xml_desc(obj.ref(), 0))
+
+
+def test_refusals(tmp_path):
+    conn = open_conn(tmp_path)
+    ref = run(conn.network_define_xml(ISO))
+    with pytest.raises(libvirtError) as exc:
+        run(conn.network_define_xml(ISO.replace("iso</name>", "iso</name>"
+                                                ).replace("<name>iso</name>", "<name>other</name>")
+                                    .replace("<ip ", "<bridge name='%s'/><ip " % run(conn.network_get_bridge_name(ref)))))
+    assert exc.value.get_error_code() == ErrorNumber.INTERNAL_ERROR
+    assert "already in use." in exc.value.get_error_message()
+    with pytest.raises(libvirtError) as exc:
+        run(conn.network_get_xml_desc(ref, 2))
+    assert exc.value.get_error_message() == "unsupported flags (0x2) in function networkGetXMLDesc"
+    with pytest.raises(libvirtError) as exc:
+        run(conn.network_define_xml_flags("<network><name>v</name><bogus/></network>", 1))
+    assert exc.value.get_error_code() == ErrorNumber.XML_INVALID_SCHEMA
