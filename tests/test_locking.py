@@ -246,7 +246,7 @@ def test_qemu_that_dies_releases_its_lease(lock_hosts, storage):
 def test_a_pause_qemu_reports_itself_releases(lock_hosts, storage):
     """QEMU stopped behind the daemon's back (as on an I/O error, a watchdog or a
     panic): its STOP event releases the lease; resuming takes it again."""
-    a, _ = lock_hosts
+    a, b = lock_hosts
     _, dom = start(a, "stopper", storage)
     out = subprocess.run(["virsh", "-c", a.uri, "qemu-monitor-command", "stopper", '{"execute":"stop"}'],
                          capture_output=True, text=True, timeout=60)
@@ -255,6 +255,25 @@ def test_a_pause_qemu_reports_itself_releases(lock_hosts, storage):
     assert dom.state()[0] == pyvirt.VIR_DOMAIN_PAUSED
     dom.resume()
     assert storage.held()
+    # and a cont behind the daemon's back takes the lease after the fact
+    dom.suspend()
+    assert not storage.held()
+    out = subprocess.run(["virsh", "-c", a.uri, "qemu-monitor-command", "stopper", '{"execute":"cont"}'],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    wait_for(storage.held, what="the lease taken after QEMU's RESUME")
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    # ... and without it the guest is paused again
+    dom.suspend()
+    _, other = start(b, "other", storage)
+    out = subprocess.run(["virsh", "-c", a.uri, "qemu-monitor-command", "stopper", '{"execute":"cont"}'],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: dom.state() == [pyvirt.VIR_DOMAIN_PAUSED, pyvirt.VIR_DOMAIN_PAUSED_UNKNOWN]
+             and "paused" in subprocess.run(["virsh", "-c", a.uri, "qemu-monitor-command", "stopper",
+                                             '{"execute":"query-status"}'], capture_output=True, text=True).stdout,
+             what="the guest resumed without its lease paused again")
+    other.destroy()
     dom.destroy()
 
 

@@ -668,6 +668,7 @@ class QemuDriver:
             if not obj.expect_run_change and obj.state == DomainState.PAUSED:
                 obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)
                 emit_lifecycle(self.events, obj, EventType.RESUMED, EventResumedDetail.UNPAUSED)
+                self._spawn(leases.resumed_by_qemu(self, obj), f"qemu-lease-acquire-{obj.name}")
         elif name == "DEVICE_DELETED":
             hotplug.on_device_deleted(self, obj, data)   # wakes a detach, or finishes a late one
         elif name == "DEVICE_TRAY_MOVED":

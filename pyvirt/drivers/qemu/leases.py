@@ -111,6 +111,27 @@ async def cpus_stopped(drv: "QemuDriver", obj: "QemuDomainObj", conts: int | Non
             log.warning("%s: unable to release its leases", obj.name, exc_info=True)
 
 
+async def resumed_by_qemu(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """QEMU ran the CPUs without us (a ``cont`` sent straight to its monitor): take the
+    leases after the fact; a guest that cannot have them is paused again at once."""
+    seq = _sequence(obj)
+    async with seq.lock:
+        if obj.state != DomainState.RUNNING or obj.process is None:
+            return
+        try:
+            await drv.locks.acquire(guest(obj), obj.lock_state)
+        except Exception as exc:
+            refused: Exception | None = exc
+        else:
+            refused = None
+            obj.leases_held = True
+            seq.conts += 1
+            obj.lock_state = None
+    if refused is not None and obj.state == DomainState.RUNNING and obj.process is not None:
+        log.error("%s was resumed outside pyvirt without its leases (%s); pausing it", obj.name, refused)
+        await drv.pause_cpus(obj, PausedReason.UNKNOWN)
+
+
 async def release(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
     if not obj.leases_held or obj.process is None:
         return
