@@ -605,3 +605,22 @@ def test_dhcp_leases_of_a_real_client_match_virsh(cli_daemon, tmp_path):
         finally:
             net.undefine()
             conn.close()
+
+
+@needs_netns
+@needs_virsh
+def test_stock_virsh_sends_net_update_in_wire_order(cli_daemon, tmp_path):
+    """pyvirtd reports VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER as libvirtd does, so
+    libvirt 9.0's client sends command before section (its debug log says which)."""
+    (tmp_path / "ord.xml").write_text(WALK_XML.replace("cliwalk", "ordnet").replace("c1100", "c1102")
+                                      .replace("pvcli0", "pvord0").replace(":78:00:01", ":78:00:02"))
+    env = dict(os.environ, LIBVIRT_LOG_FILTERS="1:libvirt", LIBVIRT_LOG_OUTPUTS="1:stderr")
+    subprocess.run(["virsh", "-c", cli_daemon.uri, "net-define", str(tmp_path / "ord.xml")], check=True,
+                   capture_output=True, timeout=60)
+    try:
+        out = subprocess.run(["virsh", "-c", cli_daemon.uri, "net-update", "ordnet", "add", "ip-dhcp-host",
+                              "<host mac='52:54:00:00:78:09' ip='10.78.0.9'/>", "--config"],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert "Argument order feature detection returned: 1" in out.stderr
+    finally:
+        subprocess.run(["virsh", "-c", cli_daemon.uri, "net-undefine", "ordnet"], capture_output=True, timeout=60)

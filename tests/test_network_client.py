@@ -124,8 +124,9 @@ def test_flags_calls_on_a_driver_without_them():
 
 @pytest.mark.parametrize("correct_order", [1, 0])
 def test_update_sends_command_and_section_as_libvirt_s_client(correct_order):
-    """virNetworkUpdate swaps command and section for a driver that does not advertise
-    VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER (16), as libvirt's client does."""
+    """libvirt 9.0's virNetworkUpdate swaps command and section for a driver that does not
+    report VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER (16): stock virsh does so
+    against a daemon answering 0 ("Argument order feature detection returned: 0")."""
     conn, drv = connect({"connect_supports_feature": lambda feature: correct_order if feature == 16 else 0})
     assert virNetwork(conn, REF).update(3, 4, -1, "<host/>", 2) == 0
     first, second = (3, 4) if correct_order else (4, 3)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # keys of libvirt-python's lease dicts.
 LEASE_KEYS = ("iface", "expirytime", "type", "mac", "iaid", "ipaddr", "prefix", "hostname", "clientid")
 
+
 # VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER (see virNetwork.update)
 _UPDATE_HAS_CORRECT_ORDER = 16
 
@@ -76,9 +77,10 @@ class virNetwork:  # noqa: N801 - libvirt-python's name
         return 0
 
     def update(self, command: int, section: int, parentIndex: int, xml: str, flags: int = 0) -> int:
-        # libvirt's virNetworkUpdate: the first daemons took command and section the
-        # wrong way round; a driver that does not advertise the fixed order gets them
-        # swapped, so that both ends agree whatever their age (as libvirt's client does)
+        # libvirt 9.0's virNetworkUpdate: its first releases passed command and section the
+        # wrong way round; to a driver that does not report the fixed order
+        # (VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER) the client sends them swapped,
+        # so both ends agree whatever their age, as libvirt's own client does
         if self._conn._call("connect_supports_feature", _UPDATE_HAS_CORRECT_ORDER):
             first, second = command, section
         else:
