@@ -78,6 +78,7 @@ def _export_constants() -> list[str]:
     globals()["VIR_ERR_OK"] = 0
     globals()["_CONSTANTS"] = names
     globals()["__all__"] = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "virStream",
+                            "virNetwork",
                             "virStoragePool", "virStorageVol", "virDomainSnapshot", "libvirtError", *names]
     return names
 
