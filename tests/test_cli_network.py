@@ -624,3 +624,28 @@ def test_stock_virsh_sends_net_update_in_wire_order(cli_daemon, tmp_path):
         assert "Argument order feature detection returned: 1" in out.stderr
     finally:
         subprocess.run(["virsh", "-c", cli_daemon.uri, "net-undefine", "ordnet"], capture_output=True, timeout=60)
+
+
+@needs_netns
+def test_completion_offers_network_names(cli_daemon, tmp_path):
+    import pyvirt
+    conn = pyvirt.open(cli_daemon.uri)
+    net = conn.networkDefineXML(WALK_XML.replace("cliwalk", "compnet").replace("c1100", "c1103")
+                                .replace("pvcli0", "pvcomp0").replace(":78:00:01", ":78:00:03"))
+    try:
+        def complete(*words: str) -> list[str]:
+            out = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", cli_daemon.uri, "complete", "--", *words],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            return out.stdout.split()
+        names = sorted(n.name() for n in conn.listAllNetworks(0))
+        assert "compnet" in names
+        assert complete("net-info", "") == names
+        assert complete("net-start", "comp") == ["compnet"]
+        assert complete("net-dumpxml", "--network", "comp") == ["compnet"]
+        assert complete("net-autostart", "compnet", "--d") == ["--disable"]
+        assert complete("net-list", "--js") == ["--json"]
+        assert {"net-list", "net-info", "net-dhcp-leases", "net-update"} <= set(complete("net-"))
+    finally:
+        net.undefine()
+        conn.close()
