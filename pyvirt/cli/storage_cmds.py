@@ -620,7 +620,7 @@ def _pool_simple(name: str, help_text: str, act: Any, fail: str, done: str, extr
 
 
 def _build_flags(args: argparse.Namespace) -> int:
-    _exclusive(args, "overwrite", "no-overwrite")
+    # virsh leaves the two flags' conflict to the driver here (unlike pool-start's)
     return (BUILD_NO_OVERWRITE if args.no_overwrite else 0) | (BUILD_OVERWRITE if args.overwrite else 0)
 
 
