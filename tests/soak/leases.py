@@ -1,0 +1,145 @@
+"""The split-brain soak: two hosts race to start the same guest on the same disk.
+
+Each round: maybe stop the last winner; both hosts call ``create`` in a random
+order after random delays, and sometimes one daemon is killed with SIGKILL at
+a random moment of the race (and started again, adopting what it ran).  After
+every round the disk's users are counted: QEMU processes with the image open
+(``/proc/*/fd``) and, of those, the ones whose CPUs run by QEMU's own account
+(``query-status``).  Two running copies is a split brain: the lease failed.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pyvirt
+
+from daemons import running_copies
+from lease_hosts import LeaseCluster, guest_xml, holders
+
+NAME = "racer"
+UUID = "6b1f7c8e-3a52-4d1b-9f0e-5c2d8a7b9e10"
+# what a start that loses the race (or races a killed daemon) may say
+EXPECTED = ("is locked", "already active", "already running", "Cannot write data", "Cannot recv data",
+            "connection", "Connection", "End of file", "broken", "closed", "not running",
+            "was lost", "domain is no longer running")
+
+
+@dataclass
+class Round:
+    number: int
+    order: tuple[str, str]
+    killed: str | None
+    outcomes: dict[str, str]
+    running: int
+    holders: int
+
+
+@dataclass
+class LeaseRace:
+    cluster: LeaseCluster
+    seed: int
+    rounds: int
+    kill_chance: float = 0.3
+    history: list[Round] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.hosts = {h.name: h for h in self.cluster.hosts}
+        xml = guest_xml(NAME, self.cluster.disk, self.cluster.root / "racer.log")
+        self.xml = xml.replace(f"<name>{NAME}</name>", f"<name>{NAME}</name>\n  <uuid>{UUID}</uuid>", 1)
+        for host in self.hosts.values():
+            with _conn(host.uri) as conn:
+                conn.defineXML(self.xml)
+
+    def run(self) -> None:
+        for n in range(1, self.rounds + 1):
+            self.one_round(n)
+
+    def one_round(self, n: int) -> None:
+        if self.rng.random() < 0.5:
+            self._destroy_everywhere()
+        order = tuple(self.rng.sample(sorted(self.hosts), 2))
+        delays = {name: self.rng.uniform(0, 0.25) for name in order}
+        killed = self.rng.choice(order) if self.rng.random() < self.kill_chance else None
+        kill_at = self.rng.uniform(0, 0.6)
+        outcomes: dict[str, str] = {}
+        go = threading.Barrier(len(order) + (1 if killed else 0))
+
+        def racer(name: str) -> None:
+            go.wait()
+            time.sleep(delays[name])
+            try:
+                with _conn(self.hosts[name].uri) as conn:
+                    conn.lookupByUUIDString(UUID).create()
+                outcomes[name] = "started"
+            except pyvirt.libvirtError as exc:
+                text = exc.get_error_message() or str(exc)
+                outcomes[name] = text
+                if not any(e in text for e in EXPECTED):
+                    self.unexpected.append(f"round {n} {name}: {text}")
+
+        def killer() -> None:
+            go.wait()
+            time.sleep(kill_at)
+            self.hosts[killed].daemon.stop(signal.SIGKILL)
+
+        threads = [threading.Thread(target=racer, args=(name,)) for name in order]
+        if killed:
+            threads.append(threading.Thread(target=killer))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if killed:
+            self.hosts[killed].daemon.start()      # adopts whatever it ran
+        running = running_copies([h.daemon for h in self.hosts.values()], UUID)
+        users = holders(self.cluster.disk)
+        self.history.append(Round(n, order, killed, outcomes, running, len(users)))
+        if running > 1:
+            self.violations.append(f"round {n}: {running} QEMUs run the disk at once (pids {users}); "
+                                   f"order {order}, killed {killed}, outcomes {outcomes}")
+        if running > len(users):
+            self.violations.append(f"round {n}: {running} running copies but only {len(users)} "
+                                   f"processes with the disk open")
+
+    def _destroy_everywhere(self) -> None:
+        for host in self.hosts.values():
+            with _conn(host.uri) as conn:
+                dom = conn.lookupByUUIDString(UUID)
+                if dom.isActive():
+                    try:
+                        dom.destroy()
+                    except pyvirt.libvirtError as exc:
+                        if "not running" not in str(exc):
+                            raise
+
+    def report(self) -> str:
+        won = sum(1 for r in self.history if "started" in r.outcomes.values())
+        both = sum(1 for r in self.history if list(r.outcomes.values()).count("started") > 1)
+        kills = sum(1 for r in self.history if r.killed)
+        return (f"lease soak seed {self.seed}: {len(self.history)} rounds, {kills} with a daemon killed, "
+                f"{won} with a start that succeeded, {both} where both calls 'succeeded' (one host "
+                f"already ran it), max running copies {max((r.running for r in self.history), default=0)}, "
+                f"{len(self.violations)} violations, {len(self.unexpected)} unexpected errors")
+
+
+class _conn:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def __enter__(self):
+        self.conn = pyvirt.open(self.uri)
+        return self.conn
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.conn.close()
+        except pyvirt.libvirtError:
+            pass
