@@ -141,6 +141,8 @@ class DirBackend:
                             "backing storage not supported for raw volumes")
             allocation = capacity if vdef.allocation is None else min(vdef.allocation, capacity)
             await qemuimg.create(vol.path, "raw", capacity)
+            # qemu-img counts raw sizes in sectors; the volume has the bytes asked for, as libvirt's
+            os.truncate(vol.path, capacity)
             if allocation:
                 await asyncio.to_thread(_fallocate, vol.path, allocation)
         else:
@@ -150,7 +152,13 @@ class DirBackend:
                                  prealloc=prealloc, compat=vdef.compat, lazy_refcounts=vdef.lazy_refcounts)
         _apply_perms(vol.path, vdef.permissions)
         vol.format = fmt
-        await self.update(vol)
+        if fmt != "raw" and not capacity:
+            await self.update(vol)        # the size comes from the backing image: ask qemu-img
+            return
+        # What was just made is known: no second qemu-img run to read it back.
+        vol.capacity = capacity
+        vol.backing = (vdef.backing_path, vdef.backing_format) if vdef.backing_path else None
+        self.update_sizes(vol)
 
     async def create_vol_from(self, pdef: PoolDef, vdef: VolDef, vol: Volume, src: Volume,
                               prealloc_metadata: bool) -> None:
