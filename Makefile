@@ -81,7 +81,7 @@ soak: deps venv guests
 
 # Every benchmark, each beside libvirt 9.0 in the same run (several minutes each;
 # bench/save.py with bzip2 and xz takes the longest).
-BENCHES := lifecycle rpc migrate tunnel save limits unprivileged stats tls cli
+BENCHES := lifecycle rpc migrate tunnel save limits unprivileged stats tls cli storage
 
 bench: deps venv guests
 	for b in $(BENCHES); do $(PY) bench/$$b.py || exit 1; done
