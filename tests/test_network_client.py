@@ -312,7 +312,7 @@ def test_library_walk_matches_python3_libvirt(netdaemon):
 
 
 VIRT_MANAGER = r'''
-import json, sys
+import json, re, sys
 if sys.argv[2] == "pyvirt":
     import pyvirt as libvirt
 else:
@@ -322,21 +322,53 @@ c = libvirt.open(sys.argv[1])
 nets = [[n.name(), n.UUIDString(), n.isActive(), n.isPersistent(), n.autostart(), n.XMLDesc(0)]
         for n in c.listAllNetworks(0)]
 pools = []
-if hasattr(c, "listAllStoragePools"):
-    try:
-        pools = [[p.name(), p.UUIDString(), p.isActive(), p.isPersistent(), p.autostart(), p.info()[0],
-                  p.XMLDesc(0)] for p in c.listAllStoragePools(0)]
-    except libvirt.libvirtError as e:
-        pools = [e.get_error_code(), e.get_error_message()]
-print(json.dumps({"nets": sorted(nets), "pools": sorted(pools) if pools and isinstance(pools[0], list) else pools}))
+for p in c.listAllStoragePools(0):
+    vols = []
+    if p.isActive():
+        p.refresh(0)
+        vols = sorted([v.name(), v.key(), v.path(), v.info(), v.XMLDesc(0)] for v in p.listAllVolumes(0))
+    # (a dir pool's allocation and free space are its filesystem's, changing under other work)
+    pools.append([p.name(), p.UUIDString(), p.isActive(), p.isPersistent(), p.autostart(), p.info()[:2],
+                  re.sub(r"<(allocation|available)[^>]*>\d+</(allocation|available)>", "", p.XMLDesc(0)),
+                  p.numOfVolumes() if p.isActive() else None, sorted(p.listVolumes()) if
+                  p.isActive() else None, vols])
+default_net = [c.networkLookupByName("vmnet").bridgeName()]
+print(json.dumps({"nets": sorted(nets), "pools": sorted(pools), "vmnet": default_net}))
 '''
 
 
 @needs_netns
 @needs_python3_libvirt
-def test_virt_manager_style_listing_with_pyvirt_as_libvirt(netdaemon):
+def test_virt_manager_style_listing_with_pyvirt_as_libvirt(netdaemon, tmp_path):
     """``import pyvirt as libvirt``: a virt-manager-style listing of networks and pools
     gives what python3-libvirt gives on the same daemon."""
+    import sys
+    conn = pyvirt.open(netdaemon.uri)
+    pool_dir = tmp_path / "pool"
+    pool_dir.mkdir()
+    made = []
+    try:
+        pool = conn.storagePoolDefineXML(f"<pool type='dir'><name>vmpool</name><target><path>{pool_dir}</path>"
+                                         "</target></pool>", 0)
+        made.append(pool.undefine)
+        pool.create(0)
+        made.append(pool.destroy)
+        vol = pool.createXML("<volume><name>disk1.qcow2</name><capacity unit='MiB'>4</capacity>"
+                             "<target><format type='qcow2'/></target></volume>", 0)
+        made.append(lambda: vol.delete(0))
+        net = conn.networkDefineXML("<network><name>vmnet</name><bridge name='pvvm0'/>"
+                                    "<mac address='52:54:00:76:00:01'/><ip address='10.76.0.1' prefix='24'/></network>")
+        made.append(net.undefine)
+        net.create()
+        made.append(net.destroy)
+        _compare_listing(netdaemon, sys.executable)
+    finally:
+        for undo in reversed(made):
+            undo()
+        conn.close()
+
+
+def _compare_listing(netdaemon, python: str) -> None:
     import sys
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
     runs = [subprocess.run([python, "-c", VIRT_MANAGER, netdaemon.uri, lib], capture_output=True, text=True,
@@ -345,3 +377,6 @@ def test_virt_manager_style_listing_with_pyvirt_as_libvirt(netdaemon):
     assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
     ours, theirs = (json.loads(r.stdout) for r in runs)
     assert ours == theirs
+    assert "vmnet" in [n[0] for n in ours["nets"]] and ours["vmnet"] == ["pvvm0"]
+    vmpool = [p for p in ours["pools"] if p[0] == "vmpool"][0]
+    assert vmpool[2] == 1 and vmpool[8] == ["disk1.qcow2"] and vmpool[9][0][0] == "disk1.qcow2"
