@@ -146,6 +146,14 @@ def test_nat_network_lifecycle_through_virsh(daemon, tmp_path):
     assert again.returncode == 1
     assert "error: Requested operation is not valid: network is already active" in again.stderr
 
+    update = virsh(daemon, "net-update", "natnet", "add", "ip-dhcp-host",
+                   "<host mac='52:54:00:00:00:02' name='h2' ip='10.77.0.6'/>", "--live", "--config")
+    assert update.stdout.strip() == "Updated network natnet persistent config and live state"
+    hosts = (daemon.state_dir / "run" / "network" / "natnet.hostsfile").read_text()
+    assert hosts == "52:54:00:00:00:01,10.77.0.5,h1\n52:54:00:00:00:02,10.77.0.6,h2\n"
+    assert "name='h2'" in virsh(daemon, "net-dumpxml", "--inactive", "natnet").stdout
+    assert dnsmasq_pid(daemon, "natnet") == pid             # re-read its hosts, not restarted
+
     virsh(daemon, "net-autostart", "natnet")
     listing = virsh(daemon, "net-list", "--all").stdout.splitlines()
     assert listing[2].split() == ["natnet", "active", "yes", "yes"]

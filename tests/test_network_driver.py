@@ -141,3 +141,27 @@ def test_refusals(tmp_path):
     with pytest.raises(libvirtError) as exc:
         run(conn.network_define_xml_flags("<network><name>v</name><bogus/></network>", 1))
     assert exc.value.get_error_code() == ErrorNumber.XML_INVALID_SCHEMA
+
+
+def test_update_adds_and_deletes_dhcp_hosts_in_the_definition(tmp_path):
+    conn = open_conn(tmp_path)
+    ref = run(conn.network_define_xml(
+        "<network><name>n</name><ip address='10.9.0.1' prefix='24'><dhcp>"
+        "<range start='10.9.0.10' end='10.9.0.20'/></dhcp></ip></network>"))
+    host = "<host mac='52:54:00:00:09:01' name='h1' ip='10.9.0.5'/>"
+    run(conn.network_update(ref, 3, 4, -1, host, 0))          # add-last ip-dhcp-host, current (config)
+    assert host in run(conn.network_get_xml_desc(ref, 0))
+    with pytest.raises(libvirtError) as exc:
+        run(conn.network_update(ref, 3, 4, -1, host, 0))
+    assert exc.value.get_error_message() == (
+        "Requested operation is not valid: there is an existing dhcp host entry in network 'n' that matches "
+        "\"<host mac='52:54:00:00:09:01' name='h1' ip='10.9.0.5'/>\"")
+    with pytest.raises(libvirtError) as exc:
+        run(conn.network_update(ref, 3, 4, -1, host, 1))      # --live on an inactive network
+    assert exc.value.get_error_message() == "Requested operation is not valid: network is not running"
+    with pytest.raises(libvirtError) as exc:
+        run(conn.network_update(ref, 3, 1, -1, "<bridge name='x'/>", 2))
+    assert exc.value.get_error_code() == ErrorNumber.NO_SUPPORT
+    run(conn.network_update(ref, 2, 4, -1, "<host mac='52:54:00:00:09:01'/>", 2))
+    assert "<host " not in run(conn.network_get_xml_desc(ref, 0))
+    assert "<host " not in (tmp_path / "etc" / "network" / "n.xml").read_text()

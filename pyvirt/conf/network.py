@@ -346,26 +346,30 @@ def _parse_ip(node: etree._Element, net: NetworkDef) -> IPDef:
                                 f"range {start} - {end} is reversed ")
                 ip.ranges.append((start, end))
             elif sub.tag == "host":
-                mac, hname, hip = sub.get("mac"), sub.get("name"), sub.get("ip")
-                if mac is not None:
-                    if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
-                        raise xml_error(f"Invalid to specify MAC address '{mac}' in network '{net.name}' "
-                                        "IPv4 static host definition")
-                    mac = mac.lower()
-                if hip is not None:
-                    hip = _v4(hip, "IP address", net.name)
-                    if ipaddress.IPv4Address(hip) not in ip.network:
-                        raise xml_error(f"Invalid IP address in static host definition for network "
-                                        f"'{net.name}'")
-                if mac is None and hname is None:
-                    raise xml_error(f"Static host definition in IPv4 network '{net.name}' must have "
-                                    "mac or name attribute")
-                if hip is None:
-                    raise xml_error(f"Missing IP address in static host definition for network '{net.name}'")
-                ip.hosts.append(DHCPHost(mac, hname, hip))
+                ip.hosts.append(parse_dhcp_host(sub, ip, net.name))
             else:
                 raise unsupported(f"<dhcp><{sub.tag}> is not supported by pyvirt")
     return ip
+
+
+def parse_dhcp_host(sub: etree._Element, ip: IPDef, netname: str) -> DHCPHost:
+    """One ``<dhcp><host mac name ip/>`` of ``ip``'s subnet (also what virNetworkUpdate adds)."""
+    mac, hname, hip = sub.get("mac"), sub.get("name"), sub.get("ip")
+    if mac is not None:
+        if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+            raise xml_error(f"Invalid to specify MAC address '{mac}' in network '{netname}' "
+                            "IPv4 static host definition")
+        mac = mac.lower()
+    if hip is not None:
+        hip = _v4(hip, "IP address", netname)
+        if ipaddress.IPv4Address(hip) not in ip.network:
+            raise xml_error(f"Invalid IP address in static host definition for network '{netname}'")
+    if mac is None and hname is None:
+        raise xml_error(f"Static host definition in IPv4 network '{netname}' must have "
+                        "mac or name attribute")
+    if hip is None:
+        raise xml_error(f"Missing IP address in static host definition for network '{netname}'")
+    return DHCPHost(mac, hname, hip)
 
 
 def default_network() -> NetworkDef:

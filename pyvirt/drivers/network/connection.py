@@ -107,6 +107,12 @@ class NetworkConnection(NetworkConnectionBase):
                             "cannot set autostart for transient network")
             self.driver.set_autostart(obj, bool(autostart))
 
+    async def network_update(self, net: NetworkRef, command: int, section: int, parent_index: int,
+                             xml: str, flags: int) -> None:
+        check_flags(flags, 3, "networkUpdate", ErrorDomain.NETWORK)   # VIR_NETWORK_UPDATE_AFFECT_LIVE|CONFIG
+        async with self.driver.lock:
+            await self.driver.update(self.driver.by_ref(net), command, section, parent_index, xml, flags)
+
     # -- queries -------------------------------------------------------------------------------
 
     async def network_get_xml_desc(self, net: NetworkRef, flags: int) -> str:

@@ -97,11 +97,15 @@ def addnhosts_text(net: NetworkDef) -> str:
     return "".join(f"{h.ip}\t{' '.join(h.hostnames)}\n" for h in net.dns_hosts)
 
 
+def write_hosts(net: NetworkDef, files: Files) -> None:
+    write_atomic(files.hostsfile, hostsfile_text(net), mode=0o600)
+    write_atomic(files.addnhosts, addnhosts_text(net), mode=0o644)
+
+
 async def start(net: NetworkDef, files: Files) -> int:
     """Write the configuration, run dnsmasq (it forks and returns once serving); its pid."""
     write_atomic(files.conf, config_text(net, files), mode=0o600)
-    write_atomic(files.hostsfile, hostsfile_text(net), mode=0o600)
-    write_atomic(files.addnhosts, addnhosts_text(net), mode=0o644)
+    write_hosts(net, files)
     try:
         files.pid.unlink()
     except FileNotFoundError:

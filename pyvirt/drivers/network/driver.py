@@ -30,13 +30,14 @@ from ...driver import EventBus
 from ...driver_network import NetworkEvent
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...refs import NetworkRef, format_uuid
-from . import dnsmasq, firewall, netdev
+from . import dnsmasq, firewall, netdev, update
 
 log = logging.getLogger("pyvirt.network")
 
 LIFECYCLE = 0                                  # VIR_NETWORK_EVENT_ID_LIFECYCLE
 DEFINED, UNDEFINED, STARTED, STOPPED = 0, 1, 2, 3   # virNetworkEventLifecycleType
 MAX_BRIDGE_INDEX = 256
+UPDATE_LIVE, UPDATE_CONFIG = 1, 2              # VIR_NETWORK_UPDATE_AFFECT_*
 
 
 class NetworkObj:
@@ -422,6 +423,36 @@ class NetworkDriver:
                 self.networks.pop(net.uuid, None)
             raise
         return obj
+
+    # -- update ------------------------------------------------------------------------------------
+
+    async def update(self, obj: NetworkObj, command: int, section: int, parent_index: int, xml: str,
+                     flags: int) -> None:
+        """virNetworkUpdate on the live definition, the persistent one or both (caller holds the lock)."""
+        live, config = bool(flags & UPDATE_LIVE), bool(flags & UPDATE_CONFIG)
+        if not live and not config:            # VIR_NETWORK_UPDATE_AFFECT_CURRENT
+            live, config = obj.active, not obj.active
+        if live and not obj.active:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.NETWORK, "network is not running")
+        if config and not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.NETWORK,
+                        "cannot change persistent config of a transient network")
+        # change copies first: a refused change leaves both definitions as they were
+        new_live = netconf.parse(obj.live.to_xml()) if live and obj.live else None
+        new_config = netconf.parse(obj.config.to_xml()) if config and obj.config else None
+        for net in (new_live, new_config):
+            if net is not None:
+                update.apply(net, command, section, parent_index, xml)
+        if new_config is not None:
+            self.save_config(new_config)
+            obj.config = new_config
+        if new_live is not None:
+            obj.live = new_live
+            self.save_status(obj)
+            if dnsmasq.needed(new_live):
+                files = self.files(new_live.name)
+                dnsmasq.write_hosts(new_live, files)
+                await dnsmasq.reload_hosts(files)
 
     # -- leases ----------------------------------------------------------------------------------
 
