@@ -104,6 +104,16 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _domain_text(xml: str) -> str:
+    """A stored <domain> in libvirt's own layout again (lxml writes double quotes);
+    as read when it is not a definition this version understands."""
+    from .domain import parse as parse_domain
+    try:
+        return parse_domain(xml).format(secure=True)
+    except Exception:
+        return xml + "\n"
+
+
 def _choice(value: str | None, allowed: tuple[str, ...], what: str) -> str | None:
     if value is None:
         return None
@@ -172,7 +182,7 @@ def parse(xml: str, *, redefine: bool = False) -> SnapshotDef:
         dom = child(root, "domain")
         if dom is not None:
             dom.tail = None
-            snap.domain_xml = etree.tostring(dom, encoding="unicode") + "\n"
+            snap.domain_xml = _domain_text(etree.tostring(dom, encoding="unicode"))
         snap.current = child_text(root, "active", strip=True) == "1"
     else:
         snap.creation_time = int(time.time())
