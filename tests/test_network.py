@@ -351,6 +351,13 @@ def test_dnsmasq_answers_dhcp_and_net_dhcp_leases_lists_the_lease(daemon, tmp_pa
             ("pvbr1", mac, address, 24, "guest1", 0)
         assert lease["expirytime"] > time.time()
 
+        # a host entry added to the running network is what dnsmasq hands that MAC next
+        virsh(daemon, "net-update", "natnet", "add", "ip-dhcp-host",
+              f"<host mac='{mac}' name='fixed' ip='10.77.0.7'/>", "--live")
+        again = ns_run(client, "busybox", "udhcpc", "-i", "vclient0", "-n", "-q", "-f", "-t", "10", "-T", "2",
+                       "-s", "/bin/true", check=False)
+        assert "lease of 10.77.0.7 obtained" in again.stdout + again.stderr, again.stdout + again.stderr
+
 
 def test_restart_adopts_active_networks_and_starts_autostart_ones(tmp_path):
     with netns_pyvirtd(tmp_path / "host", extra_config="default_network = 0") as daemon:

@@ -60,7 +60,6 @@ def config_text(net: NetworkDef, files: Files) -> str:
         "## dnsmasq conf file created by pyvirt",
         "strict-order",
         f"pid-file={files.pid}",
-        "user=root",                       # it writes the lease file and pid file in our run directory
         "except-interface=lo",
         "bind-dynamic",
         f"interface={net.bridge}",
@@ -98,7 +97,7 @@ def addnhosts_text(net: NetworkDef) -> str:
 
 
 def write_hosts(net: NetworkDef, files: Files) -> None:
-    write_atomic(files.hostsfile, hostsfile_text(net), mode=0o600)
+    write_atomic(files.hostsfile, hostsfile_text(net), mode=0o644)
     write_atomic(files.addnhosts, addnhosts_text(net), mode=0o644)
 
 
