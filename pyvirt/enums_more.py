@@ -821,3 +821,20 @@ PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((ConnectListNetworksFlags, "VIR_CONNECT_LIS
                                      (NetworkCreateFlags, "VIR_NETWORK_CREATE_"),
                                      (NetworkDefineFlags, "VIR_NETWORK_DEFINE_"),
                                      (IPAddrType, "VIR_IP_ADDR_TYPE_"))
+
+
+# -- streams (libvirt-stream.h) ------------------------------------------------------------
+
+class StreamFlags(IntFlag):
+    """virStreamFlags."""
+
+    NONBLOCK = 1
+
+
+class StreamRecvFlags(IntFlag):
+    """virStreamRecvFlagsValues: recvFlags stops at a hole (returns -3) instead of reading zeros."""
+
+    STOP_AT_HOLE = 1
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((StreamFlags, "VIR_STREAM_"), (StreamRecvFlags, "VIR_STREAM_RECV_"))

@@ -563,7 +563,8 @@ _pool_as("pool-define-as", "define a pool from a set of args", create=False)
 _pool_as("pool-create-as", "create a pool from a set of args", create=True)
 
 
-@command("pool-define", "define or modify a persistent storage pool from an XML file")
+@command("pool-define", "define an inactive persistent storage pool or modify an existing persistent one "
+         "from an XML file")
 def _pool_define(p: argparse.ArgumentParser) -> Handler:
     _data_arg(p, "file", "file containing an XML pool description")
     p.add_argument("--validate", action="store_true", help="validate the XML against the schema")
