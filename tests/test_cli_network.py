@@ -649,3 +649,71 @@ def test_completion_offers_network_names(cli_daemon, tmp_path):
     finally:
         net.undefine()
         conn.close()
+
+
+# -- against libvirtd 9.0: its test driver over RPC, pyvirt's CLI beside stock virsh -------
+
+@pytest.fixture(scope="module")
+def libvirtd_test_uri(tmp_path_factory):
+    """libvirtd 9.0's test driver over RPC (no host networking involved), kept alive by one
+    open connection: its state lasts while a connection is open."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+    import libvirt_ref
+    available, why = libvirt_ref.libvirt_available()
+    if not available:
+        pytest.skip(f"libvirtd not available: {why}")
+    base = tmp_path_factory.mktemp("netlibvirtd")
+    host = libvirt_ref.LibvirtHost(base / "host", libvirt_ref.pick_free_ports(1)[0], cache_dir=base / "cache")
+    host.start()
+    try:
+        import pyvirt
+        uri = host.uri.replace("qemu+tcp", "test+tcp").replace("/system", "/default")
+        keeper = pyvirt.open(uri)
+        try:
+            yield uri
+        finally:
+            keeper.close()
+    finally:
+        leaked = host.stop()
+    assert not leaked
+
+
+LIBVIRTD_WALK = [
+    "net-list --all", "net-info default", "net-dumpxml default", "net-define {xml}", "net-list --all",
+    "net-list --inactive --name", "net-info cliwalk", "net-autostart cliwalk", "net-list --all --autostart",
+    "net-autostart --disable cliwalk", "net-start cliwalk", "net-start cliwalk", "net-list --uuid",
+    "net-dhcp-leases cliwalk", f"net-update cliwalk add ip-dhcp-host \"{HOST}\" --live --config",
+    "net-dumpxml cliwalk --xpath //host", "net-update cliwalk bogus ip-dhcp-host x",
+    f"net-update cliwalk delete ip-dhcp-host \"{HOST}\"", "net-dumpxml --inactive cliwalk --xpath //host",
+    "net-destroy cliwalk", "net-destroy cliwalk", "net-edit cliwalk", "net-dumpxml cliwalk --xpath //bridge",
+    "net-undefine cliwalk", "net-undefine cliwalk", "net-create {tmp}", "net-list --transient", "net-info clitmp",
+    "net-destroy clitmp", "net-info clitmp", "net-name nosuch", "net-uuid 6a1d2b1c-0000-4000-8000-0000000c1100",
+    "net-define /nonexistent.xml",
+]
+
+
+@pytest.mark.libvirtd
+@needs_virsh
+def test_cli_walk_matches_virsh_on_libvirtd(libvirtd_test_uri, tmp_path):
+    (tmp_path / "walk.xml").write_text(WALK_XML)
+    (tmp_path / "tmp.xml").write_text(TRANSIENT_XML)
+    editor = _editor(tmp_path, "sed -i \"s|<bridge name='pvcli0'|<bridge name='pvcli1'|\" \"$1\"")
+    env = dict(os.environ, EDITOR=editor, TZ="UTC", PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    env.pop("VISUAL", None)
+
+    def walk(argv: list[str]) -> list[tuple[int, str, str]]:
+        results = []
+        for template in LIBVIRTD_WALK:
+            command = template.format(xml=tmp_path / "walk.xml", tmp=tmp_path / "tmp.xml")
+            out = subprocess.run(argv + ["-c", libvirtd_test_uri, command], capture_output=True, text=True,
+                                 timeout=120, env=env)
+            results.append((out.returncode, out.stdout, out.stderr))
+        return results
+
+    ours = walk([sys.executable, "-m", "pyvirt.cli"])
+    theirs = walk(["virsh"])
+    for command, mine, stock in zip(LIBVIRTD_WALK, ours, theirs):
+        assert mine == stock, command
+    said = dict(zip(LIBVIRTD_WALK, ours))
+    assert "10.78.0.50" in said["net-dumpxml cliwalk --xpath //host"][1]
+    assert said["net-start cliwalk"][0] == 1 and "pvcli1" in said["net-dumpxml cliwalk --xpath //bridge"][1]

@@ -22,7 +22,7 @@ LIST_AUTOSTART, LIST_NO_AUTOSTART = 16, 32
 XML_INACTIVE = 1                                     # VIR_NETWORK_XML_INACTIVE
 VALIDATE = 1                                         # VIR_NETWORK_DEFINE_VALIDATE, _CREATE_VALIDATE
 AFFECT_LIVE, AFFECT_CONFIG = 1, 2                    # VIR_NETWORK_UPDATE_AFFECT_*
-NO_NETWORK = 43                                      # VIR_ERR_NO_NETWORK
+INVALID_ARG = 8                                      # VIR_ERR_INVALID_ARG
 
 # virNetworkUpdateCommand and virNetworkUpdateSection by virsh's names (index = value)
 UPDATE_COMMANDS = ("none", "modify", "delete", "add-last", "add-first")
@@ -407,7 +407,13 @@ def _net_edit(p: argparse.ArgumentParser) -> Handler:
                 raise _failed("Failed.", exc)
 
         def current() -> str:
-            return net.XMLDesc(XML_INACTIVE)
+            try:
+                return net.XMLDesc(XML_INACTIVE)
+            except libvirtError as exc:
+                # a driver without VIR_NETWORK_XML_INACTIVE (virsh retries without it)
+                if exc.get_error_code() != INVALID_ARG:
+                    raise
+                return net.XMLDesc(0)
 
         if not edit_xml(current(), current, define):
             print(f"Network {net.name()} XML configuration not changed.\n")
