@@ -170,3 +170,10 @@ def test_route_collision_reads_proc_net_route(tmp_path, monkeypatch):
     assert exc.value.get_error_message() == "internal error: Network is already in use by interface pvbr1"
     netdev.check_route_collision(ipaddress.IPv4Network("10.77.0.0/24"), "pvbr1")    # its own bridge
     netdev.check_route_collision(ipaddress.IPv4Network("10.78.0.0/24"), "pvbr2")
+
+
+def test_a_bridge_name_nft_cannot_quote_is_refused_not_written():
+    net = netconf.parse(NAT.replace("pvbr1", 'a";flush'))
+    with pytest.raises(libvirtError) as exc:
+        firewall.ruleset(net)
+    assert exc.value.get_error_code() == ErrorNumber.SYSTEM_ERROR

@@ -154,9 +154,9 @@ class NetworkDef:
 
 # -- parsing ---------------------------------------------------------------------------
 
-_KNOWN = {"name", "uuid", "forward", "bridge", "mtu", "mac", "domain", "dns", "ip", "metadata", "title",
-          "description"}
-_UNSUPPORTED = {"route", "portgroup", "virtualport", "bandwidth", "vlan", "port", "dnsmasq:options"}
+# everything else of network.rng (metadata, title, route, portgroup, bandwidth...) is refused,
+# never kept without effect or dropped
+_KNOWN = {"name", "uuid", "forward", "bridge", "mtu", "mac", "domain", "dns", "ip"}
 
 
 def parse(xml: str) -> NetworkDef:

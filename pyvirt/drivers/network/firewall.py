@@ -33,7 +33,10 @@ def table_name(network_name: str) -> str:
 
 
 def _quote(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # nft strings have no escapes: a name with a quote or backslash cannot be written safely
+    if '"' in name or "\\" in name:
+        raise system_error(f"bridge name '{name}' cannot be used in firewall rules")
+    return f'"{name}"'
 
 
 def ruleset(net: NetworkDef) -> str:
