@@ -177,3 +177,9 @@ def test_a_bridge_name_nft_cannot_quote_is_refused_not_written():
     with pytest.raises(libvirtError) as exc:
         firewall.ruleset(net)
     assert exc.value.get_error_code() == ErrorNumber.SYSTEM_ERROR
+
+
+def test_forward_dev_limits_masquerading_to_that_interface():
+    rules = firewall.ruleset(netconf.parse(NAT.replace("<forward mode='nat'/>", "<forward mode='nat' dev='eth9'/>")))
+    assert 'ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 oifname "eth9" masquerade\n' in rules
+    assert 'oifname != ' not in rules

@@ -118,7 +118,9 @@ class NetworkDef:
             nat = None
             if self.forward == "nat" and self.nat_ports is not None:
                 nat = el("nat", children=[el("port", [("start", self.nat_ports[0]), ("end", self.nat_ports[1])])])
-            forward = el("forward", [("dev", self.forward_dev), ("mode", self.forward)], [nat])
+            # libvirt lists the dev again as the forward's one <interface>
+            iface = el("interface", [("dev", self.forward_dev)]) if self.forward_dev else None
+            forward = el("forward", [("dev", self.forward_dev), ("mode", self.forward)], [nat, iface])
         bridge = None
         if self.bridge is not None:
             attrs: list[tuple[str, object]] = [("name", self.bridge)]

@@ -46,6 +46,8 @@ def ruleset(net: NetworkDef) -> str:
     br = _quote(net.bridge)
     lo, hi = net.nat_ports or DEFAULT_NAT_PORTS
     table = table_name(net.name)
+    # <forward dev='X'>: out of X only (libvirt's rules name it); otherwise out of any other interface
+    out = f"oifname {_quote(net.forward_dev)}" if net.forward_dev else f"oifname != {br}"
     return f"""table ip {table} {{
   chain input {{
     type filter hook input priority filter; policy accept;
@@ -64,9 +66,9 @@ def ruleset(net: NetworkDef) -> str:
     type nat hook postrouting priority srcnat; policy accept;
     ip saddr {subnet} ip daddr 224.0.0.0/24 return
     ip saddr {subnet} ip daddr 255.255.255.255 return
-    meta l4proto tcp ip saddr {subnet} ip daddr != {subnet} oifname != {br} masquerade to :{lo}-{hi}
-    meta l4proto udp ip saddr {subnet} ip daddr != {subnet} oifname != {br} masquerade to :{lo}-{hi}
-    ip saddr {subnet} ip daddr != {subnet} oifname != {br} masquerade
+    meta l4proto tcp ip saddr {subnet} ip daddr != {subnet} {out} masquerade to :{lo}-{hi}
+    meta l4proto udp ip saddr {subnet} ip daddr != {subnet} {out} masquerade to :{lo}-{hi}
+    ip saddr {subnet} ip daddr != {subnet} {out} masquerade
   }}
 }}
 """
