@@ -53,6 +53,7 @@ class StorageDriver:
         # uses ``path``, or None.  A volume in use is never deleted.
         self.in_use: Callable[[str], str | None] = lambda path: None
         self.lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()   # re-reads after uploads
 
     # -- set-up ------------------------------------------------------------------------
     async def initialize(self) -> None:
@@ -107,6 +108,8 @@ class StorageDriver:
 
     async def close(self) -> None:
         """Stop serving; pools stay as they are (their state files stay for the next daemon)."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=5)
 
     def connect(self, info: Any) -> Any:
         from .connection import StorageConnection

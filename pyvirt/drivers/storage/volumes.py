@@ -256,6 +256,8 @@ def _after_upload(driver: Any, obj: PoolObj, vol: Volume) -> None:
         driver.emit_refresh(obj)
 
     try:
-        asyncio.get_running_loop().create_task(again())
+        task = asyncio.get_running_loop().create_task(again())
     except RuntimeError:
-        pass
+        return
+    driver.tasks.add(task)            # kept until done (the loop holds tasks weakly)
+    task.add_done_callback(driver.tasks.discard)

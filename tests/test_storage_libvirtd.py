@@ -1,0 +1,135 @@
+"""The storage driver against libvirtd 9.0's own: the same stock virsh commands on both
+daemons, outputs and error messages compared line by line (UUIDs, timestamps, free
+space and each daemon's own pool directory normalised)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemons import Pyvirtd
+from guests import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+
+import libvirt_ref  # noqa: E402
+from libvirt_ref import LibvirtHost, pick_free_ports  # noqa: E402
+
+AVAILABLE, WHY = libvirt_ref.libvirt_available()
+pytestmark = [pytest.mark.libvirtd,
+              pytest.mark.skipif(not AVAILABLE, reason=f"libvirtd not available: {WHY}"),
+              pytest.mark.skipif(shutil.which("virsh") is None, reason="stock virsh not installed")]
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_STAMP = re.compile(r"<([amcb]time)>[0-9.]+</")
+_POOL_SIZES = re.compile(r"<(capacity|allocation|available) unit='bytes'>\d+</")
+_HUMAN_POOL = re.compile(r"^(Capacity|Allocation|Available):\s+.*$", re.M)
+_HUMAN_SIZE = re.compile(r"\d+\.\d\d [KMGTPE]iB")
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    base = tmp_path_factory.mktemp("storage-ref")
+    lv = LibvirtHost(base / "libvirtd", pick_free_ports(1)[0], cache_dir=base / "cache")
+    pv = Pyvirtd(base / "pyvirtd")
+    lv.start()
+    try:
+        pv.start()
+        try:
+            yield {"pyvirtd": (pv.uri, base / "pool-pv"), "libvirtd": (lv.uri, base / "pool-lv")}
+        finally:
+            pv.cleanup()
+    finally:
+        lv.stop()
+
+
+def run(uri: str, *args: str) -> tuple[int, str, str]:
+    out = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+    return out.returncode, out.stdout, out.stderr
+
+
+def normalise(text: str, pool: Path, *, pool_xml: bool = False) -> str:
+    text = text.replace(str(pool), "POOL")
+    text = _UUID.sub("UUID", text)
+    text = _STAMP.sub(r"<\1>T</", text)
+    if pool_xml:
+        text = _POOL_SIZES.sub(r"<\1 unit='bytes'>N</", text)
+        text = _HUMAN_POOL.sub(r"\1: N", text)
+        text = _HUMAN_SIZE.sub("N", text)      # pool-list --details: the file system's free space moves
+    return text
+
+
+# (command words, which output matters); POOL stands for each daemon's own pool directory
+STEPS: list[tuple[list[str], str]] = [
+    (["pool-define-as", "sp", "dir", "--target", "POOL"], "all"),
+    (["pool-build", "sp"], "all"),
+    (["pool-start", "sp"], "all"),
+    (["pool-start", "sp"], "all"),                                    # already active
+    (["pool-dumpxml", "sp"], "pool"),
+    (["pool-dumpxml", "--inactive", "sp"], "pool"),
+    (["pool-info", "sp"], "pool"),
+    (["pool-autostart", "sp"], "all"),
+    (["vol-create-as", "sp", "a.qcow2", "10M", "--format", "qcow2"], "all"),
+    (["vol-create-as", "sp", "b.raw", "5M", "--allocation", "1M"], "all"),
+    (["vol-create-as", "sp", "c.qcow2", "20M", "--format", "qcow2", "--backing-vol", "POOL/a.qcow2",
+      "--backing-vol-format", "qcow2"], "all"),
+    (["vol-create-as", "sp", "a.qcow2", "1M"], "all"),                # exists already
+    (["vol-create-as", "sp", "x/y", "1M"], "all"),                    # '/' in a volume name
+    (["vol-dumpxml", "--pool", "sp", "a.qcow2"], "all"),
+    (["vol-dumpxml", "--pool", "sp", "b.raw"], "all"),
+    (["vol-dumpxml", "--pool", "sp", "c.qcow2"], "all"),
+    (["vol-info", "--pool", "sp", "b.raw"], "all"),
+    (["vol-info", "--pool", "sp", "--bytes", "c.qcow2"], "all"),
+    (["vol-list", "sp", "--details"], "all"),
+    (["vol-key", "--pool", "sp", "a.qcow2"], "all"),
+    (["vol-pool", "POOL/a.qcow2"], "all"),
+    (["vol-name", "POOL/b.raw"], "all"),
+    (["vol-path", "--pool", "sp", "b.raw"], "all"),
+    (["vol-info", "--pool", "sp", "nosuch"], "all"),
+    (["vol-resize", "--pool", "sp", "b.raw", "1M"], "all"),           # shrink without the flag
+    (["vol-resize", "--pool", "sp", "b.raw", "8M"], "all"),
+    (["vol-info", "--pool", "sp", "b.raw"], "all"),
+    (["vol-clone", "--pool", "sp", "a.qcow2", "a2.qcow2"], "all"),
+    (["vol-dumpxml", "--pool", "sp", "a2.qcow2"], "all"),
+    (["vol-delete", "--pool", "sp", "c.qcow2"], "all"),
+    (["pool-delete", "sp"], "all"),                                   # still active
+    (["pool-define-as", "sp", "dir", "--target", "/elsewhere"], "all"),  # same name, new uuid
+    (["pool-list", "--all", "--details"], "pool"),
+    (["pool-destroy", "sp"], "all"),
+    (["pool-destroy", "sp"], "all"),                                  # not active
+    (["vol-list", "sp"], "all"),
+    (["pool-info", "sp"], "pool"),
+    (["pool-autostart", "--disable", "sp"], "all"),
+    (["pool-undefine", "sp"], "all"),
+    (["pool-info", "sp"], "all"),
+    (["pool-define-as", "a/b", "dir", "--target", "POOL"], "all"),
+]
+
+
+def test_same_commands_same_answers(hosts):
+    diffs = []
+    for words, kind in STEPS:
+        seen = {}
+        for side, (uri, pool) in hosts.items():
+            argv = [w.replace("POOL", str(pool)) for w in words]
+            code, out, err = run(uri, *argv)
+            pool_xml = kind == "pool"
+            seen[side] = (code, normalise(out, pool, pool_xml=pool_xml), normalise(err, pool, pool_xml=pool_xml))
+        if seen["pyvirtd"] != seen["libvirtd"]:
+            diffs.append(f"virsh {' '.join(words)}:\n  pyvirtd  {seen['pyvirtd']!r}\n  libvirtd {seen['libvirtd']!r}")
+    assert not diffs, "\n".join(diffs)
+
+
+def test_pool_capabilities_for_the_supported_types(hosts):
+    def pools(uri: str) -> dict[str, str]:
+        _, out, _ = run(uri, "pool-capabilities")
+        found = re.finditer(r"  <pool type='(dir|logical)' supported='yes'>.*?\n  </pool>\n", out, re.S)
+        return {m.group(1): m.group(0) for m in found}
+
+    ours, theirs = pools(hosts["pyvirtd"][0]), pools(hosts["libvirtd"][0])
+    assert len(ours) == 2 and ours == theirs
