@@ -92,8 +92,9 @@ def hostile(t: xdr.Type, n: int, dom: DomainRef) -> object:
         return (kind, None if arm is None else hostile(arm, n, dom))
     if isinstance(t, xdr.Struct):
         # flags other than 0 stop most calls at the flags check: only one variant in nine has them
-        return tuple(0 if name == "flags" and n % 9 != 8 else hostile(ft, n + i, dom)
-                     for i, (name, ft) in enumerate(t.fields))
+        values = tuple(0 if name == "flags" and n % 9 != 8 else hostile(ft, n + i, dom)
+                       for i, (name, ft) in enumerate(t.fields))
+        return t.cls(*values) if t.cls is not None else values   # a handle: snapshot, pool, volume
     raise AssertionError(f"no hostile value for {t!r}")
 
 
