@@ -129,3 +129,28 @@ def has_network_driver(daemon: NetnsPyvirtd) -> bool:
         return False
     finally:
         conn.close()
+
+
+@contextmanager
+def libvirtd_test_driver(base: Path) -> Iterator[str]:
+    """The URI of libvirtd 9.0's test driver over RPC (no host networking involved: its
+    networks are bookkeeping), kept alive by one open connection, since its state lasts
+    while a connection is open; skips where no libvirtd can be stood up."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import libvirt_ref
+    available, why = libvirt_ref.libvirt_available()
+    if not available:
+        pytest.skip(f"libvirtd not available: {why}")
+    host = libvirt_ref.LibvirtHost(base / "host", libvirt_ref.pick_free_ports(1)[0], cache_dir=base / "cache")
+    host.start()
+    try:
+        import pyvirt
+        uri = host.uri.replace("qemu+tcp", "test+tcp").replace("/system", "/default")
+        keeper = pyvirt.open(uri)
+        try:
+            yield uri
+        finally:
+            keeper.close()
+    finally:
+        leaked = host.stop()
+    assert not leaked

@@ -655,27 +655,9 @@ def test_completion_offers_network_names(cli_daemon, tmp_path):
 
 @pytest.fixture(scope="module")
 def libvirtd_test_uri(tmp_path_factory):
-    """libvirtd 9.0's test driver over RPC (no host networking involved), kept alive by one
-    open connection: its state lasts while a connection is open."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-    import libvirt_ref
-    available, why = libvirt_ref.libvirt_available()
-    if not available:
-        pytest.skip(f"libvirtd not available: {why}")
-    base = tmp_path_factory.mktemp("netlibvirtd")
-    host = libvirt_ref.LibvirtHost(base / "host", libvirt_ref.pick_free_ports(1)[0], cache_dir=base / "cache")
-    host.start()
-    try:
-        import pyvirt
-        uri = host.uri.replace("qemu+tcp", "test+tcp").replace("/system", "/default")
-        keeper = pyvirt.open(uri)
-        try:
-            yield uri
-        finally:
-            keeper.close()
-    finally:
-        leaked = host.stop()
-    assert not leaked
+    from netns_daemon import libvirtd_test_driver
+    with libvirtd_test_driver(tmp_path_factory.mktemp("netlibvirtd")) as uri:
+        yield uri
 
 
 LIBVIRTD_WALK = [
