@@ -133,3 +133,63 @@ def test_pool_capabilities_for_the_supported_types(hosts):
 
     ours, theirs = pools(hosts["pyvirtd"][0]), pools(hosts["libvirtd"][0])
     assert len(ours) == 2 and ours == theirs
+
+
+# A second walk: transient pools, refresh, wipe, create-from, a target that is a file, lists.
+STEPS_2: list[tuple[list[str], str]] = [
+    (["pool-create-as", "tp", "dir", "--target", "POOL", "--build"], "all"),
+    (["pool-list", "--transient"], "all"),
+    (["pool-list", "--persistent"], "all"),
+    (["pool-info", "tp"], "pool"),
+    (["pool-autostart", "tp"], "all"),                                # transient: refused
+    (["pool-undefine", "tp"], "all"),                                 # transient: refused
+    (["vol-create-as", "tp", "w.raw", "1M"], "all"),
+    (["vol-wipe", "--pool", "tp", "w.raw"], "all"),
+    (["vol-info", "--pool", "tp", "w.raw"], "all"),
+    (["vol-create-as", "tp", "q.qcow2", "2M", "--format", "qcow2"], "all"),
+    (["vol-create-from", "tp", "FROMXML", "q.qcow2"], "all"),
+    (["vol-info", "--pool", "tp", "from.raw"], "all"),
+    (["vol-dumpxml", "--pool", "tp", "from.raw"], "all"),
+    (["vol-create-as", "tp", "sp.raw", "4M", "--allocation", "0"], "all"),
+    (["vol-info", "--pool", "tp", "sp.raw"], "all"),
+    (["vol-resize", "--pool", "tp", "sp.raw", "2M", "--shrink"], "all"),
+    (["vol-info", "--pool", "tp", "sp.raw"], "all"),
+    (["vol-resize", "--pool", "tp", "sp.raw", "--delta", "1M"], "all"),
+    (["vol-info", "--pool", "tp", "--bytes", "sp.raw"], "all"),
+    (["vol-delete", "--pool", "tp", "nosuch"], "all"),
+    (["pool-refresh", "tp"], "all"),
+    (["vol-list", "tp"], "all"),
+    (["pool-destroy", "tp"], "all"),
+    (["pool-info", "tp"], "all"),                                     # transient: gone
+    (["pool-define-as", "fp", "dir", "--target", "FILE"], "all"),
+    (["pool-build", "fp"], "all"),
+    (["pool-start", "fp"], "all"),
+    (["pool-undefine", "fp"], "all"),
+    (["pool-list", "--all"], "all"),
+    (["pool-create-as", "nb", "dir", "--target", "MISSING"], "all"),  # no such directory, no build
+    (["vol-list", "nosuchpool"], "all"),
+]
+
+
+def test_transient_pools_wipe_clone_and_bad_targets(hosts, tmp_path):
+    xml = tmp_path / "from.xml"
+    xml.write_text("<volume><name>from.raw</name><capacity>0</capacity>"
+                   "<target><format type='raw'/></target></volume>")
+    diffs = []
+    for words, kind in STEPS_2:
+        seen = {}
+        for side, (uri, pool) in hosts.items():
+            pool2 = pool.with_name(pool.name + "-2")
+            afile = pool.with_name(pool.name + "-file")
+            afile.write_text("")
+            subst = {"POOL": str(pool2), "FROMXML": str(xml), "FILE": str(afile),
+                     "MISSING": str(pool.with_name(pool.name + "-missing"))}
+            argv = [subst.get(w, w) for w in words]
+            code, out, err = run(uri, *argv)
+            for key in ("FILE", "MISSING"):
+                out, err = out.replace(subst[key], key), err.replace(subst[key], key)
+            pool_xml = kind == "pool"
+            seen[side] = (code, normalise(out, pool2, pool_xml=pool_xml), normalise(err, pool2, pool_xml=pool_xml))
+        if seen["pyvirtd"] != seen["libvirtd"]:
+            diffs.append(f"virsh {' '.join(words)}:\n  pyvirtd  {seen['pyvirtd']!r}\n  libvirtd {seen['libvirtd']!r}")
+    assert not diffs, "\n".join(diffs)

@@ -256,10 +256,10 @@ class StorageDriver:
         return obj
 
     async def undefine(self, obj: PoolObj) -> None:
-        if not obj.persistent:
-            raise _invalid(f"cannot undefine transient storage pool '{obj.name}'")
         if obj.active:
             raise _invalid(f"storage pool '{obj.name}' is still active")
+        if not obj.persistent:
+            raise _invalid(f"cannot undefine transient storage pool '{obj.name}'")
         if obj.busy:
             raise _invalid(f"pool '{obj.name}' has asynchronous jobs running.")
         try:
@@ -368,7 +368,7 @@ class StorageDriver:
 
     async def set_autostart(self, obj: PoolObj, on: bool) -> None:
         if not obj.persistent:
-            raise _invalid("cannot set autostart for transient pool")
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.STORAGE, "pool has no config file")
         self._set_autostart_link(obj.name, on)
         obj.autostart = on
 
