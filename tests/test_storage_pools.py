@@ -206,11 +206,15 @@ def test_restart_keeps_pools_and_autostart_starts(tmp_path):
         virsh(daemon, "pool-start", "keep")
         virsh(daemon, "vol-create-as", "keep", "v.qcow2", "1M", "--format", "qcow2")
         virsh(daemon, "pool-autostart", "auto")
-        virsh(daemon, "pool-create-as", "transient", "dir", "--target", str(tmp_path / "keep"), ok=False)
+        virsh(daemon, "pool-create-as", "clash", "dir", "--target", str(tmp_path / "keep"), ok=False)
+        virsh(daemon, "pool-create-as", "tr", "dir", "--target", str(tmp_path / "tr"), "--build")
         daemon.stop()
         daemon.start()
         listing = {r.split()[0]: r.split()[1:] for r in virsh(daemon, "pool-list", "--all").stdout.splitlines()}
-        assert listing == {"auto": ["active", "yes"], "keep": ["active", "no"]}
+        assert listing == {"auto": ["active", "yes"], "keep": ["active", "no"], "tr": ["active", "no"]}
+        assert "Persistent:     no" in virsh(daemon, "pool-info", "tr").stdout
+        virsh(daemon, "pool-destroy", "tr")
+        assert "tr" not in virsh(daemon, "pool-list", "--all").stdout
         assert "v.qcow2" in virsh(daemon, "vol-list", "keep").stdout
     finally:
         daemon.cleanup()
