@@ -364,3 +364,32 @@ def test_cli_output_as_virsh(pyvirtd):
         assert a.returncode == 0, a.stderr
     assert _ok(_pyvirt, uri, "snapshot-list", "g", "--tree") == "a\n\n\n"
     assert _ok(_pyvirt, uri, "domstate", "g", "--reason") == "shut off (from snapshot)\n\n"
+
+
+def test_snapshot_edit_as_virsh(pyvirtd):
+    """snapshot-edit's cycle (unchanged, edited, refused rename, --rename, --clone) through
+    $EDITOR, the same messages as virsh's on two identical domains."""
+    uri = pyvirtd.uri
+    results = {}
+    for tool, run in (("virsh", _virsh), ("pyvirt", _pyvirt)):
+        name = f"e{tool}"
+        _define(pyvirtd, name)
+        _ok(_virsh, uri, "snapshot-create-as", name, "a", "desc-a")
+        _ok(_virsh, uri, "snapshot-create-as", name, "b", "desc-b")
+        steps = [(["a"], "true"), (["a"], "sed -i s/desc-a/edited/"), (["--current"], "sed -i s/desc-b/edited/"),
+                 (["a"], "sed -i 's/name.a..name/name>r<\\/name/'"),
+                 (["a", "--rename"], "sed -i 's/name.a..name/name>r<\\/name/'"),
+                 (["r", "--clone"], "sed -i 's/name.r..name/name>c<\\/name/'")]
+        outs = []
+        for args, editor in steps:
+            out = subprocess.run((["virsh"] if tool == "virsh" else [sys.executable, "-m", "pyvirt.cli"])
+                                 + ["-c", uri, "snapshot-edit", name, *args], capture_output=True, text=True,
+                                 timeout=60, env={**os.environ, "EDITOR": editor})
+            outs.append((out.stdout, out.stderr, out.returncode))
+        outs.append(_ok(_virsh, uri, "snapshot-list", name, "--parent", "--name"))
+        outs.append("<description>edited</description>" in _ok(_virsh, uri, "snapshot-dumpxml", name, "c"))
+        results[tool] = outs
+    assert results["pyvirt"] == results["virsh"]
+    assert results["virsh"][1][0] == "Snapshot a edited.\n\n"
+    assert results["virsh"][5][0] == "Snapshot r cloned to c.\n\n"
+    assert results["virsh"][-1] is True

@@ -516,8 +516,12 @@ def _snapshot_edit(p: argparse.ArgumentParser) -> Handler:
         def define(xml: str) -> None:
             new_name = (etree.fromstring(xml.encode()).findtext("name") or "").strip()
             if new_name != name and not (args.rename or args.clone):
-                raise CommandError(f"cannot rename snapshot {name} to {new_name} without --rename or --clone")
-            created.append(dom.snapshotCreateXML(xml, flags))
+                raise CommandError(f"Must use --rename or --clone to change {name} to {new_name}\n"
+                                   f"Failed to update {name}")
+            try:
+                created.append(dom.snapshotCreateXML(xml, flags))
+            except libvirtError as exc:
+                raise _failed(f"Failed to update {name}", exc)
             if new_name != name and args.rename:
                 snap.delete(pyvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
 
@@ -529,9 +533,8 @@ def _snapshot_edit(p: argparse.ArgumentParser) -> Handler:
             return
         new_name = created[0].getName()
         if new_name != name and args.clone:
-            print(f"Snapshot {new_name} cloned from {name}.")
-        elif new_name != name:
-            print(f"Snapshot {name} renamed to {new_name}.")
-        else:
+            print(f"Snapshot {name} cloned to {new_name}.")
+        elif new_name == name:
             print(f"Snapshot {name} edited.")
+        print()             # a rename is silent in virsh 9.0: its blank line only
     return run
