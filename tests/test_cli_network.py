@@ -699,3 +699,33 @@ def test_cli_walk_matches_virsh_on_libvirtd(libvirtd_test_uri, tmp_path):
     said = dict(zip(LIBVIRTD_WALK, ours))
     assert "10.78.0.50" in said["net-dumpxml cliwalk --xpath //host"][1]
     assert said["net-start cliwalk"][0] == 1 and "pvcli1" in said["net-dumpxml cliwalk --xpath //bridge"][1]
+
+
+@needs_netns
+@needs_virsh
+def test_read_only_connection_like_virsh(cli_daemon, tmp_path):
+    """On the read-only socket the queries answer and every change is refused, in virsh's words."""
+    (tmp_path / "ro.xml").write_text("<network><name>ro1</name><bridge name='pvro0'/></network>")
+    import pyvirt
+    conn = pyvirt.open(cli_daemon.uri)
+    net = conn.networkDefineXML(WALK_XML.replace("cliwalk", "ronet").replace("c1100", "c1104")
+                                .replace("pvcli0", "pvro1").replace(":78:00:01", ":78:00:04"))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        for command in (f"net-define {tmp_path / 'ro.xml'}", f"net-create {tmp_path / 'ro.xml'}", "net-start ronet",
+                        "net-autostart ronet", "net-undefine ronet", "net-destroy ronet",
+                        "net-update ronet add ip-dhcp-host <host/>", "net-info ronet", "net-list --all --name",
+                        "net-dumpxml ronet"):
+            ours, theirs = (subprocess.run(argv + ["-r", "-c", cli_daemon.unix_ro_uri, command], capture_output=True,
+                                           text=True, timeout=60, env=env)
+                            for argv in ([sys.executable, "-m", "pyvirt.cli"], ["virsh"]))
+            assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout,
+                                                                   theirs.stderr), command
+            if command.startswith(("net-info", "net-list", "net-dumpxml")):
+                assert ours.returncode == 0 and "ronet" in ours.stdout
+            else:
+                assert ours.returncode == 1 and "read only access prevents virNetwork" in ours.stderr
+        assert net.isPersistent() and not net.isActive()
+    finally:
+        net.undefine()
+        conn.close()
