@@ -729,3 +729,30 @@ def test_read_only_connection_like_virsh(cli_daemon, tmp_path):
     finally:
         net.undefine()
         conn.close()
+
+
+@needs_netns
+@needs_virsh
+def test_net_list_json_agrees_with_virsh_table(cli_daemon):
+    """``net-list --all --json``: the documented keys, values equal to virsh's table and net-info."""
+    from pyvirt.cli.json_out import KEYS
+    import pyvirt
+    conn = pyvirt.open(cli_daemon.uri)
+    net = conn.networkDefineXML(WALK_XML.replace("cliwalk", "jsonnet").replace("c1100", "c1105")
+                                .replace("pvcli0", "pvjson0").replace(":78:00:01", ":78:00:05"))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        net.setAutostart(1)
+        doc = json.loads(subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", cli_daemon.uri, "net-list", "--all",
+                                         "--json"], capture_output=True, text=True, timeout=60, env=env, check=True).stdout)
+        table = subprocess.run(["virsh", "-c", cli_daemon.uri, "net-list", "--all"], capture_output=True, text=True,
+                               timeout=60, check=True).stdout.splitlines()[2:-1]
+        assert [[n["name"], "active" if n["active"] else "inactive", "yes" if n["autostart"] else "no",
+                 "yes" if n["persistent"] else "no"] for n in doc] == [row.split() for row in table]
+        assert all(set(n) == set(KEYS["net-list"][1]) for n in doc)
+        mine = [n for n in doc if n["name"] == "jsonnet"][0]
+        assert mine == {"name": "jsonnet", "uuid": "6a1d2b1c-0000-4000-8000-0000000c1105", "active": False,
+                        "persistent": True, "autostart": True, "bridge": "pvjson0"}
+    finally:
+        net.undefine()
+        conn.close()
