@@ -175,17 +175,19 @@ def test_nat_network_lifecycle_through_virsh(daemon, tmp_path):
     assert "error: Network not found: no network with matching name 'natnet'" in missing.stderr
 
 
-def test_isolated_network_has_dnsmasq_but_no_firewall_table(daemon, tmp_path):
+def test_isolated_network_has_dnsmasq_and_only_refuses_forwarding(daemon, tmp_path):
     define(daemon, tmp_path, ISOLATED_XML)
     virsh(daemon, "net-start", "isolated")
     ns = daemon.netns
     assert "pvbr2" in links(ns)
-    assert not [t for t in nft_tables(ns) if t.startswith("pyvirt_")]
+    rules = ns_run(ns, "nft", "list", "table", "ip", "pyvirt_isolated").stdout
+    assert "masquerade" not in rules and 'oifname "pvbr2" reject' in rules and 'iifname "pvbr2" reject' in rules
     assert dnsmasq_pid(daemon, "isolated") is not None
     xml = virsh(daemon, "net-dumpxml", "isolated").stdout
     assert "<forward" not in xml and "<bridge name='pvbr2' stp='on' delay='0'/>" in xml
     virsh(daemon, "net-destroy", "isolated")
     assert "pvbr2" not in links(ns)
+    assert "pyvirt_isolated" not in nft_tables(ns)
 
 
 def test_bridge_mode_uses_an_existing_host_bridge_only(daemon, tmp_path):

@@ -148,7 +148,12 @@ def test_nft_rules_masquerade_the_subnet_out_of_any_other_interface():
     assert 'masquerade to :1024-65535' in rules
     assert 'iifname "pvbr1" ip saddr 10.77.0.0/24 accept' in rules
     assert firewall.needed(net)
-    assert not firewall.needed(netconf.parse("<network><name>i</name><ip address='10.1.0.1' prefix='24'/></network>"))
+    isolated = netconf.parse("<network><name>i</name><bridge name='pvi'/><ip address='10.1.0.1' prefix='24'/></network>")
+    assert firewall.needed(isolated)
+    refusals = firewall.ruleset(isolated)
+    assert "masquerade" not in refusals and "accept\n    oifname \"pvi\" reject\n    iifname \"pvi\" reject" in refusals
+    assert not firewall.needed(netconf.parse(
+        "<network><name>b</name><forward mode='bridge'/><bridge name='br0'/></network>"))
 
 
 def test_nft_table_names_stay_nft_identifiers():

@@ -233,6 +233,12 @@ class NetworkDriver:
             return
         obj.live = live
         self.networks[live.uuid] = obj
+        if firewall.needed(live) and not await firewall.present(live.name):
+            log.warning("firewall table of network '%s' is gone: adding it again", live.name)
+            try:
+                await firewall.add(live)
+            except libvirtError as exc:
+                log.error("cannot restore the firewall table of network '%s': %s", live.name, exc)
         if dnsmasq.needed(live):
             obj.dnsmasq_pid = dnsmasq.running_pid(files)
             if obj.dnsmasq_pid is None:
@@ -361,6 +367,7 @@ class NetworkDriver:
             await netdev.set_up(live.bridge)
             if firewall.needed(live):
                 await firewall.add(live)
+            if live.forward == "nat":
                 netdev.enable_ip_forwarding()
             if dnsmasq.needed(live):
                 obj.dnsmasq_pid = await dnsmasq.start(live, files)

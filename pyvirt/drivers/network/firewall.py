@@ -8,7 +8,9 @@ DHCP from the bridge accepted, the subnet masqueraded when it leaves by any
 interface but the bridge (multicast and broadcast exempt, TCP/UDP onto the
 NAT port range), forwarding accepted out of the subnet and back for
 established connections, between ports of the bridge, and refused otherwise.
-An isolated network gets no table at all.
+An isolated network's table only refuses forwarding into and out of the
+bridge (libvirt's rules for it), so its guests stay isolated even on a host
+that forwards for a NAT network.
 """
 
 from __future__ import annotations
@@ -44,17 +46,29 @@ def ruleset(net: NetworkDef) -> str:
     assert ip is not None and net.bridge is not None
     subnet = str(ip.network)
     br = _quote(net.bridge)
-    lo, hi = net.nat_ports or DEFAULT_NAT_PORTS
     table = table_name(net.name)
-    # <forward dev='X'>: out of X only (libvirt's rules name it); otherwise out of any other interface
-    out = f"oifname {_quote(net.forward_dev)}" if net.forward_dev else f"oifname != {br}"
-    return f"""table ip {table} {{
-  chain input {{
+    accept_dns_dhcp = f"""  chain input {{
     type filter hook input priority filter; policy accept;
     iifname {br} udp dport {{ 53, 67 }} accept
     iifname {br} tcp dport {{ 53, 67 }} accept
   }}
-  chain forward {{
+"""
+    if net.forward != "nat":
+        # isolated: guests reach each other and the host's DNS/DHCP, never anything beyond
+        return f"""table ip {table} {{
+{accept_dns_dhcp}  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname {br} oifname {br} accept
+    oifname {br} reject
+    iifname {br} reject
+  }}
+}}
+"""
+    lo, hi = net.nat_ports or DEFAULT_NAT_PORTS
+    # <forward dev='X'>: out of X only (libvirt's rules name it); otherwise out of any other interface
+    out = f"oifname {_quote(net.forward_dev)}" if net.forward_dev else f"oifname != {br}"
+    return f"""table ip {table} {{
+{accept_dns_dhcp}  chain forward {{
     type filter hook forward priority filter; policy accept;
     iifname {br} oifname {br} accept
     oifname {br} ip daddr {subnet} ct state related,established accept
@@ -75,7 +89,8 @@ def ruleset(net: NetworkDef) -> str:
 
 
 def needed(net: NetworkDef) -> bool:
-    return net.forward == "nat" and net.ipv4() is not None
+    """A virtual network with an address gets a table: NAT's, or an isolated one's refusals."""
+    return net.virtual and net.ipv4() is not None
 
 
 async def _nft(script: str, failure: str) -> None:
