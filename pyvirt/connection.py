@@ -23,6 +23,7 @@ from .api.devices import ConnectDevicesAPI
 from .api.host import ConnectHostAPI
 from .api.lifecycle import ConnectLifecycleAPI, callback_arguments
 from .api.network import ConnectNetworkAPI
+from .api.object_events import ConnectObjectEventsAPI
 from .api.stats import ConnectStatsAPI
 from .api.storage import ConnectStorageAPI
 
@@ -59,7 +60,7 @@ async def _connect_peer(uri: str) -> HypervisorConnection:
 
 
 class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevicesAPI,  # noqa: N801
-                 ConnectLifecycleAPI, ConnectStorageAPI, ConnectNetworkAPI):  # libvirt-python's name
+                 ConnectLifecycleAPI, ConnectStorageAPI, ConnectNetworkAPI, ConnectObjectEventsAPI):  # libvirt-python's name
     """A connection to a hypervisor driver."""
 
     def __init__(self, drv: HypervisorConnection, uri: str) -> None:

@@ -334,6 +334,21 @@ class HypervisorConnection:
         ``event_id`` with its daemon); ``callback`` may still see other ids."""
         return self.subscribe_events(callback)
 
+    async def object_events_subscribe(self, kind: str, callback: Callable[[Any], None],
+                                      event_id: int = 0) -> int:
+        """Subscribe to the pool events (``kind`` 'storage') or network events ('network')
+        of the connection's secondary driver; ``callback`` may see other ids too."""
+        target = getattr(self, kind)
+        if target is None:
+            raise no_support(self.error_domain, "virConnectStoragePoolEventRegisterAny" if kind == "storage"
+                             else "virConnectNetworkEventRegisterAny")
+        return target.events.subscribe(callback)
+
+    def object_events_unsubscribe(self, kind: str, token: int) -> None:
+        target = getattr(self, kind)
+        if target is not None:
+            target.events.unsubscribe(token)
+
 
 def _secondary(kind: str, name: str) -> Callable[..., Any]:
     async def method(self: HypervisorConnection, *args: Any) -> Any:

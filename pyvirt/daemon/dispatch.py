@@ -68,6 +68,10 @@ class Session:
     callbacks: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)  # id -> (event id, uuid)
     qemu_callbacks: dict[int, tuple[bytes | None, Callable[[str], bool]]] = field(default_factory=dict)
     subscription: int | None = None
+    # storage pool / network event registrations: id -> (kind, event id, uuid filter),
+    # and the subscription to each kind's host-wide bus: kind -> (bus, token)
+    object_callbacks: dict[int, tuple[str, int, bytes | None]] = field(default_factory=dict)
+    object_subscriptions: dict[str, tuple[Any, int]] = field(default_factory=dict)
     close_callback: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     streams: dict[tuple[int, int], IncomingStream | FdStream] = field(default_factory=dict)
@@ -125,6 +129,14 @@ class Dispatcher:
             "connect_domain_event_callback_deregister_any": self._callback_deregister,
             "connect_domain_qemu_monitor_event_register": self._qemu_event_register,
             "connect_domain_qemu_monitor_event_deregister": self._qemu_event_deregister,
+            "connect_storage_pool_event_register_any":
+                lambda c, event_id, pool: self._object_register(c, "storage", event_id, pool),
+            "connect_storage_pool_event_deregister_any":
+                lambda c, cb: self._object_deregister(c, "storage", cb),
+            "connect_network_event_register_any":
+                lambda c, event_id, net: self._object_register(c, "network", event_id, net),
+            "connect_network_event_deregister_any":
+                lambda c, cb: self._object_deregister(c, "network", cb),
             "auth_sasl_init": lambda c: self.auth.sasl_init(c, c.session.auth),
             "auth_sasl_start": lambda c, *a: self.auth.sasl_start(c, c.session.auth, *a),
             "auth_sasl_step": lambda c, *a: self.auth.sasl_step(c, c.session.auth, *a),
@@ -152,6 +164,7 @@ class Dispatcher:
             return
         if session.subscription is not None:
             conn.unsubscribe_events(session.subscription)
+        _drop_object_subscriptions(session)
         if self.shutting_down():
             return   # a daemon that stops leaves guests running: no close hooks
         try:
@@ -384,6 +397,7 @@ class Dispatcher:
             if session.subscription is not None:
                 conn.unsubscribe_events(session.subscription)
                 session.subscription = None
+            _drop_object_subscriptions(session)
             await conn.connect_close()
 
     def _supports_feature(self, client: ServerClient, feature: int) -> Any:
@@ -473,6 +487,33 @@ class Dispatcher:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC,
                         f"qemu monitor event callback {callback_id} not registered")
 
+    async def _object_register(self, client: ServerClient, kind: str, event_id: int, obj: Any) -> int:
+        """CONNECT_STORAGE_POOL/NETWORK_EVENT_REGISTER_ANY, checked in libvirtd's order:
+        the driver, the object (looked up by UUID), then the event id."""
+        session: Session = client.session
+        bus = event_forms.object_bus(session.conn, kind)
+        if obj is not None:
+            lookup = "storage_pool_lookup_by_uuid" if kind == "storage" else "network_lookup_by_uuid"
+            await getattr(session.conn, lookup)(obj.uuid)
+        event_forms.check_object_event_id(kind, event_id)
+        cb = next(_callback_ids)
+        session.object_callbacks[cb] = (kind, event_id, obj.uuid if obj is not None else None)
+        if kind not in session.object_subscriptions:
+            token = bus.subscribe(lambda ev: self._deliver_object(client, kind, ev))
+            session.object_subscriptions[kind] = (bus, token)
+        return cb
+
+    def _object_deregister(self, client: ServerClient, kind: str, callback_id: int) -> None:
+        session: Session = client.session
+        entry = session.object_callbacks.get(callback_id)
+        if entry is None or entry[0] != kind:
+            raise event_forms.object_event_not_registered(kind, callback_id)
+        del session.object_callbacks[callback_id]
+
+    def _deliver_object(self, client: ServerClient, kind: str, event: Any) -> None:
+        if not client.closed:
+            event_forms.deliver_object_event(client, kind, client.session.object_callbacks, event)
+
     def _deliver_qemu(self, client: ServerClient, event: DomainEvent) -> None:
         name, stamp, details = event.detail
         seconds, micros = int(stamp), int((stamp - int(stamp)) * 1e6)
@@ -489,6 +530,13 @@ class Dispatcher:
             return self._deliver_qemu(client, event)
         session: Session = client.session
         event_forms.deliver(client, session.legacy_events, session.callbacks, event)
+
+
+def _drop_object_subscriptions(session: Session) -> None:
+    for bus, token in session.object_subscriptions.values():
+        bus.unsubscribe(token)
+    session.object_subscriptions.clear()
+    session.object_callbacks.clear()
 
 
 def _short(exc: BaseException, limit: int = 500) -> str:

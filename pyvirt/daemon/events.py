@@ -15,6 +15,11 @@ A driver's :class:`~pyvirt.driver.DomainEvent` carries the message's fields
 after ``dom`` (see its docstring), so encoding is the same for every id: the
 message's own layout says where the callback id, the reason and the nested
 msg go.
+
+Storage pool and network events (:class:`~pyvirt.driver_storage.PoolEvent`,
+:class:`~pyvirt.driver_network.NetworkEvent`, from the host-wide buses of the
+connection's storage and network drivers) have the callback form only, as in
+libvirt: each registration has its id and optional object filter.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ..rpc import wire
 from ..rpc.protocol import REMOTE, Procedure
 from ..rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
 from ..rpc.protocol.remote_lifecycle import callback_event_args, legacy_event_args
+from ..rpc.protocol.remote_object_events import EVENT_MESSAGES, KIND_NAMES
 from ..rpc.wire import Program
 
 LAST_LEGACY_ID = EventID.DEVICE_REMOVED
@@ -88,3 +94,43 @@ def deliver(client: Any, legacy_events: set[int], callbacks: dict[int, tuple[int
             packet = callback_packet(cb, event)
             if packet is not None:
                 client.send(packet)
+
+
+# -- storage pool and network events (one form: the callback one) ----------------
+
+def object_bus(conn: Any, kind: str) -> Any:
+    """The host-wide bus of ``conn``'s storage or network driver, or libvirt's
+    NO_SUPPORT when the connection has none (a test:/// connection)."""
+    from ..errors import no_support
+    from ..rpc.protocol.remote_object_events import STORAGE
+    target = getattr(conn, kind, None) if conn is not None else None
+    if target is None:
+        api = ("virConnectStoragePoolEventRegisterAny" if kind == STORAGE
+               else "virConnectNetworkEventRegisterAny")
+        raise no_support(getattr(conn, "error_domain", ErrorDomain.NONE), api)
+    return target.events
+
+
+def check_object_event_id(kind: str, event_id: int) -> None:
+    """libvirtd's check: INTERNAL_ERROR 'unsupported storage pool event ID N'."""
+    if event_id not in EVENT_MESSAGES[kind]:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                    f"unsupported {KIND_NAMES[kind]} event ID {event_id}")
+
+
+def object_event_not_registered(kind: str, callback_id: int) -> Exception:
+    return error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.RPC,
+                 f"{KIND_NAMES[kind]} event callback {callback_id} not registered")
+
+
+def deliver_object_event(client: Any, kind: str, callbacks: dict[int, tuple[str, int, bytes | None]],
+                         event: Any) -> None:
+    """Send a PoolEvent / NetworkEvent to each of ``client``'s registrations that wants it."""
+    proc = EVENT_MESSAGES[kind].get(event.event_id)
+    if proc is None:
+        return
+    obj = event.pool if kind == "storage" else event.net
+    for cb, (cb_kind, event_id, uuid) in callbacks.items():
+        if cb_kind == kind and event_id == event.event_id and (uuid is None or uuid == obj.uuid):
+            payload = proc.encode_args((cb, obj, *event.detail))
+            client.send(wire.encode_event(Program.REMOTE, proc.number, payload))

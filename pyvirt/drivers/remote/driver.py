@@ -23,6 +23,7 @@ from ...rpc.stream import Direction
 from ...rpc.protocol import REMOTE, Procedure
 from ...rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
 from ...rpc.protocol.remote_lifecycle import callback_event_fields
+from ...rpc.protocol.remote_object_events import EVENT_MESSAGES as OBJECT_EVENT_MESSAGES
 from ...rpc.wire import Message, Program
 from ...uri import URI
 
@@ -33,6 +34,11 @@ _CALLBACK_EVENTS = {proc.number: event_id for event_id, proc in EVENT_CALLBACK_P
 LIFECYCLE_LEGACY = REMOTE.by_name["DOMAIN_EVENT_LIFECYCLE"]
 CALLBACK_REGISTER = REMOTE.by_name["CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY"]
 CALLBACK_DEREGISTER = REMOTE.by_name["CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY"]
+# storage pool and network events: message number -> (kind, event id); kind -> its REGISTER_ANY
+_OBJECT_EVENTS = {proc.number: (kind, event_id) for kind, procs in OBJECT_EVENT_MESSAGES.items()
+                  for event_id, proc in procs.items()}
+OBJECT_REGISTER = {"storage": REMOTE.by_name["CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY"],
+                   "network": REMOTE.by_name["CONNECT_NETWORK_EVENT_REGISTER_ANY"]}
 
 
 def socket_path(uri: URI, read_only: bool) -> str:
@@ -80,6 +86,8 @@ class RemoteConnection(HypervisorConnection):
         self.client = client
         self.uri = uri
         self._callback_ids: dict[int, int] = {}     # event id -> the daemon's callback id
+        self.object_events = {kind: EventBus() for kind in OBJECT_REGISTER}   # PoolEvent / NetworkEvent
+        self._object_callback_ids: dict[tuple[str, int], int] = {}
         client.closed.add_done_callback(lambda _: self._lost())
 
     async def _handshake(self) -> None:
@@ -141,10 +149,36 @@ class RemoteConnection(HypervisorConnection):
                 raise
         return token
 
+    async def object_events_subscribe(self, kind: str, callback: Callable[[Any], None],
+                                      event_id: int = 0) -> int:
+        """As events_subscribe, for pool ('storage') and network events."""
+        bus = self.object_events[kind]
+        token = bus.subscribe(callback)
+        if (kind, event_id) not in self._object_callback_ids:
+            try:
+                self._object_callback_ids[kind, event_id] = await self.client.call(
+                    Program.REMOTE, OBJECT_REGISTER[kind], (int(event_id), None))
+            except BaseException:
+                bus.unsubscribe(token)
+                raise
+        return token
+
+    def object_events_unsubscribe(self, kind: str, token: int) -> None:
+        self.object_events[kind].unsubscribe(token)
+
+    def _on_object_event(self, kind: str, event_id: int, msg: Message) -> None:
+        from ...driver_network import NetworkEvent
+        from ...driver_storage import PoolEvent
+        _cb, obj, *detail = REMOTE[msg.header.proc].decode_args(msg.payload)
+        record = PoolEvent if kind == "storage" else NetworkEvent
+        self.object_events[kind].emit(record(event_id, obj, tuple(detail)))
+
     def _on_message(self, msg: Message) -> None:
         h = msg.header
         if h.prog != Program.REMOTE:
             return
+        if h.proc in _OBJECT_EVENTS:
+            return self._on_object_event(*_OBJECT_EVENTS[h.proc], msg)
         event_id = _CALLBACK_EVENTS.get(h.proc)
         if event_id is not None:
             proc = REMOTE[h.proc]
