@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -754,5 +754,37 @@ def test_net_list_json_agrees_with_virsh_table(cli_daemon):
         assert mine == {"name": "jsonnet", "uuid": "6a1d2b1c-0000-4000-8000-0000000c1105", "active": False,
                         "persistent": True, "autostart": True, "bridge": "pvjson0"}
     finally:
+        net.undefine()
+        conn.close()
+
+
+@needs_netns
+def test_shell_completes_network_names(cli_daemon, tmp_path):
+    """In the interactive shell, TAB completes net-* commands and the daemon's network names."""
+    from test_cli_shell import PROMPT, PYVIRT, Terminal
+    import pyvirt
+    conn = pyvirt.open(cli_daemon.uri)
+    net = conn.networkDefineXML(WALK_XML.replace("cliwalk", "shellnet").replace("c1100", "c1106")
+                                .replace("pvcli0", "pvshell0").replace(":78:00:01", ":78:00:06"))
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "INPUTRC")}
+    env.update(HOME=str(tmp_path), TERM="xterm", INPUTRC="/dev/null",
+               PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    term = Terminal([PYVIRT, "-c", cli_daemon.uri], env)
+    try:
+        term.expect(PROMPT)
+        term.send("net-inf\t")
+        term.expect(r"net-info $")
+        term.send("shell\t")
+        term.expect(r"shellnet $")
+        term.send("\n")
+        assert re.search(r"Bridge:\s+pvshell0", term.expect(PROMPT))
+        term.send("net-list --ina\t")
+        term.expect(r"net-list --inactive $")
+        term.send("\n")
+        assert "shellnet" in term.expect(PROMPT)
+        term.send("quit\n")
+        assert term.wait() == 0
+    finally:
+        term.close()
         net.undefine()
         conn.close()
