@@ -320,3 +320,19 @@ def test_lockd_has_no_state_so_protocol_v2_hands_the_lease_over(lock_hosts, stor
     assert owners(a) == []
     pyvirt.open(b.uri).lookupByName("v2").destroy()
     assert not storage.held()
+
+
+def test_a_lock_daemon_that_dies_is_replaced_and_the_leases_taken_again(lock_hosts, storage):
+    """Its fcntl locks die with pyvirtlockd; pyvirtd starts another one at once and its
+    running guests take their leases again (a paused one only registers)."""
+    a, _ = lock_hosts
+    _, dom = start(a, "survivor", storage)
+    old = _lockd_pid(a)
+    assert storage.held() and old is not None
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: _lockd_pid(a) not in (None, old) and storage.held(),
+             what="a new lock daemon holding the running guest's lease again")
+    assert [o["owner"]["uuid"] for o in owners(a)] == [dom.UUIDString()]
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    dom.destroy()
+    assert not storage.held()

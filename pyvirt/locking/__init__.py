@@ -74,6 +74,7 @@ class LockPlugin(ABC):
         self.settings = dict(settings)
         self.run_dir, self.log_dir = Path(run_dir), Path(log_dir)
         self.lost_handler: LostHandler | None = None
+        self.restart_handler: Callable[[], Awaitable[None]] | None = None
 
     async def register(self, guest: Guest) -> None:
         """The guest's QEMU runs, CPUs paused: its leases will be tied to that process."""
@@ -101,6 +102,11 @@ class LockPlugin(ABC):
 
     def set_lost_handler(self, handler: LostHandler) -> None:
         self.lost_handler = handler
+
+    def set_restart_handler(self, handler: Callable[[], Awaitable[None]]) -> None:
+        """Told when every lease of the host was lost at once (the lock daemon ended):
+        the driver adopts its running guests again (:meth:`adopt`)."""
+        self.restart_handler = handler
 
     async def close(self) -> None:
         """The daemon stops managing; held leases stay with their guests."""

@@ -5,7 +5,10 @@ own (a pyvirtd killed with its process group leaves it running, and the
 leases with it), its output in the log directory, ready once it has written
 ``ready`` to a pipe we read to its end (no polling for the socket).  A
 connection that breaks is opened again on the next call; every operation is
-idempotent, so a call cut off by a lost connection is simply sent again.
+idempotent, so a call cut off by a lost connection is simply sent again.  When
+the lock daemon itself ends (its connection reaches EOF while we still use it),
+a new one is started at once and ``on_restart`` told: the leases died with the
+old one, so the guests that run must take theirs again.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class LockDaemonClient:
         self.log_path = log_path
         self.daemon_pid: int | None = None
         self.on_event: EventHandler | None = None
+        self.on_restart: Callable[[], Awaitable[None]] | None = None
+        self._closing = False
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -62,7 +67,11 @@ class LockDaemonClient:
             self._reader, self._writer = reader, writer
             self._pump = asyncio.get_running_loop().create_task(self._read_replies(reader, writer))
         hello = await self._send({"op": "hello", "backend": self.backend})
-        self.daemon_pid = hello.get("pid")
+        previous, self.daemon_pid = self.daemon_pid, hello.get("pid")
+        if previous is not None and previous != self.daemon_pid and self.on_restart is not None:
+            log.error("the lock daemon (pid %s) was replaced by pid %s: its leases are gone; "
+                      "taking the running guests' again", previous, self.daemon_pid)
+            self._background(self.on_restart())
         if self.on_event is not None:
             await self._send({"op": "watch"})
 
@@ -113,9 +122,7 @@ class LockDaemonClient:
                 message = protocol.decode(line)
                 if "event" in message:
                     if self.on_event is not None:
-                        task = asyncio.get_running_loop().create_task(self.on_event(message))
-                        self._handlers.add(task)
-                        task.add_done_callback(self._handlers.discard)
+                        self._background(self.on_event(message))
                     continue
                 future = self._pending.pop(message.get("id"), None)
                 if future is not None and not future.done():
@@ -130,6 +137,20 @@ class LockDaemonClient:
                 if not future.done():
                     future.set_exception(ConnectionResetError("the lock daemon closed the connection"))
             self._pending.clear()
+            if not self._closing and self.on_restart is not None:
+                self._background(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """The lock daemon went away under us: start (or find) another one now."""
+        try:
+            await self._connect()
+        except Exception as exc:
+            log.error("cannot reach a lock daemon again: %s", exc)
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
 
     async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
         writer = self._writer
@@ -166,6 +187,7 @@ class LockDaemonClient:
         self._reader = self._writer = None
 
     async def close(self) -> None:
+        self._closing = True
         self._drop()
         if self._pump is not None:
             self._pump.cancel()

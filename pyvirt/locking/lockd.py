@@ -49,6 +49,7 @@ class DaemonPlugin(LockPlugin):
         self.client = LockDaemonClient(self.run_dir / SOCKET_NAME, self.backend, self.backend_options(),
                                        self.log_dir / LOG_NAME)
         self.client.on_event = self._on_event
+        self.client.on_restart = self._on_restart
 
     def backend_options(self) -> dict[str, Any]:
         """What the lock daemon's backend is configured with when pyvirtd starts it."""
@@ -129,6 +130,10 @@ class DaemonPlugin(LockPlugin):
         owner = message.get("owner") or {}
         what = ", ".join(r.get("what") or r.get("name", "") for r in message.get("resources", []))
         await self.lost_handler(str(owner.get("uuid", "")), what, str(message.get("why", "")))
+
+    async def _on_restart(self) -> None:
+        if self.restart_handler is not None:
+            await self.restart_handler()
 
     async def close(self) -> None:
         await self.client.close()

@@ -78,6 +78,7 @@ class QemuDriver:
         # Disk leases (pyvirtd.conf's lock_manager): taken before the CPUs run (.leases)
         self.locks = locks if locks is not None else locking.new_manager("nop")
         self.locks.set_lost_handler(self._lease_lost)
+        self.locks.set_restart_handler(self._leases_lost_all)
         # Opens a connection to another host (peer-to-peer migration); injected by
         # the daemon or the client library, since drivers do not speak RPC.
         self.connector = connector
@@ -525,6 +526,13 @@ class QemuDriver:
     async def release_leases(self, obj: QemuDomainObj) -> None:
         """The guest's CPUs were stopped by QEMU itself (end of a migration or save)."""
         await leases.cpus_stopped(self, obj)
+
+    async def _leases_lost_all(self) -> None:
+        """The lock daemon ended and took every lease with it: each guest takes its own
+        again (one that cannot is paused: it must not write without them)."""
+        for obj in list(self.domains):
+            if isinstance(obj, QemuDomainObj) and obj.process is not None and not self.closing:
+                await leases.adopt(self, obj)
 
     async def _lease_lost(self, uuid: str, what: str, why: str) -> None:
         """The lock manager can no longer guarantee a running guest's lease: fence it
