@@ -116,7 +116,9 @@ def test_internal_snapshots_revert_disk_content_and_delete(pyvirtd):
     assert "Parent:         off1" in info and "Current:        yes" in info
     dump = _ok(_virsh, uri, "snapshot-dumpxml", "g", "run1")
     assert "<memory snapshot='internal'/>" in dump and "<disk name='vda' snapshot='internal'/>" in dump
-    assert "<domain type='qemu'" in dump
+    # libvirt keeps the live definition without run-time ids and aliases, and the persistent one
+    assert "<domain type='qemu'>" in dump and "<alias " not in dump
+    assert "<inactiveDomain type='qemu'>" in dump and dump.count("</inactiveDomain>") == 1
 
     _ok(_virsh, uri, "destroy", "g")
     _write_marker(disk, 0x44)
@@ -253,6 +255,14 @@ def test_external_disk_only_snapshots(pyvirtd):
     assert _ok(_pyvirt, uri, "snapshot-create-as", "g", "e2", "--disk-only") == "Domain snapshot e2 created\n"
     info = json.loads(_img("info", "--output=json", str(work / "g.e2")).stdout)
     assert info["backing-filename"] == str(overlay)
+    # as libvirt 9.0: a shut-off domain's disk-only snapshot is in state "shutoff", and the
+    # persistent chain is written without the live XML's closing <backingStore/>
+    assert "<state>shutoff</state>" in _ok(_pyvirt, uri, "snapshot-dumpxml", "g", "e2")
+    inactive = _ok(_pyvirt, uri, "dumpxml", "--inactive", "g")
+    assert (f"<source file='{work / 'g.e2'}'/>\n      <backingStore type='file'>\n        <format type='qcow2'/>\n"
+            f"        <source file='{overlay}'/>\n        <backingStore type='file'>\n"
+            f"          <format type='qcow2'/>\n          <source file='{disk}'/>\n        </backingStore>\n"
+            f"      </backingStore>\n") in inactive
     _ok(_pyvirt, uri, "start", "g")                 # boots on the two-deep chain
     _ok(_pyvirt, uri, "destroy", "g")
     listed = _ok(_pyvirt, uri, "snapshot-list", "g", "--external", "--name")
@@ -326,6 +336,11 @@ def test_refusals(pyvirtd):
     ro = _virsh(pyvirtd.unix_ro_uri, "snapshot-create-as", "g", "ro")
     assert ro.returncode == 1 and "read only access prevents virDomainSnapshotCreateXML" in ro.stderr
     assert _ok(_virsh, pyvirtd.unix_ro_uri, "snapshot-list", "g", "--name") == "one\n\n"
+    # an external snapshot over an internal one: libvirt 9.0's own refusal
+    _ok(_virsh, uri, "snapshot-create-as", "g", "ext", "--disk-only")
+    out = _virsh(uri, "snapshot-delete", "g", "ext")
+    assert out.stderr == ("error: Failed to delete snapshot ext\nerror: Operation not supported: deleting "
+                          "external snapshot that has internal snapshot as parent not supported\n")
 
 
 CLI_COMMANDS = [

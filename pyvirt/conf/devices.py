@@ -60,11 +60,11 @@ def _backing_of(node: etree._Element) -> list[tuple[str, str]]:
     return chain
 
 
-def _backing_node(chain: list[tuple[str, str]]) -> Node | None:
-    """libvirt's nested <backingStore> elements, the last one closed by an empty one."""
+def _backing_node(chain: list[tuple[str, str]], live: bool) -> Node | None:
+    """libvirt's nested <backingStore> elements; in live XML the chain ends with an empty one."""
     if not chain:
         return None
-    node: Node = el("backingStore")
+    node: Node | None = el("backingStore") if live else None
     for fmt, path in reversed(chain):
         node = el("backingStore", [("type", "file")], [el("format", [("type", fmt)]),
                                                       el("source", [("file", path)]), node])
@@ -149,7 +149,7 @@ class Disk:
         return el("disk", [("type", self.type), ("device", self.device)], [
             el("driver", driver) if any(v is not None for _, v in driver) else None,
             el("source", [(DISK_SOURCE_ATTR[self.type], self.source)]) if self.source else None,
-            _backing_node(self.backing_store) if self.source else None,
+            _backing_node(self.backing_store, live=not flags.inactive) if self.source else None,
             el("target", [("dev", self.target_dev), ("bus", self.target_bus)]),
             el("readonly") if self.readonly else None,
             el("shareable") if self.shareable else None,

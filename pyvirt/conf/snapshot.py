@@ -58,6 +58,7 @@ class SnapshotDef:
     disks: list[SnapshotDisk] = field(default_factory=list)
     parent: str | None = None
     domain_xml: str | None = None    # the <domain> of the moment, secure, as text
+    inactive_xml: str | None = None  # a running domain's persistent definition then (<inactiveDomain>)
     current: bool = False            # metadata only: <active>1</active>
 
     @property
@@ -89,6 +90,8 @@ class SnapshotDef:
         ]
         if dom:
             nodes.append(Node("domain", raw=dom.rstrip("\n")))
+        if self.inactive_xml:
+            nodes.append(Node("inactiveDomain", raw=_retag(self.inactive_xml, "domain", "inactiveDomain")))
         if internal and self.current:
             nodes.append(el("active", text="1"))
         return render(el("domainsnapshot", children=nodes))
@@ -102,6 +105,13 @@ def _check_name(name: str) -> str:
         raise error(ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN_SNAPSHOT,
                     f"invalid char in name: {chr(10)}")
     return name
+
+
+def _retag(xml: str, old: str, new: str) -> str:
+    """A formatted <old> document as <new> (libvirt's <inactiveDomain> is a <domain> renamed)."""
+    text = xml.rstrip("\n")
+    assert text.startswith(f"<{old}") and text.endswith(f"</{old}>")
+    return f"<{new}{text[len(old) + 1:-len(old) - 3]}</{new}>"
 
 
 def _domain_text(xml: str) -> str:
@@ -183,6 +193,11 @@ def parse(xml: str, *, redefine: bool = False) -> SnapshotDef:
         if dom is not None:
             dom.tail = None
             snap.domain_xml = _domain_text(etree.tostring(dom, encoding="unicode"))
+        inactive = child(root, "inactiveDomain")
+        if inactive is not None:
+            inactive.tail = None
+            inactive.tag = "domain"
+            snap.inactive_xml = _domain_text(etree.tostring(inactive, encoding="unicode"))
         snap.current = child_text(root, "active", strip=True) == "1"
     else:
         snap.creation_time = int(time.time())

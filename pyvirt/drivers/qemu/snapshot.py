@@ -185,17 +185,22 @@ async def create(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) 
             snap.memory = "internal"
         default = "external" if disk_only or snap.memory == "external" else "internal"
         definition = obj.current
-        if disk_only:
+        if disk_only and active:
             snap.state = "disk-snapshot"
         pairs = align_disks(snap, definition.devices.disks, default)
         snap.disks = [sd for _d, sd in pairs]
         external = _check_plan(snap, pairs, active)
         if external and not active:
             disk_only = True
-        snap.state = "disk-snapshot" if disk_only else _STATE_WORDS.get(obj.state, "nostate")
+        # libvirt 9.0: "disk-snapshot" only for a running domain; a shut-off one's is "shutoff"
+        snap.state = "disk-snapshot" if disk_only and active else _STATE_WORDS.get(obj.state, "nostate")
         current = snaps.current
         snap.parent = current.name if current is not None else None
-        snap.domain_xml = definition.format(secure=True, inactive=not active)
+        # as libvirt keeps them: the definition of the moment without run-time ids and
+        # aliases, and a running domain's persistent one beside it
+        snap.domain_xml = definition.format(secure=True, inactive=True)
+        if active and obj.persistent:
+            snap.inactive_xml = obj.definition.format(secure=True, inactive=True)
         if external:
             await _create_external(drv, obj, pairs, active)
         elif active:
@@ -366,7 +371,14 @@ async def delete(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
             targets = [snap]
         if not flags & Delete.METADATA_ONLY:
             external = sum(1 for t in targets if t.is_external)
+            parent = snaps.snaps.get(snap.parent or "")
+            if snap.is_external and parent is not None and not parent.is_external \
+                    and not flags & Delete.CHILDREN_ONLY:
+                raise error(ErrorNumber.OPERATION_UNSUPPORTED, Q,
+                            "deleting external snapshot that has internal snapshot as parent not supported")
             if external:
+                # libvirt 9.0 commits an external snapshot's overlay into its backing file;
+                # pyvirt keeps them (its metadata alone can go, with METADATA_ONLY)
                 raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q,
                             f"deletion of {external} external disk snapshots not supported yet")
         current = snaps.current
