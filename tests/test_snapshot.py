@@ -341,6 +341,9 @@ def test_refusals(pyvirtd):
     out = _virsh(uri, "snapshot-delete", "g", "ext")
     assert out.stderr == ("error: Failed to delete snapshot ext\nerror: Operation not supported: deleting "
                           "external snapshot that has internal snapshot as parent not supported\n")
+    out = _virsh(uri, "snapshot-delete", "g", "one")     # its image is under the overlay now
+    assert out.stderr == ("error: Failed to delete snapshot one\nerror: Operation not supported: disk image "
+                          "'vda' for internal snapshot 'one' is not the same as disk image currently used by VM\n")
 
 
 CLI_COMMANDS = [

@@ -381,6 +381,8 @@ async def delete(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
                 # pyvirt keeps them (its metadata alone can go, with METADATA_ONLY)
                 raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q,
                             f"deletion of {external} external disk snapshots not supported yet")
+            for target in targets:
+                _check_same_images(obj, target)
         current = snaps.current
         current_goes = current is not None and any(t.name == current.name for t in targets)
         for target in reversed(targets):       # children before their parents
@@ -391,6 +393,22 @@ async def delete(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
             # libvirt: the current snapshot's place goes to what is left above it
             heir = snap if flags & Delete.CHILDREN_ONLY else snaps.snaps.get(snap.parent or "")
             snaps.set_current(heir)
+
+
+def _check_same_images(obj: "QemuDomainObj", snap: SnapshotDef) -> None:
+    """libvirt 9.0 deletes an internal snapshot only from the images that hold it: a disk
+    moved onto an external overlay since is refused."""
+    from ... import conf
+    try:
+        then = {d.target_dev: d.source for d in conf.parse(snap.domain_xml or "").devices.disks}
+    except Exception:           # no usable definition: QEMU or qemu-img will say
+        return
+    now = {d.target_dev: d.source for d in obj.current.devices.disks}
+    for sd in snap.disks:
+        if sd.snapshot == "internal" and sd.name in then and now.get(sd.name) != then[sd.name]:
+            raise error(ErrorNumber.OPERATION_UNSUPPORTED, Q,
+                        f"disk image '{sd.name}' for internal snapshot '{snap.name}' is not the same "
+                        "as disk image currently used by VM")
 
 
 async def _discard(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotDef) -> None:
