@@ -439,3 +439,19 @@ print(json.dumps({{"seen": seen}}))
     if "unsupported" in res:
         pytest.skip(f"the daemon does not deliver network events yet: {res['unsupported']}")
     assert res["seen"] == [["natnet", 0, 0], ["natnet", 2, 0], ["natnet", 3, 0], ["natnet", 1, 0]]
+
+
+def test_read_only_connection_reads_networks_but_changes_nothing(daemon, tmp_path):
+    define(daemon, tmp_path, ISOLATED_XML)
+    ro = daemon.unix_ro_uri
+    listing = subprocess.run(["virsh", "-r", "-c", ro, "net-list", "--all", "--name"], capture_output=True,
+                             text=True, timeout=60)
+    assert listing.returncode == 0 and listing.stdout.split() == ["isolated"]
+    assert "<name>isolated</name>" in subprocess.run(["virsh", "-r", "-c", ro, "net-dumpxml", "isolated"],
+                                                     capture_output=True, text=True, timeout=60).stdout
+    for command in (["net-start", "isolated"], ["net-undefine", "isolated"], ["net-autostart", "isolated"]):
+        out = subprocess.run(["virsh", "-r", "-c", ro, *command], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1
+        assert "operation forbidden: read only access prevents" in out.stderr, out.stderr
+    assert "pvbr2" not in links(daemon.netns)
+    assert "inactive" in virsh(daemon, "net-list", "--all").stdout
