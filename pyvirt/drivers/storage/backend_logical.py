@@ -20,7 +20,7 @@ from ...conf.storage_pool import Permissions, PoolDef
 from ...conf.storage_vol import VolDef
 from ...conf.xmlutil import el, render
 from ...errors import ErrorDomain, ErrorNumber, error
-from . import qemuimg
+from . import qemuimg, spawn
 from .volume import VOL_BLOCK, Volume
 
 _S = ErrorDomain.STORAGE
@@ -31,15 +31,12 @@ async def lvm(cmd: str, *args: str, check: bool = True) -> tuple[int, str, str]:
     exe = shutil.which(cmd) or f"/usr/sbin/{cmd}"
     if not os.path.exists(exe):
         raise error(ErrorNumber.INTERNAL_ERROR, _S, f"Cannot find '{cmd}' in path: No such file or directory")
-    proc = await asyncio.create_subprocess_exec(exe, _CONFIG, *args, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                env={**os.environ, "LVM_SUPPRESS_FD_WARNINGS": "1"})
-    out, err = await proc.communicate()
+    code, out, err = await spawn.run([exe, _CONFIG, *args], env={**os.environ, "LVM_SUPPRESS_FD_WARNINGS": "1"})
     text = err.decode(errors="replace").strip()
-    if check and proc.returncode != 0:
+    if check and code != 0:
         raise error(ErrorNumber.INTERNAL_ERROR, _S,
-                    f"Child process ({cmd} {' '.join(args)}) unexpected exit status {proc.returncode}: {text}")
-    return proc.returncode or 0, out.decode(errors="replace"), text
+                    f"Child process ({cmd} {' '.join(args)}) unexpected exit status {code}: {text}")
+    return code, out.decode(errors="replace"), text
 
 
 def _report(out: str, kind: str) -> list[dict[str, str]]:

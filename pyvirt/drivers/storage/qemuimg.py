@@ -1,16 +1,16 @@
-"""``qemu-img`` as the storage driver runs it: asynchronously (an asyncio
-subprocess, so the daemon keeps serving while an image is created,
-converted or resized), with JSON output where there is one, and its
-stderr as the error libvirt would report."""
+"""``qemu-img`` as the storage driver runs it: asynchronously (:mod:`.spawn`,
+so the daemon keeps serving while an image is created, converted or
+resized), with JSON output where there is one, and its stderr as the error
+libvirt would report."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from typing import Any
 
 from ...errors import ErrorDomain, ErrorNumber, error
+from . import spawn
 
 QEMU_IMG = "qemu-img"
 
@@ -24,14 +24,11 @@ def binary() -> str:
 
 async def run(*args: str) -> str:
     """Run ``qemu-img ARGS``; its stdout, or libvirt's error with its stderr."""
-    proc = await asyncio.create_subprocess_exec(binary(), *args, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
+    code, out, err = await spawn.run([binary(), *args])
+    if code != 0:
         text = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
         raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.STORAGE,
-                    f"Child process (qemu-img {' '.join(args)}) unexpected exit status {proc.returncode}: {text}")
+                    f"Child process (qemu-img {' '.join(args)}) unexpected exit status {code}: {text}")
     return out.decode(errors="replace")
 
 
