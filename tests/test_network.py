@@ -455,3 +455,25 @@ def test_read_only_connection_reads_networks_but_changes_nothing(daemon, tmp_pat
         assert "operation forbidden: read only access prevents" in out.stderr, out.stderr
     assert "pvbr2" not in links(daemon.netns)
     assert "inactive" in virsh(daemon, "net-list", "--all").stdout
+
+
+def test_restart_restarts_a_dead_dnsmasq_and_forgets_a_network_whose_bridge_went(tmp_path):
+    with netns_pyvirtd(tmp_path / "host", extra_config="default_network = 0") as daemon:
+        define(daemon, tmp_path, NAT_XML)
+        define(daemon, tmp_path, ISOLATED_XML)
+        virsh(daemon, "net-start", "natnet")
+        virsh(daemon, "net-start", "isolated")
+        old = dnsmasq_pid(daemon, "natnet")
+        assert old is not None
+        daemon.stop()
+        os.kill(old, 9)                                        # the dnsmasq we started, by its pid
+        ns_run(daemon.netns, "ip", "link", "del", "dev", "pvbr2")   # isolated's bridge removed by hand
+        daemon.start()
+        assert "Active:         yes" in virsh(daemon, "net-info", "natnet").stdout
+        new = dnsmasq_pid(daemon, "natnet")
+        assert new is not None and new != old
+        assert "Active:         no" in virsh(daemon, "net-info", "isolated").stdout
+        assert dnsmasq_pid(daemon, "isolated") is None
+        assert "pyvirt_isolated" not in nft_tables(daemon.netns)
+        virsh(daemon, "net-start", "isolated")                 # and it starts again cleanly
+        assert "pvbr2" in links(daemon.netns)
