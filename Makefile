@@ -17,7 +17,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
 	prometheus-libvirt-exporter virtinst virt-manager xvfb xauth dnsmasq-base nftables lvm2 \
 	etcd-server etcd-client
 
-.PHONY: all deps venv guests test faults soak demo bench clean install
+.PHONY: all deps venv guests test faults soak soak-leases demo bench clean install
 
 all: test
 
@@ -78,6 +78,14 @@ SOAK_OPS ?= 1000
 
 soak: deps venv guests
 	PYVIRT_SOAK_OPS=$${PYVIRT_SOAK_OPS:-$(SOAK_OPS)} $(PY) -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+
+# The split-brain soak on etcd leases at length: two hosts race to start one guest on one
+# disk 200 times, random kill -9 of either daemon (tests/test_locking_etcd_soak.py; `make test`
+# runs 20 rounds).  PYVIRT_LEASE_SOAK_SEED=N replays a seed.
+LEASE_SOAK_ROUNDS ?= 200
+
+soak-leases: deps venv guests
+	PYVIRT_LEASE_SOAK_ROUNDS=$${PYVIRT_LEASE_SOAK_ROUNDS:-$(LEASE_SOAK_ROUNDS)} $(PY) -m pytest -q -s -p no:cacheprovider tests/test_locking_etcd_soak.py
 
 # Every benchmark, each beside libvirt 9.0 in the same run (several minutes each;
 # bench/save.py with bzip2 and xz takes the longest).

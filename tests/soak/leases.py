@@ -10,6 +10,7 @@ every round the disk's users are counted: QEMU processes with the image open
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 import pyvirt
 
 from daemons import running_copies
+from guests import pid_alive, wait_for
 from lease_hosts import LeaseCluster, guest_xml, holders
 
 NAME = "racer"
@@ -48,6 +50,7 @@ class LeaseRace:
     history: list[Round] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -83,7 +86,7 @@ class LeaseRace:
                 text = exc.get_error_message() or str(exc)
                 outcomes[name] = text
                 if not any(e in text for e in EXPECTED):
-                    self.unexpected.append(f"round {n} {name}: {text}")
+                    self.unexpected.append(f"round {n} {name}: {text} [{self._who_holds()}]")
 
         def killer() -> None:
             go.wait()
@@ -101,6 +104,7 @@ class LeaseRace:
             self.hosts[killed].daemon.start()      # adopts whatever it ran
         running = running_copies([h.daemon for h in self.hosts.values()], UUID)
         users = holders(self.cluster.disk)
+        self._reap_orphans(n, users)
         self.history.append(Round(n, order, killed, outcomes, running, len(users)))
         if running > 1:
             self.violations.append(f"round {n}: {running} QEMUs run the disk at once (pids {users}); "
@@ -108,6 +112,39 @@ class LeaseRace:
         if running > len(users):
             self.violations.append(f"round {n}: {running} running copies but only {len(users)} "
                                    f"processes with the disk open")
+
+    def _reap_orphans(self, n: int, users: list[int]) -> None:
+        """A QEMU no daemon knows (its daemon was killed between spawning it and writing
+        its status): it never ran its CPUs (they run only after the lease is taken, which
+        comes after the status), but it keeps the image open, so it is noted and killed."""
+        known = set()
+        for host in self.hosts.values():
+            for status in (host.daemon.state_dir / "run" / "qemu").glob("*.xml"):
+                try:
+                    known.add(int(status.read_text().split("pid='", 1)[1].split("'", 1)[0]))
+                except (OSError, IndexError, ValueError):
+                    continue
+        for pid in users:
+            if pid in known:
+                continue
+            self.orphans.append(f"round {n}: QEMU pid {pid} known to no daemon")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            wait_for(lambda: not pid_alive(pid), 10, what=f"orphan QEMU {pid} gone")
+
+    def _who_holds(self) -> str:
+        """For a report: each QEMU with the disk open, its parent and which host's view it has."""
+        out = []
+        for pid in holders(self.cluster.disk):
+            try:
+                ppid = next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("PPid:"))
+                ns = os.readlink(f"/proc/{pid}/ns/mnt")
+            except OSError:
+                continue
+            out.append(f"pid {pid} ppid {ppid} mnt {ns}")
+        return "; ".join(out) or "no QEMU has the disk open"
 
     def _destroy_everywhere(self) -> None:
         for host in self.hosts.values():
@@ -127,7 +164,9 @@ class LeaseRace:
         return (f"lease soak seed {self.seed}: {len(self.history)} rounds, {kills} with a daemon killed, "
                 f"{won} with a start that succeeded, {both} where both calls 'succeeded' (one host "
                 f"already ran it), max running copies {max((r.running for r in self.history), default=0)}, "
-                f"{len(self.violations)} violations, {len(self.unexpected)} unexpected errors")
+                f"{len(self.violations)} violations, {len(self.unexpected)} unexpected errors, "
+                f"{len(self.orphans)} QEMUs left by a killed daemon before their status was written"
+                + "".join(f"\n  {o}" for o in self.orphans))
 
 
 class _conn:
