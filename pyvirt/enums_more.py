@@ -838,3 +838,24 @@ class StreamRecvFlags(IntFlag):
 
 
 PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((StreamFlags, "VIR_STREAM_"), (StreamRecvFlags, "VIR_STREAM_RECV_"))
+
+
+# -- network events (libvirt-network.h), the network driver's side --------------------------
+
+class NetworkEventID(IntEnum):
+    """virNetworkEventID."""
+
+    LIFECYCLE = 0
+
+
+class NetworkEventLifecycle(IntEnum):
+    """virNetworkEventLifecycleType (its detail is always 0)."""
+
+    DEFINED = 0
+    UNDEFINED = 1
+    STARTED = 2
+    STOPPED = 3
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NetworkEventID, "VIR_NETWORK_EVENT_ID_"),
+                                     (NetworkEventLifecycle, "VIR_NETWORK_EVENT_"))

@@ -28,14 +28,16 @@ from ...conf.fileutil import write_atomic
 from ...conf.network import NetworkDef
 from ...driver import EventBus
 from ...driver_network import NetworkEvent
+from ...enums_more import NetworkEventID, NetworkEventLifecycle
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...refs import NetworkRef, format_uuid
 from . import dnsmasq, firewall, netdev, update
 
 log = logging.getLogger("pyvirt.network")
 
-LIFECYCLE = 0                                  # VIR_NETWORK_EVENT_ID_LIFECYCLE
-DEFINED, UNDEFINED, STARTED, STOPPED = 0, 1, 2, 3   # virNetworkEventLifecycleType
+LIFECYCLE = NetworkEventID.LIFECYCLE
+DEFINED, UNDEFINED, STARTED, STOPPED = (NetworkEventLifecycle.DEFINED, NetworkEventLifecycle.UNDEFINED,
+                                        NetworkEventLifecycle.STARTED, NetworkEventLifecycle.STOPPED)
 MAX_BRIDGE_INDEX = 256
 UPDATE_LIVE, UPDATE_CONFIG = 1, 2              # VIR_NETWORK_UPDATE_AFFECT_*
 
@@ -178,7 +180,7 @@ class NetworkDriver:
         obj.autostart = on
 
     def emit(self, obj: NetworkObj, event: int) -> None:
-        self.events.emit(NetworkEvent(LIFECYCLE, obj.ref(), (event, 0)))
+        self.events.emit(NetworkEvent(int(LIFECYCLE), obj.ref(), (int(event), 0)))
 
     # -- start-up and shut-down ----------------------------------------------------------------
 
@@ -412,7 +414,7 @@ class NetworkDriver:
             self.emit_stopped(obj, live)
 
     def emit_stopped(self, obj: NetworkObj, live: NetworkDef) -> None:
-        self.events.emit(NetworkEvent(LIFECYCLE, NetworkRef(live.name, live.uuid_bytes), (STOPPED, 0)))
+        self.events.emit(NetworkEvent(int(LIFECYCLE), NetworkRef(live.name, live.uuid_bytes), (int(STOPPED), 0)))
 
     async def create_transient(self, net: NetworkDef) -> NetworkObj:
         """virNetworkCreateXML: a network that exists while it runs (or runs from now on, when
