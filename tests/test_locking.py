@@ -336,3 +336,29 @@ def test_a_lock_daemon_that_dies_is_replaced_and_the_leases_taken_again(lock_hos
     assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
     dom.destroy()
     assert not storage.held()
+
+
+def test_a_hotplugged_disk_takes_its_lease_and_an_unplugged_one_gives_it_back(lock_hosts, storage):
+    a, b = lock_hosts
+    conn_a = pyvirt.open(a.uri)
+    xml = tiny_xml("plug", a.workdir / "plug.log", uuid=str(uuid.uuid4()))
+    dom = conn_a.createXML(xml.replace("</os>", "</os>\n  <features><acpi/></features>", 1), 0)   # PCI hot-plug
+    assert not storage.held()
+    disk = (f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+            f"<source file='{storage.image}'/><target dev='sda' bus='scsi'/></disk>")
+    dom.attachDeviceFlags(disk, pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+    assert storage.held()
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        pyvirt.open(b.uri).createXML(guest_xml(b, "other", storage), 0)
+    assert_refused_naming_the_disk(exc.value, storage)
+    dom.detachDeviceFlags(disk, pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+    wait_for(lambda: "sda" not in dom.XMLDesc(0), what="the SCSI disk removed (DEVICE_DELETED)")
+    assert not storage.held()
+    # the other host has it now: attaching it here is refused, and nothing is left plugged in
+    other = pyvirt.open(b.uri).createXML(guest_xml(b, "other", storage), 0)
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        dom.attachDeviceFlags(disk, pyvirt.VIR_DOMAIN_AFFECT_LIVE)
+    assert_refused_naming_the_disk(exc.value, storage)
+    assert "sda" not in dom.XMLDesc(0)
+    other.destroy()
+    dom.destroy()

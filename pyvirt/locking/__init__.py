@@ -90,6 +90,12 @@ class LockPlugin(ABC):
         """The state of the leases the running guest holds."""
         return None
 
+    async def acquire_disk(self, guest: Guest, disk: Disk) -> None:
+        """A disk hot-plugged into the running guest: its lease, before QEMU opens it."""
+
+    async def release_disk(self, guest: Guest, disk: Disk) -> None:
+        """A disk unplugged from the running guest: its lease goes."""
+
     async def forget(self, guest: Guest) -> None:
         """The guest's QEMU ended: nothing of it is held any more."""
 

@@ -19,13 +19,14 @@ their own way (:meth:`DaemonPlugin.resources`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from typing import Any, Mapping
 
 from ..errors import ErrorDomain, ErrorNumber, error
 from ..lockd.backend import Owner, Resource
-from . import Guest, LockPlugin, register_plugin
+from . import Disk, Guest, LockPlugin, register_plugin
 from .client import LockDaemonClient
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,18 @@ class DaemonPlugin(LockPlugin):
             return
         await self.client.call("acquire", owner=self.owner(guest), on_lockfailure=guest.on_lockfailure,
                                resources=[r.to_json() for r in resources], state=state)
+
+    async def acquire_disk(self, guest: Guest, disk: Disk) -> None:
+        resources = self.resources(dataclasses.replace(guest, disks=(disk,), leases=()))
+        if resources:
+            await self.client.call("acquire", owner=self.owner(guest), on_lockfailure=guest.on_lockfailure,
+                                   resources=[r.to_json() for r in resources], state=None)
+
+    async def release_disk(self, guest: Guest, disk: Disk) -> None:
+        if disk.readonly or not self.auto_disk_leases:
+            return
+        resource = self.disk_resource(disk.path, disk.shareable)
+        await self.client.call("release", owner=self.owner(guest), resources=[resource.to_json()])
 
     async def release(self, guest: Guest) -> str | None:
         reply = await self.client.call("release", owner=self.owner(guest))

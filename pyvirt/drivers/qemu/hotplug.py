@@ -37,7 +37,7 @@ from ...conf.devices import Devices, Disk, Interface
 from ...driver import DomainEvent
 from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
-from . import command
+from . import command, leases
 from . import tap as tapmod
 from .jobs import JobKind
 
@@ -291,6 +291,7 @@ async def _attach_disk(driver: "QemuDriver", obj: "QemuDomainObj", disk: Disk) -
                                               for c in live.devices.controllers):
         raise _failed(f"cannot attach USB disk '{disk.target_dev}': the domain has no USB controller")
     model, props = command.disk_device_props(disk, None)
+    await leases.disk_attached(driver, obj, disk)      # before QEMU may write to it
     _label_disk(driver, obj, disk)
     nodes: list[str] = []
     try:
@@ -301,6 +302,7 @@ async def _attach_disk(driver: "QemuDriver", obj: "QemuDomainObj", disk: Disk) -
     except BaseException:
         await _del_nodes(monitor, nodes)
         _unlabel_disk(driver, obj, disk)
+        await leases.disk_detached(driver, obj, disk)
         raise
     devicexml.add(live, disk)
 
@@ -432,6 +434,7 @@ async def _finish_removal(driver: "QemuDriver", obj: "QemuDomainObj", unplug: _U
             log.warning("%s: cannot remove netdev %s: %s", obj.name, unplug.netdev, exc)
     if isinstance(dev, Disk):
         _unlabel_disk(driver, obj, dev)
+        await leases.disk_detached(driver, obj, dev)
     devicexml.remove(obj.live, dev)
     obj.save_status()
     _emit(driver, obj, EventID.DEVICE_REMOVED, dev.alias)

@@ -36,11 +36,16 @@ log = logging.getLogger(__name__)
 _LOCAL_DISK_TYPES = ("file", "block")
 
 
+def _lock_disk(disk: Any) -> locking.Disk | None:
+    if not disk.source or disk.type not in _LOCAL_DISK_TYPES:
+        return None
+    return locking.Disk(disk.source, readonly=disk.readonly, shareable=disk.shareable)
+
+
 def guest(obj: "QemuDomainObj", pid: int | None = None) -> locking.Guest:
     """The guest as the lock plugin sees it: its QEMU process, disks and leases."""
     d = obj.live or obj.definition
-    disks = tuple(locking.Disk(disk.source, readonly=disk.readonly, shareable=disk.shareable)
-                  for disk in d.devices.disks if disk.source and disk.type in _LOCAL_DISK_TYPES)
+    disks = tuple(filter(None, (_lock_disk(disk) for disk in d.devices.disks)))
     leases = tuple(locking.Lease(lockspace=lease.lockspace or "", key=lease.key, path=lease.path,
                                  offset=lease.offset or 0) for lease in d.devices.leases)
     if pid is None:
@@ -109,6 +114,28 @@ async def cpus_stopped(drv: "QemuDriver", obj: "QemuDomainObj", conts: int | Non
             await release(drv, obj)
         except Exception:
             log.warning("%s: unable to release its leases", obj.name, exc_info=True)
+
+
+async def disk_attached(drv: "QemuDriver", obj: "QemuDomainObj", disk: Any) -> None:
+    """Before QEMU opens a hot-plugged disk of a guest whose CPUs run: its lease
+    (a paused guest takes it with the others at the next cont)."""
+    lock_disk = _lock_disk(disk)
+    if lock_disk is None or not obj.leases_held:
+        return
+    async with _sequence(obj).lock:
+        await drv.locks.acquire_disk(guest(obj), lock_disk)
+
+
+async def disk_detached(drv: "QemuDriver", obj: "QemuDomainObj", disk: Any) -> None:
+    """QEMU let go of an unplugged disk (or never got it): its lease goes."""
+    lock_disk = _lock_disk(disk)
+    if lock_disk is None or not obj.leases_held:
+        return
+    try:
+        async with _sequence(obj).lock:
+            await drv.locks.release_disk(guest(obj), lock_disk)
+    except Exception:
+        log.warning("%s: cannot release the lease of %s", obj.name, lock_disk.path, exc_info=True)
 
 
 async def resumed_by_qemu(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
