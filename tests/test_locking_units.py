@@ -51,6 +51,10 @@ def test_lockd_lease_elements_and_their_checks(tmp_path):
     p = plugin(tmp_path, auto_disk_leases=0)
     res = p.resources(Guest("u", "vm", 1, leases=(Lease("space", "key1", "/leases"),)))
     assert [(r.lockspace, r.name) for r in res] == [("/leases/space", "key1")]
+    with pytest.raises(libvirtError, match="lease key '../../etc/passwd' must be a file name"):
+        p.resources(Guest("u", "vm", 1, leases=(Lease("space", "../../etc/passwd", "/leases"),)))
+    with pytest.raises(libvirtError, match="lease lockspace '..' must be a file name"):
+        p.resources(Guest("u", "vm", 1, leases=(Lease("..", "k", "/leases"),)))
     with pytest.raises(libvirtError, match="Offset must be zero for this lock manager"):
         p.resources(Guest("u", "vm", 1, leases=(Lease("space", "k", "/l", offset=1024),)))
     # auto_disk_leases = 0 makes leases required (libvirt's default for require_lease_for_disks)
@@ -114,6 +118,11 @@ def test_files_backend_same_host_guests_conflict_too(tmp_path):
         await backend.forget(Owner("u1", "vm1", 1))
         await backend.acquire(Owner("u2", "vm2", 2), [direct], None)
         await backend.close()
+        for bad in (Resource(str(tmp_path), "../escape", autocreate=True), Resource("", "relative")):
+            with pytest.raises(libvirtError) as exc:
+                await backend.acquire(Owner("u3", "vm3", 3), [bad], None)
+            assert exc.value.code == ErrorNumber.INVALID_ARG
+        assert not (tmp_path.parent / "escape").exists()
         with pytest.raises(libvirtError, match="Unable to open/create resource"):
             await backend.acquire(Owner("u3", "vm3", 3), [Resource(str(tmp_path / "none"), "k")], None)
     asyncio.run(run())

@@ -81,6 +81,12 @@ class FileBackend(Backend):
         self._held: dict[str, _Held] = {}       # path of the lock file → its lock
 
     def _open(self, res: Resource) -> int:
+        if res.lockspace and ("/" in res.name or res.name in (".", "..")):
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.LOCKSPACE,
+                        f"Lockspace resource name '{res.name}' is not a file name in {res.lockspace}")
+        if not res.lockspace and not res.name.startswith("/"):
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.LOCKSPACE,
+                        f"a direct lease needs an absolute path, not '{res.name}'")
         path = res.path
         if res.autocreate:
             if res.lockspace:

@@ -88,6 +88,11 @@ class DaemonPlugin(LockPlugin):
             if not lease.path or not lease.lockspace:
                 raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.LOCKING,
                             "Missing path or lockspace for lease resource")
+            for what, value in (("key", lease.key), ("lockspace", lease.lockspace)):
+                if "/" in value or value in (".", "..") or "\0" in value:
+                    # they become a file name under the lease's target directory, nothing else
+                    raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.LOCKING,
+                                f"lease {what} '{value}' must be a file name (no '/')")
             out.append(Resource(lockspace=f"{lease.path}/{lease.lockspace}", name=lease.key,
                                 what=f"lease {lease.lockspace}/{lease.key}"))
         if not out and rw_disks and self.require_lease_for_disks:
