@@ -84,6 +84,9 @@ def _live_alias(alias: str | None) -> str | None:
 
 # disk type -> the <source> attribute that names it
 DISK_SOURCE_ATTR: dict[str, str] = {"file": "file", "block": "dev"}
+# <disk type='volume'><source pool='P' volume='V'/>: a storage pool's volume, which
+# the QEMU driver resolves to its path (file or block) when the guest starts.
+DISK_TYPES = (*DISK_SOURCE_ATTR, "volume")
 DISK_DEVICES = ("disk", "cdrom", "floppy", "lun")
 DISK_BUSES = ("ide", "fdc", "scsi", "virtio", "xen", "usb", "uml", "sata", "sd", "none")
 # Without <target bus>, libvirt picks the bus from the target name.
@@ -117,19 +120,38 @@ class Disk:
     # The images under the source, outermost first, as (format, file) (an external
     # snapshot's overlay has the old image here); empty: not known, written as nothing.
     backing_store: list[tuple[str, str]] = field(default_factory=list)
+    # type='volume': the pool and volume named; ``source`` and ``actual_type``
+    # ('file' or 'block') are what they resolved to while the guest runs.
+    source_pool: str | None = None
+    source_volume: str | None = None
+    actual_type: str | None = None
+
+    @property
+    def storage_type(self) -> str:
+        """What QEMU opens: 'file' or 'block' (a volume's once resolved)."""
+        return self.actual_type or ("file" if self.type == "volume" else self.type)
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Disk:
-        dtype = check_choice(node.get("type", "file"), tuple(DISK_SOURCE_ATTR), "disk type",
-                             CONFIG_UNSUPPORTED)
+        dtype = check_choice(node.get("type", "file"), DISK_TYPES, "disk type", CONFIG_UNSUPPORTED)
         device = check_choice(node.get("device", "disk"), DISK_DEVICES, "disk device")
         src = child(node, "source")
-        source = (src.get(DISK_SOURCE_ATTR[dtype]) or None) if src is not None else None
+        pool = volume = None
+        if dtype == "volume":
+            source = None
+            if src is not None:
+                pool, volume = src.get("pool") or None, src.get("volume") or None
+                if (pool is None) != (volume is None):   # libvirt's virDomainDiskSourcePoolDefParse
+                    raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
+                                "'pool' and 'volume' must be specified together for 'pool' type source")
+        else:
+            source = (src.get(DISK_SOURCE_ATTR[dtype]) or None) if src is not None else None
         target = child(node, "target")
         dev = target.get("dev") if target is not None else None
         if not dev:
+            named = source or (f"{pool}/{volume}" if pool else None)
             raise error(ErrorNumber.NO_TARGET, ErrorDomain.DOMAIN,
-                        f"missing target information for disk '{source or '(no source)'}': "
+                        f"missing target information for disk '{named or '(no source)'}': "
                         "add <target dev='...'/>")
         bus = target.get("bus") or default_disk_bus(device, dev)
         check_choice(bus, DISK_BUSES, f"bus of disk '{dev}'")
@@ -142,13 +164,20 @@ class Disk:
             readonly=child(node, "readonly") is not None or device == "cdrom",
             shareable=child(node, "shareable") is not None,
             alias=_alias_of(node), address=address_of(node), backing_store=_backing_of(node),
+            source_pool=pool, source_volume=volume,
         )
+
+    def _source_node(self) -> Node | None:
+        if self.type == "volume":   # the live XML too names the volume, not its path (as libvirt)
+            return el("source", [("pool", self.source_pool), ("volume", self.source_volume)]) \
+                if self.source_pool else None
+        return el("source", [(DISK_SOURCE_ATTR[self.type], self.source)]) if self.source else None
 
     def to_node(self, flags: FormatFlags) -> Node:
         driver = [("name", self.driver_name), ("type", self.driver_type), ("cache", self.driver_cache)]
         return el("disk", [("type", self.type), ("device", self.device)], [
             el("driver", driver) if any(v is not None for _, v in driver) else None,
-            el("source", [(DISK_SOURCE_ATTR[self.type], self.source)]) if self.source else None,
+            self._source_node(),
             _backing_node(self.backing_store, live=not flags.inactive) if self.source else None,
             el("target", [("dev", self.target_dev), ("bus", self.target_bus)]),
             el("readonly") if self.readonly else None,
@@ -641,6 +670,9 @@ class Devices:
                       [self.memballoon] if self.memballoon else []):
             for dev in group:
                 dev.alias = _live_alias(dev.alias)
+        for disk in self.disks:
+            if disk.type == "volume":     # resolved again at the next start
+                disk.source = disk.actual_type = None
         for dev in (*self.interfaces, *self.serials, *self.consoles, *self.graphics):
             dev.clear_live()
 

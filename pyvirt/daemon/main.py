@@ -36,6 +36,7 @@ from ..drivers.qemu.config import QemuConfig
 from ..drivers.qemu.connection import QemuConnection
 from ..drivers.qemu.driver import QemuDriver
 from ..drivers.qemu.rootlock import acquire as lock_root
+from ..drivers.qemu import storage_source
 from ..drivers.storage import StorageDriver
 from ..drivers.network.connection import NetworkConnection
 from ..drivers.network.driver import NetworkDriver
@@ -96,6 +97,7 @@ class Daemon:
             connector=connect_peer, locks=lock_manager(cfg))
         self.networks = NetworkDriver(cfg.state_dir, default_network=bool(cfg.default_network))
         self.storage = StorageDriver(cfg.state_dir)
+        storage_source.wire(self.qemu, self.storage)
         self.test_host = test_driver.TestHost()
         self.stopping = False
         self.auth = Authenticator(sasl_allowed_username_list=cfg.sasl_allowed_username_list,

@@ -166,7 +166,7 @@ def _targets(domain: DomainDef) -> list[_Target]:
     chardevs, kernel."""
     out: list[_Target] = []
     for disk in domain.devices.disks:
-        if disk.source is None or disk.type not in ("file", "block"):
+        if disk.source is None or disk.storage_type not in ("file", "block"):
             continue
         shared = disk.readonly or disk.shareable
         out.append(_Target(disk.source, remember=not shared, write=not disk.readonly))

@@ -147,7 +147,7 @@ class StatsAPI:
         if e.physical == 0 or allocation == 0 or allocation == e.physical:
             if allocation == 0:
                 allocation = e.physical
-            if disk.type == "file":
+            if disk.storage_type == "file":
                 try:
                     physical = (await asyncio.to_thread(qstats.image_sizes, disk.source))[2]
                 except libvirtError:

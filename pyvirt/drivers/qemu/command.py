@@ -328,7 +328,7 @@ def disk_blockdevs(disk: Any, n: int) -> tuple[list[dict[str, Any]], str | None]
     if disk.source is None:
         return [], None
     storage, fmt = f"libvirt-{n}-storage", f"libvirt-{n}-format"
-    return [{"driver": "host_device" if disk.type == "block" else "file",
+    return [{"driver": "host_device" if disk.storage_type == "block" else "file",
              "filename": disk.source, "node-name": storage,
              "auto-read-only": True, "discard": "unmap"},
             {"node-name": fmt, "read-only": disk.readonly or disk.device == "cdrom",

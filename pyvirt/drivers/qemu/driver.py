@@ -33,6 +33,7 @@ from ..domainlist import DomainList, emit_lifecycle
 from . import process as procmod
 from . import qemu_events, reboot, recovery
 from . import stats
+from . import storage_source
 from . import tap as tapmod
 from . import hotplug, leases, netlink, postparse
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 _LABELS = "seclabels"
 
 # Why we stop a QEMU without it being a shutdown anyone should hear of.
-_QUIET_SHUTDOWN = frozenset({ShutoffReason.SAVED})
+# (a snapshot's halt or revert stops QEMU as libvirt does: STOPPED/FROM_SNAPSHOT alone)
+_QUIET_SHUTDOWN = frozenset({ShutoffReason.SAVED, ShutoffReason.FROM_SNAPSHOT})
 
 
 def kvm_available() -> bool:
@@ -102,6 +104,11 @@ class QemuDriver:
         self._launching: dict[asyncio.Task[Any], bool] = {}   # task: still cancellable
         # Set by close(): the daemon is going away, its guests are not (see close).
         self.closing = False
+        # The host's storage and network drivers, set by whoever runs them beside this
+        # one (the daemon, an embedded root): (pool, volume) -> (path, format, type) for
+        # <disk type='volume'>, and the NetworkDriver <interface type='network'> joins.
+        self.storage_resolver: storage_source.Resolver | None = None
+        self.networks: Any = None
 
     # -- start-up and shutdown of the manager -------------------------------
     async def initialize(self) -> None:
@@ -169,6 +176,7 @@ class QemuDriver:
             self.domains.add(obj)
         obj.live, obj.id = live, live.id if live.id is not None else -1
         obj.extra = dict(status.extra)
+        storage_source.restore(live, obj.extra)
         obj.job_record = status.job
         obj.lock_state = status.lockstate
         self._reserve_labels(obj, live)
@@ -332,8 +340,12 @@ class QemuDriver:
                     reason: RunningReason = RunningReason.BOOTED,
                     started_detail: EventStartedDetail = EventStartedDetail.BOOTED,
                     incoming: str | None = None, start_cpus: bool = True,
-                    live_def: conf.DomainDef | None = None) -> None:
+                    live_def: conf.DomainDef | None = None,
+                    suspended_detail: EventSuspendedDetail | None = EventSuspendedDetail.PAUSED) -> None:
         """Launch QEMU for ``obj`` (the caller holds the domain's job).
+
+        A start left paused announces SUSPENDED with ``suspended_detail`` (None: no
+        event, for a caller that resumes or announces the state itself: a snapshot revert).
 
         With ``incoming``, QEMU waits for a migration stream and the CPUs are
         left stopped for the caller.  On failure nothing is left behind: no
@@ -349,6 +361,7 @@ class QemuDriver:
         secrets = SecretPlan()      # handed to QEMU as descriptors, never on its argv
         taps: list[tapmod.Tap] = []
         try:
+            storage_source.resolve(live, self.storage_resolver)
             argv = build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming, self.vhost_net),
                               secrets)
             taps = await tapmod.create_for(live, argv)
@@ -365,6 +378,7 @@ class QemuDriver:
         dom_id, self.next_id = self.next_id, self.next_id + 1
         live.id = dom_id
         obj.live, obj.id = live, dom_id
+        storage_source.remember(obj)
         obj.stop_reason, obj.got_shutdown = None, False
         obj.lock_state, obj.leases_held = None, False
         obj.stopped = asyncio.Event()
@@ -415,8 +429,8 @@ class QemuDriver:
             if obj.state == DomainState.RUNNING:
                 emit_lifecycle(self.events, obj, EventType.RESUMED, EventResumedDetail.UNPAUSED)
             emit_lifecycle(self.events, obj, EventType.STARTED, started_detail)
-            if obj.state == DomainState.PAUSED:
-                emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
+            if obj.state == DomainState.PAUSED and suspended_detail is not None:
+                emit_lifecycle(self.events, obj, EventType.SUSPENDED, suspended_detail)
 
     async def _launch(self, *args: Any, **kwargs: Any) -> procmod.QemuProcess:
         """procmod.launch, which close() may cancel; its cancellation by close()

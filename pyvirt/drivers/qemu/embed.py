@@ -19,6 +19,7 @@ from ...uri import URI, embed_root
 from ..storage import StorageDriver
 from .config import QemuConfig
 from .connection import QemuConnection
+from . import storage_source
 from .driver import QemuDriver
 from .rootlock import RootLock, acquire
 
@@ -57,6 +58,7 @@ async def driver_for_root(root: str, connector: Any = None) -> QemuDriver:
                 await drv.close()
                 lock.release()
                 raise
+            storage_source.wire(drv, storage)
             _STORAGE[root] = storage
             _DRIVERS[root] = drv
             _LOCKS[root] = lock

@@ -178,7 +178,7 @@ def _block_params(d: Any, blocks: dict[str, qstats.BlockEntry] | None, active: b
                         "fl.reqs", "fl.times"):
                 out.append(_u(f"block.{n}.{key}", getattr(entry, key.replace(".", "_"))))
             out += _sizes(n, entry.allocation, entry.capacity, entry.physical)
-        elif not active and disk.source and disk.type == "file":
+        elif not active and disk.source and disk.storage_type == "file":
             try:
                 allocation, capacity, physical = qstats.image_sizes(disk.source)
             except libvirtError:

@@ -1,0 +1,130 @@
+"""``<disk type='volume'>``: a pool's volume as a guest disk, on a real pyvirtd with real QEMU.
+
+Stock virsh defines a dir pool and a qcow2 volume, then a guest whose disk
+names them.  At start the QEMU driver resolves the volume through the
+storage driver: QEMU opens the volume's file with its format, the live XML
+still names the pool and volume (as libvirt's), the storage driver refuses
+to delete the volume while the guest runs and lets it go once it stops; a
+restarted daemon still knows the path (domblkinfo); a missing volume or an
+inactive pool stops the start with the storage driver's error; the parser
+refuses a pool without a volume as libvirt does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from daemons import Pyvirtd
+from guests import qemu_available, tiny_xml, wait_for
+
+from pyvirt import conf
+from pyvirt.errors import ErrorNumber, libvirtError
+
+VIRSH = shutil.which("virsh")
+pytestmark = pytest.mark.skipif(VIRSH is None or not qemu_available(),
+                                reason="needs stock virsh and QEMU")
+
+VOLUME_DISK = """
+    <disk type='volume' device='disk'>
+      <source pool='vp' volume='{volume}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>"""
+GUEST_UUID = "6b1c1b2e-4a3b-4c1d-9e8f-0a1b2c3d4e5f"
+
+
+def virsh(daemon: Pyvirtd, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([VIRSH, "-q", "-c", daemon.uri, *args], capture_output=True, text=True, timeout=120)
+    if ok:
+        assert out.returncode == 0, f"virsh {' '.join(args)}: {out.stderr}"
+    else:
+        assert out.returncode != 0, f"virsh {' '.join(args)} succeeded: {out.stdout}"
+    return out
+
+
+def qmp(daemon: Pyvirtd, name: str, command: str) -> dict:
+    return json.loads(virsh(daemon, "qemu-monitor-command", name, json.dumps({"execute": command})).stdout)
+
+
+@pytest.fixture
+def pool(pyvirtd, tmp_path):
+    target = tmp_path / "vpool"
+    virsh(pyvirtd, "pool-define-as", "vp", "dir", "--target", str(target))
+    virsh(pyvirtd, "pool-build", "vp")
+    virsh(pyvirtd, "pool-start", "vp")
+    virsh(pyvirtd, "vol-create-as", "vp", "d1.qcow2", "16M", "--format", "qcow2")
+    yield target
+    subprocess.run([VIRSH, "-c", pyvirtd.uri, "destroy", "g"], capture_output=True)
+    subprocess.run([VIRSH, "-c", pyvirtd.uri, "pool-destroy", "vp"], capture_output=True)
+
+
+def define(daemon: Pyvirtd, tmp_path: Path, volume: str = "d1.qcow2") -> None:
+    xml = tmp_path / "g.xml"
+    xml.write_text(tiny_xml("g", tmp_path / "g.serial", extra_devices=VOLUME_DISK.format(volume=volume),
+                            uuid=GUEST_UUID))
+    virsh(daemon, "define", str(xml))
+
+
+def test_volume_disk_resolves_at_start_and_keeps_its_volume(pyvirtd, pool, tmp_path):
+    define(pyvirtd, tmp_path)
+    inactive = virsh(pyvirtd, "dumpxml", "--inactive", "g").stdout
+    assert "<source pool='vp' volume='d1.qcow2'/>" in inactive and "<driver" not in inactive
+    virsh(pyvirtd, "start", "g")
+
+    # QEMU opened the volume's file, as qcow2 (the volume's format: the XML named none)
+    blocks = qmp(pyvirtd, "g", "query-named-block-nodes")["return"]
+    files = {b["node-name"]: b for b in blocks}
+    assert any(b["drv"] == "qcow2" and b["file"] == str(pool / "d1.qcow2") for b in files.values()), blocks
+
+    live = virsh(pyvirtd, "dumpxml", "g").stdout
+    assert "<disk type='volume' device='disk'>" in live
+    assert "<source pool='vp' volume='d1.qcow2'/>" in live
+    assert "<driver type='qcow2'/>" in live
+    assert str(pool / "d1.qcow2") not in live
+    # domblklist reads the XML: the volume's name, as virsh shows it for libvirtd
+    assert virsh(pyvirtd, "domblklist", "g").stdout.split() == ["vda", "d1.qcow2"]
+
+    # the storage driver asks the QEMU driver before deleting
+    refused = virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp", ok=False)
+    assert "volume 'd1.qcow2' is still in use by domain 'g'" in refused.stderr
+    assert (pool / "d1.qcow2").exists()
+
+    # a restarted daemon knows the path from the status file
+    pyvirtd.stop()
+    pyvirtd.start()
+    capacity = virsh(pyvirtd, "domblkinfo", "g", "vda").stdout
+    assert "Capacity:       16777216" in capacity, capacity
+    virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp", ok=False)
+
+    virsh(pyvirtd, "destroy", "g")
+    assert "<source pool='vp' volume='d1.qcow2'/>" in virsh(pyvirtd, "dumpxml", "g").stdout
+    virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp")
+    assert not (pool / "d1.qcow2").exists()
+
+
+def test_missing_volume_or_inactive_pool_stops_the_start(pyvirtd, pool, tmp_path):
+    define(pyvirtd, tmp_path, volume="nope.qcow2")
+    out = virsh(pyvirtd, "start", "g", ok=False)
+    assert "Storage volume not found: no storage vol with matching name 'nope.qcow2'" in out.stderr
+    assert virsh(pyvirtd, "domstate", "g").stdout.strip() == "shut off"
+
+    define(pyvirtd, tmp_path)
+    virsh(pyvirtd, "pool-destroy", "vp")
+    out = virsh(pyvirtd, "start", "g", ok=False)
+    assert "storage pool 'vp' is not active" in out.stderr
+    virsh(pyvirtd, "pool-start", "vp")
+    virsh(pyvirtd, "start", "g")
+    wait_for(lambda: virsh(pyvirtd, "domstate", "g").stdout.strip() == "running", what="g running")
+
+
+def test_pool_without_volume_is_refused_as_libvirt():
+    xml = """<domain type='qemu'><name>x</name><memory>65536</memory><os><type>hvm</type></os>
+      <devices><disk type='volume'><source pool='p'/><target dev='vda'/></disk></devices></domain>"""
+    with pytest.raises(libvirtError) as exc:
+        conf.parse(xml, ("qemu",), "qemu")
+    assert exc.value.get_error_code() == ErrorNumber.XML_ERROR
+    assert "'pool' and 'volume' must be specified together for 'pool' type source" in str(exc.value)
