@@ -788,3 +788,82 @@ def test_shell_completes_network_names(cli_daemon, tmp_path):
         term.close()
         net.undefine()
         conn.close()
+
+
+@needs_netns
+@needs_virsh
+def test_net_event_prints_lifecycle_events_like_virsh(cli_daemon, tmp_path):
+    """``net-event --loop``: pyvirt's and stock virsh's watchers print the same lines for a
+    network defined, started, stopped and undefined; ^C ends both loops with the count."""
+    from test_events import Watcher
+    import pyvirt
+    uri = cli_daemon.uri
+    watchers = [Watcher([sys.executable, "-m", "pyvirt.cli", "-c", uri, "net-event", "--event", "lifecycle",
+                         "--loop"]),
+                Watcher(["virsh", "-c", uri, "net-event", "--event", "lifecycle", "--loop"])]
+    conn = pyvirt.open(uri)
+    probes = iter(range(1000))
+
+    def probe() -> None:        # virsh says nothing once registered: an event shows it is
+        net = conn.networkDefineXML(f"<network><name>probe{next(probes)}</name><bridge name='pvprobe0'/></network>")
+        net.undefine()
+    try:
+        for w in watchers:
+            w.probe_until(probe, lambda line: line.startswith("event 'lifecycle' for network probe"), what="a probe")
+        net = conn.networkDefineXML(WALK_XML.replace("cliwalk", "evnet").replace("c1100", "c1107")
+                                    .replace("pvcli0", "pvev0").replace(":78:00:01", ":78:00:07"))
+        net.create()
+        net.destroy()
+        net.undefine()
+        for w in watchers:
+            w.wait_for(lambda line: line == "event 'lifecycle' for network evnet: Undefined", what="Undefined")
+    finally:
+        for w in watchers:
+            w.stop()
+        conn.close()
+    ours, theirs = ([line for line in w.lines if "evnet" in line] for w in watchers)
+    assert ours == theirs == [f"event 'lifecycle' for network evnet: {word}"
+                              for word in ("Defined", "Started", "Stopped", "Undefined")]
+    for w in watchers:
+        assert w.lines[-3] == "event loop interrupted" and w.lines[-2].startswith("events received: ")
+        assert w.lines[-1] == ""
+    assert [w.proc.returncode for w in watchers] == [0, 0]
+
+
+@needs_netns
+@needs_virsh
+def test_net_event_one_shot_and_filter(cli_daemon):
+    """Without --loop the first event ends the wait; --network filters (virsh's output)."""
+    from test_events import Watcher
+    import pyvirt
+    conn = pyvirt.open(cli_daemon.uri)
+    target = conn.networkDefineXML(WALK_XML.replace("cliwalk", "onenet").replace("c1100", "c1108")
+                                   .replace("pvcli0", "pvone0").replace(":78:00:01", ":78:00:08"))
+    watcher = Watcher([sys.executable, "-m", "pyvirt.cli", "-c", cli_daemon.uri, "net-event", "--event",
+                       "lifecycle", "--network", "onenet", "--timestamp"])
+    try:
+        probes = iter(range(1000))
+        # other networks' events are filtered out; the target's own start ends the wait
+        for n in probes:
+            other = conn.networkDefineXML(f"<network><name>other{n}</name><bridge name='pvoth0'/></network>")
+            other.undefine()
+            if n == 3:
+                break
+        # registration is silent: start/stop the target until the one-shot watcher has printed
+        while watcher.proc.poll() is None:
+            target.create()
+            target.destroy()
+            try:
+                watcher.proc.wait(0.3)
+            except subprocess.TimeoutExpired:
+                pass
+        watcher.stop()
+    finally:
+        watcher.stop()
+        target.undefine()
+        conn.close()
+    assert watcher.proc.returncode == 0
+    assert len(watcher.lines) == 3 and watcher.lines[1:] == ["events received: 1", ""]
+    stamp, text = watcher.lines[0].split(": ", 1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+0000", stamp)
+    assert text in ("event 'lifecycle' for network onenet: Started", "event 'lifecycle' for network onenet: Stopped")

@@ -68,6 +68,7 @@ INDEX: dict[str, str] = {
     "net-dhcp-leases": "network_cmds",
     "net-dumpxml": "network_cmds",
     "net-edit": "network_cmds",
+    "net-event": "network_cmds",
     "net-info": "network_cmds",
     "net-list": "network_cmds",
     "net-name": "network_cmds",

@@ -531,3 +531,89 @@ def _net_update(p: argparse.ArgumentParser) -> Handler:
             what = "persistent config"
         print(f"Updated network {net.name()} {what}")
     return run
+
+
+# -- net-event -----------------------------------------------------------------------
+
+NETWORK_EVENT_NAMES = ("lifecycle",)                            # VIR_NETWORK_EVENT_ID_*, virsh's names
+LIFECYCLE_WORDS = ("Defined", "Undefined", "Started", "Stopped")  # virNetworkEventLifecycleType
+
+
+def lifecycle_text(network: str, event: int) -> str:
+    word = LIFECYCLE_WORDS[event] if 0 <= event < len(LIFECYCLE_WORDS) else "unknown"
+    return f"event 'lifecycle' for network {network}: {word}\n"
+
+
+def _timestamp() -> str:
+    """virTimeStringNowRaw: 'YYYY-MM-DD HH:MM:SS.mmm+0000' in UTC."""
+    import time
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}+0000"
+
+
+@command("net-event", "Network Events")
+def _net_event(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("--network", dest="network_opt", metavar="NETWORK", help="filter by network name or uuid")
+    p.add_argument("--event", help="which event type to wait for")
+    p.add_argument("--loop", action="store_true", help="loop until timeout or interrupt, rather than one-shot")
+    p.add_argument("--timeout", metavar="NUMBER", help="timeout seconds")
+    p.add_argument("--list", action="store_true", help="list valid event types")
+    p.add_argument("--timestamp", action="store_true", help="show timestamp for each printed event")
+    p.set_defaults(network=None, command_name="net-event")
+
+    def run(conn: Any, args: argparse.Namespace) -> None:
+        import signal
+        import threading
+        from pyvirt.errors import libvirtError
+        if args.list:
+            print("\n".join(NETWORK_EVENT_NAMES) + "\n")
+            return
+        if not args.event:
+            raise CommandError("either --list or --event <type> is required")
+        if args.event not in NETWORK_EVENT_NAMES:
+            raise CommandError(f"unknown event type {args.event}")
+        timeout = None
+        if args.timeout is not None:
+            timeout = parse_int(args.timeout, "timeout", 0)
+            if timeout <= 0:
+                raise CommandError(f"Numeric value '{args.timeout}' for <timeout> option is malformed or out of range")
+        net = lookup(conn, args) if args.network_opt else None
+        count = 0
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def on_event(_conn: Any, network: Any, event: int, _detail: int, _opaque: Any) -> None:
+            nonlocal count
+            with lock:
+                if not args.loop and count:
+                    return
+                prefix = f"{_timestamp()}: " if args.timestamp else ""
+                sys.stdout.write(prefix + lifecycle_text(network.name(), event))
+                sys.stdout.flush()
+                count += 1
+                if not args.loop:
+                    done.set()
+
+        callback = conn.networkEventRegisterAny(net, NETWORK_EVENT_NAMES.index(args.event), on_event, None)
+        # as virsh, ^C ends the loop even when started with SIGINT ignored (a background job)
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            try:
+                if not done.wait(timeout):
+                    print("event loop timed out")
+            except KeyboardInterrupt:
+                print("event loop interrupted")
+        finally:
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                conn.networkEventDeregisterAny(callback)
+            except libvirtError:
+                pass
+        if not count:
+            print(f"events received: {count}")
+            raise CommandError("")      # virsh fails quietly when nothing came (main adds the blank line)
+        print(f"events received: {count}\n")
+    return run
