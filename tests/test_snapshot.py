@@ -191,7 +191,7 @@ _PY_SCRIPT = textwrap.dedent("""
     except libvirt.libvirtError as e:
         out["no_snapshot"] = [e.get_error_code(), e.get_error_message()]
     dom.revertToSnapshot(s1)
-    out["revert_events"] = wait_events(2)
+    out["revert_events"] = wait_events(4)
     out["current_after_revert"] = dom.snapshotCurrent().getName()
     s2.delete()
     out["after_delete"] = dom.snapshotListNames()
@@ -210,8 +210,10 @@ def test_python3_libvirt_api_and_events(pyvirtd):
     SUSPENDED, RESUMED = 3, 4
     # libvirt stops the CPUs (paused, "saving": detail PAUSED) around the save, then resumes (UNPAUSED)
     assert got["create_events"] == [[SUSPENDED, 0], [RESUMED, 0]]
-    # a revert of a running guest: SUSPENDED/FROM_SNAPSHOT (5), RESUMED/FROM_SNAPSHOT (2)
-    assert got["revert_events"] == [[SUSPENDED, 5], [RESUMED, 2]]
+    # a revert of a running guest, as libvirtd 9.0 does it: a new QEMU from the snapshot's
+    # definition (STOPPED/FROM_SNAPSHOT, STARTED/FROM_SNAPSHOT), RESUMED/FROM_SNAPSHOT,
+    # and the definition rewritten (DEFINED/FROM_SNAPSHOT)
+    assert got["revert_events"] == [[5, 6], [2, 3], [RESUMED, 2], [0, 3]]
     assert got["num"] == 2 and got["names"] == ["s1", "s2"] and got["all"] == ["s1", "s2"]
     assert got["roots"] == ["s1"] and got["leaves"] == ["s2"]
     assert got["internal"] == 2 and got["external"] == 0
@@ -411,3 +413,66 @@ def test_snapshot_edit_as_virsh(pyvirtd):
     assert results["virsh"][1][0] == "Snapshot a edited.\n\n"
     assert results["virsh"][5][0] == "Snapshot r cloned to c.\n\n"
     assert results["virsh"][-1] is True
+
+
+_EVENTS_SCRIPT = textwrap.dedent("""
+    import json, sys, threading, libvirt
+    libvirt.virEventRegisterDefaultImpl()
+    conn = libvirt.open(sys.argv[1])
+    events, seen = [], threading.Condition()
+    def lifecycle(c, d, event, detail, opaque):
+        with seen:
+            events.append([event, detail])
+            seen.notify_all()
+    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None)
+    threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)], daemon=True).start()
+    d = conn.lookupByName("g")
+    out = []
+    def step(n, f):
+        f()
+        with seen:
+            assert seen.wait_for(lambda: len(events) >= n, 30), events
+            out.append([events[:n], d.state()])
+            del events[:n]
+    step(2, lambda: d.snapshotCreateXML("<domainsnapshot><name>r1</name></domainsnapshot>"))
+    s = d.snapshotLookupByName("r1")
+    step(4, lambda: d.revertToSnapshot(s))
+    step(4, lambda: d.revertToSnapshot(s, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED))
+    step(2, lambda: d.destroy())
+    step(3, lambda: d.revertToSnapshot(s))
+    step(2, lambda: d.snapshotCreateXML("<domainsnapshot><name>h1</name></domainsnapshot>",
+                                        libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_HALT))
+    step(3, lambda: d.revertToSnapshot(d.snapshotLookupByName("h1"), libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING))
+    step(2, lambda: (d.destroy(), d.snapshotCreateXML("<domainsnapshot><name>o1</name></domainsnapshot>")))
+    step(2, lambda: d.create())
+    step(2, lambda: d.revertToSnapshot(d.snapshotLookupByName("o1")))
+    step(3, lambda: d.revertToSnapshot(d.snapshotLookupByName("o1"), libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED))
+    print(json.dumps(out))
+""")
+
+# Recorded from libvirtd 9.0 (Debian 12, bench/libvirt_ref.py) running this very script on the same
+# guest: per step [events as [event, detail]], [state, reason]
+LIBVIRTD_9_0_EVENTS = [
+    [[[3, 0], [4, 0]], [1, 5]],                          # create, running: paused "saving", unpaused
+    [[[5, 6], [2, 3], [4, 2], [0, 3]], [1, 4]],          # revert running -> running snapshot
+    [[[5, 6], [2, 3], [3, 5], [0, 3]], [3, 7]],          # ... with --paused
+    [[[6, 2], [5, 1]], [5, 2]],                          # destroy
+    [[[2, 3], [4, 2], [0, 3]], [1, 4]],                  # revert shut off -> running snapshot
+    [[[3, 0], [5, 6]], [5, 7]],                          # create --halt
+    [[[2, 3], [4, 2], [0, 3]], [1, 4]],                  # revert to it with --running
+    [[[6, 2], [5, 1]], [5, 2]],                          # destroy, then a shut-off snapshot
+    [[[4, 0], [2, 0]], [1, 1]],                          # start
+    [[[5, 6], [0, 3]], [5, 7]],                          # revert running -> shut-off snapshot
+    [[[2, 3], [3, 5], [0, 3]], [3, 1]],                  # ... shut off, with --paused
+]
+
+
+def test_lifecycle_events_as_libvirtd(pyvirtd):
+    """The lifecycle events and states of creates and reverts, as libvirtd 9.0 gives them."""
+    _define(pyvirtd)
+    _ok(_virsh, pyvirtd.uri, "start", "g")
+    out = subprocess.run([SYSTEM_PYTHON, "-c", _EVENTS_SCRIPT, pyvirtd.uri], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got == LIBVIRTD_9_0_EVENTS

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ...conf import snapshot as snapxml
 from ...conf.devices import Disk
-from ...enums import (DomainState, EventResumedDetail, EventStartedDetail, EventStoppedDetail,
+from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail, EventStartedDetail, EventStoppedDetail,
                       EventSuspendedDetail, EventType, PausedReason, RunningReason, ShutoffReason)
 from ...enums_more import (DomainSnapshotCreateFlags as Create, DomainSnapshotDeleteFlags as Delete,
                            DomainSnapshotRevertFlags as Revert)
@@ -327,20 +327,31 @@ async def revert(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
 
 
 async def _revert_with_memory(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotDef, flags: int) -> None:
-    if obj.active:
+    """A snapshot with memory.  libvirt 9.0 stops a running QEMU (STOPPED/FROM_SNAPSHOT) and
+    starts a fresh one from the snapshot's definition, paused, loads the state into it,
+    then runs it (RESUMED/FROM_SNAPSHOT) or leaves it paused (SUSPENDED/FROM_SNAPSHOT).
+    A transient domain would go with its QEMU: its state is loaded in place."""
+    run = bool(flags & Revert.RUNNING) or (snap.state != "paused" and not flags & Revert.PAUSED)
+    in_place = obj.active and not obj.persistent
+    if in_place:
         if obj.state == DomainState.RUNNING:
             await drv.pause_cpus(obj, PausedReason.FROM_SNAPSHOT, event=False)
             emit_lifecycle(drv.events, obj, EventType.SUSPENDED, EventSuspendedDetail.FROM_SNAPSHOT)
     else:
-        await drv.start(obj, paused=True, started_detail=EventStartedDetail.FROM_SNAPSHOT)
+        if obj.active:
+            await drv.kill(obj, ShutoffReason.FROM_SNAPSHOT, EventStoppedDetail.FROM_SNAPSHOT)
+        _restore_definition(drv, obj, snap)
+        await drv.start(obj, paused=True, started_detail=EventStartedDetail.FROM_SNAPSHOT, suspended_detail=None)
     vmstate, devices = await _internal_nodes(obj, snap)
     await work.run_job(obj, "snapshot-load", {"tag": snap.name, "vmstate": vmstate, "devices": devices})
-    run = bool(flags & Revert.RUNNING) or (snap.state != "paused" and not flags & Revert.PAUSED)
     if run:
         await drv.resume_cpus(obj, RunningReason.FROM_SNAPSHOT, event=False)
         emit_lifecycle(drv.events, obj, EventType.RESUMED, EventResumedDetail.FROM_SNAPSHOT)
     else:
         obj.set_state(DomainState.PAUSED, PausedReason.FROM_SNAPSHOT)
+        if not in_place:
+            emit_lifecycle(drv.events, obj, EventType.SUSPENDED, EventSuspendedDetail.FROM_SNAPSHOT)
+    _announce_definition(drv, obj)
 
 
 async def _revert_disks(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotDef, flags: int) -> None:
@@ -348,13 +359,49 @@ async def _revert_disks(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotD
     start it if asked (RUNNING or PAUSED)."""
     if obj.active:
         await drv.kill(obj, ShutoffReason.FROM_SNAPSHOT, EventStoppedDetail.FROM_SNAPSHOT)
+    _restore_definition(drv, obj, snap)
     by_target = {d.target_dev: d for d in obj.definition.devices.disks}
     images = [by_target[sd.name].source for sd in snap.disks
               if sd.snapshot == "internal" and sd.name in by_target and by_target[sd.name].source]
     await work.offline_internal("-a", snap.name or "", images)   # type: ignore[arg-type]
     if flags & (Revert.RUNNING | Revert.PAUSED):
         await drv.start(obj, paused=bool(flags & Revert.PAUSED), reason=RunningReason.FROM_SNAPSHOT,
-                        started_detail=EventStartedDetail.FROM_SNAPSHOT)
+                        started_detail=EventStartedDetail.FROM_SNAPSHOT,
+                        suspended_detail=EventSuspendedDetail.FROM_SNAPSHOT)
+    _announce_definition(drv, obj)
+
+
+def _restore_definition(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotDef) -> None:
+    """The persistent definition goes back to the snapshot's (libvirt's revert rewrites it)."""
+    if not obj.persistent:
+        return
+    from ... import conf
+    from .command import DOMAIN_TYPES
+    text = snap.inactive_xml or snap.domain_xml
+    try:
+        then = conf.parse(text or "", DOMAIN_TYPES, "qemu", inactive=True)
+    except Exception as exc:      # a definition this version cannot read: keep the current one
+        log_warning(f"{obj.name}: snapshot '{snap.name}' keeps the current definition: {exc}")
+        return
+    if then.name != obj.definition.name or then.uuid != obj.definition.uuid:
+        return
+    previous = obj.definition
+    obj.definition = then
+    try:
+        drv.save_config(obj)
+    except OSError:
+        obj.definition = previous
+        raise
+
+
+def _announce_definition(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    if obj.persistent:
+        emit_lifecycle(drv.events, obj, EventType.DEFINED, EventDefinedDetail.FROM_SNAPSHOT)
+
+
+def log_warning(text: str) -> None:
+    import logging
+    logging.getLogger(__name__).warning("%s", text)
 
 
 # -- delete ---------------------------------------------------------------------------------
