@@ -73,8 +73,17 @@ def _lockd_pid(host: Pyvirtd) -> int | None:
         return None
 
 
+def _can_unshare_mounts() -> bool:
+    try:
+        return subprocess.run(["unshare", "--mount", "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 @pytest.fixture
 def lock_hosts(tmp_path, guests_built, storage):
+    if not _can_unshare_mounts():
+        pytest.skip("needs a mount namespace (unshare --mount, as root) for host B's view of the storage")
     conf = f'lock_manager = "lockd"\nlock_file_lockspace_dir = "{storage.lockspace}"\n'
     a = Pyvirtd(tmp_path / "a", extra_config=conf)
     b = Pyvirtd(tmp_path / "b", extra_config=conf, argv_prefix=[
