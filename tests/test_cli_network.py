@@ -221,6 +221,8 @@ COMMANDS = [
     "net-undefine apple", "net-autostart default", "net-autostart --disable Isolated",
     "net-define {new}", "net-define --validate {new}", "net-create {new}", "net-create --file {new}",
     "net-define /nonexistent.xml", "net-start nosuch",
+    "net-event --list", "net-event", "net-event --event bogus", "net-event --event lifecycle --timeout 0",
+    "net-event --event lifecycle --timeout abc",
 ]
 
 
