@@ -477,3 +477,30 @@ def test_restart_restarts_a_dead_dnsmasq_and_forgets_a_network_whose_bridge_went
         assert "pyvirt_isolated" not in nft_tables(daemon.netns)
         virsh(daemon, "net-start", "isolated")                 # and it starts again cleanly
         assert "pvbr2" in links(daemon.netns)
+
+
+def wait_until_forwarding(ns: str, port: str, timeout: float = 60.0) -> None:
+    """A new port of an STP bridge passes frames only after listening and learning: poll the
+    kernel's port state (the observable condition itself) until it says forwarding."""
+    deadline = time.monotonic() + timeout
+    while True:
+        link = json.loads(ns_run(ns, "ip", "-json", "-details", "link", "show", "dev", port).stdout)[0]
+        if link.get("linkinfo", {}).get("info_slave_data", {}).get("state") == "forwarding":
+            return
+        assert time.monotonic() < deadline, f"{port} never reached the forwarding state: {link}"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/busybox"), reason="needs busybox (nslookup)")
+def test_dnsmasq_answers_dns_for_dns_hosts_in_the_network_domain(daemon, tmp_path):
+    define(daemon, tmp_path, NAT_XML.replace("  <ip ", "  <domain name='lab.test'/>\n  <dns>\n"
+                                             "    <host ip='10.77.0.50'><hostname>web</hostname></host>\n"
+                                             "  </dns>\n  <ip ", 1))
+    virsh(daemon, "net-start", "natnet")
+    with client_namespace(daemon, "52:54:00:12:34:57") as client:
+        ns_run(client, "ip", "addr", "add", "10.77.0.30/24", "dev", "vclient0")
+        wait_until_forwarding(daemon.netns, "vport0")
+        out = ns_run(client, "busybox", "nslookup", "web", "10.77.0.1", check=False)
+        assert "10.77.0.50" in out.stdout, out.stdout + out.stderr
+        full = ns_run(client, "busybox", "nslookup", "web.lab.test", "10.77.0.1", check=False)
+        assert "10.77.0.50" in full.stdout, full.stdout + full.stderr
