@@ -139,9 +139,20 @@ def test_internal_snapshots_revert_disk_content_and_delete(pyvirtd):
     assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
 
 
-_PY_SCRIPT = textwrap.dedent("""
-    import json, sys, threading, libvirt
-    libvirt.virEventRegisterDefaultImpl()
+# The client scripts run under python3-libvirt or, with "pyvirt" as their second argument,
+# under pyvirt's own library (which delivers events on its own thread).
+_PRELUDE = textwrap.dedent("""
+    import json, sys, threading
+    if sys.argv[2] == "pyvirt":
+        import pyvirt as libvirt
+    else:
+        import libvirt
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)],
+                         daemon=True).start()
+""")
+
+_PY_SCRIPT = _PRELUDE + textwrap.dedent("""
     conn = libvirt.open(sys.argv[1])
     events = []
     seen = threading.Condition()
@@ -150,10 +161,6 @@ _PY_SCRIPT = textwrap.dedent("""
             events.append([event, detail])
             seen.notify_all()
     conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None)
-    def loop():
-        while True:
-            libvirt.virEventRunDefaultImpl()
-    threading.Thread(target=loop, daemon=True).start()
     def wait_events(n):
         with seen:
             assert seen.wait_for(lambda: len(events) >= n, 30), events
@@ -199,12 +206,18 @@ _PY_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_python3_libvirt_api_and_events(pyvirtd):
-    """python3-libvirt's whole snapshot API on a running guest, with the pause libvirt makes."""
+def _client(library: str) -> str:
+    return SYSTEM_PYTHON if library == "libvirt" else sys.executable
+
+
+@pytest.mark.parametrize("library", ["libvirt", "pyvirt"])
+def test_client_api_and_events(pyvirtd, library):
+    """python3-libvirt's (and pyvirt's) whole snapshot API on a running guest, with the pause
+    libvirt makes."""
     disk, _ = _define(pyvirtd)
     _ok(_virsh, pyvirtd.uri, "start", "g")
-    out = subprocess.run([SYSTEM_PYTHON, "-c", _PY_SCRIPT, pyvirtd.uri], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([_client(library), "-c", _PY_SCRIPT, pyvirtd.uri, library], capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     SUSPENDED, RESUMED = 3, 4
@@ -415,9 +428,7 @@ def test_snapshot_edit_as_virsh(pyvirtd):
     assert results["virsh"][-1] is True
 
 
-_EVENTS_SCRIPT = textwrap.dedent("""
-    import json, sys, threading, libvirt
-    libvirt.virEventRegisterDefaultImpl()
+_EVENTS_SCRIPT = _PRELUDE + textwrap.dedent("""
     conn = libvirt.open(sys.argv[1])
     events, seen = [], threading.Condition()
     def lifecycle(c, d, event, detail, opaque):
@@ -425,7 +436,6 @@ _EVENTS_SCRIPT = textwrap.dedent("""
             events.append([event, detail])
             seen.notify_all()
     conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None)
-    threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)], daemon=True).start()
     d = conn.lookupByName("g")
     out = []
     def step(n, f):
@@ -467,12 +477,13 @@ LIBVIRTD_9_0_EVENTS = [
 ]
 
 
-def test_lifecycle_events_as_libvirtd(pyvirtd):
+@pytest.mark.parametrize("library", ["libvirt", "pyvirt"])
+def test_lifecycle_events_as_libvirtd(pyvirtd, library):
     """The lifecycle events and states of creates and reverts, as libvirtd 9.0 gives them."""
     _define(pyvirtd)
     _ok(_virsh, pyvirtd.uri, "start", "g")
-    out = subprocess.run([SYSTEM_PYTHON, "-c", _EVENTS_SCRIPT, pyvirtd.uri], capture_output=True, text=True,
-                         timeout=180)
+    out = subprocess.run([_client(library), "-c", _EVENTS_SCRIPT, pyvirtd.uri, library], capture_output=True,
+                         text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got == LIBVIRTD_9_0_EVENTS
