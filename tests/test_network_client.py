@@ -150,6 +150,20 @@ def test_dhcp_leases_are_libvirt_python_dicts():
     assert lease_dict(Record()) == leases[0]
 
 
+def test_network_ports_are_no_support():
+    conn, drv = connect({})
+    net = virNetwork(conn, REF)
+    for call, api in ((lambda: net.listAllPorts(), "virNetworkListAllPorts"),
+                      (lambda: net.portCreateXML("<networkport/>"), "virNetworkPortCreateXML"),
+                      (lambda: net.portLookupByUUIDString(str(uuid.UUID(bytes=NET_UUID))),
+                       "virNetworkPortLookupByUUID")):
+        with pytest.raises(pyvirt.libvirtError) as exc:
+            call()
+        assert exc.value.get_error_code() == pyvirt.VIR_ERR_NO_SUPPORT
+        assert exc.value.get_error_message() == f"this function is not supported by the connection driver: {api}"
+    assert drv.calls == []
+
+
 def test_read_only_connection_refuses_define_but_lists():
     conn, drv = connect({"connect_list_all_networks": ([], 0)})
     drv.read_only = True

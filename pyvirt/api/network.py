@@ -108,8 +108,28 @@ class virNetwork:  # noqa: N801 - libvirt-python's name
         leases, _count = self._call("network_get_dhcp_leases", mac, 1, int(flags))
         return [lease_dict(lease) for lease in leases]
 
+    # -- network ports (libvirt 5.5's virNetworkPort): pyvirt's drivers have none ------
+    def listAllPorts(self, flags: int = 0) -> list[Any]:
+        raise _no_ports("virNetworkListAllPorts")
+
+    def portCreateXML(self, xmldesc: str, flags: int = 0) -> Any:
+        raise _no_ports("virNetworkPortCreateXML")
+
+    def portLookupByUUID(self, uuid: bytes) -> Any:
+        raise _no_ports("virNetworkPortLookupByUUID")
+
+    def portLookupByUUIDString(self, uuidstr: str) -> Any:
+        _parse_uuid(uuidstr, "virNetworkPortLookupByUUIDString")
+        raise _no_ports("virNetworkPortLookupByUUID")
+
     def __repr__(self) -> str:
         return f"<pyvirt.virNetwork {self._ref.name}>"
+
+
+def _no_ports(api: str) -> Exception:
+    """libvirt's answer from a network driver without the port calls."""
+    from ..errors import ErrorDomain, no_support
+    return no_support(ErrorDomain.NETWORK, api)
 
 
 class ConnectNetworkAPI:
