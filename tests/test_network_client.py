@@ -422,3 +422,19 @@ def test_library_walk_matches_python3_libvirt_on_libvirtd(libvirtd_test_uri):
     assert ours == theirs
     assert ours[0][:2] == ["virNetwork", "walk"]
     assert [43, 12, "Network not found: no network with matching name 'nosuch'"] in ours    # VIR_FROM_TEST
+
+
+NAMES = """
+import json, libvirt
+print(json.dumps({"net": [n for n in dir(libvirt.virNetwork) if not n.startswith("_")],
+                  "conn": [n for n in dir(libvirt.virConnect) if "etwork" in n and not n.startswith("_")]}))
+"""
+
+
+@needs_python3_libvirt
+def test_every_libvirt_python_network_method_exists():
+    names = json.loads(subprocess.run(["/usr/bin/python3", "-c", NAMES], capture_output=True, text=True,
+                                      timeout=60).stdout)
+    assert [n for n in names["net"] if not hasattr(pyvirt.virNetwork, n)] == ["c_pointer"]   # a C pointer
+    assert [n for n in names["conn"] if not hasattr(pyvirt.virConnect, n)] == []
+    assert len(names["net"]) > 15 and len(names["conn"]) > 10
