@@ -323,6 +323,13 @@ def test_metadata_survives_restart_and_undefine_rules(pyvirtd):
     assert not (pyvirtd.state_dir / "lib" / "qemu" / "snapshot" / "g").exists()
     _ok(_virsh, uri, "define", xml)                   # a new domain of that name has no snapshots
     assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
+    # a transient domain's snapshots go with it: a later domain of that name has none
+    _ok(_virsh, uri, "undefine", "g")
+    _ok(_virsh, uri, "create", xml)
+    _ok(_virsh, uri, "snapshot-create-as", "g", "t1")
+    _ok(_virsh, uri, "destroy", "g")
+    _ok(_virsh, uri, "define", xml)
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
 
 
 def test_refusals(pyvirtd):

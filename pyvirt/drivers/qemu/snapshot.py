@@ -39,7 +39,9 @@ _STATE_WORDS = {DomainState.RUNNING: "running", DomainState.PAUSED: "paused", Do
 
 
 def tree(drv: "QemuDriver", obj: "QemuDomainObj") -> SnapshotTree:
-    return tree_for(drv.cfg.root, obj.definition.name)
+    snaps = tree_for(drv.cfg.root, obj.definition.name)
+    snaps.drop_foreign(obj.uuid)
+    return snaps
 
 
 def _format_of(disk: Disk) -> str:

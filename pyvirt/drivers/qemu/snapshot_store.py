@@ -10,6 +10,7 @@ coherent with the disk.  Writes happen under the domain's job.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 log = logging.getLogger(__name__)
 
 SnapshotDef = snapxml.SnapshotDef
+_UUID_RE = re.compile(r"<uuid>([^<]+)</uuid>")
 
 
 def snapshot_root(root: Path) -> Path:
@@ -106,6 +108,19 @@ class SnapshotTree:
             self._path(name).unlink()
         except FileNotFoundError:
             pass
+
+    def drop_foreign(self, uuid: str) -> None:
+        """Forget snapshots another domain of this name left (libvirt discards a domain's
+        snapshot metadata when the domain goes: a transient one stopping, say)."""
+        for snap in list(self.snaps.values()):
+            found = _UUID_RE.search(snap.domain_xml or "")
+            if found is not None and found.group(1).strip().lower() != uuid.lower():
+                log.info("dropping snapshot %s of an earlier domain %s", snap.name, found.group(1))
+                del self.snaps[snap.name]   # type: ignore[arg-type]
+                try:
+                    self._path(snap.name).unlink()   # type: ignore[arg-type]
+                except OSError:
+                    pass
 
     def remove_all(self) -> None:
         self.snaps.clear()
