@@ -504,3 +504,59 @@ def test_dnsmasq_answers_dns_for_dns_hosts_in_the_network_domain(daemon, tmp_pat
         assert "10.77.0.50" in out.stdout, out.stdout + out.stderr
         full = ns_run(client, "busybox", "nslookup", "web.lab.test", "10.77.0.1", check=False)
         assert "10.77.0.50" in full.stdout, full.stdout + full.stderr
+
+
+@contextmanager
+def namespace(prefix: str):
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    try:
+        yield name
+    finally:
+        out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=30)
+        for pid in out.stdout.split():
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "delete", name], timeout=30)
+
+
+PEER_PRINTER = """
+import socket, sys
+s = socket.socket()
+s.bind(("192.0.2.1", 9000))
+s.listen(1)
+print("listening", flush=True)
+s.settimeout(60)
+conn, peer = s.accept()
+print(peer[0], flush=True)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/busybox"), reason="needs busybox (nc)")
+def test_nat_masquerades_the_subnet_toward_another_interface(daemon, tmp_path):
+    """A client on the bridge reaches a host beyond the daemon's other interface, which sees the
+    daemon's address, not the client's: the network's nftables table masqueraded it."""
+    define(daemon, tmp_path, NAT_XML)
+    virsh(daemon, "net-start", "natnet")
+    with namespace("pyvirt-outside") as outside, client_namespace(daemon, "52:54:00:12:34:58") as client:
+        ns_run(daemon.netns, "ip", "link", "add", "name", "up0", "type", "veth", "peer", "name", "out0")
+        ns_run(daemon.netns, "ip", "link", "set", "dev", "out0", "netns", outside)
+        ns_run(daemon.netns, "ip", "addr", "add", "192.0.2.2/24", "dev", "up0")
+        ns_run(daemon.netns, "ip", "link", "set", "dev", "up0", "up")
+        ns_run(outside, "ip", "addr", "add", "192.0.2.1/24", "dev", "out0")
+        ns_run(outside, "ip", "link", "set", "dev", "out0", "up")
+        ns_run(client, "ip", "addr", "add", "10.77.0.30/24", "dev", "vclient0")
+        ns_run(client, "ip", "route", "add", "default", "via", "10.77.0.1")
+        wait_until_forwarding(daemon.netns, "vport0")
+        listener = subprocess.Popen(["ip", "netns", "exec", outside, SYSTEM_PYTHON, "-c", PEER_PRINTER],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert listener.stdout.readline().strip() == "listening"
+            sent = ns_run(client, "busybox", "nc", "-w", "10", "192.0.2.1", "9000", check=False)
+            assert sent.returncode == 0, sent.stderr
+            assert listener.stdout.readline().strip() == "192.0.2.2"     # masqueraded, not 10.77.0.30
+        finally:
+            listener.kill()
+            listener.wait()
