@@ -125,6 +125,9 @@ def test_disk_alignment_as_libvirt():
                                        _disk("hdc", None, "raw", device="cdrom", readonly=True)], "external")
     assert [(sd.name, sd.snapshot, sd.source) for _d, sd in pairs] == [
         ("vda", "external", "/i/g.s9"), ("vdb", "external", "/i/data.s9"), ("hdc", "no", None)]
+    relative = snapxml.SnapshotDef(name="r", disks=[snapxml.SnapshotDisk("vda", "external", "o.qcow2")])
+    with pytest.raises(libvirtError, match="snapshot file of disk 'vda' 'o.qcow2' must be absolute"):
+        snapmod.align_disks(relative, [_disk("vda", "/i/g.qcow2")], "external")
     with pytest.raises(libvirtError, match="no disk named 'sdz'"):
         snapmod.align_disks(snapxml.SnapshotDef(name="x", disks=[snapxml.SnapshotDisk("sdz")]),
                             [_disk("vda", "/i/g.qcow2")], "internal")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ...conf import snapshot as snapxml
 from ...conf.devices import Disk
+from ...conf.names import check_caller_path
 from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail, EventStartedDetail, EventStoppedDetail,
                       EventSuspendedDetail, EventType, PausedReason, RunningReason, ShutoffReason)
 from ...enums_more import (DomainSnapshotCreateFlags as Create, DomainSnapshotDeleteFlags as Delete,
@@ -76,7 +77,8 @@ def align_disks(snap: SnapshotDef, disks: list[Disk], default: str) -> list[tupl
             if disk.source is None:
                 raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q,
                             f"cannot generate external snapshot name for disk '{disk.target_dev}' without source")
-            sd.source = sd.source or _default_overlay(disk.source, snap.name or "")
+            sd.source = check_caller_path(sd.source or _default_overlay(disk.source, snap.name or ""),
+                                          f"snapshot file of disk '{disk.target_dev}'")
             sd.driver_type = sd.driver_type or "qcow2"
         out.append((disk, sd))
     overlays = [sd.source for _d, sd in out if sd.snapshot == "external"]
