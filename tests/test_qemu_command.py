@@ -57,7 +57,6 @@ def test_kvm_domain_needs_kvm():
 
 
 @pytest.mark.parametrize("device,words", [
-    ("<interface type='network'><source network='default'/></interface>", "virtual network"),
     ("<video><model type='vmvga'/></video>", "video model 'vmvga'"),
     ("<input type='tablet' bus='xen'/>", "input device 'tablet' on bus 'xen'"),
 ])

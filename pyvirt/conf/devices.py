@@ -228,7 +228,8 @@ class Lease:
 # -- network interfaces --------------------------------------------------------
 
 # interface type -> the <source> attribute it needs (None: no source)
-NET_SOURCE_ATTR: dict[str, str | None] = {"user": None, "network": "network", "bridge": "bridge"}
+NET_SOURCE_ATTR: dict[str, str | None] = {"user": None, "network": "network", "bridge": "bridge",
+                                          "ethernet": None}
 # Tap names the host generates; not part of the persistent config.
 GENERATED_TAP_PREFIXES = ("vnet", "macvtap", "macvlan")
 # QEMU's locally administered prefix, which libvirt uses for generated MACs.
@@ -262,6 +263,15 @@ class Interface:
     alias: str | None = None
     address: Address | None = None
     link_state: str | None = None      # <link state='up|down'/>: the guest sees a cable (un)plugged
+    # type='network': the bridge the network gave it (live, <source bridge=...>)
+    source_bridge: str | None = None
+    # type='ethernet' <target managed='no'>: the tap exists already and stays the user's
+    target_managed: bool | None = None
+
+    @property
+    def bridge(self) -> str | None:
+        """The bridge this NIC's tap joins (None for user and ethernet NICs)."""
+        return self.source if self.type == "bridge" else self.source_bridge if self.type == "network" else None
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Interface:
@@ -279,6 +289,12 @@ class Interface:
         model = child(node, "model")
         target = child(node, "target")
         link = child(node, "link")
+        managed = target.get("managed") if target is not None and ntype == "ethernet" else None
+        if managed is not None and managed not in ("yes", "no"):
+            raise xml_detail(f"invalid managed attribute '{managed}' of interface target")
+        if managed == "no" and not (target is not None and target.get("dev")):
+            raise xml_detail("an unmanaged <interface type='ethernet'> needs <target dev='...'/>")
+        src = child(node, "source")
         return cls(
             type=ntype,
             mac=parse_mac(mac_text) if mac_text else generate_mac(),
@@ -288,6 +304,8 @@ class Interface:
             alias=_alias_of(node), address=address_of(node),
             link_state=check_choice(link.get("state", ""), ("up", "down"), "interface link state")
             if link is not None else None,
+            source_bridge=(src.get("bridge") or None) if ntype == "network" and src is not None else None,
+            target_managed=None if managed is None else managed == "yes",
         )
 
     def _shows_target(self, flags: FormatFlags) -> bool:
@@ -299,8 +317,12 @@ class Interface:
         source_attr = NET_SOURCE_ATTR[self.type]
         return el("interface", [("type", self.type)], [
             el("mac", [("address", self.mac)]),
-            el("source", [(source_attr, self.source)]) if source_attr and self.source else None,
-            el("target", [("dev", self.target_dev)]) if self._shows_target(flags) else None,
+            el("source", [(source_attr, self.source),
+                          ("bridge", None if flags.inactive else self.source_bridge)])
+            if source_attr and self.source else None,
+            el("target", [("dev", self.target_dev),
+                          ("managed", None if self.target_managed is None else yes_no(self.target_managed))])
+            if self._shows_target(flags) else None,
             el("model", [("type", self.model)]) if self.model else None,
             el("link", [("state", self.link_state)]) if self.link_state else None,
             _alias_node(self.alias, flags),
@@ -309,6 +331,7 @@ class Interface:
 
     def clear_live(self) -> None:
         self.alias = _live_alias(self.alias)
+        self.source_bridge = None
         if self.target_dev and self.target_dev.startswith(GENERATED_TAP_PREFIXES):
             self.target_dev = None
 

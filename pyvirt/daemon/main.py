@@ -36,7 +36,7 @@ from ..drivers.qemu.config import QemuConfig
 from ..drivers.qemu.connection import QemuConnection
 from ..drivers.qemu.driver import QemuDriver
 from ..drivers.qemu.rootlock import acquire as lock_root
-from ..drivers.qemu import storage_source
+from ..drivers.qemu import netsource, storage_source
 from ..drivers.storage import StorageDriver
 from ..drivers.network.connection import NetworkConnection
 from ..drivers.network.driver import NetworkDriver
@@ -98,6 +98,7 @@ class Daemon:
         self.networks = NetworkDriver(cfg.state_dir, default_network=bool(cfg.default_network))
         self.storage = StorageDriver(cfg.state_dir)
         storage_source.wire(self.qemu, self.storage)
+        netsource.wire(self.qemu, self.networks)
         self.test_host = test_driver.TestHost()
         self.stopping = False
         self.auth = Authenticator(sasl_allowed_username_list=cfg.sasl_allowed_username_list,
@@ -147,6 +148,7 @@ class Daemon:
         await self.qemu.initialize()
         await self.storage.initialize()
         await self.networks.initialize()
+        await netsource.reattach(self.qemu)    # running guests' taps back on their bridges
         cfg = self.cfg
         rw_mode = int(cfg.unix_sock_rw_perms, 8)
         ro_mode = int(cfg.unix_sock_ro_perms, 8)

@@ -367,7 +367,7 @@ def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
             raise _unsupported(f"interface model '{nic.model}' is not supported")
         if nic.type == "user":
             args += ["-netdev", _json({"type": "user", "id": netdev})]
-        elif nic.type == "bridge":
+        elif nic.type in ("bridge", "network", "ethernet"):
             # Never '-netdev bridge': it runs qemu-bridge-helper.  The daemon made
             # the tap and put it on the bridge; QEMU only gets the descriptor.
             tap: dict[str, Any] = {"type": "tap", "fd": TAP_FD.format(nic.alias)}
@@ -375,8 +375,7 @@ def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
                 tap.update(vhost=True, vhostfd=VHOST_FD.format(nic.alias))
             args += ["-netdev", _json({**tap, "id": netdev})]
         else:
-            raise _unsupported(f"interface type '{nic.type}' needs a virtual network, which pyvirt "
-                               f"does not manage; use type 'user' or 'bridge'")
+            raise _unsupported(f"interface type '{nic.type}' is not supported")
         args += _device(model, {"netdev": netdev, "id": nic.alias, "mac": nic.mac, **pci_props(nic)})
     return args
 

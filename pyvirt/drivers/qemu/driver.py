@@ -33,7 +33,7 @@ from ..domainlist import DomainList, emit_lifecycle
 from . import process as procmod
 from . import qemu_events, reboot, recovery
 from . import stats
-from . import storage_source
+from . import netsource, storage_source
 from . import tap as tapmod
 from . import hotplug, leases, netlink, postparse
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
@@ -362,6 +362,7 @@ class QemuDriver:
         taps: list[tapmod.Tap] = []
         try:
             storage_source.resolve(live, self.storage_resolver)
+            netsource.resolve(live, self.networks)
             argv = build_argv(live, CommandContext(self.cfg.emulator, self.kvm, incoming, self.vhost_net),
                               secrets)
             taps = await tapmod.create_for(live, argv)
@@ -404,6 +405,7 @@ class QemuDriver:
         finally:
             tapmod.close_all(taps)   # QEMU holds its own copies: each tap goes away with QEMU
         obj.save_status()          # the pid, at once: a crash now must not orphan this QEMU
+        netsource.attached(self.networks, live)
         self._watch_exit(obj)
         try:
             await leases.register(self, obj)      # CPUs paused (-S): nothing written yet
@@ -636,6 +638,7 @@ class QemuDriver:
         quiet, obj.quiet_stop = obj.quiet_stop, False
         self._restore_labels(obj, obj.live)
         self._release_ports(obj.live)
+        netsource.detached(self.networks, obj.live)
         obj.remove_status()
         obj.live, obj.id = None, -1
         obj.extra.clear()

@@ -19,7 +19,7 @@ from ...uri import URI, embed_root
 from ..storage import StorageDriver
 from .config import QemuConfig
 from .connection import QemuConnection
-from . import storage_source
+from . import netsource, storage_source
 from .driver import QemuDriver
 from .rootlock import RootLock, acquire
 
@@ -47,6 +47,8 @@ async def driver_for_root(root: str, connector: Any = None) -> QemuDriver:
             nets = NetworkDriver(root, default_network=False)   # no package installs one here
             try:
                 await nets.initialize()
+                netsource.wire(drv, nets)
+                await netsource.reattach(drv)
             except BaseException:
                 await drv.close()
                 lock.release()

@@ -38,6 +38,7 @@ from ...driver import DomainEvent
 from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from . import command, leases
+from . import netsource
 from . import tap as tapmod
 from .jobs import JobKind
 
@@ -318,8 +319,11 @@ async def _attach_interface(driver: "QemuDriver", obj: "QemuDomainObj", nic: Int
     netdev = f"host{nic.alias}"
     if nic.type == "user":
         await monitor.execute("netdev_add", {"type": "user", "id": netdev})
-    elif nic.type == "bridge":
-        tap = await tapmod._create_in_bridge(nic, vhost=False)
+    elif nic.type in ("bridge", "network", "ethernet"):
+        if nic.type == "network":
+            nic.source_bridge = netsource.bridge_of(driver.networks, nic)
+        tap = await (netsource.create_ethernet(nic, vhost=False) if nic.type == "ethernet"
+                     else tapmod._create_in_bridge(nic, vhost=False))
         try:
             await monitor.getfd(tap.fd, f"fd-{nic.alias}")
             await monitor.execute("netdev_add", {"type": "tap", "fd": f"fd-{nic.alias}", "id": netdev})
@@ -327,8 +331,7 @@ async def _attach_interface(driver: "QemuDriver", obj: "QemuDomainObj", nic: Int
             tap.close()      # QEMU holds its own copy; the tap goes with its netdev
     else:
         raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
-                    f"interface type '{nic.type}' needs a virtual network, which pyvirt does not manage; "
-                    "use type 'user' or 'bridge'")
+                    f"interface type '{nic.type}' is not supported")
     try:
         await monitor.execute("device_add", {"driver": model, "netdev": netdev, "id": nic.alias,
                                              "mac": nic.mac, **command.pci_props(nic)})

@@ -102,9 +102,12 @@ async def create_for(d: DomainDef, argv: list[str]) -> list[Tap]:
     taps: list[Tap] = []
     try:
         for nic in d.devices.interfaces:
-            if nic.type == "bridge":
-                vhost = any(VHOST_FD.format(nic.alias) in arg for arg in argv)
+            vhost = any(VHOST_FD.format(nic.alias) in arg for arg in argv)
+            if nic.type in ("bridge", "network"):      # a network NIC's bridge: see .netsource
                 taps.append(await _create_in_bridge(nic, vhost))
+            elif nic.type == "ethernet":
+                from .netsource import create_ethernet
+                taps.append(await create_ethernet(nic, vhost))
     except BaseException:
         close_all(taps)
         raise
@@ -125,7 +128,7 @@ def substitute(argv: list[str], taps: list[Tap]) -> list[str]:
 
 
 async def _create_in_bridge(nic: Interface, vhost: bool) -> Tap:
-    bridge = nic.source or ""
+    bridge = nic.bridge or ""
     check_ifname(bridge)
     wanted = nic.target_dev if nic.target_dev and not nic.target_dev.startswith(GENERATED_TAP_PREFIXES) else None
     if wanted is not None:
