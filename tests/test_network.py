@@ -300,15 +300,15 @@ print(json.dumps(res))
 
 
 @contextmanager
-def client_namespace(daemon, mac: str):
-    """A second namespace joined to the daemon's by a veth pair: one end on pvbr1, the other
+def client_namespace(daemon, mac: str, bridge: str = "pvbr1"):
+    """A second namespace joined to the daemon's by a veth pair: one end on ``bridge``, the other
     (with ``mac``) in the client namespace.  Deleted at the end, also on failure."""
     client = f"pyvirt-dhcp-{secrets.token_hex(4)}"
     subprocess.run(["ip", "netns", "add", client], check=True, timeout=30)
     try:
         ns_run(daemon.netns, "ip", "link", "add", "name", "vport0", "type", "veth", "peer", "name", "vclient0")
         ns_run(daemon.netns, "ip", "link", "set", "dev", "vclient0", "netns", client)
-        ns_run(daemon.netns, "ip", "link", "set", "dev", "vport0", "master", "pvbr1", "up")
+        ns_run(daemon.netns, "ip", "link", "set", "dev", "vport0", "master", bridge, "up")
         ns_run(client, "ip", "link", "set", "dev", "vclient0", "address", mac, "up")
         yield client
     finally:
@@ -557,6 +557,39 @@ def test_nat_masquerades_the_subnet_toward_another_interface(daemon, tmp_path):
             sent = ns_run(client, "busybox", "nc", "-w", "10", "192.0.2.1", "9000", check=False)
             assert sent.returncode == 0, sent.stderr
             assert listener.stdout.readline().strip() == "192.0.2.2"     # masqueraded, not 10.77.0.30
+        finally:
+            listener.kill()
+            listener.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/busybox"), reason="needs busybox (nc)")
+def test_isolated_network_reaches_nothing_beyond_even_when_the_host_forwards(daemon, tmp_path):
+    define(daemon, tmp_path, NAT_XML)
+    define(daemon, tmp_path, ISOLATED_XML)
+    virsh(daemon, "net-start", "natnet")          # switches IPv4 forwarding on
+    virsh(daemon, "net-start", "isolated")
+    with namespace("pyvirt-outside") as outside, \
+            client_namespace(daemon, "52:54:00:12:34:59", bridge="pvbr2") as client:
+        ns_run(daemon.netns, "ip", "link", "add", "name", "up0", "type", "veth", "peer", "name", "out0")
+        ns_run(daemon.netns, "ip", "link", "set", "dev", "out0", "netns", outside)
+        ns_run(daemon.netns, "ip", "addr", "add", "192.0.2.2/24", "dev", "up0")
+        ns_run(daemon.netns, "ip", "link", "set", "dev", "up0", "up")
+        ns_run(outside, "ip", "addr", "add", "192.0.2.1/24", "dev", "out0")
+        ns_run(outside, "ip", "link", "set", "dev", "out0", "up")
+        ns_run(outside, "ip", "route", "add", "10.78.0.0/24", "via", "192.0.2.2")   # only the firewall stops it
+        ns_run(client, "ip", "addr", "add", "10.78.0.30/24", "dev", "vclient0")
+        ns_run(client, "ip", "route", "add", "default", "via", "10.78.0.1")
+        wait_until_forwarding(daemon.netns, "vport0")
+        listener = subprocess.Popen(["ip", "netns", "exec", outside, SYSTEM_PYTHON, "-c", PEER_PRINTER],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert listener.stdout.readline().strip() == "listening"
+            # the host itself answers (its dnsmasq on the bridge address, even if only to refuse) ...
+            asked = ns_run(client, "busybox", "nslookup", "localhost", "10.78.0.1", check=False)
+            assert "Server:" in asked.stdout and "no servers could be reached" not in asked.stdout + asked.stderr
+            # ... the outside is not: the isolated table rejects the forward
+            sent = ns_run(client, "busybox", "nc", "-w", "5", "192.0.2.1", "9000", check=False)
+            assert sent.returncode != 0
         finally:
             listener.kill()
             listener.wait()
