@@ -167,6 +167,8 @@ def reference(tmp_path_factory):
     (work / "node.xml").write_text(NODE)
     (work / "tmp.xml").write_text(TRANSIENT)
     (work / "new.xml").write_text("<network><name>fresh</name><bridge name='virbr5'/></network>")
+    with open(work / "big.xml", "wb") as f:          # over virsh's 10 MiB for an XML file
+        f.truncate(10 * 1024 * 1024 + 1)
     uri = f"test://{work}/node.xml"
     out = subprocess.run(["/usr/bin/python3", "-c", SNAPSHOT, uri, str(work / "tmp.xml")],
                          capture_output=True, text=True, timeout=60)
@@ -220,7 +222,7 @@ COMMANDS = [
     "net-start apple", "net-destroy default", "net-destroy dd8fe884-6c02-601e-7551-cca97df1c5df",
     "net-undefine apple", "net-autostart default", "net-autostart --disable Isolated",
     "net-define {new}", "net-define --validate {new}", "net-create {new}", "net-create --file {new}",
-    "net-define /nonexistent.xml", "net-start nosuch",
+    "net-define /nonexistent.xml", "net-start nosuch", "net-define /tmp", "net-create {big}",
     "net-event --list", "net-event", "net-event --event bogus", "net-event --event lifecycle --timeout 0",
     "net-event --event lifecycle --timeout abc",
 ]
@@ -230,7 +232,8 @@ COMMANDS = [
 @pytest.mark.parametrize("command", COMMANDS)
 def test_output_matches_virsh_on_libvirt_s_test_driver(reference, command, capsys):
     uri, transient, snapshot = reference
-    command = command.format(new=os.path.join(os.path.dirname(transient), "new.xml"))
+    command = command.format(new=os.path.join(os.path.dirname(transient), "new.xml"),
+                             big=os.path.join(os.path.dirname(transient), "big.xml"))
     theirs_out, theirs_err = virsh_after_setup(uri, transient, command)
     ours_out, ours_err = run_pyvirt(RecordedConnection(snapshot), command.split(), capsys)
     assert ours_out == theirs_out
@@ -869,3 +872,29 @@ def test_net_event_one_shot_and_filter(cli_daemon):
     stamp, text = watcher.lines[0].split(": ", 1)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+0000", stamp)
     assert text in ("event 'lifecycle' for network onenet: Started", "event 'lifecycle' for network onenet: Stopped")
+
+
+@needs_netns
+@needs_virsh
+def test_files_that_are_not_xml_or_not_utf8(cli_daemon, tmp_path):
+    """A binary file, a Latin-1 one, a directory, one over 10 MiB: pyvirt says what stock
+    virsh says on the same daemon, and defines nothing."""
+    (tmp_path / "latin.xml").write_bytes(b"<network><name>caf\xe9</name><bridge name='pvlat0'/></network>")
+    with open(tmp_path / "big.xml", "wb") as f:
+        f.truncate(10 * 1024 * 1024 + 1)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    for command in ("net-define /bin/true", f"net-define {tmp_path / 'latin.xml'}",
+                    f"net-create --validate {tmp_path / 'latin.xml'}", f"net-define {tmp_path}",
+                    f"net-define {tmp_path / 'big.xml'}"):
+        ours, theirs = (subprocess.run(argv + ["-c", cli_daemon.uri, command], capture_output=True, text=True,
+                                       errors="replace", timeout=60, env=env)
+                        for argv in ([sys.executable, "-m", "pyvirt.cli"], ["virsh"]))
+        assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr), \
+            command
+        assert ours.returncode == 1
+    import pyvirt
+    conn = pyvirt.open(cli_daemon.uri)
+    try:
+        assert not [n.name() for n in conn.listAllNetworks(0) if n.name().startswith("caf")]
+    finally:
+        conn.close()

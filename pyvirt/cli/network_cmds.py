@@ -80,12 +80,46 @@ def lookup(conn: Any, args: argparse.Namespace, by_uuid: bool = True, by_name: b
     return network
 
 
+MAX_XML_FILE = 10 * 1024 * 1024      # virsh's VSH_MAX_XML_FILE
+
+
 def read_file(path: str) -> str:
+    """virsh's virFileReadAll: opening and reading fail apart, a file over 10 MiB is
+    refused (EOVERFLOW); bytes that are not UTF-8 are kept (as surrogates) for
+    :func:`check_utf8` to refuse."""
+    import errno
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise CommandError(f"Failed to open file '{path}': {exc.strerror}") from None
+    try:
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > MAX_XML_FILE:
+                raise OSError(errno.EOVERFLOW, os.strerror(errno.EOVERFLOW))
+            chunks.append(chunk)
+    except OSError as exc:
+        raise CommandError(f"Failed to read file '{path}': {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    # virsh hands the content on as a C string: it ends at the first NUL
+    return b"".join(chunks).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def check_utf8(text: str, api: str) -> None:
+    """A file that is not UTF-8 cannot travel as an RPC string: the refusal the daemon gives
+    stock virsh's raw bytes (libvirt's INVALID_ARG), raised before sending."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        from pyvirt.errors import ErrorDomain, ErrorNumber, error
+        try:
+            text.encode("utf-8", "surrogateescape").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = exc.reason
+        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE,
+                    f"{api}: a string argument is not valid UTF-8 ({reason})") from None
 
 
 def _yes_no(value: int) -> str:
@@ -290,6 +324,7 @@ def _from_file(name: str, help_text: str, api: str, verb: str) -> None:
             path = _data(args, "file")
             xml = read_file(path)
             try:
+                check_utf8(xml, "vir" + api[:1].upper() + api[1:] + ("Flags" if args.validate else ""))
                 if args.validate:
                     net = getattr(conn, api + "Flags")(xml, VALIDATE)
                 else:
@@ -402,6 +437,7 @@ def _net_edit(p: argparse.ArgumentParser) -> Handler:
 
         def define(xml: str) -> None:
             try:
+                check_utf8(xml, "virNetworkDefineXML")
                 defined.append(conn.networkDefineXML(xml))
             except libvirtError as exc:
                 raise _failed("Failed.", exc)
@@ -520,6 +556,7 @@ def _net_update(p: argparse.ArgumentParser) -> Handler:
             xml = read_file(xml)
         flags = (AFFECT_CONFIG if args.config else 0) | (AFFECT_LIVE if args.live else 0)
         try:
+            check_utf8(xml, "virNetworkUpdate")
             net.update(cmd, section, parent, xml, flags)
         except libvirtError as exc:
             raise _failed(f"Failed to update network {net.name()}", exc)
