@@ -6,7 +6,6 @@ The expected texts are what libvirtd 9.0 wrote for the same definitions
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -218,7 +218,7 @@ def _check_network_name(name: str) -> None:
 def _uuid(text: str) -> str:
     digits = text.replace("-", "").replace(" ", "")
     if len(digits) != 32 or not all(c in "0123456789abcdefABCDEF" for c in digits):
-        raise xml_error(f"malformed uuid element")
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.NETWORK, "malformed uuid element")
     return str(uuidlib.UUID(hex=digits))
 
 

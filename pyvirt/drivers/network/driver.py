@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid as uuidlib
 from pathlib import Path
 
@@ -467,7 +468,6 @@ class NetworkDriver:
 
     def leases(self, obj: NetworkObj, mac: str | None) -> list[tuple]:
         """The network's current DHCP leases as remote_network_dhcp_lease tuples."""
-        import time
         live = obj.live
         if live is None or live.ipv4() is None or live.bridge is None:
             return []
