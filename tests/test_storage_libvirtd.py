@@ -4,6 +4,7 @@ space and each daemon's own pool directory normalised)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -193,3 +194,53 @@ def test_transient_pools_wipe_clone_and_bad_targets(hosts, tmp_path):
         if seen["pyvirtd"] != seen["libvirtd"]:
             diffs.append(f"virsh {' '.join(words)}:\n  pyvirtd  {seen['pyvirtd']!r}\n  libvirtd {seen['libvirtd']!r}")
     assert not diffs, "\n".join(diffs)
+
+
+STEPS_LOGICAL: list[tuple[list[str], str]] = [
+    (["pool-define-as", "VG", "logical", "--source-dev", "DEV", "--source-name", "VG", "--target", "/dev/VG"], "all"),
+    (["pool-build", "VG"], "all"),
+    (["pool-start", "VG"], "all"),
+    (["pool-dumpxml", "VG"], "all"),
+    (["pool-info", "VG"], "all"),
+    (["vol-list", "VG", "--details"], "all"),
+    (["pool-refresh", "VG"], "all"),
+    (["pool-destroy", "VG"], "all"),
+    (["pool-delete", "VG"], "all"),
+    (["pool-undefine", "VG"], "all"),
+]
+
+
+def test_logical_pools_on_loop_devices(hosts, tmp_path):
+    """Each daemon builds a VG of its own on a loop device the test makes (and removes)."""
+    import uuid
+    if shutil.which("losetup") is None or shutil.which("vgcreate") is None:
+        pytest.skip("losetup/LVM not installed")
+    lvm_conf = "--config=activation{udev_sync=0 udev_rules=0} devices{obtain_device_list_from_udev=0}"
+    devices, vgs = {}, {}
+    try:
+        for side in hosts:
+            image = tmp_path / f"{side}.img"
+            image.write_bytes(b"")
+            os.truncate(image, 64 << 20)
+            dev = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
+            if dev.returncode:
+                pytest.skip(f"no loop device: {dev.stderr.strip()}")
+            devices[side] = dev.stdout.strip()
+            vgs[side] = f"pyvirt{uuid.uuid4().hex[:8]}"
+        diffs = []
+        for words, _ in STEPS_LOGICAL:
+            seen = {}
+            for side, (uri, pool) in hosts.items():
+                argv = [w.replace("VG", vgs[side]).replace("DEV", devices[side]) for w in words]
+                code, out, err = run(uri, *argv)
+                out = normalise(out, pool).replace(vgs[side], "VG").replace(devices[side], "DEV")
+                err = normalise(err, pool).replace(vgs[side], "VG").replace(devices[side], "DEV")
+                seen[side] = (code, out, err)
+            if seen["pyvirtd"] != seen["libvirtd"]:
+                diffs.append(f"virsh {' '.join(words)}:\n  pyvirtd  {seen['pyvirtd']!r}\n  libvirtd {seen['libvirtd']!r}")
+        assert not diffs, "\n".join(diffs)
+    finally:
+        for side in devices:
+            subprocess.run(["vgremove", lvm_conf, "-f", vgs[side]], capture_output=True)
+            subprocess.run(["pvremove", lvm_conf, "-y", devices[side]], capture_output=True)
+            subprocess.run(["losetup", "-d", devices[side]], capture_output=True)

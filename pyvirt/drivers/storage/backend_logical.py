@@ -27,16 +27,25 @@ _S = ErrorDomain.STORAGE
 _CONFIG = "--config=activation{udev_sync=0 udev_rules=0} devices{obtain_device_list_from_udev=0}"
 
 
-async def lvm(cmd: str, *args: str, check: bool = True) -> tuple[int, str, str]:
-    exe = shutil.which(cmd) or f"/usr/sbin/{cmd}"
-    if not os.path.exists(exe):
+def _exe(cmd: str) -> str:
+    for path in (f"/sbin/{cmd}", f"/usr/sbin/{cmd}"):   # where libvirt's build finds LVM
+        if os.path.exists(path):
+            return path
+    found = shutil.which(cmd)
+    if found is None:
         raise error(ErrorNumber.INTERNAL_ERROR, _S, f"Cannot find '{cmd}' in path: No such file or directory")
+    return found
+
+
+async def lvm(cmd: str, *args: str, check: bool = True) -> tuple[int, str, str]:
+    exe = _exe(cmd)
     code, out, err = await spawn.run([exe, _CONFIG, *args], env={**os.environ, "LVM_SUPPRESS_FD_WARNINGS": "1"})
-    text = err.decode(errors="replace").strip()
+    text = err.decode(errors="replace").rstrip("\n")
     if check and code != 0:
+        # libvirt's virCommand error, naming the command as run (less our udev-less --config)
         raise error(ErrorNumber.INTERNAL_ERROR, _S,
-                    f"Child process ({cmd} {' '.join(args)}) unexpected exit status {code}: {text}")
-    return code, out.decode(errors="replace"), text
+                    f"Child process ({' '.join([exe, *args])}) unexpected exit status {code}: {text}")
+    return code, out.decode(errors="replace"), text.strip()
 
 
 def _report(out: str, kind: str) -> list[dict[str, str]]:
@@ -138,8 +147,8 @@ class LogicalBackend:
             raise error(ErrorNumber.CONFIG_UNSUPPORTED, _S, f"unsupported storage vol type '{vdef.format}'")
         if vdef.backing_path:
             raise error(ErrorNumber.CONFIG_UNSUPPORTED, _S, "backing storage not supported for raw volumes")
-        await lvm("lvcreate", "-y", "--name", vdef.name, "-L", f"{vdef.capacity or 0}b",
-                  pdef.source_name or pdef.name)
+        kib = -(-(vdef.capacity or 0) // 1024)
+        await lvm("lvcreate", "--name", vdef.name, "-L", f"{kib}K", pdef.source_name or pdef.name, "--yes")
         await self._describe(pdef, vol)
 
     async def _describe(self, pdef: PoolDef, vol: Volume) -> None:
