@@ -99,6 +99,7 @@ class LeaseCluster:
     root: Path
     ttl: int = 4
     extra_config: str = ""
+    lock_manager: str = "etcd"       # or "lockd" (a shared lockspace directory), "nop"
     etcd: EtcdServer | None = None
     hosts: list[LeaseHost] = field(default_factory=list)
 
@@ -110,7 +111,8 @@ class LeaseCluster:
         self.disk.parent.mkdir(parents=True, exist_ok=True)
         self.disk.write_bytes(b"\0" * (1 << 20))
         os.chmod(self.disk, 0o666)
-        self.etcd = EtcdServer(self.root / "etcd").start()
+        if self.lock_manager == "etcd":
+            self.etcd = EtcdServer(self.root / "etcd").start()
         for name in names:
             self.add_host(name)
         return self
@@ -121,9 +123,14 @@ class LeaseCluster:
         view = workdir / "disk-view.img"
         view.write_bytes(b"\0" * (1 << 20))
         os.chmod(view, 0o666)
-        assert self.etcd is not None
-        config = (f'lock_manager = "etcd"\nlock_etcd_endpoints = ["{self.etcd.endpoint}"]\n'
-                  f'lock_etcd_ttl = {self.ttl}\nlock_etcd_prefix = "{PREFIX}"\n{self.extra_config}')
+        config = self.extra_config
+        if self.lock_manager == "etcd":
+            assert self.etcd is not None
+            config = (f'lock_manager = "etcd"\nlock_etcd_endpoints = ["{self.etcd.endpoint}"]\n'
+                      f'lock_etcd_ttl = {self.ttl}\nlock_etcd_prefix = "{PREFIX}"\n{config}')
+        elif self.lock_manager == "lockd":
+            config = (f'lock_manager = "lockd"\nlock_file_lockspace_dir = "{self.root / "lockspace"}"\n'
+                      f'{config}')
         prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                   'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", str(view), str(self.disk)]
         daemon = Pyvirtd(workdir, extra_config=config, argv_prefix=prefix)

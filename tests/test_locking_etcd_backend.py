@@ -319,3 +319,29 @@ def test_a_restarted_lock_daemon_carries_its_own_guests_keys_over_with_their_tok
             await new.close()
             await other.close()
     run(scenario())
+
+
+def test_resuming_after_a_fence_renews_first_and_a_second_outage_fences_again(etcd):
+    async def scenario():
+        a, hooks = await host(etcd, "hostA", "/t10/", ttl=6)
+        try:
+            ga = Owner("u-a", "g", 1)
+            state = await a.acquire(ga, [disk("/img/twice")], None)
+            for outage in range(2):
+                hooks.event.clear()
+                etcd.pause()
+                try:
+                    await asyncio.wait_for(hooks.event.wait(), 20)
+                finally:
+                    etcd.resume()
+                lease = a._leases[ga.uuid]
+                stale = lease.last_ok
+                assert await a.release(ga, None) == state
+                # the deadline has passed on our clock: the acquire renews before anything runs
+                assert await a.acquire(ga, [disk("/img/twice")], state) == state
+                assert lease.last_ok > stale and lease.timer is not None
+            assert len(hooks.lost) == 2
+        finally:
+            etcd.resume()
+            await a.close()
+    run(scenario())

@@ -227,6 +227,7 @@ class EtcdBackend(Backend):
         async with self._lock(owner):
             tokens = parse_state(state)
             lease = await self._lease_for(owner)
+            await self._ensure_fresh(lease)
             for attempt in range(3):
                 if await self._try_acquire(lease, resources, tokens, last=attempt == 2):
                     break
@@ -235,6 +236,33 @@ class EtcdBackend(Backend):
                             "Failed to acquire lease: the etcd transaction kept failing, try again")
             lease.fenced = False
             return format_state({h: t for h, (_, t) in lease.held.items()})
+
+    async def _ensure_fresh(self, lease: _Lease) -> None:
+        """CPUs may run only on a lease with time left on our clock: when its renewal
+        deadline is near or past (renewals failed, the guest was fenced), renew it now.
+        A transaction on etcd does not renew a lease; only a keep-alive does."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline(lease) - self.period:
+            return
+        sent = loop.time()
+        try:
+            ttl = await self.client.keepalive(lease.id)
+        except EtcdError as exc:
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.LOCKING,
+                        f"Failed to acquire lease: cannot renew etcd lease {lease.id:x} of domain "
+                        f"'{lease.owner.name}': {exc}") from exc
+        if ttl <= 0:
+            lease.expired = True
+            self._disarm(lease)
+            lease.parked.update({h: t for h, (_, t) in lease.held.items()})
+            lease.held.clear()
+            lease.shared.clear()
+            lease.fenced = lease.fenced or bool(lease.parked)
+            raise error(ErrorNumber.RESOURCE_BUSY, ErrorDomain.LOCKSPACE,
+                        f"Failed to acquire lease: etcd lease {lease.id:x} of domain '{lease.owner.name}' "
+                        f"expired (its disks' leases were lost), so the guest stays paused")
+        lease.last_ok = sent
+        self._arm(lease)
 
     async def _try_acquire(self, lease: _Lease, resources: Sequence[Resource], tokens: dict[str, int],
                            last: bool) -> bool:
