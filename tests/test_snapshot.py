@@ -494,3 +494,20 @@ def test_lifecycle_events_as_libvirtd(pyvirtd, library):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got == LIBVIRTD_9_0_EVENTS
+
+
+def test_reuse_external_overlay(pyvirtd):
+    """--reuse-external: the overlay the caller made is the one QEMU moves onto."""
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    mine = pyvirtd.workdir / "mine.qcow2"
+    _ok(_virsh, uri, "start", "g")
+    out = _virsh(uri, "snapshot-create-as", "g", "r1", "--disk-only", "--reuse-external",
+                 "--diskspec", f"vda,file={mine}")
+    assert out.stderr == f"error: missing existing file for disk vda: {mine}: No such file or directory\n"
+    made = _img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(disk), "-u", str(mine), "16M")
+    assert made.returncode == 0, made.stderr
+    assert _ok(_pyvirt, uri, "snapshot-create-as", "g", "r1", "--disk-only", "--reuse-external",
+               "--diskspec", f"vda,file={mine}") == "Domain snapshot r1 created\n"
+    assert f"<source file='{mine}'/>" in _ok(_virsh, uri, "dumpxml", "g")
+    assert str(mine) in _ok(_virsh, uri, "qemu-monitor-command", "g", '{"execute":"query-block"}')

@@ -87,9 +87,6 @@ class SnapshotAPI:
         if flags & Create.QUIESCE:
             # quiescing freezes the guest's file systems through its agent; pyvirt has none
             raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU, "QEMU guest agent is not configured")
-        if flags & Create.REUSE_EXT:
-            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
-                        "reusing existing external snapshot files is not supported by this driver")
         snap = await snapmod.create(self.driver, obj, xml_desc, flags)
         return self._ref(obj, snap)
 

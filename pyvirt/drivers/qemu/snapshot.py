@@ -89,7 +89,8 @@ def align_disks(snap: SnapshotDef, disks: list[Disk], default: str) -> list[tupl
     return out
 
 
-def _check_plan(snap: SnapshotDef, pairs: list[tuple[Disk, snapxml.SnapshotDisk]], active: bool) -> int:
+def _check_plan(snap: SnapshotDef, pairs: list[tuple[Disk, snapxml.SnapshotDisk]], active: bool,
+                reuse: bool = False) -> int:
     """libvirt's qemuSnapshotPrepare: the mixes it refuses; the number of external disks."""
     found_internal = forbid_internal = False
     external = 0
@@ -109,7 +110,7 @@ def _check_plan(snap: SnapshotDef, pairs: list[tuple[Disk, snapxml.SnapshotDisk]
             if sd.driver_type != "qcow2":
                 raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q,
                             f"external snapshot format for disk {sd.name} is unsupported: {sd.driver_type}")
-            _check_overlay_target(sd)
+            _check_overlay_target(sd, reuse)
             external += 1
         elif sd.snapshot == "manual":
             raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q, f"manual snapshot of disk {sd.name} is not supported")
@@ -130,16 +131,21 @@ def _check_plan(snap: SnapshotDef, pairs: list[tuple[Disk, snapxml.SnapshotDisk]
     return external
 
 
-def _check_overlay_target(sd: snapxml.SnapshotDisk) -> None:
+def _check_overlay_target(sd: snapxml.SnapshotDisk, reuse: bool) -> None:
+    """libvirt's checks of an overlay file: a new one must not hold data, a reused one
+    (VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT) must exist."""
     assert sd.source is not None
     try:
         st = os.stat(sd.source)
     except FileNotFoundError:
+        if reuse:
+            raise error(ErrorNumber.SYSTEM_ERROR, Q, f"missing existing file for disk {sd.name}: {sd.source}: "
+                                                     "No such file or directory") from None
         return
     except OSError as exc:
         raise error(ErrorNumber.SYSTEM_ERROR, Q, f"unable to stat for disk {sd.name}: {sd.source}: "
                                                  f"{exc.strerror}") from exc
-    if st.st_size > 0:
+    if not reuse and st.st_size > 0:
         raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q,
                     f"external snapshot file for disk {sd.name} already exists and is not a block device: "
                     f"{sd.source}")
@@ -193,7 +199,8 @@ async def create(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) 
             snap.state = "disk-snapshot"
         pairs = align_disks(snap, definition.devices.disks, default)
         snap.disks = [sd for _d, sd in pairs]
-        external = _check_plan(snap, pairs, active)
+        reuse = bool(flags & Create.REUSE_EXT)
+        external = _check_plan(snap, pairs, active, reuse)
         if external and not active:
             disk_only = True
         # libvirt 9.0: "disk-snapshot" only for a running domain; a shut-off one's is "shutoff"
@@ -206,7 +213,7 @@ async def create(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) 
         if active and obj.persistent:
             snap.inactive_xml = obj.definition.format(secure=True, inactive=True)
         if external:
-            await _create_external(drv, obj, pairs, active)
+            await _create_external(drv, obj, pairs, active, reuse)
         elif active:
             await _create_internal_live(drv, obj, snap, pairs, flags)
         else:
@@ -251,14 +258,15 @@ async def _create_internal_live(drv: "QemuDriver", obj: "QemuDomainObj", snap: S
             await drv.resume_cpus(obj, RunningReason.UNPAUSED)
 
 
-async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list, active: bool) -> None:
+async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list, active: bool,
+                           reuse: bool = False) -> None:
     chosen = [(d, sd) for d, sd in pairs if sd.snapshot == "external"]
     if active:
         ids = drv.security.process_ids()
         owner = (ids.uid, ids.gid) if ids is not None and os.geteuid() == 0 else None
         await work.live_external(obj, [work.Overlay(d.alias or d.target_dev, sd.source, d.source, _format_of(d))
-                                       for d, sd in chosen], owner)
-    else:
+                                       for d, sd in chosen], owner, reuse=reuse)
+    elif not reuse:
         made: list[str] = []
         try:
             for disk, sd in chosen:

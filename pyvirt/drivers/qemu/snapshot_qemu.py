@@ -167,7 +167,8 @@ class Overlay:
     created: bool = False
 
 
-async def live_external(obj: "QemuDomainObj", overlays: list[Overlay], owner: tuple[int, int] | None) -> None:
+async def live_external(obj: "QemuDomainObj", overlays: list[Overlay], owner: tuple[int, int] | None,
+                        *, reuse: bool = False) -> None:
     """Move every disk in ``overlays`` onto its new qcow2 overlay, all at once.
 
     On failure nothing stays: added nodes are deleted, created files removed."""
@@ -180,8 +181,9 @@ async def live_external(obj: "QemuDomainObj", overlays: list[Overlay], owner: tu
             if ov.alias not in nodes:
                 raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                             f"disk '{ov.alias}' has no medium in the running domain")
-            await create_overlay(ov.path, ov.backing, ov.backing_fmt, nodes[ov.alias].virtual_size)
-            ov.created = True
+            if not reuse:      # REUSE_EXT: the caller made the file (over the right backing)
+                await create_overlay(ov.path, ov.backing, ov.backing_fmt, nodes[ov.alias].virtual_size)
+                ov.created = True
             if owner is not None:
                 os.chown(ov.path, *owner)
             ov.storage, ov.fmt = f"libvirt-{index}-storage", f"libvirt-{index}-format"
