@@ -145,9 +145,11 @@ class Daemon:
     async def start(self) -> None:
         # TLS files first, as libvirtd: a daemon that cannot serve TLS never listens at all.
         tls = self._tls_server() if self.cfg.listen_tls else None
-        await self.qemu.initialize()
+        # Storage and networks first, as libvirtd's driver order: a guest the QEMU
+        # driver brings up finds its pools and networks active.
         await self.storage.initialize()
         await self.networks.initialize()
+        await self.qemu.initialize()
         await netsource.reattach(self.qemu)    # running guests' taps back on their bridges
         cfg = self.cfg
         rw_mode = int(cfg.unix_sock_rw_perms, 8)
