@@ -142,7 +142,9 @@ class DirBackend:
             # write): exactly the bytes asked for, allocated as far as asked, holes after.
             await asyncio.to_thread(_create_raw, vol.path, capacity, allocation)
         else:
-            prealloc = "metadata" if prealloc_metadata else None
+            # libvirt's choice: metadata only when the volume is to be thinner than its size
+            allocation = capacity if vdef.allocation is None else vdef.allocation
+            prealloc = ("metadata" if capacity > allocation else "falloc") if prealloc_metadata else None
             await qemuimg.create(vol.path, fmt, capacity if capacity or not vdef.backing_path else None,
                                  backing=vdef.backing_path, backing_fmt=vdef.backing_format,
                                  prealloc=prealloc, compat=vdef.compat, lazy_refcounts=vdef.lazy_refcounts)

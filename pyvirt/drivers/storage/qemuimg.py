@@ -47,7 +47,8 @@ def _opts(fmt: str, backing: str | None, backing_fmt: str | None, prealloc: str 
     if prealloc:
         opts.append(f"preallocation={prealloc}")
     if fmt == "qcow2":
-        opts.append(f"compat={compat or '1.1'}")
+        # libvirt 9.0 writes compat 0.10 unless the volume XML asks (virt-install asks 1.1)
+        opts.append(f"compat={compat or '0.10'}")
         if lazy_refcounts:
             opts.append("lazy_refcounts=on")
     return ["-o", ",".join(opts)] if opts else []

@@ -455,7 +455,8 @@ class VolumeStream(FdStream):
             elif kind is Hole:
                 self._skip(event.length)        # type: ignore[union-attr]
             elif kind is Finish:
-                sparsefile.extend_to(self.fd, self.pos)    # a trailing hole still counts
+                if self.state.direction & Direction.UPLOAD:   # (a download's fd is read-only)
+                    sparsefile.extend_to(self.fd, self.pos)    # a trailing hole still counts
                 self._complete(None)
             elif kind is Abort:
                 self._complete(error(ErrorNumber.OPERATION_ABORTED, ErrorDomain.STREAMS,
