@@ -511,3 +511,20 @@ def test_reuse_external_overlay(pyvirtd):
                "--diskspec", f"vda,file={mine}") == "Domain snapshot r1 created\n"
     assert f"<source file='{mine}'/>" in _ok(_virsh, uri, "dumpxml", "g")
     assert str(mine) in _ok(_virsh, uri, "qemu-monitor-command", "g", '{"execute":"query-block"}')
+
+
+def test_force_over_managed_save(pyvirtd):
+    """A managed-save image and a snapshot without memory: libvirt's SNAPSHOT_REVERT_RISKY, and
+    virsh's --force retries with the flag."""
+    uri = pyvirtd.uri
+    _define(pyvirtd)
+    _ok(_virsh, uri, "snapshot-create-as", "g", "off")
+    _ok(_virsh, uri, "start", "g")
+    _ok(_virsh, uri, "managedsave", "g")
+    for run in (_virsh, _pyvirt):
+        out = run(uri, "snapshot-revert", "g", "off")
+        assert out.returncode == 1
+        assert out.stderr == ("error: Failed to revert snapshot off\nerror: revert requires force: snapshot "
+                              "without memory state, removal of existing managed saved state strongly "
+                              "recommended to avoid corruption\n")
+    assert _ok(_pyvirt, uri, "snapshot-revert", "g", "off", "--force") == "Domain snapshot off reverted\n\n"
