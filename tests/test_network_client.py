@@ -438,3 +438,50 @@ def test_every_libvirt_python_network_method_exists():
     assert [n for n in names["net"] if not hasattr(pyvirt.virNetwork, n)] == ["c_pointer"]   # a C pointer
     assert [n for n in names["conn"] if not hasattr(pyvirt.virConnect, n)] == []
     assert len(names["net"]) > 15 and len(names["conn"]) > 10
+
+
+BAD_CALLS = [     # (label, expression over c: a connection, n: a network handle)
+    ("lookup None", "c.networkLookupByName(None)"), ("lookup int", "c.networkLookupByName(5)"),
+    ("define None", "c.networkDefineXML(None)"), ("define flags None", "c.networkDefineXMLFlags(None, 0)"),
+    ("create None", "c.networkCreateXML(None)"), ("uuidstr None", "c.networkLookupByUUIDString(None)"),
+    ("update None", "n.update(1, 4, -1, None, 0)"), ("update str", "n.update('a', 4, -1, '<x/>')"),
+    ("xml flags str", "n.XMLDesc('x')"), ("autostart huge", "n.setAutostart(2 ** 40)"),
+    ("autostart str", "n.setAutostart('x')"), ("leases mac int", "n.DHCPLeases(5)"),
+    ("list flags str", "c.listAllNetworks('x')"),
+]
+BAD_REFERENCE = """
+import json, sys, libvirt
+libvirt.registerErrorHandler(lambda *a: None, None)
+c = libvirt.open("test:///default")
+n = c.networkLookupByName("default")
+out = {}
+for label, expr in json.loads(sys.argv[1]):
+    try:
+        eval(expr, {"c": c, "n": n})
+        out[label] = "no error"
+    except libvirt.libvirtError as e:
+        out[label] = ["libvirtError", e.get_error_code(), e.get_error_domain(), e.get_error_message()]
+    except Exception as e:
+        out[label] = [type(e).__name__, str(e)]
+print(json.dumps(out))
+"""
+
+
+@needs_python3_libvirt
+def test_bad_arguments_fail_as_in_libvirt_python():
+    """Wrong types and NULLs fail in the client, before any call, as libvirt-python fails them."""
+    theirs = json.loads(subprocess.run(["/usr/bin/python3", "-c", BAD_REFERENCE, json.dumps(BAD_CALLS)],
+                                       capture_output=True, text=True, timeout=60).stdout)
+    conn, drv = connect({"connect_supports_feature": 1})
+    net = virNetwork(conn, REF)
+    ours = {}
+    for label, expr in BAD_CALLS:
+        try:
+            eval(expr, {"c": conn, "n": net})
+            ours[label] = "no error"
+        except pyvirt.libvirtError as e:
+            ours[label] = ["libvirtError", e.get_error_code(), e.get_error_domain(), e.get_error_message()]
+        except Exception as e:
+            ours[label] = [type(e).__name__, str(e)]
+    assert ours == theirs
+    assert [c for c in drv.calls if c[0] != "connect_supports_feature"] == []

@@ -36,6 +36,40 @@ def lease_dict(lease: Any) -> dict[str, Any]:
     return dict(zip(LEASE_KEYS, lease))
 
 
+# -- arguments as libvirt-python takes them ------------------------------------------
+
+def _text(value: Any, name: str, api: str, position: int, nullable: bool = False) -> Any:
+    """A string argument: None is libvirt's "must not be NULL" (unless the C API takes
+    NULL), any other type libvirt-python's TypeError."""
+    if value is None:
+        if nullable:
+            return None
+        from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, libvirtError
+        raise libvirtError(f"{name} in {api} must not be NULL", ErrorNumber.INVALID_ARG, ErrorDomain.NETWORK,
+                           ErrorLevel.ERROR, None, name, None, 0, 0)
+    if not isinstance(value, str):
+        raise TypeError(f"{api}() argument {position} must be str or None, not {type(value).__name__}")
+    return value
+
+
+def _uint(value: Any) -> int:
+    """An unsigned int (flags, command, section): any Python int, cut to 32 bits as
+    libvirt-python's "I" conversion does; anything else a TypeError."""
+    import operator
+    return operator.index(value) & 0xFFFFFFFF
+
+
+def _cint(value: Any) -> int:
+    """A C int: libvirt-python's "i" conversion and its OverflowError."""
+    import operator
+    number = operator.index(value)
+    if number > 0x7FFFFFFF:
+        raise OverflowError("signed integer is greater than maximum")
+    if number < -0x80000000:
+        raise OverflowError("signed integer is less than minimum")
+    return number
+
+
 class virNetwork:  # noqa: N801 - libvirt-python's name
     """A virtual network handle: a :class:`pyvirt.refs.NetworkRef` plus its connection."""
 
@@ -73,7 +107,7 @@ class virNetwork:  # noqa: N801 - libvirt-python's name
         return 0
 
     def setAutostart(self, autostart: int) -> int:
-        self._call("network_set_autostart", int(autostart))
+        self._call("network_set_autostart", _cint(autostart))
         return 0
 
     def update(self, command: int, section: int, parentIndex: int, xml: str, flags: int = 0) -> int:
@@ -81,16 +115,18 @@ class virNetwork:  # noqa: N801 - libvirt-python's name
         # wrong way round; to a driver that does not report the fixed order
         # (VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER) the client sends them swapped,
         # so both ends agree whatever their age, as libvirt's own client does
+        command, section, parentIndex = _uint(command), _uint(section), _cint(parentIndex)
+        xml, flags = _text(xml, "xml", "virNetworkUpdate", 5), _uint(flags)
         if self._conn._call("connect_supports_feature", _UPDATE_HAS_CORRECT_ORDER):
             first, second = command, section
         else:
             first, second = section, command
-        self._call("network_update", int(first), int(second), int(parentIndex), xml, int(flags))
+        self._call("network_update", first, second, parentIndex, xml, flags)
         return 0
 
     # -- queries -----------------------------------------------------------------
     def XMLDesc(self, flags: int = 0) -> str:
-        return self._call("network_get_xml_desc", int(flags))
+        return self._call("network_get_xml_desc", _uint(flags))
 
     def bridgeName(self) -> str:
         return self._call("network_get_bridge_name")
@@ -105,7 +141,8 @@ class virNetwork:  # noqa: N801 - libvirt-python's name
         return int(self._call("network_is_persistent"))
 
     def DHCPLeases(self, mac: str | None = None, flags: int = 0) -> list[dict[str, Any]]:
-        leases, _count = self._call("network_get_dhcp_leases", mac, 1, int(flags))
+        mac = _text(mac, "mac", "virNetworkGetDHCPLeases", 2, nullable=True)
+        leases, _count = self._call("network_get_dhcp_leases", mac, 1, _uint(flags))
         return [lease_dict(lease) for lease in leases]
 
     # -- network ports (libvirt 5.5's virNetworkPort): pyvirt's drivers have none ------
@@ -142,7 +179,7 @@ class ConnectNetworkAPI:
 
     # -- listing -----------------------------------------------------------------
     def listAllNetworks(self, flags: int = 0) -> list[virNetwork]:
-        refs, _count = self._call("connect_list_all_networks", 1, int(flags))
+        refs, _count = self._call("connect_list_all_networks", 1, _uint(flags))
         return [self._network(ref) for ref in refs]
 
     def numOfNetworks(self) -> int:
@@ -160,23 +197,32 @@ class ConnectNetworkAPI:
 
     # -- lookup ------------------------------------------------------------------
     def networkLookupByName(self, name: str) -> virNetwork:
-        return self._network(self._call("network_lookup_by_name", name))
+        return self._network(self._call("network_lookup_by_name", _text(name, "name", "virNetworkLookupByName", 2)))
 
     def networkLookupByUUID(self, uuid: bytes) -> virNetwork:
+        if not isinstance(uuid, (bytes, bytearray)) or len(uuid) != 16:
+            if uuid is not None and not isinstance(uuid, (bytes, bytearray)):
+                raise TypeError(f"virNetworkLookupByUUID() argument 2 must be read-only bytes-like object, "
+                                f"not {type(uuid).__name__}")
+            from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, libvirtError
+            raise libvirtError("virNetworkLookupByUUID() failed", ErrorNumber.INVALID_ARG, ErrorDomain.NETWORK,
+                               ErrorLevel.ERROR, None, "uuid", None, 0, 0)
         return self._network(self._call("network_lookup_by_uuid", bytes(uuid)))
 
     def networkLookupByUUIDString(self, uuidstr: str) -> virNetwork:
+        uuidstr = _text(uuidstr, "uuidstr", "virNetworkLookupByUUIDString", 2)
         return self.networkLookupByUUID(_parse_uuid(uuidstr, "virNetworkLookupByUUIDString"))
 
     # -- definition --------------------------------------------------------------
     def networkDefineXML(self, xml: str) -> virNetwork:
-        return self._network(self._call("network_define_xml", xml))
+        return self._network(self._call("network_define_xml", _text(xml, "xml", "virNetworkDefineXML", 2)))
 
     def networkDefineXMLFlags(self, xml: str, flags: int = 0) -> virNetwork:
         return self._network(self._with_flags("network_define_xml", "virNetworkDefineXMLFlags", xml, flags))
 
     def networkCreateXML(self, xmlDesc: str) -> virNetwork:
-        return self._network(self._call("network_create_xml", xmlDesc))
+        return self._network(self._call("network_create_xml",
+                                        _text(xmlDesc, "xmlDesc", "virNetworkCreateXML", 2)))
 
     def networkCreateXMLFlags(self, xmlDesc: str, flags: int = 0) -> virNetwork:
         return self._network(self._with_flags("network_create_xml", "virNetworkCreateXMLFlags", xmlDesc, flags))
@@ -184,8 +230,10 @@ class ConnectNetworkAPI:
     def _with_flags(self, method: str, api: str, xml: str, flags: int) -> NetworkRef:
         """The ``_flags`` procedure (libvirt 7.8's), or, from a driver without it, the plain
         one when no flag is asked for; a flag such a driver cannot honour is NO_SUPPORT."""
+        xml = _text(xml, "xml" if "Define" in api else "xmlDesc", api, 2)
+        flags = _uint(flags)
         if hasattr(self._drv, method + "_flags"):  # type: ignore[attr-defined]
-            return self._call(method + "_flags", xml, int(flags))
+            return self._call(method + "_flags", xml, flags)
         if flags:
             from ..errors import ErrorDomain, no_support
             raise no_support(ErrorDomain.NETWORK, api)
