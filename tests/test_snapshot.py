@@ -528,3 +528,22 @@ def test_force_over_managed_save(pyvirtd):
                               "without memory state, removal of existing managed saved state strongly "
                               "recommended to avoid corruption\n")
     assert _ok(_pyvirt, uri, "snapshot-revert", "g", "off", "--force") == "Domain snapshot off reverted\n\n"
+
+
+def test_snapshot_create_from_xml_file(pyvirtd):
+    uri = pyvirtd.uri
+    _define(pyvirtd)
+    for tool, run in (("virsh", _virsh), ("pyvirt", _pyvirt)):
+        path = pyvirtd.workdir / f"{tool}.xml"
+        path.write_text(f"<domainsnapshot><name>{tool}</name><description>from a file</description>"
+                        "</domainsnapshot>")
+        assert _ok(run, uri, "snapshot-create", "g", str(path)) == f"Domain snapshot {tool} created from '{path}'\n"
+        # --redefine --current with the dumped XML: metadata only, and the current one moves
+        dumped = pyvirtd.workdir / f"{tool}-dump.xml"
+        dumped.write_text(_ok(_virsh, uri, "snapshot-dumpxml", "g", tool).replace("from a file", "redefined"))
+        assert _ok(run, uri, "snapshot-create", "g", str(dumped), "--redefine", "--current") == \
+            f"Domain snapshot {tool} created from '{dumped}'\n"
+        assert _ok(_virsh, uri, "snapshot-current", "g", "--name") == f"{tool}\n"
+        assert "<description>redefined</description>" in _ok(_virsh, uri, "snapshot-dumpxml", "g", tool)
+    out = _pyvirt(uri, "snapshot-create", "g", str(pyvirtd.workdir / "none.xml"))
+    assert out.returncode == 1 and "Failed to open file" in out.stderr
