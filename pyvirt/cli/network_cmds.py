@@ -204,7 +204,11 @@ def info_fields(net: Any) -> list[tuple[str, str]]:
     """net-info's lines in virsh's order; Autostart says "no autostart" when it cannot be read,
     and Bridge is left out when the network has none."""
     from pyvirt.errors import libvirtError
-    fields = [("Name", net.name()), ("UUID", net.UUIDString()), ("Active", _yes_no(net.isActive()))]
+    fields = [("Name", net.name()), ("UUID", net.UUIDString())]
+    try:
+        fields.append(("Active", _yes_no(net.isActive())))
+    except libvirtError:        # virsh leaves the line out
+        pass
     try:
         persistent = _yes_no(net.isPersistent())
     except libvirtError:
