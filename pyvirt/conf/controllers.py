@@ -43,6 +43,9 @@ class Controller:
     model: str | None = None
     alias: str | None = None
     address: Address | None = None
+    # A USB companion (ich9-uhciN beside an ich9-ehci1): <master startport='N'/>,
+    # the first port of the EHCI controller it serves.
+    master_startport: int | None = None
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Controller:
@@ -52,19 +55,28 @@ class Controller:
             check_choice(model, CONTROLLER_MODELS[ctype], f"{ctype} controller model")
         index = int_attr(node, "index", minimum=0)
         found = child(node, "alias")
+        master = child(node, "master") if ctype == "usb" else None
         return cls(ctype, -1 if index is None else index, model,
-                   (found.get("name") or None) if found is not None else None, address_of(node))
+                   (found.get("name") or None) if found is not None else None, address_of(node),
+                   int_attr(master, "startport", minimum=0) or 0 if master is not None else None)
 
     def to_node(self, inactive: bool) -> Node:
         return el("controller", [("type", self.type), ("index", self.index), ("model", self.model)], [
-            _alias_node(self.alias, inactive),
+            _alias_node(self.alias, inactive),   # then <master>, as libvirt's virDomainDeviceInfoFormat
+            el("master", [("startport", self.master_startport)]) if self.master_startport is not None else None,
             address_node(self.address),
         ])
 
 
 def number_controllers(controllers: list[Controller]) -> list[Controller]:
     """Give each controller without an index the next free one of its type."""
+    previous_usb = None
     for ctrl in controllers:
+        if ctrl.type == "usb" and ctrl.index < 0 and ctrl.master_startport is not None:
+            # a companion shares the index of the USB controller before it (its EHCI master)
+            ctrl.index = previous_usb.index if previous_usb is not None and previous_usb.index >= 0 else 0
+        if ctrl.type == "usb":
+            previous_usb = ctrl
         if ctrl.index < 0:
             used = {c.index for c in controllers if c.type == ctrl.type}
             ctrl.index = next(i for i in range(len(controllers) + 1) if i not in used)

@@ -112,9 +112,34 @@ def assign(d: Any) -> None:
     if videos and videos[0].address is None and _slot_free(used, PRIMARY_VIDEO_SLOT):
         videos[0].address = PCIAddress(slot=PRIMARY_VIDEO_SLOT)
         used.add((PRIMARY_VIDEO_SLOT, 0))
+    _assign_usb2_sets(d, used, devices)
     for dev in devices:
         if dev.address is None:
             dev.address = next_free(d, used)
         elif not isinstance(dev.address, PCIAddress):
             raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN,
                         f"a PCI device cannot have an address of type '{dev.address.type}'")
+
+
+# An ICH9 USB2 set (virt-install's default USB for an unknown OS): EHCI and its
+# UHCI companions share one slot, as libvirt places them: EHCI at function 7,
+# UHCI1-3 at functions 0-2 with multifunction on the first.
+USB2_FUNCTIONS = {"ich9-ehci1": 7, "ich9-uhci1": 0, "ich9-uhci2": 1, "ich9-uhci3": 2}
+
+
+def _assign_usb2_sets(d: Any, used: set[tuple[int, int]], devices: list[Any]) -> None:
+    """Give the ICH9 USB2 controllers of each index their shared slot, before the
+    general assignment reaches them (only when none of a set has an address)."""
+    sets: dict[int, list[Controller]] = {}
+    for ctrl in d.devices.controllers:
+        if ctrl.type == "usb" and ctrl.model in USB2_FUNCTIONS:
+            sets.setdefault(ctrl.index, []).append(ctrl)
+    for ctrls in sets.values():
+        if any(c.address is not None for c in ctrls) or not any(c in devices for c in ctrls):
+            continue
+        slot = next_free(d, used).slot
+        for ctrl in ctrls:
+            function = USB2_FUNCTIONS[ctrl.model or ""]
+            ctrl.address = PCIAddress(slot=slot, function=function,
+                                      multifunction="on" if function == 0 else None)
+            used.add((slot, function))

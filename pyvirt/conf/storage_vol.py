@@ -76,6 +76,8 @@ def parse(xml: str) -> VolDef:
         vdef.compat = child_text(target, "compat", strip=True)
         features = child(target, "features")
         vdef.lazy_refcounts = features is not None and child(features, "lazy_refcounts") is not None
+        if features is not None and vdef.compat is None:
+            vdef.compat = "1.1"    # libvirt's: features need qcow2 v3 (virStorageVolDefParseXML)
     backing = child(doc, "backingStore")
     if backing is not None:
         vdef.backing_path = child_text(backing, "path", strip=True)

@@ -71,6 +71,8 @@ CONTROLLER_DEVICES: dict[tuple[str, str | None], str | None] = {
     ("sata", None): "ich9-ahci",
     ("usb", None): "piix3-usb-uhci", ("usb", "piix3-uhci"): "piix3-usb-uhci",
     ("usb", "qemu-xhci"): "qemu-xhci", ("usb", "nec-xhci"): "nec-usb-xhci", ("usb", "none"): None,
+    ("usb", "ich9-ehci1"): "ich9-usb-ehci1", ("usb", "ich9-uhci1"): "ich9-usb-uhci1",
+    ("usb", "ich9-uhci2"): "ich9-usb-uhci2", ("usb", "ich9-uhci3"): "ich9-usb-uhci3",
     ("pci", "pci-root"): None, ("pci", "pcie-root"): None,
 }
 # libvirt's drive aliases: controller-bus-unit, from the index the target name gives.
@@ -179,7 +181,8 @@ def _check_aliases(d: DomainDef) -> None:
     consoles = [c for c in devs.consoles if not any(c is m for m in mirrored)]
     for dev in (*devs.disks, *devs.interfaces, *devs.serials, *consoles, *devs.videos,
                 *devs.inputs, *([devs.memballoon] if devs.memballoon else []),
-                *(c for c in devs.controllers if c.type != "pci")):   # pci.N names a bus, not a device
+                # pci.N names a bus, not a device; a USB companion shows its master's alias
+                *(c for c in devs.controllers if c.type != "pci" and c.master_startport is None)):
         alias = dev.alias
         if not _ALIAS_RE.fullmatch(alias):
             raise _xml_error(f"device alias '{alias}' has invalid characters "
@@ -273,6 +276,8 @@ def controller_props(ctrl: Any) -> tuple[str, dict[str, Any]] | None:
     model = CONTROLLER_DEVICES[(ctrl.type, ctrl.model)]
     if model is None:
         return None
+    if ctrl.master_startport is not None:   # a USB companion: no bus of its own, its master's ports
+        return model, {"masterbus": f"{ctrl.alias}.0", "firstport": ctrl.master_startport, **pci_props(ctrl)}
     return model, {"id": ctrl.alias, **pci_props(ctrl)}
 
 
