@@ -20,7 +20,7 @@ migration) *parks* the keys: they stay on the owner's lease with
 Shared (``<shareable/>``) disks get one key per holder under ``KEY/s/``; an
 exclusive take compares the whole range, so it fails while any holder is there.
 
-Fencing: a keep-alive every TTL/3 seconds.  The lease expires on etcd's side
+Fencing: a keep-alive every TTL/4 seconds.  The lease expires on etcd's side
 no earlier than TTL seconds after the last *successful* keep-alive was sent,
 so when renewals fail the daemon is told (``Hooks.lease_lost``) at that send
 time + TTL - margin on its own monotonic clock, before anyone else can take
@@ -62,8 +62,9 @@ def resource_hash(res: Resource) -> str:
 
 def fencing_margin(ttl: float) -> float:
     """How long before the lease can expire on etcd's side the guest is stopped:
-    a quarter of the TTL, at least one second (the time a pause takes)."""
-    return max(1.0, ttl / 4)
+    a quarter of the TTL, at least 1.5 s, so that with the time pausing takes the
+    guest has stopped by TTL - 1 s after the last renewal."""
+    return max(1.5, ttl / 4)
 
 
 def parse_state(state: str | None) -> dict[str, int]:
@@ -142,10 +143,11 @@ class EtcdBackend(Backend):
         ca, cert, key = self._opt("ca_file", None), self._opt("cert_file", None), self._opt("key_file", None)
         ctx = make_ssl_context(ca, cert, key) if (ca or cert or any(
             str(e).startswith("https:") for e in endpoints)) else None
-        self.period = self.ttl / 3
+        self.period = self.ttl / 4
         self.margin = fencing_margin(self.ttl)
-        # a request may take at most a keep-alive period, so a hung etcd costs one renewal
-        self.client = EtcdClient(list(endpoints), timeout=min(2.0, self.period), ssl_context=ctx)
+        # transactions get a few seconds; a keep-alive at most a period (a hung etcd costs
+        # one renewal, never the fencing deadline)
+        self.client = EtcdClient(list(endpoints), timeout=5.0, ssl_context=ctx)
         self._leases: dict[str, _Lease] = {}          # owner uuid → its lease
         self._locks: dict[str, asyncio.Lock] = {}
         self._renewer: asyncio.Task | None = None
@@ -246,7 +248,7 @@ class EtcdBackend(Backend):
             return
         sent = loop.time()
         try:
-            ttl = await self.client.keepalive(lease.id)
+            ttl = await self.client.keepalive(lease.id, timeout=min(self.period, 2.0))
         except EtcdError as exc:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.LOCKING,
                         f"Failed to acquire lease: cannot renew etcd lease {lease.id:x} of domain "
@@ -254,13 +256,15 @@ class EtcdBackend(Backend):
         if ttl <= 0:
             lease.expired = True
             self._disarm(lease)
+            disks = ", ".join(f"'{r.what or r.path}'" for r, _ in [*lease.held.values(), *lease.shared.values()])
             lease.parked.update({h: t for h, (_, t) in lease.held.items()})
             lease.held.clear()
             lease.shared.clear()
             lease.fenced = lease.fenced or bool(lease.parked)
             raise error(ErrorNumber.RESOURCE_BUSY, ErrorDomain.LOCKSPACE,
-                        f"Failed to acquire lease: etcd lease {lease.id:x} of domain '{lease.owner.name}' "
-                        f"expired (its disks' leases were lost), so the guest stays paused")
+                        f"Failed to acquire lease: the lease on {('disk ' + disks) if disks else 'its disks'} "
+                        f"was lost: etcd lease {lease.id:x} of domain '{lease.owner.name}' expired while etcd "
+                        f"was unreachable, so the guest stays paused")
         lease.last_ok = sent
         self._arm(lease)
 
@@ -432,7 +436,7 @@ class EtcdBackend(Backend):
                 return
             self._disarm(lease)
             try:
-                await self.client.revoke(lease.id)
+                await self.client.revoke(lease.id, timeout=2.0)
                 log.info("%s (pid %d): etcd lease %x revoked", owner.name, owner.pid, lease.id)
             except EtcdError as exc:
                 log.warning("%s: etcd lease %x not revoked (%s); its keys go when it expires",
