@@ -45,6 +45,11 @@ from guests import ensure_guests, make_traversable  # noqa: E402
 from lease_hosts import LeaseCluster, guest_xml  # noqa: E402
 
 
+# the hosts' "shared" disk is a local file behind each host's mount namespace: libvirt's
+# shared-storage check cannot know, so the migrations say so
+MIGRATE_FLAGS = pyvirt.VIR_MIGRATE_LIVE | pyvirt.VIR_MIGRATE_UNSAFE
+
+
 def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
@@ -81,7 +86,7 @@ def migration_times(work: Path, manager: str, n: int) -> list[float]:
             for _ in range(n):
                 dom = src.lookupByName("mig")
                 t0 = time.perf_counter()
-                dom.migrate(dst, pyvirt.VIR_MIGRATE_LIVE)
+                dom.migrate(dst, MIGRATE_FLAGS)
                 times.append(time.perf_counter() - t0)
                 src, dst = dst, src
             src.lookupByName("mig").destroy()
