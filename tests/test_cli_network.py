@@ -898,3 +898,25 @@ def test_files_that_are_not_xml_or_not_utf8(cli_daemon, tmp_path):
         assert not [n.name() for n in conn.listAllNetworks(0) if n.name().startswith("caf")]
     finally:
         conn.close()
+
+
+NET_COMMANDS = ["net-list", "net-info", "net-define", "net-create", "net-start", "net-destroy", "net-undefine",
+                "net-autostart", "net-dumpxml", "net-edit", "net-uuid", "net-name", "net-dhcp-leases", "net-update",
+                "net-event"]
+
+
+@pytest.mark.skipif(shutil.which("virsh") is None, reason="stock virsh needed")
+@pytest.mark.parametrize("command", NET_COMMANDS)
+def test_help_synopsis_and_options_are_virsh_s(command):
+    """``pyvirt help net-X`` has virsh 9.0's SYNOPSIS and OPTIONS (net-list adds --json)."""
+    def sections(argv: list[str]) -> tuple[str, list[str]]:
+        text = subprocess.run(argv + ["help", command], capture_output=True, text=True, timeout=60).stdout
+        lines = text.splitlines()
+        synopsis = lines[lines.index("  SYNOPSIS") + 1].strip()
+        options = [line.split()[0] for line in lines[lines.index("  OPTIONS") + 1:] if line.strip()]
+        return synopsis, options
+    ours = sections([sys.executable, "-m", "pyvirt.cli"])
+    theirs = sections(["virsh"])
+    if command == "net-list":
+        ours = (ours[0].replace(" [--json]", ""), [o for o in ours[1] if o != "--json"])
+    assert ours == theirs

@@ -36,7 +36,8 @@ class CommandDoc:
 
 
 def _value_word(action: argparse.Action) -> str:
-    return "<number>" if action.type in (int, float) else "<string>"
+    # metavar NUMBER: an integer option whose parsing (and virsh's error for it) is the command's own
+    return "<number>" if action.type in (int, float) or action.metavar == "NUMBER" else "<string>"
 
 
 def _option(action: argparse.Action, hidden: set[str]) -> Option:
