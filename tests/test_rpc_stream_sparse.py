@@ -165,6 +165,39 @@ def test_sparse_download_with_a_length_stops_inside_a_hole(tmp_path):
     run(main())
 
 
+def test_a_call_during_an_unread_download_is_answered(tmp_path):
+    """The client stops reading while a download's unread data is over its mark, but
+    never while a reply is awaited: a call made before reading the data returns."""
+    path = tmp_path / "vol.raw"
+    content = os.urandom(24 * MiB)
+    path.write_bytes(content)
+
+    async def main() -> None:
+        handler, server, client = await connected(str(path))
+        try:
+            paused = asyncio.Event()
+            transport = client.transport
+            real_pause = transport.pause_reading
+
+            def pause() -> None:
+                real_pause()
+                paused.set()
+            transport.pause_reading = pause
+            _ret, stream = await client.call_stream(Program.REMOTE, DOWNLOAD, (VOL, 0, 0, 0))
+            await paused.wait()                     # the data piled up unread: reading stopped ...
+            assert stream.queued > stream.QUEUED_HIGH and not stream.eof
+            assert await client.call(Program.REMOTE, AUTH_LIST) == [0]     # ... and a call still gets through
+            out = bytearray()
+            while chunk := await stream.recv(1 << 20):
+                out += chunk
+            await stream.finish()
+            assert bytes(out) == content
+        finally:
+            client.close()
+            await server.close()
+    run(main())
+
+
 def test_sparse_upload_turns_holes_into_holes(tmp_path):
     path = tmp_path / "vol.raw"
     path.write_bytes(b"old" * 100_000)        # existing data under a hole must read as zeros afterwards

@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 
 STREAM_NONBLOCK = 1          # VIR_STREAM_NONBLOCK
 STREAM_RECV_STOP_AT_HOLE = 1  # VIR_STREAM_RECV_STOP_AT_HOLE
-_RECV_ALL_CHUNK = 64 * 1024
-_SPARSE_CHUNK = 262120       # virStorageVol.streamBufSize: what libvirt-python's sparse loops ask for
+_RECV_ALL_CHUNK = 262120     # virStorageVol.streamBufSize: what libvirt-python's *All loops ask for
 
 
 class _LocalEnd:
@@ -333,7 +332,7 @@ class virStream:  # noqa: N801 - libvirt-python's name
                       holeHandler: Callable[["virStream", int, Any], Any], opaque: Any) -> None:
         """recvAll, with each hole handed to ``holeHandler(stream, length, opaque)``."""
         while True:
-            got = self.recvFlags(_SPARSE_CHUNK, STREAM_RECV_STOP_AT_HOLE)
+            got = self.recvFlags(_RECV_ALL_CHUNK, STREAM_RECV_STOP_AT_HOLE)
             if got == -2:
                 raise libvirtError("cannot use sparseRecvAll with nonblocking stream")
             if got == -3:
@@ -360,7 +359,7 @@ class virStream:  # noqa: N801 - libvirt-python's name
                 if self.sendHole(section_len) < 0 or skipHandler(self, section_len, opaque) < 0:
                     self.abort()
                 continue
-            got = handler(self, min(_SPARSE_CHUNK, section_len), opaque)
+            got = handler(self, min(_RECV_ALL_CHUNK, section_len), opaque)
             if isinstance(got, int) and got < 0:
                 self.abort()
                 raise RuntimeError(f"sparseSendAll handler returned {got}")

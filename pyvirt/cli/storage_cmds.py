@@ -1209,13 +1209,14 @@ def _vol_download(p: argparse.ArgumentParser) -> Handler:
         bar = None
         ok = False
         try:
+            total = _total(vol, offset, length) if sys.stderr.isatty() else 0   # asked before the data flows
             stream = conn.newStream(0)
             try:
                 vol.download(stream, offset, length, SPARSE_STREAM if args.sparse else 0)
             except libvirtError as exc:
                 stream = None
                 raise _failed(f"cannot download from volume {name}", exc)
-            bar = Transfer(f"Downloading {name}", _total(vol, offset, length))
+            bar = Transfer(f"Downloading {name}", total)
 
             def sink(_st: Any, data: bytes, _opaque: Any) -> int:
                 view = memoryview(data)

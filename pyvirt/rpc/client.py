@@ -176,6 +176,8 @@ class RPCClient(asyncio.Protocol):
         self.serial += 1
         fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self.pending[serial] = fut
+        for stream in list(self.streams.values()):
+            stream.make_way()       # a download paused reading: the reply must get through
         self._send(encode_call(prog, proc, serial, payload))
         return await fut
 

@@ -152,6 +152,9 @@ class OutgoingStream:
             raise self.failure
         self.client._send(b"".join(self.state.send(_state.Hole(length, flags))))
 
+    def make_way(self) -> None:
+        """A call is made on the connection (nothing to do: this stream never pauses reading)."""
+
     def stop(self) -> None:
         """Stop the pump at once (the data is not over: abort or fail follows)."""
         if self._uploader is not None:
@@ -255,9 +258,16 @@ class ReceivingStream:
         if self.on_failure is not None:
             self.on_failure(err)
 
+    def make_way(self) -> None:
+        """A call is made on the connection: read again until its reply is in, whatever
+        this stream has queued (the data waits in memory meanwhile, as with libvirt's client)."""
+        self._reading(True)
+
     def _reading(self, on: bool) -> None:
         if on != self.paused:           # already reading (or already paused)
             return
+        if not on and getattr(self.client, "pending", None):
+            return                      # a reply is awaited: never hold it up
         transport = getattr(self.client, "transport", None)
         if transport is None or transport.is_closing():
             self.paused = False
