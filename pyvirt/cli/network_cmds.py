@@ -114,6 +114,7 @@ def check_utf8(text: str, api: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         from pyvirt.errors import ErrorDomain, ErrorNumber, error
+        reason = "invalid start byte"
         try:
             text.encode("utf-8", "surrogateescape").decode("utf-8")
         except UnicodeDecodeError as exc:
