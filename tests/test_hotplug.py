@@ -454,7 +454,7 @@ def test_migration_recreates_a_hotplugged_disk_at_its_slot(tmp_path, guests_buil
         ok(a.uri, "attach-disk", "mig", str(img), "vdb", "--subdriver", "qcow2", "--live")
         source = live_xml(a.uri, "mig")
         slot = disk_of(source, "vdb").address.slot
-        ok(a.uri, "migrate", "--live", "mig", b.uri)
+        ok(a.uri, "migrate", "--live", "--unsafe", "mig", b.uri)     # the image is local
         moved = live_xml(b.uri, "mig")
         disk = disk_of(moved, "vdb")
         assert disk.address == disk_of(source, "vdb").address

@@ -310,7 +310,7 @@ def test_finish_fails_to_resume(hosts):
     ca, dom, uid = start_guest(a, extra_devices=extra)
     cb = pyvirt.open(b.uri)
     src, dst = ca._drv, cb._drv
-    flags = pyvirt.VIR_MIGRATE_LIVE
+    flags = pyvirt.VIR_MIGRATE_LIVE | pyvirt.VIR_MIGRATE_UNSAFE     # one local image, on purpose
     cookie, xml = aio.run(src.domain_migrate_begin3(dom._ref, None, flags, None, 0))
     cookie, uri = aio.run(dst.domain_migrate_prepare3(cookie, None, flags, None, 0, xml))
     cookie = aio.run(src.domain_migrate_perform3(dom._ref, None, cookie, None, uri, flags, None, 0))

@@ -218,3 +218,23 @@ def test_storage_calls_match_python3_libvirt(pyvirtd, tmp_path):
     assert expected["uploaded allocation small"] == ["bool", True]
     assert expected["no pool"][0] == "error" and expected["no vol"][0] == "error"
     assert expected["manual window"][0] > 0 and expected["manual window"][1] == 1 * MiB
+
+
+def test_embedded_driver_streams_volumes_as_the_daemon_does(pyvirtd, tmp_path):
+    """qemu:///embed hands the volume's descriptor to the library itself (no RPC): the same
+    walk through pyvirt there gives the record python3-libvirt gets from pyvirtd."""
+    if subprocess.run([SYSTEM_PYTHON, "-c", "import libvirt"], capture_output=True).returncode:
+        pytest.skip("python3-libvirt is not installed")
+    src = tmp_path / "src.img"
+    with open(src, "wb") as f:
+        f.truncate(64 * MiB)
+        for offset, size in ((0, 2 * MiB), (20 * MiB, 8192), (63 * MiB, 4096)):
+            f.seek(offset)
+            f.write(os.urandom(size))
+    expected = run_script([SYSTEM_PYTHON], "libvirt", pyvirtd, tmp_path, src)
+
+    class Embedded:
+        uri = f"qemu:///embed?root={tmp_path / 'embed'}"
+    (tmp_path / "embed").mkdir()
+    got = run_script([sys.executable], "pyvirt", Embedded, tmp_path, src)
+    assert got == expected, {k: (expected.get(k), got.get(k)) for k in expected if expected.get(k) != got.get(k)}

@@ -19,7 +19,7 @@ reader), in the order libvirt writes them (which is bit order).  A cookie's
 as in libvirt (a Begin cookie marks ``lockstate`` mandatory without a
 ``<lockstate>`` element).
 
-Parts pyvirt does not model (network, nbd, cpu, allowReboot,
+Parts pyvirt does not model (network, cpu, allowReboot,
 blockDirtyBitmaps) are never written and are skipped when read; a receiver
 that accepts them as mandatory features still passes the feature check.
 """
@@ -37,6 +37,7 @@ from lxml import etree
 
 from ....conf.xmlutil import INDENT, Node, child, el, parse_document, render, text_of, yes_no
 from ....errors import ErrorDomain, ErrorNumber, error, libvirtError
+from .nbd_cookie import CookieNbd
 
 # libvirt's REMOTE_MIGRATE_COOKIE_MAX: the largest cookie the RPC layer carries.
 MIGRATE_COOKIE_MAX = 4194304
@@ -301,6 +302,8 @@ _PARTS: tuple[_Part, ...] = (
           lambda node, root, src: CookieLockState.from_element(node)),
     _Part(CookieFlags.PERSISTENT, "persistent_xml", "domain", _format_persistent,
           lambda node, root, src: _read_persistent(root, src)),
+    _Part(CookieFlags.NBD, "nbd", "nbd", _rendered(CookieNbd.to_node),
+          lambda node, root, src: CookieNbd.from_element(node)),
     _Part(CookieFlags.STATS, "statistics", "statistics", _rendered(_statistics_node),
           lambda node, root, src: _read_statistics(node)),
     _Part(CookieFlags.CAPS, "capabilities", "capabilities", _rendered(_capabilities_node),
@@ -330,6 +333,7 @@ class MigrationCookie:
     persistent_xml: str | None = None
     statistics: dict[str, int] | None = None
     capabilities: list[tuple[str, bool]] | None = None
+    nbd: CookieNbd | None = None
 
     def __post_init__(self) -> None:
         self._check()

@@ -32,7 +32,7 @@ from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases
 from .cookie import CookieFlags, CookieGraphics, MigrationCookie, parse_cookie
-from . import tls, tunnel
+from . import nbd, tls, tunnel
 from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # What a Begin cookie may carry that Prepare understands (mandatory or not).
 PREPARE_ACCEPTS = (CookieFlags.LOCKSTATE | CookieFlags.CPU | CookieFlags.CAPS | CookieFlags.ALLOW_REBOOT
-                   | CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG)
+                   | CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG | CookieFlags.NBD)
 FINISH_ACCEPTS = CookieFlags.PERSISTENT | CookieFlags.STATS | CookieFlags.NETWORK
 
 # Why an incoming guest went away before Finish, by driver and name (libvirt's
@@ -146,6 +146,9 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         # Recorded before QEMU exists, so the first status file already has it: a daemon
         # stopped at any point of Prepare leaves a record its successor kills the half by.
         obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE, persist=False)
+        nbd.check_flags(req.flags)
+        if nbd.copies_storage(req.flags):      # images the source copies, created here if missing
+            await nbd.precreate(obj, incoming_def, received.nbd if received is not None else None)
         await drv.start(obj, incoming="defer", live_def=incoming_def)
         obj.lock_state = lock_state
         mon = _incoming_qemu(obj).monitor      # a destroy may have come while it started
@@ -163,6 +166,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         else:
             port = uri_port or pick_port(drv, listen)
             await mon.migrate_incoming(qemu_tcp_uri(listen, port))
+        nbd_reply = await nbd.start_server(drv, obj, req, listen, pick_port)
         _incoming_qemu(obj)
     except BaseException as exc:
         first = FirstError()
@@ -177,6 +181,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     live = obj.live
     cookie = host_cookie(drv, live)
     cookie.graphics = _graphics_for_cookie(live)
+    cookie.nbd = nbd_reply
     await testhooks.reach("prepare", obj.name)
     if tunnelled:
         return cookie.format(), sink
@@ -191,6 +196,7 @@ async def _abandon(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState, 
             await drv.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=1.0)
     except Exception as exc:
         first.record(exc)
+    nbd.discard_incoming(drv, obj)       # the images this migration created go with it
     if port is not None:
         drv.migration_ports.discard(port)
     obj.incoming = None
@@ -268,6 +274,7 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=FINISH_ACCEPTS, check_same_host=False)
         await _wait_incoming_done(obj, inc.job)
+        await nbd.stop_server(drv, obj)
         inc.job.stats.update(job_stats(await _incoming_qemu(obj).monitor.query_migrate()))
         if flags & MigrateFlags.PERSIST_DEST:
             _persist(drv, obj, cookie.persistent_xml if cookie else None)
@@ -309,6 +316,7 @@ async def _released_on_death(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incom
         log.info("%s: incoming migration ended by the guest stopping", obj.name)
         _INCOMING_ERRORS.setdefault(drv, {})[obj.name] = error(
             ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "migration in job: QEMU exited before Finish")
+        nbd.discard_incoming(drv, obj)
         await _release(drv, obj, inc)
 
 
@@ -317,6 +325,7 @@ async def _release(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incoming) -> No
     drv.autodestroy.unregister(obj.uuid)
     if inc.port is not None:
         drv.migration_ports.discard(inc.port)
+    nbd.forget_incoming(drv, obj)
     obj.incoming = None
     obj.job_record = None
     obj.save_status()

@@ -25,6 +25,7 @@ _ATTRS: dict[str, str] = {
     "migrate_uri": "uri", "destination_name": "dname", "destination_xml": "dest_xml",
     "persistent_xml": "persistent_xml", "bandwidth": "bandwidth", "graphics_uri": "graphics_uri",
     "listen_address": "listen_address", "migrate_disks": "migrate_disks", "disks_port": "disks_port",
+    "disks_uri": "disks_uri",
     "compression": "compression", "auto_converge.initial": "auto_converge_initial",
     "auto_converge.increment": "auto_converge_increment", "bandwidth.postcopy": "bandwidth_postcopy",
     "parallel.connections": "parallel_connections", "tls.destination": "tls_destination",
@@ -32,13 +33,15 @@ _ATTRS: dict[str, str] = {
 PARAMS: dict[str, tuple[T, str]] = {name: (MIGRATION_PARAM_TYPES[name], attr) for name, attr in _ATTRS.items()}
 # Parameters we accept but do not act on are refused when asked for, rather
 # than silently ignored: a caller asking for them expects their effect.
-UNSUPPORTED = {"migrate_disks", "disks_port", "compression", "bandwidth.postcopy", "graphics_uri"}
+UNSUPPORTED = {"compression", "bandwidth.postcopy", "graphics_uri"}
 
 # Flags the QEMU driver supports for migration.
 SUPPORTED_FLAGS = (MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.TUNNELLED
                    | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE | MigrateFlags.PAUSED
                    | MigrateFlags.CHANGE_PROTECTION | MigrateFlags.UNSAFE | MigrateFlags.ABORT_ON_ERROR
-                   | MigrateFlags.AUTO_CONVERGE | MigrateFlags.TLS)
+                   | MigrateFlags.AUTO_CONVERGE | MigrateFlags.TLS
+                   | MigrateFlags.NON_SHARED_DISK | MigrateFlags.NON_SHARED_INC
+                   | MigrateFlags.NON_SHARED_SYNCHRONOUS_WRITES)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class MigrationRequest:
     listen_address: str | None = None
     migrate_disks: list[str] = field(default_factory=list)
     disks_port: int = 0
+    disks_uri: str | None = None
     compression: str | None = None
     auto_converge_initial: int | None = None
     auto_converge_increment: int | None = None
@@ -108,7 +112,8 @@ def to_params(req: MigrationRequest, names: Iterable[str] | None = None) -> list
         value = getattr(req, attr)
         if value in (None, 0, []) or name in UNSUPPORTED:
             continue
-        out.append((name, int(ptype), value))
+        # a repeated parameter (migrate_disks) is one entry per value, as libvirt sends it
+        out += [(name, int(ptype), v) for v in (value if isinstance(value, list) else [value])]
     return out
 
 

@@ -36,7 +36,7 @@ from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases
 from .cookie import CookieFlags, CookieLockState, MigrationCookie, parse_cookie
-from . import tls
+from . import nbd, tls
 from .destination import host_cookie
 from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
 
@@ -68,6 +68,7 @@ class Outgoing:
     # guest-stopped watcher, ends the job if the guest stops meanwhile.
     in_call: bool = False
     watcher: "asyncio.Task[None] | None" = None
+    storage: "nbd.OutgoingStorage | None" = None    # the disk mirrors of a non-shared-storage migration
 
 
 def _enter(obj: "QemuDomainObj", out: Outgoing, phase: JobPhase, persist: bool = True) -> None:
@@ -111,6 +112,9 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
     try:
         _check_running(obj)      # it may have stopped while we waited for the job
         xml_def = _checked_xml(obj, xmlin or req.dest_xml)
+        nbd.check_flags(req.flags)
+        copied = nbd.disks_to_copy(obj.live, req.flags, req.migrate_disks)
+        nbd.check_safe(obj.live, req.flags, req.migrate_disks)
         out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING, in_call=True)
         _own(obj, out, conn, drv)
         obj.outgoing = out
@@ -123,6 +127,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         await testhooks.reach("begin", obj.name)
         _check_running(obj)
         cookie = host_cookie(drv, obj.live)
+        cookie.nbd = await nbd.begin_cookie(obj, copied)     # the disks to copy, and their sizes
         # the lease state the destination takes over (the saved one if paused), if any
         state = await leases.inquire(drv, obj)
         if state:
@@ -219,6 +224,8 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
     await testhooks.reach("perform-early", obj.name)
     flags = req.flags | out.request.flags
     out.request.tls_destination = req.tls_destination or out.request.tls_destination
+    out.request.migrate_disks = req.migrate_disks or out.request.migrate_disks
+    out.request.disks_uri = req.disks_uri or out.request.disks_uri
     try:
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=PERFORM_ACCEPTS)
@@ -276,9 +283,18 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         await mon.client_migrate_info("spice", hostname, port=g.port if g.port > 0 else None,
                                       tls_port=g.tls_port if g.tls_port > 0 else None,
                                       cert_subject=g.tls_subject)
-    await mon.migrate_set_capabilities({"events": True,
-                                        "auto-converge": bool(flags & MigrateFlags.AUTO_CONVERGE)})
     speed = bandwidth or obj.migrate_speed
+    storage = None
+    if nbd.copies_storage(flags):
+        nbd.check_flags(flags)
+        nbd_host, nbd_port = nbd.nbd_target(uri, cookie.nbd if cookie is not None else None,
+                                            out.request.disks_uri)
+        storage = out.storage = nbd.OutgoingStorage(
+            obj, nbd.disks_to_copy(obj.live, flags, out.request.migrate_disks), flags, speed)
+    await mon.migrate_set_capabilities({"events": True,
+                                        "auto-converge": bool(flags & MigrateFlags.AUTO_CONVERGE),
+                                        # the mirrors are cancelled at this pause (see nbd.py)
+                                        "pause-before-switchover": storage is not None})
     params: dict[str, Any] = {"max_bandwidth": bandwidth_bytes(speed)}
     if obj.migrate_downtime is not None:
         params["downtime_limit"] = obj.migrate_downtime
@@ -290,8 +306,13 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         params.update(tls.DISABLED)
     try:
         await mon.migrate_set_parameters(**params)
+        if storage is not None:
+            await storage.start(nbd_host, nbd_port)
+            await storage.wait_ready(out.job)
         await _transfer(drv, obj, out, mon, uri, flags, tunnel)
     except BaseException:
+        if storage is not None:
+            await storage.abort()       # the source goes on with its own images
         # The source goes on: no credentials left in it.  (After a success its QEMU
         # is stopped at Confirm; a Confirm that cancels resets them there.)
         if encrypted and obj.process is not None and obj.process.monitor is mon:
@@ -358,6 +379,12 @@ async def _wait(obj: "QemuDomainObj", out: Outgoing, tunnel: Any = None) -> None
             job.stats.update(job_stats(info))
             status = info.get("status")
             if status == "active" and info.get("ram", {}).get("transferred"): await testhooks.reach("perform-late", obj.name)  # noqa: E701
+            if out.storage is not None and status in ("active", "pre-switchover"):
+                await out.storage.refresh_stats(job.stats)
+            if status == "pre-switchover" and out.storage is not None:
+                await out.storage.switchover(job)     # every copy complete, the source's images kept
+                await mon.execute("migrate-continue", {"state": "pre-switchover"})
+                continue
             if status == "completed":
                 if tunnel is not None:
                     await tunnel.finish()           # every byte delivered and acknowledged
