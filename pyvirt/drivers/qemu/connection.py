@@ -343,6 +343,9 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
             return                  # QEMU has no figures for this job yet (or any more)
         try:
             job.stats.update(mparams.job_stats(await obj.process.monitor.query_migrate()))
+            storage = getattr(getattr(obj, "outgoing", None), "storage", None)
+            if storage is not None:     # a non-shared-storage migration: its disk figures too
+                await storage.refresh_stats(job.stats)
         except libvirtError:
             pass
 
