@@ -81,6 +81,10 @@ STEPS: list[tuple[list[str], str]] = [
       "--backing-vol-format", "qcow2"], "all"),
     (["vol-create-as", "sp", "a.qcow2", "1M"], "all"),                # exists already
     (["vol-create-as", "sp", "x/y", "1M"], "all"),                    # '/' in a volume name
+    (["vol-create-as", "sp", "..", "1M"], "all"),                     # a name that is a path
+    (["pool-define", "REDEFINE"], "all"),                              # while active: the next definition
+    (["pool-dumpxml", "--inactive", "sp"], "pool"),
+    (["pool-dumpxml", "sp"], "pool"),
     (["vol-dumpxml", "--pool", "sp", "a.qcow2"], "all"),
     (["vol-dumpxml", "--pool", "sp", "b.raw"], "all"),
     (["vol-dumpxml", "--pool", "sp", "c.qcow2"], "all"),
@@ -112,13 +116,18 @@ STEPS: list[tuple[list[str], str]] = [
 ]
 
 
-def test_same_commands_same_answers(hosts):
+def test_same_commands_same_answers(hosts, tmp_path):
     diffs = []
     for words, kind in STEPS:
         seen = {}
         for side, (uri, pool) in hosts.items():
-            argv = [w.replace("POOL", str(pool)) for w in words]
+            redefine = tmp_path / f"{side}-redefine.xml"
+            _, current, _ = run(uri, "pool-dumpxml", "--inactive", "sp")
+            if current:
+                redefine.write_text(current.replace("<mode>0711</mode>", "<mode>0750</mode>"))
+            argv = [str(redefine) if w == "REDEFINE" else w.replace("POOL", str(pool)) for w in words]
             code, out, err = run(uri, *argv)
+            out = out.replace(str(redefine), "REDEFINE")
             pool_xml = kind == "pool"
             seen[side] = (code, normalise(out, pool, pool_xml=pool_xml), normalise(err, pool, pool_xml=pool_xml))
         if seen["pyvirtd"] != seen["libvirtd"]:

@@ -374,6 +374,6 @@ class StorageDriver:
 
     def pool_xml(self, obj: PoolObj, inactive: bool) -> str:
         pdef = obj.inactive_def() if inactive else obj.pdef
-        backend = self.backend(obj)
-        perms = backend.target_permissions(pdef)
+        # The running definition shows its target as it is; a pending one, as written.
+        perms = None if pdef is obj.new_def else self.backend(obj).target_permissions(pdef)
         return poolxml.format_pool(pdef, perms)

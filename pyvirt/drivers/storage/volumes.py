@@ -34,9 +34,10 @@ def _new_volume(driver: Any, obj: PoolObj, xml: str) -> tuple[volxml.VolDef, Vol
     if vdef.name in obj.volumes:
         raise error(ErrorNumber.STORAGE_VOL_EXIST, _S, f"'{vdef.name}'")
     backend = driver.backend(obj)
+    shown = f"{obj.pdef.target_path}/{vdef.name}"
+    if os.path.lexists(shown):          # '.' and '..' too, as libvirt words it
+        raise _invalid(f"volume target path '{shown}' already exists")
     path = backend.vol_path(obj.pdef, vdef.name)
-    if os.path.lexists(path):
-        raise _invalid(f"volume target path '{path}' already exists")
     vol = Volume(vdef.name, path, path, backend.vol_type, vdef.format or backend.default_format)
     return vdef, vol
 
