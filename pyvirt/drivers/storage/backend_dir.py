@@ -15,7 +15,7 @@ from ...conf.storage_pool import DEFAULT_POOL_MODE, Permissions, PoolDef
 from ...conf.storage_vol import VolDef
 from ...errors import ErrorDomain, ErrorNumber, error
 from . import qemuimg
-from .volume import VOL_FILE, Volume
+from .volume import VOL_DIR, VOL_FILE, Volume
 
 _WIPE_CHUNK = 1 << 20
 
@@ -43,9 +43,14 @@ class DirBackend:
         if os.path.lexists(path) and not os.path.isdir(path):
             return   # as libvirt: "built"; starting the pool then says it is not a directory
         parent = os.path.dirname(path)
-        if parent and not os.path.isdir(parent):
-            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.STORAGE,
-                        f"parent of target path '{path}' does not exist")
+        if parent:
+            # libvirt's virStorageBackendBuildLocal: the directories above the target are
+            # made with default modes (virt-manager's default pool under a fresh $XDG_DATA_HOME)
+            try:
+                os.makedirs(parent, 0o777, exist_ok=True)
+            except OSError as exc:
+                raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STORAGE,
+                            f"cannot create path '{parent}': {os.strerror(exc.errno or 0)}") from None
         try:
             os.makedirs(path, exist_ok=True)
             perms = pdef.permissions
@@ -89,14 +94,20 @@ class DirBackend:
         return capacity, capacity - available, available
 
     async def refresh(self, pdef: PoolDef) -> list[Volume]:
+        """Every entry libvirt lists: regular files (hidden ones too, symlinks followed) as
+        file volumes, directories (and, as libvirt has it, dangling symlinks) as dir
+        volumes; FIFOs, sockets and devices are left out."""
         _check_dir(pdef.target_path)
-        names = []
+        files, dirs = [], []
         with os.scandir(pdef.target_path) as it:
             for entry in it:
-                # libvirt skips hidden entries? no: it lists every regular file; dirs too as
-                # type 'dir'.  Regular files only here (what qemu-img can describe).
-                if entry.is_file(follow_symlinks=False):
-                    names.append(entry.name)
+                try:
+                    if entry.is_file():
+                        files.append(entry.name)
+                    elif entry.is_dir() or (entry.is_symlink() and not os.path.exists(entry.path)):
+                        dirs.append(entry.name)
+                except OSError:
+                    continue
         sem = asyncio.Semaphore(8)
 
         async def one(name: str) -> Volume | None:
@@ -108,11 +119,16 @@ class DirBackend:
                     return None   # vanished or unreadable: not listed, as libvirt skips it
                 return vol
 
-        found = await asyncio.gather(*(one(n) for n in sorted(names)))
-        return [v for v in found if v is not None]
+        found = [v for v in await asyncio.gather(*(one(n) for n in files)) if v is not None]
+        for name in dirs:
+            path = os.path.join(pdef.target_path, name)
+            found.append(Volume(name, path, path, VOL_DIR, "dir", 0, 0, 0))
+        return sorted(found, key=lambda v: v.name)
 
     async def update(self, vol: Volume) -> None:
         """Re-read a volume's format, sizes and backing file."""
+        if vol.type == VOL_DIR:
+            return
         info = await qemuimg.info(vol.path)
         vol.format = info.get("format", "raw")
         vol.capacity = int(info.get("virtual-size", 0))
@@ -121,6 +137,8 @@ class DirBackend:
         self.update_sizes(vol)
 
     def update_sizes(self, vol: Volume) -> None:
+        if vol.type == VOL_DIR:
+            return
         st = os.stat(vol.path)
         vol.allocation = st.st_blocks * 512
         vol.physical = st.st_size
