@@ -240,7 +240,7 @@ def test_frozen_etcd_fences_before_the_lease_can_expire_and_the_disk_is_free_onl
         try:
             ga = Owner("u-a", "victim", 1)
             state = await a.acquire(ga, [disk("/img/f")], None)
-            lease = a._leases[ga.uuid]
+            lease = a._lease
             etcd.pause()
             try:
                 await asyncio.wait_for(hooks.event.wait(), TTL * 3)
@@ -285,13 +285,13 @@ def test_short_etcd_outage_fences_then_the_same_token_resumes(etcd):
                 await asyncio.wait_for(hooks.event.wait(), 20)
             finally:
                 etcd.resume()
-            lease = a._leases[ga.uuid]
+            lease = a._lease
             released = await a.release(ga, None)         # the daemon paused the guest
             assert released == state
             # the lease outlived the outage (renewed before the TTL ran out on etcd's side)
             assert await EtcdClient([etcd.endpoint]).keepalive(lease.id) > 0
             assert await a.acquire(ga, [disk("/img/r")], released) == state
-            assert not a._leases[ga.uuid].fenced
+            assert not a._owned[ga.uuid].fenced
         finally:
             etcd.resume()
             await a.close()
@@ -334,7 +334,7 @@ def test_resuming_after_a_fence_renews_first_and_a_second_outage_fences_again(et
                     await asyncio.wait_for(hooks.event.wait(), 20)
                 finally:
                     etcd.resume()
-                lease = a._leases[ga.uuid]
+                lease = a._lease
                 stale = lease.last_ok
                 assert await a.release(ga, None) == state
                 # the deadline has passed on our clock: the acquire renews before anything runs
@@ -343,5 +343,24 @@ def test_resuming_after_a_fence_renews_first_and_a_second_outage_fences_again(et
             assert len(hooks.lost) == 2
         finally:
             etcd.resume()
+            await a.close()
+    run(scenario())
+
+
+def test_two_guests_of_one_host_exclude_each_other_on_its_one_lease(etcd):
+    async def scenario():
+        a, _ = await host(etcd, "hostA", "/t11/")
+        try:
+            g1, g2 = Owner("u-1", "first", 1), Owner("u-2", "second", 2)
+            await a.acquire(g1, [disk("/img/same")], None)
+            with pytest.raises(libvirtError, match="domain 'first'"):
+                await a.acquire(g2, [disk("/img/same")], None)
+            await a.acquire(g2, [disk("/img/other")], None)
+            assert (await raw(etcd, a.key(disk("/img/other")))).lease == \
+                (await raw(etcd, a.key(disk("/img/same")))).lease      # one lease per lock daemon
+            await a.forget(g1)
+            assert await raw(etcd, a.key(disk("/img/same"))) is None
+            await a.acquire(g2, [disk("/img/same")], None)
+        finally:
             await a.close()
     run(scenario())

@@ -1,31 +1,35 @@
 """The ``etcd`` backend: cluster-wide disk leases held in etcd, with fencing.
 
-Every guest (an :class:`Owner`, one QEMU process) gets one etcd *lease*
-(``lock_etcd_ttl`` seconds), kept alive by this lock daemon.  Each disk
-resource is one key, ``lock_etcd_prefix`` + the SHA-256 of the disk path,
-taken in one transaction ``If create_revision(key) == 0 Then Put(key, lease)``
-for all of a guest's disks at once, so they are taken all or none.  The key's
-create revision is the lease's **fencing token** and the backend's state
-(``HASH:TOKEN`` per disk): etcd never hands the same revision out twice.
+The lock daemon holds one etcd *lease* (``lock_etcd_ttl`` seconds) and keeps
+it alive; every disk one of its guests (an :class:`Owner`, one QEMU process)
+holds is a key on that lease: ``lock_etcd_prefix`` + the SHA-256 of the disk
+path, taken in one transaction ``If create_revision(key) == 0 Then Put(key,
+lease)`` for all of a guest's disks at once, so they are taken all or none.
+The key's value names the holder (host, host UUID, domain, UUID, pid).  The
+key's create revision is the lease's **fencing token** and the backend's
+state (``HASH:TOKEN`` per disk): etcd never hands the same revision out twice.
+One lease per host, not per guest: one keep-alive however many guests run,
+and a start or a migration's hand-over costs one transaction, no grant.
 
 Releasing (the guest's CPUs stopped: suspend, save, end of an outgoing
-migration) *parks* the keys: they stay on the owner's lease with
-``"state": "released"`` in their value, so
+migration) *parks* the keys: they stay, with ``"state": "released"``, so
 - the destination of a migration (or the same guest resuming) takes the key
   over with ``If create_revision(key) == TOKEN Then Put(key, its lease)``:
   the same token, exactly the lease the source held;
 - anyone else may take a parked key: it is deleted (guarded by its mod
   revision, so a resume in between wins) and created afresh, with a new token;
-- it goes when the owner's lease goes (the QEMU process ended).
+- it is deleted when its guest's process ends (a hand-over moved it away
+  already, then nothing is left to delete).
 Shared (``<shareable/>``) disks get one key per holder under ``KEY/s/``; an
 exclusive take compares the whole range, so it fails while any holder is there.
 
 Fencing: a keep-alive every TTL/4 seconds.  The lease expires on etcd's side
 no earlier than TTL seconds after the last *successful* keep-alive was sent,
-so when renewals fail the daemon is told (``Hooks.lease_lost``) at that send
-time + TTL - margin on its own monotonic clock, before anyone else can take
-the keys.  A fenced owner gets its disks back only with the same tokens
-(its lease survived the outage); once the lease expired it stays fenced.
+so when renewals fail the daemon is told (``Hooks.lease_lost``, for every
+guest holding a disk) at that send time + TTL - margin on its own monotonic
+clock, before anyone else can take the keys.  A fenced guest gets its disks
+back only with the same tokens (the lease survived the outage); once the
+lease expired it stays fenced.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import ErrorDomain, ErrorNumber, error
 from .backend import Backend, Hooks, Owner, Resource, register
-from .etcd_client import (EtcdClient, EtcdError, KeyValue, cmp_create, cmp_mod, make_ssl_context,
-                          op_delete, op_put, op_range, prefix_end)
+from .etcd_client import (EtcdClient, EtcdError, KeyValue, cmp_create, cmp_lease, cmp_mod,
+                          make_ssl_context, op_delete, op_put, op_range, prefix_end)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,8 @@ def resource_hash(res: Resource) -> str:
 
 
 def fencing_margin(ttl: float) -> float:
-    """How long before the lease can expire on etcd's side the guest is stopped:
-    a quarter of the TTL, at least 1.5 s, so that with the time pausing takes the
+    """How long before the lease can expire on etcd's side the guests are stopped:
+    a quarter of the TTL, at least 1.5 s, so that with the time pausing takes a
     guest has stopped by TTL - 1 s after the last renewal."""
     return max(1.5, ttl / 4)
 
@@ -85,40 +89,63 @@ def format_state(tokens: Mapping[str, int]) -> str | None:
 
 @dataclass
 class _Lease:
-    """One owner's etcd lease and what it holds."""
+    """The lock daemon's etcd lease."""
 
-    owner: Owner
     id: int
     ttl: int
     last_ok: float                          # monotonic send time of the last successful renewal
+    expired: bool = False                   # etcd no longer knows it
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Owned:
+    """What one guest holds."""
+
+    owner: Owner
     held: dict[str, tuple[Resource, int]] = field(default_factory=dict)     # hash → (res, token)
     shared: dict[str, tuple[Resource, int]] = field(default_factory=dict)
-    parked: dict[str, int] = field(default_factory=dict)                    # released, still ours
-    fenced: bool = False                    # lease_lost was reported; only the same tokens restore it
-    expired: bool = False                   # etcd no longer knows the lease
-    timer: asyncio.TimerHandle | None = None
+    parked: dict[str, tuple[Resource, int]] = field(default_factory=dict)   # released, still there
+    fenced: bool = False        # lease_lost was reported: only the same tokens give the disks back
+
+    def exclusive_tokens(self) -> dict[str, int]:
+        return {h: t for h, (_, t) in self.held.items()}
+
+
+def _value(kv: KeyValue) -> dict[str, Any]:
+    try:
+        v = json.loads(kv.value)
+        return v if isinstance(v, dict) else {}
+    except ValueError:
+        return {}
 
 
 def _busy(res: Resource, kv: KeyValue | None, why: str = "") -> Exception:
     holder = ""
     if kv is not None:
-        try:
-            v = json.loads(kv.value)
+        v = _value(kv)
+        if v:
             host = f"'{v.get('host', '?')}'"
             if v.get("host_uuid"):
                 host += f" ({v['host_uuid']})"
             holder = f" by domain '{v.get('domain', '?')}' (pid {v.get('pid', '?')}) on host {host}"
             if v.get("state") == "released":
                 holder += " (paused, released)"
-        except ValueError:
+        else:
             holder = " by a foreign writer"
         holder += f", etcd lease {kv.lease:x}, token {kv.create_revision}"
-    disk = res.what or res.path
-    detail = (f"Lockspace resource '{resource_hash(res)}' is locked: the lease on disk '{disk}' "
-              f"is held{holder}")
+    detail = (f"Lockspace resource '{resource_hash(res)}' is locked: the lease on disk "
+              f"'{res.what or res.path}' is held{holder}")
     if why:
         detail += f" ({why})"
     return error(ErrorNumber.RESOURCE_BUSY, ErrorDomain.LOCKSPACE, detail)
+
+
+def _lost(res: Resource, token: int) -> Exception:
+    return error(ErrorNumber.RESOURCE_BUSY, ErrorDomain.LOCKSPACE,
+                 f"Lockspace resource '{resource_hash(res)}' is locked: the lease on disk "
+                 f"'{res.what or res.path}' (token {token}) was lost; it expired while etcd was "
+                 f"unreachable, so the guest stays paused")
 
 
 @register
@@ -148,8 +175,11 @@ class EtcdBackend(Backend):
         # transactions get a few seconds; a keep-alive at most a period (a hung etcd costs
         # one renewal, never the fencing deadline)
         self.client = EtcdClient(list(endpoints), timeout=5.0, ssl_context=ctx)
-        self._leases: dict[str, _Lease] = {}          # owner uuid → its lease
+        self._lease: _Lease | None = None
+        self._granting = asyncio.Lock()
+        self._owned: dict[str, _Owned] = {}           # owner uuid → what it holds
         self._locks: dict[str, asyncio.Lock] = {}
+        self._leftover: dict[bytes, int] = {}         # keys of ended guests still to delete → token
         self._renewer: asyncio.Task | None = None
 
     def _opt(self, name: str, default: Any) -> Any:
@@ -163,10 +193,18 @@ class EtcdBackend(Backend):
     def key(self, res: Resource) -> bytes:
         return (self.prefix + resource_hash(res)).encode()
 
+    def _shared_key(self, res: Resource, owner: Owner) -> bytes:
+        return self.key(res) + f"/s/{owner.uuid}".encode()
+
     def _value(self, owner: Owner, res: Resource, state: str = "held") -> bytes:
         return json.dumps({"host": self.host, "host_uuid": self.host_uuid, "domain": owner.name,
                            "uuid": owner.uuid, "pid": owner.pid, "disk": res.what or res.path,
                            "state": state}, sort_keys=True).encode()
+
+    def _ours(self, kv: KeyValue, owner: Owner) -> bool:
+        v = _value(kv)
+        return (v.get("host") == self.host and v.get("host_uuid", "") == self.host_uuid
+                and v.get("uuid") == owner.uuid)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -185,63 +223,62 @@ class EtcdBackend(Backend):
     async def close(self) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
-        for lease in list(self._leases.values()):
+        lease, self._lease = self._lease, None
+        if lease is not None and not lease.expired:
             self._disarm(lease)
             try:
                 await self.client.revoke(lease.id, timeout=1)
             except EtcdError as exc:
-                log.warning("%s: etcd lease %x not revoked (%s); it expires in %d s",
-                            lease.owner.name, lease.id, exc, lease.ttl)
-        self._leases.clear()
+                log.warning("etcd lease %x not revoked (%s); it expires in %d s", lease.id, exc, lease.ttl)
+        self._owned.clear()
         await self.client.close()
 
     def _lock(self, owner: Owner) -> asyncio.Lock:
         return self._locks.setdefault(owner.uuid, asyncio.Lock())
 
-    async def _lease_for(self, owner: Owner) -> _Lease:
-        lease = self._leases.get(owner.uuid)
-        if lease is not None and not lease.expired:
-            if lease.owner.pid != owner.pid:
-                lease.owner = owner
-            return lease
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
-        try:
-            lid, ttl = await self.client.grant(self.ttl)
-        except EtcdError as exc:
-            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.LOCKING,
-                        f"Failed to acquire lease: cannot get an etcd lease for domain '{owner.name}': {exc}"
-                        ) from exc
-        new = _Lease(owner, lid, ttl, sent)
-        if lease is not None:
-            # its old lease expired: what it held may come back only with the same tokens
-            # (which fails: the keys went with the lease), so the guest stays fenced
-            new.fenced = lease.fenced or bool(lease.held or lease.parked)
-            new.parked = {**lease.parked, **{h: t for h, (_, t) in lease.held.items()}}
-        self._leases[owner.uuid] = new
-        self._arm(new)
-        log.info("%s (pid %d): etcd lease %x granted, TTL %d s", owner.name, owner.pid, lid, ttl)
-        return new
+    def _owned_by(self, owner: Owner) -> _Owned:
+        owned = self._owned.get(owner.uuid)
+        if owned is None:
+            owned = self._owned[owner.uuid] = _Owned(owner)
+        elif owned.owner.pid != owner.pid:
+            owned.owner = owner
+        return owned
 
-    # --- acquire / release -----------------------------------------------------------------------
-
-    async def acquire(self, owner: Owner, resources: Sequence[Resource], state: str | None) -> str | None:
-        async with self._lock(owner):
-            tokens = parse_state(state)
-            lease = await self._lease_for(owner)
-            await self._ensure_fresh(lease)
-            for attempt in range(3):
-                if await self._try_acquire(lease, resources, tokens, last=attempt == 2):
-                    break
-            else:
+    async def _current_lease(self) -> _Lease:
+        """The lock daemon's lease, granted on first use (again once etcd dropped it)."""
+        async with self._granting:
+            lease = self._lease
+            if lease is not None and not lease.expired:
+                return lease
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            try:
+                lid, ttl = await self.client.grant(self.ttl)
+            except EtcdError as exc:
                 raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.LOCKING,
-                            "Failed to acquire lease: the etcd transaction kept failing, try again")
-            lease.fenced = False
-            return format_state({h: t for h, (_, t) in lease.held.items()})
+                            f"Failed to acquire lease: cannot get an etcd lease: {exc}") from exc
+            self._lease = _Lease(lid, ttl, sent)
+            self._arm(self._lease)
+            log.info("etcd lease %x granted, TTL %d s", lid, ttl)
+            return self._lease
+
+    def _lease_expired(self, lease: _Lease) -> None:
+        """etcd dropped our lease: every key on it is gone.  Guests that held disks
+        keep their tokens as parked, so only the same tokens (impossible now) would
+        give them back: they stay fenced."""
+        lease.expired = True
+        self._disarm(lease)
+        for owned in self._owned.values():
+            if owned.held or owned.parked:
+                owned.fenced = True
+            owned.parked.update(owned.held)
+            owned.held.clear()
+            owned.shared.clear()
+        self._leftover.clear()          # their keys went with the lease
 
     async def _ensure_fresh(self, lease: _Lease) -> None:
         """CPUs may run only on a lease with time left on our clock: when its renewal
-        deadline is near or past (renewals failed, the guest was fenced), renew it now.
+        deadline is near or past (renewals failed, guests were fenced), renew it now.
         A transaction on etcd does not renew a lease; only a keep-alive does."""
         loop = asyncio.get_running_loop()
         if loop.time() < self._deadline(lease) - self.period:
@@ -251,42 +288,58 @@ class EtcdBackend(Backend):
             ttl = await self.client.keepalive(lease.id, timeout=min(self.period, 2.0))
         except EtcdError as exc:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.LOCKING,
-                        f"Failed to acquire lease: cannot renew etcd lease {lease.id:x} of domain "
-                        f"'{lease.owner.name}': {exc}") from exc
+                        f"Failed to acquire lease: cannot renew etcd lease {lease.id:x}: {exc}") from exc
         if ttl <= 0:
-            lease.expired = True
-            self._disarm(lease)
-            disks = ", ".join(f"'{r.what or r.path}'" for r, _ in [*lease.held.values(), *lease.shared.values()])
-            lease.parked.update({h: t for h, (_, t) in lease.held.items()})
-            lease.held.clear()
-            lease.shared.clear()
-            lease.fenced = lease.fenced or bool(lease.parked)
-            raise error(ErrorNumber.RESOURCE_BUSY, ErrorDomain.LOCKSPACE,
-                        f"Failed to acquire lease: the lease on {('disk ' + disks) if disks else 'its disks'} "
-                        f"was lost: etcd lease {lease.id:x} of domain '{lease.owner.name}' expired while etcd "
-                        f"was unreachable, so the guest stays paused")
+            self._report_all(lease, f"etcd lease {lease.id:x} expired on etcd's side")
+            self._lease_expired(lease)
+            return
         lease.last_ok = sent
         self._arm(lease)
 
-    async def _try_acquire(self, lease: _Lease, resources: Sequence[Resource], tokens: dict[str, int],
-                           last: bool) -> bool:
+    # --- acquire / release -----------------------------------------------------------------------
+
+    async def acquire(self, owner: Owner, resources: Sequence[Resource], state: str | None) -> str | None:
+        async with self._lock(owner):
+            tokens = parse_state(state)
+            owned = self._owned_by(owner)
+            lease = await self._current_lease()
+            await self._ensure_fresh(lease)
+            if lease.expired:                      # it expired just now: a new one, guests fenced
+                lease = await self._current_lease()
+            for attempt in range(3):
+                if await self._try_acquire(owned, lease, resources, tokens, last=attempt == 2):
+                    break
+            else:
+                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.LOCKING,
+                            "Failed to acquire lease: the etcd transaction kept failing, try again")
+            owned.fenced = False
+            return format_state(owned.exclusive_tokens())
+
+    async def _try_acquire(self, owned: _Owned, lease: _Lease, resources: Sequence[Resource],
+                           tokens: dict[str, int], last: bool) -> bool:
         """One transaction for every resource not yet held.  True when done; False after
-        clearing parked keys of others out of the way (try again)."""
-        owner = lease.owner
+        clearing keys out of the way (try again)."""
+        owner = owned.owner
         todo = [r for r in resources
-                if resource_hash(r) not in (lease.shared if r.shared else lease.held)]
+                if resource_hash(r) not in (owned.shared if r.shared else owned.held)]
         if not todo:
             return True
+
+        def wanted(h: str) -> int | None:
+            if h in owned.parked:
+                return owned.parked[h][1]
+            return tokens.get(h)
+
         compare, success, failure = [], [], []
         for res in todo:
             h, key = resource_hash(res), self.key(res)
             if res.shared:
                 compare.append(cmp_create(key, 0))
-                success.append(op_put(key + f"/s/{lease.id:x}".encode(), self._value(owner, res), lease.id))
+                success.append(op_put(self._shared_key(res, owner), self._value(owner, res), lease.id))
                 failure.append(op_range(key))
-            elif h in tokens or h in lease.parked:
+            elif wanted(h) is not None:
                 # take over exactly the lease described (a migration's source, or our own park)
-                compare.append(cmp_create(key, tokens.get(h) or lease.parked[h]))
+                compare.append(cmp_create(key, wanted(h)))
                 success.append(op_put(key, self._value(owner, res), lease.id))
                 failure.append(op_range(key, prefix_end(key)))
             else:
@@ -302,77 +355,61 @@ class EtcdBackend(Backend):
             for res in todo:
                 h = resource_hash(res)
                 if res.shared:
-                    lease.shared[h] = (res, result.revision)
+                    owned.shared[h] = (res, result.revision)
                 else:
-                    lease.held[h] = (res, tokens.get(h) or lease.parked.get(h) or result.revision)
-                    lease.parked.pop(h, None)
+                    owned.held[h] = (res, wanted(h) or result.revision)
+                    owned.parked.pop(h, None)
+                    self._leftover.pop(self.key(res), None)
             log.info("%s (pid %d): acquired %s (etcd lease %x, tokens %s)", owner.name, owner.pid,
                      ", ".join(r.what or r.path for r in todo), lease.id,
-                     ", ".join(str(lease.held[resource_hash(r)][1]) for r in todo if not r.shared) or "-")
+                     ", ".join(str(owned.held[resource_hash(r)][1]) for r in todo if not r.shared) or "-")
             return True
         # find the first reason, naming the disk and who holds it
-        cleared = False
+        again = False
         for res, kvs in zip(todo, result.ranges):
             h, key = resource_hash(res), self.key(res)
             main = next((kv for kv in kvs if kv.key == key), None)
-            want = tokens.get(h) or lease.parked.get(h)
+            want = wanted(h)
             if res.shared:
-                if main is not None:
-                    if not last and self._parked_by_other(main, lease):
-                        cleared |= await self._clear(main)
-                        continue
-                    raise _busy(res, main)
-                continue
+                if main is None:
+                    continue
+                if not last and self._takeable(main, owner):
+                    again |= await self._clear(main)
+                    continue
+                raise _busy(res, main)
             if want is not None:
                 if main is not None and main.create_revision == want:
                     continue                    # fine; another resource failed
-                if main is None and not lease.fenced and h not in lease.parked and h in tokens:
+                if main is None and not owned.fenced and h not in owned.parked:
                     # the lease the state describes is gone (expired, revoked) and nobody holds
                     # the disk: a guest that was not fenced takes it afresh
-                    log.warning("%s: etcd lease for %s (token %d) is gone; taking the disk afresh",
+                    log.warning("%s: the etcd key of %s (token %d) is gone; taking the disk afresh",
                                 owner.name, res.what or res.path, want)
                     tokens.pop(h)
-                    cleared = True
+                    again = True
                     continue
                 if main is None:
-                    lease.parked.pop(h, None)
-                    raise error(ErrorNumber.RESOURCE_BUSY, ErrorDomain.LOCKSPACE,
-                                f"Lockspace resource '{h}' is locked: the lease on disk '{res.what or res.path}'"
-                                f" (token {want}) was lost; it expired while etcd was unreachable, so the"
-                                f" guest stays paused")
+                    raise _lost(res, want)
                 raise _busy(res, main, f"expected token {want}")
-            others = [kv for kv in kvs if kv.lease != lease.id]
+            others = [kv for kv in kvs if not (kv.lease == lease.id and self._ours(kv, owner))]
             if not others:
                 continue
-            if main is not None and not last and self._same_process(main, owner):
+            if main is not None and not last and self._ours(main, owner) and _value(main).get("pid") == owner.pid:
                 # this very QEMU holds it on an older lease (the lock daemon was restarted):
-                # carry the key over to the new lease with its token
+                # carry the key over to our lease with its token
                 tokens[h] = main.create_revision
-                cleared = True
+                again = True
                 continue
-            if not last and all(self._parked_by_other(kv, lease) for kv in others):
+            if not last and all(self._takeable(kv, owner) for kv in others):
                 for kv in others:
-                    cleared |= await self._clear(kv)
+                    again |= await self._clear(kv)
                 continue
             raise _busy(res, main or others[0])
         return False
 
-    def _same_process(self, kv: KeyValue, owner: Owner) -> bool:
-        try:
-            v = json.loads(kv.value)
-        except ValueError:
-            return False
-        return (v.get("host") == self.host and v.get("host_uuid", "") == self.host_uuid
-                and v.get("uuid") == owner.uuid and v.get("pid") == owner.pid and v.get("state") == "held")
-
-    @staticmethod
-    def _parked_by_other(kv: KeyValue, lease: _Lease) -> bool:
-        if kv.lease == lease.id:
-            return False
-        try:
-            return json.loads(kv.value).get("state") == "released"
-        except ValueError:
-            return False
+    def _takeable(self, kv: KeyValue, owner: Owner) -> bool:
+        """Another guest's parked (released) key may be taken."""
+        return not self._ours(kv, owner) and _value(kv).get("state") == "released"
 
     async def _clear(self, kv: KeyValue) -> bool:
         """Delete a key another guest parked (guarded: if it resumed meanwhile, it stays)."""
@@ -384,74 +421,95 @@ class EtcdBackend(Backend):
 
     async def release(self, owner: Owner, resources: Sequence[Resource] | None) -> str | None:
         async with self._lock(owner):
-            lease = self._leases.get(owner.uuid)
-            if lease is None:
+            owned = self._owned.get(owner.uuid)
+            lease = self._lease
+            if owned is None or lease is None:
                 return None
             hashes = ({resource_hash(r) for r in resources} if resources is not None
-                      else set(lease.held) | set(lease.shared))
-            park = {h: lease.held[h] for h in hashes if h in lease.held}
-            drop = {h: lease.shared[h] for h in hashes if h in lease.shared}
+                      else set(owned.held) | set(owned.shared))
+            park = {h: owned.held[h] for h in hashes if h in owned.held}
+            drop = {h: owned.shared[h] for h in hashes if h in owned.shared}
             compare, success = [], []
             for h, (res, token) in park.items():
-                compare.append(cmp_create(self.key(res), token))
+                compare += [cmp_create(self.key(res), token), cmp_lease(self.key(res), lease.id)]
                 success.append(op_put(self.key(res), self._value(owner, res, "released"), lease.id))
             for h, (res, _) in drop.items():
-                success.append(op_delete(self.key(res) + f"/s/{lease.id:x}".encode()))
-            if success:
+                success.append(op_delete(self._shared_key(res, owner)))
+            if success and not lease.expired:
                 try:
                     result = await self.client.txn(compare, success)
                     if not result.succeeded:
                         log.warning("%s: some of its etcd keys were no longer its own at release", owner.name)
                 except EtcdError as exc:
-                    # unreachable: the keys stay as they were; the lease's end removes them
-                    log.warning("%s: etcd unreachable at release (%s); the keys stay on lease %x",
+                    # unreachable: the keys stay as they were (held) until the lease ends them
+                    log.warning("%s: etcd unreachable at release (%s); its keys stay on lease %x",
                                 owner.name, exc, lease.id)
-            for h, (res, token) in park.items():
-                del lease.held[h]
-                lease.parked[h] = token
+            for h, held in park.items():
+                del owned.held[h]
+                owned.parked[h] = held
             for h in drop:
-                del lease.shared[h]
+                del owned.shared[h]
             if park or drop:
                 log.info("%s (pid %d): released %s", owner.name, owner.pid,
                          ", ".join(r.what or r.path for r, _ in [*park.values(), *drop.values()]))
             return format_state({h: t for h, (_, t) in park.items()})
 
     async def inquire(self, owner: Owner) -> str | None:
-        lease = self._leases.get(owner.uuid)
-        if lease is None:
+        owned = self._owned.get(owner.uuid)
+        if owned is None:
             return None
-        return format_state({h: t for h, (_, t) in lease.held.items()} or lease.parked)
+        return format_state(owned.exclusive_tokens() or {h: t for h, (_, t) in owned.parked.items()})
 
     def held(self, owner: Owner) -> list[Resource]:
-        lease = self._leases.get(owner.uuid)
-        if lease is None:
+        owned = self._owned.get(owner.uuid)
+        if owned is None:
             return []
-        return [r for r, _ in lease.held.values()] + [r for r, _ in lease.shared.values()]
+        return [r for r, _ in owned.held.values()] + [r for r, _ in owned.shared.values()]
 
     async def forget(self, owner: Owner) -> None:
+        """The guest's process ended: delete its keys (those a hand-over did not move away)."""
         async with self._lock(owner):
-            lease = self._leases.pop(owner.uuid, None)
+            owned = self._owned.pop(owner.uuid, None)
             self._locks.pop(owner.uuid, None)
-            if lease is None:
+            lease = self._lease
+            if owned is None or lease is None or lease.expired:
                 return
-            self._disarm(lease)
-            try:
-                await self.client.revoke(lease.id, timeout=2.0)
-                log.info("%s (pid %d): etcd lease %x revoked", owner.name, owner.pid, lease.id)
-            except EtcdError as exc:
-                log.warning("%s: etcd lease %x not revoked (%s); its keys go when it expires",
-                            owner.name, lease.id, exc)
+            keys = {self.key(r): t for r, t in [*owned.held.values(), *owned.parked.values()]}
+            keys.update({self._shared_key(r, owner): 0 for r, _ in owned.shared.values()})
+            if keys:
+                self._leftover.update(keys)
+                await self._delete_leftovers(lease)
+                log.info("%s (pid %d) ended: its etcd keys are deleted", owner.name, owner.pid)
+
+    async def _delete_leftovers(self, lease: _Lease) -> None:
+        """Delete keys of ended guests still on our lease (guarded by token and lease: a key
+        a migration's destination took over keeps its token but is on the destination's
+        lease, not ours to delete); retried after the next renewal when etcd does not
+        answer, since our lease would keep them alive."""
+        if not self._leftover:
+            return
+        keys = dict(self._leftover)
+        compare_ops = []
+        for key, token in keys.items():
+            check = [cmp_lease(key, lease.id)] + ([cmp_create(key, token)] if token else [])
+            compare_ops.append(self.client.txn(check, [op_delete(key)]))
+        try:
+            await asyncio.gather(*compare_ops)
+        except EtcdError as exc:
+            log.warning("etcd keys of ended guests not deleted yet (%s); retrying", exc)
+            return
+        for key in keys:
+            self._leftover.pop(key, None)
 
     # --- renewal and fencing ---------------------------------------------------------------------
 
     def tokens(self, owner: Owner) -> dict[str, int]:
         """hash → fencing token of what ``owner`` holds (tests, diagnostics)."""
-        lease = self._leases.get(owner.uuid)
-        return {h: t for h, (_, t) in lease.held.items()} if lease else {}
+        owned = self._owned.get(owner.uuid)
+        return owned.exclusive_tokens() if owned else {}
 
-    def lease_id(self, owner: Owner) -> int | None:
-        lease = self._leases.get(owner.uuid)
-        return lease.id if lease else None
+    def lease_id(self, owner: Owner | None = None) -> int | None:
+        return self._lease.id if self._lease is not None and not self._lease.expired else None
 
     def _deadline(self, lease: _Lease) -> float:
         return lease.last_ok + lease.ttl - self.margin
@@ -470,47 +528,44 @@ class EtcdBackend(Backend):
     def _expiring(self, lease: _Lease) -> None:
         """The renewal deadline passed: fence before etcd can expire the lease."""
         lease.timer = None
-        if self._leases.get(lease.owner.uuid) is not lease:
+        if self._lease is not lease:
             return
         age = asyncio.get_running_loop().time() - lease.last_ok
-        why = (f"etcd lease {lease.id:x} not renewed for {age:.1f} s (TTL {lease.ttl} s): etcd at "
-               f"{', '.join(self._endpoint_names())} is unreachable")
-        self._report_lost(lease, why)
+        self._report_all(lease, f"etcd lease {lease.id:x} not renewed for {age:.1f} s (TTL {lease.ttl} s): "
+                                f"etcd at {', '.join(self._endpoint_names())} is unreachable")
 
-    def _report_lost(self, lease: _Lease, why: str) -> None:
-        resources = [r for r, _ in lease.held.values()] + [r for r, _ in lease.shared.values()]
-        if lease.fenced or not resources:
-            lease.fenced = lease.fenced or bool(lease.parked)
-            return
-        lease.fenced = True
-        disks = ", ".join(f"'{r.what or r.path}' (token {t})" for r, t in lease.held.values())
-        log.error("%s (pid %d): lost the lease on %s: %s", lease.owner.name, lease.owner.pid,
-                  disks or "its shared disks", why)
-        asyncio.get_running_loop().create_task(self.hooks.lease_lost(lease.owner, resources, why))
+    def _report_all(self, lease: _Lease, why: str) -> None:
+        loop = asyncio.get_running_loop()
+        for owned in list(self._owned.values()):
+            resources = [r for r, _ in owned.held.values()] + [r for r, _ in owned.shared.values()]
+            if owned.fenced or not resources:
+                owned.fenced = owned.fenced or bool(owned.parked)
+                continue
+            owned.fenced = True
+            disks = ", ".join(f"'{r.what or r.path}' (token {t})" for r, t in owned.held.values())
+            log.error("%s (pid %d): lost the lease on %s: %s", owned.owner.name, owned.owner.pid,
+                      disks or "its shared disks", why)
+            loop.create_task(self.hooks.lease_lost(owned.owner, resources, why))
 
     async def _renew_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.period)
-            leases = list(self._leases.values())
-            if leases:
-                await asyncio.gather(*(self._renew(lease, loop) for lease in leases))
-
-    async def _renew(self, lease: _Lease, loop: asyncio.AbstractEventLoop) -> None:
-        if lease.expired:
-            return
-        sent = loop.time()
-        try:
-            ttl = await self.client.keepalive(lease.id, timeout=min(self.period, 2.0))
-        except EtcdError as exc:
-            log.warning("%s: etcd keep-alive of lease %x failed: %s", lease.owner.name, lease.id, exc)
-            return
-        if self._leases.get(lease.owner.uuid) is not lease:
-            return
-        if ttl <= 0:
-            lease.expired = True
-            self._disarm(lease)
-            self._report_lost(lease, f"etcd lease {lease.id:x} expired on etcd's side")
-            return
-        lease.last_ok = sent
-        self._arm(lease)
+            lease = self._lease
+            if lease is None or lease.expired:
+                continue
+            sent = loop.time()
+            try:
+                ttl = await self.client.keepalive(lease.id, timeout=min(self.period, 2.0))
+            except EtcdError as exc:
+                log.warning("etcd keep-alive of lease %x failed: %s", lease.id, exc)
+                continue
+            if self._lease is not lease:
+                continue
+            if ttl <= 0:
+                self._report_all(lease, f"etcd lease {lease.id:x} expired on etcd's side")
+                self._lease_expired(lease)
+                continue
+            lease.last_ok = sent
+            self._arm(lease)
+            await self._delete_leftovers(lease)

@@ -289,6 +289,10 @@ def cmp_mod(key: bytes, revision: int) -> dict:
     return {"target": "MOD", "key": b64(key), "mod_revision": str(revision), "result": "EQUAL"}
 
 
+def cmp_lease(key: bytes, lease: int) -> dict:
+    return {"target": "LEASE", "key": b64(key), "lease": str(lease), "result": "EQUAL"}
+
+
 def op_put(key: bytes, value: bytes, lease: int) -> dict:
     return {"requestPut": {"key": b64(key), "value": b64(value), "lease": str(lease)}}
 
