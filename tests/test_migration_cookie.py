@@ -18,6 +18,7 @@ from pyvirt.drivers.qemu.migration.cookie import (
     ALL_FLAGS, FEATURE_NAMES, MIGRATE_COOKIE_MAX, STATISTICS_KEYS, CookieFlags, CookieGraphics,
     CookieLockState, MigrationCookie, mandatory_names, parse_cookie)
 from pyvirt.errors import ErrorDomain, ErrorNumber, libvirtError
+from pyvirt.drivers.qemu.migration.nbd_cookie import CookieNbd, NbdDisk
 
 DATA = Path(__file__).resolve().parent / "data"
 COOKIES = DATA / "cookie"
@@ -277,7 +278,20 @@ def test_libvirt_parts_pyvirt_does_not_model_are_skipped():
                   "    </disk>\n"
                   "  </blockDirtyBitmaps>\n")
     parsed = parse(wire(text))
-    assert parsed == cookie(graphics=SPICE, capabilities=[])
+    # <nbd> is modelled (non-shared-storage migration); the others are skipped
+    assert parsed == cookie(graphics=SPICE, capabilities=[],
+                            nbd=CookieNbd(49153, [NbdDisk("vda", 10485760)]))
+
+
+def test_nbd_part_in_libvirts_format():
+    """Begin's <nbd> lists disks and sizes, Prepare's names the port; both read back."""
+    begin = cookie(nbd=CookieNbd(disks=[NbdDisk("vda", 1 << 30), NbdDisk("vdb", 512)]))
+    assert ("  <nbd>\n    <disk target='vda' capacity='1073741824'/>\n"
+            "    <disk target='vdb' capacity='512'/>\n  </nbd>\n") in begin.format().decode()
+    reply = cookie(nbd=CookieNbd(port=49160))
+    assert "  <nbd port='49160'/>\n" in reply.format().decode()
+    assert parse(begin.format()).nbd == begin.nbd and parse(reply.format()).nbd == reply.nbd
+    fails(wire(header("  <nbd port='x'/>\n")), ErrorNumber.INTERNAL_ERROR, "malformed nbd port 'x' in migration cookie")
 
 
 def test_partial_statistics_from_libvirt():
