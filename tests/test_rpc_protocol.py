@@ -162,7 +162,8 @@ def test_flag_dependent_read_only_refusal():
 def test_streams():
     streams = {p.number: p.stream for p in REMOTE if p.stream is not None}
     assert streams == {148: Direction.UPLOAD, 215: Direction.UPLOAD, 304: Direction.UPLOAD,
-                       201: Direction.BOTH, 211: Direction.DOWNLOAD}
+                       201: Direction.BOTH, 211: Direction.DOWNLOAD,
+                       208: Direction.UPLOAD, 209: Direction.DOWNLOAD}    # STORAGE_VOL_UPLOAD, _DOWNLOAD
 
 
 def test_messages():
