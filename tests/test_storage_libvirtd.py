@@ -168,6 +168,8 @@ STEPS_2: list[tuple[list[str], str]] = [
     (["vol-info", "--pool", "tp", "--bytes", "sp.raw"], "all"),
     (["vol-delete", "--pool", "tp", "nosuch"], "all"),
     (["vol-create-as", "tp", "pm.qcow2", "10M", "--format", "qcow2", "--prealloc-metadata"], "all"),
+    (["vol-create", "tp", "V3XML"], "all"),                            # virt-install's kind of volume
+    (["vol-dumpxml", "--pool", "tp", "v3.qcow2"], "all"),
     (["vol-info", "--pool", "tp", "pm.qcow2"], "all"),
     (["vol-download", "--pool", "tp", "sp.raw", "/dev/null", "--offset", "99999999"], "all"),
     (["pool-refresh", "tp"], "all"),
@@ -188,6 +190,10 @@ def test_transient_pools_wipe_clone_and_bad_targets(hosts, tmp_path):
     xml = tmp_path / "from.xml"
     xml.write_text("<volume><name>from.raw</name><capacity>0</capacity>"
                    "<target><format type='raw'/></target></volume>")
+    v3xml = tmp_path / "v3.xml"
+    v3xml.write_text("<volume><name>v3.qcow2</name><capacity>1073741824</capacity><allocation>0</allocation>"
+                     "<target><format type='qcow2'/><compat>1.1</compat><features><lazy_refcounts/></features>"
+                     "</target></volume>")
     diffs = []
     for words, kind in STEPS_2:
         seen = {}
@@ -195,11 +201,11 @@ def test_transient_pools_wipe_clone_and_bad_targets(hosts, tmp_path):
             pool2 = pool.with_name(pool.name + "-2")
             afile = pool.with_name(pool.name + "-file")
             afile.write_text("")
-            subst = {"POOL": str(pool2), "FROMXML": str(xml), "FILE": str(afile),
+            subst = {"POOL": str(pool2), "FROMXML": str(xml), "FILE": str(afile), "V3XML": str(v3xml),
                      "MISSING": str(pool.with_name(pool.name + "-missing"))}
             argv = [subst.get(w, w) for w in words]
             code, out, err = run(uri, *argv)
-            for key in ("FILE", "MISSING"):
+            for key in ("FILE", "MISSING", "V3XML"):
                 out, err = out.replace(subst[key], key), err.replace(subst[key], key)
             pool_xml = kind == "pool"
             seen[side] = (code, normalise(out, pool2, pool_xml=pool_xml), normalise(err, pool2, pool_xml=pool_xml))
@@ -256,3 +262,27 @@ def test_logical_pools_on_loop_devices(hosts, tmp_path):
             subprocess.run(["vgremove", lvm_conf, "-f", vgs[side]], capture_output=True)
             subprocess.run(["pvremove", lvm_conf, "-y", devices[side]], capture_output=True)
             subprocess.run(["losetup", "-d", devices[side]], capture_output=True)
+
+
+def test_refresh_lists_what_libvirt_lists(hosts, tmp_path):
+    """A pool directory holding a subdirectory, hidden and tiny files, symlinks (one dangling),
+    a FIFO and an image: the same volumes, types, sizes and XML on both daemons."""
+    import subprocess as sp
+    results = {}
+    for side, (uri, pool) in hosts.items():
+        d = tmp_path / f"mixed-{side[:2]}"   # same length: the same column widths
+        d.mkdir()
+        (d / "sub").mkdir()
+        (d / ".hidden").write_text("")
+        (d / "small.txt").write_text("hi\n")
+        os.mkfifo(d / "fifo")
+        (d / "target.bin").write_bytes(bytes(3 << 20))
+        os.symlink(d / "target.bin", d / "link")
+        os.symlink("/nonexistent", d / "dangling")
+        sp.run(["qemu-img", "create", "-q", "-f", "qcow2", str(d / "q.qcow2"), "1M"], check=True)
+        os.utime(d / "sub")
+        steps = [["pool-create-as", "mixed", "dir", "--target", str(d)], ["vol-list", "mixed", "--details"],
+                 ["vol-dumpxml", "--pool", "mixed", "sub"], ["vol-info", "--pool", "mixed", "link"],
+                 ["vol-dumpxml", "--pool", "mixed", "q.qcow2"], ["pool-destroy", "mixed"]]
+        results[side] = [tuple(normalise(x, d) if isinstance(x, str) else x for x in run(uri, *s)) for s in steps]
+    assert results["pyvirtd"] == results["libvirtd"]

@@ -130,17 +130,25 @@ def _source_children(info: FileInfo | None, path: str, fmt: str | None) -> list[
 
 
 def format_volume(*, vol_type: str, name: str, key: str, path: str, fmt: str | None,
-                  capacity: int, allocation: int, physical: int,
-                  backing: tuple[str, str | None] | None = None, compat: str | None = None) -> str:
+                  capacity: int, allocation: int, physical: int | None,
+                  backing: tuple[str, str | None] | None = None,
+                  qcow2_v3: tuple[str, int | None, bool] | None = None) -> str:
+    """``qcow2_v3`` is ``(compat, cluster size, lazy refcounts)`` of a qcow2 version 3
+    image: libvirt writes those only for such an image, the cluster size only once it
+    has read the image (a volume it just created from XML has none)."""
     target = _source_children(file_info(path, fmt), path, fmt)
-    if compat is not None:
-        target.insert(2, el("compat", text=compat))
+    if qcow2_v3 is not None:
+        compat, cluster, lazy = qcow2_v3
+        target.append(el("compat", text=compat))
+        if cluster is not None:
+            target.append(el("clusterSize", [("unit", "B")], text=str(cluster)))
+        target.append(el("features", children=[el("lazy_refcounts")] if lazy else []))
     nodes: list[Node | None] = [
         el("name", text=name),
         el("key", text=key),
         el("capacity", [("unit", "bytes")], text=str(capacity)),
         el("allocation", [("unit", "bytes")], text=str(allocation)),
-        el("physical", [("unit", "bytes")], text=str(physical)),
+        el("physical", [("unit", "bytes")], text=str(physical)) if physical is not None else None,
         el("target", children=target),
     ]
     if backing is not None:

@@ -134,6 +134,10 @@ class DirBackend:
         vol.capacity = int(info.get("virtual-size", 0))
         backing = info.get("full-backing-filename") or info.get("backing-filename")
         vol.backing = (backing, info.get("backing-filename-format")) if backing else None
+        specific = (info.get("format-specific") or {}).get("data") or {}
+        compat = specific.get("compat")
+        vol.qcow2_v3 = ((compat, int(info.get("cluster-size", 65536)), bool(specific.get("lazy-refcounts")))
+                        if vol.format == "qcow2" and compat and compat != "0.10" else None)
         self.update_sizes(vol)
 
     def update_sizes(self, vol: Volume) -> None:
@@ -171,6 +175,8 @@ class DirBackend:
         if fmt != "raw" and not capacity:
             await self.update(vol)        # the size comes from the backing image: ask qemu-img
             return
+        if fmt == "qcow2" and vdef.compat not in (None, "0.10"):
+            vol.qcow2_v3 = (vdef.compat, None, vdef.lazy_refcounts)
         # What was just made is known: no second qemu-img run to read it back.
         vol.capacity = capacity
         vol.backing = (vdef.backing_path, vdef.backing_format) if vdef.backing_path else None

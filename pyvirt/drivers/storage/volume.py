@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ...refs import Record, StorageVolRef
 
-VOL_FILE, VOL_BLOCK = 0, 1       # VIR_STORAGE_VOL_FILE, VIR_STORAGE_VOL_BLOCK
-_TYPE_NAMES = {VOL_FILE: "file", VOL_BLOCK: "block"}
+VOL_FILE, VOL_BLOCK, VOL_DIR = 0, 1, 2     # VIR_STORAGE_VOL_FILE, _BLOCK, _DIR
+_TYPE_NAMES = {VOL_FILE: "file", VOL_BLOCK: "block", VOL_DIR: "dir"}
 
 
 class Volume(Record):
@@ -18,6 +18,8 @@ class Volume(Record):
         self.name, self.key, self.path, self.type, self.format = name, key, path, type, format
         self.capacity, self.allocation, self.physical = capacity, allocation, physical
         self.backing = backing
+        # A qcow2 version 3 image's (compat, cluster size, lazy refcounts), for its XML.
+        self.qcow2_v3: tuple[str, int | None, bool] | None = None
         # Set while a call works on the volume (create, clone source, wipe, upload):
         # libvirt's "in_use"/"building" that make a delete wait its turn.
         self.busy = 0

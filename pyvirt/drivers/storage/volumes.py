@@ -202,8 +202,9 @@ def xml(driver: Any, obj: PoolObj, vol: Volume) -> str:
     update_sizes(driver, obj, vol)
     fmt = vol.format if obj.pdef.type == "dir" else None
     return volxml.format_volume(vol_type=vol.type_name, name=vol.name, key=vol.key, path=vol.path, fmt=fmt,
-                                capacity=vol.capacity, allocation=vol.allocation, physical=vol.physical,
-                                backing=vol.backing)
+                                capacity=vol.capacity, allocation=vol.allocation,
+                                physical=None if vol.type_name == "dir" else vol.physical,
+                                backing=vol.backing, qcow2_v3=vol.qcow2_v3)
 
 
 def open_stream(driver: Any, obj: PoolObj, vol: Volume, offset: int, length: int, sparse: bool,
