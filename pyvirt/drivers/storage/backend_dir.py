@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import shutil
 import stat
 
 from ...conf.names import contained
@@ -197,13 +196,15 @@ class DirBackend:
 
     async def delete_vol(self, pdef: PoolDef, vol: Volume) -> None:
         try:
-            os.unlink(vol.path)
+            if vol.type == VOL_DIR and not os.path.islink(vol.path):
+                os.rmdir(vol.path)       # an empty directory only, as libvirt's
+            else:
+                os.unlink(vol.path)
         except FileNotFoundError:
             pass
-        except IsADirectoryError:
-            shutil.rmtree(vol.path)
         except OSError as exc:
-            raise _sys_error(exc, f"cannot unlink file '{vol.path}'") from None
+            what = "remove directory" if vol.type == VOL_DIR else "unlink file"
+            raise _sys_error(exc, f"cannot {what} '{vol.path}'") from None
 
     async def resize_vol(self, vol: Volume, capacity: int, allocate: bool, shrink: bool) -> None:
         prealloc = "falloc" if allocate else None
