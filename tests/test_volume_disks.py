@@ -128,3 +128,22 @@ def test_pool_without_volume_is_refused_as_libvirt():
         conf.parse(xml, ("qemu",), "qemu")
     assert exc.value.get_error_code() == ErrorNumber.XML_ERROR
     assert "'pool' and 'volume' must be specified together for 'pool' type source" in str(exc.value)
+
+
+def test_volume_disk_hot_plugged(pyvirtd, pool, tmp_path):
+    """attach-device of a volume disk: resolved like one at start, refused for deletion while attached."""
+    virsh(pyvirtd, "vol-create-as", "vp", "hot.raw", "8M", "--format", "raw")
+    xml = tmp_path / "g.xml"
+    xml.write_text(tiny_xml("g", tmp_path / "g.serial", uuid=GUEST_UUID).replace(
+        "<devices>", "<features><acpi/></features><devices>"))
+    virsh(pyvirtd, "define", str(xml))
+    virsh(pyvirtd, "start", "g")
+    disk = tmp_path / "hot.xml"
+    disk.write_text("<disk type='volume' device='disk'><source pool='vp' volume='hot.raw'/>"
+                    "<target dev='vdb' bus='virtio'/></disk>")
+    virsh(pyvirtd, "attach-device", "g", str(disk), "--live")
+    blocks = qmp(pyvirtd, "g", "query-named-block-nodes")["return"]
+    assert any(b["drv"] == "raw" and b["file"] == str(pool / "hot.raw") for b in blocks), blocks
+    assert "<source pool='vp' volume='hot.raw'/>" in virsh(pyvirtd, "dumpxml", "g").stdout
+    refused = virsh(pyvirtd, "vol-delete", "hot.raw", "--pool", "vp", ok=False)
+    assert "still in use by domain 'g'" in refused.stderr

@@ -38,7 +38,7 @@ from ...driver import DomainEvent
 from ...enums import EventID
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from . import command, leases
-from . import netsource
+from . import netsource, storage_source
 from . import tap as tapmod
 from .jobs import JobKind
 
@@ -283,6 +283,7 @@ async def _attach_disk(driver: "QemuDriver", obj: "QemuDomainObj", disk: Disk) -
         if disk.device in ("cdrom", "floppy"):
             raise _unsupported("cdrom/floppy device hotplug isn't supported")
         raise _unsupported(f"disk bus '{disk.target_bus}' cannot be hotplugged.")
+    storage_source.resolve_disk(disk, driver.storage_resolver)   # <disk type='volume'>
     disk.alias = _disk_alias(live, disk)
     if disk.target_bus == "virtio":
         _pci_slot(obj, disk, "a virtio disk")
@@ -306,6 +307,7 @@ async def _attach_disk(driver: "QemuDriver", obj: "QemuDomainObj", disk: Disk) -
         await leases.disk_detached(driver, obj, disk)
         raise
     devicexml.add(live, disk)
+    storage_source.remember(obj)
 
 
 async def _attach_interface(driver: "QemuDriver", obj: "QemuDomainObj", nic: Interface) -> None:

@@ -43,6 +43,12 @@ def resolve(d: DomainDef, resolver: Resolver | None) -> None:
     when the XML names none, the volume's format.  Errors are the storage
     driver's (no such pool or volume, pool not active) or libvirt's refusals."""
     for disk in volume_disks(d):
+        resolve_disk(disk, resolver)
+
+
+def resolve_disk(disk: Any, resolver: Resolver | None) -> None:
+    """One volume disk (a hot-plugged one too)."""
+    if disk.type == "volume" and disk.source_pool:
         if resolver is None:
             raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.QEMU,
                         f"disk '{disk.target_dev}': a volume disk needs the storage driver, "
