@@ -34,6 +34,14 @@ def _refused(message: str) -> CommandError:
     return err
 
 
+def _add_domain(p: argparse.ArgumentParser) -> None:
+    """<domain>, and virsh's filling of data options in order wherever the flags are
+    (snapshot-create-as DOM --print-xml NAME DESC): argparse does that for optional
+    positionals only when it parses them apart from the flags."""
+    add_domain_arg(p)
+    p.parse_args = p.parse_intermixed_args      # type: ignore[method-assign]
+
+
 def _failed(what: str, exc: libvirtError) -> CommandError:
     err = CommandError(what)
     err.__cause__ = exc
@@ -73,8 +81,10 @@ def _create(dom: Any, xml: str, flags: int, source: str | None) -> None:
 
 @command("snapshot-create", "Create a snapshot from XML")
 def _snapshot_create(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
-    p.add_argument("xmlfile", nargs="?", metavar="XMLFILE", help="domain snapshot XML")
+    _add_domain(p)
+    # virsh's optional string options, which may also be given in place: the place is hidden
+    p.add_argument("xmlfile", nargs="?", metavar="XMLFILE", help=argparse.SUPPRESS)
+    p.add_argument("--xmlfile", dest="xmlfile_opt", metavar="XMLFILE", help="domain snapshot XML")
     p.add_argument("--redefine", action="store_true", help="redefine metadata for existing snapshot")
     p.add_argument("--current", action="store_true", help="with redefine, set current snapshot")
     _add_create_flags(p)
@@ -85,8 +95,9 @@ def _snapshot_create(p: argparse.ArgumentParser) -> Handler:
             flags |= pyvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
         if args.current:
             flags |= pyvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
-        xml = read_file(args.xmlfile) if args.xmlfile else "<domainsnapshot/>"
-        _create(lookup(conn, args), xml, flags, args.xmlfile)
+        source = args.xmlfile_opt or args.xmlfile
+        xml = read_file(source) if source else "<domainsnapshot/>"
+        _create(lookup(conn, args), xml, flags, source)
     return run
 
 
@@ -160,11 +171,11 @@ def _split_spec(spec: str) -> list[tuple[str | None, str]]:
 
 @command("snapshot-create-as", "Create a snapshot from a set of args")
 def _snapshot_create_as(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
-    p.add_argument("name", nargs="?", metavar="NAME", help="name of snapshot")
-    p.add_argument("description", nargs="?", metavar="DESCRIPTION", help="description of snapshot")
-    p.add_argument("--name", dest="name_opt", metavar="NAME", help=argparse.SUPPRESS)
-    p.add_argument("--description", dest="description_opt", metavar="DESCRIPTION", help=argparse.SUPPRESS)
+    _add_domain(p)
+    p.add_argument("name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
+    p.add_argument("description", nargs="?", metavar="DESCRIPTION", help=argparse.SUPPRESS)
+    p.add_argument("--name", dest="name_opt", metavar="NAME", help="name of snapshot")
+    p.add_argument("--description", dest="description_opt", metavar="DESCRIPTION", help="description of snapshot")
     p.add_argument("--print-xml", action="store_true", help="print XML document rather than create")
     _add_create_flags(p)
     p.add_argument("--memspec", metavar="MEMSPEC", help="memory attributes: [file=]name[,snapshot=type]")
@@ -193,9 +204,13 @@ def _snapshot_create_as(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
-def _add_snapshot_arg(p: argparse.ArgumentParser, current_help: str = "") -> None:
-    p.add_argument("snapshotname", nargs="?", metavar="SNAPSHOTNAME", help="snapshot name")
-    p.add_argument("--snapshotname", dest="snapshotname_opt", metavar="SNAPSHOTNAME", help=argparse.SUPPRESS)
+def _add_snapshot_arg(p: argparse.ArgumentParser, current_help: str = "", required: bool = False) -> None:
+    """virsh's snapshot name: a required data option (<snapshotname>), or an optional string
+    one ([--snapshotname <string>]); either may be given in place."""
+    p.add_argument("snapshotname", nargs="?", metavar="SNAPSHOTNAME",
+                   help="snapshot name" if required else argparse.SUPPRESS)
+    p.add_argument("--snapshotname", dest="snapshotname_opt", metavar="SNAPSHOTNAME",
+                   help=argparse.SUPPRESS if required else "snapshot name")
     if current_help:
         p.add_argument("--current", action="store_true", help=current_help)
 
@@ -229,7 +244,7 @@ def _state_of(xml: str) -> str:
 
 @command("snapshot-info", "snapshot information")
 def _snapshot_info(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+    _add_domain(p)
     _add_snapshot_arg(p, "info on current snapshot")
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
@@ -258,22 +273,29 @@ def _snapshot_info(p: argparse.ArgumentParser) -> Handler:
 
 @command("snapshot-dumpxml", "Dump XML for a domain snapshot")
 def _snapshot_dumpxml(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
-    _add_snapshot_arg(p)
+    _add_domain(p)
+    _add_snapshot_arg(p, required=True)
     p.add_argument("--security-info", action="store_true", help="include security sensitive information in XML dump")
+    p.add_argument("--xpath", metavar="STRING", help="xpath expression to filter the XML document")
+    p.add_argument("--wrap", action="store_true", help="wrap xpath results in an common root element")
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
         dom = lookup(conn, args)
         if not (args.snapshotname_opt or args.snapshotname):
             raise _refused("command 'snapshot-dumpxml' requires <snapshotname> option")
         snap = _snapshot(dom, args)
-        print(snap.getXMLDesc(XML_SECURE if args.security_info else 0))
+        xml = snap.getXMLDesc(XML_SECURE if args.security_info else 0)
+        if args.xpath is None:
+            print(xml)
+            return
+        from .network_cmds import xpath_lines     # virsh's one --xpath layout
+        print(xpath_lines(xml, args.xpath, args.wrap))
     return run
 
 
 @command("snapshot-current", "Get or set the current snapshot")
 def _snapshot_current(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+    _add_domain(p)
     p.add_argument("--name", action="store_true", help="list the name, rather than the full xml")
     p.add_argument("--security-info", action="store_true", help="include security sensitive information in XML dump")
     _add_snapshot_arg(p)
@@ -305,7 +327,7 @@ def _snapshot_current(p: argparse.ArgumentParser) -> Handler:
 
 @command("snapshot-revert", "Revert a domain to a snapshot")
 def _snapshot_revert(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+    _add_domain(p)
     _add_snapshot_arg(p, "revert to current snapshot")
     p.add_argument("--running", action="store_true", help="after reverting, change state to running")
     p.add_argument("--paused", action="store_true", help="after reverting, change state to paused")
@@ -339,7 +361,7 @@ def _snapshot_revert(p: argparse.ArgumentParser) -> Handler:
 
 @command("snapshot-delete", "Delete a domain snapshot")
 def _snapshot_delete(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+    _add_domain(p)
     _add_snapshot_arg(p, "delete current snapshot")
     p.add_argument("--children", action="store_true", help="delete snapshot and all children")
     p.add_argument("--children-only", action="store_true", help="delete children but not snapshot")
@@ -370,7 +392,7 @@ def _snapshot_delete(p: argparse.ArgumentParser) -> Handler:
 
 @command("snapshot-parent", "Get the name of the parent of a snapshot")
 def _snapshot_parent(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+    _add_domain(p)
     _add_snapshot_arg(p, "find parent of current snapshot")
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
@@ -420,7 +442,7 @@ def _tree_lines(names: list[str], parents: list[str | None]) -> list[str]:
 
 @command("snapshot-list", "List snapshots for a domain")
 def _snapshot_list(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+    _add_domain(p)
     p.add_argument("--parent", action="store_true", help="add a column showing parent snapshot")
     p.add_argument("--roots", action="store_true", help="list only snapshots without parents")
     p.add_argument("--leaves", action="store_true", help="list only snapshots without children")
@@ -492,7 +514,7 @@ def _snapshot_list(p: argparse.ArgumentParser) -> Handler:
 
 @command("snapshot-edit", "edit XML for a snapshot")
 def _snapshot_edit(p: argparse.ArgumentParser) -> Handler:
-    add_domain_arg(p)
+    _add_domain(p)
     _add_snapshot_arg(p, "also set edited snapshot as current")
     p.add_argument("--rename", action="store_true", help="allow renaming an existing snapshot")
     p.add_argument("--clone", action="store_true", help="allow cloning to new name")
