@@ -4,7 +4,8 @@
   STORAGE_POOL_EVENT_LIFECYCLE (370), _REFRESH (373) or NETWORK_EVENT_LIFECYCLE
   (315) message for each registration that wants it, and the remote driver
   decodes it back to the same record.
-* End to end (real pyvirtd with its storage and network drivers): stock
+* End to end (real pyvirtd with its storage and network drivers): stock virsh
+  (pool-event, net-event) and stock
   python3-libvirt (libvirt's default event loop) and pyvirt register for pool
   and network lifecycle events; defining, starting, stopping and undefining a
   dir pool and an isolated network (inside a network namespace the test
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -199,3 +201,96 @@ def test_pool_and_network_events_reach_clients(netns_daemon, tmp_path, client):
         assert result["errors"]["storagePoolEventRegisterAny"] == [
             ErrorNumber.INVALID_ARG,
             "invalid argument: eventID in virConnectStoragePoolEventRegisterAny must be less than 2"]
+
+
+
+class _Watcher:
+    """Stock virsh's event loop (pool-event / net-event --event lifecycle --loop), its lines
+    read as they come."""
+
+    def __init__(self, uri: str, command: str) -> None:
+        self.proc = subprocess.Popen(["stdbuf", "-oL", "virsh", "-c", uri, command, "--event", "lifecycle",
+                                      "--loop"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self.buf = b""
+
+    def line(self, within: float | None = None) -> str | None:
+        """The next non-empty line; None if none came ``within`` seconds (None: wait for it)."""
+        import select
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                if line.strip():
+                    return line.decode().strip()
+            ready, _, _ = select.select([self.proc.stdout], [], [], within)
+            if not ready:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            assert chunk, f"virsh ended: {self.proc.stderr.read().decode()}"
+            self.buf += chunk
+
+    def synced(self, poke, name: str) -> None:
+        """Poke (define and undefine ``name``) until virsh reports it: from then on its
+        registration is in place and every event reaches it.  Each poke waits a second
+        for an answer; nothing else here depends on time."""
+        for _ in range(60):
+            poke()
+            line = self.line(within=1.0)
+            if line is None:
+                continue
+            while not line.endswith(f"{name}: Undefined"):
+                line = self.line()
+            return
+        pytest.fail(f"virsh {self.proc.args[4]} never reported an event")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def test_stock_virsh_pool_event_and_net_event(netns_daemon, tmp_path):
+    """virsh pool-event / net-event --event lifecycle --loop print libvirt's lines for ours."""
+    import shutil
+    if shutil.which("virsh") is None or shutil.which("stdbuf") is None:
+        pytest.skip("needs stock virsh and stdbuf")
+    uri = netns_daemon.uri
+
+    def run(*args: str) -> None:
+        out = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+
+    xml = tmp_path / "n.xml"
+    pools, nets = _Watcher(uri, "pool-event"), _Watcher(uri, "net-event")
+    try:
+        pools.synced(lambda: (run("pool-define-as", "vsync", "dir", "--target", str(tmp_path / "s")),
+                              run("pool-undefine", "vsync")), "vsync")
+        xml.write_text("<network><name>vnsync</name><bridge name='pvnsbr0'/></network>")
+        nets.synced(lambda: (run("net-define", str(xml)), run("net-undefine", "vnsync")), "vnsync")
+        run("pool-define-as", "vev", "dir", "--target", str(tmp_path / "vev"))
+        run("pool-build", "vev")
+        run("pool-start", "vev")
+        run("pool-refresh", "vev")
+        run("pool-destroy", "vev")
+        run("pool-undefine", "vev")
+        xml.write_text("<network><name>vnev</name><bridge name='pvnevbr0'/>"
+                       "<ip address='10.85.0.1' prefix='24'/></network>")
+        run("net-define", str(xml))
+        run("net-start", "vnev")
+        run("net-destroy", "vnev")
+        run("net-undefine", "vnev")
+        assert [pools.line() for _ in range(5)] == [
+            "event 'lifecycle' for storage pool vev: Defined",
+            "event 'lifecycle' for storage pool vev: Created",
+            "event 'lifecycle' for storage pool vev: Started",
+            "event 'lifecycle' for storage pool vev: Stopped",
+            "event 'lifecycle' for storage pool vev: Undefined",
+        ]
+        assert [nets.line() for _ in range(4)] == [
+            "event 'lifecycle' for network vnev: Defined",
+            "event 'lifecycle' for network vnev: Started",
+            "event 'lifecycle' for network vnev: Stopped",
+            "event 'lifecycle' for network vnev: Undefined",
+        ]
+    finally:
+        pools.stop()
+        nets.stop()
