@@ -192,7 +192,8 @@ def _pool_list(conn: Any, args: argparse.Namespace) -> Any:
 
 def _vol_list(conn: Any, args: argparse.Namespace) -> Any:
     from pyvirt.errors import libvirtError
-    from .storage_cmds import collect_vols, pool_arg, vol_type_word
+    from .storage_cmds import pool_arg
+    from .volume_cmds import collect_vols, vol_type_word
     out = []
     for vol in collect_vols(pool_arg(conn, args)):
         try:
