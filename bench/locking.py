@@ -54,48 +54,64 @@ def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
 
-def start_latency(work: Path, manager: str, n: int) -> list[float]:
-    cluster = LeaseCluster(work / f"start-{manager}", lock_manager=manager).start(("hostA",))
+def start_latency(work: Path, managers: tuple[str, ...], n: int) -> dict[str, list[float]]:
+    """create() of a guest with one disk, the managers' hosts taking turns."""
+    clusters = {}
+    doms = {}
+    conns = []
     try:
-        conn = pyvirt.open(cluster.host("hostA").uri)
-        try:
-            dom = conn.defineXML(guest_xml("lat", cluster.disk, cluster.root / "lat.log"))
-            times = []
-            for i in range(n + 2):
+        for manager in managers:
+            cluster = clusters[manager] = LeaseCluster(work / f"start-{manager}", lock_manager=manager)
+            cluster.start(("hostA",))
+            conn = pyvirt.open(cluster.host("hostA").uri)
+            conns.append(conn)
+            doms[manager] = conn.defineXML(guest_xml("lat", cluster.disk, cluster.root / "lat.log"))
+        times: dict[str, list[float]] = {m: [] for m in managers}
+        for i in range(n + 2):
+            for manager in (managers if i % 2 == 0 else managers[::-1]):
+                dom = doms[manager]
                 t0 = time.perf_counter()
                 dom.create()
                 t1 = time.perf_counter()
                 dom.destroy()
                 if i >= 2:               # the first starts warm caches
-                    times.append(t1 - t0)
-            return times
-        finally:
-            conn.close()
+                    times[manager].append(t1 - t0)
+        return times
     finally:
-        cluster.stop()
+        for conn in conns:
+            conn.close()
+        for cluster in clusters.values():
+            cluster.stop()
 
 
-def migration_times(work: Path, manager: str, n: int) -> list[float]:
-    cluster = LeaseCluster(work / f"mig-{manager}", lock_manager=manager).start()
+def migration_times(work: Path, managers: tuple[str, ...], n: int) -> dict[str, list[float]]:
+    """Live migrations back and forth, the managers' pairs of hosts taking turns
+    (so a busy moment of the machine costs all of them alike)."""
+    clusters = {}
+    conns: dict[str, tuple] = {}
     try:
-        a, b = pyvirt.open(cluster.host("hostA").uri), pyvirt.open(cluster.host("hostB").uri)
-        try:
+        for manager in managers:
+            cluster = clusters[manager] = LeaseCluster(work / f"mig-{manager}", lock_manager=manager).start()
+            a, b = pyvirt.open(cluster.host("hostA").uri), pyvirt.open(cluster.host("hostB").uri)
+            conns[manager] = (a, b)
             a.defineXML(guest_xml("mig", cluster.disk, cluster.root / "mig.log")).create()
-            times = []
-            src, dst = a, b
-            for _ in range(n):
+        times: dict[str, list[float]] = {m: [] for m in managers}
+        for i in range(n + 2):
+            for manager in (managers if i % 2 == 0 else managers[::-1]):
+                a, b = conns[manager]
+                src, dst = (a, b) if i % 2 == 0 else (b, a)
                 dom = src.lookupByName("mig")
                 t0 = time.perf_counter()
                 dom.migrate(dst, MIGRATE_FLAGS)
-                times.append(time.perf_counter() - t0)
-                src, dst = dst, src
-            src.lookupByName("mig").destroy()
-            return times
-        finally:
+                if i >= 2:
+                    times[manager].append(time.perf_counter() - t0)
+        return times
+    finally:
+        for a, b in conns.values():
             a.close()
             b.close()
-    finally:
-        cluster.stop()
+        for cluster in clusters.values():
+            cluster.stop()
 
 
 def plugin_figures(work: Path, n: int) -> dict[str, dict[str, float]]:
@@ -213,8 +229,8 @@ def fencing_times(work: Path, trials: int, ttl: int) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--starts", type=int, default=20)
-    parser.add_argument("--migrations", type=int, default=10)
+    parser.add_argument("--starts", type=int, default=30)
+    parser.add_argument("--migrations", type=int, default=20)
     parser.add_argument("--plugin-rounds", type=int, default=100)
     parser.add_argument("--fences", type=int, default=6)
     parser.add_argument("--ttl", type=int, default=4)
@@ -228,11 +244,9 @@ def main() -> int:
         work = Path(tmp)
         make_traversable(work)
         result: dict = {"start_ms": {}, "migration_ms": {}}
-        for manager in ("nop", "lockd", "etcd"):
-            t = start_latency(work, manager, args.starts)
+        for manager, t in start_latency(work, ("nop", "lockd", "etcd"), args.starts).items():
             result["start_ms"][manager] = {"median": median_ms(t), "min": min(t) * 1000, "n": len(t)}
-        for manager in ("nop", "etcd"):
-            t = migration_times(work, manager, args.migrations)
+        for manager, t in migration_times(work, ("nop", "etcd"), args.migrations).items():
             result["migration_ms"][manager] = {"median": median_ms(t), "min": min(t) * 1000, "n": len(t)}
         result["plugin_ms"] = plugin_figures(work, args.plugin_rounds)
         fences = fencing_times(work, args.fences, args.ttl)
