@@ -105,6 +105,11 @@ STEPS: list[tuple[list[str], str]] = [
     (["pool-delete", "sp"], "all"),                                   # still active
     (["pool-define-as", "sp", "dir", "--target", "/elsewhere"], "all"),  # same name, new uuid
     (["pool-list", "--all", "--details"], "pool"),
+    (["pool-list", "--all", "--type", "dir"], "all"),
+    (["pool-list", "--all", "--type", "logical,disk"], "all"),
+    (["pool-list", "--autostart", "--persistent"], "all"),
+    (["pool-list", "--no-autostart"], "all"),
+    (["pool-uuid", "sp"], "pool"),
     (["pool-destroy", "sp"], "all"),
     (["pool-destroy", "sp"], "all"),                                  # not active
     (["vol-list", "sp"], "all"),
