@@ -147,3 +147,49 @@ def test_volume_disk_hot_plugged(pyvirtd, pool, tmp_path):
     assert "<source pool='vp' volume='hot.raw'/>" in virsh(pyvirtd, "dumpxml", "g").stdout
     refused = virsh(pyvirtd, "vol-delete", "hot.raw", "--pool", "vp", ok=False)
     assert "still in use by domain 'g'" in refused.stderr
+
+
+def _pool_on(daemon: Pyvirtd, target: Path) -> None:
+    virsh(daemon, "pool-define-as", "vp", "dir", "--target", str(target))
+    virsh(daemon, "pool-build", "vp")
+    virsh(daemon, "pool-start", "vp")
+    virsh(daemon, "vol-create-as", "vp", "d1.qcow2", "16M", "--format", "qcow2")
+
+
+def test_volume_disk_resolved_again_at_migration_prepare(tmp_path, guests_built):
+    """The destination resolves the volume through its own pool (here another directory
+    than the source's): QEMU there opens the destination's file; a destination whose
+    pool is not active refuses the Prepare with the storage driver's error and the
+    guest runs on at the source."""
+    import pyvirt
+    from daemons import running_pair
+
+    # UNSAFE: the pools are local directories, not shared storage (libvirt refuses that
+    # without the flag); the tiny guest never reads its disk
+    FLAGS = pyvirt.VIR_MIGRATE_LIVE | pyvirt.VIR_MIGRATE_UNSAFE
+    a, b = Pyvirtd(tmp_path / "a"), Pyvirtd(tmp_path / "b")
+    with running_pair(a, b):
+        _pool_on(a, tmp_path / "pool-a")
+        _pool_on(b, tmp_path / "pool-b")
+        xml = tiny_xml("g", a.workdir / "g.serial", uuid=GUEST_UUID,
+                       extra_devices=VOLUME_DISK.format(volume="d1.qcow2"))
+        src = pyvirt.open(a.uri)
+        dst = pyvirt.open(b.uri)
+        dom = src.createXML(xml, 0)
+
+        virsh(b, "pool-destroy", "vp")
+        with pytest.raises(pyvirt.libvirtError) as exc:
+            dom.migrate(dst, FLAGS)
+        assert "storage pool 'vp' is not active" in str(exc.value)
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+
+        virsh(b, "pool-start", "vp")
+        moved = dom.migrate(dst, FLAGS)
+        assert moved.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+        blocks = qmp(b, "g", "query-named-block-nodes")["return"]
+        assert any(n["drv"] == "qcow2" and n["file"] == str(tmp_path / "pool-b" / "d1.qcow2") for n in blocks)
+        assert "<source pool='vp' volume='d1.qcow2'/>" in moved.XMLDesc(0)
+        refused = virsh(b, "vol-delete", "d1.qcow2", "--pool", "vp", ok=False)
+        assert "still in use by domain 'g'" in refused.stderr
+        virsh(a, "vol-delete", "d1.qcow2", "--pool", "vp")     # the source lets its copy go
+        moved.destroy()
