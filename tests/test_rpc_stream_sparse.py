@@ -281,3 +281,48 @@ def test_sections_of_a_sparse_file(tmp_path):
         assert os.lseek(fd, 0, os.SEEK_CUR) == 0                              # offset untouched
     finally:
         os.close(fd)
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    """A 16 MiB loop device over a file of the test's (a logical volume's stand-in), detached afterwards."""
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("losetup") is None:
+        pytest.skip("needs root and losetup")
+    backing = tmp_path / "disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(16 * MiB)
+    out = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"no loop device: {out.stderr.strip()}")
+    device = out.stdout.strip()
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=False)
+
+
+def test_a_block_device_volume_streams_both_ways(loop_device):
+    """A logical volume is a block device: read on loop turns (epoll takes no block devices),
+    its holes come out as data (it cannot tell them), a received hole becomes zeros."""
+    head, tail = os.urandom(1 * MiB), os.urandom(4096)
+
+    async def main() -> None:
+        handler, server, client = await connected(loop_device)
+        try:
+            _ret, stream = await client.call_upload(Program.REMOTE, UPLOAD, (VOL, 0, 0, 1), sparse=True)
+            await stream.send(head)
+            await stream.send_hole(8 * MiB)
+            await stream.send(tail)
+            await stream.finish()
+            assert await handler.ended is None
+            handler.ended = asyncio.get_running_loop().create_future()
+            got, holes = await download_all(client, 0, 0, 1)
+            assert holes == [] and len(got) == 16 * MiB
+            assert got[:MiB] == head and got[MiB:9 * MiB] == bytes(8 * MiB) and got[9 * MiB:9 * MiB + 4096] == tail
+            assert await handler.ended is None
+        finally:
+            client.close()
+            await server.close()
+    run(main())

@@ -398,6 +398,7 @@ class VolumeStream(FdStream):
         super().__init__(client, fd, done, header, direction, on_closed)
         self.state = Stream(header.prog, header.proc, header.serial, role=Role.SERVER, direction=direction,
                             sparse=sparse)
+        self.regular = True     # a file or a block device (a logical volume): always readable, never polled
         self.pos = first = os.lseek(fd, 0, os.SEEK_CUR)
         self.limit = first + length if length else None     # upload: where writes must stop
         self.end = sparsefile.end_of(fd) if self.limit is None else min(self.limit, sparsefile.end_of(fd))
