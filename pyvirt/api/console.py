@@ -230,7 +230,9 @@ class _RemoteEnd:
 
 
 class virStream:  # noqa: N801 - libvirt-python's name
-    """libvirt-python's stream: recv/send, recvAll/sendAll, finish, abort."""
+    """libvirt-python's stream: recv/send, recvAll/sendAll, finish, abort, and for a volume
+    opened with its SPARSE_STREAM flag recvFlags (STOP_AT_HOLE), recvHole, sendHole,
+    sparseRecvAll/sparseSendAll."""
 
     def __init__(self, conn: Any, flags: int = 0) -> None:
         self._conn = conn

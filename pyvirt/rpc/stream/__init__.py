@@ -7,10 +7,13 @@
 * :mod:`.pump` — the hot path: threads that move a stream's payload between
   a pipe and the RPC socket with ``splice``, never through Python, with
   backpressure from the pipe or the socket.
-* :mod:`.incoming` — the server's end of a client→server stream: the
-  daemon hands it the driver's pipe and it does the rest.
-* :mod:`.outgoing` — the client's end: data from a file descriptor, then
-  finish or abort.
+* :mod:`.incoming` — the server's ends: a client→server stream into the
+  driver's pipe, a descriptor's (console, screenshot), and a storage
+  volume's (within the call's length, holes as STREAM_HOLE packets on a
+  sparse stream); the daemon hands over the descriptor and they do the rest.
+* :mod:`.outgoing` — the client's ends: data from a file descriptor or
+  the caller (holes too on a sparse stream), then finish or abort; and a
+  download's, queued with read backpressure that never holds up a reply.
 """
 
 from .state import (
