@@ -14,6 +14,7 @@ SUSPENDED/FROM_SNAPSHOT, RESUMED/FROM_SNAPSHOT around a revert.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .domainobj import QemuDomainObj
     from .driver import QemuDriver
 
+log = logging.getLogger(__name__)
 Q = ErrorDomain.QEMU
 _STATE_WORDS = {DomainState.RUNNING: "running", DomainState.PAUSED: "paused", DomainState.SHUTOFF: "shutoff",
                 DomainState.BLOCKED: "blocked", DomainState.PMSUSPENDED: "pmsuspended"}
@@ -215,7 +217,7 @@ async def create(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) 
         if external:
             await _create_external(drv, obj, pairs, active, reuse)
         elif active:
-            await _create_internal_live(drv, obj, snap, pairs, flags)
+            await _create_internal_live(drv, obj, snap, flags)
         else:
             await work.offline_internal("-c", snap.name, [d.source for d, sd in pairs if sd.snapshot == "internal"])
         if not flags & Create.NO_METADATA:
@@ -243,8 +245,7 @@ async def _internal_nodes(obj: "QemuDomainObj", snap: SnapshotDef) -> tuple[str,
     return chosen[0], chosen
 
 
-async def _create_internal_live(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotDef,
-                                pairs: list, flags: int) -> None:
+async def _create_internal_live(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotDef, flags: int) -> None:
     vmstate, devices = await _internal_nodes(obj, snap)
     resume = obj.state == DomainState.RUNNING
     if resume:
@@ -393,7 +394,7 @@ def _restore_definition(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotD
     try:
         then = conf.parse(text or "", DOMAIN_TYPES, "qemu", inactive=True)
     except Exception as exc:      # a definition this version cannot read: keep the current one
-        log_warning(f"{obj.name}: snapshot '{snap.name}' keeps the current definition: {exc}")
+        log.warning("%s: reverting to snapshot '%s' keeps the current definition: %s", obj.name, snap.name, exc)
         return
     if then.name != obj.definition.name or then.uuid != obj.definition.uuid:
         return
@@ -409,11 +410,6 @@ def _restore_definition(drv: "QemuDriver", obj: "QemuDomainObj", snap: SnapshotD
 def _announce_definition(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
     if obj.persistent:
         emit_lifecycle(drv.events, obj, EventType.DEFINED, EventDefinedDetail.FROM_SNAPSHOT)
-
-
-def log_warning(text: str) -> None:
-    import logging
-    logging.getLogger(__name__).warning("%s", text)
 
 
 # -- delete ---------------------------------------------------------------------------------
