@@ -364,3 +364,44 @@ def test_two_guests_of_one_host_exclude_each_other_on_its_one_lease(etcd):
         finally:
             await a.close()
     run(scenario())
+
+
+def test_etcd_over_tls_with_client_certificates(tmp_path):
+    from pki import ORG, _SERVER, _make_signed, make_pki
+    pki = make_pki(tmp_path / "pki")
+    client = pki.clients["trusted"]
+    # etcd's gateway reaches its own gRPC port with the server certificate as a client
+    # certificate, so with client-cert-auth that certificate must allow both uses
+    both = _make_signed(tmp_path / "pki" / "work", "etcd-server",
+                        _SERVER.format(org=ORG, serial=40) + "tls_www_client\n", pki.ca)
+    server = EtcdServer(tmp_path / "etcd-tls", tls=(pki.ca.cert, both.cert, both.key,
+                                                    client.cert, client.key)).start()
+    try:
+        assert server.endpoint.startswith("https://")
+
+        async def scenario():
+            opts = {"lock_etcd_endpoints": [server.endpoint], "lock_etcd_ttl": 3, "host": "tlshost",
+                    "lock_etcd_ca_file": str(pki.ca.cert)}
+            good = EtcdBackend({**opts, "lock_etcd_cert_file": str(client.cert),
+                                "lock_etcd_key_file": str(client.key)}, Hooks())
+            await good.start()
+            try:
+                state = await good.acquire(Owner("u", "secure", 1), [disk("/img/tls")], None)
+                assert parse_state(state)
+            finally:
+                await good.close()
+            # without a client certificate etcd refuses the handshake: the daemon cannot start
+            anonymous = EtcdBackend(opts, Hooks())
+            with pytest.raises(libvirtError, match="cannot reach etcd at https://127.0.0.1"):
+                await anonymous.start()
+            await anonymous.close()
+            # a CA that did not sign etcd's certificate: refused too
+            wrong = EtcdBackend({**opts, "lock_etcd_ca_file": str(pki.other_ca.cert),
+                                 "lock_etcd_cert_file": str(client.cert),
+                                 "lock_etcd_key_file": str(client.key)}, Hooks())
+            with pytest.raises(libvirtError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+                await wrong.start()
+            await wrong.close()
+        run(scenario())
+    finally:
+        server.stop()
