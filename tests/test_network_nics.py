@@ -153,3 +153,19 @@ def test_nic_on_inactive_network_stops_the_start(daemon, tmp_path):
     virsh(daemon, "net-start", "nn")
     out = virsh(daemon, "start", "g", ok=False)      # the unmanaged tap must exist
     assert "usertap0" in out.stderr
+
+
+def test_network_nic_hot_plugged(daemon, tmp_path):
+    xml = tmp_path / "h.xml"
+    xml.write_text(tiny_xml("g", tmp_path / "h.serial", uuid=GUEST_UUID).replace(
+        "<devices>", "<features><acpi/></features><devices>"))     # PCI hot-plug on pc needs ACPI
+    virsh(daemon, "define", str(xml))
+    virsh(daemon, "start", "g")
+    virsh(daemon, "attach-interface", "g", "network", "nn", "--model", "virtio", "--mac", NET_MAC, "--live")
+    tap = taps_by_mac(daemon)[NET_MAC]
+    assert link(daemon.netns, tap)["master"] == "pvnicbr0"
+    assert "<source network='nn' bridge='pvnicbr0'/>" in virsh(daemon, "dumpxml", "g").stdout
+    # the network driver counts it (libvirt's connections='1' in the live network XML)
+    assert "connections='1'" in virsh(daemon, "net-dumpxml", "nn").stdout
+    virsh(daemon, "destroy", "g")
+    assert link(daemon.netns, tap) is None

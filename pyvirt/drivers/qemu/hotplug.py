@@ -344,6 +344,7 @@ async def _attach_interface(driver: "QemuDriver", obj: "QemuDomainObj", nic: Int
             log.warning("cannot remove netdev %s: %s", netdev, exc)
         raise
     devicexml.add(live, nic)
+    netsource.attached(driver.networks, live, [nic])
 
 
 async def _attach_controller(driver: "QemuDriver", obj: "QemuDomainObj", ctrl: Controller,
@@ -440,6 +441,8 @@ async def _finish_removal(driver: "QemuDriver", obj: "QemuDomainObj", unplug: _U
     if isinstance(dev, Disk):
         _unlabel_disk(driver, obj, dev)
         await leases.disk_detached(driver, obj, dev)
+    elif isinstance(dev, Interface):
+        netsource.detached(driver.networks, obj.live, [dev])
     devicexml.remove(obj.live, dev)
     obj.save_status()
     _emit(driver, obj, EventID.DEVICE_REMOVED, dev.alias)

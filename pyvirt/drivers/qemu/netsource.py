@@ -105,20 +105,20 @@ def _open_existing(name: str, vnet_hdr: bool) -> int:
 
 # -- bookkeeping with the network driver ----------------------------------------------
 
-def attached(networks: Any, d: DomainDef | None) -> None:
+def attached(networks: Any, d: DomainDef | None, nics: list[Interface] | None = None) -> None:
     """Tell the network driver which taps joined its bridges (for its listing)."""
     if networks is None or d is None:
         return
-    for nic in network_nics(d):
-        if nic.target_dev:
+    for nic in network_nics(d) if nics is None else nics:
+        if nic.type == "network" and nic.target_dev:
             networks.tap_attached(nic.source, nic.target_dev, d.name)
 
 
-def detached(networks: Any, d: DomainDef | None) -> None:
+def detached(networks: Any, d: DomainDef | None, nics: list[Interface] | None = None) -> None:
     if networks is None or d is None:
         return
-    for nic in network_nics(d):
-        if nic.target_dev:
+    for nic in network_nics(d) if nics is None else nics:
+        if nic.type == "network" and nic.target_dev:
             networks.tap_detached(nic.source, nic.target_dev)
 
 
