@@ -28,6 +28,9 @@ _LAZY = {
     "_open_driver": ".connection", "virDomain": ".domain", "virStream": ".api.console",
     "virStoragePool": ".api.storage", "virStorageVol": ".api.storage", "virNetwork": ".api.network",
     "virDomainSnapshot": ".api.snapshot",
+    # virDomainBlockCopy's typed parameter names
+    "VIR_DOMAIN_BLOCK_COPY_BANDWIDTH": ".api.blockjob", "VIR_DOMAIN_BLOCK_COPY_GRANULARITY": ".api.blockjob",
+    "VIR_DOMAIN_BLOCK_COPY_BUF_SIZE": ".api.blockjob",
 }
 
 

@@ -14,6 +14,7 @@ from .api.console import DomainConsoleAPI
 from .api.devices import DomainDevicesAPI
 from .api.host import DomainHostAPI
 from .api.lifecycle import DomainLifecycleAPI
+from .api.blockjob import DomainBlockJobAPI
 from .api.snapshot import DomainSnapshotAPI
 from .api.stats import DomainStatsAPI
 from .refs import DomainRef, format_uuid
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 
 class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAPI,  # noqa: N801
-                DomainLifecycleAPI, DomainSnapshotAPI):  # libvirt-python's name
+                DomainLifecycleAPI, DomainSnapshotAPI, DomainBlockJobAPI):  # libvirt-python's name
     def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
         self._conn = conn
         self._ref = ref

@@ -252,6 +252,9 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_revert_to_snapshot", "domain_snapshot_delete", "domain_snapshot_get_parent",
     "domain_snapshot_num_children", "domain_snapshot_list_children_names", "domain_snapshot_is_current",
     "domain_snapshot_has_metadata", "domain_list_all_snapshots", "domain_snapshot_list_all_children",
+    # block jobs
+    "domain_block_job_abort", "domain_get_block_job_info", "domain_block_job_set_speed", "domain_block_pull",
+    "domain_block_rebase", "domain_block_commit", "domain_block_copy",
 )
 
 
@@ -410,6 +413,8 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_has_current_snapshot", "domain_snapshot_current", "domain_snapshot_get_parent",
     "domain_snapshot_num_children", "domain_snapshot_list_children_names", "domain_snapshot_is_current",
     "domain_snapshot_has_metadata", "domain_list_all_snapshots", "domain_snapshot_list_all_children",
+    # block jobs
+    "domain_get_block_job_info",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 # Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).

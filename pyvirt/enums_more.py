@@ -859,3 +859,61 @@ class NetworkEventLifecycle(IntEnum):
 
 PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NetworkEventID, "VIR_NETWORK_EVENT_ID_"),
                                      (NetworkEventLifecycle, "VIR_NETWORK_EVENT_"))
+
+
+# -- block jobs (libvirt-domain.h) ----------------------------------------------------------
+
+class BlockCopyFlags(IntFlag):
+    """virDomainBlockCopyFlags."""
+
+    SHALLOW = 1
+    REUSE_EXT = 2
+    TRANSIENT_JOB = 4
+    SYNCHRONOUS_WRITES = 8
+
+
+class BlockRebaseFlags(IntFlag):
+    """virDomainBlockRebaseFlags (virDomainBlockPullFlags shares BANDWIDTH_BYTES)."""
+
+    SHALLOW = 1
+    REUSE_EXT = 2
+    COPY_RAW = 4
+    COPY = 8
+    RELATIVE = 16
+    COPY_DEV = 32
+    BANDWIDTH_BYTES = 64
+
+
+class BlockPullFlags(IntFlag):
+    BANDWIDTH_BYTES = 64
+
+
+class BlockCommitFlags(IntFlag):
+    """virDomainBlockCommitFlags."""
+
+    SHALLOW = 1
+    DELETE = 2
+    ACTIVE = 4
+    RELATIVE = 8
+    BANDWIDTH_BYTES = 16
+
+
+class BlockJobAbortFlags(IntFlag):
+    ASYNC = 1
+    PIVOT = 2
+
+
+class BlockJobSpeedFlags(IntFlag):
+    BANDWIDTH_BYTES = 1
+
+
+class BlockJobInfoFlags(IntFlag):
+    BANDWIDTH_BYTES = 1
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (BlockCopyFlags, "VIR_DOMAIN_BLOCK_COPY_"), (BlockRebaseFlags, "VIR_DOMAIN_BLOCK_REBASE_"),
+    (BlockPullFlags, "VIR_DOMAIN_BLOCK_PULL_"), (BlockCommitFlags, "VIR_DOMAIN_BLOCK_COMMIT_"),
+    (BlockJobAbortFlags, "VIR_DOMAIN_BLOCK_JOB_ABORT_"), (BlockJobSpeedFlags, "VIR_DOMAIN_BLOCK_JOB_SPEED_"),
+    (BlockJobInfoFlags, "VIR_DOMAIN_BLOCK_JOB_INFO_"),
+)

@@ -69,6 +69,7 @@ class ErrorNumber(IntEnum):
     CONFIG_UNSUPPORTED = 67
     OPERATION_TIMEOUT = 68
     MIGRATE_PERSIST_FAILED = 69
+    OVERFLOW = 70
     INVALID_DOMAIN_SNAPSHOT = 71
     NO_DOMAIN_SNAPSHOT = 72
     INVALID_STREAM = 73
@@ -80,6 +81,7 @@ class ErrorNumber(IntEnum):
     AUTH_CANCELLED = 79
     NO_DOMAIN_METADATA = 80
     MIGRATE_UNSAFE = 81
+    BLOCK_COPY_ACTIVE = 83
     OPERATION_UNSUPPORTED = 84
     RESOURCE_BUSY = 87
     ACCESS_DENIED = 88
@@ -167,6 +169,8 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.OPERATION_ABORTED: "operation aborted: %s",
     ErrorNumber.NO_DOMAIN_METADATA: "metadata not found: %s",
     ErrorNumber.MIGRATE_UNSAFE: "Unsafe migration: %s",
+    ErrorNumber.OVERFLOW: "value too large: %s",
+    ErrorNumber.BLOCK_COPY_ACTIVE: "block copy still active: %s",
     ErrorNumber.OPERATION_UNSUPPORTED: "Operation not supported: %s",
     ErrorNumber.RESOURCE_BUSY: "resource busy: %s",
     ErrorNumber.ACCESS_DENIED: "access denied: %s",

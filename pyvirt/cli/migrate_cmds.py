@@ -31,7 +31,10 @@ def _flags(args: argparse.Namespace) -> int:
              ("tunnelled", pyvirt.VIR_MIGRATE_TUNNELLED), ("persistent", pyvirt.VIR_MIGRATE_PERSIST_DEST),
              ("undefinesource", pyvirt.VIR_MIGRATE_UNDEFINE_SOURCE), ("suspend", pyvirt.VIR_MIGRATE_PAUSED),
              ("auto_converge", pyvirt.VIR_MIGRATE_AUTO_CONVERGE), ("abort_on_error", pyvirt.VIR_MIGRATE_ABORT_ON_ERROR),
-             ("unsafe", pyvirt.VIR_MIGRATE_UNSAFE), ("tls", pyvirt.VIR_MIGRATE_TLS))
+             ("unsafe", pyvirt.VIR_MIGRATE_UNSAFE), ("tls", pyvirt.VIR_MIGRATE_TLS),
+             ("copy_storage_all", pyvirt.VIR_MIGRATE_NON_SHARED_DISK),
+             ("copy_storage_inc", pyvirt.VIR_MIGRATE_NON_SHARED_INC),
+             ("copy_storage_synchronous_writes", pyvirt.VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES))
     return sum(flag for name, flag in table if getattr(args, name))
 
 
@@ -51,6 +54,12 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["bandwidth"] = args.bandwidth
     if args.tls_destination:
         params["tls.destination"] = args.tls_destination
+    if args.migrate_disks:
+        params["migrate_disks"] = [d for d in args.migrate_disks.split(",") if d]
+    if args.disks_port:
+        params["disks_port"] = args.disks_port
+    if args.disks_uri:
+        params["disks_uri"] = args.disks_uri
     return params
 
 
@@ -71,7 +80,14 @@ class Progress:
                             TimeRemainingColumn(), transient=False)
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=100)
+            self._parts: dict[str, Any] = {}
         return self
+
+    def _part(self, name: str, total: int, done: int) -> None:
+        """Disk and memory as bars of their own (a storage-copying migration)."""
+        if name not in self._parts:
+            self._parts[name] = self._bar.add_task(f"  {name}", total=total)
+        self._bar.update(self._parts[name], total=total, completed=done)
 
     def update(self, stats: dict[str, Any]) -> None:
         total, remaining = stats.get("data_total", 0), stats.get("data_remaining", 0)
@@ -80,6 +96,11 @@ class Progress:
         done = total - remaining
         if self._bar is not None:
             self._bar.update(self._task, total=total, completed=done)
+            if stats.get("disk_total"):
+                for part in ("disk", "memory"):
+                    part_total = stats.get(f"{part}_total", 0)
+                    if part_total:
+                        self._part(part.capitalize(), part_total, part_total - stats.get(f"{part}_remaining", 0))
         else:
             print(f"\r{self.label}: [{int(done * 100 / total):3d} %]", end="", file=sys.stderr, flush=True)
 
@@ -139,6 +160,12 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
                             ("abort-on-error", "abort on soft errors during migration"),
                             ("unsafe", "force migration even if it may be unsafe"),
                             ("tls", "use TLS for migration"),
+                            ("copy-storage-all", "migration with non-shared storage with full disk copy"),
+                            ("copy-storage-inc", "migration with non-shared storage with incremental copy "
+                                                 "(same base image shared between source and destination)"),
+                            ("copy-storage-synchronous-writes",
+                             "force guest disk writes to be synchronously written to the destination "
+                             "to improve storage migration convergence"),
                             ("verbose", "display the progress of migration")):
         p.add_argument(f"--{name}", action="store_true", help=help_text)
     p.add_argument("--xml", metavar="FILE", help="domain XML to use on the destination (ABI-compatible)")
@@ -150,6 +177,10 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--tls-destination", metavar="HOST",
                    help="override the destination host name used for TLS verification")
     p.add_argument("--timing", action="store_true", help="print how long the migration took")
+    p.add_argument("--migrate-disks", metavar="DISKS", help="comma separated list of disks to be migrated")
+    p.add_argument("--disks-port", type=int, default=0, metavar="PORT",
+                   help="port to use by target server for incoming disks migration")
+    p.add_argument("--disks-uri", metavar="URI", help="URI to use for disks migration (overrides --disks-port)")
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
         dom = lookup(conn, args)

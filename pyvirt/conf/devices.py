@@ -82,6 +82,33 @@ def _live_alias(alias: str | None) -> str | None:
 
 # -- disks ---------------------------------------------------------------------
 
+@dataclass(slots=True)
+class DiskMirror:
+    """A running block job's <mirror> in the live XML (libvirt's virDomainDiskDefFormatMirror):
+    a copy names its destination in attributes and children, an active commit its base."""
+
+    job: str                   # 'copy' | 'active-commit'
+    path: str
+    format: str
+    ready: str | None = None   # None, 'yes', 'abort', 'pivot'
+
+    def to_node(self) -> Node:
+        attrs = [("type", "file")]
+        if self.job == "copy":
+            attrs += [("file", self.path), ("format", self.format)]
+        attrs += [("job", self.job), ("ready", self.ready)]
+        return el("mirror", attrs, [el("format", [("type", self.format)]), el("source", [("file", self.path)])])
+
+    @classmethod
+    def from_xml(cls, node: etree._Element | None) -> "DiskMirror | None":
+        if node is None:
+            return None
+        src, fmt = child(node, "source"), child(node, "format")
+        path = (src.get("file") if src is not None else None) or node.get("file")
+        fmt_name = (fmt.get("type") if fmt is not None else None) or node.get("format") or "raw"
+        return cls(node.get("job") or "copy", path or "", fmt_name, node.get("ready")) if path else None
+
+
 # disk type -> the <source> attribute that names it
 DISK_SOURCE_ATTR: dict[str, str] = {"file": "file", "block": "dev"}
 # <disk type='volume'><source pool='P' volume='V'/>: a storage pool's volume, which
@@ -125,6 +152,7 @@ class Disk:
     source_pool: str | None = None
     source_volume: str | None = None
     actual_type: str | None = None
+    mirror: DiskMirror | None = None    # live only: a block copy or active commit under way
 
     @property
     def storage_type(self) -> str:
@@ -164,7 +192,7 @@ class Disk:
             readonly=child(node, "readonly") is not None or device == "cdrom",
             shareable=child(node, "shareable") is not None,
             alias=_alias_of(node), address=address_of(node), backing_store=_backing_of(node),
-            source_pool=pool, source_volume=volume,
+            source_pool=pool, source_volume=volume, mirror=DiskMirror.from_xml(child(node, "mirror")),
         )
 
     def _source_node(self) -> Node | None:
@@ -179,6 +207,7 @@ class Disk:
             el("driver", driver) if any(v is not None for _, v in driver) else None,
             self._source_node(),
             _backing_node(self.backing_store, live=not flags.inactive) if self.source else None,
+            self.mirror.to_node() if self.mirror is not None and not flags.inactive else None,
             el("target", [("dev", self.target_dev), ("bus", self.target_bus)]),
             el("readonly") if self.readonly else None,
             el("shareable") if self.shareable else None,

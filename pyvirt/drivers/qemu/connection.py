@@ -20,6 +20,7 @@ from ...enums import (DestroyFlags, DomainState, DriverFeature, EventDefinedDeta
                       XMLFlags)
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error, libvirtError
 from ..domainlist import DomainList, DomainQueries, emit_lifecycle, not_running
+from .api_blockjob import BlockJobAPI
 from .api_console import ConsoleAPI
 from .api_devices import DevicesAPI
 from .api_host import HostAPI
@@ -56,8 +57,8 @@ _SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
 _DEFINE_ATTEMPTS = 20
 
 
-class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, SnapshotAPI, DomainQueries,
-                     HypervisorConnection):
+class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, SnapshotAPI, BlockJobAPI,
+                     DomainQueries, HypervisorConnection):
     driver_prefix = "qemu"
     error_domain = ErrorDomain.QEMU
 

@@ -142,6 +142,9 @@ def _migration_pass(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) ->
 
 
 def _block_job(obj: "QemuDomainObj", name: str, data: Mapping[str, Any]) -> list[DomainEvent]:
+    from . import blockjob
+    if blockjob.owns(obj, data.get("device")):
+        return []           # a block job of the API's: blockjob.py raises its events, as libvirt reports them
     if name == "BLOCK_JOB_READY":
         status = BLOCK_JOB_READY
     elif name == "BLOCK_JOB_CANCELLED":

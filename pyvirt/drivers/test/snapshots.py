@@ -1,0 +1,183 @@
+"""The test host's domain snapshots: libvirt's virDomainSnapshot* calls, in memory.
+
+A snapshot keeps the domain's definition and state of its moment; reverting
+brings both back (stopping and starting the domain with the FROM_SNAPSHOT
+events libvirt's test driver sends).  The tree (parent, current) is the
+host's, per domain.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from ... import conf
+from ...conf import snapshot as snapconf
+from ...enums import DomainState, EventType, RunningReason, ShutoffReason
+from ...errors import ErrorDomain, ErrorNumber, check_flags, error
+from ...refs import DomainRef, DomainSnapshotRef
+from ..domainlist import DomainObj, emit_lifecycle
+
+_T = ErrorDomain.TEST
+STARTED_FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT = 3, 6      # virDomainEvent{Started,Stopped}DetailType
+DELETE_CHILDREN, DELETE_METADATA_ONLY, DELETE_CHILDREN_ONLY = 1, 2, 4
+LIST_ROOTS = 1                                            # VIR_DOMAIN_SNAPSHOT_LIST_ROOTS (and _DESCENDANTS)
+_STATE_NAMES = {DomainState.RUNNING: "running", DomainState.PAUSED: "paused", DomainState.SHUTOFF: "shutoff"}
+
+
+class TestSnapshot:
+    def __init__(self, sdef: snapconf.SnapshotDef, definition: conf.DomainDef, state: DomainState) -> None:
+        self.sdef = sdef
+        self.definition = definition
+        self.state = state
+
+
+def _tree(host: object, obj: DomainObj) -> dict:
+    trees = host.__dict__.setdefault("snapshots", {})
+    return trees.setdefault(obj.uuid, {"snaps": {}, "current": None})
+
+
+class SnapshotAPI:
+    """Mixed into TestConnection (which supplies _obj, host)."""
+
+    def _snap(self, ref: DomainSnapshotRef) -> tuple[DomainObj, dict, TestSnapshot]:
+        obj = self._obj(ref.dom)
+        tree = _tree(self.host, obj)
+        snap = tree["snaps"].get(ref.name)
+        if snap is None:
+            raise error(ErrorNumber.NO_DOMAIN_SNAPSHOT, _T, f"no domain snapshot with matching name '{ref.name}'")
+        return obj, tree, snap
+
+    async def domain_snapshot_create_xml(self, dom: DomainRef, xml_desc: str, flags: int) -> DomainSnapshotRef:
+        check_flags(flags, 0x1FF, "testDomainSnapshotCreateXML", _T)
+        obj = self._obj(dom)
+        tree = _tree(self.host, obj)
+        sdef = snapconf.parse(xml_desc)
+        now = int(time.time())
+        sdef.name = sdef.name or str(now)
+        if sdef.name in tree["snaps"]:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
+                        f"domain snapshot {sdef.name} already exists")
+        current = obj.current
+        sdef.creation_time = now
+        sdef.state = _STATE_NAMES.get(obj.state, "shutoff")
+        sdef.memory = "internal" if obj.active else "no"
+        sdef.disks = [snapconf.SnapshotDisk(name=d.target_dev, snapshot="internal")
+                      for d in current.devices.disks if d.device == "disk"]
+        sdef.parent = tree["current"]
+        sdef.domain_xml = re.sub(r"^<domain type='([^']*)' id='-?\d+'>", r"<domain type='\1'>",
+                                 current.format(secure=True))
+        tree["snaps"][sdef.name] = TestSnapshot(sdef, current.copy(), obj.state)
+        tree["current"] = sdef.name
+        return DomainSnapshotRef(sdef.name, obj.ref())
+
+    async def domain_snapshot_get_xml_desc(self, snap: DomainSnapshotRef, flags: int) -> str:
+        check_flags(flags, 1, "testDomainSnapshotGetXMLDesc", _T)
+        return self._snap(snap)[2].sdef.format()
+
+    async def domain_snapshot_num(self, dom: DomainRef, flags: int) -> int:
+        return len(await self._list(dom, flags))
+
+    async def _list(self, dom: DomainRef, flags: int) -> list[str]:
+        check_flags(flags, 0x3FF, "testDomainSnapshotNum", _T)
+        tree = _tree(self.host, self._obj(dom))
+        names = sorted(tree["snaps"])
+        if flags & LIST_ROOTS:
+            names = [n for n in names if tree["snaps"][n].sdef.parent is None]
+        return names
+
+    async def domain_snapshot_list_names(self, dom: DomainRef, maxnames: int, flags: int) -> list[str]:
+        return (await self._list(dom, flags))[:max(maxnames, 0)]
+
+    async def domain_list_all_snapshots(self, dom: DomainRef, need_results: int,
+                                        flags: int) -> tuple[list[DomainSnapshotRef], int]:
+        names = await self._list(dom, flags)
+        ref = self._obj(dom).ref()
+        return ([DomainSnapshotRef(n, ref) for n in names] if need_results else []), len(names)
+
+    async def domain_snapshot_lookup_by_name(self, dom: DomainRef, name: str, flags: int) -> DomainSnapshotRef:
+        check_flags(flags, 0, "testDomainSnapshotLookupByName", _T)
+        obj = self._obj(dom)
+        self._snap(DomainSnapshotRef(name, obj.ref()))
+        return DomainSnapshotRef(name, obj.ref())
+
+    async def domain_has_current_snapshot(self, dom: DomainRef, flags: int) -> int:
+        check_flags(flags, 0, "testDomainHasCurrentSnapshot", _T)
+        return int(_tree(self.host, self._obj(dom))["current"] is not None)
+
+    async def domain_snapshot_current(self, dom: DomainRef, flags: int) -> DomainSnapshotRef:
+        check_flags(flags, 0, "testDomainSnapshotCurrent", _T)
+        obj = self._obj(dom)
+        current = _tree(self.host, obj)["current"]
+        if current is None:
+            raise error(ErrorNumber.NO_DOMAIN_SNAPSHOT, _T, "the domain does not have a current snapshot")
+        return DomainSnapshotRef(current, obj.ref())
+
+    async def domain_snapshot_get_parent(self, snap: DomainSnapshotRef, flags: int) -> DomainSnapshotRef:
+        check_flags(flags, 0, "testDomainSnapshotGetParent", _T)
+        obj, _, s = self._snap(snap)
+        if s.sdef.parent is None:
+            raise error(ErrorNumber.NO_DOMAIN_SNAPSHOT, _T, f"snapshot '{snap.name}' does not have a parent")
+        return DomainSnapshotRef(s.sdef.parent, obj.ref())
+
+    def _children(self, tree: dict, name: str, descendants: bool) -> list[str]:
+        kids = sorted(n for n, s in tree["snaps"].items() if s.sdef.parent == name)
+        if descendants:
+            for kid in list(kids):
+                kids += self._children(tree, kid, True)
+        return kids
+
+    async def domain_snapshot_num_children(self, snap: DomainSnapshotRef, flags: int) -> int:
+        _, tree, _ = self._snap(snap)
+        return len(self._children(tree, snap.name, bool(flags & 1)))
+
+    async def domain_snapshot_list_children_names(self, snap: DomainSnapshotRef, maxnames: int,
+                                                  flags: int) -> list[str]:
+        _, tree, _ = self._snap(snap)
+        return self._children(tree, snap.name, bool(flags & 1))[:max(maxnames, 0)]
+
+    async def domain_snapshot_list_all_children(self, snapshot: DomainSnapshotRef, need_results: int,
+                                                flags: int) -> tuple[list[DomainSnapshotRef], int]:
+        obj, tree, _ = self._snap(snapshot)
+        kids = self._children(tree, snapshot.name, bool(flags & 1))
+        return ([DomainSnapshotRef(n, obj.ref()) for n in kids] if need_results else []), len(kids)
+
+    async def domain_snapshot_is_current(self, snap: DomainSnapshotRef, flags: int) -> int:
+        check_flags(flags, 0, "testDomainSnapshotIsCurrent", _T)
+        _, tree, _ = self._snap(snap)
+        return int(tree["current"] == snap.name)
+
+    async def domain_snapshot_has_metadata(self, snap: DomainSnapshotRef, flags: int) -> int:
+        check_flags(flags, 0, "testDomainSnapshotHasMetadata", _T)
+        self._snap(snap)
+        return 1
+
+    async def domain_revert_to_snapshot(self, snap: DomainSnapshotRef, flags: int) -> None:
+        check_flags(flags, 7, "testDomainRevertToSnapshot", _T)   # RUNNING, PAUSED, FORCE
+        obj, tree, s = self._snap(snap)
+        host = self.host
+        if obj.active:
+            host.stop(obj, ShutoffReason.FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT)
+        obj.definition = s.definition.copy() if obj.persistent else obj.definition
+        if s.state in (DomainState.RUNNING, DomainState.PAUSED) or flags & 3:
+            paused = bool(flags & 2) or (s.state == DomainState.PAUSED and not flags & 1)
+            host.start(obj, RunningReason.FROM_SNAPSHOT, paused=paused, live_def=s.definition,
+                       detail=STARTED_FROM_SNAPSHOT)
+        tree["current"] = snap.name
+
+    async def domain_snapshot_delete(self, snap: DomainSnapshotRef, flags: int) -> None:
+        check_flags(flags, DELETE_CHILDREN | DELETE_METADATA_ONLY | DELETE_CHILDREN_ONLY,
+                    "testDomainSnapshotDelete", _T)
+        _, tree, s = self._snap(snap)
+        doomed = []
+        if flags & (DELETE_CHILDREN | DELETE_CHILDREN_ONLY):
+            doomed = self._children(tree, snap.name, True)
+        if not flags & DELETE_CHILDREN_ONLY:
+            doomed.append(snap.name)
+            for other in tree["snaps"].values():      # the children move up to the parent
+                if other.sdef.parent == snap.name:
+                    other.sdef.parent = s.sdef.parent
+        if tree["current"] in doomed:
+            tree["current"] = None if flags & DELETE_CHILDREN or s.sdef.parent is None else s.sdef.parent
+        for name in doomed:
+            tree["snaps"].pop(name, None)

@@ -1,0 +1,286 @@
+"""The differential walk of a test-driver host (see tests/test_test_driver_diff.py).
+
+Run as ``PYTHON walk.py MODULE URI``: MODULE is ``libvirt`` (python3-libvirt) or
+``pyvirt``.  It makes the same calls a tool author's test suite makes and prints
+one JSON list of ``[step, value]``; a failed call's value is
+``["ERR", code, domain, message]``.  Values that differ between any two runs
+(CPU time, creation times) are reduced to what stays the same.
+"""
+
+import json
+import re
+import sys
+import threading
+
+MODULE, URI = sys.argv[1:3]
+if MODULE == "libvirt":
+    import libvirt
+    libvirt.virEventRegisterDefaultImpl()      # stock libvirt-python delivers events from its loop
+
+    def _loop():
+        while True:
+            libvirt.virEventRunDefaultImpl()
+    threading.Thread(target=_loop, daemon=True).start()
+else:
+    import pyvirt as libvirt
+
+if MODULE == "libvirt":
+    libvirt.registerErrorHandler(lambda *args: None, None)   # errors go in the output, not on stderr
+out = []
+seen, cond = [], threading.Condition()
+
+
+def note(*record):
+    with cond:
+        seen.append(list(record))
+        cond.notify_all()
+
+
+def step(name, fn, *args):
+    try:
+        value = fn(*args)
+    except libvirt.libvirtError as exc:
+        value = ["ERR", exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()]
+    except Exception as exc:    # a call the library lacks, or a crash: part of the record too
+        value = ["EXC", type(exc).__name__, str(exc)]
+    out.append([name, value])
+    return value
+
+
+def M(obj, method):
+    """obj.method, looked up when called: a method the library lacks is recorded, not fatal."""
+    return lambda *args: getattr(obj, method)(*args)
+
+
+def names(objs):
+    return sorted(o.name() for o in objs)
+
+
+conn = libvirt.open(URI)
+# -- the connection and the node ------------------------------------------------------
+step("type", M(conn, "getType"))
+step("version", M(conn, "getVersion"))
+step("libversion", M(conn, "getLibVersion"))
+step("uri", M(conn, "getURI"))
+step("secure", M(conn, "isSecure"))
+step("alive", M(conn, "isAlive"))
+step("nodeinfo", M(conn, "getInfo"))
+step("capabilities", M(conn, "getCapabilities"))
+step("maxvcpus", M(conn, "getMaxVcpus"), None)
+step("maxvcpus-test", M(conn, "getMaxVcpus"), "test")
+step("cellsfree", M(conn, "getCellsFreeMemory"), 0, 2)
+step("cellsfree-past", M(conn, "getCellsFreeMemory"), 1, 5)
+step("freemem", M(conn, "getFreeMemory"))
+step("secmodel", lambda: conn.getSecurityModel())
+step("cpumap", M(conn, "getCPUMap"))
+step("cpumodels", lambda: sorted(conn.getCPUModelNames("i686")))
+
+# -- domains ---------------------------------------------------------------------------
+events = [
+    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                lambda c, d, ev, det, op: note("dom", d.name(), ev, det), None),
+    conn.networkEventRegisterAny(None, libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE,
+                                 lambda c, n, ev, det, op: note("net", n.name(), ev, det), None),
+    conn.storagePoolEventRegisterAny(None, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE,
+                                     lambda c, p, ev, det, op: note("pool", p.name(), ev, det), None),
+]
+step("ids", M(conn, "listDomainsID"))
+step("defined", M(conn, "listDefinedDomains"))
+step("numdoms", M(conn, "numOfDomains"))
+step("numdefined", M(conn, "numOfDefinedDomains"))
+step("alldoms", lambda: names(conn.listAllDomains(0)))
+step("lookup-id", lambda: conn.lookupByID(1).name())
+step("lookup-uuid", lambda: conn.lookupByUUIDString("6695eb01-f6a4-8304-79aa-97f2502e193f").name())
+step("lookup-missing", M(conn, "lookupByName"), "nope")
+dom = conn.lookupByName("test")
+step("dom-info", lambda: [v if i != 4 else v > 0 for i, v in enumerate(dom.info())])
+step("dom-state", M(dom, "state"))
+step("dom-xml", M(dom, "XMLDesc"), 0)
+step("dom-xml-inactive", M(dom, "XMLDesc"), libvirt.VIR_DOMAIN_XML_INACTIVE)
+step("dom-id", M(dom, "ID"))
+step("dom-uuid", M(dom, "UUIDString"))
+step("dom-active", M(dom, "isActive"))
+step("dom-persistent", M(dom, "isPersistent"))
+step("dom-updated", M(dom, "isUpdated"))
+step("dom-autostart", M(dom, "autostart"))
+step("dom-ostype", M(dom, "OSType"))
+step("dom-maxmem", M(dom, "maxMemory"))
+step("dom-maxvcpus", M(dom, "maxVcpus"))
+step("dom-vcpusflags", M(dom, "vcpusFlags"), 0)
+step("dom-vcpusflags-max", M(dom, "vcpusFlags"), libvirt.VIR_DOMAIN_VCPU_MAXIMUM)
+step("dom-schedtype", M(dom, "schedulerType"))
+step("dom-schedparams", M(dom, "schedulerParameters"))
+step("dom-managedsave", M(dom, "hasManagedSaveImage"), 0)
+step("dom-snapnum", M(dom, "snapshotNum"), 0)
+step("dom-hascurrent", M(dom, "hasCurrentSnapshot"), 0)
+step("dom-blockinfo", M(dom, "blockInfo"), "vda")
+step("dom-blockstats-missing", M(dom, "blockStats"), "vdz")
+step("dom-ifstats-missing", M(dom, "interfaceStats"), "nope0")
+step("dom-seclabel", M(dom, "securityLabel"))
+step("dom-vcpupin", M(dom, "vcpuPinInfo"), 0)
+step("dom-metadata-missing", M(dom, "metadata"), libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, None, 0)
+step("dom-jobinfo", M(dom, "jobInfo"))
+step("dom-suspend-twice", lambda: (dom.suspend(), dom.suspend()))
+step("dom-state-paused", M(dom, "state"))
+step("dom-resume", M(dom, "resume"))
+step("dom-resume-again", M(dom, "resume"))
+step("dom-setmem", M(dom, "setMemory"), 1048576)
+step("dom-info-after-setmem", lambda: dom.info()[:4])
+step("dom-setmem-too-big", M(dom, "setMemory"), 99999999)
+step("dom-autostart-on", lambda: (dom.setAutostart(1), dom.autostart()))
+step("dom-autostart-off", lambda: (dom.setAutostart(0), dom.autostart()))
+
+NEW = """<domain type='test'>
+  <name>walker</name>
+  <uuid>11112222-3333-4444-5555-666677778888</uuid>
+  <memory>524288</memory>
+  <vcpu>1</vcpu>
+  <os><type>hvm</type></os>
+</domain>"""
+step("define", lambda: conn.defineXML(NEW).name())
+new = conn.lookupByName("walker")
+step("new-xml", M(new, "XMLDesc"), 0)
+step("new-state", M(new, "state"))
+step("new-info", lambda: new.info()[:4])
+step("new-id", M(new, "ID"))
+step("new-destroy-inactive", M(new, "destroy"))
+step("define-list", M(conn, "listDefinedDomains"))
+step("new-start", M(new, "create"))
+step("new-id-running", M(new, "ID"))
+step("new-start-again", M(new, "create"))
+step("new-xml-running", M(new, "XMLDesc"), 0)
+step("new-shutdown", M(new, "shutdown"))
+step("new-state-shutdown", M(new, "state"))
+step("new-start-paused", M(new, "createWithFlags"), libvirt.VIR_DOMAIN_START_PAUSED)
+step("new-state-paused", M(new, "state"))
+step("new-managedsave", M(new, "managedSave"), 0)
+step("new-has-managedsave", M(new, "hasManagedSaveImage"), 0)
+step("new-state-saved", M(new, "state"))
+step("new-start-from-save", M(new, "create"))
+step("new-state-restored", M(new, "state"))
+step("new-has-managedsave-after", M(new, "hasManagedSaveImage"), 0)
+step("new-reboot", M(new, "reboot"), 0)
+step("new-reset", M(new, "reset"), 0)
+step("new-destroy", M(new, "destroy"))
+step("new-state-destroyed", M(new, "state"))
+step("new-undefine", M(new, "undefine"))
+step("new-lookup-gone", M(conn, "lookupByName"), "walker")
+step("create-transient", lambda: conn.createXML(NEW.replace("walker", "transient"), 0).name())
+step("transient-persistent", lambda: conn.lookupByName("transient").isPersistent())
+step("transient-destroy", lambda: conn.lookupByName("transient").destroy())
+step("transient-gone", M(conn, "lookupByName"), "transient")
+step("define-bad-type", M(conn, "defineXML"), NEW.replace("type='test'", "type='kvm'"))
+step("define-bad-xml", M(conn, "defineXML"), "<domain")
+step("define-dup-uuid", M(conn, "defineXML"), NEW.replace("walker", "test"))
+
+# -- snapshots --------------------------------------------------------------------------
+def snapxml(snap):
+    text = snap.getXMLDesc(0)
+    return re.sub(r"<creationTime>\d+</creationTime>", "<creationTime>T</creationTime>", text)
+
+
+step("snap-create", lambda: dom.snapshotCreateXML("<domainsnapshot><name>s1</name>"
+                                                  "<description>first</description></domainsnapshot>", 0).getName())
+step("snap-create-2", lambda: dom.snapshotCreateXML("<domainsnapshot><name>s2</name></domainsnapshot>", 0).getName())
+step("snap-list", lambda: sorted(s.getName() for s in dom.listAllSnapshots(0)))
+step("snap-names", lambda: sorted(dom.snapshotListNames(0)))
+step("snap-num", M(dom, "snapshotNum"), 0)
+step("snap-current", lambda: dom.snapshotCurrent(0).getName())
+s1 = dom.snapshotLookupByName("s1", 0)
+step("snap-xml", snapxml, s1)
+step("snap-parent-none", lambda: s1.getParent(0).getName())
+step("snap-parent", lambda: dom.snapshotLookupByName("s2", 0).getParent(0).getName())
+step("snap-children", lambda: s1.listChildrenNames(0))
+step("snap-iscurrent", M(s1, "isCurrent"), 0)
+step("snap-metadata", M(s1, "hasMetadata"), 0)
+step("snap-revert", M(dom, "revertToSnapshot"), s1, 0)
+step("snap-current-after-revert", lambda: dom.snapshotCurrent(0).getName())
+step("snap-delete-children", M(s1, "delete"), libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
+step("snap-num-after", M(dom, "snapshotNum"), 0)
+step("snap-lookup-missing", M(dom, "snapshotLookupByName"), "s2", 0)
+
+# -- networks ---------------------------------------------------------------------------
+step("nets", M(conn, "listNetworks"))
+step("defnets", M(conn, "listDefinedNetworks"))
+step("numnets", M(conn, "numOfNetworks"))
+step("allnets", lambda: names(conn.listAllNetworks(0)))
+net = conn.networkLookupByName("default")
+step("net-xml", M(net, "XMLDesc"), 0)
+step("net-uuid", M(net, "UUIDString"))
+step("net-active", M(net, "isActive"))
+step("net-persistent", M(net, "isPersistent"))
+step("net-autostart", M(net, "autostart"))
+step("net-bridge", M(net, "bridgeName"))
+step("net-lookup-uuid", lambda: conn.networkLookupByUUIDString("dd8fe884-6c02-601e-7551-cca97df1c5df").name())
+step("net-lookup-missing", M(conn, "networkLookupByName"), "nope")
+step("net-leases", M(net, "DHCPLeases"))
+NEWNET = ("<network><name>walknet</name><uuid>aaaabbbb-cccc-dddd-eeee-ffff00001111</uuid>"
+          "<bridge name='walkbr0'/><ip address='10.9.9.1' netmask='255.255.255.0'/></network>")
+step("net-define", lambda: conn.networkDefineXML(NEWNET).name())
+wnet = conn.networkLookupByName("walknet")
+step("net-new-xml", M(wnet, "XMLDesc"), 0)
+step("net-new-active", M(wnet, "isActive"))
+step("net-new-create", M(wnet, "create"))
+step("net-new-create-again", M(wnet, "create"))
+step("net-new-destroy", M(wnet, "destroy"))
+step("net-new-undefine", M(wnet, "undefine"))
+step("net-new-gone", M(conn, "networkLookupByName"), "walknet")
+
+# -- storage ----------------------------------------------------------------------------
+step("pools", M(conn, "listStoragePools"))
+step("defpools", M(conn, "listDefinedStoragePools"))
+step("numpools", M(conn, "numOfStoragePools"))
+step("allpools", lambda: names(conn.listAllStoragePools(0)))
+pool = conn.storagePoolLookupByName("default-pool")
+step("pool-info", M(pool, "info"))
+step("pool-xml", M(pool, "XMLDesc"), 0)
+step("pool-uuid", M(pool, "UUIDString"))
+step("pool-active", M(pool, "isActive"))
+step("pool-persistent", M(pool, "isPersistent"))
+step("pool-autostart", M(pool, "autostart"))
+step("pool-numvols", M(pool, "numOfVolumes"))
+step("pool-vols", M(pool, "listVolumes"))
+step("pool-lookup-uuid", lambda: conn.storagePoolLookupByUUIDString("dfe224cb-28fb-8dd0-c4b2-64eb3f0f4566").name())
+step("pool-lookup-missing", M(conn, "storagePoolLookupByName"), "nope")
+VOL = ("<volume><name>walk.img</name><capacity unit='MiB'>10</capacity>"
+       "<allocation unit='MiB'>2</allocation></volume>")
+step("vol-create", lambda: pool.createXML(VOL, 0).name())
+step("vol-create-again", lambda: pool.createXML(VOL, 0).name())
+vol = pool.storageVolLookupByName("walk.img")
+step("vol-info", M(vol, "info"))
+step("vol-xml", M(vol, "XMLDesc"), 0)
+step("vol-path", M(vol, "path"))
+step("vol-key", M(vol, "key"))
+step("vol-by-path", lambda: conn.storageVolLookupByPath("/default-pool/walk.img").name())
+step("vol-by-key", lambda: conn.storageVolLookupByKey("/default-pool/walk.img").name())
+step("vol-pool", lambda: vol.storagePoolLookupByVolume().name())
+step("pool-info-with-vol", M(pool, "info"))
+step("pool-vols-with-vol", M(pool, "listVolumes"))
+step("vol-resize", lambda: (vol.resize(20 * 1024 * 1024, 0), vol.info()))
+step("vol-wipe", M(vol, "wipe"), 0)
+step("vol-delete", M(vol, "delete"), 0)
+step("vol-gone", M(pool, "storageVolLookupByName"), "walk.img")
+step("pool-info-after", M(pool, "info"))
+NEWPOOL = ("<pool type='dir'><name>walkpool</name><uuid>12341234-1234-1234-1234-123412341234</uuid>"
+           "<target><path>/walkpool</path></target></pool>")
+step("pool-define", lambda: conn.storagePoolDefineXML(NEWPOOL, 0).name())
+wpool = conn.storagePoolLookupByName("walkpool")
+step("pool-new-xml", M(wpool, "XMLDesc"), 0)
+step("pool-new-info", M(wpool, "info"))
+step("pool-new-build", M(wpool, "build"), 0)
+step("pool-new-create", M(wpool, "create"), 0)
+step("pool-new-info-active", M(wpool, "info"))
+step("pool-new-refresh", M(wpool, "refresh"), 0)
+step("pool-new-destroy", M(wpool, "destroy"))
+step("pool-new-undefine", M(wpool, "undefine"))
+step("pool-new-gone", M(conn, "storagePoolLookupByName"), "walkpool")
+
+# -- events: everything the walk did, in order --------------------------------------------
+with cond:
+    cond.wait_for(lambda: len(seen) >= 34, timeout=30)
+out.append(["events", seen])
+conn.domainEventDeregisterAny(events[0])
+conn.networkEventDeregisterAny(events[1])
+conn.storagePoolEventDeregisterAny(events[2])
+conn.close()
+print(json.dumps(out, default=lambda o: type(o).__name__))
