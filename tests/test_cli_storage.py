@@ -106,6 +106,10 @@ pool-create-as NAME dir --target DIR/NAME --build
 pool-list
 pool-destroy NAME
 pool-list --all
+find-storage-pool-sources dir
+find-storage-pool-sources bogus
+find-storage-pool-sources-as netfs --host 127.0.0.1 --port 1
+find-storage-pool-sources dir --srcSpec DIR/missing.xml
 """.strip().splitlines()
 
 VOLUMES = """

@@ -52,6 +52,8 @@ INDEX: dict[str, str] = {
     "echo": "shell",
     "event": "lifecycle_cmds",
     "exit": "shell",
+    "find-storage-pool-sources": "storage_cmds",
+    "find-storage-pool-sources-as": "storage_cmds",
     "freecell": "host_cmds",
     "help": "help",
     "hostname": "host_cmds",

@@ -84,7 +84,8 @@ BLOCKING_COMMANDS = frozenset({
     "pool-create-as", "pool-define", "pool-create", "pool-build", "pool-start", "pool-destroy", "pool-delete",
     "pool-undefine", "pool-refresh", "pool-autostart", "pool-edit", "vol-list", "vol-info", "vol-dumpxml",
     "vol-path", "vol-key", "vol-name", "vol-pool", "vol-create-as", "vol-create", "vol-create-from",
-    "vol-clone", "vol-delete", "vol-wipe", "vol-resize",
+    "vol-clone", "vol-delete", "vol-wipe", "vol-resize", "find-storage-pool-sources",
+    "find-storage-pool-sources-as",
 })
 
 

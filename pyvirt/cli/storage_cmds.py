@@ -689,3 +689,47 @@ def _pool_edit(p: argparse.ArgumentParser) -> Handler:
             return
         print(f"Pool {defined[0].name()} XML configuration edited.\n")
     return run
+
+
+# -- find-storage-pool-sources, find-storage-pool-sources-as -------------------------------------
+
+def _print_sources(conn: Any, kind: str, spec: str | None) -> None:
+    from pyvirt.errors import libvirtError
+    try:
+        found = conn.findStoragePoolSources(kind, spec, 0)
+    except libvirtError as exc:
+        raise _failed(f"Failed to find any {kind} pool sources", exc)
+    sys.stdout.write(found)
+    print()
+
+
+@command("find-storage-pool-sources", "discover potential storage pool sources")
+def _find_sources(p: argparse.ArgumentParser) -> Handler:
+    _data_arg(p, "type", "type of storage pool sources to discover")
+    p.add_argument("--srcSpec", dest="src_spec", metavar="STRING", help="optional file of source xml to query for pools")
+
+    def run(conn: Any, args: argparse.Namespace) -> None:
+        kind = _data(args, "type")
+        spec = read_file(args.src_spec) if args.src_spec is not None else None
+        _print_sources(conn, kind, spec)     # type: ignore[arg-type]
+    return run
+
+
+@command("find-storage-pool-sources-as", "find potential storage pool sources")
+def _find_sources_as(p: argparse.ArgumentParser) -> Handler:
+    _data_arg(p, "type", "type of storage pool sources to find")
+    p.add_argument("--host", metavar="STRING", help="optional host to query")
+    p.add_argument("--port", metavar="STRING", help="optional port to query")
+    p.add_argument("--initiator", metavar="STRING", help="optional initiator IQN to use for query")
+
+    def run(conn: Any, args: argparse.Namespace) -> None:
+        kind = _data(args, "type")
+        spec = None
+        if args.host:      # virsh's <source> for the query: the host (and port), the initiator
+            port = f" port='{_esc(args.port)}'" if args.port else ""
+            lines = ["<source>", f"  <host name='{_esc(args.host)}'{port}/>"]
+            if args.initiator:
+                lines += ["  <initiator>", f"    <iqn name='{_esc(args.initiator)}'/>", "  </initiator>"]
+            spec = "\n".join(lines + ["</source>"]) + "\n"
+        _print_sources(conn, kind, spec)     # type: ignore[arg-type]
+    return run
