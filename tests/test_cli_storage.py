@@ -332,3 +332,24 @@ def test_pool_xml_builder_matches_virsh_print_xml():
     expected = subprocess.run([VIRSH, "-c", "test:///default", *words], capture_output=True, text=True).stdout
     status, got = run([sys.executable, "-m", "pyvirt.cli", "-c", "test:///default", *words])
     assert status == 0 and got == expected
+
+
+@needs_virsh
+def test_pool_edit_prints_what_virsh_prints(pyvirtd, tmp_path, monkeypatch):
+    """pool-edit's cycle with an editor that changes nothing, then one that moves the target."""
+    lines = """
+pool-define-as NAME dir --target DIR/NAME
+pool-edit NAME
+""".strip().splitlines()
+    monkeypatch.setenv("EDITOR", "true")
+    monkeypatch.delenv("VISUAL", raising=False)
+    same_transcripts(pyvirtd, tmp_path, lines)
+    editor = tmp_path / "edit.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's#</path>#.moved</path>#' \"$1\"\n")
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    (tmp_path / "v").rename(tmp_path / "v1")
+    (tmp_path / "p").rename(tmp_path / "p1")
+    text = same_transcripts(pyvirtd, tmp_path, ["pool-edit NAME", "pool-dumpxml NAME --xpath /pool/target/path",
+                                                "pool-undefine NAME"])
+    assert "XML configuration edited" in text and "NAME.moved" in text
