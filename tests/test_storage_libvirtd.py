@@ -291,3 +291,98 @@ def test_refresh_lists_what_libvirt_lists(hosts, tmp_path):
                  ["vol-dumpxml", "--pool", "mixed", "q.qcow2"], ["pool-destroy", "mixed"]]
         results[side] = [tuple(normalise(x, d) if isinstance(x, str) else x for x in run(uri, *s)) for s in steps]
     assert results["pyvirtd"] == results["libvirtd"]
+
+
+API_WALK = r"""
+import json, sys, libvirt
+uri, pool_dir = sys.argv[1], sys.argv[2]
+libvirt.registerErrorHandler(lambda *a: None, None)
+c = libvirt.open(uri)
+out = []
+def step(name, fn):
+    try:
+        value = fn()
+        if isinstance(value, (libvirt.virStoragePool, libvirt.virStorageVol)):
+            value = value.name()
+        elif isinstance(value, list):
+            value = [v.name() if hasattr(v, "name") else v for v in value]
+        out.append([name, "ok", value])
+    except libvirt.libvirtError as e:
+        out.append([name, "error", e.get_error_code(), e.get_error_domain(), e.get_error_message()])
+xml = "<pool type='dir'><name>api</name><target><path>%s</path></target></pool>" % pool_dir
+step("define", lambda: c.storagePoolDefineXML(xml, 0))
+p = c.storagePoolLookupByName("api")
+step("define again", lambda: c.storagePoolDefineXML(xml.replace("api", "api2"), 0))
+step("info inactive", lambda: p.info())
+step("isActive", lambda: p.isActive())
+step("isPersistent", lambda: p.isPersistent())
+step("autostart", lambda: p.autostart())
+step("listVolumes inactive", lambda: p.listVolumes())
+step("numOfVolumes inactive", lambda: p.numOfVolumes())
+step("build", lambda: p.build(0))
+step("build both flags", lambda: p.build(libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE | libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE))
+step("create", lambda: p.create(0))
+step("create bad flag", lambda: p.create(64))
+step("numOfVolumes", lambda: p.numOfVolumes())
+step("vol create", lambda: p.createXML("<volume><name>v.qcow2</name><capacity unit='M'>3</capacity>"
+                                        "<target><format type='qcow2'/></target></volume>", 0))
+step("vol create no capacity", lambda: p.createXML("<volume><name>nocap</name></volume>", 0))
+step("vol create bad xml", lambda: p.createXML("<volume><name>x</name>", 0))
+step("vol create bad format", lambda: p.createXML("<volume><name>bf</name><capacity>1</capacity>"
+                                                  "<target><format type='nonsense'/></target></volume>", 0))
+v = p.storageVolLookupByName("v.qcow2")
+step("vol info", lambda: v.info())
+step("vol infoFlags physical", lambda: v.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL))
+step("vol path", lambda: v.path())
+step("vol lookup missing", lambda: p.storageVolLookupByName("missing"))
+step("vol by key missing", lambda: c.storageVolLookupByKey("/no/such/key"))
+step("vol by path missing", lambda: c.storageVolLookupByPath("/no/such/path"))
+step("pool by uuid missing", lambda: c.storagePoolLookupByUUIDString("00000000-0000-0000-0000-000000000001"))
+step("pool by name missing", lambda: c.storagePoolLookupByName("missing"))
+step("resize shrink", lambda: v.resize(1 << 20, 0))
+step("resize grow", lambda: v.resize(8 << 20, 0))
+step("vol info after", lambda: v.info())
+step("wipe bad alg", lambda: v.wipePattern(42, 0))
+step("listAllVolumes", lambda: p.listAllVolumes(0))
+step("listAllVolumes flags", lambda: p.listAllVolumes(1))
+step("listAll active", lambda: c.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE))
+step("listAll inactive", lambda: c.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_INACTIVE))
+step("setAutostart", lambda: p.setAutostart(1))
+step("autostart now", lambda: p.autostart())
+step("delete active", lambda: p.delete(0))
+step("undefine active", lambda: p.undefine())
+step("vol delete", lambda: v.delete(0))
+step("vol delete again", lambda: v.delete(0))
+step("destroy", lambda: p.destroy())
+step("destroy again", lambda: p.destroy())
+step("refresh inactive", lambda: p.refresh(0))
+step("delete", lambda: p.delete(0))
+step("undefine", lambda: p.undefine())
+step("lookup undefined", lambda: c.storagePoolLookupByName("api"))
+step("create transient bad type", lambda: c.storagePoolCreateXML("<pool type='nonsense'><name>r</name></pool>", 0))
+step("create transient zfs", lambda: c.storagePoolCreateXML("<pool type='zfs'><name>r</name><source><name>z</name></source></pool>", 0))
+step("create transient no type", lambda: c.storagePoolCreateXML("<pool><name>r</name></pool>", 0))
+step("create transient no target", lambda: c.storagePoolCreateXML("<pool type='dir'><name>r</name></pool>", 0))
+print(json.dumps(out))
+"""
+
+
+def test_python3_libvirt_walk_matches(hosts, tmp_path):
+    """The same python3-libvirt calls on both daemons: values, error codes, domains and messages."""
+    import json as jsonmod
+    if subprocess.run(["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode:
+        pytest.skip("python3-libvirt is not installed")
+    results = {}
+    for side, (uri, pool) in hosts.items():
+        target = tmp_path / f"api-{side[:2]}"
+        out = subprocess.run(["/usr/bin/python3", "-c", API_WALK, uri, str(target)], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        steps = jsonmod.loads(normalise(out.stdout.strip().splitlines()[-1], target))
+        for row in steps:       # sizes of the file system under the pool move between the runs
+            if row[0] in ("info inactive",):
+                continue
+        results[side] = steps
+    diffs = [f"{a[0]}:\n  pyvirtd  {a}\n  libvirtd {b}" for a, b in zip(results["pyvirtd"], results["libvirtd"])
+             if a != b]
+    assert not diffs, "\n".join(diffs)

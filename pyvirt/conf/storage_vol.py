@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import ErrorDomain, ErrorNumber, error
-from .storage_pool import Permissions, parse_permissions, xml_error
+from .storage_pool import Permissions, parse_permissions, parse_storage_document, xml_error
 from .units import UnitError, scale
 from .xmlutil import Node, child, child_text, el, parse_document, render
 
@@ -58,7 +58,7 @@ def _size(parent, tag: str) -> int | None:
 
 
 def parse(xml: str) -> VolDef:
-    doc = parse_document(xml, "volume", "volume_definition")
+    doc = parse_storage_document(xml, "volume", "storage_volume_definition")
     name = child_text(doc, "name", strip=True)
     if not name:
         raise error(ErrorNumber.NO_NAME, ErrorDomain.STORAGE, "missing volume name element")
@@ -71,7 +71,8 @@ def parse(xml: str) -> VolDef:
         if fmt is not None:
             vdef.format = fmt.get("type")
             if vdef.format not in FILE_FORMATS:
-                raise xml_error(f"unknown volume format type {vdef.format}")
+                raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.STORAGE,
+                            f"unknown volume format type {vdef.format}")
         vdef.permissions = parse_permissions(child(target, "permissions"))
         vdef.compat = child_text(target, "compat", strip=True)
         features = child(target, "features")

@@ -39,6 +39,13 @@ def _matches(obj: PoolObj, flags: int) -> bool:
     return True
 
 
+def _exclusive(a: str, b: str) -> Exception:
+    """libvirt's VIR_EXCLUSIVE_FLAGS_RET: INVALID_ARG, the message bare."""
+    from ...errors import ErrorLevel, libvirtError
+    text = f"Flags '{a}' and '{b}' are mutually exclusive"
+    return libvirtError(text, ErrorNumber.INVALID_ARG, _S, ErrorLevel.ERROR, "%s", text)
+
+
 class StorageConnection(BaseStorageConnection):
     def __init__(self, info: Any, driver: StorageDriver) -> None:
         super().__init__(info, driver.events)
@@ -115,8 +122,8 @@ class StorageConnection(BaseStorageConnection):
         overwrite = bool(flags & StoragePoolCreateFlags.WITH_BUILD_OVERWRITE)
         no_overwrite = bool(flags & StoragePoolCreateFlags.WITH_BUILD_NO_OVERWRITE)
         if overwrite and no_overwrite:
-            raise error(ErrorNumber.INVALID_ARG, _S, "Flags 'VIR_STORAGE_POOL_CREATE_WITH_BUILD_OVERWRITE' and "
-                        "'VIR_STORAGE_POOL_CREATE_WITH_BUILD_NO_OVERWRITE' are mutually exclusive")
+            raise _exclusive("VIR_STORAGE_POOL_CREATE_WITH_BUILD_OVERWRITE",
+                             "VIR_STORAGE_POOL_CREATE_WITH_BUILD_NO_OVERWRITE")
         return bool(flags & StoragePoolCreateFlags.WITH_BUILD) or overwrite or no_overwrite, overwrite, no_overwrite
 
     async def storage_pool_create(self, pool: StoragePoolRef, flags: int) -> None:
@@ -128,6 +135,8 @@ class StorageConnection(BaseStorageConnection):
     async def storage_pool_build(self, pool: StoragePoolRef, flags: int) -> None:
         check_flags(flags, int(StoragePoolBuildFlags.OVERWRITE | StoragePoolBuildFlags.NO_OVERWRITE),
                     "storagePoolBuild", _S)
+        if flags & StoragePoolBuildFlags.OVERWRITE and flags & StoragePoolBuildFlags.NO_OVERWRITE:
+            raise _exclusive("VIR_STORAGE_POOL_BUILD_OVERWRITE", "VIR_STORAGE_POOL_BUILD_NO_OVERWRITE")
         await self.driver.build(self.driver.by_ref(pool), bool(flags & StoragePoolBuildFlags.OVERWRITE),
                                 bool(flags & StoragePoolBuildFlags.NO_OVERWRITE))
 

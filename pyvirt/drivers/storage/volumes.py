@@ -69,8 +69,8 @@ async def _build(driver: Any, obj: PoolObj, vol: Volume, work: Any) -> Volume:
 async def create(driver: Any, obj: PoolObj, xml: str, flags: int) -> Volume:
     vdef, vol = _new_volume(driver, obj, xml)
     backend = driver.backend(obj)
-    if vdef.capacity is None and not vdef.backing_path:
-        raise error(ErrorNumber.NO_SUPPORT, _S, "volume capacity required for this storage pool")
+    if vdef.capacity is None and not vdef.backing_path:   # libvirt: capacity optional with a backing store
+        raise error(ErrorNumber.XML_ERROR, _S, "missing capacity element")
     fmt = vdef.format or backend.default_format
     if fmt not in volxml.CREATABLE_FORMATS and obj.pdef.type == "dir":
         raise error(ErrorNumber.CONFIG_UNSUPPORTED, _S, f"unsupported storage vol type '{fmt}'")
