@@ -82,6 +82,13 @@ READ_ONLY_OK |= {313, 314, 368, 369}
 HIGH_PRIORITY |= {186, 188, 189, 244, 246, 247, 274, 275}
 READ_ONLY_OK |= {186, 188, 189, 190, 191, 244, 246, 247, 271, 272, 274, 275}
 MUTATING |= {185, 192, 193}
+# block jobs: only the job's info is read-only
+READ_ONLY_OK |= {238}
+MUTATING |= {237, 239, 240, 266, 290, 345}
+# scheduler parameters, max vCPUs, isUpdated: queries read-only, setters mutate
+HIGH_PRIORITY |= {18, 202}
+READ_ONLY_OK |= {18, 56, 57, 202, 223}
+MUTATING |= {58, 219}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 
