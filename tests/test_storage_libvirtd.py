@@ -343,6 +343,37 @@ step("resize shrink", lambda: v.resize(1 << 20, 0))
 step("resize grow", lambda: v.resize(8 << 20, 0))
 step("vol info after", lambda: v.info())
 step("wipe bad alg", lambda: v.wipePattern(42, 0))
+def upload(vol, data, offset=0, length=0):
+    st = c.newStream(0)
+    vol.upload(st, offset, length, 0)
+    st.send(data)
+    st.finish()
+    return len(data)
+def download(vol, offset=0, length=0):
+    st = c.newStream(0)
+    vol.download(st, offset, length, 0)
+    got = b""
+    while True:
+        chunk = st.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    st.finish()
+    return [len(got), got[:8].hex(), got[-8:].hex()]
+step("upload", lambda: upload(v, bytes(range(256)) * 4096))
+step("download", lambda: download(v))
+step("download window", lambda: download(v, 1000, 5000))
+step("upload window", lambda: upload(v, b"\xff" * 100, 10, 100))
+step("download after", lambda: download(v, 0, 200))
+step("upload too long", lambda: upload(v, b"\xee" * 100, 0, 10))
+step("vol info uploaded", lambda: v.info())
+step("createXMLFrom", lambda: p.createXMLFrom("<volume><name>copy</name><capacity>0</capacity>"
+                                              "<target><format type='raw'/></target></volume>", v, 0))
+step("copy info", lambda: p.storageVolLookupByName("copy").info())
+step("copy download", lambda: download(p.storageVolLookupByName("copy"), 0, 64))
+step("wipe copy", lambda: p.storageVolLookupByName("copy").wipe(0))
+step("copy after wipe", lambda: download(p.storageVolLookupByName("copy"), 0, 64))
+step("copy delete", lambda: p.storageVolLookupByName("copy").delete(0))
 step("listAllVolumes", lambda: p.listAllVolumes(0))
 step("listAllVolumes flags", lambda: p.listAllVolumes(1))
 step("listAll active", lambda: c.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE))
