@@ -129,7 +129,7 @@ def parse(xml: str) -> PoolDef:
                     f"missing backend for pool type {ALL_POOL_TYPES.index(ptype)} ({ptype})")
     name = child_text(doc, "name", strip=True)
     if not name:
-        raise error(ErrorNumber.NO_NAME, ErrorDomain.STORAGE, "missing pool source name element")
+        raise xml_error("missing pool source name element")
     _check(name, "name")
     raw_uuid = child_text(doc, "uuid", strip=True)
     if raw_uuid:

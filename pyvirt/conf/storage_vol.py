@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import ErrorDomain, ErrorNumber, error
+from .names import check_name
 from .storage_pool import Permissions, parse_permissions, parse_storage_document, xml_error
 from .units import UnitError, scale
 from .xmlutil import Node, child, child_text, el, parse_document, render
@@ -52,8 +53,7 @@ def _size(parent, tag: str) -> int | None:
     except UnitError as exc:
         raise error(ErrorNumber.INVALID_ARG, ErrorDomain.STORAGE, str(exc)) from None
     if value >= 2**64:
-        raise error(ErrorNumber.OVERFLOW if hasattr(ErrorNumber, "OVERFLOW") else ErrorNumber.INVALID_ARG,
-                    ErrorDomain.STORAGE, f"value too large: {raw}")
+        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.STORAGE, f"malformed {tag} element: value too large")
     return value
 
 
@@ -61,7 +61,9 @@ def parse(xml: str) -> VolDef:
     doc = parse_storage_document(xml, "volume", "storage_volume_definition")
     name = child_text(doc, "name", strip=True)
     if not name:
-        raise error(ErrorNumber.NO_NAME, ErrorDomain.STORAGE, "missing volume name element")
+        raise xml_error("missing volume name element")
+    if "/" not in name:
+        check_name(name, "name")     # no control characters (libvirt refuses the newline)
     vdef = VolDef(name=name)
     vdef.capacity = _size(doc, "capacity")
     vdef.allocation = _size(doc, "allocation")

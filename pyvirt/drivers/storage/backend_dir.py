@@ -226,11 +226,16 @@ class DirBackend:
 
 
 def _create_raw(path: str, capacity: int, allocation: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise _sys_error(exc, f"Failed to create file '{path}'") from None
     try:
         if allocation:
             _fallocate_fd(fd, path, allocation)
         os.ftruncate(fd, capacity)
+    except OSError as exc:
+        raise _sys_error(exc, f"cannot extend file '{path}'") from None
     finally:
         os.close(fd)
 
