@@ -411,3 +411,60 @@ def test_pool_events_carry_libvirts_codes(tmp_path):
     seen = asyncio.run(scenario())
     assert seen == [(0, "ev", (0, 0)), (0, "ev", (4, 0)), (0, "ev", (2, 0)), (1, "ev", ()),
                     (0, "ev", (3, 0)), (0, "ev", (5, 0)), (0, "ev", (1, 0))]
+
+
+BAD_POOLS = [
+    ("", 35), ("<pool/>", 27), ("<notpool/>", 27), ("<pool type='dir'/>", 27),
+    ("<pool type='dir'><name>a\nb</name><target><path>/x</path></target></pool>", 35),
+    ("<pool type='dir'><name>ok</name><target><path>rel</path></target></pool>", 27),
+    ("<pool type='dir'><name>ok</name><uuid>zz</uuid><target><path>/x</path></target></pool>", 27),
+    ("<pool type='dir'><name>ok</name><target><path>/x</path><permissions><mode>999</mode></permissions>"
+     "</target></pool>", 27),
+    ("<pool type='logical'><name>vg</name><source><format type='x'/></source></pool>", 27),
+    ("<pool type='rbd'><name>r</name></pool>", 1), ("<pool type='dir'><name>x</name>", 35),
+]
+BAD_VOLUMES = [
+    ("", 35), ("<volume/>", 27), ("<volume><name>a</name><capacity unit='zz'>1</capacity></volume>", 8),
+    ("<volume><name>a</name><capacity>-1</capacity></volume>", 27),
+    ("<volume><name>a</name><capacity>99999999999999999999999</capacity></volume>", 8),
+    ("<volume><name>a\nb</name><capacity>1</capacity></volume>", 35),
+    ("<volume><name>.</name><capacity>1</capacity></volume>", 55),
+    ("<volume><name>a/b</name><capacity>1</capacity></volume>", 55),
+    ("<volume><name>nocap</name></volume>", 27),
+    ("<volume><name>d</name><capacity>1</capacity><target><format type='iso'/></target></volume>", 67),
+    ("<volume><name>e</name><capacity>1</capacity><target><format type='bogus'/></target></volume>", 67),
+    ("<volume><name>" + "x" * 300 + "</name><capacity>1</capacity></volume>", 38),
+]
+
+
+def test_bad_definitions_get_libvirt_errors_only(tmp_path):
+    """Every malformed pool or volume definition is a libvirtError with libvirt's code; nothing else escapes."""
+    import asyncio
+
+    from pyvirt.driver import ConnectionInfo
+    from pyvirt.drivers.storage import StorageDriver
+    from pyvirt.errors import libvirtError
+
+    async def scenario() -> list[tuple[str, int | str]]:
+        drv = StorageDriver(tmp_path / "root")
+        await drv.initialize()
+        conn = drv.connect(ConnectionInfo("qemu:///system"))
+        got: list[tuple[str, int | str]] = []
+        for xml, _ in BAD_POOLS:
+            try:
+                await conn.storage_pool_define_xml(xml, 0)
+                got.append((xml, "accepted"))
+            except libvirtError as exc:
+                got.append((xml, exc.get_error_code()))
+        pool = await conn.storage_pool_create_xml(
+            f"<pool type='dir'><name>p</name><target><path>{tmp_path}/p</path></target></pool>", 1)
+        for xml, _ in BAD_VOLUMES:
+            try:
+                await conn.storage_vol_create_xml(pool, xml, 0)
+                got.append((xml, "accepted"))
+            except libvirtError as exc:
+                got.append((xml, exc.get_error_code()))
+        assert await conn.storage_pool_list_volumes(pool, 100) == []   # nothing half-made stays
+        return got
+
+    assert asyncio.run(scenario()) == BAD_POOLS + BAD_VOLUMES
