@@ -468,3 +468,38 @@ def test_bad_definitions_get_libvirt_errors_only(tmp_path):
         return got
 
     assert asyncio.run(scenario()) == BAD_POOLS + BAD_VOLUMES
+
+
+def test_concurrent_calls_on_one_volume(tmp_path):
+    """Two creates of one name: one volume, the other call libvirt's 'exists already'; a pool
+    whose volume is being made is not destroyed under it; a volume being made is not listed."""
+    import asyncio
+
+    from pyvirt.driver import ConnectionInfo
+    from pyvirt.drivers.storage import StorageDriver
+    from pyvirt.errors import libvirtError
+
+    async def scenario() -> tuple[list, str, list]:
+        drv = StorageDriver(tmp_path / "root")
+        await drv.initialize()
+        conn = drv.connect(ConnectionInfo("qemu:///system"))
+        pool = await conn.storage_pool_create_xml(
+            f"<pool type='dir'><name>c</name><target><path>{tmp_path}/c</path></target></pool>", 1)
+        xml = "<volume><name>same.qcow2</name><capacity unit='M'>8</capacity><target><format type='qcow2'/></target></volume>"
+        first = asyncio.ensure_future(conn.storage_vol_create_xml(pool, xml, 0))
+        while "same.qcow2" not in drv.pools["c"].volumes:     # the first call has reserved the name
+            await asyncio.sleep(0)
+        listed_meanwhile = await conn.storage_pool_list_volumes(pool, 10)
+        try:
+            await conn.storage_pool_destroy(pool)
+            destroyed = "destroyed"
+        except libvirtError as exc:
+            destroyed = exc.get_error_message()
+        results = await asyncio.gather(first, conn.storage_vol_create_xml(pool, xml, 0), return_exceptions=True)
+        outcome = [r.name if not isinstance(r, BaseException) else r.get_error_message() for r in results]
+        return outcome, destroyed, listed_meanwhile
+
+    outcome, destroyed, listed = asyncio.run(scenario())
+    assert outcome == ["same.qcow2", "storage volume 'same.qcow2' exists already"]
+    assert destroyed == "Requested operation is not valid: pool 'c' has asynchronous jobs running."
+    assert listed == []
