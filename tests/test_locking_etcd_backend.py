@@ -405,3 +405,25 @@ def test_etcd_over_tls_with_client_certificates(tmp_path):
         run(scenario())
     finally:
         server.stop()
+
+
+def test_a_lock_daemon_stopped_with_guests_holding_disks_leaves_their_keys_to_the_ttl(etcd):
+    async def scenario():
+        old, _ = await host(etcd, "hostA", "/t12/")
+        g = Owner("u-a", "g", 4242)
+        state = await old.acquire(g, [disk("/img/stop")], None)
+        await old.close()                      # SIGTERM of the lock daemon, its guest still running
+        assert await raw(etcd, old.key(disk("/img/stop"))) is not None
+        new, _ = await host(etcd, "hostA", "/t12/")
+        try:
+            assert await new.acquire(g, [disk("/img/stop")], None) == state
+        finally:
+            await new.close()
+        # with nothing held, a stop revokes its lease at once
+        idle, _ = await host(etcd, "hostA", "/t12/")
+        await idle.acquire(Owner("u-b", "b", 1), [disk("/img/idle")], None)
+        await idle.forget(Owner("u-b", "b", 1))
+        lid = idle.lease_id()
+        await idle.close()
+        assert await EtcdClient([etcd.endpoint]).keepalive(lid) == 0
+    run(scenario())

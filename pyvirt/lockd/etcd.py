@@ -224,7 +224,14 @@ class EtcdBackend(Backend):
         if self._renewer is not None:
             self._renewer.cancel()
         lease, self._lease = self._lease, None
-        if lease is not None and not lease.expired:
+        holding = [o.owner.name for o in self._owned.values() if o.held or o.shared]
+        if lease is not None and holding:
+            # guests still run on these disks: leave the lease to its TTL, so a lock daemon
+            # started again within it carries their keys over (same host, guest and pid)
+            self._disarm(lease)
+            log.error("stopping while %s hold disk leases: etcd lease %x is left to expire in %d s",
+                      ", ".join(holding), lease.id, lease.ttl)
+        elif lease is not None and not lease.expired:
             self._disarm(lease)
             try:
                 await self.client.revoke(lease.id, timeout=1)
