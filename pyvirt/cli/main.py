@@ -205,11 +205,28 @@ def main(argv: list[str] | None = None) -> int:
         if not opts.words:
             from . import shell
             return shell.run(session)
-        return session.run_groups(split_commands(opts.words))
+        status = session.run_groups(split_commands(opts.words))
+        sys.stdout.flush()          # here, where a reader that went away can still be caught
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _end_as_sigpipe(session)
+        raise AssertionError("unreachable")  # pragma: no cover
     finally:
         session.close()
+
+
+def _end_as_sigpipe(session: Session) -> None:
+    """The reader of our output went away (``pyvirt list | head -1``): end
+    silently, killed by SIGPIPE, as virsh is (no traceback, the shell sees 141)."""
+    import os
+    import signal
+    session.close()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())     # nothing left to flush at exit
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
 
 
 if __name__ == "__main__":
