@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,13 @@ def test_network_nic_hot_plugged(daemon, tmp_path):
     assert "connections='1'" in virsh(daemon, "net-dumpxml", "nn").stdout
     virsh(daemon, "destroy", "g")
     assert link(daemon.netns, tap) is None
+
+
+def test_pyvirt_domiflist_matches_stock_virsh(daemon, tmp_path):
+    define(daemon, tmp_path)
+    virsh(daemon, "start", "g")
+    ours, theirs = (subprocess.run([*cmd, "-c", daemon.uri, "domiflist", "g"], capture_output=True, text=True,
+                                   timeout=60) for cmd in ([sys.executable, "-m", "pyvirt.cli"], ["virsh"]))
+    assert ours.returncode == 0, ours.stderr
+    assert "nn" in theirs.stdout.split() and "pvnicbr0" not in theirs.stdout
+    assert ours.stdout == theirs.stdout

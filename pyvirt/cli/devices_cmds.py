@@ -513,7 +513,10 @@ def _domiflist(p: argparse.ArgumentParser) -> Handler:
                 node = nic.find(tag)
                 return node.get(name) if node is not None and node.get(name) else "-"
             src = nic.find("source")
-            source = next((src.get(a) for a in ("bridge", "dev", "network", "name") if src is not None and src.get(a)), "-")
+            # virsh's XPath union string(): the first of these attributes in document order
+            # (a network NIC's live <source network='n' bridge='virbr0'/> shows 'n')
+            source = next((v for k, v in (src.attrib.items() if src is not None else ())
+                           if k in ("bridge", "dev", "network", "name", "path") and v), "-")
             rows.append([attr("target", "dev"), nic.get("type", ""), source, attr("model", "type"),
                          attr("mac", "address")])
         print_table(["Interface", "Type", "Source", "Model", "MAC"], rows)
