@@ -180,3 +180,28 @@ def test_pyvirt_domiflist_matches_stock_virsh(daemon, tmp_path):
     assert ours.returncode == 0, ours.stderr
     assert "nn" in theirs.stdout.split() and "pvnicbr0" not in theirs.stdout
     assert ours.stdout == theirs.stdout
+
+
+def test_interface_xml_as_libvirt_formats_it():
+    from pyvirt import conf
+    from pyvirt.errors import libvirtError
+
+    def nics(xml: str, inactive: bool) -> str:
+        d = conf.parse(f"<domain type='qemu'><name>x</name><memory>65536</memory><os><type>hvm</type></os>"
+                       f"<devices>{xml}</devices></domain>", ("qemu",), "qemu")
+        return d.format(inactive=inactive)
+
+    live = nics("<interface type='network'><mac address='52:54:00:00:00:09'/>"
+                "<source network='n' bridge='br9'/><target dev='vnet3'/></interface>"
+                "<interface type='ethernet'><mac address='52:54:00:00:00:0a'/><target dev='t0' managed='yes'/></interface>"
+                "<interface type='ethernet'><mac address='52:54:00:00:00:0b'/><target dev='t1' managed='no'/></interface>",
+                inactive=False)
+    assert "<source network='n' bridge='br9'/>" in live and "<target dev='vnet3'/>" in live
+    assert "<target dev='t0'/>" in live and "<target dev='t1' managed='no'/>" in live
+    inactive = nics("<interface type='network'><source network='n' bridge='br9'/><target dev='vnet3'/></interface>",
+                    inactive=True)
+    assert "<source network='n'/>" in inactive and "vnet3" not in inactive
+    for bad in ("<interface type='ethernet'><target managed='no'/></interface>",
+                "<interface type='ethernet'><target dev='t' managed='maybe'/></interface>"):
+        with pytest.raises(libvirtError):
+            nics(bad, inactive=True)

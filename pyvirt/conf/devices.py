@@ -350,7 +350,7 @@ class Interface:
                           ("bridge", None if flags.inactive else self.source_bridge)])
             if source_attr and self.source else None,
             el("target", [("dev", self.target_dev),
-                          ("managed", None if self.target_managed is None else yes_no(self.target_managed))])
+                          ("managed", "no" if self.target_managed is False else None)])   # as libvirt
             if self._shows_target(flags) else None,
             el("model", [("type", self.model)]) if self.model else None,
             el("link", [("state", self.link_state)]) if self.link_state else None,
