@@ -70,6 +70,14 @@ async def raw(etcd, key: bytes):
         await c.close()
 
 
+async def lease_ttl(etcd, lease: int) -> int:
+    c = EtcdClient([etcd.endpoint])
+    try:
+        return await c.keepalive(lease)
+    finally:
+        await c.close()
+
+
 def test_registered_by_name():
     assert backend_class("etcd") is EtcdBackend
     assert EtcdBackend.uses_state
@@ -289,7 +297,7 @@ def test_short_etcd_outage_fences_then_the_same_token_resumes(etcd):
             released = await a.release(ga, None)         # the daemon paused the guest
             assert released == state
             # the lease outlived the outage (renewed before the TTL ran out on etcd's side)
-            assert await EtcdClient([etcd.endpoint]).keepalive(lease.id) > 0
+            assert await lease_ttl(etcd, lease.id) > 0
             assert await a.acquire(ga, [disk("/img/r")], released) == state
             assert not a._owned[ga.uuid].fenced
         finally:
@@ -425,5 +433,5 @@ def test_a_lock_daemon_stopped_with_guests_holding_disks_leaves_their_keys_to_th
         await idle.forget(Owner("u-b", "b", 1))
         lid = idle.lease_id()
         await idle.close()
-        assert await EtcdClient([etcd.endpoint]).keepalive(lid) == 0
+        assert await lease_ttl(etcd, lid) == 0
     run(scenario())
