@@ -372,7 +372,6 @@ class EtcdBackend(Backend):
                      ", ".join(str(owned.held[resource_hash(r)][1]) for r in todo if not r.shared) or "-")
             return True
         # find the first reason, naming the disk and who holds it
-        again = False
         for res, kvs in zip(todo, result.ranges):
             h, key = resource_hash(res), self.key(res)
             main = next((kv for kv in kvs if kv.key == key), None)
@@ -381,7 +380,7 @@ class EtcdBackend(Backend):
                 if main is None:
                     continue
                 if not last and self._takeable(main, owner):
-                    again |= await self._clear(main)
+                    await self._clear(main)
                     continue
                 raise _busy(res, main)
             if want is not None:
@@ -393,7 +392,6 @@ class EtcdBackend(Backend):
                     log.warning("%s: the etcd key of %s (token %d) is gone; taking the disk afresh",
                                 owner.name, res.what or res.path, want)
                     tokens.pop(h)
-                    again = True
                     continue
                 if main is None:
                     raise _lost(res, want)
@@ -405,11 +403,10 @@ class EtcdBackend(Backend):
                 # this very QEMU holds it on an older lease (the lock daemon was restarted):
                 # carry the key over to our lease with its token
                 tokens[h] = main.create_revision
-                again = True
                 continue
             if not last and all(self._takeable(kv, owner) for kv in others):
                 for kv in others:
-                    again |= await self._clear(kv)
+                    await self._clear(kv)
                 continue
             raise _busy(res, main or others[0])
         return False
@@ -418,13 +415,12 @@ class EtcdBackend(Backend):
         """Another guest's parked (released) key may be taken."""
         return not self._ours(kv, owner) and _value(kv).get("state") == "released"
 
-    async def _clear(self, kv: KeyValue) -> bool:
+    async def _clear(self, kv: KeyValue) -> None:
         """Delete a key another guest parked (guarded: if it resumed meanwhile, it stays)."""
         result = await self.client.txn([cmp_mod(kv.key, kv.mod_revision)], [op_delete(kv.key)])
         if result.succeeded:
             log.info("took over the released etcd key %s (token %d)", kv.key.decode(errors="replace"),
                      kv.create_revision)
-        return True
 
     async def release(self, owner: Owner, resources: Sequence[Resource] | None) -> str | None:
         async with self._lock(owner):

@@ -1,0 +1,189 @@
+"""Deleting external snapshots as libvirt 9.0 does, with stock virsh against a real
+pyvirtd and real QEMU: the snapshot's overlay merged into the image under it (QMP
+block-commit on a running guest, qemu-img commit/rebase on a shut-off one), the
+overlay gone, the guest's disk content unchanged, and 9.0's refusals word for word.
+
+Expected content is built independently: the same qemu-io writes applied to a raw
+scratch image, compared with ``qemu-img compare`` (exit 0: the same content)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_snapshot import _define, _img, _ok, _same, _virsh, _write_marker, pytestmark  # noqa: F401
+
+MIB = 1 << 20
+
+
+def _expected(path: Path, writes: list[tuple[int, int]]) -> Path:
+    """A raw 16 MiB image holding ``writes`` ((pattern byte, offset) of 64 KiB each)."""
+    assert _img("create", "-q", "-f", "raw", str(path), "16M").returncode == 0
+    for byte, offset in writes:
+        out = subprocess.run(["qemu-io", "-f", "raw", "-c", f"write -P {byte} {offset} 64k", str(path)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+    return path
+
+
+def _write_at(image: Path, byte: int, offset: int) -> None:
+    out = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {byte} {offset} 64k", str(image)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def _guest_io(uri: str, command: str) -> None:
+    """qemu-io inside the running QEMU through the disk's device: what the guest would
+    write (HMP answers nothing when it worked), then a flush so the image is current
+    on disk for qemu-img."""
+    for cmd in (command, "flush"):
+        out = _ok(_virsh, uri, "qemu-monitor-command", "g", "--hmp",
+                  f'qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend "{cmd}"')
+        assert out.strip() == "", out
+
+
+def _chain(image: Path) -> list[str]:
+    out = _img("info", "-U", "--backing-chain", "--output=json", str(image))
+    assert out.returncode == 0, out.stderr
+    return [entry["filename"] for entry in json.loads(out.stdout)]
+
+
+def test_running_guest_active_and_intermediate_commit(pyvirtd):
+    """Two disk-only snapshots of a running guest; deleting the older one commits its
+    overlay under the newer one (intermediate commit), deleting the newer one commits
+    the active layer and pivots; the guest runs on, on its original image."""
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    work = pyvirtd.workdir
+    _write_marker(disk, 0x11)
+    _ok(_virsh, uri, "start", "g")
+    assert _ok(_virsh, uri, "snapshot-create-as", "g", "e1", "--disk-only") == "Domain snapshot e1 created\n"
+    _guest_io(uri, f"write -P 0x22 {MIB} 64k")
+    assert _ok(_virsh, uri, "snapshot-create-as", "g", "e2", "--disk-only") == "Domain snapshot e2 created\n"
+    _guest_io(uri, f"write -P 0x33 {2 * MIB} 64k")
+    expected = _expected(work / "expected.raw", [(0x11, 0), (0x22, MIB), (0x33, 2 * MIB)])
+    e1, e2 = work / "g.e1", work / "g.e2"
+    assert _chain(e2) == [str(e2), str(e1), str(disk)]
+    assert _same(e2, expected)
+
+    # the refusals first: nothing may have moved after them
+    out = _virsh(uri, "snapshot-delete", "g", "e1", "--children")
+    assert out.returncode == 1
+    assert out.stderr == ("error: Failed to delete snapshot e1\nerror: unsupported configuration: "
+                          "deletion of external children disk snapshots not supported\n")
+    out = _virsh(uri, "snapshot-delete", "g", "e1", "--children-only")
+    assert out.stderr == ("error: Failed to delete snapshot e1\nerror: unsupported configuration: "
+                          "deletion of external children disk snapshots not supported\n")
+    out = _virsh(uri, "snapshot-delete", "g", "e2", "--children")
+    assert out.stderr == ("error: Failed to delete snapshot e2\nerror: unsupported configuration: "
+                          "deletion of external disk snapshots with children not supported\n")
+    assert _chain(e2) == [str(e2), str(e1), str(disk)]
+
+    # e1: its overlay is in the middle of the chain
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e1") == "Domain snapshot e1 deleted\n\n"
+    assert not e1.exists()
+    assert _chain(e2) == [str(e2), str(disk)]
+    assert _ok(_virsh, uri, "domstate", "g").strip() == "running"
+    live = _ok(_virsh, uri, "dumpxml", "g")
+    assert f"<source file='{e2}'" in live and str(e1) not in live
+    assert str(e1) not in _ok(_virsh, uri, "dumpxml", "--inactive", "g")
+    # e2 lost its parent and forgot the merged overlay in the definition it keeps
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "e2\n\n"
+    assert "Parent:         -" in _ok(_virsh, uri, "snapshot-info", "g", "e2")
+    assert str(e1) not in _ok(_virsh, uri, "snapshot-dumpxml", "g", "e2")
+    assert _same(e2, expected)
+
+    # e2: its overlay is the active layer, committed and pivoted onto the disk's image
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "--current") == "Domain snapshot e2 deleted\n\n"
+    assert not e2.exists()
+    assert _chain(disk) == [str(disk)]
+    assert _ok(_virsh, uri, "domstate", "g").strip() == "running"
+    blocks = _ok(_virsh, uri, "qemu-monitor-command", "g", '{"execute":"query-block"}')
+    assert str(disk) in blocks and str(e2) not in blocks and str(e1) not in blocks
+    live = _ok(_virsh, uri, "dumpxml", "g")
+    assert f"<source file='{disk}'" in live and "g.e" not in live
+    assert "g.e" not in _ok(_virsh, uri, "dumpxml", "--inactive", "g")
+    _guest_io(uri, f"write -P 0x44 {3 * MIB} 64k")      # the guest writes on, to its image now
+    expected = _expected(work / "expected2.raw", [(0x11, 0), (0x22, MIB), (0x33, 2 * MIB), (0x44, 3 * MIB)])
+    assert _same(disk, expected)
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
+    _ok(_virsh, uri, "destroy", "g")
+    assert _same(disk, expected)
+    _ok(_virsh, uri, "start", "g")              # the persistent definition names the merged image
+    _ok(_virsh, uri, "destroy", "g")
+
+
+def test_shut_off_guest_commit_and_rebase(pyvirtd):
+    """Shut off: qemu-img commit of the overlay into its backing file, the newer overlay
+    rebased onto that file; the content the guest would see is unchanged."""
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    work = pyvirtd.workdir
+    e1, e2 = work / "g.e1", work / "g.e2"
+    _write_marker(disk, 0x11)
+    _ok(_virsh, uri, "snapshot-create-as", "g", "e1", "--disk-only")
+    _write_at(e1, 0x22, MIB)
+    _ok(_virsh, uri, "snapshot-create-as", "g", "e2", "--disk-only")
+    _write_at(e2, 0x33, 2 * MIB)
+    expected = _expected(work / "expected.raw", [(0x11, 0), (0x22, MIB), (0x33, 2 * MIB)])
+    assert _same(e2, expected)
+
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e1") == "Domain snapshot e1 deleted\n\n"
+    assert not e1.exists()
+    assert _chain(e2) == [str(e2), str(disk)]
+    assert _same(e2, expected)
+    inactive = _ok(_virsh, uri, "dumpxml", "--inactive", "g")
+    assert f"<source file='{e2}'/>" in inactive and str(e1) not in inactive
+    assert f"<source file='{disk}'/>" in inactive           # the backing store is now the image
+    assert str(e1) not in _ok(_virsh, uri, "snapshot-dumpxml", "g", "e2")
+    assert "Current:        yes" in _ok(_virsh, uri, "snapshot-info", "g", "e2")
+
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e2") == "Domain snapshot e2 deleted\n\n"
+    assert not e2.exists()
+    assert _chain(disk) == [str(disk)]
+    assert _same(disk, expected)
+    assert "g.e" not in _ok(_virsh, uri, "dumpxml", "--inactive", "g")
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
+    _ok(_virsh, uri, "start", "g")
+    assert _ok(_virsh, uri, "domstate", "g").strip() == "running"
+    _ok(_virsh, uri, "destroy", "g")
+
+
+def test_metadata_only_keeps_the_overlay_and_block_job_refusal(pyvirtd):
+    """--metadata forgets the snapshot and leaves its overlay; a block job on the disk
+    refuses the merge in libvirt 9.0's words."""
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    work = pyvirtd.workdir
+    _ok(_virsh, uri, "start", "g")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "e1", "--disk-only")
+    _ok(_virsh, uri, "blockcopy", "g", "vda", str(work / "copy.qcow2"), "--transient-job", "--wait")
+    out = _virsh(uri, "snapshot-delete", "g", "e1")
+    assert out.returncode == 1
+    assert out.stderr == ("error: Failed to delete snapshot e1\nerror: Operation not supported: cannot delete "
+                          "external snapshots when there is another active block job\n")
+    _ok(_virsh, uri, "blockjob", "g", "vda", "--abort")
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e1", "--metadata") == "Domain snapshot e1 deleted\n\n"
+    assert (work / "g.e1").exists()
+    assert _chain(work / "g.e1") == [str(work / "g.e1"), str(disk)]
+    assert f"<source file='{work / 'g.e1'}'" in _ok(_virsh, uri, "dumpxml", "g")
+    _ok(_virsh, uri, "destroy", "g")
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["shutoff", "running"])
+def test_internal_parent_refused(pyvirtd, running):
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    _ok(_virsh, uri, "snapshot-create-as", "g", "one")
+    if running:
+        _ok(_virsh, uri, "start", "g")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "ext", "--disk-only")
+    out = _virsh(uri, "snapshot-delete", "g", "ext")
+    assert out.stderr == ("error: Failed to delete snapshot ext\nerror: Operation not supported: deleting "
+                          "external snapshot that has internal snapshot as parent not supported\n")
+    assert _chain(pyvirtd.workdir / "g.ext") == [str(pyvirtd.workdir / "g.ext"), str(disk)]
+    if running:
+        _ok(_virsh, uri, "destroy", "g")
