@@ -243,7 +243,7 @@ def test_client_api_and_events(pyvirtd, library):
 
 def test_external_disk_only_snapshots(pyvirtd):
     """pyvirt's CLI: --disk-only makes a qcow2 overlay per disk, running (blockdev-snapshot)
-    and shut off (qemu-img create -b); revert and delete refused as libvirt 9.0 does."""
+    and shut off (qemu-img create -b); revert and delete --children refused as libvirt 9.0 does."""
     uri = pyvirtd.uri
     disk, _ = _define(pyvirtd)
     work = pyvirtd.workdir
@@ -291,7 +291,7 @@ def test_external_disk_only_snapshots(pyvirtd):
                               "revert to external snapshot not supported yet\n")
         out = run(uri, "snapshot-delete", "g", "e1", "--children")
         assert out.stderr == ("error: Failed to delete snapshot e1\nerror: unsupported configuration: "
-                              "deletion of 2 external disk snapshots not supported yet\n")
+                              "deletion of external children disk snapshots not supported\n")
         out = run(uri, "snapshot-create-as", "g", "q", "--disk-only", "--quiesce")
         assert out.returncode == 1
         assert out.stderr == "error: argument unsupported: QEMU guest agent is not configured\n\n" or \

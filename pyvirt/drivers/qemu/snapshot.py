@@ -27,6 +27,7 @@ from ...enums_more import (DomainSnapshotCreateFlags as Create, DomainSnapshotDe
                            DomainSnapshotRevertFlags as Revert)
 from ...errors import ErrorDomain, ErrorNumber, error
 from ..domainlist import emit_lifecycle
+from . import snapshot_delete as external_delete
 from . import snapshot_qemu as work
 from .jobs import JobKind
 from .snapshot_store import SnapshotDef, SnapshotTree, tree_for
@@ -424,24 +425,32 @@ async def delete(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
             targets = [snap] + below
         else:
             targets = [snap]
+        merges: list[external_delete.Merge] = []
         if not flags & Delete.METADATA_ONLY:
-            external = sum(1 for t in targets if t.is_external)
-            parent = snaps.snaps.get(snap.parent or "")
-            if snap.is_external and parent is not None and not parent.is_external \
-                    and not flags & Delete.CHILDREN_ONLY:
-                raise error(ErrorNumber.OPERATION_UNSUPPORTED, Q,
-                            "deleting external snapshot that has internal snapshot as parent not supported")
-            if external:
-                # libvirt 9.0 commits an external snapshot's overlay into its backing file;
-                # pyvirt keeps them (its metadata alone can go, with METADATA_ONLY)
-                raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q,
-                            f"deletion of {external} external disk snapshots not supported yet")
+            if not snap.is_external:
+                _check_same_images(obj, snap)
+            external_delete.validate(obj, snaps, snap, flags)
+            if snap.is_external and not flags & (Delete.CHILDREN | Delete.CHILDREN_ONLY):
+                merges = external_delete.prepare(obj, snaps, snap)
             for target in targets:
-                _check_same_images(obj, target)
+                if not target.is_external:
+                    _check_same_images(obj, target)
         current = snaps.current
         current_goes = current is not None and any(t.name == current.name for t in targets)
+        if merges:
+            # libvirt 9.0 merges the snapshot's overlays into the images under them
+            if obj.active:
+                await external_delete.merge_live(obj, merges)
+            else:
+                await external_delete.merge_offline(merges)
+            external_delete.update_definitions(obj, merges)
+            if obj.active:
+                obj.save_status()
+            if obj.persistent:
+                drv.save_config(obj)
+            external_delete.update_descendants(snaps, snap, merges)
         for target in reversed(targets):       # children before their parents
-            if not flags & Delete.METADATA_ONLY:
+            if not flags & Delete.METADATA_ONLY and not target.is_external:
                 await _discard(drv, obj, target)
             snaps.remove(target.name)          # type: ignore[arg-type]
         if current_goes:
