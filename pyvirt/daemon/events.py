@@ -28,12 +28,12 @@ from typing import Any, Iterable
 
 from ..driver import DomainEvent
 from ..enums import EventID
-from ..errors import ErrorDomain, ErrorNumber, error
+from ..errors import ErrorDomain, ErrorNumber, error, no_support
 from ..rpc import wire
 from ..rpc.protocol import REMOTE, Procedure
 from ..rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
 from ..rpc.protocol.remote_lifecycle import callback_event_args, legacy_event_args
-from ..rpc.protocol.remote_object_events import EVENT_MESSAGES, KIND_NAMES
+from ..rpc.protocol.remote_object_events import EVENT_MESSAGES, KIND_NAMES, STORAGE
 from ..rpc.wire import Program
 
 LAST_LEGACY_ID = EventID.DEVICE_REMOVED
@@ -101,8 +101,6 @@ def deliver(client: Any, legacy_events: set[int], callbacks: dict[int, tuple[int
 def object_bus(conn: Any, kind: str) -> Any:
     """The host-wide bus of ``conn``'s storage or network driver, or libvirt's
     NO_SUPPORT when the connection has none (a test:/// connection)."""
-    from ..errors import no_support
-    from ..rpc.protocol.remote_object_events import STORAGE
     target = getattr(conn, kind, None) if conn is not None else None
     if target is None:
         api = ("virConnectStoragePoolEventRegisterAny" if kind == STORAGE
@@ -129,7 +127,7 @@ def deliver_object_event(client: Any, kind: str, callbacks: dict[int, tuple[str,
     proc = EVENT_MESSAGES[kind].get(event.event_id)
     if proc is None:
         return
-    obj = event.pool if kind == "storage" else event.net
+    obj = event.pool if kind == STORAGE else event.net
     for cb, (cb_kind, event_id, uuid) in callbacks.items():
         if cb_kind == kind and event_id == event.event_id and (uuid is None or uuid == obj.uuid):
             payload = proc.encode_args((cb, obj, *event.detail))
