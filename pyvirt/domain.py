@@ -14,6 +14,7 @@ from .api.console import DomainConsoleAPI
 from .api.devices import DomainDevicesAPI
 from .api.host import DomainHostAPI
 from .api.lifecycle import DomainLifecycleAPI
+from .api.migration import DomainMigrationAPI
 from .api.blockjob import DomainBlockJobAPI
 from .api.snapshot import DomainSnapshotAPI
 from .api.stats import DomainStatsAPI
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 
 
 class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAPI,  # noqa: N801
-                DomainLifecycleAPI, DomainSnapshotAPI, DomainBlockJobAPI):  # libvirt-python's name
+                DomainLifecycleAPI, DomainSnapshotAPI, DomainBlockJobAPI,
+                DomainMigrationAPI):  # libvirt-python's name
     def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
         self._conn = conn
         self._ref = ref

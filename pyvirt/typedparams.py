@@ -41,6 +41,7 @@ MIGRATION_PARAM_TYPES: dict[str, T] = {
     "bandwidth.postcopy": T.ULLONG,
     "parallel.connections": T.INT,
     "tls.destination": T.STRING,
+    "pyvirt.converge": T.INT,       # pyvirt's own: the convergence policy on (1) or off (0)
 }
 
 # libvirt-python's constant names for them

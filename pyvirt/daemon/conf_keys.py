@@ -113,6 +113,13 @@ PYVIRT_KEYS: dict[str, ValueType] = {
     # the etcd lock manager: the cluster, the lease TTL in seconds, the key prefix, TLS to etcd
     "lock_etcd_endpoints": SS, "lock_etcd_ttl": U, "lock_etcd_prefix": S,
     "lock_etcd_ca_file": S, "lock_etcd_cert_file": S, "lock_etcd_key_file": S,
+    # the convergence policy of outgoing migrations (drivers/qemu/migration/converge.py): on for
+    # every migration that does not say; its completion bound (s per GiB of RAM, at least _min s);
+    # the downtime bound (ms) and steps; stalled passes per stage; vCPU throttle; the stages' order
+    "migration_converge": B, "migration_converge_timeout_per_gib": U, "migration_converge_timeout_min": U,
+    "migration_converge_downtime_max": U, "migration_converge_downtime_steps": U,
+    "migration_converge_stall_passes": U, "migration_converge_throttle_initial": U,
+    "migration_converge_throttle_increment": U, "migration_converge_order": SS,
 }
 
 

@@ -120,6 +120,16 @@ class DaemonConfig:
     lock_etcd_ca_file: str = ""
     lock_etcd_cert_file: str = ""
     lock_etcd_key_file: str = ""
+    # the convergence policy (drivers/qemu/migration/converge.py; defaults there, Nova's scaled)
+    migration_converge: int = 0
+    migration_converge_timeout_per_gib: int = 120
+    migration_converge_timeout_min: int = 30
+    migration_converge_downtime_max: int = 500
+    migration_converge_downtime_steps: int = 5
+    migration_converge_stall_passes: int = 2
+    migration_converge_throttle_initial: int = 40
+    migration_converge_throttle_increment: int = 20
+    migration_converge_order: list[str] = field(default_factory=lambda: ["downtime", "auto-converge", "postcopy"])
     ignored: list[Ignored] = field(default_factory=list, repr=False)
 
     @property
@@ -370,9 +380,25 @@ def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
     if cfg.lock_file_lockspace_dir and not cfg.lock_file_lockspace_dir.startswith("/"):
         raise fail("lock_file_lockspace_dir", "lock_file_lockspace_dir must be an absolute path")
     _check_etcd(cfg, fail)
+    try:
+        converge_settings(cfg).check()
+    except ValueError as exc:
+        raise fail("migration_converge_order", str(exc)) from None
     if cfg.save_image_format not in FORMATS:
         raise fail("save_image_format", f"save_image_format '{cfg.save_image_format}' is not one of: "
                    + ", ".join(FORMATS))
+
+
+def converge_settings(cfg: DaemonConfig) -> Any:
+    """The QEMU driver's convergence policy settings from the migration_converge_* keys."""
+    from ..drivers.qemu.migration.converge import ConvergeSettings
+    return ConvergeSettings(
+        enabled=bool(cfg.migration_converge), timeout_per_gib=cfg.migration_converge_timeout_per_gib,
+        timeout_min=cfg.migration_converge_timeout_min, downtime_max=cfg.migration_converge_downtime_max,
+        downtime_steps=cfg.migration_converge_downtime_steps, stall_passes=cfg.migration_converge_stall_passes,
+        throttle_initial=cfg.migration_converge_throttle_initial,
+        throttle_increment=cfg.migration_converge_throttle_increment,
+        order=list(cfg.migration_converge_order))
 
 
 def _check_etcd(cfg: DaemonConfig, fail: Any) -> None:

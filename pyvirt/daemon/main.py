@@ -47,7 +47,7 @@ from ..rpc import tlsconfig
 from ..rpc.server import RPCServer
 from . import sdnotify
 from .auth import Authenticator
-from .config import DaemonConfig, load_file
+from .config import DaemonConfig, converge_settings, load_file
 from .dispatch import Dispatcher
 
 log = logging.getLogger("pyvirtd")
@@ -93,7 +93,7 @@ class Daemon:
             migrate_tls_x509_verify=None if cfg.migrate_tls_x509_verify < 0 else bool(cfg.migrate_tls_x509_verify),
             default_tls_x509_cert_dir=cfg.default_tls_x509_cert_dir,
             default_tls_x509_verify=None if cfg.default_tls_x509_verify < 0 else bool(cfg.default_tls_x509_verify),
-            migrate_tls_force=bool(cfg.migrate_tls_force)),
+            migrate_tls_force=bool(cfg.migrate_tls_force), converge=converge_settings(cfg)),
             connector=connect_peer, locks=lock_manager(cfg))
         self.networks = NetworkDriver(cfg.state_dir, default_network=bool(cfg.default_network))
         self.storage = StorageDriver(cfg.state_dir)

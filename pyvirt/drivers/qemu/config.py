@@ -24,6 +24,7 @@ from pathlib import Path
 from ...conf.names import contained, short_name
 from ...errors import ErrorDomain, ErrorNumber, error
 from .saveimage import image_format
+from .migration.converge import ConvergeSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class QemuConfig:
     helper_path: str | None = None    # where compression helpers are looked up; None: $PATH
     stop_timeout: float = 3.0         # SIGTERM grace before SIGKILL on destroy
     monitor_timeout: float = 30.0
+    # pyvirt's convergence policy for outgoing migrations (migration/converge.py)
+    converge: ConvergeSettings = field(default_factory=ConvergeSettings)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)

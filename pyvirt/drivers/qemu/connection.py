@@ -25,6 +25,7 @@ from .api_console import ConsoleAPI
 from .api_devices import DevicesAPI
 from .api_host import HostAPI
 from .api_lifecycle import LifecycleAPI
+from .api_postcopy import PostcopyAPI
 from .api_snapshot import SnapshotAPI
 from .api_stats import StatsAPI
 from .command import DOMAIN_TYPES
@@ -33,6 +34,7 @@ from .driver import QemuDriver
 from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
 from .migration import destination, p2p, source
 from .migration import params as mparams
+from .migration.convergence import stat_type
 from . import imagefile, managedsave, restore as restoremod, save as savemod
 from . import postparse, snapshot
 from .savestream import check_flags as check_save_flags
@@ -58,7 +60,7 @@ _DEFINE_ATTEMPTS = 20
 
 
 class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, SnapshotAPI, BlockJobAPI,
-                     DomainQueries, HypervisorConnection):
+                     PostcopyAPI, DomainQueries, HypervisorConnection):
     driver_prefix = "qemu"
     error_domain = ErrorDomain.QEMU
 
@@ -374,7 +376,8 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
             return int(JobType.NONE), []
         params: list[tuple[str, int, Any]] = [("operation", int(T.INT), int(ASYNC_OPERATION[job.kind])),
                                               ("time_elapsed", int(T.ULLONG), job.elapsed_ms)]
-        params += [(k, int(T.ULLONG), int(v)) for k, v in job.stats.items() if isinstance(v, int)]
+        params += [(k, stat_type(k), int(v)) for k, v in job.stats.items() if isinstance(v, int)]
+        params += [(k, int(T.STRING), v) for k, v in job.stats.items() if isinstance(v, str)]   # pyvirt.converge.last
         job_type = JobType.UNBOUNDED if obj.jobs.current_async is job else JobType.COMPLETED
         return int(job_type), params
 

@@ -51,6 +51,10 @@ _LABELS = "seclabels"
 # Why we stop a QEMU without it being a shutdown anyone should hear of.
 # (a snapshot's halt or revert stops QEMU as libvirt does: STOPPED/FROM_SNAPSHOT alone)
 _QUIET_SHUTDOWN = frozenset({ShutoffReason.SAVED, ShutoffReason.FROM_SNAPSHOT})
+# Why the CPUs stopped -> the SUSPENDED event's detail (libvirt's)
+_SUSPENDED_DETAIL = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED,
+                     PausedReason.POSTCOPY: EventSuspendedDetail.POSTCOPY,
+                     PausedReason.POSTCOPY_FAILED: EventSuspendedDetail.POSTCOPY_FAILED}
 
 
 def kvm_available() -> bool:
@@ -516,7 +520,8 @@ class QemuDriver:
         if event:
             detail = {RunningReason.MIGRATED: EventResumedDetail.MIGRATED,
                       RunningReason.MIGRATION_CANCELED: EventResumedDetail.MIGRATED,
-                      RunningReason.RESTORED: EventResumedDetail.FROM_SNAPSHOT}.get(reason, EventResumedDetail.UNPAUSED)
+                      RunningReason.RESTORED: EventResumedDetail.FROM_SNAPSHOT,
+                      RunningReason.POSTCOPY: EventResumedDetail.POSTCOPY}.get(reason, EventResumedDetail.UNPAUSED)
             emit_lifecycle(self.events, obj, EventType.RESUMED, detail)
 
     async def pause_cpus(self, obj: QemuDomainObj, reason: PausedReason, event: bool = True) -> None:
@@ -530,13 +535,13 @@ class QemuDriver:
         obj.set_state(DomainState.PAUSED, reason)
         await leases.cpus_stopped(self, obj)
         if event:
-            detail = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED}.get(reason, EventSuspendedDetail.PAUSED)
+            detail = _SUSPENDED_DETAIL.get(reason, EventSuspendedDetail.PAUSED)
             emit_lifecycle(self.events, obj, EventType.SUSPENDED, detail)
 
     def mark_paused(self, obj: QemuDomainObj, reason: PausedReason) -> None:
         """Record that QEMU stopped the CPUs itself (end of migration or save)."""
         obj.set_state(DomainState.PAUSED, reason)
-        detail = {PausedReason.MIGRATION: EventSuspendedDetail.MIGRATED}.get(reason, EventSuspendedDetail.PAUSED)
+        detail = _SUSPENDED_DETAIL.get(reason, EventSuspendedDetail.PAUSED)
         emit_lifecycle(self.events, obj, EventType.SUSPENDED, detail)
 
     async def release_leases(self, obj: QemuDomainObj) -> None:

@@ -23,6 +23,7 @@ from ...driver import DomainEvent
 from ...enums import (DomainState, EventID, EventSuspendedDetail, EventType, PausedReason, ShutoffReason,
                       TypedParamType)
 from .jobs import ASYNC_OPERATION, AsyncJob, AsyncJobState
+from .migration.convergence import stat_type
 
 if TYPE_CHECKING:
     from ...conf.devices import Disk
@@ -235,6 +236,6 @@ def completed_params(job: AsyncJobState) -> list[tuple[str, int, Any]]:
     stats = {key: value for key, value in job.stats.items()
              if isinstance(value, int) and not isinstance(value, bool) and key != "time_elapsed"}
     rank = {key: n for n, key in enumerate(_STATS_ORDER)}
-    params += [(key, int(TypedParamType.ULLONG), int(stats[key]))
+    params += [(key, stat_type(key), int(stats[key]))
                for key in sorted(stats, key=lambda k: rank.get(k, len(rank)))]
     return params

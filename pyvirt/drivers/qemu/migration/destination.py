@@ -32,7 +32,7 @@ from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases
 from .cookie import CookieFlags, CookieGraphics, MigrationCookie, parse_cookie
-from . import nbd, tls, tunnel
+from . import convergence, nbd, postcopy, tls, tunnel
 from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         mon = _incoming_qemu(obj).monitor      # a destroy may have come while it started
         # late-block-activate: take the disks (and their locks) only when resuming, as
         # libvirt does, so the source keeps them until the migration really finishes.
-        await mon.migrate_set_capabilities({"events": True, "late-block-activate": True})
+        # post-copy, multifd, compression: both sides (see convergence.py)
+        await convergence.apply(mon, req, source=False, always={"events": True, "late-block-activate": True})
         if req.flags & MigrateFlags.TLS:
             await mon.migrate_set_parameters(**await tls.enable(mon, drv.cfg, listen=True, hostname=None))
         uri_host, uri_port = parse_tcp_uri(uri_in) if uri_in and not tunnelled else (None, None)
@@ -273,7 +274,10 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.FINISH3 if v3 else JobPhase.FINISH2, persist=only_copy)
         cookie = parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                               expect_uuid=obj.uuid, accepted=FINISH_ACCEPTS, check_same_host=False)
-        await _wait_incoming_done(obj, inc.job)
+        # post-copy: the guest runs here as soon as QEMU has switched, pages still arriving
+        in_postcopy = bool(flags & MigrateFlags.POSTCOPY) and await postcopy.wait_switch(obj, inc.job)
+        if not in_postcopy:
+            await _wait_incoming_done(obj, inc.job)
         await nbd.stop_server(drv, obj)
         inc.job.stats.update(job_stats(await _incoming_qemu(obj).monitor.query_migrate()))
         if flags & MigrateFlags.PERSIST_DEST:
@@ -289,12 +293,17 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         if flags & MigrateFlags.PAUSED:
             obj.set_state(DomainState.PAUSED, PausedReason.USER)
         else:
-            await drv.resume_cpus(obj, RunningReason.MIGRATED)
+            await drv.resume_cpus(obj, RunningReason.POSTCOPY if in_postcopy else RunningReason.MIGRATED)
+        if in_postcopy:      # until the last page: a failure now keeps the guest here, paused
+            await postcopy.wait_completed(drv, obj, inc.job)
+            obj.set_state(DomainState.RUNNING, RunningReason.MIGRATED)     # every page is here now
         if flags & MigrateFlags.TLS and obj.process is not None:
             await tls.reset(obj.process.monitor)     # the stream is over: nothing keeps them
     except BaseException as exc:
         first.record(exc)
-        if not only_copy or not obj.active:
+        if postcopy.kept_after_failure(obj):
+            await _release(drv, obj, inc)      # paused POSTCOPY_FAILED, never killed: it has the CPUs' state
+        elif not only_copy or not obj.active:
             await _abandon(drv, obj, inc.job, inc.port, inc.created, first)
         else:
             # client-driven v2: the source is already gone, this is the only copy.  Keep it

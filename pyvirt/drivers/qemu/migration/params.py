@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from ....enums import MigrateFlags, TypedParamType as T
 from ....typedparams import MIGRATION_PARAM_TYPES
 from ....errors import ErrorDomain, ErrorNumber, error
+from . import convergence
 
 # libvirt's "unlimited" migration speed (MiB/s), reported when none was set.
 BANDWIDTH_UNLIMITED_MIB = 8796093022207
@@ -29,11 +30,16 @@ _ATTRS: dict[str, str] = {
     "compression": "compression", "auto_converge.initial": "auto_converge_initial",
     "auto_converge.increment": "auto_converge_increment", "bandwidth.postcopy": "bandwidth_postcopy",
     "parallel.connections": "parallel_connections", "tls.destination": "tls_destination",
+    "compression.xbzrle.cache": "xbzrle_cache", "compression.mt.level": "mt_level",
+    "compression.mt.threads": "mt_threads", "compression.mt.dthreads": "mt_dthreads",
+    "pyvirt.converge": "converge",
 }
 PARAMS: dict[str, tuple[T, str]] = {name: (MIGRATION_PARAM_TYPES[name], attr) for name, attr in _ATTRS.items()}
 # Parameters we accept but do not act on are refused when asked for, rather
 # than silently ignored: a caller asking for them expects their effect.
-UNSUPPORTED = {"compression", "bandwidth.postcopy", "graphics_uri"}
+UNSUPPORTED = {"graphics_uri"}
+# Parameters that may be given more than once (each value one entry).
+REPEATED = {"migrate_disks", "compression"}
 
 # Flags the QEMU driver supports for migration.
 SUPPORTED_FLAGS = (MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.TUNNELLED
@@ -41,7 +47,9 @@ SUPPORTED_FLAGS = (MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.TUN
                    | MigrateFlags.CHANGE_PROTECTION | MigrateFlags.UNSAFE | MigrateFlags.ABORT_ON_ERROR
                    | MigrateFlags.AUTO_CONVERGE | MigrateFlags.TLS
                    | MigrateFlags.NON_SHARED_DISK | MigrateFlags.NON_SHARED_INC
-                   | MigrateFlags.NON_SHARED_SYNCHRONOUS_WRITES)
+                   | MigrateFlags.NON_SHARED_SYNCHRONOUS_WRITES
+                   | MigrateFlags.POSTCOPY | MigrateFlags.PARALLEL | MigrateFlags.COMPRESSED
+                   | MigrateFlags.ZEROCOPY)
 
 
 @dataclass
@@ -57,7 +65,12 @@ class MigrationRequest:
     migrate_disks: list[str] = field(default_factory=list)
     disks_port: int = 0
     disks_uri: str | None = None
-    compression: str | None = None
+    compression: list[str] = field(default_factory=list)    # methods: xbzrle, mt
+    xbzrle_cache: int | None = None       # bytes
+    mt_level: int | None = None
+    mt_threads: int | None = None
+    mt_dthreads: int | None = None
+    converge: int | None = None           # pyvirt's convergence policy: 1 on, 0 off, None = daemon default
     auto_converge_initial: int | None = None
     auto_converge_increment: int | None = None
     bandwidth_postcopy: int = 0
@@ -80,6 +93,7 @@ def check_flags(flags: int, function: str) -> None:
     if flags & MigrateFlags.TUNNELLED and not flags & MigrateFlags.PEER2PEER:
         raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
                     "tunnelled migration requires peer-to-peer migration (VIR_MIGRATE_PEER2PEER)")
+    convergence.check_flags(flags)
 
 
 def from_params(params: Iterable[tuple[str, int, Any]], flags: int) -> MigrationRequest:
@@ -96,10 +110,11 @@ def from_params(params: Iterable[tuple[str, int, Any]], flags: int) -> Migration
         if name in UNSUPPORTED:
             raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
                         f"migration parameter '{name}' is not supported by pyvirt")
-        if attr == "migrate_disks":
-            req.migrate_disks.append(value)
+        if name in REPEATED:
+            getattr(req, attr).append(value)
         else:
             setattr(req, attr, value)
+    convergence.check_params(req)      # tuning without its feature, unknown compression methods
     return req
 
 
@@ -162,4 +177,5 @@ def job_stats(info: dict[str, Any]) -> dict[str, int]:
             stats[dst] = int(info[src])
     if "downtime" not in stats and "expected-downtime" in info:   # still running: QEMU's estimate
         stats["downtime"] = int(info["expected-downtime"])
+    stats.update(convergence.extra_stats(info))    # throttle, post-copy requests, xbzrle figures
     return stats

@@ -36,7 +36,7 @@ from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases
 from .cookie import CookieFlags, CookieLockState, MigrationCookie, parse_cookie
-from . import nbd, tls
+from . import converge, convergence, nbd, postcopy, tls
 from .destination import host_cookie
 from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
 
@@ -69,6 +69,9 @@ class Outgoing:
     in_call: bool = False
     watcher: "asyncio.Task[None] | None" = None
     storage: "nbd.OutgoingStorage | None" = None    # the disk mirrors of a non-shared-storage migration
+    flags: int = 0                  # Begin's and Perform's together
+    postcopy: bool = False          # QEMU switched to post-copy: the source is never resumed
+    policy: "converge.Policy | None" = None     # pyvirt's convergence policy, when it watches
 
 
 def _enter(obj: "QemuDomainObj", out: Outgoing, phase: JobPhase, persist: bool = True) -> None:
@@ -222,7 +225,8 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
     out.was_running = obj.state == DomainState.RUNNING
     _enter(obj, out, JobPhase.PERFORM3 if v3 else JobPhase.PERFORM2)
     await testhooks.reach("perform-early", obj.name)
-    flags = req.flags | out.request.flags
+    flags = out.flags = req.flags | out.request.flags
+    convergence.merge(out.request, req)
     out.request.tls_destination = req.tls_destination or out.request.tls_destination
     out.request.migrate_disks = req.migrate_disks or out.request.migrate_disks
     out.request.disks_uri = req.disks_uri or out.request.disks_uri
@@ -291,10 +295,13 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
                                             out.request.disks_uri)
         storage = out.storage = nbd.OutgoingStorage(
             obj, nbd.disks_to_copy(obj.live, flags, out.request.migrate_disks), flags, speed)
-    await mon.migrate_set_capabilities({"events": True,
-                                        "auto-converge": bool(flags & MigrateFlags.AUTO_CONVERGE),
-                                        # the mirrors are cancelled at this pause (see nbd.py)
-                                        "pause-before-switchover": storage is not None})
+    out.request.flags = flags
+    policy_caps, policy_params = await _policy_for(drv, obj, out, mon, flags)
+    await convergence.apply(mon, out.request, source=True,
+                            always={"events": True,
+                                    # the mirrors are cancelled at this pause (see nbd.py)
+                                    "pause-before-switchover": storage is not None, **policy_caps},
+                            extra=policy_params)
     params: dict[str, Any] = {"max_bandwidth": bandwidth_bytes(speed)}
     if obj.migrate_downtime is not None:
         params["downtime_limit"] = obj.migrate_downtime
@@ -317,7 +324,19 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         # is stopped at Confirm; a Confirm that cancels resets them there.)
         if encrypted and obj.process is not None and obj.process.monitor is mon:
             await tls.reset(mon)
+        if obj.process is not None and obj.process.monitor is mon and not out.postcopy:
+            await convergence.reset_quietly(mon)
         raise
+
+
+async def _policy_for(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, mon: Any,
+                      flags: int) -> tuple[dict[str, bool], dict[str, Any]]:
+    """pyvirt's convergence policy for this migration, if it is on (its parameter, else the daemon's default)."""
+    settings = drv.cfg.converge
+    if not converge.wanted(settings, out.request.converge) or not flags & MigrateFlags.LIVE:
+        return {}, {}
+    out.policy = converge.Policy(settings, obj.name, mon, out.job.stats, obj.live.memory_kib * 1024, flags)
+    return converge.start_capabilities(settings, flags)
 
 
 def _tls_hostname(uri: str | None) -> str | None:
@@ -347,10 +366,11 @@ async def _transfer(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, mon:
     # Completed: QEMU has stopped the CPUs.  Say so explicitly (one status write with
     # the phase: the guest's downtime runs now), release leases.
     _enter(obj, out, JobPhase.PERFORM3_DONE, persist=False)
+    reason = PausedReason.POSTCOPY if out.postcopy else PausedReason.MIGRATION
     if obj.state != DomainState.PAUSED:
-        drv.mark_paused(obj, PausedReason.MIGRATION)
+        drv.mark_paused(obj, reason)
     else:
-        obj.set_state(DomainState.PAUSED, PausedReason.MIGRATION)
+        obj.set_state(DomainState.PAUSED, reason)
     await drv.release_leases(obj)
 
 
@@ -385,6 +405,11 @@ async def _wait(obj: "QemuDomainObj", out: Outgoing, tunnel: Any = None) -> None
                 await out.storage.switchover(job)     # every copy complete, the source's images kept
                 await mon.execute("migrate-continue", {"state": "pre-switchover"})
                 continue
+            if out.policy is not None:
+                await out.policy.observe(info)      # may step downtime, throttle, post-copy; or cancel
+            if status in postcopy.POSTCOPY_STATES:
+                out.postcopy = True     # the guest runs on the destination now; Finish resumes it there
+                return
             if status == "completed":
                 if tunnel is not None:
                     await tunnel.finish()           # every byte delivered and acknowledged
@@ -429,6 +454,10 @@ async def _restore_after_failure(drv: "QemuDriver", obj: "QemuDomainObj", out: O
         return
     try:
         status = (await obj.process.monitor.query_migrate()).get("status")
+        if out.postcopy or status in postcopy.POSTCOPY_STATES:
+            out.postcopy = True
+            postcopy.source_failed(drv, obj)      # never resumed: part of its memory is gone
+            return
         if status in ("active", "setup", "pre-switchover", "device"):
             await obj.process.monitor.migrate_cancel()
         running = (await obj.process.monitor.query_status()).get("running")
@@ -460,6 +489,8 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
         parse_cookie(cookie_in or b"", local_host_uuid=drv.cfg.host_uuid, expect_name=None,
                      expect_uuid=obj.uuid, accepted=CONFIRM_ACCEPTS, check_same_host=False)
         if not cancelled:
+            if out.postcopy:
+                await postcopy.source_completed(obj, out.job)
             await drv.kill(obj, ShutoffReason.MIGRATED, EventStoppedDetail.MIGRATED, grace=1.0)
             if flags & MigrateFlags.UNDEFINE_SOURCE and obj.persistent:
                 drv.remove_config(obj)
@@ -469,7 +500,9 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
         elif obj.process is not None:
             if flags & MigrateFlags.TLS:
                 await tls.reset(obj.process.monitor)
-            if out.was_running and obj.state == DomainState.PAUSED:
+            if out.postcopy:
+                postcopy.source_failed(drv, obj)
+            elif out.was_running and obj.state == DomainState.PAUSED:
                 await drv.resume_cpus(obj, RunningReason.MIGRATION_CANCELED)
     except BaseException as exc:
         first.record(exc)

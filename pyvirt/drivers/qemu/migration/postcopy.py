@@ -1,0 +1,150 @@
+"""Post-copy migration: the switch, and what each side does after it.
+
+After ``migrate-start-postcopy`` the source's vCPUs stop and the guest runs
+on the destination while the pages it misses are pulled from the source.
+From then on neither side may resume the source's copy: its memory is
+partly gone.  libvirt 9.0's shape is kept:
+
+* the source's Perform returns once QEMU reports ``postcopy-active``; the
+  source is paused with reason POSTCOPY (SUSPENDED/POSTCOPY) and its leases
+  released (the destination acquires before its CPUs run);
+* the destination's Finish resumes the CPUs as soon as its QEMU is in
+  post-copy (RUNNING/POSTCOPY, RESUMED/POSTCOPY) and then waits until every
+  page has arrived;
+* a failure after the switch leaves both copies paused with reason
+  POSTCOPY_FAILED: the destination's (it has the CPUs but not all the
+  memory; pyvirt stops its vCPUs rather than leave them blocked on missing
+  pages) and the source's (never resumed, whatever Confirm is told).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ....enums import DomainState, MigrateFlags, PausedReason
+from ....errors import ErrorDomain, ErrorNumber, error
+
+if TYPE_CHECKING:
+    from ..domainobj import QemuDomainObj
+    from ..driver import QemuDriver
+    from ..jobs import AsyncJobState
+
+log = logging.getLogger(__name__)
+
+# QEMU's migration states once the switch has happened
+POSTCOPY_STATES = ("postcopy-active", "postcopy-paused", "postcopy-recover")
+_FAILED_AFTER_SWITCH: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+async def start(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """virDomainMigrateStartPostCopy, with the caller holding a MIGRATION_OP job."""
+    from ..jobs import AsyncJob
+    job = obj.jobs.current_async
+    out = getattr(obj, "outgoing", None)
+    if job is None or job.kind is not AsyncJob.MIGRATION_OUT or out is None:
+        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                    "post-copy can only be started while outgoing migration is in progress")
+    if not (out.request.flags | getattr(out, "flags", 0)) & MigrateFlags.POSTCOPY:
+        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
+                    "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag")
+    if obj.process is None:
+        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is not running")
+    log.info("%s: starting post-copy", obj.name)
+    await obj.process.monitor.execute("migrate-start-postcopy")
+
+
+def source_failed(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """The migration failed after the switch: the source's copy is incomplete, keep it paused."""
+    log.error("Migration of domain %s failed during post-copy; leaving the domain paused", obj.name)
+    if obj.process is not None and (obj.state, obj.reason) != (DomainState.PAUSED, PausedReason.POSTCOPY_FAILED):
+        drv.mark_paused(obj, PausedReason.POSTCOPY_FAILED)
+
+
+async def source_completed(obj: "QemuDomainObj", job: "AsyncJobState") -> None:
+    """Source, in Confirm after a successful Finish: QEMU's final figures (post-copy requests
+    included) for the job's statistics, once it has sent its last page."""
+    from .params import job_stats
+    while obj.process is not None:
+        info = await obj.process.monitor.query_migrate()
+        job.stats.update(job_stats(info))
+        if info.get("status") not in POSTCOPY_STATES:
+            return
+        await _next_event(job)
+
+
+async def wait_switch(obj: "QemuDomainObj", job: "AsyncJobState") -> bool:
+    """Destination, in Finish: until QEMU has the whole stream (False) or is in post-copy (True)."""
+    while True:
+        info = await _query(obj)
+        status = info.get("status")
+        if status == "completed":
+            return False
+        if status in POSTCOPY_STATES:
+            return True
+        if status in ("failed", "cancelled"):
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                        f"incoming migration failed: {info.get('error-desc', status)}")
+        await _next_event(job)
+
+
+async def wait_completed(drv: "QemuDriver", obj: "QemuDomainObj", job: "AsyncJobState") -> None:
+    """Destination, after resuming in post-copy: until every page has arrived.  On failure the
+    guest is paused (POSTCOPY_FAILED) and kept; the error is raised."""
+    try:
+        while True:
+            info = await _query(obj)
+            status = info.get("status")
+            job.stats.update(_ram_figures(info))
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled", "postcopy-paused"):
+                raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
+                            f"job 'migration in' failed in post-copy phase: {info.get('error-desc', status)}")
+            await _next_event(job)
+    except BaseException as exc:
+        if not isinstance(exc, asyncio.CancelledError):
+            await destination_failed(drv, obj)
+        raise
+
+
+async def destination_failed(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    log.error("Incoming migration of domain '%s' failed during post-copy; leaving the domain paused", obj.name)
+    _FAILED_AFTER_SWITCH.add(obj)
+    if obj.process is None:
+        return
+    try:
+        await drv.pause_cpus(obj, PausedReason.POSTCOPY_FAILED)
+    except Exception as exc:      # QEMU itself may be gone: nothing is left to pause
+        log.warning("%s: pausing after the failed post-copy failed too: %s", obj.name, exc)
+        if obj.process is not None:
+            obj.set_state(DomainState.PAUSED, PausedReason.POSTCOPY_FAILED)
+
+
+def kept_after_failure(obj: "QemuDomainObj") -> bool:
+    """Finish failed after the switch: the guest stays (paused), it is never killed for it."""
+    if obj in _FAILED_AFTER_SWITCH:
+        _FAILED_AFTER_SWITCH.discard(obj)
+        return obj.process is not None
+    return False
+
+
+async def _query(obj: "QemuDomainObj") -> dict[str, Any]:
+    if obj.process is None or not obj.process.alive:
+        raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "QEMU exited during incoming migration")
+    return await obj.process.monitor.query_migrate()
+
+
+async def _next_event(job: "AsyncJobState") -> None:
+    """The next MIGRATION event (or a second: a safety net, events drive this)."""
+    try:
+        await asyncio.wait_for(job.signals.get(), 1.0)
+    except asyncio.TimeoutError:
+        pass
+
+
+def _ram_figures(info: dict[str, Any]) -> dict[str, int]:
+    from .params import job_stats
+    return job_stats(info)
