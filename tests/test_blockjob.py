@@ -204,3 +204,44 @@ def test_blockjob_info_speed_abort_and_events(pyvirtd):
     err = virsh(pyvirtd.uri, "blockjob", "sj", "vdz", "--info", check=False)
     assert "disk 'vdz' not found in domain" in err.stderr
     dom.destroy()
+
+
+def pyvirt_cli(uri: str, *args: str) -> subprocess.CompletedProcess:
+    import sys
+    return subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", uri, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_pyvirt_cli_prints_what_virsh_prints(pyvirtd):
+    """pyvirt's blockcopy/blockjob/blockpull/blockcommit against the same daemon and
+    guest as stock virsh: same stdout, same error lines, same exit status."""
+    src = pyvirtd.workdir / "src.qcow2"
+    make_image(src)
+    write(src, 0x3A, "0", "2M")
+    dom = start(pyvirtd, "cl", src)
+    for n, tool in enumerate((lambda *a: virsh(pyvirtd.uri, *a, check=False), lambda *a: pyvirt_cli(pyvirtd.uri, *a))):
+        dest = pyvirtd.workdir / f"copy{n}.qcow2"
+        runs = [tool("blockjob", "cl", "vda", "--info"),
+                tool("blockcopy", "cl", "vda", str(dest), "--wait", "--finish"),
+                tool("blockcopy", "cl", "vda", str(dest), "--reuse-external", "--bandwidth", "1"),
+                tool("blockjob", "cl", "vda", "--info", "--raw"),
+                tool("blockpull", "cl", "vda"),
+                tool("blockjob", "cl", "vda", "--bandwidth", "2"),
+                tool("blockjob", "cl", "vda", "--abort"),
+                tool("blockjob", "cl", "vda", "--abort"),
+                tool("blockcommit", "cl", "vda", "--active", "--wait"),
+                tool("blockjob", "cl", "vdq", "--info")]
+        # the copy advances between the calls: its offset is not compared
+        seen = [(r.returncode, re.sub(r"cur=\d+", "cur=N", r.stdout),
+                 r.stderr.strip().splitlines()[-1:] if r.returncode else []) for r in runs]
+        if n == 0:
+            expected = seen
+        else:
+            for ours, theirs, r in zip(seen, expected, runs):
+                assert ours == theirs, (r.args, ours, theirs)
+    assert expected[0][1] == "No current block job for vda\n"
+    assert expected[1][1].endswith("Successfully copied\n")
+    assert "cur=" in expected[3][1] and " type=Block Copy" in expected[3][1]
+    assert "No active block job 'vda'" in expected[7][2][0]
+    assert "disk 'vdq' not found in domain" in expected[9][2][0]
+    dom.destroy()

@@ -202,3 +202,37 @@ def test_virsh_copy_storage_all_verbose_and_synchronous_writes(hosts, tmp_path):
     pyvirt.open(b.uri).lookupByName("mig").destroy()
     cmp = qemu_img("compare", str(src), str(dst))
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+
+
+def _pool(d, target: Path) -> None:
+    for args in (("pool-define-as", "vp", "dir", "--target", str(target)), ("pool-build", "vp"),
+                 ("pool-start", "vp")):
+        out = subprocess.run(["virsh", "-c", d.uri, *args], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+
+
+def test_copy_storage_all_creates_the_volume_in_its_pool(hosts):
+    """A <disk type='volume'>: the destination's pool of the same name gets the volume
+    (the storage driver makes it, with the source's size), the copy fills it; a
+    refused migration would have removed it again."""
+    a, b = hosts
+    _pool(a, a.workdir / "pool")
+    _pool(b, b.workdir / "pool")
+    subprocess.run(["virsh", "-c", a.uri, "vol-create-as", "vp", "v.qcow2", "24M", "--format", "qcow2"],
+                   check=True, capture_output=True)
+    src = a.workdir / "pool" / "v.qcow2"
+    write_pattern(src, 0x6B, "0", "12M")
+    extra = """
+    <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>
+      <source pool='vp' volume='v.qcow2'/><target dev='vda' bus='virtio'/></disk>"""
+    ca, dom, uid = start_guest(a, extra_devices=extra)
+    cb = pyvirt.open(b.uri)
+    moved = dom.migrate(cb, COPY_ALL)
+    assert_only_on(b, uid, "mig", hosts)
+    assert "<source pool='vp' volume='v.qcow2'/>" in moved.XMLDesc(0)
+    vol = cb.storagePoolLookupByName("vp").storageVolLookupByName("v.qcow2")
+    assert vol.info()[1] == 24 << 20
+    moved.destroy()
+    dst = b.workdir / "pool" / "v.qcow2"
+    cmp = qemu_img("compare", str(src), str(dst))
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr

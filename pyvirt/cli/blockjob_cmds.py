@@ -78,6 +78,9 @@ def wait_job(conn: pyvirt.virConnect, dom: pyvirt.virDomain, path: str, label: s
             if not info:              # gone before we listened: it ended well
                 status.append(COMPLETED)
                 break
+            if info["type"] in (2, 4) and 0 < info["end"] == info["cur"]:
+                status.append(READY)  # virsh's fallback: a mirror reports cur == end only once ready
+                break
             if deadline is not None and time.monotonic() > deadline:
                 dom.blockJobAbort(path, pyvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC if async_abort else 0)
                 status.append(CANCELED)
@@ -272,9 +275,11 @@ def _blockjob(p: argparse.ArgumentParser) -> Handler:
                 flags = ((pyvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC if args.async_ else 0)
                          | (pyvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if args.pivot else 0))
                 dom.blockJobAbort(args.path, flags)
+                print()
             elif args.bandwidth is not None:
                 dom.blockJobSetSpeed(args.path, args.bandwidth,
                                      pyvirt.VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES if args.bytes else 0)
+                print()           # virsh ends every blockjob mode with a newline
             else:
                 _print_info(dom, args)
         except libvirtError as exc:
@@ -293,7 +298,7 @@ def _print_info(dom: pyvirt.virDomain, args: argparse.Namespace) -> None:
     speed = info["bandwidth"]
     if args.raw:
         print(f" type={JOB_NAMES.get(info['type'], 'Unknown job')}\n bandwidth={speed if args.bytes else speed >> 20}"
-              f"\n cur={info['cur']}\n end={info['end']}")
+              f"\n cur={info['cur']}\n end={info['end']}\n")
         return
     print(progress_line(JOB_NAMES.get(info["type"], "Unknown job"), info["end"] - info["cur"], info["end"]),
           end="", file=sys.stderr, flush=True)

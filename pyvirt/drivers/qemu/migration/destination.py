@@ -148,7 +148,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         obj.record_job(AsyncJobType.MIGRATION_IN, JobPhase.PREPARE, persist=False)
         nbd.check_flags(req.flags)
         if nbd.copies_storage(req.flags):      # images the source copies, created here if missing
-            await nbd.precreate(obj, incoming_def, received.nbd if received is not None else None)
+            await nbd.precreate(obj, incoming_def, received.nbd if received is not None else None,
+                                getattr(conn, "storage", None))
         await drv.start(obj, incoming="defer", live_def=incoming_def)
         obj.lock_state = lock_state
         mon = _incoming_qemu(obj).monitor      # a destroy may have come while it started
@@ -197,7 +198,7 @@ async def _abandon(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState, 
             await drv.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=1.0)
     except Exception as exc:
         first.record(exc)
-    nbd.discard_incoming(drv, obj)       # the images this migration created go with it
+    await nbd.discard_incoming(drv, obj)     # the images this migration created go with it
     if port is not None:
         drv.migration_ports.discard(port)
     obj.incoming = None
@@ -325,7 +326,7 @@ async def _released_on_death(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incom
         log.info("%s: incoming migration ended by the guest stopping", obj.name)
         _INCOMING_ERRORS.setdefault(drv, {})[obj.name] = error(
             ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "migration in job: QEMU exited before Finish")
-        nbd.discard_incoming(drv, obj)
+        await nbd.discard_incoming(drv, obj)
         await _release(drv, obj, inc)
 
 

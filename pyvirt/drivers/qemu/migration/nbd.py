@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import weakref
+from xml.sax.saxutils import escape, quoteattr
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +162,8 @@ async def begin_cookie(obj: "QemuDomainObj", disks: list["Disk"]) -> CookieNbd |
 class IncomingStorage:
     disks: list["Disk"]
     created: list[str] = field(default_factory=list)     # images this migration made
+    volumes: list[Any] = field(default_factory=list)     # pool volumes it made (StorageVolRef)
+    storage: Any = None                                  # the storage connection that made them
     port: int | None = None
     server: bool = False
 
@@ -177,13 +180,13 @@ async def _qemu_img(*args: str) -> None:
                     f"cannot create the image for migration: {out.decode(errors='replace').strip()}")
 
 
-async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None) -> None:
+async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None, storage: Any = None) -> None:
     """Before the destination QEMU starts: create each image the source copies that this
-    host lacks, with the source's size and the format the definition names.  A volume disk
-    must exist in its pool (its path is known only through the storage driver)."""
+    host lacks, with the source's size and the format the definition names; a volume disk's
+    in its pool, through the storage driver (``storage``: the client's storage connection)."""
     if nbd is None or not nbd.disks:
         return
-    state = IncomingStorage([])
+    state = IncomingStorage([], storage=storage)
     _INCOMING[obj] = state
     by_target = {disk.target_dev: disk for disk in d.devices.disks}
     for item in nbd.disks:
@@ -192,8 +195,11 @@ async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None) -
             raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
                         f"unable to find disk by target: {item.target}")
         state.disks.append(disk)
-        if disk.type == "volume" or disk.storage_type != "file" or not disk.source:
-            continue          # block devices and volumes are the administrator's (or pool's) to provide
+        if disk.type == "volume" and disk.source_pool and disk.source_volume:
+            await _precreate_volume(state, disk, item.capacity)
+            continue
+        if disk.storage_type != "file" or not disk.source:
+            continue          # block devices are the administrator's to provide
         if os.path.exists(disk.source):
             continue
         if not os.path.isdir(os.path.dirname(disk.source) or "/"):
@@ -204,6 +210,26 @@ async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None) -
         state.created.append(disk.source)
         log.info("%s: created %s (%d bytes) for the incoming disk %s", d.name, disk.source,
                  item.capacity, disk.target_dev)
+
+
+async def _precreate_volume(state: IncomingStorage, disk: "Disk", capacity: int) -> None:
+    """libvirt's qemuMigrationDstPrecreateDisk for a volume: create it in its pool when missing."""
+    storage = state.storage
+    if storage is None:
+        return              # the start reports the missing storage driver
+    pool = await storage.storage_pool_lookup_by_name(disk.source_pool)
+    try:
+        await storage.storage_vol_lookup_by_name(pool, disk.source_volume)
+        return
+    except libvirtError as exc:
+        if exc.get_error_code() != ErrorNumber.NO_STORAGE_VOL:
+            raise
+    fmt = disk.driver_type or "raw"
+    xml = (f"<volume><name>{escape(disk.source_volume)}</name><capacity unit='bytes'>{capacity}</capacity>"
+           f"<target><format type={quoteattr(fmt)}/></target></volume>")
+    state.volumes.append(await storage.storage_vol_create_xml(pool, xml, 0))
+    log.info("created volume %s/%s (%d bytes) for the incoming disk %s", disk.source_pool,
+             disk.source_volume, capacity, disk.target_dev)
 
 
 def _listen(req: MigrationRequest, default_host: str) -> tuple[str, int | None]:
@@ -264,12 +290,19 @@ def forget_incoming(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
         drv.migration_ports.discard(state.port)
 
 
-def discard_incoming(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+async def discard_incoming(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
     """A failed or cancelled incoming migration (its QEMU already killed): remove the
-    images it created and give back the port."""
+    images and volumes it created and give back the port."""
     state = _INCOMING.pop(obj, None)
     if state is None:
         return
+    for ref in state.volumes:
+        try:
+            await state.storage.storage_vol_delete(ref, 0)
+            log.info("%s: removed volume %s/%s, created for a migration that did not finish",
+                     obj.name, ref.pool, ref.name)
+        except libvirtError as exc:
+            log.warning("%s: cannot remove volume %s/%s: %s", obj.name, ref.pool, ref.name, exc)
     if state.port is not None:
         drv.migration_ports.discard(state.port)
     for path in state.created:
