@@ -22,8 +22,8 @@ def _running(marker: str) -> list[int]:
 
 
 def test_status_and_both_outputs():
-    code, out, err = asyncio.run(spawn.run(["/bin/sh", "-c", "echo out; echo err >&2; head -c 200000 /dev/zero; exit 3"]))
-    assert code == 3 and out == b"out\n" + bytes(200000) and err == b"err\n"
+    code, out, err = asyncio.run(spawn.run(["/bin/sh", "-c", "echo out; echo err >&2; head -c 2000000 /dev/zero; exit 3"]))
+    assert code == 3 and out == b"out\n" + bytes(2000000) and err == b"err\n"
 
 
 def test_a_cancelled_run_takes_its_child_along():

@@ -6,6 +6,7 @@ Methods check flags and find the pool or volume; pools' lifecycle lives in
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ...conf import storage_pool as poolxml
@@ -99,7 +100,6 @@ class StorageConnection(BaseStorageConnection):
         return obj.ref
 
     async def storage_pool_lookup_by_target_path(self, path: str) -> StoragePoolRef:
-        import os
         want = os.path.normpath(path) if path.startswith("/") else path
         for obj in self._sorted():
             if obj.active and os.path.normpath(obj.pdef.target_path) == want:
@@ -218,7 +218,6 @@ class StorageConnection(BaseStorageConnection):
         return found[1].ref(found[0].name)
 
     async def storage_vol_lookup_by_path(self, path: str) -> StorageVolRef:
-        import os
         want = {os.path.normpath(path), os.path.realpath(path)} if path.startswith("/") else {path}
         found = self.driver.find_volume(lambda v: v.path in want or os.path.realpath(v.path) in want)
         if found is None:

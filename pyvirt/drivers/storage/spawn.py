@@ -20,8 +20,10 @@ _CHUNK = 65536
 async def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
     """``(exit status, stdout, stderr)`` of ``argv``; stdin is /dev/null."""
     loop = asyncio.get_running_loop()
-    out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    for fd in (out_r, err_r):     # our ends only: the child writes to blocking pipes
+        os.set_blocking(fd, False)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(argv[0], argv, os.environ if env is None else env,

@@ -100,8 +100,6 @@ async def create_from(driver: Any, obj: PoolObj, xml: str, src_pool: PoolObj, sr
     backend = driver.backend(obj)
     if obj.pdef.type == "dir":
         vdef.format = vdef.format or src.format
-    if (vdef.capacity or src.capacity) > src.capacity and obj.pdef.type == "logical":
-        pass
     if (vdef.format or backend.default_format) == "raw" or obj.pdef.type == "logical":
         _check_space(driver, obj, max(vdef.capacity or 0, src.capacity))
     prealloc = bool(flags & StorageVolCreateFlags.PREALLOC_METADATA)
