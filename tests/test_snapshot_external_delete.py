@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from guests import tiny_xml
 from test_snapshot import _define, _img, _ok, _same, _virsh, _write_marker, pytestmark  # noqa: F401
 
 MIB = 1 << 20
@@ -116,9 +117,10 @@ def test_running_guest_active_and_intermediate_commit(pyvirtd):
     _ok(_virsh, uri, "destroy", "g")
 
 
-def test_shut_off_guest_commit_and_rebase(pyvirtd):
-    """Shut off: qemu-img commit of the overlay into its backing file, the newer overlay
-    rebased onto that file; the content the guest would see is unchanged."""
+def test_shut_off_guest_commit(pyvirtd):
+    """Shut off: qemu-img commit of the active overlay into its backing file.  As libvirt
+    9.0 (checked in test_same_as_libvirtd), a snapshot whose overlay is under another
+    one is refused while the domain is shut off."""
     uri = pyvirtd.uri
     disk, _ = _define(pyvirtd)
     work = pyvirtd.workdir
@@ -131,18 +133,22 @@ def test_shut_off_guest_commit_and_rebase(pyvirtd):
     expected = _expected(work / "expected.raw", [(0x11, 0), (0x22, MIB), (0x33, 2 * MIB)])
     assert _same(e2, expected)
 
-    assert _ok(_virsh, uri, "snapshot-delete", "g", "e1") == "Domain snapshot e1 deleted\n\n"
-    assert not e1.exists()
-    assert _chain(e2) == [str(e2), str(disk)]
-    assert _same(e2, expected)
-    inactive = _ok(_virsh, uri, "dumpxml", "--inactive", "g")
-    assert f"<source file='{e2}'/>" in inactive and str(e1) not in inactive
-    assert f"<source file='{disk}'/>" in inactive           # the backing store is now the image
-    assert str(e1) not in _ok(_virsh, uri, "snapshot-dumpxml", "g", "e2")
-    assert "Current:        yes" in _ok(_virsh, uri, "snapshot-info", "g", "e2")
+    out = _virsh(uri, "snapshot-delete", "g", "e1")
+    assert out.returncode == 1
+    assert out.stderr == ("error: Failed to delete snapshot e1\nerror: invalid argument: could not find base "
+                          "disk source in disk source chain\n")
+    assert _chain(e2) == [str(e2), str(e1), str(disk)]
 
     assert _ok(_virsh, uri, "snapshot-delete", "g", "e2") == "Domain snapshot e2 deleted\n\n"
     assert not e2.exists()
+    assert _chain(e1) == [str(e1), str(disk)]
+    assert _same(e1, expected)
+    inactive = _ok(_virsh, uri, "dumpxml", "--inactive", "g")
+    assert f"<source file='{e1}'/>" in inactive and str(e2) not in inactive
+    assert "Current:        yes" in _ok(_virsh, uri, "snapshot-info", "g", "e1")
+
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e1") == "Domain snapshot e1 deleted\n\n"
+    assert not e1.exists()
     assert _chain(disk) == [str(disk)]
     assert _same(disk, expected)
     assert "g.e" not in _ok(_virsh, uri, "dumpxml", "--inactive", "g")
@@ -187,3 +193,104 @@ def test_internal_parent_refused(pyvirtd, running):
     assert _chain(pyvirtd.workdir / "g.ext") == [str(pyvirtd.workdir / "g.ext"), str(disk)]
     if running:
         _ok(_virsh, uri, "destroy", "g")
+
+
+# -- side by side with libvirtd 9.0 ---------------------------------------------------------
+
+def _scenario(uri: str, work: Path) -> list:
+    """One virsh script on a daemon: running and shut-off external deletes, refusals,
+    what the images look like after each step.  Paths are given relative to ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "g.qcow2"
+    assert _img("create", "-q", "-f", "qcow2", str(disk), "16M").returncode == 0
+    xml = tiny_xml("g", work / "g-serial.log", extra_devices=f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""")
+    (work / "g.xml").write_text(xml)
+    steps: list = []
+
+    def virsh(*args: str) -> None:
+        out = _virsh(uri, *args)
+        steps.append([[a.replace(str(work), "W") for a in args], out.returncode, out.stdout.replace(str(work), "W"),
+                      out.stderr.replace(str(work), "W")])
+
+    def images() -> None:
+        top = next((work / n for n in ("g.e2", "g.e1") if (work / n).exists()), disk)
+        steps.append(["chain", [p.replace(str(work), "W") for p in _chain(top)],
+                      sorted(p.name for p in work.glob("g.e*"))])
+
+    virsh("define", str(work / "g.xml"))
+    _write_marker(disk, 0x11)
+    virsh("start", "g")
+    virsh("snapshot-create-as", "g", "e1", "--disk-only")
+    virsh("qemu-monitor-command", "g", "--hmp", 'qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend '
+                                                f'"write -P 0x22 {MIB} 64k"')
+    virsh("snapshot-create-as", "g", "e2", "--disk-only")
+    for flag in ("--children", "--children-only"):
+        virsh("snapshot-delete", "g", "e1", flag)
+    virsh("snapshot-delete", "g", "e2", "--children")
+    virsh("snapshot-delete", "g", "e1")
+    images()
+    virsh("snapshot-info", "g", "e2")
+    virsh("snapshot-delete", "g", "--current")
+    images()
+    virsh("domstate", "g")
+    virsh("snapshot-list", "g", "--name")
+    virsh("destroy", "g")
+    expected = _expected(work / "expected.raw", [(0x11, 0), (0x22, MIB)])
+    steps.append(["same after running deletes", _same(disk, expected)])
+    # shut off
+    virsh("snapshot-create-as", "g", "e1", "--disk-only")
+    _write_at(work / "g.e1", 0x33, 2 * MIB)
+    virsh("snapshot-create-as", "g", "e2", "--disk-only")
+    _write_at(work / "g.e2", 0x44, 3 * MIB)
+    virsh("snapshot-delete", "g", "e1")
+    images()
+    virsh("snapshot-delete", "g", "e2")
+    images()
+    virsh("snapshot-delete", "g", "e1")
+    images()
+    expected = _expected(work / "expected2.raw", [(0x11, 0), (0x22, MIB), (0x33, 2 * MIB), (0x44, 3 * MIB)])
+    steps.append(["same after shut-off deletes", _same(disk, expected)])
+    virsh("domstate", "g")
+    # an internal snapshot under an external one
+    virsh("snapshot-create-as", "g", "i1")
+    virsh("snapshot-create-as", "g", "e3", "--disk-only")
+    virsh("snapshot-delete", "g", "e3")
+    virsh("snapshot-delete", "g", "e3", "--metadata")
+    virsh("snapshot-delete", "g", "i1", "--metadata")
+    virsh("undefine", "g")
+    return steps
+
+
+@pytest.mark.libvirtd
+def test_same_as_libvirtd(tmp_path):
+    """The script above gives the same outputs, errors and images on pyvirtd and libvirtd 9.0."""
+    import sys
+    from daemons import Pyvirtd
+    from guests import REPO
+    sys.path.insert(0, str(REPO / "bench"))
+    import libvirt_ref
+    ok, why = libvirt_ref.libvirt_available()
+    if not ok:
+        pytest.skip(f"libvirtd not available: {why}")
+    lv = libvirt_ref.LibvirtHost(tmp_path / "libvirtd", libvirt_ref.pick_free_ports(1)[0],
+                                 cache_dir=tmp_path / "cache")
+    lv.start()
+    try:
+        theirs = _scenario(lv.uri, tmp_path / "lv")
+    finally:
+        lv.stop()
+    pv = Pyvirtd(tmp_path / "pyvirtd")
+    pv.start()
+    try:
+        ours = _scenario(pv.uri, tmp_path / "pv")
+    finally:
+        pv.cleanup()
+    (tmp_path / "steps.json").write_text(json.dumps({"pyvirtd": ours, "libvirtd": theirs}, indent=1))
+    for a, b in zip(ours, theirs):
+        assert a == b
+    assert len(ours) == len(theirs)

@@ -9,8 +9,9 @@ guest sees now) and removes O:
   ``block-job-complete``) when O is the active layer, an intermediate commit
   when a later snapshot's overlay sits on O; all disks' jobs are started
   before any is awaited, as libvirt's qemuSnapshotDiscardExternal does;
-* shut off: ``qemu-img commit`` of O into B, and ``qemu-img rebase -u`` of the
-  image above O (if any) onto B.
+* shut off: ``qemu-img commit`` of O into B.  As in libvirt 9.0, only a snapshot
+  whose overlay is the active layer can be deleted while the domain is shut off
+  (9.0 finds no other image in an inactive disk's chain and says so).
 
 The definitions (live and persistent) drop O from the disk's chain, and the
 snapshots below S forget O in the definitions they keep.
@@ -115,9 +116,10 @@ def prepare(obj: "QemuDomainObj", snaps: "SnapshotTree", snap: "SnapshotDef") ->
             raise error(ErrorNumber.INVALID_ARG, Q, f"disk '{sd.name}' not found in domain")
         chain = _chain(disk)
         index = next((n for n, (_f, path) in enumerate(chain) if path == sd.source), None)
-        if index is None:
-            raise error(ErrorNumber.INVALID_ARG, Q,
-                        f"could not find image '{sd.source}' in chain for '{disk.source}'")
+        # libvirt 9.0 looks the overlay up in the chain it knows: a shut-off domain's is its
+        # top image alone, so only the snapshot whose overlay is the active layer can go
+        if index is None or (index > 0 and not obj.active):
+            raise error(ErrorNumber.INVALID_ARG, Q, "could not find base disk source in disk source chain")
         if index + 1 >= len(chain):
             raise error(ErrorNumber.OPERATION_FAILED, Q, "failed to find parent disk source in backing chain")
         base_fmt, base = chain[index + 1]
@@ -136,12 +138,10 @@ def prepare(obj: "QemuDomainObj", snaps: "SnapshotTree", snap: "SnapshotDef") ->
 
 # -- the merge --------------------------------------------------------------------------
 async def merge_offline(merges: list[Merge]) -> None:
-    """qemu-img: the overlay committed into its backing file, the image above it (if any)
-    rebased onto that file, the overlay removed."""
+    """qemu-img: the overlay (the active layer, see :func:`prepare`) committed into its
+    backing file, then removed."""
     for m in merges:
         await qemu_img("commit", "-q", "-d", "-f", m.overlay_fmt, m.overlay)
-        if m.above is not None:
-            await qemu_img("rebase", "-u", "-f", m.above[0], "-F", m.base_fmt, "-b", m.base, m.above[1])
         _unlink(m.overlay)
 
 
@@ -157,6 +157,7 @@ async def merge_live(obj: "QemuDomainObj", merges: list[Merge]) -> None:
         if index is None or index + 1 >= len(chain):
             raise error(ErrorNumber.OPERATION_FAILED, Q, "failed to find parent disk source in backing chain")
         top, base = chain[index], chain[index + 1]
+        m.above = (chain[index - 1].format, chain[index - 1].filename) if index > 0 else None
         m.job_id = f"{'active-commit' if index == 0 else 'commit'}-{m.target}-{chain[0].node}"
         m.nodes = tuple(n for n in (top.node if top.storage else "", top.storage) if n)
         plans.append((m, {"job-id": m.job_id, "device": chain[0].node, "top-node": top.node,
