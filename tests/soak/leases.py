@@ -55,11 +55,13 @@ class LeaseRace:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.hosts = {h.name: h for h in self.cluster.hosts}
-        xml = guest_xml(NAME, self.cluster.disk, self.cluster.root / "racer.log")
-        self.xml = xml.replace(f"<name>{NAME}</name>", f"<name>{NAME}</name>\n  <uuid>{UUID}</uuid>", 1)
         for host in self.hosts.values():
+            # the same guest and disk on both; each host's serial log its own (a local file
+            # on a real host: one file for both would have two hosts' DAC labels fight over it)
+            xml = guest_xml(NAME, self.cluster.disk, host.daemon.workdir / "racer.log")
+            xml = xml.replace(f"<name>{NAME}</name>", f"<name>{NAME}</name>\n  <uuid>{UUID}</uuid>", 1)
             with _conn(host.uri) as conn:
-                conn.defineXML(self.xml)
+                conn.defineXML(xml)
 
     def run(self) -> None:
         for n in range(1, self.rounds + 1):
