@@ -420,3 +420,65 @@ def test_python3_libvirt_walk_matches(hosts, tmp_path):
     diffs = [f"{a[0]}:\n  pyvirtd  {a}\n  libvirtd {b}" for a, b in zip(results["pyvirtd"], results["libvirtd"])
              if a != b]
     assert not diffs, "\n".join(diffs)
+
+
+READ_ONLY_WALK = r"""
+import json, sys, libvirt
+uri, pool_dir = sys.argv[1], sys.argv[2]
+libvirt.registerErrorHandler(lambda *a: None, None)
+rw = libvirt.open(uri)
+p = rw.storagePoolCreateXML("<pool type='dir'><name>ro</name><target><path>%s</path></target></pool>" % pool_dir, 1)
+p.createXML("<volume><name>v</name><capacity>4096</capacity></volume>", 0)
+c = libvirt.openReadOnly(uri)
+out = []
+def step(name, fn):
+    try:
+        value = fn()
+        if isinstance(value, (libvirt.virStoragePool, libvirt.virStorageVol)):
+            value = value.name()
+        elif isinstance(value, list):
+            value = [v.name() if hasattr(v, "name") else v for v in value]
+        out.append([name, "ok", value])
+    except libvirt.libvirtError as e:
+        out.append([name, "error", e.get_error_code(), e.get_error_domain(), e.get_error_message()])
+q = c.storagePoolLookupByName("ro")
+v = q.storageVolLookupByName("v")
+step("list", lambda: c.listAllStoragePools(0))
+step("info", lambda: q.info()[0])
+step("isActive", lambda: q.isActive())
+step("vol path", lambda: v.path())
+step("vol info", lambda: v.info())
+step("by path", lambda: c.storageVolLookupByPath(v.path()))
+step("caps", lambda: len(c.getStoragePoolCapabilities()) > 0)
+step("download", lambda: v.download(c.newStream(0), 0, 0, 0))
+step("upload", lambda: v.upload(c.newStream(0), 0, 0, 0))
+step("create vol", lambda: q.createXML("<volume><name>w</name><capacity>1</capacity></volume>", 0))
+step("delete vol", lambda: v.delete(0))
+step("wipe", lambda: v.wipe(0))
+step("resize", lambda: v.resize(8192, 0))
+step("refresh", lambda: q.refresh(0))
+step("autostart", lambda: q.setAutostart(1))
+step("destroy", lambda: q.destroy())
+step("define", lambda: c.storagePoolDefineXML("<pool type='dir'><name>x</name><target><path>/x</path></target></pool>", 0))
+step("find sources", lambda: c.findStoragePoolSources("logical", None, 0))
+p.destroy()
+print(json.dumps(out))
+"""
+
+
+def test_read_only_connections_as_libvirtd(hosts, tmp_path):
+    """openReadOnly: lists, lookups and info answer; every call that changes something, or reads
+    or writes what the caller names (download, upload, source discovery), is refused as libvirtd refuses it."""
+    import json as jsonmod
+    if subprocess.run(["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode:
+        pytest.skip("python3-libvirt is not installed")
+    results = {}
+    for side, (uri, _) in hosts.items():
+        target = tmp_path / f"ro-{side[:2]}"
+        out = subprocess.run(["/usr/bin/python3", "-c", READ_ONLY_WALK, uri, str(target)], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        results[side] = jsonmod.loads(normalise(out.stdout.strip().splitlines()[-1], target))
+    diffs = [f"{a[0]}:\n  pyvirtd  {a}\n  libvirtd {b}" for a, b in zip(results["pyvirtd"], results["libvirtd"])
+             if a != b]
+    assert not diffs, "\n".join(diffs)

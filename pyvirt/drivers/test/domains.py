@@ -16,8 +16,11 @@ from . import content
 _T = ErrorDomain.TEST
 VCPU_LIVE, VCPU_CONFIG, VCPU_MAXIMUM = 1, 2, 4
 MEM_LIVE, MEM_CONFIG, MEM_MAXIMUM = 1, 2, 4
-# virDomainGetBlockInfo of any disk: capacity, allocation, physical (libvirt's test figures)
-BLOCK_INFO = (1099506450432, 1099511627776, 1099511627776)
+# virDomainGetBlockInfo of any disk, in the wire's order: allocation, capacity, physical
+# (libvirt's test figures: a capacity just under the 1 TiB allocated)
+BLOCK_INFO = (1099511627776, 1099506450432, 1099511627776)
+TYPED_UINT = 2
+SCHED_PARAMS = (("weight", TYPED_UINT, 50),)     # the 'fair' scheduler's one parameter
 # virConnectGetCPUModelNames("i686"): the x86 models of libvirt 9.0's CPU map
 CPU_MODELS = (
     "486", "Broadwell", "Broadwell-IBRS", "Broadwell-noTSX", "Broadwell-noTSX-IBRS", "Cascadelake-Server",
@@ -175,3 +178,37 @@ class DomainExtrasAPI:
             raise error(ErrorNumber.NO_DOMAIN_METADATA, ErrorDomain.DOMAIN,
                         "Requested metadata element is not present")
         return text
+
+    # -- scheduler, max vCPUs, isUpdated -------------------------------------------------------
+    async def domain_is_updated(self, dom: DomainRef) -> int:
+        self._obj(dom)
+        return 0
+
+    async def domain_get_max_vcpus(self, dom: DomainRef) -> int:
+        return await self.domain_get_vcpus_flags(dom, VCPU_LIVE | VCPU_MAXIMUM)
+
+    async def domain_get_scheduler_type(self, dom: DomainRef) -> tuple[str, int]:
+        self._obj(dom)
+        return "fair", len(SCHED_PARAMS)
+
+    async def domain_get_scheduler_parameters(self, dom: DomainRef, nparams: int) -> list:
+        return await self.domain_get_scheduler_parameters_flags(dom, nparams, 0)
+
+    async def domain_get_scheduler_parameters_flags(self, dom: DomainRef, nparams: int, flags: int) -> list:
+        check_flags(flags, 0, "testDomainGetSchedulerParametersFlags", _T)
+        self._obj(dom)
+        return list(SCHED_PARAMS[:max(nparams, 0)])
+
+    async def domain_set_scheduler_parameters(self, dom: DomainRef, params: list) -> None:
+        await self.domain_set_scheduler_parameters_flags(dom, params, 0)
+
+    async def domain_set_scheduler_parameters_flags(self, dom: DomainRef, params: list, flags: int) -> None:
+        check_flags(flags, 0, "testDomainSetSchedulerParametersFlags", _T)
+        self._obj(dom)
+        for name, ptype, _value in params:
+            if name != "weight":
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE, f"parameter '{name}' not supported")
+            if ptype != TYPED_UINT:
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE,
+                            f"invalid type for parameter '{name}', expected 'uint'")
+        # libvirt's test driver checks the weight and keeps nothing: the next read is 50 again

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 from ... import conf
 from ...driver import ConnectionInfo, EventBus, HypervisorConnection
@@ -19,7 +20,7 @@ from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail, Event
                       EventStartedDetail, EventStoppedDetail, EventSuspendedDetail, EventType,
                       EventUndefinedDetail, PausedReason, RunningReason, ShutoffReason, StartFlags,
                       XMLFlags, DriverFeature, DestroyFlags, UndefineFlags)
-from ...errors import ErrorDomain, ErrorNumber, check_flags, error
+from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, check_flags, error, libvirtError
 from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, DomainObj, DomainQueries, emit_lifecycle, not_running
 from . import content
@@ -52,7 +53,7 @@ class TestHost:
         if populate:
             default = DomainObj(conf.parse(DEFAULT_DOMAIN_XML, DOMAIN_TYPES, "test"), persistent=True)
             self.domains.add(default)
-            self.start(default, RunningReason.BOOTED, emit=False)
+            self.start(default, RunningReason.UNKNOWN, emit=False)   # libvirt's: running, reason unknown
             self.networks.add(content.NETWORK_XML)
             self.pools.add(content.POOL_XML)
 
@@ -104,6 +105,24 @@ def reset_default_host() -> None:
     _DEFAULT_HOST = None
 
 
+def _parse(xml: str) -> conf.DomainDef:
+    """A caller's domain XML, with the defaults libvirt's test driver fills in (its host is i686)."""
+    new = conf.parse(xml, DOMAIN_TYPES, "test")
+    if new.os.arch is None:
+        new.os.arch = "i686"
+    return new
+
+
+async def _plain_not_found(lookup: Any) -> DomainRef:
+    try:
+        return await lookup
+    except libvirtError as exc:
+        if exc.get_error_code() != ErrorNumber.NO_DOMAIN:
+            raise
+        raise libvirtError("Domain not found", ErrorNumber.NO_DOMAIN, ErrorDomain.TEST, ErrorLevel.ERROR,
+                           "Domain not found", None, None) from None
+
+
 async def open_connection(info: ConnectionInfo, host: TestHost | None = None) -> "TestConnection":
     return TestConnection(info, host or default_host())
 
@@ -125,6 +144,16 @@ class TestConnection(DomainExtrasAPI, SnapshotAPI, DomainQueries, HypervisorConn
 
     def _obj(self, dom: DomainRef) -> DomainObj:
         return self.host.domains.by_ref(dom)
+
+    # libvirt's test driver reports a failed lookup as plain "Domain not found"
+    async def domain_lookup_by_id(self, id: int) -> DomainRef:  # noqa: A002 - the wire field's name
+        return await _plain_not_found(super().domain_lookup_by_id(id))
+
+    async def domain_lookup_by_name(self, name: str) -> DomainRef:
+        return await _plain_not_found(super().domain_lookup_by_name(name))
+
+    async def domain_lookup_by_uuid(self, uuid: bytes) -> DomainRef:
+        return await _plain_not_found(super().domain_lookup_by_uuid(uuid))
 
     # -- connection --------------------------------------------------------
     async def connect_get_type(self) -> str:
@@ -160,7 +189,7 @@ class TestConnection(DomainExtrasAPI, SnapshotAPI, DomainQueries, HypervisorConn
 
     async def domain_define_xml_flags(self, xml: str, flags: int) -> DomainRef:
         check_flags(flags, 1, "testDomainDefineXMLFlags", ErrorDomain.TEST)
-        new = conf.parse(xml, DOMAIN_TYPES, "test")
+        new = _parse(xml)
         old = self.host.domains.check_new(new)
         if old is None:
             obj = DomainObj(new, persistent=True)
@@ -195,7 +224,7 @@ class TestConnection(DomainExtrasAPI, SnapshotAPI, DomainQueries, HypervisorConn
     async def domain_create_xml(self, xml_desc: str, flags: int) -> DomainRef:
         check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.VALIDATE),
                     "testDomainCreateXML", ErrorDomain.TEST)
-        new = conf.parse(xml_desc, DOMAIN_TYPES, "test")
+        new = _parse(xml_desc)
         old = self.host.domains.check_new(new, allow_active_same=False)
         if old is not None:
             obj = old    # boots the XML given; the persistent definition stays for the next start
