@@ -294,3 +294,69 @@ def test_stock_virsh_pool_event_and_net_event(netns_daemon, tmp_path):
     finally:
         pools.stop()
         nets.stop()
+
+
+# -- the same pool walk on libvirtd 9.0 (pools only: its network driver would touch the host) --
+
+POOL_SCRIPT = textwrap.dedent("""
+    import json, sys, threading
+    import libvirt
+    URI, TARGET = sys.argv[1:3]
+    libvirt.virEventRegisterDefaultImpl()
+    threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)],
+                     daemon=True).start()
+    conn = libvirt.open(URI)
+    seen, cond = [], threading.Condition()
+
+    def note(*record):
+        with cond:
+            seen.append(record)
+            cond.notify_all()
+
+    conn.storagePoolEventRegisterAny(None, 0, lambda c, p, ev, det, op: note(p.name(), ev, det), None)
+    conn.storagePoolEventRegisterAny(None, 1, lambda c, p, op: note(p.name(), "refresh"), None)
+    pool = conn.storagePoolDefineXML(
+        "<pool type='dir'><name>cmp</name><target><path>%s</path></target></pool>" % TARGET)
+    pool.build(0)
+    pool.create(0)
+    pool.refresh(0)
+    pool.destroy()
+    pool.delete(0)
+    pool.undefine()
+    with cond:
+        cond.wait_for(lambda: len(seen) >= 7, timeout=60)
+    print(json.dumps(seen))
+""")
+
+
+@pytest.mark.libvirtd
+def test_pool_events_as_libvirtd_sends_them(tmp_path):
+    """The same walk through python3-libvirt on libvirtd 9.0 and on pyvirtd: the same events."""
+    import shutil as _shutil
+    sys.path.insert(0, str(__import__("guests").REPO / "bench"))
+    import libvirt_ref
+    from daemons import Pyvirtd
+    available, why = libvirt_ref.libvirt_available()
+    if not available or _shutil.which("virsh") is None:
+        pytest.skip(f"libvirtd not available: {why}")
+    if subprocess.run(["/usr/bin/python3", "-c", "import libvirt"]).returncode:
+        pytest.skip("python3-libvirt is not installed")
+    lv = libvirt_ref.LibvirtHost(tmp_path / "libvirtd", libvirt_ref.pick_free_ports(1)[0],
+                                 cache_dir=tmp_path / "cache")
+    pv = Pyvirtd(tmp_path / "pyvirtd")
+    seen = {}
+    lv.start()
+    try:
+        pv.start()
+        try:
+            for name, uri in (("libvirtd", lv.uri), ("pyvirtd", pv.uri)):
+                out = subprocess.run(["/usr/bin/python3", "-c", POOL_SCRIPT, uri, str(tmp_path / f"pool-{name}")],
+                                     capture_output=True, text=True, timeout=120)
+                assert out.returncode == 0, out.stderr
+                seen[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        finally:
+            pv.cleanup()
+    finally:
+        lv.stop()
+    assert seen["pyvirtd"] == seen["libvirtd"]
+    assert len(seen["libvirtd"]) == 7       # DEFINED, CREATED, STARTED, refresh, STOPPED, DELETED, UNDEFINED
