@@ -255,6 +255,10 @@ DRIVER_METHODS: tuple[str, ...] = (
     # block jobs
     "domain_block_job_abort", "domain_get_block_job_info", "domain_block_job_set_speed", "domain_block_pull",
     "domain_block_rebase", "domain_block_commit", "domain_block_copy",
+    # scheduler and the queries tools ask the test driver (rpc/protocol/remote_sched.py)
+    "domain_get_max_vcpus", "domain_get_scheduler_type", "domain_get_scheduler_parameters",
+    "domain_set_scheduler_parameters", "domain_is_updated", "domain_set_scheduler_parameters_flags",
+    "domain_get_scheduler_parameters_flags",
 )
 
 
@@ -415,6 +419,9 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_snapshot_has_metadata", "domain_list_all_snapshots", "domain_snapshot_list_all_children",
     # block jobs
     "domain_get_block_job_info",
+    # scheduler, max vCPUs, isUpdated
+    "domain_get_max_vcpus", "domain_get_scheduler_type", "domain_get_scheduler_parameters",
+    "domain_is_updated", "domain_get_scheduler_parameters_flags",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 # Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).
