@@ -12,6 +12,7 @@ there; the namespace and everything in it goes at the end, also on failure.
 * ``<interface type='ethernet'>``: a tap of the daemon's on no bridge, and a
   tap the test made (``managed='no'``), which stays when the guest stops while
   the daemon's taps go.
+* A network in bridge mode puts the tap on the host bridge it names.
 * A NIC on an inactive network stops the start with the network driver's error.
 """
 
@@ -205,3 +206,25 @@ def test_interface_xml_as_libvirt_formats_it():
                 "<interface type='ethernet'><target dev='t' managed='maybe'/></interface>"):
         with pytest.raises(libvirtError):
             nics(bad, inactive=True)
+
+
+def test_nic_on_a_bridge_mode_network_joins_the_host_bridge(daemon, tmp_path):
+    """<forward mode='bridge'>: the network names a bridge of the host (here one the test
+    made in the namespace); the guest's tap goes there."""
+    ns_run(daemon.netns, "ip", "link", "add", "pvhostbr0", "type", "bridge")
+    ns_run(daemon.netns, "ip", "link", "set", "dev", "pvhostbr0", "up")
+    net = tmp_path / "hb.xml"
+    net.write_text("<network><name>hb</name><forward mode='bridge'/><bridge name='pvhostbr0'/></network>")
+    virsh(daemon, "net-define", str(net))
+    virsh(daemon, "net-start", "hb")
+    xml = tmp_path / "b.xml"
+    xml.write_text(tiny_xml("g", tmp_path / "b.serial", uuid=GUEST_UUID, extra_devices=f"""
+    <interface type='network'>
+      <mac address='{NET_MAC}'/>
+      <source network='hb'/>
+    </interface>"""))
+    virsh(daemon, "define", str(xml))
+    virsh(daemon, "start", "g")
+    tap = taps_by_mac(daemon)[NET_MAC]
+    assert link(daemon.netns, tap)["master"] == "pvhostbr0"
+    assert "<source network='hb' bridge='pvhostbr0'/>" in virsh(daemon, "dumpxml", "g").stdout
