@@ -9,6 +9,7 @@ scratch image, compared with ``qemu-img compare`` (exit 0: the same content)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -217,6 +218,16 @@ def _scenario(uri: str, work: Path) -> list:
         steps.append([[a.replace(str(work), "W") for a in args], out.returncode, out.stdout.replace(str(work), "W"),
                       out.stderr.replace(str(work), "W")])
 
+    def disks(*args: str) -> None:
+        """The <disk> elements of a definition virsh prints, without what differs for
+        reasons of its own: PCI slots, libvirt's run-time image indexes, and the empty
+        <backingStore/> libvirt's live XML gives every image with no backing file
+        (pyvirt's gives it only at the end of a chain)."""
+        text = _virsh(uri, *args).stdout.replace(str(work), "W")
+        text = re.sub(r" index='\d+'", "", re.sub(r"slot='0x0\d'", "slot", text))
+        text = re.sub(r"(<source file='[^']*'/>)\n *<backingStore/>", r"\1", text)
+        steps.append([list(args), re.findall(r"<disk .*?</disk>", text, re.S)])
+
     def images() -> None:
         top = next((work / n for n in ("g.e2", "g.e1") if (work / n).exists()), disk)
         steps.append(["chain", [p.replace(str(work), "W") for p in _chain(top)],
@@ -234,11 +245,22 @@ def _scenario(uri: str, work: Path) -> list:
     virsh("snapshot-delete", "g", "e2", "--children")
     virsh("snapshot-delete", "g", "e1")
     images()
+    disks("dumpxml", "g")
+    disks("dumpxml", "--inactive", "g")
+    disks("snapshot-dumpxml", "g", "e2")
     virsh("snapshot-info", "g", "e2")
     virsh("snapshot-delete", "g", "--current")
     images()
+    disks("dumpxml", "g")
+    disks("dumpxml", "--inactive", "g")
     virsh("domstate", "g")
     virsh("snapshot-list", "g", "--name")
+    virsh("snapshot-create-as", "g", "e1", "--disk-only")
+    virsh("blockcopy", "g", "vda", str(work / "copy.qcow2"), "--transient-job", "--wait")
+    virsh("snapshot-delete", "g", "e1")
+    virsh("blockjob", "g", "vda", "--abort")
+    virsh("snapshot-delete", "g", "e1")
+    images()
     virsh("destroy", "g")
     expected = _expected(work / "expected.raw", [(0x11, 0), (0x22, MIB)])
     steps.append(["same after running deletes", _same(disk, expected)])
