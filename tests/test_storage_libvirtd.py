@@ -181,6 +181,15 @@ STEPS_2: list[tuple[list[str], str]] = [
     (["vol-list", "tp"], "all"),
     (["pool-destroy", "tp"], "all"),
     (["pool-info", "tp"], "all"),                                     # transient: gone
+    (["pool-define-as", "ow", "dir", "--target", "MISSING"], "all"),
+    (["pool-build", "ow", "--overwrite"], "all"),
+    (["pool-build", "ow", "--no-overwrite"], "all"),
+    (["pool-build", "ow"], "all"),
+    (["pool-start", "ow"], "all"),
+    (["vol-create-as", "ow", "keep.raw", "1M"], "all"),
+    (["pool-destroy", "ow"], "all"),
+    (["pool-delete", "ow"], "all"),                                   # not empty
+    (["pool-undefine", "ow"], "all"),
     (["pool-define-as", "fp", "dir", "--target", "FILE"], "all"),
     (["pool-build", "fp"], "all"),
     (["pool-start", "fp"], "all"),

@@ -38,6 +38,9 @@ class DirBackend:
     default_format = "raw"
 
     async def build(self, pdef: PoolDef, overwrite: bool, no_overwrite: bool) -> None:
+        if overwrite or no_overwrite:   # libvirt's file-system build: those flags mean mkfs
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.STORAGE,
+                        f"No source device specified when formatting pool '{pdef.name}'")
         path = pdef.target_path
         if os.path.lexists(path) and not os.path.isdir(path):
             return   # as libvirt: "built"; starting the pool then says it is not a directory
