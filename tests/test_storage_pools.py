@@ -503,3 +503,33 @@ def test_concurrent_calls_on_one_volume(tmp_path):
     assert outcome == ["same.qcow2", "storage volume 'same.qcow2' exists already"]
     assert destroyed == "Requested operation is not valid: pool 'c' has asynchronous jobs running."
     assert listed == []
+
+
+def test_volume_of_a_running_guest_is_kept(pyvirtd, dir_pool, guests_built):
+    """A real QEMU guest with a pool volume as its disk (<disk type='volume'>): vol-delete and
+    vol-upload are refused while it runs, with the guest named; once it stops both work."""
+    from guests import READY, tiny_xml, wait_for_text
+    virsh(pyvirtd, "vol-create-as", "p1", "disk.qcow2", "16M", "--format", "qcow2")
+    log = dir_pool.parent / "guest.log"
+    disk = """
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source pool='p1' volume='disk.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>"""
+    xml = dir_pool.parent / "g.xml"
+    xml.write_text(tiny_xml("volguest", log, extra_devices=disk))
+    virsh(pyvirtd, "create", str(xml))
+    try:
+        wait_for_text(log, READY)
+        err = virsh(pyvirtd, "vol-delete", "--pool", "p1", "disk.qcow2", ok=False).stderr
+        assert "volume 'disk.qcow2' is still in use by domain 'volguest'" in err
+        src = dir_pool.parent / "junk.bin"
+        src.write_bytes(b"x" * 4096)
+        err = virsh(pyvirtd, "vol-upload", "--pool", "p1", "disk.qcow2", str(src), ok=False).stderr
+        assert "still in use by domain 'volguest'" in err
+        assert (dir_pool / "disk.qcow2").exists()
+    finally:
+        virsh(pyvirtd, "destroy", "volguest")
+    virsh(pyvirtd, "vol-delete", "--pool", "p1", "disk.qcow2")
+    assert not (dir_pool / "disk.qcow2").exists()
