@@ -103,7 +103,10 @@ def measure(uris: list[str], miguris: list[str], work: Path, runs: int = 3) -> d
             os.chmod(image, 0o666)
         log = src_dir / "serial.log"
         xml = guest_xml("benchstorage", log, src)
-        cfg = {"uris": uris, "miguri": miguris[1], "xml": xml, "src": f"'{src}'", "dst": f"'{dst}'",
+        # RAM on a port inside the destination's range but not its first, which both
+        # daemons give the NBD server
+        host, port = miguris[1].rsplit(":", 1)
+        cfg = {"uris": uris, "miguri": f"{host}:{int(port) + 5}", "xml": xml, "src": f"'{src}'", "dst": f"'{dst}'",
                "log": str(log), "ready": "PYVIRT-GUEST-READY"}
         out = subprocess.run(["/usr/bin/python3", "-c", CLIENT, json.dumps(cfg)],
                              capture_output=True, text=True, timeout=600)

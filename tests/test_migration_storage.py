@@ -236,3 +236,31 @@ def test_copy_storage_all_creates_the_volume_in_its_pool(hosts):
     dst = b.workdir / "pool" / "v.qcow2"
     cmp = qemu_img("compare", str(src), str(dst))
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+
+
+def test_virsh_p2p_copies_only_the_disks_named(hosts, tmp_path):
+    """virsh migrate --p2p --copy-storage-all --migrate-disks vda: vda is copied to its new
+    path; vdb, read-only, stays where it is (safe to leave behind, as libvirt judges)."""
+    a, b = hosts
+    src = a.workdir / "root.qcow2"
+    make_image(src, "16M")
+    write_pattern(src, 0x21, "0", "8M")
+    shared = a.workdir / "ro.raw"
+    make_image(shared, "4M", fmt="raw")
+    ro = f"""
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/>
+      <source file='{shared}'/><target dev='vdb' bus='virtio'/><readonly/></disk>"""
+    dst = b.workdir / "root-moved.qcow2"
+    ca, dom, uid = start_guest(a, extra_devices=disk_xml(src) + ro)
+    xml = tmp_path / "dest.xml"
+    xml.write_text(moved_xml(dom, {src: dst}))
+    out = subprocess.run(["virsh", "-c", a.uri, "migrate", "--live", "--p2p", "--copy-storage-all",
+                          "--migrate-disks", "vda", "--xml", str(xml), "mig", b.uri],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert_only_on(b, uid, "mig", hosts)
+    moved = pyvirt.open(b.uri).lookupByName("mig")
+    assert source_paths(moved) == [str(dst), str(shared)]
+    moved.destroy()
+    cmp = qemu_img("compare", str(src), str(dst))
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr

@@ -333,6 +333,7 @@ class OutgoingStorage:
         self.bandwidth = bandwidth
         self.mirrors = [_Mirror(d, export_name(d), f"migration-{d.target_dev}-storage") for d in disks]
         self.totals: dict[str, int] = {}
+        self.deferred: list[tuple[str, Any]] = []
 
     @property
     def _mon(self) -> Any:
@@ -397,6 +398,9 @@ class OutgoingStorage:
                         raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
                                     f"migration of disk {m.disk.target_dev} failed: {detail}")
                 if all(jobs[m.job].get("ready") for m in self.mirrors):
+                    log.info("%s: every disk mirror is ready (%d bytes)", self.obj.name,
+                             job.stats.get("disk_total", 0))
+                    self.replay(job)
                     return
                 await self._next(listener, job)
 
@@ -423,8 +427,17 @@ class OutgoingStorage:
             if name == "speed" and value is not None:
                 self.bandwidth = int(value)
                 for m in self.mirrors:
-                    await self._mon.execute("block-job-set-speed", {"device": m.job,
-                                                                    "speed": bandwidth_bytes(int(value))})
+                    if m.started:
+                        await self._mon.execute("block-job-set-speed", {"device": m.job,
+                                                                        "speed": bandwidth_bytes(int(value))})
+            if name in ("speed", "downtime"):
+                self.deferred.append((name, value))   # the RAM migration's too, once it runs
+
+    def replay(self, job: Any) -> None:
+        """Give the RAM migration's loop the tuning requests that came while the disks copied."""
+        for name, value in self.deferred:
+            job.signal(name, value)
+        self.deferred.clear()
 
     async def switchover(self, job: Any) -> None:
         """At the pre-switchover pause: complete every copy without pivoting (cancel, no
@@ -432,6 +445,7 @@ class OutgoingStorage:
         mon = self._mon
         jobs = await self._jobs()
         self._record(jobs, job.stats)
+        log.info("%s: switchover: completing the disk copies", self.obj.name)
         with mon.listener(*_JOB_EVENTS) as listener:
             for m in self.mirrors:
                 if m.job in jobs:
@@ -451,6 +465,7 @@ class OutgoingStorage:
         for m in self.mirrors:
             m.started = False
         await self._drop_nodes()
+        self.replay(job)
 
     async def abort(self) -> None:
         """Any failure: force-cancel what still runs and drop the NBD nodes; the source

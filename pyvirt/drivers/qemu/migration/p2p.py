@@ -64,7 +64,11 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
 
 
 def _typed(req: MigrationRequest, **extra: Any) -> list:
-    values = {name: value for name, _t, value in to_params(req)}
+    values: dict[str, Any] = {}
+    for name, _t, value in to_params(req):
+        # migrate_disks repeats: a list, which from_dict sends as repeated parameters
+        values[name] = [*values[name], value] if name == "migrate_disks" and name in values else \
+            ([value] if name == "migrate_disks" else value)
     values.update({k: v for k, v in extra.items() if v})
     return from_dict(values, MIGRATION_PARAM_TYPES)
 
