@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,68 @@ def test_internal_parent_refused(pyvirtd, running):
     if running:
         _ok(_virsh, uri, "destroy", "g")
 
+
+
+# python3-libvirt: the block job events of the merges; a suspend/resume pair closes each
+# step (events arrive in order on one connection), so nothing waits on time.
+_EVENTS_SCRIPT = textwrap.dedent("""
+    import json, sys, threading
+    import libvirt
+    libvirt.virEventRegisterDefaultImpl()
+    threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)],
+                     daemon=True).start()
+    conn = libvirt.open(sys.argv[1])
+    events = []
+    seen = threading.Condition()
+    def note(kind):
+        def cb(c, d, *args):
+            with seen:
+                events.append([kind] + list(args[:-1]))
+                seen.notify_all()
+        return cb
+    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, note("lifecycle"), None)
+    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB, note("block_job"), None)
+    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, note("block_job_2"), None)
+    dom = conn.lookupByName("g")
+    def step():
+        dom.suspend()
+        dom.resume()
+        with seen:
+            assert seen.wait_for(lambda: events[-1:] == [["lifecycle", 4, 0]], 30), events
+            out = events[:-2]
+            del events[:]
+        return out
+    out = {}
+    for name in ("e1", "e2"):
+        dom.snapshotCreateXML(f"<domainsnapshot><name>{name}</name></domainsnapshot>",
+                              libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
+    out["create"] = step()
+    dom.snapshotLookupByName("e1").delete()
+    out["delete_e1"] = step()
+    dom.snapshotLookupByName("e2").delete()
+    out["delete_e2"] = step()
+    print(json.dumps(out).replace(sys.argv[2], "W"))
+""")
+
+# libvirtd 9.0 (Debian 12, bench/libvirt_ref.py) running the script above on the same guest:
+# the intermediate commit's COMPLETED names the disk's image (unchanged); the active commit's
+# READY names the overlay, its COMPLETED the image the disk is back on.
+LIBVIRTD_9_0_EVENTS = {
+    "create": [],
+    "delete_e1": [["block_job", "W/g.e2", 3, 0], ["block_job_2", "vda", 3, 0]],
+    "delete_e2": [["block_job", "W/g.e2", 4, 3], ["block_job_2", "vda", 4, 3],
+                  ["block_job", "W/g.qcow2", 4, 0], ["block_job_2", "vda", 4, 0]],
+}
+
+
+def test_block_job_events_as_libvirtd(pyvirtd):
+    _define(pyvirtd)
+    _ok(_virsh, pyvirtd.uri, "start", "g")
+    out = subprocess.run(["/usr/bin/python3", "-c", _EVENTS_SCRIPT, pyvirtd.uri, str(pyvirtd.workdir)],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == LIBVIRTD_9_0_EVENTS
+    _ok(_virsh, pyvirtd.uri, "destroy", "g")
 
 # -- side by side with libvirtd 9.0 ---------------------------------------------------------
 

@@ -27,8 +27,10 @@ from ...enums_more import (DomainSnapshotCreateFlags as Create, DomainSnapshotDe
                            DomainSnapshotRevertFlags as Revert)
 from ...errors import ErrorDomain, ErrorNumber, error
 from ..domainlist import emit_lifecycle
+from . import qemu_events
 from . import snapshot_delete as external_delete
 from . import snapshot_qemu as work
+from .blockjob import COMPLETED, READY
 from .jobs import JobKind
 from .snapshot_store import SnapshotDef, SnapshotTree, tree_for
 
@@ -440,12 +442,14 @@ async def delete(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
         if merges:
             # libvirt 9.0 merges the snapshot's overlays into the images under them
             if obj.active:
-                await external_delete.merge_live(obj, merges)
+                await external_delete.merge_live(obj, merges, lambda m: _block_job_event(drv, obj, m, READY))
             else:
                 await external_delete.merge_offline(merges)
             external_delete.update_definitions(obj, merges)
             if obj.active:
                 obj.save_status()
+                for m in merges:       # as libvirt: the disk's new image in an active commit's event
+                    _block_job_event(drv, obj, m, COMPLETED)
             if obj.persistent:
                 drv.save_config(obj)
             external_delete.update_descendants(snaps, snap, merges)
@@ -457,6 +461,14 @@ async def delete(drv: "QemuDriver", obj: "QemuDomainObj", name: str, flags: int)
             # libvirt: the current snapshot's place goes to what is left above it
             heir = snap if flags & Delete.CHILDREN_ONLY else snaps.snaps.get(snap.parent or "")
             snaps.set_current(heir)
+
+
+def _block_job_event(drv: "QemuDriver", obj: "QemuDomainObj", merge: external_delete.Merge, status: int) -> None:
+    """BLOCK_JOB and BLOCK_JOB_2 for the commit of a deleted snapshot, as libvirt 9.0 raises them."""
+    disk = next((d for d in obj.live.devices.disks if d.target_dev == merge.target), None) \
+        if obj.live is not None else None
+    if disk is not None:
+        drv._emit_all(qemu_events.block_job(obj, disk, merge.kind, status))
 
 
 def _check_same_images(obj: "QemuDomainObj", snap: SnapshotDef) -> None:

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ErrorDomain, ErrorNumber, error
@@ -50,6 +51,7 @@ class Merge:
     base_fmt: str
     above: tuple[str, str] | None      # (format, path) of the image over the overlay; None: it is active
     job_id: str = ""
+    kind: int = blockjob.COMMIT        # the block job type its events carry (ACTIVE_COMMIT when active)
     nodes: tuple[str, ...] = ()        # the overlay's nodes, deleted once QEMU is done with them
     ready: bool = False
     done: bool = False
@@ -145,8 +147,11 @@ async def merge_offline(merges: list[Merge]) -> None:
         _unlink(m.overlay)
 
 
-async def merge_live(obj: "QemuDomainObj", merges: list[Merge]) -> None:
-    """block-commit of every overlay into its backing node; the active ones pivoted."""
+async def merge_live(obj: "QemuDomainObj", merges: list[Merge], on_ready: Callable[[Merge], None]) -> None:
+    """block-commit of every overlay into its backing node; the active ones pivoted.
+
+    ``on_ready`` is called when an active commit is READY (libvirt's BLOCK_JOB events
+    for it go out then, with the disk still on the overlay)."""
     assert obj.process is not None and obj.live is not None
     monitor = obj.process.monitor
     by_target = {d.target_dev: d for d in obj.live.devices.disks}
@@ -158,7 +163,10 @@ async def merge_live(obj: "QemuDomainObj", merges: list[Merge]) -> None:
             raise error(ErrorNumber.OPERATION_FAILED, Q, "failed to find parent disk source in backing chain")
         top, base = chain[index], chain[index + 1]
         m.above = (chain[index - 1].format, chain[index - 1].filename) if index > 0 else None
-        m.job_id = f"{'active-commit' if index == 0 else 'commit'}-{m.target}-{chain[0].node}"
+        m.kind = blockjob.COMMIT if index > 0 else blockjob.ACTIVE_COMMIT
+        # not named as the API's block jobs are (KIND-TARGET-NODE): the generic event
+        # translation must not report this job too; its events are raised here
+        m.job_id = f"snapshot-delete.{m.target}.{top.node}"
         m.nodes = tuple(n for n in (top.node if top.storage else "", top.storage) if n)
         plans.append((m, {"job-id": m.job_id, "device": chain[0].node, "top-node": top.node,
                           "base-node": base.node}))
@@ -169,6 +177,9 @@ async def merge_live(obj: "QemuDomainObj", merges: list[Merge]) -> None:
                 await monitor.execute("block-commit", args)
                 started.append(m)
             await _await_jobs(obj, listener, started, lambda m: m.done or (m.above is None and m.ready))
+            for m in started:
+                if m.ready and not m.failure:
+                    on_ready(m)
             _raise_failure(started, "block commit failed")
             for m in started:
                 if m.above is None and not m.done:
