@@ -41,6 +41,9 @@ async def _open_driver(text: str, read_only: bool, auth: Any = None) -> Hypervis
         if parsed.driver == "test" and parsed.path in ("/default", ""):
             from .drivers.test import driver as test_driver
             return await test_driver.open_connection(info)
+        if parsed.driver == "test" and parsed.path.startswith("/"):
+            from .drivers.test import driver as test_driver     # a custom host file (test:///PATH)
+            return await test_driver.open_path(parsed.path, info)
         if parsed.driver == "qemu" and parsed.path == "/embed":
             from .drivers.qemu import embed
             return await embed.open_connection(parsed, info, connector=_connect_peer)

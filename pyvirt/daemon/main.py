@@ -130,6 +130,11 @@ class Daemon:
             return conn
         if parsed.driver == "test" and parsed.path in ("/default", ""):
             return test_driver.TestConnection(info, self.test_host)
+        if parsed.driver == "test":
+            # libvirtd reads test:///PATH for its root clients; pyvirtd reads no file a remote
+            # client names (the host file is read in process by the client's own library)
+            raise error(ErrorNumber.NO_CONNECT, ErrorDomain.NONE,
+                        f"{name} (pyvirtd serves test:///default only; open a test host file in process)")
         raise error(ErrorNumber.NO_CONNECT, ErrorDomain.NONE, f"{name} (pyvirtd serves qemu:///system and test:///default)")
 
     def feature_override(self, feature: int) -> int | None:

@@ -142,10 +142,10 @@ SECURITY_LABEL = ("libvirt-test", 1)
 CPU_MAP = (8, [True, False, True, False, True, False, False, False], 3)
 
 
-def capabilities() -> str:
+def capabilities(numa: tuple[tuple[int, int], ...] = CELLS) -> str:
     """The host's capabilities document, with the node's NUMA cells."""
     cells = []
-    for cell_id, (memory, page) in enumerate(CELLS):
+    for cell_id, (memory, page) in enumerate(numa):
         cpus = "".join(
             f"            <cpu id='{c}' socket_id='{cell_id}' die_id='0' core_id='{c - cell_id * CPUS_PER_CELL}'"
             f" siblings='{c}'/>\n"
@@ -187,7 +187,7 @@ def capabilities() -> str:
             "    <power_management/>\n"
             "    <iommu support='no'/>\n"
             "    <topology>\n"
-            f"      <cells num='{len(CELLS)}'>\n{''.join(cells)}      </cells>\n"
+            f"      <cells num='{len(numa)}'>\n{''.join(cells)}      </cells>\n"
             "    </topology>\n"
             "    <secmodel>\n"
             f"      <model>{SECURITY_MODEL[0]}</model>\n"

@@ -50,6 +50,10 @@ class TestHost:
         self.networks = TestNetworks()
         self.pools = TestPools()
         self.uri = "test:///default"
+        self.node_info = content.NODE_INFO
+        self.cells = content.CELLS
+        self.interfaces: list[str] = [content.INTERFACE_XML] if populate else []
+        self.node_devices: list[str] = [xml for _name, _parent, _caps, xml in content.NODE_DEVICES] if populate else []
         if populate:
             default = DomainObj(conf.parse(DEFAULT_DOMAIN_XML, DOMAIN_TYPES, "test"), persistent=True)
             self.domains.add(default)
@@ -127,6 +131,22 @@ async def open_connection(info: ConnectionInfo, host: TestHost | None = None) ->
     return TestConnection(info, host or default_host())
 
 
+def load_host(path: str) -> TestHost:
+    """A private host from a node document in libvirt's format (``test:///PATH``): as in
+    libvirt, each connection to a file gets its own host, read when it opens."""
+    from . import hostxml
+    host = TestHost(populate=False)
+    host.uri = f"test://{path}"
+    hostxml.load(path, host, DOMAIN_TYPES, _parse)
+    return host
+
+
+async def open_path(path: str, info: ConnectionInfo) -> "TestConnection":
+    import asyncio
+    host = await asyncio.get_running_loop().run_in_executor(None, load_host, path)   # file I/O off the loop
+    return TestConnection(info, host)
+
+
 class TestConnection(DomainExtrasAPI, SnapshotAPI, DomainQueries, HypervisorConnection):
     driver_prefix = "test"
     error_domain = ErrorDomain.TEST
@@ -172,10 +192,10 @@ class TestConnection(DomainExtrasAPI, SnapshotAPI, DomainQueries, HypervisorConn
         return self.host.uri
 
     async def connect_get_capabilities(self) -> str:
-        return content.capabilities()
+        return content.capabilities(self.host.cells)
 
     async def node_get_info(self) -> tuple:
-        return content.NODE_INFO
+        return self.host.node_info
 
     async def connect_supports_feature(self, feature: int) -> int:
         return int(feature in _FEATURES)

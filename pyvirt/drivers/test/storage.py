@@ -82,7 +82,7 @@ class TestPool:
             el("source", children=[el("device", [("path", d)]) for d in self.pdef.source_devices]
                + [el("name", text=self.pdef.source_name) if self.pdef.type == "logical" else None],
                keep_open=True),
-            el("target", children=[el("path", text=self.pdef.target_path)]),
+            el("target", children=[el("path", text=self.pdef.target_path), self.pdef.permissions.node()]),
         ]))
 
     def add_volume(self, vdef: volxml.VolDef) -> TestVolume:
