@@ -98,6 +98,9 @@ class Session:
         self.uri = uri
         self.readonly = readonly
         self.quiet = quiet
+        if quiet:
+            from . import output
+            output.QUIET = True
         self.interactive = interactive
         self.conn: Any = None
         self.done = False          # quit/exit asked the shell to end
