@@ -162,6 +162,10 @@ STEPS_2: list[tuple[list[str], str]] = [
     (["vol-wipe", "--pool", "tp", "w.raw"], "all"),
     (["vol-info", "--pool", "tp", "w.raw"], "all"),
     (["vol-create-as", "tp", "q.qcow2", "2M", "--format", "qcow2"], "all"),
+    (["vol-create-as", "tp", "wq.qcow2", "10M", "--format", "qcow2"], "all"),
+    (["vol-wipe", "--pool", "tp", "wq.qcow2"], "all"),                 # an image wiped is raw zeros
+    (["vol-info", "--pool", "tp", "wq.qcow2"], "all"),
+    (["vol-dumpxml", "--pool", "tp", "wq.qcow2"], "all"),
     (["vol-create-from", "tp", "FROMXML", "q.qcow2"], "all"),
     (["vol-info", "--pool", "tp", "from.raw"], "all"),
     (["vol-dumpxml", "--pool", "tp", "from.raw"], "all"),

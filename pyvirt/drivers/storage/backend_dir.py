@@ -215,16 +215,10 @@ class DirBackend:
         await self.update(vol)
 
     async def wipe_vol(self, vol: Volume) -> None:
-        """Zero the volume's data (libvirt's ALG_ZERO): a raw file is overwritten with
-        zeros in place, keeping its allocation; an image is recreated empty at its
-        size (libvirt too wipes a qcow2 by rebuilding it)."""
-        if vol.format in (None, "raw"):
-            await asyncio.to_thread(_zero_file, vol.path, vol.physical)
-        else:
-            backing = vol.backing
-            await qemuimg.create(vol.path, vol.format, vol.capacity,
-                                 backing=backing[0] if backing else None,
-                                 backing_fmt=backing[1] if backing else None)
+        """Zero the volume's data (libvirt's ALG_ZERO), as libvirt does it: a sparse file
+        is truncated to nothing and back to its size; any other file, whatever its format,
+        has its allocated bytes overwritten with zeros (a qcow2 image becomes raw zeros)."""
+        await asyncio.to_thread(_zero_file, vol.path)
         await self.update(vol)
 
 
@@ -253,13 +247,19 @@ def _fallocate_fd(fd: int, path: str, length: int) -> None:
         raise
 
 
-def _zero_file(path: str, size: int) -> None:
-    zeros = bytes(_WIPE_CHUNK)
+def _zero_file(path: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        done = 0
-        while done < size:
-            done += os.pwrite(fd, zeros[: min(_WIPE_CHUNK, size - done)], done)
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_blocks < st.st_size // 512:
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, st.st_size)
+        else:
+            zeros = bytes(_WIPE_CHUNK)
+            size = st.st_blocks * 512 if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+            done = 0
+            while done < size:
+                done += os.pwrite(fd, zeros[: min(_WIPE_CHUNK, size - done)], done)
         os.fsync(fd)
     finally:
         os.close(fd)

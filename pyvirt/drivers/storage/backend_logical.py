@@ -179,4 +179,4 @@ class LogicalBackend:
 
     async def wipe_vol(self, vol: Volume) -> None:
         from .backend_dir import _zero_file
-        await asyncio.to_thread(_zero_file, vol.path, vol.capacity)
+        await asyncio.to_thread(_zero_file, vol.path)   # a block device: its whole size
