@@ -9,6 +9,7 @@ scratch image, compared with ``qemu-img compare`` (exit 0: the same content)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import textwrap
@@ -38,13 +39,13 @@ def _write_at(image: Path, byte: int, offset: int) -> None:
     assert out.returncode == 0, out.stderr
 
 
-def _guest_io(uri: str, command: str) -> None:
+def _guest_io(uri: str, command: str, alias: str = "virtio-disk0") -> None:
     """qemu-io inside the running QEMU through the disk's device: what the guest would
     write (HMP answers nothing when it worked), then a flush so the image is current
     on disk for qemu-img."""
     for cmd in (command, "flush"):
         out = _ok(_virsh, uri, "qemu-monitor-command", "g", "--hmp",
-                  f'qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend "{cmd}"')
+                  f'qemu-io -d /machine/peripheral/{alias}/virtio-backend "{cmd}"')
         assert out.strip() == "", out
 
 
@@ -179,6 +180,43 @@ def test_metadata_only_keeps_the_overlay_and_block_job_refusal(pyvirtd):
     assert _chain(work / "g.e1") == [str(work / "g.e1"), str(disk)]
     assert f"<source file='{work / 'g.e1'}'" in _ok(_virsh, uri, "dumpxml", "g")
     _ok(_virsh, uri, "destroy", "g")
+
+
+def test_two_disks_merged_together_pyvirt_cli(pyvirtd):
+    """A snapshot of two disks: both commits run at once, both disks pivot back; through
+    pyvirt's own command line this time."""
+    from test_snapshot import _pyvirt
+    uri = pyvirtd.uri
+    work = pyvirtd.workdir
+    images = {dev: work / f"two-{dev}.qcow2" for dev in ("vda", "vdb")}
+    for image in images.values():
+        assert _img("create", "-q", "-f", "qcow2", str(image), "16M").returncode == 0
+        os.chmod(image, 0o666)
+    devices = "".join(f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{image}'/>
+      <target dev='{dev}' bus='virtio'/>
+    </disk>""" for dev, image in images.items())
+    (work / "two.xml").write_text(tiny_xml("g", work / "g-serial.log", extra_devices=devices))
+    _ok(_virsh, uri, "define", str(work / "two.xml"))
+    _write_marker(images["vda"], 0x11)
+    _write_marker(images["vdb"], 0x12)
+    _ok(_pyvirt, uri, "start", "g")
+    assert _ok(_pyvirt, uri, "snapshot-create-as", "g", "both", "--disk-only") == "Domain snapshot both created\n"
+    overlays = {dev: work / f"two-{dev}.both" for dev in images}
+    assert all(_chain(overlays[dev]) == [str(overlays[dev]), str(images[dev])] for dev in images)
+    _guest_io(uri, f"write -P 0x21 {MIB} 64k")
+    _guest_io(uri, f"write -P 0x22 {MIB} 64k", alias="virtio-disk1")
+    assert _ok(_pyvirt, uri, "snapshot-delete", "g", "both") == "Domain snapshot both deleted\n\n"
+    assert not any(p.exists() for p in overlays.values())
+    assert all(_chain(images[dev]) == [str(images[dev])] for dev in images)
+    assert _ok(_pyvirt, uri, "domstate", "g").strip() == "running"
+    live = _ok(_pyvirt, uri, "dumpxml", "g")
+    assert ".both" not in live and all(f"<source file='{image}'" in live for image in images.values())
+    _ok(_pyvirt, uri, "destroy", "g")
+    assert _same(images["vda"], _expected(work / "vda.raw", [(0x11, 0), (0x21, MIB)]))
+    assert _same(images["vdb"], _expected(work / "vdb.raw", [(0x12, 0), (0x22, MIB)]))
 
 
 @pytest.mark.parametrize("running", [False, True], ids=["shutoff", "running"])
