@@ -85,7 +85,7 @@ def test_blocking_and_full_driver_print_the_same(host):
     """The same words one-shot (blocking connection) and through the shell (full driver)."""
     for words in (["list", "--all"], ["dominfo", "quiet"], ["domstate", "--reason", "quiet"], ["nodeinfo"],
                   ["list", "--all", "--json"]):
-        one_shot = subprocess.run([PYVIRT, "-c", host.uri, *words], capture_output=True, text=True, check=True)
+        one_shot = subprocess.run([PYVIRT, "-q", "-c", host.uri, *words], capture_output=True, text=True, check=True)
         shell = subprocess.run([PYVIRT, "-q", "-c", host.uri], input=" ".join(words) + "\nquit\n",
                                capture_output=True, text=True, check=True)
         assert one_shot.stdout in shell.stdout, words
