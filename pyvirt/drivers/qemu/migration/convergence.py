@@ -62,10 +62,11 @@ def check_flags(flags: int) -> None:
         raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "zero-copy is only available for parallel migration")
 
 
-def check_params(req: "MigrationRequest") -> None:
-    """libvirt's qemuMigrationParamsFromFlags checks: tuning needs the feature turned on."""
+def check_params(req: "MigrationRequest", source: bool = True) -> None:
+    """libvirt's qemuMigrationParamsFromFlags checks: tuning needs the feature turned on.
+    (auto-converge is the source's alone: the destination is never told of the flag.)"""
     flags = req.flags
-    if (req.auto_converge_initial is not None or req.auto_converge_increment is not None) \
+    if source and (req.auto_converge_initial is not None or req.auto_converge_increment is not None) \
             and not flags & MigrateFlags.AUTO_CONVERGE:
         raise _invalid("Turn auto convergence on to tune it")
     if req.parallel_connections is not None and not flags & MigrateFlags.PARALLEL:
@@ -137,7 +138,7 @@ async def apply(mon: Any, req: "MigrationRequest", source: bool, always: dict[st
     """Switch this migration's capabilities (plus ``always``: events, late-block-activate, ...)
     and parameters on in one side's QEMU, before the migration starts.  ``extra``
     parameters (the convergence policy's) come first: the caller's own win."""
-    check_params(req)
+    check_params(req, source)
     caps = capabilities(req, source)
     for cap, state in always.items():
         caps[cap] = caps.get(cap, False) or state

@@ -114,7 +114,7 @@ def from_params(params: Iterable[tuple[str, int, Any]], flags: int) -> Migration
             getattr(req, attr).append(value)
         else:
             setattr(req, attr, value)
-    convergence.check_params(req)      # tuning without its feature, unknown compression methods
+    convergence.check_params(req, source=False)   # tuning without its feature, unknown compression methods
     return req
 
 
