@@ -84,9 +84,37 @@ def start_latency(work: Path, managers: tuple[str, ...], n: int) -> dict[str, li
             cluster.stop()
 
 
+# each step of the client-driven v3 sequence, timed in this process (where the lease work
+# of a migration lands: Begin inquires, Perform releases, Finish acquires, Confirm's end
+# of the source QEMU deletes what is left)
+STEPS = (("_ClientSource", "begin"), ("_ClientDestination", "prepare"), ("_ClientSource", "perform"),
+         ("_ClientDestination", "finish"), ("_ClientSource", "confirm"))
+_step_times: dict[tuple[str, str], list[float]] = {}
+_current = [""]
+
+
+def _time_steps() -> None:
+    from pyvirt import migration
+    for cls_name, step in STEPS:
+        cls = getattr(migration, cls_name, None)
+        if cls is None or not hasattr(cls, step):
+            continue
+        original = getattr(cls, step)
+
+        async def timed(self, *args, _original=original, _step=step, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return await _original(self, *args, **kwargs)
+            finally:
+                if _current[0]:
+                    _step_times.setdefault((_current[0], _step), []).append(time.perf_counter() - t0)
+        setattr(cls, step, timed)
+
+
 def migration_times(work: Path, managers: tuple[str, ...], n: int) -> dict[str, list[float]]:
     """Live migrations back and forth, the managers' pairs of hosts taking turns
     (so a busy moment of the machine costs all of them alike)."""
+    _time_steps()
     clusters = {}
     conns: dict[str, tuple] = {}
     try:
@@ -101,10 +129,12 @@ def migration_times(work: Path, managers: tuple[str, ...], n: int) -> dict[str, 
                 a, b = conns[manager]
                 src, dst = (a, b) if i % 2 == 0 else (b, a)
                 dom = src.lookupByName("mig")
+                _current[0] = manager if i >= 2 else ""
                 t0 = time.perf_counter()
                 dom.migrate(dst, MIGRATE_FLAGS)
                 if i >= 2:
                     times[manager].append(time.perf_counter() - t0)
+        _current[0] = ""
         return times
     finally:
         for a, b in conns.values():
@@ -246,8 +276,9 @@ def main() -> int:
         result: dict = {"start_ms": {}, "migration_ms": {}}
         for manager, t in start_latency(work, ("nop", "lockd", "etcd"), args.starts).items():
             result["start_ms"][manager] = {"median": median_ms(t), "min": min(t) * 1000, "n": len(t)}
-        for manager, t in migration_times(work, ("nop", "etcd"), args.migrations).items():
+        for manager, t in migration_times(work, ("nop", "lockd", "etcd"), args.migrations).items():
             result["migration_ms"][manager] = {"median": median_ms(t), "min": min(t) * 1000, "n": len(t)}
+        result["migration_steps_ms"] = {f"{m}/{step}": median_ms(t) for (m, step), t in _step_times.items()}
         result["plugin_ms"] = plugin_figures(work, args.plugin_rounds)
         fences = fencing_times(work, args.fences, args.ttl)
         result["fencing_s"] = {"ttl": args.ttl, "max": max(fences), "median": statistics.median(fences),
@@ -268,6 +299,12 @@ def main() -> int:
         ("fencing after etcd froze", f"max {f['max']:.2f} s", f"median {f['median']:.2f} s, TTL {f['ttl']} s "
          f"(goal ≤ {f['ttl'] - 1} s)"),
     ]
+    steps = result["migration_steps_ms"]
+    for _, step in STEPS:
+        if f"etcd/{step}" in steps and f"nop/{step}" in steps:
+            rows.append((f"  migration step {step}", f"{steps[f'etcd/{step}']:.1f} ms",
+                         f"{steps[f'etcd/{step}'] - steps[f'nop/{step}']:+.1f} ms vs nop, "
+                         f"{steps[f'etcd/{step}'] - steps[f'lockd/{step}']:+.1f} ms vs lockd"))
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>12}  {note}")
