@@ -11,8 +11,9 @@ follows QEMU's migration, and looks at every figure QEMU reports:
   one step: ``downtime`` raises the allowed downtime in ``downtime_steps``
   linear steps up to ``downtime_max`` (skipped at once when even the bound
   cannot cover what is left at the link's speed); ``auto-converge``
-  throttles the vCPUs harder at each pass; ``postcopy`` switches to
-  post-copy when the migration was started with VIR_MIGRATE_POSTCOPY;
+  throttles the vCPUs harder at each pass (skipped, as Nova does, when
+  post-copy is permitted: the guest keeps its speed); ``postcopy`` switches
+  to post-copy when the migration was started with VIR_MIGRATE_POSTCOPY;
 * past the **completion bound** (``timeout_per_gib`` seconds per GiB of
   guest RAM, at least ``timeout_min``) the migration is cancelled: the
   source keeps running, and the caller gets OPERATION_TIMEOUT naming the
@@ -197,6 +198,11 @@ class Policy:
             self._decide(f"{why}: downtime raised to {self.downtime} ms")
             return True
         if what == "auto-converge":
+            if self.flags & MigrateFlags.POSTCOPY and "postcopy" in self.settings.order \
+                    and not self.flags & MigrateFlags.AUTO_CONVERGE:
+                # as Nova: the guest keeps its full speed when post-copy may finish the job
+                self._decide(f"{why}: post-copy permitted, so no vCPU throttling")
+                return False
             if self.stage_stalls == 0:
                 if self.flags & MigrateFlags.AUTO_CONVERGE:
                     self._decide(f"{why}: auto-converge already throttling as asked")
