@@ -219,6 +219,38 @@ def test_two_disks_merged_together_pyvirt_cli(pyvirtd):
     assert _same(images["vdb"], _expected(work / "vdb.raw", [(0x12, 0), (0x22, MIB)]))
 
 
+def test_failed_merge_changes_nothing(pyvirtd):
+    """QEMU refusing the commit (the image under the overlay not writable for it): the
+    error is QEMU's, quoted as libvirt quotes a failed QMP command; the chain, the
+    definition and the snapshot stay; the delete works once the image is writable."""
+    from daemons import qemu_pid
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    _ok(_virsh, uri, "start", "g")
+    pid = qemu_pid(pyvirtd, "g")
+    assert pid is not None
+    if os.stat(f"/proc/{pid}").st_uid == 0:
+        _ok(_virsh, uri, "destroy", "g")
+        pytest.skip("QEMU runs as root here: file modes do not stop it")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "e1", "--disk-only")
+    overlay = pyvirtd.workdir / "g.e1"
+    os.chmod(disk, 0o444)
+    try:
+        out = _virsh(uri, "snapshot-delete", "g", "e1")
+    finally:
+        os.chmod(disk, 0o666)
+    assert out.returncode == 1
+    assert out.stderr == ("error: Failed to delete snapshot e1\nerror: internal error: unable to execute QEMU "
+                          f"command 'block-commit': Could not open '{disk}': Permission denied\n")
+    assert _chain(overlay) == [str(overlay), str(disk)]
+    assert f"<source file='{overlay}'" in _ok(_virsh, uri, "dumpxml", "g")
+    assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "e1\n\n"
+    assert _ok(_virsh, uri, "domstate", "g").strip() == "running"
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e1") == "Domain snapshot e1 deleted\n\n"
+    assert _chain(disk) == [str(disk)] and not overlay.exists()
+    _ok(_virsh, uri, "destroy", "g")
+
+
 @pytest.mark.parametrize("running", [False, True], ids=["shutoff", "running"])
 def test_internal_parent_refused(pyvirtd, running):
     uri = pyvirtd.uri
