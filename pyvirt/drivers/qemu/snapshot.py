@@ -3,7 +3,8 @@
 The caller (:mod:`.api_snapshot`) checks flags; these functions take the
 domain's job, decide what a snapshot covers (libvirt's disk alignment and
 its rules for mixing internal and external), do the work through
-:mod:`.snapshot_qemu` and keep the metadata in :mod:`.snapshot_store`.
+:mod:`.snapshot_qemu` (deleting an external snapshot: :mod:`.snapshot_delete`)
+and keep the metadata in :mod:`.snapshot_store`.
 
 The CPUs are stopped and started through the driver's own
 ``pause_cpus``/``resume_cpus`` (where the lock manager's hooks live), so a
