@@ -251,6 +251,28 @@ def test_failed_merge_changes_nothing(pyvirtd):
     _ok(_virsh, uri, "destroy", "g")
 
 
+def test_merge_after_daemon_restart(pyvirtd):
+    """The daemon restarted between the snapshots and their deletion: the running guest's
+    chain (from the status XML and QEMU) is merged as before."""
+    uri = pyvirtd.uri
+    disk, _ = _define(pyvirtd)
+    work = pyvirtd.workdir
+    _write_marker(disk, 0x11)
+    _ok(_virsh, uri, "start", "g")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "e1", "--disk-only")
+    _guest_io(uri, f"write -P 0x22 {MIB} 64k")
+    _ok(_virsh, uri, "snapshot-create-as", "g", "e2", "--disk-only")
+    pyvirtd.stop()
+    pyvirtd.start()
+    assert _ok(_virsh, uri, "domstate", "g").strip() == "running"
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e1") == "Domain snapshot e1 deleted\n\n"
+    assert _ok(_virsh, uri, "snapshot-delete", "g", "e2") == "Domain snapshot e2 deleted\n\n"
+    assert _chain(disk) == [str(disk)] and not (work / "g.e1").exists() and not (work / "g.e2").exists()
+    assert _ok(_virsh, uri, "domstate", "g").strip() == "running"
+    _ok(_virsh, uri, "destroy", "g")
+    assert _same(disk, _expected(work / "expected.raw", [(0x11, 0), (0x22, MIB)]))
+
+
 @pytest.mark.parametrize("running", [False, True], ids=["shutoff", "running"])
 def test_internal_parent_refused(pyvirtd, running):
     uri = pyvirtd.uri
