@@ -353,7 +353,10 @@ class OutgoingStorage:
                             f"disk '{m.disk.target_dev}' has no medium in the running domain")
             await mon.execute("blockdev-add", {"driver": "nbd", "node-name": m.target,
                                                "server": {"type": "inet", "host": host, "port": str(port)},
-                                               "export": export_name(m.disk)})
+                                               "export": export_name(m.disk),
+                                               # zeroes may unmap: the mirror then zeroes the target
+                                               # once and copies only what the source has allocated
+                                               "discard": "unmap", "read-only": False})
             m.added = True
             args: dict[str, Any] = {"job-id": m.job, "device": node.node, "target": m.target, "sync": sync,
                                     "copy-mode": mode}
