@@ -440,6 +440,19 @@ def _scenario(uri: str, work: Path) -> list:
     virsh("snapshot-delete", "g", "e3", "--metadata")
     virsh("snapshot-delete", "g", "i1", "--metadata")
     virsh("undefine", "g")
+    # a transient guest, paused
+    other = work / "t.qcow2"
+    assert _img("create", "-q", "-f", "qcow2", str(other), "16M").returncode == 0
+    (work / "t.xml").write_text(xml.replace("<name>g</name>", "<name>t</name>").replace(str(disk), str(other)))
+    virsh("create", str(work / "t.xml"))
+    virsh("suspend", "t")
+    virsh("snapshot-create-as", "t", "s1", "--disk-only")
+    steps.append(["chain", [p.replace(str(work), "W") for p in _chain(work / "t.s1")]])
+    virsh("snapshot-delete", "t", "s1")
+    steps.append(["chain", [p.replace(str(work), "W") for p in _chain(other)], (work / "t.s1").exists()])
+    virsh("domstate", "t", "--reason")
+    disks("dumpxml", "t")
+    virsh("destroy", "t")
     return steps
 
 
