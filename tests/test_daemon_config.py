@@ -111,7 +111,8 @@ MEANINGFUL = {"auth_tcp": '"none"', "auth_unix_rw": '"none"', "auth_unix_ro": '"
               "migration_port_min": "100", "migration_port_max": "200", "keepalive_interval": "5",
               "lock_manager": '"lockd"', "lock_file_lockspace_dir": '"/var/lib/pyvirt/lockd/files"',
               "lock_etcd_endpoints": '["https://10.0.0.1:2379", "https://10.0.0.2:2379"]', "lock_etcd_ttl": "10",
-              "lock_etcd_cert_file": '"/etc/pyvirt/etcd.pem"', "lock_etcd_key_file": '"/etc/pyvirt/etcd.key"'}
+              "lock_etcd_cert_file": '"/etc/pyvirt/etcd.pem"', "lock_etcd_key_file": '"/etc/pyvirt/etcd.key"',
+              "migration_converge_order": '["downtime", "postcopy"]'}
 
 
 @pytest.mark.parametrize("table", [LIBVIRTD_KEYS, QEMU_KEYS, PYVIRT_KEYS], ids=["libvirtd", "qemu", "pyvirt"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -100,3 +101,27 @@ def test_policy_aborts_cleanly_at_its_bound_without_postcopy(hosts):
     assert running_copies([a, b], uid) == 1
     before = heartbeat(a)
     wait_for(lambda: heartbeat(a) > before + 1, 10, what="the source guest to keep running")
+
+
+def pyvirt_cli(uri: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", uri, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_converge_postcopy_verbose_and_migrate_postcopy_refusal(hosts):
+    a, b = hosts
+    uid = start_guest(a)
+    # migrate-postcopy with no migration: pyvirt's words are stock virsh's
+    ours, theirs = pyvirt_cli(a.uri, "migrate-postcopy", "mig"), virsh(a.uri, "migrate-postcopy", "mig", check=False)
+    assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr) == (1, theirs.stderr)
+    assert "post-copy can only be started while outgoing migration is in progress" in ours.stderr
+    r = pyvirt_cli(a.uri, "migrate", "--live", "--postcopy-after-precopy", "mig", b.uri)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "error: Option --postcopy is required by option --postcopy-after-precopy"
+    # the policy through pyvirt's own option, its decisions shown beside the progress
+    r = pyvirt_cli(a.uri, "migrate", "--live", "--postcopy", "--converge", "--bandwidth", "20", "--verbose",
+                   "mig", b.uri)
+    assert r.returncode == 0, r.stderr
+    assert "convergence policy:" in r.stderr and "switched to post-copy" in r.stderr, r.stderr
+    assert "Migration: [100 %]" in r.stderr
+    assert running_copies([a, b], uid) == 1 and qemu_pid(b, "mig") is not None

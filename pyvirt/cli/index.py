@@ -65,6 +65,7 @@ INDEX: dict[str, str] = {
     "migrate": "migrate_cmds",
     "migrate-getmaxdowntime": "migrate_cmds",
     "migrate-getspeed": "migrate_cmds",
+    "migrate-postcopy": "migrate_cmds",
     "migrate-setmaxdowntime": "migrate_cmds",
     "migrate-setspeed": "migrate_cmds",
     "net-autostart": "network_cmds",

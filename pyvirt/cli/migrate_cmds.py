@@ -1,5 +1,5 @@
 """Migration and job commands: migrate, domjobinfo, domjobabort, migrate-setspeed,
-migrate-getspeed, migrate-setmaxdowntime, migrate-getmaxdowntime."""
+migrate-getspeed, migrate-setmaxdowntime, migrate-getmaxdowntime, migrate-postcopy."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def _flags(args: argparse.Namespace) -> int:
              ("unsafe", pyvirt.VIR_MIGRATE_UNSAFE), ("tls", pyvirt.VIR_MIGRATE_TLS),
              ("copy_storage_all", pyvirt.VIR_MIGRATE_NON_SHARED_DISK),
              ("copy_storage_inc", pyvirt.VIR_MIGRATE_NON_SHARED_INC),
-             ("copy_storage_synchronous_writes", pyvirt.VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES))
+             ("copy_storage_synchronous_writes", pyvirt.VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES),
+             ("compressed", pyvirt.VIR_MIGRATE_COMPRESSED), ("postcopy", pyvirt.VIR_MIGRATE_POSTCOPY),
+             ("zerocopy", pyvirt.VIR_MIGRATE_ZEROCOPY), ("parallel", pyvirt.VIR_MIGRATE_PARALLEL))
     return sum(flag for name, flag in table if getattr(args, name))
 
 
@@ -60,7 +62,25 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["disks_port"] = args.disks_port
     if args.disks_uri:
         params["disks_uri"] = args.disks_uri
+    _convergence_params(args, params)
     return params
+
+
+def _convergence_params(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """virsh's names for the convergence tools' typed parameters (virsh sends only those given)."""
+    if args.comp_methods:
+        params["compression"] = [m for m in args.comp_methods.split(",") if m]
+    for option, name in (("comp_mt_level", "compression.mt.level"), ("comp_mt_threads", "compression.mt.threads"),
+                         ("comp_mt_dthreads", "compression.mt.dthreads"),
+                         ("comp_xbzrle_cache", "compression.xbzrle.cache"),
+                         ("auto_converge_initial", "auto_converge.initial"),
+                         ("auto_converge_increment", "auto_converge.increment"),
+                         ("postcopy_bandwidth", "bandwidth.postcopy"),
+                         ("parallel_connections", "parallel.connections")):
+        if getattr(args, option) is not None:
+            params[name] = getattr(args, option)
+    if args.converge:
+        params["pyvirt.converge"] = 1      # pyvirt's policy (pyvirtd only; libvirtd refuses the name)
 
 
 class Progress:
@@ -119,8 +139,10 @@ class Progress:
         pass
 
 
-def run_with_progress(dom: pyvirt.virDomain, work: Callable[[], Any], verbose: bool, label: str) -> Any:
-    """Run ``work`` (a long job on ``dom``) in a thread, showing its progress."""
+def run_with_progress(dom: pyvirt.virDomain, work: Callable[[], Any], verbose: bool, label: str,
+                      watch: "Callable[[dict[str, Any]], None] | None" = None) -> Any:
+    """Run ``work`` (a long job on ``dom``) in a thread, showing its progress;
+    ``watch`` sees every statistics snapshot (post-copy switch, policy decisions)."""
     result: dict[str, Any] = {}
 
     def target() -> None:
@@ -135,11 +157,15 @@ def run_with_progress(dom: pyvirt.virDomain, work: Callable[[], Any], verbose: b
     try:
         while thread.is_alive():
             thread.join(0.3)
-            if progress is not None and thread.is_alive():
+            if (progress is not None or watch is not None) and thread.is_alive():
                 try:
-                    progress.update(dom.jobStats())
+                    stats = dom.jobStats()
                 except libvirtError:
-                    pass
+                    continue
+                if progress is not None:
+                    progress.update(stats)
+                if watch is not None:
+                    watch(stats)
     finally:
         if progress is not None:
             progress.finish("error" not in result)
@@ -166,7 +192,16 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
                             ("copy-storage-synchronous-writes",
                              "force guest disk writes to be synchronously written to the destination "
                              "to improve storage migration convergence"),
-                            ("verbose", "display the progress of migration")):
+                            ("verbose", "display the progress of migration"),
+                            ("compressed", "compress repeated pages during live migration"),
+                            ("postcopy", "enable post-copy migration; switch to it using migrate-postcopy command"),
+                            ("postcopy-after-precopy",
+                             "automatically switch to post-copy migration after one pass of pre-copy"),
+                            ("zerocopy", "use zero-copy mechanism for migrating memory pages"),
+                            ("parallel", "enable parallel migration"),
+                            ("converge", "let pyvirtd's convergence policy finish the migration (raise the "
+                                         "downtime, throttle, switch to post-copy if --postcopy, or abort "
+                                         "within its bound)")):
         p.add_argument(f"--{name}", action="store_true", help=help_text)
     p.add_argument("--xml", metavar="FILE", help="domain XML to use on the destination (ABI-compatible)")
     p.add_argument("--persistent-xml", metavar="FILE", help="inactive XML to persist on the destination")
@@ -181,8 +216,21 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--disks-port", type=int, default=0, metavar="PORT",
                    help="port to use by target server for incoming disks migration")
     p.add_argument("--disks-uri", metavar="URI", help="URI to use for disks migration (overrides --disks-port)")
+    for name, help_text in (("comp-methods", "comma separated list of compression methods to be used"),):
+        p.add_argument(f"--{name}", metavar="METHODS", help=help_text)
+    for name, help_text in (("comp-mt-level", "compress level for multithread compression"),
+                            ("comp-mt-threads", "number of compression threads for multithread compression"),
+                            ("comp-mt-dthreads", "number of decompression threads for multithread compression"),
+                            ("comp-xbzrle-cache", "page cache size for xbzrle compression"),
+                            ("auto-converge-initial", "initial CPU throttling rate for auto-convergence"),
+                            ("auto-converge-increment", "CPU throttling rate increment for auto-convergence"),
+                            ("postcopy-bandwidth", "post-copy migration bandwidth limit in MiB/s"),
+                            ("parallel-connections", "number of connections for parallel migration")):
+        p.add_argument(f"--{name}", type=int, default=None, metavar="N", help=help_text)
 
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        if args.postcopy_after_precopy and not args.postcopy:
+            raise CommandError("Option --postcopy is required by option --postcopy-after-precopy")
         dom = lookup(conn, args)
         flags, params = _flags(args), _params(args)
         if flags & pyvirt.VIR_MIGRATE_PEER2PEER:
@@ -200,7 +248,8 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
             def work() -> Any:
                 return dom.migrate3(dconn, params, flags)
         try:
-            result = run_with_progress(dom, work, args.verbose, "Migration")
+            result = run_with_progress(dom, work, args.verbose, "Migration",
+                                       _Watcher(dom, args.postcopy_after_precopy, args.verbose))
         except libvirtError as exc:
             raise CommandError(exc.get_error_message()) from None
         finally:
@@ -210,6 +259,27 @@ def _migrate(p: argparse.ArgumentParser) -> Handler:
             print(f"Migration took {result['seconds'] * 1000:.0f} ms")
         print()
     return run
+
+
+class _Watcher:
+    """Client-side duties while a migration runs: switch to post-copy after the
+    first pass (virsh's --postcopy-after-precopy), show the policy's decisions."""
+
+    def __init__(self, dom: pyvirt.virDomain, postcopy_after_precopy: bool, verbose: bool) -> None:
+        self.dom, self.switch, self.verbose = dom, postcopy_after_precopy, verbose
+        self.last_decision = 0
+
+    def __call__(self, stats: dict[str, Any]) -> None:
+        if self.switch and stats.get("memory_iteration", 0) >= 2:
+            self.switch = False
+            try:
+                self.dom.migrateStartPostCopy()
+            except libvirtError as exc:
+                print(f"error: {exc.get_error_message()}", file=sys.stderr)
+        count = stats.get("pyvirt.converge.decisions", 0)
+        if self.verbose and count > self.last_decision:
+            self.last_decision = count
+            print(f"\rconvergence policy: {stats.get('pyvirt.converge.last', '')}", file=sys.stderr)
 
 
 @command("domjobinfo", "domain job information")
@@ -273,3 +343,4 @@ _domain_call("migrate-getspeed", "Get the maximum migration bandwidth", "migrate
 _domain_call("migrate-setmaxdowntime", "set maximum tolerable downtime", "migrateSetMaxDowntime",
              ("downtime", "maximum tolerable downtime (in milliseconds)"))
 _domain_call("migrate-getmaxdowntime", "get maximum tolerable downtime", "migrateGetMaxDowntime", prints=True)
+_domain_call("migrate-postcopy", "Switch running migration from pre-copy to post-copy", "migrateStartPostCopy")
