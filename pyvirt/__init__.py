@@ -28,6 +28,7 @@ _LAZY = {
     "_open_driver": ".connection", "virDomain": ".domain", "virStream": ".api.console",
     "virStoragePool": ".api.storage", "virStorageVol": ".api.storage", "virNetwork": ".api.network",
     "virDomainSnapshot": ".api.snapshot",
+    "virInterface": ".api.iface_nodedev", "virNodeDevice": ".api.iface_nodedev",
     # virDomainBlockCopy's typed parameter names
     "VIR_DOMAIN_BLOCK_COPY_BANDWIDTH": ".api.blockjob", "VIR_DOMAIN_BLOCK_COPY_GRANULARITY": ".api.blockjob",
     "VIR_DOMAIN_BLOCK_COPY_BUF_SIZE": ".api.blockjob",
@@ -81,7 +82,7 @@ def _export_constants() -> list[str]:
     globals()["VIR_ERR_OK"] = 0
     globals()["_CONSTANTS"] = names
     globals()["__all__"] = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "virStream",
-                            "virNetwork",
+                            "virNetwork", "virInterface", "virNodeDevice",
                             "virStoragePool", "virStorageVol", "virDomainSnapshot", "libvirtError", *names]
     return names
 

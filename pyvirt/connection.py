@@ -24,6 +24,7 @@ from .api.host import ConnectHostAPI
 from .api.lifecycle import ConnectLifecycleAPI, callback_arguments
 from .api.network import ConnectNetworkAPI
 from .api.object_events import ConnectObjectEventsAPI
+from .api.iface_nodedev import ConnectIfaceNodedevAPI
 from .api.sched import ConnectSchedAPI
 from .api.stats import ConnectStatsAPI
 from .api.storage import ConnectStorageAPI
@@ -65,7 +66,7 @@ async def _connect_peer(uri: str) -> HypervisorConnection:
 
 class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevicesAPI,  # noqa: N801
                  ConnectLifecycleAPI, ConnectStorageAPI, ConnectNetworkAPI, ConnectObjectEventsAPI,
-                 ConnectSchedAPI):  # libvirt-python's name
+                 ConnectSchedAPI, ConnectIfaceNodedevAPI):  # libvirt-python's name
     """A connection to a hypervisor driver."""
 
     def __init__(self, drv: HypervisorConnection, uri: str) -> None:

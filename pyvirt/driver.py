@@ -259,6 +259,14 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_get_max_vcpus", "domain_get_scheduler_type", "domain_get_scheduler_parameters",
     "domain_set_scheduler_parameters", "domain_is_updated", "domain_set_scheduler_parameters_flags",
     "domain_get_scheduler_parameters_flags",
+    # node devices and host interfaces (rpc/protocol/remote_iface_nodedev.py; the test driver's)
+    "node_num_of_devices", "node_list_devices", "node_device_lookup_by_name", "node_device_get_xml_desc",
+    "node_device_get_parent", "node_device_num_of_caps", "node_device_list_caps",
+    "connect_num_of_interfaces", "connect_list_interfaces", "interface_lookup_by_name",
+    "interface_lookup_by_mac_string", "interface_get_xml_desc", "interface_define_xml", "interface_undefine",
+    "interface_create", "interface_destroy", "connect_num_of_defined_interfaces",
+    "connect_list_defined_interfaces", "interface_is_active", "connect_list_all_interfaces",
+    "connect_list_all_node_devices",
 )
 
 
@@ -422,6 +430,13 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     # scheduler, max vCPUs, isUpdated
     "domain_get_max_vcpus", "domain_get_scheduler_type", "domain_get_scheduler_parameters",
     "domain_is_updated", "domain_get_scheduler_parameters_flags",
+    # node devices and host interfaces: lists, lookups, XML
+    "node_num_of_devices", "node_list_devices", "node_device_lookup_by_name", "node_device_get_xml_desc",
+    "node_device_get_parent", "node_device_num_of_caps", "node_device_list_caps",
+    "connect_num_of_interfaces", "connect_list_interfaces", "interface_lookup_by_name",
+    "interface_lookup_by_mac_string", "interface_get_xml_desc", "connect_num_of_defined_interfaces",
+    "connect_list_defined_interfaces", "interface_is_active", "connect_list_all_interfaces",
+    "connect_list_all_node_devices",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 # Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).

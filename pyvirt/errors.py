@@ -65,7 +65,10 @@ class ErrorNumber(IntEnum):
     INVALID_STORAGE_VOL = 47
     NO_STORAGE_POOL = 49
     NO_STORAGE_VOL = 50
+    NO_NODE_DEVICE = 53
     OPERATION_INVALID = 55
+    NO_INTERFACE = 57
+    MULTIPLE_INTERFACES = 59
     CONFIG_UNSUPPORTED = 67
     OPERATION_TIMEOUT = 68
     MIGRATE_PERSIST_FAILED = 69
@@ -112,6 +115,7 @@ class ErrorDomain(IntEnum):
     NETWORK = 19
     DOMAIN = 20
     SECURITY = 24
+    INTERFACE = 26
     DOMAIN_SNAPSHOT = 35
     STREAMS = 38
     LOCKING = 42
@@ -154,6 +158,8 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.INVALID_STORAGE_VOL: "invalid storage volume pointer in %s",
     ErrorNumber.NO_STORAGE_POOL: "Storage pool not found: %s",
     ErrorNumber.NO_STORAGE_VOL: "Storage volume not found: %s",
+    ErrorNumber.NO_NODE_DEVICE: "Node device not found: %s",
+    ErrorNumber.NO_INTERFACE: "Interface not found: %s",
     ErrorNumber.STORAGE_PROBE_FAILED: "Storage pool probe failed: %s",
     ErrorNumber.STORAGE_POOL_BUILT: "Storage pool already built: %s",
     ErrorNumber.STORAGE_VOL_EXIST: "storage volume %s exists already",

@@ -125,6 +125,29 @@ class StorageVolRef(FrozenRecord):
         self._set(pool=pool, name=name, key=key)
 
 
+class InterfaceRef(FrozenRecord):
+    """A host interface handle (``remote_nonnull_interface``): name and MAC address."""
+
+    __slots__ = ("name", "mac")
+    _fields = __match_args__ = ("name", "mac")
+    name: str
+    mac: str
+
+    def __init__(self, name: str, mac: str) -> None:
+        self._set(name=name, mac=mac)
+
+
+class NodeDeviceRef(FrozenRecord):
+    """A node device handle (``remote_nonnull_node_device``): its name."""
+
+    __slots__ = ("name",)
+    _fields = __match_args__ = ("name",)
+    name: str
+
+    def __init__(self, name: str) -> None:
+        self._set(name=name)
+
+
 class DomainSnapshotRef(FrozenRecord):
     """A snapshot handle (``remote_nonnull_domain_snapshot``): its name and its domain."""
 

@@ -89,6 +89,10 @@ MUTATING |= {237, 239, 240, 266, 290, 345}
 HIGH_PRIORITY |= {18, 202}
 READ_ONLY_OK |= {18, 56, 57, 202, 223}
 MUTATING |= {58, 219}
+# node devices and host interfaces: lists, lookups and XML read-only; define/undefine/create/destroy mutate
+HIGH_PRIORITY |= {111, 112, 113, 115, 116, 117, 126, 127, 128, 129, 131, 132, 134, 137, 138, 156, 284, 285}
+READ_ONLY_OK |= {111, 112, 113, 114, 115, 116, 117, 126, 127, 128, 129, 130, 137, 138, 156, 284, 285}
+MUTATING |= {131, 132, 133, 134}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

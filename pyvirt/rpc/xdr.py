@@ -51,7 +51,8 @@ import struct
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
 
-from ..refs import DomainRef, DomainSnapshotRef, NetworkRef, StoragePoolRef, StorageVolRef
+from ..refs import (DomainRef, DomainSnapshotRef, InterfaceRef, NetworkRef, NodeDeviceRef, StoragePoolRef,
+                    StorageVolRef)
 from ..errors import ErrorLevel, libvirtError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
@@ -921,6 +922,9 @@ NonnullStorageVol = Struct("remote_nonnull_storage_vol",
                            [("pool", NonnullString), ("name", NonnullString), ("key", NonnullString)],
                            cls=StorageVolRef)
 StorageVol = Optional(NonnullStorageVol)
+NonnullInterface = Struct("remote_nonnull_interface", [("name", NonnullString), ("mac", NonnullString)],
+                          cls=InterfaceRef)
+NonnullNodeDevice = Struct("remote_nonnull_node_device", [("name", NonnullString)], cls=NodeDeviceRef)
 NonnullDomainSnapshot = Struct("remote_nonnull_domain_snapshot", [("name", NonnullString), ("dom", NonnullDomain)],
                                cls=DomainSnapshotRef)
 TypedParam = _TypedParam()
@@ -1011,7 +1015,7 @@ __all__ = [
     "Array", "FixedArray", "Optional", "Union", "Struct",
     "NonnullString", "OptString", "UUID", "NonnullDomain", "Domain",
     "NonnullNetwork", "Network", "NonnullStoragePool", "StoragePool", "NonnullStorageVol", "StorageVol",
-    "NonnullDomainSnapshot", "TypedParam", "TypedParams", "RemoteError",
+    "NonnullDomainSnapshot", "NonnullInterface", "NonnullNodeDevice", "TypedParam", "TypedParams", "RemoteError",
     "error_to_wire", "error_from_wire", "encode_error", "decode_error",
     "STRING_MAX", "DOMAIN_LIST_MAX", "MIGRATE_COOKIE_MAX", "MIGRATE_PARAM_LIST_MAX",
     "JOB_STATS_MAX", "AUTH_TYPE_LIST_MAX", "AUTH_SASL_DATA_MAX", "SECURITY_MODEL_MAX",

@@ -127,6 +127,21 @@ NODE_DEVICES = (
   </capability>
 </device>
 """),
+    # the vHBA libvirt's default host has on scsi_host1
+    ("scsi_host11", "scsi_host1", ("scsi_host",), """<device>
+  <name>scsi_host11</name>
+  <parent>scsi_host1</parent>
+  <capability type='scsi_host'>
+    <host>11</host>
+    <unique_id>10</unique_id>
+    <capability type='fc_host'>
+      <wwnn>2000000034563456</wwnn>
+      <wwpn>1000000034563456</wwpn>
+      <fabric_wwn>2000000043214321</fabric_wwn>
+    </capability>
+  </capability>
+</device>
+"""),
 )
 
 # virNodeInfo: model, memory KiB, cpus, MHz, nodes, sockets, cores, threads

@@ -25,6 +25,7 @@ from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, DomainObj, DomainQueries, emit_lifecycle, not_running
 from . import content
 from .domains import DomainExtrasAPI
+from .ifaces import IfaceNodedevAPI
 from .network import TestNetworkConnection, TestNetworks
 from .snapshots import SnapshotAPI
 from .storage import TestPools, TestStorageConnection
@@ -147,7 +148,7 @@ async def open_path(path: str, info: ConnectionInfo) -> "TestConnection":
     return TestConnection(info, host)
 
 
-class TestConnection(DomainExtrasAPI, SnapshotAPI, DomainQueries, HypervisorConnection):
+class TestConnection(DomainExtrasAPI, SnapshotAPI, IfaceNodedevAPI, DomainQueries, HypervisorConnection):
     driver_prefix = "test"
     error_domain = ErrorDomain.TEST
 

@@ -77,12 +77,12 @@ GRAPHICS_IDENTITY = Struct("remote_domain_event_graphics_identity", [("type", s)
 def _area_rows() -> list[Procedure]:
     """The rows kept in the area modules (statistics, host, console, devices, ...)."""
     from . import (remote_blockjob, remote_console, remote_devices, remote_host, remote_lifecycle,
-                   remote_network, remote_object_events, remote_sched, remote_snapshot, remote_stats,
-                   remote_storage)
+                   remote_iface_nodedev, remote_network, remote_object_events, remote_sched, remote_snapshot,
+                   remote_stats, remote_storage)
     rows: list[Procedure] = []
     for part in (remote_stats, remote_host, remote_console, remote_devices, remote_lifecycle,
                  remote_storage, remote_network, remote_snapshot, remote_object_events, remote_blockjob,
-                 remote_sched):
+                 remote_sched, remote_iface_nodedev):
         rows.extend(part.PROCEDURES)
     return rows
 
