@@ -9,6 +9,8 @@ flag refusals are libvirt 9.0's words as stock virsh prints them.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import shutil
 import subprocess
 import uuid
@@ -214,3 +216,30 @@ def test_parallel_with_four_connections_and_compression(hosts):
     assert running_copies([a, b], uid) == 1 and qemu_pid(a, "mig") is not None
     assert json.loads(virsh(a.uri, "qemu-monitor-command", "mig", ask).stdout)["return"]["xbzrle-cache-size"] \
         == 32 << 20
+
+
+def test_postcopy_failure_after_the_switch_never_resumes_the_source(hosts):
+    a, b = hosts
+    uid = start_guest(a)
+    # post-copy held to 1 MiB/s: pages are still being pulled when the destination's QEMU dies
+    proc = migrate(a, b, "--postcopy", "--postcopy-after-precopy", "--bandwidth", "20", "--postcopy-bandwidth", "1")
+    try:
+        wait_for(lambda: virsh(b.uri, "domstate", "--reason", "mig", check=False).stdout.strip()
+                 == "running (post-copy)", 90, interval=0.2, what="the guest running on B in post-copy")
+        # past the switch the job cannot be aborted (libvirt's words)
+        r = virsh(a.uri, "domjobabort", "mig", check=False)
+        assert r.stderr.strip() == "error: Requested operation is not valid: cannot abort migration in post-copy mode"
+        assert virsh(a.uri, "domstate", "--reason", "mig").stdout.strip() == "paused (post-copy)"
+        pid = qemu_pid(b, "mig")
+        os.kill(pid, signal.SIGKILL)
+        rc, _out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert rc == 1, err
+    # the source's copy misses the pages the guest wrote on B: it stays paused, never resumed
+    assert virsh(a.uri, "domstate", "--reason", "mig").stdout.strip() == "paused (post-copy failed)"
+    status = json.loads(virsh(a.uri, "qemu-monitor-command", "mig", '{"execute":"query-status"}').stdout)["return"]
+    assert status["running"] is False
+    assert running_copies([a, b], uid) == 0

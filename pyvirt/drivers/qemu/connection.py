@@ -35,6 +35,7 @@ from .jobs import ASYNC_OPERATION, AsyncJob, JobKind
 from .migration import destination, p2p, source
 from .migration import params as mparams
 from .migration.convergence import stat_type
+from .migration import postcopy
 from . import imagefile, managedsave, restore as restoremod, save as savemod
 from . import postparse, snapshot
 from .savestream import check_flags as check_save_flags
@@ -388,6 +389,8 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                         "cannot abort a restore; destroy the domain instead")
         async with self.driver.job_guard(obj, JobKind.ABORT):
+        if postcopy.in_postcopy(obj):       # the guest's memory is split between the hosts now
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot abort migration in post-copy mode")
             obj.jobs.signal_async("abort")
 
     # -- save and restore ----------------------------------------------------------------

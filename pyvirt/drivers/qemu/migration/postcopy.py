@@ -56,6 +56,15 @@ async def start(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
     await obj.process.monitor.execute("migrate-start-postcopy")
 
 
+def in_postcopy(obj: "QemuDomainObj") -> bool:
+    """libvirt's virDomainObjIsPostcopy: a migration job past the switch (told by the state reason)."""
+    from ....enums import RunningReason
+    if obj.jobs.current_async is None:
+        return False
+    return (obj.state, obj.reason) in ((DomainState.RUNNING, RunningReason.POSTCOPY),
+                                       (DomainState.PAUSED, PausedReason.POSTCOPY))
+
+
 def source_failed(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
     """The migration failed after the switch: the source's copy is incomplete, keep it paused."""
     log.error("Migration of domain %s failed during post-copy; leaving the domain paused", obj.name)
