@@ -91,7 +91,7 @@ class DomainExtrasAPI:
         if flags & VCPU_LIVE and not obj.active:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")
         d = obj.definition if flags & VCPU_CONFIG else obj.current
-        return d.vcpus
+        return d.vcpus if flags & VCPU_MAXIMUM else d.current_vcpus
 
     async def domain_get_block_info(self, dom: DomainRef, path: str, flags: int) -> tuple[int, int, int]:
         check_flags(flags, 0, "testDomainGetBlockInfo", _T)

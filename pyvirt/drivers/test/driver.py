@@ -28,6 +28,7 @@ from .domains import DomainExtrasAPI
 from .ifaces import IfaceNodedevAPI
 from .network import TestNetworkConnection, TestNetworks
 from .snapshots import SnapshotAPI
+from .stats import StatsAPI
 from .storage import TestPools, TestStorageConnection
 
 # libvirt's test driver takes any virt type a caller writes (its parser has no driver check)
@@ -148,7 +149,8 @@ async def open_path(path: str, info: ConnectionInfo) -> "TestConnection":
     return TestConnection(info, host)
 
 
-class TestConnection(DomainExtrasAPI, SnapshotAPI, IfaceNodedevAPI, DomainQueries, HypervisorConnection):
+class TestConnection(DomainExtrasAPI, StatsAPI, SnapshotAPI, IfaceNodedevAPI, DomainQueries,
+                     HypervisorConnection):
     driver_prefix = "test"
     error_domain = ErrorDomain.TEST
 
@@ -165,6 +167,10 @@ class TestConnection(DomainExtrasAPI, SnapshotAPI, IfaceNodedevAPI, DomainQuerie
 
     def _obj(self, dom: DomainRef) -> DomainObj:
         return self.host.domains.by_ref(dom)
+
+    @staticmethod
+    def _parse_domain(xml: str) -> conf.DomainDef:
+        return _parse(xml)
 
     # libvirt's test driver reports a failed lookup as plain "Domain not found"
     async def domain_lookup_by_id(self, id: int) -> DomainRef:  # noqa: A002 - the wire field's name
@@ -323,7 +329,7 @@ class TestConnection(DomainExtrasAPI, SnapshotAPI, IfaceNodedevAPI, DomainQuerie
         if obj.active:
             cpu_time = int((time.monotonic() - float(obj.extra.get("start_time", time.monotonic()))) * 1e9)
         memory = d.current_memory_kib if obj.active else d.memory_kib
-        return int(obj.state), d.memory_kib, memory, d.vcpus, cpu_time
+        return int(obj.state), d.memory_kib, memory, d.current_vcpus, cpu_time
 
     async def domain_get_xml_desc(self, dom: DomainRef, flags: int) -> str:
         check_flags(flags, int(XMLFlags.SECURE | XMLFlags.INACTIVE | XMLFlags.UPDATE_CPU

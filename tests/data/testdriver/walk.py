@@ -8,8 +8,11 @@ one JSON list of ``[step, value]``; a failed call's value is
 """
 
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 
 MODULE, URI = sys.argv[1:3]
@@ -314,9 +317,41 @@ for devname in ("computer", "scsi_host1", "scsi_host2", "scsi_host11"):
                                               conn.nodeDeviceLookupByName(n).listCaps()])
 step("dev-missing", conn.nodeDeviceLookupByName, "nope")
 
+# -- statistics, vCPUs, metadata, save images (what exporters and virt-manager read) ---------
+def vcpus_seen():
+    info, maps = dom.vcpus()
+    return [[[n, st, t > 0, cpu] for n, st, t, cpu in info], maps]     # CPU time grows
+
+
+step("stats-vcpus", vcpus_seen)
+step("stats-memory", M(dom, "memoryStats"))
+step("stats-all", lambda: [[d.name(), s] for d, s in conn.getAllDomainStats(0, 0)])
+step("stats-all-state", lambda: [[d.name(), s] for d, s in conn.getAllDomainStats(1, 0)])
+step("stats-cpu-total", M(dom, "getCPUStats"), True)
+step("stats-node-cpu", M(conn, "getCPUStats"), -1, 0)
+step("stats-disk-errors", M(dom, "diskErrors"), 0)
+step("sysinfo", M(conn, "getSysinfo"), 0)
+step("setvcpus", M(dom, "setVcpusFlags"), 1, 0)
+step("setvcpus-count", lambda: [dom.vcpusFlags(0), dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM), dom.info()[3]])
+step("setvcpus-xml", M(dom, "XMLDesc"), 0)
+step("setvcpus-too-many", M(dom, "setVcpusFlags"), 9, 0)
+step("setmeta", M(dom, "setMetadata"), libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, "a walker", None, None, 0)
+step("getmeta", M(dom, "metadata"), libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, None, 0)
+SAVEDIR = tempfile.mkdtemp(prefix="testwalk-")
+IMAGE = os.path.join(SAVEDIR, "test.img")
+step("save", M(dom, "save"), IMAGE)
+step("save-state", M(dom, "state"))
+step("save-image-xml", M(conn, "saveImageGetXMLDesc"), IMAGE, 0)
+step("restore", M(conn, "restore"), IMAGE)
+step("restore-state", M(dom, "state"))
+step("restore-again", M(conn, "restore"), IMAGE)
+step("restore-missing", M(conn, "restore"), os.path.join(SAVEDIR, "missing.img"))
+out[-1][1] = json.loads(json.dumps(out[-1][1]).replace(SAVEDIR, "DIR"))     # a new directory each run
+shutil.rmtree(SAVEDIR, ignore_errors=True)
+
 # -- events: everything the walk did, in order --------------------------------------------
 with cond:
-    cond.wait_for(lambda: len(seen) >= 22, timeout=30)    # libvirt's test driver sends 22
+    cond.wait_for(lambda: len(seen) >= 24, timeout=30)    # libvirt's test driver sends 24
 out.append(["events", seen])
 conn.domainEventDeregisterAny(events[0])
 conn.networkEventDeregisterAny(events[1])
