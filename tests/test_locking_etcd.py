@@ -13,6 +13,7 @@ only once it has; suspend/resume and save/restore release and re-acquire.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -223,6 +224,28 @@ def test_suspend_resume_and_save_restore_release_and_reacquire(cluster, tmp_path
         restored = cluster.key()
         assert restored["state"] == "held" and restored["token"] > first["token"]
         assert a.lookupByName("sr").state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    finally:
+        a.close()
+        b.close()
+
+
+def test_kill9_of_the_lock_daemon_keeps_the_disk_with_its_token(cluster):
+    """pyvirtd replaces a lock daemon that died; the new one carries the running guest's
+    key over from the dead one's lease (same host, guest and QEMU), with its token."""
+    host_a = cluster.host("hostA")
+    a, b = pyvirt.open(host_a.uri), pyvirt.open(cluster.host("hostB").uri)
+    try:
+        dom = start(a, "steady", cluster)
+        before = cluster.key()
+        (old,) = host_a.lock_daemon_pids()
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: (cluster.key() or {}).get("lease") not in (None, before["lease"]), TTL * 3,
+                 what="the new lock daemon took the key over")
+        after = cluster.key()
+        assert after["token"] == before["token"] and after["state"] == "held"
+        assert state(dom) == pyvirt.VIR_DOMAIN_RUNNING
+        with pytest.raises(pyvirt.libvirtError, match="is locked"):
+            start(b, "other", cluster)
     finally:
         a.close()
         b.close()
