@@ -11,10 +11,11 @@ partly gone.  libvirt 9.0's shape is kept:
 * the destination's Finish resumes the CPUs as soon as its QEMU is in
   post-copy (RUNNING/POSTCOPY, RESUMED/POSTCOPY) and then waits until every
   page has arrived;
-* a failure after the switch leaves both copies paused with reason
-  POSTCOPY_FAILED: the destination's (it has the CPUs but not all the
-  memory; pyvirt stops its vCPUs rather than leave them blocked on missing
-  pages) and the source's (never resumed, whatever Confirm is told).
+* a failure after the switch never resumes the source (paused,
+  POSTCOPY_FAILED, whatever Confirm is told) and never kills the
+  destination, which has the CPUs but not all the memory: as libvirt 9.0 it
+  is left running with reason POSTCOPY_FAILED (a vCPU blocked on a page
+  that will not come cannot be stopped: QEMU's ``stop`` would hang).
 """
 
 from __future__ import annotations
@@ -120,16 +121,19 @@ async def wait_completed(drv: "QemuDriver", obj: "QemuDomainObj", job: "AsyncJob
 
 
 async def destination_failed(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
-    log.error("Incoming migration of domain '%s' failed during post-copy; leaving the domain paused", obj.name)
+    """The destination has the CPUs but not all the memory: keep the guest, never kill it.
+    Not stopped: a vCPU waiting for a page that will not come cannot be paused (QEMU's
+    ``stop`` waits for every vCPU and would hang the monitor), so, as libvirt 9.0, it is
+    left running with reason POSTCOPY_FAILED for the administrator."""
+    from ....enums import RunningReason
+    log.error("Incoming migration of domain '%s' failed during post-copy; leaving the domain running", obj.name)
     _FAILED_AFTER_SWITCH.add(obj)
     if obj.process is None:
         return
-    try:
-        await drv.pause_cpus(obj, PausedReason.POSTCOPY_FAILED)
-    except Exception as exc:      # QEMU itself may be gone: nothing is left to pause
-        log.warning("%s: pausing after the failed post-copy failed too: %s", obj.name, exc)
-        if obj.process is not None:
-            obj.set_state(DomainState.PAUSED, PausedReason.POSTCOPY_FAILED)
+    if obj.state == DomainState.RUNNING:
+        obj.set_state(DomainState.RUNNING, RunningReason.POSTCOPY_FAILED)
+    else:
+        obj.set_state(DomainState.PAUSED, PausedReason.POSTCOPY_FAILED)
 
 
 def kept_after_failure(obj: "QemuDomainObj") -> bool:
