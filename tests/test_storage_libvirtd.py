@@ -201,6 +201,7 @@ STEPS_2: list[tuple[list[str], str]] = [
     (["pool-list", "--all"], "all"),
     (["pool-create-as", "nb", "dir", "--target", "MISSING"], "all"),  # no such directory, no build
     (["vol-list", "nosuchpool"], "all"),
+    (["pool-destroy", "nb"], "all"),
 ]
 
 
@@ -317,8 +318,8 @@ def step(name, fn):
         value = fn()
         if isinstance(value, (libvirt.virStoragePool, libvirt.virStorageVol)):
             value = value.name()
-        elif isinstance(value, list):
-            value = [v.name() if hasattr(v, "name") else v for v in value]
+        elif isinstance(value, list) and value and hasattr(value[0], "name"):
+            value = sorted(v.name() for v in value)   # sorted: libvirt lists in its hash table's order
         out.append([name, "ok", value])
     except libvirt.libvirtError as e:
         out.append([name, "error", e.get_error_code(), e.get_error_domain(), e.get_error_message()])
@@ -326,6 +327,7 @@ xml = "<pool type='dir'><name>api</name><target><path>%s</path></target></pool>"
 step("define", lambda: c.storagePoolDefineXML(xml, 0))
 p = c.storagePoolLookupByName("api")
 step("define again", lambda: c.storagePoolDefineXML(xml.replace("api", "api2"), 0))
+step("undefine the other", lambda: c.storagePoolLookupByName("api2").undefine())
 step("info inactive", lambda: p.info())
 step("isActive", lambda: p.isActive())
 step("isPersistent", lambda: p.isPersistent())
@@ -449,8 +451,8 @@ def step(name, fn):
         value = fn()
         if isinstance(value, (libvirt.virStoragePool, libvirt.virStorageVol)):
             value = value.name()
-        elif isinstance(value, list):
-            value = [v.name() if hasattr(v, "name") else v for v in value]
+        elif isinstance(value, list) and value and hasattr(value[0], "name"):
+            value = sorted(v.name() for v in value)   # sorted: libvirt lists in its hash table's order
         out.append([name, "ok", value])
     except libvirt.libvirtError as e:
         out.append([name, "error", e.get_error_code(), e.get_error_domain(), e.get_error_message()])

@@ -6,6 +6,7 @@ Methods check flags and find the pool or volume; pools' lifecycle lives in
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -199,6 +200,14 @@ class StorageConnection(BaseStorageConnection):
         refs = [v.ref(obj.name) for v in self._vols(obj)]
         return (refs if need_results else []), len(refs)
 
+    async def _vol(self, ref: StorageVolRef) -> tuple[PoolObj, Any]:
+        """The volume, once any re-read of it (after an upload) has finished."""
+        obj, vol = self.driver.volume(ref)
+        if vol.reread is not None and not vol.reread.done():
+            await asyncio.shield(vol.reread)
+            obj, vol = self.driver.volume(ref)
+        return obj, vol
+
     @staticmethod
     def _vols(obj: PoolObj) -> list[Any]:
         return [v for _, v in sorted(obj.volumes.items()) if not v.building]
@@ -236,28 +245,28 @@ class StorageConnection(BaseStorageConnection):
         check_flags(flags, int(StorageVolCreateFlags.PREALLOC_METADATA | StorageVolCreateFlags.REFLINK
                                | StorageVolCreateFlags.VALIDATE), "storageVolCreateXMLFrom", _S)
         obj = self.driver.active(pool)
-        src_pool, src = self.driver.volume(clonevol)
+        src_pool, src = await self._vol(clonevol)
         vol = await volumes.create_from(self.driver, obj, xml, src_pool, src, flags)
         return vol.ref(obj.name)
 
     async def storage_vol_delete(self, vol: StorageVolRef, flags: int) -> None:
         check_flags(flags, 1, "storageVolDelete", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         await volumes.delete(self.driver, obj, v, zeroed=bool(flags & 1))
 
     async def storage_vol_wipe(self, vol: StorageVolRef, flags: int) -> None:
         check_flags(flags, 0, "storageVolWipe", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         await volumes.wipe(self.driver, obj, v, 0)
 
     async def storage_vol_wipe_pattern(self, vol: StorageVolRef, algorithm: int, flags: int) -> None:
         check_flags(flags, 0, "storageVolWipePattern", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         await volumes.wipe(self.driver, obj, v, algorithm)
 
     async def storage_vol_get_xml_desc(self, vol: StorageVolRef, flags: int) -> str:
         check_flags(flags, 0, "storageVolGetXMLDesc", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         return volumes.xml(self.driver, obj, v)
 
     async def storage_vol_get_info(self, vol: StorageVolRef) -> tuple[int, int, int]:
@@ -265,24 +274,24 @@ class StorageConnection(BaseStorageConnection):
 
     async def storage_vol_get_info_flags(self, vol: StorageVolRef, flags: int) -> tuple[int, int, int]:
         check_flags(flags, 1, "storageVolGetInfoFlags", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         volumes.update_sizes(self.driver, obj, v)
         return v.type, v.capacity, (v.physical if flags & 1 else v.allocation)
 
     async def storage_vol_get_path(self, vol: StorageVolRef) -> str:
-        return self.driver.volume(vol)[1].path
+        return (await self._vol(vol))[1].path
 
     async def storage_vol_resize(self, vol: StorageVolRef, capacity: int, flags: int) -> None:
         check_flags(flags, 7, "storageVolResize", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         await volumes.resize(self.driver, obj, v, capacity, flags)
 
     async def storage_vol_upload(self, vol: StorageVolRef, offset: int, length: int, flags: int) -> Any:
         check_flags(flags, 1, "storageVolUpload", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         return volumes.open_stream(self.driver, obj, v, offset, length, bool(flags & 1), upload=True)
 
     async def storage_vol_download(self, vol: StorageVolRef, offset: int, length: int, flags: int) -> Any:
         check_flags(flags, 1, "storageVolDownload", _S)
-        obj, v = self.driver.volume(vol)
+        obj, v = await self._vol(vol)
         return volumes.open_stream(self.driver, obj, v, offset, length, bool(flags & 1), upload=False)

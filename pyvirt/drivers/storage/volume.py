@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...refs import Record, StorageVolRef
 
 VOL_FILE, VOL_BLOCK, VOL_DIR = 0, 1, 2     # VIR_STORAGE_VOL_FILE, _BLOCK, _DIR
@@ -20,6 +22,9 @@ class Volume(Record):
         self.backing = backing
         # A qcow2 version 3 image's (compat, cluster size, lazy refcounts), for its XML.
         self.qcow2_v3: tuple[str, int | None, bool] | None = None
+        # The re-read after an upload (format and size may have changed): calls on the
+        # volume wait for it, so none sees what the volume was before.
+        self.reread: Any = None
         # Set while a call works on the volume (create, clone source, wipe, upload):
         # libvirt's "in_use"/"building" that make a delete wait its turn.
         self.busy = 0

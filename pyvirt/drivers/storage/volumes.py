@@ -258,3 +258,4 @@ def _after_upload(driver: Any, obj: PoolObj, vol: Volume) -> None:
         return
     driver.tasks.add(task)            # kept until done (the loop holds tasks weakly)
     task.add_done_callback(driver.tasks.discard)
+    vol.reread = task
