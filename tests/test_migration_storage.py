@@ -264,3 +264,40 @@ def test_virsh_p2p_copies_only_the_disks_named(hosts, tmp_path):
     moved.destroy()
     cmp = qemu_img("compare", str(src), str(dst))
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+
+
+def test_destination_qemu_killed_during_mirror(hosts):
+    """The destination's QEMU dies while the disk is being copied (a slow mirror): the
+    migration fails naming the disk, the source runs on its own image with no NBD node
+    left, and the image the destination created is gone."""
+    import os
+    import signal
+    a, b = hosts
+    src = a.workdir / "big.qcow2"
+    make_image(src, "256M")
+    write_pattern(src, 0x4D, "0", "96M")
+    dst = b.workdir / "created.qcow2"
+    ca, dom, uid = start_guest(a, extra_devices=disk_xml(src))
+    params = {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {src: dst}), pyvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 2}
+    thread, result = _migrate_in_thread(dom, pyvirt.open(b.uri), COPY_ALL, params)
+    watcher = pyvirt.open(a.uri)
+
+    def copying():
+        info = watcher.lookupByName("mig").jobInfo()
+        return info[0] != pyvirt.VIR_DOMAIN_JOB_NONE and info[10] > 0
+    wait_for(copying, 30, interval=0.05, what="the disk copy to be under way")
+    os.kill(qemu_pid(b, "mig"), signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive()
+    err = result["error"]
+    assert err.get_error_code() == pyvirt.VIR_ERR_OPERATION_FAILED
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    assert running_copies([a, b], uid) == 1
+    wait_for(lambda: not dst.exists(), 15, what="the destination's image to be removed")
+    nodes = subprocess.run(["virsh", "-c", a.uri, "qemu-monitor-command", "mig",
+                            '{"execute":"query-named-block-nodes"}'], capture_output=True, text=True).stdout
+    assert "migration-vda" not in nodes
+    before = heartbeat(a)
+    wait_for(lambda: heartbeat(a) > before, 10, what="the source guest to keep running")
+    dom.destroy()
+    assert qemu_img("check", str(src)).returncode == 0
