@@ -119,6 +119,43 @@ def test_sigterm_during_greeting_exits_and_leaves_no_qemu(hooked_daemon, persist
     assert_host([daemon])
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["createXML", "create"])
+def test_kill9_during_greeting_the_next_daemon_kills_the_orphan(hooked_daemon, persistent):
+    """SIGKILL between spawning QEMU and recording its pid: the status file says
+    "starting up" with no pid.  The next daemon finds that QEMU by its command
+    line and its stderr (this host's log of the domain) and kills it, so no QEMU
+    goes on holding the disks unseen."""
+    daemon, hooks = hooked_daemon
+    uid = str(uuid.uuid4())
+    xml = tiny_xml("orphan", daemon.workdir / "orphan.log", uuid=uid)
+
+    hooks.arm("qemu-launched")
+    thread, result = start_in_thread(daemon, xml, persistent)
+    assert hooks.wait_reached(HOLD), "the start never launched QEMU"
+    pids = qemu_processes().get(uid, [])
+    assert len(pids) == 1, f"expected the held start's QEMU, found {pids}"
+    held = pids[0]
+    daemon.proc.kill()
+    daemon.proc.wait(EXIT_BOUND)
+    daemon.proc = None
+    thread.join(HOLD)
+    assert "error" in result, "a start whose daemon was killed cannot have succeeded"
+    assert pid_alive(held), "the held QEMU should outlive the killed daemon until the next one"
+
+    hooks.close()
+    daemon.extra_env.pop("PYVIRT_TEST_HOOKS")
+    daemon.start()
+    wait_for(lambda: not pid_alive(held), 30, what="the orphaned QEMU to be killed")
+    assert "started by a daemon that died before recording it" in daemon.log_path.read_text(errors="replace")
+    conn = pyvirt.open(daemon.uri)
+    if persistent:
+        assert conn.lookupByUUIDString(uid).state()[0] == pyvirt.VIR_DOMAIN_SHUTOFF
+    else:
+        with pytest.raises(pyvirt.libvirtError):
+            conn.lookupByUUIDString(uid)
+    assert_host([daemon])
+
+
 def test_drain_tasks_does_not_wait_for_a_task_that_ignores_its_cancellation(caplog):
     """The daemon's safety net: what is left on the loop at shutdown is cancelled and waited
     for only up to a bound; a task that will not end is logged by name and counted."""

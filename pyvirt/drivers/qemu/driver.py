@@ -199,6 +199,13 @@ class QemuDriver:
                 procmod.kill_pid(status.pid)
                 alive = False
         if not alive:
+            # A daemon killed between spawning QEMU and recording its pid leaves a QEMU
+            # nobody knows of, still paused before its first instruction but holding the
+            # disks: never leave it running unseen (a later start would be a second copy).
+            for pid in procmod.orphans_of(live.name, live.uuid, self.cfg.log_path(live.name)):
+                log.error("domain %s: killing QEMU pid %d, started by a daemon that died before "
+                          "recording it", live.name, pid)
+                procmod.kill_pid(pid)
             log.warning("domain %s: its QEMU (pid %d) is gone; marking it crashed", live.name, status.pid)
             obj.state, obj.reason = status.state, status.reason
             self._finish_stop(obj, ShutoffReason.CRASHED, EventStoppedDetail.FAILED)

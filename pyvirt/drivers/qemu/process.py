@@ -167,6 +167,30 @@ def pid_is_ours(pid: int, name: str, uuid: str) -> bool:
     return f"guest={opt_value(name)},".encode() in b" ".join(args) and uuid.encode() in args
 
 
+def orphans_of(name: str, uuid: str, log_path: Path) -> list[int]:
+    """QEMUs started for this domain by this host's daemon whose pid it never
+    recorded (it died between spawning QEMU and writing the status file).
+
+    Besides the guest's name and UUID on the command line (which a second
+    daemon on the same machine, the other end of a migration, shares), such a
+    QEMU writes its stderr into this host's log of the domain: that ties it to
+    this state directory and no other."""
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or not pid_is_ours(int(entry), name, uuid):
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/fd/2") == str(log_path):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 # Found where util-linux installs it even when $PATH is kept narrow (helper_path).
 _SETPRIV = shutil.which("setpriv") or shutil.which("setpriv", path="/usr/bin:/bin")
 _PR_CAPBSET_DROP = 24
