@@ -301,3 +301,29 @@ def test_destination_qemu_killed_during_mirror(hosts):
     wait_for(lambda: heartbeat(a) > before, 10, what="the source guest to keep running")
     dom.destroy()
     assert qemu_img("check", str(src)).returncode == 0
+
+
+def test_disks_port_and_disks_uri(hosts):
+    """disks_port puts the destination's NBD server on that port; disks_uri (tcp://) on that
+    address and port; a unix:// disks URI is refused and nothing is left on B."""
+    from daemons import free_port
+    a, b = hosts
+    cb = pyvirt.open(b.uri)
+    for n, extra in enumerate(({pyvirt.VIR_MIGRATE_PARAM_DISKS_PORT: free_port()},
+                               {pyvirt.VIR_MIGRATE_PARAM_DISKS_URI: f"tcp://127.0.0.1:{free_port()}"})):
+        src = a.workdir / f"p{n}.qcow2"
+        make_image(src, "16M")
+        write_pattern(src, 0x30 + n, "0", "4M")
+        dst = b.workdir / f"p{n}-moved.qcow2"
+        ca, dom, uid = start_guest(a, name=f"dp{n}", extra_devices=disk_xml(src))
+        moved = dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {src: dst}), **extra}, COPY_ALL)
+        moved.destroy()
+        assert qemu_img("compare", str(src), str(dst)).returncode == 0
+    src = a.workdir / "u.qcow2"
+    make_image(src, "16M")
+    ca, dom, uid = start_guest(a, name="du", extra_devices=disk_xml(src))
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DISKS_URI: "unix:///nowhere.sock"}, COPY_ALL)
+    assert exc.value.get_error_code() == pyvirt.VIR_ERR_ARGUMENT_UNSUPPORTED
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and qemu_pid(b, "du") is None
+    dom.destroy()

@@ -237,9 +237,12 @@ def _listen(req: MigrationRequest, default_host: str) -> tuple[str, int | None]:
     address and disks_port (0: a port from the migration range)."""
     if req.disks_uri:
         uri = req.disks_uri
-        if not uri.startswith("tcp://"):
-            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
-                        f"Unsupported scheme in disks URI: {uri.split(':', 1)[0]}")
+        scheme = uri.split(":", 1)[0] if ":" in uri else ""
+        if scheme == "unix":      # libvirt 9.0 takes it; pyvirt does not copy over a UNIX socket yet
+            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
+                        f"disks URI '{uri}': only tcp:// is supported by pyvirt")
+        if scheme != "tcp" or not uri.startswith("tcp://"):
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"Unsupported scheme in disks URI: {scheme}")
         host, port = parse_tcp_uri("tcp:" + uri[len("tcp:"):])
         return host or default_host, port
     return default_host, req.disks_port or None
