@@ -44,6 +44,7 @@ def client(cfg: dict) -> dict:
     threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)], daemon=True).start()
     conns = [libvirt.open(u) for u in cfg["uris"]]
     completed: dict = {}
+    counter = [0]
 
     def on_job(conn, dom, params, opaque):
         completed.update(params)
@@ -69,7 +70,11 @@ def client(cfg: dict) -> dict:
     def migrate(params: dict, flags: int, switch_after_first_pass: bool, bound: float | None) -> dict:
         completed.clear()
         dom = conns[0].lookupByName("conv")
-        params = dict(params, migrate_uri=cfg["miguris"][1], listen_address="127.0.0.1")
+        # a fresh port each time: the last migration's listener may not be gone yet
+        base = cfg["miguris"][1].rsplit(":", 1)
+        counter[0] += 1
+        uri = f"{base[0]}:{int(base[1]) + counter[0] % 8}"
+        params = dict(params, migrate_uri=uri, listen_address="127.0.0.1")
         result: dict = {}
 
         def run() -> None:
