@@ -182,7 +182,10 @@ class ConnectionInfo(Record):
 
 def _unsupported(name: str) -> Callable[..., Any]:
     async def method(self: "HypervisorConnection", *args: Any, **kwargs: Any) -> Any:
-        raise no_support(self.error_domain, name)
+        # libvirt's API entry point reports a missing driver method, naming itself, from its
+        # own error domain (virDomain* calls: VIR_FROM_DOMAIN)
+        domain = ErrorDomain.DOMAIN if name.startswith("domain_") else self.error_domain
+        raise no_support(domain, api_name(name))
 
     method.__name__ = name
     method.__doc__ = f"Not supported by this driver (libvirt's {name})."
@@ -369,7 +372,7 @@ def _secondary(kind: str, name: str) -> Callable[..., Any]:
     async def method(self: HypervisorConnection, *args: Any) -> Any:
         target = getattr(self, kind)
         if target is None:
-            raise no_support(self.error_domain, name)
+            raise no_support(ErrorDomain.STORAGE if kind == "storage" else ErrorDomain.NETWORK, api_name(name))
         return await getattr(target, name)(*args)
 
     method.__name__ = name
@@ -440,7 +443,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 # Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).
-_API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID", "fd": "FD"}
+_API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID", "fd": "FD", "cpu": "CPU", "dhcp": "DHCP", "mac": "MAC"}
 
 
 def api_name(method: str) -> str:

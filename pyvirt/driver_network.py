@@ -67,7 +67,8 @@ class NetworkConnection:
 
 def _unsupported(name: str) -> Any:
     async def method(self: NetworkConnection, *args: Any) -> Any:
-        raise no_support(self.error_domain, name)
+        from .driver import api_name     # (driver imports this module)
+        raise no_support(self.error_domain, api_name(name))
 
     method.__name__ = name
     return method

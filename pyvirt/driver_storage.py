@@ -84,7 +84,8 @@ class StorageConnection:
 
 def _unsupported(name: str) -> Any:
     async def method(self: StorageConnection, *args: Any) -> Any:
-        raise no_support(self.error_domain, name)
+        from .driver import api_name     # (driver imports this module)
+        raise no_support(self.error_domain, api_name(name))
 
     method.__name__ = name
     return method

@@ -30,11 +30,6 @@ ALL = ("inproc", "pyvirtd-libvirt", "pyvirtd-pyvirt")
 REMOTE = ("pyvirtd-libvirt", "pyvirtd-pyvirt")
 KNOWN: dict[str, tuple[tuple[str, ...], str]] = {
     "define-bad-xml": (ALL, "the parser's message words libxml2's position differently (same code, domain)"),
-    "dom-jobinfo": (ALL, "a call the driver lacks: NO_SUPPORT names the driver method, libvirt the API, "
-                         "and libvirt reports it from the DOMAIN error domain (same code)"),
-    "net-leases": (ALL, "as dom-jobinfo: the unsupported call's name in the message"),
-    "vol-resize": (ALL, "as dom-jobinfo: the unsupported call's name in the message"),
-    "vol-wipe": (ALL, "as dom-jobinfo: the unsupported call's name in the message"),
     "uri": (REMOTE, "through a daemon the client's remote driver answers with the URI it opened, "
                     "as libvirt's does against libvirtd"),
     "secure": (REMOTE, "plain TCP to the daemon is not a secure channel (libvirt's remote driver says 0 too)"),
