@@ -107,6 +107,14 @@ def test_copy_storage_inc_with_backing_on_destination(hosts):
     dst_top = b.workdir / "top.qcow2"
     make_image(dst_top, "32M", backing=dst_base)
     ca, dom, uid = start_guest(a, extra_devices=disk_xml(top))
+    cb = pyvirt.open(b.uri)
+    # no image on B: libvirt will not make one for an incremental copy (no chain under it)
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {top: b.workdir / "none.qcow2"})},
+                     COPY_INC)
+    assert exc.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_UNSUPPORTED
+    assert "incremental storage migration is not supported" in str(exc.value)
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and not (b.workdir / "none.qcow2").exists()
     moved = dom.migrate3(pyvirt.open(b.uri), {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {top: dst_top})},
                          COPY_INC)
     assert_only_on(b, uid, "mig", hosts)

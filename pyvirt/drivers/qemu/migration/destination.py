@@ -149,7 +149,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
         nbd.check_flags(req.flags)
         if nbd.copies_storage(req.flags):      # images the source copies, created here if missing
             await nbd.precreate(obj, incoming_def, received.nbd if received is not None else None,
-                                getattr(conn, "storage", None))
+                                getattr(conn, "storage", None),
+                                incremental=bool(req.flags & MigrateFlags.NON_SHARED_INC))
         await drv.start(obj, incoming="defer", live_def=incoming_def)
         obj.lock_state = lock_state
         mon = _incoming_qemu(obj).monitor      # a destroy may have come while it started

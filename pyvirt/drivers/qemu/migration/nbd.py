@@ -180,7 +180,8 @@ async def _qemu_img(*args: str) -> None:
                     f"cannot create the image for migration: {out.decode(errors='replace').strip()}")
 
 
-async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None, storage: Any = None) -> None:
+async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None, storage: Any = None,
+                    incremental: bool = False) -> None:
     """Before the destination QEMU starts: create each image the source copies that this
     host lacks, with the source's size and the format the definition names; a volume disk's
     in its pool, through the storage driver (``storage``: the client's storage connection)."""
@@ -195,6 +196,11 @@ async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None, s
             raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.QEMU,
                         f"unable to find disk by target: {item.target}")
         state.disks.append(disk)
+        missing = (disk.type == "volume" and storage is not None) or (disk.source and not os.path.exists(disk.source))
+        if incremental and missing and (disk.type != "volume" or not await _volume_exists(storage, disk)):
+            # an image made here would have no backing chain under the copied top (libvirt's refusal)
+            raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
+                        "pre-creation of storage targets for incremental storage migration is not supported")
         if disk.type == "volume" and disk.source_pool and disk.source_volume:
             await _precreate_volume(state, disk, item.capacity)
             continue
@@ -210,6 +216,17 @@ async def precreate(obj: "QemuDomainObj", d: DomainDef, nbd: CookieNbd | None, s
         state.created.append(disk.source)
         log.info("%s: created %s (%d bytes) for the incoming disk %s", d.name, disk.source,
                  item.capacity, disk.target_dev)
+
+
+async def _volume_exists(storage: Any, disk: "Disk") -> bool:
+    try:
+        pool = await storage.storage_pool_lookup_by_name(disk.source_pool)
+        await storage.storage_vol_lookup_by_name(pool, disk.source_volume)
+        return True
+    except libvirtError as exc:
+        if exc.get_error_code() != ErrorNumber.NO_STORAGE_VOL:
+            raise
+        return False
 
 
 async def _precreate_volume(state: IncomingStorage, disk: "Disk", capacity: int) -> None:
