@@ -245,3 +245,45 @@ def test_pyvirt_cli_prints_what_virsh_prints(pyvirtd):
     assert "No active block job 'vda'" in expected[7][2][0]
     assert "disk 'vdq' not found in domain" in expected[9][2][0]
     dom.destroy()
+
+
+def test_bad_arguments_get_libvirt_errors(pyvirtd):
+    """Bad input is refused with a libvirt-style error and the guest carries on; nothing
+    is left running (no job, no <mirror>)."""
+    src = pyvirtd.workdir / "src.qcow2"
+    make_image(src)
+    dom = start(pyvirtd, "ba", src)
+    dest = pyvirtd.workdir / "d.qcow2"
+    good = f"<disk type='file'><source file='{dest}'/><driver type='qcow2'/></disk>"
+    cases = [
+        (lambda: dom.blockCopy("vda", "<disk", {}, 0), pyvirt.VIR_ERR_XML_ERROR),
+        (lambda: dom.blockCopy("vda", "<disk type='network'><source protocol='nbd'/></disk>", {}, 0),
+         pyvirt.VIR_ERR_CONFIG_UNSUPPORTED),
+        (lambda: dom.blockCopy("vda", "<disk type='file'><source file='rel.qcow2'/></disk>", {}, 0),
+         pyvirt.VIR_ERR_INVALID_ARG),
+        (lambda: dom.blockCopy("vda", good, {"granularity": 1000}, 0), pyvirt.VIR_ERR_INVALID_ARG),
+        (lambda: dom.blockCopy("vda", good, {}, 1 << 10), pyvirt.VIR_ERR_INVALID_ARG),
+        (lambda: dom.blockCopy("vdx", good, {}, 0), pyvirt.VIR_ERR_INVALID_ARG),
+        (lambda: dom.blockCopy("vda", good, {}, pyvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT), pyvirt.VIR_ERR_INVALID_ARG),
+        (lambda: dom.blockCommit("vda", None, None, 0, pyvirt.VIR_DOMAIN_BLOCK_COMMIT_DELETE),
+         pyvirt.VIR_ERR_OPERATION_UNSUPPORTED),
+        (lambda: dom.blockCommit("vda", None, None, 0, pyvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE),
+         pyvirt.VIR_ERR_INVALID_ARG),        # no backing file to commit into
+        (lambda: dom.blockRebase("vda", None, 0, pyvirt.VIR_DOMAIN_BLOCK_REBASE_COPY), pyvirt.VIR_ERR_INVALID_ARG),
+        (lambda: dom.blockJobSetSpeed("vda", 1, 0), pyvirt.VIR_ERR_OPERATION_INVALID),
+        (lambda: dom.blockJobAbort("vda", pyvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT), pyvirt.VIR_ERR_OPERATION_INVALID),
+        (lambda: dom.blockPull("vda", 1 << 60, 0), pyvirt.VIR_ERR_OVERFLOW),
+    ]
+    for call, code in cases:
+        with pytest.raises(pyvirt.libvirtError) as exc:
+            call()
+        assert exc.value.get_error_code() == code, (exc.value, code)
+    assert dom.blockJobInfo("vda") == {} and "<mirror" not in dom.XMLDesc(0)
+    assert not dest.exists()
+    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    ro = pyvirt.openReadOnly(pyvirtd.uri).lookupByName("ba")
+    assert ro.blockJobInfo("vda") == {}
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        ro.blockPull("vda", 0, 0)
+    assert exc.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_DENIED
+    dom.destroy()
