@@ -90,8 +90,11 @@ def test_in_process_walk_matches_libvirt(reference):
     _compare("inproc", reference, _walk(sys.executable, "pyvirt", "test:///default"))
 
 
-def test_python3_libvirt_on_pyvirtd_matches_libvirt(reference, test_daemon):
-    _compare("pyvirtd-libvirt", reference, _walk(LIBVIRT_PYTHON, "libvirt", test_daemon.test_uri))
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_python3_libvirt_on_pyvirtd_matches_libvirt(reference, test_daemon, transport):
+    uri = test_daemon.test_uri if transport == "tcp" else \
+        f"test+unix:///default?socket={test_daemon.sock_dir}/libvirt-sock"
+    _compare("pyvirtd-libvirt", reference, _walk(LIBVIRT_PYTHON, "libvirt", uri))
 
 
 def test_pyvirt_on_pyvirtd_matches_libvirt(reference, test_daemon):

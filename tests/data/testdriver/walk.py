@@ -325,8 +325,8 @@ def vcpus_seen():
 
 step("stats-vcpus", vcpus_seen)
 step("stats-memory", M(dom, "memoryStats"))
-step("stats-all", lambda: [[d.name(), s] for d, s in conn.getAllDomainStats(0, 0)])
-step("stats-all-state", lambda: [[d.name(), s] for d, s in conn.getAllDomainStats(1, 0)])
+step("stats-all", lambda: sorted([d.name(), s] for d, s in conn.getAllDomainStats(0, 0)))   # libvirt: hash order
+step("stats-all-state", lambda: sorted([d.name(), s] for d, s in conn.getAllDomainStats(1, 0)))
 step("stats-cpu-total", M(dom, "getCPUStats"), True)
 step("stats-node-cpu", M(conn, "getCPUStats"), -1, 0)
 step("stats-disk-errors", M(dom, "diskErrors"), 0)
