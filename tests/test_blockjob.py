@@ -287,3 +287,33 @@ def test_bad_arguments_get_libvirt_errors(pyvirtd):
         ro.blockPull("vda", 0, 0)
     assert exc.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_DENIED
     dom.destroy()
+
+
+def test_a_restarted_daemon_follows_the_copy_and_pivots(pyvirtd):
+    """A copy under way when the daemon restarts: the new daemon finds the job in QEMU,
+    shows it, raises its READY event and pivots to the copy as before."""
+    src = pyvirtd.workdir / "src.qcow2"
+    make_image(src, "64M")
+    write(src, 0x7E, "0", "32M")
+    dom = start(pyvirtd, "rs", src)
+    dest = pyvirtd.workdir / "copy.qcow2"
+    virsh(pyvirtd.uri, "blockcopy", "rs", "vda", str(dest), "--bandwidth", "1")
+    pyvirtd.stop()
+    pyvirtd.start()
+    conn = pyvirt.open(pyvirtd.uri)
+    dom = conn.lookupByName("rs")
+    assert dom.blockJobInfo("vda")["type"] == pyvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_COPY
+    assert "job='copy'" in dom.XMLDesc(0)
+    ready = threading.Event()
+    cb = conn.domainEventRegisterAny(dom, pyvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
+                                     lambda c, d, disk, t, st, o: st == pyvirt.VIR_DOMAIN_BLOCK_JOB_READY and ready.set(),
+                                     None)
+    dom.blockJobSetSpeed("vda", 0)          # unlimited: the copy catches up
+    wait_for(ready.is_set, 60, what="the READY event from the restarted daemon")
+    conn.domainEventDeregisterAny(cb)
+    assert "ready='yes'" in dom.XMLDesc(0)
+    virsh(pyvirtd.uri, "blockjob", "rs", "vda", "--pivot")
+    assert source_of(dom) == str(dest) and "<mirror" not in dom.XMLDesc(0)
+    dom.destroy()
+    cmp = subprocess.run(["qemu-img", "compare", str(src), str(dest)], capture_output=True, text=True)
+    assert cmp.returncode == 0, cmp.stdout

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -122,9 +123,66 @@ async def _launch(drv: "QemuDriver", obj: "QemuDomainObj", job: BlockJob, comman
     except BaseException:
         scope.__exit__(None, None, None)
         raise
+    _follow(drv, obj, job, scope, listener)
+
+
+def _follow(drv: "QemuDriver", obj: "QemuDomainObj", job: BlockJob, scope: Any, listener: Any) -> None:
     jobs_of(obj)[job.disk.target_dev] = job
     job.watcher = asyncio.get_running_loop().create_task(_watch(drv, obj, job, scope, listener),
                                                          name=f"blockjob-{obj.name}-{job.qemu_id}")
+
+
+def _kind_of(qemu_id: str, disk: "Disk") -> int | None:
+    """The job type of a QEMU job named as ours for ``disk`` (``copy-vda-libvirt-1-format``)."""
+    for kind, prefix in _PREFIX.items():
+        if qemu_id.startswith(f"{prefix}-{disk.target_dev}-"):
+            return kind
+    return None
+
+
+async def adopt(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """A restarted daemon: follow again the block jobs QEMU still runs for us (their
+    events from now on), and drop the <mirror> of a job that ended meanwhile."""
+    live = obj.live
+    if live is None or obj.process is None:
+        return
+    mon = obj.process.monitor
+    try:
+        running = await mon.execute("query-block-jobs")
+        nodes = await mon.execute("query-named-block-nodes", {"flat": True})
+    except libvirtError as exc:
+        log.warning("%s: cannot list block jobs: %s", obj.name, exc)
+        return
+    changed = False
+    for disk in live.devices.disks:
+        raw = next((j for j in running if _kind_of(str(j.get("device", "")), disk) is not None), None)
+        if raw is None:
+            if disk.mirror is not None:
+                disk.mirror, changed = None, True
+            continue
+        kind = _kind_of(str(raw["device"]), disk)
+        assert kind is not None
+        chain = await chain_of(obj, disk)
+        if not chain:
+            continue
+        target = None
+        if disk.mirror is not None:
+            node = next((str(n["node-name"]) for n in nodes if n.get("file") == disk.mirror.path
+                         and n.get("drv") == disk.mirror.format), "")
+            m = re.fullmatch(r"libvirt-(\d+)-format", node)
+            target = BlockImage(node, f"libvirt-{m.group(1)}-storage" if m else "", disk.mirror.path,
+                                disk.mirror.format, chain[0].virtual_size)
+        job = BlockJob(disk, kind, str(raw["device"]), chain[0], target=target,
+                       state="ready" if raw.get("ready") else "running")
+        if kind == COPY and target is not None:
+            job.added = [n for n in (target.node, target.storage) if n]
+        if job.state == "ready" and disk.mirror is not None and disk.mirror.ready != "yes":
+            disk.mirror.ready, changed = "yes", True
+        scope = mon.listener(*_EVENTS)
+        _follow(drv, obj, job, scope, scope.__enter__())
+        log.info("%s: following block job %s again", obj.name, job.qemu_id)
+    if changed:
+        obj.save_status()
 
 
 async def _watch(drv: "QemuDriver", obj: "QemuDomainObj", job: BlockJob, scope: Any, listener: Any) -> None:

@@ -36,6 +36,7 @@ from . import stats
 from . import netsource, storage_source
 from . import tap as tapmod
 from . import hotplug, leases, netlink, postparse
+from . import blockjob
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
 from .domainobj import MonitorHandler, QemuDomainObj
@@ -224,6 +225,7 @@ class QemuDriver:
         if not await self._sync_run_state(obj, trust_record=record is not None):
             return
         await leases.adopt(self, obj)
+        await blockjob.adopt(self, obj)      # block jobs QEMU still runs: followed again
         log.info("reconnected to %s (pid %d), %s", live.name, status.pid, obj.state.name.lower())
 
     async def _sync_run_state(self, obj: QemuDomainObj, trust_record: bool = False) -> bool:
