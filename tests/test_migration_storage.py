@@ -335,3 +335,26 @@ def test_disks_port_and_disks_uri(hosts):
     assert exc.value.get_error_code() == pyvirt.VIR_ERR_ARGUMENT_UNSUPPORTED
     assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and qemu_pid(b, "du") is None
     dom.destroy()
+
+
+def test_no_migration_while_a_block_job_runs(hosts):
+    """As libvirt: 'domain has active block job' while a copy runs; once it is finished
+    the storage migration goes."""
+    a, b = hosts
+    src = a.workdir / "bj.qcow2"
+    make_image(src, "16M")
+    ca, dom, uid = start_guest(a, extra_devices=disk_xml(src))
+    copy = a.workdir / "bj-copy.qcow2"
+    out = subprocess.run(["virsh", "-c", a.uri, "blockcopy", "mig", "vda", str(copy), "--wait"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    cb = pyvirt.open(b.uri)
+    with pytest.raises(pyvirt.libvirtError) as exc:
+        dom.migrate(cb, COPY_ALL)
+    assert exc.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_INVALID
+    assert "domain has active block job" in str(exc.value)
+    dom.blockJobAbort("vda", 0)
+    moved = dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {src: b.workdir / "bj.qcow2"})},
+                         COPY_ALL)
+    assert_only_on(b, uid, "mig", hosts)
+    moved.destroy()

@@ -68,6 +68,13 @@ def owns(obj: "QemuDomainObj", qemu_id: Any) -> bool:
     return any(job.qemu_id == qemu_id for job in _JOBS.get(obj, {}).values())
 
 
+def refuse_if_any(obj: "QemuDomainObj") -> None:
+    """libvirt's qemuMigrationSrcIsAllowed: no migration while a block job runs."""
+    live = obj.live
+    if _JOBS.get(obj) or (live is not None and any(d.mirror is not None for d in live.devices.disks)):
+        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain has active block job")
+
+
 def find_disk(obj: "QemuDomainObj", name: str) -> "Disk":
     """libvirt's qemuDomainDiskByName: a target or a source path."""
     live = obj.live

@@ -37,6 +37,7 @@ from ..jobs import AsyncJob, AsyncJobState
 from .. import leases
 from .cookie import CookieFlags, CookieLockState, MigrationCookie, parse_cookie
 from . import converge, convergence, nbd, postcopy, tls
+from .. import blockjob
 from .destination import host_cookie
 from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
 
@@ -116,6 +117,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         _check_running(obj)      # it may have stopped while we waited for the job
         xml_def = _checked_xml(obj, xmlin or req.dest_xml)
         nbd.check_flags(req.flags)
+        blockjob.refuse_if_any(obj)
         copied = nbd.disks_to_copy(obj.live, req.flags, req.migrate_disks)
         nbd.check_safe(obj.live, req.flags, req.migrate_disks)
         out = Outgoing(job, req, was_running=obj.state == DomainState.RUNNING, in_call=True)
