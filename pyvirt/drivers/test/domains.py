@@ -21,17 +21,17 @@ MEM_LIVE, MEM_CONFIG, MEM_MAXIMUM = 1, 2, 4
 BLOCK_INFO = (1099511627776, 1099506450432, 1099511627776)
 TYPED_UINT = 2
 SCHED_PARAMS = (("weight", TYPED_UINT, 50),)     # the 'fair' scheduler's one parameter
-# virConnectGetCPUModelNames("i686"): the x86 models of libvirt 9.0's CPU map
+# virConnectGetCPUModelNames("i686"): the x86 models of libvirt 9.0's CPU map, in its order
 CPU_MODELS = (
-    "486", "Broadwell", "Broadwell-IBRS", "Broadwell-noTSX", "Broadwell-noTSX-IBRS", "Cascadelake-Server",
-    "Cascadelake-Server-noTSX", "Conroe", "Cooperlake", "Dhyana", "EPYC", "EPYC-IBPB", "EPYC-Milan",
-    "EPYC-Rome", "Haswell", "Haswell-IBRS", "Haswell-noTSX", "Haswell-noTSX-IBRS", "Icelake-Client",
-    "Icelake-Client-noTSX", "Icelake-Server", "Icelake-Server-noTSX", "IvyBridge", "IvyBridge-IBRS",
-    "Nehalem", "Nehalem-IBRS", "Opteron_G1", "Opteron_G2", "Opteron_G3", "Opteron_G4", "Opteron_G5",
-    "Penryn", "SandyBridge", "SandyBridge-IBRS", "Skylake-Client", "Skylake-Client-IBRS",
-    "Skylake-Client-noTSX-IBRS", "Skylake-Server", "Skylake-Server-IBRS", "Skylake-Server-noTSX-IBRS",
-    "Snowridge", "Westmere", "Westmere-IBRS", "athlon", "core2duo", "coreduo", "cpu64-rhel5", "cpu64-rhel6",
-    "kvm32", "kvm64", "n270", "pentium", "pentium2", "pentium3", "pentiumpro", "phenom", "qemu32", "qemu64",
+    "486", "pentium", "pentium2", "pentium3", "pentiumpro", "coreduo", "n270", "core2duo", "qemu32", "kvm32",
+    "cpu64-rhel5", "cpu64-rhel6", "qemu64", "kvm64", "Conroe", "Penryn", "Nehalem", "Nehalem-IBRS", "Westmere",
+    "Westmere-IBRS", "SandyBridge", "SandyBridge-IBRS", "IvyBridge", "IvyBridge-IBRS", "Haswell-noTSX",
+    "Haswell-noTSX-IBRS", "Haswell", "Haswell-IBRS", "Broadwell-noTSX", "Broadwell-noTSX-IBRS", "Broadwell",
+    "Broadwell-IBRS", "Skylake-Client", "Skylake-Client-IBRS", "Skylake-Client-noTSX-IBRS", "Skylake-Server",
+    "Skylake-Server-IBRS", "Skylake-Server-noTSX-IBRS", "Cascadelake-Server", "Cascadelake-Server-noTSX",
+    "Icelake-Client", "Icelake-Client-noTSX", "Icelake-Server", "Icelake-Server-noTSX", "Cooperlake",
+    "Snowridge", "athlon", "phenom", "Opteron_G1", "Opteron_G2", "Opteron_G3", "Opteron_G4", "Opteron_G5",
+    "EPYC", "EPYC-IBPB", "EPYC-Rome", "EPYC-Milan", "Dhyana",
 )
 
 

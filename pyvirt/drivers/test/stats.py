@@ -62,8 +62,7 @@ class StatsAPI:
         if not obj.active:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
                         "cannot list vcpus for an inactive domain")
-        started = float(obj.extra.get("start_time", time.monotonic()))
-        cpu_time = int((time.monotonic() - started) * 1e9)
+        cpu_time = time.time_ns() // 10000      # a clock-based figure, as libvirt's test driver's
         hostcpus = self.host.node_info[2]
         count = min(maxinfo, obj.current.current_vcpus)
         info = [(n, 1, cpu_time, hostcpus - 1) for n in range(count)]     # running, on the last host CPU

@@ -76,7 +76,7 @@ step("cellsfree-past", M(conn, "getCellsFreeMemory"), 1, 5)
 step("freemem", M(conn, "getFreeMemory"))
 step("secmodel", lambda: conn.getSecurityModel())
 step("cpumap", M(conn, "getCPUMap"))
-step("cpumodels", lambda: sorted(conn.getCPUModelNames("i686")))
+step("cpumodels", M(conn, "getCPUModelNames"), "i686")
 
 # -- domains ---------------------------------------------------------------------------
 events = [
