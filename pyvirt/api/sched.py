@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import ErrorDomain, ErrorNumber, error
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -55,8 +53,8 @@ class DomainSchedAPI:
         types = {name: ptype for name, ptype, _value in self._sched_params(flags)}
         out = []
         for name, value in params.items():
-            if name not in types:
-                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE, f"Parameter {name} not supported")
+            if name not in types:      # libvirt-python refuses it itself, before any call
+                raise LookupError(f'Attribute name "{name}" could not be recognized')
             out.append((name, types[name], value))
         return out
 
