@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from .driver_network import NETWORK_METHODS, NETWORK_READ_ONLY_SAFE
 from .driver_storage import STORAGE_METHODS, STORAGE_READ_ONLY_SAFE
-from .errors import ErrorDomain, ErrorNumber, error, no_support
+from .errors import ErrorDomain, ErrorNumber, api_name, error, no_support
 from .refs import DomainRef, FrozenRecord, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
@@ -441,14 +441,6 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "connect_list_defined_interfaces", "interface_is_active", "connect_list_all_interfaces",
     "connect_list_all_node_devices",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
-
-# Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).
-_API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID", "fd": "FD", "cpu": "CPU", "dhcp": "DHCP", "mac": "MAC"}
-
-
-def api_name(method: str) -> str:
-    """The public libvirt function behind a driver method, as libvirt's messages name it."""
-    return "vir" + "".join(_API_WORDS.get(part, part.capitalize()) for part in method.split("_"))
 
 
 def check_access(conn: HypervisorConnection, method: str) -> None:

@@ -12,7 +12,7 @@ Every method raises VIR_ERR_NO_SUPPORT by default.
 
 from __future__ import annotations
 
-from .errors import ErrorDomain, no_support
+from .errors import ErrorDomain, api_name, no_support
 from .refs import FrozenRecord, NetworkRef
 
 TYPE_CHECKING = False
@@ -67,7 +67,6 @@ class NetworkConnection:
 
 def _unsupported(name: str) -> Any:
     async def method(self: NetworkConnection, *args: Any) -> Any:
-        from .driver import api_name     # (driver imports this module)
         raise no_support(self.error_domain, api_name(name))
 
     method.__name__ = name

@@ -15,7 +15,7 @@ Every method raises VIR_ERR_NO_SUPPORT by default.
 
 from __future__ import annotations
 
-from .errors import ErrorDomain, no_support
+from .errors import ErrorDomain, api_name, no_support
 from .refs import FrozenRecord, StoragePoolRef
 
 TYPE_CHECKING = False
@@ -84,7 +84,6 @@ class StorageConnection:
 
 def _unsupported(name: str) -> Any:
     async def method(self: StorageConnection, *args: Any) -> Any:
-        from .driver import api_name     # (driver imports this module)
         raise no_support(self.error_domain, api_name(name))
 
     method.__name__ = name

@@ -326,3 +326,12 @@ class FirstError:
     def raise_if_any(self) -> None:
         if self.error is not None:
             raise self.error
+
+
+# Words libvirt's API names spell in capitals (virDomainGetXMLDesc, virDomainLookupByUUID).
+_API_WORDS = {"xml": "XML", "uuid": "UUID", "id": "ID", "fd": "FD", "cpu": "CPU", "dhcp": "DHCP", "mac": "MAC"}
+
+
+def api_name(method: str) -> str:
+    """The public libvirt function behind a driver method, as libvirt's messages name it."""
+    return "vir" + "".join(_API_WORDS.get(part, part.capitalize()) for part in method.split("_"))
