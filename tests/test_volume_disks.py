@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from daemons import Pyvirtd
 from guests import qemu_available, tiny_xml, wait_for
@@ -193,3 +194,45 @@ def test_volume_disk_resolved_again_at_migration_prepare(tmp_path, guests_built)
         assert "still in use by domain 'g'" in refused.stderr
         virsh(a, "vol-delete", "d1.qcow2", "--pool", "vp")     # the source lets its copy go
         moved.destroy()
+
+
+def _disk_of(xml: str) -> etree._Element:
+    return etree.fromstring(xml).find("devices/disk")
+
+
+def test_disk_only_snapshot_of_volume_disk_needs_a_file_and_moves_to_it(pyvirtd, pool, tmp_path):
+    """libvirt 9.0 names no overlay for a volume disk (its formatted definition has no
+    path); with --diskspec file= the disk becomes a file disk on the overlay, the
+    volume its backing image, in the live and the persistent definition, so the next
+    start keeps the overlay's writes; the volume, now a backing image, is in use."""
+    define(pyvirtd, tmp_path)
+    virsh(pyvirtd, "start", "g")
+    refused = virsh(pyvirtd, "snapshot-create-as", "g", "s1", "--disk-only", ok=False)
+    assert ("unsupported configuration: cannot generate external snapshot name for disk 'vda' "
+            "without source") in refused.stderr
+    assert virsh(pyvirtd, "snapshot-list", "g", "--name").stdout.strip() == ""
+
+    overlay = tmp_path / "g.s1.qcow2"
+    volume = str(pool / "d1.qcow2")
+    virsh(pyvirtd, "snapshot-create-as", "g", "s1", "--disk-only", "--diskspec", f"vda,file={overlay}")
+    for flags in ((), ("--inactive",)):
+        disk = _disk_of(virsh(pyvirtd, "dumpxml", "g", *flags).stdout)
+        assert disk.get("type") == "file", flags
+        assert disk.find("source").get("file") == str(overlay), flags
+        assert disk.find("driver").get("type") == "qcow2", flags
+        backing = disk.find("backingStore")
+        assert backing.find("source").get("file") == volume, flags
+        assert backing.find("format").get("type") == "qcow2", flags
+    nodes = qmp(pyvirtd, "g", "query-named-block-nodes")["return"]
+    assert any(n["file"] == str(overlay) and n.get("backing_file") == volume for n in nodes), nodes
+
+    refused = virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp", ok=False)
+    assert "volume 'd1.qcow2' is still in use by domain 'g'" in refused.stderr
+    assert (pool / "d1.qcow2").exists()
+
+    virsh(pyvirtd, "destroy", "g")
+    virsh(pyvirtd, "start", "g")
+    nodes = qmp(pyvirtd, "g", "query-named-block-nodes")["return"]
+    assert any(n["file"] == str(overlay) for n in nodes), nodes
+    virsh(pyvirtd, "destroy", "g")
+    virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp")     # a shut-off guest holds nothing

@@ -29,6 +29,7 @@ from ...enums_more import (DomainSnapshotCreateFlags as Create, DomainSnapshotDe
 from ...errors import ErrorDomain, ErrorNumber, error
 from ..domainlist import emit_lifecycle
 from . import qemu_events
+from . import storage_source
 from . import snapshot_delete as external_delete
 from . import snapshot_qemu as work
 from .blockjob import COMPLETED, READY
@@ -76,14 +77,18 @@ def align_disks(snap: SnapshotDef, disks: list[Disk], default: str) -> list[tupl
     for n, disk in enumerate(disks):
         sd = asked.get(n) or snapxml.SnapshotDisk(disk.target_dev)
         sd.name = disk.target_dev
+        # A volume disk is never empty, but libvirt names overlays from the definition
+        # as formatted, which names the pool and volume, not a path: no generated name.
+        volume = disk.type == "volume"
         if sd.snapshot is None:
-            empty = disk.source is None or disk.device in ("cdrom", "floppy")
+            empty = (disk.source is None and not volume) or disk.device in ("cdrom", "floppy")
             sd.snapshot = "no" if empty or disk.readonly else default
         if sd.snapshot == "external":
-            if disk.source is None:
+            origin = None if volume else disk.source
+            if sd.source is None and origin is None:
                 raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q,
                             f"cannot generate external snapshot name for disk '{disk.target_dev}' without source")
-            sd.source = check_caller_path(sd.source or _default_overlay(disk.source, snap.name or ""),
+            sd.source = check_caller_path(sd.source or _default_overlay(origin or "", snap.name or ""),
                                           f"snapshot file of disk '{disk.target_dev}'")
             sd.driver_type = sd.driver_type or "qcow2"
         out.append((disk, sd))
@@ -120,7 +125,7 @@ def _check_plan(snap: SnapshotDef, pairs: list[tuple[Disk, snapxml.SnapshotDisk]
             external += 1
         elif sd.snapshot == "manual":
             raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q, f"manual snapshot of disk {sd.name} is not supported")
-        elif disk.source is not None and not disk.readonly:
+        elif (disk.source is not None or disk.type == "volume") and not disk.readonly:
             forbid_internal = True
     if not found_internal and not external and snap.memory == "no":
         raise error(ErrorNumber.CONFIG_UNSUPPORTED, Q, "nothing selected for snapshot")
@@ -266,16 +271,18 @@ async def _create_internal_live(drv: "QemuDriver", obj: "QemuDomainObj", snap: S
 async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list, active: bool,
                            reuse: bool = False) -> None:
     chosen = [(d, sd) for d, sd in pairs if sd.snapshot == "external"]
+    # what each overlay sits on: the image's path (a shut-off volume disk's, asked of the storage driver)
+    under = {d.target_dev: storage_source.path_of(d, drv.storage_resolver) for d, _sd in chosen}
     if active:
         ids = drv.security.process_ids()
         owner = (ids.uid, ids.gid) if ids is not None and os.geteuid() == 0 else None
-        await work.live_external(obj, [work.Overlay(d.alias or d.target_dev, sd.source, d.source, _format_of(d))
-                                       for d, sd in chosen], owner, reuse=reuse)
+        await work.live_external(obj, [work.Overlay(d.alias or d.target_dev, sd.source, under[d.target_dev],
+                                                    _format_of(d)) for d, sd in chosen], owner, reuse=reuse)
     elif not reuse:
         made: list[str] = []
         try:
             for disk, sd in chosen:
-                await work.create_overlay(sd.source, disk.source, _format_of(disk))
+                await work.create_overlay(sd.source, under[disk.target_dev], _format_of(disk))
                 made.append(sd.source)
         except BaseException:
             for path in made:
@@ -285,16 +292,21 @@ async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list,
                     pass
             raise
     # The disks now point at their overlays, in the live and the persistent definition.
-    moved = {d.target_dev: (d.source, sd.source) for d, sd in chosen}
+    # A volume disk becomes a file disk on its overlay (as libvirt's): the volume's
+    # image is then the first backing image, in both definitions.
+    moved = {d.target_dev: (storage_source.image_key(d), sd.source, _format_of(d)) for d, sd in chosen}
     defs = [obj.live] if active and obj.live is not None else []
     if obj.persistent:
         defs.append(obj.definition)
     for definition in defs:
         for disk in definition.devices.disks:
-            if disk.target_dev in moved and disk.source == moved[disk.target_dev][0]:
-                disk.backing_store = [(_format_of(disk), disk.source), *disk.backing_store]
-                disk.source, disk.driver_type = moved[disk.target_dev][1], "qcow2"
-                disk.driver_name = disk.driver_name or "qemu"
+            entry = moved.get(disk.target_dev)
+            if entry is None or storage_source.image_key(disk) != entry[0]:
+                continue
+            disk.backing_store = [(entry[2], under[disk.target_dev]), *disk.backing_store]
+            storage_source.make_file(disk)
+            disk.source, disk.driver_type = entry[1], "qcow2"
+            disk.driver_name = disk.driver_name or "qemu"
     if active:
         obj.save_status()
     if obj.persistent:

@@ -13,6 +13,7 @@ a volume (:func:`user_of`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -64,6 +65,30 @@ def resolve_disk(disk: Any, resolver: Resolver | None) -> None:
             disk.driver_type = fmt
 
 
+def path_of(disk: Any, resolver: Resolver | None) -> str | None:
+    """The image a disk opens: its source, or a shut-off volume disk's volume path."""
+    if disk.source is not None or disk.type != "volume" or not disk.source_pool:
+        return disk.source
+    probe = dataclasses.replace(disk)
+    resolve_disk(probe, resolver)
+    return probe.source
+
+
+def image_key(disk: Any) -> tuple:
+    """What names a disk's image alike in the live and the persistent definition
+    (a volume by pool and name: only the live one knows its path)."""
+    if disk.type == "volume":
+        return ("volume", disk.source_pool, disk.source_volume)
+    return ("path", disk.source)
+
+
+def make_file(disk: Any) -> None:
+    """Turn a volume disk into the file disk an external snapshot's overlay makes of it."""
+    if disk.type == "volume":
+        disk.type = "file"
+        disk.source_pool = disk.source_volume = disk.actual_type = None
+
+
 def remember(obj: Any) -> None:
     """Record the live definition's resolutions in the status (call before saving it)."""
     live = obj.live
@@ -89,14 +114,16 @@ def restore(live: DomainDef, extra: dict[str, str]) -> None:
 
 def user_of(domains: Any, path: str) -> str | None:
     """The name of a running guest with a disk on ``path`` (the storage driver's
-    ``in_use`` hook: a volume in use is never deleted), or None."""
+    ``in_use`` hook: a volume in use is never deleted), or None.  A backing image
+    (under an external snapshot's overlay) is in use as much as the disk's top image."""
     wanted = os.path.realpath(path)
     for obj in list(domains):
         live = obj.live if obj.active else None
         if live is None:
             continue
         for disk in live.devices.disks:
-            if disk.source and (disk.source == path or os.path.realpath(disk.source) == wanted):
+            images = [disk.source, *(image for _fmt, image in disk.backing_store)]
+            if any(image and (image == path or os.path.realpath(image) == wanted) for image in images):
                 return live.name
     return None
 
