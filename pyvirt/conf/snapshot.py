@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorNumber, error
+from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
 from .xmlutil import Node, child, child_text, children, el, parse_document, render
 
 # virDomainSnapshotState: the domain's state words, plus disk-snapshot
@@ -97,13 +97,16 @@ class SnapshotDef:
         return render(el("domainsnapshot", children=nodes))
 
 
+def xml_detail(domain: ErrorDomain, message: str) -> libvirtError:
+    """VIR_ERR_XML_DETAIL as libvirt words it: the message alone, no "XML error:" prefix."""
+    return libvirtError(message, ErrorNumber.XML_DETAIL, domain, ErrorLevel.ERROR, "%s", message)
+
+
 def _check_name(name: str) -> str:
     if "/" in name:
-        raise error(ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN_SNAPSHOT,
-                    f"invalid snapshot name '{name}': name can't contain '/'")
+        raise xml_detail(ErrorDomain.DOMAIN_SNAPSHOT, f"invalid snapshot name '{name}': name can't contain '/'")
     if "\n" in name:
-        raise error(ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN_SNAPSHOT,
-                    f"invalid char in name: {chr(10)}")
+        raise xml_detail(ErrorDomain.DOMAIN_SNAPSHOT, f"invalid char in name: {chr(10)}")
     return name
 
 

@@ -166,7 +166,7 @@ def _validate_create(obj: "QemuDomainObj", snap: SnapshotDef, flags: int) -> Non
     """libvirt's qemuSnapshotCreateXMLValidateDef."""
     if not flags & Create.NO_METADATA and snap.name is not None:
         if snap.name.startswith("."):
-            raise error(ErrorNumber.XML_DETAIL, Q, f"invalid snapshot name '{snap.name}': name can't start with '.'")
+            raise snapxml.xml_detail(Q, f"invalid snapshot name '{snap.name}': name can't start with '.'")
     if obj.state not in (DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTOFF):
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, Q,
                     f"Invalid domain state {_STATE_WORDS.get(obj.state, 'nostate')}")

@@ -167,6 +167,16 @@ class Overlay:
     created: bool = False
 
 
+def _create_empty(path: str) -> None:
+    """The overlay's file, made first as libvirt's virStorageSourceCreate does, so a
+    path that cannot be created fails with its wording rather than qemu-img's."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    except OSError as exc:
+        raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.QEMU,
+                    f"failed to create image file '{path}': {exc.strerror}") from exc
+
+
 async def live_external(obj: "QemuDomainObj", overlays: list[Overlay], owner: tuple[int, int] | None,
                         *, reuse: bool = False) -> None:
     """Move every disk in ``overlays`` onto its new qcow2 overlay, all at once.
@@ -182,8 +192,9 @@ async def live_external(obj: "QemuDomainObj", overlays: list[Overlay], owner: tu
                 raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                             f"disk '{ov.alias}' has no medium in the running domain")
             if not reuse:      # REUSE_EXT: the caller made the file (over the right backing)
-                await create_overlay(ov.path, ov.backing, ov.backing_fmt, nodes[ov.alias].virtual_size)
+                _create_empty(ov.path)
                 ov.created = True
+                await create_overlay(ov.path, ov.backing, ov.backing_fmt, nodes[ov.alias].virtual_size)
             if owner is not None:
                 os.chown(ov.path, *owner)
             ov.storage, ov.fmt = f"libvirt-{index}-storage", f"libvirt-{index}-format"
