@@ -236,3 +236,39 @@ def test_disk_only_snapshot_of_volume_disk_needs_a_file_and_moves_to_it(pyvirtd,
     assert any(n["file"] == str(overlay) for n in nodes), nodes
     virsh(pyvirtd, "destroy", "g")
     virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp")     # a shut-off guest holds nothing
+
+
+def test_a_guest_boots_from_a_cloned_volume(pyvirtd, pool, tmp_path, guests_built):
+    """vol-clone of a volume holding the tiny guest's bootable image: the clone's content
+    equals the source's (qemu-img compare), and a guest boots from the clone (its kernel
+    is the clone's file) with its disk on the clone, which QEMU opens."""
+    from guests import READY, TINY, wait_for_text
+    image = TINY.read_bytes()
+    virsh(pyvirtd, "vol-create-as", "vp", "boot.img", f"{len(image)}b", "--format", "raw")
+    upload = tmp_path / "boot.src"
+    upload.write_bytes(image)
+    virsh(pyvirtd, "vol-upload", "--pool", "vp", "boot.img", str(upload))
+    virsh(pyvirtd, "vol-clone", "--pool", "vp", "boot.img", "boot-clone.img")
+    clone = Path(virsh(pyvirtd, "vol-path", "--pool", "vp", "boot-clone.img").stdout.strip())
+    assert clone == pool / "boot-clone.img"
+    same = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", str(pool / "boot.img"), str(clone)],
+                          capture_output=True, text=True, timeout=60)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert clone.read_bytes()[:len(image)] == image
+
+    log = tmp_path / "clone.serial"
+    disk = """
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source pool='vp' volume='boot-clone.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>"""
+    xml = tiny_xml("g", log, extra_devices=disk, uuid=GUEST_UUID)
+    xml = xml.replace(f"<kernel>{tmp_path / TINY.name}</kernel>", f"<kernel>{clone}</kernel>")
+    assert f"<kernel>{clone}</kernel>" in xml
+    (tmp_path / "g.xml").write_text(xml)
+    virsh(pyvirtd, "create", str(tmp_path / "g.xml"))
+    wait_for_text(log, READY)
+    nodes = qmp(pyvirtd, "g", "query-named-block-nodes")["return"]
+    assert any(n["drv"] == "raw" and n["file"] == str(clone) for n in nodes), nodes
+    virsh(pyvirtd, "destroy", "g")
