@@ -249,3 +249,34 @@ def test_kill9_of_the_lock_daemon_keeps_the_disk_with_its_token(cluster):
     finally:
         a.close()
         b.close()
+
+
+def test_stalled_pyvirtd_the_lock_daemon_kills_qemu_before_the_lease_expires(cluster):
+    """sanlock's rule, whatever pyvirtd does: host A's pyvirtd is frozen (its lock daemon's
+    event reaches a socket nobody reads) and A is cut off from etcd; A's lock daemon kills
+    the QEMU itself while etcd is still frozen, so before the lease could expire, and host B
+    takes the disk only after that, with no QEMU of A left on it."""
+    host_a = cluster.host("hostA")
+    a, b = pyvirt.open(host_a.uri), pyvirt.open(cluster.host("hostB").uri)
+    pyvirtd_a = host_a.daemon.pid
+    try:
+        start(a, "stalled", cluster, on_lockfailure="pause")
+        (qemu_a,) = holders(cluster.disk)
+        os.kill(pyvirtd_a, signal.SIGSTOP)
+        cluster.etcd.pause()
+        try:
+            # no QEMU of A on the disk any more, while etcd still cannot have expired the lease
+            wait_for(lambda: qemu_a not in holders(cluster.disk), TTL * 3, what="A's QEMU killed")
+        finally:
+            cluster.etcd.resume()
+            os.kill(pyvirtd_a, signal.SIGCONT)
+        log = "".join(p.read_text(errors="replace") for p in host_a.daemon.workdir.rglob("pyvirtlockd.log"))
+        assert "pyvirtd did not fence stalled in time: killing its QEMU" in log
+        wait_for(lambda: _try_start(b, "taker", cluster), TTL * 3, what="host B starts the disk")
+        running = holders(cluster.disk)
+        assert qemu_a not in running and len(running) == 1
+        assert cluster.key()["domain"] == "taker" and b.lookupByName("taker").state()[0] == pyvirt.VIR_DOMAIN_RUNNING
+    finally:
+        os.kill(pyvirtd_a, signal.SIGCONT)
+        a.close()
+        b.close()

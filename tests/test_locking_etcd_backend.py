@@ -40,7 +40,7 @@ class Hooks:
         self.lost: list[tuple[Owner, list[Resource], str, float]] = []
         self.event = asyncio.Event()
 
-    async def lease_lost(self, owner, resources, why):
+    async def lease_lost(self, owner, resources, why, expires_at=None):
         self.lost.append((owner, list(resources), why, asyncio.get_running_loop().time()))
         self.event.set()
 

@@ -22,7 +22,7 @@ from pyvirt.lockd.files import lock_holder
 
 
 class _NoHooks:
-    async def lease_lost(self, owner, resources, why):
+    async def lease_lost(self, owner, resources, why, expires_at=None):
         raise AssertionError("files leases are never lost")
 
 

@@ -77,9 +77,11 @@ class Owner:
 class Hooks(Protocol):
     """What the daemon offers its backend."""
 
-    async def lease_lost(self, owner: Owner, resources: Sequence[Resource], why: str) -> None:
-        """The backend can no longer guarantee ``resources`` to ``owner``:
-        the daemon fences the guest (pauses or kills it, as it is configured)."""
+    async def lease_lost(self, owner: Owner, resources: Sequence[Resource], why: str,
+                         expires_at: float | None = None) -> None:
+        """The backend can no longer guarantee ``resources`` to ``owner``: the daemon
+        fences the guest (pauses or kills it, as it is configured), its QEMU killed
+        before ``expires_at`` (the event loop's clock) unless the leases were released."""
 
 
 def resource_busy(resource: Resource) -> Exception:

@@ -33,7 +33,8 @@ from . import protocol
 from .backend import Backend, Owner, Resource, backend_class
 
 log = logging.getLogger("pyvirtlockd")
-KILL_GRACE = 5.0     # seconds between SIGTERM and SIGKILL for a guest whose lease is lost
+KILL_GRACE = 5.0     # seconds between SIGTERM and SIGKILL for a guest whose lease is lost, at most
+KILL_SAFETY = 0.5    # SIGKILL this long before the lease can have expired elsewhere
 
 
 @dataclass
@@ -43,6 +44,7 @@ class _Entry:
     on_lockfailure: str = "poweroff"
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)   # one call per owner at a time
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)   # a release (or the end) happened
 
 
 class LockDaemon:
@@ -89,6 +91,7 @@ class LockDaemon:
             os.close(entry.pidfd)
             entry.pidfd = -1
         entry.ended.set()
+        entry.changed.set()
         async with entry.lock:
             await self.backend.forget(entry.owner)
         log.info("%s (pid %d) ended: its leases are released", entry.owner.name, entry.owner.pid)
@@ -110,12 +113,21 @@ class LockDaemon:
                 await self._gone(entry)
 
     # -- Hooks for the backend ----------------------------------------------------
-    async def lease_lost(self, owner: Owner, resources: Sequence[Resource], why: str) -> None:
+    async def lease_lost(self, owner: Owner, resources: Sequence[Resource], why: str,
+                         expires_at: float | None = None) -> None:
+        """Fence ``owner``: tell pyvirtd (it pauses or powers off as <on_lockfailure> says),
+        and whatever pyvirtd does, kill the QEMU ourselves unless its leases were released
+        by the kill deadline, computed from ``expires_at`` (monotonic: when the lease can
+        have expired elsewhere) so that SIGKILL comes before anyone else can take the
+        disk — sanlock's rule; a stalled pyvirtd must not leave a guest writing."""
         what = ", ".join(r.what or r.name for r in resources)
         log.error("%s (pid %d) lost its lease on %s: %s", owner.name, owner.pid, what, why)
         entry = self.owners.get(owner.uuid)
         if entry is None:
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        kill_by = (now + 2 * KILL_GRACE) if expires_at is None else expires_at - KILL_SAFETY
         event = {"event": "lease_lost", "owner": owner.to_json(),
                  "resources": [r.to_json() for r in resources], "why": why,
                  "on_lockfailure": entry.on_lockfailure}
@@ -126,21 +138,49 @@ class LockDaemon:
                 sent = True
             except (OSError, RuntimeError):
                 self.watchers.discard(writer)
-        if not sent and entry.on_lockfailure != "ignore":
-            # nobody to pause it: the guest must not keep writing without its lease
+        if entry.on_lockfailure == "ignore":
+            return
+        if sent:
+            # half of the time left is pyvirtd's to pause (and release) or power off the guest
+            if await self._released(entry, now + max(0.0, kill_by - now) / 2):
+                return
+            log.error("pyvirtd did not fence %s in time: killing its QEMU (pid %d)", owner.name, owner.pid)
+        else:
             log.error("no pyvirtd to fence %s: killing its QEMU (pid %d)", owner.name, owner.pid)
-            await self._kill(entry)
+        await self._kill(entry, kill_by)
 
-    async def _kill(self, entry: _Entry) -> None:
+    async def _released(self, entry: _Entry, until: float) -> bool:
+        """Wait until ``entry``'s process ended or holds no lease any more, at most until
+        ``until`` (monotonic); True if it did."""
+        loop = asyncio.get_running_loop()
+        while entry.pidfd >= 0 and self.backend.held(entry.owner):
+            left = until - loop.time()
+            if left <= 0:
+                return False
+            entry.changed.clear()
+            try:
+                await asyncio.wait_for(entry.changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+    async def _kill(self, entry: _Entry, kill_by: float) -> None:
+        """SIGTERM, then SIGKILL at ``kill_by`` at the latest (at once if no time is left)."""
         if entry.pidfd < 0:
             return
+        left = kill_by - asyncio.get_running_loop().time()
+        sig = signal.SIGTERM if left > 0.2 else signal.SIGKILL
         try:
-            signal.pidfd_send_signal(entry.pidfd, signal.SIGTERM)
+            signal.pidfd_send_signal(entry.pidfd, sig)
         except OSError:
             return
+        if sig == signal.SIGKILL:
+            return
         try:
-            await asyncio.wait_for(entry.ended.wait(), KILL_GRACE)
+            await asyncio.wait_for(asyncio.shield(entry.ended.wait()), min(left, KILL_GRACE))
         except asyncio.TimeoutError:
+            if entry.pidfd < 0:
+                return
             try:
                 signal.pidfd_send_signal(entry.pidfd, signal.SIGKILL)
             except OSError:
@@ -180,7 +220,9 @@ class LockDaemon:
                 return {"state": await self.backend.acquire(owner, resources, request.get("state"))}
             if op == "release":
                 raw = request.get("resources")
-                return {"state": await self.backend.release(owner, None if raw is None else _resources(raw))}
+                state = await self.backend.release(owner, None if raw is None else _resources(raw))
+                entry.changed.set()
+                return {"state": state}
             return {"state": await self.backend.inquire(owner)}
 
     async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

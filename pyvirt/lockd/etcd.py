@@ -438,7 +438,12 @@ class EtcdBackend(Backend):
                 success.append(op_put(self.key(res), self._value(owner, res, "released"), lease.id))
             for h, (res, _) in drop.items():
                 success.append(op_delete(self._shared_key(res, owner)))
-            if success and not lease.expired:
+            if success and owned.fenced:
+                # renewals failed: etcd does not answer, and the lock daemon waits for this
+                # release to know the guest is fenced; the keys stay held (safe) until the
+                # lease expires or the guest resumes with them
+                log.warning("%s: fenced, its etcd keys stay as they are on lease %x", owner.name, lease.id)
+            elif success and not lease.expired:
                 try:
                     result = await self.client.txn(compare, success)
                     if not result.succeeded:
@@ -535,10 +540,15 @@ class EtcdBackend(Backend):
             return
         age = asyncio.get_running_loop().time() - lease.last_ok
         self._report_all(lease, f"etcd lease {lease.id:x} not renewed for {age:.1f} s (TTL {lease.ttl} s): "
-                                f"etcd at {', '.join(self._endpoint_names())} is unreachable")
+                                f"etcd at {', '.join(self._endpoint_names())} is unreachable",
+                         expires_at=lease.last_ok + lease.ttl)
 
-    def _report_all(self, lease: _Lease, why: str) -> None:
+    def _report_all(self, lease: _Lease, why: str, expires_at: float | None = None) -> None:
+        """Fence every guest holding disks; ``expires_at`` (our monotonic clock) is when the
+        lease can have expired on etcd's side: now, if etcd said so already."""
         loop = asyncio.get_running_loop()
+        if expires_at is None:
+            expires_at = loop.time()
         for owned in list(self._owned.values()):
             resources = [r for r, _ in owned.held.values()] + [r for r, _ in owned.shared.values()]
             if owned.fenced or not resources:
@@ -548,7 +558,7 @@ class EtcdBackend(Backend):
             disks = ", ".join(f"'{r.what or r.path}' (token {t})" for r, t in owned.held.values())
             log.error("%s (pid %d): lost the lease on %s: %s", owned.owner.name, owned.owner.pid,
                       disks or "its shared disks", why)
-            loop.create_task(self.hooks.lease_lost(owned.owner, resources, why))
+            loop.create_task(self.hooks.lease_lost(owned.owner, resources, why, expires_at))
 
     async def _renew_forever(self) -> None:
         loop = asyncio.get_running_loop()
