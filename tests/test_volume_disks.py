@@ -272,3 +272,19 @@ def test_a_guest_boots_from_a_cloned_volume(pyvirtd, pool, tmp_path, guests_buil
     nodes = qmp(pyvirtd, "g", "query-named-block-nodes")["return"]
     assert any(n["drv"] == "raw" and n["file"] == str(clone) for n in nodes), nodes
     virsh(pyvirtd, "destroy", "g")
+
+
+def test_disk_only_snapshot_of_a_shut_off_volume_disk(pyvirtd, pool, tmp_path):
+    """Shut off, the volume's path comes from the storage driver: the overlay sits on it
+    and the definition's disk becomes a file disk on the overlay."""
+    define(pyvirtd, tmp_path)
+    refused = virsh(pyvirtd, "snapshot-create-as", "g", "s1", "--disk-only", ok=False)
+    assert "cannot generate external snapshot name for disk 'vda' without source" in refused.stderr
+    overlay = tmp_path / "off.qcow2"
+    virsh(pyvirtd, "snapshot-create-as", "g", "s1", "--disk-only", "--diskspec", f"vda,file={overlay}")
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(overlay)], capture_output=True,
+                                     text=True, check=True, timeout=60).stdout)
+    assert info["backing-filename"] == str(pool / "d1.qcow2") and info["backing-filename-format"] == "qcow2"
+    disk = _disk_of(virsh(pyvirtd, "dumpxml", "--inactive", "g").stdout)
+    assert disk.get("type") == "file" and disk.find("source").get("file") == str(overlay)
+    assert disk.find("backingStore/source").get("file") == str(pool / "d1.qcow2")

@@ -271,18 +271,20 @@ async def _create_internal_live(drv: "QemuDriver", obj: "QemuDomainObj", snap: S
 async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list, active: bool,
                            reuse: bool = False) -> None:
     chosen = [(d, sd) for d, sd in pairs if sd.snapshot == "external"]
-    # what each overlay sits on: the image's path (a shut-off volume disk's, asked of the storage driver)
-    under = {d.target_dev: storage_source.path_of(d, drv.storage_resolver) for d, _sd in chosen}
+    # what each overlay sits on: the image's path and format (a shut-off volume
+    # disk's asked of the storage driver)
+    under = {d.target_dev: storage_source.resolved(d, drv.storage_resolver) for d, _sd in chosen}
     if active:
         ids = drv.security.process_ids()
         owner = (ids.uid, ids.gid) if ids is not None and os.geteuid() == 0 else None
-        await work.live_external(obj, [work.Overlay(d.alias or d.target_dev, sd.source, under[d.target_dev],
-                                                    _format_of(d)) for d, sd in chosen], owner, reuse=reuse)
+        await work.live_external(obj, [work.Overlay(d.alias or d.target_dev, sd.source, d.source, _format_of(d))
+                                       for d, sd in chosen], owner, reuse=reuse)
     elif not reuse:
         made: list[str] = []
         try:
             for disk, sd in chosen:
-                await work.create_overlay(sd.source, under[disk.target_dev], _format_of(disk))
+                image = under[disk.target_dev]
+                await work.create_overlay(sd.source, image.source, _format_of(image))
                 made.append(sd.source)
         except BaseException:
             for path in made:
@@ -294,7 +296,8 @@ async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list,
     # The disks now point at their overlays, in the live and the persistent definition.
     # A volume disk becomes a file disk on its overlay (as libvirt's): the volume's
     # image is then the first backing image, in both definitions.
-    moved = {d.target_dev: (storage_source.image_key(d), sd.source, _format_of(d)) for d, sd in chosen}
+    moved = {d.target_dev: (storage_source.image_key(d), sd.source,
+                            (_format_of(under[d.target_dev]), under[d.target_dev].source)) for d, sd in chosen}
     defs = [obj.live] if active and obj.live is not None else []
     if obj.persistent:
         defs.append(obj.definition)
@@ -303,7 +306,7 @@ async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list,
             entry = moved.get(disk.target_dev)
             if entry is None or storage_source.image_key(disk) != entry[0]:
                 continue
-            disk.backing_store = [(entry[2], under[disk.target_dev]), *disk.backing_store]
+            disk.backing_store = [entry[2], *disk.backing_store]
             storage_source.make_file(disk)
             disk.source, disk.driver_type = entry[1], "qcow2"
             disk.driver_name = disk.driver_name or "qemu"

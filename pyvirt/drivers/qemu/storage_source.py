@@ -65,13 +65,14 @@ def resolve_disk(disk: Any, resolver: Resolver | None) -> None:
             disk.driver_type = fmt
 
 
-def path_of(disk: Any, resolver: Resolver | None) -> str | None:
-    """The image a disk opens: its source, or a shut-off volume disk's volume path."""
+def resolved(disk: Any, resolver: Resolver | None) -> Any:
+    """``disk`` with its image's path and format known: itself, or for a shut-off
+    volume disk a copy resolved through the storage driver."""
     if disk.source is not None or disk.type != "volume" or not disk.source_pool:
-        return disk.source
+        return disk
     probe = dataclasses.replace(disk)
     resolve_disk(probe, resolver)
-    return probe.source
+    return probe
 
 
 def image_key(disk: Any) -> tuple:
