@@ -7,10 +7,9 @@ the values they see on libvirt's ``test:///default``.
 
 from __future__ import annotations
 
-from ...enums import DomainState, EventStoppedDetail, EventType, ShutoffReason
+from ...enums import EventStoppedDetail, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
-from ..domainlist import emit_lifecycle
 from . import content
 
 _T = ErrorDomain.TEST

@@ -16,7 +16,7 @@ from typing import Any
 from ... import conf
 from ...driver import ConnectionInfo, EventBus, HypervisorConnection
 from ...refs import DomainRef
-from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail, EventShutdownDetail,
+from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail,
                       EventStartedDetail, EventStoppedDetail, EventSuspendedDetail, EventType,
                       EventUndefinedDetail, PausedReason, RunningReason, ShutoffReason, StartFlags,
                       XMLFlags, DriverFeature, DestroyFlags, UndefineFlags)

@@ -16,7 +16,6 @@ import os
 
 from lxml import etree
 
-from ... import conf
 from ...conf import storage_vol as volxml
 from ...enums import DomainState, RunningReason
 from ...errors import ErrorDomain, ErrorNumber, error

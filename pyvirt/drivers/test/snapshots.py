@@ -13,10 +13,10 @@ import time
 
 from ... import conf
 from ...conf import snapshot as snapconf
-from ...enums import DomainState, EventType, RunningReason, ShutoffReason
+from ...enums import DomainState, RunningReason, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef, DomainSnapshotRef
-from ..domainlist import DomainObj, emit_lifecycle
+from ..domainlist import DomainObj
 
 _T = ErrorDomain.TEST
 STARTED_FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT = 3, 6      # virDomainEvent{Started,Stopped}DetailType

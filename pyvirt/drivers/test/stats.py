@@ -14,8 +14,7 @@ import os
 import struct
 import time
 
-from ... import conf
-from ...enums import DomainState, EventStartedDetail, EventStoppedDetail, RunningReason, ShutoffReason
+from ...enums import EventStartedDetail, EventStoppedDetail, RunningReason, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
 from ..domainlist import DomainObj
@@ -84,7 +83,7 @@ class StatsAPI:
     async def node_get_cpu_stats(self, cpu: int, nparams: int, flags: int) -> tuple[list, int]:
         check_flags(flags, 0, "testNodeGetCPUStats", _T)
         if cpu != -1 and not 0 <= cpu < self.host.node_info[2]:
-            raise error(ErrorNumber.INVALID_ARG, _T, f"Invalid cpuNum in testNodeGetCPUStats")
+            raise error(ErrorNumber.INVALID_ARG, _T, "Invalid cpuNum in testNodeGetCPUStats")
         if nparams == 0:
             return [], len(NODE_CPU_STATS)
         return list(NODE_CPU_STATS[:nparams]), min(nparams, len(NODE_CPU_STATS))
