@@ -54,7 +54,7 @@ def _open_oneshot(uri: str, read_only: bool = False) -> "virConnect | None":  # 
     from . import uri as urimod
     parsed = urimod.parse(uri)
     if parsed.driver not in ("qemu", "test", "remote") or (not parsed.is_remote and (
-            (parsed.driver == "test" and parsed.path in ("/default", ""))
+            parsed.driver == "test"                   # test:///default and test:///PATH run in process
             or (parsed.driver == "qemu" and parsed.path == "/embed"))):
         return None
     from .connection import virConnect

@@ -99,3 +99,16 @@ def test_pyvirtd_reads_no_host_file_a_client_names(tmp_path):
         conn.close()
     finally:
         daemon.stop()
+
+
+def test_pyvirt_command_line_reads_a_host_file_in_process():
+    """``pyvirt -c test:///PATH`` loads the file itself (no daemon) and lists as virsh does."""
+    import shutil
+    if shutil.which("virsh") is None:
+        pytest.skip("stock virsh is not installed")
+    uri = f"test://{HOSTS[0]}"
+    commands = "list --all; net-list --all; pool-list --all --details; vol-list default-pool; nodeinfo"
+    want = subprocess.run(["virsh", "-c", uri, commands], capture_output=True, text=True, timeout=60)
+    got = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", uri, commands],
+                         capture_output=True, text=True, timeout=60)
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)

@@ -133,6 +133,19 @@ def _dominfo(p: argparse.ArgumentParser) -> Handler:
         except libvirtError:
             managed = "unknown"
         fields.append(("Managed save", managed))
+        # virsh adds the host's security model, and the domain's label when it has one
+        try:
+            model, doi = conn.getSecurityModel()
+        except libvirtError:
+            model = doi = ""
+        if model:
+            fields += [("Security model", model), ("Security DOI", doi)]
+            try:
+                label, enforcing = dom.securityLabel()
+            except libvirtError:
+                label, enforcing = "", False
+            if label:
+                fields.append(("Security label", f"{label} ({'enforcing' if enforcing else 'permissive'})"))
         print_fields(fields)
     return run
 
