@@ -288,3 +288,27 @@ def test_disk_only_snapshot_of_a_shut_off_volume_disk(pyvirtd, pool, tmp_path):
     disk = _disk_of(virsh(pyvirtd, "dumpxml", "--inactive", "g").stdout)
     assert disk.get("type") == "file" and disk.find("source").get("file") == str(overlay)
     assert disk.find("backingStore/source").get("file") == str(pool / "d1.qcow2")
+
+
+def test_backing_image_of_a_file_disk_is_in_use(pyvirtd, pool, tmp_path):
+    """A file disk on a pool's volume, moved onto an overlay elsewhere: the volume is
+    now the disk's backing image, and vol-delete still refuses it while the guest runs."""
+    volume = pool / "d1.qcow2"
+    disk = f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{volume}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>"""
+    (tmp_path / "g.xml").write_text(tiny_xml("g", tmp_path / "g.serial", extra_devices=disk, uuid=GUEST_UUID))
+    virsh(pyvirtd, "define", str(tmp_path / "g.xml"))
+    virsh(pyvirtd, "start", "g")
+    overlay = tmp_path / "top.qcow2"
+    virsh(pyvirtd, "snapshot-create-as", "g", "s1", "--disk-only", "--diskspec", f"vda,file={overlay}")
+    assert _disk_of(virsh(pyvirtd, "dumpxml", "g").stdout).find("source").get("file") == str(overlay)
+    refused = virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp", ok=False)
+    assert "volume 'd1.qcow2' is still in use by domain 'g'" in refused.stderr
+    assert volume.exists()
+    virsh(pyvirtd, "destroy", "g")
+    virsh(pyvirtd, "vol-delete", "d1.qcow2", "--pool", "vp")
+    assert not volume.exists()
