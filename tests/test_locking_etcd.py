@@ -280,3 +280,33 @@ def test_stalled_pyvirtd_the_lock_daemon_kills_qemu_before_the_lease_expires(clu
         os.kill(pyvirtd_a, signal.SIGCONT)
         a.close()
         b.close()
+
+
+def test_lock_daemon_killed_while_etcd_is_down_pyvirtd_fences_and_keeps_retrying(cluster):
+    """The holder's lock daemon dies (kill -9) while etcd does not answer: its replacement
+    cannot start, so pyvirtd fences the guest itself (default <on_lockfailure>: poweroff)
+    before the dead daemon's lease could expire, and once etcd answers again it has a lock
+    daemon again (it kept trying); host B takes the disk only after A's QEMU is gone."""
+    host_a = cluster.host("hostA")
+    a, b = pyvirt.open(host_a.uri), pyvirt.open(cluster.host("hostB").uri)
+    try:
+        dom = start(a, "orphaned", cluster)
+        (qemu_a,) = holders(cluster.disk)
+        (old,) = host_a.lock_daemon_pids()
+        cluster.etcd.pause()
+        try:
+            os.kill(old, signal.SIGKILL)
+            wait_for(lambda: qemu_a not in holders(cluster.disk), TTL * 3, what="A's QEMU fenced")
+            wait_for(lambda: state(dom) == pyvirt.VIR_DOMAIN_SHUTOFF, TTL * 3, what="A's guest shut off")
+        finally:
+            cluster.etcd.resume()
+        log = host_a.daemon.log_path.read_text(errors="replace")
+        assert "cannot reach a lock daemon again" in log or "no lock daemon took the leases again" in log
+        wait_for(lambda: [p for p in host_a.lock_daemon_pids() if p != old], TTL * 6,
+                 what="pyvirtd has a lock daemon again")
+        wait_for(lambda: _try_start(b, "taker2", cluster), TTL * 3, what="host B starts the disk")
+        running = holders(cluster.disk)
+        assert qemu_a not in running and len(running) == 1
+    finally:
+        a.close()
+        b.close()

@@ -75,6 +75,7 @@ class LockPlugin(ABC):
         self.run_dir, self.log_dir = Path(run_dir), Path(log_dir)
         self.lost_handler: LostHandler | None = None
         self.restart_handler: Callable[[], Awaitable[None]] | None = None
+        self.unreachable_handler: Callable[[str], Awaitable[None]] | None = None
 
     async def register(self, guest: Guest) -> None:
         """The guest's QEMU runs, CPUs paused: its leases will be tied to that process."""
@@ -113,6 +114,16 @@ class LockPlugin(ABC):
         """Told when every lease of the host was lost at once (the lock daemon ended):
         the driver adopts its running guests again (:meth:`adopt`)."""
         self.restart_handler = handler
+
+    def set_unreachable_handler(self, handler: Callable[[str], Awaitable[None]]) -> None:
+        """Told (why) when the leases of the running guests can no longer be held: no lock
+        daemon can be had again, or not in time.  The driver fences the guests that hold
+        leases (:meth:`holds_leases`) as their <on_lockfailure> says."""
+        self.unreachable_handler = handler
+
+    def holds_leases(self, guest: Guest) -> bool:
+        """Whether the guest's CPUs running means this plugin holds leases for it."""
+        return False
 
     async def close(self) -> None:
         """The daemon stops managing; held leases stay with their guests."""

@@ -8,7 +8,11 @@ connection that breaks is opened again on the next call; every operation is
 idempotent, so a call cut off by a lost connection is simply sent again.  When
 the lock daemon itself ends (its connection reaches EOF while we still use it),
 a new one is started at once and ``on_restart`` told: the leases died with the
-old one, so the guests that run must take theirs again.
+old one, so the guests that run must take theirs again.  If no lock daemon
+can be had again (a replacement cannot reach etcd), or the leases are not
+taken again by ``fence_after`` seconds after the old one ended (before the
+dead daemon's leases can expire elsewhere), ``on_unreachable`` is told once
+so that pyvirtd fences its guests, and the client keeps trying.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..lockd import protocol
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+RETRY_MIN, RETRY_MAX = 1.0, 10.0      # seconds between attempts to get a lock daemon again
 
 
 class LockDaemonClient:
@@ -39,6 +44,8 @@ class LockDaemonClient:
         self.daemon_pid: int | None = None
         self.on_event: EventHandler | None = None
         self.on_restart: Callable[[], Awaitable[None]] | None = None
+        self.on_unreachable: Callable[[str], Awaitable[None]] | None = None
+        self.fence_after: float | None = None     # None: fence only once an attempt failed
         self._closing = False
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -49,10 +56,13 @@ class LockDaemonClient:
         self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- connection ---------------------------------------------------------------
-    async def _connect(self) -> None:
+    async def _connect(self, notify: bool = True) -> bool:
+        """Connect (starting a lock daemon if none answers); True if it is another
+        lock daemon than the last one (its leases are gone), after telling
+        ``on_restart`` in the background when ``notify``."""
         async with self._connecting:
             if self._writer is not None:
-                return
+                return False
             try:
                 reader, writer = await asyncio.open_unix_connection(str(self.socket_path), limit=protocol.MAX_LINE)
             except (FileNotFoundError, ConnectionRefusedError):
@@ -68,12 +78,15 @@ class LockDaemonClient:
             self._pump = asyncio.get_running_loop().create_task(self._read_replies(reader, writer))
         hello = await self._send({"op": "hello", "backend": self.backend})
         previous, self.daemon_pid = self.daemon_pid, hello.get("pid")
-        if previous is not None and previous != self.daemon_pid and self.on_restart is not None:
+        restarted = previous is not None and previous != self.daemon_pid
+        if restarted:
             log.error("the lock daemon (pid %s) was replaced by pid %s: its leases are gone; "
                       "taking the running guests' again", previous, self.daemon_pid)
-            self._background(self.on_restart())
+            if notify and self.on_restart is not None:
+                self._background(self.on_restart())
         if self.on_event is not None:
             await self._send({"op": "watch"})
+        return restarted
 
     def _unreachable(self, exc: OSError) -> libvirtError:
         return error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.LOCKING,
@@ -109,9 +122,22 @@ class LockDaemonClient:
             said = await reader.read()        # "ready", or nothing: it failed, or another one serves
         finally:
             transport.close()
-        if not said and proc.returncode not in (None, 0):
+        if not said and await proc.wait() != 0:
+            # it ended without listening (status 0: another one serves): say why, in its words
             raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.LOCKING,
-                        f"pyvirtlockd failed to start (see {self.log_path})")
+                        f"pyvirtlockd failed to start: {self._last_log_line() or f'status {proc.returncode}'}"
+                        + (f" (see {self.log_path})" if self.log_path is not None else ""))
+
+    def _last_log_line(self) -> str:
+        if self.log_path is None:
+            return ""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
 
     async def _read_replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -141,11 +167,51 @@ class LockDaemonClient:
                 self._background(self._reconnect())
 
     async def _reconnect(self) -> None:
-        """The lock daemon went away under us: start (or find) another one now."""
-        try:
-            await self._connect()
-        except Exception as exc:
-            log.error("cannot reach a lock daemon again: %s", exc)
+        """The lock daemon went away under us: start (or find) another one now and take
+        the leases again; fence the guests (once) when that fails or takes longer than
+        ``fence_after``, and keep trying."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self.fence_after is None else loop.time() + self.fence_after
+        fenced = False
+        delay = RETRY_MIN
+        while not self._closing:
+            attempt = loop.create_task(self._restore())
+            try:
+                if deadline is not None and not fenced:
+                    await asyncio.wait_for(asyncio.shield(attempt), max(0.0, deadline - loop.time()))
+                else:
+                    await attempt
+                if fenced:
+                    log.warning("a lock daemon answers again (pid %s)", self.daemon_pid)
+                return
+            except asyncio.TimeoutError:
+                why = f"no lock daemon took the leases again within {self.fence_after:.1f} s"
+                log.error("%s", why)
+                fenced = True
+                await self._unreachable_now(why)
+                try:
+                    await attempt
+                    return
+                except Exception as exc:
+                    log.error("cannot reach a lock daemon again: %s", exc)
+            except Exception as exc:
+                log.error("cannot reach a lock daemon again: %s", exc)
+                if not fenced:
+                    fenced = True
+                    await self._unreachable_now(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _restore(self) -> None:
+        if await self._connect(notify=False) and self.on_restart is not None:
+            await self.on_restart()
+
+    async def _unreachable_now(self, why: str) -> None:
+        if self.on_unreachable is not None:
+            try:
+                await self.on_unreachable(why)
+            except Exception:
+                log.exception("fencing the guests failed")
 
     def _background(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..lockd.backend import Resource
+from ..lockd.etcd import DEFAULT_TTL
 from . import register_plugin
 from .lockd import DaemonPlugin
 
@@ -38,6 +39,15 @@ class EtcdPlugin(DaemonPlugin):
         if host:
             options["host"] = str(host)
         return options
+
+    def fence_after(self) -> float | None:
+        # the dead lock daemon renewed its etcd lease every TTL/4: it can expire TTL - TTL/4
+        # after the daemon ended at the earliest; the guests are fenced a second before that
+        try:
+            ttl = float(self.settings.get("lock_etcd_ttl") or DEFAULT_TTL)
+        except (TypeError, ValueError):
+            ttl = DEFAULT_TTL
+        return max(0.5, ttl - ttl / 4 - 1.0)
 
     def disk_resource(self, path: str, shared: bool) -> Resource:
         # the key is the disk's path (hashed by the backend), whatever directory lockd would use

@@ -51,6 +51,19 @@ class DaemonPlugin(LockPlugin):
                                        self.log_dir / LOG_NAME)
         self.client.on_event = self._on_event
         self.client.on_restart = self._on_restart
+        self.client.on_unreachable = self._on_unreachable
+        self.client.fence_after = self.fence_after()
+
+    def fence_after(self) -> float | None:
+        """How long after the lock daemon ended its leases may still be counted on (None:
+        they are gone at once, as fcntl locks are: fence as soon as taking them again fails)."""
+        return None
+
+    def holds_leases(self, guest: Guest) -> bool:
+        try:
+            return bool(self.resources(guest))
+        except Exception:
+            return True
 
     def backend_options(self) -> dict[str, Any]:
         """What the lock daemon's backend is configured with when pyvirtd starts it."""
@@ -148,6 +161,10 @@ class DaemonPlugin(LockPlugin):
         owner = message.get("owner") or {}
         what = ", ".join(r.get("what") or r.get("name", "") for r in message.get("resources", []))
         await self.lost_handler(str(owner.get("uuid", "")), what, str(message.get("why", "")))
+
+    async def _on_unreachable(self, why: str) -> None:
+        if self.unreachable_handler is not None:
+            await self.unreachable_handler(why)
 
     async def _on_restart(self) -> None:
         if self.restart_handler is not None:

@@ -86,6 +86,7 @@ class QemuDriver:
         self.locks = locks if locks is not None else locking.new_manager("nop")
         self.locks.set_lost_handler(self._lease_lost)
         self.locks.set_restart_handler(self._leases_lost_all)
+        self.locks.set_unreachable_handler(lambda why: leases.lock_daemon_lost(self, why))
         # Opens a connection to another host (peer-to-peer migration); injected by
         # the daemon or the client library, since drivers do not speak RPC.
         self.connector = connector
@@ -559,16 +560,22 @@ class QemuDriver:
 
     async def _leases_lost_all(self) -> None:
         """The lock daemon ended and took every lease with it: each guest takes its own
-        again (one that cannot is paused: it must not write without them)."""
+        again (one that cannot is fenced as its <on_lockfailure> says)."""
         for obj in list(self.domains):
             if isinstance(obj, QemuDomainObj) and obj.process is not None and not self.closing:
-                await leases.adopt(self, obj)
+                await leases.retake(self, obj)
 
     async def _lease_lost(self, uuid: str, what: str, why: str) -> None:
         """The lock manager can no longer guarantee a running guest's lease: fence it
         as its <on_lockfailure> says (libvirt's default: poweroff)."""
         obj = self.domains.find_uuid(uuid)
         if not isinstance(obj, QemuDomainObj) or obj.process is None:
+            return
+        await self.fence(obj, why, what)
+
+    async def fence(self, obj: QemuDomainObj, why: str, what: str = "its disks") -> None:
+        """Stop a guest whose leases can no longer be held, as its <on_lockfailure> says."""
+        if obj.process is None or self.closing:
             return
         action = leases.guest(obj).on_lockfailure
         log.error("%s lost its lease on %s (%s): %s", obj.name, what, why, action)

@@ -200,6 +200,36 @@ async def adopt(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
         await drv.pause_cpus(obj, PausedReason.UNKNOWN)
 
 
+async def retake(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
+    """The lock daemon was replaced (its leases died with it): the guest takes its own
+    again; one whose CPUs run and cannot is fenced as its <on_lockfailure> says."""
+    running = obj.state == DomainState.RUNNING
+    try:
+        await drv.locks.adopt(guest(obj), running)
+        obj.leases_held = running
+    except Exception as exc:
+        if not running:
+            log.warning("%s: cannot register with the lock manager: %s", obj.name, exc)
+            return
+        await drv.fence(obj, f"its leases cannot be taken again: {exc}")
+
+
+async def lock_daemon_lost(drv: "QemuDriver", why: str) -> None:
+    """No lock daemon holds the running guests' leases any more, and none could be had
+    again in time: each guest that needs leases is fenced as <on_lockfailure> says
+    (a paused guest holds none: nothing to do for it)."""
+    async def one(obj: Any) -> None:
+        try:
+            await drv.fence(obj, why)
+        except Exception:
+            log.exception("%s: fencing failed", obj.name)
+
+    # all at once: a guest's clean-up may wait on the lock daemon, the next guest must not
+    await asyncio.gather(*(one(obj) for obj in list(drv.domains)
+                           if getattr(obj, "process", None) is not None and obj.state == DomainState.RUNNING
+                           and drv.locks.holds_leases(guest(obj))))
+
+
 # -- migration -------------------------------------------------------------------------
 def cookie_state(drv: "QemuDriver", lockstate: Any) -> str | None:
     """The state a Prepare received in the cookie's ``<lockstate>`` (None: no element),
