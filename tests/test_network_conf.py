@@ -107,6 +107,8 @@ def test_default_network_is_libvirts():
     ("<network><name>r</name><ip address='10.0.0.1' prefix='24'><dhcp><range start='10.0.1.2' "
      "end='10.0.1.9'/></dhcp></ip></network>", ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.NETWORK,
      "unsupported configuration: range 10.0.1.2 - 10.0.1.9 is not entirely within network 10.0.0.1/24"),
+    ("<network><name>p40</name><ip address='10.0.0.1' prefix='40'/></network>", ErrorNumber.CONFIG_UNSUPPORTED,
+     ErrorDomain.NETWORK, "unsupported configuration: Invalid IPv4 prefix '40' in network 'p40'"),
     ("<domain/>", ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, None),
 ])
 def test_bad_definitions_get_libvirts_errors(xml, code, domain, message):

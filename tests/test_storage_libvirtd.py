@@ -160,6 +160,10 @@ STEPS_2: list[tuple[list[str], str]] = [
     (["pool-undefine", "tp"], "all"),                                 # transient: refused
     (["vol-create-as", "tp", "w.raw", "1M"], "all"),
     (["vol-wipe", "--pool", "tp", "w.raw"], "all"),
+    (["vol-wipe", "--pool", "tp", "w.raw", "--algorithm", "nnsa"], "all"),   # scrub(1), absent or not
+    (["vol-wipe", "--pool", "tp", "w.raw", "--algorithm", "trim"], "all"),
+    (["vol-create-as", "tp", "huge.raw", "100T"], "all"),                # larger than any file: the allocation fails
+    (["vol-create-as", "tp", "huge.raw", "100T", "--allocation", "0"], "all"),
     (["vol-info", "--pool", "tp", "w.raw"], "all"),
     (["vol-create-as", "tp", "q.qcow2", "2M", "--format", "qcow2"], "all"),
     (["vol-create-as", "tp", "wq.qcow2", "10M", "--format", "qcow2"], "all"),

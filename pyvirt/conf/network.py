@@ -326,7 +326,10 @@ def _parse_ip(node: etree._Element, net: NetworkDef) -> IPDef:
             raise xml_error(f"Invalid netmask '{netmask}' in network '{net.name}'") from None
         ip = IPDef(address, bits, netmask_given=True)
     elif prefix is not None:
-        ip = IPDef(address, _int(prefix, "ip prefix", 1, 32))
+        bits = _int(prefix, "ip prefix", 1, 2**32 - 1)
+        if bits > 32:          # a number, but no IPv4 prefix: libvirt's own check, its wording
+            raise unsupported(f"Invalid IPv4 prefix '{bits}' in network '{net.name}'")
+        ip = IPDef(address, bits)
     else:
         # libvirt: a classful default; every network pyvirt writes states one
         first = int(address.split(".")[0])

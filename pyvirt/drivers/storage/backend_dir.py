@@ -5,7 +5,6 @@ directly, as libvirt does."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import stat
 
@@ -228,11 +227,13 @@ def _create_raw(path: str, capacity: int, allocation: int) -> None:
     except OSError as exc:
         raise _sys_error(exc, f"Failed to create file '{path}'") from None
     try:
+        # libvirt 9.0's order: the file gets its size first, then its allocation
+        try:
+            os.ftruncate(fd, capacity)
+        except OSError as exc:
+            raise _sys_error(exc, f"cannot extend file '{path}'") from None
         if allocation:
             _fallocate_fd(fd, path, allocation)
-        os.ftruncate(fd, capacity)
-    except OSError as exc:
-        raise _sys_error(exc, f"cannot extend file '{path}'") from None
     finally:
         os.close(fd)
 
@@ -241,10 +242,8 @@ def _fallocate_fd(fd: int, path: str, length: int) -> None:
     try:
         os.posix_fallocate(fd, 0, length)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EFBIG):
-            raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STORAGE,
-                        f"cannot allocate {length} bytes in file '{path}': {os.strerror(exc.errno)}") from None
-        raise
+        raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.STORAGE,
+                    f"cannot allocate {length} bytes in file '{path}': {os.strerror(exc.errno or 0)}") from None
 
 
 def _zero_file(path: str) -> None:
