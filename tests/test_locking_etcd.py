@@ -310,3 +310,68 @@ def test_lock_daemon_killed_while_etcd_is_down_pyvirtd_fences_and_keeps_retrying
     finally:
         a.close()
         b.close()
+
+
+def test_io_error_pause_releases_the_lease_and_keeps_its_state(tmp_path, guests_built):
+    """A pause QEMU makes itself on an I/O error (<driver error_policy='stop'>: the guest
+    reads a corrupt qcow2 cluster) releases the lease as libvirt's
+    virDomainLockProcessPause does, and the released state is kept in the status XML."""
+    from test_events_guest_io import corrupt_image
+    from test_stats_disk_io import io_initrd
+    from guests import LINUX_INITRD, linux_xml
+
+    c = LeaseCluster(tmp_path, ttl=TTL)
+    try:
+        c.start(("hostA",))
+        host = c.host("hostA")
+        image = tmp_path / "bad.qcow2"
+        corrupt_image(image)
+        log = tmp_path / "ioerr.log"
+        xml = linux_xml("ioerr", log)
+        xml = xml.replace(f"<initrd>{log.parent / LINUX_INITRD.name}</initrd>",
+                          f"<initrd>{io_initrd(tmp_path)}</initrd>")
+        xml = xml.replace("  </devices>", f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' error_policy='stop'/>
+      <source file='{image}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>""")
+        conn = pyvirt.open(host.uri)
+        try:
+            dom = conn.createXML(xml, 0)
+            assert "error_policy='stop'" in dom.XMLDesc(0)
+            held = _key_of(c, image)
+            assert held["state"] == "held"
+            wait_for(lambda: dom.state() == [pyvirt.VIR_DOMAIN_PAUSED, pyvirt.VIR_DOMAIN_PAUSED_IOERROR], 120,
+                     what="the guest paused on its I/O error")
+            wait_for(lambda: (_key_of(c, image) or {}).get("state") == "released", TTL * 3,
+                     what="the lease released")
+            assert _key_of(c, image)["token"] == held["token"]
+            status = host.daemon.state_dir / "run" / "qemu" / "ioerr.xml"
+            wait_for(lambda: f":{held['token']}</lockstate>" in status.read_text(), TTL * 3,
+                     what="<lockstate> in the status XML")
+            dom.destroy()
+        finally:
+            conn.close()
+    finally:
+        leaked = c.stop()
+    assert not leaked
+
+
+def _key_of(cluster: LeaseCluster, path) -> dict | None:
+    import asyncio
+    import hashlib
+    import json as _json
+
+    from lease_hosts import PREFIX
+    from pyvirt.lockd.etcd_client import EtcdClient
+
+    async def get():
+        client = EtcdClient([cluster.etcd.endpoint])
+        try:
+            kvs = await client.range((PREFIX + hashlib.sha256(str(path).encode()).hexdigest()).encode())
+        finally:
+            await client.close()
+        return {**_json.loads(kvs[0].value), "token": kvs[0].create_revision} if kvs else None
+    return asyncio.run(get())

@@ -130,6 +130,9 @@ def default_disk_bus(device: str, target: str) -> str:
                 DISK_DEFAULT_BUS)
 
 
+DISK_ERROR_POLICIES = ("stop", "report", "ignore", "enospace")    # rerror_policy: the first three
+
+
 @dataclass(slots=True)
 class Disk:
     target_dev: str
@@ -140,6 +143,9 @@ class Disk:
     driver_name: str | None = None     # <driver name='qemu' type='qcow2' cache='none'/>
     driver_type: str | None = None
     driver_cache: str | None = None
+    # what QEMU does on a write (error_policy) or read (rerror_policy) error: stop pauses the guest
+    driver_error_policy: str | None = None
+    driver_rerror_policy: str | None = None
     readonly: bool = False
     shareable: bool = False
     alias: str | None = None
@@ -185,9 +191,14 @@ class Disk:
         check_choice(bus, DISK_BUSES, f"bus of disk '{dev}'")
         drv = child(node, "driver")
         drv_get = drv.get if drv is not None else (lambda _name: None)
+        for attr, allowed in (("error_policy", DISK_ERROR_POLICIES), ("rerror_policy", DISK_ERROR_POLICIES[:3])):
+            if drv_get(attr) is not None and drv_get(attr) not in allowed:
+                raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
+                            f"Invalid value for attribute '{attr}' in element 'driver': '{drv_get(attr)}'.")
         return cls(
             target_dev=dev, target_bus=bus, type=dtype, device=device, source=source,
             driver_name=drv_get("name"), driver_type=drv_get("type"), driver_cache=drv_get("cache"),
+            driver_error_policy=drv_get("error_policy"), driver_rerror_policy=drv_get("rerror_policy"),
             # libvirt lists every CD-ROM as read-only
             readonly=child(node, "readonly") is not None or device == "cdrom",
             shareable=child(node, "shareable") is not None,
@@ -202,7 +213,8 @@ class Disk:
         return el("source", [(DISK_SOURCE_ATTR[self.type], self.source)]) if self.source else None
 
     def to_node(self, flags: FormatFlags) -> Node:
-        driver = [("name", self.driver_name), ("type", self.driver_type), ("cache", self.driver_cache)]
+        driver = [("name", self.driver_name), ("type", self.driver_type), ("cache", self.driver_cache),
+                  ("error_policy", self.driver_error_policy), ("rerror_policy", self.driver_rerror_policy)]
         return el("disk", [("type", self.type), ("device", self.device)], [
             el("driver", driver) if any(v is not None for _, v in driver) else None,
             self._source_node(),

@@ -298,6 +298,19 @@ def _has_controller(d: DomainDef, ctype: str) -> bool:
     return any(c.type == ctype and c.model != "none" for c in d.devices.controllers)
 
 
+def _error_policy_props(disk: Any) -> dict[str, str]:
+    """QEMU's werror/rerror from <driver error_policy/rerror_policy>, as libvirt maps them:
+    reads follow error_policy unless rerror_policy says otherwise; 'enospace' is QEMU's
+    'enospc' and for writes only."""
+    write = getattr(disk, "driver_error_policy", None)
+    read = getattr(disk, "driver_rerror_policy", None)
+    if write == "enospace":
+        write = "enospc"
+    elif read is None:
+        read = write
+    return {k: v for k, v in (("werror", write), ("rerror", read)) if v is not None}
+
+
 def disk_device_props(disk: Any, drive: str | None) -> tuple[str, dict[str, Any]]:
     """The QEMU device model and properties of one disk (its controller already present)."""
     unit = _target_index(disk.target_dev)
@@ -318,6 +331,7 @@ def disk_device_props(disk: Any, drive: str | None) -> tuple[str, dict[str, Any]
     elif disk.target_bus == "usb":
         props.update({"bus": "usb.0", "removable": False})
     props["id"] = disk.alias
+    props.update(_error_policy_props(disk))
     if disk.shareable and disk.target_bus == "virtio":
         props["share-rw"] = True
     if disk.target_bus == "virtio":

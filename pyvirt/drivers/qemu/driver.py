@@ -707,7 +707,11 @@ class QemuDriver:
             if not obj.expect_run_change and not obj.got_shutdown and obj.state == DomainState.RUNNING:
                 obj.set_state(DomainState.PAUSED, PausedReason.UNKNOWN)
                 emit_lifecycle(self.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
-                # paused by QEMU itself (I/O error, watchdog, panic): the leases go too
+            if not obj.expect_run_change and not obj.got_shutdown and obj.state == DomainState.PAUSED \
+                    and obj.leases_held:
+                # paused by QEMU itself (I/O error and watchdog pauses were recorded from
+                # their own event just before, panic): the leases go too, as libvirt's
+                # virDomainLockProcessPause, and their state is kept
                 self._spawn(leases.cpus_stopped(self, obj, leases.conts_so_far(obj)),
                             f"qemu-lease-release-{obj.name}")
         elif name == "RESUME":
