@@ -72,6 +72,7 @@ def same_transcripts(daemon, tmp_path: Path, lines: list[str]) -> str:
 
 
 POOL_LIFECYCLE = """
+pool-capabilities
 pool-define-as NAME dir --target DIR/NAME
 pool-define-as NAME dir --target DIR/NAME --source-name foo --source-format auto --print-xml
 pool-list --all
@@ -353,3 +354,66 @@ pool-edit NAME
     text = same_transcripts(pyvirtd, tmp_path, ["pool-edit NAME", "pool-dumpxml NAME --xpath /pool/target/path",
                                                 "pool-undefine NAME"])
     assert "XML configuration edited" in text and "NAME.moved" in text
+
+
+@needs_virsh
+def test_pool_event_prints_what_virsh_prints(pyvirtd, tmp_path):
+    uri = pyvirtd.uri
+    tools = {"virsh": [VIRSH, "-c", uri], "pyvirt": pyvirt_cmd(uri)}
+    # the immediate answers: the list, a missing or unknown event type, a timeout with no event
+    for words in (["pool-event", "--list"], ["pool-event"], ["pool-event", "--event", "bogus"],
+                  ["pool-event", "--event", "lifecycle", "--timeout", "0"]):
+        got = {tool: run(argv + words) for tool, argv in tools.items()}
+        assert got["pyvirt"] == got["virsh"], words
+    # persistent: the lifecycle part stops and starts it again and again
+    run(tools["virsh"] + ["pool-define-as", "evp", "dir", "--target", str(tmp_path / "evp")])
+    run(tools["virsh"] + ["pool-build", "evp"])
+    run(tools["virsh"] + ["pool-start", "evp"])
+    try:
+        quiet = {tool: run(argv + ["pool-event", "--pool", "evp", "--event", "lifecycle", "--timeout", "1"])
+                 for tool, argv in tools.items()}
+        assert quiet["pyvirt"] == quiet["virsh"] == (1, "event loop timed out\nevents received: 0\n\n")
+        # one-shot watchers of the pool's refresh events; refreshes until both have seen one
+        # (nothing tells when a watcher has registered, so the refreshes repeat)
+        watchers = {tool: subprocess.Popen(argv + ["pool-event", "--pool", "evp", "--event", "refresh",
+                                                   *(["--timestamp"] if tool == "pyvirt" else [])],
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                           cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+                    for tool, argv in tools.items()}
+        try:
+            for _ in range(600):
+                if all(w.poll() is not None for w in watchers.values()):
+                    break
+                run(tools["virsh"] + ["pool-refresh", "evp"])
+            outs = {tool: (w.wait(60), w.stdout.read()) for tool, w in watchers.items()}
+        finally:
+            for w in watchers.values():
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
+        assert outs["virsh"] == (0, "event 'refresh' for storage pool evp\nevents received: 1\n\n")
+        code, text = outs["pyvirt"]
+        assert code == 0 and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+0000: "
+                                          r"event 'refresh' for storage pool evp\nevents received: 1\n\n", text)
+        # one-shot lifecycle watchers of every pool: the first event each sees, Stopped or
+        # Started (when it registered decides which), in virsh's words
+        for tool, argv in tools.items():
+            w = subprocess.Popen(argv + ["pool-event", "--event", "lifecycle"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                                 env=dict(os.environ, PYTHONPATH=str(REPO)))
+            try:
+                for _ in range(600):
+                    if w.poll() is not None:
+                        break
+                    run(tools["virsh"] + ["pool-destroy", "evp"])
+                    run(tools["virsh"] + ["pool-start", "evp"])
+                code, text = w.wait(60), w.stdout.read()
+            finally:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
+            assert code == 0 and re.fullmatch(r"event 'lifecycle' for storage pool evp: (Stopped|Started)\n"
+                                              r"events received: 1\n\n", text), (tool, text)
+    finally:
+        run(tools["virsh"] + ["pool-destroy", "evp"])
+        run(tools["virsh"] + ["pool-undefine", "evp"])

@@ -97,6 +97,7 @@ INDEX: dict[str, str] = {
     "pool-destroy": "storage_cmds",
     "pool-dumpxml": "storage_cmds",
     "pool-edit": "storage_cmds",
+    "pool-event": "storage_cmds",
     "pool-info": "storage_cmds",
     "pool-list": "storage_cmds",
     "pool-name": "storage_cmds",

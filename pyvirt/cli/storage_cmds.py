@@ -431,7 +431,8 @@ def _pool_capabilities(p: argparse.ArgumentParser) -> Handler:
             xml = conn.getStoragePoolCapabilities(0)
         except libvirtError as exc:
             raise _failed("failed to get storage pool capabilities", exc)
-        _print_xml(xml)
+        sys.stdout.write(xml + "\n")      # virsh prints the XML, which ends in a newline, with one more
+        print()
     return run
 
 
@@ -732,4 +733,94 @@ def _find_sources_as(p: argparse.ArgumentParser) -> Handler:
                 lines += ["  <initiator>", f"    <iqn name='{_esc(args.initiator)}'/>", "  </initiator>"]
             spec = "\n".join(lines + ["</source>"]) + "\n"
         _print_sources(conn, kind, spec)     # type: ignore[arg-type]
+    return run
+
+
+# -- pool-event ------------------------------------------------------------------------
+
+POOL_EVENT_NAMES = ("lifecycle", "refresh")                      # VIR_STORAGE_POOL_EVENT_ID_*, virsh's names
+POOL_LIFECYCLE_WORDS = ("Defined", "Undefined", "Started", "Stopped", "Created", "Deleted")
+
+
+def pool_event_text(pool: str, event_id: int, event: int = 0) -> str:
+    """virsh's line for one storage pool event (virStoragePoolEventLifecycleType words)."""
+    if event_id == 0:
+        word = POOL_LIFECYCLE_WORDS[event] if 0 <= event < len(POOL_LIFECYCLE_WORDS) else "unknown"
+        return f"event 'lifecycle' for storage pool {pool}: {word}\n"
+    return f"event '{POOL_EVENT_NAMES[event_id]}' for storage pool {pool}\n"
+
+
+@command("pool-event", "Storage Pool Events")
+def _pool_event(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("--pool", dest="pool_opt", metavar="POOL", help="filter by storage pool name or uuid")
+    p.add_argument("--event", help="which event type to wait for")
+    p.add_argument("--loop", action="store_true", help="loop until timeout or interrupt, rather than one-shot")
+    p.add_argument("--timeout", metavar="NUMBER", help="timeout seconds")
+    p.add_argument("--list", action="store_true", help="list valid event types")
+    p.add_argument("--timestamp", action="store_true", help="show timestamp for each printed event")
+
+    def run(conn: Any, args: argparse.Namespace) -> None:
+        import signal
+        import threading
+        from pyvirt.errors import libvirtError
+        from .network_cmds import _timestamp, parse_int
+        if args.list:
+            print("\n".join(POOL_EVENT_NAMES) + "\n")
+            return
+        if not args.event:
+            raise CommandError("either --list or --event <type> is required")
+        if args.event not in POOL_EVENT_NAMES:
+            raise CommandError(f"unknown event type {args.event}")
+        timeout = None
+        if args.timeout is not None:
+            timeout = parse_int(args.timeout, "timeout", 0)
+            if timeout <= 0:
+                raise CommandError(f"Numeric value '{args.timeout}' for <timeout> option is malformed or out of range")
+        pool = lookup_pool(conn, args.pool_opt) if args.pool_opt else None
+        event_id = POOL_EVENT_NAMES.index(args.event)
+        count = 0
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def show(pool_obj: Any, event: int = 0) -> None:
+            nonlocal count
+            with lock:
+                if not args.loop and count:
+                    return
+                prefix = f"{_timestamp()}: " if args.timestamp else ""
+                sys.stdout.write(prefix + pool_event_text(pool_obj.name(), event_id, event))
+                sys.stdout.flush()
+                count += 1
+                if not args.loop:
+                    done.set()
+
+        if event_id == 0:
+            def on_event(_conn: Any, pool_obj: Any, event: int, _detail: int, _opaque: Any) -> None:
+                show(pool_obj, event)
+        else:
+            def on_event(_conn: Any, pool_obj: Any, _opaque: Any) -> None:   # type: ignore[misc]
+                show(pool_obj)
+
+        callback = conn.storagePoolEventRegisterAny(pool, event_id, on_event, None)
+        # as virsh, ^C ends the loop even when started with SIGINT ignored (a background job)
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            try:
+                if not done.wait(timeout):
+                    print("event loop timed out")
+            except KeyboardInterrupt:
+                print("event loop interrupted")
+        finally:
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                conn.storagePoolEventDeregisterAny(callback)
+            except libvirtError:
+                pass
+        if not count:
+            print(f"events received: {count}")
+            raise CommandError("")      # virsh fails quietly when nothing came (main adds the blank line)
+        print(f"events received: {count}\n")
     return run
