@@ -375,3 +375,36 @@ def _key_of(cluster: LeaseCluster, path) -> dict | None:
             await client.close()
         return {**_json.loads(kvs[0].value), "token": kvs[0].create_revision} if kvs else None
     return asyncio.run(get())
+
+
+def test_on_lockfailure_restart_is_refused_at_start(cluster):
+    a = pyvirt.open(cluster.host("hostA").uri)
+    try:
+        with pytest.raises(pyvirt.libvirtError) as info:
+            start(a, "restarter", cluster, on_lockfailure="restart")
+        assert info.value.get_error_code() == ErrorNumber.CONFIG_UNSUPPORTED
+        assert info.value.get_error_message().endswith("Failure action restart is not supported by etcd")
+        assert a.lookupByName("restarter").state()[0] == pyvirt.VIR_DOMAIN_SHUTOFF
+        assert holders(cluster.disk) == [] and cluster.key() is None
+    finally:
+        a.close()
+
+
+def test_on_lockfailure_ignore_keeps_the_guest_running(cluster):
+    host_a = cluster.host("hostA")
+    a = pyvirt.open(host_a.uri)
+    try:
+        dom = start(a, "stubborn", cluster, on_lockfailure="ignore")
+        (qemu_a,) = holders(cluster.disk)
+        cluster.etcd.pause()
+        try:
+            wait_for(lambda: "stubborn lost its lease on" in host_a.daemon.log_path.read_text(errors="replace"),
+                     TTL * 3, what="pyvirtd told of the lost lease")
+        finally:
+            cluster.etcd.resume()
+        line = next(ln for ln in host_a.daemon.log_path.read_text(errors="replace").splitlines()
+                    if "stubborn lost its lease on" in ln)
+        assert line.endswith(": ignore")
+        assert state(dom) == pyvirt.VIR_DOMAIN_RUNNING and holders(cluster.disk) == [qemu_a]
+    finally:
+        a.close()

@@ -31,6 +31,10 @@ from .client import LockDaemonClient
 
 log = logging.getLogger(__name__)
 
+# what a guest that lost its lease can be made to do (<on_lockfailure>); 'restart' is not:
+# a restarted guest would need the very lease that was just lost
+FAILURE_ACTIONS = ("poweroff", "pause", "ignore")
+
 SOCKET_NAME = "pyvirtlockd.sock"
 LOG_NAME = "pyvirtlockd.log"
 
@@ -118,7 +122,11 @@ class DaemonPlugin(LockPlugin):
         return Owner(guest.uuid, guest.name, guest.pid).to_json()
 
     async def register(self, guest: Guest) -> None:
-        self.resources(guest)          # a definition this plugin refuses fails before QEMU runs
+        # a definition this plugin refuses fails before QEMU runs
+        if self.resources(guest) and guest.on_lockfailure not in FAILURE_ACTIONS:
+            # as libvirt's sanlock plugin: an action it cannot carry out is refused up front
+            raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.LOCKING,
+                        f"Failure action {guest.on_lockfailure} is not supported by {self.name}")
         await self.client.call("register", owner=self.owner(guest), on_lockfailure=guest.on_lockfailure)
 
     async def acquire(self, guest: Guest, state: str | None = None) -> None:
