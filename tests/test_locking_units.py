@@ -370,3 +370,36 @@ def test_cli_hints_for_lease_errors():
     lease = resource_busy(Resource("/leases/space", "key1", what="lease space/key1"))
     assert hint_for(lease).startswith("lease space/key1 is in use")
     assert hint_for(libvirtError("Domain not found")) is None
+    # the etcd backend's wordings name the disk too, and a lost lease is not "in use"
+    from pyvirt.lockd.etcd import _busy, _lost
+    etcd_busy = _busy(Resource("", "/img/shared.raw", what="/img/shared.raw"), None)
+    assert hint_for(etcd_busy).startswith("disk '/img/shared.raw' is in use by another running guest")
+    lost = _lost(Resource("", "/img/shared.raw", what="/img/shared.raw"), 42)
+    assert "was lost" in lost.get_error_message()
+    assert hint_for(lost).startswith("the guest lost its lease on disk '/img/shared.raw'")
+    assert "in use" not in hint_for(lost)
+
+
+def test_lock_daemon_that_cannot_start_says_why(tmp_path):
+    """pyvirtlockd ends at once (etcd unreachable): the error shows its own last log line."""
+    import asyncio
+    import socket as _socket
+
+    from pyvirt.locking.client import LockDaemonClient
+    with _socket.socket() as s:          # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = LockDaemonClient(tmp_path / "run" / "lockd.sock", "etcd",
+                              {"lock_etcd_endpoints": [f"http://127.0.0.1:{port}"], "lock_etcd_ttl": 3},
+                              tmp_path / "log" / "pyvirtlockd.log")
+
+    async def run():
+        try:
+            with pytest.raises(libvirtError) as info:
+                await client.call("hello")
+        finally:
+            await client.close()
+        return info.value.get_error_message()
+    message = asyncio.run(run())
+    assert message.startswith("pyvirtlockd failed to start: ") and "cannot reach etcd at" in message
+    assert "start: pyvirtlockd:" not in message

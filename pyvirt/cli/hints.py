@@ -10,7 +10,9 @@ import re
 
 from pyvirt.errors import ErrorDomain, ErrorNumber
 
-_LEASED_DISK = re.compile(r"the lease on '(?P<what>.+?)' is held")
+# lockd: "the lease on 'PATH' is held ..."; etcd: "the lease on disk 'PATH' is held ..." or
+# "the lease on disk 'PATH' (token N) was lost ..."
+_LEASED_DISK = re.compile(r"the lease on (?:disk )?'(?P<what>[^']+)'")
 _RESOURCE = re.compile(r"Lockspace resource '(?P<name>.+?)' is locked")
 
 
@@ -22,13 +24,17 @@ def hint_for(exc: BaseException) -> str | None:
         found = _LEASED_DISK.search(message) or _RESOURCE.search(message)
         what = found.group(1) if found else "one of its disks"
         named = what if what.startswith("lease ") or what == "one of its disks" else f"disk '{what}'"
+        if "was lost" in message:
+            return (f"the guest lost its lease on {named} while the lock manager (etcd) was unreachable, "
+                    "and another host may hold it now: the guest stays paused; destroy it, and start it "
+                    "again once no other guest uses the disk")
         return (f"{named} is in use by another running guest, on this host or on another host sharing "
                 "the storage (the lease on it is held there): stop or migrate that guest first, "
                 "since two guests writing one disk would corrupt it")
     if domain == ErrorDomain.LOCKING and "no leases specified" in message:
         return ("the lock manager requires a lease for every read/write disk: set auto_disk_leases = 1 "
                 "in pyvirtd.conf, add a <lease> to the domain, or mark the disk <shareable/> or <readonly/>")
-    if domain == ErrorDomain.LOCKING and "lock daemon" in message:
+    if domain == ErrorDomain.LOCKING and ("lock daemon" in message or "pyvirtlockd" in message):
         return ("pyvirtd keeps disk leases in its lock daemon (pyvirtlockd, started on demand); "
                 "its log is pyvirtlockd.log in the daemon's log directory")
     if "lock state for migration cookie" in message or ("lock driver" in message and "different" in message):

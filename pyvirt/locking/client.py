@@ -137,7 +137,8 @@ class LockDaemonClient:
                 lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
         except OSError:
             return ""
-        return lines[-1] if lines else ""
+        last = lines[-1] if lines else ""
+        return last[len("pyvirtlockd: "):] if last.startswith("pyvirtlockd: ") else last
 
     async def _read_replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
