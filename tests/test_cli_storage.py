@@ -412,6 +412,11 @@ def test_pool_event_prints_what_virsh_prints(pyvirtd, tmp_path):
                 if w.poll() is None:
                     w.kill()
                     w.wait()
+            if tool == "virsh":
+                # virsh's own remote driver, when the next event is in flight as it disconnects
+                # (the loop goes on restarting the pool): a warning of the client's, not the daemon's
+                text = text.replace("error: One or more references were leaked after disconnect from the "
+                                    "hypervisor\n", "")
             assert code == 0 and re.fullmatch(r"event 'lifecycle' for storage pool evp: (Stopped|Started)\n"
                                               r"events received: 1\n\n", text), (tool, text)
     finally:
