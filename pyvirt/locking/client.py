@@ -9,9 +9,9 @@ idempotent, so a call cut off by a lost connection is simply sent again.  When
 the lock daemon itself ends (its connection reaches EOF while we still use it),
 a new one is started at once and ``on_restart`` told: the leases died with the
 old one, so the guests that run must take theirs again.  If no lock daemon
-can be had again (a replacement cannot reach etcd), or the leases are not
-taken again by ``fence_after`` seconds after the old one ended (before the
-dead daemon's leases can expire elsewhere), ``on_unreachable`` is told once
+can be had again and the leases taken again by ``fence_after`` seconds after
+the old one ended (before the dead daemon's leases can expire elsewhere; a
+replacement that cannot reach etcd fails), ``on_unreachable`` is told once
 so that pyvirtd fences its guests, and the client keeps trying.
 """
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 RETRY_MIN, RETRY_MAX = 1.0, 10.0      # seconds between attempts to get a lock daemon again
+FENCE_AFTER = 2.0     # lockd: fcntl locks die with their daemon; this long to take them again
 
 
 class LockDaemonClient:
@@ -54,6 +55,7 @@ class LockDaemonClient:
         self._next_id = 1
         self._connecting = asyncio.Lock()
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._reconnecting: asyncio.Task[None] | None = None
 
     # -- connection ---------------------------------------------------------------
     async def _connect(self, notify: bool = True) -> bool:
@@ -164,32 +166,33 @@ class LockDaemonClient:
                 if not future.done():
                     future.set_exception(ConnectionResetError("the lock daemon closed the connection"))
             self._pending.clear()
-            if not self._closing and self.on_restart is not None:
-                self._background(self._reconnect())
+            if not self._closing and self.on_restart is not None and (
+                    self._reconnecting is None or self._reconnecting.done()):
+                # one at a time: a connection an attempt opens may break too
+                self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
         """The lock daemon went away under us: start (or find) another one now and take
-        the leases again; fence the guests (once) when that fails or takes longer than
-        ``fence_after``, and keep trying."""
+        the leases again, retrying until ``fence_after``; then fence the guests (once)
+        and keep trying."""
         loop = asyncio.get_running_loop()
-        deadline = None if self.fence_after is None else loop.time() + self.fence_after
+        deadline = loop.time() + (FENCE_AFTER if self.fence_after is None else self.fence_after)
         fenced = False
-        delay = RETRY_MIN
+        delay = 0.1
         while not self._closing:
             attempt = loop.create_task(self._restore())
             try:
-                if deadline is not None and not fenced:
-                    await asyncio.wait_for(asyncio.shield(attempt), max(0.0, deadline - loop.time()))
-                else:
+                if fenced:
                     await attempt
+                else:
+                    await asyncio.wait_for(asyncio.shield(attempt), max(0.0, deadline - loop.time()))
                 if fenced:
                     log.warning("a lock daemon answers again (pid %s)", self.daemon_pid)
                 return
             except asyncio.TimeoutError:
-                why = f"no lock daemon took the leases again within {self.fence_after:.1f} s"
-                log.error("%s", why)
+                log.error("no lock daemon took the leases again in time")
                 fenced = True
-                await self._unreachable_now(why)
+                await self._unreachable_now("no lock daemon took the leases again in time")
                 try:
                     await attempt
                     return
@@ -197,11 +200,14 @@ class LockDaemonClient:
                     log.error("cannot reach a lock daemon again: %s", exc)
             except Exception as exc:
                 log.error("cannot reach a lock daemon again: %s", exc)
-                if not fenced:
+                if not fenced and loop.time() >= deadline:
                     fenced = True
-                    await self._unreachable_now(str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+                    await self._unreachable_now(f"cannot reach a lock daemon again: {exc}")
+            if fenced:
+                await asyncio.sleep(delay)
+                delay = min(max(delay * 2, RETRY_MIN), RETRY_MAX)
+            else:      # retry at once-ish until the deadline: a replacement may just be starting
+                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
 
     async def _restore(self) -> None:
         if await self._connect(notify=False) and self.on_restart is not None:
@@ -258,3 +264,5 @@ class LockDaemonClient:
         self._drop()
         if self._pump is not None:
             self._pump.cancel()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()

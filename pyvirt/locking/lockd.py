@@ -59,8 +59,8 @@ class DaemonPlugin(LockPlugin):
         self.client.fence_after = self.fence_after()
 
     def fence_after(self) -> float | None:
-        """How long after the lock daemon ended its leases may still be counted on (None:
-        they are gone at once, as fcntl locks are: fence as soon as taking them again fails)."""
+        """How long after the lock daemon ended the guests may run on before their leases
+        are taken again (None: the client's short default, fcntl locks die with their daemon)."""
         return None
 
     def holds_leases(self, guest: Guest) -> bool:
