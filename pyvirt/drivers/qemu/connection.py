@@ -39,6 +39,7 @@ from .migration import postcopy
 from . import imagefile, managedsave, restore as restoremod, save as savemod
 from . import postparse, snapshot
 from .savestream import check_flags as check_save_flags
+from . import leases
 
 LIB_VERSION = 9000000
 _FEATURES = {DriverFeature.TYPED_PARAM_STRING, DriverFeature.XML_MIGRATABLE, DriverFeature.FD_PASSING,
@@ -388,9 +389,9 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
         if job is not None and job.kind is AsyncJob.RESTORE:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                         "cannot abort a restore; destroy the domain instead")
-        async with self.driver.job_guard(obj, JobKind.ABORT):
         if postcopy.in_postcopy(obj):       # the guest's memory is split between the hosts now
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "cannot abort migration in post-copy mode")
+        async with self.driver.job_guard(obj, JobKind.ABORT):
             obj.jobs.signal_async("abort")
 
     # -- save and restore ----------------------------------------------------------------
@@ -558,6 +559,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
     async def domain_migrate_prepare2(self, uri_in: str | None, flags: int, dname: str | None, resource: int,
                                       dom_xml: str) -> tuple[bytes, str | None]:
         mparams.check_flags(flags, "qemuDomainMigratePrepare2")
+        leases.refuse_v2(self.driver)
         req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
         _cookie, uri_out = await destination.prepare(self.driver, self, req, None, dom_xml, uri_in)
         return b"", uri_out
@@ -565,6 +567,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
     async def domain_migrate_perform(self, dom: DomainRef, cookie: bytes, uri: str, flags: int,
                                      dname: str | None, resource: int) -> None:
         mparams.check_flags(flags, "qemuDomainMigratePerform")
+        leases.refuse_v2(self.driver)
         req = mparams.MigrationRequest(flags=flags, dname=dname, bandwidth=resource)
         if flags & MigrateFlags.PEER2PEER:   # v1/v2 peer-to-peer: uri is the destination host
             await self._perform(dom, req, cookie, uri, None)
