@@ -40,7 +40,8 @@ def minimal_value(t: xdr.Type):
     if t is xdr.NonnullDomain:
         return DomainRef("", bytes(16), 0)
     if isinstance(t, xdr.Struct):
-        return tuple(minimal_value(ft) for _, ft in t.fields)
+        values = tuple(minimal_value(ft) for _, ft in t.fields)
+        return values if t.cls is None else t.cls(*values)   # handles: pools, volumes, networks, snapshots
     if isinstance(t, xdr.Scalar):
         return False if t is xdr.Bool else (t.lo if t.lo is not None and t.lo > 0 else 0)
     if isinstance(t, xdr.CharString) or isinstance(t, xdr.String):
@@ -68,7 +69,7 @@ def still_serves(daemon) -> None:
     async def check():
         client = await open_client(port=daemon.tcp_port)
         dom = await client.call(Program.REMOTE, LOOKUP, ("test",))
-        assert await client.call(Program.REMOTE, GET_STATE, (dom, 0)) == (1, 1)
+        assert await client.call(Program.REMOTE, GET_STATE, (dom, 0)) == (1, 0)   # running (unknown), as libvirt's test host
         client.close()
     asyncio.run(check())
 
