@@ -80,8 +80,8 @@ class DomainRef(FrozenRecord):
         return format_uuid(self.uuid)
 
 
-class NetworkRef(FrozenRecord):
-    """A virtual network handle as it travels (``remote_nonnull_network``): name, raw 16-byte UUID."""
+class _NameUUIDRef(FrozenRecord):
+    """A handle that travels as a name and a raw 16-byte UUID (networks, storage pools)."""
 
     __slots__ = ("name", "uuid")
     _fields = __match_args__ = ("name", "uuid")
@@ -96,20 +96,16 @@ class NetworkRef(FrozenRecord):
         return format_uuid(self.uuid)
 
 
-class StoragePoolRef(FrozenRecord):
-    """A storage pool handle (``remote_nonnull_storage_pool``): name, raw 16-byte UUID."""
+class NetworkRef(_NameUUIDRef):
+    """A virtual network handle as it travels (``remote_nonnull_network``)."""
 
-    __slots__ = ("name", "uuid")
-    _fields = __match_args__ = ("name", "uuid")
-    name: str
-    uuid: bytes
+    __slots__ = ()
 
-    def __init__(self, name: str, uuid: bytes) -> None:
-        self._set(name=name, uuid=uuid)
 
-    @property
-    def uuid_string(self) -> str:
-        return format_uuid(self.uuid)
+class StoragePoolRef(_NameUUIDRef):
+    """A storage pool handle (``remote_nonnull_storage_pool``)."""
+
+    __slots__ = ()
 
 
 class StorageVolRef(FrozenRecord):

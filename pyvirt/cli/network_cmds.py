@@ -604,9 +604,7 @@ def _net_event(p: argparse.ArgumentParser) -> Handler:
     p.set_defaults(network=None, command_name="net-event")
 
     def run(conn: Any, args: argparse.Namespace) -> None:
-        import signal
-        import threading
-        from pyvirt.errors import libvirtError
+        from .eventwatch import EventWatch
         if args.list:
             print("\n".join(NETWORK_EVENT_NAMES) + "\n")
             return
@@ -620,42 +618,12 @@ def _net_event(p: argparse.ArgumentParser) -> Handler:
             if timeout <= 0:
                 raise CommandError(f"Numeric value '{args.timeout}' for <timeout> option is malformed or out of range")
         net = lookup(conn, args) if args.network_opt else None
-        count = 0
-        done = threading.Event()
-        lock = threading.Lock()
+        watch = EventWatch(args.loop)
 
         def on_event(_conn: Any, network: Any, event: int, _detail: int, _opaque: Any) -> None:
-            nonlocal count
-            with lock:
-                if not args.loop and count:
-                    return
-                prefix = f"{_timestamp()}: " if args.timestamp else ""
-                sys.stdout.write(prefix + lifecycle_text(network.name(), event))
-                sys.stdout.flush()
-                count += 1
-                if not args.loop:
-                    done.set()
+            prefix = f"{_timestamp()}: " if args.timestamp else ""
+            watch.show(prefix + lifecycle_text(network.name(), event))
 
         callback = conn.networkEventRegisterAny(net, NETWORK_EVENT_NAMES.index(args.event), on_event, None)
-        # as virsh, ^C ends the loop even when started with SIGINT ignored (a background job)
-        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        if ignored:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            try:
-                if not done.wait(timeout):
-                    print("event loop timed out")
-            except KeyboardInterrupt:
-                print("event loop interrupted")
-        finally:
-            if ignored:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                conn.networkEventDeregisterAny(callback)
-            except libvirtError:
-                pass
-        if not count:
-            print(f"events received: {count}")
-            raise CommandError("")      # virsh fails quietly when nothing came (main adds the blank line)
-        print(f"events received: {count}\n")
+        watch.wait(timeout, lambda: conn.networkEventDeregisterAny(callback))
     return run

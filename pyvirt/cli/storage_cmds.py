@@ -760,9 +760,7 @@ def _pool_event(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--timestamp", action="store_true", help="show timestamp for each printed event")
 
     def run(conn: Any, args: argparse.Namespace) -> None:
-        import signal
-        import threading
-        from pyvirt.errors import libvirtError
+        from .eventwatch import EventWatch
         from .network_cmds import _timestamp, parse_int
         if args.list:
             print("\n".join(POOL_EVENT_NAMES) + "\n")
@@ -778,21 +776,11 @@ def _pool_event(p: argparse.ArgumentParser) -> Handler:
                 raise CommandError(f"Numeric value '{args.timeout}' for <timeout> option is malformed or out of range")
         pool = lookup_pool(conn, args.pool_opt) if args.pool_opt else None
         event_id = POOL_EVENT_NAMES.index(args.event)
-        count = 0
-        done = threading.Event()
-        lock = threading.Lock()
+        watch = EventWatch(args.loop)
 
         def show(pool_obj: Any, event: int = 0) -> None:
-            nonlocal count
-            with lock:
-                if not args.loop and count:
-                    return
-                prefix = f"{_timestamp()}: " if args.timestamp else ""
-                sys.stdout.write(prefix + pool_event_text(pool_obj.name(), event_id, event))
-                sys.stdout.flush()
-                count += 1
-                if not args.loop:
-                    done.set()
+            prefix = f"{_timestamp()}: " if args.timestamp else ""
+            watch.show(prefix + pool_event_text(pool_obj.name(), event_id, event))
 
         if event_id == 0:
             def on_event(_conn: Any, pool_obj: Any, event: int, _detail: int, _opaque: Any) -> None:
@@ -802,25 +790,5 @@ def _pool_event(p: argparse.ArgumentParser) -> Handler:
                 show(pool_obj)
 
         callback = conn.storagePoolEventRegisterAny(pool, event_id, on_event, None)
-        # as virsh, ^C ends the loop even when started with SIGINT ignored (a background job)
-        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        if ignored:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            try:
-                if not done.wait(timeout):
-                    print("event loop timed out")
-            except KeyboardInterrupt:
-                print("event loop interrupted")
-        finally:
-            if ignored:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                conn.storagePoolEventDeregisterAny(callback)
-            except libvirtError:
-                pass
-        if not count:
-            print(f"events received: {count}")
-            raise CommandError("")      # virsh fails quietly when nothing came (main adds the blank line)
-        print(f"events received: {count}\n")
+        watch.wait(timeout, lambda: conn.storagePoolEventDeregisterAny(callback))
     return run
