@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import queue
 import time
 
 import pytest
@@ -148,6 +149,10 @@ def test_host_cut_off_from_etcd_pauses_its_guest_and_the_disk_moves_only_after_e
     a, b = pyvirt.open(host_a.uri), pyvirt.open(cluster.host("hostB").uri)
     try:
         dom = start(a, "cut", cluster, on_lockfailure="pause")
+        lost: queue.Queue = queue.Queue()
+        a.domainEventRegisterAny(dom, pyvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON,
+                                 lambda _c, _d, path, alias, action, reason, _o: lost.put((path, alias, action, reason)),
+                                 None)
         before = cluster.key()
         cluster.etcd.pause()
         frozen = time.monotonic()
@@ -161,6 +166,9 @@ def test_host_cut_off_from_etcd_pauses_its_guest_and_the_disk_moves_only_after_e
         assert paused_after < TTL, f"paused {paused_after:.1f} s after etcd froze (TTL {TTL} s)"
         log = host_a.daemon.log_path.read_text(errors="replace")
         assert f"lost its lease on {cluster.disk}" in log
+        # and clients are told which disk: IO_ERROR_REASON, reason lease_lost, action pause
+        path, _alias, action, reason = lost.get(timeout=TTL * 3)
+        assert (path, action, reason) == (str(cluster.disk), pyvirt.VIR_DOMAIN_EVENT_IO_ERROR_PAUSE, "lease_lost")
         # the lease expired: the other host may take the disk now, with a new token
         wait_for(lambda: _try_start(b, "taker", cluster), TTL * 3, what="host B starts the disk")
         assert cluster.key()["token"] > before["token"]

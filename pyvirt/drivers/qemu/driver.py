@@ -24,7 +24,7 @@ from ... import conf, locking, security
 from ...conf.fileutil import write_atomic
 from ...driver import QEMU_MONITOR_EVENT, DomainEvent, EventBus
 from ...enums import reason_from_name, reason_name
-from ...enums import (DomainState, EventResumedDetail, EventShutdownDetail, EventStartedDetail,
+from ...enums import (DomainState, EventID, EventResumedDetail, EventShutdownDetail, EventStartedDetail,
                       EventStoppedDetail, EventSuspendedDetail, EventType, PausedReason,
                       RunningReason, ShutdownReason, ShutoffReason)
 from ...errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
@@ -579,6 +579,7 @@ class QemuDriver:
             return
         action = leases.guest(obj).on_lockfailure
         log.error("%s lost its lease on %s (%s): %s", obj.name, what, why, action)
+        self._emit_lease_lost(obj, action)
         if action == "ignore":
             return
         if action == "pause":
@@ -586,6 +587,22 @@ class QemuDriver:
                 await self.pause_cpus(obj, PausedReason.UNKNOWN)
             return
         await self.kill(obj, ShutoffReason.FAILED, EventStoppedDetail.FAILED, grace=0)
+
+    def _emit_lease_lost(self, obj: QemuDomainObj, action: str) -> None:
+        """Tell clients which disks lost their lease, before the guest is fenced.
+
+        libvirt has no lease event; its IO_ERROR_REASON event is what tools already
+        watch for a disk that may no longer be written, so each read/write disk gets
+        one with the reason ``lease_lost`` (action PAUSE when the guest is paused,
+        NONE otherwise: ignored, or powered off, which the STOPPED event then says)."""
+        if obj.live is None:
+            return
+        code = 1 if action == "pause" else 0       # VIR_DOMAIN_EVENT_IO_ERROR_PAUSE / _NONE
+        for disk in obj.live.devices.disks:
+            if disk.readonly or not disk.source:
+                continue
+            self.events.emit(DomainEvent(EventID.IO_ERROR_REASON, obj.ref(),
+                                         (disk.source, disk.alias or "", code, "lease_lost")))
 
     # -- stop -------------------------------------------------------------------
     async def kill(self, obj: QemuDomainObj, reason: ShutoffReason, detail: EventStoppedDetail,
