@@ -372,3 +372,38 @@ def test_a_hotplugged_disk_takes_its_lease_and_an_unplugged_one_gives_it_back(lo
     assert "sda" not in dom.XMLDesc(0)
     other.destroy()
     dom.destroy()
+
+
+def test_snapshot_revert_and_managed_save_release_and_reacquire(lock_hosts, storage):
+    """Item 5's other ways of stopping and starting CPUs: a running internal snapshot
+    (paused around the save), a revert that leaves the guest paused, managed save and
+    the start that restores it — each through the same two lease points."""
+    a, _b = lock_hosts
+    image = storage.image.parent / "snap.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True)
+    qcow2 = Storage(image, storage.lockspace, image)
+    disk = (f"\n    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source file='{image}'/><target dev='vda' bus='virtio'/></disk>")
+    conn = pyvirt.open(a.uri)
+    dom = conn.defineXML(tiny_xml("snappy", a.workdir / "snappy.log", uuid=str(uuid.uuid4()), extra_devices=disk))
+    try:
+        dom.create()
+        wait_for_text(a.workdir / "snappy.log", READY)
+        assert qcow2.held()
+        dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>", 0)
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and qcow2.held()      # resumed: taken again
+        snap = dom.snapshotLookupByName("s1")
+        dom.revertToSnapshot(snap, pyvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED)
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_PAUSED and not qcow2.held()
+        dom.resume()
+        assert qcow2.held()
+        dom.managedSave(0)
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_SHUTOFF and not qcow2.held()
+        dom.create()                       # restores the managed save, then runs: the lease again
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and qcow2.held()
+        dom.destroy()
+        assert not qcow2.held()
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(pyvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | pyvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
