@@ -12,18 +12,15 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import pyvirt
-from daemons import Pyvirtd, qemu_pid
-from guests import READY, REPO, qemu_pids_under, tiny_xml, wait_for_text
+from daemons import qemu_pid
+from netns_daemon import NetnsPyvirtd
+from guests import READY, qemu_pids_under, tiny_xml, wait_for_text
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None or not os.path.exists("/dev/net/tun"),
@@ -56,41 +53,6 @@ def netns():
         yield name
     finally:
         subprocess.run(["ip", "netns", "delete", name], timeout=30)
-
-
-@dataclass
-class NetnsPyvirtd(Pyvirtd):
-    """A pyvirtd inside a network namespace, reached through its UNIX socket."""
-
-    netns: str = ""
-
-    @property
-    def uri(self) -> str:
-        return self.unix_uri
-
-    def start(self, timeout: float = 30.0) -> "NetnsPyvirtd":
-        conf = self.write_config()
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.netns, sys.executable, "-m", "pyvirt.daemon.main", "-f", str(conf)],
-                stdout=log, stderr=log, env=env, cwd=REPO)
-        # ip netns exec execs the daemon in place, so proc.pid is the daemon's pid.
-        sock = self.sock_dir / "libvirt-sock"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pyvirtd exited with {self.proc.returncode}:\n"
-                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(str(sock))
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"pyvirtd did not listen on {sock} within {timeout:.0f}s")
-                time.sleep(0.01)
 
 
 @pytest.fixture
