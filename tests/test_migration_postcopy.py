@@ -263,4 +263,5 @@ def test_postcopy_failure_keeps_the_destination(hosts):
     # "running (post-copy failed)" (a vCPU waiting for a lost page cannot be stopped)
     assert virsh(b.uri, "domstate", "--reason", "mig").stdout.strip() == "running (post-copy failed)"
     assert qemu_pid(b, "mig") is not None
+    assert running_copies([a, b], uid) == 1          # never a second copy: A's is gone, B keeps its own
     assert "failed during post-copy; leaving the domain running" in b.log_path.read_text()

@@ -16,7 +16,7 @@ from ..errors import ErrorDomain, ErrorNumber, error
 from .names import check_name
 from .storage_pool import Permissions, parse_permissions, parse_storage_document, xml_error
 from .units import UnitError, scale
-from .xmlutil import Node, child, child_text, el, parse_document, render
+from .xmlutil import Node, child, child_text, el, render
 
 # The file formats a dir pool's volumes may have (libvirt's virStorageFileFormat
 # names, the ones qemu-img can create first).

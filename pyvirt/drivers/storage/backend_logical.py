@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import shutil
-from typing import Any
 
 from ...conf.names import contained
 from ...conf.storage_pool import Permissions, PoolDef
