@@ -24,8 +24,10 @@ from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, check_flags, error, 
 from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, DomainObj, DomainQueries, emit_lifecycle, not_running
 from . import content
+from .devices import DeviceAPI
 from .domains import DomainExtrasAPI
 from .ifaces import IfaceNodedevAPI
+from .jobs import JobsAPI
 from .network import TestNetworkConnection, TestNetworks
 from .snapshots import SnapshotAPI
 from .stats import StatsAPI
@@ -150,7 +152,7 @@ async def open_path(path: str, info: ConnectionInfo) -> "TestConnection":
     return TestConnection(info, host)
 
 
-class TestConnection(DomainExtrasAPI, StatsAPI, SnapshotAPI, IfaceNodedevAPI, DomainQueries,
+class TestConnection(DeviceAPI, JobsAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI, IfaceNodedevAPI, DomainQueries,
                      HypervisorConnection):
     driver_prefix = "test"
     error_domain = ErrorDomain.TEST
