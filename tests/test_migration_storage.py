@@ -10,6 +10,7 @@ own image and the destination keeps no image it created.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -313,7 +314,7 @@ def test_destination_qemu_killed_during_mirror(hosts):
 
 def test_disks_port_and_disks_uri(hosts):
     """disks_port puts the destination's NBD server on that port; disks_uri (tcp://) on that
-    address and port; a unix:// disks URI is refused and nothing is left on B."""
+    address and port."""
     from daemons import free_port
     a, b = hosts
     cb = pyvirt.open(b.uri)
@@ -327,14 +328,45 @@ def test_disks_port_and_disks_uri(hosts):
         moved = dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {src: dst}), **extra}, COPY_ALL)
         moved.destroy()
         assert qemu_img("compare", str(src), str(dst)).returncode == 0
+
+
+def test_disks_uri_unix_socket(hosts):
+    """disks_uri=unix:///PATH: the destination's NBD server listens on that socket and the
+    source's mirrors connect to it (nothing else: no TCP port is sent for the disks), the
+    copy is complete and the socket gone afterwards; malformed disks URIs get libvirt 9.0's
+    refusals with the source left running and nothing left on B."""
+    import pwd
+    a, b = hosts
+    cb = pyvirt.open(b.uri)
+    # QEMU (the unprivileged user) creates the socket: the directory is the operator's to give it
+    sockdir = b.workdir / "nbd"
+    sockdir.mkdir()
+    qemu_user = pwd.getpwnam("libvirt-qemu")
+    os.chown(sockdir, qemu_user.pw_uid, qemu_user.pw_gid)
+    sock = sockdir / "disks.sock"
     src = a.workdir / "u.qcow2"
     make_image(src, "16M")
+    write_pattern(src, 0x3C, "2M", "6M")
+    dst = b.workdir / "u-moved.qcow2"
     ca, dom, uid = start_guest(a, name="du", extra_devices=disk_xml(src))
-    with pytest.raises(pyvirt.libvirtError) as exc:
-        dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DISKS_URI: "unix:///nowhere.sock"}, COPY_ALL)
-    assert exc.value.get_error_code() == pyvirt.VIR_ERR_ARGUMENT_UNSUPPORTED
-    assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and qemu_pid(b, "du") is None
-    dom.destroy()
+    for bad, message in (("tcp://:10809", "URI with tcp scheme did not provide a server part: tcp://:10809"),
+                         ("unix://", "UNIX disks URI does not include path"),
+                         ("nbd://127.0.0.1", "Unsupported scheme in disks URI: nbd"),
+                         ("127.0.0.1", "No URI scheme specified: 127.0.0.1")):
+        with pytest.raises(pyvirt.libvirtError) as exc:
+            dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {src: dst}),
+                              pyvirt.VIR_MIGRATE_PARAM_DISKS_URI: bad}, COPY_ALL)
+        assert exc.value.get_error_code() == pyvirt.VIR_ERR_INVALID_ARG, bad
+        assert message in str(exc.value)
+        assert dom.state()[0] == pyvirt.VIR_DOMAIN_RUNNING and qemu_pid(b, "du") is None
+        assert not dst.exists()
+    moved = dom.migrate3(cb, {pyvirt.VIR_MIGRATE_PARAM_DEST_XML: moved_xml(dom, {src: dst}),
+                              pyvirt.VIR_MIGRATE_PARAM_DISKS_URI: f"unix://{sock}"}, COPY_ALL)
+    assert_only_on(b, uid, "du", hosts)
+    assert not sock.exists()          # the server is gone with the copy
+    moved.destroy()
+    cmp = qemu_img("compare", str(src), str(dst))
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
 
 
 def test_no_migration_while_a_block_job_runs(hosts):

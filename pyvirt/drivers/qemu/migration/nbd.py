@@ -29,6 +29,7 @@ import weakref
 from xml.sax.saxutils import escape, quoteattr
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from ....conf import DomainDef
 from ....enums import MigrateFlags
@@ -249,20 +250,67 @@ async def _precreate_volume(state: IncomingStorage, disk: "Disk", capacity: int)
              disk.source_volume, capacity, disk.target_dev)
 
 
-def _listen(req: MigrationRequest, default_host: str) -> tuple[str, int | None]:
-    """Where the NBD server listens: disks_uri (tcp://host[:port]), else the migration
-    address and disks_port (0: a port from the migration range)."""
+@dataclass(frozen=True)
+class NbdServer:
+    """Where the destination's NBD server listens: a TCP host and port, or a UNIX socket
+    (``disks_uri=unix:///path``: the operator carries the socket between the hosts)."""
+
+    host: str | None = None
+    port: int | None = None
+    socket: str | None = None
+
+    def listen_addr(self) -> dict[str, Any]:
+        """QMP nbd-server-start's ``addr`` (a SocketAddressLegacy)."""
+        if self.socket is not None:
+            return {"type": "unix", "data": {"path": self.socket}}
+        return {"type": "inet", "data": {"host": self.host, "port": str(self.port)}}
+
+    def client_addr(self) -> dict[str, Any]:
+        """blockdev-add nbd's ``server`` (a SocketAddress)."""
+        if self.socket is not None:
+            return {"type": "unix", "path": self.socket}
+        return {"type": "inet", "host": self.host, "port": str(self.port)}
+
+
+def _invalid(text: str) -> Exception:
+    return error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, text)
+
+
+def parse_disks_uri(uri: str) -> NbdServer:
+    """``disks_uri`` with libvirt 9.0's checks (qemuMigrationDstStartNBDServer):
+    ``tcp://HOST[:PORT]`` or ``unix:///PATH``.  A relative socket path is refused too:
+    QEMU would resolve it against its own working directory."""
+    if "\0" in uri:
+        raise _invalid("disks URI must not contain a NUL byte")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.URI, f"Unable to parse URI {uri}") from None
+    if not parts.scheme:
+        raise _invalid(f"No URI scheme specified: {uri}")
+    if parts.scheme == "tcp":
+        if not parts.hostname:
+            # tcp://:PORT/ names no server: auto-allocating one would do the opposite of what was asked
+            raise _invalid(f"URI with tcp scheme did not provide a server part: {uri}")
+        return NbdServer(host=parts.hostname, port=port or None)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise _invalid("UNIX disks URI does not include path")
+        if not parts.path.startswith("/"):
+            raise _invalid(f"UNIX disks URI must name an absolute path: {uri}")
+        return NbdServer(socket=unquote(parts.path))
+    raise _invalid(f"Unsupported scheme in disks URI: {parts.scheme}")
+
+
+def _listen(req: MigrationRequest, default_host: str) -> NbdServer:
+    """Where the NBD server listens: disks_uri, else the migration address and
+    disks_port (0: a port from the migration range)."""
     if req.disks_uri:
-        uri = req.disks_uri
-        scheme = uri.split(":", 1)[0] if ":" in uri else ""
-        if scheme == "unix":      # libvirt 9.0 takes it; pyvirt does not copy over a UNIX socket yet
-            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.QEMU,
-                        f"disks URI '{uri}': only tcp:// is supported by pyvirt")
-        if scheme != "tcp" or not uri.startswith("tcp://"):
-            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, f"Unsupported scheme in disks URI: {scheme}")
-        host, port = parse_tcp_uri("tcp:" + uri[len("tcp:"):])
-        return host or default_host, port
-    return default_host, req.disks_port or None
+        return parse_disks_uri(req.disks_uri)
+    if not 0 <= req.disks_port <= 65535:
+        raise _invalid("nbd port must be in range 0-65535")
+    return NbdServer(host=default_host, port=req.disks_port or None)
 
 
 async def start_server(drv: "QemuDriver", obj: "QemuDomainObj", req: MigrationRequest, listen: str,
@@ -272,11 +320,11 @@ async def start_server(drv: "QemuDriver", obj: "QemuDomainObj", req: MigrationRe
     if state is None or obj.process is None:
         return None
     mon = obj.process.monitor
-    host, port = _listen(req, listen)
-    if port is None:
-        port = pick_port(drv, host)
-        state.port = port
-    await mon.execute("nbd-server-start", {"addr": {"type": "inet", "data": {"host": host, "port": str(port)}}})
+    server = _listen(req, listen)
+    if server.socket is None and server.port is None:
+        server = NbdServer(server.host, pick_port(drv, server.host))
+        state.port = server.port
+    await mon.execute("nbd-server-start", {"addr": server.listen_addr()})
     state.server = True
     nodes = await block_nodes(obj)
     live = {d.target_dev: d for d in obj.live.devices.disks} if obj.live is not None else {}
@@ -288,7 +336,7 @@ async def start_server(drv: "QemuDriver", obj: "QemuDomainObj", req: MigrationRe
                         f"disk '{disk.target_dev}' has no block node to export")
         await mon.execute("block-export-add", {"type": "nbd", "id": export_name(disk), "node-name": node.node,
                                                "name": export_name(disk), "writable": True})
-    return CookieNbd(port=port)
+    return CookieNbd(port=server.port or 0)      # no port for a UNIX socket, as libvirt's
 
 
 async def stop_server(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
@@ -361,8 +409,11 @@ class OutgoingStorage:
             raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "domain is no longer running")
         return self.obj.process.monitor
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, server: NbdServer, security: Any = None) -> None:
         mon = self._mon
+        if server.socket is not None and security is not None and self.obj.live is not None:
+            # this QEMU connects to the socket itself: give it the path, as libvirt does
+            security.set_saved_state_label(self.obj.live, server.socket)
         nodes = await block_nodes(self.obj)
         sync = "top" if self.flags & MigrateFlags.NON_SHARED_INC else "full"
         mode = "write-blocking" if self.flags & MigrateFlags.NON_SHARED_SYNCHRONOUS_WRITES else "background"
@@ -372,7 +423,7 @@ class OutgoingStorage:
                 raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
                             f"disk '{m.disk.target_dev}' has no medium in the running domain")
             await mon.execute("blockdev-add", {"driver": "nbd", "node-name": m.target,
-                                               "server": {"type": "inet", "host": host, "port": str(port)},
+                                               "server": server.client_addr(),
                                                "export": export_name(m.disk),
                                                # zeroes may unmap: the mirror then zeroes the target
                                                # once and copies only what the source has allocated
@@ -529,15 +580,27 @@ class OutgoingStorage:
                     log.warning("%s: cannot delete NBD node %s: %s", self.obj.name, m.target, exc)
 
 
-def nbd_target(uri: str | None, cookie_nbd: CookieNbd | None, disks_uri: str | None = None) -> tuple[str, int]:
-    """The destination's NBD server: disks_uri if given, else the migration URI's host,
-    at the port Prepare sent."""
-    if cookie_nbd is None or not cookie_nbd.port:
+def nbd_target(uri: str | None, cookie_nbd: CookieNbd | None, disks_uri: str | None = None,
+               flags: int = 0) -> NbdServer:
+    """The destination's NBD server, as libvirt's qemuMigrationSrcNBDStorageCopy finds it:
+    disks_uri's socket, or its host and port, falling back to the migration URI's host
+    and the port Prepare sent."""
+    if cookie_nbd is None:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
                     "the destination did not start an NBD server for the disks (no <nbd> in its cookie)")
     host = parse_tcp_uri(uri)[0] if uri else None
+    port = cookie_nbd.port or None
     if disks_uri:
-        host = _listen(MigrationRequest(disks_uri=disks_uri), host or "")[0]
+        wanted = parse_disks_uri(disks_uri)
+        if wanted.socket is not None:
+            if flags & MigrateFlags.TLS:
+                raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
+                            "NBD migration with TLS is not supported over UNIX socket")
+            return wanted
+        host, port = wanted.host or host, wanted.port or port
+    if not port:
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
+                    "the destination did not start an NBD server for the disks (no port in its cookie)")
     if not host:
-        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "no host to copy the disks to")
-    return host, cookie_nbd.port
+        raise _invalid("no host to copy the disks to")
+    return NbdServer(host=host, port=port)

@@ -293,8 +293,8 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
     storage = None
     if nbd.copies_storage(flags):
         nbd.check_flags(flags)
-        nbd_host, nbd_port = nbd.nbd_target(uri, cookie.nbd if cookie is not None else None,
-                                            out.request.disks_uri)
+        nbd_server = nbd.nbd_target(uri, cookie.nbd if cookie is not None else None,
+                                    out.request.disks_uri, flags)
         storage = out.storage = nbd.OutgoingStorage(
             obj, nbd.disks_to_copy(obj.live, flags, out.request.migrate_disks), flags, speed)
     out.request.flags = flags
@@ -316,7 +316,7 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
     try:
         await mon.migrate_set_parameters(**params)
         if storage is not None:
-            await storage.start(nbd_host, nbd_port)
+            await storage.start(nbd_server, drv.security)
             await storage.wait_ready(out.job)
         await _transfer(drv, obj, out, mon, uri, flags, tunnel)
     except BaseException:
