@@ -189,6 +189,10 @@ class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevi
     def saveImageGetXMLDesc(self, file: str, flags: int = 0) -> str:
         return self._call("domain_save_image_get_xml_desc", os.path.abspath(file), flags)
 
+    def saveImageDefineXML(self, file: str, dxml: str, flags: int = 0) -> int:
+        self._call("domain_save_image_define_xml", os.path.abspath(file), dxml, flags)
+        return 0
+
     # -- events ------------------------------------------------------------------
     def domainEventRegisterAny(self, dom: "virDomain | None", eventID: int,
                                cb: Callable[..., Any], opaque: Any) -> int:

@@ -23,7 +23,9 @@ from .refs import DomainRef, format_uuid
 from .enums import TypedParamType
 
 # VIR_DOMAIN_SAVE_PARAM_*: the typed parameters of saveParams/restoreParams
-SAVE_PARAM_TYPES = {"file": TypedParamType.STRING, "dxml": TypedParamType.STRING}
+SAVE_PARAM_TYPES = {"file": TypedParamType.STRING, "dxml": TypedParamType.STRING,
+                    "image_format": TypedParamType.STRING,        # libvirt 11.2's VIR_DOMAIN_SAVE_PARAM_IMAGE_FORMAT
+                    "pyvirt.image_compat": TypedParamType.STRING}  # pyvirt's own: who must restore the image
 
 def _params(dxml: str | None = None, dname: str | None = None, uri: str | None = None,
             bandwidth: int = 0) -> dict[str, Any]:

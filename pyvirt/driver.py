@@ -228,6 +228,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_save", "domain_save_flags", "domain_restore", "domain_restore_flags",
     "domain_save_params", "domain_restore_params",
     "domain_managed_save", "domain_managed_save_remove", "domain_save_image_get_xml_desc",
+    "domain_save_image_define_xml",
     # migration
     "domain_migrate_prepare", "domain_migrate_finish", "domain_migrate_start_post_copy",
     "domain_migrate_prepare2", "domain_migrate_perform", "domain_migrate_finish2",

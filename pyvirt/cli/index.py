@@ -112,6 +112,7 @@ INDEX: dict[str, str] = {
     "restore": "save_cmds",
     "resume": "domain_cmds",
     "save": "save_cmds",
+    "save-image-define": "save_cmds",
     "save-image-dumpxml": "save_cmds",
     "screenshot": "console_cmds",
     "send-key": "console_cmds",

@@ -108,6 +108,7 @@ PYVIRT_KEYS: dict[str, ValueType] = {
     "max_client_output_bytes": U,  # output a client leaves unread before it is dropped
     "tls_handshake_timeout": U,    # seconds a TLS client may take over its handshake (libvirt: no bound)
     "default_network": B,     # define libvirt's 'default' network on first start (not started)
+    "save_image_compat": S,   # who must restore every save image ("libvirt-9.0": no zstd)
     # the lockd lock manager (libvirt's lockd.conf; file_lockspace_dir is lock_file_lockspace_dir here)
     "auto_disk_leases": B, "require_lease_for_disks": B, "lock_file_lockspace_dir": S,
     # the etcd lock manager: the cluster, the lease TTL in seconds, the key prefix, TLS to etcd

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..drivers.qemu.saveimage import FORMATS
+from ..drivers.qemu.saveimage import FORMATS, check_compat
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..locking import NAMES as LOCK_MANAGERS
 from .conf_keys import ValueType, source_of, value_type
@@ -108,6 +108,7 @@ class DaemonConfig:
     max_client_output_bytes: int = 67108864  # unread output before a client is dropped
     tls_handshake_timeout: int = 60  # seconds a TLS client may take to finish its handshake
     default_network: int = 1         # define libvirt's 'default' network on first start (not started)
+    save_image_compat: str = ""      # "libvirt-9.0": refuse save image formats libvirt 9.0 cannot restore
     # lockd (libvirt's lockd.conf): a lease per read/write disk; leases required (-1: not auto);
     # the shared directory of lease files ("": each disk image itself is locked)
     auto_disk_leases: int = 1
@@ -387,6 +388,12 @@ def _check(cfg: DaemonConfig, path: str, lines: dict[str, int]) -> None:
     if cfg.save_image_format not in FORMATS:
         raise fail("save_image_format", f"save_image_format '{cfg.save_image_format}' is not one of: "
                    + ", ".join(FORMATS))
+    if cfg.save_image_compat:
+        try:
+            check_compat(FORMATS[cfg.save_image_format], cfg.save_image_compat,
+                         f'save_image_compat = "{cfg.save_image_compat}"')
+        except libvirtError as exc:
+            raise fail("save_image_compat", exc.get_str2() or str(exc)) from None
 
 
 def converge_settings(cfg: DaemonConfig) -> Any:

@@ -88,7 +88,7 @@ class Daemon:
             vnc_port_min=cfg.remote_display_port_min, vnc_port_max=cfg.remote_display_port_max,
             user=cfg.user, group=cfg.group, security_driver=cfg.security_driver,
             dynamic_ownership=bool(cfg.dynamic_ownership), remember_owner=bool(cfg.remember_owner),
-            save_image_format=cfg.save_image_format,
+            save_image_format=cfg.save_image_format, save_image_compat=cfg.save_image_compat,
             migrate_tls_x509_cert_dir=cfg.migrate_tls_x509_cert_dir,
             migrate_tls_x509_verify=None if cfg.migrate_tls_x509_verify < 0 else bool(cfg.migrate_tls_x509_verify),
             default_tls_x509_cert_dir=cfg.default_tls_x509_cert_dir,

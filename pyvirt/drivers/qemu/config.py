@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ...conf.names import contained, short_name
 from ...errors import ErrorDomain, ErrorNumber, error
-from .saveimage import image_format
+from .saveimage import check_compat, image_format
 from .migration.converge import ConvergeSettings
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class QemuConfig:
     dynamic_ownership: bool = True    # the DAC driver chowns what QEMU opens, and gives it back
     remember_owner: bool = True       # ... to the owner it found (xattrs), not to root
     save_image_format: str = "raw"    # saveimage.FORMATS: raw, gzip, bzip2, xz, lzop, zstd
+    # who must be able to restore every save image: "" anyone pyvirt; "libvirt-9.0" refuses zstd
+    save_image_compat: str = ""
     # Encrypted migration (qemu.conf; "" / None: libvirt's defaults, see migration/tls.py)
     migrate_tls_x509_cert_dir: str = ""
     migrate_tls_x509_verify: bool | None = None
@@ -81,7 +83,9 @@ class QemuConfig:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        image_format(self.save_image_format)      # an unknown format fails here, not at the first save
+        # an unknown format, or one the compatibility asked for forbids, fails here, not at the first save
+        check_compat(image_format(self.save_image_format), self.save_image_compat,
+                     f'save_image_compat = "{self.save_image_compat}"')
         if not self.host_uuid:
             self.host_uuid = self._load_host_uuid()
 

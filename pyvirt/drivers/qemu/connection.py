@@ -36,7 +36,7 @@ from .migration import destination, p2p, source
 from .migration import params as mparams
 from .migration.convergence import stat_type
 from .migration import postcopy
-from . import imagefile, managedsave, restore as restoremod, save as savemod
+from . import imagedefine, imagefile, managedsave, restore as restoremod, save as savemod
 from . import postparse, snapshot
 from .savestream import check_flags as check_save_flags
 from . import leases
@@ -54,7 +54,9 @@ _MIGRATION_LIKE = (AsyncJob.MIGRATION_OUT, AsyncJob.MIGRATION_IN, AsyncJob.SAVE,
 # Outgoing-migration phases in which QEMU is sending: tunables go to the running job.
 _SENDING = (JobPhase.PERFORM2, JobPhase.PERFORM3)
 # VIR_DOMAIN_SAVE_PARAM_*: name -> attribute (all strings)
-_SAVE_PARAMS = {"file": "path", "dxml": "dxml"}
+# (image_format is libvirt 11.2's; pyvirt.image_compat pyvirt's own, see saveimage.check_compat)
+_SAVE_PARAMS = {"file": "path", "dxml": "dxml", "image_format": "image_format",
+                "pyvirt.image_compat": "compat"}
 # How often a define or start goes round again when the domain changed under it while
 # it waited for the job (removed and redefined, saved); each round means another call
 # finished, so only a client racing itself on purpose gets the error.
@@ -409,7 +411,8 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
                         "saving to a managed-save location is done with virDomainManagedSave; "
                         "give the 'file' parameter")
-        await savemod.save(self.driver, self._active(dom), args["path"], args.get("dxml"), flags)
+        await savemod.save(self.driver, self._active(dom), args["path"], args.get("dxml"), flags,
+                           image_format=args.get("image_format"), compat=args.get("compat"))
 
     async def domain_restore(self, from_: str) -> None:
         await self.domain_restore_flags(from_, None, 0)
@@ -421,6 +424,10 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
     async def domain_restore_params(self, params: list, flags: int) -> None:
         check_save_flags(flags, restoremod.RESTORE_FLAGS, "qemuDomainRestoreParams")
         args = _save_params(params)
+        for name in ("image_format", "compat"):     # what a save chooses; an image says its own
+            if name in args:
+                raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU,
+                            f"parameter '{_PARAM_NAMES[name]}' not supported when restoring")
         if not args.get("path"):
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.QEMU, "missing restore parameter 'file'")
         await restoremod.restore(self.driver, args["path"], args.get("dxml"), flags)
@@ -444,6 +451,10 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
     async def domain_save_image_get_xml_desc(self, file: str, flags: int) -> str:
         check_flags(flags, int(XMLFlags.SECURE), "qemuDomainSaveImageGetXMLDesc")
         return await imagefile.image_xml(file, secure=bool(flags & XMLFlags.SECURE))
+
+    async def domain_save_image_define_xml(self, file: str, dxml: str, flags: int) -> None:
+        check_flags(flags, imagedefine.DEFINE_FLAGS, "qemuDomainSaveImageDefineXML")
+        await imagedefine.define(file, dxml, flags)
 
     # -- libvirt-qemu ----------------------------------------------------------------
     async def domain_qemu_monitor_command(self, dom: DomainRef, cmd: str, flags: int) -> str:
@@ -619,6 +630,9 @@ def _running(obj: QemuDomainObj) -> QemuDomainObj:
     if not obj.active or obj.process is None:
         raise not_running(obj)
     return obj
+
+
+_PARAM_NAMES = {attr: name for name, attr in _SAVE_PARAMS.items()}
 
 
 def _save_params(params: list) -> dict[str, str]:

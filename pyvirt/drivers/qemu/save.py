@@ -104,10 +104,33 @@ class SaveTarget(ImageEnd):
             await asyncio.to_thread(self.file.remove)
 
 
-async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | None, flags: int) -> None:
+def image_xml(definition: conf.DomainDef) -> str:
+    """The domain XML a save image carries: the form migration's Begin sends
+    (inactive, with secrets), since libvirt's restore parses an image's XML as
+    migratable XML and adds back the default devices that form leaves out."""
+    return definition.format(secure=True, migratable=True)
+
+
+def choose_format(drv: "QemuDriver", image_format: str | None = None,
+                  compat: str | None = None) -> saveimage.ImageFormat:
+    """The format of one save: the call's ``image_format`` (libvirt 11.2's save
+    parameter), else ``save_image_format``; refused if the call's ``compat``
+    (``pyvirt.image_compat``) or else ``save_image_compat`` names a reader that
+    cannot restore it."""
+    fmt = saveimage.image_format(image_format or drv.cfg.save_image_format)
+    if compat:
+        saveimage.check_compat(fmt, compat, f"the save parameter pyvirt.image_compat = '{compat}'")
+    elif drv.cfg.save_image_compat:
+        saveimage.check_compat(fmt, drv.cfg.save_image_compat,
+                               f"save_image_compat = \"{drv.cfg.save_image_compat}\"")
+    return fmt
+
+
+async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | None, flags: int,
+               image_format: str | None = None, compat: str | None = None) -> None:
     """Save a running guest's state to ``path`` and stop it (shutoff/saved)."""
     imagefile.check_path(path)
-    fmt = saveimage.image_format(drv.cfg.save_image_format)
+    fmt = choose_format(drv, image_format, compat)
     program = find_program(fmt, drv.cfg.helper_path) if fmt.compress else None
     if not obj.active:
         raise not_running(obj)
@@ -120,7 +143,7 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
             conf.ensure_abi_stable(obj.live, xml_def)
         was_running = obj.state == DomainState.RUNNING
         resume_after = bool(flags & SaveFlags.RUNNING) or (was_running and not flags & SaveFlags.PAUSED)
-        header, head = saveimage.build(xml_def.format(secure=True, inactive=True), resume_after, fmt)
+        header, head = saveimage.build(image_xml(xml_def), resume_after, fmt)
         await testhooks.reach("save", obj.name)
         # The file first: a path that cannot be written never pauses the guest.
         target = await SaveTarget.open(drv, obj, path, head, fmt, program)

@@ -21,6 +21,15 @@ too, and round the padding up so the stream starts on a 4 KiB boundary.
 Compression numbers 0-4 are libvirt 9.0's.  libvirt 9.0 has no zstd: we
 give it 5, the next unused number (later libvirt releases use 5 for zstd as
 well), and libvirt 9.0 refuses such images as an unsupported format.
+
+Who must be able to restore an image is the user's choice
+(:func:`check_compat`): pyvirtd's ``save_image_compat = "libvirt-9.0"``
+for every save, or the pyvirt-only save parameter ``pyvirt.image_compat``
+for one.  A save in a format the named reader cannot restore is then
+refused before the guest is touched, rather than leaving an image that
+fails only when someone tries it on the other host.  Without the setting
+every format is allowed: zstd is the fastest and smallest, and pyvirt
+restores it.
 """
 
 from __future__ import annotations
@@ -95,6 +104,36 @@ FORMATS: dict[str, ImageFormat] = {f.name: f for f in (
                 ("zstd", "-dc", "-q", "--long=27"), libvirt_9_reads=False),
 )}
 BY_CODE: dict[int, ImageFormat] = {int(f.code): f for f in FORMATS.values()}
+
+
+# save_image_compat values: who must be able to restore the image, and the words for them
+COMPAT_READERS = {"libvirt-9.0": "libvirt 9.0"}
+
+
+def readable_by(fmt: ImageFormat, compat: str) -> bool:
+    if compat == "libvirt-9.0":
+        return fmt.libvirt_9_reads
+    return True
+
+
+def check_compat_name(compat: str) -> None:
+    if compat and compat not in COMPAT_READERS:
+        raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
+                    f"unknown save image compatibility '{compat}': use one of {', '.join(COMPAT_READERS)}")
+
+
+def check_compat(fmt: ImageFormat, compat: str, asked_by: str) -> None:
+    """Refuse ``fmt`` when ``compat`` names a reader that cannot restore it;
+    ``asked_by`` says where the compatibility was asked for."""
+    check_compat_name(compat)
+    if not compat or readable_by(fmt, compat):
+        return
+    reader = COMPAT_READERS[compat]
+    others = [f.name for f in FORMATS.values() if readable_by(f, compat)]
+    raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
+                f"save image format '{fmt.name}' cannot be restored by {reader}, which reads only "
+                f"{', '.join(others[:-1])} and {others[-1]} images; {asked_by} asks for images "
+                f"{reader} can restore")
 
 
 def image_format(name: str) -> ImageFormat:

@@ -211,6 +211,8 @@ PROCEDURES: list[Procedure] = [
     # Opens a path the caller names, as root: refused on read-only connections whatever the flags.
     _proc(235, "DOMAIN_SAVE_IMAGE_GET_XML_DESC", [("file", s), ("flags", u)], [("xml", s)],
           high=True, mutates=True),
+    _proc(236, "DOMAIN_SAVE_IMAGE_DEFINE_XML", [("file", s), ("dxml", s), ("flags", u)],
+          high=True, mutates=True),
 
     # --- console ------------------------------------------------------------------------------
     _proc(201, "DOMAIN_OPEN_CONSOLE", [("dom", D), ("dev_name", s_), ("flags", u)],
