@@ -211,16 +211,21 @@ class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAP
     # -- migration ---------------------------------------------------------------
     def migrate(self, dconn: "virConnect", flags: int = 0, dname: str | None = None,
                 uri: str | None = None, bandwidth: int = 0) -> "virDomain":
-        return self.migrate3(dconn, _params(dname=dname, uri=uri, bandwidth=bandwidth), flags)
+        return self._migrate(dconn, _params(dname=dname, uri=uri, bandwidth=bandwidth), flags, "virDomainMigrate")
 
     def migrate2(self, dconn: "virConnect", dxml: str | None = None, flags: int = 0, dname: str | None = None,
                  uri: str | None = None, bandwidth: int = 0) -> "virDomain":
-        return self.migrate3(dconn, _params(dxml=dxml, dname=dname, uri=uri, bandwidth=bandwidth), flags)
+        return self._migrate(dconn, _params(dxml=dxml, dname=dname, uri=uri, bandwidth=bandwidth), flags,
+                             "virDomainMigrate2")
 
     def migrate3(self, dconn: "virConnect", params: dict[str, Any] | None = None, flags: int = 0) -> "virDomain":
         """Client-driven migration to ``dconn`` (see :mod:`pyvirt.migration`)."""
+        return self._migrate(dconn, params, flags, "virDomainMigrate3")
+
+    def _migrate(self, dconn: "virConnect", params: dict[str, Any] | None, flags: int, api: str) -> "virDomain":
         from . import aio, migration
-        ref = aio.run(migration.migrate_managed(self._conn._drv, dconn._drv, self._ref, dict(params or {}), flags))
+        ref = aio.run(migration.migrate_managed(self._conn._drv, dconn._drv, self._ref, dict(params or {}), flags,
+                                                api=api))
         return virDomain(dconn, ref)
 
     def migrateToURI(self, duri: str, flags: int = 0, dname: str | None = None, bandwidth: int = 0) -> int:

@@ -31,8 +31,9 @@ PLAIN_PARAMS = {"migrate_uri", "destination_name", "destination_xml", "bandwidth
 
 
 async def migrate_managed(src: HypervisorConnection, dst: HypervisorConnection, dom: DomainRef,
-                          params: dict[str, Any], flags: int) -> DomainRef:
-    """Migrate ``dom`` from ``src`` to ``dst``; return the domain on ``dst``."""
+                          params: dict[str, Any], flags: int, api: str = "virDomainMigrate3") -> DomainRef:
+    """Migrate ``dom`` from ``src`` to ``dst``; return the domain on ``dst``.  ``api`` is the
+    entry point the caller used, named as libvirt names it when no protocol is shared."""
     if flags & (MigrateFlags.PEER2PEER | MigrateFlags.TUNNELLED):
         raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.NONE,
                     "use migrateToURI* for peer-to-peer and tunnelled migration")
@@ -53,7 +54,7 @@ async def migrate_managed(src: HypervisorConnection, dst: HypervisorConnection, 
                         "destination XML needs migration protocol v3, which one of the hosts does not offer")
         return await run_v2(_ClientSource(src, dom, params, typed, False),
                             _ClientDestination(dst, dom, params, typed, False), flags)
-    raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NONE, "no migration protocol is supported by both hosts")
+    raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.DOMAIN, api)     # libvirt's virReportUnsupportedError
 
 
 async def _v3(src: HypervisorConnection, dst: HypervisorConnection, dom: DomainRef, params: dict[str, Any],
@@ -167,12 +168,11 @@ async def migrate_to_uri(src: HypervisorConnection, dom: DomainRef, dconnuri: st
     """Unmanaged migration: the source daemon talks to the destination itself."""
     if not flags & MigrateFlags.PEER2PEER:
         if not await supports(src, DriverFeature.MIGRATION_DIRECT):
-            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.NONE,
-                        "direct migration is not supported by the source host: use VIR_MIGRATE_PEER2PEER "
-                        "or migrate with a destination connection")
+            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.DOMAIN,
+                        "direct migration is not supported by the source host")
     elif not await supports(src, DriverFeature.MIGRATION_P2P):
-        raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.NONE,
-                    "peer-to-peer migration is not supported by the source host")
+        raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.DOMAIN,
+                    "p2p migration is not supported by the source host")
     from .uri import parse as parse_uri
     target = parse_uri(dconnuri)
     if not target.host or target.host.startswith("localhost"):
