@@ -15,8 +15,9 @@ import pytest
 
 from pyvirt import conf
 from pyvirt.drivers.qemu.migration.cookie import (
-    ALL_FLAGS, FEATURE_NAMES, MIGRATE_COOKIE_MAX, STATISTICS_KEYS, CookieFlags, CookieGraphics,
-    CookieLockState, MigrationCookie, mandatory_names, parse_cookie)
+    ALL_FLAGS, FEATURE_NAMES, MIGRATE_COOKIE_MAX, MIGRATION_CAPABILITIES, STATISTICS_KEYS, STEP_ACCEPTS,
+    CookieBitmapDisk, CookieCpu, CookieFlags, CookieGraphics, CookieLockState, CookieNetInterface,
+    MigrationCookie, cookie_capabilities, mandatory_names, parse_cookie)
 from pyvirt.errors import ErrorDomain, ErrorNumber, libvirtError
 from pyvirt.drivers.qemu.migration.nbd_cookie import CookieNbd, NbdDisk
 
@@ -46,6 +47,11 @@ VNC = CookieGraphics(type="vnc", port=5901, listen="0.0.0.0")
 LOCK = CookieLockState(driver="sanlock", leases="__LIBVIRT__DISKS__:9f7a3c:/var/lib/libvirt/sanlock/9f7a3c:0:4")
 CAPS = [("xbzrle", False), ("auto-converge", False), ("postcopy-ram", False),
         ("pause-before-switchover", True), ("late-block-activate", False)]
+NETWORK = [CookieNetInterface(0, "openvswitch", "a1b2-port & co"), CookieNetInterface(2, "midonet")]
+CPU = CookieCpu(mode="custom", match="exact", check="full", model="Skylake-Client-IBRS", fallback="forbid",
+                vendor="Intel", features=(("require", "ss"), ("require", "hypervisor"), ("disable", "mpx")))
+BITMAPS = [CookieBitmapDisk("vda", (("nightly", "libvirt-vda-nightly"), ("weekly", "libvirt-vda-weekly"))),
+           CookieBitmapDisk("vdb", (("b0", "libvirt-vdb-b0"),))]
 
 
 def cookie(**parts) -> MigrationCookie:
@@ -61,11 +67,21 @@ GOLDEN = {
     "persistent": lambda: cookie(mandatory=CookieFlags.PERSISTENT, persistent_xml=persistent_xml()),
     "statistics": lambda: cookie(statistics=dict(ALL_STATS)),
     "capabilities": lambda: cookie(capabilities=list(CAPS)),
+    "network": lambda: cookie(network=list(NETWORK)),
+    "cpu": lambda: cookie(cpu=CPU),
+    "cpu-passthrough": lambda: cookie(cpu=CookieCpu(mode="host-passthrough", check="none", migratable="on")),
+    "block-dirty-bitmaps": lambda: cookie(nbd=CookieNbd(disks=[NbdDisk("vda", 1 << 30)]),
+                                          dirty_bitmaps=list(BITMAPS)),
+    "allow-reboot": lambda: cookie(allow_reboot=False),
+    "hotplug-features": lambda: cookie(mandatory=CookieFlags.LOCKSTATE | CookieFlags.MEMORY_HOTPLUG
+                                       | CookieFlags.CPU_HOTPLUG),
     "full": lambda: cookie(
         mandatory=(CookieFlags.LOCKSTATE | CookieFlags.PERSISTENT | CookieFlags.MEMORY_HOTPLUG
                    | CookieFlags.CPU_HOTPLUG),
         graphics=SPICE_CERT, lockstate=LOCK, persistent_xml=persistent_xml(),
-        statistics=dict(ALL_STATS), capabilities=list(CAPS)),
+        network=list(NETWORK), nbd=CookieNbd(port=49153, disks=[NbdDisk("vda", 1 << 30)]),
+        statistics=dict(ALL_STATS), cpu=CPU, allow_reboot=True, capabilities=list(CAPS),
+        dirty_bitmaps=list(BITMAPS)),
 }
 
 
@@ -187,8 +203,7 @@ def test_empty_capabilities_stay_open_like_libvirt():
 def test_flags_are_derived_from_parts_and_separate_from_mandatory():
     assert cookie().flags == CookieFlags(0)
     full = GOLDEN["full"]()
-    assert full.flags == (CookieFlags.GRAPHICS | CookieFlags.LOCKSTATE | CookieFlags.PERSISTENT
-                          | CookieFlags.STATS | CookieFlags.CAPS)
+    assert full.flags == ALL_FLAGS & ~(CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG)
     assert CookieFlags.MEMORY_HOTPLUG in full.mandatory and CookieFlags.MEMORY_HOTPLUG not in full.flags
     only_marked = cookie(mandatory=CookieFlags.LOCKSTATE)
     assert only_marked.flags == CookieFlags(0) and only_marked.lockstate is None
@@ -249,9 +264,10 @@ def test_libvirt_begin_cookie_lockstate_feature_without_element():
     assert parsed.mandatory == CookieFlags.LOCKSTATE
     assert parsed.lockstate is None
     assert parsed.capabilities == [("xbzrle", False), ("pause-before-switchover", True)]
-    assert parsed.flags == CookieFlags.CAPS
-    # <cpu> is not modelled: skipped on reading, never written
-    assert "<cpu" not in parsed.format().decode()
+    assert parsed.cpu == CookieCpu(mode="custom", match="exact", check="partial", model="qemu64",
+                                   fallback="forbid")
+    assert parsed.flags == CookieFlags.CAPS | CookieFlags.CPU
+    assert parsed.format() == wire(BEGIN)
 
 
 def test_libvirt_begin_cookie_refused_without_lockstate():
@@ -259,7 +275,7 @@ def test_libvirt_begin_cookie_refused_without_lockstate():
           accepted=CookieFlags.CPU | CookieFlags.CAPS)
 
 
-def test_libvirt_parts_pyvirt_does_not_model_are_skipped():
+def test_every_part_libvirt_writes_is_read():
     text = header("  <graphics type='spice' port='5900' listen='127.0.0.1' tlsPort='-1'/>\n"
                   "  <network>\n"
                   "    <interface index='0' vporttype='openvswitch'>\n"
@@ -278,9 +294,62 @@ def test_libvirt_parts_pyvirt_does_not_model_are_skipped():
                   "    </disk>\n"
                   "  </blockDirtyBitmaps>\n")
     parsed = parse(wire(text))
-    # <nbd> is modelled (non-shared-storage migration); the others are skipped
     assert parsed == cookie(graphics=SPICE, capabilities=[],
-                            nbd=CookieNbd(49153, [NbdDisk("vda", 10485760)]))
+                            nbd=CookieNbd(49153, [NbdDisk("vda", 10485760)]),
+                            network=[CookieNetInterface(0, "openvswitch", "abc")], allow_reboot=True,
+                            dirty_bitmaps=[CookieBitmapDisk("vda", (("a", "libvirt-vda-a"),))])
+    assert parsed.format() == wire(text)
+
+
+def test_network_interfaces_read_by_position_when_unindexed():
+    text = header("  <network>\n    <interface vporttype='802.1Qbh'/>\n"
+                  "    <interface vporttype='openvswitch'><portdata/></interface>\n  </network>\n")
+    assert parse(wire(text)).network == [CookieNetInterface(0, "802.1Qbh"), CookieNetInterface(1, "openvswitch", "")]
+
+
+def test_empty_containers_are_left_out_like_libvirt():
+    """libvirt writes no <network> without port data and no <blockDirtyBitmaps> without bitmaps."""
+    c = cookie(network=[], dirty_bitmaps=[CookieBitmapDisk("vda", ())])
+    assert c.format() == wire(header())
+
+
+def test_capabilities_as_each_party_sends_them():
+    qemu = ["events", "zero-copy-send", "xbzrle", "late-block-activate", "pause-before-switchover",
+            "x-colo", "multifd", "return-path", "postcopy-ram"]
+    assert cookie_capabilities(qemu, "source") == [
+        ("xbzrle", False), ("postcopy-ram", False), ("pause-before-switchover", True),
+        ("late-block-activate", False), ("multifd", False), ("return-path", False), ("zero-copy-send", False)]
+    dest = dict(cookie_capabilities(qemu, "destination"))
+    assert dest["late-block-activate"] and not dest["pause-before-switchover"]
+    assert "events" not in dest and "x-colo" not in dest
+    assert MIGRATION_CAPABILITIES[:4] == ("xbzrle", "auto-converge", "rdma-pin-all", "events")
+
+
+def test_capabilities_read_leniently_like_libvirt():
+    """An unknown name is kept (the reader ignores it), any auto but 'yes' is no."""
+    text = header("  <capabilities>\n    <cap name='teleport' auto='yes'/>\n"
+                  "    <cap name='xbzrle' auto='maybe'/>\n    <cap name='multifd'/>\n  </capabilities>\n")
+    assert parse(wire(text)).capabilities == [("teleport", True), ("xbzrle", False), ("multifd", False)]
+
+
+def test_step_accepts_are_libvirts():
+    assert STEP_ACCEPTS["prepare"] == (CookieFlags.LOCKSTATE | CookieFlags.NBD | CookieFlags.MEMORY_HOTPLUG
+                                       | CookieFlags.CPU_HOTPLUG | CookieFlags.CPU | CookieFlags.CAPS
+                                       | CookieFlags.BLOCK_DIRTY_BITMAPS)
+    assert STEP_ACCEPTS["finish"] == (CookieFlags.NETWORK | CookieFlags.STATS | CookieFlags.NBD
+                                      | CookieFlags.PERSISTENT)
+    assert STEP_ACCEPTS["confirm"] == CookieFlags.STATS
+    # what pyvirt marks mandatory in each step is accepted by the next one on libvirt's side
+    assert CookieFlags.LOCKSTATE & STEP_ACCEPTS["prepare"]       # Begin
+    assert CookieFlags.PERSISTENT & STEP_ACCEPTS["finish"]       # Perform with --persistent
+
+
+def test_hotplug_features_refused_where_libvirt_refuses_them():
+    data = GOLDEN["hotplug-features"]().format()
+    assert parse(data, accepted=STEP_ACCEPTS["prepare"]).mandatory == (
+        CookieFlags.LOCKSTATE | CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG)
+    fails(data, ErrorNumber.INTERNAL_ERROR, "Unsupported migration cookie feature lockstate",
+          accepted=STEP_ACCEPTS["finish"])
 
 
 def test_nbd_part_in_libvirts_format():
@@ -347,31 +416,33 @@ def test_missing_header_element(tag: str):
 
 def test_malformed_uuids():
     fails(wire(header(hostuuid="not-a-uuid")), ErrorNumber.INTERNAL_ERROR,
-          "malformed hostuuid element 'not-a-uuid'")
+          "malformed hostuuid element in migration data")
     fails(wire(header(uuid="1234")), ErrorNumber.INTERNAL_ERROR, "malformed uuid element '1234'")
 
 
 def test_unexpected_name():
-    err = fails(wire(header(name="other")), ErrorNumber.OPERATION_FAILED,
+    err = fails(wire(header(name="other")), ErrorNumber.INTERNAL_ERROR,
                 "Incoming cookie data had unexpected name other vs minimal")
-    assert err.get_error_message().startswith("operation failed: ")
+    assert err.get_error_message().startswith("internal error: ")
     assert parse(wire(header(name="other")), expect_name=None).name == "other"
 
 
 def test_unexpected_uuid():
     other = "11111111-2222-3333-4444-555555555555"
-    fails(wire(header(uuid=other)), ErrorNumber.OPERATION_FAILED,
+    fails(wire(header(uuid=other)), ErrorNumber.INTERNAL_ERROR,
           f"Incoming cookie data had unexpected UUID {other} vs {UUID}")
     assert parse(wire(header(uuid=other)), expect_uuid=None).uuid == other
     assert parse(wire(header(uuid=UUID.upper()))).uuid == UUID   # compared as UUIDs
 
 
-def test_same_host_names_both_uuids():
-    err = fails(wire(header(hostuuid=LOCAL.upper())), ErrorNumber.OPERATION_INVALID,
-                "Attempt to migrate guest to the same host", f"source host UUID {LOCAL.upper()}",
-                f"this host's UUID {LOCAL}")
-    assert err.get_error_message().startswith("Requested operation is not valid: ")
+def test_same_host_refused_as_libvirt():
+    """libvirt's words and code; only the host UUID counts, never the hostname."""
+    err = fails(wire(header(hostuuid=LOCAL.upper())), ErrorNumber.INTERNAL_ERROR,
+                f"Attempt to migrate guest to the same host {LOCAL.upper()}")
+    assert err.get_error_message() == f"internal error: Attempt to migrate guest to the same host {LOCAL.upper()}"
     assert parse(wire(header(hostuuid=LOCAL)), check_same_host=False).hostuuid == LOCAL
+    same_name = header().replace("<hostname>host-a</hostname>", "<hostname>reader</hostname>")
+    assert parse(wire(same_name)).hostname == "reader"
 
 
 def test_unknown_feature():
@@ -416,7 +487,13 @@ def test_parts_not_accepted_are_not_read():
     ("<statistics><memory_total>-1</memory_total></statistics>", "malformed statistic <memory_total> '-1'"),
     ("<statistics><started>soon</started></statistics>", "malformed statistic <started> 'soon'"),
     ("<capabilities><cap auto='yes'/></capabilities>", "missing migration capability name"),
-    ("<capabilities><cap name='xbzrle' auto='maybe'/></capabilities>", "malformed auto value 'maybe'"),
+    ("<network><interface index='0'/></network>", "missing vporttype attribute in migration data"),
+    ("<blockDirtyBitmaps><disk><bitmap name='a' alias='b'/></disk></blockDirtyBitmaps>",
+     "malformed <blockDirtyBitmaps> in migration cookie"),
+    ("<blockDirtyBitmaps><disk target='vda'><bitmap name='a'/></disk></blockDirtyBitmaps>",
+     "malformed <blockDirtyBitmaps> in migration cookie"),
+    ("<allowReboot value='perhaps'/>", "invalid allowReboot value 'perhaps'"),
+    ("<cpu mode='custom'><feature policy='require'/></cpu>", "Invalid CPU feature name"),
 ])
 def test_malformed_parts(part: str, needle: str):
     fails(wire(header(f"  {part}\n")), ErrorNumber.INTERNAL_ERROR, needle)

@@ -19,9 +19,17 @@ reader), in the order libvirt writes them (which is bit order).  A cookie's
 as in libvirt (a Begin cookie marks ``lockstate`` mandatory without a
 ``<lockstate>`` element).
 
-Parts pyvirt does not model (network, cpu, allowReboot,
-blockDirtyBitmaps) are never written and are skipped when read; a receiver
-that accepts them as mandatory features still passes the feature check.
+Every part libvirt 9.0 may write is read and can be written: ``<network>``
+(per-NIC virtual port data), ``<cpu>`` (the guest CPU the source runs),
+``<allowReboot>`` (written by older libvirt only), ``<capabilities>`` (the
+migration capabilities the sender's QEMU has, and which it switches on by
+itself), ``<blockDirtyBitmaps>``; ``memory-hotplug`` and ``cpu-hotplug`` are
+features without an element.  What each step sends and accepts follows
+libvirt's qemu_migration.c (see :data:`STEP_ACCEPTS`).
+
+Header checks, as libvirt's: the name and UUID must be the receiver's
+domain's, and the sender's host UUID must not be the receiver's — the
+hostname may be equal (two hosts may share one; only the UUID tells).
 """
 
 from __future__ import annotations
@@ -101,6 +109,34 @@ _STAT_RANGE: dict[str, tuple[int, int]] = {
 
 # virDomainGraphicsType names, which is what libvirt's reader accepts.
 GRAPHICS_TYPES = ("sdl", "vnc", "rdp", "desktop", "spice", "egl-headless", "dbus")
+
+# libvirt 9.0's qemuMigrationCapability names, in the order its cookie lists them.
+# "events" is never listed: libvirt always switches it on itself.
+MIGRATION_CAPABILITIES = ("xbzrle", "auto-converge", "rdma-pin-all", "events", "postcopy-ram", "compress",
+                          "pause-before-switchover", "late-block-activate", "multifd", "dirty-bitmaps",
+                          "return-path", "zero-copy-send")
+# The capabilities each side switches on by itself (libvirt's qemuMigrationParamsAlwaysOn):
+# the cookie says so with auto='yes'.
+ALWAYS_ON = {"source": ("pause-before-switchover",), "destination": ("late-block-activate",)}
+
+# What each step reads from the cookie it receives (qemuMigrationCookieParse's flags in
+# libvirt's qemu_migration.c); a mandatory feature outside these is refused.
+STEP_ACCEPTS = {
+    "prepare": (CookieFlags.LOCKSTATE | CookieFlags.NBD | CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG
+                | CookieFlags.CPU | CookieFlags.CAPS | CookieFlags.BLOCK_DIRTY_BITMAPS),
+    "perform": CookieFlags.GRAPHICS | CookieFlags.CAPS | CookieFlags.BLOCK_DIRTY_BITMAPS | CookieFlags.NBD,
+    "finish": CookieFlags.NETWORK | CookieFlags.STATS | CookieFlags.NBD | CookieFlags.PERSISTENT,
+    "confirm": CookieFlags.STATS,
+}
+
+
+def cookie_capabilities(supported: Iterable[str], party: str) -> list[tuple[str, bool]]:
+    """The <capabilities> part a sender writes: the capabilities its QEMU has that
+    libvirt knows (in libvirt's order, without "events"), each marked automatic
+    when ``party`` ("source" or "destination") switches it on by itself."""
+    have = set(supported)
+    auto = ALWAYS_ON[party]
+    return [(name, name in auto) for name in MIGRATION_CAPABILITIES if name in have and name != "events"]
 
 
 def mandatory_names(flags: int) -> list[str]:
@@ -200,6 +236,123 @@ class CookieLockState:
         return cls(driver=driver, leases="".join(leases.itertext()) if leases is not None else "")
 
 
+@dataclass(frozen=True, slots=True)
+class CookieNetInterface:
+    """One NIC's virtual port data (Open vSwitch, 802.1Qbh, midonet...), for the
+    destination to restore on its port.  ``index`` is the NIC's position in the
+    definition; libvirt writes it and reads the interfaces by position."""
+
+    index: int
+    vporttype: str
+    portdata: str | None = None
+
+    def to_node(self) -> Node:
+        data = el("portdata", text=self.portdata) if self.portdata is not None else None
+        return el("interface", [("index", self.index), ("vporttype", self.vporttype)], [data], keep_open=True)
+
+
+def _network_node(nets: list[CookieNetInterface]) -> Node:
+    return el("network", (), [net.to_node() for net in nets])
+
+
+def _read_network(node: etree._Element) -> list[CookieNetInterface]:
+    nets = []
+    for position, iface in enumerate(node.findall("interface")):
+        vporttype = iface.get("vporttype")
+        if vporttype is None:
+            raise _fail("missing vporttype attribute in migration data")
+        index = iface.get("index")
+        data = child(iface, "portdata")
+        nets.append(CookieNetInterface(
+            index=_int(index, "interface index", 0, 2**31 - 1) if index is not None else position,
+            vporttype=vporttype, portdata="".join(data.itertext()) if data is not None else None))
+    return nets
+
+
+@dataclass(frozen=True, slots=True)
+class CookieCpu:
+    """The guest CPU the source's QEMU runs (libvirt sends it when it expanded the
+    domain's CPU at start), so the destination starts QEMU with the same one.
+
+    Kept as libvirt's ``<cpu>`` element: mode, match, check, migratable, the model
+    (with its fallback), the vendor and each feature with its policy.
+    """
+
+    mode: str = "custom"
+    match: str | None = None
+    check: str | None = None
+    migratable: str | None = None
+    model: str | None = None
+    fallback: str | None = None
+    vendor: str | None = None
+    features: tuple[tuple[str, str], ...] = ()     # (policy, name), in the order written
+
+    def to_node(self) -> Node:
+        model = (el("model", [("fallback", self.fallback)], text=self.model)
+                 if self.model is not None else None)
+        return el("cpu", [("mode", self.mode), ("match", self.match), ("check", self.check),
+                          ("migratable", self.migratable)],
+                  [model, el("vendor", text=self.vendor) if self.vendor is not None else None,
+                   *(el("feature", [("policy", policy), ("name", name)]) for policy, name in self.features)])
+
+    @classmethod
+    def from_element(cls, node: etree._Element) -> CookieCpu:
+        model = child(node, "model")
+        features = []
+        for feature in node.findall("feature"):
+            name = feature.get("name")
+            if not name:
+                raise _fail("Invalid CPU feature name")
+            features.append((feature.get("policy", "require"), name))
+        return cls(mode=node.get("mode", "custom"), match=node.get("match"), check=node.get("check"),
+                   migratable=node.get("migratable"),
+                   model=text_of(model, strip=True) if model is not None else None,
+                   fallback=model.get("fallback") if model is not None else None,
+                   vendor=text_of(child(node, "vendor"), strip=True), features=tuple(features))
+
+
+def _allow_reboot_node(allowed: bool) -> Node:
+    return el("allowReboot", [("value", yes_no(allowed))])
+
+
+def _read_allow_reboot(node: etree._Element) -> bool:
+    value = node.get("value")
+    if value not in ("yes", "no"):
+        raise _fail(f"invalid allowReboot value '{value}' in migration cookie")
+    return value == "yes"
+
+
+@dataclass(frozen=True, slots=True)
+class CookieBitmapDisk:
+    """A disk's dirty bitmaps that travel with a storage migration: (name, alias) each."""
+
+    target: str
+    bitmaps: tuple[tuple[str, str], ...]
+
+    def to_node(self) -> Node:
+        return el("disk", [("target", self.target)],
+                  [el("bitmap", [("name", name), ("alias", alias)]) for name, alias in self.bitmaps])
+
+
+def _bitmaps_node(disks: list[CookieBitmapDisk]) -> Node:
+    return el("blockDirtyBitmaps", (), [d.to_node() for d in disks if d.bitmaps])
+
+
+def _read_bitmaps(node: etree._Element) -> list[CookieBitmapDisk]:
+    disks = []
+    for disk in node.findall("disk"):
+        bitmaps = []
+        for bitmap in disk.findall("bitmap"):
+            name, alias = bitmap.get("name"), bitmap.get("alias")
+            if name is None or alias is None:
+                raise _fail("malformed <blockDirtyBitmaps> in migration cookie")
+            bitmaps.append((name, alias))
+        if disk.get("target") is None:
+            raise _fail("malformed <blockDirtyBitmaps> in migration cookie")
+        disks.append(CookieBitmapDisk(disk.get("target"), tuple(bitmaps)))
+    return disks
+
+
 def _format_persistent(xml: str) -> str:
     """The <domain> document, one level in (libvirt indents it like any child)."""
     return "".join(f"{INDENT}{line}\n" if line else "\n" for line in xml.rstrip("\n").split("\n"))
@@ -268,14 +421,14 @@ def _capabilities_node(caps: list[tuple[str, bool]]) -> Node:
 
 
 def _read_capabilities(node: etree._Element) -> list[tuple[str, bool]]:
+    """As libvirt reads them: a name is required, anything but auto='yes' is not
+    automatic, and names this side does not know are kept (the caller ignores them)."""
     caps = []
     for cap in node.findall("cap"):
-        name, auto = cap.get("name"), cap.get("auto", "no")
-        if not name:
+        name = cap.get("name")
+        if name is None:
             raise _fail("missing migration capability name")
-        if auto not in ("yes", "no"):
-            raise _fail(f"malformed auto value '{auto}' of migration capability '{name}'")
-        caps.append((name, auto == "yes"))
+        caps.append((name, cap.get("auto") == "yes"))
     return caps
 
 
@@ -294,6 +447,14 @@ def _rendered(to_node: Callable[[Any], Node]) -> Callable[[Any], str]:
     return lambda value: render(to_node(value), 1)
 
 
+def _unless_empty(to_node: Callable[[Any], Node]) -> Callable[[Any], str]:
+    """A container libvirt leaves out when it would be empty (virXMLFormatElement)."""
+    def write(value: Any) -> str:
+        node = to_node(value)
+        return render(node, 1) if node.children else ""
+    return write
+
+
 # In libvirt's writing order, which is bit order.
 _PARTS: tuple[_Part, ...] = (
     _Part(CookieFlags.GRAPHICS, "graphics", "graphics", _rendered(CookieGraphics.to_node),
@@ -302,12 +463,20 @@ _PARTS: tuple[_Part, ...] = (
           lambda node, root, src: CookieLockState.from_element(node)),
     _Part(CookieFlags.PERSISTENT, "persistent_xml", "domain", _format_persistent,
           lambda node, root, src: _read_persistent(root, src)),
+    _Part(CookieFlags.NETWORK, "network", "network", _unless_empty(_network_node),
+          lambda node, root, src: _read_network(node)),
     _Part(CookieFlags.NBD, "nbd", "nbd", _rendered(CookieNbd.to_node),
           lambda node, root, src: CookieNbd.from_element(node)),
     _Part(CookieFlags.STATS, "statistics", "statistics", _rendered(_statistics_node),
           lambda node, root, src: _read_statistics(node)),
+    _Part(CookieFlags.CPU, "cpu", "cpu", _rendered(CookieCpu.to_node),
+          lambda node, root, src: CookieCpu.from_element(node)),
+    _Part(CookieFlags.ALLOW_REBOOT, "allow_reboot", "allowReboot", _rendered(_allow_reboot_node),
+          lambda node, root, src: _read_allow_reboot(node)),
     _Part(CookieFlags.CAPS, "capabilities", "capabilities", _rendered(_capabilities_node),
           lambda node, root, src: _read_capabilities(node)),
+    _Part(CookieFlags.BLOCK_DIRTY_BITMAPS, "dirty_bitmaps", "blockDirtyBitmaps", _unless_empty(_bitmaps_node),
+          lambda node, root, src: _read_bitmaps(node)),
 )
 
 
@@ -334,6 +503,10 @@ class MigrationCookie:
     statistics: dict[str, int] | None = None
     capabilities: list[tuple[str, bool]] | None = None
     nbd: CookieNbd | None = None
+    network: list[CookieNetInterface] | None = None
+    cpu: CookieCpu | None = None
+    allow_reboot: bool | None = None
+    dirty_bitmaps: list[CookieBitmapDisk] | None = None
 
     def __post_init__(self) -> None:
         self._check()
@@ -404,19 +577,20 @@ def parse_cookie(data: bytes, *, local_host_uuid: str, expect_name: str | None,
     except libvirtError as exc:
         raise _fail(f"malformed migration cookie: {exc.get_str2()}") from exc
 
+    # libvirt's qemuMigrationCookieXMLParse: each of these is an internal error
     fields = {tag: _required(root, tag) for tag in ("name", "uuid", "hostname", "hostuuid")}
     if expect_name is not None and fields["name"] != expect_name:
-        raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
-                    f"Incoming cookie data had unexpected name {fields['name']} vs {expect_name}")
+        raise _fail(f"Incoming cookie data had unexpected name {fields['name']} vs {expect_name}")
     dom_uuid = _uuid(fields["uuid"], "uuid element")
     if expect_uuid is not None and dom_uuid != _uuid(expect_uuid, "expected domain UUID"):
-        raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU,
-                    f"Incoming cookie data had unexpected UUID {fields['uuid']} vs {expect_uuid}")
-    host_uuid = _uuid(fields["hostuuid"], "hostuuid element")
+        raise _fail(f"Incoming cookie data had unexpected UUID {fields['uuid']} vs {expect_uuid}")
+    try:
+        host_uuid = uuidlib.UUID(fields["hostuuid"].strip())
+    except ValueError:
+        raise _fail("malformed hostuuid element in migration data") from None
+    # Only the host UUID tells two hosts apart: equal hostnames are allowed, as in libvirt.
     if check_same_host and host_uuid == _uuid(local_host_uuid, "local host UUID"):
-        raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU,
-                    f"Attempt to migrate guest to the same host: source host UUID "
-                    f"{fields['hostuuid']} equals this host's UUID {local_host_uuid}")
+        raise _fail(f"Attempt to migrate guest to the same host {fields['hostuuid']}")
 
     mandatory = _mandatory_features(root.findall("feature"), accepted)
     parts = {}
