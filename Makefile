@@ -89,7 +89,7 @@ soak-leases: deps venv guests
 
 # Every benchmark, each beside libvirt 9.0 in the same run (several minutes each;
 # bench/save.py with bzip2 and xz takes the longest).
-BENCHES := lifecycle rpc migrate tunnel save limits unprivileged stats tls cli storage locking converge
+BENCHES := lifecycle rpc migrate tunnel save limits unprivileged stats tls cli storage locking converge crossmigrate
 
 bench: deps venv guests
 	for b in $(BENCHES); do $(PY) bench/$$b.py || exit 1; done
