@@ -129,7 +129,10 @@ def error_text(exc):
 
 for a, b, kind_ab, kind_ba in cfg["pairs"]:
     kinds = {(a, b): kind_ab, (b, a): kind_ba}
-    wanted = {kind_ab: cfg["hops"] if kind_ab == kind_ba else (cfg["hops"] + 1) // 2, kind_ba: cfg["hops"] // 2}
+    if kind_ab == kind_ba:
+        wanted = {kind_ab: cfg["hops"]}
+    else:
+        wanted = {kind_ab: (cfg["hops"] + 1) // 2, kind_ba: cfg["hops"] // 2}
     done = {k: 0 for k in wanted}
     failed = set()
     fresh = True
