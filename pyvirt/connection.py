@@ -28,6 +28,7 @@ from .api.iface_nodedev import ConnectIfaceNodedevAPI
 from .api.sched import ConnectSchedAPI
 from .api.stats import ConnectStatsAPI
 from .api.storage import ConnectStorageAPI
+from .api.tuning import ConnectTuningAPI
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ async def _connect_peer(uri: str) -> HypervisorConnection:
 
 class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevicesAPI,  # noqa: N801
                  ConnectLifecycleAPI, ConnectStorageAPI, ConnectNetworkAPI, ConnectObjectEventsAPI,
-                 ConnectSchedAPI, ConnectIfaceNodedevAPI):  # libvirt-python's name
+                 ConnectSchedAPI, ConnectIfaceNodedevAPI, ConnectTuningAPI):  # libvirt-python's name
     """A connection to a hypervisor driver."""
 
     def __init__(self, drv: HypervisorConnection, uri: str) -> None:

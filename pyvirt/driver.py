@@ -271,6 +271,14 @@ DRIVER_METHODS: tuple[str, ...] = (
     "interface_create", "interface_destroy", "connect_num_of_defined_interfaces",
     "connect_list_defined_interfaces", "interface_is_active", "connect_list_all_interfaces",
     "connect_list_all_node_devices",
+    # tuning, pinning, guest time and hostname, free pages (rpc/protocol/remote_tuning.py)
+    "domain_pin_vcpu", "domain_set_memory_parameters", "domain_get_memory_parameters",
+    "domain_set_blkio_parameters", "domain_get_blkio_parameters", "domain_pin_vcpu_flags",
+    "domain_set_block_io_tune", "domain_get_block_io_tune", "domain_set_numa_parameters",
+    "domain_get_numa_parameters", "domain_set_interface_parameters", "domain_get_interface_parameters",
+    "domain_get_hostname", "domain_pin_emulator", "domain_get_emulator_pin_info", "domain_get_time",
+    "domain_set_time", "node_get_free_pages", "domain_get_iothread_info", "domain_get_perf_events",
+    "domain_set_perf_events",
 )
 
 
@@ -441,6 +449,10 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "interface_lookup_by_mac_string", "interface_get_xml_desc", "connect_num_of_defined_interfaces",
     "connect_list_defined_interfaces", "interface_is_active", "connect_list_all_interfaces",
     "connect_list_all_node_devices",
+    # tuning queries (not domain_get_time, domain_get_hostname: libvirt refuses them read-only)
+    "domain_get_memory_parameters", "domain_get_blkio_parameters", "domain_get_block_io_tune",
+    "domain_get_numa_parameters", "domain_get_interface_parameters", "domain_get_emulator_pin_info",
+    "node_get_free_pages", "domain_get_iothread_info", "domain_get_perf_events",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 

@@ -917,3 +917,23 @@ PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
     (BlockJobAbortFlags, "VIR_DOMAIN_BLOCK_JOB_ABORT_"), (BlockJobSpeedFlags, "VIR_DOMAIN_BLOCK_JOB_SPEED_"),
     (BlockJobInfoFlags, "VIR_DOMAIN_BLOCK_JOB_INFO_"),
 )
+
+
+# -- job statistics and abort flags ------------------------------------------------------
+
+class JobStatsFlags(IntFlag):
+    """virDomainGetJobStatsFlags."""
+
+    COMPLETED = 1
+    KEEP_COMPLETED = 2
+
+
+class AbortJobFlags(IntFlag):
+    """virDomainAbortJobFlagsValues."""
+
+    POSTCOPY = 1
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (JobStatsFlags, "VIR_DOMAIN_JOB_STATS_"), (AbortJobFlags, "VIR_DOMAIN_ABORT_JOB_"),
+)

@@ -34,6 +34,9 @@ async def migrate_managed(src: HypervisorConnection, dst: HypervisorConnection, 
                           params: dict[str, Any], flags: int, api: str = "virDomainMigrate3") -> DomainRef:
     """Migrate ``dom`` from ``src`` to ``dst``; return the domain on ``dst``.  ``api`` is the
     entry point the caller used, named as libvirt names it when no protocol is shared."""
+    if flags & MigrateFlags.OFFLINE:
+        await _check_offline(src, "source")
+        await _check_offline(dst, "destination")
     if flags & (MigrateFlags.PEER2PEER | MigrateFlags.TUNNELLED):
         raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.NONE,
                     "use migrateToURI* for peer-to-peer and tunnelled migration")
@@ -55,6 +58,13 @@ async def migrate_managed(src: HypervisorConnection, dst: HypervisorConnection, 
         return await run_v2(_ClientSource(src, dom, params, typed, False),
                             _ClientDestination(dst, dom, params, typed, False), flags)
     raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.DOMAIN, api)     # libvirt's virReportUnsupportedError
+
+
+async def _check_offline(conn: HypervisorConnection, side: str) -> None:
+    """libvirt's client refuses an offline migration a host does not advertise, before anything else."""
+    if not await supports(conn, DriverFeature.MIGRATION_OFFLINE):
+        raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.DOMAIN,
+                    f"offline migration is not supported by the {side} host")
 
 
 async def _v3(src: HypervisorConnection, dst: HypervisorConnection, dom: DomainRef, params: dict[str, Any],
@@ -166,6 +176,8 @@ class _ClientDestination(_ClientSide):
 async def migrate_to_uri(src: HypervisorConnection, dom: DomainRef, dconnuri: str, params: dict[str, Any],
                          flags: int) -> None:
     """Unmanaged migration: the source daemon talks to the destination itself."""
+    if flags & MigrateFlags.OFFLINE:
+        await _check_offline(src, "source")
     if not flags & MigrateFlags.PEER2PEER:
         if not await supports(src, DriverFeature.MIGRATION_DIRECT):
             raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.DOMAIN,

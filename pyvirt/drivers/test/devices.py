@@ -54,11 +54,17 @@ def affected(obj: DomainObj, flags: int) -> tuple[bool, bool]:
     return live, config
 
 
+def _invalid_arg(detail: str, function: str, arg: str) -> libvirtError:
+    """libvirt's virReportInvalidArg: its text as is, with no "invalid argument" prefix."""
+    return libvirtError(detail, ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, ErrorLevel.ERROR,
+                        function, arg, None, 0, 0)
+
+
 def one_definition(obj: DomainObj, flags: int) -> Any:
     """The one definition ``flags`` names (libvirt's virDomainObjGetOneDef)."""
     if flags & DomainAffect.LIVE and flags & DomainAffect.CONFIG:
-        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
-                    "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive")
+        raise _invalid_arg("Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+                           "virDomainObjGetOneDefState", "flags")
     live, _config = affected(obj, flags)
     return obj.live if live else obj.definition
 
@@ -228,6 +234,6 @@ def _check_send_key_args(codeset: int, keycodes: list[int]) -> None:
         raise libvirtError("nkeycodes in virDomainSendKey must be greater than zero", ErrorNumber.INVALID_ARG,
                            ErrorDomain.DOMAIN, ErrorLevel.ERROR, "virDomainSendKey", "nkeycodes", None, 0, 0)
     if codeset not in set(KeycodeSet):
-        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, f"Unsupported codeset '{codeset}'")
+        raise _invalid_arg(f"Unsupported codeset '{codeset}'", "virDomainSendKey", "codeset")
     if len(keycodes) > SEND_KEY_MAX_KEYS:
-        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, f"nkeycodes must be <= {SEND_KEY_MAX_KEYS}")
+        raise _invalid_arg(f"nkeycodes must be <= {SEND_KEY_MAX_KEYS}", "virDomainSendKey", "nkeycodes")

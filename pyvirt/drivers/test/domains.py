@@ -11,6 +11,7 @@ from ...enums import EventStoppedDetail, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
 from . import content
+from .tuning import bare_invalid_arg
 
 _T = ErrorDomain.TEST
 VCPU_LIVE, VCPU_CONFIG, VCPU_MAXIMUM = 1, 2, 4
@@ -85,8 +86,7 @@ class DomainExtrasAPI:
         check_flags(flags, VCPU_LIVE | VCPU_CONFIG | VCPU_MAXIMUM, "testDomainGetVcpusFlags", _T)
         obj = self._obj(dom)
         if flags & VCPU_LIVE and flags & VCPU_CONFIG:
-            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
-                        "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive")
+            raise bare_invalid_arg("Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive")
         if flags & VCPU_LIVE and not obj.active:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")
         d = obj.definition if flags & VCPU_CONFIG else obj.current
@@ -114,15 +114,6 @@ class DomainExtrasAPI:
     async def domain_get_security_label(self, dom: DomainRef) -> tuple[str, int]:
         self._obj(dom)
         return content.SECURITY_LABEL
-
-    async def domain_get_vcpu_pin_info(self, dom: DomainRef, ncpumaps: int, maplen: int,
-                                       flags: int) -> tuple[bytes, int]:
-        check_flags(flags, VCPU_LIVE | VCPU_CONFIG, "testDomainGetVcpuPinInfo", _T)
-        obj = self._obj(dom)
-        hostcpus = content.NODE_INFO[2]
-        vcpus = min(ncpumaps, obj.current.vcpus)
-        one = _bits([i < hostcpus for i in range(maplen * 8)])
-        return one * vcpus, vcpus
 
     # -- memory and managed save -------------------------------------------------------------
     async def domain_set_memory(self, dom: DomainRef, memory: int) -> None:

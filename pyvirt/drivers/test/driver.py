@@ -32,6 +32,8 @@ from .network import TestNetworkConnection, TestNetworks
 from .snapshots import SnapshotAPI
 from .stats import StatsAPI
 from .storage import TestPools, TestStorageConnection
+from . import tuning
+from .tuning_api import TuningAPI
 
 # libvirt's test driver takes any virt type a caller writes (its parser has no driver check);
 # pyvirt's leaves out lxc, whose container definitions (<init>, os type 'exe') its XML model lacks
@@ -73,6 +75,7 @@ class TestHost:
         obj.live.id = obj.id
         obj.extra["start_time"] = str(time.monotonic())
         self.next_id += 1
+        tuning.live_tune(obj)     # the running definition's tuning starts as the persistent one's
         if paused:
             obj.set_state(DomainState.PAUSED, PausedReason.USER)
         else:
@@ -152,8 +155,8 @@ async def open_path(path: str, info: ConnectionInfo) -> "TestConnection":
     return TestConnection(info, host)
 
 
-class TestConnection(DeviceAPI, JobsAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI, IfaceNodedevAPI, DomainQueries,
-                     HypervisorConnection):
+class TestConnection(DeviceAPI, JobsAPI, TuningAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI, IfaceNodedevAPI,
+                     DomainQueries, HypervisorConnection):
     driver_prefix = "test"
     error_domain = ErrorDomain.TEST
 
@@ -227,6 +230,7 @@ class TestConnection(DeviceAPI, JobsAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI,
             detail = EventDefinedDetail.ADDED
         else:
             old.definition = new
+            tuning.forget_config(old)
             detail = EventDefinedDetail.ADDED if not old.persistent else EventDefinedDetail.UPDATED
             old.persistent = True
             obj = old
@@ -338,8 +342,10 @@ class TestConnection(DeviceAPI, JobsAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI,
                                | XMLFlags.MIGRATABLE), "testDomainGetXMLDesc", ErrorDomain.TEST)
         obj = self._obj(dom)
         inactive = bool(flags & XMLFlags.INACTIVE)
-        d = obj.definition if inactive or not obj.active else obj.current
-        return d.format(secure=bool(flags & XMLFlags.SECURE), inactive=inactive)
+        config = inactive or not obj.active
+        d = obj.definition if config else obj.current
+        text = d.format(secure=bool(flags & XMLFlags.SECURE), inactive=inactive)
+        return tuning.decorate_xml(text, tuning.config_tune(obj) if config else tuning.live_tune(obj), d.vcpus)
 
     async def domain_set_autostart(self, dom: DomainRef, autostart: int) -> None:
         obj = self._obj(dom)

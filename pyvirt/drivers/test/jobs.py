@@ -17,14 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...enums_more import JobType
+from ...enums_more import AbortJobFlags, JobStatsFlags, JobType
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
 
 _T = ErrorDomain.TEST
-STATS_COMPLETED, STATS_KEEP_COMPLETED = 1, 2     # VIR_DOMAIN_JOB_STATS_*
-ABORT_POSTCOPY = 1                               # VIR_DOMAIN_ABORT_JOB_POSTCOPY
-JOB_INFO_FIELDS = 12                             # virDomainJobInfo: type and eleven figures
+JOB_INFO_FIELDS = 12        # virDomainJobInfo: its type and eleven figures
 
 
 class JobsAPI:
@@ -38,8 +36,8 @@ class JobsAPI:
         return (int(JobType.NONE),) + (0,) * (JOB_INFO_FIELDS - 1)
 
     async def domain_get_job_stats(self, dom: DomainRef, flags: int) -> tuple[int, list[tuple[str, int, Any]]]:
-        check_flags(flags, STATS_COMPLETED | STATS_KEEP_COMPLETED, "testDomainGetJobStats", _T)
-        if flags & STATS_COMPLETED:
+        check_flags(flags, int(JobStatsFlags.COMPLETED | JobStatsFlags.KEEP_COMPLETED), "testDomainGetJobStats", _T)
+        if flags & JobStatsFlags.COMPLETED:
             self._obj(dom)          # a completed job's figures need no running domain (there are none)
         else:
             self._active(dom)
@@ -49,8 +47,8 @@ class JobsAPI:
         await self.domain_abort_job_flags(dom, 0)
 
     async def domain_abort_job_flags(self, dom: DomainRef, flags: int) -> None:
-        check_flags(flags, ABORT_POSTCOPY, "testDomainAbortJobFlags", _T)
+        check_flags(flags, int(AbortJobFlags.POSTCOPY), "testDomainAbortJobFlags", _T)
         self._active(dom)
-        if flags & ABORT_POSTCOPY:
+        if flags & AbortJobFlags.POSTCOPY:
             raise error(ErrorNumber.OPERATION_INVALID, _T, "current job is not outgoing migration in post-copy mode")
         raise error(ErrorNumber.OPERATION_INVALID, _T, "no job is active on the domain")

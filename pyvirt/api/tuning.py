@@ -1,0 +1,183 @@
+"""libvirt-python's tuning calls: memory, blkio, NUMA, interface and block I/O
+parameters, perf events, vCPU/emulator pinning, IOThread info, the guest's time and
+hostname, the node's free huge pages.
+
+Shapes are libvirt-python's: every ``*Parameters``/``blockIoTune``/``perfEvents`` a
+dict; a setter first reads the current parameters (with the same flags) to learn
+each name's type and refuses a name the domain lacks with ``LookupError``, as
+libvirt-python does before any call; ``getTime`` ``{'seconds', 'nseconds'}``;
+``emulatorPinInfo`` a tuple of booleans per host CPU; ``ioThreadInfo`` a list of
+``(id, [bool, ...])``; ``getFreePages`` ``{cell: {page_size: count}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+TYPED_PARAM_BOOLEAN, TYPED_PARAM_STRING = 6, 7
+
+
+def _dict(params: list[tuple[str, int, Any]]) -> dict[str, Any]:
+    return {name: value for name, _type, value in params}
+
+
+def _typed(current: list[tuple[str, int, Any]], params: dict[str, Any]) -> list[tuple[str, int, Any]]:
+    """The caller's dict as typed parameters, each with its current parameter's type."""
+    if not current:
+        raise LookupError("Domain has no settable attributes")
+    types = {name: ptype for name, ptype, _value in current}
+    out = []
+    for name, value in params.items():
+        if name not in types:
+            raise LookupError(f'Attribute name "{name}" could not be recognized')
+        ptype = types[name]
+        if ptype == TYPED_PARAM_STRING:
+            if not isinstance(value, str):
+                raise TypeError("Attribute value type must be str")
+        elif ptype == TYPED_PARAM_BOOLEAN:
+            value = bool(value)
+        elif isinstance(value, float) and ptype != 5:
+            raise TypeError(f"an integer is required for '{name}'")
+        out.append((name, ptype, value))
+    return out
+
+
+def _cpu_bytes(cpumap: Any, ncpus: int) -> bytes:
+    """A tuple of booleans as libvirt's CPU map bytes (VIR_CPU_MAPLEN of the host's CPUs)."""
+    out = bytearray((ncpus + 7) // 8)
+    for cpu, used in enumerate(cpumap):
+        if used and cpu < ncpus:
+            out[cpu // 8] |= 1 << (cpu % 8)
+    return bytes(out)
+
+
+def _cpu_bools(data: bytes, offset: int, ncpus: int) -> list[bool]:
+    return [bool(data[offset + cpu // 8] & (1 << (cpu % 8))) if offset + cpu // 8 < len(data) else False
+            for cpu in range(ncpus)]
+
+
+class DomainTuningAPI:
+    """Mixed into :class:`pyvirt.domain.virDomain`."""
+
+    _call: Callable[..., Any]
+    _conn: Any
+
+    # -- the counted getters: ask for the count, then for that many -------------------------
+    def _counted(self, method: str, flags: int, *lead: Any) -> list[tuple[str, int, Any]]:
+        _params, nparams = self._call(method, *lead, 0, flags)
+        if nparams == 0:
+            return []
+        params, _n = self._call(method, *lead, nparams, flags)
+        return params
+
+    def memoryParameters(self, flags: int = 0) -> dict[str, Any]:
+        return _dict(self._counted("domain_get_memory_parameters", flags))
+
+    def setMemoryParameters(self, params: dict[str, Any], flags: int = 0) -> int:
+        typed = _typed(self._counted("domain_get_memory_parameters", flags), params)
+        self._call("domain_set_memory_parameters", typed, flags)
+        return 0
+
+    def blkioParameters(self, flags: int = 0) -> dict[str, Any]:
+        return _dict(self._counted("domain_get_blkio_parameters", flags))
+
+    def setBlkioParameters(self, params: dict[str, Any], flags: int = 0) -> int:
+        typed = _typed(self._counted("domain_get_blkio_parameters", flags), params)
+        self._call("domain_set_blkio_parameters", typed, flags)
+        return 0
+
+    def numaParameters(self, flags: int = 0) -> dict[str, Any]:
+        return _dict(self._counted("domain_get_numa_parameters", flags))
+
+    def setNumaParameters(self, params: dict[str, Any], flags: int = 0) -> int:
+        typed = _typed(self._counted("domain_get_numa_parameters", flags), params)
+        self._call("domain_set_numa_parameters", typed, flags)
+        return 0
+
+    def interfaceParameters(self, device: str, flags: int = 0) -> dict[str, Any]:
+        return _dict(self._counted("domain_get_interface_parameters", flags, device))
+
+    def setInterfaceParameters(self, device: str, params: dict[str, Any], flags: int = 0) -> int:
+        typed = _typed(self._counted("domain_get_interface_parameters", flags, device), params)
+        self._call("domain_set_interface_parameters", device, typed, flags)
+        return 0
+
+    def blockIoTune(self, disk: str | None, flags: int = 0) -> dict[str, Any]:
+        return _dict(self._counted("domain_get_block_io_tune", flags, disk))
+
+    def setBlockIoTune(self, disk: str, params: dict[str, Any], flags: int = 0) -> int:
+        typed = _typed(self._counted("domain_get_block_io_tune", flags, disk), params)
+        self._call("domain_set_block_io_tune", disk, typed, flags)
+        return 0
+
+    def perfEvents(self, flags: int = 0) -> dict[str, Any]:
+        return _dict(self._call("domain_get_perf_events", flags))
+
+    def setPerfEvents(self, params: dict[str, Any], flags: int = 0) -> int:
+        typed = _typed(self._call("domain_get_perf_events", flags), params)
+        self._call("domain_set_perf_events", typed, flags)
+        return 0
+
+    # -- pinning -------------------------------------------------------------------------------
+    def _ncpus(self) -> int:
+        return self._conn.getCPUMap()[0]
+
+    def pinVcpu(self, vcpu: int, cpumap: Any) -> int:
+        self._call("domain_pin_vcpu", vcpu, _cpu_bytes(cpumap, self._ncpus()))
+        return 0
+
+    def pinVcpuFlags(self, vcpu: int, cpumap: Any, flags: int = 0) -> int:
+        self._call("domain_pin_vcpu_flags", vcpu, _cpu_bytes(cpumap, self._ncpus()), flags)
+        return 0
+
+    def pinEmulator(self, cpumap: Any, flags: int = 0) -> int:
+        self._call("domain_pin_emulator", _cpu_bytes(cpumap, self._ncpus()), flags)
+        return 0
+
+    def emulatorPinInfo(self, flags: int = 0) -> tuple[bool, ...] | None:
+        ncpus = self._ncpus()
+        cpumaps, ret = self._call("domain_get_emulator_pin_info", (ncpus + 7) // 8, flags)
+        if ret == 0:
+            return None
+        return tuple(_cpu_bools(cpumaps, 0, ncpus))
+
+    def ioThreadInfo(self, flags: int = 0) -> list[tuple[int, list[bool]]]:
+        ncpus = self._ncpus()
+        info, _count = self._call("domain_get_iothread_info", flags)
+        return [(iothread_id, _cpu_bools(cpumap, 0, ncpus)) for iothread_id, cpumap in info]
+
+    # -- the guest's clock and name ------------------------------------------------------------
+    def getTime(self, flags: int = 0) -> dict[str, int]:
+        seconds, nseconds = self._call("domain_get_time", flags)
+        return {"seconds": seconds, "nseconds": nseconds}
+
+    def setTime(self, time: dict[str, int] | None = None, flags: int = 0) -> int:
+        if not isinstance(time, dict):
+            raise TypeError("time must be a dictionary")
+        if "seconds" not in time:
+            raise ValueError("Dictionary must contain 'seconds'")
+        self._call("domain_set_time", int(time["seconds"]), int(time.get("nseconds", 0)), flags)
+        return 0
+
+    def hostname(self, flags: int = 0) -> str:
+        return self._call("domain_get_hostname", flags)
+
+
+class ConnectTuningAPI:
+    """Mixed into :class:`pyvirt.connection.virConnect`."""
+
+    _call: Callable[..., Any]
+
+    def getFreePages(self, pages: list[int], startCell: int, cellCount: int,
+                     flags: int = 0) -> dict[int, dict[int, int]]:
+        counts = self._call("node_get_free_pages", list(pages), startCell, cellCount, flags)
+        out: dict[int, dict[int, int]] = {}
+        if not pages:
+            return out
+        for n, count in enumerate(counts):
+            out.setdefault(startCell + n // len(pages), {})[pages[n % len(pages)]] = count
+        return out
