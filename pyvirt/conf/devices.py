@@ -703,7 +703,8 @@ class Devices:
         if node is None:
             return devs
         devs.emulator = child_text(node, "emulator", strip=True)
-        devs.disks = [Disk.from_xml(n) for n in children(node, "disk")]
+        for n in children(node, "disk"):
+            _insert_disk(devs.disks, Disk.from_xml(n))
         devs.controllers = number_controllers([Controller.from_xml(n) for n in children(node, "controller")])
         devs.leases = [Lease.from_xml(n) for n in children(node, "lease")]
         devs.interfaces = [Interface.from_xml(n) for n in children(node, "interface")]
@@ -739,6 +740,31 @@ class Devices:
                 disk.source = disk.actual_type = None
         for dev in (*self.interfaces, *self.serials, *self.consoles, *self.graphics):
             dev.clear_live()
+
+
+def disk_index(dev: str) -> int:
+    """virDiskNameToIndex: vda → 0, sdb → 1, hdaa → 26 (-1: not a disk name)."""
+    m = re.fullmatch(r"(?:fd|hd|vd|sd|xvd|ubd)([a-z]+)[0-9]*", dev)
+    if m is None:
+        return -1
+    index = 0
+    for ch in m.group(1):
+        index = index * 26 + (ord(ch) - ord("a") + 1)
+    return index - 1
+
+
+def _insert_disk(disks: list[Disk], disk: Disk) -> None:
+    """virDomainDiskInsert: after the last disk of the same bus, or before the first one
+    of that bus whose name sorts after it; at the end when its bus is new."""
+    at = -1
+    for i in range(len(disks) - 1, -1, -1):
+        if disks[i].target_bus != disk.target_bus:
+            continue
+        if disk_index(disks[i].target_dev) > disk_index(disk.target_dev):
+            at = i
+        elif at == -1:
+            at = i + 1
+    disks.insert(len(disks) if at == -1 else at, disk)
 
 
 def _number_serials(parsed: list[tuple[Serial, bool]]) -> list[Serial]:

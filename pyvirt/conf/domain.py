@@ -41,6 +41,9 @@ CPU_MODES = ("custom", "host-model", "host-passthrough", "maximum")
 CPU_MATCHES = ("minimum", "exact", "strict")
 CPU_CHECKS = ("none", "partial", "full")
 CPU_FALLBACKS = ("allow", "forbid")
+CPU_FEATURE_POLICIES = ("force", "require", "optional", "disable", "forbid")
+# <qemu:commandline> and friends: options pyvirt never passes (see command.py's rules)
+QEMU_NAMESPACE = "http://libvirt.org/schemas/domain/qemu/1.0"
 ON_OFF = ("on", "off")
 CLOCK_OFFSETS = ("utc", "localtime", "timezone", "variable", "absolute")
 VCPU_PLACEMENTS = ("static", "auto")
@@ -122,6 +125,9 @@ class CPUDef:
     migratable: str | None = None      # host-passthrough / maximum: on | off
     model: str | None = None           # custom: the CPU model name
     fallback: str | None = None
+    # <feature policy='require' name='lahf_lm'/>, in order: the live XML of a running
+    # guest lists what QEMU really enabled (check='full')
+    features: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> CPUDef:
@@ -140,6 +146,8 @@ class CPUDef:
             model=name,
             fallback=(check_choice(model.get("fallback"), CPU_FALLBACKS, "CPU model fallback")
                       if model is not None and model.get("fallback") else None),
+            features=[(check_choice(f.get("policy", "require"), CPU_FEATURE_POLICIES, "CPU feature policy"),
+                       f.get("name") or "") for f in node.findall("feature")],
         )
 
     def to_node(self) -> Node:
@@ -147,6 +155,7 @@ class CPUDef:
         return el("cpu", [("mode", self.mode), ("match", self.match), ("check", self.check),
                           ("migratable", self.migratable)], [
             el("model", [("fallback", self.fallback)], text=self.model) if has_model else None,
+            *(el("feature", [("policy", policy), ("name", name)]) for policy, name in self.features),
         ])
 
 
@@ -173,6 +182,8 @@ class DomainDef:
     on_crash: str = "destroy"
     on_lockfailure: str = ""
     devices: Devices = field(default_factory=Devices)
+    # <qemu:commandline> and the like: not kept; the QEMU driver refuses them by this name
+    qemu_namespace: str | None = None
 
     @property
     def uuid_bytes(self) -> bytes:
@@ -189,12 +200,16 @@ class DomainDef:
     def set_current_vcpus(self, count: int) -> None:
         self.vcpus_current = count if count < self.vcpus else None
 
-    def format(self, secure: bool = False, inactive: bool = False) -> str:
+    def format(self, secure: bool = False, inactive: bool = False, migratable: bool = False) -> str:
         """libvirt's XML for this domain.
 
         ``secure`` includes passwords; ``inactive`` leaves out live state
-        (id, aliases, pty paths, ports chosen by autoport).
+        (id, aliases, pty paths, ports chosen by autoport); ``migratable`` is
+        the XML another host receives (:mod:`.migratable`; inactive too).
         """
+        if migratable:
+            from .migratable import migratable_copy
+            return render(migratable_copy(self).to_node(FormatFlags(secure=secure, inactive=True)))
         return render(self.to_node(FormatFlags(secure=secure, inactive=inactive)))
 
     def to_node(self, flags: FormatFlags) -> Node:
@@ -297,6 +312,7 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
         clock_offset=check_choice(clock.get("offset", "utc") if clock is not None else "utc",
                                   CLOCK_OFFSETS, "clock offset"),
         devices=Devices.from_xml(child(root, "devices")),
+        qemu_namespace=_qemu_namespace_element(root),
     )
     for action, (allowed, default) in LIFECYCLE.items():
         setattr(dom, action, check_choice(child_text(root, action, strip=True) or default,
@@ -308,6 +324,13 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
     if inactive:
         dom.clear_live_state()
     return dom
+
+
+def _qemu_namespace_element(root: etree._Element) -> str | None:
+    """The first element of libvirt's qemu namespace (``commandline``, ``capabilities``...), if any."""
+    found = next((n for n in root.iter() if isinstance(n.tag, str) and n.tag.startswith(f"{{{QEMU_NAMESPACE}}}")),
+                 None)
+    return etree.QName(found).localname if found is not None else None
 
 
 def _current_vcpus(vcpu: etree._Element | None) -> int | None:

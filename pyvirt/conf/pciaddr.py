@@ -8,10 +8,11 @@ address into the definition for every PCI device; so does this module:
 
 * slot 0 is the host bridge, slot 1 the PIIX3 (ISA bridge at .0, IDE at .1,
   its UHCI USB controller at .2, power management at .3), slot 2 the
-  primary video card;
-* everything else gets the next free slot from 3 on, in libvirt's order:
-  network interfaces, controllers (SCSI, SATA, USB), virtio disks, the
-  memory balloon, further video cards, virtio input devices.
+  primary video card when there is one;
+* everything else gets the next free slot from 2 on, in libvirt's order
+  (qemuDomainAssignDevicePCISlots): network interfaces, controllers (SCSI,
+  SATA, USB), virtio disks, the memory balloon, further video cards, virtio
+  input devices.
 
 Hot-plug asks :func:`next_free` for one more slot.  The q35 machine puts
 devices behind PCIe root ports that pyvirt does not create; its guests are
@@ -29,7 +30,7 @@ from .address import PCIAddress
 from .controllers import Controller
 
 MAX_SLOT = 0x1F
-FIRST_FREE_SLOT = 3
+FIRST_FREE_SLOT = 2
 PIIX3_SLOT = 1
 PRIMARY_VIDEO_SLOT = 2
 # Controller models that are not PCI devices of their own.
@@ -39,6 +40,11 @@ _NOT_PCI_CONTROLLERS = {("usb", "none"), ("pci", "pci-root"), ("pci", "pcie-root
 def is_i440fx(d: Any) -> bool:
     machine = d.os.machine or "pc"
     return machine == "pc" or machine.startswith(("pc-i440fx", "pc-1.", "pc-0."))
+
+
+def is_q35(d: Any) -> bool:
+    machine = d.os.machine or "pc"
+    return machine == "q35" or machine.startswith("pc-q35")
 
 
 def hotplug_supported(d: Any) -> bool:
@@ -86,7 +92,7 @@ def _slot_free(used: set[tuple[int, int]], slot: int) -> bool:
 
 
 def next_free(d: Any, used: set[tuple[int, int]] | None = None) -> PCIAddress:
-    """The first whole free slot on pci.0 from slot 3 on."""
+    """The first whole free slot on pci.0 from slot 2 on."""
     used = _used(d) if used is None else used
     for slot in range(FIRST_FREE_SLOT, MAX_SLOT + 1):
         if _slot_free(used, slot):

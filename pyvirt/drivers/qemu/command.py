@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...conf import DomainDef
-from ...conf.address import PCIAddress
+from ...conf.address import OtherAddress, PCIAddress
 from ...conf.controllers import controller_alias
 from ...errors import ErrorDomain, ErrorNumber, error
 from .secrets import SecretPlan
@@ -55,6 +55,7 @@ NIC_MODELS = {None: "virtio-net-pci", "virtio": "virtio-net-pci", "e1000": "e100
               "e1000e": "e1000e", "rtl8139": "rtl8139"}
 VIDEO_MODELS = {"vga": "VGA", "cirrus": "cirrus-vga", "qxl": "qxl-vga", "virtio": "virtio-vga",
                 "bochs": "bochs-display", "default": "VGA"}
+SECONDARY_VIDEO_MODELS = {"qxl": "qxl", "virtio": "virtio-gpu-pci"}
 BALLOON_MODELS = {"virtio": "virtio-balloon-pci"}
 DISK_DEVICE_BY_BUS = {"virtio": "virtio-blk-pci", "ide": "ide-hd", "sata": "ide-hd", "scsi": "scsi-hd",
                       "usb": "usb-storage"}
@@ -215,17 +216,40 @@ def _accel(d: DomainDef, ctx: CommandContext) -> str:
                        f"(supported: {', '.join(DOMAIN_TYPES)})")
 
 
+# libvirt's x86 feature names that QEMU spells differently (virQEMUCapsCPUFeaturesX86)
+CPU_FEATURE_QEMU_NAMES = {"cmp_legacy": "cmp-legacy", "ds_cpl": "ds-cpl", "fxsr_opt": "fxsr-opt",
+                          "kvm_pv_eoi": "kvm-pv-eoi", "kvm_pv_unhalt": "kvm-pv-unhalt", "lahf_lm": "lahf-lm",
+                          "nodeid_msr": "nodeid-msr", "pclmuldq": "pclmulqdq", "perfctr_core": "perfctr-core",
+                          "perfctr_nb": "perfctr-nb", "tsc_adjust": "tsc-adjust"}
+_CPU_FEATURE_VALUE = {"force": "on", "require": "on", "disable": "off", "forbid": "off"}
+
+
+def _cpu_features(cpu: Any) -> str:
+    """``,name=on|off`` per <feature> (optional ones are left to QEMU), as libvirt writes them."""
+    out = ""
+    for policy, name in cpu.features:
+        if policy not in _CPU_FEATURE_VALUE:
+            continue
+        if not _QEMU_TYPE_NAME_RE.fullmatch(name):
+            raise _unsupported(f"CPU feature '{name}' is not supported by hypervisor")
+        out += f",{CPU_FEATURE_QEMU_NAMES.get(name, name)}={_CPU_FEATURE_VALUE[policy]}"
+    return out
+
+
 def _cpu(d: DomainDef, accel: str) -> list[str]:
     cpu = d.cpu
     if cpu is None or cpu.mode is None:
         return []
-    if cpu.mode in ("host-passthrough", "host-model"):
-        return ["-cpu", "host" if accel == "kvm" else "max"]
+    if cpu.mode in ("host-passthrough", "host-model", "maximum"):
+        model = "host" if accel == "kvm" and cpu.mode != "maximum" else "max"
+        if cpu.migratable and cpu.mode != "host-model":
+            model += f",migratable={cpu.migratable}"
+        return ["-cpu", model + _cpu_features(cpu)]
     if cpu.mode == "custom" and cpu.model:
         # -cpu splits features off at the first comma and knows no escape.
         if not _QEMU_TYPE_NAME_RE.fullmatch(cpu.model):
             raise _unsupported(f"CPU model '{cpu.model}' is not supported by hypervisor")
-        return ["-cpu", cpu.model]
+        return ["-cpu", cpu.model + _cpu_features(cpu)]
     return []
 
 
@@ -265,6 +289,40 @@ def pci_props(dev: Any) -> dict[str, Any]:
     if addr.multifunction == "on":
         props["multifunction"] = True
     return props
+
+
+def usb_props(dev: Any) -> dict[str, Any]:
+    """``bus``/``port`` of a USB device (the port from its <address type='usb'>, when given)."""
+    props: dict[str, Any] = {"bus": "usb.0"}
+    addr = getattr(dev, "address", None)
+    if isinstance(addr, OtherAddress) and addr.type == "usb":
+        attrs = dict(addr.attrs)
+        if attrs.get("bus", "0") != "0":
+            raise _unsupported(f"USB bus '{attrs.get('bus')}': only bus 0 (the first USB controller) is supported")
+        port = attrs.get("port")
+        if port is not None:
+            if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", port):
+                raise _xml_error(f"Cannot parse <address> 'port' attribute '{port}'")
+            props["port"] = port
+    return props
+
+
+def boot_indexes(d: DomainDef) -> dict[int, int]:
+    """id(device) -> bootindex from <os><boot dev=...>, as libvirt 9.0 gives them: the
+    first disk, CD-ROM and NIC get their kind's place in the boot order."""
+    wanted = {"hd": "disk", "cdrom": "cdrom", "fd": "floppy"}
+    order = {kind: i + 1 for i, kind in reversed(list(enumerate(d.os.boot)))}
+    found: dict[int, int] = {}
+    for boot, device in wanted.items():
+        if boot not in order:
+            continue
+        disk = next((x for x in d.devices.disks if x.device == device
+                     or (device == "disk" and x.device == "lun")), None)
+        if disk is not None:
+            found[id(disk)] = order[boot]
+    if "network" in order and d.devices.interfaces:
+        found[id(d.devices.interfaces[0])] = order["network"]
+    return found
 
 
 def controller_props(ctrl: Any) -> tuple[str, dict[str, Any]] | None:
@@ -329,7 +387,7 @@ def disk_device_props(disk: Any, drive: str | None) -> tuple[str, dict[str, Any]
     elif disk.target_bus == "scsi":
         props.update({"bus": "scsi0.0", "scsi-id": unit})
     elif disk.target_bus == "usb":
-        props.update({"bus": "usb.0", "removable": False})
+        props.update({**usb_props(disk), "removable": False})
     props["id"] = disk.alias
     props.update(_error_policy_props(disk))
     if disk.shareable and disk.target_bus == "virtio":
@@ -355,6 +413,7 @@ def disk_blockdevs(disk: Any, n: int) -> tuple[list[dict[str, Any]], str | None]
 
 def _disks(d: DomainDef) -> list[str]:
     args: list[str] = []
+    boot = boot_indexes(d)
     # Guests defined without <controller> elements get the controller their disks need.
     controllers = {t for t in ("sata", "scsi", "usb") if _has_controller(d, t)}
     for n, disk in enumerate(d.devices.disks, start=1):
@@ -364,6 +423,8 @@ def _disks(d: DomainDef) -> list[str]:
             args += ["-blockdev", _json(node)]
         if drive is not None:
             props = {"drive": drive, **props}
+        if id(disk) in boot:
+            props["bootindex"] = boot[id(disk)]
         if disk.target_bus == "sata" and "sata" not in controllers:
             args += _device("ich9-ahci", {"id": "sata0"})
             controllers.add("sata")
@@ -379,6 +440,7 @@ def _disks(d: DomainDef) -> list[str]:
 
 def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
     args: list[str] = []
+    boot = boot_indexes(d)
     for i, nic in enumerate(d.devices.interfaces):
         netdev = f"hostnet{i}"
         model = NIC_MODELS.get(nic.model)
@@ -395,7 +457,10 @@ def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
             args += ["-netdev", _json({**tap, "id": netdev})]
         else:
             raise _unsupported(f"interface type '{nic.type}' is not supported")
-        args += _device(model, {"netdev": netdev, "id": nic.alias, "mac": nic.mac, **pci_props(nic)})
+        props: dict[str, Any] = {"netdev": netdev, "id": nic.alias, "mac": nic.mac}
+        if id(nic) in boot:
+            props["bootindex"] = boot[id(nic)]
+        args += _device(model, {**props, **pci_props(nic)})
     return args
 
 
@@ -463,18 +528,23 @@ def _graphics(d: DomainDef, secrets: SecretPlan) -> list[str]:
 
 def _video(d: DomainDef) -> list[str]:
     args: list[str] = []
-    for video in d.devices.videos:
+    for n, video in enumerate(d.devices.videos):
         if video.type == "none":
             continue
-        model = VIDEO_MODELS.get(video.type)
+        # a secondary card has no VGA part: QEMU's plain model (libvirt's qemuDeviceVideoGetModel)
+        model = SECONDARY_VIDEO_MODELS.get(video.type) if n > 0 else VIDEO_MODELS.get(video.type)
         if model is None:
             raise _unsupported(f"video model '{video.type}' is not supported")
         props: dict[str, Any] = {"id": video.alias, **pci_props(video)}
         if video.type == "qxl":
+            props["max_outputs"] = video.heads or 1
             if video.ram:
                 props["ram_size"] = video.ram * 1024
             if video.vram:
                 props["vram_size"] = video.vram * 1024
+            props["vram64_size_mb"] = 0
+            if video.vgamem:
+                props["vgamem_mb"] = video.vgamem // 1024
         elif video.vram and video.type in ("vga", "default"):
             props["vgamem_mb"] = max(1, video.vram // 1024)
         args += _device(model, props)
@@ -493,7 +563,7 @@ def _inputs(d: DomainDef) -> list[str]:
         if dev.bus == "usb" and not usb:
             args += _device("piix3-usb-uhci", {"id": "usb"})
             usb = True
-        args += _device(model, {"id": dev.alias, **({"bus": "usb.0"} if dev.bus == "usb" else pci_props(dev))})
+        args += _device(model, {"id": dev.alias, **(usb_props(dev) if dev.bus == "usb" else pci_props(dev))})
     return args
 
 
@@ -545,8 +615,9 @@ def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = N
         argv += ["-initrd", d.os.initrd]
     if d.os.cmdline:
         argv += ["-append", d.os.cmdline]
-    argv += (_controllers(d) + _disks(d) + _interfaces(d, ctx) + _serials(d) + _graphics(d, secrets) + _video(d)
-             + _inputs(d) + _balloon(d))
+    # libvirt's order (qemuBuildCommandLine), so that QEMU creates the devices in the same order
+    argv += (_controllers(d) + _disks(d) + _interfaces(d, ctx) + _serials(d) + _inputs(d) + _graphics(d, secrets)
+             + _video(d) + _balloon(d))
     if not d.devices.graphics:
         argv += ["-display", "none"]   # else QEMU falls back to a VNC server of its own
     if ctx.incoming:

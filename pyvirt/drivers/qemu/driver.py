@@ -35,7 +35,7 @@ from . import qemu_events, reboot, recovery
 from . import stats
 from . import netsource, storage_source
 from . import tap as tapmod
-from . import hotplug, leases, netlink, postparse
+from . import hotplug, leases, machines, netlink, postparse
 from . import blockjob
 from .command import DOMAIN_TYPES, CommandContext, assign_aliases, build_argv
 from .config import QemuConfig
@@ -368,8 +368,10 @@ class QemuDriver:
         if obj.active:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.QEMU, "domain is already running")
         live = (live_def or obj.definition).copy()
-        if incoming is None:     # a fresh boot: an incoming stream or image dictates the devices
-            postparse.complete(live, new_definition=False)
+        # A fresh boot keeps the stored definition's devices; the XML of an incoming stream or
+        # image is parsed as libvirt parses it, defaults added (its sender left them out).
+        postparse.complete(live, new_definition=incoming is not None,
+                           machine_aliases=machines.aliases(live.devices.emulator or self.cfg.emulator))
         assign_aliases(live)
         self._pick_ports(live)
         secrets = SecretPlan()      # handed to QEMU as descriptors, never on its argv

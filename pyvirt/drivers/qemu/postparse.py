@@ -1,28 +1,63 @@
-"""What the QEMU driver adds to a definition, as libvirt's qemu post-parse does.
+"""What the QEMU driver adds to a definition, as libvirt 9.0's qemu post-parse does.
 
-* the controllers the disks and USB devices need (a virtio-scsi controller
-  for SCSI disks, an AHCI one for SATA disks, the PIIX3 UHCI for USB),
-  written into the definition instead of being implied by the command line;
-* a virtio memory balloon when none is given (``<memballoon model='none'/>``
-  opts out), on new definitions only: a saved or migrating guest keeps the
-  devices its QEMU was started with;
-* the serial ports' target type and model (``isa-serial``), as libvirt's
-  qemu post-parse writes them;
-* the ``<console>`` a definition with only a ``<serial>`` implies: libvirt's
-  console compatibility shows the first serial port again as console 0
-  (``<target type='serial'/>``, the same source and alias);
+The same XML must give the same guest as libvirtd gives it, or a guest could
+not migrate between the two (each QEMU's migration stream must load into the
+other's).  On a *new* definition (define, create, and the XML an incoming
+migration or a restored image carries, which libvirt parses like a new one):
+
+* the machine type's versioned name (``pc`` → ``pc-i440fx-7.2``, from the
+  emulator's own list: :mod:`.machines`);
+* the default CPU (``<cpu mode='custom' match='exact' check='none'>`` with the
+  machine's default model, ``qemu64``), as qemuDomainDefSetDefaultCPU;
+* the default devices of qemuDomainDefAddDefaultDevices: a PS/2 mouse and
+  keyboard (x86), the USB controller (``piix3-uhci`` on i440FX, ``qemu-xhci``
+  on Q35), the PCI root (``pci-root`` / ``pcie-root``), Q35's built-in SATA
+  controller and a virtio memory balloon (``<memballoon model='none'/>``
+  opts out);
+* a video card when there are graphics but none is given (``cirrus``, the
+  first of libvirt's choices this QEMU has) and the video defaults (vram,
+  heads);
+* USB port addresses for USB devices (``<address type='usb' bus='0' port='1'/>``).
+
+A definition that is not new (a fresh boot of a stored definition, the
+status XML of a running guest, a hot-plug) gets none of that: it keeps the
+devices it was defined with, so a guest pyvirt already runs never gains one.
+
+On every definition:
+
+* the controllers the disks need (SCSI, IDE, SATA, in libvirt's order) and a
+  USB controller for USB devices;
+* the serial ports' target type and model (``isa-serial``);
+* the ``<console>`` a definition with only a ``<serial>`` implies (libvirt's
+  console compatibility: serial port 0 shown again as console 0);
 * PCI addresses for every PCI device (:mod:`pyvirt.conf.pciaddr`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ...conf import DomainDef
 from ...conf import pciaddr
+from ...conf.address import OtherAddress
 from ...conf.controllers import Controller
-from ...conf.devices import Console, Memballoon
+from ...conf.devices import Console, Input, Memballoon, Video
+from ...conf.domain import CPUDef
+from ...errors import ErrorDomain, ErrorNumber, error
+from . import machines
+from .config import default_emulator
 
-# disk bus -> the controller (type, model) libvirt's qemu driver would add for it
-_IMPLICIT = {"scsi": ("scsi", "virtio-scsi"), "sata": ("sata", None), "usb": ("usb", "piix3-uhci")}
+# disk bus -> the controller (type, model) libvirt's qemu driver would add for it,
+# in the order of virDomainDefAddImplicitControllers
+_IMPLICIT = {"scsi": ("scsi", "virtio-scsi"), "ide": ("ide", None), "sata": ("sata", None),
+             "usb": ("usb", "piix3-uhci")}
+X86_ARCHES = ("x86_64", "i686", None)
+# the machine's default CPU model (QEMU's default-cpu-type for pc and q35 machines)
+DEFAULT_CPU_MODEL = "qemu64"
+# video model -> libvirt's default vram (KiB) (virDomainVideoDefaultRAM)
+VIDEO_DEFAULT_VRAM = {"cirrus": 16384, "vga": 16384, "vmvga": 16384, "qxl": 65536}
+QXL_DEFAULT_RAM = 65536
+QXL_DEFAULT_VGAMEM = 16384     # QEMU_QXL_VGAMEM_DEFAULT
 
 
 def add_implicit_controllers(d: DomainDef) -> None:
@@ -30,10 +65,11 @@ def add_implicit_controllers(d: DomainDef) -> None:
     wanted = {disk.target_bus for disk in devs.disks}
     if any(dev.bus == "usb" for dev in devs.inputs):
         wanted.add("usb")
-    for bus in sorted(wanted):
-        if bus not in _IMPLICIT:
+    for bus, (ctype, model) in _IMPLICIT.items():
+        if bus not in wanted:
             continue
-        ctype, model = _IMPLICIT[bus]
+        if bus == "ide" and not pciaddr.is_i440fx(d):
+            continue      # Q35 has no IDE; its SATA disks are on the built-in AHCI
         if not any(c.type == ctype and c.index == 0 for c in devs.controllers):
             devs.controllers.append(Controller(ctype, 0, model))
 
@@ -61,11 +97,105 @@ def add_serial_console(d: DomainDef) -> None:
                                  target_type="serial", target_port=serial.target_port))
 
 
-def complete(d: DomainDef, *, new_definition: bool) -> None:
-    """Fill in ``d`` in place (see the module docstring)."""
+def expand_machine(d: DomainDef, table: Mapping[str, str]) -> None:
+    d.os.machine = machines.canonical(d.os.machine, dict(table)) or d.os.machine or "pc"
+
+
+def set_default_cpu(d: DomainDef) -> None:
+    """qemuDomainDefSetDefaultCPU: no CPU model named → the machine's default, checks off."""
+    if d.os.arch not in X86_ARCHES:
+        return
+    if d.cpu is not None and (d.cpu.mode != "custom" or d.cpu.model):
+        return
+    cpu = d.cpu or CPUDef()
+    cpu.mode, cpu.match, cpu.check = "custom", "exact", "none"
+    cpu.model, cpu.fallback = DEFAULT_CPU_MODEL, "forbid"
+    d.cpu = cpu
+
+
+def _has_input(d: DomainDef, itype: str, bus: str) -> bool:
+    return any(i.type == itype and i.bus == bus for i in d.devices.inputs)
+
+
+def add_default_devices(d: DomainDef) -> None:
+    """qemuDomainDefAddDefaultDevices for x86 machines."""
+    devs = d.devices
+    if d.os.arch not in X86_ARCHES:
+        return
+    for itype in ("mouse", "keyboard"):      # qemuDomainDefAddImplicitInputDevice
+        if not _has_input(d, itype, "ps2"):
+            devs.inputs.append(Input(itype, "ps2"))
+    q35 = pciaddr.is_q35(d)
+    if not any(c.type == "usb" and c.index == 0 for c in devs.controllers) and d.os.machine != "isapc":
+        devs.controllers.append(Controller("usb", 0, "qemu-xhci" if q35 else "piix3-uhci"))
+    if q35 and not any(c.type == "sata" and c.index == 0 for c in devs.controllers):
+        devs.controllers.append(Controller("sata", 0, None))
+    if (q35 or pciaddr.is_i440fx(d)) and not any(c.type == "pci" and c.index == 0 for c in devs.controllers):
+        devs.controllers.append(Controller("pci", 0, "pcie-root" if q35 else "pci-root"))
+    if devs.memballoon is None:
+        devs.memballoon = Memballoon("virtio")
+
+
+def add_video_defaults(d: DomainDef) -> None:
+    """virDomainDefAddImplicitVideo and the video post-parse (model, vram, heads)."""
+    devs = d.devices
+    if devs.graphics and not devs.videos:
+        devs.videos.append(Video(type="default", primary=True))
+    for video in devs.videos:
+        if video.type == "default":
+            video.type = "cirrus"            # qemuDomainDefaultVideoDevice on x86
+        if video.type == "qxl":
+            video.ram = video.ram if video.ram is not None else QXL_DEFAULT_RAM
+            if video.vgamem is None:
+                video.vgamem = QXL_DEFAULT_VGAMEM
+        if video.type in VIDEO_DEFAULT_VRAM and video.vram is None:
+            video.vram = VIDEO_DEFAULT_VRAM[video.type]
+        if video.type != "none" and video.heads is None:
+            video.heads = 1
+
+
+def assign_usb_addresses(d: DomainDef) -> None:
+    """Ports on USB bus 0 for the USB devices without an address, from port 1 in
+    device order, as libvirt's qemuDomainAssignUSBAddresses (the ports it took
+    are the first free ones)."""
+    devices = [disk for disk in d.devices.disks if disk.target_bus == "usb"] + \
+              [i for i in d.devices.inputs if i.bus == "usb"]
+    taken = {dict(dev.address.attrs).get("port") for dev in devices
+             if isinstance(dev.address, OtherAddress) and dev.address.type == "usb"}
+    port = 1
+    for dev in devices:
+        if dev.address is not None:
+            continue
+        while str(port) in taken:
+            port += 1
+        dev.address = OtherAddress("usb", (("bus", "0"), ("port", str(port))))
+        taken.add(str(port))
+
+
+def refuse_qemu_namespace(d: DomainDef) -> None:
+    """libvirt's qemu namespace passes options, environment and capabilities to QEMU
+    verbatim; pyvirt builds every option itself (no XML value may add one), so it
+    refuses them, naming the element, rather than run a guest without them."""
+    if d.qemu_namespace:
+        raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
+                    f"the qemu namespace element <qemu:{d.qemu_namespace}> is not supported: pyvirt "
+                    "passes no QEMU options, environment or capabilities of the domain XML's own")
+
+
+def complete(d: DomainDef, *, new_definition: bool, machine_aliases: Mapping[str, str] | None = None) -> None:
+    """Fill in ``d`` in place (see the module docstring).  ``machine_aliases``: the
+    emulator's (:func:`.machines.aliases`), asked for when None."""
+    refuse_qemu_namespace(d)
+    if new_definition:
+        table = machine_aliases if machine_aliases is not None else \
+            machines.aliases(d.devices.emulator or default_emulator())
+        expand_machine(d, table)
+        set_default_cpu(d)
+        add_default_devices(d)
     add_implicit_controllers(d)
     fill_serial_targets(d)
     add_serial_console(d)
-    if new_definition and d.devices.memballoon is None:
-        d.devices.memballoon = Memballoon("virtio")
+    if new_definition:
+        add_video_defaults(d)
+        assign_usb_addresses(d)
     pciaddr.assign(d)

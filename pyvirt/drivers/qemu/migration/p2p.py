@@ -105,7 +105,7 @@ class _LocalSource:
         obj = self.drv.domains.by_ref(self.dom)
         if obj.live is None:      # stopped since Begin
             raise not_running(obj)
-        return obj.live.format(secure=True, inactive=True)
+        return obj.live.format(secure=True, migratable=True)
 
     async def perform2(self, cookie: bytes, uri: str | None, flags: int) -> None:
         # v3-style Perform keeps the source until Finish2 has answered.

@@ -142,7 +142,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         raise
     out.in_call = False
     cookie.mandatory = CookieFlags.LOCKSTATE   # as libvirt: the lock manager's state is mandatory
-    return cookie.format(), xml_def.format(secure=True, inactive=True)
+    return cookie.format(), xml_def.format(secure=True, migratable=True)
 
 
 def _watch_stop(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing) -> None:
@@ -271,7 +271,7 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
     if flags & MigrateFlags.PERSIST_DEST:
         result.mandatory = CookieFlags.PERSISTENT
         result.persistent_xml = (req.persistent_xml or
-                                 (obj.definition if obj.persistent else obj.live).format(secure=True, inactive=True))
+                                 (obj.definition if obj.persistent else obj.live).format(secure=True, migratable=True))
     if not v3:   # v2 has no Confirm: the source goes away now
         await confirm(drv, dom, req, None, cancelled=False)
     return result.format()

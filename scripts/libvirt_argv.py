@@ -1,0 +1,73 @@
+"""Regenerate tests/data/libvirtargv/: libvirt 9.0's QEMU argv for each domain XML.
+
+For every ``tests/data/domain/NAME.xml`` this asks a private libvirtd 9.0
+(``bench/libvirt_ref.py``'s LibvirtHost: its own namespace, directories and
+port, nothing of the machine's own libvirt touched) for::
+
+    virsh -c URI domxml-to-native qemu-argv NAME.xml
+
+and writes the answer to ``tests/data/libvirtargv/NAME.args`` (the command
+that made it on the first line, as a comment), or libvirt's refusal to
+``NAME.error``.  ``tests/test_libvirt_argv.py`` compares pyvirt's argv with
+these files.  Run as root on Debian 12 with libvirt-daemon-driver-qemu::
+
+    .venv/bin/python scripts/libvirt_argv.py [NAME ...]
+
+Review the diff before committing: the files are the reference.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from libvirt_ref import VIRSH, LibvirtHost, pick_free_port  # noqa: E402
+
+DOMAINS = REPO / "tests" / "data" / "domain"
+OUT = REPO / "tests" / "data" / "libvirtargv"
+# The host's work directory: kept between runs so QEMU's capabilities are probed once.
+WORKDIR = REPO / "build" / "libvirt-argv"
+
+
+def _without_environment(line: str) -> str:
+    """The argv without the VAR=value words virsh puts first (the daemon's PATH
+    and the domain's HOME: the host's, not the guest's)."""
+    words = shlex.split(line)
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        words.pop(0)
+    return shlex.join(words)
+
+
+def generate(host: LibvirtHost, xml: Path) -> None:
+    cmd = [VIRSH, "-c", host.uri, "domxml-to-native", "qemu-argv", xml.name]
+    proc = subprocess.run(cmd, cwd=xml.parent, capture_output=True, text=True, timeout=120)
+    shown = "virsh -c qemu:///system domxml-to-native qemu-argv " + \
+        shlex.quote(str(xml.relative_to(REPO)))
+    for stale in (OUT / f"{xml.stem}.args", OUT / f"{xml.stem}.error"):
+        stale.unlink(missing_ok=True)
+    if proc.returncode == 0:
+        (OUT / f"{xml.stem}.args").write_text(f"# {shown}\n{_without_environment(proc.stdout)}\n")
+    else:
+        (OUT / f"{xml.stem}.error").write_text(f"# {shown}\n{proc.stderr.strip()}\n")
+    print(f"{xml.stem}: {'ok' if proc.returncode == 0 else proc.stderr.strip()}")
+
+
+def main(names: list[str]) -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    xmls = [DOMAINS / f"{n}.xml" for n in names] if names else sorted(DOMAINS.glob("*.xml"))
+    with tempfile.TemporaryDirectory():
+        with LibvirtHost(WORKDIR, pick_free_port()) as host:
+            for xml in xmls:
+                generate(host, xml)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
