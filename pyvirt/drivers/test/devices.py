@@ -73,7 +73,8 @@ def _parse(xml: str, action: str, where: str) -> Any:
     """One device's XML; a kind pyvirt does not model is refused as libvirt refuses one its driver lacks."""
     parsed = devicexml.parse_device(xml)
     if parsed.kind not in _MODELLED:
-        raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T, f"{where} {action} of device '{parsed.kind}' is not supported")
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T,
+                    f"{where} {action} of device '{parsed.kind}' is not supported")
     return parsed.dev
 
 
