@@ -36,7 +36,7 @@ from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases
 from .cookie import CookieFlags, CookieLockState, MigrationCookie, parse_cookie
-from . import converge, convergence, nbd, postcopy, tls
+from . import converge, convergence, nbd, postcopy, tls, zerocopy
 from .. import blockjob
 from .destination import host_cookie
 from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
@@ -315,6 +315,8 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
         params.update(tls.DISABLED)
     try:
         await mon.migrate_set_parameters(**params)
+        if zerocopy.wanted(flags):
+            zerocopy.raise_memlock(obj)     # pages in flight stay pinned: QEMU may lock the whole guest
         if storage is not None:
             await storage.start(nbd_server, drv.security)
             await storage.wait_ready(out.job)
@@ -328,6 +330,7 @@ async def _run(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, cookie: M
             await tls.reset(mon)
         if obj.process is not None and obj.process.monitor is mon and not out.postcopy:
             await convergence.reset_quietly(mon)
+            zerocopy.restore_memlock(obj)
         raise
 
 
@@ -502,6 +505,7 @@ async def confirm(drv: "QemuDriver", dom: DomainRef, req: MigrationRequest, cook
         elif obj.process is not None:
             if flags & MigrateFlags.TLS:
                 await tls.reset(obj.process.monitor)
+            zerocopy.restore_memlock(obj)
             if out.postcopy:
                 postcopy.source_failed(drv, obj)
             elif out.was_running and obj.state == DomainState.PAUSED:
