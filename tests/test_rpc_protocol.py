@@ -93,6 +93,11 @@ MUTATING |= {58, 219}
 HIGH_PRIORITY |= {111, 112, 113, 115, 116, 117, 126, 127, 128, 129, 131, 132, 134, 137, 138, 156, 284, 285}
 READ_ONLY_OK |= {111, 112, 113, 114, 115, 116, 117, 126, 127, 128, 129, 130, 137, 138, 156, 284, 285}
 MUTATING |= {131, 132, 133, 134}
+# tuning: the parameter, pin-info, IOThread and perf queries and free pages read-only (free pages
+# high priority); the setters, pinning, and the guest's time and hostname (asked of its agent) mutate
+HIGH_PRIORITY |= {340}
+READ_ONLY_OK |= {198, 206, 253, 255, 257, 280, 340, 351, 365}
+MUTATING |= {26, 197, 205, 225, 252, 254, 256, 277, 279, 337, 338, 366}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 
