@@ -62,7 +62,7 @@ $(LIBVIRT_CONF):
 	  echo "libvirt-daemon-system not fetched: tests/test_check_config.py will skip"
 
 test: deps venv guests $(LIBVIRT_CONF)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # The whole fault-injection matrix of tests/faults (flow × fault × phase; `make test`
 # runs a bounded set of it), with its result table at the end.
