@@ -30,8 +30,9 @@ from ....errors import ErrorDomain, ErrorNumber, FirstError, error, libvirtError
 from ...domainlist import emit_lifecycle
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
-from .. import leases
-from .cookie import CookieFlags, CookieGraphics, MigrationCookie, parse_cookie
+from .. import leases, savestream
+from .. import process as procmod
+from .cookie import STEP_ACCEPTS, CookieFlags, CookieGraphics, MigrationCookie, cookie_capabilities, parse_cookie
 from . import convergence, nbd, postcopy, tls, tunnel
 from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
 
@@ -41,10 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What a Begin cookie may carry that Prepare understands (mandatory or not).
-PREPARE_ACCEPTS = (CookieFlags.LOCKSTATE | CookieFlags.CPU | CookieFlags.CAPS | CookieFlags.ALLOW_REBOOT
-                   | CookieFlags.MEMORY_HOTPLUG | CookieFlags.CPU_HOTPLUG | CookieFlags.NBD)
-FINISH_ACCEPTS = CookieFlags.PERSISTENT | CookieFlags.STATS | CookieFlags.NETWORK
+# What a Begin cookie may carry that Prepare understands (mandatory or not): libvirt
+# 9.0's list, and allowReboot, which older libvirt sent.
+PREPARE_ACCEPTS = STEP_ACCEPTS["prepare"] | CookieFlags.ALLOW_REBOOT
+FINISH_ACCEPTS = STEP_ACCEPTS["finish"]
 
 # Why an incoming guest went away before Finish, by driver and name (libvirt's
 # qemuMigrationDstErrorSave/Report): a Finish that finds no such guest reports it,
@@ -62,6 +63,7 @@ class Incoming:
     port: int | None
     created: bool          # the domain object did not exist before Prepare
     watcher: Any = None    # the task that cleans up if QEMU dies before Finish
+    log_start: int = 0     # QEMU's log from here on is this incoming QEMU's own
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -88,6 +90,23 @@ def pick_port(drv: "QemuDriver", host: str) -> int:
 def host_cookie(drv: "QemuDriver", d: conf.DomainDef) -> MigrationCookie:
     return MigrationCookie(name=d.name, uuid=d.uuid, hostname=socket.gethostname(),
                            hostuuid=drv.cfg.host_uuid)
+
+
+# The migration capabilities of each QEMU, by its monitor (they never change while it runs).
+_QEMU_CAPS: "weakref.WeakKeyDictionary[Any, tuple[str, ...]]" = weakref.WeakKeyDictionary()
+
+
+async def migration_capabilities(obj: "QemuDomainObj", party: str) -> list[tuple[str, bool]]:
+    """The <capabilities> part of a Begin (source) or Prepare (destination) cookie:
+    what this guest's QEMU supports, as libvirt sends it."""
+    process = obj.process
+    if process is None:
+        return []
+    names = _QEMU_CAPS.get(process.monitor)
+    if names is None:
+        reply = await process.monitor.execute("query-migrate-capabilities")
+        names = _QEMU_CAPS[process.monitor] = tuple(c["capability"] for c in reply or () if "capability" in c)
+    return cookie_capabilities(names, party)
 
 
 def _graphics_for_cookie(d: conf.DomainDef) -> CookieGraphics | None:
@@ -152,6 +171,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
                                 getattr(conn, "storage", None),
                                 incremental=bool(req.flags & MigrateFlags.NON_SHARED_INC))
         await drv.start(obj, incoming="defer", live_def=incoming_def)
+        log_start = savestream.log_size(drv, obj)
         obj.lock_state = lock_state
         mon = _incoming_qemu(obj).monitor      # a destroy may have come while it started
         # late-block-activate: take the disks (and their locks) only when resuming, as
@@ -170,13 +190,14 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
             port = uri_port or pick_port(drv, listen)
             await mon.migrate_incoming(qemu_tcp_uri(listen, port))
         nbd_reply = await nbd.start_server(drv, obj, req, listen, pick_port)
+        capabilities = await migration_capabilities(obj, "destination")
         _incoming_qemu(obj)
     except BaseException as exc:
         first = FirstError()
         first.record(exc)
         await _abandon(drv, obj, job, port, created, first)
         first.raise_if_any()
-    obj.incoming = inc = Incoming(job, req, port, created)
+    obj.incoming = inc = Incoming(job, req, port, created, log_start=log_start)
     inc.watcher = asyncio.get_running_loop().create_task(_released_on_death(drv, obj, inc))
     drv.autodestroy.register(conn, obj.uuid)
     emit_lifecycle(drv.events, obj, EventType.STARTED, EventStartedDetail.MIGRATED)
@@ -185,6 +206,7 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
     cookie = host_cookie(drv, live)
     cookie.graphics = _graphics_for_cookie(live)
     cookie.nbd = nbd_reply
+    cookie.capabilities = capabilities
     await testhooks.reach("prepare", obj.name)
     if tunnelled:
         return cookie.format(), sink
@@ -325,8 +347,12 @@ async def _released_on_death(drv: "QemuDriver", obj: "QemuDomainObj", inc: Incom
     await obj.stopped.wait()
     if obj.incoming is inc and not drv.closing:    # a stopping daemon keeps the job record
         log.info("%s: incoming migration ended by the guest stopping", obj.name)
+        # QEMU's own last words say why (a stream that does not load names the device):
+        # the source's user sees them, as libvirt's report of the destination's log.
+        tail = procmod.log_tail(drv.cfg.log_path(obj.name), start=inc.log_start)
+        detail = "migration in job: QEMU exited before Finish"
         _INCOMING_ERRORS.setdefault(drv, {})[obj.name] = error(
-            ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, "migration in job: QEMU exited before Finish")
+            ErrorNumber.OPERATION_FAILED, ErrorDomain.QEMU, f"{detail}: {tail}" if tail else detail)
         await nbd.discard_incoming(drv, obj)
         await _release(drv, obj, inc)
 

@@ -35,10 +35,10 @@ from ...domainlist import emit_lifecycle, not_running
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases
-from .cookie import CookieFlags, CookieLockState, MigrationCookie, parse_cookie
+from .cookie import STEP_ACCEPTS, CookieFlags, CookieLockState, MigrationCookie, parse_cookie
 from . import converge, convergence, nbd, postcopy, tls, zerocopy
 from .. import blockjob
-from .destination import host_cookie
+from .destination import host_cookie, migration_capabilities
 from .params import MigrationRequest, bandwidth_bytes, job_stats, parse_tcp_uri, qemu_tcp_uri
 
 if TYPE_CHECKING:
@@ -47,9 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PERFORM_ACCEPTS = (CookieFlags.GRAPHICS | CookieFlags.CAPS | CookieFlags.NBD | CookieFlags.NETWORK
-                   | CookieFlags.LOCKSTATE | CookieFlags.ALLOW_REBOOT)
-CONFIRM_ACCEPTS = CookieFlags.STATS | CookieFlags.NETWORK
+PERFORM_ACCEPTS = STEP_ACCEPTS["perform"]
+CONFIRM_ACCEPTS = STEP_ACCEPTS["confirm"]
 POLL_SECONDS = 1.0    # a safety net only: QEMU's MIGRATION events drive the loop
 
 
@@ -133,6 +132,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         _check_running(obj)
         cookie = host_cookie(drv, obj.live)
         cookie.nbd = await nbd.begin_cookie(obj, copied)     # the disks to copy, and their sizes
+        cookie.capabilities = await migration_capabilities(obj, "source")
         # the lease state the destination takes over (the saved one if paused), if any
         state = await leases.inquire(drv, obj)
         if state:
