@@ -269,3 +269,59 @@ def test_read_only_connection_refuses_the_changes():
     for call in (lambda: dom.attachDevice(VDB), lambda: dom.setMemoryStatsPeriod(1, 0),
                  lambda: dom.sendKey(0, 0, [30], 1, 0), lambda: dom.abortJob()):
         assert _error(call)[0] == pyvirt.VIR_ERR_OPERATION_DENIED
+
+
+# -- stock virsh on pyvirtd's test driver ------------------------------------------------------------
+SAME_AS_LIBVIRT = [
+    "send-key test KEY_A KEY_B", "send-key test 3000", "send-key --codeset xt test 999",
+    "dommemstat --period 5 test", "dommemstat --period 5 --config test",
+    # each virsh run on test:///default has a fresh host of its own: the check of a change runs with it
+    "dommemstat --period 5 test; dumpxml test", "dommemstat --period 5 --config test; dumpxml --inactive test",
+    "blockjob test vda", "blockjob test vda --abort", "blockpull test vda", "blockcommit test vda",
+    "blockcopy test vda /guest/copy.img", "migrate-getspeed test", "migrate-setspeed test 10",
+    "migrate --live test test:///default", "migrate --live --p2p test test:///default",
+    "screenshot test shot.png",
+]
+
+
+def _virsh(uri: str, command: str, cwd) -> tuple[str, str, int]:
+    import subprocess
+    # stdin from /dev/null: virsh migrate watches its stdin for ^C and would spin on a closed one
+    out = subprocess.run(["virsh", "-c", uri, command], capture_output=True, text=True, timeout=60,
+                         cwd=cwd, stdin=subprocess.DEVNULL)
+    return out.stdout, out.stderr, out.returncode
+
+
+def test_stock_virsh_on_pyvirtd(tmp_path):
+    import shutil
+
+    from daemons import Pyvirtd
+    if shutil.which("virsh") is None:
+        pytest.skip("stock virsh is not installed")
+    (tmp_path / "libvirt").mkdir()
+    (tmp_path / "pyvirtd").mkdir()
+    want = {c: _virsh("test:///default", c, tmp_path / "libvirt") for c in SAME_AS_LIBVIRT}
+    daemon = Pyvirtd(tmp_path / "daemon")
+    daemon.start()
+    try:
+        uri = daemon.test_uri
+        got = {c: _virsh(uri, c, tmp_path / "pyvirtd") for c in SAME_AS_LIBVIRT}
+        # where libvirt 9.0's test driver says "not supported", pyvirtd's applies the change
+        attach = _virsh(uri, "attach-disk test /guest/x.img vdb --targetbus virtio", tmp_path)
+        listed = _virsh(uri, "domblklist test", tmp_path)
+        jobinfo = _virsh(uri, "domjobinfo test", tmp_path)
+        jobabort = _virsh(uri, "domjobabort test", tmp_path)
+        detach = _virsh(uri, "detach-disk test vdb", tmp_path)
+        after = _virsh(uri, "domblklist test", tmp_path)
+    finally:
+        daemon.stop()
+    differ = {c: (want[c], got[c]) for c in SAME_AS_LIBVIRT if got[c] != want[c]}
+    assert not differ, "\n".join(f"$ virsh {c}\n  libvirt: {w!r}\n  pyvirtd: {h!r}" for c, (w, h) in differ.items())
+    assert want["screenshot test shot.png"][0].startswith("Screenshot saved to shot.png, with type of image/png")
+    assert (tmp_path / "pyvirtd" / "shot.png").read_bytes() == screenimage.png()
+    assert attach == ("Disk attached successfully\n\n", "", 0)
+    assert "vdb      /guest/x.img" in listed[0]
+    assert jobinfo[2] == 0 and jobinfo[0].startswith("Job type:         None")
+    assert jobabort == ("\n", "error: Requested operation is not valid: no job is active on the domain\n", 1)
+    assert detach == ("Disk detached successfully\n\n", "", 0)
+    assert "vdb" not in after[0]
