@@ -27,13 +27,14 @@ def _invalid(detail: str) -> Exception:
 def apply(net: NetworkDef, command: int, section: int, parent_index: int, xml: str) -> None:
     """Change ``net`` in place as one virNetworkUpdate call asks."""
     if command not in (MODIFY, DELETE, ADD_LAST, ADD_FIRST):
-        raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NETWORK, f"unrecognized network update command {command}")
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
+                    f"unrecognized network update command code {command}")
     if section == SECTION_IP_DHCP_HOST:
         _dhcp_host(net, command, parent_index, xml)
     elif section == SECTION_DNS_HOST:
         _dns_host(net, command, xml)
     else:
-        raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NETWORK,
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
                     f"can't update '{SECTION_NAMES.get(section, section)}' section of network '{net.name}'")
 
 
@@ -99,5 +100,5 @@ def _dns_host(net: NetworkDef, command: int, xml: str) -> None:
             raise _invalid(f"couldn't locate a matching DNS HOST record in network {net.name}")
         net.dns_hosts.remove(existing[0])
     else:
-        raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NETWORK,
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
                     "DNS HOST records cannot be modified, only added or deleted")

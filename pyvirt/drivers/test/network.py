@@ -15,6 +15,7 @@ from ...driver import EventBus
 from ...driver_network import NetworkConnection as NetworkConnectionBase, NetworkEvent
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import NetworkRef
+from . import netupdate
 from .objects import matches_list_flags
 
 _T = ErrorDomain.TEST
@@ -28,6 +29,9 @@ class TestNetwork:
         self.persistent = persistent
         self.active = False
         self.autostart = False
+        # libvirt's newDef: the persistent definition once a running network's config is changed
+        # apart from its live one (the test driver never makes it live again)
+        self.config: netconf.NetworkDef | None = None
 
     @property
     def name(self) -> str:
@@ -170,8 +174,35 @@ class TestNetworkConnection(NetworkConnectionBase):
         obj.autostart = bool(autostart)
 
     async def network_get_xml_desc(self, net: NetworkRef, flags: int) -> str:
-        check_flags(flags, 1, "testNetworkGetXMLDesc", _T)
+        check_flags(flags, 0, "testNetworkGetXMLDesc", _T)     # no INACTIVE here, as libvirt's
         return self.nets.find(net).definition.to_xml()
+
+    async def network_update(self, net: NetworkRef, command: int, section: int, parentIndex: int,  # noqa: N803
+                             xml: str, flags: int) -> None:
+        check_flags(flags, 3, "testNetworkUpdate", _T)      # VIR_NETWORK_UPDATE_AFFECT_LIVE | _CONFIG
+        obj = self.nets.find(net)
+        live, config = bool(flags & 1), bool(flags & 2)
+        if not live and not config:         # AFFECT_CURRENT
+            live, config = obj.active, not obj.active
+        if live and not obj.active:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.NETWORK, "network is not running")
+        if config and not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.NETWORK,
+                        "cannot change persistent config of a transient network")
+        # changed on copies: a refused change leaves both definitions as they were
+        new_live = netconf.parse(obj.definition.to_xml()) if live else None
+        persistent = obj.config if obj.config is not None else obj.definition
+        new_config = netconf.parse(persistent.to_xml()) if config else None
+        for target in (new_live, new_config):
+            if target is not None:
+                netupdate.apply(target, command, section, parentIndex, xml)
+        if new_config is not None:
+            if obj.active:
+                obj.config = new_config
+            else:
+                obj.definition = new_config
+        if new_live is not None:
+            obj.definition = new_live
 
     async def network_get_autostart(self, net: NetworkRef) -> int:
         return int(self.nets.find(net).autostart)

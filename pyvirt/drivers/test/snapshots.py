@@ -21,7 +21,16 @@ from ..domainlist import DomainObj
 _T = ErrorDomain.TEST
 STARTED_FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT = 3, 6      # virDomainEvent{Started,Stopped}DetailType
 DELETE_CHILDREN, DELETE_METADATA_ONLY, DELETE_CHILDREN_ONLY = 1, 2, 4
-LIST_ROOTS = 1                                            # VIR_DOMAIN_SNAPSHOT_LIST_ROOTS (and _DESCENDANTS)
+# virDomainSnapshotListFlags (ROOTS and DESCENDANTS share their bit: roots of the domain, all
+# descendants of a snapshot)
+LIST_ROOTS = LIST_DESCENDANTS = 1
+LIST_METADATA, LIST_LEAVES, LIST_NO_LEAVES, LIST_NO_METADATA = 2, 4, 8, 16
+LIST_INACTIVE, LIST_ACTIVE, LIST_DISK_ONLY, LIST_INTERNAL, LIST_EXTERNAL = 32, 64, 128, 256, 512
+LIST_TOPOLOGICAL = 1024
+FILTERS_LEAVES = LIST_LEAVES | LIST_NO_LEAVES
+FILTERS_STATUS = LIST_INACTIVE | LIST_ACTIVE | LIST_DISK_ONLY
+FILTERS_LOCATION = LIST_INTERNAL | LIST_EXTERNAL
+FILTERS_ALL = LIST_METADATA | LIST_NO_METADATA | FILTERS_LEAVES | FILTERS_STATUS | FILTERS_LOCATION
 _STATE_NAMES = {DomainState.RUNNING: "running", DomainState.PAUSED: "paused", DomainState.SHUTOFF: "shutoff"}
 
 
@@ -35,6 +44,54 @@ class TestSnapshot:
 def _tree(host: object, obj: DomainObj) -> dict:
     trees = host.__dict__.setdefault("snapshots", {})
     return trees.setdefault(obj.uuid, {"snaps": {}, "current": None})
+
+
+def _kids(tree: dict, name: str | None) -> list[str]:
+    return sorted(n for n, s in tree["snaps"].items() if s.sdef.parent == name)
+
+
+def _descendants(tree: dict, name: str | None) -> list[str]:
+    """Every descendant of ``name`` (None: of the domain), parents before their children."""
+    out = []
+    for kid in _kids(tree, name):
+        out += [kid, *_descendants(tree, kid)]
+    return out
+
+
+def _is_external(snap: TestSnapshot) -> bool:
+    return snap.sdef.memory == "external" or any(d.snapshot == "external" for d in snap.sdef.disks)
+
+
+def _select(tree: dict, start: str | None, flags: int) -> list[str]:
+    """virDomainSnapshotObjListGetNames: the children (or, with DESCENDANTS, every
+    descendant) of ``start``, or with no start the roots (or, without ROOTS, every
+    snapshot), filtered as libvirt filters them.  A status or location group whose every bit
+    is set filters nothing; LEAVES with NO_LEAVES leaves nothing (libvirt applies both)."""
+    for group in (FILTERS_STATUS, FILTERS_LOCATION):
+        if flags & group == group:
+            flags &= ~group
+    if flags & (LIST_METADATA | LIST_NO_METADATA) == LIST_NO_METADATA:
+        return []            # every snapshot here has metadata
+    every = bool(flags & LIST_DESCENDANTS) != (start is None)
+    names = _descendants(tree, start) if every else _kids(tree, start)
+    if not flags & LIST_TOPOLOGICAL:
+        names.sort()
+    out = []
+    for name in names:
+        snap = tree["snaps"][name]
+        has_kids = any(s.sdef.parent == name for s in tree["snaps"].values())
+        if (flags & LIST_LEAVES and has_kids) or (flags & LIST_NO_LEAVES and not has_kids):
+            continue
+        if flags & FILTERS_STATUS:
+            state = snap.sdef.state
+            kind = LIST_INACTIVE if state == "shutoff" else LIST_DISK_ONLY if state == "disk-snapshot" \
+                else LIST_ACTIVE
+            if not flags & kind:
+                continue
+        if (flags & LIST_INTERNAL and _is_external(snap)) or (flags & LIST_EXTERNAL and not _is_external(snap)):
+            continue
+        out.append(name)
+    return out
 
 
 class SnapshotAPI:
@@ -76,22 +133,19 @@ class SnapshotAPI:
         return self._snap(snap)[2].sdef.format()
 
     async def domain_snapshot_num(self, dom: DomainRef, flags: int) -> int:
-        return len(await self._list(dom, flags))
+        return len(self._list(dom, flags, "testDomainSnapshotNum"))
 
-    async def _list(self, dom: DomainRef, flags: int) -> list[str]:
-        check_flags(flags, 0x3FF, "testDomainSnapshotNum", _T)
+    def _list(self, dom: DomainRef, flags: int, function: str) -> list[str]:
+        check_flags(flags, LIST_ROOTS | LIST_TOPOLOGICAL | FILTERS_ALL, function, _T)
         tree = _tree(self.host, self._obj(dom))
-        names = sorted(tree["snaps"])
-        if flags & LIST_ROOTS:
-            names = [n for n in names if tree["snaps"][n].sdef.parent is None]
-        return names
+        return _select(tree, None, flags)
 
     async def domain_snapshot_list_names(self, dom: DomainRef, maxnames: int, flags: int) -> list[str]:
-        return (await self._list(dom, flags))[:max(maxnames, 0)]
+        return self._list(dom, flags, "testDomainSnapshotListNames")[:max(maxnames, 0)]
 
     async def domain_list_all_snapshots(self, dom: DomainRef, need_results: int,
                                         flags: int) -> tuple[list[DomainSnapshotRef], int]:
-        names = await self._list(dom, flags)
+        names = self._list(dom, flags, "testDomainListAllSnapshots")
         ref = self._obj(dom).ref()
         return ([DomainSnapshotRef(n, ref) for n in names] if need_results else []), len(names)
 
@@ -120,26 +174,21 @@ class SnapshotAPI:
             raise error(ErrorNumber.NO_DOMAIN_SNAPSHOT, _T, f"snapshot '{snap.name}' does not have a parent")
         return DomainSnapshotRef(s.sdef.parent, obj.ref())
 
-    def _children(self, tree: dict, name: str, descendants: bool) -> list[str]:
-        kids = sorted(n for n, s in tree["snaps"].items() if s.sdef.parent == name)
-        if descendants:
-            for kid in list(kids):
-                kids += self._children(tree, kid, True)
-        return kids
+    def _children(self, snap: DomainSnapshotRef, flags: int, function: str) -> tuple[DomainObj, list[str]]:
+        check_flags(flags, LIST_DESCENDANTS | LIST_TOPOLOGICAL | FILTERS_ALL, function, _T)
+        obj, tree, _ = self._snap(snap)
+        return obj, _select(tree, snap.name, flags)
 
     async def domain_snapshot_num_children(self, snap: DomainSnapshotRef, flags: int) -> int:
-        _, tree, _ = self._snap(snap)
-        return len(self._children(tree, snap.name, bool(flags & 1)))
+        return len(self._children(snap, flags, "testDomainSnapshotNumChildren")[1])
 
     async def domain_snapshot_list_children_names(self, snap: DomainSnapshotRef, maxnames: int,
                                                   flags: int) -> list[str]:
-        _, tree, _ = self._snap(snap)
-        return self._children(tree, snap.name, bool(flags & 1))[:max(maxnames, 0)]
+        return self._children(snap, flags, "testDomainSnapshotListChildrenNames")[1][:max(maxnames, 0)]
 
     async def domain_snapshot_list_all_children(self, snapshot: DomainSnapshotRef, need_results: int,
                                                 flags: int) -> tuple[list[DomainSnapshotRef], int]:
-        obj, tree, _ = self._snap(snapshot)
-        kids = self._children(tree, snapshot.name, bool(flags & 1))
+        obj, kids = self._children(snapshot, flags, "testDomainSnapshotListAllChildren")
         return ([DomainSnapshotRef(n, obj.ref()) for n in kids] if need_results else []), len(kids)
 
     async def domain_snapshot_is_current(self, snap: DomainSnapshotRef, flags: int) -> int:
@@ -171,7 +220,7 @@ class SnapshotAPI:
         _, tree, s = self._snap(snap)
         doomed = []
         if flags & (DELETE_CHILDREN | DELETE_CHILDREN_ONLY):
-            doomed = self._children(tree, snap.name, True)
+            doomed = _descendants(tree, snap.name)
         if not flags & DELETE_CHILDREN_ONLY:
             doomed.append(snap.name)
             for other in tree["snaps"].values():      # the children move up to the parent
