@@ -8,7 +8,11 @@ port, nothing of the machine's own libvirt touched) for::
 
 and writes the answer to ``tests/data/libvirtargv/NAME.args`` (the command
 that made it on the first line, as a comment), or libvirt's refusal to
-``NAME.error``.  ``tests/test_libvirt_argv.py`` compares pyvirt's argv with
+``NAME.error``.  For the guests in LIVE it also starts the guest (its files
+made in a temporary directory, the tiny test kernel from build/guests) and
+keeps libvirt's live XML (``virsh dumpxml``) and migratable XML (``virsh
+dumpxml --migratable``, what its migration Begin sends) as NAME.live.xml and
+NAME.migratable.xml, the temporary paths written back as the domain XML had them.  ``tests/test_libvirt_argv.py`` compares pyvirt's argv with
 these files.  Run as root on Debian 12 with libvirt-daemon-driver-qemu::
 
     .venv/bin/python scripts/libvirt_argv.py [NAME ...]
@@ -18,7 +22,9 @@ Review the diff before committing: the files are the reference.
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from libvirt_ref import VIRSH, LibvirtHost, pick_free_port  # noqa: E402
+from lxml import etree  # noqa: E402
 
 DOMAINS = REPO / "tests" / "data" / "domain"
 OUT = REPO / "tests" / "data" / "libvirtargv"
@@ -58,6 +65,48 @@ def generate(host: LibvirtHost, xml: Path) -> None:
     print(f"{xml.stem}: {'ok' if proc.returncode == 0 else proc.stderr.strip()}")
 
 
+# guests started for their live and migratable XML
+LIVE = ("tiny", "full")
+# the path prefixes of tests/data/domain's XMLs -> a directory of the temporary tree
+PATH_PREFIXES = {"/srv/shared/": "shared", "/var/log/guests/": "log", "/var/lib/guests/": "lib"}
+TINY_KERNEL = REPO / "build" / "guests" / "tiny.elf"
+
+
+def live_xml(host: LibvirtHost, xml: Path) -> None:
+    """Start the guest on ``host`` and keep its live and migratable XML."""
+    text = xml.read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        mapping = {prefix: f"{tmp}/{sub}/" for prefix, sub in PATH_PREFIXES.items()}
+        for sub in PATH_PREFIXES.values():
+            os.mkdir(f"{tmp}/{sub}")
+        for prefix, real in mapping.items():
+            text = text.replace(prefix, real)
+        root = etree.fromstring(text.encode())
+        for source in root.iterfind("devices/disk/source"):
+            driver = source.getparent().find("driver")
+            fmt = driver.get("type", "raw") if driver is not None else "raw"
+            subprocess.run(["qemu-img", "create", "-q", "-f", fmt, source.get("file"), "16M"], check=True)
+        kernel = root.findtext("os/kernel")
+        if kernel:
+            shutil.copyfile(TINY_KERNEL, kernel)
+        started = Path(tmp) / xml.name
+        started.write_text(text)
+        name = root.findtext("name")
+        host.virsh("create", str(started))
+        try:
+            for suffix, args in (("live", ()), ("migratable", ("--migratable",))):
+                out = host.virsh("dumpxml", *args, name).stdout
+                for prefix, real in mapping.items():
+                    out = out.replace(real, prefix)
+                # (an XML comment cannot hold '--': the flag is named instead)
+                shown = f"virsh dumpxml {name}" + (" (VIR_DOMAIN_XML_MIGRATABLE)" if args else "")
+                (OUT / f"{xml.stem}.{suffix}.xml").write_text(f"<!-- {shown} -->\n{out.strip()}\n")
+        finally:
+            host.virsh("destroy", name, check=False)
+    print(f"{xml.stem}: live and migratable XML")
+
+
 def main(names: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     WORKDIR.mkdir(parents=True, exist_ok=True)
@@ -66,6 +115,8 @@ def main(names: list[str]) -> int:
         with LibvirtHost(WORKDIR, pick_free_port()) as host:
             for xml in xmls:
                 generate(host, xml)
+                if xml.stem in LIVE:
+                    live_xml(host, xml)
     return 0
 
 

@@ -128,9 +128,9 @@ FORBIDDEN: list[tuple[str, Callable[[DomainDef], object], str]] = [
     ("interface count", _add("interfaces", Interface(type="user")),
      "Target interface count 2 does not match source 1"),
     ("interface mac", lambda d: setattr(d.devices.interfaces[0], "mac", "52:54:00:00:00:02"),
-     "Target interface #0 MAC 52:54:00:00:00:02 does not match source 52:54:00:00:00:01"),
+     "Target network card mac 52:54:00:00:00:02 does not match source 52:54:00:00:00:01"),
     ("interface model", lambda d: setattr(d.devices.interfaces[0], "model", "e1000"),
-     "Target interface #0 model e1000 does not match source virtio"),
+     "Target network card model e1000 does not match source virtio"),
     ("interface type", lambda d: setattr(d.devices.interfaces[0], "type", "bridge"),
      "Target interface #0 type bridge does not match source network"),
     ("serial count", _add("serials", Serial(target_port=1)), "Target serial count 2 does not match source 1"),
@@ -192,3 +192,97 @@ def test_ensure_raises_with_every_difference(src):
                  "Target disk vda bus virtio does not match source sata",
                  "Target console count 2 does not match source 1"):
         assert part in message
+
+
+# -- libvirt 9.0's forms of the same guest (tests/data/libvirtargv, scripts/libvirt_argv.py) ----
+
+LIBVIRT = Path(__file__).parent / "data" / "libvirtargv"
+
+
+def _libvirt_form(name: str, form: str, **kwargs) -> DomainDef:
+    return parse((LIBVIRT / f"{name}.{form}.xml").read_text(), ("kvm", "qemu"), "qemu", **kwargs)
+
+
+def _completed(d: DomainDef) -> DomainDef:
+    from test_libvirt_argv import QEMU_72_MACHINES
+    from pyvirt.drivers.qemu import postparse
+    postparse.complete(d, new_definition=True, machine_aliases=QEMU_72_MACHINES)
+    return d
+
+
+def _pyvirt_form(name: str) -> DomainDef:
+    return _completed(parse((DATA / f"{name}.xml").read_text(), ("kvm", "qemu"), "qemu", inactive=True))
+
+
+@pytest.mark.parametrize("name", ["tiny", "full"])
+def test_libvirt_live_xml_is_accepted_as_it_is(name):
+    """Aliases, addresses, <seclabel>, <resource>, <audio>, a CPU checked in full with the
+    features QEMU enabled: libvirtd's live XML parses, and keeps what the guest sees."""
+    live = _libvirt_form(name, "live")
+    assert live.cpu.check == "full" and ("require", "lahf_lm") in live.cpu.features
+    assert live.devices.memballoon.alias == "balloon0"
+    assert {c.type: c.alias for c in live.devices.controllers} == {"usb": "usb", "pci": "pci.0"}
+    formatted = live.format()
+    assert "<feature policy='require' name='lahf_lm'/>" in formatted
+    assert "<address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>" in formatted
+
+
+@pytest.mark.parametrize("name", ["tiny", "full"])
+def test_libvirt_and_pyvirt_forms_of_a_guest_are_abi_stable(name):
+    ours = _pyvirt_form(name)
+    assert check_abi_stability(_libvirt_form(name, "live"), ours) == []
+    # what libvirt's Begin sends, completed by pyvirt's Prepare, is libvirt's guest again
+    assert check_abi_stability(_libvirt_form(name, "live"), _completed(_libvirt_form(name, "migratable"))) == []
+    # and pyvirt's migratable XML, completed by a receiver, is the same guest
+    again = _completed(parse(ours.format(secure=True, migratable=True), ("kvm", "qemu"), "qemu"))
+    assert check_abi_stability(ours, again) == []
+
+
+@pytest.mark.parametrize("name", ["tiny", "full"])
+def test_pyvirt_builds_libvirts_qemu_from_libvirts_migratable_xml(name):
+    from test_libvirt_argv import CTX, guest_view, libvirt_argv
+    from pyvirt.drivers.qemu.command import assign_aliases, build_argv
+    d = _completed(_libvirt_form(name, "migratable", inactive=True))
+    assign_aliases(d)
+    for port, g in enumerate(d.devices.graphics, start=5900):
+        g.port = g.port or port
+    assert guest_view(build_argv(d, CTX)) == guest_view(libvirt_argv(name))
+
+
+def test_pyvirt_migratable_xml_leaves_out_what_libvirt_leaves_out():
+    ours = parse(_pyvirt_form("full").format(secure=True, migratable=True))
+    theirs = _libvirt_form("full", "migratable")
+    assert [(c.type, c.model) for c in ours.devices.controllers] == \
+        [(c.type, c.model) for c in theirs.devices.controllers] == []
+    assert [(i.type, i.bus) for i in ours.devices.inputs] == [(i.type, i.bus) for i in theirs.devices.inputs]
+    assert ours.cpu.check == theirs.cpu.check == "none" and not ours.cpu.features
+    # a guest without a USB controller, balloon or video card says so, so the receiver adds none
+    bare = parse(SOURCE_XML.replace("machine='pc-q35-7.2'", "machine='pc-i440fx-7.2'"))
+    bare.devices.memballoon = None
+    bare.devices.videos = []
+    sent = bare.format(migratable=True)
+    assert "<controller type='usb' index='0' model='none'/>" in sent
+    assert "<memballoon model='none'/>" in sent and "<model type='none'/>" in sent
+
+
+def test_another_nic_model_fails_with_libvirts_message():
+    other = _pyvirt_form("full")
+    other.devices.interfaces[0].model = "e1000"
+    with pytest.raises(libvirtError) as info:
+        ensure_abi_stable(_libvirt_form("full", "live"), other)
+    err = info.value
+    assert (err.get_error_code(), err.get_error_domain()) == (ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN)
+    assert "Target network card model e1000 does not match source virtio" in err.get_error_message()
+
+
+def test_qemu_namespace_is_refused_with_a_clear_error():
+    from pyvirt.drivers.qemu import postparse
+    xml = (DATA / "tiny.xml").read_text().replace(
+        "<domain type='qemu'>", "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+    ).replace("</devices>", "</devices>\n  <qemu:commandline><qemu:arg value='-no-hpet'/></qemu:commandline>")
+    d = parse(xml, ("kvm", "qemu"), "qemu")
+    with pytest.raises(libvirtError) as info:
+        postparse.complete(d, new_definition=True, machine_aliases={})
+    err = info.value
+    assert err.get_error_code() == ErrorNumber.CONFIG_UNSUPPORTED
+    assert "<qemu:commandline> is not supported" in err.get_error_message()

@@ -74,8 +74,9 @@ DEVICE_CHECKS: tuple[DeviceTable, ...] = (
     ("interface", lambda d: d.devices.interfaces, _numbered("interface"), (
         # Stricter than libvirt, which lets the host-side type change (network <-> bridge).
         ("type", lambda x: x.type),
-        ("MAC", lambda x: x.mac),
-        ("model", lambda x: x.model),
+        # libvirt's own sentences (virDomainNetDefCheckABIStability): "=" names no device
+        ("=network card mac", lambda x: x.mac),
+        ("=network card model", lambda x: x.model),
         ("address", _address),
     )),
     ("serial", lambda d: d.devices.serials, _numbered("serial"), (
@@ -127,8 +128,10 @@ def check_abi_stability(old: DomainDef, new: DomainDef) -> list[str]:
                 if what in WHEN_BOTH_GIVEN and (get(a) is None or get(b) is None):
                     continue
                 if get(a) != get(b):
-                    # an empty 'what' names the device itself ("Target disk vdb ... source vda")
-                    problems.append(_differs(f"{label} {what}" if what else kind, get(a), get(b)))
+                    # an empty 'what' names the device itself ("Target disk vdb ... source vda");
+                    # one starting with '=' is libvirt's wording, used as it is
+                    shown = what[1:] if what.startswith("=") else f"{label} {what}" if what else kind
+                    problems.append(_differs(shown, get(a), get(b)))
     return problems
 
 
