@@ -27,7 +27,7 @@ import pyvirt
 from daemons import Pyvirtd, qemu_pid
 from guests import READY, REPO, tiny_xml, wait_for, wait_for_text
 from pyvirt.drivers.qemu import imagedefine, saveimage
-from pyvirt.drivers.qemu.config import QemuConfig
+from pyvirt.drivers.qemu.config import QemuConfig, default_emulator
 from pyvirt.errors import libvirtError
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -114,9 +114,10 @@ def libvirt_guest(host: LibvirtHost, tmp_path: Path, name: str) -> Path:
     return log
 
 
-def virsh(uri: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def virsh(uri: str, *args: str, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess:
     """Stock virsh 9.0 against either daemon."""
-    proc = subprocess.run(["virsh", "-q", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["virsh", *(["-q"] if quiet else []), "-c", uri, *args], capture_output=True,
+                          text=True, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"virsh {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
@@ -210,8 +211,7 @@ def test_libvirtd_edits_a_pyvirt_image_and_pyvirt_restores_it(libvirt_host, pyvi
     xml = libvirt_host.virsh("save-image-dumpxml", "--security-info", str(image)).stdout
     edited = tmp_path / "edited.xml"
     edited.write_text(with_description(xml, "edited by libvirtd"))
-    out = libvirt_host.virsh("save-image-define", str(image), str(edited), "--paused").stdout
-    assert f"State file {image} updated." in out
+    libvirt_host.virsh("save-image-define", str(image), str(edited), "--paused")
     header = image_header(image)
     assert (header.data_len, header.was_running) == (data_len, False)    # edited in place
     assert "edited by libvirtd" in virsh(pyvirt_host.uri, "save-image-dumpxml", str(image)).stdout
@@ -241,8 +241,8 @@ def test_pyvirt_edits_a_libvirtd_image_and_libvirtd_restores_it(libvirt_host, py
     xml = virsh(pyvirt_host.uri, "save-image-dumpxml", "--security-info", str(image)).stdout
     edited = tmp_path / "edited.xml"
     edited.write_text(with_description(xml, "edited by pyvirtd"))
-    out = virsh(pyvirt_host.uri, "save-image-define", str(image), str(edited), "--running").stdout
-    assert f"State file {image} updated." in out
+    out = virsh(pyvirt_host.uri, "save-image-define", str(image), str(edited), "--running", quiet=False).stdout
+    assert out.strip() == f"State file {image} updated."
     header = image_header(image)
     assert header.was_running and header.format.name == "gzip"
     assert (header.data_len, header.cookie_offset > 0) == (before_edit.data_len, True)   # cookie kept
@@ -374,6 +374,7 @@ def _image(xml: str, cookie: str | None = "<cookie/>") -> tuple[bytes, saveimage
     return head, saveimage.parse_data(header, head[saveimage.HEADER_SIZE:], "x")
 
 
+EMU = default_emulator()
 TINY = """<domain type='qemu'><name>u</name><uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>
 <memory unit='KiB'>131072</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>
 <devices/></domain>"""
@@ -381,13 +382,13 @@ TINY = """<domain type='qemu'><name>u</name><uuid>4dea22b3-1d52-d8f3-2516-782e98
 
 def test_define_rewrites_in_place_keeping_cookie_format_and_size():
     head, image = _image(TINY)
-    new = imagedefine.new_data(image, with_description(TINY, "d"), int(E.VIR_DOMAIN_SAVE_PAUSED), "x")
+    new = imagedefine.new_data(image, with_description(TINY, "d"), int(E.VIR_DOMAIN_SAVE_PAUSED), "x", EMU)
     assert new is not None and len(new) == len(head)
     header = saveimage.parse_header(new[:saveimage.HEADER_SIZE], "x")
     edited = saveimage.parse_data(header, new[saveimage.HEADER_SIZE:], "x")
     assert (header.format.name, header.was_running, edited.cookie) == ("gzip", False, "<cookie/>")
     assert "<description>d</description>" in edited.xml
-    assert imagedefine.new_data(image, image.xml, 0, "x") is None                   # nothing changes
+    assert imagedefine.new_data(image, image.xml, 0, "x", EMU) is None                   # nothing changes
     with pytest.raises(libvirtError) as info:
-        imagedefine.new_data(image, with_description(TINY, "x" * (2 * saveimage.XML_SLACK)), 0, "x")
+        imagedefine.new_data(image, with_description(TINY, "x" * (2 * saveimage.XML_SLACK)), 0, "x", EMU)
     assert "new xml too large to fit in file" in info.value.get_error_message()

@@ -454,7 +454,7 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
 
     async def domain_save_image_define_xml(self, file: str, dxml: str, flags: int) -> None:
         check_flags(flags, imagedefine.DEFINE_FLAGS, "qemuDomainSaveImageDefineXML")
-        await imagedefine.define(file, dxml, flags)
+        await imagedefine.define(file, dxml, flags, self.driver.cfg.emulator)
 
     # -- libvirt-qemu ----------------------------------------------------------------
     async def domain_qemu_monitor_command(self, dom: DomainRef, cmd: str, flags: int) -> str:

@@ -26,7 +26,7 @@ from ...errors import ErrorDomain, ErrorNumber, error
 from . import saveimage
 from .command import DOMAIN_TYPES
 from .imagefile import check_path, image_def, os_error, read_image
-from .save import image_xml
+from .save import as_received, image_xml
 
 DEFINE_FLAGS = int(SaveFlags.RUNNING | SaveFlags.PAUSED)
 _FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -53,8 +53,10 @@ def _open(path: str) -> int:
     return fd
 
 
-def new_data(image: saveimage.SaveImage, dxml: str, flags: int, path: str) -> bytes | None:
-    """The header and data to write back, or None when nothing changes.  Pure."""
+def new_data(image: saveimage.SaveImage, dxml: str, flags: int, path: str, emulator: str) -> bytes | None:
+    """The header and data to write back, or None when nothing changes.  Both XMLs
+    are completed as a restore completes them before their ABI is compared, as
+    libvirt's qemuSaveImageUpdateDef does; the new one is stored migratable."""
     header = image.header
     running = header.was_running
     if flags & SaveFlags.RUNNING:
@@ -63,8 +65,9 @@ def new_data(image: saveimage.SaveImage, dxml: str, flags: int, path: str) -> by
         running = False
     if dxml == image.xml and running == header.was_running:
         return None
-    # image_def checks the ABI of the saved guest against the new XML
-    new = image_def(image, dxml, path)
+    saved = as_received(image_def(image, None, path), emulator)
+    new = as_received(conf.parse(dxml, DOMAIN_TYPES, "qemu", inactive=True), emulator)
+    conf.ensure_abi_stable(saved, new)
     xml = image_xml(new)
     fmt = header.format
     built, data = saveimage.build(xml, running, fmt, image.cookie, data_len=header.data_len)
@@ -73,13 +76,13 @@ def new_data(image: saveimage.SaveImage, dxml: str, flags: int, path: str) -> by
     return saveimage.pack_header(kept, complete=True) + data[saveimage.HEADER_SIZE:]
 
 
-def define_xml(path: str, dxml: str, flags: int) -> None:
+def define_xml(path: str, dxml: str, flags: int, emulator: str) -> None:
     """Replace the XML in the image at ``path`` with ``dxml``.  Blocking."""
     conf.parse(dxml, DOMAIN_TYPES, "qemu", inactive=True)     # bad XML fails before the file is opened
     fd = _open(path)
     try:
         image = read_image(fd, path)
-        data = new_data(image, dxml, flags, path)
+        data = new_data(image, dxml, flags, path, emulator)
         if data is None:
             return
         try:
@@ -93,6 +96,7 @@ def define_xml(path: str, dxml: str, flags: int) -> None:
         os.close(fd)
 
 
-async def define(path: str, dxml: str, flags: int) -> None:
-    """virDomainSaveImageDefineXML, off the event loop."""
-    await asyncio.to_thread(define_xml, path, dxml, flags)
+async def define(path: str, dxml: str, flags: int, emulator: str) -> None:
+    """virDomainSaveImageDefineXML, off the event loop; ``emulator``: the driver's
+    default QEMU (for a definition that names none)."""
+    await asyncio.to_thread(define_xml, path, dxml, flags, emulator)

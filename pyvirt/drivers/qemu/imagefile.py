@@ -97,7 +97,10 @@ def image_def(image: saveimage.SaveImage, dxml: str | None, path: str) -> conf.D
 def _image_xml(path: str, secure: bool) -> str:
     fd, image = open_image(path)
     os.close(fd)
-    return image_def(image, None, path).format(secure=secure, inactive=True)
+    # shown completed, as a restore would start it (libvirt's parse adds the defaults too)
+    from .config import default_emulator
+    from .save import as_received
+    return as_received(image_def(image, None, path), default_emulator()).format(secure=secure, inactive=True)
 
 
 async def image_xml(path: str, secure: bool) -> str:

@@ -24,8 +24,10 @@ from ...enums import (DomainState, EventStartedDetail, EventStoppedDetail, Event
 from ...errors import ErrorDomain, ErrorNumber, FirstError, error
 from ..domainlist import emit_lifecycle
 from . import imagefile, saveimage
+from .command import DOMAIN_TYPES
 from .jobs import AsyncJob, AsyncJobState
 from .migration.tunnel import make_pipe
+from .save import as_received
 from .savehelper import Helper, find_program
 from .savestream import FD_NAME, HELPER_GRACE, ImageEnd, follow, hand_to_qemu, log_size, require_qemu
 
@@ -79,7 +81,7 @@ async def restore(drv: "QemuDriver", path: str, dxml: str | None, flags: int,
     fd, image = await asyncio.to_thread(imagefile.open_image, path)
     source = RestoreSource(path, fd)
     try:
-        live = imagefile.image_def(image, dxml, path)
+        live = _restore_def(image, dxml, path, drv.cfg.emulator)
         fmt = image.header.format
         program = find_program(fmt, drv.cfg.helper_path) if fmt.decompress else None
         run = image.header.was_running
@@ -108,6 +110,19 @@ async def restore(drv: "QemuDriver", path: str, dxml: str | None, flags: int,
     finally:
         await source.close()
     return obj
+
+
+def _restore_def(image: saveimage.SaveImage, dxml: str | None, path: str, emulator: str) -> conf.DomainDef:
+    """The definition to restore with: the image's, or an application's whose guest
+    ABI is the image's once both are completed as a new definition is (an image
+    holds migratable XML, without the default devices; the application's may list
+    them), as libvirt's qemuSaveImageUpdateDef compares them."""
+    saved = imagefile.image_def(image, None, path)
+    if not dxml:
+        return saved
+    new = conf.parse(dxml, DOMAIN_TYPES, "qemu", inactive=True)
+    conf.ensure_abi_stable(as_received(saved, emulator), as_received(new, emulator))
+    return new
 
 
 async def _domain_for(drv: "QemuDriver", live: conf.DomainDef) -> tuple["QemuDomainObj", bool]:

@@ -33,7 +33,7 @@ from ...conf.status import AsyncJobType
 from ...enums import DomainState, EventStoppedDetail, PausedReason, RunningReason, SaveFlags, ShutoffReason
 from ...errors import FirstError
 from ..domainlist import not_running
-from . import imagefile, saveimage
+from . import imagefile, machines, postparse, saveimage
 from .command import DOMAIN_TYPES
 from .jobs import AsyncJob, AsyncJobState
 from .migration.params import bandwidth_bytes
@@ -105,10 +105,21 @@ class SaveTarget(ImageEnd):
 
 
 def image_xml(definition: conf.DomainDef) -> str:
-    """The domain XML a save image carries: the form migration's Begin sends
-    (inactive, with secrets), since libvirt's restore parses an image's XML as
-    migratable XML and adds back the default devices that form leaves out."""
+    """The domain XML a save image carries: libvirt's migratable form, the one
+    migration's Begin sends (with secrets), since libvirt's restore parses an
+    image's XML like a new definition and adds back the default devices that
+    form leaves out (and adds none the form says the guest lacks)."""
     return definition.format(secure=True, migratable=True)
+
+
+def as_received(definition: conf.DomainDef, emulator: str) -> conf.DomainDef:
+    """A copy of ``definition`` completed as a receiver of migratable XML completes
+    it (libvirt parses an image's or an application's XML like a new definition):
+    the form to compare with a running guest's, or with another such XML."""
+    completed = definition.copy()
+    postparse.complete(completed, new_definition=True,
+                       machine_aliases=machines.aliases(completed.devices.emulator or emulator))
+    return completed
 
 
 def choose_format(drv: "QemuDriver", image_format: str | None = None,
@@ -139,7 +150,7 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
             raise not_running(obj)
         xml_def = obj.live
         if dxml:
-            xml_def = conf.parse(dxml, DOMAIN_TYPES, "qemu", inactive=True)
+            xml_def = as_received(conf.parse(dxml, DOMAIN_TYPES, "qemu", inactive=True), drv.cfg.emulator)
             conf.ensure_abi_stable(obj.live, xml_def)
         was_running = obj.state == DomainState.RUNNING
         resume_after = bool(flags & SaveFlags.RUNNING) or (was_running and not flags & SaveFlags.PAUSED)
