@@ -177,11 +177,12 @@ def test_libvirtd_to_pyvirtd_and_back(hosts, guest, flow):
 
 # -- refusals ----------------------------------------------------------------
 
+@pytest.mark.parametrize("flow", sorted(FLOWS))
 @pytest.mark.parametrize("direction", ["libvirtd-to-pyvirtd", "pyvirtd-to-libvirtd"])
-def test_destination_refusal_keeps_the_source_running(hosts, guest, direction, tmp_path):
+def test_destination_refusal_keeps_the_source_running(hosts, guest, direction, flow, tmp_path):
     """The destination cannot start the guest the XML describes (its serial file sits
     in a directory that host lacks): the source runs on, the destination's own error
-    text reaches virsh, nothing is left on the destination."""
+    text is the one reported (the first error), nothing is left on the destination."""
     lv, pv, _ = hosts
     src, dst = (lv, pv) if direction == "libvirtd-to-pyvirtd" else (pv, lv)
     guest.start_on(src)
@@ -189,8 +190,10 @@ def test_destination_refusal_keeps_the_source_running(hosts, guest, direction, t
     xml = tmp_path / "dest.xml"
     live = virsh(src.uri, "dumpxml", "--migratable", guest.name).stdout
     xml.write_text(live.replace(str(guest.log), str(missing)))
-    extra = into_libvirtd() if dst is lv else []
-    proc = virsh(src.uri, "migrate", "--live", "--xml", str(xml), guest.name, dst.uri, *extra, check=False)
+    flags = FLOWS[flow]
+    extra = into_libvirtd() if dst is lv and "--tunnelled" not in flags else []
+    proc = virsh(src.uri, "migrate", "--live", *flags, "--xml", str(xml), guest.name, dst.uri, *extra,
+                 check=False)
     assert proc.returncode != 0
     message = proc.stderr
     assert str(missing) in message and "No such file or directory" in message, message
@@ -199,6 +202,37 @@ def test_destination_refusal_keeps_the_source_running(hosts, guest, direction, t
     guest.assert_only_on(src)
     guest.keeps_beating()
     assert guest.name not in virsh(dst.uri, "list", "--all", "--name").stdout.split()
+
+
+def test_mandatory_cookie_features_honoured_both_ways(hosts, guest):
+    """A Begin cookie whose mandatory feature the destination does not know, or knows but
+    cannot take in Prepare, is refused in libvirt's words by libvirtd and by pyvirtd alike;
+    the source's job ends with Confirm(cancelled) and the guest runs on."""
+    from pyvirt import aio, typedparams
+    lv, pv, _ = hosts
+    guest.start_on(pv)
+    cpv, clv = pyvirt.open(pv.uri), pyvirt.open(lv.uri)
+    dom = cpv.lookupByName(guest.name)
+    live = pyvirt.VIR_MIGRATE_LIVE
+    for dst in (clv, cpv):          # pyvirtd's Begin cookie, to libvirtd's Prepare and back to pyvirtd's
+        for feature, words in (("teleport", "Unknown migration cookie feature teleport"),
+                               ("persistent", "Unsupported migration cookie feature persistent")):
+            cookie, xml = aio.run(cpv._drv.domain_migrate_begin3_params(dom._ref, [], live))
+            bogus = cookie.replace(b"</hostuuid>", f"</hostuuid>\n  <feature name='{feature}'/>".encode())
+            params = typedparams.from_dict({"destination_xml": xml}, typedparams.MIGRATION_PARAM_TYPES)
+            with pytest.raises(pyvirt.libvirtError) as info:
+                if dst is cpv:      # the same host would be refused first: read as another host's
+                    bogus = bogus.replace(pv.host_uuid.encode(), lv.host_uuid.encode())
+                aio.run(dst._drv.domain_migrate_prepare3_params(params, bogus, live))
+            assert info.value.get_error_message() == f"internal error: {words}", info.value
+            aio.run(cpv._drv.domain_migrate_confirm3_params(dom._ref, [], b"", live, 1))
+            guest.assert_only_on(pv)
+    # and libvirtd's own mandatory feature (lockstate) is understood: the guest moves there and back
+    virsh(pv.uri, "migrate", "--live", guest.name, lv.uri, *into_libvirtd())
+    guest.assert_only_on(lv)
+    virsh(lv.uri, "migrate", "--live", guest.name, pv.uri)
+    guest.assert_only_on(pv)
+    guest.keeps_beating()
 
 
 def test_abi_difference_refused(hosts, guest, tmp_path):
