@@ -46,10 +46,12 @@ def virsh(uri: str, *args: str, check: bool = True) -> subprocess.CompletedProce
     return subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, check=check, timeout=120)
 
 
-def start_guest(a: Pyvirtd, name: str = "mig", cmdline: str = TOO_FAST, memory_mib: int = 256) -> str:
+def start_guest(a: Pyvirtd, name: str = "mig", cmdline: str = TOO_FAST, memory_mib: int = 256,
+                virt: str = "qemu") -> str:
     uid = str(uuid.uuid4())
     log = a.workdir / f"{name}.log"
-    (a.workdir / f"{name}.xml").write_text(tiny_xml(name, log, cmdline=cmdline, uuid=uid, memory_mib=memory_mib))
+    (a.workdir / f"{name}.xml").write_text(tiny_xml(name, log, cmdline=cmdline, uuid=uid, memory_mib=memory_mib,
+                                                    virt=virt))
     virsh(a.uri, "create", str(a.workdir / f"{name}.xml"))
     wait_for_text(log, "PYVIRT-HEARTBEAT 1")
     return uid
@@ -246,23 +248,44 @@ def test_postcopy_failure_after_the_switch_never_resumes_the_source(hosts):
     assert running_copies([a, b], uid) == 0
 
 
-def test_postcopy_failure_keeps_the_destination(hosts):
-    a, b = hosts
-    uid = start_guest(a)
-    proc = migrate(a, b, "--postcopy", "--postcopy-after-precopy", "--bandwidth", "20", "--postcopy-bandwidth", "1")
+def kvm_usable() -> bool:
     try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
+def test_postcopy_failure_keeps_the_destination(hosts):
+    """After the switch the source's QEMU dies: B keeps the guest, never kills it, and reports
+    it paused (post-copy failed), with SUSPENDED/POSTCOPY_FAILED.  QEMU is told to stop; a vCPU
+    blocked on a lost page makes that command wait for the page, so QEMU's own answer is not
+    what this checks: the daemon's state, its event and its log are."""
+    a, b = hosts
+    start_guest(a)
+    dst = listener("pyvirt", b.uri)
+    proc = None
+    try:
+        assert dst.wait_for(lambda l: l.startswith("registered")) == "registered 27"
+        proc = migrate(a, b, "--postcopy", "--postcopy-after-precopy", "--bandwidth", "20",
+                       "--postcopy-bandwidth", "1")
         wait_for(lambda: virsh(b.uri, "domstate", "--reason", "mig", check=False).stdout.strip()
                  == "running (post-copy)", 90, interval=0.2, what="the guest running on B in post-copy")
         os.kill(qemu_pid(a, "mig"), signal.SIGKILL)      # the pages still on A are gone with it
         rc, _out, err = finish(proc)
+        assert rc == 1, err
+        dst.wait_for(lambda l: l.startswith("[0,") and json.loads(l)[2:] == [3, 8], 60,
+                     what="SUSPENDED/POSTCOPY_FAILED on B")
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert rc == 1, err
-    # B has the CPUs but not all the memory: kept for the administrator, never killed; as libvirt 9.0
-    # "running (post-copy failed)" (a vCPU waiting for a lost page cannot be stopped)
-    assert virsh(b.uri, "domstate", "--reason", "mig").stdout.strip() == "running (post-copy failed)"
-    assert qemu_pid(b, "mig") is not None
-    assert running_copies([a, b], uid) == 1          # never a second copy: A's is gone, B keeps its own
-    assert "failed during post-copy; leaving the domain running" in b.log_path.read_text()
+        dst.stop()
+    # B has the CPUs but not all the memory: kept for the administrator, never killed, and paused
+    # (its vCPUs would block on the lost pages anyway): the issue's wording, where libvirt 9.0 says
+    # "running (post-copy failed)"
+    assert virsh(b.uri, "domstate", "--reason", "mig").stdout.strip() == "paused (post-copy failed)"
+    assert qemu_pid(b, "mig") is not None and qemu_pid(a, "mig") is None
+    lifecycle_b = [json.loads(l)[2:] for l in dst.lines if l.startswith("[0,")]
+    assert [4, 3] in lifecycle_b and [4, 3] not in lifecycle_b[lifecycle_b.index([3, 8]):]   # never resumed after
+    assert "failed during post-copy; leaving the domain paused" in b.log_path.read_text()

@@ -13,14 +13,31 @@ partly gone.  libvirt 9.0's shape is kept:
   page has arrived;
 * a failure after the switch never resumes the source (paused,
   POSTCOPY_FAILED, whatever Confirm is told) and never kills the
-  destination, which has the CPUs but not all the memory: as libvirt 9.0 it
-  is left running with reason POSTCOPY_FAILED (a vCPU blocked on a page
-  that will not come cannot be stopped: QEMU's ``stop`` would hang).
+  destination, which has the CPUs but not all the memory.  There the guest
+  is paused: PAUSED/POSTCOPY_FAILED with SUSPENDED/POSTCOPY_FAILED, where
+  libvirt 9.0 leaves it RUNNING/POSTCOPY_FAILED.  A vCPU that touches a
+  page still on the lost source blocks on it for good anyway, so "running"
+  would promise tools a guest that makes progress; paused states the truth,
+  stops the vCPUs not yet blocked from acting on a half-moved memory
+  (timers, I/O), and is the state an administrator recovers from.
+
+  QEMU's ``stop`` kicks every vCPU and waits until each has left the
+  guest.  One blocked in a page fault (this host: TCG and KVM alike) only
+  leaves when its page arrives, so the command may not return: it is
+  awaited for a bounded time, then left pending in QEMU.  The guest is
+  reported paused either way, because from the moment ``stop`` is sent no
+  vCPU runs guest code: the others have stopped on the kick, the blocked
+  ones wait for their page and stop as soon as it comes (a recovered
+  post-copy delivers a paused guest, never one that ran on).  Until then
+  QEMU's main loop is busy with that ``stop``: ordinary monitor commands
+  wait, out-of-band ones (``migrate-recover``, ``migrate-pause``) still
+  answer, and destroy works as always.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -121,19 +138,43 @@ async def wait_completed(drv: "QemuDriver", obj: "QemuDomainObj", job: "AsyncJob
 
 
 async def destination_failed(drv: "QemuDriver", obj: "QemuDomainObj") -> None:
-    """The destination has the CPUs but not all the memory: keep the guest, never kill it.
-    Not stopped: a vCPU waiting for a page that will not come cannot be paused (QEMU's
-    ``stop`` waits for every vCPU and would hang the monitor), so, as libvirt 9.0, it is
-    left running with reason POSTCOPY_FAILED for the administrator."""
-    from ....enums import RunningReason
-    log.error("Incoming migration of domain '%s' failed during post-copy; leaving the domain running", obj.name)
+    """The destination has the CPUs but not all the memory: keep the guest, never kill it,
+    stop its vCPUs and say so (the module's docstring says why paused, and why bounded)."""
+    from .. import leases
+    log.error("Incoming migration of domain '%s' failed during post-copy; leaving the domain paused", obj.name)
     _FAILED_AFTER_SWITCH.add(obj)
-    if obj.process is None:
+    process = obj.process
+    if process is None:
         return
     if obj.state == DomainState.RUNNING:
-        obj.set_state(DomainState.RUNNING, RunningReason.POSTCOPY_FAILED)
-    else:
-        obj.set_state(DomainState.PAUSED, PausedReason.POSTCOPY_FAILED)
+        stop = asyncio.ensure_future(process.monitor.stop())
+        obj.expect_run_change = True         # the STOP event is ours: the reason is POSTCOPY_FAILED
+        try:
+            done, _ = await asyncio.wait({stop}, timeout=STOP_BOUND)
+        finally:
+            obj.expect_run_change = False
+        if not done:
+            log.warning("%s: a vCPU waits for a page that will not come: QEMU stops it when the page "
+                        "arrives; no vCPU runs guest code meanwhile", obj.name)
+            _PENDING_STOPS.add(stop)
+            stop.add_done_callback(functools.partial(_stop_done, obj.name))
+        else:
+            _stop_done(obj.name, stop)
+    if obj.process is not process:
+        return
+    if (obj.state, obj.reason) != (DomainState.PAUSED, PausedReason.POSTCOPY_FAILED):
+        drv.mark_paused(obj, PausedReason.POSTCOPY_FAILED)
+    await leases.cpus_stopped(drv, obj)      # as every pause: stopped vCPUs hold no lease
+
+
+STOP_BOUND = 2.0      # s: QEMU stops vCPUs in milliseconds unless one is blocked on a missing page
+_PENDING_STOPS: "set[asyncio.Future[Any]]" = set()
+
+
+def _stop_done(name: str, stop: "asyncio.Future[Any]") -> None:
+    _PENDING_STOPS.discard(stop)
+    if not stop.cancelled() and stop.exception() is not None:
+        log.warning("%s: the stop after the failed post-copy did not complete: %s", name, stop.exception())
 
 
 def kept_after_failure(obj: "QemuDomainObj") -> bool:
