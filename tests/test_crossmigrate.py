@@ -91,9 +91,11 @@ def guest(hosts, request):
 class Guest:
     def __init__(self, name: str, uid: str, log: Path, lv: LibvirtHost, pv: Pyvirtd) -> None:
         self.name, self.uuid, self.log, self.lv, self.pv = name, uid, log, lv, pv
+        self.devices = ""       # more devices for the XML
 
     def xml(self, log: Path | None = None) -> str:
-        return tiny_xml(self.name, log or self.log, cmdline="dirty=8:4", uuid=self.uuid)
+        return tiny_xml(self.name, log or self.log, cmdline="dirty=8:4", uuid=self.uuid,
+                        extra_devices=self.devices)
 
     def start_on(self, host) -> None:
         path = self.log.with_suffix(".xml")
@@ -305,8 +307,10 @@ def record_cookies(conn: pyvirt.virConnect, log: list[tuple[str, bytes]]) -> Non
 def test_libvirtd_cookies_in_each_step(hosts, guest):
     """Drive L → P and P → L with pyvirt's library, keep what each daemon answered in
     each step, and read libvirtd's cookies with pyvirt's parser (what pyvirtd's steps
-    accept); with PYVIRT_REGENERATE=1 they become the golden files."""
+    accept); with PYVIRT_REGENERATE=1 they become the golden files.  The guest has a
+    SPICE display, whose address each destination's Prepare cookie tells the source."""
     lv, pv, _ = hosts
+    guest.devices = "\n    <graphics type='spice' autoport='yes' listen='127.0.0.1'/>"
     guest.start_on(lv)
     clv, cpv = pyvirt.open(lv.uri), pyvirt.open(pv.uri)
     seen: dict[str, list[tuple[str, bytes]]] = {"libvirtd": [], "pyvirtd": []}
@@ -334,6 +338,9 @@ def test_libvirtd_cookies_in_each_step(hosts, guest):
     assert ("pause-before-switchover", True) in begin.capabilities
     prepare = parsed["prepare3_params"]
     assert ("late-block-activate", True) in prepare.capabilities
+    port = int(re.search(r"<graphics type='spice' port='(\d+)'",
+                         virsh(lv.uri, "dumpxml", guest.name).stdout)[1])
+    assert (prepare.graphics.type, prepare.graphics.listen, prepare.graphics.port) == ("spice", "127.0.0.1", port)
     assert parsed["perform3_params"].statistics["memory_total"] > 0     # the source's job figures
     assert parsed["perform3_params"].mandatory == CookieFlags.PERSISTENT
     assert f"<name>{guest.name}</name>" in parsed["perform3_params"].persistent_xml
@@ -342,6 +349,7 @@ def test_libvirtd_cookies_in_each_step(hosts, guest):
     mine = dict(seen["pyvirtd"])
     assert b"<feature name='lockstate'/>" in mine["begin3_params"]
     assert b"<cap name='late-block-activate' auto='yes'/>" in mine["prepare3_params"]
+    assert b"<graphics type='spice' port='" in mine["prepare3_params"]
     assert b"<feature name='persistent'/>" in mine["perform3_params"]
     if REGENERATE:
         GOLDEN.mkdir(parents=True, exist_ok=True)

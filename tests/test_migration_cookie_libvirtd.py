@@ -67,8 +67,12 @@ def test_begin_refused_by_a_step_that_does_not_know_lockstate():
 
 
 def test_prepare():
+    """The destination's SPICE display (no TLS: tlsPort -1) and its capabilities, with
+    late-block-activate automatic."""
     _, cookie = read("prepare")
-    assert cookie.mandatory == CookieFlags(0) and cookie.flags == CookieFlags.CAPS
+    assert cookie.mandatory == CookieFlags(0) and cookie.flags == CookieFlags.GRAPHICS | CookieFlags.CAPS
+    assert (cookie.graphics.type, cookie.graphics.listen, cookie.graphics.tls_port) == ("spice", "127.0.0.1", -1)
+    assert cookie.graphics.port > 0 and cookie.graphics.tls_subject is None
     caps = dict(cookie.capabilities)
     assert caps["late-block-activate"] is True and caps["pause-before-switchover"] is False
 

@@ -110,14 +110,19 @@ async def migration_capabilities(obj: "QemuDomainObj", party: str) -> list[tuple
 
 
 def _graphics_for_cookie(d: conf.DomainDef) -> CookieGraphics | None:
-    """The first SPICE (else VNC) display, so the source can tell clients where to go."""
-    found = sorted(d.devices.graphics, key=lambda g: g.type != "spice")
-    if not found:
-        return None
-    g = found[0]
-    listen = next((l.address for l in g.listens if l.address), None) or "127.0.0.1"
-    return CookieGraphics(type=g.type, port=g.port, listen=listen,
-                          tls_port=g.tls_port if g.tls_port > 0 else -1)
+    """The first SPICE display listening on an address or a network, so the source can
+    tell SPICE clients where to go (libvirt's qemuMigrationCookieAddGraphics: VNC and
+    socket listens have no seamless hand-over, so they are never sent)."""
+    for g in d.devices.graphics:
+        if g.type != "spice":
+            continue
+        first = g.listens[0] if g.listens else None
+        if first is not None and first.type not in ("address", "network"):
+            continue
+        listen = (first.address if first is not None else None) or "127.0.0.1"   # spice_listen's default
+        return CookieGraphics(type="spice", port=g.port, listen=listen,
+                              tls_port=g.tls_port if g.tls_port > 0 else -1)
+    return None
 
 
 async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationRequest,
