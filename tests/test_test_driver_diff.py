@@ -28,8 +28,11 @@ LIBVIRT_PYTHON = "/usr/bin/python3"
 # "pyvirtd-libvirt" (python3-libvirt on pyvirtd), "pyvirtd-pyvirt" (pyvirt on pyvirtd).
 ALL = ("inproc", "pyvirtd-libvirt", "pyvirtd-pyvirt")
 REMOTE = ("pyvirtd-libvirt", "pyvirtd-pyvirt")
-KNOWN: dict[str, tuple[tuple[str, ...], str]] = {
+KNOWN: dict[str, tuple] = {
     "define-bad-xml": (ALL, "the parser's message words libxml2's position differently (same code, domain)"),
+    # (runs, reason, pyvirt's exact value): libvirt 9.0's test driver lacks the call, pyvirt answers it
+    "dom-jobinfo": (ALL, "libvirt 9.0's test driver has no virDomainGetJobInfo; pyvirt's answers 'no job', "
+                         "as it does for QEMU (tests/test_test_driver_ops_diff.py)", [0] * 12),
     "uri": (REMOTE, "through a daemon the client's remote driver answers with the URI it opened, "
                     "as libvirt's does against libvirtd"),
     "secure": (REMOTE, "plain TCP to the daemon is not a secure channel (libvirt's remote driver says 0 too)"),
@@ -73,6 +76,9 @@ def _compare(run: str, reference: list, got: list) -> None:
     for step, want in reference:
         have = got_steps[step]
         known = KNOWN.get(step)
+        if known is not None and run in known[0] and len(known) == 3:
+            assert _is_error(want) and want[1] == 3 and have == known[2], (step, want, have)
+            continue
         if known is not None and run in known[0]:
             # a known difference is still the same kind of answer: both errors (with libvirt's
             # code) or both values of the same type

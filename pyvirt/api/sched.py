@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .tuning import string_okay
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -20,6 +22,7 @@ class DomainSchedAPI:
     """Mixed into :class:`pyvirt.domain.virDomain`."""
 
     _call: Callable[..., Any]
+    _conn: Any
 
     def isUpdated(self) -> int:
         return self._call("domain_is_updated")
@@ -41,7 +44,8 @@ class DomainSchedAPI:
             return []
         if flags is None:
             return self._call("domain_get_scheduler_parameters", nparams)
-        return self._call("domain_get_scheduler_parameters_flags", nparams, flags)
+        # libvirt's virDomainGetSchedulerParametersFlags adds STRING_OKAY for drivers that take it
+        return self._call("domain_get_scheduler_parameters_flags", nparams, string_okay(self._conn, flags))
 
     def schedulerParameters(self) -> dict[str, Any]:
         return {name: value for name, _type, value in self._sched_params(None)}

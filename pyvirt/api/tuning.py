@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 TYPED_PARAM_BOOLEAN, TYPED_PARAM_STRING = 6, 7
+TYPED_PARAM_STRING_OKAY = 1 << 2
+FEATURE_TYPED_PARAM_STRING = 9       # VIR_DRV_FEATURE_TYPED_PARAM_STRING
 
 
 def _dict(params: list[tuple[str, int, Any]]) -> dict[str, Any]:
@@ -46,6 +48,14 @@ def _typed(current: list[tuple[str, int, Any]], params: dict[str, Any]) -> list[
     return out
 
 
+def string_okay(conn: Any, flags: int) -> int:
+    """libvirt's getters add VIR_TYPED_PARAM_STRING_OKAY for a driver that reports
+    VIR_DRV_FEATURE_TYPED_PARAM_STRING (asking it each time, as libvirt does)."""
+    if conn._call("connect_supports_feature", FEATURE_TYPED_PARAM_STRING):
+        flags |= TYPED_PARAM_STRING_OKAY
+    return flags
+
+
 def _cpu_bytes(cpumap: Any, ncpus: int) -> bytes:
     """A tuple of booleans as libvirt's CPU map bytes (VIR_CPU_MAPLEN of the host's CPUs)."""
     out = bytearray((ncpus + 7) // 8)
@@ -68,6 +78,7 @@ class DomainTuningAPI:
 
     # -- the counted getters: ask for the count, then for that many -------------------------
     def _counted(self, method: str, flags: int, *lead: Any) -> list[tuple[str, int, Any]]:
+        flags = string_okay(self._conn, flags)
         _params, nparams = self._call(method, *lead, 0, flags)
         if nparams == 0:
             return []

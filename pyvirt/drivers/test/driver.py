@@ -9,6 +9,7 @@ driver contract and a fast target for protocol tests.
 
 from __future__ import annotations
 
+import copy
 import socket
 import time
 from typing import Any
@@ -42,9 +43,9 @@ DOMAIN_TYPES = ("test", "qemu", "kvm", "xen", "uml", "openvz", "vmware", "hyperv
 LIB_VERSION = 9000000
 DEFAULT_DOMAIN_XML = content.DOMAIN_XML
 
-# What the test host answers to CONNECT_SUPPORTS_FEATURE: libvirt's features every driver
-# reports (TYPED_PARAM_STRING 8, FD_PASSING 15, NETWORK_UPDATE_HAS_CORRECT_ORDER 16), no others
-_FEATURES = {int(DriverFeature.TYPED_PARAM_STRING), 15, 16}
+# What the test host answers to CONNECT_SUPPORTS_FEATURE: the features every libvirt driver
+# reports (FD_PASSING 8, TYPED_PARAM_STRING 9, NETWORK_UPDATE_HAS_CORRECT_ORDER 16), no others
+_FEATURES = {8, int(DriverFeature.TYPED_PARAM_STRING), 16}
 
 
 class TestHost:
@@ -123,6 +124,11 @@ def _parse(xml: str) -> conf.DomainDef:
     new = conf.parse(xml, DOMAIN_TYPES, "test")
     if new.os.arch is None:
         new.os.arch = "i686"
+    # testDomainGenerateIfnames: each interface without a host-side name gets the first free testnetN
+    for net in new.devices.interfaces:
+        if not net.target_dev:
+            taken = {n.target_dev for n in new.devices.interfaces}
+            net.target_dev = next(f"testnet{i}" for i in range(len(taken) + 1) if f"testnet{i}" not in taken)
     return new
 
 
@@ -231,10 +237,10 @@ class TestConnection(DeviceAPI, JobsAPI, TuningAPI, DomainExtrasAPI, StatsAPI, S
             detail = EventDefinedDetail.ADDED
         else:
             old.definition = new
-            tuning.forget_config(old)
             detail = EventDefinedDetail.ADDED if not old.persistent else EventDefinedDetail.UPDATED
             old.persistent = True
             obj = old
+        tuning.set_config(obj, tuning.parse_tune(xml, new))
         emit_lifecycle(self.host.events, obj, EventType.DEFINED, detail)
         return obj.ref()
 
@@ -266,7 +272,11 @@ class TestConnection(DeviceAPI, JobsAPI, TuningAPI, DomainExtrasAPI, StatsAPI, S
         else:
             obj = DomainObj(new, persistent=False)
             self.host.domains.add(obj)
+        tune = tuning.parse_tune(xml_desc, new)
+        if old is None:
+            tuning.set_config(obj, tune)
         self._start(obj, flags, live_def=new)
+        tuning.set_live(obj, copy.deepcopy(tune))
         return obj.ref()
 
     async def domain_create(self, dom: DomainRef) -> None:

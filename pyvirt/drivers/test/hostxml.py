@@ -20,6 +20,7 @@ from ...conf import storage_vol as volxml
 from ...enums import DomainState, RunningReason
 from ...errors import ErrorDomain, ErrorNumber, error
 from ..domainlist import DomainObj
+from . import tuning
 
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 _T = ErrorDomain.TEST
@@ -117,8 +118,10 @@ def load(path: str, host: object, domain_types: tuple[str, ...], parse_domain: o
         state, transient, managed = _domain_state(el)
         for child in el.findall(f"{{{TEST_NS}}}*"):
             el.remove(child)
-        obj = DomainObj(parse_domain(etree.tostring(el, encoding="unicode")), persistent=not transient)
+        text = etree.tostring(el, encoding="unicode")
+        obj = DomainObj(parse_domain(text), persistent=not transient)
         host.domains.add(obj)
+        tuning.set_config(obj, tuning.parse_tune(text, obj.definition))
         if state != DomainState.SHUTOFF:
             host.start(obj, RunningReason.UNKNOWN, emit=False, paused=state == DomainState.PAUSED)
             obj.set_state(DomainState(state), 0)

@@ -8,6 +8,7 @@ host's, per domain.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 
@@ -17,6 +18,7 @@ from ...enums import DomainState, RunningReason, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef, DomainSnapshotRef
 from ..domainlist import DomainObj
+from . import tuning
 
 _T = ErrorDomain.TEST
 STARTED_FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT = 3, 6      # virDomainEvent{Started,Stopped}DetailType
@@ -35,10 +37,12 @@ _STATE_NAMES = {DomainState.RUNNING: "running", DomainState.PAUSED: "paused", Do
 
 
 class TestSnapshot:
-    def __init__(self, sdef: snapconf.SnapshotDef, definition: conf.DomainDef, state: DomainState) -> None:
+    def __init__(self, sdef: snapconf.SnapshotDef, definition: conf.DomainDef, state: DomainState,
+                 tune: tuning.Tune) -> None:
         self.sdef = sdef
         self.definition = definition
         self.state = state
+        self.tune = tune
 
 
 def _tree(host: object, obj: DomainObj) -> dict:
@@ -122,9 +126,10 @@ class SnapshotAPI:
         sdef.disks = [snapconf.SnapshotDisk(name=d.target_dev, snapshot="internal")
                       for d in current.devices.disks if d.device == "disk"]
         sdef.parent = tree["current"]
+        tune = tuning.current_tune(obj)
         sdef.domain_xml = re.sub(r"^<domain type='([^']*)' id='-?\d+'>", r"<domain type='\1'>",
-                                 current.format(secure=True))
-        tree["snaps"][sdef.name] = TestSnapshot(sdef, current.copy(), obj.state)
+                                 tuning.decorate_xml(current.format(secure=True), tune, current.vcpus))
+        tree["snaps"][sdef.name] = TestSnapshot(sdef, current.copy(), obj.state, copy.deepcopy(tune))
         tree["current"] = sdef.name
         return DomainSnapshotRef(sdef.name, obj.ref())
 
@@ -208,10 +213,13 @@ class SnapshotAPI:
         if obj.active:
             host.stop(obj, ShutoffReason.FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT)
         obj.definition = s.definition.copy() if obj.persistent else obj.definition
+        if obj.persistent:
+            tuning.set_config(obj, copy.deepcopy(s.tune))
         if s.state in (DomainState.RUNNING, DomainState.PAUSED) or flags & 3:
             paused = bool(flags & 2) or (s.state == DomainState.PAUSED and not flags & 1)
             host.start(obj, RunningReason.FROM_SNAPSHOT, paused=paused, live_def=s.definition,
                        detail=STARTED_FROM_SNAPSHOT)
+            tuning.set_live(obj, copy.deepcopy(s.tune))
         tree["current"] = snap.name
 
     async def domain_snapshot_delete(self, snap: DomainSnapshotRef, flags: int) -> None:

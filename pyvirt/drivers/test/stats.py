@@ -10,6 +10,7 @@ so an image saved by libvirt's test driver restores here and back.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import struct
 import time
@@ -18,6 +19,7 @@ from ...enums import EventStartedDetail, EventStoppedDetail, RunningReason, Shut
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
 from ..domainlist import DomainObj
+from . import tuning
 
 _T = ErrorDomain.TEST
 SAVE_MAGIC = b"TestGuestMagic"
@@ -62,13 +64,16 @@ class StatsAPI:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
                         "cannot list vcpus for an inactive domain")
         cpu_time = time.time_ns() // 10000      # a clock-based figure, as libvirt's test driver's
-        hostcpus = self.host.node_info[2]
+        ni = self.host.node_info
+        every = list(range(ni[4] * ni[5] * ni[6] * ni[7]))       # VIR_NODEINFO_MAXCPUS
+        pins = tuning.live_tune(obj).vcpupin
         count = min(maxinfo, obj.current.current_vcpus)
-        info = [(n, 1, cpu_time, hostcpus - 1) for n in range(count)]     # running, on the last host CPU
-        onemap = bytearray(maplen)
-        for cpu in range(min(hostcpus, maplen * 8)):
-            onemap[cpu // 8] |= 1 << (cpu % 8)
-        return info, bytes(onemap) * count
+        info, maps = [], b""
+        for n in range(count):          # running, on the last CPU it may use
+            cpus = pins.get(n, every)
+            info.append((n, 1, cpu_time, max(cpus) if cpus else -1))
+            maps += tuning.cpumap_of(cpus, maplen)
+        return info, maps
 
     async def domain_get_cpu_stats(self, dom: DomainRef, nparams: int, start_cpu: int, ncpus: int,
                                    flags: int) -> tuple[list, int]:
@@ -166,7 +171,8 @@ class StatsAPI:
         if dxml:
             raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, _T, "xml modification unsupported")
         obj = self._active(dom)
-        xml = obj.current.format(secure=True, inactive=True).encode()
+        xml = tuning.decorate_xml(obj.current.format(secure=True, inactive=True), tuning.live_tune(obj),
+                                  obj.current.vcpus).encode()
         await asyncio.get_running_loop().run_in_executor(None, _write_image, to, xml)
         self.host.stop(obj, ShutoffReason.SAVED, EventStoppedDetail.SAVED)
 
@@ -179,16 +185,21 @@ class StatsAPI:
             raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, _T, "xml modification unsupported")
         xml = await asyncio.get_running_loop().run_in_executor(None, _read_image, from_)
         new = self._parse_domain(xml)
+        tune = tuning.parse_tune(xml, new)
         obj = self.host.domains.check_new(new, allow_active_same=False)
         if obj is None:
             obj = DomainObj(new, persistent=False)
             self.host.domains.add(obj)
+            tuning.set_config(obj, tune)
         self.host.start(obj, RunningReason.RESTORED, live_def=new, detail=EventStartedDetail.RESTORED)
+        tuning.set_live(obj, copy.deepcopy(tune))
 
     async def domain_save_image_get_xml_desc(self, file: str, flags: int) -> str:
         check_flags(flags, 1, "testDomainSaveImageGetXMLDesc", _T)
         xml = await asyncio.get_running_loop().run_in_executor(None, _read_image, file)
-        return self._parse_domain(xml).format(secure=bool(flags & 1), inactive=True)
+        d = self._parse_domain(xml)
+        return tuning.decorate_xml(d.format(secure=bool(flags & 1), inactive=True), tuning.parse_tune(xml, d),
+                                   d.vcpus)
 
 
 def _write_image(path: str, xml: bytes) -> None:

@@ -78,11 +78,6 @@ def live_tune(obj: DomainObj) -> Tune:
     return kept[1]
 
 
-def forget_config(obj: DomainObj) -> None:
-    """A new definition replaces the tuning of the old one."""
-    obj.extra.pop("tune", None)
-
-
 def bare_invalid_arg(message: str, domain: ErrorDomain = ErrorDomain.DOMAIN) -> libvirtError:
     """virReportInvalidArg/virCheckNonNullArg: INVALID_ARG with no "invalid argument: " prefix."""
     return libvirtError(message, ErrorNumber.INVALID_ARG, domain, ErrorLevel.ERROR, message, None, None, 0, 0)
@@ -263,3 +258,82 @@ def decorate_xml(xml: str, t: Tune, vcpus: int) -> str:
         elif stripped == "</interface>":
             iface, mac = False, None
     return "\n".join(out)
+
+
+# -- reading them back from a domain document ------------------------------------------------------
+def parse_tune(xml: str, definition: Any) -> Tune:
+    """The tuning elements of a domain document (pyvirt's domain model leaves them out).
+
+    ``definition`` is the document parsed by the domain model: its interfaces, in
+    document order, give each ``<bandwidth>`` the MAC address it was assigned."""
+    from lxml import etree
+    from ...conf import units
+    t = Tune()
+    try:
+        root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml,
+                                etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return t                 # the domain parser has already said what is wrong
+    for name in ("hard_limit", "soft_limit", "swap_hard_limit"):
+        node = root.find(f"memtune/{name}")
+        if node is not None and (node.text or "").strip():
+            setattr(t, name, min(units.parse_kib(node.text, node.get("unit")), UNLIMITED))
+    weight = root.findtext("blkiotune/weight")
+    if weight and weight.strip().isdigit():
+        t.blkio_weight = int(weight)
+    for dev in root.findall("blkiotune/device"):
+        path = (dev.findtext("path") or "").strip()
+        entry: dict[str, Any] = {"path": path}
+        for _param, tag in BLKIO_DEVICE_FIELDS:
+            text = (dev.findtext(tag) or "").strip()
+            if text.isdigit():
+                entry[tag] = int(text)
+        if path:
+            t.blkio_devices.append(entry)
+    mem = root.find("numatune/memory")
+    if mem is not None and mem.get("nodeset"):
+        t.numa_nodeset = parse_cpuset(mem.get("nodeset"))
+        mode = mem.get("mode", "strict")
+        t.numa_mode = NUMA_MODES.index(mode) if mode in NUMA_MODES else 0
+    for pin in root.findall("cputune/vcpupin"):
+        if (pin.get("vcpu") or "").isdigit() and pin.get("cpuset"):
+            t.vcpupin[int(pin.get("vcpu"))] = parse_cpuset(pin.get("cpuset"))
+    emu = root.find("cputune/emulatorpin")
+    if emu is not None and emu.get("cpuset"):
+        t.emulatorpin = parse_cpuset(emu.get("cpuset"))
+    for event in root.findall("perf/event"):
+        if event.get("name") in PERF_EVENTS:
+            t.perf[event.get("name")] = event.get("enabled") == "yes"
+    nets = list(getattr(definition.devices, "interfaces", []))
+    for n, iface in enumerate(root.findall("devices/interface")):
+        band = iface.find("bandwidth")
+        if band is None or n >= len(nets) or not nets[n].mac:
+            continue
+        rates = {}
+        for direction in ("inbound", "outbound"):
+            node = band.find(direction)
+            if node is not None:
+                rates[direction] = {k: int(node.get(k)) for k in BANDWIDTH_KEYS
+                                    if (node.get(k) or "").isdigit() and int(node.get(k))}
+        t.bandwidth[nets[n].mac.lower()] = rates
+    for disk in root.findall("devices/disk"):
+        tune, target = disk.find("iotune"), disk.find("target")
+        if tune is None or target is None or not target.get("dev"):
+            continue
+        fields: dict[str, Any] = {}
+        for child in tune:
+            text = (child.text or "").strip()
+            if child.tag == "group_name":
+                fields["group_name"] = text
+            elif child.tag in IOTUNE_FIELDS and text.isdigit():
+                fields[child.tag] = int(text)
+        t.iotune[target.get("dev")] = fields
+    return t
+
+
+def set_config(obj: DomainObj, tune: Tune) -> None:
+    obj.extra["tune"] = tune          # type: ignore[assignment]
+
+
+def set_live(obj: DomainObj, tune: Tune) -> None:
+    obj.extra["tune-live"] = (obj.id, tune)     # type: ignore[assignment]

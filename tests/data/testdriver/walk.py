@@ -133,6 +133,106 @@ step("dom-setmem-too-big", M(dom, "setMemory"), 99999999)
 step("dom-autostart-on", lambda: (dom.setAutostart(1), dom.autostart()))
 step("dom-autostart-off", lambda: (dom.setAutostart(0), dom.autostart()))
 
+# -- tuning: parameters, pinning, perf events, the guest's clock and name -----------------
+CONFIG, LIVE = libvirt.VIR_DOMAIN_AFFECT_CONFIG, libvirt.VIR_DOMAIN_AFFECT_LIVE
+step("tune-mem", M(dom, "memoryParameters"), 0)
+step("tune-blkio", M(dom, "blkioParameters"), 0)
+step("tune-numa", M(dom, "numaParameters"), 0)
+step("tune-iface", M(dom, "interfaceParameters"), "testnet0", 0)
+step("tune-iface-by-mac", M(dom, "interfaceParameters"), "aa:bb:cc:dd:ee:ff", 0)
+step("tune-iface-missing", M(dom, "interfaceParameters"), "nope0", 0)
+step("tune-iotune", M(dom, "blockIoTune"), "vda", 0)
+step("tune-iotune-by-path", M(dom, "blockIoTune"), "/guest/diskimage1", 0)
+step("tune-iotune-missing", M(dom, "blockIoTune"), "vdz", 0)
+step("tune-iotune-null", M(dom, "blockIoTune"), None, 0)
+step("tune-perf", M(dom, "perfEvents"), 0)
+step("tune-time", M(dom, "getTime"), 0)
+step("tune-time-flags", M(dom, "getTime"), 1)
+step("tune-hostname", M(dom, "hostname"), 0)
+step("tune-freepages", M(conn, "getFreePages"), [4, 2048], 0, 2, 0)
+step("tune-freepages-flags", M(conn, "getFreePages"), [4], 0, 1, 1)
+step("tune-emupin", M(dom, "emulatorPinInfo"), 0)
+step("tune-iothreads", M(dom, "ioThreadInfo"), 0)
+step("tune-iothreads-config", M(dom, "ioThreadInfo"), CONFIG)
+step("tune-set-mem", M(dom, "setMemoryParameters"), {"hard_limit": 1048576, "soft_limit": 524288}, 0)
+step("tune-set-mem-over-swap", M(dom, "setMemoryParameters"), {"hard_limit": 1048576, "swap_hard_limit": 1024}, 0)
+step("tune-set-mem-both", M(dom, "setMemoryParameters"), {"hard_limit": 1}, CONFIG | LIVE)
+step("tune-set-mem-unknown", M(dom, "setMemoryParameters"), {"nope": 1}, 0)
+step("tune-mem-live", M(dom, "memoryParameters"), LIVE)
+step("tune-mem-config", M(dom, "memoryParameters"), CONFIG)
+step("tune-set-blkio", M(dom, "setBlkioParameters"), {"weight": 500, "device_weight": "/dev/sda,200"}, 0)
+step("tune-set-blkio-iops", M(dom, "setBlkioParameters"), {"device_read_iops_sec": "/dev/sda,10,/dev/sdb,20"}, 0)
+step("tune-set-blkio-bad", M(dom, "setBlkioParameters"), {"device_weight": "/dev/sda"}, 0)
+step("tune-set-blkio-bad-value", M(dom, "setBlkioParameters"), {"device_weight": "/dev/sda,x"}, 0)
+step("tune-blkio-after", M(dom, "blkioParameters"), 0)
+step("tune-set-numa", M(dom, "setNumaParameters"), {"numa_nodeset": "0-1"}, 0)
+step("tune-set-numa-mode", M(dom, "setNumaParameters"), {"numa_mode": 1}, 0)
+step("tune-set-numa-bad-mode", M(dom, "setNumaParameters"), {"numa_mode": 7}, 0)
+step("tune-set-numa-bad-set", M(dom, "setNumaParameters"), {"numa_nodeset": "x"}, 0)
+step("tune-numa-after", M(dom, "numaParameters"), 0)
+step("tune-set-numa-config-only-mode", M(dom, "setNumaParameters"), {"numa_mode": 2}, CONFIG)
+step("tune-set-iface", M(dom, "setInterfaceParameters"), "testnet0",
+     {"inbound.average": 1000, "inbound.peak": 2000, "outbound.average": 500}, 0)
+step("tune-iface-after", M(dom, "interfaceParameters"), "testnet0", 0)
+step("tune-set-iface-clear-out", M(dom, "setInterfaceParameters"), "aa:bb:cc:dd:ee:ff", {"outbound.average": 0}, 0)
+step("tune-iface-cleared", M(dom, "interfaceParameters"), "testnet0", 0)
+step("tune-set-iotune-over-max", M(dom, "setBlockIoTune"), "vda", {"total_bytes_sec": 10000000}, 0)
+step("tune-set-iotune", M(dom, "setBlockIoTune"), "vda",
+     {"total_bytes_sec": 1000, "total_bytes_sec_max": 2000, "group_name": "g1"}, 0)
+step("tune-set-iotune-total-and-read", M(dom, "setBlockIoTune"), "vda", {"read_bytes_sec": 5}, 0)
+step("tune-set-iotune-too-big", M(dom, "setBlockIoTune"), "vda", {"read_iops_sec": 10 ** 16}, 0)
+step("tune-set-iotune-missing", M(dom, "setBlockIoTune"), "vdz", {"read_iops_sec": 1}, 0)
+step("tune-iotune-after", M(dom, "blockIoTune"), "vda", 0)
+step("tune-set-perf", M(dom, "setPerfEvents"), {"cmt": True, "cpu_cycles": True, "instructions": False}, 0)
+step("tune-perf-after", M(dom, "perfEvents"), 0)
+step("tune-perf-config", M(dom, "perfEvents"), CONFIG)
+step("tune-set-time", M(dom, "setTime"), {"seconds": 1234567890, "nseconds": 5}, 0)
+step("tune-time-after", M(dom, "getTime"), 0)
+step("tune-pin-vcpu", M(dom, "pinVcpu"), 0, (True, False, True))
+step("tune-pin-vcpu-missing", M(dom, "pinVcpu"), 5, (True,))
+step("tune-pin-vcpu-flags", M(dom, "pinVcpuFlags"), 1, (False, True), CONFIG)
+step("tune-vcpupin-after", M(dom, "vcpuPinInfo"), 0)
+step("tune-vcpupin-config", M(dom, "vcpuPinInfo"), CONFIG)
+step("tune-pin-emulator", M(dom, "pinEmulator"), (True, True, False, False), 0)
+step("tune-pin-emulator-empty", M(dom, "pinEmulator"), (False,), 0)
+step("tune-emupin-after", M(dom, "emulatorPinInfo"), 0)
+step("tune-emupin-config", M(dom, "emulatorPinInfo"), CONFIG)
+step("tune-xml", M(dom, "XMLDesc"), 0)
+step("tune-xml-inactive", M(dom, "XMLDesc"), libvirt.VIR_DOMAIN_XML_INACTIVE)
+step("tune-sched-flags", M(dom, "schedulerParametersFlags"), 0)
+step("tune-set-sched-flags", M(dom, "setSchedulerParametersFlags"), {"weight": 100}, 0)
+step("tune-sched-after", M(dom, "schedulerParametersFlags"), 0)
+TUNED = """<domain type='test'>
+  <name>tuned</name>
+  <uuid>22223333-4444-5555-6666-777788889999</uuid>
+  <memory>524288</memory>
+  <blkiotune><weight>300</weight><device><path>/dev/sdc</path><write_bytes_sec>4096</write_bytes_sec></device></blkiotune>
+  <memtune><hard_limit unit='MiB'>256</hard_limit><swap_hard_limit unit='MiB'>512</swap_hard_limit></memtune>
+  <vcpu>2</vcpu>
+  <cputune><vcpupin vcpu='1' cpuset='2-3'/><emulatorpin cpuset='0,2'/></cputune>
+  <numatune><memory mode='interleave' nodeset='1'/></numatune>
+  <os><type>hvm</type></os>
+  <perf><event name='cache_misses' enabled='yes'/></perf>
+  <devices>
+    <disk type='file' device='disk'><source file='/tuned.img'/><target dev='vdb'/>
+      <iotune><read_iops_sec>50</read_iops_sec><read_iops_sec_max>60</read_iops_sec_max></iotune></disk>
+    <interface type='network'><mac address='aa:bb:cc:00:00:01'/><source network='default'/>
+      <bandwidth><inbound average='7' burst='9'/></bandwidth></interface>
+  </devices>
+</domain>"""
+step("tuned-define", lambda: conn.defineXML(TUNED).name())
+tuned = conn.lookupByName("tuned")
+step("tuned-xml", M(tuned, "XMLDesc"), 0)
+step("tuned-params", lambda: [tuned.memoryParameters(0), tuned.blkioParameters(0), tuned.numaParameters(0),
+                              tuned.perfEvents(0), tuned.blockIoTune("vdb", 0),
+                              tuned.interfaceParameters("aa:bb:cc:00:00:01", 0), tuned.vcpuPinInfo(0),
+                              tuned.emulatorPinInfo(0)])
+step("tuned-time-off", M(tuned, "getTime"), 0)
+step("tuned-hostname-off", M(tuned, "hostname"), 0)
+step("tuned-pin-off", M(tuned, "pinVcpu"), 0, (True,))
+step("tuned-mem-live-off", M(tuned, "memoryParameters"), LIVE)
+step("tuned-undefine", M(tuned, "undefine"))
+
 NEW = """<domain type='test'>
   <name>walker</name>
   <uuid>11112222-3333-4444-5555-666677778888</uuid>
@@ -196,6 +296,44 @@ step("snap-parent", lambda: dom.snapshotLookupByName("s2", 0).getParent(0).getNa
 step("snap-children", lambda: s1.listChildrenNames(0))
 step("snap-iscurrent", M(s1, "isCurrent"), 0)
 step("snap-metadata", M(s1, "hasMetadata"), 0)
+# a third snapshot of the paused domain, under s2: a tree to filter
+step("snap-create-paused", lambda: (dom.suspend(), dom.snapshotCreateXML(
+    "<domainsnapshot><name>s3</name></domainsnapshot>", 0).getName(), dom.resume()))
+SNAP_FILTERS = {
+    "roots": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS, "leaves": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES,
+    "no-leaves": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES,
+    "leaves-and-not": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES | libvirt.VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES,
+    "metadata": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_METADATA,
+    "no-metadata": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_NO_METADATA,
+    "inactive": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_INACTIVE, "active": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE,
+    "disk-only": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_DISK_ONLY,
+    "all-states": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_INACTIVE | libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE
+    | libvirt.VIR_DOMAIN_SNAPSHOT_LIST_DISK_ONLY,
+    "internal": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_INTERNAL, "external": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_EXTERNAL,
+    "roots-leaves": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS | libvirt.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES,
+    "topological": libvirt.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, "unknown-bit": 1 << 11,
+}
+for label, bits in SNAP_FILTERS.items():
+    step(f"snap-filter-{label}", lambda f=bits: [sorted(s.getName() for s in dom.listAllSnapshots(f)),
+                                                 dom.snapshotNum(f), sorted(dom.snapshotListNames(f))])
+for label, bits in (("children", 0), ("descendants", libvirt.VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS),
+                    ("descendant-leaves", libvirt.VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS
+                     | libvirt.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES),
+                    ("no-leaves", libvirt.VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES),
+                    ("active", libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE),
+                    ("unknown-bit", 1 << 11)):
+    step(f"snap-kids-{label}", lambda f=bits: [sorted(s.getName() for s in s1.listAllChildren(f)),
+                                               s1.numChildren(f), sorted(s1.listChildrenNames(f))])
+
+
+def topological_order():
+    order = dom.snapshotListNames(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)
+    parents = {n: (dom.snapshotLookupByName(n, 0).getParent(0).getName() if n != "s1" else None) for n in order}
+    return [sorted(order), all(parents[n] is None or order.index(parents[n]) < order.index(n) for n in order)]
+
+
+step("snap-topological-order", topological_order)
+step("snap-xml-paused", lambda: snapxml(dom.snapshotLookupByName("s3", 0)))
 step("snap-revert", M(dom, "revertToSnapshot"), s1, 0)
 step("snap-current-after-revert", lambda: dom.snapshotCurrent(0).getName())
 step("snap-delete-children", M(s1, "delete"), libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
@@ -228,6 +366,44 @@ step("net-new-create-again", M(wnet, "create"))
 step("net-new-destroy", M(wnet, "destroy"))
 step("net-new-undefine", M(wnet, "undefine"))
 step("net-new-gone", M(conn, "networkLookupByName"), "walknet")
+
+UPD = libvirt
+DHCP = "<host mac='52:54:00:00:00:11' name='h1' ip='192.168.122.11'/>"
+step("net-update-dhcp-add", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, DHCP, 0)
+step("net-update-dhcp-dup", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, DHCP, 0)
+step("net-update-dhcp-first", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_FIRST,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, 0, "<host mac='52:54:00:00:00:12' ip='192.168.122.12'/>", 0)
+step("net-update-dhcp-modify", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, "<host mac='52:54:00:00:00:11' name='h1b' ip='192.168.122.13'/>", 0)
+step("net-update-dhcp-config", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, "<host mac='52:54:00:00:00:14' ip='192.168.122.14'/>",
+     UPD.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
+step("net-update-dhcp-delete", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, "<host mac='52:54:00:00:00:12'/>", 0)
+step("net-update-dhcp-delete-missing", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, "<host mac='52:54:00:00:00:99'/>", 0)
+step("net-update-dhcp-bad-index", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, 3, DHCP, 0)
+step("net-update-dns-add", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+     UPD.VIR_NETWORK_SECTION_DNS_HOST, -1, "<host ip='192.168.122.50'><hostname>web</hostname></host>", 0)
+step("net-update-dns-modify", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
+     UPD.VIR_NETWORK_SECTION_DNS_HOST, -1, "<host ip='192.168.122.50'><hostname>web</hostname></host>", 0)
+step("net-update-range-add", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_RANGE, -1, "<range start='192.168.122.100' end='192.168.122.110'/>", 0)
+step("net-update-range-delete", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_RANGE, -1, "<range start='192.168.122.2' end='192.168.122.254'/>", 0)
+step("net-update-range-modify", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_RANGE, -1, "<range start='192.168.122.100' end='192.168.122.110'/>", 0)
+for section in (1, 2, 3, 6, 8, 13):         # bridge, domain, ip, forward, forward pf, none
+    step(f"net-update-section-{section}", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, -1,
+         "<x/>", 0)
+step("net-update-bad-command", M(net, "update"), 9, UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, DHCP, 0)
+step("net-update-bad-flags", M(net, "update"), UPD.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+     UPD.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, DHCP, 8)
+step("net-update-xml", M(net, "XMLDesc"), 0)
+step("net-xml-inactive-flag", M(net, "XMLDesc"), 1)
 
 # -- storage ----------------------------------------------------------------------------
 step("pools", M(conn, "listStoragePools"))
@@ -351,7 +527,7 @@ shutil.rmtree(SAVEDIR, ignore_errors=True)
 
 # -- events: everything the walk did, in order --------------------------------------------
 with cond:
-    cond.wait_for(lambda: len(seen) >= 24, timeout=30)    # libvirt's test driver sends 24
+    cond.wait_for(lambda: len(seen) >= 28, timeout=30)    # libvirt's test driver sends 28
 out.append(["events", seen])
 conn.domainEventDeregisterAny(events[0])
 conn.networkEventDeregisterAny(events[1])
