@@ -107,6 +107,7 @@ MEANINGFUL = {"auth_tcp": '"none"', "auth_unix_rw": '"none"', "auth_unix_ro": '"
               "tcp_min_ssf": "112",
               "unix_sock_rw_perms": '"0700"', "unix_sock_ro_perms": '"0777"', "log_level": "2",
               "host_uuid": '"0f3d3a1e-7a58-4c1f-9d3e-6f6bd0a0b001"', "save_image_format": '"raw"',
+              "save_image_compat": '"libvirt-9.0"',
               "remote_display_port_min": "5900", "remote_display_port_max": "5999",
               "migration_port_min": "100", "migration_port_max": "200", "keepalive_interval": "5",
               "lock_manager": '"lockd"', "lock_file_lockspace_dir": '"/var/lib/pyvirt/lockd/files"',
