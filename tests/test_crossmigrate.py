@@ -148,6 +148,14 @@ def qemu_count(name: str) -> int:
     return found
 
 
+def cpu_of(uri: str, name: str) -> str:
+    """The <cpu> element of a running guest's live XML."""
+    xml = virsh(uri, "dumpxml", name).stdout
+    found = re.search(r"<cpu .*?(?:/>|</cpu>)", xml, re.S)
+    assert found, xml
+    return found[0]
+
+
 def into_libvirtd() -> list[str]:
     """What virsh needs to send a guest into the private libvirtd (see the module's docstring)."""
     port = pick_free_ports(1)[0]
@@ -168,8 +176,11 @@ def test_libvirtd_to_pyvirtd_and_back(hosts, guest, flow):
     lv, pv, _ = hosts
     flags = FLOWS[flow]
     guest.start_on(lv)
+    cpu = cpu_of(lv.uri, guest.name)
     virsh(lv.uri, "migrate", "--live", *flags, guest.name, pv.uri)
     guest.assert_only_on(pv)
+    # the CPU libvirtd expanded (its Begin cookie's <cpu>) is the one pyvirtd's QEMU runs
+    assert cpu_of(pv.uri, guest.name) == cpu
     guest.keeps_beating()
     back = flags + ([] if "--tunnelled" in flags else into_libvirtd())
     virsh(pv.uri, "migrate", "--live", *back, guest.name, lv.uri)

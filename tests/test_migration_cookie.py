@@ -534,3 +534,19 @@ def test_invalid_part_set_later_refused_at_format():
 def test_unknown_graphics_type_refused():
     with pytest.raises(libvirtError, match="unknown graphics type teleport"):
         CookieGraphics(type="teleport", port=1, listen="x")
+
+
+# -- what Prepare does with the source's <cpu> -----------------------------------
+
+def test_prepare_starts_with_the_cookies_cpu():
+    from pyvirt.drivers.qemu.migration.destination import _take_cookie_cpu
+    d = conf.parse((DATA / "domain" / "minimal.xml").read_text())
+    _take_cookie_cpu(d, CookieCpu(model="qemu64", match="exact", check="full", fallback="forbid",
+                                  features=(("require", "lahf_lm"), ("disable", "svm"))))
+    assert (d.cpu.mode, d.cpu.model, d.cpu.check) == ("custom", "qemu64", "full")
+    assert d.cpu.features == [("require", "lahf_lm"), ("disable", "svm")]
+    before = d.cpu
+    _take_cookie_cpu(d, CPU)                   # names a vendor: -cpu cannot take it, the XML's CPU stays
+    assert d.cpu is before
+    with pytest.raises(libvirtError, match="CPU feature policy"):
+        _take_cookie_cpu(d, CookieCpu(model="qemu64", features=(("sometimes", "svm"),)))

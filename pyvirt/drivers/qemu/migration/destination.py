@@ -19,7 +19,10 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lxml import etree
+
 from .... import conf, testhooks
+from ....conf.xmlutil import render
 from ....conf.names import check_name
 from ....conf.status import AsyncJobType, JobPhase
 from ....driver import HypervisorConnection
@@ -32,7 +35,8 @@ from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases, savestream
 from .. import process as procmod
-from .cookie import STEP_ACCEPTS, CookieFlags, CookieGraphics, MigrationCookie, cookie_capabilities, parse_cookie
+from .cookie import (STEP_ACCEPTS, CookieCpu, CookieFlags, CookieGraphics, MigrationCookie, cookie_capabilities,
+                     parse_cookie)
 from . import convergence, nbd, postcopy, tls, tunnel
 from .params import MigrationRequest, job_stats, parse_tcp_uri, qemu_tcp_uri
 
@@ -109,6 +113,17 @@ async def migration_capabilities(obj: "QemuDomainObj", party: str) -> list[tuple
     return cookie_capabilities(names, party)
 
 
+def _take_cookie_cpu(d: conf.DomainDef, cpu: CookieCpu) -> None:
+    """Start the incoming QEMU with the CPU the source's QEMU runs, as libvirt's Prepare
+    does with the cookie's <cpu> (the definition names the CPU as the user wrote it; the
+    cookie has what it expanded to).  A vendor cannot be given to QEMU's -cpu here: then
+    the definition's CPU stays."""
+    if cpu.vendor is not None or (cpu.mode == "custom" and not cpu.model):
+        return
+    # through the definition's own reader: its checks of mode, match, check and policies
+    d.cpu = conf.domain.CPUDef.from_xml(etree.fromstring(render(cpu.to_node())))
+
+
 def _graphics_for_cookie(d: conf.DomainDef) -> CookieGraphics | None:
     """The first SPICE display listening on an address or a network, so the source can
     tell SPICE clients where to go (libvirt's qemuMigrationCookieAddGraphics: VNC and
@@ -141,6 +156,8 @@ async def prepare(drv: "QemuDriver", conn: HypervisorConnection, req: MigrationR
                             expect_uuid=incoming_def.uuid, accepted=PREPARE_ACCEPTS)
     # the source's lease state, which Finish acquires with before the CPUs run
     lock_state = leases.cookie_state(drv, received.lockstate if received is not None else None)
+    if received is not None and received.cpu is not None:
+        _take_cookie_cpu(incoming_def, received.cpu)
     if req.dname:
         incoming_def.name = check_name(req.dname)      # it becomes file names here
     _INCOMING_ERRORS.get(drv, {}).pop(incoming_def.name, None)     # an older migration's
