@@ -66,7 +66,7 @@ def generate(host: LibvirtHost, xml: Path) -> None:
 
 
 # guests started for their live and migratable XML
-LIVE = ("tiny", "full")
+LIVE = ("tiny", "full", "q35")
 # the path prefixes of tests/data/domain's XMLs -> a directory of the temporary tree
 PATH_PREFIXES = {"/srv/shared/": "shared", "/var/log/guests/": "log", "/var/lib/guests/": "lib"}
 TINY_KERNEL = REPO / "build" / "guests" / "tiny.elf"

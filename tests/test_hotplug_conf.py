@@ -60,10 +60,26 @@ def test_new_definitions_get_a_balloon_unless_they_say_none():
     assert d.devices.memballoon is None
 
 
-def test_q35_is_left_to_qemu():
-    d = dom("<interface type='user'/>", machine="q35")
-    postparse.complete(d, new_definition=True)
-    assert d.devices.interfaces[0].address is None and not pciaddr.hotplug_supported(d)
+def test_q35_puts_each_pcie_device_on_a_root_port_of_its_own():
+    d = dom("<interface type='user'/><interface type='user'><model type='e1000'/></interface>",
+            machine="q35")
+    postparse.complete(d, new_definition=True, machine_aliases={"q35": "pc-q35-7.2"})
+    assert d.os.machine == "pc-q35-7.2"
+    ports = [c for c in d.devices.controllers if c.model == "pcie-root-port"]
+    # the virtio NIC, the XHCI controller, the balloon, and one spare for hot-plug
+    assert [(p.index, p.target_chassis, p.target_port, str(p.address)) for p in ports] == [
+        (1, 1, 8, "0000:00:01.0"), (2, 2, 9, "0000:00:01.1"), (3, 3, 10, "0000:00:01.2"),
+        (4, 4, 11, "0000:00:01.3")]
+    assert ports[0].address.multifunction == "on"
+    assert d.devices.interfaces[0].address == PCIAddress(bus=1)
+    assert d.devices.interfaces[1].address is None     # conventional PCI: left to QEMU (no bridge)
+    assert d.devices.memballoon.address == PCIAddress(bus=3)
+    sata = next(c for c in d.devices.controllers if c.type == "sata")
+    assert sata.address == PCIAddress(slot=0x1F, function=2)
+    assert not pciaddr.hotplug_supported(d)
+    again = d.copy()
+    postparse.complete(again, new_definition=False)      # a stored definition gains nothing
+    assert again.devices.controllers == d.devices.controllers
 
 
 def test_addresses_round_trip_in_inactive_xml():

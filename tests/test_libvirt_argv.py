@@ -39,9 +39,6 @@ QEMU_72_MACHINES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2", "": "pc-i440fx-7
 NOT_YET = {
     "chardev": "virtio consoles (virtio-serial + virtconsole) are not supported by pyvirt",
     "disks": "floppy disks and libvirt's default SCSI model (lsi) are not supported by pyvirt",
-    "q35": "Q35 PCIe root ports: not yet",
-    "kernel-boot": "Q35 PCIe root ports: not yet",
-    "cpu-host-passthrough": "Q35 PCIe root ports: not yet",
 }
 
 # Options that describe only the host side of the guest.  Why each cannot change

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from .address import Address, address_node, address_of
-from .xmlutil import Node, check_choice, child, el, int_attr
+from .xmlutil import Node, check_choice, child, el, int_attr, xml_detail
 
 CONTROLLER_TYPES = ("ide", "fdc", "scsi", "sata", "virtio-serial", "ccid", "usb", "pci", "xenbus", "isa")
 CONTROLLER_MODELS: dict[str, tuple[str, ...]] = {
@@ -46,6 +46,11 @@ class Controller:
     # A USB companion (ich9-uhciN beside an ich9-ehci1): <master startport='N'/>,
     # the first port of the EHCI controller it serves.
     master_startport: int | None = None
+    # A PCI controller's <model name='pcie-root-port'/> (QEMU's device) and
+    # <target chassis='1' port='0x8'/> (the root port's chassis and port numbers)
+    model_name: str | None = None
+    target_chassis: int | None = None
+    target_port: int | None = None
 
     @classmethod
     def from_xml(cls, node: etree._Element) -> Controller:
@@ -56,12 +61,20 @@ class Controller:
         index = int_attr(node, "index", minimum=0)
         found = child(node, "alias")
         master = child(node, "master") if ctype == "usb" else None
+        model_node = child(node, "model") if ctype == "pci" else None
+        target = child(node, "target") if ctype == "pci" else None
         return cls(ctype, -1 if index is None else index, model,
                    (found.get("name") or None) if found is not None else None, address_of(node),
-                   int_attr(master, "startport", minimum=0) or 0 if master is not None else None)
+                   int_attr(master, "startport", minimum=0) or 0 if master is not None else None,
+                   model_node.get("name") or None if model_node is not None else None,
+                   _number(target, "chassis"), _number(target, "port"))
 
     def to_node(self, inactive: bool) -> Node:
+        target = [("chassis", self.target_chassis),
+                  ("port", f"0x{self.target_port:x}" if self.target_port is not None else None)]
         return el("controller", [("type", self.type), ("index", self.index), ("model", self.model)], [
+            el("model", [("name", self.model_name)]) if self.model_name else None,
+            el("target", target) if any(v is not None for _, v in target) else None,
             _alias_node(self.alias, inactive),   # then <master>, as libvirt's virDomainDeviceInfoFormat
             el("master", [("startport", self.master_startport)]) if self.master_startport is not None else None,
             address_node(self.address),
@@ -83,8 +96,24 @@ def number_controllers(controllers: list[Controller]) -> list[Controller]:
     return controllers
 
 
+def _number(node: etree._Element | None, name: str) -> int | None:
+    """A decimal or 0x-hex attribute, as libvirt reads <target port='0x8'/>."""
+    raw = node.get(name) if node is not None else None
+    if raw is None:
+        return None
+    try:
+        value = int(raw, 0)
+    except ValueError:
+        raise xml_detail(f"Invalid {name} '{raw}' in PCI controller <target>") from None
+    if value < 0:
+        raise xml_detail(f"Invalid {name} '{raw}' in PCI controller <target>")
+    return value
+
+
 def controller_alias(ctrl: Controller) -> str:
-    """libvirt's alias of a controller (``usb``, ``scsi0``, ``pci.0``, ``ide``, ``sata0``)."""
+    """libvirt's alias of a controller (``usb``, ``scsi0``, ``pci.0``, ``pcie.0``, ``ide``, ``sata0``)."""
+    if ctrl.type == "pci" and ctrl.model == "pcie-root":
+        return "pcie.0"
     if ctrl.type == "pci":
         return f"pci.{ctrl.index}"
     if ctrl.type in ("ide", "usb") and ctrl.index == 0:

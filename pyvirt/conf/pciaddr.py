@@ -14,10 +14,16 @@ address into the definition for every PCI device; so does this module:
   SATA, USB), virtio disks, the memory balloon, further video cards, virtio
   input devices.
 
-Hot-plug asks :func:`next_free` for one more slot.  The q35 machine puts
-devices behind PCIe root ports that pyvirt does not create; its guests are
-left to QEMU's own placement (and their PCI hot-plug is refused, see
-:func:`hotplug_supported`).
+Hot-plug asks :func:`next_free` for one more slot.
+
+On the q35 machine libvirt puts each PCIe device alone on a ``pcie-root-port``
+of its own (the device at slot 0 of the port's bus), the ports on the root
+bus's slot 1 (slot 2 when the primary video card has slot 1), eight
+functions a slot, plus one spare port, for hot-plug; the built-in SATA
+controller is at 00:1f.2.  Conventional PCI devices (e1000, rtl8139, UHCI
+controllers, qxl) would need a PCIe-to-PCI bridge, which pyvirt does not
+create: they are left to QEMU's placement on the root bus.  PCI hot-plug on
+q35 is refused (see :func:`hotplug_supported`).
 """
 
 from __future__ import annotations
@@ -102,7 +108,10 @@ def next_free(d: Any, used: set[tuple[int, int]] | None = None) -> PCIAddress:
 
 
 def assign(d: Any) -> None:
-    """Give every PCI device of ``d`` without an address one (i440FX guests only)."""
+    """Give every PCI device of ``d`` without an address one (i440FX and Q35 guests)."""
+    if is_q35(d):
+        _assign_q35(d)
+        return
     if not is_i440fx(d):
         return
     used = _used(d)
@@ -148,4 +157,82 @@ def _assign_usb2_sets(d: Any, used: set[tuple[int, int]], devices: list[Any]) ->
             function = USB2_FUNCTIONS[ctrl.model or ""]
             ctrl.address = PCIAddress(slot=slot, function=function,
                                       multifunction="on" if function == 0 else None)
+            used.add((slot, function))
+
+
+# QEMU models that are PCI Express endpoints (placed on a root port of their own on q35)
+_PCIE_NICS = (None, "virtio", "e1000e")
+_PCIE_CONTROLLERS = {("usb", "qemu-xhci"), ("usb", "nec-xhci"), ("scsi", "virtio-scsi"), ("scsi", None),
+                     ("virtio-serial", None)}
+Q35_SATA = PCIAddress(slot=0x1F, function=2)
+ROOT_PORT_FUNCTIONS = 8
+
+
+def _pcie_capable(dev: Any) -> bool:
+    kind = type(dev).__name__
+    if kind == "Interface":
+        return dev.model in _PCIE_NICS
+    if kind == "Controller":
+        return (dev.type, dev.model) in _PCIE_CONTROLLERS
+    if kind == "Video":
+        return dev.type == "virtio"
+    return kind in ("Disk", "Memballoon", "Input")     # virtio disks, balloon and inputs
+
+
+def _assign_q35(d: Any) -> None:
+    devs = d.devices
+    used = {(0, 0)} | {(0x1F, f) for f in range(8)}     # the host bridge; the ICH9's own slot
+    for dev in (*pci_devices(d), *devs.controllers):
+        addr = getattr(dev, "address", None)
+        if isinstance(addr, PCIAddress) and addr.bus == 0:
+            used.add((addr.slot, addr.function))
+    sata = next((c for c in devs.controllers if c.type == "sata" and c.index == 0), None)
+    if sata is not None and sata.address is None:
+        sata.address = Q35_SATA
+    videos = [v for v in devs.videos if v.type not in ("none", "ramfb")]
+    if videos and videos[0].address is None and _slot_free(used, 1):
+        videos[0].address = PCIAddress(slot=1)
+        used.add((1, 0))
+    ports = [c for c in devs.controllers if c.type == "pci" and c.model == "pcie-root-port"]
+    taken = {dev.address.bus for dev in pci_devices(d) if isinstance(getattr(dev, "address", None), PCIAddress)}
+    added = 0
+    for dev in pci_devices(d):
+        if dev.address is not None or (dev is sata) or not _pcie_capable(dev) or \
+                (videos and dev is videos[0]):
+            continue
+        port = next((p for p in ports if p.index not in taken), None)
+        if port is None:
+            port = _new_root_port(devs)
+            ports.append(port)
+            added += 1
+        dev.address = PCIAddress(bus=port.index, slot=0)
+        taken.add(port.index)
+    if added and all(p.index in taken for p in ports):
+        ports.append(_new_root_port(devs))     # a free one, for hot-plug
+    _place_root_ports([p for p in ports if p.address is None], used)
+
+
+def _new_root_port(devs: Any) -> Controller:
+    index = max((c.index for c in devs.controllers if c.type == "pci"), default=0) + 1
+    port = Controller("pci", index, "pcie-root-port", model_name="pcie-root-port", target_chassis=index)
+    # after the last PCI controller, as libvirt inserts controllers of one type together
+    last = max((i for i, c in enumerate(devs.controllers) if c.type == "pci"), default=len(devs.controllers) - 1)
+    devs.controllers.insert(last + 1, port)
+    return port
+
+
+def _place_root_ports(ports: list[Controller], used: set[tuple[int, int]]) -> None:
+    """Root ports on the root bus, eight functions a slot from the first free slot,
+    their port number (slot << 3) + function, as libvirt numbers them."""
+    slot = 1
+    while ports:
+        while not _slot_free(used, slot):
+            slot += 1
+            if slot > MAX_SLOT:
+                raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.DOMAIN, "No more available PCI slots")
+        group, ports = ports[:ROOT_PORT_FUNCTIONS], ports[ROOT_PORT_FUNCTIONS:]
+        for function, port in enumerate(group):
+            port.address = PCIAddress(slot=slot, function=function,
+                                      multifunction="on" if function == 0 and len(group) > 1 else None)
+            port.target_port = port.target_port if port.target_port is not None else (slot << 3) + function
             used.add((slot, function))

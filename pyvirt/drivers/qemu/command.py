@@ -40,6 +40,7 @@ from typing import Any
 
 from ...conf import DomainDef
 from ...conf.address import OtherAddress, PCIAddress
+from ...conf import pciaddr
 from ...conf.controllers import controller_alias
 from ...errors import ErrorDomain, ErrorNumber, error
 from .secrets import SecretPlan
@@ -157,6 +158,8 @@ def assign_aliases(d: DomainDef) -> None:
     for i, nic in enumerate(d.devices.interfaces):
         nic.alias = nic.alias or f"net{i}"
     for ctrl in d.devices.controllers:
+        if ctrl.type == "sata" and ctrl.index == 0 and pciaddr.is_q35(d):
+            ctrl.alias = ctrl.alias or "ide"     # libvirt's alias of q35's built-in AHCI
         ctrl.alias = ctrl.alias or controller_alias(ctrl)
     for i, serial in enumerate(d.devices.serials):
         serial.alias = serial.alias or f"serial{i}"
@@ -278,14 +281,20 @@ def _target_index(dev: str) -> int:
 
 # -- devices ------------------------------------------------------------------------
 
-def pci_props(dev: Any) -> dict[str, Any]:
-    """``bus``/``addr`` of a device the definition placed on pci.0 (none: QEMU picks)."""
+def root_bus(d: DomainDef) -> str:
+    """The name of a guest's PCI root bus: ``pcie.0`` on q35, ``pci.0`` elsewhere."""
+    return "pcie.0" if pciaddr.is_q35(d) else "pci.0"
+
+
+def pci_props(dev: Any, root: str = "pci.0") -> dict[str, Any]:
+    """``bus``/``addr`` of a device the definition placed on a PCI bus (none: QEMU picks).
+    Bus N is the bus of PCI controller N (``pci.N``, as libvirt names them); 0 is the root."""
     addr = getattr(dev, "address", None)
     if not isinstance(addr, PCIAddress):
         return {}
-    if addr.domain != 0 or addr.bus != 0:
-        raise _unsupported(f"PCI address {addr}: only bus 0 of domain 0 (pci.0) is supported")
-    props: dict[str, Any] = {"bus": "pci.0", "addr": addr.qemu_addr}
+    if addr.domain != 0:
+        raise _unsupported(f"PCI address {addr}: only PCI domain 0 is supported")
+    props: dict[str, Any] = {"bus": root if addr.bus == 0 else f"pci.{addr.bus}", "addr": addr.qemu_addr}
     if addr.multifunction == "on":
         props["multifunction"] = True
     return props
@@ -325,30 +334,39 @@ def boot_indexes(d: DomainDef) -> dict[int, int]:
     return found
 
 
-def controller_props(ctrl: Any) -> tuple[str, dict[str, Any]] | None:
+def controller_props(ctrl: Any, root: str = "pci.0") -> tuple[str, dict[str, Any]] | None:
     """QEMU's device model and properties for one <controller> (None: built into the machine)."""
     if ctrl.type == "ide" and ctrl.index == 0:
         return None
+    if ctrl.type == "sata" and ctrl.index == 0 and root == "pcie.0":
+        return None       # the q35 machine's own AHCI (00:1f.2)
+    if ctrl.type == "pci" and ctrl.model == "pcie-root-port":
+        if ctrl.target_chassis is None or ctrl.target_port is None:
+            raise _unsupported(f"pcie-root-port controller {ctrl.index} needs <target chassis= port=>")
+        return "pcie-root-port", {"port": ctrl.target_port, "chassis": ctrl.target_chassis,
+                                  "id": ctrl.alias, **pci_props(ctrl, root)}
     if (ctrl.type, ctrl.model) not in CONTROLLER_DEVICES:
         raise _unsupported(f"{ctrl.type} controller model '{ctrl.model or 'default'}' is not supported")
     model = CONTROLLER_DEVICES[(ctrl.type, ctrl.model)]
     if model is None:
         return None
     if ctrl.master_startport is not None:   # a USB companion: no bus of its own, its master's ports
-        return model, {"masterbus": f"{ctrl.alias}.0", "firstport": ctrl.master_startport, **pci_props(ctrl)}
-    return model, {"id": ctrl.alias, **pci_props(ctrl)}
+        return model, {"masterbus": f"{ctrl.alias}.0", "firstport": ctrl.master_startport,
+                       **pci_props(ctrl, root)}
+    return model, {"id": ctrl.alias, **pci_props(ctrl, root)}
 
 
-def controller_device(ctrl: Any) -> list[str]:
+def controller_device(ctrl: Any, root: str = "pci.0") -> list[str]:
     """The ``-device`` of one <controller> (empty for those built into the machine)."""
-    found = controller_props(ctrl)
+    found = controller_props(ctrl, root)
     return [] if found is None else _device(*found)
 
 
 def _controllers(d: DomainDef) -> list[str]:
     args: list[str] = []
-    for ctrl in d.devices.controllers:
-        args += controller_device(ctrl)
+    # PCI controllers first: the buses the other controllers sit on (libvirt's order)
+    for ctrl in sorted(d.devices.controllers, key=lambda c: c.type != "pci"):
+        args += controller_device(ctrl, root_bus(d))
     return args
 
 
@@ -369,7 +387,7 @@ def _error_policy_props(disk: Any) -> dict[str, str]:
     return {k: v for k, v in (("werror", write), ("rerror", read)) if v is not None}
 
 
-def disk_device_props(disk: Any, drive: str | None) -> tuple[str, dict[str, Any]]:
+def disk_device_props(disk: Any, drive: str | None, root: str = "pci.0") -> tuple[str, dict[str, Any]]:
     """The QEMU device model and properties of one disk (its controller already present)."""
     unit = _target_index(disk.target_dev)
     table = CDROM_DEVICE_BY_BUS if disk.device == "cdrom" else DISK_DEVICE_BY_BUS
@@ -393,7 +411,7 @@ def disk_device_props(disk: Any, drive: str | None) -> tuple[str, dict[str, Any]
     if disk.shareable and disk.target_bus == "virtio":
         props["share-rw"] = True
     if disk.target_bus == "virtio":
-        props.update(pci_props(disk))
+        props.update(pci_props(disk, root))
     return model, props
 
 
@@ -417,7 +435,7 @@ def _disks(d: DomainDef) -> list[str]:
     # Guests defined without <controller> elements get the controller their disks need.
     controllers = {t for t in ("sata", "scsi", "usb") if _has_controller(d, t)}
     for n, disk in enumerate(d.devices.disks, start=1):
-        model, props = disk_device_props(disk, None)
+        model, props = disk_device_props(disk, None, root_bus(d))
         nodes, drive = disk_blockdevs(disk, n)
         for node in nodes:
             args += ["-blockdev", _json(node)]
@@ -460,7 +478,7 @@ def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
         props: dict[str, Any] = {"netdev": netdev, "id": nic.alias, "mac": nic.mac}
         if id(nic) in boot:
             props["bootindex"] = boot[id(nic)]
-        args += _device(model, {**props, **pci_props(nic)})
+        args += _device(model, {**props, **pci_props(nic, root_bus(d))})
     return args
 
 
@@ -535,7 +553,7 @@ def _video(d: DomainDef) -> list[str]:
         model = SECONDARY_VIDEO_MODELS.get(video.type) if n > 0 else VIDEO_MODELS.get(video.type)
         if model is None:
             raise _unsupported(f"video model '{video.type}' is not supported")
-        props: dict[str, Any] = {"id": video.alias, **pci_props(video)}
+        props: dict[str, Any] = {"id": video.alias, **pci_props(video, root_bus(d))}
         if video.type == "qxl":
             props["max_outputs"] = video.heads or 1
             if video.ram:
@@ -563,7 +581,8 @@ def _inputs(d: DomainDef) -> list[str]:
         if dev.bus == "usb" and not usb:
             args += _device("piix3-usb-uhci", {"id": "usb"})
             usb = True
-        args += _device(model, {"id": dev.alias, **(usb_props(dev) if dev.bus == "usb" else pci_props(dev))})
+        args += _device(model, {"id": dev.alias,
+                                **(usb_props(dev) if dev.bus == "usb" else pci_props(dev, root_bus(d)))})
     return args
 
 
@@ -574,7 +593,7 @@ def _balloon(d: DomainDef) -> list[str]:
     model = BALLOON_MODELS.get(balloon.model)
     if model is None:
         raise _unsupported(f"memballoon model '{balloon.model}' is not supported")
-    return _device(model, {"id": balloon.alias, **pci_props(balloon)})
+    return _device(model, {"id": balloon.alias, **pci_props(balloon, root_bus(d))})
 
 
 def _smp(d: DomainDef) -> str:
