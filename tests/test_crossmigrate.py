@@ -292,6 +292,35 @@ def test_same_host_uuid_refused_both_ways(hosts, guest, tmp_path):
         assert twin.cleanup() == []
 
 
+def test_equal_hostnames_are_not_the_same_host(hosts, guest, tmp_path):
+    """Only the host UUID tells hosts apart (libvirt 9.0 dropped its hostname check): a
+    pyvirtd whose hostname is libvirtd's, with a UUID of its own, takes the guest and
+    gives it back."""
+    lv, _pv, _ = hosts
+    # its own UTS namespace, named as libvirtd's host
+    twin = Pyvirtd(tmp_path / "twin", argv_prefix=[
+        libvirt_ref.UNSHARE, "--uts", libvirt_ref.SH, "-c", f'{libvirt_ref.HOSTNAME} "$0" && exec "$@"',
+        lv.hostname])
+    twin.start()
+    try:
+        guest.pv = twin
+        guest.start_on(lv)
+        clv = pyvirt.open(lv.uri)
+        seen: list[tuple[str, bytes]] = []
+        ctwin = pyvirt.open(twin.uri)
+        record_cookies(ctwin, seen)
+        moved = clv.lookupByName(guest.name).migrate(ctwin, pyvirt.VIR_MIGRATE_LIVE)
+        assert f"<hostname>{lv.hostname}</hostname>".encode() in dict(seen)["prepare3_params"]
+        guest.assert_only_on(twin)
+        port = pick_free_ports(1)[0]
+        moved.migrate3(clv, {"migrate_uri": f"tcp://127.0.0.1:{port}", "listen_address": "127.0.0.1"},
+                       pyvirt.VIR_MIGRATE_LIVE)
+        guest.assert_only_on(lv)
+        guest.keeps_beating()
+    finally:
+        assert twin.cleanup() == []
+
+
 # -- the cookies libvirtd sends ----------------------------------------------
 
 STEPS = ("begin3_params", "prepare3_params", "perform3_params", "finish3_params", "confirm3_params")
