@@ -102,6 +102,15 @@ def live_xml(host: LibvirtHost, xml: Path) -> None:
                 # (an XML comment cannot hold '--': the flag is named instead)
                 shown = f"virsh dumpxml {name}" + (" (VIR_DOMAIN_XML_MIGRATABLE)" if args else "")
                 (OUT / f"{xml.stem}.{suffix}.xml").write_text(f"<!-- {shown} -->\n{out.strip()}\n")
+            # and libvirt's argv for its own live XML (the CPU with the features QEMU enabled)
+            dumped = Path(tmp) / f"{xml.stem}.live.xml"
+            dumped.write_text(host.virsh("dumpxml", name).stdout)
+            argv = host.virsh("domxml-to-native", "qemu-argv", str(dumped)).stdout
+            for prefix, real in mapping.items():
+                argv = argv.replace(real, prefix)
+            shown = ("virsh -c qemu:///system domxml-to-native qemu-argv "
+                     f"tests/data/libvirtargv/{xml.stem}.live.xml")
+            (OUT / f"{xml.stem}.live.args").write_text(f"# {shown}\n{_without_environment(argv)}\n")
         finally:
             host.virsh("destroy", name, check=False)
     print(f"{xml.stem}: live and migratable XML")
