@@ -6,7 +6,9 @@ Four hosts on this machine, all started in the same run: two libvirtd 9.0
 512 MiB guest (the tiny guest, halted; TCG; the same XML everywhere, no
 device workarounds) goes back and forth between two hosts with 0.5 s gaps,
 driven by Debian's python3-libvirt as ``virsh migrate --live`` drives it
-(``migrate3``: client-driven v3).  Three host pairs give the four hop kinds:
+(``migrate3``: client-driven v3; ``--mode p2p`` / ``tunnelled``: the source
+daemon drives it, ``migrateToURI3`` as ``virsh migrate --live --p2p
+[--tunnelled]``).  Three host pairs give the four hop kinds:
 
 * libvirtd A ⇄ pyvirtd A: the hops libvirtd → pyvirtd and pyvirtd → libvirtd;
 * libvirtd A ⇄ libvirtd B: libvirtd → libvirtd (libvirt's own figure);
@@ -22,7 +24,7 @@ A hop kind that fails is reported as ``failed: <the error>`` (the first one
 seen), never a crash: when one direction of a cross pair fails, the other
 is still measured, each hop with a fresh guest started on its source.
 
-Usage: bench/crossmigrate.py [--hops N] [--quick] [--json FILE]
+Usage: bench/crossmigrate.py [--hops N] [--quick] [--mode direct|p2p|tunnelled|all] [--json FILE]
 """
 
 from __future__ import annotations
@@ -110,8 +112,16 @@ def hop(src, dst):
     dom = conns[src].lookupByName(cfg["name"])
     params = {libvirt.VIR_MIGRATE_PARAM_URI: cfg["miguris"][dst],
               libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: "127.0.0.1"}
+    flags = libvirt.VIR_MIGRATE_LIVE
     t0 = time.perf_counter()
-    dom.migrate3(conns[dst], params, libvirt.VIR_MIGRATE_LIVE)
+    if cfg["mode"] == "direct":
+        dom.migrate3(conns[dst], params, flags)
+    else:
+        flags |= libvirt.VIR_MIGRATE_PEER2PEER
+        if cfg["mode"] == "tunnelled":
+            flags |= libvirt.VIR_MIGRATE_TUNNELLED
+            params = {}
+        dom.migrateToURI3(hosts[dst], params, flags)
     wall = time.perf_counter() - t0
     for _ in range(300):
         if "completed" in events.get(src, {}):
@@ -251,7 +261,7 @@ def summarize(hops: list[dict], kind: str) -> dict[str, Any]:
     }
 
 
-def measure(hops_per_pair: int, first_libvirt_port: int) -> dict[str, dict[str, Any]]:
+def measure(hops_per_pair: int, first_libvirt_port: int, mode: str = "direct") -> dict[str, dict[str, Any]]:
     from guests import ensure_guests, private_copy, TINY
     ensure_guests()
     results: dict[str, dict[str, Any]] = {}
@@ -271,7 +281,7 @@ def measure(hops_per_pair: int, first_libvirt_port: int) -> dict[str, dict[str, 
                     pairs.append([a, b, kind_ab, kind_ba])
             if pairs:
                 cfg = {"hosts": uris, "miguris": miguris, "pairs": pairs, "xml": xml, "log": str(log),
-                       "ready": "PYVIRT-GUEST-READY", "name": NAME, "hops": hops_per_pair}
+                       "ready": "PYVIRT-GUEST-READY", "name": NAME, "hops": hops_per_pair, "mode": mode}
                 t0 = time.monotonic()
                 hops, why = run_client(cfg)
                 print(f"({len(hops)} hops in {time.monotonic() - t0:.0f} s)", file=sys.stderr)
@@ -286,9 +296,13 @@ def cell(value: float | None) -> str:
     return f"{value * 1000:>12.1f}" if value is not None else f"{'-':>12}"
 
 
-def print_table(results: dict[str, dict[str, Any]]) -> None:
-    print("\nLive migration across implementations: idle 512 MiB TCG guest, python3-libvirt migrate3 "
-          "(client-driven v3); medians of the hops after the first")
+MODES = {"direct": "migrate3 (client-driven v3)", "p2p": "migrateToURI3, peer-to-peer",
+         "tunnelled": "migrateToURI3, peer-to-peer tunnelled"}
+
+
+def print_table(results: dict[str, dict[str, Any]], mode: str = "direct") -> None:
+    print(f"\nLive migration across implementations: idle 512 MiB TCG guest, python3-libvirt {MODES[mode]}; "
+          "medians of the hops after the first")
     print(f"{'hop':22}{'wall ms':>12}{'QEMU ms':>12}{'overhead ms':>12}{'first hop ms':>14}{'n':>4}")
     for kind in KINDS:
         r = results.get(kind, {"error": "not measured"})
@@ -305,16 +319,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hops", type=int, default=11,
                     help="migrations per host pair (a cross pair splits them between its two directions)")
-    ap.add_argument("--quick", action="store_true", help="a short run: 5 hops per pair")
+    ap.add_argument("--quick", action="store_true", help="a short run: 5 hops per pair, client-driven only")
     ap.add_argument("--libvirt-port", type=int, default=61300,
                     help="first migration port of the libvirtd hosts (they use 48 from here)")
+    ap.add_argument("--mode", choices=[*MODES, "all"], default=None,
+                    help="who drives the migration (default: all three, one after the other; --quick: direct)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = ap.parse_args()
     hops = 5 if args.quick else args.hops
     if hops < 3:
         ap.error("--hops: at least 3 (a first hop and one of each direction)")
-    results = measure(hops, args.libvirt_port)
-    print_table(results)
+    mode = args.mode or ("direct" if args.quick else "all")
+    modes = list(MODES) if mode == "all" else [mode]
+    results = {m: measure(hops, args.libvirt_port, m) for m in modes}
+    for m in modes:
+        print_table(results[m], m)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
