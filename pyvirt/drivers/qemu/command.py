@@ -61,6 +61,10 @@ BALLOON_MODELS = {"virtio": "virtio-balloon-pci"}
 DISK_DEVICE_BY_BUS = {"virtio": "virtio-blk-pci", "ide": "ide-hd", "sata": "ide-hd", "scsi": "scsi-hd",
                       "usb": "usb-storage"}
 CDROM_DEVICE_BY_BUS = {"ide": "ide-cd", "sata": "ide-cd", "scsi": "scsi-cd"}
+# <driver cache> -> (cache.writeback, cache.direct, cache.no-flush), qemuDomainDiskCachemodeFlags
+DISK_CACHE_FLAGS = {"none": (True, True, False), "writeback": (True, False, False),
+                    "writethrough": (False, False, False), "directsync": (False, True, False),
+                    "unsafe": (True, False, True)}
 # libvirt's disk formats that QEMU opens as a plain block driver over the file.
 DISK_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx", "cloop", "dmg",
                 "bochs", "parallels")
@@ -407,12 +411,26 @@ def disk_device_props(disk: Any, drive: str | None, root: str = "pci.0") -> tupl
     elif disk.target_bus == "usb":
         props.update({**usb_props(disk), "removable": False})
     props["id"] = disk.alias
+    flags = _cache_flags(disk)
+    if flags is not None and disk.device != "cdrom":
+        # the guest sees this one: the disk's volatile write cache (virtio-blk's WCE, SCSI's WCE bit)
+        props["write-cache"] = "on" if flags[0] else "off"
     props.update(_error_policy_props(disk))
     if disk.shareable and disk.target_bus == "virtio":
         props["share-rw"] = True
     if disk.target_bus == "virtio":
         props.update(pci_props(disk, root))
     return model, props
+
+
+def _cache_flags(disk: Any) -> tuple[bool, bool, bool] | None:
+    """(writeback, direct, no-flush) of the disk's <driver cache> (None: QEMU's default)."""
+    cache = getattr(disk, "driver_cache", None)
+    if cache in (None, "default"):
+        return None
+    if cache not in DISK_CACHE_FLAGS:
+        raise _unsupported(f"disk '{disk.target_dev}': unknown disk cache mode '{cache}'")
+    return DISK_CACHE_FLAGS[cache]
 
 
 def disk_blockdevs(disk: Any, n: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -423,10 +441,12 @@ def disk_blockdevs(disk: Any, n: int) -> tuple[list[dict[str, Any]], str | None]
     if disk.source is None:
         return [], None
     storage, fmt = f"libvirt-{n}-storage", f"libvirt-{n}-format"
+    flags = _cache_flags(disk)
+    cache = {"cache": {"direct": flags[1], "no-flush": flags[2]}} if flags is not None else {}
     return [{"driver": "host_device" if disk.storage_type == "block" else "file",
-             "filename": disk.source, "node-name": storage,
+             "filename": disk.source, "node-name": storage, **cache,
              "auto-read-only": True, "discard": "unmap"},
-            {"node-name": fmt, "read-only": disk.readonly or disk.device == "cdrom",
+            {"node-name": fmt, "read-only": disk.readonly or disk.device == "cdrom", **cache,
              "driver": fmt_name, "file": storage}], fmt
 
 def _disks(d: DomainDef) -> list[str]:
