@@ -112,7 +112,8 @@ class DomainExtrasAPI:
         return 0, 0, 0, 0, 0, 0, 0, 0
 
     async def domain_get_security_label(self, dom: DomainRef) -> tuple[str, int]:
-        self._obj(dom)
+        if not self._obj(dom).active:
+            return "", 0            # libvirt's test driver labels running domains only
         return content.SECURITY_LABEL
 
     # -- memory and managed save -------------------------------------------------------------

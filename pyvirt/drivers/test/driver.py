@@ -343,8 +343,8 @@ class TestConnection(DeviceAPI, JobsAPI, TuningAPI, DomainExtrasAPI, StatsAPI, S
     async def domain_get_info(self, dom: DomainRef) -> tuple[int, int, int, int, int]:
         obj = self._obj(dom)
         d = obj.current
-        # libvirt's test driver gives a running domain the time of day as its CPU time
-        cpu_time = time.time_ns() if obj.active else 0
+        # libvirt's test driver gives every domain, running or not, the time of day as its CPU time
+        cpu_time = time.time_ns()
         memory = d.current_memory_kib if obj.active else d.memory_kib
         return int(obj.state), d.memory_kib, memory, d.current_vcpus, cpu_time
 

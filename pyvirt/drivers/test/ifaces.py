@@ -23,18 +23,36 @@ NODEDEV_INACTIVE, NODEDEV_ACTIVE = 1 << 30, 1 << 31
 IFACE_LIST_INACTIVE, IFACE_LIST_ACTIVE = 1, 2
 
 
+_IFACE_ORDER = {"start": 0, "mtu": 1, "protocol": 2, "link": 3}
+_ALWAYS_OPEN = ("hardware", "firmware")
+
+
 def pretty(xml: str) -> str:
     """The element written as libvirt formats it: two-space indent, single quotes."""
     root = etree.fromstring(xml.encode(), etree.XMLParser(remove_blank_text=True, resolve_entities=False,
                                                           no_network=True))
     out: list[str] = []
+    if root.tag == "device":
+        # a system capability always has its <hardware> and <firmware>, written open even when empty
+        for cap in root.findall("capability[@type='system']"):
+            for tag in _ALWAYS_OPEN:
+                if cap.find(tag) is None:
+                    etree.SubElement(cap, tag)
+    if root.tag == "interface":
+        # virInterfaceDefDevFormat's order: start, mtu, protocol, link, then the type's own (mac, bridge...)
+        kids = sorted((c for c in root if isinstance(c.tag, str)), key=lambda c: _IFACE_ORDER.get(c.tag, 4))
+        for kid in kids:
+            root.append(kid)
 
     def walk(el: etree._Element, depth: int) -> None:
         pad = "  " * depth
         attrs = "".join(f" {k}='{_esc(v)}'" for k, v in el.attrib.items())
         kids = [c for c in el if isinstance(c.tag, str)]
         text = (el.text or "").strip()
-        if not kids and not text:
+        if not kids and not text and el.tag in _ALWAYS_OPEN and el.getparent() is not None \
+                and el.getparent().get("type") == "system":
+            out.extend([f"{pad}<{el.tag}{attrs}>", f"{pad}</{el.tag}>"])
+        elif not kids and not text:
             out.append(f"{pad}<{el.tag}{attrs}/>")
         elif not kids:
             out.append(f"{pad}<{el.tag}{attrs}>{_esc(text)}</{el.tag}>")
@@ -82,7 +100,7 @@ def _load_interfaces(host: object) -> dict[str, TestInterface]:
     if objs is None:
         objs = {}
         for xml in host.interfaces:
-            obj = TestInterface(xml if xml.endswith("\n") and "\n  " in xml else pretty(xml), active=True)
+            obj = TestInterface(pretty(xml), active=True)
             objs[obj.name] = obj
         host.iface_objs = objs
     return objs
@@ -93,7 +111,7 @@ def _load_devices(host: object) -> dict[str, TestNodeDevice]:
     if objs is None:
         objs = {}
         for xml in host.node_devices:
-            obj = TestNodeDevice(xml if "\n  " in xml else pretty(xml))
+            obj = TestNodeDevice(pretty(xml))
             objs[obj.name] = obj
         host.nodedev_objs = objs
     return objs

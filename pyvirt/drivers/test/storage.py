@@ -26,9 +26,10 @@ RUNNING, INACTIVE = 2, 0     # virStoragePoolState
 
 
 class TestVolume:
-    def __init__(self, name: str, path: str, capacity: int, allocation: int) -> None:
+    def __init__(self, name: str, path: str, capacity: int, allocation: int, fmt: str = "raw") -> None:
         self.name, self.path = name, path
         self.capacity, self.allocation = capacity, allocation
+        self.format = fmt           # as the definition said (raw when it said nothing), as libvirt keeps it
 
     @property
     def key(self) -> str:
@@ -43,7 +44,7 @@ class TestVolume:
             el("key", text=self.key),
             el("capacity", [("unit", "bytes")], text=str(self.capacity)),
             el("allocation", [("unit", "bytes")], text=str(self.allocation)),
-            el("target", children=[el("path", text=self.path), el("format", [("type", "raw")])]),
+            el("target", children=[el("path", text=self.path), el("format", [("type", self.format)])]),
         ]))
 
 
@@ -93,7 +94,8 @@ class TestPool:
         if allocation > POOL_CAPACITY - self.allocation:
             raise error(ErrorNumber.INTERNAL_ERROR, _T,
                         f"Not enough free space in pool for volume '{vdef.name}'")
-        vol = TestVolume(vdef.name, f"{self.pdef.target_path}/{vdef.name}", capacity, allocation)
+        vol = TestVolume(vdef.name, f"{self.pdef.target_path}/{vdef.name}", capacity, allocation,
+                         vdef.format or "raw")
         self.volumes[vol.name] = vol
         return vol
 

@@ -2,7 +2,7 @@
 
 Run as ``PYTHON list_host.py MODULE URI`` (MODULE ``libvirt`` or ``pyvirt``); one
 JSON object: node info, capabilities, and per domain, network, pool and volume
-what virsh's list/info commands show, and their XML.
+what virsh's list/info commands show, and their XML; interfaces and node devices too.
 """
 
 import json
@@ -16,7 +16,7 @@ else:
 
 conn = libvirt.open(URI)
 out = {"uri": conn.getURI(), "nodeinfo": conn.getInfo(), "capabilities": conn.getCapabilities(),
-       "domains": {}, "networks": {}, "pools": {}}
+       "domains": {}, "networks": {}, "pools": {}, "interfaces": {}, "devices": {}}
 for dom in conn.listAllDomains(0):
     out["domains"][dom.name()] = {
         "id": dom.ID(), "uuid": dom.UUIDString(), "state": dom.state(), "info": dom.info()[:4],
@@ -29,4 +29,20 @@ for pool in conn.listAllStoragePools(0):
     vols = {v.name(): {"key": v.key(), "path": v.path(), "info": v.info(), "xml": v.XMLDesc(0)}
             for v in pool.listAllVolumes(0)}
     out["pools"][pool.name()] = {"info": pool.info(), "xml": pool.XMLDesc(0), "volumes": vols}
+for iface in conn.listAllInterfaces(0):
+    out["interfaces"][iface.name()] = {"mac": iface.MACString(), "active": iface.isActive(),
+                                       "xml": iface.XMLDesc(0)}
+for dev in conn.listAllDevices(0):
+    out["devices"][dev.name()] = {"parent": dev.parent(), "caps": dev.listCaps(), "xml": dev.XMLDesc(0)}
+for dom in conn.listAllDomains(0):    # what the test namespace and the tuning elements gave each domain
+    entry = out["domains"][dom.name()]
+    entry["autostart"] = dom.autostart()
+    entry["xml-inactive"] = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    entry["memtune"] = dom.memoryParameters(0)
+    entry["vcpupin"] = dom.vcpuPinInfo(0)
+    entry["vcpus"] = [dom.vcpusFlags(0), dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM)]
+out["counts"] = [conn.numOfDomains(), conn.numOfDefinedDomains(), conn.numOfNetworks(),
+                 conn.numOfDefinedNetworks(), conn.numOfStoragePools(), conn.numOfDefinedStoragePools(),
+                 conn.numOfInterfaces(), conn.numOfDefinedInterfaces(), conn.numOfDevices(None, 0)]
+out["freemem"] = conn.getFreeMemory()
 print(json.dumps(out))
