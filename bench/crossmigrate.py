@@ -261,10 +261,11 @@ def summarize(hops: list[dict], kind: str) -> dict[str, Any]:
     }
 
 
-def measure(hops_per_pair: int, first_libvirt_port: int, mode: str = "direct") -> dict[str, dict[str, Any]]:
+def measure(hops_per_pair: int, first_libvirt_port: int, modes: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{mode: {hop kind: figures or error}}, every mode on the same four hosts."""
     from guests import ensure_guests, private_copy, TINY
     ensure_guests()
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in modes}
     with tempfile.TemporaryDirectory(prefix="pyvirt-crossmig-") as tmp:
         os.chmod(tmp, 0o711)   # pyvirtd's QEMU runs unprivileged: it must reach the files here
         work = Path(tmp)
@@ -275,20 +276,21 @@ def measure(hops_per_pair: int, first_libvirt_port: int, mode: str = "direct") -
             for a, b, kind_ab, kind_ba in PAIRS:
                 down = [broken[h] for h in (a, b) if h in broken]
                 if down:
-                    for kind in (kind_ab, kind_ba):
-                        results.setdefault(kind, {"error": down[0]})
+                    for mode in modes:
+                        for kind in (kind_ab, kind_ba):
+                            results[mode].setdefault(kind, {"error": down[0]})
                 else:
                     pairs.append([a, b, kind_ab, kind_ba])
-            if pairs:
+            for mode in modes if pairs else ():
                 cfg = {"hosts": uris, "miguris": miguris, "pairs": pairs, "xml": xml, "log": str(log),
                        "ready": "PYVIRT-GUEST-READY", "name": NAME, "hops": hops_per_pair, "mode": mode}
                 t0 = time.monotonic()
                 hops, why = run_client(cfg)
-                print(f"({len(hops)} hops in {time.monotonic() - t0:.0f} s)", file=sys.stderr)
+                print(f"({mode}: {len(hops)} hops in {time.monotonic() - t0:.0f} s)", file=sys.stderr)
                 for kind in {k for p in pairs for k in p[2:]}:
-                    results[kind] = summarize(hops, kind)
-                    if why and "wall" not in results[kind] and results[kind]["error"] == "no hop made":
-                        results[kind]["error"] = why
+                    results[mode][kind] = summarize(hops, kind)
+                    if why and "wall" not in results[mode][kind] and results[mode][kind]["error"] == "no hop made":
+                        results[mode][kind]["error"] = why
     return results
 
 
@@ -331,7 +333,7 @@ def main() -> int:
         ap.error("--hops: at least 3 (a first hop and one of each direction)")
     mode = args.mode or ("direct" if args.quick else "all")
     modes = list(MODES) if mode == "all" else [mode]
-    results = {m: measure(hops, args.libvirt_port, m) for m in modes}
+    results = measure(hops, args.libvirt_port, modes)
     for m in modes:
         print_table(results[m], m)
     if args.json:
