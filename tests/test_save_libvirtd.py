@@ -198,6 +198,47 @@ def test_libvirtd_image_restores_in_pyvirt(libvirt_host, pyvirt_host, tmp_path, 
     assert libvirt_host.domain_pid(name) is None
 
 
+# --- a guest with a disk, a NIC and graphics, both ways ------------------------------------
+
+@needs_libvirtd
+@pytest.mark.qemu
+@pytest.mark.parametrize("saver", ["pyvirtd", "libvirtd"])
+def test_guest_with_disk_nic_and_vnc_restores_on_the_other_side(libvirt_host, pyvirt_host, tmp_path, saver):
+    set_libvirt_format(libvirt_host, "raw")
+    disk = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+    name = f"rich-{saver}"
+    log = tmp_path / f"{name}.log"
+    xml = tiny_xml(name, log, cmdline="dirty=8:4", extra_devices=f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='user'><mac address='52:54:00:4a:17:05'/><model type='virtio'/></interface>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>""")
+    image = tmp_path / f"{name}.save"
+    if saver == "pyvirtd":
+        dom = pyvirt.open(pyvirt_host.uri).createXML(xml, 0)
+        wait_for_text(log, "PYVIRT-HEARTBEAT 1")
+        dom.save(str(image))
+        restorer = libvirt_host.uri
+    else:
+        (tmp_path / f"{name}.xml").write_text(xml)
+        libvirt_host.virsh("create", str(tmp_path / f"{name}.xml"))
+        wait_for_text(log, "PYVIRT-HEARTBEAT 1")
+        libvirt_host.virsh("save", name, str(image))
+        restorer = pyvirt_host.uri
+    before = heartbeat(log)
+    virsh(restorer, "restore", str(image))
+    try:
+        assert virsh(restorer, "domstate", "--reason", name).stdout.strip() == "running (restored)"
+        assert "vda" in virsh(restorer, "domblklist", name).stdout
+        assert "52:54:00:4a:17:05" in virsh(restorer, "domiflist", name).stdout
+        assert virsh(restorer, "domdisplay", name).stdout.startswith("vnc://127.0.0.1:")
+        runs_on_from(log, before, restorer)
+    finally:
+        virsh(restorer, "destroy", name, check=False)
+
+
 # --- save-image-dumpxml: the same guest on both sides ---------------------------------------
 
 # What libvirt 9.0 adds to a definition that pyvirt does not model: the default emulator
