@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import pyvirt
-from daemons import Pyvirtd
+from daemons import Pyvirtd, running_copies
 from guests import REPO, ensure_guests, pid_alive, qemu_available, tiny_xml, wait_for, wait_for_text
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -116,6 +116,7 @@ class Guest:
         assert self.running_on(host), f"{self.name} is not running on {host.uri}"
         assert not self.running_on(other), f"{self.name} still runs on {other.uri}"
         assert qemu_count(self.name) == 1, "not exactly one QEMU runs the guest"
+        assert running_copies([self.pv], self.uuid) == (1 if host is self.pv else 0)
         state = virsh(host.uri, "domstate", "--reason", self.name).stdout.strip()
         assert state.startswith("running"), state
 
