@@ -65,7 +65,10 @@ def libvirt_host(tmp_path_factory, guests_built):
 
 @pytest.fixture
 def pyvirt_host(tmp_path, guests_built):
-    host = Pyvirtd(tmp_path / "pyvirt")
+    # graphics ports of its own: other QEMUs on this machine may hold 5900 and up
+    display = pick_free_ports(1)[0]
+    host = Pyvirtd(tmp_path / "pyvirt", extra_config=f"remote_display_port_min = {display}\n"
+                                                      f"remote_display_port_max = {display + 15}\n")
     try:
         host.start()
         yield host
@@ -184,3 +187,21 @@ def test_q35_guest_both_ways(libvirt_host, pyvirt_host, shared):
     name = "cross-q35"
     xml = guest_xml(name, shared, full_devices(shared, name, graphics=False), machine="q35")
     round_trip(libvirt_host, pyvirt_host, name, xml, shared / f"{name}.log", ("--unsafe",))
+
+
+def test_guest_born_on_pyvirtd_goes_to_libvirtd_and_back(libvirt_host, pyvirt_host, shared):
+    """pyvirt's own definition (its post-parse, its migratable XML) is what libvirtd's Prepare gets."""
+    name = "cross-born"
+    log = shared / f"{name}.log"
+    xml_file = shared / f"{name}.xml"
+    xml_file.write_text(guest_xml(name, shared, full_devices(shared, name)))
+    r = virsh(pyvirt_host.uri, "create", str(xml_file))
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_for_text(log, "PYVIRT-HEARTBEAT 2")
+        hop(pyvirt_host.uri, libvirt_host.uri, name, f"tcp://127.0.0.1:{libvirt_host.migration_port_min}",
+            log, ("--unsafe",))
+        hop(libvirt_host.uri, pyvirt_host.uri, name, "tcp://127.0.0.1", log, ("--unsafe",))
+    finally:
+        virsh(libvirt_host.uri, "destroy", name)
+        virsh(pyvirt_host.uri, "destroy", name)
