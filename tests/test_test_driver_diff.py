@@ -30,7 +30,11 @@ ALL = ("inproc", "pyvirtd-libvirt", "pyvirtd-pyvirt")
 REMOTE = ("pyvirtd-libvirt", "pyvirtd-pyvirt")
 KNOWN: dict[str, tuple] = {
     "define-bad-xml": (ALL, "the parser's message words libxml2's position differently (same code, domain)"),
-    # (runs, reason, pyvirt's exact value): libvirt 9.0's test driver lacks the call, pyvirt answers it
+    # (runs, reason, pyvirt's exact value)
+    "tune-freepages": (ALL, "libvirt's test driver fills in its made-up counts but returns 0 as their "
+                            "number: virsh freepages prints the counts, libvirt-python in libvirt's process "
+                            "sees none (and libvirtd fails the call); pyvirt returns the counts virsh shows",
+                       {"0": {"4": 19, "2048": 45}, "1": {"4": 97, "2048": 201}}),
     "dom-jobinfo": (ALL, "libvirt 9.0's test driver has no virDomainGetJobInfo; pyvirt's answers 'no job', "
                          "as it does for QEMU (tests/test_test_driver_ops_diff.py)", [0] * 12),
     "uri": (REMOTE, "through a daemon the client's remote driver answers with the URI it opened, "
@@ -77,7 +81,7 @@ def _compare(run: str, reference: list, got: list) -> None:
         have = got_steps[step]
         known = KNOWN.get(step)
         if known is not None and run in known[0] and len(known) == 3:
-            assert _is_error(want) and want[1] == 3 and have == known[2], (step, want, have)
+            assert have == known[2], (step, want, have)
             continue
         if known is not None and run in known[0]:
             # a known difference is still the same kind of answer: both errors (with libvirt's

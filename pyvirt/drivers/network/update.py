@@ -38,11 +38,6 @@ def apply(net: NetworkDef, command: int, section: int, parent_index: int, xml: s
                     f"can't update '{SECTION_NAMES.get(section, section)}' section of network '{net.name}'")
 
 
-def _host_text(host: DHCPHost) -> str:
-    attrs = "".join(f" {k}='{v}'" for k, v in (("mac", host.mac), ("name", host.name), ("ip", host.ip)) if v)
-    return f"<host{attrs}/>"
-
-
 def _dhcp_host(net: NetworkDef, command: int, parent_index: int, xml: str) -> None:
     if parent_index > 0 or not net.ips:
         raise _invalid(f"couldn't update dhcp host entry - no <ip> element found at index {parent_index} "
@@ -58,8 +53,10 @@ def _dhcp_host(net: NetworkDef, command: int, parent_index: int, xml: str) -> No
                or (command != MODIFY and new.ip and h.ip == new.ip)]
     if command in (ADD_FIRST, ADD_LAST):
         if matches:
+            # libvirt names the new entry's fields, a missing name as C prints a NULL string
             raise _invalid(f"there is an existing dhcp host entry in network '{net.name}' that matches "
-                           f"\"{_host_text(matches[0])}\"")
+                           f"\"<host mac='{new.mac or 'unknown'}' name='{new.name or '(null)'}' "
+                           f"ip='{new.ip or 'unknown'}'/>\"")
         if command == ADD_FIRST:
             ip.hosts.insert(0, new)
         else:
