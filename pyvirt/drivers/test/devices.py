@@ -95,18 +95,21 @@ def _edit(d: Any, dev: Any, action: str, live: bool) -> Any:
 
 
 def _update(d: Any, dev: Any, live: bool) -> Any:
-    """libvirt's update: a disk by its target (live: only a removable medium's source), a NIC by its MAC."""
+    """libvirt's update: a disk by its target, a NIC by its MAC.  The persistent definition
+    takes the new device whole; a live one changes only what a running guest can change."""
     if isinstance(dev, Disk):
         old = next((x for x in d.devices.disks if x.target_dev == dev.target_dev), None)
         if old is None:
             if live:
                 raise error(ErrorNumber.INTERNAL_ERROR, _T, f"disk '{dev.target_dev}' not found")
             raise error(ErrorNumber.INVALID_ARG, _T, f"target {dev.target_dev} doesn't exist.")
-        if live and old.device not in ("cdrom", "floppy") and (dev.source, dev.type) != (old.source, old.type):
-            raise error(ErrorNumber.CONFIG_UNSUPPORTED, _T, "disk source can be changed only in removable media")
+        if live:
+            return _change_medium(old, dev)
         group = d.devices.disks
     elif isinstance(dev, Interface):
         old = devicexml.find(d, dev)
+        if live:
+            _check_nic_change(old, dev)
         group = d.devices.interfaces
     else:
         where = "live" if live else "persistent"
@@ -117,6 +120,29 @@ def _update(d: Any, dev: Any, live: bool) -> Any:
         dev.alias = old.alias
     group[group.index(old)] = dev
     return dev
+
+
+def _change_medium(old: Disk, new: Disk) -> Disk:
+    """A live disk update: a CD-ROM's or floppy's medium changes (or is ejected), nothing else."""
+    if (new.source, new.type) == (old.source, old.type):
+        return old           # nothing a running guest could see changed: accepted as is
+    if old.device not in ("cdrom", "floppy"):
+        raise error(ErrorNumber.CONFIG_UNSUPPORTED, _T, "disk source can be changed only in removable media")
+    old.source, old.type = new.source, new.type
+    return old
+
+
+def _check_nic_change(old: Interface, new: Interface) -> None:
+    """What libvirt's live NIC update refuses to change (qemuDomainChangeNet's checks)."""
+    if new.target_dev is None:
+        new.target_dev = old.target_dev
+    if (new.model or None) != (old.model or None):
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T,
+                    f"cannot modify network device model from {old.model} to {new.model}")
+    if new.target_dev != old.target_dev:
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T, "cannot modify network device tap name")
+    if new.address is not None and new.address != old.address:
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T, "cannot modify network device guest PCI address")
 
 
 def _by_alias(d: Any, alias: str) -> Any:
