@@ -392,6 +392,10 @@ def test_libvirtd_cookies_in_each_step(hosts, guest):
     assert b"<cap name='late-block-activate' auto='yes'/>" in mine["prepare3_params"]
     assert b"<graphics type='spice' port='" in mine["prepare3_params"]
     assert b"<feature name='persistent'/>" in mine["perform3_params"]
+    assert b"<started>" in mine["perform3_params"] and b"<sent>" in mine["perform3_params"]
+    # libvirtd took pyvirtd's figures for the job it completed: it knows the hosts' clock delta
+    jobinfo = virsh(lv.uri, "domjobinfo", "--completed", guest.name).stdout
+    assert "Time elapsed w/o network" in jobinfo, jobinfo
     if REGENERATE:
         GOLDEN.mkdir(parents=True, exist_ok=True)
         for step, data in got.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -267,7 +268,7 @@ async def perform(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef,
     stats = dict(out.job.stats)
     # The data is all sent: a source QEMU gone just now changes nothing for the destination.
     result = host_cookie(drv, obj.live or obj.definition)
-    result.statistics = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
+    result.statistics = _cookie_stats(out.job, stats)
     if flags & MigrateFlags.PERSIST_DEST:
         result.mandatory = CookieFlags.PERSISTENT
         result.persistent_xml = (req.persistent_xml or
@@ -377,6 +378,16 @@ async def _transfer(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing, mon:
     else:
         obj.set_state(DomainState.PAUSED, reason)
     await drv.release_leases(obj)
+
+
+def _cookie_stats(job: AsyncJobState, stats: dict[str, Any]) -> dict[str, int]:
+    """The job's figures for the Perform cookie, with the wall-clock times libvirt writes
+    (ms since the epoch): when the job started, when the guest stopped (now, as QEMU has
+    just completed) and when the cookie is sent, from which a libvirt destination
+    reckons the time the job took and the clock difference between the hosts."""
+    now = int(time.time() * 1000)
+    figures = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
+    return {"started": now - job.elapsed_ms, "stopped": now, "sent": now, **figures}
 
 
 def _gone() -> Exception:
