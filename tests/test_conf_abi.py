@@ -286,3 +286,15 @@ def test_qemu_namespace_is_refused_with_a_clear_error():
     err = info.value
     assert err.get_error_code() == ErrorNumber.CONFIG_UNSUPPORTED
     assert "<qemu:commandline> is not supported" in err.get_error_message()
+
+
+def test_timers_pm_and_vmport_are_guest_visible():
+    base = parse((DATA / "clock-pm.xml").read_text())
+    assert check_abi_stability(base, base.copy()) == []
+    no_pm = changed(base, lambda d: d.pm.clear())
+    assert check_abi_stability(base, no_pm) == [
+        "Target power management none does not match source suspend-to-disk=no suspend-to-mem=no"]
+    hpet = changed(base, lambda d: d.timers.pop())
+    assert check_abi_stability(base, hpet)[0].startswith("Target timers rtc(,catchup,) pit(,delay,) does not")
+    vmport = changed(base, lambda d: setattr(d, "vmport", None))
+    assert check_abi_stability(base, vmport) == ["Target vmport state none does not match source off"]

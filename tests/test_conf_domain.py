@@ -118,6 +118,7 @@ def test_libvirt_style_input_variations_normalise():
     <acpi/>
     <apic/>
     <pae/>
+    <vmport state='off'/>
   </features>
   <cpu mode='custom' match='exact'>
     <model>qemu64</model>

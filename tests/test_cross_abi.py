@@ -97,7 +97,8 @@ def virsh(uri: str, *args: str) -> subprocess.CompletedProcess:
                           timeout=MIGRATE_TIMEOUT, stdin=subprocess.DEVNULL)
 
 
-def guest_xml(name: str, where: Path, devices: str = "", memory_mib: int = 128, machine: str = "pc") -> str:
+def guest_xml(name: str, where: Path, devices: str = "", memory_mib: int = 128, machine: str = "pc",
+              platform: str = "") -> str:
     log = where / f"{name}.log"
     return f"""<domain type='qemu'>
   <name>{name}</name>
@@ -107,7 +108,7 @@ def guest_xml(name: str, where: Path, devices: str = "", memory_mib: int = 128, 
     <type arch='x86_64' machine='{machine}'>hvm</type>
     <kernel>{private_copy(TINY, where)}</kernel>
     <cmdline>dirty=8:4</cmdline>
-  </os>
+  </os>{platform}
   <devices>{devices}
     <serial type='file'>
       <source path='{log}'/>
@@ -205,3 +206,22 @@ def test_guest_born_on_pyvirtd_goes_to_libvirtd_and_back(libvirt_host, pyvirt_ho
     finally:
         virsh(libvirt_host.uri, "destroy", name)
         virsh(pyvirt_host.uri, "destroy", name)
+
+
+# what virt-install writes for an x86 guest: ACPI, no vmport, its timers, no S3/S4
+VIRT_INSTALL_PLATFORM = """
+  <features><acpi/><apic/><vmport state='off'/></features>
+  <clock offset='utc'>
+    <timer name='rtc' tickpolicy='catchup'/>
+    <timer name='pit' tickpolicy='delay'/>
+    <timer name='hpet' present='no'/>
+  </clock>
+  <pm><suspend-to-mem enabled='no'/><suspend-to-disk enabled='no'/></pm>"""
+
+
+@pytest.mark.parametrize("machine", ["pc", "q35"])
+def test_virt_install_platform_both_ways(libvirt_host, pyvirt_host, shared, machine):
+    """No HPET, the PIT's and RTC's tick policies, vmport off, S3/S4 off: the same machine on both."""
+    name = f"cross-vi-{machine}"
+    xml = guest_xml(name, shared, machine=machine, platform=VIRT_INSTALL_PLATFORM)
+    round_trip(libvirt_host, pyvirt_host, name, xml, shared / f"{name}.log")

@@ -36,6 +36,10 @@ DOMAIN_CHECKS: tuple[tuple[str, Getter], ...] = (
     ("architecture", lambda d: d.os.arch),
     ("machine type", lambda d: d.os.machine),
     ("feature set", lambda d: " ".join(d.features) or None),
+    ("vmport state", lambda d: d.vmport),
+    ("timers", lambda d: " ".join(f"{t.name}({t.present or ''},{t.tickpolicy or ''},{t.track or ''})"
+                                  for t in d.timers) or None),
+    ("power management", lambda d: " ".join(f"{k}={v}" for k, v in sorted(d.pm.items())) or None),
     ("CPU mode", lambda d: d.cpu.mode if d.cpu else None),
     ("CPU model", lambda d: d.cpu.model if d.cpu else None),
     ("memballoon model", lambda d: d.devices.memballoon.model if d.devices.memballoon else None),

@@ -22,6 +22,7 @@ from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error
 from . import metadata as metadata_xml
+from .clock import Timer, pm_node, pm_of, timers_of
 from .devices import Devices, FormatFlags
 from .names import check_name
 from .units import UnitError, parse_kib
@@ -177,6 +178,9 @@ class DomainDef:
     features: list[str] = field(default_factory=list)
     cpu: CPUDef | None = None
     clock_offset: str = "utc"
+    timers: list[Timer] = field(default_factory=list)
+    vmport: str | None = None          # <features><vmport state='on|off'/>
+    pm: dict[str, str] = field(default_factory=dict)    # <pm>: suspend-to-mem/-disk -> yes | no
     on_poweroff: str = "destroy"
     on_reboot: str = "restart"
     on_crash: str = "destroy"
@@ -225,11 +229,14 @@ class DomainDef:
             el("vcpu", [("placement", self.vcpu_placement), ("current", self.vcpus_current)],
                text=str(self.vcpus)),
             self.os.to_node(),
-            el("features", (), [el(name) for name in self.features]) if self.features else None,
+            el("features", (), [*(el(name) for name in self.features),
+                                el("vmport", [("state", self.vmport)]) if self.vmport else None])
+            if self.features or self.vmport else None,
             self.cpu.to_node() if self.cpu else None,
-            el("clock", [("offset", self.clock_offset)]),
+            el("clock", [("offset", self.clock_offset)], [t.to_node() for t in self.timers]),
             *(el(action, text=getattr(self, action)) for action in LIFECYCLE),
             el("on_lockfailure", text=self.on_lockfailure) if self.on_lockfailure else None,
+            pm_node(self.pm),
             self.devices.to_node(flags),
         ])
 
@@ -311,6 +318,9 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
         cpu=CPUDef.from_xml(cpu) if cpu is not None else None,
         clock_offset=check_choice(clock.get("offset", "utc") if clock is not None else "utc",
                                   CLOCK_OFFSETS, "clock offset"),
+        timers=timers_of(clock),
+        vmport=_vmport(features),
+        pm=pm_of(child(root, "pm")),
         devices=Devices.from_xml(child(root, "devices")),
         qemu_namespace=_qemu_namespace_element(root),
     )
@@ -324,6 +334,13 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
     if inactive:
         dom.clear_live_state()
     return dom
+
+
+def _vmport(features: etree._Element | None) -> str | None:
+    node = child(features, "vmport") if features is not None else None
+    if node is None or not node.get("state"):
+        return None
+    return check_choice(node.get("state"), ON_OFF, "vmport state")
 
 
 def _qemu_namespace_element(root: etree._Element) -> str | None:
