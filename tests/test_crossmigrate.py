@@ -218,6 +218,39 @@ def test_destination_refusal_keeps_the_source_running(hosts, guest, direction, f
     assert guest.name not in virsh(dst.uri, "list", "--all", "--name").stdout.split()
 
 
+@pytest.mark.parametrize("flow", ["client-driven", "tunnelled"])
+def test_abort_keeps_the_source_both_ways(hosts, guest, flow):
+    """domjobabort on the source while the stream flows (1 MiB/s): the migration is
+    cancelled in the source's words, the source runs on, the destination keeps nothing."""
+    import subprocess
+    lv, pv, _ = hosts
+    flags = FLOWS[flow]
+    guest.start_on(lv)
+    for src, dst in ((lv, pv), (pv, lv)):
+        extra = into_libvirtd() if dst is lv and "--tunnelled" not in flags else []
+        proc = subprocess.Popen([VIRSH, "-q", "-c", src.uri, "migrate", "--live", *flags, "--bandwidth", "1",
+                                 guest.name, dst.uri, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            wait_for(lambda: "Unbounded" in virsh(src.uri, "domjobinfo", guest.name, check=False).stdout
+                     or proc.poll() is not None, HOP_TIMEOUT, what="the migration to run")
+            assert proc.poll() is None, proc.communicate()
+            virsh(src.uri, "domjobabort", guest.name)
+            _out, err = proc.communicate(timeout=HOP_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode != 0
+        assert "canceled by client" in err, err
+        guest.assert_only_on(src)
+        guest.keeps_beating()
+        assert guest.name not in virsh(dst.uri, "list", "--all", "--name").stdout.split()
+        if src is lv:       # over to pyvirtd for the other direction
+            virsh(lv.uri, "migrate", "--live", *flags, guest.name, pv.uri)
+            guest.assert_only_on(pv)
+
+
 def test_mandatory_cookie_features_honoured_both_ways(hosts, guest):
     """A Begin cookie whose mandatory feature the destination does not know, or knows but
     cannot take in Prepare, is refused in libvirt's words by libvirtd and by pyvirtd alike;
