@@ -189,6 +189,27 @@ def test_libvirtd_to_pyvirtd_and_back(hosts, guest, flow):
     guest.keeps_beating()
 
 
+def test_job_figures_cross_both_ways(hosts, guest):
+    """Each side's completed job knows the other's timing, as between two libvirtds:
+    libvirtd's Confirm takes the clock delta pyvirtd's Finish measured, and libvirtd's
+    incoming job the figures of pyvirtd's Perform."""
+    lv, pv, _ = hosts
+    path = guest.log.with_suffix(".xml")
+    path.write_text(guest.xml())
+    virsh(lv.uri, "define", str(path))           # persistent: its completed job stays on libvirtd
+    virsh(lv.uri, "start", guest.name)
+    wait_for_text(guest.log, "PYVIRT-HEARTBEAT 1")
+    virsh(lv.uri, "migrate", "--live", guest.name, pv.uri)
+    guest.assert_only_on(pv)
+    done = virsh(lv.uri, "domjobinfo", "--completed", guest.name).stdout
+    assert "Operation:        Outgoing migration" in done and "Time elapsed w/o network" in done, done
+    virsh(lv.uri, "undefine", guest.name)
+    virsh(pv.uri, "migrate", "--live", guest.name, lv.uri, *into_libvirtd())
+    guest.assert_only_on(lv)
+    done = virsh(lv.uri, "domjobinfo", "--completed", guest.name).stdout
+    assert "Operation:        Incoming migration" in done and "Time elapsed w/o network" in done, done
+
+
 # -- refusals ----------------------------------------------------------------
 
 @pytest.mark.parametrize("flow", sorted(FLOWS))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -296,6 +297,7 @@ def find_incoming(drv: "QemuDriver", dname: str) -> "QemuDomainObj":
 async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | None, dname: str,
                  cancelled: bool, v3: bool = True) -> tuple[DomainRef, bytes]:
     """Complete the incoming side; return (domain, cookie) or raise with the guest killed."""
+    received_ms = int(time.time() * 1000)      # the source's Perform cookie arrived now
     obj = find_incoming(drv, dname)
     await testhooks.reach("finish", obj.name)
     inc: Incoming = obj.incoming
@@ -359,7 +361,7 @@ async def finish(drv: "QemuDriver", req: MigrationRequest, cookie_in: bytes | No
         first.raise_if_any()
     await _release(drv, obj, inc)
     out = host_cookie(drv, obj.live or obj.definition)   # resumed: a QEMU gone since changes no answer
-    out.statistics = _cookie_stats(inc.job.stats)
+    out.statistics = _cookie_stats(inc.job.stats, cookie.statistics if cookie is not None else None, received_ms)
     return obj.ref(), out.format()
 
 
@@ -409,5 +411,21 @@ def _persist(drv: "QemuDriver", obj: "QemuDomainObj", persistent_xml: str | None
                    EventDefinedDetail.UPDATED if was_persistent else EventDefinedDetail.ADDED)
 
 
-def _cookie_stats(stats: dict[str, Any]) -> dict[str, int]:
-    return {k: int(v) for k, v in stats.items() if isinstance(v, int)}
+def _cookie_stats(stats: dict[str, Any], source: dict[str, int] | None, received_ms: int) -> dict[str, int]:
+    """The Finish cookie's figures.  As libvirt's destination, the job is the source's
+    (its Perform cookie's figures, when it sent some), timed here: the delta between
+    the hosts' clocks from when the cookie was sent, the time elapsed since the job
+    started and the downtime since the guest stopped (libvirt's Confirm takes the
+    delta and the downtime)."""
+    figures = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
+    if not source:
+        return figures
+    figures.update(source)
+    now = int(time.time() * 1000)
+    if source.get("sent"):
+        figures["delta"] = received_ms - source["sent"]
+    if 0 < source.get("started", 0) <= now:
+        figures["time_elapsed"] = now - source["started"]
+    if 0 < source.get("stopped", 0) <= now:
+        figures["downtime"] = now - source["stopped"]
+    return figures
