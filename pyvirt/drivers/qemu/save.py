@@ -176,6 +176,9 @@ async def save(drv: "QemuDriver", obj: "QemuDomainObj", path: str, dxml: str | N
         await drv.release_leases(obj)
         await drv.kill(obj, ShutoffReason.SAVED, EventStoppedDetail.SAVED)
     log.info("%s saved to %s (%s)", obj.name, path, fmt.name)
+    if not fmt.libvirt_9_reads:
+        log.info("%s: libvirt 9.0 cannot restore a %s image (save_image_compat = \"libvirt-9.0\" refuses "
+                 "such saves)", path, fmt.name)
 
 
 async def _migrate_to_file(drv: "QemuDriver", obj: "QemuDomainObj", job: AsyncJobState,
