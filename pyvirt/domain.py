@@ -20,6 +20,7 @@ from .api.sched import DomainSchedAPI
 from .api.snapshot import DomainSnapshotAPI
 from .api.stats import DomainStatsAPI
 from .api.tuning import DomainTuningAPI
+from .api.guest import DomainGuestAPI
 from .refs import DomainRef, format_uuid
 from .enums import TypedParamType
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 
 class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAPI,  # noqa: N801
                 DomainLifecycleAPI, DomainSnapshotAPI, DomainBlockJobAPI, DomainSchedAPI,
-                DomainMigrationAPI, DomainTuningAPI):  # libvirt-python's name
+                DomainMigrationAPI, DomainTuningAPI, DomainGuestAPI):  # libvirt-python's name
     def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
         self._conn = conn
         self._ref = ref

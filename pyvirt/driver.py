@@ -279,6 +279,10 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_get_hostname", "domain_pin_emulator", "domain_get_emulator_pin_info", "domain_get_time",
     "domain_set_time", "node_get_free_pages", "domain_get_iothread_info", "domain_get_perf_events",
     "domain_set_perf_events",
+    # rename, the guest agent's calls, NMI, signals, control info, lifecycle actions (remote_guest.py)
+    "domain_inject_nmi", "domain_get_control_info", "domain_fstrim", "domain_send_process_signal",
+    "domain_fsfreeze", "domain_fsthaw", "domain_get_fsinfo", "domain_interface_addresses",
+    "domain_set_user_password", "domain_rename", "domain_set_lifecycle_action",
 )
 
 
@@ -453,6 +457,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_get_memory_parameters", "domain_get_blkio_parameters", "domain_get_block_io_tune",
     "domain_get_numa_parameters", "domain_get_interface_parameters", "domain_get_emulator_pin_info",
     "node_get_free_pages", "domain_get_iothread_info", "domain_get_perf_events",
+    "domain_get_control_info", "domain_interface_addresses",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 

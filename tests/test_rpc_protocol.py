@@ -98,6 +98,11 @@ MUTATING |= {131, 132, 133, 134}
 HIGH_PRIORITY |= {340}
 READ_ONLY_OK |= {198, 206, 253, 255, 257, 280, 340, 351, 365}
 MUTATING |= {26, 197, 205, 225, 252, 254, 256, 277, 279, 337, 338, 366}
+# rename, guest agent calls, NMI, signals, lifecycle actions mutate (the agent's queries too, as
+# libvirt refuses them read-only); control info (high priority) and interface addresses do not
+HIGH_PRIORITY |= {229}
+READ_ONLY_OK |= {229, 353}
+MUTATING |= {210, 294, 295, 335, 336, 349, 357, 358, 390}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

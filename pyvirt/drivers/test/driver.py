@@ -35,6 +35,7 @@ from .stats import StatsAPI
 from .storage import TestPools, TestStorageConnection
 from . import tuning
 from .tuning_api import TuningAPI
+from .guest import GuestAPI
 
 # libvirt's test driver takes any virt type a caller writes (its parser has no driver check);
 # pyvirt's leaves out lxc, whose container definitions (<init>, os type 'exe') its XML model lacks
@@ -162,7 +163,8 @@ async def open_path(path: str, info: ConnectionInfo) -> "TestConnection":
     return TestConnection(info, host)
 
 
-class TestConnection(DeviceAPI, JobsAPI, TuningAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI, IfaceNodedevAPI,
+class TestConnection(DeviceAPI, JobsAPI, TuningAPI, GuestAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI,
+                     IfaceNodedevAPI,
                      DomainQueries, HypervisorConnection):
     driver_prefix = "test"
     error_domain = ErrorDomain.TEST
