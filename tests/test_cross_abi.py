@@ -154,13 +154,24 @@ def hop(src_uri: str, dst_uri: str, name: str, migrate_uri: str, log: Path, extr
     assert beats and beats[0] >= before and beats == list(range(beats[0], beats[0] + len(beats)))
 
 
+def migratable_xml(uri: str, name: str) -> str:
+    """``virsh dumpxml --migratable``, less what only libvirt's host side has: the cgroup
+    partition (<resource>) and the probed end of a disk's backing chain (<backingStore/>)."""
+    out = virsh(uri, "dumpxml", "--migratable", name).stdout
+    out = re.sub(r"\n *<resource>.*?</resource>", "", out, flags=re.S)
+    return re.sub(r"\n *<backingStore/>", "", out)
+
+
 def round_trip(lv: LibvirtHost, pv: Pyvirtd, name: str, xml: str, log: Path, extra: tuple[str, ...] = ()) -> None:
     xml_file = log.parent / f"{name}.xml"
     xml_file.write_text(xml)
     lv.virsh("create", str(xml_file))
     try:
         wait_for_text(log, "PYVIRT-HEARTBEAT 2")
+        sent = migratable_xml(lv.uri, name)
         hop(lv.uri, pv.uri, name, "tcp://127.0.0.1", log, extra)
+        # pyvirtd describes the guest to the next host as libvirtd did, element for element
+        assert migratable_xml(pv.uri, name) == sent
         # pyvirt's QEMU runs the guest now; libvirt's is gone
         assert qemu_pid(pv, name) is not None and lv.domain_pid(name) is None
         hop(pv.uri, lv.uri, name, f"tcp://127.0.0.1:{lv.migration_port_min}", log, extra)

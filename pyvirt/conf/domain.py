@@ -177,6 +177,10 @@ class DomainDef:
     os: OSDef = field(default_factory=OSDef)
     features: list[str] = field(default_factory=list)
     cpu: CPUDef | None = None
+    # The CPU as defined, when ``cpu`` is what QEMU expanded it to (an incoming migration's
+    # cookie): libvirt's origCPU, which its migratable XML shows.  Not formatted; lost with
+    # a daemon restart, after which the expanded CPU is sent (the same guest CPU).
+    orig_cpu: CPUDef | None = None
     clock_offset: str = "utc"
     timers: list[Timer] = field(default_factory=list)
     vmport: str | None = None          # <features><vmport state='on|off'/>

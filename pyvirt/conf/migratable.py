@@ -7,7 +7,9 @@ themselves (qemuDomainDefFormatBufInternal, libvirt 9.0):
 * the default USB controller of an i440FX guest (the only USB controller,
   index 0, no model or ``piix3-uhci``, no user alias);
 * the PCI root (the only PCI controller, index 0, ``pci-root``, no user alias);
-* PS/2 keyboards (every x86 guest has one).
+* PS/2 keyboards (every x86 guest has one);
+
+and with the CPU as it was defined (libvirt's origCPU), not as QEMU expanded it.
 
 The receiver's post-parse adds each back at the same address, so the guest
 sees the same machine.  pyvirt's own guests may lack devices a receiver would
@@ -34,6 +36,8 @@ def _user_alias(dev: object) -> bool:
 def migratable_copy(d):   # DomainDef -> DomainDef (conf.domain imports this module)
     """A copy of ``d`` as libvirt's migratable XML describes it (format it inactive)."""
     copy = d.copy()
+    if copy.orig_cpu is not None:      # the CPU as defined, not as QEMU expanded it
+        copy.cpu = copy.orig_cpu
     devs = copy.devices
     usbs = [c for c in devs.controllers if c.type == "usb"]
     if not usbs:

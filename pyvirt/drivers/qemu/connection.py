@@ -314,6 +314,8 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
         obj = self._obj(dom)
         inactive = bool(flags & XMLFlags.INACTIVE) or not obj.active
         d = obj.definition if inactive else obj.current
+        if flags & XMLFlags.MIGRATABLE:     # the XML another host gets (conf.migratable)
+            return d.format(secure=bool(flags & XMLFlags.SECURE), migratable=True)
         return d.format(secure=bool(flags & XMLFlags.SECURE), inactive=inactive)
 
     async def domain_set_autostart(self, dom: DomainRef, autostart: int) -> None:

@@ -122,6 +122,7 @@ def _take_cookie_cpu(d: conf.DomainDef, cpu: CookieCpu) -> None:
     if cpu.vendor is not None or (cpu.mode == "custom" and not cpu.model):
         return
     # through the definition's own reader: its checks of mode, match, check and policies
+    d.orig_cpu = d.orig_cpu or d.cpu      # what the migratable XML shows (libvirt's origCPU)
     d.cpu = conf.domain.CPUDef.from_xml(etree.fromstring(render(cpu.to_node())))
 
 
