@@ -202,19 +202,21 @@ def test_libvirtd_image_restores_in_pyvirt(libvirt_host, pyvirt_host, tmp_path, 
 
 @needs_libvirtd
 @pytest.mark.qemu
+@pytest.mark.parametrize("machine", ["pc", "q35"])
 @pytest.mark.parametrize("saver", ["pyvirtd", "libvirtd"])
-def test_guest_with_disk_nic_and_vnc_restores_on_the_other_side(libvirt_host, pyvirt_host, tmp_path, saver):
+def test_guest_with_disk_nic_and_vnc_restores_on_the_other_side(libvirt_host, pyvirt_host, tmp_path, saver,
+                                                                 machine):
     set_libvirt_format(libvirt_host, "raw")
     disk = tmp_path / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
-    name = f"rich-{saver}"
+    name = f"rich-{machine}-{saver}"
     log = tmp_path / f"{name}.log"
     xml = tiny_xml(name, log, cmdline="dirty=8:4", extra_devices=f"""
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/>
     </disk>
     <interface type='user'><mac address='52:54:00:4a:17:05'/><model type='virtio'/></interface>
-    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>""")
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>""").replace("machine='pc'", f"machine='{machine}'")
     image = tmp_path / f"{name}.save"
     if saver == "pyvirtd":
         dom = pyvirt.open(pyvirt_host.uri).createXML(xml, 0)
