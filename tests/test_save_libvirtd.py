@@ -3,7 +3,8 @@
 The same guest XML on both sides (no workaround for default devices): a
 pyvirt image in every format libvirt 9.0 reads restores under ``virsh
 restore`` on libvirtd, a libvirtd image in each of its formats restores
-in pyvirtd, and the guest counts its heartbeats on from where it was saved.
+in pyvirtd, and the guest counts its heartbeats on from where it was saved;
+so does a guest with a disk, a NIC and VNC, on pc and q35.
 ``save-image-dumpxml`` and ``save-image-define`` work on the other side's
 images, and an image one side edited restores on the other.  zstd is
 pyvirt's only: libvirt 9.0 refuses it, and pyvirt refuses to write it when
