@@ -9,6 +9,14 @@ written.  The destination image is created beforehand on both sides
 (libvirt 9.0 pre-creates a missing file only inside a storage pool), so both
 measure the copy itself: NBD server, mirror to READY, RAM, switchover.
 
+Almost all of the wall time is QEMU's mirror pushing 512 MiB through NBD,
+the same QEMU code under both daemons, so on a shared machine the figure
+follows the load of the moment more than the daemon.  Both pairs of daemons
+therefore run side by side and take turns, one migration each per round,
+the order swapped every round (ABBA...), after one warm-up migration per
+pair that is not counted (each daemon's first QEMU, a cold page cache):
+both sides see the same machine.
+
 Reported per daemon: median wall time of the migrate call over ``--runs``
 fresh guests, and MB/s = 512 MiB written / wall time.
 
@@ -19,6 +27,7 @@ Usage: bench/storage_migration.py [--runs N] [--no-libvirt]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -86,61 +95,85 @@ def guest_xml(name: str, log: Path, disk: Path) -> str:
 </domain>"""
 
 
-def measure(uris: list[str], miguris: list[str], work: Path, runs: int = 3) -> dict:
-    """Row (d): ``--copy-storage-all`` of a 1 GiB disk with 512 MiB written, A → B,
-    ``runs`` fresh guests; median wall seconds and MB/s (written bytes / wall)."""
-    walls = []
-    for n in range(runs):
-        src_dir, dst_dir = work / f"src{n}", work / f"dst{n}"
-        src_dir.mkdir(parents=True, exist_ok=True)
-        dst_dir.mkdir(parents=True, exist_ok=True)
-        for d in (src_dir, dst_dir):
-            os.chmod(d, 0o777)
-        src, dst = src_dir / "disk.qcow2", dst_dir / "disk.qcow2"
-        make_source_image(src)
-        _qemu_img("create", "-q", "-f", "qcow2", str(dst), str(DISK_SIZE))
-        for image in (src, dst):
-            os.chmod(image, 0o666)
-        log = src_dir / "serial.log"
-        xml = guest_xml("benchstorage", log, src)
-        # RAM on a port inside the destination's range but not its first, which both
-        # daemons give the NBD server
-        host, port = miguris[1].rsplit(":", 1)
-        cfg = {"uris": uris, "miguri": f"{host}:{int(port) + 5}", "xml": xml, "src": f"'{src}'", "dst": f"'{dst}'",
-               "log": str(log), "ready": "PYVIRT-GUEST-READY"}
-        out = subprocess.run(["/usr/bin/python3", "-c", CLIENT, json.dumps(cfg)],
-                             capture_output=True, text=True, timeout=600)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr[-3000:])
-        walls.append(json.loads(out.stdout.strip().splitlines()[-1])["wall"])
-        cmp = subprocess.run(["qemu-img", "compare", str(src), str(dst)], capture_output=True, text=True)
-        if cmp.returncode != 0:
-            raise RuntimeError(f"destination image differs: {cmp.stdout}")
-        src.unlink()
-        dst.unlink()
+def measure_one(uris: list[str], miguris: list[str], work: Path, n: int) -> float:
+    """One ``--copy-storage-all`` migration of a fresh guest A → B: the migrate call's wall seconds
+    (the destination image checked identical to the source afterwards)."""
+    src_dir, dst_dir = work / f"src{n}", work / f"dst{n}"
+    src_dir.mkdir(parents=True, exist_ok=True)
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for d in (src_dir, dst_dir):
+        os.chmod(d, 0o777)
+    src, dst = src_dir / "disk.qcow2", dst_dir / "disk.qcow2"
+    make_source_image(src)
+    _qemu_img("create", "-q", "-f", "qcow2", str(dst), str(DISK_SIZE))
+    for image in (src, dst):
+        os.chmod(image, 0o666)
+    log = src_dir / "serial.log"
+    xml = guest_xml("benchstorage", log, src)
+    # RAM on a port inside the destination's range but not its first, which both
+    # daemons give the NBD server
+    host, port = miguris[1].rsplit(":", 1)
+    cfg = {"uris": uris, "miguri": f"{host}:{int(port) + 5}", "xml": xml, "src": f"'{src}'", "dst": f"'{dst}'",
+           "log": str(log), "ready": "PYVIRT-GUEST-READY"}
+    out = subprocess.run(["/usr/bin/python3", "-c", CLIENT, json.dumps(cfg)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    wall = json.loads(out.stdout.strip().splitlines()[-1])["wall"]
+    cmp = subprocess.run(["qemu-img", "compare", str(src), str(dst)], capture_output=True, text=True)
+    if cmp.returncode != 0:
+        raise RuntimeError(f"destination image differs: {cmp.stdout}")
+    src.unlink()
+    dst.unlink()
+    return wall
+
+
+def summary(walls: list[float]) -> dict:
     wall = statistics.median(walls)
     return {"wall": wall, "mb_s": WRITTEN / 1e6 / wall, "walls": walls}
 
 
+def measure(uris: list[str], miguris: list[str], work: Path, runs: int = 3) -> dict:
+    """Row (d): ``--copy-storage-all`` of a 1 GiB disk with 512 MiB written, A → B,
+    ``runs`` fresh guests after one warm-up; median wall seconds and MB/s (written bytes / wall)."""
+    measure_one(uris, miguris, work, 0)
+    return summary([measure_one(uris, miguris, work, n) for n in range(1, runs + 1)])
+
+
+def interleaved(sides: dict[str, tuple[list[str], list[str], Path]], runs: int) -> dict[str, dict]:
+    """One warm-up per side, then ``runs`` rounds of one migration per side, the order swapped
+    every round, so that a load change on the machine falls on both."""
+    for name, (uris, miguris, work) in sides.items():
+        measure_one(uris, miguris, work, 0)
+    walls: dict[str, list[float]] = {name: [] for name in sides}
+    order = list(sides)
+    for n in range(1, runs + 1):
+        for name in (order if n % 2 else order[::-1]):
+            uris, miguris, work = sides[name]
+            walls[name].append(measure_one(uris, miguris, work, n))
+    return {name: summary(w) for name, w in walls.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-libvirt", action="store_true")
     args = ap.parse_args()
     from guests import ensure_guests
     ensure_guests()
-    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pyvirt-storagebench-") as tmp:
         os.chmod(tmp, 0o711)
         work = Path(tmp)
-        with pyvirtd_pair(work) as (uris, miguris):
-            results["pyvirtd"] = measure(uris, miguris, work / "p", args.runs)
-        if not args.no_libvirt:
-            with libvirtd_pair(work, 61300) as pair:
+        with contextlib.ExitStack() as stack:
+            uris, miguris = stack.enter_context(pyvirtd_pair(work))
+            sides = {"pyvirtd": (uris, miguris, work / "p")}
+            if not args.no_libvirt:
+                pair = stack.enter_context(libvirtd_pair(work, 61300))
                 if pair is not None:
-                    results["libvirtd 9.0"] = measure(pair[0], pair[1], work / "l", args.runs)
+                    sides["libvirtd 9.0"] = (pair[0], pair[1], work / "l")
+            results = interleaved(sides, args.runs)
     print("\n--copy-storage-all, 1 GiB qcow2 disk with 512 MiB written, tiny guest (128 MiB); "
-          f"median of {args.runs}")
+          f"median of {args.runs}, taking turns after a warm-up each")
     print(f"{'':12}{'wall (s)':>10}{'MB/s':>10}   runs (s)")
     for side, r in results.items():
         print(f"{side:12}{r['wall']:>10.2f}{r['mb_s']:>10.0f}   " + ", ".join(f"{w:.2f}" for w in r["walls"]))

@@ -172,10 +172,13 @@ def test_flag_refusals_as_libvirt(hosts, options, message):
 
 
 def test_auto_converge_reports_a_rising_throttle(hosts):
+    """A small guest rewriting 16 MiB at 80 MiB/s over a 10 MiB/s link: each pass is short
+    (~2 s) and even a guest slowed by a busy host dirties well over QEMU's trigger (half the
+    link), so the throttle starts at the third pass and rises at the fourth."""
     a, b = hosts
-    start_guest(a)
+    start_guest(a, cmdline="dirty=16:80", memory_mib=128)
     proc = migrate(a, b, "--auto-converge", "--auto-converge-initial", "20", "--auto-converge-increment", "20",
-                   "--bandwidth", "20")
+                   "--bandwidth", "10")
     seen: list[int] = []
     try:
         def rising():
