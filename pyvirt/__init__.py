@@ -79,6 +79,9 @@ def _export_constants() -> list[str]:
             names.append(name)
     globals().update(MIGRATION_PARAM_CONSTANTS)
     names += list(MIGRATION_PARAM_CONSTANTS)
+    from .api.tuning import PARAM_CONSTANTS     # the tuning calls' parameter names
+    globals().update(PARAM_CONSTANTS)
+    names += list(PARAM_CONSTANTS)
     globals()["VIR_ERR_OK"] = 0
     globals()["_CONSTANTS"] = names
     globals()["__all__"] = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "virStream",

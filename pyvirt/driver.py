@@ -282,7 +282,8 @@ DRIVER_METHODS: tuple[str, ...] = (
     # rename, the guest agent's calls, NMI, signals, control info, lifecycle actions (remote_guest.py)
     "domain_inject_nmi", "domain_get_control_info", "domain_fstrim", "domain_send_process_signal",
     "domain_fsfreeze", "domain_fsthaw", "domain_get_fsinfo", "domain_interface_addresses",
-    "domain_set_user_password", "domain_rename", "domain_set_lifecycle_action",
+    "domain_set_user_password", "domain_rename", "domain_set_lifecycle_action", "domain_core_dump",
+    "domain_core_dump_with_format",
 )
 
 

@@ -937,3 +937,108 @@ class AbortJobFlags(IntFlag):
 PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
     (JobStatsFlags, "VIR_DOMAIN_JOB_STATS_"), (AbortJobFlags, "VIR_DOMAIN_ABORT_JOB_"),
 )
+
+
+# -- core dumps, guest-agent calls, lifecycle actions, tuning (the test driver's calls) --------
+
+class DumpFlags(IntFlag):
+    """virDomainCoreDumpFlags."""
+
+    CRASH = 1
+    LIVE = 2
+    BYPASS_CACHE = 4
+    RESET = 8
+    MEMORY_ONLY = 16
+
+
+class CoreDumpFormat(IntEnum):
+    """virDomainCoreDumpFormat."""
+
+    RAW = 0
+    KDUMP_ZLIB = 1
+    KDUMP_LZO = 2
+    KDUMP_SNAPPY = 3
+    WIN_DMP = 4
+
+
+class InterfaceAddressesSource(IntEnum):
+    """virDomainInterfaceAddressesSource."""
+
+    LEASE = 0
+    AGENT = 1
+    ARP = 2
+
+
+class IPAddrType(IntEnum):
+    """virIPAddrType."""
+
+    IPV4 = 0
+    IPV6 = 1
+
+
+class Lifecycle(IntEnum):
+    """virDomainLifecycle."""
+
+    POWEROFF = 0
+    REBOOT = 1
+    CRASH = 2
+
+
+class LifecycleAction(IntEnum):
+    """virDomainLifecycleAction."""
+
+    DESTROY = 0
+    RESTART = 1
+    RESTART_RENAME = 2
+    PRESERVE = 3
+    COREDUMP_DESTROY = 4
+    COREDUMP_RESTART = 5
+
+
+class ControlState(IntEnum):
+    """virDomainControlState."""
+
+    OK = 0
+    JOB = 1
+    OCCUPIED = 2
+    ERROR = 3
+
+
+class ControlErrorReason(IntEnum):
+    """virDomainControlErrorReason."""
+
+    NONE = 0
+    UNKNOWN = 1
+    MONITOR = 2
+    INTERNAL = 3
+
+
+class SetUserPasswordFlags(IntFlag):
+    """virDomainSetUserPasswordFlags."""
+
+    ENCRYPTED = 1
+
+
+class SetTimeFlags(IntFlag):
+    """virDomainSetTimeFlags."""
+
+    SYNC = 1
+
+
+class NumatuneMemMode(IntEnum):
+    """virDomainNumatuneMemMode."""
+
+    STRICT = 0
+    PREFERRED = 1
+    INTERLEAVE = 2
+    RESTRICTIVE = 3
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
+    (DumpFlags, "VIR_DUMP_"), (CoreDumpFormat, "VIR_DOMAIN_CORE_DUMP_FORMAT_"),
+    (InterfaceAddressesSource, "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_"), (IPAddrType, "VIR_IP_ADDR_TYPE_"),
+    (Lifecycle, "VIR_DOMAIN_LIFECYCLE_"), (LifecycleAction, "VIR_DOMAIN_LIFECYCLE_ACTION_"),
+    (ControlState, "VIR_DOMAIN_CONTROL_"), (ControlErrorReason, "VIR_DOMAIN_CONTROL_ERROR_REASON_"),
+    (SetUserPasswordFlags, "VIR_DOMAIN_PASSWORD_"), (SetTimeFlags, "VIR_DOMAIN_TIME_"),
+    (NumatuneMemMode, "VIR_DOMAIN_NUMATUNE_MEM_"),
+)

@@ -103,6 +103,7 @@ MUTATING |= {26, 197, 205, 225, 252, 254, 256, 277, 279, 337, 338, 366}
 HIGH_PRIORITY |= {229}
 READ_ONLY_OK |= {229, 353}
 MUTATING |= {210, 294, 295, 335, 336, 349, 357, 358, 390}
+MUTATING |= {53, 334}             # core dumps write a file the caller names
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

@@ -1,4 +1,4 @@
-"""libvirt-python's calls that reach into the guest or its control state: rename, the guest
+"""libvirt-python's calls that reach into the guest or its control state: core dumps, rename, the guest
 agent's (setUserPassword, fsFreeze, fsThaw, fSTrim, fsInfo, interfaceAddresses), injectNMI,
 sendProcessSignal, controlInfo, setLifecycleAction.
 
@@ -9,6 +9,7 @@ Shapes are libvirt-python's: ``fsInfo`` a list of ``(mountpoint, name, fstype,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 TYPE_CHECKING = False
@@ -20,6 +21,15 @@ class DomainGuestAPI:
     """Mixed into :class:`pyvirt.domain.virDomain`."""
 
     _call: Callable[..., Any]
+
+    def coreDump(self, to: str, flags: int = 0) -> int:
+        # libvirt's client makes the path absolute before it leaves the process
+        self._call("domain_core_dump", os.path.abspath(to), flags)
+        return 0
+
+    def coreDumpWithFormat(self, to: str, dumpformat: int, flags: int = 0) -> int:
+        self._call("domain_core_dump_with_format", os.path.abspath(to), dumpformat, flags)
+        return 0
 
     def rename(self, new_name: str, flags: int = 0) -> int:
         return self._call("domain_rename", new_name, flags)

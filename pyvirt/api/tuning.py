@@ -23,6 +23,39 @@ TYPED_PARAM_STRING_OKAY = 1 << 2
 FEATURE_TYPED_PARAM_STRING = 9       # VIR_DRV_FEATURE_TYPED_PARAM_STRING
 
 
+# libvirt-python's names for the parameters (libvirt-domain.h's string macros)
+PARAM_CONSTANTS = {
+    "VIR_DOMAIN_MEMORY_PARAM_UNLIMITED": 9007199254740991,
+    # the old per-call names of the typed-parameter types
+    **{f"VIR_DOMAIN_{kind}_PARAM_{name}": value for kind in ("MEMORY", "BLKIO")
+       for name, value in (("INT", 1), ("UINT", 2), ("LLONG", 3), ("ULLONG", 4), ("DOUBLE", 5), ("BOOLEAN", 6))},
+    "VIR_DOMAIN_MEMORY_HARD_LIMIT": "hard_limit", "VIR_DOMAIN_MEMORY_SOFT_LIMIT": "soft_limit",
+    "VIR_DOMAIN_MEMORY_MIN_GUARANTEE": "min_guarantee", "VIR_DOMAIN_MEMORY_SWAP_HARD_LIMIT": "swap_hard_limit",
+    "VIR_DOMAIN_BLKIO_WEIGHT": "weight", "VIR_DOMAIN_BLKIO_DEVICE_WEIGHT": "device_weight",
+    "VIR_DOMAIN_BLKIO_DEVICE_READ_IOPS": "device_read_iops_sec",
+    "VIR_DOMAIN_BLKIO_DEVICE_WRITE_IOPS": "device_write_iops_sec",
+    "VIR_DOMAIN_BLKIO_DEVICE_READ_BPS": "device_read_bytes_sec",
+    "VIR_DOMAIN_BLKIO_DEVICE_WRITE_BPS": "device_write_bytes_sec",
+    "VIR_DOMAIN_NUMA_NODESET": "numa_nodeset", "VIR_DOMAIN_NUMA_MODE": "numa_mode",
+    "VIR_DOMAIN_BANDWIDTH_IN_AVERAGE": "inbound.average", "VIR_DOMAIN_BANDWIDTH_IN_PEAK": "inbound.peak",
+    "VIR_DOMAIN_BANDWIDTH_IN_BURST": "inbound.burst", "VIR_DOMAIN_BANDWIDTH_IN_FLOOR": "inbound.floor",
+    "VIR_DOMAIN_BANDWIDTH_OUT_AVERAGE": "outbound.average", "VIR_DOMAIN_BANDWIDTH_OUT_PEAK": "outbound.peak",
+    "VIR_DOMAIN_BANDWIDTH_OUT_BURST": "outbound.burst",
+    **{f"VIR_DOMAIN_BLOCK_IOTUNE_{name.upper()}": name for name in (
+        "total_bytes_sec", "read_bytes_sec", "write_bytes_sec", "total_iops_sec", "read_iops_sec",
+        "write_iops_sec", "total_bytes_sec_max", "read_bytes_sec_max", "write_bytes_sec_max",
+        "total_iops_sec_max", "read_iops_sec_max", "write_iops_sec_max", "size_iops_sec", "group_name",
+        "total_bytes_sec_max_length", "read_bytes_sec_max_length", "write_bytes_sec_max_length",
+        "total_iops_sec_max_length", "read_iops_sec_max_length", "write_iops_sec_max_length")},
+    **{f"VIR_PERF_PARAM_{name.upper()}": name for name in (
+        "cmt", "mbmt", "mbml", "cpu_cycles", "instructions", "cache_references", "cache_misses",
+        "branch_instructions", "branch_misses", "bus_cycles", "stalled_cycles_frontend",
+        "stalled_cycles_backend", "ref_cpu_cycles", "cpu_clock", "task_clock", "page_faults",
+        "context_switches", "cpu_migrations", "page_faults_min", "page_faults_maj", "alignment_faults",
+        "emulation_faults")},
+}
+
+
 def _dict(params: list[tuple[str, int, Any]]) -> dict[str, Any]:
     return {name: value for name, _type, value in params}
 

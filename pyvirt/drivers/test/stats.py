@@ -22,7 +22,7 @@ from ..domainlist import DomainObj
 from . import tuning
 
 _T = ErrorDomain.TEST
-SAVE_MAGIC = b"TestGuestMagic"
+SAVE_MAGIC = b"TestGuestMagic\0"       # libvirt writes the C string with its terminating NUL
 TIME_SECONDS = 627319920          # virDomainGetTime and memory stats' last_update on libvirt's test host
 DOMAIN_CPU_STATS = (("cpu_time", 4, 48772617035), ("user_time", 4, 5540000000),
                     ("system_time", 4, 6460000000))            # VIR_TYPED_PARAM_ULLONG
@@ -39,6 +39,8 @@ SYSINFO_XML = """<sysinfo type='smbios'>
 """
 VCPU_LIVE, VCPU_CONFIG, VCPU_MAXIMUM = 1, 2, 4
 STATS_STATE = 1
+SAVE_RUNNING, SAVE_PAUSED = 2, 4         # virDomainSaveRestoreFlags
+DUMP_CRASH, DUMP_FORMAT_RAW = 1, 0       # virDomainCoreDumpFlags, virDomainCoreDumpFormat
 
 
 def _not_running() -> Exception:
@@ -171,8 +173,8 @@ class StatsAPI:
         if dxml:
             raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, _T, "xml modification unsupported")
         obj = self._active(dom)
-        xml = tuning.decorate_xml(obj.current.format(secure=True, inactive=True), tuning.live_tune(obj),
-                                  obj.current.vcpus).encode()
+        # the running definition as libvirt's test driver writes it (its id included)
+        xml = tuning.decorate_xml(obj.current.format(secure=True), tuning.live_tune(obj), obj.current.vcpus).encode()
         await asyncio.get_running_loop().run_in_executor(None, _write_image, to, xml)
         self.host.stop(obj, ShutoffReason.SAVED, EventStoppedDetail.SAVED)
 
@@ -194,6 +196,29 @@ class StatsAPI:
         self.host.start(obj, RunningReason.RESTORED, live_def=new, detail=EventStartedDetail.RESTORED)
         tuning.set_live(obj, copy.deepcopy(tune))
 
+    async def domain_save_image_define_xml(self, file: str, dxml: str, flags: int) -> None:
+        check_flags(flags, SAVE_RUNNING | SAVE_PAUSED, "testDomainSaveImageDefineXML", _T)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, _read_image, file)       # a test image, or libvirt's refusal
+        new = self._parse_domain(dxml)
+        xml = tuning.decorate_xml(new.format(secure=True, inactive=True), tuning.parse_tune(dxml, new), new.vcpus)
+        await loop.run_in_executor(None, _write_image, file, xml.encode())
+
+    # -- core dumps ---------------------------------------------------------------------------------
+    async def domain_core_dump(self, dom: DomainRef, to: str, flags: int) -> None:
+        await self.domain_core_dump_with_format(dom, to, DUMP_FORMAT_RAW, flags)
+
+    async def domain_core_dump_with_format(self, dom: DomainRef, to: str, dumpformat: int, flags: int) -> None:
+        check_flags(flags, DUMP_CRASH, "testDomainCoreDumpWithFormat", _T)
+        obj = self._obj(dom)
+        if not obj.active:
+            raise _not_running()
+        await asyncio.get_running_loop().run_in_executor(None, _write_dump, to, dom.name)
+        if dumpformat != DUMP_FORMAT_RAW:      # refused after the file is written, as libvirt's
+            raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T, "kdump-compressed format is not supported here")
+        if flags & DUMP_CRASH:
+            self.host.stop(obj, ShutoffReason.CRASHED, EventStoppedDetail.CRASHED)
+
     async def domain_save_image_get_xml_desc(self, file: str, flags: int) -> str:
         check_flags(flags, 1, "testDomainSaveImageGetXMLDesc", _T)
         xml = await asyncio.get_running_loop().run_in_executor(None, _read_image, file)
@@ -211,18 +236,37 @@ def _write_image(path: str, xml: bytes) -> None:
         f.write(SAVE_MAGIC + struct.pack("=i", len(xml)) + xml)
 
 
+def _write_dump(path: str, name: str) -> None:
+    """A test-driver core dump: the header alone."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise error(ErrorNumber.SYSTEM_ERROR, _T,
+                    f"domain '{name}' coredump: failed to open {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(SAVE_MAGIC)
+
+
 def _read_image(path: str) -> str:
+    """A test-driver save image's XML, checked as libvirt's testDomainSaveImageOpen checks it."""
+    def short(what: str) -> Exception:       # a short read: libvirt reports errno, still 0 ("Success")
+        return error(ErrorNumber.SYSTEM_ERROR, _T, f"{what} in '{path}': Success")
     try:
         with open(path, "rb") as f:
-            data = f.read(len(SAVE_MAGIC) + 4)
-            if len(data) < len(SAVE_MAGIC) + 4 or not data.startswith(SAVE_MAGIC):
+            magic = f.read(len(SAVE_MAGIC))
+            if len(magic) != len(SAVE_MAGIC):
+                raise short("incomplete save header")
+            if magic != SAVE_MAGIC:
                 raise error(ErrorNumber.INTERNAL_ERROR, _T, "mismatched header magic")
-            (length,) = struct.unpack("=i", data[len(SAVE_MAGIC):])
-            if length < 1 or length > 8192 * 1024:
+            raw = f.read(4)
+            if len(raw) != 4:
+                raise short("failed to read metadata length")
+            (length,) = struct.unpack("=i", raw)
+            if length < 1 or length > 8192:
                 raise error(ErrorNumber.INTERNAL_ERROR, _T, "length of metadata out of range")
             xml = f.read(length)
     except OSError as exc:
         raise error(ErrorNumber.SYSTEM_ERROR, _T, f"cannot read domain image '{path}': {exc.strerror}") from None
     if len(xml) != length:
-        raise error(ErrorNumber.SYSTEM_ERROR, _T, f"incomplete metadata in '{path}'")
+        raise short("incomplete metadata")
     return xml.decode("utf-8", "replace")

@@ -1,4 +1,4 @@
-"""REMOTE procedures that reach into the guest or its control state: rename, the guest
+"""REMOTE procedures that reach into the guest or its control state: core dumps, rename, the guest
 agent's calls (password, file-system freeze/thaw/trim/info, interface addresses), NMI and
 process signals, the control channel's state, lifecycle actions.
 
@@ -24,6 +24,10 @@ INTERFACE = Struct("remote_domain_interface", [("name", s), ("hwaddr", s_), ("ad
 mountpoints = Array(s, FSFREEZE_MOUNTPOINTS_MAX)
 
 PROCEDURES: list[Procedure] = [
+    # a dump of the guest's memory into a file the caller names
+    _proc(53, "DOMAIN_CORE_DUMP", [("dom", D), ("to", s), ("flags", u)], mutates=True),
+    _proc(334, "DOMAIN_CORE_DUMP_WITH_FORMAT", [("dom", D), ("to", s), ("dumpformat", u), ("flags", u)],
+          mutates=True),
     _proc(210, "DOMAIN_INJECT_NMI", [("dom", D), ("flags", u)], mutates=True),
     _proc(229, "DOMAIN_GET_CONTROL_INFO", [("dom", D), ("flags", u)],
           [("state", u), ("details", u), ("stateTime", uh)], high=True),

@@ -563,7 +563,19 @@ step("restore", M(conn, "restore"), IMAGE)
 step("restore-state", M(dom, "state"))
 step("restore-again", M(conn, "restore"), IMAGE)
 step("restore-missing", M(conn, "restore"), os.path.join(SAVEDIR, "missing.img"))
-out[-1][1] = json.loads(json.dumps(out[-1][1]).replace(SAVEDIR, "DIR"))     # a new directory each run
+CORE = os.path.join(SAVEDIR, "core")
+step("save-image-define", M(conn, "saveImageDefineXML"), IMAGE,
+     NEW.replace("walker", "test").replace("11112222-3333-4444-5555-666677778888",
+                                           "6695eb01-f6a4-8304-79aa-97f2502e193f"), 0)
+step("save-image-define-xml", M(conn, "saveImageGetXMLDesc"), IMAGE, 0)
+step("save-image-define-flags", M(conn, "saveImageDefineXML"), IMAGE, NEW, 8)
+step("core-dump", lambda: (dom.coreDump(CORE, 0), list(open(CORE, "rb").read())))
+step("core-dump-kdump", lambda: dom.coreDumpWithFormat(CORE + "2", libvirt.VIR_DOMAIN_CORE_DUMP_FORMAT_KDUMP_ZLIB, 0))
+step("core-dump-no-dir", M(dom, "coreDump"), os.path.join(SAVEDIR, "nope", "core"), 0)
+step("core-dump-flags", M(dom, "coreDump"), CORE, 1 << 10)
+step("save-image-define-not-image", M(conn, "saveImageDefineXML"), CORE, NEW, 0)
+step("save-image-xml-truncated", lambda: (open(CORE, "ab").write(b"\x10\x00"), conn.saveImageGetXMLDesc(CORE, 0)))
+out = json.loads(json.dumps(out, default=lambda o: type(o).__name__).replace(SAVEDIR, "DIR"))   # a new dir each run
 shutil.rmtree(SAVEDIR, ignore_errors=True)
 
 # -- events: everything the walk did, in order --------------------------------------------
