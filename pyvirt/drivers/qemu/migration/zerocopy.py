@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAPABILITY = "zero-copy-send"
 # status item holding the limit to put back: "SOFT:HARD" in bytes (-1: unlimited)
 _SAVED = "pre_migration_memlock"
 
