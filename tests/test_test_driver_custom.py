@@ -4,7 +4,7 @@ tests/data/testdriver/host/node.xml is a host written for these tests in the doc
 format libvirt's test driver reads (modelled on its examples/xml/test/ layout): domains
 inline and in an included file, running, paused (``<test:runstate>``), shut off with a
 managed-save image (``<test:hasmanagedsave>``) and transient (``<test:transient>``), with
-tuning elements; networks, pools with volumes (inline and included), interfaces, node
+tuning elements and a tree of snapshots (``<test:domainsnapshot>``, one current); networks, pools with volumes (inline and included), interfaces, node
 devices, and the node's ``<cpu>``/``<memory>`` figures.  inline-host.xml adds the
 corners (a pool whose included file drops its nested volumes, a paused transient domain).
 Each is opened by libvirt's test driver (python3-libvirt, in process) and by pyvirt's,
@@ -103,7 +103,8 @@ def test_pyvirt_command_line_reads_a_host_file_in_process():
         pytest.skip("stock virsh is not installed")
     uri = f"test://{HOSTS[0]}"
     commands = ("list --all; net-list --all; pool-list --all --details; vol-list images; vol-list archive; "
-                "nodeinfo; dominfo backup; domstate web --reason; domstate db --reason; domstate backup --reason")
+                "nodeinfo; dominfo backup; domstate web --reason; domstate db --reason; domstate backup --reason; "
+                "snapshot-list web --tree; snapshot-current web --name")
     want = subprocess.run(["virsh", "-c", uri, commands], capture_output=True, text=True, timeout=60)
     got = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", uri, commands],
                          capture_output=True, text=True, timeout=60)

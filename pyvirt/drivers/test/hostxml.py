@@ -12,6 +12,7 @@ under it; every domain not said otherwise runs, with ids in document order.
 
 from __future__ import annotations
 
+import copy
 import os
 
 from lxml import etree
@@ -52,7 +53,9 @@ def _element(node: etree._Element, base: str) -> etree._Element:
     rel = node.get("file")
     if rel is None:
         return node
-    return _read(rel if os.path.isabs(rel) else os.path.join(base, rel), node.tag)
+    # the file's root is named as the element, without its namespace (test:domainsnapshot files hold a
+    # <domainsnapshot>)
+    return _read(rel if os.path.isabs(rel) else os.path.join(base, rel), etree.QName(node).localname)
 
 
 def _text(node: etree._Element, path: str) -> str | None:
@@ -106,6 +109,33 @@ def _domain_state(node: etree._Element) -> tuple[int, bool, bool]:
     return state, transient, managed
 
 
+def _load_snapshots(host: object, obj: DomainObj, nodes: list, parse_domain: object) -> None:
+    """A domain's ``<test:domainsnapshot>`` elements: snapshots redefined with their metadata,
+    ``<active>1</active>`` naming the current one, as libvirt's test driver reads them."""
+    from ...conf import snapshot as snapconf
+    from .snapshots import TestSnapshot, snapshot_tree
+    tree = snapshot_tree(host, obj)
+    for node in nodes:
+        node.tag = "domainsnapshot"          # the element itself is the snapshot's definition
+        node.tail = None
+        etree.cleanup_namespaces(node)
+        sdef = snapconf.parse(etree.tostring(node, encoding="unicode"), redefine=True)
+        definition = parse_domain(sdef.domain_xml) if sdef.domain_xml else obj.definition.copy()
+        if not sdef.domain_xml:          # libvirt then keeps (and writes) the domain's UUID alone
+            sdef.domain_xml = f"<domain>\n  <uuid>{obj.uuid}</uuid>\n</domain>"
+        state = DomainState[sdef.state.upper()] if sdef.state and sdef.state.upper() in DomainState.__members__ \
+            else DomainState.SHUTOFF
+        tree["snaps"][sdef.name] = TestSnapshot(sdef, definition, state, copy.deepcopy(tuning.config_tune(obj)))
+        if sdef.current:
+            if tree["current"] is not None:
+                raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.TEST, "more than one snapshot claims to be active")
+            tree["current"] = sdef.name
+        sdef.current = False                 # the tree says which is current
+    if any(s.sdef.parent is not None and s.sdef.parent not in tree["snaps"] for s in tree["snaps"].values()):
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.TEST,
+                    f"Snapshots have inconsistent relations for domain {obj.name}")
+
+
 def load(path: str, host: object, domain_types: tuple[str, ...], parse_domain: object) -> None:
     """Fill ``host`` (a TestHost made empty) from the node document at ``path``."""
     from .content import NODE_INFO
@@ -116,6 +146,7 @@ def load(path: str, host: object, domain_types: tuple[str, ...], parse_domain: o
     for node in root.findall("domain"):
         el = _element(node, base)
         state, transient, managed = _domain_state(el)
+        snapshots = [_element(s, base) for s in el.findall(f"{{{TEST_NS}}}domainsnapshot")]
         for child in el.findall(f"{{{TEST_NS}}}*"):
             el.remove(child)
         text = etree.tostring(el, encoding="unicode")
@@ -127,6 +158,7 @@ def load(path: str, host: object, domain_types: tuple[str, ...], parse_domain: o
             obj.set_state(DomainState(state), 0)
         else:
             obj.has_managed_save = managed
+        _load_snapshots(host, obj, snapshots, parse_domain)
     for node in root.findall("network"):
         host.networks.add(etree.tostring(_element(node, base), encoding="unicode"))
     for node in root.findall("pool"):

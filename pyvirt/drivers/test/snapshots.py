@@ -45,9 +45,13 @@ class TestSnapshot:
         self.tune = tune
 
 
-def _tree(host: object, obj: DomainObj) -> dict:
+def snapshot_tree(host: object, obj: DomainObj) -> dict:
+    """The domain's snapshots on ``host``: {"snaps": name -> TestSnapshot, "current": name or None}."""
     trees = host.__dict__.setdefault("snapshots", {})
     return trees.setdefault(obj.uuid, {"snaps": {}, "current": None})
+
+
+_tree = snapshot_tree
 
 
 def _kids(tree: dict, name: str | None) -> list[str]:

@@ -41,6 +41,14 @@ for dom in conn.listAllDomains(0):    # what the test namespace and the tuning e
     entry["memtune"] = dom.memoryParameters(0)
     entry["vcpupin"] = dom.vcpuPinInfo(0)
     entry["vcpus"] = [dom.vcpusFlags(0), dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM)]
+    snaps = {}
+    for snap in dom.listAllSnapshots(0):
+        parent = snap.getParent(0).getName() if snap.numChildren(0) >= 0 and snap.getName() not in \
+            dom.snapshotListNames(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS) else None
+        snaps[snap.getName()] = {"parent": parent, "current": snap.isCurrent(0), "xml": snap.getXMLDesc(0),
+                                 "children": sorted(snap.listChildrenNames(0))}
+    entry["snapshots"] = snaps
+    entry["current-snapshot"] = dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None
 out["counts"] = [conn.numOfDomains(), conn.numOfDefinedDomains(), conn.numOfNetworks(),
                  conn.numOfDefinedNetworks(), conn.numOfStoragePools(), conn.numOfDefinedStoragePools(),
                  conn.numOfInterfaces(), conn.numOfDefinedInterfaces(), conn.numOfDevices(None, 0)]
