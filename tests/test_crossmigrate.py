@@ -61,16 +61,18 @@ def hosts(tmp_path_factory):
     lv = LibvirtHost(base / "libvirtd", pick_free_ports(1)[0], cache_dir=base / "cache")
     pv = Pyvirtd(base / "pyvirtd")
     leaked: list[int] = []
+    left: dict[int, str] = {}
     try:
         lv.start()
         pv.start()
         yield lv, pv, base
     finally:
+        left = {pid: guest_of(pid) for pid in qemus_of(base)}     # for the report only
         try:
             leaked += pv.cleanup()
         finally:
             leaked += lv.stop()
-    assert not leaked, f"QEMUs left behind: {leaked}"
+    assert not leaked, f"QEMUs left behind: {leaked} (running at teardown: {left})"
 
 
 @pytest.fixture
@@ -131,6 +133,27 @@ def virsh(uri: str, *args: str, check: bool = True, timeout: float = HOP_TIMEOUT
     if check and proc.returncode != 0:
         raise AssertionError(f"virsh {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
+
+
+def qemus_of(base: Path) -> list[int]:
+    """QEMU processes whose command line names a path under ``base``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes() if entry.isdigit() else b""
+        except OSError:
+            continue
+        if argv.startswith(b"/usr/bin/qemu-system") and str(base).encode() in argv and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def guest_of(pid: int) -> str:
+    try:
+        found = re.search(rb"guest=([^,\0]+)", Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return "?"
+    return found[1].decode() if found else "?"
 
 
 def qemu_count(name: str) -> int:

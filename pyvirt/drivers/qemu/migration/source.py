@@ -35,7 +35,7 @@ from ....errors import ErrorDomain, ErrorNumber, FirstError, error
 from ...domainlist import emit_lifecycle, not_running
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
-from .. import leases
+from .. import leases, save
 from .cookie import STEP_ACCEPTS, CookieFlags, CookieLockState, MigrationCookie, parse_cookie
 from . import converge, convergence, nbd, postcopy, tls, zerocopy
 from .. import blockjob
@@ -95,14 +95,20 @@ def _check_running(obj: "QemuDomainObj") -> None:
         raise not_running(obj)
 
 
-def _checked_xml(obj: "QemuDomainObj", xmlin: str | None) -> conf.DomainDef:
-    """The definition to send: the running one, or an application's, if its ABI matches."""
+def _checked_xml(drv: "QemuDriver", obj: "QemuDomainObj", xmlin: str | None) -> conf.DomainDef:
+    """The definition to send: the running one, or an application's, if its ABI matches.
+    An application's XML is usually migratable XML (``dumpxml --migratable``, libvirtd's
+    own), which leaves out the default devices: it is compared as the destination will
+    complete it, as libvirt parses it before its check."""
     live = obj.live
     if live is None:
         raise not_running(obj)
     if not xmlin:
         return live
     new = conf.parse(xmlin, DOMAIN_TYPES, "qemu", inactive=True)
+    # as libvirt's Begin: the completed definition is checked and sent (as migratable XML,
+    # which leaves the defaults out again); the bare one would say 'no USB controller'
+    new = save.as_received(new, drv.cfg.emulator)
     conf.ensure_abi_stable(live, new)
     return new
 
@@ -115,7 +121,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
     job = await obj.jobs.begin_async(AsyncJob.MIGRATION_OUT)
     try:
         _check_running(obj)      # it may have stopped while we waited for the job
-        xml_def = _checked_xml(obj, xmlin or req.dest_xml)
+        xml_def = _checked_xml(drv, obj, xmlin or req.dest_xml)
         nbd.check_flags(req.flags)
         blockjob.refuse_if_any(obj)
         copied = nbd.disks_to_copy(obj.live, req.flags, req.migrate_disks)
