@@ -21,8 +21,10 @@ their difference, the orchestration overhead.  The first hop out of a
 freshly started QEMU is shown apart; the rest are medians.
 
 A hop kind that fails is reported as ``failed: <the error>`` (the first one
-seen), never a crash: when one direction of a cross pair fails, the other
-is still measured, each hop with a fresh guest started on its source.
+seen), never a crash: a failed hop is tried again with a fresh guest, up to
+MAX_FAILURES failures of a kind (then counted beside its figures); when one
+direction of a cross pair is given up, the other is still measured, each hop
+with a fresh guest started on its source.
 
 Usage: bench/crossmigrate.py [--hops N] [--quick] [--mode direct|p2p|tunnelled|all] [--json FILE]
 """
@@ -52,6 +54,10 @@ PAIRS = (("LA", "PA", KINDS[0], KINDS[1]),
          ("LA", "LB", KINDS[2], KINDS[2]),
          ("PA", "PB", KINDS[3], KINDS[3]))
 CLIENT_TIMEOUT = 1200.0
+# The destination picks a free port of its own migration range (virsh migrate --migrateuri
+# tcp://HOST): other hosts on this machine may hold any fixed one.
+ANY_PORT = "tcp://127.0.0.1"
+MAX_FAILURES = 3         # failed hops of one kind before it is given up (a first failure may be chance)
 
 # Run by /usr/bin/python3 (Debian's python3-libvirt).  One JSON argument; one JSON
 # line per hop on stdout, flushed at once, so a client that hangs or dies still
@@ -144,6 +150,7 @@ for a, b, kind_ab, kind_ba in cfg["pairs"]:
     else:
         wanted = {kind_ab: (cfg["hops"] + 1) // 2, kind_ba: cfg["hops"] // 2}
     done = {k: 0 for k in wanted}
+    failures = {k: 0 for k in wanted}
     failed = set()
     fresh = True
     try:
@@ -170,7 +177,16 @@ for a, b, kind_ab, kind_ba in cfg["pairs"]:
             wall, qemu = hop(src, dst)
         except Exception as exc:
             say(kind=kind, error=error_text(exc), running_on=where())
-            failed.add(kind)
+            failures[kind] += 1
+            if failures[kind] >= cfg["max_failures"]:
+                failed.add(kind)
+                continue
+            try:
+                start(src)          # one failure may be chance: again, with a fresh guest
+                fresh = True
+            except Exception as exc:
+                say(kind=kind, error="cannot start the guest on " + src + ": " + error_text(exc))
+                failed.add(kind)
             continue
         say(kind=kind, wall=wall, qemu=qemu, first=fresh)
         fresh = False
@@ -196,6 +212,20 @@ def guest_xml(name: str, log: Path, kernel: Path) -> str:
 </domain>"""
 
 
+def free_port_block(start: int, size: int) -> int:
+    """The first port from ``start`` (in steps of ``size``) with ``size`` free ports after it."""
+    import socket
+    for base in range(start, 65535 - size, size):
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {size} free ports from {start}")
+
+
 @contextlib.contextmanager
 def four_hosts(work: Path, first_libvirt_port: int) -> Iterator[tuple[dict, dict, dict]]:
     """Yields (uris, migration URIs, {host: why it did not start})."""
@@ -205,9 +235,9 @@ def four_hosts(work: Path, first_libvirt_port: int) -> Iterator[tuple[dict, dict
     broken: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         try:
-            p_uris, p_mig = stack.enter_context(pyvirtd_pair(work, names=("pva", "pvb")))
+            p_uris, _ = stack.enter_context(pyvirtd_pair(work, names=("pva", "pvb")))
             uris.update(PA=p_uris[0], PB=p_uris[1])
-            miguris.update(PA=p_mig[0], PB=p_mig[1])
+            miguris.update(PA=ANY_PORT, PB=ANY_PORT)
         except Exception as exc:   # noqa: BLE001 - reported per pairing
             broken.update(PA=f"pyvirtd did not start: {exc}", PB=f"pyvirtd did not start: {exc}")
         try:
@@ -216,7 +246,7 @@ def four_hosts(work: Path, first_libvirt_port: int) -> Iterator[tuple[dict, dict
                 broken.update(LA="libvirtd cannot run here", LB="libvirtd cannot run here")
             else:
                 uris.update(LA=pair[0][0], LB=pair[0][1])
-                miguris.update(LA=pair[1][0], LB=pair[1][1])
+                miguris.update(LA=ANY_PORT, LB=ANY_PORT)
         except Exception as exc:   # noqa: BLE001
             broken.update(LA=f"libvirtd did not start: {exc}", LB=f"libvirtd did not start: {exc}")
         yield uris, miguris, broken
@@ -258,6 +288,7 @@ def summarize(hops: list[dict], kind: str) -> dict[str, Any]:
         "first_wall": first["wall"] if first else None,
         "n": len(later),
         "error": errors[0] if errors else None,
+        "failures": len(errors),
     }
 
 
@@ -283,7 +314,8 @@ def measure(hops_per_pair: int, first_libvirt_port: int, modes: list[str]) -> di
                     pairs.append([a, b, kind_ab, kind_ba])
             for mode in modes if pairs else ():
                 cfg = {"hosts": uris, "miguris": miguris, "pairs": pairs, "xml": xml, "log": str(log),
-                       "ready": "PYVIRT-GUEST-READY", "name": NAME, "hops": hops_per_pair, "mode": mode}
+                       "ready": "PYVIRT-GUEST-READY", "name": NAME, "hops": hops_per_pair, "mode": mode,
+                       "max_failures": MAX_FAILURES}
                 t0 = time.monotonic()
                 hops, why = run_client(cfg)
                 print(f"({mode}: {len(hops)} hops in {time.monotonic() - t0:.0f} s)", file=sys.stderr)
@@ -314,7 +346,8 @@ def print_table(results: dict[str, dict[str, Any]], mode: str = "direct") -> Non
         print(f"{kind:22}{cell(r['wall'])}{cell(r['qemu'])}{cell(r['overhead'])}  {cell(r['first_wall'])}"
               f"{r['n']:>4}")
         if r.get("error"):
-            print(f"{'':22}(also failed once: {r['error']})")
+            times = "once" if r["failures"] == 1 else f"{r['failures']} times"
+            print(f"{'':22}(also failed {times}, first: {r['error']})")
 
 
 def main() -> int:
@@ -322,8 +355,9 @@ def main() -> int:
     ap.add_argument("--hops", type=int, default=11,
                     help="migrations per host pair (a cross pair splits them between its two directions)")
     ap.add_argument("--quick", action="store_true", help="a short run: 5 hops per pair, client-driven only")
-    ap.add_argument("--libvirt-port", type=int, default=61300,
-                    help="first migration port of the libvirtd hosts (they use 48 from here)")
+    ap.add_argument("--libvirt-port", type=int, default=None,
+                    help="first migration port of the libvirtd hosts (they use 48 from here; "
+                         "default: the first free block from 61300)")
     ap.add_argument("--mode", choices=[*MODES, "all"], default=None,
                     help="who drives the migration (default: all three, one after the other; --quick: direct)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
@@ -333,7 +367,7 @@ def main() -> int:
         ap.error("--hops: at least 3 (a first hop and one of each direction)")
     mode = args.mode or ("direct" if args.quick else "all")
     modes = list(MODES) if mode == "all" else [mode]
-    results = measure(hops, args.libvirt_port, modes)
+    results = measure(hops, args.libvirt_port or free_port_block(61300, 48), modes)
     for m in modes:
         print_table(results[m], m)
     if args.json:
