@@ -212,6 +212,36 @@ def test_libvirtd_to_pyvirtd_and_back(hosts, guest, flow):
     guest.keeps_beating()
 
 
+def test_adoption_persistent_definition_moves_and_restarts(hosts, guest):
+    """The adoption path: a defined guest leaves libvirtd for good (--persistent
+    --undefinesource), pyvirtd keeps its definition complete (the default devices the
+    migratable XML leaves out added back, as libvirt adds them), so after a restart
+    there the same machine runs and goes back to libvirtd."""
+    lv, pv, _ = hosts
+    path = guest.log.with_suffix(".xml")
+    path.write_text(guest.xml())
+    virsh(lv.uri, "define", str(path))
+    virsh(lv.uri, "start", guest.name)
+    wait_for_text(guest.log, "PYVIRT-HEARTBEAT 1")
+    inactive_there = virsh(lv.uri, "dumpxml", "--inactive", guest.name).stdout
+    virsh(lv.uri, "migrate", "--live", "--persistent", "--undefinesource", guest.name, pv.uri)
+    guest.assert_only_on(pv)
+    assert guest.name not in virsh(lv.uri, "list", "--all", "--name").stdout.split()
+    inactive_here = virsh(pv.uri, "dumpxml", "--inactive", guest.name).stdout
+    for device in ("<controller type='usb' index='0' model='piix3-uhci'>", "<controller type='pci' index='0'",
+                   "<input type='keyboard' bus='ps2'/>"):
+        assert device in inactive_there, (device, inactive_there)
+        assert device in inactive_here, (device, inactive_here)
+    virsh(pv.uri, "destroy", guest.name)
+    offset = guest.log.stat().st_size
+    virsh(pv.uri, "start", guest.name)            # a fresh boot of the adopted definition
+    wait_for(lambda: "PYVIRT-HEARTBEAT 1" in guest.log.read_bytes()[offset:].decode(errors="replace"), 60,
+             what="the restarted guest's first heartbeat")
+    virsh(pv.uri, "migrate", "--live", "--persistent", "--undefinesource", guest.name, lv.uri, *into_libvirtd())
+    guest.assert_only_on(lv)
+    guest.keeps_beating()
+
+
 def test_job_figures_cross_both_ways(hosts, guest):
     """Each side's completed job knows the other's timing, as between two libvirtds:
     libvirtd's Confirm takes the clock delta pyvirtd's Finish measured, and libvirtd's

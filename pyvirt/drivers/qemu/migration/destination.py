@@ -35,6 +35,7 @@ from ...domainlist import emit_lifecycle
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases, savestream
+from .. import save as savemod
 from .. import process as procmod
 from .cookie import (STEP_ACCEPTS, CookieCpu, CookieFlags, CookieGraphics, MigrationCookie, cookie_capabilities,
                      parse_cookie)
@@ -398,8 +399,11 @@ def _persist(drv: "QemuDriver", obj: "QemuDomainObj", persistent_xml: str | None
     """VIR_MIGRATE_PERSIST_DEST: keep the definition (the source's, from the cookie)."""
     was_persistent, old_def = obj.persistent, obj.definition
     try:
-        new = (conf.parse(persistent_xml, DOMAIN_TYPES, "qemu", inactive=True) if persistent_xml
-               else obj.live.copy())
+        # The cookie's definition is migratable XML (the default devices left out): it is
+        # completed as a new definition, as libvirt parses it, so a later boot here builds
+        # the same machine.
+        new = (savemod.as_received(conf.parse(persistent_xml, DOMAIN_TYPES, "qemu", inactive=True),
+                                   drv.cfg.emulator) if persistent_xml else obj.live.copy())
         new.clear_live_state()
         new.name = obj.live.name
         obj.definition, obj.persistent = new, True
