@@ -331,6 +331,36 @@ def test_pyvirt_edits_a_libvirtd_image_and_libvirtd_restores_it(libvirt_host, py
         libvirt_host.virsh("destroy", name, check=False)
 
 
+@needs_libvirtd
+@pytest.mark.qemu
+@pytest.mark.parametrize("saver", ["pyvirtd", "libvirtd"])
+def test_restore_with_the_other_sides_xml(libvirt_host, pyvirt_host, tmp_path, saver):
+    """``virsh restore --xml``: the restoring daemon checks the application's XML (the
+    other daemon's dumpxml of the image, edited) against the image's guest."""
+    set_libvirt_format(libvirt_host, "raw")
+    name = f"xml-{saver}"
+    image = tmp_path / f"{name}.save"
+    if saver == "pyvirtd":
+        dom, log = pyvirt_guest(pyvirt_host, tmp_path, name)
+        dom.save(str(image))
+        shown = virsh(pyvirt_host.uri, "save-image-dumpxml", "--security-info", str(image)).stdout
+        restorer = libvirt_host.uri
+    else:
+        log = libvirt_guest(libvirt_host, tmp_path, name)
+        libvirt_host.virsh("save", name, str(image))
+        shown = libvirt_host.virsh("save-image-dumpxml", "--security-info", str(image)).stdout
+        restorer = pyvirt_host.uri
+    edited = tmp_path / "edited.xml"
+    edited.write_text(with_description(shown, f"shown by {saver}"))
+    before = heartbeat(log)
+    virsh(restorer, "restore", str(image), "--xml", str(edited))
+    try:
+        assert f"<description>shown by {saver}</description>" in virsh(restorer, "dumpxml", name).stdout
+        runs_on_from(log, before, restorer)
+    finally:
+        virsh(restorer, "destroy", name, check=False)
+
+
 @pytest.mark.qemu
 def test_save_image_define_refuses_an_abi_change_and_keeps_the_image(pyvirt_host, tmp_path):
     name = "pv-abi"
