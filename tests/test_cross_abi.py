@@ -201,18 +201,38 @@ def test_q35_guest_both_ways(libvirt_host, pyvirt_host, shared):
     round_trip(libvirt_host, pyvirt_host, name, xml, shared / f"{name}.log", ("--unsafe",))
 
 
-def test_guest_born_on_pyvirtd_goes_to_libvirtd_and_back(libvirt_host, pyvirt_host, shared):
+def channel_devices(shared: Path, name: str) -> str:
+    return f"""
+    <channel type='unix'>
+      <source mode='bind' path='{shared}/{name}.agent'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>
+    <channel type='spicevmc'>
+      <target type='virtio' name='com.redhat.spice.0'/>
+    </channel>
+    <console type='pty'>
+      <target type='virtio' port='1'/>
+    </console>
+    <graphics type='spice' autoport='yes' listen='127.0.0.1'/>"""
+
+
+@pytest.mark.parametrize("kind", ["full", "channels"])
+def test_guest_born_on_pyvirtd_goes_to_libvirtd_and_back(libvirt_host, pyvirt_host, shared, kind):
     """pyvirt's own definition (its post-parse, its migratable XML) is what libvirtd's Prepare gets."""
-    name = "cross-born"
+    name = f"cross-born-{kind}"
     log = shared / f"{name}.log"
     xml_file = shared / f"{name}.xml"
-    xml_file.write_text(guest_xml(name, shared, full_devices(shared, name)))
+    devices = full_devices(shared, name) if kind == "full" else channel_devices(shared, name)
+    xml_file.write_text(guest_xml(name, shared, devices, platform=VIRT_INSTALL_PLATFORM))
     r = virsh(pyvirt_host.uri, "create", str(xml_file))
     assert r.returncode == 0, r.stderr
     try:
         wait_for_text(log, "PYVIRT-HEARTBEAT 2")
+        sent = migratable_xml(pyvirt_host.uri, name)
         hop(pyvirt_host.uri, libvirt_host.uri, name, f"tcp://127.0.0.1:{libvirt_host.migration_port_min}",
             log, ("--unsafe",))
+        # libvirtd describes pyvirt's guest as pyvirtd did
+        assert migratable_xml(libvirt_host.uri, name) == sent
         hop(libvirt_host.uri, pyvirt_host.uri, name, "tcp://127.0.0.1", log, ("--unsafe",))
     finally:
         virsh(libvirt_host.uri, "destroy", name)
@@ -236,3 +256,11 @@ def test_virt_install_platform_both_ways(libvirt_host, pyvirt_host, shared, mach
     name = f"cross-vi-{machine}"
     xml = guest_xml(name, shared, machine=machine, platform=VIRT_INSTALL_PLATFORM)
     round_trip(libvirt_host, pyvirt_host, name, xml, shared / f"{name}.log")
+
+
+def test_guest_agent_and_spice_channels_both_ways(libvirt_host, pyvirt_host, shared):
+    """A virtio-serial controller with the guest agent's port, SPICE's vdagent port and a
+    virtio console: the ports keep their numbers, so the stream's virtio-serial state loads."""
+    name = "cross-chan"
+    round_trip(libvirt_host, pyvirt_host, name, guest_xml(name, shared, channel_devices(shared, name)),
+               shared / f"{name}.log")

@@ -38,7 +38,6 @@ QEMU_72_MACHINES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2", "": "pc-i440fx-7
 
 # Domain XMLs whose argv pyvirt does not build like libvirt yet, and why (it refuses them).
 NOT_YET = {
-    "chardev": "virtio consoles (virtio-serial + virtconsole) are not supported by pyvirt",
     "disks": "floppy disks and libvirt's default SCSI model (lsi) are not supported by pyvirt",
 }
 

@@ -91,6 +91,11 @@ DEVICE_CHECKS: tuple[DeviceTable, ...] = (
         ("target type", lambda x: x.target_type),
         ("target port", lambda x: x.target_port),
     )),
+    ("channel", lambda d: d.devices.channels, _numbered("channel"), (
+        ("target type", lambda x: x.target_type),
+        ("target name", lambda x: x.target_name),
+        ("address", _address),
+    )),
     ("graphics", lambda d: d.devices.graphics, _numbered("graphics"), (
         ("type", lambda x: x.type),
     )),

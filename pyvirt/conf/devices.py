@@ -382,7 +382,7 @@ class Interface:
 # character device type -> whether its <source> carries a path
 CHR_HAS_PATH: dict[str, bool] = {
     "pty": True, "file": True, "dev": True, "pipe": True, "unix": True,
-    "null": False, "vc": False, "stdio": False,
+    "null": False, "vc": False, "stdio": False, "spicevmc": False,
 }
 UNIX_MODES = ("bind", "connect")
 CONSOLE_TARGET_TYPES = ("serial", "virtio", "xen", "uml", "lxc", "openvz", "sclp", "sclplm", "none")
@@ -473,6 +473,47 @@ class Console(_CharDev):
             el("target", [("type", self.target_type), ("port", self.target_port)]),
             _alias_node(self.alias, flags),
         ])
+
+
+# virtio-serial channels: the guest agent's socket, SPICE's vdagent port
+CHANNEL_TARGET_TYPES = ("virtio", "guestfwd", "xen")
+CHANNEL_STATES = ("connected", "disconnected")
+
+
+@dataclass(slots=True)
+class Channel(_CharDev):
+    """``<channel>``: a named port on a virtio-serial controller (org.qemu.guest_agent.0,
+    com.redhat.spice.0); ``address`` is its ``<address type='virtio-serial'>``."""
+
+    target_type: str = "virtio"
+    target_name: str | None = None
+    target_state: str | None = None     # live: whether the guest side has the port open
+    address: Address | None = None
+
+    @classmethod
+    def from_xml(cls, node: etree._Element) -> Channel:
+        target = child(node, "target")
+        if target is None:
+            raise xml_detail("<channel> needs a <target type='virtio' name='...'/>")
+        state = target.get("state")
+        return cls(**cls._source_fields(node),
+                   target_type=check_choice(target.get("type", ""), CHANNEL_TARGET_TYPES, "channel target type"),
+                   target_name=target.get("name") or None,
+                   target_state=check_choice(state, CHANNEL_STATES, "channel state") if state else None,
+                   address=address_of(node))
+
+    def to_node(self, flags: FormatFlags) -> Node:
+        return el("channel", [("type", self.type)], [
+            self._source_node(flags),
+            el("target", [("type", self.target_type), ("name", self.target_name),
+                          ("state", None if flags.inactive else self.target_state)]),
+            _alias_node(self.alias, flags),
+            address_node(self.address),
+        ])
+
+    def clear_live(self) -> None:
+        _CharDev.clear_live(self)
+        self.target_state = None
 
 
 # -- graphics ------------------------------------------------------------------
@@ -692,6 +733,7 @@ class Devices:
     interfaces: list[Interface] = field(default_factory=list)
     serials: list[Serial] = field(default_factory=list)
     consoles: list[Console] = field(default_factory=list)
+    channels: list[Channel] = field(default_factory=list)
     graphics: list[Graphics] = field(default_factory=list)
     videos: list[Video] = field(default_factory=list)
     inputs: list[Input] = field(default_factory=list)
@@ -710,6 +752,7 @@ class Devices:
         devs.interfaces = [Interface.from_xml(n) for n in children(node, "interface")]
         devs.serials = _number_serials([Serial.from_xml(n) for n in children(node, "serial")])
         devs.consoles = [Console.from_xml(n, i) for i, n in enumerate(children(node, "console"))]
+        devs.channels = [Channel.from_xml(n) for n in children(node, "channel")]
         devs.graphics = [Graphics.from_xml(n) for n in children(node, "graphics")]
         devs.videos = _primary_first([Video.from_xml(n) for n in children(node, "video")])
         devs.inputs = [Input.from_xml(n) for n in children(node, "input")]
@@ -719,7 +762,7 @@ class Devices:
 
     def to_node(self, flags: FormatFlags) -> Node:
         # libvirt's device order, whatever order the input used
-        groups: list[list] = [self.interfaces, self.serials, self.consoles,
+        groups: list[list] = [self.interfaces, self.serials, self.consoles, self.channels,
                               self.inputs, self.graphics, self.videos,
                               [self.memballoon] if self.memballoon else []]
         return el("devices", (), [
@@ -738,7 +781,7 @@ class Devices:
         for disk in self.disks:
             if disk.type == "volume":     # resolved again at the next start
                 disk.source = disk.actual_type = None
-        for dev in (*self.interfaces, *self.serials, *self.consoles, *self.graphics):
+        for dev in (*self.interfaces, *self.serials, *self.consoles, *self.channels, *self.graphics):
             dev.clear_live()
 
 

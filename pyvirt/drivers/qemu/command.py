@@ -79,7 +79,7 @@ CONTROLLER_DEVICES: dict[tuple[str, str | None], str | None] = {
     ("usb", "qemu-xhci"): "qemu-xhci", ("usb", "nec-xhci"): "nec-usb-xhci", ("usb", "none"): None,
     ("usb", "ich9-ehci1"): "ich9-usb-ehci1", ("usb", "ich9-uhci1"): "ich9-usb-uhci1",
     ("usb", "ich9-uhci2"): "ich9-usb-uhci2", ("usb", "ich9-uhci3"): "ich9-usb-uhci3",
-    ("pci", "pci-root"): None, ("pci", "pcie-root"): None,
+    ("pci", "pci-root"): None, ("pci", "pcie-root"): None, ("virtio-serial", None): "virtio-serial-pci",
 }
 # libvirt's drive aliases: controller-bus-unit, from the index the target name gives.
 DISK_ALIAS_BY_BUS = {"ide": lambda i: f"ide0-{i // 2}-{i % 2}", "sata": lambda i: f"sata0-0-{i}",
@@ -88,6 +88,8 @@ DISK_ALIAS_BY_BUS = {"ide": lambda i: f"ide0-{i // 2}-{i % 2}", "sata": lambda i
 # The characters libvirt accepts in a user alias (USER_ALIAS_CHARS); the
 # aliases it generates use no others.
 _ALIAS_RE = re.compile(r"[A-Za-z0-9_-]+")
+# a virtio-serial port name as guests look for it: 'org.qemu.guest_agent.0'
+_CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Machine types and CPU models are QEMU type names: 'pc-q35-7.2', 'Skylake-Client-v4'.
 _QEMU_TYPE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -172,6 +174,8 @@ def assign_aliases(d: DomainDef) -> None:
         if i == 0 and console.target_type == "serial" and d.devices.serials and not console.alias:
             console.alias = d.devices.serials[0].alias
         console.alias = console.alias or f"console{i}"
+    for i, channel in enumerate(d.devices.channels):
+        channel.alias = channel.alias or f"channel{i}"
     for i, video in enumerate(d.devices.videos):
         video.alias = video.alias or f"video{i}"
     for i, dev in enumerate(d.devices.inputs):
@@ -187,7 +191,7 @@ def _check_aliases(d: DomainDef) -> None:
     mirrored = devs.consoles[:1] if devs.consoles and devs.serials and \
         devs.consoles[0].alias == devs.serials[0].alias else []     # serial port 0 shown as console 0
     consoles = [c for c in devs.consoles if not any(c is m for m in mirrored)]
-    for dev in (*devs.disks, *devs.interfaces, *devs.serials, *consoles, *devs.videos,
+    for dev in (*devs.disks, *devs.interfaces, *devs.serials, *consoles, *devs.channels, *devs.videos,
                 *devs.inputs, *([devs.memballoon] if devs.memballoon else []),
                 # pci.N names a bus, not a device; a USB companion shows its master's alias
                 *(c for c in devs.controllers if c.type != "pci" and c.master_startport is None)):
@@ -504,8 +508,13 @@ def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
     return args
 
 
-def _chardev(kind: str, alias: str, dev) -> str:
+def _chardev(kind: str, alias: str, dev, d: DomainDef | None = None) -> str:
     chardev_id = ("id", f"char{alias}")
+    if dev.type == "spicevmc":
+        # the SPICE server's agent channel: only with SPICE graphics to serve it
+        if d is None or not any(g.type == "spice" for g in d.devices.graphics):
+            raise _unsupported(f"{kind} type 'spicevmc' needs SPICE graphics")
+        return qemu_opts("spicevmc", chardev_id, ("name", "vdagent"))
     if dev.type == "file":
         return qemu_opts("file", chardev_id, ("path", dev.path), ("append", "on"))
     if dev.type == "pty":
@@ -524,13 +533,42 @@ def _serials(d: DomainDef) -> list[str]:
         args += ["-chardev", _chardev("serial", serial.alias, serial),
                  *_device("isa-serial", {"chardev": f"char{serial.alias}", "id": serial.alias,
                                          "index": serial.target_port})]
-    # A <console type='serial'> is the first serial port shown again, as in libvirt.
+    args += _channels(d)
+    # A <console type='serial'> is the first serial port shown again, as in libvirt;
+    # a virtio one is a port of the virtio-serial controller.
     for console in d.devices.consoles:
+        if console.target_type == "virtio":
+            args += ["-chardev", _chardev("console", console.alias, console, d),
+                     *_device("virtconsole", {"chardev": f"char{console.alias}", "id": console.alias})]
+            continue
         if console.target_type != "serial":
             raise _unsupported(f"console target type '{console.target_type}' is not supported")
         if not d.devices.serials:
             args += ["-chardev", _chardev("console", console.alias, console),
                      *_device("isa-serial", {"chardev": f"char{console.alias}", "id": console.alias})]
+    return args
+
+
+def _channels(d: DomainDef) -> list[str]:
+    """virtio-serial ports (``virtserialport``), each on its <address type='virtio-serial'>."""
+    args: list[str] = []
+    for channel in d.devices.channels:
+        if channel.target_type != "virtio":
+            raise _unsupported(f"channel target type '{channel.target_type}' is not supported")
+        if not channel.target_name or not _CHANNEL_NAME_RE.fullmatch(channel.target_name):
+            raise _xml_error(f"channel target name '{channel.target_name or ''}' is not a port name")
+        props: dict[str, Any] = {}
+        addr = channel.address
+        if isinstance(addr, OtherAddress) and addr.type == "virtio-serial":
+            attrs = dict(addr.attrs)
+            try:
+                controller, bus, port = (int(attrs.get(k, "0"), 0) for k in ("controller", "bus", "port"))
+            except ValueError:
+                raise _xml_error(f"invalid virtio-serial address of channel '{channel.target_name}'") from None
+            props = {"bus": f"virtio-serial{controller}.{bus}", "nr": port}
+        args += ["-chardev", _chardev("channel", channel.alias, channel, d),
+                 *_device("virtserialport", {**props, "chardev": f"char{channel.alias}", "id": channel.alias,
+                                             "name": channel.target_name})]
     return args
 
 

@@ -5,6 +5,7 @@ not migrate between the two (each QEMU's migration stream must load into the
 other's).  On a *new* definition (define, create, and the XML an incoming
 migration or a restored image carries, which libvirt parses like a new one):
 
+* the emulator (the driver's), when none is named;
 * the machine type's versioned name (``pc`` → ``pc-i440fx-7.2``, from the
   emulator's own list: :mod:`.machines`);
 * the default CPU (``<cpu mode='custom' match='exact' check='none'>`` with the
@@ -25,8 +26,10 @@ devices it was defined with, so a guest pyvirt already runs never gains one.
 
 On every definition:
 
-* the controllers the disks need (SCSI, IDE, SATA, in libvirt's order) and a
-  USB controller for USB devices;
+* the controllers the disks need (SCSI, IDE, SATA, in libvirt's order), the
+  virtio-serial controller of virtio channels and consoles, and a USB
+  controller for USB devices;
+* virtio-serial port addresses for the channels;
 * the serial ports' target type and model (``isa-serial``);
 * the ``<console>`` a definition with only a ``<serial>`` implies (libvirt's
   console compatibility: serial port 0 shown again as console 0);
@@ -50,7 +53,7 @@ from .config import default_emulator
 # disk bus -> the controller (type, model) libvirt's qemu driver would add for it,
 # in the order of virDomainDefAddImplicitControllers
 _IMPLICIT = {"scsi": ("scsi", "virtio-scsi"), "ide": ("ide", None), "sata": ("sata", None),
-             "usb": ("usb", "piix3-uhci")}
+             "virtio-serial": ("virtio-serial", None), "usb": ("usb", "piix3-uhci")}
 X86_ARCHES = ("x86_64", "i686", None)
 # the machine's default CPU model (QEMU's default-cpu-type for pc and q35 machines)
 DEFAULT_CPU_MODEL = "qemu64"
@@ -65,6 +68,9 @@ def add_implicit_controllers(d: DomainDef) -> None:
     wanted = {disk.target_bus for disk in devs.disks}
     if any(dev.bus == "usb" for dev in devs.inputs):
         wanted.add("usb")
+    if any(c.target_type == "virtio" for c in devs.channels) or \
+            any(c.target_type == "virtio" for c in devs.consoles):
+        wanted.add("virtio-serial")      # virDomainDefMaybeAddVirtioSerialController
     for bus, (ctype, model) in _IMPLICIT.items():
         if bus not in wanted:
             continue
@@ -74,8 +80,9 @@ def add_implicit_controllers(d: DomainDef) -> None:
             devs.controllers.append(Controller(ctype, 0, model))
 
 
-# serial target types whose port is not a serial console (s390's SCLP has its own console types)
-_NO_SERIAL_CONSOLE = ("sclp-serial", "sclplm-serial")
+# serial target types whose port 0 libvirt shows again as console 0 (virDomainDefAddConsoleCompat;
+# PCI and USB serial ports are not consoles; s390's SCLP has its own console types)
+_SERIAL_CONSOLE_TARGETS = (None, "isa-serial", "spapr-vio-serial", "system-serial")
 
 
 def fill_serial_targets(d: DomainDef) -> None:
@@ -88,13 +95,16 @@ def fill_serial_targets(d: DomainDef) -> None:
 
 
 def add_serial_console(d: DomainDef) -> None:
-    """The stub console for serial port 0 (virDomainDefAddConsoleCompat); no QEMU device of its own."""
+    """The stub console for serial port 0 (virDomainDefAddConsoleCompat), put first when the
+    first console is another kind (a virtio one); no QEMU device of its own."""
     devs = d.devices
-    if devs.consoles or not devs.serials or devs.serials[0].target_type in _NO_SERIAL_CONSOLE:
+    if not devs.serials or devs.serials[0].target_type not in _SERIAL_CONSOLE_TARGETS:
+        return
+    if devs.consoles and devs.consoles[0].target_type in ("serial", "none"):
         return
     serial = devs.serials[0]
-    devs.consoles.append(Console(type=serial.type, path=serial.path, mode=serial.mode, alias=serial.alias,
-                                 target_type="serial", target_port=serial.target_port))
+    devs.consoles.insert(0, Console(type=serial.type, path=serial.path, mode=serial.mode, alias=serial.alias,
+                                    target_type="serial", target_port=serial.target_port))
 
 
 def expand_machine(d: DomainDef, table: Mapping[str, str]) -> None:
@@ -182,19 +192,38 @@ def refuse_qemu_namespace(d: DomainDef) -> None:
                     "passes no QEMU options, environment or capabilities of the domain XML's own")
 
 
-def complete(d: DomainDef, *, new_definition: bool, machine_aliases: Mapping[str, str] | None = None) -> None:
+def assign_channel_addresses(d: DomainDef) -> None:
+    """virtio-serial ports for the channels without one, from port 1 on controller 0
+    (port 0 is the console's), as libvirt's virDomainVirtioSerialAddrAutoAssign."""
+    channels = [c for c in d.devices.channels if c.target_type == "virtio"]
+    taken = {dict(c.address.attrs).get("port") for c in channels
+             if isinstance(c.address, OtherAddress) and c.address.type == "virtio-serial"}
+    port = 1
+    for channel in channels:
+        if channel.address is not None:
+            continue
+        while str(port) in taken:
+            port += 1
+        channel.address = OtherAddress("virtio-serial", (("controller", "0"), ("bus", "0"), ("port", str(port))))
+        taken.add(str(port))
+
+
+def complete(d: DomainDef, *, new_definition: bool, machine_aliases: Mapping[str, str] | None = None,
+             emulator: str | None = None) -> None:
     """Fill in ``d`` in place (see the module docstring).  ``machine_aliases``: the
-    emulator's (:func:`.machines.aliases`), asked for when None."""
+    emulator's (:func:`.machines.aliases`), asked for when None; ``emulator``: the
+    driver's, written into a new definition that names none (as libvirt does)."""
     refuse_qemu_namespace(d)
     if new_definition:
-        table = machine_aliases if machine_aliases is not None else \
-            machines.aliases(d.devices.emulator or default_emulator())
+        d.devices.emulator = d.devices.emulator or emulator or default_emulator()
+        table = machine_aliases if machine_aliases is not None else machines.aliases(d.devices.emulator)
         expand_machine(d, table)
         set_default_cpu(d)
         add_default_devices(d)
     add_implicit_controllers(d)
     fill_serial_targets(d)
     add_serial_console(d)
+    assign_channel_addresses(d)
     if new_definition:
         add_video_defaults(d)
         assign_usb_addresses(d)
