@@ -264,3 +264,25 @@ def test_guest_agent_and_spice_channels_both_ways(libvirt_host, pyvirt_host, sha
     name = "cross-chan"
     round_trip(libvirt_host, pyvirt_host, name, guest_xml(name, shared, channel_devices(shared, name)),
                shared / f"{name}.log")
+
+
+def test_a_device_pyvirt_lacks_is_refused_and_the_guest_stays(libvirt_host, pyvirt_host, shared):
+    """A sound card pyvirt has no model of: pyvirtd's Prepare refuses before any QEMU starts,
+    virsh reports pyvirtd's error, and the guest runs on at libvirtd."""
+    name = "cross-sound"
+    log = shared / f"{name}.log"
+    xml_file = shared / f"{name}.xml"
+    xml_file.write_text(guest_xml(name, shared, "\n    <sound model='ich6'/>"))
+    libvirt_host.virsh("create", str(xml_file))
+    try:
+        wait_for_text(log, "PYVIRT-HEARTBEAT 2")
+        r = virsh(libvirt_host.uri, "migrate", "--live", name, pyvirt_host.uri, "--migrateuri", "tcp://127.0.0.1")
+        assert r.returncode == 1
+        assert "unsupported configuration: the guest has devices pyvirt does not support (<sound>)" in r.stderr
+        assert virsh(libvirt_host.uri, "domstate", name).stdout.strip() == "running"
+        assert name not in virsh(pyvirt_host.uri, "list", "--all", "--name").stdout.split()
+        assert qemu_pid(pyvirt_host, name) is None
+        before = heartbeat(log)
+        wait_for(lambda: heartbeat(log) > before + 1, 30, what="the guest to run on at libvirtd")
+    finally:
+        virsh(libvirt_host.uri, "destroy", name)

@@ -370,7 +370,8 @@ class QemuDriver:
         live = (live_def or obj.definition).copy()
         # A fresh boot keeps the stored definition's devices; the XML of an incoming stream or
         # image is parsed as libvirt parses it, defaults added (its sender left them out).
-        postparse.complete(live, new_definition=incoming is not None, emulator=self.cfg.emulator,
+        postparse.complete(live, new_definition=incoming is not None, incoming=incoming is not None,
+                           emulator=self.cfg.emulator,
                            machine_aliases=machines.aliases(live.devices.emulator or self.cfg.emulator))
         assign_aliases(live)
         self._pick_ports(live)

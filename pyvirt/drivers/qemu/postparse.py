@@ -208,12 +208,26 @@ def assign_channel_addresses(d: DomainDef) -> None:
         taken.add(str(port))
 
 
+def refuse_unmodelled_devices(d: DomainDef) -> None:
+    """A running guest's devices must all be there on arrival: one pyvirt has no model of
+    (a sound card, an RNG...) would be missing from its QEMU, whose migration stream (or
+    saved state) then cannot load.  Said before any QEMU starts, the source keeps running."""
+    if d.devices.unmodelled:
+        names = ", ".join(f"<{tag}>" for tag in d.devices.unmodelled)
+        raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
+                    f"the guest has devices pyvirt does not support ({names}): it cannot run here "
+                    "with the hardware it has")
+
+
 def complete(d: DomainDef, *, new_definition: bool, machine_aliases: Mapping[str, str] | None = None,
-             emulator: str | None = None) -> None:
+             emulator: str | None = None, incoming: bool = False) -> None:
     """Fill in ``d`` in place (see the module docstring).  ``machine_aliases``: the
     emulator's (:func:`.machines.aliases`), asked for when None; ``emulator``: the
-    driver's, written into a new definition that names none (as libvirt does)."""
+    driver's, written into a new definition that names none (as libvirt does);
+    ``incoming``: ``d`` describes a guest that already runs (a migration, a restore)."""
     refuse_qemu_namespace(d)
+    if incoming:
+        refuse_unmodelled_devices(d)
     if new_definition:
         d.devices.emulator = d.devices.emulator or emulator or default_emulator()
         table = machine_aliases if machine_aliases is not None else machines.aliases(d.devices.emulator)
