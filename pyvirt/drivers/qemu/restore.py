@@ -105,8 +105,14 @@ async def restore(drv: "QemuDriver", path: str, dxml: str | None, flags: int,
             raise
         try:
             await _restore_into(drv, obj, job, live, source, fmt, program, run, flags)
-        finally:
+        except BaseException:
             await obj.jobs.end_async(job)
+            # the transient domain made for this restore goes with it (libvirt's
+            # qemuDomainRemoveInactive): a failed restore leaves nothing defined
+            if created and not obj.active and drv.domains.find_uuid(obj.uuid) is obj:
+                drv.domains.remove(obj)
+            raise
+        await obj.jobs.end_async(job)
     finally:
         await source.close()
     return obj

@@ -117,7 +117,7 @@ def as_received(definition: conf.DomainDef, emulator: str) -> conf.DomainDef:
     it (libvirt parses an image's or an application's XML like a new definition):
     the form to compare with a running guest's, or with another such XML."""
     completed = definition.copy()
-    postparse.complete(completed, new_definition=True,
+    postparse.complete(completed, new_definition=True, emulator=emulator,
                        machine_aliases=machines.aliases(completed.devices.emulator or emulator))
     return completed
 
