@@ -23,9 +23,20 @@ LIVE_CONFIG = 3
 LIVE_CONFIG_STRING = 7            # ... | VIR_TYPED_PARAM_STRING_OKAY
 TIME_SECONDS = 627319920          # the clock of a test-host guest nobody set
 IOTUNE_MAX = 1000000000000000     # TEST_BLOCK_IOTUNE_MAX
+CPUMAPS_MAX = 16384               # REMOTE_CPUMAPS_MAX
+NODE_MAX_CELLS = 1024             # REMOTE_NODE_MAX_CELLS
 MEMORY_PARAMS = ("hard_limit", "soft_limit", "swap_hard_limit")
 IFACE_PARAMS = [(f"inbound.{k}", "inbound", k) for k in BANDWIDTH_KEYS] + \
                [(f"outbound.{k}", "outbound", k) for k in BANDWIDTH_KEYS if k != "floor"]
+
+
+def _check_maps(ncpumaps: int, maplen: int, api: str) -> None:
+    """libvirt's API and daemon bounds on CPU maps asked for."""
+    for name, value in (("ncpumaps", ncpumaps), ("maplen", maplen)):
+        if value <= 0:
+            raise tuning.bare_invalid_arg(f"{name} in {api} must be greater than zero")
+    if ncpumaps * maplen > CPUMAPS_MAX:
+        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, "maxinfo * maplen > REMOTE_CPUMAPS_MAX")
 
 
 def _node_cpus(node_info: tuple) -> int:
@@ -275,6 +286,7 @@ class TuningAPI:
     async def domain_get_vcpu_pin_info(self, dom: DomainRef, ncpumaps: int, maplen: int,
                                        flags: int) -> tuple[bytes, int]:
         check_flags(flags, LIVE_CONFIG, "testDomainGetVcpuPinInfo", _T)
+        _check_maps(ncpumaps, maplen, "virDomainGetVcpuPinInfo")
         obj = self._obj(dom)
         t, live = tuning.one_def(obj, flags)
         d = obj.live if live and obj.live is not None else obj.definition
@@ -293,6 +305,7 @@ class TuningAPI:
 
     async def domain_get_emulator_pin_info(self, dom: DomainRef, maplen: int, flags: int) -> tuple[bytes, int]:
         check_flags(flags, LIVE_CONFIG, "testDomainGetEmulatorPinInfo", _T)
+        _check_maps(1, maplen, "virDomainGetEmulatorPinInfo")
         t, _live = tuning.one_def(self._obj(dom), flags)
         cpus = t.emulatorpin if t.emulatorpin is not None else list(range(_node_cpus(self.host.node_info)))
         return tuning.cpumap_of(cpus, maplen), 1
@@ -328,10 +341,12 @@ class TuningAPI:
     async def node_get_free_pages(self, pages: list[int], startCell: int, cellCount: int,  # noqa: N803
                                   flags: int) -> list[int]:
         check_flags(flags, 0, "testNodeGetFreePages", _T)
+        if len(pages) * cellCount > NODE_MAX_CELLS:       # what libvirt's daemon refuses
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, "the result won't fit into REMOTE_NODE_MAX_CELLS")
         # libvirt's test driver's made-up counts (virsh freepages prints them); it returns 0 as
         # their number, which only a caller in libvirt's own process can see
         counts, x = [], 6
-        for _cell in range(cellCount):
+        for _cell in range(cellCount if pages else 0):
             for _page in pages:
                 x = x * 2 + 7
                 counts.append(x)
