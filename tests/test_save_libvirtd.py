@@ -405,8 +405,19 @@ def test_save_image_define_refuses_an_abi_change_and_keeps_the_image(pyvirt_host
     assert image.read_bytes() == before
     # the same XML again changes nothing, not even the header
     conn.saveImageDefineXML(str(image), conn.saveImageGetXMLDesc(str(image), E.VIR_DOMAIN_XML_SECURE))
+    assert image.read_bytes() == before
+    # pyvirt's command line, as virsh's: a new title, and paused on restore
+    titled = tmp_path / "titled.xml"
+    titled.write_text(xml.replace("</name>", "</name>\n  <title>by the command line</title>", 1))
+    cli = subprocess.run([str(REPO / ".venv" / "bin" / "pyvirt"), "-c", pyvirt_host.uri, "save-image-define",
+                          str(image), str(titled), "--paused"], capture_output=True, text=True, timeout=120)
+    assert (cli.returncode, cli.stdout) == (0, f"State file {image} updated.\n\n"), cli.stderr
+    assert not image_header(image).was_running
+    assert "<title>by the command line</title>" in conn.saveImageGetXMLDesc(str(image))
     conn.restore(str(image))
-    conn.lookupByName(name).destroy()
+    restored = conn.lookupByName(name)
+    assert restored.state()[0] == E.VIR_DOMAIN_PAUSED
+    restored.destroy()
 
 
 # --- zstd: pyvirt's only ------------------------------------------------------------------
