@@ -163,3 +163,39 @@ def test_zerocopy_refused_by_a_qemu_without_the_capability():
     assert exc.value.get_error_code() == pyvirt.VIR_ERR_ARGUMENT_UNSUPPORTED
     assert str(exc.value).endswith("Migration option 'zero-copy-send' is not supported by QEMU binary")
     assert mon.calls == ["query-migrate-capabilities"]
+
+
+def test_memlock_raised_and_given_back_on_a_real_process(tmp_path):
+    """raise_memlock / restore_memlock on a real process of our own user whose soft limit is
+    below the guest's memory (its hard limit above: raising needs no privilege then), as the
+    source daemon does to QEMU: raised to the guest's memory, remembered in the status, put
+    back exactly (unit test of one layer: the domain object is a stand-in)."""
+    from types import SimpleNamespace
+    from pyvirt.drivers.qemu.migration import zerocopy
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    # like QEMU: no CAP_IPC_LOCK, so the kernel would charge its pinned pages to the limit
+    child = subprocess.Popen(["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "sleep", "60"])
+    try:
+        wait_for(lambda: open(f"/proc/{child.pid}/comm").read().strip() == "sleep", 10,
+                 what="setpriv to exec sleep")
+        assert not zerocopy._can_lock_freely(child.pid)
+        hard = read_memlock(child.pid)[1]
+        if hard != resource.RLIM_INFINITY and hard < (4 << 20):
+            pytest.skip("the hard locked-memory limit here is below 4 MiB")
+        resource.prlimit(child.pid, resource.RLIMIT_MEMLOCK, (1 << 20, hard))
+        saves = []
+        obj = SimpleNamespace(name="zc", process=SimpleNamespace(pid=child.pid), live=SimpleNamespace(memory_kib=4096),
+                              definition=None, extra={}, save_status=lambda: saves.append(dict(obj.extra)))
+        zerocopy.raise_memlock(obj)
+        assert read_memlock(child.pid) == (4 << 20, hard)
+        assert saves and "pre_migration_memlock" in saves[0]
+        zerocopy.raise_memlock(obj)                 # already enough: nothing changes, nothing saved
+        assert read_memlock(child.pid) == (4 << 20, hard) and len(saves) == 1
+        zerocopy.restore_memlock(obj)
+        assert read_memlock(child.pid) == (1 << 20, hard)
+        assert obj.extra == {}
+    finally:
+        child.kill()
+        child.wait()

@@ -108,18 +108,20 @@ def raise_memlock(obj: "QemuDomainObj") -> None:
         log.debug("%s: QEMU %d has CAP_IPC_LOCK: no locked-memory limit applies to zero-copy", obj.name, pid)
         return
     soft, hard = read_memlock(pid)
-    if hard == resource.RLIM_INFINITY or hard >= want:
-        log.debug("%s: locked-memory limit %s is enough for zero-copy", obj.name, _fmt(hard))
+    if soft == resource.RLIM_INFINITY or soft >= want:      # the kernel checks the soft limit
+        log.debug("%s: locked-memory limit %s is enough for zero-copy", obj.name, _fmt(soft))
         return
+    # a hard limit already high enough stays (raising the soft one needs no privilege)
+    new = (want, hard if hard == resource.RLIM_INFINITY or hard >= want else want)
     try:
-        resource.prlimit(pid, resource.RLIMIT_MEMLOCK, (want, want))
+        resource.prlimit(pid, resource.RLIMIT_MEMLOCK, new)
     except OSError as exc:
         raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.QEMU,
                     f"cannot limit locked memory of process {pid} to {want}: {exc.strerror}") from exc
     obj.extra.setdefault(_SAVED, f"{_fmt(soft)}:{_fmt(hard)}")
     obj.save_status()
     log.info("%s: locked-memory limit of QEMU %d raised from %s to %d bytes for zero-copy migration",
-             obj.name, pid, _fmt(hard), want)
+             obj.name, pid, _fmt(soft), want)
 
 
 def restore_memlock(obj: "QemuDomainObj") -> None:
