@@ -126,12 +126,12 @@ def choose_format(drv: "QemuDriver", image_format: str | None = None,
                   compat: str | None = None) -> saveimage.ImageFormat:
     """The format of one save: the call's ``image_format`` (libvirt 11.2's save
     parameter), else ``save_image_format``; refused if the call's ``compat``
-    (``pyvirt.image_compat``) or else ``save_image_compat`` names a reader that
-    cannot restore it."""
+    (``pyvirt.image_compat``) or ``save_image_compat`` names a reader that cannot
+    restore it (a call may ask for more than the host's setting, never for less)."""
     fmt = saveimage.image_format(image_format or drv.cfg.save_image_format)
     if compat:
         saveimage.check_compat(fmt, compat, f"the save parameter pyvirt.image_compat = '{compat}'")
-    elif drv.cfg.save_image_compat:
+    if drv.cfg.save_image_compat:
         saveimage.check_compat(fmt, drv.cfg.save_image_compat,
                                f"save_image_compat = \"{drv.cfg.save_image_compat}\"")
     return fmt
