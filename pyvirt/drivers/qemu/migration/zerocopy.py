@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# status item holding the limit to put back: "SOFT:HARD" in bytes (-1: unlimited)
+# status item holding the limit to put back: "PID:SOFT:HARD", bytes (-1: unlimited); the pid
+# ties it to one QEMU, so a record left by a migrated-away process never touches the next one
 _SAVED = "pre_migration_memlock"
 
 
@@ -118,7 +119,7 @@ def raise_memlock(obj: "QemuDomainObj") -> None:
     except OSError as exc:
         raise error(ErrorNumber.SYSTEM_ERROR, ErrorDomain.QEMU,
                     f"cannot limit locked memory of process {pid} to {want}: {exc.strerror}") from exc
-    obj.extra.setdefault(_SAVED, f"{_fmt(soft)}:{_fmt(hard)}")
+    obj.extra[_SAVED] = f"{pid}:{_fmt(soft)}:{_fmt(hard)}"
     obj.save_status()
     log.info("%s: locked-memory limit of QEMU %d raised from %s to %d bytes for zero-copy migration",
              obj.name, pid, _fmt(soft), want)
@@ -131,9 +132,11 @@ def restore_memlock(obj: "QemuDomainObj") -> None:
     if saved is None or obj.process is None:
         return
     try:
-        soft, hard = (_parse(int(v)) for v in saved.split(":"))
-        resource.prlimit(obj.process.pid, resource.RLIMIT_MEMLOCK, (soft, hard))
+        pid, soft, hard = (int(v) for v in saved.split(":"))
+        if pid != obj.process.pid:
+            return
+        resource.prlimit(pid, resource.RLIMIT_MEMLOCK, (_parse(soft), _parse(hard)))
         obj.save_status()
-        log.info("%s: locked-memory limit of QEMU %d back to %s", obj.name, obj.process.pid, saved)
+        log.info("%s: locked-memory limit of QEMU %d back to %s:%s", obj.name, pid, _fmt(soft), _fmt(hard))
     except (OSError, ValueError) as exc:
         log.warning("%s: cannot put back the locked-memory limit %s: %s", obj.name, saved, exc)
