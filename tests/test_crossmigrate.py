@@ -191,14 +191,22 @@ FLOWS = {
     "p2p": ["--p2p"],
     "tunnelled": ["--p2p", "--tunnelled"],
 }
+# Convergence tools each side's QEMU must agree on (capabilities set on both ends).
+TUNED = {
+    "compressed-xbzrle": ["--compressed"],
+    "p2p-compressed-mt": ["--p2p", "--compressed", "--comp-methods", "mt"],
+    "parallel": ["--parallel"],
+    "p2p-parallel-3": ["--p2p", "--parallel", "--parallel-connections", "3"],
+    "auto-converge": ["--auto-converge"],
+}
 
 
 # -- every flow, both ways ---------------------------------------------------
 
-@pytest.mark.parametrize("flow", sorted(FLOWS))
+@pytest.mark.parametrize("flow", [*sorted(FLOWS), *sorted(TUNED)])
 def test_libvirtd_to_pyvirtd_and_back(hosts, guest, flow):
     lv, pv, _ = hosts
-    flags = FLOWS[flow]
+    flags = FLOWS[flow] if flow in FLOWS else TUNED[flow]
     guest.start_on(lv)
     cpu = cpu_of(lv.uri, guest.name)
     virsh(lv.uri, "migrate", "--live", *flags, guest.name, pv.uri)
@@ -208,6 +216,24 @@ def test_libvirtd_to_pyvirtd_and_back(hosts, guest, flow):
     guest.keeps_beating()
     back = flags + ([] if "--tunnelled" in flags else into_libvirtd())
     virsh(pv.uri, "migrate", "--live", *back, guest.name, lv.uri)
+    guest.assert_only_on(lv)
+    guest.keeps_beating()
+
+
+@pytest.mark.parametrize("flow", ["client-driven", "p2p"])
+def test_paused_guest_arrives_paused_both_ways(hosts, guest, flow):
+    """A suspended guest stays suspended on the other host (libvirt adds PAUSED), and
+    runs on from where it was once resumed there."""
+    lv, pv, _ = hosts
+    flags = FLOWS[flow]
+    guest.start_on(lv)
+    virsh(lv.uri, "suspend", guest.name)
+    for src, dst in ((lv, pv), (pv, lv)):
+        extra = into_libvirtd() if dst is lv else []
+        virsh(src.uri, "migrate", "--live", *flags, guest.name, dst.uri, *extra)
+        assert virsh(dst.uri, "domstate", guest.name).stdout.strip() == "paused"
+        assert not guest.running_on(src) and qemu_count(guest.name) == 1
+    virsh(lv.uri, "resume", guest.name)
     guest.assert_only_on(lv)
     guest.keeps_beating()
 
