@@ -179,6 +179,13 @@ class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAP
         self._call("domain_managed_save_remove", flags)
         return 0
 
+    def managedSaveGetXMLDesc(self, flags: int = 0) -> str:
+        return self._call("domain_managed_save_get_xml_desc", flags)
+
+    def managedSaveDefineXML(self, dxml: str | None, flags: int = 0) -> int:
+        self._call("domain_managed_save_define_xml", dxml, flags)
+        return 0
+
     def maxMemory(self) -> int:
         return self.info()[1]
 

@@ -228,7 +228,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_save", "domain_save_flags", "domain_restore", "domain_restore_flags",
     "domain_save_params", "domain_restore_params",
     "domain_managed_save", "domain_managed_save_remove", "domain_save_image_get_xml_desc",
-    "domain_save_image_define_xml",
+    "domain_save_image_define_xml", "domain_managed_save_get_xml_desc", "domain_managed_save_define_xml",
     # migration
     "domain_migrate_prepare", "domain_migrate_finish", "domain_migrate_start_post_copy",
     "domain_migrate_prepare2", "domain_migrate_perform", "domain_migrate_finish2",
@@ -437,6 +437,8 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
     "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",
     # not domain_save_image_get_xml_desc: it opens a path the caller names, as root
+    # (the managed-save image's is the daemon's own; its row refuses the SECURE flag)
+    "domain_managed_save_get_xml_desc",
     # snapshots (the XML with VIR_DOMAIN_SNAPSHOT_XML_SECURE is refused by its row's readonly_flags)
     "domain_snapshot_get_xml_desc", "domain_snapshot_list_names", "domain_snapshot_lookup_by_name",
     "domain_has_current_snapshot", "domain_snapshot_current", "domain_snapshot_get_parent",

@@ -420,6 +420,48 @@ def test_save_image_define_refuses_an_abi_change_and_keeps_the_image(pyvirt_host
     restored.destroy()
 
 
+@needs_libvirtd
+@pytest.mark.qemu
+def test_managed_save_xml_read_and_replaced_as_libvirtd_does(libvirt_host, pyvirt_host, tmp_path):
+    name = "managed"
+    xml, log = guest_xml(tmp_path, name)
+    (tmp_path / f"{name}.xml").write_text(xml)
+    no_image = {}
+    for side, uri in (("libvirtd", libvirt_host.uri), ("pyvirtd", pyvirt_host.uri)):
+        virsh(uri, "define", str(tmp_path / f"{name}.xml"))
+        no_image[side] = virsh(uri, "managedsave-dumpxml", name, check=False).stderr.strip()
+        virsh(uri, "undefine", name)
+    assert no_image["pyvirtd"] == no_image["libvirtd"]            # libvirt's words for no image
+    assert "domain does not have managed save image" in no_image["pyvirtd"]
+    conn = pyvirt.open(pyvirt_host.uri)
+    dom = conn.defineXML(xml)
+    try:
+        dom.create()
+        wait_for_text(log, "PYVIRT-HEARTBEAT 1")
+        virsh(pyvirt_host.uri, "managedsave", name)
+        shown = virsh(pyvirt_host.uri, "managedsave-dumpxml", "--security-info", name).stdout
+        assert f"<name>{name}</name>" in shown and dom.managedSaveGetXMLDesc() in shown
+        reader = pyvirt.openReadOnly(pyvirt_host.uri)
+        reader.lookupByName(name).managedSaveGetXMLDesc()          # a read-only client may look
+        with pytest.raises(libvirtError) as info:                  # but not at secrets
+            reader.lookupByName(name).managedSaveGetXMLDesc(E.VIR_DOMAIN_XML_SECURE)
+        assert info.value.get_error_code() == E.VIR_ERR_OPERATION_DENIED
+        edited = tmp_path / "edited.xml"
+        edited.write_text(with_description(shown, "managed and edited"))
+        out = virsh(pyvirt_host.uri, "managedsave-define", name, str(edited), "--paused", quiet=False).stdout
+        assert out.strip() == f"Managed save state file of domain '{name}' updated."
+        before = heartbeat(log)
+        dom.create()                                               # restores the edited image
+        assert dom.state()[0] == E.VIR_DOMAIN_PAUSED
+        assert "<description>managed and edited</description>" in dom.XMLDesc()
+        dom.resume()
+        runs_on_from(log, before, "pyvirtd")
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+
+
 # --- zstd: pyvirt's only ------------------------------------------------------------------
 
 @needs_libvirtd

@@ -454,6 +454,14 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
         check_flags(flags, int(XMLFlags.SECURE), "qemuDomainSaveImageGetXMLDesc")
         return await imagefile.image_xml(file, secure=bool(flags & XMLFlags.SECURE))
 
+    async def domain_managed_save_get_xml_desc(self, dom: DomainRef, flags: int) -> str:
+        check_flags(flags, int(XMLFlags.SECURE), "qemuDomainManagedSaveGetXMLDesc")
+        return await managedsave.managed_xml(self.driver, self._obj(dom), secure=bool(flags & XMLFlags.SECURE))
+
+    async def domain_managed_save_define_xml(self, dom: DomainRef, dxml: str | None, flags: int) -> None:
+        check_flags(flags, imagedefine.DEFINE_FLAGS, "qemuDomainManagedSaveDefineXML")
+        await managedsave.define_managed_xml(self.driver, self._obj(dom), dxml, flags)
+
     async def domain_save_image_define_xml(self, file: str, dxml: str, flags: int) -> None:
         check_flags(flags, imagedefine.DEFINE_FLAGS, "qemuDomainSaveImageDefineXML")
         await imagedefine.define(file, dxml, flags, self.driver.cfg.emulator)

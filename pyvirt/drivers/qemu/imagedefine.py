@@ -53,11 +53,15 @@ def _open(path: str) -> int:
     return fd
 
 
-def new_data(image: saveimage.SaveImage, dxml: str, flags: int, path: str, emulator: str) -> bytes | None:
+def new_data(image: saveimage.SaveImage, dxml: str | None, flags: int, path: str,
+             emulator: str) -> bytes | None:
     """The header and data to write back, or None when nothing changes.  Both XMLs
     are completed as a restore completes them before their ABI is compared, as
-    libvirt's qemuSaveImageUpdateDef does; the new one is stored migratable."""
+    libvirt's qemuSaveImageUpdateDef does; the new one is stored migratable.
+    ``dxml`` None keeps the image's XML (only the flags change something)."""
     header = image.header
+    if dxml is None:
+        dxml = image.xml
     running = header.was_running
     if flags & SaveFlags.RUNNING:
         running = True
@@ -76,9 +80,10 @@ def new_data(image: saveimage.SaveImage, dxml: str, flags: int, path: str, emula
     return saveimage.pack_header(kept, complete=True) + data[saveimage.HEADER_SIZE:]
 
 
-def define_xml(path: str, dxml: str, flags: int, emulator: str) -> None:
+def define_xml(path: str, dxml: str | None, flags: int, emulator: str) -> None:
     """Replace the XML in the image at ``path`` with ``dxml``.  Blocking."""
-    conf.parse(dxml, DOMAIN_TYPES, "qemu", inactive=True)     # bad XML fails before the file is opened
+    if dxml is not None:
+        conf.parse(dxml, DOMAIN_TYPES, "qemu", inactive=True)     # bad XML fails before the file is opened
     fd = _open(path)
     try:
         image = read_image(fd, path)
@@ -96,7 +101,7 @@ def define_xml(path: str, dxml: str, flags: int, emulator: str) -> None:
         os.close(fd)
 
 
-async def define(path: str, dxml: str, flags: int, emulator: str) -> None:
+async def define(path: str, dxml: str | None, flags: int, emulator: str) -> None:
     """virDomainSaveImageDefineXML, off the event loop; ``emulator``: the driver's
     default QEMU (for a definition that names none)."""
     await asyncio.to_thread(define_xml, path, dxml, flags, emulator)

@@ -213,6 +213,9 @@ PROCEDURES: list[Procedure] = [
           high=True, mutates=True),
     _proc(236, "DOMAIN_SAVE_IMAGE_DEFINE_XML", [("file", s), ("dxml", s), ("flags", u)],
           high=True, mutates=True),
+    _proc(388, "DOMAIN_MANAGED_SAVE_GET_XML_DESC", [("dom", D), ("flags", u)], [("xml", s)],
+          readonly_flags=XMLFlags.SECURE),
+    _proc(389, "DOMAIN_MANAGED_SAVE_DEFINE_XML", [("dom", D), ("dxml", s_), ("flags", u)], mutates=True),
 
     # --- console ------------------------------------------------------------------------------
     _proc(201, "DOMAIN_OPEN_CONSOLE", [("dom", D), ("dev_name", s_), ("flags", u)],
