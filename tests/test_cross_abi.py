@@ -19,6 +19,7 @@ Needs root and Debian's libvirtd (see bench/libvirt_ref.py); skipped otherwise.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -98,9 +99,9 @@ def virsh(uri: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def guest_xml(name: str, where: Path, devices: str = "", memory_mib: int = 128, machine: str = "pc",
-              platform: str = "") -> str:
+              platform: str = "", virt: str = "qemu") -> str:
     log = where / f"{name}.log"
-    return f"""<domain type='qemu'>
+    return f"""<domain type='{virt}'>
   <name>{name}</name>
   <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
@@ -181,8 +182,15 @@ def round_trip(lv: LibvirtHost, pv: Pyvirtd, name: str, xml: str, log: Path, ext
         virsh(pv.uri, "destroy", name)
 
 
-def test_tiny_guest_libvirtd_to_pyvirtd_and_back(libvirt_host, pyvirt_host, shared):
-    round_trip(libvirt_host, pyvirt_host, "cross-tiny", guest_xml("cross-tiny", shared), shared / "cross-tiny.log")
+KVM = os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+@pytest.mark.parametrize("virt", ["qemu", pytest.param("kvm", marks=pytest.mark.skipif(
+    not KVM, reason="/dev/kvm cannot be opened"))])
+def test_tiny_guest_libvirtd_to_pyvirtd_and_back(libvirt_host, pyvirt_host, shared, virt):
+    """TCG and KVM: with KVM libvirtd's live CPU lists what the host's KVM gave qemu64."""
+    name = f"cross-tiny-{virt}"
+    round_trip(libvirt_host, pyvirt_host, name, guest_xml(name, shared, virt=virt), shared / f"{name}.log")
 
 
 def test_guest_with_disk_graphics_and_nic_both_ways(libvirt_host, pyvirt_host, shared):

@@ -180,3 +180,22 @@ def test_a_serial_port_implies_console_zero():
     d = dom()
     postparse.complete(d, new_definition=True)
     assert d.devices.consoles == []
+
+
+def test_a_stored_or_running_definition_gains_no_default_device():
+    """libvirt's default devices are added to new definitions (and to the XML of a guest
+    arriving); a definition pyvirt already keeps (a fresh boot, a hot-plug) gains none, so
+    a guest defined before them is started, and moved, with the devices it had."""
+    d = dom("<serial type='pty'/>")
+    postparse.complete(d, new_definition=False)
+    assert d.os.machine == "pc" and d.cpu is None
+    assert [(c.type, c.model) for c in d.devices.controllers] == []
+    assert d.devices.inputs == [] and d.devices.memballoon is None
+    new = dom("<serial type='pty'/>")
+    postparse.complete(new, new_definition=True, machine_aliases={"pc": "pc-i440fx-7.2"})
+    assert new.os.machine == "pc-i440fx-7.2" and new.cpu.model == "qemu64" and new.cpu.check == "none"
+    assert [(c.type, c.model) for c in new.devices.controllers] == [("usb", "piix3-uhci"), ("pci", "pci-root")]
+    assert [(i.type, i.bus) for i in new.devices.inputs] == [("mouse", "ps2"), ("keyboard", "ps2")]
+    # and what pyvirt sends of the older guest tells a receiver to add nothing either
+    sent = d.format(migratable=True)
+    assert "<controller type='usb' index='0' model='none'/>" in sent and "<memballoon model='none'/>" in sent
