@@ -530,7 +530,7 @@ def _chardev(kind: str, alias: str, dev, d: DomainDef | None = None) -> str:
 def _serials(d: DomainDef) -> list[str]:
     args: list[str] = []
     for serial in d.devices.serials:
-        args += ["-chardev", _chardev("serial", serial.alias, serial),
+        args += ["-chardev", _chardev("serial", serial.alias, serial, d),
                  *_device("isa-serial", {"chardev": f"char{serial.alias}", "id": serial.alias,
                                          "index": serial.target_port})]
     args += _channels(d)
@@ -544,7 +544,7 @@ def _serials(d: DomainDef) -> list[str]:
         if console.target_type != "serial":
             raise _unsupported(f"console target type '{console.target_type}' is not supported")
         if not d.devices.serials:
-            args += ["-chardev", _chardev("console", console.alias, console),
+            args += ["-chardev", _chardev("console", console.alias, console, d),
                      *_device("isa-serial", {"chardev": f"char{console.alias}", "id": console.alias})]
     return args
 
