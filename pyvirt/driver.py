@@ -284,6 +284,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_fsfreeze", "domain_fsthaw", "domain_get_fsinfo", "domain_interface_addresses",
     "domain_set_user_password", "domain_rename", "domain_set_lifecycle_action", "domain_core_dump",
     "domain_core_dump_with_format",
+    "interface_change_begin", "interface_change_commit", "interface_change_rollback",
 )
 
 

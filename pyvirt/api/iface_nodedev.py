@@ -98,6 +98,18 @@ class ConnectIfaceNodedevAPI:
     _call: Callable[..., Any]
 
     # -- interfaces ---------------------------------------------------------------------------
+    def changeBegin(self, flags: int = 0) -> int:
+        self._call("interface_change_begin", flags)
+        return 0
+
+    def changeCommit(self, flags: int = 0) -> int:
+        self._call("interface_change_commit", flags)
+        return 0
+
+    def changeRollback(self, flags: int = 0) -> int:
+        self._call("interface_change_rollback", flags)
+        return 0
+
     def numOfInterfaces(self) -> int:
         return self._call("connect_num_of_interfaces")
 

@@ -152,6 +152,28 @@ class IfaceNodedevAPI:
                 or (flags & IFACE_LIST_INACTIVE and not o.active)]
         return ([o.ref() for o in objs] if need_results else []), len(objs)
 
+    # -- transactions: a restore point of every interface, as libvirt's test driver keeps one --
+    async def interface_change_begin(self, flags: int) -> None:
+        check_flags(flags, 0, "testInterfaceChangeBegin", _T)
+        if self.host.__dict__.get("iface_backup") is not None:
+            raise error(ErrorNumber.OPERATION_INVALID, _T, "there is another transaction running.")
+        # libvirt's copy keeps each definition, not its state: a rollback leaves them all inactive
+        self.host.iface_backup = {name: TestInterface(obj.xml, active=False) for name, obj in self._ifaces().items()}
+
+    async def interface_change_commit(self, flags: int) -> None:
+        check_flags(flags, 0, "testInterfaceChangeCommit", _T)
+        if self.host.__dict__.get("iface_backup") is None:
+            raise error(ErrorNumber.OPERATION_INVALID, _T, "no transaction running, nothing to be committed.")
+        self.host.iface_backup = None
+
+    async def interface_change_rollback(self, flags: int) -> None:
+        check_flags(flags, 0, "testInterfaceChangeRollback", _T)
+        backup = self.host.__dict__.get("iface_backup")
+        if backup is None:
+            raise error(ErrorNumber.OPERATION_INVALID, _T, "no transaction running, nothing to rollback.")
+        self.host.iface_objs = backup
+        self.host.iface_backup = None
+
     async def interface_lookup_by_name(self, name: str) -> InterfaceRef:
         obj = self._ifaces().get(name)
         if obj is None:

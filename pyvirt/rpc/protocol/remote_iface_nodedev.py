@@ -49,4 +49,8 @@ PROCEDURES: list[Procedure] = [
           [("ifaces", Array(I, INTERFACE_LIST_MAX)), ("ret", u)], high=True),
     _proc(285, "CONNECT_LIST_ALL_NODE_DEVICES", [("need_results", i), ("flags", u)],
           [("devices", Array(ND, NODE_DEVICE_LIST_MAX)), ("ret", u)], high=True),
+    # host interface transactions (a restore point of every interface definition)
+    _proc(220, "INTERFACE_CHANGE_BEGIN", [("flags", u)], mutates=True),
+    _proc(221, "INTERFACE_CHANGE_COMMIT", [("flags", u)], mutates=True),
+    _proc(222, "INTERFACE_CHANGE_ROLLBACK", [("flags", u)], mutates=True),
 ]

@@ -517,6 +517,18 @@ step("iface-new-active", lambda: conn.interfaceLookupByName("eth7").isActive())
 step("defifaces-with-new", lambda: sorted(conn.listDefinedInterfaces()))
 step("iface-new-undefine", lambda: conn.interfaceLookupByName("eth7").undefine())
 step("iface-new-gone", conn.interfaceLookupByName, "eth7")
+step("iface-commit-none", M(conn, "changeCommit"), 0)
+step("iface-rollback-none", M(conn, "changeRollback"), 0)
+step("iface-begin", M(conn, "changeBegin"), 0)
+step("iface-begin-again", M(conn, "changeBegin"), 0)
+step("iface-change", lambda: (conn.interfaceDefineXML(IFACE.replace("eth7", "eth5"), 0).name(),
+                              conn.interfaceLookupByName("eth1").destroy(0)))
+step("iface-rollback", M(conn, "changeRollback"), 0)
+step("iface-after-rollback", lambda: [sorted(conn.listInterfaces()), sorted(conn.listDefinedInterfaces())])
+step("iface-begin-commit", lambda: (conn.changeBegin(0), conn.interfaceLookupByName("eth1").create(0),
+                                    conn.changeCommit(0)))
+step("iface-after-commit", lambda: [sorted(conn.listInterfaces()), sorted(conn.listDefinedInterfaces())])
+step("iface-begin-flags", M(conn, "changeBegin"), 1)
 
 # -- node devices -----------------------------------------------------------------------------
 step("numdevs", conn.numOfDevices, None, 0)
