@@ -23,7 +23,7 @@ VIRSH = shutil.which("virsh")
 SAME_SYNOPSIS = ["attach-device", "autostart", "define", "detach-disk", "domblklist", "domid", "domiflist",
                  "dominfo", "dommemstat", "domstate", "domuuid", "managedsave", "nodeinfo", "reboot",
                  "resume", "save", "setmem", "shutdown", "suspend", "vcpuinfo", "quit", "pwd",
-                 "save-image-define"]
+                 "save-image-define", "managedsave-dumpxml", "managedsave-define"]
 # options pyvirt adds to a virsh 9.0 command (a later virsh's, or pyvirt's own), after virsh's
 EXTRA_OPTIONS = {"save": " [--image-format <string>] [--compat <string>]"}
 

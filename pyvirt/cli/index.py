@@ -59,6 +59,8 @@ INDEX: dict[str, str] = {
     "hostname": "host_cmds",
     "list": "domain_cmds",
     "managedsave": "save_cmds",
+    "managedsave-define": "save_cmds",
+    "managedsave-dumpxml": "save_cmds",
     "managedsave-remove": "save_cmds",
     "maxvcpus": "host_cmds",
     "metadata": "lifecycle_cmds",

@@ -1,4 +1,5 @@
 """Save commands: save, restore, managedsave, managedsave-remove, save-image-dumpxml, save-image-define,
+managedsave-dumpxml, managedsave-define,
 with virsh's options and output (and the progress bar of ``migrate``)."""
 
 from __future__ import annotations
@@ -159,4 +160,40 @@ def _save_image_define(p: argparse.ArgumentParser) -> Handler:
         except libvirtError as exc:
             raise _failed(f"Failed to update {args.file}", exc)
         print(f"State file {args.file} updated.\n")
+    return run
+
+
+@command("managedsave-dumpxml", "Domain information of managed save state file in XML")
+def _managedsave_dumpxml(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    p.add_argument("--security-info", action="store_true", help="include security sensitive information in XML dump")
+    p.add_argument("--xpath", metavar="STRING", help="xpath expression to filter the XML document")
+    p.add_argument("--wrap", action="store_true", help="wrap xpath results in an common root element")
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        dom = lookup(conn, args)
+        xml = dom.managedSaveGetXMLDesc(pyvirt.VIR_DOMAIN_XML_SECURE if args.security_info else 0)
+        if args.xpath is None:
+            print(xml if xml.endswith("\n") else xml + "\n", end="")
+        else:
+            from .network_cmds import xpath_lines      # only when asked: one-shot commands stay lean
+            print(xpath_lines(xml, args.xpath, args.wrap), end="")
+        print()
+    return run
+
+
+@command("managedsave-define", "redefine the XML for a domain's managed save state file")
+def _managedsave_define(p: argparse.ArgumentParser) -> Handler:
+    add_domain_arg(p)
+    p.add_argument("xml", metavar="XML", help="filename containing updated XML for the target")
+    _state_flags(p, "start")
+
+    def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
+        xml = read_file(args.xml)
+        dom = lookup(conn, args)
+        try:
+            dom.managedSaveDefineXML(xml, _flags(args))
+        except libvirtError as exc:
+            raise _failed(f"Failed to update {dom.name()} XML configuration", exc)
+        print(f"Managed save state file of domain '{dom.name()}' updated.\n")
     return run
