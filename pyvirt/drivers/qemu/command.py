@@ -557,6 +557,10 @@ def _channels(d: DomainDef) -> list[str]:
             raise _unsupported(f"channel target type '{channel.target_type}' is not supported")
         if not channel.target_name or not _CHANNEL_NAME_RE.fullmatch(channel.target_name):
             raise _xml_error(f"channel target name '{channel.target_name or ''}' is not a port name")
+        if channel.type == "unix" and not channel.path:
+            # libvirt makes one under its channel directory (and leaves it out of migratable XML)
+            raise _unsupported(f"channel '{channel.target_name}' has no socket path: pyvirt creates none "
+                               "itself; give it <source mode='bind' path='...'/>")
         props: dict[str, Any] = {}
         addr = channel.address
         if isinstance(addr, OtherAddress) and addr.type == "virtio-serial":
