@@ -43,6 +43,7 @@ from ...conf.address import OtherAddress, PCIAddress
 from ...conf import pciaddr
 from ...conf.controllers import controller_alias
 from ...errors import ErrorDomain, ErrorNumber, error
+from .clockargs import pm_globals, rtc_option, timer_options
 from .secrets import SecretPlan
 
 MONITOR_FD = "@MONITOR_FD@"
@@ -660,56 +661,6 @@ def _balloon(d: DomainDef) -> list[str]:
     return _device(model, {"id": balloon.alias, **pci_props(balloon, root_bus(d))})
 
 
-# <timer name='rtc'>: QEMU's -rtc suboptions (qemuBuildClockArgStr)
-_RTC_TICKPOLICY = {"catchup": ",driftfix=slew", "delay": ""}
-_RTC_TRACK = {"guest": ",clock=vm", "wall": ",clock=rt"}
-# <timer name='pit' tickpolicy>: the in-kernel PIT's lost_tick_policy
-_PIT_TICKPOLICY = {"delay": "delay", "catchup": "slew", "discard": "discard"}
-
-
-def _rtc(d: DomainDef) -> str:
-    out = f"base={'localtime' if d.clock_offset == 'localtime' else 'utc'}"
-    for timer in d.timers:
-        if timer.name != "rtc":
-            continue
-        if timer.tickpolicy is not None and timer.tickpolicy not in _RTC_TICKPOLICY:
-            raise _unsupported(f"unsupported rtc timer tickpolicy '{timer.tickpolicy}'")
-        if timer.track is not None and timer.track not in _RTC_TRACK:
-            raise _unsupported(f"unsupported rtc timer track '{timer.track}'")
-        out += _RTC_TRACK.get(timer.track or "", "") + _RTC_TICKPOLICY.get(timer.tickpolicy or "", "")
-    return out
-
-
-def _timer_options(d: DomainDef) -> list[str]:
-    """The PIT's tick policy and the HPET's presence, as libvirt writes them; the timers it
-    would turn into CPU flags or hypervisor clocks are refused (the guest would differ)."""
-    args: list[str] = []
-    for timer in d.timers:
-        if timer.name == "rtc":
-            continue
-        if timer.name == "pit" and timer.present is None and timer.track is None:
-            if timer.tickpolicy is not None:
-                if timer.tickpolicy not in _PIT_TICKPOLICY:
-                    raise _unsupported(f"unsupported pit tickpolicy '{timer.tickpolicy}'")
-                args += ["-global", f"kvm-pit.lost_tick_policy={_PIT_TICKPOLICY[timer.tickpolicy]}"]
-        elif timer.name == "hpet" and timer.tickpolicy is None and timer.track is None:
-            if timer.present == "no":
-                args.append("-no-hpet")
-        else:
-            raise _unsupported(f"timer '{timer.name}' with these settings is not supported")
-    return args
-
-
-def _pm_globals(d: DomainDef) -> list[str]:
-    """<pm>: the ACPI S3/S4 states of the machine's power-management device."""
-    device = "ICH9-LPC" if pciaddr.is_q35(d) else "PIIX4_PM"
-    args: list[str] = []
-    for state, sn in (("suspend-to-mem", "s3"), ("suspend-to-disk", "s4")):
-        if state in d.pm:
-            args += ["-global", f"{device}.disable_{sn}={1 if d.pm[state] == 'no' else 0}"]
-    return args
-
-
 def _smp(d: DomainDef) -> str:
     """vCPUs online at boot, and (when fewer) the maximum hot-plug may reach."""
     maxcpus = f",maxcpus={d.vcpus}" if d.current_vcpus < d.vcpus else ""
@@ -737,9 +688,9 @@ def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = N
             "-no-user-config", "-nodefaults",
             "-chardev", f"socket,id=charmonitor,fd={MONITOR_FD},server=on,wait=off",
             "-mon", "chardev=charmonitor,id=monitor,mode=control",
-            "-rtc", _rtc(d),
-            *_timer_options(d),
-            *_pm_globals(d),
+            "-rtc", rtc_option(d),
+            *timer_options(d),
+            *pm_globals(d),
             "-no-shutdown",
             "-boot", "strict=on"]
     # -kernel, -initrd and -append set machine properties verbatim (QEMU 7.2
