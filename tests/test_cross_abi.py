@@ -294,3 +294,15 @@ def test_a_device_pyvirt_lacks_is_refused_and_the_guest_stays(libvirt_host, pyvi
         wait_for(lambda: heartbeat(log) > before + 1, 30, what="the guest to run on at libvirtd")
     finally:
         virsh(libvirt_host.uri, "destroy", name)
+
+
+def test_guest_agent_channel_libvirt_made_the_socket_for(libvirt_host, pyvirt_host, shared):
+    """virt-install's guest agent channel names no socket: libvirtd makes one and leaves its
+    path out of the migratable XML; pyvirtd keeps the port (on a null backend) and libvirtd
+    makes its socket again on the way back."""
+    name = "cross-agent"
+    devices = """
+    <channel type='unix'>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>"""
+    round_trip(libvirt_host, pyvirt_host, name, guest_xml(name, shared, devices), shared / f"{name}.log")

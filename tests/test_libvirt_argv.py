@@ -213,15 +213,16 @@ def test_machine_aliases_of_the_installed_qemu():
     assert re.fullmatch(r"pc-q35-\d+\.\d+", table["q35"])
 
 
-def test_a_channel_socket_pyvirt_would_have_to_invent_is_refused():
+def test_a_channel_without_socket_path_is_the_same_port_with_nothing_behind():
     """libvirt creates a unix channel's socket under its own directory when none is named
-    (and leaves that path out of migratable XML); pyvirt says it does not, before any QEMU."""
+    (and leaves that path out of migratable XML); pyvirt gives the guest the same port on a
+    null backend: the same device and migration state, nothing listening on the host."""
     xml = (DOMAINS / "channels.xml").read_text().replace(
         "<source mode='bind' path='/var/lib/guests/channels.agent'/>", "")
     d = conf.parse(xml, ("kvm", "qemu"), "qemu", inactive=True)
     postparse.complete(d, new_definition=True, machine_aliases=QEMU_72_MACHINES)
     assign_aliases(d)
-    with pytest.raises(libvirtError) as info:
-        build_argv(d, CTX)
-    assert info.value.get_error_code() == VIR_ERR_CONFIG_UNSUPPORTED
-    assert "channel 'org.qemu.guest_agent.0' has no socket path" in info.value.get_error_message()
+    d.devices.graphics[0].port = 5900      # what autoport would pick
+    argv = build_argv(d, CTX)
+    assert "null,id=charchannel0" in argv
+    assert guest_view(argv)["devices"] == guest_view(libvirt_argv("channels"))["devices"]

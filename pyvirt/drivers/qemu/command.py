@@ -559,9 +559,13 @@ def _channels(d: DomainDef) -> list[str]:
         if not channel.target_name or not _CHANNEL_NAME_RE.fullmatch(channel.target_name):
             raise _xml_error(f"channel target name '{channel.target_name or ''}' is not a port name")
         if channel.type == "unix" and not channel.path:
-            # libvirt makes one under its channel directory (and leaves it out of migratable XML)
-            raise _unsupported(f"channel '{channel.target_name}' has no socket path: pyvirt creates none "
-                               "itself; give it <source mode='bind' path='...'/>")
+            # libvirt makes a socket under its channel directory for it (and leaves that path out
+            # of migratable XML).  pyvirt makes none: the port is there for the guest as with
+            # libvirt (the same device, the same migration state), but nothing on the host
+            # answers it (pyvirt does not speak the guest agent).
+            chardev = qemu_opts("null", ("id", f"char{channel.alias}"))
+        else:
+            chardev = _chardev("channel", channel.alias, channel, d)
         props: dict[str, Any] = {}
         addr = channel.address
         if isinstance(addr, OtherAddress) and addr.type == "virtio-serial":
@@ -571,7 +575,7 @@ def _channels(d: DomainDef) -> list[str]:
             except ValueError:
                 raise _xml_error(f"invalid virtio-serial address of channel '{channel.target_name}'") from None
             props = {"bus": f"virtio-serial{controller}.{bus}", "nr": port}
-        args += ["-chardev", _chardev("channel", channel.alias, channel, d),
+        args += ["-chardev", chardev,
                  *_device("virtserialport", {**props, "chardev": f"char{channel.alias}", "id": channel.alias,
                                              "name": channel.target_name})]
     return args
