@@ -4,14 +4,17 @@ One libvirtd (bench/libvirt_ref.py's private host) and one pyvirtd run on
 loopback for the whole module; stock virsh is the client.  A guest with
 heartbeats on its serial port moves libvirtd → pyvirtd → libvirtd in each
 flow (client-driven v3, peer-to-peer, tunnelled), and after every hop it runs
-on exactly one host, in exactly one QEMU, and its heartbeats go on.  Into
+on exactly one host, in exactly one QEMU, and its heartbeats go on; the same
+with convergence tools both QEMUs must agree on, a suspended guest, an
+adopted persistent definition, a user's abort.  Into
 libvirtd, virsh is given ``--migrateuri tcp://127.0.0.1:PORT --listen-address
 127.0.0.1``: the private libvirtd's hostname does not resolve, and it
 refuses ``migration_address`` in its qemu.conf.
 
 A migration the destination refuses leaves the source running and reports
-the destination's own error; equal host UUIDs are refused in libvirt's
-words whichever side reads the cookie.  The cookies libvirtd sends in each
+the destination's own error (the first error); mandatory cookie features and
+equal host UUIDs are refused in libvirt's words whichever side reads the
+cookie, equal hostnames are not the same host.  The cookies libvirtd sends in each
 step are recorded (pyvirt's library drives those migrations, each step's
 cookie captured) and read back with pyvirt's parser;
 ``PYVIRT_REGENERATE=1`` stores them as tests/data/cookie/libvirtd/ (see
