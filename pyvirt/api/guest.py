@@ -68,6 +68,9 @@ class DomainGuestAPI:
         self._call("domain_send_process_signal", pid_value, signum, flags)
         return 0
 
+    def messages(self, flags: int = 0) -> list[str]:
+        return list(self._call("domain_get_messages", flags))
+
     def controlInfo(self, flags: int = 0) -> list[int]:
         state, details, state_time = self._call("domain_get_control_info", flags)
         return [state, details, state_time]

@@ -211,3 +211,26 @@ def capabilities(numa: tuple[tuple[int, int], ...] = CELLS) -> str:
             "  </host>\n\n"
             f"{guests}"
             "</capabilities>\n")
+
+# virConnectFindStoragePoolSources on libvirt's test host: two volume groups, one NFS share
+POOL_SOURCES_LOGICAL = """<sources>
+  <source>
+    <device path='/dev/sda20'/>
+    <name>testvg1</name>
+    <format type='lvm2'/>
+  </source>
+  <source>
+    <device path='/dev/sda21'/>
+    <name>testvg2</name>
+    <format type='lvm2'/>
+  </source>
+</sources>
+"""
+POOL_SOURCES_NETFS = """<sources>
+  <source>
+    <host name='%s'/>
+    <dir path='/testshare'/>
+    <format type='nfs'/>
+  </source>
+</sources>
+"""

@@ -155,6 +155,11 @@ class GuestAPI:
         base = ip.ranges[0][0] if ip.ranges else ip.address
         return str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(base)) + offset)), ip.prefix
 
+    async def domain_get_messages(self, dom: DomainRef, flags: int) -> list[str]:
+        check_flags(flags, 3, "testDomainGetMessages", _T)    # DEPRECATION, TAINTING
+        self._obj(dom)
+        return []           # nothing taints or deprecates a test domain
+
     # -- NMI, signals, the control channel ------------------------------------------------------------
     async def domain_inject_nmi(self, dom: DomainRef, flags: int) -> None:
         check_flags(flags, 0, "testDomainInjectNMI", _T)

@@ -16,6 +16,7 @@ from ...driver import EventBus
 from ...driver_storage import PoolEvent, StorageConnection as StorageConnectionBase
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import StoragePoolRef, StorageVolRef
+from . import content
 from .content import POOL_CAPACITY
 from .objects import matches_list_flags
 
@@ -23,6 +24,9 @@ _T = ErrorDomain.TEST
 # virStoragePoolEventLifecycleType
 DEFINED, UNDEFINED, STARTED, STOPPED, CREATED, DELETED = 0, 1, 2, 3, 4, 5
 RUNNING, INACTIVE = 2, 0     # virStoragePoolState
+# virStoragePoolType's names, in its order
+POOL_TYPES = ("dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "rbd",
+              "sheepdog", "gluster", "zfs", "vstorage")
 
 
 class TestVolume:
@@ -164,6 +168,29 @@ class TestStorageConnection(StorageConnectionBase):
 
     def _sorted(self) -> list[TestPool]:
         return sorted(self.pools.by_name.values(), key=lambda o: o.name)
+
+    async def connect_find_storage_pool_sources(self, type: str, srcSpec: str | None,  # noqa: A002, N803
+                                                flags: int) -> str:
+        check_flags(flags, 0, "testConnectFindStoragePoolSources", _T)
+        # libvirt reads the type's index and takes 0 (dir) for "unknown"; a name it lacks goes on
+        if type not in POOL_TYPES or type == "dir":
+            if type in POOL_TYPES:
+                raise error(ErrorNumber.INTERNAL_ERROR, _T, f"unknown storage pool type {type}")
+            raise error(ErrorNumber.NO_SUPPORT, _T, f"pool type '{type}' does not support source discovery")
+        host = None
+        if srcSpec:
+            from ...conf.xmlutil import parse_document
+            root = parse_document(srcSpec, None, "srcSpec")
+            source = root if root.tag == "source" else root.find("source")
+            node = source.find("host") if source is not None else None
+            host = node.get("name") if node is not None else None
+        if type == "logical":
+            return content.POOL_SOURCES_LOGICAL
+        if type == "netfs":
+            if not host:
+                raise error(ErrorNumber.INVALID_ARG, _T, "hostname must be specified for netfs sources")
+            return content.POOL_SOURCES_NETFS % host
+        raise error(ErrorNumber.NO_SUPPORT, _T, f"pool type '{type}' does not support source discovery")
 
     # -- lists and lookups -------------------------------------------------------------------
     async def connect_num_of_storage_pools(self) -> int:

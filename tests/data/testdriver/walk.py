@@ -234,6 +234,9 @@ step("tuned-mem-live-off", M(tuned, "memoryParameters"), LIVE)
 
 # -- the guest agent's calls, NMI, signals, control state, lifecycle actions, rename ----------
 step("guest-control", M(dom, "controlInfo"), 0)
+step("guest-messages", M(dom, "messages"), 0)
+step("guest-messages-all", M(dom, "messages"), 3)
+step("guest-messages-flags", M(dom, "messages"), 4)
 step("guest-fsinfo", M(dom, "fsInfo"), 0)
 for source in (0, 1, 2, 3):
     step(f"guest-addresses-{source}", M(dom, "interfaceAddresses"), source, 0)
@@ -494,6 +497,9 @@ step("pool-new-refresh", M(wpool, "refresh"), 0)
 step("pool-new-destroy", M(wpool, "destroy"))
 step("pool-new-undefine", M(wpool, "undefine"))
 step("pool-new-gone", M(conn, "storagePoolLookupByName"), "walkpool")
+for kind, spec in (("logical", None), ("netfs", "<source><host name='nas'/></source>"), ("netfs", None),
+                   ("dir", None), ("iscsi", None), ("bogus", None)):     # (netfs with an empty <source> crashes libvirt)
+    step(f"pool-sources-{kind}-{bool(spec)}", M(conn, "findStoragePoolSources"), kind, spec, 0)
 
 # -- host interfaces ------------------------------------------------------------------------
 step("ifaces", lambda: sorted(conn.listInterfaces()))
