@@ -220,6 +220,7 @@ def test_libvirtd_to_pyvirtd_and_back(hosts, guest, flow):
     back = flags + ([] if "--tunnelled" in flags else into_libvirtd())
     virsh(pv.uri, "migrate", "--live", *back, guest.name, lv.uri)
     guest.assert_only_on(lv)
+    assert cpu_of(lv.uri, guest.name) == cpu     # and back in pyvirtd's Begin cookie
     guest.keeps_beating()
 
 
@@ -525,6 +526,9 @@ def test_libvirtd_cookies_in_each_step(hosts, guest):
     # and pyvirtd's answers were what libvirtd expects in each step
     mine = dict(seen["pyvirtd"])
     assert b"<feature name='lockstate'/>" in mine["begin3_params"]
+    # the CPU libvirtd expanded goes back in pyvirtd's Begin cookie, as libvirtd sends its origCPU's
+    assert parse_cookie(mine["begin3_params"], local_host_uuid=lv.host_uuid, expect_name=guest.name,
+                        expect_uuid=guest.uuid, accepted=STEP_ACCEPTS["prepare"]).cpu == begin.cpu
     assert b"<cap name='late-block-activate' auto='yes'/>" in mine["prepare3_params"]
     assert b"<graphics type='spice' port='" in mine["prepare3_params"]
     assert b"<feature name='persistent'/>" in mine["perform3_params"]

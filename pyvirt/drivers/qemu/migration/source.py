@@ -36,7 +36,7 @@ from ...domainlist import emit_lifecycle, not_running
 from ..command import DOMAIN_TYPES
 from ..jobs import AsyncJob, AsyncJobState
 from .. import leases, save
-from .cookie import STEP_ACCEPTS, CookieFlags, CookieLockState, MigrationCookie, parse_cookie
+from .cookie import STEP_ACCEPTS, CookieCpu, CookieFlags, CookieLockState, MigrationCookie, parse_cookie
 from . import converge, convergence, nbd, postcopy, tls, zerocopy
 from .. import blockjob
 from .destination import host_cookie, migration_capabilities
@@ -140,6 +140,7 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
         cookie = host_cookie(drv, obj.live)
         cookie.nbd = await nbd.begin_cookie(obj, copied)     # the disks to copy, and their sizes
         cookie.capabilities = await migration_capabilities(obj, "source")
+        cookie.cpu = _expanded_cpu(obj.live)
         # the lease state the destination takes over (the saved one if paused), if any
         state = await leases.inquire(drv, obj)
         if state:
@@ -150,6 +151,17 @@ async def begin(drv: "QemuDriver", conn: HypervisorConnection, dom: DomainRef, r
     out.in_call = False
     cookie.mandatory = CookieFlags.LOCKSTATE   # as libvirt: the lock manager's state is mandatory
     return cookie.format(), xml_def.format(secure=True, migratable=True)
+
+
+def _expanded_cpu(live: conf.DomainDef) -> CookieCpu | None:
+    """The guest CPU for the Begin cookie, when the running one is not the defined one
+    (it came expanded in an incoming cookie): libvirt sends it whenever it has an
+    origCPU, and its Prepare starts QEMU with it."""
+    cpu = live.cpu
+    if live.orig_cpu is None or cpu is None:
+        return None
+    return CookieCpu(mode=cpu.mode, match=cpu.match, check=cpu.check, migratable=cpu.migratable,
+                     model=cpu.model, fallback=cpu.fallback, features=tuple(cpu.features))
 
 
 def _watch_stop(drv: "QemuDriver", obj: "QemuDomainObj", out: Outgoing) -> None:
