@@ -194,6 +194,25 @@ class DomainTuningAPI:
         info, _count = self._call("domain_get_iothread_info", flags)
         return [(iothread_id, _cpu_bools(cpumap, 0, ncpus)) for iothread_id, cpumap in info]
 
+    def addIOThread(self, iothread_id: int, flags: int = 0) -> int:
+        self._call("domain_add_iothread", iothread_id, flags)
+        return 0
+
+    def delIOThread(self, iothread_id: int, flags: int = 0) -> int:
+        self._call("domain_del_iothread", iothread_id, flags)
+        return 0
+
+    def pinIOThread(self, iothread_val: int, cpumap: Any, flags: int = 0) -> int:
+        self._call("domain_pin_iothread", iothread_val, _cpu_bytes(cpumap, self._ncpus()), flags)
+        return 0
+
+    def setIOThreadParams(self, iothread_val: int, params: dict[str, Any], flags: int = 0) -> int:
+        # libvirt-python types them itself: poll_max_ns an unsigned long long, the others unsigned ints
+        types = {"poll_max_ns": 4, "poll_grow": 2, "poll_shrink": 2}
+        typed = [(name, types.get(name, 2), value) for name, value in params.items()]
+        self._call("domain_set_iothread_params", iothread_val, typed, flags)
+        return 0
+
     # -- the guest's clock and name ------------------------------------------------------------
     def getTime(self, flags: int = 0) -> dict[str, int]:
         seconds, nseconds = self._call("domain_get_time", flags)

@@ -40,7 +40,7 @@ SYSINFO_XML = """<sysinfo type='smbios'>
 </sysinfo>
 """
 VCPU_LIVE, VCPU_CONFIG, VCPU_MAXIMUM = 1, 2, 4
-STATS_STATE = 1
+STATS_STATE, STATS_IOTHREAD = 1, 128      # VIR_DOMAIN_STATS_STATE, _IOTHREAD
 SAVE_RUNNING, SAVE_PAUSED = 2, 4         # virDomainSaveRestoreFlags
 DUMP_CRASH, DUMP_FORMAT_RAW = 1, 0       # virDomainCoreDumpFlags, virDomainCoreDumpFormat
 
@@ -116,6 +116,8 @@ class StatsAPI:
             params = []
             if not stats or stats & STATS_STATE:
                 params = [("state.state", 1, int(obj.state)), ("state.reason", 1, int(obj.reason))]
+            if not stats or stats & STATS_IOTHREAD:
+                params += self.iothread_stats(obj)
             out.append((obj.ref(), params))
         return out
 

@@ -61,6 +61,8 @@ class Tune:
     emulatorpin: list[int] | None = None
     bandwidth: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)   # mac -> in/out -> rate
     iotune: dict[str, dict[str, Any]] = field(default_factory=dict)                # target dev -> fields
+    iothreads: list[int] = field(default_factory=list)                              # <iothreadids>, in order
+    iothreadpin: dict[int, list[int]] = field(default_factory=dict)
 
 
 def config_tune(obj: DomainObj) -> Tune:
@@ -188,7 +190,16 @@ def _cputune(t: Tune, vcpus: int) -> list[str]:
             for n, cpus in sorted(t.vcpupin.items()) if n < vcpus]
     if t.emulatorpin is not None:
         rows.append(f"    <emulatorpin cpuset='{format_cpuset(t.emulatorpin)}'/>")
+    rows += [f"    <iothreadpin iothread='{n}' cpuset='{format_cpuset(cpus)}'/>"
+             for n, cpus in sorted(t.iothreadpin.items()) if n in t.iothreads]
     return ["  <cputune>", *rows, "  </cputune>"] if rows else []
+
+
+def _iothreads(t: Tune) -> list[str]:
+    if not t.iothreads:
+        return []
+    return [f"  <iothreads>{len(t.iothreads)}</iothreads>", "  <iothreadids>",
+            *(f"    <iothread id='{n}'/>" for n in t.iothreads), "  </iothreadids>"]
 
 
 def _numatune(t: Tune) -> list[str]:
@@ -242,7 +253,7 @@ def decorate_xml(xml: str, t: Tune, vcpus: int) -> str:
         if line.startswith("  <currentMemory"):
             out += _blkiotune(t) + _memtune(t)
         elif line.startswith("  <vcpu"):
-            out += _cputune(t, vcpus) + _numatune(t)
+            out += _iothreads(t) + _cputune(t, vcpus) + _numatune(t)
         elif stripped.startswith("<disk "):
             disk = True
         elif stripped.startswith("<interface "):

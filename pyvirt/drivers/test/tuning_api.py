@@ -312,8 +312,88 @@ class TuningAPI:
 
     async def domain_get_iothread_info(self, dom: DomainRef, flags: int) -> tuple[list, int]:
         check_flags(flags, LIVE_CONFIG, "testDomainGetIOThreadInfo", _T)
-        tuning.one_def(self._obj(dom), flags)
-        return [], 0            # the test host's domains have no IOThreads
+        obj = self._obj(dom)
+        t, live = tuning.one_def(obj, flags)
+        d = obj.live if live and obj.live is not None else obj.definition
+        # an unpinned IOThread reports the first N CPUs, N the vCPUs online (libvirt's own sizing)
+        default = list(range(d.current_vcpus))
+        maplen = (_node_cpus(self.host.node_info) + 7) // 8
+        info = [(n, tuning.cpumap_of(t.iothreadpin.get(n, default), maplen)) for n in t.iothreads]
+        return info, len(info)
+
+    def _iothread_params(self, obj: DomainObj) -> list[list[int]]:
+        """libvirt's per-domain poll parameters: [id, poll-max-ns, poll-grow, poll-shrink], kept for
+        every IOThread ever added to either definition (the test driver keeps one list)."""
+        params = obj.extra.get("iothread-params")
+        if not isinstance(params, list):
+            params = obj.extra["iothread-params"] = []        # type: ignore[assignment]
+        return params
+
+    async def domain_add_iothread(self, dom: DomainRef, iothread_id: int, flags: int) -> None:
+        check_flags(flags, LIVE_CONFIG, "testDomainAddIOThread", _T)
+        if iothread_id == 0:
+            raise error(ErrorNumber.INVALID_ARG, _T, "invalid value of 0 for iothread_id")
+        obj = self._obj(dom)
+        t, _live = tuning.one_def(obj, flags)
+        if iothread_id in t.iothreads:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
+                        f"an IOThread is already using iothread_id '{iothread_id}'")
+        t.iothreads.append(iothread_id)
+        self._iothread_params(obj).append([iothread_id, 32768, 0, 0])
+
+    async def domain_del_iothread(self, dom: DomainRef, iothread_id: int, flags: int) -> None:
+        check_flags(flags, LIVE_CONFIG, "testDomainDelIOThread", _T)
+        if iothread_id == 0:
+            raise error(ErrorNumber.INVALID_ARG, _T, "invalid value of 0 for iothread_id")
+        obj = self._obj(dom)
+        t, _live = tuning.one_def(obj, flags)
+        if iothread_id not in t.iothreads:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
+                        f"cannot find IOThread '{iothread_id}' in iothreadids list")
+        t.iothreads.remove(iothread_id)
+        t.iothreadpin.pop(iothread_id, None)
+        params = self._iothread_params(obj)
+        for entry in params:
+            if entry[0] == iothread_id:
+                params.remove(entry)
+                break
+
+    async def domain_pin_iothread(self, dom: DomainRef, iothreads_id: int, cpumap: bytes, flags: int) -> None:
+        check_flags(flags, LIVE_CONFIG, "testDomainPinIOThread", _T)
+        t, _live = tuning.one_def(self._obj(dom), flags)
+        cpus = tuning.cpus_of(cpumap)
+        if not cpus:
+            raise error(ErrorNumber.INVALID_ARG, _T, "Empty iothread cpumap list for pinning")
+        if iothreads_id not in t.iothreads:
+            raise error(ErrorNumber.INVALID_ARG, _T, f"iothreadid {iothreads_id} not found")
+        t.iothreadpin[iothreads_id] = cpus
+
+    async def domain_set_iothread_params(self, dom: DomainRef, iothread_id: int, params: list, flags: int) -> None:
+        check_flags(flags, tuning.AFFECT_LIVE, "testDomainSetIOThreadParams", _T)
+        if iothread_id == 0:
+            raise error(ErrorNumber.INVALID_ARG, _T, "invalid value of 0 for iothread_id")
+        obj = self._obj(dom)
+        t, _live = tuning.one_def(obj, flags)
+        if iothread_id not in t.iothreads:
+            raise error(ErrorNumber.INVALID_ARG, _T, f"cannot find IOThread '{iothread_id}' in iothreadids")
+        tuning.validate(params, {"poll_max_ns": ULLONG, "poll_grow": UINT, "poll_shrink": UINT})
+        slot = {"poll_max_ns": 1, "poll_grow": 2, "poll_shrink": 3}
+        for entry in self._iothread_params(obj):
+            if entry[0] == iothread_id:
+                for name, _type, value in params:
+                    entry[slot[name]] = value
+                break
+
+    def iothread_stats(self, obj: DomainObj) -> list[tuple[str, int, int]]:
+        """The domain statistics' iothread group, as libvirt's test driver fills it."""
+        entries = self._iothread_params(obj)
+        if not entries:
+            return []
+        out = [("iothread.count", UINT, len(entries))]
+        for n, max_ns, grow, shrink in entries:
+            out += [(f"iothread.{n}.poll-max-ns", ULLONG, max_ns), (f"iothread.{n}.poll-grow", UINT, grow),
+                    (f"iothread.{n}.poll-shrink", UINT, shrink)]
+        return out
 
     # -- the guest's clock and name ------------------------------------------------------------------
     async def domain_get_time(self, dom: DomainRef, flags: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ numa_params = TypedParams(16)              # REMOTE_DOMAIN_NUMA_PARAMETERS_MAX
 interface_params = TypedParams(16)         # REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX
 block_io_tune_params = TypedParams(32)     # REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX
 perf_params = TypedParams(64)              # REMOTE_DOMAIN_PERF_EVENTS_MAX
+iothread_params = TypedParams(64)          # REMOTE_DOMAIN_IOTHREAD_PARAMS_MAX
 
 IOTHREAD_INFO = Struct("remote_domain_iothread_info", [("iothread_id", u), ("cpumap", Opaque(CPUMAP_MAX))])
 
@@ -60,6 +61,12 @@ PROCEDURES: list[Procedure] = [
           [("counts", Array(uh, NODE_MAX_CELLS))], high=True),
     _proc(351, "DOMAIN_GET_IOTHREAD_INFO", [("dom", D), ("flags", u)],
           [("info", Array(IOTHREAD_INFO, IOTHREAD_INFO_MAX)), ("ret", u)]),
+    _proc(352, "DOMAIN_PIN_IOTHREAD", [("dom", D), ("iothreads_id", u), ("cpumap", Opaque(CPUMAP_MAX)),
+                                       ("flags", u)], mutates=True),
+    _proc(355, "DOMAIN_ADD_IOTHREAD", [("dom", D), ("iothread_id", u), ("flags", u)], mutates=True),
+    _proc(356, "DOMAIN_DEL_IOTHREAD", [("dom", D), ("iothread_id", u), ("flags", u)], mutates=True),
+    _proc(402, "DOMAIN_SET_IOTHREAD_PARAMS", [("dom", D), ("iothread_id", u), ("params", iothread_params),
+                                              ("flags", u)], mutates=True),
     _proc(365, "DOMAIN_GET_PERF_EVENTS", [("dom", D), ("flags", u)], [("params", perf_params)]),
     _proc(366, "DOMAIN_SET_PERF_EVENTS", [("dom", D), ("params", perf_params), ("flags", u)], mutates=True),
 ]
