@@ -152,7 +152,9 @@ def load(path: str, host: object, domain_types: tuple[str, ...], parse_domain: o
         text = etree.tostring(el, encoding="unicode")
         obj = DomainObj(parse_domain(text), persistent=not transient)
         host.domains.add(obj)
-        tuning.set_config(obj, tuning.parse_tune(text, obj.definition))
+        tune = tuning.parse_tune(text, obj.definition)
+        tuning.set_config(obj, tune)
+        tuning.generate_iothread_params(obj, tune)
         if state != DomainState.SHUTOFF:
             host.start(obj, RunningReason.UNKNOWN, emit=False, paused=state == DomainState.PAUSED)
             obj.set_state(DomainState(state), 0)

@@ -62,6 +62,7 @@ class Tune:
     bandwidth: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)   # mac -> in/out -> rate
     iotune: dict[str, dict[str, Any]] = field(default_factory=dict)                # target dev -> fields
     iothreads: list[int] = field(default_factory=list)                              # <iothreadids>, in order
+    iothreads_auto: set[int] = field(default_factory=set)   # numbered by libvirt from <iothreads>N</iothreads>
     iothreadpin: dict[int, list[int]] = field(default_factory=dict)
 
 
@@ -198,8 +199,10 @@ def _cputune(t: Tune, vcpus: int) -> list[str]:
 def _iothreads(t: Tune) -> list[str]:
     if not t.iothreads:
         return []
-    return [f"  <iothreads>{len(t.iothreads)}</iothreads>", "  <iothreadids>",
-            *(f"    <iothread id='{n}'/>" for n in t.iothreads), "  </iothreadids>"]
+    count = [f"  <iothreads>{len(t.iothreads)}</iothreads>"]
+    if all(n in t.iothreads_auto for n in t.iothreads):
+        return count        # libvirt writes no ids it numbered itself
+    return count + ["  <iothreadids>", *(f"    <iothread id='{n}'/>" for n in t.iothreads), "  </iothreadids>"]
 
 
 def _numatune(t: Tune) -> list[str]:
@@ -309,6 +312,19 @@ def parse_tune(xml: str, definition: Any) -> Tune:
     for pin in root.findall("cputune/vcpupin"):
         if (pin.get("vcpu") or "").isdigit() and pin.get("cpuset"):
             t.vcpupin[int(pin.get("vcpu"))] = parse_cpuset(pin.get("cpuset"))
+    ids = [int(n.get("id")) for n in root.findall("iothreadids/iothread") if (n.get("id") or "").isdigit()]
+    count = (root.findtext("iothreads") or "").strip()
+    # <iothreads>N</iothreads> without ids: libvirt numbers the missing ones from 1 up
+    for n in range(1, 1 + (int(count) if count.isdigit() else 0)):
+        if len(ids) >= int(count):
+            break
+        if n not in ids:
+            ids.append(n)
+            t.iothreads_auto.add(n)
+    t.iothreads = ids
+    for pin in root.findall("cputune/iothreadpin"):
+        if (pin.get("iothread") or "").isdigit() and pin.get("cpuset"):
+            t.iothreadpin[int(pin.get("iothread"))] = parse_cpuset(pin.get("cpuset"))
     emu = root.find("cputune/emulatorpin")
     if emu is not None and emu.get("cpuset"):
         t.emulatorpin = parse_cpuset(emu.get("cpuset"))
@@ -344,6 +360,15 @@ def parse_tune(xml: str, definition: Any) -> Tune:
 
 def set_config(obj: DomainObj, tune: Tune) -> None:
     obj.extra["tune"] = tune          # type: ignore[assignment]
+
+
+def generate_iothread_params(obj: DomainObj, tune: Tune) -> None:
+    """testDomainGenerateIOThreadInfos (a host file's domains only): each IOThread gets
+    default poll figures for the domain statistics."""
+    params = obj.extra.setdefault("iothread-params", [])     # type: ignore[arg-type]
+    for n in tune.iothreads:
+        if not any(entry[0] == n for entry in params):       # type: ignore[union-attr]
+            params.append([n, 32768, 0, 0])                  # type: ignore[union-attr]
 
 
 def set_live(obj: DomainObj, tune: Tune) -> None:

@@ -367,6 +367,7 @@ class TuningAPI:
         if iothreads_id not in t.iothreads:
             raise error(ErrorNumber.INVALID_ARG, _T, f"iothreadid {iothreads_id} not found")
         t.iothreadpin[iothreads_id] = cpus
+        t.iothreads_auto.discard(iothreads_id)
 
     async def domain_set_iothread_params(self, dom: DomainRef, iothread_id: int, params: list, flags: int) -> None:
         check_flags(flags, tuning.AFFECT_LIVE, "testDomainSetIOThreadParams", _T)

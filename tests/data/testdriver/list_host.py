@@ -41,6 +41,8 @@ for dom in conn.listAllDomains(0):    # what the test namespace and the tuning e
     entry["memtune"] = dom.memoryParameters(0)
     entry["vcpupin"] = dom.vcpuPinInfo(0)
     entry["vcpus"] = [dom.vcpusFlags(0), dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM)]
+    entry["iothreads"] = dom.ioThreadInfo(0)
+    entry["stats"] = conn.domainListGetStats([dom], 0, 0)[0][1]
     snaps = {}
     for snap in dom.listAllSnapshots(0):
         parent = snap.getParent(0).getName() if snap.numChildren(0) >= 0 and snap.getName() not in \
