@@ -37,7 +37,7 @@ from .migration import params as mparams
 from .migration.convergence import stat_type
 from .migration import postcopy
 from . import imagedefine, imagefile, managedsave, restore as restoremod, save as savemod
-from . import postparse, snapshot
+from . import machines, postparse, snapshot
 from .savestream import check_flags as check_save_flags
 from . import leases
 
@@ -112,7 +112,9 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
     async def domain_define_xml_flags(self, xml: str, flags: int) -> DomainRef:
         check_flags(flags, 1, "qemuDomainDefineXMLFlags")
         new = conf.parse(xml, DOMAIN_TYPES, "qemu", inactive=True)
-        postparse.complete(new, new_definition=True, emulator=self.driver.cfg.emulator)
+        emulator = new.devices.emulator or self.driver.cfg.emulator
+        postparse.complete(new, new_definition=True, emulator=emulator,
+                           machine_aliases=await machines.aliases_async(emulator))
         drv = self.driver
         # A new domain is added at once; an existing one is redefined under its job
         # (so no start, undefine or restore is half-way through it).  If it was
@@ -186,7 +188,9 @@ class QemuConnection(StatsAPI, HostAPI, ConsoleAPI, DevicesAPI, LifecycleAPI, Sn
         check_flags(flags, int(StartFlags.PAUSED | StartFlags.AUTODESTROY | StartFlags.VALIDATE),
                     "qemuDomainCreateXML")
         new = conf.parse(xml_desc, DOMAIN_TYPES, "qemu", inactive=True)
-        postparse.complete(new, new_definition=True, emulator=self.driver.cfg.emulator)
+        emulator = new.devices.emulator or self.driver.cfg.emulator
+        postparse.complete(new, new_definition=True, emulator=emulator,
+                           machine_aliases=await machines.aliases_async(emulator))
         drv = self.driver
         async with drv._define_lock:
             old = drv.domains.check_new(new, allow_active_same=False)

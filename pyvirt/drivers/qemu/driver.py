@@ -372,7 +372,7 @@ class QemuDriver:
         # image is parsed as libvirt parses it, defaults added (its sender left them out).
         postparse.complete(live, new_definition=incoming is not None, incoming=incoming is not None,
                            emulator=self.cfg.emulator,
-                           machine_aliases=machines.aliases(live.devices.emulator or self.cfg.emulator))
+                           machine_aliases=await machines.aliases_async(live.devices.emulator or self.cfg.emulator))
         assign_aliases(live)
         self._pick_ports(live)
         secrets = SecretPlan()      # handed to QEMU as descriptors, never on its argv

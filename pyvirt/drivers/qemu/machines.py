@@ -9,6 +9,7 @@ modification time, so an upgraded QEMU is asked again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -58,6 +59,14 @@ def aliases(emulator: str) -> dict[str, str]:
             return {}
         _cache[key] = parse_help(out)
     return _cache[key]
+
+
+async def aliases_async(emulator: str) -> dict[str, str]:
+    """:func:`aliases` off the event loop the first time a binary is asked (it runs QEMU)."""
+    key = _key(emulator)
+    if key is not None and key in _cache:
+        return _cache[key]
+    return await asyncio.to_thread(aliases, emulator)
 
 
 def canonical(machine: str | None, table: dict[str, str]) -> str | None:
