@@ -114,6 +114,7 @@ class ErrorDomain(IntEnum):
     STORAGE = 18
     NETWORK = 19
     DOMAIN = 20
+    NODEDEV = 22
     SECURITY = 24
     INTERFACE = 26
     DOMAIN_SNAPSHOT = 35

@@ -121,7 +121,9 @@ LIBVIRT_INTERNAL = re.compile(r"internal error: (cannot find character device |c
                               # libvirt's test driver's own words (pyvirt's test driver answers as it does)
                               r"Domain '.*' is already running|domain '.*' not (running|paused)|"
                               r"Not enough free space in pool for volume |network '.*' does not have a bridge|"
-                              r"mismatched header magic|length of metadata out of range)", re.S)
+                              r"mismatched header magic|length of metadata out of range|"
+                              r"Device is not a fibre channel HBA|Could not find parent device for |"
+                              r"Parent device .* is not capable of vport operations)", re.S)
 
 
 def check_reply(proc, err: libvirtError, findings: list[str]) -> None:

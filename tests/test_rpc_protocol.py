@@ -106,6 +106,7 @@ MUTATING |= {210, 294, 295, 335, 336, 349, 357, 358, 390}
 MUTATING |= {53, 334}             # core dumps write a file the caller names
 MUTATING |= {220, 221, 222}       # host interface transactions
 MUTATING |= {352, 355, 356, 402}  # IOThreads: pin, add, delete, poll parameters
+MUTATING |= {123, 124}            # node devices created and destroyed
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

@@ -81,6 +81,10 @@ class virNodeDevice:  # noqa: N801 - libvirt-python's name
     def numOfCaps(self) -> int:
         return self._conn._call("node_device_num_of_caps", self._ref.name)
 
+    def destroy(self) -> int:
+        self._conn._call("node_device_destroy", self._ref.name)
+        return 0
+
     def listCaps(self) -> list[str]:
         count = self.numOfCaps()
         return list(self._conn._call("node_device_list_caps", self._ref.name, count)) if count else []
@@ -148,6 +152,9 @@ class ConnectIfaceNodedevAPI:
     def listAllDevices(self, flags: int = 0) -> list[virNodeDevice]:
         refs, _count = self._call("connect_list_all_node_devices", 1, flags)
         return [virNodeDevice(self, ref) for ref in refs]  # type: ignore[arg-type]
+
+    def nodeDeviceCreateXML(self, xmlDesc: str, flags: int = 0) -> virNodeDevice:  # noqa: N803
+        return virNodeDevice(self, self._call("node_device_create_xml", xmlDesc, flags))  # type: ignore[arg-type]
 
     def nodeDeviceLookupByName(self, name: str) -> virNodeDevice:
         return virNodeDevice(self, self._call("node_device_lookup_by_name", name))  # type: ignore[arg-type]

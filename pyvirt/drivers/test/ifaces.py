@@ -65,6 +65,12 @@ def pretty(xml: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _random_wwn() -> str:
+    """A WWN as libvirt makes one (virRandomGenerateWWN: NAA 5, QEMU's OUI, 36 random bits)."""
+    import secrets
+    return f"5001a4a{secrets.randbits(36):09x}"
+
+
 def _esc(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
 
@@ -255,6 +261,49 @@ class IfaceNodedevAPI:
         objs = [o for n, o in sorted(self._devices().items())
                 if not wanted or any(c in o.match_caps for c in wanted)]
         return ([NodeDeviceRef(o.name) for o in objs] if need_results else []), len(objs)
+
+    # -- vHBAs: libvirt's test driver "creates" one by copying scsi_host11 as scsi_host12 ----------
+    async def node_device_create_xml(self, xml_desc: str, flags: int) -> NodeDeviceRef:
+        check_flags(flags, 1, "testNodeDeviceCreateXML", _T)       # VIR_NODE_DEVICE_CREATE_XML_VALIDATE
+        from ...conf.xmlutil import parse_document
+        root = parse_document(xml_desc, "device", "(node_device_definition)")
+        name = (root.findtext("name") or "").strip() or "new device"
+        fc = root.find("capability[@type='scsi_host']/capability[@type='fc_host']")
+        if fc is None:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.NODEDEV, "Device is not a fibre channel HBA")
+        wwnn = (fc.findtext("wwnn") or "").strip() or _random_wwn()
+        wwpn = (fc.findtext("wwpn") or "").strip() or _random_wwn()
+        devices = self._devices()
+        parent = (root.findtext("parent") or "").strip()
+        if parent:
+            found = devices.get(parent)
+            if found is None:
+                raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.NODEDEV,
+                            f"Could not find parent device for '{name}'")
+            if "vport_ops" not in {c.get("type") for c in etree.fromstring(found.xml.encode()).iter("capability")}:
+                raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.NODEDEV,
+                            f"Parent device {parent} is not capable of vport operations")
+        template = devices.get("scsi_host11")
+        if template is None:
+            raise error(ErrorNumber.NO_NODE_DEVICE, _T, "no node device with matching name 'scsi_host11'")
+        copy_ = etree.fromstring(template.xml.encode())
+        copy_.find("name").text = "scsi_host12"
+        for tag, value in (("wwnn", wwnn), ("wwpn", wwpn)):
+            node = copy_.find(f"capability/capability[@type='fc_host']/{tag}")
+            if node is not None:
+                node.text = value
+        made = TestNodeDevice(pretty(etree.tostring(copy_, encoding="unicode")))
+        devices[made.name] = made            # a second one takes the same name's place, as libvirt's
+        return NodeDeviceRef(made.name)
+
+    async def node_device_destroy(self, name: str) -> None:
+        obj = self._device(name)
+        fc = etree.fromstring(obj.xml.encode()).find("capability[@type='scsi_host']/capability[@type='fc_host']")
+        if fc is None:
+            return      # libvirt's test driver answers success and keeps the device (not a vHBA)
+        if obj.parent not in self._devices():
+            raise error(ErrorNumber.INTERNAL_ERROR, _T, f"cannot find parent '{obj.parent}' definition")
+        del self._devices()[name]
 
     async def node_device_lookup_by_name(self, name: str) -> NodeDeviceRef:
         return NodeDeviceRef(self._device(name).name)

@@ -49,6 +49,9 @@ PROCEDURES: list[Procedure] = [
           [("ifaces", Array(I, INTERFACE_LIST_MAX)), ("ret", u)], high=True),
     _proc(285, "CONNECT_LIST_ALL_NODE_DEVICES", [("need_results", i), ("flags", u)],
           [("devices", Array(ND, NODE_DEVICE_LIST_MAX)), ("ret", u)], high=True),
+    # node devices made and removed (the test driver's vHBAs)
+    _proc(123, "NODE_DEVICE_CREATE_XML", [("xml_desc", s), ("flags", u)], [("dev", ND)], mutates=True),
+    _proc(124, "NODE_DEVICE_DESTROY", [("name", s)], mutates=True),
     # host interface transactions (a restore point of every interface definition)
     _proc(220, "INTERFACE_CHANGE_BEGIN", [("flags", u)], mutates=True),
     _proc(221, "INTERFACE_CHANGE_COMMIT", [("flags", u)], mutates=True),

@@ -569,6 +569,20 @@ for devname in ("computer", "scsi_host1", "scsi_host2", "scsi_host11"):
                                               conn.nodeDeviceLookupByName(n).numOfCaps(),
                                               conn.nodeDeviceLookupByName(n).listCaps()])
 step("dev-missing", conn.nodeDeviceLookupByName, "nope")
+VHBA = ("<device><parent>scsi_host1</parent><capability type='scsi_host'><capability type='fc_host'>"
+        "<wwnn>2000000012341234</wwnn><wwpn>1000000012341234</wwpn></capability></capability></device>")
+step("dev-create", lambda: conn.nodeDeviceCreateXML(VHBA, 0).name())
+step("dev-created", lambda: [conn.nodeDeviceLookupByName("scsi_host12").XMLDesc(0),
+                             conn.nodeDeviceLookupByName("scsi_host12").parent(), sorted(conn.listDevices(None, 0))])
+step("dev-create-again", lambda: conn.nodeDeviceCreateXML(VHBA, 0).name())
+step("dev-create-not-fc", lambda: conn.nodeDeviceCreateXML(
+    "<device><parent>computer</parent><capability type='scsi_host'/></device>", 0).name())
+step("dev-create-no-parent", lambda: conn.nodeDeviceCreateXML(VHBA.replace("scsi_host1", "nope"), 0).name())
+step("dev-create-parent-not-vport", lambda: conn.nodeDeviceCreateXML(VHBA.replace("scsi_host1", "computer"), 0).name())
+step("dev-create-flags", lambda: conn.nodeDeviceCreateXML(VHBA, 2).name())
+step("dev-destroy", lambda: conn.nodeDeviceLookupByName("scsi_host12").destroy())
+step("dev-destroyed", conn.nodeDeviceLookupByName, "scsi_host12")
+step("dev-destroy-not-vhba", lambda: (conn.nodeDeviceLookupByName("computer").destroy(), sorted(conn.listDevices(None, 0))))
 
 # -- statistics, vCPUs, metadata, save images (what exporters and virt-manager read) ---------
 def vcpus_seen():
