@@ -23,6 +23,7 @@ from .api.tuning import DomainTuningAPI
 from .api.guest import DomainGuestAPI
 from .refs import DomainRef, format_uuid
 from .enums import TypedParamType
+from .errors import libvirtError
 
 # VIR_DOMAIN_SAVE_PARAM_*: the typed parameters of saveParams/restoreParams
 SAVE_PARAM_TYPES = {"file": TypedParamType.STRING, "dxml": TypedParamType.STRING,
@@ -214,8 +215,23 @@ class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAP
         self._call("domain_migrate_set_max_downtime", downtime, flags)
         return 0
 
-    def migrateGetMaxDowntime(self, flags: int = 0) -> int:
-        return self._call("domain_migrate_get_max_downtime", flags)
+    # libvirt-python's bindings of these two getters return None on failure instead of
+    # raising (their C overrides); scripts written for it test for None, so do the same
+    def migrateGetMaxDowntime(self, flags: int = 0) -> int | None:
+        try:
+            return self._call("domain_migrate_get_max_downtime", flags)
+        except libvirtError:
+            return None
+
+    def migrateGetCompressionCache(self, flags: int = 0) -> int | None:
+        try:
+            return self._call("domain_migrate_get_compression_cache", flags)
+        except libvirtError:
+            return None
+
+    def migrateSetCompressionCache(self, cacheSize: int, flags: int = 0) -> int:
+        self._call("domain_migrate_set_compression_cache", cacheSize, flags)
+        return 0
 
     # -- migration ---------------------------------------------------------------
     def migrate(self, dconn: "virConnect", flags: int = 0, dname: str | None = None,

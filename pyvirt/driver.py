@@ -224,6 +224,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_get_job_info", "domain_get_job_stats", "domain_abort_job", "domain_abort_job_flags",
     "domain_migrate_set_max_speed", "domain_migrate_get_max_speed",
     "domain_migrate_set_max_downtime", "domain_migrate_get_max_downtime",
+    "domain_migrate_get_compression_cache", "domain_migrate_set_compression_cache",
     # save/restore
     "domain_save", "domain_save_flags", "domain_restore", "domain_restore_flags",
     "domain_save_params", "domain_restore_params",
@@ -435,7 +436,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "connect_get_all_domain_stats", "node_get_cpu_map", "domain_get_disk_errors",
     "domain_get_metadata",
     "domain_get_job_info", "domain_get_job_stats",
-    "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime",
+    "domain_migrate_get_max_speed", "domain_migrate_get_max_downtime", "domain_migrate_get_compression_cache",
     # host (not connect_get_domain_capabilities: it may run a binary the caller names)
     "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
     "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",

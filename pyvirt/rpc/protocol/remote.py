@@ -195,6 +195,9 @@ PROCEDURES: list[Procedure] = [
     _proc(166, "DOMAIN_MIGRATE_SET_MAX_DOWNTIME", [("dom", D), ("downtime", uh), ("flags", u)],
           mutates=True),
     _proc(387, "DOMAIN_MIGRATE_GET_MAX_DOWNTIME", [("dom", D), ("flags", u)], [("downtime", uh)]),
+    _proc(299, "DOMAIN_MIGRATE_GET_COMPRESSION_CACHE", [("dom", D), ("flags", u)], [("cacheSize", uh)]),
+    _proc(300, "DOMAIN_MIGRATE_SET_COMPRESSION_CACHE", [("dom", D), ("cacheSize", uh), ("flags", u)],
+          mutates=True),
     _proc(364, "DOMAIN_MIGRATE_START_POST_COPY", [("dom", D), ("flags", u)], mutates=True),
 
     # --- save and restore ---------------------------------------------------------------------
