@@ -287,7 +287,7 @@ DRIVER_METHODS: tuple[str, ...] = (
     "domain_core_dump_with_format",
     "interface_change_begin", "interface_change_commit", "interface_change_rollback",
     "domain_pin_iothread", "domain_add_iothread", "domain_del_iothread", "domain_set_iothread_params",
-    "node_device_create_xml", "node_device_destroy",
+    "node_device_create_xml", "node_device_destroy", "domain_memory_peek",
 )
 
 

@@ -1042,3 +1042,13 @@ PUBLIC_PREFIXES = PUBLIC_PREFIXES + (
     (SetUserPasswordFlags, "VIR_DOMAIN_PASSWORD_"), (SetTimeFlags, "VIR_DOMAIN_TIME_"),
     (NumatuneMemMode, "VIR_DOMAIN_NUMATUNE_MEM_"),
 )
+
+
+class MemoryFlags(IntFlag):
+    """virDomainMemoryFlags (memoryPeek)."""
+
+    VIRTUAL = 1
+    PHYSICAL = 2
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((MemoryFlags, "VIR_MEMORY_"),)

@@ -107,6 +107,7 @@ MUTATING |= {53, 334}             # core dumps write a file the caller names
 MUTATING |= {220, 221, 222}       # host interface transactions
 MUTATING |= {352, 355, 356, 402}  # IOThreads: pin, add, delete, poll parameters
 MUTATING |= {123, 124}            # node devices created and destroyed
+MUTATING |= {104}                 # memory peek (refused read-only, as libvirt)
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

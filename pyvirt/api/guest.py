@@ -31,6 +31,9 @@ class DomainGuestAPI:
         self._call("domain_core_dump_with_format", os.path.abspath(to), dumpformat, flags)
         return 0
 
+    def memoryPeek(self, start: int, size: int, flags: int = 0) -> bytes:
+        return bytes(self._call("domain_memory_peek", start, size, flags))
+
     def rename(self, new_name: str, flags: int = 0) -> int:
         return self._call("domain_rename", new_name, flags)
 

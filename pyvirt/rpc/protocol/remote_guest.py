@@ -7,7 +7,7 @@ Rows as in :mod:`.remote` (numbers and fields from libvirt's remote_protocol.x).
 
 from __future__ import annotations
 
-from ..xdr import Array, Struct
+from ..xdr import Array, Opaque, Struct
 from . import Procedure
 from .rows import D, _proc, h, i, s, s_, u, uh
 
@@ -23,7 +23,12 @@ IP_ADDR = Struct("remote_domain_ip_addr", [("type", i), ("addr", s), ("prefix", 
 INTERFACE = Struct("remote_domain_interface", [("name", s), ("hwaddr", s_), ("addrs", Array(IP_ADDR, IP_ADDR_MAX))])
 mountpoints = Array(s, FSFREEZE_MOUNTPOINTS_MAX)
 
+PEEK_BUFFER_MAX = 4194304          # REMOTE_DOMAIN_MEMORY_PEEK_BUFFER_MAX
+
 PROCEDURES: list[Procedure] = [
+    # reads the guest's memory: libvirt refuses it on read-only connections
+    _proc(104, "DOMAIN_MEMORY_PEEK", [("dom", D), ("offset", uh), ("size", u), ("flags", u)],
+          [("buffer", Opaque(PEEK_BUFFER_MAX))], mutates=True),
     # a dump of the guest's memory into a file the caller names
     _proc(53, "DOMAIN_CORE_DUMP", [("dom", D), ("to", s), ("flags", u)], mutates=True),
     _proc(334, "DOMAIN_CORE_DUMP_WITH_FORMAT", [("dom", D), ("to", s), ("dumpformat", u), ("flags", u)],

@@ -255,6 +255,10 @@ step("guest-control", M(dom, "controlInfo"), 0)
 step("guest-messages", M(dom, "messages"), 0)
 step("guest-messages-all", M(dom, "messages"), 3)
 step("guest-messages-flags", M(dom, "messages"), 4)
+step("guest-memory-peek", lambda: list(dom.memoryPeek(250, 10, libvirt.VIR_MEMORY_VIRTUAL)))
+for bits in (0, 3, 4):
+    step(f"guest-memory-peek-flags-{bits}", M(dom, "memoryPeek"), 0, 4, bits)
+step("guest-memory-peek-off", M(tuned, "memoryPeek"), 0, 4, 1)
 step("guest-fsinfo", M(dom, "fsInfo"), 0)
 for source in (0, 1, 2, 3):
     step(f"guest-addresses-{source}", M(dom, "interfaceAddresses"), source, 0)
