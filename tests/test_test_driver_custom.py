@@ -4,8 +4,8 @@ tests/data/testdriver/host/node.xml is a host written for these tests in the doc
 format libvirt's test driver reads (modelled on its examples/xml/test/ layout): domains
 inline and in an included file, running, paused (``<test:runstate>``), shut off with a
 managed-save image (``<test:hasmanagedsave>``) and transient (``<test:transient>``), with
-tuning elements and a tree of snapshots (``<test:domainsnapshot>``, one current); networks, pools with volumes (inline and included), interfaces, node
-devices, and the node's ``<cpu>``/``<memory>`` figures.  inline-host.xml adds the
+tuning elements and a tree of snapshots (``<test:domainsnapshot>``, one current);
+networks, pools with volumes (inline and included), interfaces, node devices, and the node's ``<cpu>``/``<memory>`` figures.  inline-host.xml adds the
 corners (a pool whose included file drops its nested volumes, a paused transient domain).
 Each is opened by libvirt's test driver (python3-libvirt, in process) and by pyvirt's,
 and everything they list is compared: node info, capabilities, every object's state and

@@ -87,7 +87,8 @@ class DomainExtrasAPI:
         check_flags(flags, VCPU_LIVE | VCPU_CONFIG | VCPU_MAXIMUM, "testDomainGetVcpusFlags", _T)
         obj = self._obj(dom)
         if flags & VCPU_LIVE and flags & VCPU_CONFIG:
-            raise bare_invalid_arg("Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive")
+            raise bare_invalid_arg("Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are "
+                                   "mutually exclusive")
         if flags & VCPU_LIVE and not obj.active:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")
         d = obj.definition if flags & VCPU_CONFIG else obj.current

@@ -162,7 +162,8 @@ class GuestAPI:
             raise bare_invalid_arg("Flags 'VIR_MEMORY_VIRTUAL' and 'VIR_MEMORY_PHYSICAL' are mutually exclusive")
         check_flags(flags, MEMORY_VIRTUAL | MEMORY_PHYSICAL, "testDomainMemoryPeek", _T)
         if flags not in (MEMORY_VIRTUAL, MEMORY_PHYSICAL):
-            raise error(ErrorNumber.INVALID_ARG, _T, "flags parameter must be VIR_MEMORY_VIRTUAL or VIR_MEMORY_PHYSICAL")
+            raise error(ErrorNumber.INVALID_ARG, _T,
+                        "flags parameter must be VIR_MEMORY_VIRTUAL or VIR_MEMORY_PHYSICAL")
         if size > PEEK_BUFFER_MAX:         # what libvirt's daemon refuses
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.RPC, "size > maximum buffer size")
         _check_active(self._obj(dom))

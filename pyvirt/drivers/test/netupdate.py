@@ -10,6 +10,7 @@ sections, which pyvirt's network model does not hold, are refused the same way.
 from __future__ import annotations
 
 import ipaddress
+from xml.sax.saxutils import escape
 
 from ...conf import network as netconf
 from ...conf.network import NetworkDef
@@ -61,9 +62,9 @@ def _dhcp_range(net: NetworkDef, command: int, parent_index: int, node: object) 
     if command == update.MODIFY:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, _N, "dhcp ranges cannot be modified, only added or deleted")
     # the range parsed with the definition's own checks, through a one-range document
+    start, end = (escape(node.get(k) or "", {"'": "&apos;"}) for k in ("start", "end"))   # type: ignore[attr-defined]
     probe = netconf.parse(f"<network><name>{net.name}</name><ip address='{ip.address}' prefix='{ip.prefix}'>"
-                          f"<dhcp><range start='{node.get('start') or ''}' end='{node.get('end') or ''}'/>"   # type: ignore[attr-defined]
-                          "</dhcp></ip></network>")
+                          f"<dhcp><range start='{start}' end='{end}'/></dhcp></ip></network>")
     rng = probe.ips[0].ranges[0]
     found = [r for r in ip.ranges if ipaddress.IPv4Address(r[0]) == ipaddress.IPv4Address(rng[0])
              and ipaddress.IPv4Address(r[1]) == ipaddress.IPv4Address(rng[1])]

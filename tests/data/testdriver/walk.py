@@ -224,7 +224,8 @@ TUNED = """<domain type='test'>
   <name>tuned</name>
   <uuid>22223333-4444-5555-6666-777788889999</uuid>
   <memory>524288</memory>
-  <blkiotune><weight>300</weight><device><path>/dev/sdc</path><write_bytes_sec>4096</write_bytes_sec></device></blkiotune>
+  <blkiotune><weight>300</weight>
+    <device><path>/dev/sdc</path><write_bytes_sec>4096</write_bytes_sec></device></blkiotune>
   <memtune><hard_limit unit='MiB'>256</hard_limit><swap_hard_limit unit='MiB'>512</swap_hard_limit></memtune>
   <vcpu>2</vcpu>
   <cputune><vcpupin vcpu='1' cpuset='2-3'/><emulatorpin cpuset='0,2'/></cputune>
@@ -520,7 +521,7 @@ step("pool-new-destroy", M(wpool, "destroy"))
 step("pool-new-undefine", M(wpool, "undefine"))
 step("pool-new-gone", M(conn, "storagePoolLookupByName"), "walkpool")
 for kind, spec in (("logical", None), ("netfs", "<source><host name='nas'/></source>"), ("netfs", None),
-                   ("dir", None), ("iscsi", None), ("bogus", None)):     # (netfs with an empty <source> crashes libvirt)
+                   ("dir", None), ("iscsi", None), ("bogus", None)):   # (an empty netfs <source> crashes libvirt)
     step(f"pool-sources-{kind}-{bool(spec)}", M(conn, "findStoragePoolSources"), kind, spec, 0)
 
 # -- host interfaces ------------------------------------------------------------------------
@@ -586,7 +587,8 @@ step("dev-create-parent-not-vport", lambda: conn.nodeDeviceCreateXML(VHBA.replac
 step("dev-create-flags", lambda: conn.nodeDeviceCreateXML(VHBA, 2).name())
 step("dev-destroy", lambda: conn.nodeDeviceLookupByName("scsi_host12").destroy())
 step("dev-destroyed", conn.nodeDeviceLookupByName, "scsi_host12")
-step("dev-destroy-not-vhba", lambda: (conn.nodeDeviceLookupByName("computer").destroy(), sorted(conn.listDevices(None, 0))))
+step("dev-destroy-not-vhba", lambda: (conn.nodeDeviceLookupByName("computer").destroy(),
+                                      sorted(conn.listDevices(None, 0))))
 
 # -- statistics, vCPUs, metadata, save images (what exporters and virt-manager read) ---------
 def vcpus_seen():
