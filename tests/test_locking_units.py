@@ -269,8 +269,9 @@ def test_guest_seen_by_the_plugin(tmp_path):
     _, obj = _objects(tmp_path)
     g = leases.guest(obj)
     assert (g.uuid, g.name, g.pid, g.on_lockfailure) == (obj.uuid, "vm", 99, "poweroff")
-    assert g.disks == (Disk("/img/rw.qcow2"), Disk("/img/boot.iso", readonly=True),
-                       Disk("/img/shared.raw", shareable=True))
+    # in libvirt's disk order (virDomainDiskInsert: a disk joins the others of its bus, by target)
+    assert g.disks == (Disk("/img/rw.qcow2"), Disk("/img/shared.raw", shareable=True),
+                       Disk("/img/boot.iso", readonly=True))
     assert g.leases == (Lease("space", "key1", "/leases", 0),)
 
 
