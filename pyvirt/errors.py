@@ -247,6 +247,12 @@ class libvirtError(Exception):  # noqa: N801 - libvirt-python's public name
         return f"libvirtError(code={self.err[0]}, domain={self.err[1]}, {self.err[2]!r})"
 
 
+def bare_invalid_arg(message: str, domain: ErrorDomain = ErrorDomain.NONE) -> libvirtError:
+    """INVALID_ARG with the bare message, no "invalid argument: " prefix: libvirt's
+    virReportInvalidArg / virCheckNonNullArg and the API's mutually-exclusive checks."""
+    return libvirtError(message, ErrorNumber.INVALID_ARG, domain, ErrorLevel.ERROR)
+
+
 def error(code: ErrorNumber, domain: ErrorDomain, detail: str) -> libvirtError:
     """Build an error whose message carries libvirt's prefix for ``code``.
 

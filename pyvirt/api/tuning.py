@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-TYPED_PARAM_BOOLEAN, TYPED_PARAM_STRING = 6, 7
+TYPED_PARAM_UINT, TYPED_PARAM_ULLONG, TYPED_PARAM_BOOLEAN, TYPED_PARAM_STRING = 2, 4, 6, 7
 TYPED_PARAM_STRING_OKAY = 1 << 2
 FEATURE_TYPED_PARAM_STRING = 9       # VIR_DRV_FEATURE_TYPED_PARAM_STRING
 
@@ -208,8 +208,8 @@ class DomainTuningAPI:
 
     def setIOThreadParams(self, iothread_val: int, params: dict[str, Any], flags: int = 0) -> int:
         # libvirt-python types them itself: poll_max_ns an unsigned long long, the others unsigned ints
-        types = {"poll_max_ns": 4, "poll_grow": 2, "poll_shrink": 2}
-        typed = [(name, types.get(name, 2), value) for name, value in params.items()]
+        typed = [(name, TYPED_PARAM_ULLONG if name == "poll_max_ns" else TYPED_PARAM_UINT, value)
+                 for name, value in params.items()]
         self._call("domain_set_iothread_params", iothread_val, typed, flags)
         return 0
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error
 from .xmlutil import Node, el
 
 if TYPE_CHECKING:
@@ -98,13 +98,6 @@ def _outside_namespace(item: etree._Element, uri: str) -> etree._Element:
     return copy(item, None)
 
 
-def _bare_invalid(message: str) -> Exception:
-    """libvirt's argument checks (virReportInvalidArg and its kin): INVALID_ARG from the
-    domain's error domain, the message without the "invalid argument: " prefix."""
-    return libvirtError(message, ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, ErrorLevel.ERROR, message,
-                        None, None, 0, 0)
-
-
 def no_metadata() -> Exception:
     return error(ErrorNumber.NO_DOMAIN_METADATA, ErrorDomain.DOMAIN,
                  "Requested metadata element is not present")
@@ -118,7 +111,7 @@ def get_metadata(d: "DomainDef", kind: int, uri: str | None) -> str:
         value = d.description
     elif kind == ELEMENT:
         if uri is None:
-            raise _bare_invalid("uri in virDomainGetMetadata must not be NULL")
+            raise bare_invalid_arg("uri in virDomainGetMetadata must not be NULL", ErrorDomain.DOMAIN)
         item = find(d.metadata, uri)
         value = element_text(_outside_namespace(item, uri)) if item is not None else None
     else:
@@ -134,15 +127,15 @@ def check_arguments(kind: int, metadata: str | None, key: str | None, uri: str |
     api = "virDomainSetMetadata"
     if kind in (TITLE, DESCRIPTION):
         if kind == TITLE and metadata and "\n" in metadata:
-            raise _bare_invalid("metadata title can't contain newlines")
+            raise bare_invalid_arg("metadata title can't contain newlines", ErrorDomain.DOMAIN)
         for name, value in (("uri", uri), ("key", key)):
             if value is not None:
-                raise _bare_invalid(f"{name} in {api} must be NULL")
+                raise bare_invalid_arg(f"{name} in {api} must be NULL", ErrorDomain.DOMAIN)
     elif kind == ELEMENT:
         if uri is None:
-            raise _bare_invalid(f"uri in {api} must not be NULL")
+            raise bare_invalid_arg(f"uri in {api} must not be NULL", ErrorDomain.DOMAIN)
         if metadata and key is None:
-            raise _bare_invalid(f"key in {api} must not be NULL")
+            raise bare_invalid_arg(f"key in {api} must not be NULL", ErrorDomain.DOMAIN)
     else:
         raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, f"unknown metadata type '{kind}'")
 

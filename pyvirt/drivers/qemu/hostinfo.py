@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ...errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error, libvirtError
 
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 # virNodeGetMemoryStats / virNodeGetCPUStats field names, in libvirt's order.
@@ -31,11 +31,6 @@ TCG_MAX_VCPUS = 16
 
 def _none_error(code: ErrorNumber, message: str) -> libvirtError:
     return error(code, ErrorDomain.NONE, message)
-
-
-def bare_invalid_arg(message: str, domain: ErrorDomain = ErrorDomain.NONE) -> libvirtError:
-    """libvirt's virReportInvalidArg and virCheckFlags: INVALID_ARG with the bare message."""
-    return libvirtError(message, ErrorNumber.INVALID_ARG, domain, ErrorLevel.ERROR)
 
 
 def _read(root: Path, rel: str) -> str:

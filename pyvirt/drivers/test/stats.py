@@ -168,7 +168,7 @@ class StatsAPI:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
                         "transient domains do not have any persistent config")
         metadata_xml.set_metadata(obj.current.copy(), type, metadata, key, uri)   # bad XML changes nothing
-        for d in ([obj.live] if live and obj.active else []) + ([obj.definition] if config or not obj.active else []):
+        for d in ([obj.live] if live else []) + ([obj.definition] if config else []):
             metadata_xml.set_metadata(d, type, metadata, key, uri)
         self.host.events.emit(DomainEvent(int(EventID.METADATA_CHANGE), obj.ref(), (type, uri)))
 

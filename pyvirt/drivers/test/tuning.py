@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ... import errors
+from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..domainlist import DomainObj
 
 _T = ErrorDomain.TEST
@@ -81,9 +82,9 @@ def live_tune(obj: DomainObj) -> Tune:
     return kept[1]
 
 
-def bare_invalid_arg(message: str, domain: ErrorDomain = ErrorDomain.DOMAIN) -> libvirtError:
-    """virReportInvalidArg/virCheckNonNullArg: INVALID_ARG with no "invalid argument: " prefix."""
-    return libvirtError(message, ErrorNumber.INVALID_ARG, domain, ErrorLevel.ERROR, message, None, None, 0, 0)
+def bare_invalid_arg(message: str) -> libvirtError:
+    """The API's argument checks, from the domain's error domain (no "invalid argument: " prefix)."""
+    return errors.bare_invalid_arg(message, ErrorDomain.DOMAIN)
 
 
 def one_def(obj: DomainObj, flags: int) -> tuple[Tune, bool]:
@@ -362,13 +363,22 @@ def set_config(obj: DomainObj, tune: Tune) -> None:
     obj.extra["tune"] = tune          # type: ignore[assignment]
 
 
+DEFAULT_POLL = (32768, 0, 0)        # a new IOThread's poll-max-ns, poll-grow, poll-shrink
+
+
+def iothread_params(obj: DomainObj) -> list[list[int]]:
+    """libvirt's per-domain poll parameters: [id, poll-max-ns, poll-grow, poll-shrink], kept for
+    every IOThread ever added to either definition (the test driver keeps one list)."""
+    return obj.extra.setdefault("iothread-params", [])      # type: ignore[return-value]
+
+
 def generate_iothread_params(obj: DomainObj, tune: Tune) -> None:
     """testDomainGenerateIOThreadInfos (a host file's domains only): each IOThread gets
     default poll figures for the domain statistics."""
-    params = obj.extra.setdefault("iothread-params", [])     # type: ignore[arg-type]
+    params = iothread_params(obj)
     for n in tune.iothreads:
-        if not any(entry[0] == n for entry in params):       # type: ignore[union-attr]
-            params.append([n, 32768, 0, 0])                  # type: ignore[union-attr]
+        if not any(entry[0] == n for entry in params):
+            params.append([n, *DEFAULT_POLL])
 
 
 def set_live(obj: DomainObj, tune: Tune) -> None:

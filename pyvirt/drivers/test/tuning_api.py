@@ -321,14 +321,6 @@ class TuningAPI:
         info = [(n, tuning.cpumap_of(t.iothreadpin.get(n, default), maplen)) for n in t.iothreads]
         return info, len(info)
 
-    def _iothread_params(self, obj: DomainObj) -> list[list[int]]:
-        """libvirt's per-domain poll parameters: [id, poll-max-ns, poll-grow, poll-shrink], kept for
-        every IOThread ever added to either definition (the test driver keeps one list)."""
-        params = obj.extra.get("iothread-params")
-        if not isinstance(params, list):
-            params = obj.extra["iothread-params"] = []        # type: ignore[assignment]
-        return params
-
     async def domain_add_iothread(self, dom: DomainRef, iothread_id: int, flags: int) -> None:
         check_flags(flags, LIVE_CONFIG, "testDomainAddIOThread", _T)
         if iothread_id == 0:
@@ -339,7 +331,7 @@ class TuningAPI:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
                         f"an IOThread is already using iothread_id '{iothread_id}'")
         t.iothreads.append(iothread_id)
-        self._iothread_params(obj).append([iothread_id, 32768, 0, 0])
+        tuning.iothread_params(obj).append([iothread_id, *tuning.DEFAULT_POLL])
 
     async def domain_del_iothread(self, dom: DomainRef, iothread_id: int, flags: int) -> None:
         check_flags(flags, LIVE_CONFIG, "testDomainDelIOThread", _T)
@@ -352,7 +344,7 @@ class TuningAPI:
                         f"cannot find IOThread '{iothread_id}' in iothreadids list")
         t.iothreads.remove(iothread_id)
         t.iothreadpin.pop(iothread_id, None)
-        params = self._iothread_params(obj)
+        params = tuning.iothread_params(obj)
         for entry in params:
             if entry[0] == iothread_id:
                 params.remove(entry)
@@ -379,7 +371,7 @@ class TuningAPI:
             raise error(ErrorNumber.INVALID_ARG, _T, f"cannot find IOThread '{iothread_id}' in iothreadids")
         tuning.validate(params, {"poll_max_ns": ULLONG, "poll_grow": UINT, "poll_shrink": UINT})
         slot = {"poll_max_ns": 1, "poll_grow": 2, "poll_shrink": 3}
-        for entry in self._iothread_params(obj):
+        for entry in tuning.iothread_params(obj):
             if entry[0] == iothread_id:
                 for name, _type, value in params:
                     entry[slot[name]] = value
@@ -387,7 +379,7 @@ class TuningAPI:
 
     def iothread_stats(self, obj: DomainObj) -> list[tuple[str, int, int]]:
         """The domain statistics' iothread group, as libvirt's test driver fills it."""
-        entries = self._iothread_params(obj)
+        entries = tuning.iothread_params(obj)
         if not entries:
             return []
         out = [("iothread.count", UINT, len(entries))]
