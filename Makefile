@@ -37,6 +37,10 @@ deps:
 	  getent group kvm >/dev/null || groupadd --system kvm; \
 	  useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin \
 	    --gid kvm --comment "Libvirt Qemu" $(QEMU_USER); \
+	fi; \
+	if [ "$$(id -u)" = 0 ] && ! getent group $(QEMU_USER) >/dev/null; then \
+	  echo "creating the group $(QEMU_USER), as libvirt-daemon-system does (libvirtd 9.0 resolves it at start)"; \
+	  groupadd --system $(QEMU_USER) && usermod -a -G $(QEMU_USER) $(QEMU_USER); \
 	fi
 
 venv: $(STAMP)
