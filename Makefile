@@ -14,7 +14,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
 	libvirt-daemon libvirt-daemon-driver-qemu gcc gcc-multilib make \
 	busybox-static linux-image-cloud-amd64 cpio gzip bzip2 xz-utils lzop zstd iproute2 \
 	gnutls-bin sasl2-bin libsasl2-modules openssh-server openssh-client netcat-openbsd \
-	prometheus-libvirt-exporter virtinst virt-manager xvfb xauth dnsmasq-base nftables lvm2 \
+	prometheus-libvirt-exporter virtinst virt-manager xvfb xauth dnsmasq-base nftables iptables lvm2 \
 	etcd-server etcd-client
 
 .PHONY: all deps venv guests test faults soak soak-leases demo bench clean install

@@ -115,6 +115,11 @@ class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevi
         model, memory, cpus, mhz, nodes, sockets, cores, threads = self._call("node_get_info")
         return [model, memory // 1024, cpus, mhz, nodes, sockets, cores, threads]
 
+    def _node_info_kib(self) -> list[Any]:
+        """virNodeInfo as the C API has it, memory in KiB (getInfo's is MiB): for pyvirt's
+        CLI, whose nodeinfo prints the KiB figure as virsh does."""
+        return list(self._call("node_get_info"))
+
     def isAlive(self) -> int:
         return int(not self._drv.closed)
 

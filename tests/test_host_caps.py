@@ -78,6 +78,14 @@ def test_node_info_from_the_topology(fake_host):
     assert (info.nodes, info.sockets, info.cores, info.threads) == (2, 1, 2, 2)
 
 
+def test_node_info_memory_is_the_cells_sum_as_libvirts(fake_host):
+    # memory outside every NUMA node (seen on hosts with hot-added memory): libvirt's
+    # virNodeGetInfo sums the nodes, not /proc/meminfo's MemTotal
+    _write(fake_host, "proc/meminfo", "MemTotal:       24000000 kB\nMemFree:         9000000 kB\n")
+    assert hostinfo.node_info(fake_host).memory_kib == 16000000
+    assert hostinfo.memory_stats(-1, 4, 0, fake_host)[0][0] == ("total", 24000000)   # the stats keep meminfo's
+
+
 def test_node_info_flat_when_the_topology_does_not_multiply_out(fake_host):
     _write(fake_host, "sys/devices/system/cpu/online", "0-6\n")     # one CPU offline
     info = hostinfo.node_info(fake_host)
@@ -372,15 +380,20 @@ def test_python3_libvirt_figures_match_the_host(daemon):
     nodes = hostinfo.numa_nodes(Path("/")) or [0]
 
     model, memory_mib, cpus, mhz, n_nodes, sockets, cores, threads = got["info"]
-    assert model == os.uname().machine and memory_mib == before_mem["MemTotal"] // 1024
+    cells_kib = sum(c.memory_kib for c in hostinfo.cells(Path("/")))     # libvirt sums the NUMA nodes
+    assert model == os.uname().machine and memory_mib == cells_kib // 1024
     assert cpus == len(hostinfo.online_cpus(Path("/"))) == n_nodes * sockets * cores * threads
     assert n_nodes in (1, len(nodes))
     assert got["mem"]["total"] == before_mem["MemTotal"] and set(got["mem"]) == {"total", "free", "buffers", "cached"}
     slack = 256 * 1024                                   # KiB other processes may take or give back meanwhile
     lo, hi = min(before_mem["MemFree"], after_mem["MemFree"]) - slack, max(before_mem["MemFree"], after_mem["MemFree"]) + slack
     assert lo <= got["mem"]["free"] <= hi
-    assert lo * 1024 <= got["free"] <= hi * 1024
-    assert len(got["cells"]) == len(nodes) and lo * 1024 <= sum(got["cells"]) <= hi * 1024
+    # free memory is the cells' sum (libvirt's virNodeGetFreeMemory), which is meminfo's
+    # only where the NUMA nodes cover all of the host's memory
+    cells_free = [sum(c.free_kib for c in hostinfo.cells(Path("/"))) for _ in range(2)]
+    flo, fhi = min(cells_free) - slack, max(cells_free) + slack
+    assert flo * 1024 <= got["free"] <= fhi * 1024
+    assert len(got["cells"]) == len(nodes) and flo * 1024 <= sum(got["cells"]) <= fhi * 1024
     for field in ("kernel", "user", "idle", "iowait"):   # monotonic counters: between two readings
         assert before_cpu[field] <= got["cpu"][field] <= after_cpu[field]
     assert got["cpu0"]["idle"] <= got["cpu"]["idle"]

@@ -53,26 +53,15 @@ def _version(p: argparse.ArgumentParser) -> Handler:
 @command("nodeinfo", "node information")
 def _nodeinfo(p: argparse.ArgumentParser) -> Handler:
     def run(conn: pyvirt.virConnect, args: argparse.Namespace) -> None:
-        model, memory_mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
+        model, memory_kib, cpus, mhz, nodes, sockets, cores, threads = conn._node_info_kib()
         fields = [("CPU model", model), ("CPU(s)", str(cpus))]
         if mhz:                                  # virsh leaves an unknown frequency out
             fields.append(("CPU frequency", f"{mhz} MHz"))
         fields += [("CPU socket(s)", str(sockets)), ("Core(s) per socket", str(cores)),
                    ("Thread(s) per core", str(threads)), ("NUMA cell(s)", str(nodes))]
-        # virNodeInfo.memory is KiB; libvirt-python's getInfo() gives MiB, so ask the driver
-        fields.append(("Memory size", f"{_memory_kib(conn, memory_mib)} KiB"))
+        fields.append(("Memory size", f"{memory_kib} KiB"))
         print_fields(fields, width=21)
     return run
-
-
-def _memory_kib(conn: pyvirt.virConnect, memory_mib: int) -> int:
-    """The host's memory in KiB, as virNodeInfo has it (the MiB figure is rounded down)."""
-    try:
-        from pyvirt.enums import NodeMemoryStats    # not pyvirt.VIR_*, which makes every constant
-        stats = conn.getMemoryStats(NodeMemoryStats.ALL_CELLS)
-    except pyvirt.libvirtError:          # a driver without node memory stats (test:///)
-        return memory_mib * 1024
-    return stats.get("total", memory_mib * 1024)
 
 
 def _failed(what: str, exc: pyvirt.libvirtError) -> CommandError:

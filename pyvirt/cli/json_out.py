@@ -143,10 +143,9 @@ def _domjobinfo(conn: Any, args: argparse.Namespace) -> Any:
 
 
 def _nodeinfo(conn: Any, args: argparse.Namespace) -> Any:
-    from .host_cmds import _memory_kib
-    model, memory_mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
+    model, memory_kib, cpus, mhz, nodes, sockets, cores, threads = conn._node_info_kib()
     return {"cpu_model": model, "cpus": cpus, "mhz": mhz, "numa_cells": nodes, "sockets": sockets,
-            "cores": cores, "threads": threads, "memory_kib": _memory_kib(conn, memory_mib)}
+            "cores": cores, "threads": threads, "memory_kib": memory_kib}
 
 
 def _net_list(conn: Any, args: argparse.Namespace) -> Any:

@@ -207,7 +207,9 @@ def node_info(root: Path = Path("/")) -> NodeInfo:
         mhz = int(float(_cpuinfo_value(root, "cpu MHz") or 0))
     except ValueError:
         mhz = 0
-    return NodeInfo(os.uname().machine, meminfo(root).get("MemTotal", 0), cpus, mhz,
+    # memory summed over the NUMA cells, as libvirt's virHostMemGetInfo: a host whose
+    # nodes do not cover /proc/meminfo's total (memory outside any node) shows less
+    return NodeInfo(os.uname().machine, sum(c.memory_kib for c in all_cells), cpus, mhz,
                     nodes, sockets, cores, threads)
 
 
