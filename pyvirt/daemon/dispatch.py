@@ -30,6 +30,7 @@ from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ..rpc import wire
 from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, Kind, Procedure
+from ..rpc.protocol.remote_cpu_files import FDS_IN
 from ..rpc.server import ServerClient
 from ..rpc.stream import Direction
 from ..rpc.stream.incoming import FdStream, IncomingStream, VolumeStream
@@ -179,9 +180,13 @@ class Dispatcher:
             if h.type == MessageType.CALL:
                 return self._call(client, msg)
             if h.type == MessageType.CALL_WITH_FDS:
-                if msg.nfds:   # descriptors are never received here (libvirtd drops a TCP client too)
-                    raise wire.ProtocolError(f"{msg.nfds} fds announced on a connection that cannot pass them")
-                return self._call(client, msg)
+                # the call's descriptors are ours until a driver call takes them; whatever is
+                # left when the call is over (refused, or a procedure that takes none) is closed
+                owned = client.take_fds(msg.nfds)
+                try:
+                    return self._call(client, msg, owned)
+                finally:
+                    _close_all(owned)
         except wire.ProtocolError:
             raise
         except Exception as exc:   # a bug of ours: the call still gets an answer
@@ -199,7 +204,7 @@ class Dispatcher:
         log.debug("client %s: ignoring a message of type %d (prog 0x%x proc %d)", client.peer, h.type,
                   h.prog, h.proc)
 
-    def _call(self, client: ServerClient, msg: Message) -> None:
+    def _call(self, client: ServerClient, msg: Message, fds: list[int] | None = None) -> None:
         h = msg.header
         table = PROGRAMS.get(h.prog)
         if table is None or h.vers != table.version or table is KEEPALIVE:   # keepalive takes no calls
@@ -247,7 +252,13 @@ class Dispatcher:
             method = getattr(conn, proc.method or "", None)
             if method is None:
                 return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
-            coro = method(*args)
+            if proc.method in FDS_IN:    # the driver gets the descriptors; closed when its call ends
+                taken = list(fds or ())
+                if fds:
+                    fds.clear()
+                coro = _closing(method(*args, taken), taken)
+            else:
+                coro = method(*args)
         except Exception as exc:
             return self._fail(client, h, proc, exc)
         self._run(client, h, proc, coro)
@@ -401,6 +412,8 @@ class Dispatcher:
             await conn.connect_close()
 
     def _supports_feature(self, client: ServerClient, feature: int) -> Any:
+        if feature == DriverFeature.FD_PASSING:
+            client.enable_fd_passing()   # a call passing descriptors may follow the answer
         if feature == DriverFeature.REMOTE_EVENT_CALLBACK and self.feature_override is not None:
             value = self.feature_override(feature)   # configured off: clients use the legacy form
             if value is not None:
@@ -530,6 +543,23 @@ class Dispatcher:
             return self._deliver_qemu(client, event)
         session: Session = client.session
         event_forms.deliver(client, session.legacy_events, session.callbacks, event)
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
+
+
+async def _closing(call: Awaitable[Any], fds: list[int]) -> Any:
+    """A driver call that was handed descriptors: they are closed when it ends, however
+    it ends (libvirtd frees them with the call's message), never left to the driver."""
+    try:
+        return await call
+    finally:
+        _close_all(fds)
 
 
 def _drop_object_subscriptions(session: Session) -> None:
