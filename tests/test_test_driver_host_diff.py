@@ -1,6 +1,6 @@
 """The test driver's CPU baseline and compare calls, launch security, isEncrypted and the
 starts that pass file descriptors, against libvirt 9.0's own: one walk, several runs,
-compared step by step.
+compared step by step (and pyvirtd's answers with libvirtd 9.0's, where it can be started).
 
 tests/data/testdriver/walk_host.py runs against libvirt 9.0's test driver through
 /usr/bin/python3's libvirt (in process), against pyvirt in process, and with stock
@@ -63,6 +63,13 @@ KNOWN: dict[str, tuple[str, Callable[[Any], bool], Any]] = {
                                  ["ERR", 21, 20, "missing name information in domain XML: add a <name> element"]),
 }
 
+# over RPC (libvirtd's as pyvirtd's) an empty array arrives as NULL, which libvirt's API refuses
+# before its test driver sees the call
+EMPTY_IS_NULL = ("the daemon decodes an empty array as NULL, which libvirt's API refuses",
+                 lambda want: want == ["ERR", 8, 31, "invalid argument: no CPUs given"],
+                 ["ERR", 8, 20, "xmlCPUs in virConnectBaselineCPU must not be NULL"])
+RPC_KNOWN = {**KNOWN, "empty-list": EMPTY_IS_NULL}
+
 # over TCP no descriptor can go: libvirt's client learns it once the call is written, fails
 # it and drops the connection (pyvirt's refuses before writing); both say the same
 TCP_REFUSAL = ["ERR", 1, 7, "internal error: Sending file descriptors is not supported on this socket"]
@@ -97,13 +104,13 @@ def _unix_uri(daemon: Pyvirtd) -> str:
     return f"test+unix:///default?socket={daemon.sock_dir}/libvirt-sock"
 
 
-def _compare(run: str, reference: list, got: list) -> None:
+def _compare(run: str, reference: list, got: list, known_steps: dict = KNOWN) -> None:
     assert [k for k, _ in got] == [k for k, _ in reference], "the walk's steps differ"
     got_steps = dict((k, v) for k, v in got)
     unexpected = []
     for step, want in reference:
         have = got_steps[step]
-        known = KNOWN.get(step)
+        known = known_steps.get(step)
         if known is not None:
             reason, libvirt_answers, instead = known
             assert libvirt_answers(want), f"{step}: libvirt now answers {want!r}; KNOWN ({reason}) is stale"
@@ -131,7 +138,7 @@ def test_in_process_walk_matches_libvirt(reference):
 @pytest.mark.parametrize("module", ["libvirt", "pyvirt"])
 def test_over_pyvirtd_unix_socket_matches_libvirt(reference, test_daemon, module):
     python = LIBVIRT_PYTHON if module == "libvirt" else sys.executable
-    _compare(f"pyvirtd-unix-{module}", reference, _walk(python, module, _unix_uri(test_daemon)))
+    _compare(f"pyvirtd-unix-{module}", reference, _walk(python, module, _unix_uri(test_daemon)), RPC_KNOWN)
 
 
 @pytest.mark.parametrize("module", ["libvirt", "pyvirt"])
@@ -139,7 +146,34 @@ def test_over_pyvirtd_tcp_matches_libvirt_without_descriptors(reference, test_da
     python = LIBVIRT_PYTHON if module == "libvirt" else sys.executable
     got = _walk(python, module, test_daemon.test_uri, "nofds")
     assert got[-1] == ["files-refused", TCP_REFUSAL]
-    _compare(f"pyvirtd-tcp-{module}", reference, got[:-1])
+    _compare(f"pyvirtd-tcp-{module}", reference, got[:-1], RPC_KNOWN)
+
+
+# -- libvirtd 9.0's own answers over RPC: pyvirtd's must be the same, known differences apart ------------
+@pytest.fixture(scope="module")
+def libvirtd_walks(tmp_path_factory) -> dict[str, list]:
+    from netns_daemon import libvirtd_test_driver
+    base = tmp_path_factory.mktemp("hostlibvirtd")
+    with libvirtd_test_driver(base) as tcp_uri:
+        unix_uri = f"test+unix:///default?socket={base}/host/run/libvirt-sock"   # bench/libvirt_ref.py's layout
+        yield {"unix": _walk(LIBVIRT_PYTHON, "libvirt", unix_uri),
+               "tcp": _walk(LIBVIRT_PYTHON, "libvirt", tcp_uri, "nofds")}
+
+
+def test_libvirtd_answers_as_the_walk_expects_of_rpc(reference, libvirtd_walks):
+    """libvirtd's test driver over RPC answers as in process, but for what RPC itself changes."""
+    only_rpc = {step: (reason, libvirt_answers, instead) for step, (reason, libvirt_answers, instead)
+                in RPC_KNOWN.items() if step not in KNOWN}
+    _compare("libvirtd-unix", reference, libvirtd_walks["unix"], only_rpc)
+    assert libvirtd_walks["tcp"][-1] == ["files-refused", TCP_REFUSAL]
+    _compare("libvirtd-tcp", reference, libvirtd_walks["tcp"][:-1], only_rpc)
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_pyvirtd_answers_as_libvirtd(libvirtd_walks, test_daemon, transport):
+    uri = _unix_uri(test_daemon) if transport == "unix" else test_daemon.test_uri
+    got = _walk(LIBVIRT_PYTHON, "libvirt", uri, *(["nofds"] if transport == "tcp" else []))
+    _compare(f"pyvirtd-{transport}", libvirtd_walks[transport], got, KNOWN)
 
 
 # -- the daemon's descriptors around calls that bring some ------------------------------------------

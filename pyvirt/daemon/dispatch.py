@@ -27,10 +27,10 @@ from typing import Any, Awaitable, Callable, Coroutine, Generator
 from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, FdReply, HypervisorConnection,
                       StreamSink, api_name, check_access)
 from ..enums import DriverFeature, EventID
-from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error, libvirtError
 from ..rpc import wire
 from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, Kind, Procedure
-from ..rpc.protocol.remote_cpu_files import FDS_IN
+from ..rpc.protocol.remote_cpu_files import FDS_IN, NULL_WHEN_EMPTY
 from ..rpc.server import ServerClient
 from ..rpc.stream import Direction
 from ..rpc.stream.incoming import FdStream, IncomingStream, VolumeStream
@@ -227,6 +227,10 @@ class Dispatcher:
             log.debug("client %s: cannot decode the arguments of %s: %s", client.peer, proc.name, exc)
             return self._reply_error(client, h, error(ErrorNumber.RPC, ErrorDomain.RPC,
                                                       "Unable to decode message payload"))
+        null_arg = NULL_WHEN_EMPTY.get(proc.method or "")
+        if null_arg is not None and not args[null_arg[0]]:
+            return self._reply_error(client, h, bare_invalid_arg(f"{null_arg[1]} in {_api(proc)} must not be NULL",
+                                                                 ErrorDomain.DOMAIN))
         session: Session = client.session
         if proc.kind is Kind.DAEMON:
             handler = self._daemon_procs.get(proc.method or "")

@@ -34,3 +34,10 @@ PROCEDURES: list[Procedure] = [
 
 FDS_IN: frozenset[str] = frozenset({"domain_create_xml_with_files", "domain_create_with_files"})
 """Methods whose call may bring descriptors: the driver takes them as a list after the wire arguments."""
+
+NULL_WHEN_EMPTY: dict[str, tuple[int, str]] = {
+    "connect_baseline_cpu": (0, "xmlCPUs"),
+    "connect_baseline_hypervisor_cpu": (4, "xmlCPUs"),
+}
+"""Array arguments libvirt's API refuses as NULL (virCheckNonNullArg): libvirtd's XDR decodes an
+empty array to NULL, so over RPC an empty list gets that error, not the driver's (index, name)."""
