@@ -9,9 +9,7 @@ driver of the first one's architecture.  What each driver does:
   its map; vendors, when given, must be that model's;
 * s390: has no baseline; any other architecture has no CPU driver at all;
 * x86 (i686, x86_64): intersects the CPUID bits of the models and features
-  through its CPU map and names the closest model.  That map (and its model
-  choice) is not modelled here: the call is refused as not supported, which
-  is the one answer that differs from libvirt's.
+  through libvirt's x86 CPU map and names the closest model (:mod:`.cpux86`).
 
 The errors (codes, VIR_FROM_CPU, wording) are libvirt 9.0's.
 """
@@ -22,6 +20,7 @@ from xml.sax.saxutils import escape
 
 from ..enums import BaselineCPUFlags
 from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from . import cpux86
 from .storage_pool import parse_storage_document
 
 EXPAND_FEATURES = int(BaselineCPUFlags.EXPAND_FEATURES)
@@ -46,10 +45,10 @@ _PPC64_VENDORS = frozenset(_PPC64_MODELS.values())
 class HostCPU:
     """What the baseline reads of one host ``<cpu>``."""
 
-    __slots__ = ("arch", "model", "vendor")
+    __slots__ = ("arch", "model", "vendor", "features")
 
-    def __init__(self, arch: str, model: str, vendor: str | None) -> None:
-        self.arch, self.model, self.vendor = arch, model, vendor
+    def __init__(self, arch: str, model: str, vendor: str | None, features: list[str]) -> None:
+        self.arch, self.model, self.vendor, self.features = arch, model, vendor, features
 
 
 def _cpu_error(code: ErrorNumber, detail: str) -> libvirtError:
@@ -79,7 +78,15 @@ def parse_host_cpu(xml: str) -> HostCPU:
     model = root.findtext("model")
     if not model:
         raise _cpu_error(ErrorNumber.XML_ERROR, "Missing CPU model name")
-    return HostCPU(arch, model, root.findtext("vendor") or None)
+    features: list[str] = []
+    for node in root.findall("feature"):     # a host CPU's policies are ignored
+        name = node.get("name")
+        if not name:
+            raise _cpu_error(ErrorNumber.XML_ERROR, "Invalid CPU feature name")
+        if name in features:
+            raise _cpu_error(ErrorNumber.XML_ERROR, f"CPU feature '{name}' specified more than once")
+        features.append(name)
+    return HostCPU(arch, model, root.findtext("vendor") or None, features)
 
 
 def baseline(xml_cpus: list[str], flags: int) -> str:
@@ -95,8 +102,7 @@ def baseline(xml_cpus: list[str], flags: int) -> str:
     elif arch in _S390:
         raise _cpu_error(ErrorNumber.NO_SUPPORT, f"cannot compute baseline CPU of {arch} architecture")
     elif arch in _X86:
-        raise _cpu_error(ErrorNumber.NO_SUPPORT, f"the baseline of {arch} CPUs needs libvirt's x86 CPU map, "
-                                                 "which pyvirt does not model")
+        return cpux86.baseline(cpus, bool(flags & EXPAND_FEATURES))
     else:
         raise _cpu_error(ErrorNumber.NO_SUPPORT, f"'{arch}' architecture is not supported by CPU driver")
     # EXPAND_FEATURES: neither arm nor ppc64 has features to expand, and the baseline keeps none

@@ -51,7 +51,7 @@ def cpu(arch=None, model=None, vendor=None, features=(), extra=""):
 conn = libvirt.open(URI)
 dom = conn.lookupByName("test")
 
-# -- baseline: arm and ppc64 are computed, s390 and the rest refused, x86 through the CPU map -----
+# -- baseline: arm, ppc64 and x86 (through libvirt's CPU map) computed, s390 and the rest refused ---
 A53, A72 = cpu("aarch64", "cortex-a53"), cpu("aarch64", "cortex-a72", "ARM")
 step("arm", M(conn, "baselineCPU"), [A53])
 step("arm-two", M(conn, "baselineCPU"), [A72, A53])
@@ -74,6 +74,18 @@ step("x86", M(conn, "baselineCPU"), [HASWELL])
 step("x86-two", M(conn, "baselineCPU"), [HASWELL, BROADWELL])
 step("x86-expand", M(conn, "baselineCPU"), [HASWELL, BROADWELL], libvirt.VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES)
 step("i686", M(conn, "baselineCPU"), [cpu("i686", "qemu32")])
+step("x86-other-vendor-model", M(conn, "baselineCPU"), [cpu("x86_64", "Icelake-Server-noTSX", "AMD")])
+step("x86-three-preferred", M(conn, "baselineCPU"),
+     [cpu("x86_64", "n270"), cpu("x86_64", "Nehalem", "Intel", ("ds", "sgx")),
+      cpu("x86_64", "Westmere-IBRS", None, ("osvw", "pge"))], libvirt.VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES)
+step("x86-removed-features", M(conn, "baselineCPU"), [cpu("x86_64", "Cooperlake"), cpu("x86_64", "Icelake-Server")])
+step("x86-unknown-feature", M(conn, "baselineCPU"), [cpu("x86_64", "Haswell", features=("nosuch",))])
+step("x86-unknown-vendor", M(conn, "baselineCPU"), [cpu("x86_64", "Haswell", "Acme")])
+step("x86-vendor-of-model", M(conn, "baselineCPU"), [HASWELL, cpu("x86_64", "EPYC", "Intel")])
+step("x86-vendors-differ", M(conn, "baselineCPU"), [HASWELL, cpu("x86_64", "EPYC")])
+step("x86-unknown-model", M(conn, "baselineCPU"), [cpu("x86_64", "Pentium9000")])
+step("feature-twice", M(conn, "baselineCPU"), [cpu("x86_64", "Haswell", features=("vmx", "vmx"))])
+step("feature-no-name", M(conn, "baselineCPU"), ["<cpu><arch>x86_64</arch><model>Haswell</model><feature/></cpu>"])
 step("s390x", M(conn, "baselineCPU"), [cpu("s390x", "z13")])
 step("sparc", M(conn, "baselineCPU"), [cpu("sparc", "x")])
 step("unknown-arch", M(conn, "baselineCPU"), [cpu("foo", "x")])
