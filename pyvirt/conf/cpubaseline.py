@@ -24,6 +24,7 @@ from . import cpux86
 from .storage_pool import parse_storage_document
 
 EXPAND_FEATURES = int(BaselineCPUFlags.EXPAND_FEATURES)
+MIGRATABLE = int(BaselineCPUFlags.MIGRATABLE)
 
 
 # virArch's names (virArchFromString knows no others; "none" is not one)
@@ -89,8 +90,14 @@ def parse_host_cpu(xml: str) -> HostCPU:
     return HostCPU(arch, model, root.findtext("vendor") or None, features)
 
 
-def baseline(xml_cpus: list[str], flags: int) -> str:
-    """The baseline guest CPU of ``xml_cpus`` as libvirt formats it (flags already checked)."""
+# features libvirt's QEMU driver never gives QEMU (virQEMUCapsCPUFilterFeatures), on x86
+QEMU_DROPPED = frozenset({"cmt", "mbm_total", "mbm_local", "osxsave", "ospke"})
+
+
+def baseline(xml_cpus: list[str], flags: int, dropped: frozenset[str] = frozenset()) -> str:
+    """The baseline guest CPU of ``xml_cpus`` as libvirt formats it (flags already checked by
+    the driver; MIGRATABLE only where it takes it); ``dropped``: x86 features the driver
+    leaves out."""
     if not xml_cpus:
         raise _cpu_error(ErrorNumber.INVALID_ARG, "no CPUs given")
     cpus = [parse_host_cpu(xml) for xml in xml_cpus]
@@ -102,7 +109,8 @@ def baseline(xml_cpus: list[str], flags: int) -> str:
     elif arch in _S390:
         raise _cpu_error(ErrorNumber.NO_SUPPORT, f"cannot compute baseline CPU of {arch} architecture")
     elif arch in _X86:
-        return cpux86.baseline(cpus, bool(flags & EXPAND_FEATURES))
+        return cpux86.baseline(cpus, bool(flags & EXPAND_FEATURES), bool(flags & MIGRATABLE),
+                               lambda name: name not in dropped)
     else:
         raise _cpu_error(ErrorNumber.NO_SUPPORT, f"'{arch}' architecture is not supported by CPU driver")
     # EXPAND_FEATURES: neither arm nor ppc64 has features to expand, and the baseline keeps none

@@ -16,6 +16,7 @@ Bits are kept as a dict: key ``("cpuid", eax_in, ecx_in)`` or ``("msr", index)``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -81,6 +82,7 @@ class Model:
 class CPUMap:
     vendors: dict[str, Data] = field(default_factory=dict)      # in the map's order
     features: dict[str, Data] = field(default_factory=dict)     # in the map's order
+    not_migratable: set[str] = field(default_factory=set)       # features marked migratable='no'
     models: list[Model] = field(default_factory=list)
 
     def model(self, name: str) -> Model | None:
@@ -120,6 +122,8 @@ def load_map(directory: str = MAP_DIR) -> CPUMap:
             cpu_map.vendors[node.get("name")] = _vendor_data(node.get("string"))
         for node in root.findall("feature"):
             cpu_map.features[node.get("name")] = _feature_data(node)
+            if node.get("migratable") == "no":
+                cpu_map.not_migratable.add(node.get("name"))
         for node in root.findall("model"):
             cpu_map.models.append(_parse_model(node, cpu_map))
     return cpu_map
@@ -236,8 +240,11 @@ def _decode(cpu_map: CPUMap, data: Data, preferred: list[str]) -> tuple[str, str
     return best[0].name, vendor, best[1]
 
 
-def baseline(cpus: list, expand: bool, directory: str = MAP_DIR) -> str:
-    """``cpus``: parsed host CPUs (arch, model, vendor, features); libvirt's XML of their baseline."""
+def baseline(cpus: list, expand: bool, migratable: bool = False, keep: Callable[[str], bool] = lambda f: True,
+             directory: str = MAP_DIR) -> str:
+    """``cpus``: parsed host CPUs (arch, model, vendor, features); libvirt's XML of their baseline.
+    ``migratable``: without the features that block migration; ``keep``: a driver's filter of
+    the features it can use (applied before the expansion, as libvirt's QEMU driver does)."""
     if not available(directory):
         raise _cpu_error(ErrorNumber.NO_SUPPORT, "the x86 CPU map of libvirt is not installed "
                                                  f"({directory})")
@@ -272,6 +279,9 @@ def baseline(cpus: list, expand: bool, directory: str = MAP_DIR) -> str:
     if vendor:
         _add(data, cpu_map.vendors[vendor])
     name, found_vendor, features = _decode(cpu_map, data, names)
+    if migratable:
+        features = [(f, policy) for f, policy in features if f not in cpu_map.not_migratable]
+    features = [(f, policy) for f, policy in features if keep(f)]
     fallback = "forbid" if len(names) == 1 and name == names[0] else "allow"
     if expand:
         features = _expanded(cpu_map, name, features)
