@@ -416,8 +416,6 @@ class Dispatcher:
             await conn.connect_close()
 
     def _supports_feature(self, client: ServerClient, feature: int) -> Any:
-        if feature == DriverFeature.FD_PASSING:
-            client.enable_fd_passing()   # a call passing descriptors may follow the answer
         if feature == DriverFeature.REMOTE_EVENT_CALLBACK and self.feature_override is not None:
             value = self.feature_override(feature)   # configured off: clients use the legacy form
             if value is not None:
@@ -433,6 +431,10 @@ class Dispatcher:
         conn = client.session.conn
         if conn is None:
             raise wire.connection_not_open_error()
+        if feature == DriverFeature.FD_PASSING:
+            # a call passing descriptors may follow the answer; asked only once the connection
+            # is open, so after any SASL layer started (none carries descriptors)
+            client.enable_fd_passing()
         return conn.connect_supports_feature(feature)
 
     def _register_close_callback(self, client: ServerClient) -> None:
