@@ -56,7 +56,8 @@ class ConnectCPUFilesAPI:
     def createXMLWithFiles(self, xmlDesc: str, files: list[int], flags: int = 0) -> Any:
         fds = _descriptors(files)
         _check_fd_passing(self, "domain_create_xml_with_files", fds)
-        return self._domain(self._call("domain_create_xml_with_files", xmlDesc, flags, fds))  # type: ignore[attr-defined]
+        ref = self._call("domain_create_xml_with_files", xmlDesc, flags, fds)
+        return self._domain(ref)  # type: ignore[attr-defined]
 
 
 class DomainCPUFilesAPI:

@@ -1,5 +1,5 @@
-"""virConnectBaselineCPU as libvirt's test driver answers it: host CPU
-definitions in, the guest CPU they all can run out.
+"""virConnectBaselineCPU as libvirt's test and QEMU drivers answer it (libvirt's generic
+baseline): host CPU definitions in, the guest CPU they all can run out.
 
 libvirt parses each ``<cpu>`` as a host CPU, then hands the list to the CPU
 driver of the first one's architecture.  What each driver does:
@@ -114,7 +114,8 @@ def baseline(xml_cpus: list[str], flags: int, dropped: frozenset[str] = frozense
     else:
         raise _cpu_error(ErrorNumber.NO_SUPPORT, f"'{arch}' architecture is not supported by CPU driver")
     # EXPAND_FEATURES: neither arm nor ppc64 has features to expand, and the baseline keeps none
-    return f"<cpu mode='custom' match='exact'>\n  <model fallback='{fallback or 'allow'}'>{escape(model)}</model>\n</cpu>\n"
+    model_line = f"  <model fallback='{fallback or 'allow'}'>{escape(model)}</model>"
+    return f"<cpu mode='custom' match='exact'>\n{model_line}\n</cpu>\n"
 
 
 def _ppc64(cpus: list[HostCPU]) -> str:
