@@ -19,6 +19,7 @@ from .enums import EventID
 from .errors import ErrorDomain, ErrorNumber, error, libvirtError
 
 from .api.console import ConnectConsoleAPI
+from .api.cpu_files import ConnectCPUFilesAPI
 from .api.devices import ConnectDevicesAPI
 from .api.host import ConnectHostAPI
 from .api.lifecycle import ConnectLifecycleAPI, callback_arguments
@@ -67,7 +68,7 @@ async def _connect_peer(uri: str) -> HypervisorConnection:
 
 class virConnect(ConnectStatsAPI, ConnectHostAPI, ConnectConsoleAPI, ConnectDevicesAPI,  # noqa: N801
                  ConnectLifecycleAPI, ConnectStorageAPI, ConnectNetworkAPI, ConnectObjectEventsAPI,
-                 ConnectSchedAPI, ConnectIfaceNodedevAPI, ConnectTuningAPI):  # libvirt-python's name
+                 ConnectSchedAPI, ConnectIfaceNodedevAPI, ConnectTuningAPI, ConnectCPUFilesAPI):  # libvirt-python's
     """A connection to a hypervisor driver."""
 
     def __init__(self, drv: HypervisorConnection, uri: str) -> None:

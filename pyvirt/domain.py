@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from .api.console import DomainConsoleAPI
+from .api.cpu_files import DomainCPUFilesAPI
 from .api.devices import DomainDevicesAPI
 from .api.host import DomainHostAPI
 from .api.lifecycle import DomainLifecycleAPI
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
 class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAPI,  # noqa: N801
                 DomainLifecycleAPI, DomainSnapshotAPI, DomainBlockJobAPI, DomainSchedAPI,
-                DomainMigrationAPI, DomainTuningAPI, DomainGuestAPI):  # libvirt-python's name
+                DomainMigrationAPI, DomainTuningAPI, DomainGuestAPI, DomainCPUFilesAPI):  # libvirt-python's name
     def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
         self._conn = conn
         self._ref = ref

@@ -184,7 +184,8 @@ def _unsupported(name: str) -> Callable[..., Any]:
     async def method(self: "HypervisorConnection", *args: Any, **kwargs: Any) -> Any:
         # libvirt's API entry point reports a missing driver method, naming itself, from its
         # own error domain (virDomain* calls: VIR_FROM_DOMAIN)
-        domain = ErrorDomain.DOMAIN if name.startswith("domain_") else self.error_domain
+        domain = (ErrorDomain.DOMAIN if name.startswith("domain_") or name in _HOST_API_FROM_DOMAIN
+                  else self.error_domain)
         raise no_support(domain, api_name(name))
 
     method.__name__ = name
@@ -288,7 +289,15 @@ DRIVER_METHODS: tuple[str, ...] = (
     "interface_change_begin", "interface_change_commit", "interface_change_rollback",
     "domain_pin_iothread", "domain_add_iothread", "domain_del_iothread", "domain_set_iothread_params",
     "node_device_create_xml", "node_device_destroy", "domain_memory_peek",
+    # CPU models, launch security, starts with descriptors (rpc/protocol/remote_cpu_files.py)
+    "connect_compare_cpu", "connect_baseline_cpu", "domain_create_xml_with_files", "domain_create_with_files",
+    "connect_compare_hypervisor_cpu", "connect_baseline_hypervisor_cpu", "domain_get_launch_security_info",
 )
+
+# virConnect* calls whose entry point lives with libvirt's domain calls (libvirt-host.c reports
+# from VIR_FROM_DOMAIN): a driver without them is refused from that domain, not its own
+_HOST_API_FROM_DOMAIN = frozenset({"connect_compare_cpu", "connect_baseline_cpu",
+                                   "connect_compare_hypervisor_cpu", "connect_baseline_hypervisor_cpu"})
 
 
 class HypervisorConnection:
@@ -440,6 +449,7 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     # host (not connect_get_domain_capabilities: it may run a binary the caller names)
     "connect_get_max_vcpus", "node_get_cells_free_memory", "node_get_free_memory",
     "node_get_cpu_stats", "node_get_memory_stats", "connect_get_cpu_model_names",
+    "connect_compare_cpu", "connect_baseline_cpu",
     # not domain_save_image_get_xml_desc: it opens a path the caller names, as root
     # (the managed-save image's is the daemon's own; its row refuses the SECURE flag)
     "domain_managed_save_get_xml_desc",

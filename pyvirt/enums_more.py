@@ -1052,3 +1052,31 @@ class MemoryFlags(IntFlag):
 
 
 PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((MemoryFlags, "VIR_MEMORY_"),)
+
+
+class BaselineCPUFlags(IntFlag):
+    """virConnectBaseline(Hypervisor)CPUFlags."""
+
+    EXPAND_FEATURES = 1
+    MIGRATABLE = 2
+
+
+class CompareCPUFlags(IntFlag):
+    """virConnectCompareCPUFlags."""
+
+    FAIL_INCOMPATIBLE = 1
+    VALIDATE_XML = 2
+
+
+class CPUCompareResult(IntEnum):
+    """virCPUCompareResult."""
+
+    ERROR = -1
+    INCOMPATIBLE = 0
+    IDENTICAL = 1
+    SUPERSET = 2
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((BaselineCPUFlags, "VIR_CONNECT_BASELINE_CPU_"),
+                                     (CompareCPUFlags, "VIR_CONNECT_COMPARE_CPU_"),
+                                     (CPUCompareResult, "VIR_CPU_COMPARE_"))

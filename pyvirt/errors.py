@@ -117,6 +117,7 @@ class ErrorDomain(IntEnum):
     NODEDEV = 22
     SECURITY = 24
     INTERFACE = 26
+    CPU = 31
     DOMAIN_SNAPSHOT = 35
     STREAMS = 38
     LOCKING = 42

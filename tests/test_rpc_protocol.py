@@ -108,6 +108,11 @@ MUTATING |= {220, 221, 222}       # host interface transactions
 MUTATING |= {352, 355, 356, 402}  # IOThreads: pin, add, delete, poll parameters
 MUTATING |= {123, 124}            # node devices created and destroyed
 MUTATING |= {104}                 # memory peek (refused read-only, as libvirt)
+# CPU baseline and compare of the host read-only (compare high priority); the hypervisor's, launch
+# security and the starts that pass descriptors refused read-only, as libvirt's API does
+HIGH_PRIORITY |= {158}
+READ_ONLY_OK |= {158, 162}
+MUTATING |= {309, 310, 393, 394, 396}
 
 ALL = [(table, proc) for table in PROGRAMS.values() for proc in table]
 

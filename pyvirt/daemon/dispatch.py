@@ -27,9 +27,10 @@ from typing import Any, Awaitable, Callable, Coroutine, Generator
 from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, FdReply, HypervisorConnection,
                       StreamSink, api_name, check_access)
 from ..enums import DriverFeature, EventID
-from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error, libvirtError
 from ..rpc import wire
 from ..rpc.protocol import KEEPALIVE, PROGRAMS, QEMU, Kind, Procedure
+from ..rpc.protocol.remote_cpu_files import FDS_IN, NULL_WHEN_EMPTY
 from ..rpc.server import ServerClient
 from ..rpc.stream import Direction
 from ..rpc.stream.incoming import FdStream, IncomingStream, VolumeStream
@@ -179,9 +180,13 @@ class Dispatcher:
             if h.type == MessageType.CALL:
                 return self._call(client, msg)
             if h.type == MessageType.CALL_WITH_FDS:
-                if msg.nfds:   # descriptors are never received here (libvirtd drops a TCP client too)
-                    raise wire.ProtocolError(f"{msg.nfds} fds announced on a connection that cannot pass them")
-                return self._call(client, msg)
+                # the call's descriptors are ours until a driver call takes them; whatever is
+                # left when the call is over (refused, or a procedure that takes none) is closed
+                owned = client.take_fds(msg.nfds)
+                try:
+                    return self._call(client, msg, owned)
+                finally:
+                    _close_all(owned)
         except wire.ProtocolError:
             raise
         except Exception as exc:   # a bug of ours: the call still gets an answer
@@ -199,7 +204,7 @@ class Dispatcher:
         log.debug("client %s: ignoring a message of type %d (prog 0x%x proc %d)", client.peer, h.type,
                   h.prog, h.proc)
 
-    def _call(self, client: ServerClient, msg: Message) -> None:
+    def _call(self, client: ServerClient, msg: Message, fds: list[int] | None = None) -> None:
         h = msg.header
         table = PROGRAMS.get(h.prog)
         if table is None or h.vers != table.version or table is KEEPALIVE:   # keepalive takes no calls
@@ -222,6 +227,10 @@ class Dispatcher:
             log.debug("client %s: cannot decode the arguments of %s: %s", client.peer, proc.name, exc)
             return self._reply_error(client, h, error(ErrorNumber.RPC, ErrorDomain.RPC,
                                                       "Unable to decode message payload"))
+        null_arg = NULL_WHEN_EMPTY.get(proc.method or "")
+        if null_arg is not None and not args[null_arg[0]]:
+            return self._reply_error(client, h, bare_invalid_arg(f"{null_arg[1]} in {_api(proc)} must not be NULL",
+                                                                 ErrorDomain.DOMAIN))
         session: Session = client.session
         if proc.kind is Kind.DAEMON:
             handler = self._daemon_procs.get(proc.method or "")
@@ -247,7 +256,13 @@ class Dispatcher:
             method = getattr(conn, proc.method or "", None)
             if method is None:
                 return self._reply_error(client, h, wire.unknown_procedure_error(h.proc))
-            coro = method(*args)
+            if proc.method in FDS_IN:    # the driver gets the descriptors; closed when its call ends
+                taken = list(fds or ())
+                if fds:
+                    fds.clear()
+                coro = _closing(method(*args, taken), taken)
+            else:
+                coro = method(*args)
         except Exception as exc:
             return self._fail(client, h, proc, exc)
         self._run(client, h, proc, coro)
@@ -416,6 +431,10 @@ class Dispatcher:
         conn = client.session.conn
         if conn is None:
             raise wire.connection_not_open_error()
+        if feature == DriverFeature.FD_PASSING:
+            # a call passing descriptors may follow the answer; asked only once the connection
+            # is open, so after any SASL layer started (none carries descriptors)
+            client.enable_fd_passing()
         return conn.connect_supports_feature(feature)
 
     def _register_close_callback(self, client: ServerClient) -> None:
@@ -530,6 +549,23 @@ class Dispatcher:
             return self._deliver_qemu(client, event)
         session: Session = client.session
         event_forms.deliver(client, session.legacy_events, session.callbacks, event)
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
+
+
+async def _closing(call: Awaitable[Any], fds: list[int]) -> Any:
+    """A driver call that was handed descriptors: they are closed when it ends, however
+    it ends (libvirtd frees them with the call's message), never left to the driver."""
+    try:
+        return await call
+    finally:
+        _close_all(fds)
 
 
 def _drop_object_subscriptions(session: Session) -> None:

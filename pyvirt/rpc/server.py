@@ -62,6 +62,7 @@ import struct
 import time
 from typing import Any, Protocol
 
+from .fdsocket import FdReader
 from .protocol.keepalive import PING, PONG
 from .wire import (EOF, FRAME_HEADER_SIZE, LEGACY_PAYLOAD_MAX, MESSAGE_MAX, NEED_DATA, Framer, Message,
                    MessageType, Program, ProtocolError, Status, encode_message)
@@ -96,7 +97,7 @@ class ServerClient(asyncio.Protocol):
     __slots__ = ("server", "read_only", "listener", "authenticated", "framer", "transport", "peer", "session",
                  "tls", "x509_dname", "closed", "connected", "last_message", "keepalive_enabled", "_ka_left",
                  "_ka_timer", "_held", "_admitted", "_frame_started", "_frame_timer", "_paused_for", "_handshaking",
-                 "__weakref__")
+                 "_fdsock", "__weakref__")
 
     def __init__(self, server: "RPCServer", read_only: bool, listener: str, authenticated: bool = True,
                  tls: Any = None) -> None:
@@ -122,6 +123,7 @@ class ServerClient(asyncio.Protocol):
         self._frame_started = 0.0
         self._frame_timer: asyncio.TimerHandle | None = None
         self._paused_for: set[str] | frozenset[str] = _NOT_PAUSED   # a set of its own once paused
+        self._fdsock: FdReader | None = None   # reads a UNIX client that passes descriptors (not the transport)
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -197,6 +199,9 @@ class ServerClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._fdsock is not None:     # with the descriptors sent but never claimed by a call
+            self._stop_fd_reading()
+            self._fdsock.close()
         for timer in (self._ka_timer, self._frame_timer):
             if timer is not None:
                 timer.cancel()
@@ -218,7 +223,10 @@ class ServerClient(asyncio.Protocol):
         if not self._paused_for:
             self._paused_for = set()
             if self.transport is not None and not self.closed:
-                self.transport.pause_reading()
+                if self._fdsock is not None:
+                    self._stop_fd_reading()
+                else:
+                    self.transport.pause_reading()
         self._paused_for.add(reason)   # type: ignore[union-attr]
 
     def resume(self, reason: str) -> None:
@@ -228,7 +236,10 @@ class ServerClient(asyncio.Protocol):
         if not self._paused_for:
             self._paused_for = _NOT_PAUSED
             if self.transport is not None and not self.closed:
-                self.transport.resume_reading()
+                if self._fdsock is not None:
+                    self._start_fd_reading()
+                else:
+                    self.transport.resume_reading()
         if reason != "writing" and not self._paused_by_us() and not self.closed:
             # Reading again: an incomplete frame gets its full time from now on.
             self._held = self.framer.buffered
@@ -263,6 +274,57 @@ class ServerClient(asyncio.Protocol):
             if transport.get_write_buffer_size() > self.server.max_client_output_bytes:
                 return self._not_reading()
             transport.writelines(parts)
+
+    # -- descriptors from the client (CALL_WITH_FDS) ----------------------------
+    def enable_fd_passing(self) -> None:
+        """The client asked whether descriptors may be passed (libvirt's client always asks,
+        and waits for the answer, before a call that passes any): from now on this
+        connection is read by recvmsg, which keeps them, instead of by the transport.
+        Only a plain UNIX socket carries them."""
+        transport = self.transport
+        if self._fdsock is not None or self.closed or transport is None or not self.can_pass_fds():
+            return
+        self._fdsock = FdReader(transport.get_extra_info("socket").fileno())
+        self.framer.fd_markers = True
+        if not self._paused_for:         # else already paused: resume() starts the reading
+            transport.pause_reading()
+            self._start_fd_reading()
+
+    def _start_fd_reading(self) -> None:
+        asyncio.get_running_loop().add_reader(self._fdsock.fileno(), self._fd_readable)  # type: ignore[union-attr]
+
+    def _stop_fd_reading(self) -> None:
+        try:
+            asyncio.get_running_loop().remove_reader(self._fdsock.fileno())  # type: ignore[union-attr]
+        except (RuntimeError, ValueError):   # no loop any more, or already closed
+            pass
+
+    def _fd_readable(self) -> None:
+        try:
+            data = self._fdsock.read()   # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.data_received(data)
+            return
+        # the end (or a reset): the transport reads it again and closes as always
+        self._stop_fd_reading()
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def take_fds(self, count: int) -> list[int]:
+        """The descriptors a CALL_WITH_FDS announced, now the caller's to close (libvirtd reads
+        them only on a UNIX socket, and drops a client whose descriptors do not come)."""
+        if not count:
+            return []
+        if self._fdsock is None:
+            raise ProtocolError(f"{count} fds announced on a connection that cannot pass them")
+        fds = self._fdsock.take_fds(count)
+        if fds is None:
+            raise ProtocolError(f"{count} fds announced, {len(self._fdsock.fds)} received")
+        return fds
 
     def can_pass_fds(self) -> bool:
         sock = self.transport.get_extra_info("socket") if self.transport is not None else None

@@ -232,12 +232,15 @@ class Framer:
     ``buffered`` and ``pending_length`` tell it what an incomplete packet holds.
     """
 
-    __slots__ = ("max_packet", "with_fds", "_buf", "_pos", "_eof", "_failed")
+    __slots__ = ("max_packet", "with_fds", "fd_markers", "_buf", "_pos", "_eof", "_failed")
 
     def __init__(self, max_message: int = MESSAGE_MAX, with_fds: tuple[int, ...] = _WITH_FDS) -> None:
         self.max_packet = max_message + LEN_SIZE
         self.with_fds = with_fds
         """Message types whose packets carry an fd count (a server reads it only in CALL_WITH_FDS)."""
+        self.fd_markers = False
+        """The byte each descriptor travels on follows the packet (a UNIX socket's peer sends
+        them): a packet counts as complete once those bytes are in too, and they are dropped."""
         self._buf: bytes | bytearray = b""
         self._pos = 0
         self._eof = False
@@ -310,17 +313,20 @@ class Framer:
                 self._failed = ProtocolError(f"{nfds} fds announced, at most {NUM_FDS_MAX}")
                 raise self._failed
             start += 4
+        markers = nfds if self.fd_markers else 0
+        if avail < n + markers:
+            return self._need(avail)
         if type(buf) is bytes:
             payload = buf[start:end]
         else:
             with memoryview(buf) as view:
                 payload = view[start:end].tobytes()
-        if end == len(buf):
+        if end + markers == len(buf):
             # All of it consumed: let the buffer go now, not at the next read,
             # which may never come (an idle client would keep a 32 MiB buffer).
             self._buf, self._pos = b"", 0
         else:
-            self._pos = end
+            self._pos = end + markers
         return _new_message(Message, (header, payload, nfds))
 
     def _need(self, avail: int) -> _Sentinel:

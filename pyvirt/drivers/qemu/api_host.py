@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ...conf import cpubaseline
 from ...errors import ErrorDomain, ErrorNumber, error
 from . import domcaps, hostinfo
 
@@ -63,6 +64,12 @@ class HostAPI:
     async def connect_get_cpu_model_names(self, arch: str, need_results: int, flags: int) -> tuple[list[str], int]:
         models = await self._caps().cpu_model_names(arch, flags)
         return (models if need_results else []), len(models)
+
+    async def connect_baseline_cpu(self, xml_cpus: list[str], flags: int) -> str:
+        """libvirt's generic baseline (:mod:`pyvirt.conf.cpubaseline`), less the features QEMU
+        is never given; QEMU itself is not asked."""
+        hostinfo.check_flags(flags, cpubaseline.EXPAND_FEATURES | cpubaseline.MIGRATABLE, "qemuConnectBaselineCPU")
+        return cpubaseline.baseline(list(xml_cpus), flags, cpubaseline.QEMU_DROPPED)
 
     async def connect_get_domain_capabilities(self, emulatorbin: str | None, arch: str | None,
                                               machine: str | None, virttype: str | None, flags: int) -> str:

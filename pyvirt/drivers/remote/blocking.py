@@ -186,3 +186,21 @@ for _proc in REMOTE:
     else:
         setattr(BlockingConnection, _proc.method, _forward(_proc))
 del _proc
+
+
+def _without_files(name: str) -> Callable[..., Any]:
+    """A start that passes descriptors: only the full remote driver sends them; without any it is a plain call."""
+    proc = REMOTE.by_name[name]
+    refuse = _needs_full_driver(proc.method or name.lower())
+
+    def method(self: BlockingConnection, *args: Any) -> Any:
+        *wire_args, files = args
+        if files:
+            return refuse(self)
+        return Done(self.client.call(proc, tuple(wire_args)))
+    method.__name__ = proc.method or name.lower()
+    return method
+
+
+BlockingConnection.domain_create_xml_with_files = _without_files("DOMAIN_CREATE_XML_WITH_FILES")  # type: ignore
+BlockingConnection.domain_create_with_files = _without_files("DOMAIN_CREATE_WITH_FILES")  # type: ignore

@@ -231,3 +231,26 @@ async def _open_graphics_fd(self: RemoteConnection, dom: Any, idx: int, flags: i
         raise error(ErrorNumber.RPC, ErrorDomain.REMOTE, f"openGraphicsFD: the daemon sent {len(fds)} descriptors, not 1")
     return FdReply(None, fds)
 RemoteConnection.domain_open_graphics_fd = _open_graphics_fd  # type: ignore[attr-defined]
+
+
+def _with_files(name: str) -> Any:
+    proc = REMOTE.by_name[name]
+
+    async def method(self: RemoteConnection, *args: Any) -> Any:
+        """The descriptors (the last argument) go after the call (CALL_WITH_FDS)."""
+        *wire_args, files = args
+        return await self.client.call_passing_fds(Program.REMOTE, proc, tuple(wire_args), list(files))
+    method.__name__ = proc.method or name.lower()
+    return method
+
+
+RemoteConnection.domain_create_xml_with_files = _with_files("DOMAIN_CREATE_XML_WITH_FILES")  # type: ignore
+RemoteConnection.domain_create_with_files = _with_files("DOMAIN_CREATE_WITH_FILES")  # type: ignore
+
+
+async def _is_encrypted(self: RemoteConnection) -> int:
+    """libvirt's remote driver: encrypted when the channel is (TLS, a SASL layer) and the
+    daemon's connection is secure."""
+    secure = await self.client.call(Program.REMOTE, REMOTE.by_name["CONNECT_IS_SECURE"])
+    return int(bool(secure) and self.client.encrypted)
+RemoteConnection.connect_is_encrypted = _is_encrypted  # type: ignore[attr-defined]

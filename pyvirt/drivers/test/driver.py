@@ -25,6 +25,7 @@ from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, check_flags, error, 
 from ..autodestroy import AutoDestroy
 from ..domainlist import DomainList, DomainObj, DomainQueries, emit_lifecycle, not_running
 from . import content
+from .cpu_files import CPUFilesAPI
 from .devices import DeviceAPI
 from .domains import DomainExtrasAPI
 from .ifaces import IfaceNodedevAPI
@@ -163,7 +164,7 @@ async def open_path(path: str, info: ConnectionInfo) -> "TestConnection":
     return TestConnection(info, host)
 
 
-class TestConnection(DeviceAPI, JobsAPI, TuningAPI, GuestAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI,
+class TestConnection(CPUFilesAPI, DeviceAPI, JobsAPI, TuningAPI, GuestAPI, DomainExtrasAPI, StatsAPI, SnapshotAPI,
                      IfaceNodedevAPI,
                      DomainQueries, HypervisorConnection):
     driver_prefix = "test"
@@ -309,15 +310,16 @@ class TestConnection(DeviceAPI, JobsAPI, TuningAPI, GuestAPI, DomainExtrasAPI, S
         obj = self._active(dom)
         self.host.stop(obj, ShutoffReason.DESTROYED, EventStoppedDetail.DESTROYED)
 
+    # libvirt's test driver looks at the state alone (no "domain is not running" check first)
     async def domain_suspend(self, dom: DomainRef) -> None:
-        obj = self._active(dom)
-        if obj.state != DomainState.RUNNING:
+        obj = self._obj(dom)
+        if obj.state in (DomainState.SHUTOFF, DomainState.PAUSED):
             raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.TEST, f"domain '{obj.name}' not running")
         obj.set_state(DomainState.PAUSED, PausedReason.USER)
         emit_lifecycle(self.host.events, obj, EventType.SUSPENDED, EventSuspendedDetail.PAUSED)
 
     async def domain_resume(self, dom: DomainRef) -> None:
-        obj = self._active(dom)
+        obj = self._obj(dom)
         if obj.state != DomainState.PAUSED:
             raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.TEST, f"domain '{obj.name}' not paused")
         obj.set_state(DomainState.RUNNING, RunningReason.UNPAUSED)
