@@ -54,6 +54,7 @@ class TestHost:
 
     def __init__(self, populate: bool = True) -> None:
         self.events = EventBus()
+        self.nodedev_events = EventBus()       # NodeDeviceEvent, as libvirt's test driver sends them
         self.domains = DomainList(ErrorDomain.TEST)
         self.next_id = 1
         self.autodestroy = AutoDestroy(self._autodestroy)
@@ -175,6 +176,7 @@ class TestConnection(DeviceAPI, JobsAPI, TuningAPI, GuestAPI, DomainExtrasAPI, S
         # libvirt's test driver is its own storage and network driver too
         self.storage = TestStorageConnection(info, host.pools)
         self.network = TestNetworkConnection(info, host.networks)
+        self.node_device_events = host.nodedev_events
 
     @property
     def domains(self) -> DomainList:
