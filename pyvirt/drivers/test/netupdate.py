@@ -1,10 +1,9 @@
 """virNetworkUpdate on the test host's networks, as libvirt's test driver answers it.
 
-The DHCP host and DNS host sections go through the network driver's own update
-code (the same checks and words); DHCP ranges are changed here with libvirt's
-rules.  The sections libvirt refuses everywhere (bridge, domain, ip, forward,
-forward pf) get its refusal; the DNS TXT/SRV, portgroup and forward-interface
-sections, which pyvirt's network model does not hold, are refused the same way.
+The DHCP host, DNS host, DNS TXT/SRV, portgroup and forward-interface sections
+go through the network driver's own update code (the same checks and words);
+DHCP ranges are changed here with libvirt's rules.  The sections libvirt
+refuses everywhere (bridge, domain, ip, forward, forward pf) get its refusal.
 """
 
 from __future__ import annotations
@@ -14,15 +13,13 @@ from xml.sax.saxutils import escape
 
 from ...conf import network as netconf
 from ...conf.network import NetworkDef
-from ...conf.xmlutil import parse_document
-from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ...errors import ErrorDomain, ErrorNumber, error
 from ..network import update
 
 _N = ErrorDomain.NETWORK
 SECTION_IP_DHCP_RANGE = 5
 # the names libvirt's refusals use (virNetworkDefUpdateNoSupport)
-SECTION_NAMES = {1: "bridge", 2: "domain", 3: "ip", 6: "forward", 7: "forward interface", 8: "forward pf",
-                 9: "portgroup", 11: "dns txt", 12: "dns srv"}
+SECTION_NAMES = {1: "bridge", 2: "domain", 3: "ip", 6: "forward", 8: "forward pf"}
 COMMANDS = (update.MODIFY, update.DELETE, update.ADD_LAST, update.ADD_FIRST)
 
 
@@ -36,14 +33,15 @@ def apply(net: NetworkDef, command: int, section: int, parent_index: int, xml: s
     if section in SECTION_NAMES:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, _N,
                     f"can't update '{SECTION_NAMES[section]}' section of network '{net.name}'")
-    if section not in (update.SECTION_IP_DHCP_HOST, SECTION_IP_DHCP_RANGE, update.SECTION_DNS_HOST):
+    if section not in (update.SECTION_IP_DHCP_HOST, SECTION_IP_DHCP_RANGE, update.SECTION_DNS_HOST,
+                       *update.RECORD_SECTIONS):
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, _N, "can't update unrecognized section of network")
-    try:
-        node = parse_document(xml, None, "network_update_xml")
-    except libvirtError as exc:       # the network driver's error, as libvirt's parser reports it
-        raise libvirtError(exc.get_error_message(), exc.get_error_code(), _N) from None
+    node = update.parse_update_xml(xml)
     if section == SECTION_IP_DHCP_RANGE:
         _dhcp_range(net, command, parent_index, node)
+        return
+    if section in update.RECORD_SECTIONS:
+        update.apply_record(net, command, section, node)
         return
     if command not in COMMANDS:
         raise _unknown_command(command)

@@ -196,6 +196,7 @@ class TestNetworkConnection(NetworkConnectionBase):
         for target in (new_live, new_config):
             if target is not None:
                 netupdate.apply(target, command, section, parentIndex, xml)
+                netconf.parse(target.to_xml())     # libvirt's final format/parse: nothing illegal added
         if new_config is not None:
             if obj.active:
                 obj.config = new_config
