@@ -25,7 +25,8 @@ from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .names import check_name
-from .network_records import DNSSrv, DNSTxt, PortGroup, parse_dns_srv, parse_dns_txt, parse_portgroup
+from .network_records import (DNSHost, DNSSrv, DNSTxt, PortGroup, parse_dns_host, parse_dns_srv, parse_dns_txt,
+                              parse_portgroup)
 from .xmlutil import Node, child, children, child_text, el, parse_document, render
 
 FORWARD_MODES = ("nat", "bridge")      # pyvirt's; libvirt also has route, open, private, vepa, passthrough, hostdev
@@ -74,12 +75,6 @@ class IPDef:
     def dhcp_size(self) -> int:
         """How many addresses the ranges hold (dnsmasq's dhcp-lease-max, as libvirt computes it)."""
         return sum(int(ipaddress.IPv4Address(e)) - int(ipaddress.IPv4Address(s)) + 1 for s, e in self.ranges)
-
-
-@dataclass
-class DNSHost:
-    ip: str
-    hostnames: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -333,17 +328,7 @@ def _parse_dns(root: etree._Element, net: NetworkDef) -> None:
             continue
         if node.tag != "host":
             raise unsupported(f"<dns><{node.tag}> is not supported by pyvirt")
-        ip = node.get("ip")
-        if not ip:
-            raise xml_error(f"Missing IP address in network '{net.name}' DNS HOST record")
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise xml_error(f"Invalid IP address in network '{net.name}' DNS HOST record") from None
-        names = [n.text.strip() for n in children(node, "hostname") if n.text and n.text.strip()]
-        if not names:
-            raise xml_error(f"Missing ip and hostname in network '{net.name}' DNS HOST record")
-        net.dns_hosts.append(DNSHost(ip, names))
+        net.dns_hosts.append(parse_dns_host(node, net.name))
 
 
 def _v4(raw: str | None, what: str, netname: str) -> str:

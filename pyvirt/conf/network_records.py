@@ -1,5 +1,5 @@
 """The list entries of a ``<network>`` that virNetworkUpdate adds and deletes one at a time:
-``<dns><txt>``, ``<dns><srv>`` and ``<portgroup>`` (network.rng).
+``<dns><host>``, ``<dns><txt>``, ``<dns><srv>`` and ``<portgroup>`` (network.rng).
 
 Each parser takes the element and checks it as libvirt's network_conf.c does,
 with its error codes and words; ``partial`` is libvirt's "partialOkay": the
@@ -8,8 +8,9 @@ entry names one to delete, so the fields a match does not need may be left out.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxml import etree
 
@@ -31,6 +32,16 @@ def _detail(message: str) -> libvirtError:
 
 def _xml(message: str) -> libvirtError:
     return error(ErrorNumber.XML_ERROR, ErrorDomain.NETWORK, message)
+
+
+@dataclass
+class DNSHost:
+    ip: str | None                  # None only in an entry that names one to delete
+    hostnames: list[str] = field(default_factory=list)
+
+    def same_ip(self, other: "DNSHost") -> bool:
+        return self.ip is not None and other.ip is not None and \
+            ipaddress.ip_address(self.ip) == ipaddress.ip_address(other.ip)
 
 
 @dataclass
@@ -74,6 +85,30 @@ class PortGroup:
         # libvirt writes a portgroup open and closed even when it holds nothing
         return el("portgroup", [("name", self.name), ("default", "yes" if self.default else None),
                                 ("trustGuestRxFilters", self.trust_guest_rx_filters)], keep_open=True)
+
+
+def parse_dns_host(node: etree._Element, netname: str, partial: bool = False) -> DNSHost:
+    ip = node.get("ip")
+    if ip is None and not partial:
+        raise _detail(f"Missing IP address in network '{netname}' DNS HOST record")
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise _detail(f"Invalid IP address in network '{netname}' DNS HOST record") from None
+    names = []
+    for sub in node:
+        if sub.tag != "hostname" or (not sub.text and not len(sub)):
+            continue                  # an empty <hostname/> is skipped, as libvirt skips it
+        name = "".join(sub.itertext()).strip()
+        if not name:
+            raise _detail(f"Missing hostname in network '{netname}' DNS HOST record")
+        names.append(name)
+    if not names and not partial:
+        raise _detail(f"Missing hostname in network '{netname}' DNS HOST record")
+    if ip is None and not names:
+        raise _detail(f"Missing ip and hostname in network '{netname}' DNS HOST record")
+    return DNSHost(ip, names)
 
 
 def parse_dns_txt(node: etree._Element, netname: str, partial: bool = False) -> DNSTxt:

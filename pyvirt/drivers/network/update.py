@@ -16,7 +16,7 @@ from lxml import etree
 
 from ...conf import network as netconf
 from ...conf import network_records as records
-from ...conf.network import DHCPHost, DNSHost, NetworkDef
+from ...conf.network import DHCPHost, NetworkDef
 from ...conf.xmlutil import parse_document
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 
@@ -43,8 +43,6 @@ def apply(net: NetworkDef, command: int, section: int, parent_index: int, xml: s
                     f"unrecognized network update command code {command}")
     if section == SECTION_IP_DHCP_HOST:
         _dhcp_host(net, command, parent_index, xml)
-    elif section == SECTION_DNS_HOST:
-        _dns_host(net, command, xml)
     else:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
                     f"can't update '{SECTION_NAMES.get(section, section)}' section of network '{net.name}'")
@@ -110,33 +108,7 @@ def _dhcp_host(net: NetworkDef, command: int, parent_index: int, xml: str) -> No
     ip.has_dhcp = True
 
 
-def _dns_host(net: NetworkDef, command: int, xml: str) -> None:
-    node = parse_document(xml, "host", "network_update")
-    address = node.get("ip")
-    names = [n.text.strip() for n in node.findall("hostname") if n.text and n.text.strip()]
-    if not address:
-        raise error(ErrorNumber.XML_ERROR, ErrorDomain.NETWORK,
-                    f"Missing IP address in network '{net.name}' DNS HOST record")
-    existing = [h for h in net.dns_hosts if h.ip == address or set(h.hostnames) & set(names)]
-    if command in (ADD_FIRST, ADD_LAST):
-        if existing:
-            raise _invalid(f"there is already at least one DNS HOST record with a matching field "
-                           f"in network {net.name}")
-        entry = DNSHost(address, names)
-        if command == ADD_FIRST:
-            net.dns_hosts.insert(0, entry)
-        else:
-            net.dns_hosts.append(entry)
-    elif command == DELETE:
-        if not existing:
-            raise _invalid(f"couldn't locate a matching DNS HOST record in network {net.name}")
-        net.dns_hosts.remove(existing[0])
-    else:
-        raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
-                    "DNS HOST records cannot be modified, only added or deleted")
-
-
-# -- DNS TXT / SRV records, portgroups, forward interfaces -------------------------------------
+# -- DNS host / TXT / SRV records, portgroups, forward interfaces --------------------------------
 # Each checks the command where libvirt does: some refuse MODIFY first, the portgroup
 # checks its matches before it looks at the command at all.
 
@@ -163,6 +135,29 @@ def _no_modify(command: int, what: str) -> None:
     if command == MODIFY:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
                     f"{what} cannot be modified, only added or deleted")
+
+
+def _dns_host(net: NetworkDef, command: int, node: Any) -> None:
+    _no_modify(command, "DNS HOST records")
+    _expect(net, node, "host")
+    adding = _is_add(command)
+    host = records.parse_dns_host(node, net.name, partial=not adding)
+    # an add is refused only for the same address: two addresses may carry one name
+    found = [i for i, h in enumerate(net.dns_hosts)
+             if host.same_ip(h) or (not adding and set(host.hostnames) & set(h.hostnames))]
+    if adding:
+        if found:
+            raise _invalid(f"there is already at least one DNS HOST record with a matching field "
+                           f"in network {net.name}")
+        _insert(net.dns_hosts, command, host)
+    elif command == DELETE:
+        if not found:
+            raise _invalid(f"couldn't locate a matching DNS HOST record in network {net.name}")
+        if len(found) > 1:
+            raise _invalid(f"multiple matching DNS HOST records were found in network {net.name}")
+        del net.dns_hosts[found[0]]
+    else:
+        raise _unknown(command)
 
 
 def _dns_txt(net: NetworkDef, command: int, node: Any) -> None:
@@ -249,6 +244,7 @@ def _forward_interface(net: NetworkDef, command: int, node: Any) -> None:
 
 
 RECORD_SECTIONS: dict[int, Callable[[NetworkDef, int, Any], None]] = {
+    SECTION_DNS_HOST: _dns_host,
     SECTION_FORWARD_INTERFACE: _forward_interface,
     SECTION_PORTGROUP: _portgroup,
     SECTION_DNS_TXT: _dns_txt,

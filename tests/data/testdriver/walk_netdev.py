@@ -91,6 +91,26 @@ section("txt", libvirt.VIR_NETWORK_SECTION_DNS_TXT, [
     ("delete-first", DELETE, "<txt name='first' value='ignored'/>"),
 ])
 
+# -- DNS host records: an add matches the address only, a delete any field ----------------------
+section("dnshost", libvirt.VIR_NETWORK_SECTION_DNS_HOST, [
+    ("add", ADD_LAST, "<host ip='192.168.122.50'><hostname>web</hostname></host>"),
+    ("add-same-name", ADD_FIRST, "<host ip='192.168.122.51'><hostname>web</hostname><hostname>www</hostname></host>"),
+    ("add-duplicate-ip", ADD_LAST, "<host ip='192.168.122.50'><hostname>other</hostname></host>"),
+    ("modify", MODIFY, "<host ip='192.168.122.50'><hostname>web</hostname></host>"),
+    ("add-no-ip", ADD_LAST, "<host><hostname>x</hostname></host>"),
+    ("add-bad-ip", ADD_LAST, "<host ip='nope'><hostname>x</hostname></host>"),
+    ("add-no-name", ADD_LAST, "<host ip='192.168.122.52'/>"),
+    ("add-empty-name", ADD_LAST, "<host ip='192.168.122.52'><hostname/></host>"),
+    ("add-wrong-element", ADD_LAST, "<txt name='a' value='b'/>"),
+    ("add-malformed", ADD_LAST, "<host ip='192.168.122.53'><hostname>x</host>"),
+    ("bad-command", 6, "<host ip='192.168.122.54'><hostname>y</hostname></host>"),
+    ("delete-ambiguous", DELETE, "<host><hostname>web</hostname></host>"),
+    ("delete-by-ip", DELETE, "<host ip='192.168.122.51'/>"),
+    ("delete-by-name", DELETE, "<host><hostname>web</hostname></host>"),
+    ("delete-missing", DELETE, "<host ip='192.168.122.99'/>"),
+    ("delete-nothing-named", DELETE, "<host/>"),
+])
+
 # -- DNS SRV records -------------------------------------------------------------------------
 section("srv", libvirt.VIR_NETWORK_SECTION_DNS_SRV, [
     ("add-last", ADD_LAST, "<srv service='name' protocol='tcp' domain='test-domain-name' target='.' "
