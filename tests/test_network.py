@@ -506,7 +506,7 @@ def test_dnsmasq_answers_dns_for_dns_hosts_in_the_network_domain(daemon, tmp_pat
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/busybox"), reason="needs busybox (nslookup)")
-def test_live_dns_txt_and_srv_updates_are_served_by_the_restarted_dnsmasq(daemon, tmp_path):
+def test_live_range_txt_and_srv_updates_are_served_by_the_restarted_dnsmasq(daemon, tmp_path):
     define(daemon, tmp_path, NAT_XML.replace("  <ip ", "  <domain name='lab.test'/>\n  <ip ", 1))
     virsh(daemon, "net-start", "natnet")
     virsh(daemon, "net-update", "natnet", "add", "dns-txt", "<txt name='motd.lab.test' value='hello'/>",
@@ -514,7 +514,10 @@ def test_live_dns_txt_and_srv_updates_are_served_by_the_restarted_dnsmasq(daemon
     virsh(daemon, "net-update", "natnet", "add", "dns-srv",
           "<srv service='ldap' protocol='tcp' domain='lab.test' target='dir.lab.test' port='389' "
           "priority='10' weight='5'/>", "--live")
+    virsh(daemon, "net-update", "natnet", "add", "ip-dhcp-range", "<range start='10.77.0.40' end='10.77.0.49'/>",
+          "--live")
     dumped = virsh(daemon, "net-dumpxml", "natnet").stdout
+    assert "<range start='10.77.0.40' end='10.77.0.49'/>" in dumped
     assert "<txt name='motd.lab.test' value='hello'/>" in dumped
     assert "target='dir.lab.test' port='389' priority='10' weight='5'/>" in dumped
     with client_namespace(daemon, "52:54:00:12:34:58") as client:

@@ -1,5 +1,5 @@
-"""The test driver's virNetworkUpdate record sections (DNS host, DNS TXT, DNS SRV, portgroup,
-forward interface) and its node-device events against libvirt 9.0's own: one walk, four runs,
+"""The test driver's virNetworkUpdate sections (DHCP host and range, DNS host, TXT and SRV,
+portgroup, forward interface, the refused ones) and its node-device events against libvirt 9.0's own: one walk, four runs,
 compared step by step.
 
 tests/data/testdriver/walk_netdev.py runs against libvirt 9.0's test driver through
@@ -133,7 +133,7 @@ def _compare(run: str, reference: list, got: list) -> None:
 def test_reference_walk_covers_every_section_and_command(reference):
     steps = dict(reference)
     assert set(KNOWN) <= set(steps)
-    for prefix in ("dnshost", "txt", "srv", "portgroup", "fwdif"):
+    for prefix in ("dhcphost", "dhcprange", "dnshost", "txt", "srv", "portgroup", "fwdif"):
         names = [k for k in steps if k.startswith(prefix + "-") and not k.endswith("-xml")]
 
         def answered(word: str, value: Any) -> bool:

@@ -384,18 +384,31 @@ def _parse_ip(node: etree._Element, net: NetworkDef) -> IPDef:
     return ip
 
 
-def parse_dhcp_host(sub: etree._Element, ip: IPDef, netname: str) -> DHCPHost:
-    """One ``<dhcp><host mac name ip/>`` of ``ip``'s subnet (also what virNetworkUpdate adds)."""
+def parse_dhcp_host(sub: etree._Element, ip: IPDef, netname: str, partial: bool = False) -> DHCPHost:
+    """One ``<dhcp><host mac name ip/>`` of ``ip``'s subnet (also what virNetworkUpdate adds);
+    ``partial``: an entry that names one to delete, by any of its three attributes."""
     mac, hname, hip = sub.get("mac"), sub.get("name"), sub.get("ip")
     if mac is not None:
-        if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
-            raise xml_error(f"Invalid to specify MAC address '{mac}' in network '{netname}' "
-                            "IPv4 static host definition")
+        if not MAC_RE.match(mac):
+            raise xml_error(f"Cannot parse MAC address '{mac}' in network '{netname}'")
+        if int(mac[:2], 16) & 1:
+            raise xml_error(f"expected unicast mac address, found multicast '{mac}' in network '{netname}'")
         mac = mac.lower()
+    if hname is not None and not (hname[:1].isascii() and hname[:1].isalnum()):
+        raise xml_error(f"Cannot use host name '{hname}' in network '{netname}'")
     if hip is not None:
-        hip = _v4(hip, "IP address", netname)
-        if ipaddress.IPv4Address(hip) not in ip.network:
+        try:
+            hip = str(ipaddress.IPv4Address(hip))
+        except ValueError:
+            raise xml_error(f"Invalid IP address in static host definition for network '{netname}'") from None
+        if not partial and ipaddress.IPv4Address(hip) not in ip.network:
+            # pyvirt's own check: dnsmasq would never hand out an address beyond the subnet
             raise xml_error(f"Invalid IP address in static host definition for network '{netname}'")
+    if partial:
+        if mac is None and hname is None and hip is None:
+            raise xml_error("At least one of name, mac, or ip attribute must be specified for static host "
+                            f"definition in network '{netname}' ")
+        return DHCPHost(mac, hname, hip)
     if mac is None and hname is None:
         raise xml_error(f"Static host definition in IPv4 network '{netname}' must have "
                         "mac or name attribute")

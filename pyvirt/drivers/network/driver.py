@@ -469,8 +469,8 @@ class NetworkDriver:
         if not dnsmasq.needed(live):
             return
         files = self.files(live.name)
-        if section in (update.SECTION_DNS_TXT, update.SECTION_DNS_SRV):
-            # records live in dnsmasq's configuration, which only a restart re-reads
+        if section in (update.SECTION_IP_DHCP_RANGE, update.SECTION_DNS_TXT, update.SECTION_DNS_SRV):
+            # ranges and records live in dnsmasq's configuration, which only a restart re-reads
             await dnsmasq.stop(files)
             obj.dnsmasq_pid = await dnsmasq.start(live, files)
         else:

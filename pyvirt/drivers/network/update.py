@@ -1,51 +1,51 @@
 """virNetworkUpdate: the list entries of a definition added, deleted or modified one at a time.
 
-DHCP hosts and DNS hosts (which a running network serves from its dnsmasq
-hosts files), DNS TXT and SRV records, portgroups and forward interfaces,
-with libvirt's matching rules, its order of checks and its words
-(network_conf.c, virNetworkDefUpdate*).  The network driver and the test
-driver both change their definitions here; libvirt's other sections are
-refused as unsupported.
+DHCP hosts and ranges, DNS hosts, DNS TXT and SRV records, portgroups and
+forward interfaces, with libvirt's matching rules, its order of checks and its
+words (network_conf.c, virNetworkDefUpdate*).  The network driver and the test
+driver both change their definitions here (what a running network must do
+about a change is the network driver's business); libvirt's other sections
+are refused as unsupported.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Callable
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
 from ...conf import network as netconf
 from ...conf import network_records as records
-from ...conf.network import DHCPHost, NetworkDef
-from ...conf.xmlutil import parse_document
+from ...conf.network import NetworkDef
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 
 # virNetworkUpdateCommand / virNetworkUpdateSection
 MODIFY, DELETE, ADD_LAST, ADD_FIRST = 1, 2, 3, 4
-SECTION_IP_DHCP_HOST, SECTION_DNS_HOST = 4, 10
+SECTION_IP_DHCP_HOST, SECTION_IP_DHCP_RANGE, SECTION_DNS_HOST = 4, 5, 10
 SECTION_FORWARD_INTERFACE, SECTION_PORTGROUP, SECTION_DNS_TXT, SECTION_DNS_SRV = 7, 9, 11, 12
-SECTION_NAMES = {1: "bridge", 2: "domain", 3: "ip", 4: "ip-dhcp-host", 5: "ip-dhcp-range", 6: "forward",
-                 7: "forward-interface", 8: "forward-pf", 9: "portgroup", 10: "dns-host", 11: "dns-txt",
-                 12: "dns-srv"}
 
 
 def _invalid(detail: str) -> Exception:
     return error(ErrorNumber.OPERATION_INVALID, ErrorDomain.NETWORK, detail)
 
 
+# the sections libvirt refuses on every network (virNetworkDefUpdateNoSupport), in its words
+NO_SUPPORT = {1: "bridge", 2: "domain", 3: "ip", 6: "forward", 8: "forward pf"}
+
+
 def apply(net: NetworkDef, command: int, section: int, parent_index: int, xml: str) -> None:
-    """Change ``net`` in place as one virNetworkUpdate call asks."""
-    if section in RECORD_SECTIONS:
-        apply_record(net, command, section, parse_update_xml(xml))
-        return
-    if command not in (MODIFY, DELETE, ADD_LAST, ADD_FIRST):
+    """Change ``net`` in place as one virNetworkUpdate call asks, in libvirt's order: the
+    document, the section, then each section's own checks (the command among them)."""
+    node = parse_update_xml(xml)
+    if section in NO_SUPPORT:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
-                    f"unrecognized network update command code {command}")
-    if section == SECTION_IP_DHCP_HOST:
-        _dhcp_host(net, command, parent_index, xml)
-    else:
+                    f"can't update '{NO_SUPPORT[section]}' section of network '{net.name}'")
+    if section not in RECORD_SECTIONS:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
-                    f"can't update '{SECTION_NAMES.get(section, section)}' section of network '{net.name}'")
+                    "can't update unrecognized section of network")
+    apply_record(net, command, section, parent_index, node)
 
 
 def parse_update_xml(xml: str) -> Any:
@@ -69,43 +69,6 @@ def parse_update_xml(xml: str) -> Any:
         pointer = "".join("\t" if context[n:n + 1] == "\t" else "-" for n in range(max(column - 1, 0)))
         raise libvirtError(f"network_update_xml:{line}: {message}\n{context}\n{pointer}^",
                            ErrorNumber.XML_DETAIL, ErrorDomain.NETWORK) from None
-
-
-def _dhcp_host(net: NetworkDef, command: int, parent_index: int, xml: str) -> None:
-    if parent_index > 0 or not net.ips:
-        raise _invalid(f"couldn't update dhcp host entry - no <ip> element found at index {parent_index} "
-                       f"in network '{net.name}'")
-    ip = net.ips[0]
-    node = parse_document(xml, "host", "network_update")
-    if command == DELETE:       # any of the three attributes names the entry to delete
-        new = DHCPHost((node.get("mac") or "").lower() or None, node.get("name"), node.get("ip"))
-    else:
-        new = netconf.parse_dhcp_host(node, ip, net.name)
-    matches = [h for h in ip.hosts
-               if (new.mac and h.mac == new.mac) or (new.name and h.name == new.name)
-               or (command != MODIFY and new.ip and h.ip == new.ip)]
-    if command in (ADD_FIRST, ADD_LAST):
-        if matches:
-            # libvirt names the new entry's fields, a missing name as C prints a NULL string
-            raise _invalid(f"there is an existing dhcp host entry in network '{net.name}' that matches "
-                           f"\"<host mac='{new.mac or 'unknown'}' name='{new.name or '(null)'}' "
-                           f"ip='{new.ip or 'unknown'}'/>\"")
-        if command == ADD_FIRST:
-            ip.hosts.insert(0, new)
-        else:
-            ip.hosts.append(new)
-    elif command == DELETE:
-        exact = [h for h in ip.hosts if (new.mac is None or h.mac == new.mac) and
-                 (new.name is None or h.name == new.name) and (new.ip is None or h.ip == new.ip)]
-        if not exact:
-            raise _invalid(f"couldn't locate a matching dhcp host entry in network '{net.name}'")
-        ip.hosts.remove(exact[0])
-    else:
-        if not matches:
-            raise _invalid(f"couldn't locate an existing dhcp host entry with \"mac='{new.mac}'\" "
-                           f"in network '{net.name}'")
-        ip.hosts[ip.hosts.index(matches[0])] = new
-    ip.has_dhcp = True
 
 
 # -- DNS host / TXT / SRV records, portgroups, forward interfaces --------------------------------
@@ -137,7 +100,80 @@ def _no_modify(command: int, what: str) -> None:
                     f"{what} cannot be modified, only added or deleted")
 
 
-def _dns_host(net: NetworkDef, command: int, node: Any) -> None:
+def _ip_at(net: NetworkDef, parent_index: int) -> Any:
+    """The <ip> whose <dhcp> the entry goes in: the given index, or (-1) the one with DHCP
+    (pyvirt's networks have one <ip> at most)."""
+    if parent_index > 0 or not net.ips:
+        where = f"at index {parent_index} " if parent_index >= 0 else ""
+        raise _invalid(f"couldn't update dhcp host entry - no <ip> element found {where}in network '{net.name}'")
+    return net.ips[0]
+
+
+def _same_mac(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a == b
+
+
+def _dhcp_host(net: NetworkDef, command: int, parent_index: int, node: Any) -> None:
+    _expect(net, node, "host")
+    ip = _ip_at(net, parent_index)
+    host = netconf.parse_dhcp_host(node, ip, net.name, partial=command == DELETE)
+    if command == MODIFY:          # the entry with this mac, ip or name takes the new fields
+        found = next((i for i, h in enumerate(ip.hosts) if _same_mac(host.mac, h.mac) or
+                      (host.ip is not None and host.ip == h.ip) or (host.name and host.name == h.name)), None)
+        if found is None:
+            # libvirt names the entry's fields, a missing name as C prints a NULL string
+            raise _invalid(f"couldn't locate an existing dhcp host entry with \"mac='{host.mac or 'unknown'}'\" "
+                           f"\"name='{host.name or '(null)'}'\" \"ip='{host.ip or 'unknown'}'\" "
+                           f"in network '{net.name}'")
+        ip.hosts[found] = host
+    elif _is_add(command):
+        if any(_same_mac(host.mac, h.mac) or (host.name and host.name == h.name) or host.ip == h.ip
+               for h in ip.hosts):
+            raise _invalid(f"there is an existing dhcp host entry in network '{net.name}' that matches "
+                           f"\"<host mac='{host.mac or 'unknown'}' name='{host.name or '(null)'}' "
+                           f"ip='{host.ip or 'unknown'}'/>\"")
+        _insert(ip.hosts, command, host)
+    elif command == DELETE:         # every attribute given must match (a mac only where both have one)
+        found = next((i for i, h in enumerate(ip.hosts)
+                      if (host.mac is None or h.mac is None or host.mac == h.mac)
+                      and (host.name is None or host.name == h.name)
+                      and (host.ip is None or host.ip == h.ip)), None)
+        if found is None:
+            raise _invalid(f"couldn't locate a matching dhcp host entry in network '{net.name}'")
+        del ip.hosts[found]
+    else:
+        raise _unknown(command)
+    ip.has_dhcp = True
+
+
+def _dhcp_range(net: NetworkDef, command: int, parent_index: int, node: Any) -> None:
+    _expect(net, node, "range")
+    ip = _ip_at(net, parent_index)
+    if command == MODIFY:
+        raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.NETWORK,
+                    "dhcp ranges cannot be modified, only added or deleted")
+    # the range parsed with the definition's own checks, through a one-range document
+    start, end = (escape(node.get(k) or "", {"'": "&apos;"}) for k in ("start", "end"))
+    probe = netconf.parse(f"<network><name>{escape(net.name)}</name><ip address='{ip.address}' "
+                          f"prefix='{ip.prefix}'><dhcp><range start='{start}' end='{end}'/></dhcp></ip></network>")
+    rng = probe.ips[0].ranges[0]
+    found = [r for r in ip.ranges if ipaddress.IPv4Address(r[0]) == ipaddress.IPv4Address(rng[0])
+             and ipaddress.IPv4Address(r[1]) == ipaddress.IPv4Address(rng[1])]
+    if _is_add(command):
+        if found:
+            raise _invalid(f"there is an existing dhcp range entry in network '{net.name}' that matches "
+                           f"\"<range start='{rng[0]}' end='{rng[1]}'/>\"")
+        _insert(ip.ranges, command, rng)
+        ip.has_dhcp = True
+    elif command == DELETE:
+        if not found:
+            raise _invalid(f"couldn't locate a matching dhcp range entry in network '{net.name}'")
+        ip.ranges.remove(found[0])
+    else:
+        raise _unknown(command)
+
+
+def _dns_host(net: NetworkDef, command: int, _parent_index: int, node: Any) -> None:
     _no_modify(command, "DNS HOST records")
     _expect(net, node, "host")
     adding = _is_add(command)
@@ -160,7 +196,7 @@ def _dns_host(net: NetworkDef, command: int, node: Any) -> None:
         raise _unknown(command)
 
 
-def _dns_txt(net: NetworkDef, command: int, node: Any) -> None:
+def _dns_txt(net: NetworkDef, command: int, _parent_index: int, node: Any) -> None:
     _no_modify(command, "DNS TXT records")
     _expect(net, node, "txt")
     txt = records.parse_dns_txt(node, net.name, partial=not _is_add(command))
@@ -177,7 +213,7 @@ def _dns_txt(net: NetworkDef, command: int, node: Any) -> None:
         raise _unknown(command)
 
 
-def _dns_srv(net: NetworkDef, command: int, node: Any) -> None:
+def _dns_srv(net: NetworkDef, command: int, _parent_index: int, node: Any) -> None:
     _no_modify(command, "DNS SRV records")
     _expect(net, node, "srv")
     srv = records.parse_dns_srv(node, net.name, partial=not _is_add(command))
@@ -198,7 +234,7 @@ def _dns_srv(net: NetworkDef, command: int, node: Any) -> None:
         raise _unknown(command)
 
 
-def _portgroup(net: NetworkDef, command: int, node: Any) -> None:
+def _portgroup(net: NetworkDef, command: int, _parent_index: int, node: Any) -> None:
     _expect(net, node, "portgroup")
     group = records.parse_portgroup(node)
     named = next((i for i, g in enumerate(net.portgroups) if g.name == group.name), None)
@@ -222,7 +258,7 @@ def _portgroup(net: NetworkDef, command: int, node: Any) -> None:
         raise _unknown(command)
 
 
-def _forward_interface(net: NetworkDef, command: int, node: Any) -> None:
+def _forward_interface(net: NetworkDef, command: int, _parent_index: int, node: Any) -> None:
     _expect(net, node, "interface")
     _no_modify(command, "forward interface entries")
     dev = node.get("dev")
@@ -243,7 +279,9 @@ def _forward_interface(net: NetworkDef, command: int, node: Any) -> None:
         raise _unknown(command)
 
 
-RECORD_SECTIONS: dict[int, Callable[[NetworkDef, int, Any], None]] = {
+RECORD_SECTIONS: dict[int, Callable[[NetworkDef, int, int, Any], None]] = {
+    SECTION_IP_DHCP_HOST: _dhcp_host,
+    SECTION_IP_DHCP_RANGE: _dhcp_range,
     SECTION_DNS_HOST: _dns_host,
     SECTION_FORWARD_INTERFACE: _forward_interface,
     SECTION_PORTGROUP: _portgroup,
@@ -253,6 +291,6 @@ RECORD_SECTIONS: dict[int, Callable[[NetworkDef, int, Any], None]] = {
 """The sections :func:`apply_record` changes, each with its own order of checks."""
 
 
-def apply_record(net: NetworkDef, command: int, section: int, node: Any) -> None:
+def apply_record(net: NetworkDef, command: int, section: int, parent_index: int, node: Any) -> None:
     """One of :data:`RECORD_SECTIONS` changed in ``net`` from an already parsed element."""
-    RECORD_SECTIONS[section](net, command, node)
+    RECORD_SECTIONS[section](net, command, parent_index, node)

@@ -15,7 +15,7 @@ from ...driver import EventBus
 from ...driver_network import NetworkConnection as NetworkConnectionBase, NetworkEvent
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import NetworkRef
-from . import netupdate
+from ..network import update as netupdate
 from .objects import matches_list_flags
 
 _T = ErrorDomain.TEST

@@ -1,5 +1,6 @@
-"""The third differential walk of a test-driver host: virNetworkUpdate's DNS TXT, DNS SRV,
-portgroup and forward-interface sections, and node-device events
+"""The third differential walk of a test-driver host: virNetworkUpdate's sections (DHCP host
+and range, DNS host, TXT and SRV, portgroup, forward interface, and the ones libvirt refuses),
+and node-device events
 (see tests/test_test_driver_netdev_diff.py).
 
 Run as ``PYTHON walk_netdev.py MODULE URI``: MODULE is ``libvirt`` (python3-libvirt) or
@@ -62,11 +63,12 @@ net = conn.networkLookupByName("default")
 
 
 def section(prefix, sec, cases, target=None):
-    """One step per (name, command, xml[, flags]) on ``target`` (the default network),
+    """One step per (name, command, xml[, flags[, parent index]]) on ``target`` (the default network),
     each followed by the network's XML."""
     target = target or net
-    for name, command, xml, *flags in cases:
-        step(f"{prefix}-{name}", M(target, "update"), command, sec, -1, xml, flags[0] if flags else 0)
+    for name, command, xml, *extra in cases:
+        flags, index = (extra + [0, -1])[:2] if len(extra) < 2 else extra
+        step(f"{prefix}-{name}", M(target, "update"), command, sec, index, xml, flags)
         step(f"{prefix}-{name}-xml", M(target, "XMLDesc"), 0)
 
 
@@ -89,6 +91,42 @@ section("txt", libvirt.VIR_NETWORK_SECTION_DNS_TXT, [
     ("delete-missing", DELETE, "<txt name='example'/>"),
     ("delete-no-name", DELETE, "<txt value='example value'/>"),
     ("delete-first", DELETE, "<txt name='first' value='ignored'/>"),
+])
+
+# -- DHCP hosts and ranges: the matching of each command, and the checks on an entry ------------
+section("dhcphost", libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, [
+    ("add-last", ADD_LAST, "<host mac='52:54:00:00:00:21' name='a1' ip='192.168.122.21'/>"),
+    ("add-first", ADD_FIRST, "<host name='a2' ip='192.168.122.22'/>"),
+    ("add-duplicate-ip", ADD_LAST, "<host mac='52:54:00:00:00:23' ip='192.168.122.21'/>"),
+    ("add-duplicate-name", ADD_LAST, "<host name='a2' ip='192.168.122.24'/>"),
+    ("add-bad-mac", ADD_LAST, "<host mac='52:54:00:00:00' ip='192.168.122.25'/>"),
+    ("add-multicast-mac", ADD_LAST, "<host mac='01:54:00:00:00:25' ip='192.168.122.25'/>"),
+    ("add-bad-name", ADD_LAST, "<host name='-x' ip='192.168.122.25'/>"),
+    ("add-bad-ip", ADD_LAST, "<host mac='52:54:00:00:00:25' ip='192.168.122.x'/>"),
+    ("add-no-ip", ADD_LAST, "<host mac='52:54:00:00:00:25'/>"),
+    ("add-only-ip", ADD_LAST, "<host ip='192.168.122.25'/>"),
+    ("add-wrong-element", ADD_LAST, "<range start='192.168.122.30' end='192.168.122.31'/>"),
+    ("add-malformed", ADD_LAST, "<host ip='192.168.122.25'/"),
+    ("add-bad-index", ADD_LAST, "<host mac='52:54:00:00:00:25' ip='192.168.122.25'/>", 0, 2),
+    ("modify-by-ip", MODIFY, "<host mac='52:54:00:00:00:99' name='a1b' ip='192.168.122.21'/>"),
+    ("modify-missing", MODIFY, "<host mac='52:54:00:00:00:77' ip='192.168.122.77'/>"),
+    ("modify-missing-no-mac", MODIFY, "<host name='zz' ip='192.168.122.78'/>"),
+    ("bad-command", 8, "<host mac='52:54:00:00:00:26' ip='192.168.122.26'/>"),
+    ("delete-nothing-named", DELETE, "<host/>"),
+    ("delete-missing", DELETE, "<host ip='192.168.122.99'/>"),
+    ("delete-mac-where-none", DELETE, "<host mac='52:54:00:00:00:55' name='a2'/>"),
+    ("delete-mismatch", DELETE, "<host name='a1b' ip='192.168.122.22'/>"),
+    ("delete-by-ip", DELETE, "<host ip='192.168.122.21'/>"),
+])
+section("dhcprange", libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE, [
+    ("add-first", ADD_FIRST, "<range start='192.168.122.2' end='192.168.122.9'/>"),
+    ("add-duplicate", ADD_LAST, "<range start='192.168.122.2' end='192.168.122.9'/>"),
+    ("modify", MODIFY, "<range start='192.168.122.2' end='192.168.122.9'/>"),
+    ("add-wrong-element", ADD_LAST, "<host ip='192.168.122.25'/>"),
+    ("add-malformed", ADD_LAST, "<range start='192.168.122.2'"),
+    ("bad-command", 7, "<range start='192.168.122.2' end='192.168.122.8'/>"),
+    ("delete-missing", DELETE, "<range start='192.168.122.2' end='192.168.122.8'/>"),
+    ("delete", DELETE, "<range start='192.168.122.2' end='192.168.122.9'/>"),
 ])
 
 # -- DNS host records: an add matches the address only, a delete any field ----------------------
@@ -201,6 +239,11 @@ section("bridge", libvirt.VIR_NETWORK_SECTION_FORWARD_INTERFACE, [
     ("delete-last", DELETE, "<interface dev='eth2'/>"),
 ], target=bridge)
 step("bridge-undefine", M(bridge, "undefine"))
+
+# -- the sections libvirt refuses, and no section: the document is read first -----------------------
+for sec in (1, 2, 3, 6, 8, 0, 13):      # bridge, domain, ip, forward, forward pf, none, past the last
+    for tag, xml in (("malformed", "<x"), ("empty", ""), ("element", "<x/>")):
+        step(f"section-{sec}-{tag}", M(net, "update"), 9, sec, -1, xml, 0)
 
 # -- the flags, on a record section: a running network's live definition ---------------------------
 TXT = libvirt.VIR_NETWORK_SECTION_DNS_TXT
