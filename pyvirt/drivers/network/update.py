@@ -71,9 +71,9 @@ def parse_update_xml(xml: str) -> Any:
                            ErrorNumber.XML_DETAIL, ErrorDomain.NETWORK) from None
 
 
-# -- DNS host / TXT / SRV records, portgroups, forward interfaces --------------------------------
-# Each checks the command where libvirt does: some refuse MODIFY first, the portgroup
-# checks its matches before it looks at the command at all.
+# -- the sections, one handler each ------------------------------------------------------------
+# Each checks the command where libvirt does: some refuse MODIFY first, others (the portgroup)
+# look for their matches before they look at the command at all.
 
 def _is_add(command: int) -> bool:
     return command in (ADD_FIRST, ADD_LAST)
