@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from .driver_network import NETWORK_METHODS, NETWORK_READ_ONLY_SAFE
 from .driver_storage import STORAGE_METHODS, STORAGE_READ_ONLY_SAFE
-from .errors import ErrorDomain, ErrorNumber, api_name, error, no_support
+from .errors import ErrorDomain, ErrorNumber, api_name, error, libvirtError, no_support
 from .refs import DomainRef, FrozenRecord, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
@@ -379,20 +379,39 @@ class HypervisorConnection:
         ``event_id`` with its daemon); ``callback`` may still see other ids."""
         return self.subscribe_events(callback)
 
+    # the host-wide bus of node-device events, where the connection lists node devices
+    # (the test driver's host); None: no node-device events (libvirt's "not supported")
+    node_device_events: Any = None
+
+    def object_event_bus(self, kind: str) -> Any:
+        """The bus of pool events (``kind`` 'storage'), network events ('network') or
+        node-device events ('nodedev'), or libvirt's NO_SUPPORT when there is none."""
+        if kind == "nodedev":
+            bus = self.node_device_events
+        else:
+            target = getattr(self, kind)
+            bus = target.events if target is not None else None
+        if bus is None:
+            raise no_support(self.error_domain, _OBJECT_EVENT_APIS[kind])
+        return bus
+
     async def object_events_subscribe(self, kind: str, callback: Callable[[Any], None],
                                       event_id: int = 0) -> int:
-        """Subscribe to the pool events (``kind`` 'storage') or network events ('network')
-        of the connection's secondary driver; ``callback`` may see other ids too."""
-        target = getattr(self, kind)
-        if target is None:
-            raise no_support(self.error_domain, "virConnectStoragePoolEventRegisterAny" if kind == "storage"
-                             else "virConnectNetworkEventRegisterAny")
-        return target.events.subscribe(callback)
+        """Subscribe to one kind of object event (see :meth:`object_event_bus`);
+        ``callback`` may see other ids too."""
+        return self.object_event_bus(kind).subscribe(callback)
 
     def object_events_unsubscribe(self, kind: str, token: int) -> None:
-        target = getattr(self, kind)
-        if target is not None:
-            target.events.unsubscribe(token)
+        try:
+            bus = self.object_event_bus(kind)
+        except libvirtError:
+            return
+        bus.unsubscribe(token)
+
+
+_OBJECT_EVENT_APIS = {"storage": "virConnectStoragePoolEventRegisterAny",
+                      "network": "virConnectNetworkEventRegisterAny",
+                      "nodedev": "virConnectNodeDeviceEventRegisterAny"}
 
 
 def _secondary(kind: str, name: str) -> Callable[..., Any]:

@@ -861,6 +861,28 @@ PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NetworkEventID, "VIR_NETWORK_EVENT_ID_"),
                                      (NetworkEventLifecycle, "VIR_NETWORK_EVENT_"))
 
 
+# -- node-device events (libvirt-nodedev.h) -----------------------------------------------------
+
+class NodeDeviceEventID(IntEnum):
+    """virNodeDeviceEventID."""
+
+    LIFECYCLE = 0
+    UPDATE = 1
+
+
+class NodeDeviceEventLifecycle(IntEnum):
+    """virNodeDeviceEventLifecycleType (its detail is always 0)."""
+
+    CREATED = 0
+    DELETED = 1
+    DEFINED = 2
+    UNDEFINED = 3
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((NodeDeviceEventID, "VIR_NODE_DEVICE_EVENT_ID_"),
+                                     (NodeDeviceEventLifecycle, "VIR_NODE_DEVICE_EVENT_"))
+
+
 # -- block jobs (libvirt-domain.h) ----------------------------------------------------------
 
 class BlockCopyFlags(IntFlag):

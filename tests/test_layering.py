@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "pyvirt"
 IO_MODULES = ("asyncio", "socket", "ssl", "selectors", "subprocess", "threading")
 # the protocol core knows nothing of drivers, the daemon or configuration
-NOT_BELOW_RPC = ("pyvirt.driver", "pyvirt.driver_storage", "pyvirt.driver_network", "pyvirt.drivers", "pyvirt.daemon",
-                 "pyvirt.conf")
+NOT_BELOW_RPC = ("pyvirt.driver", "pyvirt.driver_storage", "pyvirt.driver_network", "pyvirt.driver_nodedev",
+                 "pyvirt.drivers", "pyvirt.daemon", "pyvirt.conf")
 
 # pyvirt.enums is one leaf in two files (pyvirt.enums_more: the classes made on
 # first access): each half may import the other and nothing else of pyvirt
@@ -75,10 +75,12 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
                          "pyvirt.driver", "pyvirt.connection", "pyvirt.domain")),
     ("pyvirt.uri", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
     ("pyvirt.driver", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf")),
-    # the storage and network contracts: siblings of pyvirt.driver, below it (it imports them)
+    # the storage, network and node-device contracts: siblings of pyvirt.driver, below it (it imports them)
     ("pyvirt.driver_storage", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
                                "pyvirt.driver")),
     ("pyvirt.driver_network", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
+                               "pyvirt.driver")),
+    ("pyvirt.driver_nodedev", ("pyvirt.drivers", "pyvirt.rpc", "pyvirt.daemon", "pyvirt.cli", "pyvirt.conf",
                                "pyvirt.driver")),
     # the remote driver is the only driver that speaks RPC
     ("pyvirt.drivers.remote", ("pyvirt.daemon", "pyvirt.cli", "pyvirt.connection", "pyvirt.domain")),

@@ -505,6 +505,33 @@ def test_dnsmasq_answers_dns_for_dns_hosts_in_the_network_domain(daemon, tmp_pat
         assert "10.77.0.50" in full.stdout, full.stdout + full.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/usr/bin/busybox"), reason="needs busybox (nslookup)")
+def test_live_range_txt_and_srv_updates_are_served_by_the_restarted_dnsmasq(daemon, tmp_path):
+    define(daemon, tmp_path, NAT_XML.replace("  <ip ", "  <domain name='lab.test'/>\n  <ip ", 1))
+    virsh(daemon, "net-start", "natnet")
+    virsh(daemon, "net-update", "natnet", "add", "dns-txt", "<txt name='motd.lab.test' value='hello'/>",
+          "--live", "--config")
+    virsh(daemon, "net-update", "natnet", "add", "dns-srv",
+          "<srv service='ldap' protocol='tcp' domain='lab.test' target='dir.lab.test' port='389' "
+          "priority='10' weight='5'/>", "--live")
+    virsh(daemon, "net-update", "natnet", "add", "ip-dhcp-range", "<range start='10.77.0.40' end='10.77.0.49'/>",
+          "--live")
+    dumped = virsh(daemon, "net-dumpxml", "natnet").stdout
+    assert "<range start='10.77.0.40' end='10.77.0.49'/>" in dumped
+    assert "<txt name='motd.lab.test' value='hello'/>" in dumped
+    assert "target='dir.lab.test' port='389' priority='10' weight='5'/>" in dumped
+    with client_namespace(daemon, "52:54:00:12:34:58") as client:
+        ns_run(client, "ip", "addr", "add", "10.77.0.31/24", "dev", "vclient0")
+        wait_until_forwarding(daemon.netns, "vport0")
+        txt = ns_run(client, "busybox", "nslookup", "-type=txt", "motd.lab.test", "10.77.0.1", check=False)
+        assert "hello" in txt.stdout, txt.stdout + txt.stderr
+        srv = ns_run(client, "busybox", "nslookup", "-type=srv", "_ldap._tcp.lab.test", "10.77.0.1", check=False)
+        assert "dir.lab.test" in srv.stdout and "389" in srv.stdout, srv.stdout + srv.stderr
+    # only the TXT record was asked for the persistent definition too
+    inactive = virsh(daemon, "net-dumpxml", "natnet", "--inactive").stdout
+    assert "<txt name='motd.lab.test'" in inactive and "<srv " not in inactive
+
+
 @contextmanager
 def namespace(prefix: str):
     name = f"{prefix}-{secrets.token_hex(4)}"

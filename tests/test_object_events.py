@@ -1,9 +1,11 @@
-"""Storage pool and network events, from the drivers' buses to the clients.
+"""Storage pool, network and node-device events, from the drivers' buses to the clients.
 
-* The wire (one layer): a PoolEvent / NetworkEvent becomes libvirt's
-  STORAGE_POOL_EVENT_LIFECYCLE (370), _REFRESH (373) or NETWORK_EVENT_LIFECYCLE
-  (315) message for each registration that wants it, and the remote driver
-  decodes it back to the same record.
+* The wire (one layer): a PoolEvent / NetworkEvent / NodeDeviceEvent becomes
+  libvirt's STORAGE_POOL_EVENT_LIFECYCLE (370), _REFRESH (373),
+  NETWORK_EVENT_LIFECYCLE (315) or NODE_DEVICE_EVENT_LIFECYCLE (376) / _UPDATE
+  (377) message for each registration that wants it (a node device's by name),
+  and the remote driver decodes it back to the same record.  The test driver's
+  node-device events end to end are in test_test_driver_netdev_diff.py.
 * End to end (real pyvirtd with its storage and network drivers): stock virsh
   (pool-event, net-event) and stock
   python3-libvirt (libvirt's default event loop) and pyvirt register for pool
@@ -26,10 +28,11 @@ import pytest
 
 from pyvirt.daemon import events as forms
 from pyvirt.driver_network import NetworkEvent
+from pyvirt.driver_nodedev import NodeDeviceEvent
 from pyvirt.driver_storage import PoolEvent
 from pyvirt.drivers.remote.driver import RemoteConnection
 from pyvirt.errors import ErrorNumber, libvirtError
-from pyvirt.refs import NetworkRef, StoragePoolRef
+from pyvirt.refs import NetworkRef, NodeDeviceRef, StoragePoolRef
 from pyvirt.rpc import wire
 from pyvirt.rpc.protocol import REMOTE
 
@@ -91,6 +94,39 @@ def test_network_event_encodes_and_the_remote_driver_decodes_it_back():
     assert seen == [NetworkEvent(0, NET, (3, 0))]
 
 
+def test_node_device_events_match_by_name_and_decode_back():
+    client = _Client()
+    dev, other = NodeDeviceRef("scsi_host12"), NodeDeviceRef("scsi_host11")
+    callbacks = {4: ("nodedev", 0, None), 5: ("nodedev", 0, "scsi_host11"), 6: ("nodedev", 1, "scsi_host12"),
+                 7: ("network", 0, None)}
+    forms.deliver_object_event(client, "nodedev", callbacks, NodeDeviceEvent(0, dev, (1, 0)))
+    forms.deliver_object_event(client, "nodedev", callbacks, NodeDeviceEvent(1, dev, ()))
+    forms.deliver_object_event(client, "nodedev", callbacks, NodeDeviceEvent(0, other, (0, 0)))
+    msgs = _messages(client.sent)
+    assert [REMOTE[m.header.proc].decode_args(m.payload) for m in msgs] == [
+        (4, dev, 1, 0), (6, dev), (4, other, 0, 0), (5, other, 0, 0)]
+    assert [m.header.proc for m in msgs] == [376, 377, 376, 376]
+
+    from pyvirt.driver import EventBus
+    seen: list = []
+
+    class _Remote:
+        object_events = {"nodedev": EventBus()}
+
+    _Remote.object_events["nodedev"].subscribe(seen.append)
+    RemoteConnection._on_object_event(_Remote(), "nodedev", 1, msgs[1])   # type: ignore[arg-type]
+    assert seen == [NodeDeviceEvent(1, dev, ())]
+
+
+def test_node_device_events_on_a_connection_without_node_devices_are_not_supported():
+    from pyvirt.driver import HypervisorConnection
+    conn = HypervisorConnection.__new__(HypervisorConnection)
+    with pytest.raises(libvirtError) as exc:
+        forms.object_bus(conn, "nodedev")
+    assert exc.value.get_error_code() == ErrorNumber.NO_SUPPORT
+    assert "virConnectNodeDeviceEventRegisterAny" in str(exc.value)
+
+
 def test_registration_checks_are_libvirtds():
     with pytest.raises(libvirtError) as exc:
         forms.check_object_event_id("storage", 2)
@@ -99,6 +135,10 @@ def test_registration_checks_are_libvirtds():
     with pytest.raises(libvirtError) as exc:
         forms.check_object_event_id("network", 1)
     assert "unsupported network event ID 1" in str(exc.value)
+    with pytest.raises(libvirtError) as exc:
+        forms.check_object_event_id("nodedev", 2)
+    assert "unsupported node device event ID 2" in str(exc.value)
+    assert "node device event callback 3 not registered" in str(forms.object_event_not_registered("nodedev", 3))
     err = forms.object_event_not_registered("network", 12)
     assert err.get_error_code() == ErrorNumber.INTERNAL_ERROR
     assert "network event callback 12 not registered" in str(err)

@@ -75,9 +75,9 @@ _NETWORK_HIGH = {36, 38, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 52, 152, 153, 2
 HIGH_PRIORITY |= _NETWORK_HIGH
 READ_ONLY_OK |= {36, 38, 43, 44, 45, 46, 47, 50, 52, 152, 153, 283, 341}
 MUTATING |= {39, 40, 41, 42, 48, 49, 291, 432, 437}
-# storage pool and network event registration (answered by the daemon, high priority)
-HIGH_PRIORITY |= {313, 314, 368, 369}
-READ_ONLY_OK |= {313, 314, 368, 369}
+# storage pool, network and node-device event registration (answered by the daemon, high priority)
+HIGH_PRIORITY |= {313, 314, 368, 369, 374, 375}
+READ_ONLY_OK |= {313, 314, 368, 369, 374, 375}
 # domain snapshots: queries read-only (the XML with SECURE refused by its flag); create, revert, delete mutate
 HIGH_PRIORITY |= {186, 188, 189, 244, 246, 247, 274, 275}
 READ_ONLY_OK |= {186, 188, 189, 190, 191, 244, 246, 247, 271, 272, 274, 275}

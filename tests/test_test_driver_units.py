@@ -151,12 +151,18 @@ def test_tuning_survives_define_and_snapshot_revert():
     assert dom.memoryParameters(0)["hard_limit"] == 4096
 
 
-def test_network_sections_pyvirt_cannot_hold_are_refused_with_libvirts_code():
+def test_network_record_sections_change_the_definition_and_refuse_a_second_add():
     net = pyvirt.open("test:///default").networkLookupByName("default")
-    for section, xml in ((pyvirt.VIR_NETWORK_SECTION_DNS_TXT, "<txt name='t' value='v'/>"),
-                         (pyvirt.VIR_NETWORK_SECTION_DNS_SRV, "<srv service='http' protocol='tcp'/>"),
-                         (pyvirt.VIR_NETWORK_SECTION_PORTGROUP, "<portgroup name='p'/>"),
-                         (pyvirt.VIR_NETWORK_SECTION_FORWARD_INTERFACE, "<interface dev='eth3'/>")):
+    for section, xml, written in (
+            (pyvirt.VIR_NETWORK_SECTION_DNS_TXT, "<txt name='t' value='v&amp;w'/>", "<txt name='t' value='v&amp;w'/>"),
+            (pyvirt.VIR_NETWORK_SECTION_DNS_SRV, "<srv service='http' protocol='tcp'/>",
+             "<srv service='http' protocol='tcp'/>"),
+            (pyvirt.VIR_NETWORK_SECTION_PORTGROUP, "<portgroup name='p'/>", "<portgroup name='p'>"),
+            (pyvirt.VIR_NETWORK_SECTION_FORWARD_INTERFACE, "<interface dev='eth3'/>", "<interface dev='eth3'/>")):
+        net.update(pyvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, -1, xml, 0)
+        assert written in net.XMLDesc(0)
         with pytest.raises(pyvirt.libvirtError) as info:
             net.update(pyvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, -1, xml, 0)
-        assert info.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_UNSUPPORTED
+        assert info.value.get_error_code() == pyvirt.VIR_ERR_OPERATION_INVALID
+        net.update(pyvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, -1, xml, 0)
+        assert written not in net.XMLDesc(0)

@@ -99,10 +99,4 @@ def test_virsh_session_of_changes_as_on_libvirt(tmp_path):
         got = _session(daemon.test_uri)
     finally:
         daemon.stop()
-    # the one known difference: pyvirt's network model holds no portgroups (refused as a section
-    # libvirt cannot update, where libvirt's test driver adds it)
-    refused = ("error: Failed to update network default\n"
-               "error: Operation not supported: can't update 'portgroup' section of network 'default'\n")
-    assert refused in got[1]
-    assert got[0] == want[0].replace("Updated network default persistent config\n", "\n", 1)
-    assert (got[1].replace(refused, ""), got[2]) == (want[1], want[2])
+    assert got == want

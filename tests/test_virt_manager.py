@@ -12,10 +12,11 @@ The URI is a ``qemu:///session`` one: virt-manager then puts its ``default``
 pool under ``$XDG_DATA_HOME/images`` (the test's own directory)
 instead of the host's ``/var/lib/libvirt/images``.
 
-pyvirtd serves no node-device API: virt-manager says so at debug level
-("Connection doesn't seem to support nodedev APIs", "Error registering node
-device events: unknown procedure: 374") and carries on, as with a libvirtd
-built without that driver.
+pyvirtd serves no node-device API on a QEMU connection: virt-manager says so
+at debug level ("Connection doesn't seem to support nodedev APIs", "Error
+registering node device events: this function is not supported by the
+connection driver") and carries on, as with a libvirtd built without that
+driver.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""libvirt-python's storage pool and network event registration on virConnect.
+"""libvirt-python's storage pool, network and node-device event registration on virConnect.
 
-``storagePoolEventRegisterAny`` / ``networkEventRegisterAny`` call
-``cb(conn, pool_or_net, *fields, opaque)`` for each event, with the fields
-libvirt-python passes: LIFECYCLE ``(event, detail)``, a pool's REFRESH none.
-Callbacks run on pyvirt's event thread, as domain event callbacks do.
+``storagePoolEventRegisterAny`` / ``networkEventRegisterAny`` /
+``nodeDeviceEventRegisterAny`` call ``cb(conn, obj, *fields, opaque)`` for each
+event, with the fields libvirt-python passes: LIFECYCLE ``(event, detail)``, a
+pool's REFRESH and a node device's UPDATE none.  A registration for one object
+matches pools and networks by UUID, node devices by name.  Callbacks run on
+pyvirt's event thread, as domain event callbacks do.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run t
 if TYPE_CHECKING:
     from typing import Any
 
-STORAGE, NETWORK = "storage", "network"
+STORAGE, NETWORK, NODEDEV = "storage", "network", "nodedev"
 # kind -> (the public API's name, how many event ids libvirt 9.0 has)
 _APIS = {STORAGE: ("virConnectStoragePoolEventRegisterAny", 2),   # LIFECYCLE, REFRESH
-         NETWORK: ("virConnectNetworkEventRegisterAny", 1)}      # LIFECYCLE
+         NETWORK: ("virConnectNetworkEventRegisterAny", 1),      # LIFECYCLE
+         NODEDEV: ("virConnectNodeDeviceEventRegisterAny", 2)}   # LIFECYCLE, UPDATE
 _callback_ids = itertools.count(1)
 
 
@@ -46,12 +49,12 @@ class ConnectObjectEventsAPI:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE, f"eventID in {api} must be non-negative")
         if event_id >= last:
             raise error(ErrorNumber.INVALID_ARG, ErrorDomain.NONE, f"eventID in {api} must be less than {last}")
-        want = obj.UUID() if obj is not None else None
-        wrap = self._pool if kind == STORAGE else self._network   # type: ignore[attr-defined]
+        wrap, field, key = self._object_kind(kind)
+        want = key(obj) if obj is not None else None
 
         def deliver(event: Any) -> None:
-            ref = event.pool if kind == STORAGE else event.net
-            if event.event_id != event_id or (want is not None and ref.uuid != want):
+            ref = getattr(event, field)
+            if event.event_id != event_id or (want is not None and getattr(ref, "uuid", ref.name) != want):
                 return
             cb(self, wrap(ref), *event.detail, opaque)
 
@@ -61,6 +64,16 @@ class ConnectObjectEventsAPI:
             cb_id = next(_callback_ids)
             callbacks[cb_id] = (kind, token)
         return cb_id
+
+    def _object_kind(self, kind: str) -> tuple[Callable[[Any], Any], str, Callable[[Any], Any]]:
+        """How one kind is handed to a callback, where its event keeps the object, and
+        the key a registration's filter compares (a UUID; a node device's name)."""
+        if kind == NODEDEV:
+            from .iface_nodedev import virNodeDevice
+            return (lambda ref: virNodeDevice(self, ref)), "dev", lambda dev: dev.name()  # type: ignore[arg-type]
+        if kind == STORAGE:
+            return self._pool, "pool", lambda pool: pool.UUID()    # type: ignore[attr-defined]
+        return self._network, "net", lambda net: net.UUID()         # type: ignore[attr-defined]
 
     def _object_deregister(self, kind: str, callback_id: int) -> None:
         with self._object_event_lock:
@@ -83,3 +96,9 @@ class ConnectObjectEventsAPI:
 
     def networkEventDeregisterAny(self, callbackID: int) -> None:
         self._object_deregister(NETWORK, callbackID)
+
+    def nodeDeviceEventRegisterAny(self, dev: Any, eventID: int, cb: Callable[..., Any], opaque: Any) -> int:
+        return self._object_register(NODEDEV, dev, eventID, cb, opaque)
+
+    def nodeDeviceEventDeregisterAny(self, callbackID: int) -> None:
+        self._object_deregister(NODEDEV, callbackID)

@@ -1,10 +1,12 @@
 """A virtual network's definition: libvirt's ``<network>`` XML (network.rng).
 
-What pyvirt models: ``<name>``, ``<uuid>``, ``<forward mode='nat'|'bridge'>``
-(absent: an isolated network) with NAT's port range, ``<bridge name stp
-delay>``, ``<mtu>``, ``<mac>``, ``<domain name>``, ``<dns enable>`` with
-``<host ip><hostname/></host>`` entries, and IPv4 ``<ip address netmask|prefix>``
-with ``<dhcp><range start end/><host mac name ip/></dhcp>``.  Elements of
+What pyvirt models: ``<name>``, ``<uuid>``, ``<forward mode='nat'|'bridge' dev>``
+(absent: an isolated network) with NAT's port range and its ``<interface dev>``
+list, ``<bridge name stp delay>``, ``<mtu>``, ``<mac>``, ``<domain name>``,
+``<dns enable>`` with ``<txt>``, ``<srv>`` and ``<host ip><hostname/></host>``
+entries, IPv4 ``<ip address netmask|prefix>`` with ``<dhcp><range start
+end/><host mac name ip/></dhcp>``, and ``<portgroup name default>``
+(see :mod:`.network_records`).  Elements of
 the schema pyvirt does not act on are refused as unsupported rather than
 silently dropped, so a definition never means more than what runs.
 
@@ -23,6 +25,8 @@ from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .names import check_name
+from .network_records import (DNSHost, DNSSrv, DNSTxt, PortGroup, parse_dns_host, parse_dns_srv, parse_dns_txt,
+                              parse_portgroup)
 from .xmlutil import Node, child, children, child_text, el, parse_document, render
 
 FORWARD_MODES = ("nat", "bridge")      # pyvirt's; libvirt also has route, open, private, vepa, passthrough, hostdev
@@ -74,17 +78,12 @@ class IPDef:
 
 
 @dataclass
-class DNSHost:
-    ip: str
-    hostnames: list[str] = field(default_factory=list)
-
-
-@dataclass
 class NetworkDef:
     name: str
     uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
     forward: str | None = None                 # None: isolated
-    forward_dev: str | None = None
+    # <forward dev> and its <interface dev> list are one list, as in libvirt: the dev is the first
+    forward_ifs: list[str] = field(default_factory=list)
     nat_ports: tuple[int, int] | None = None   # <nat><port start end/></nat>
     bridge: str | None = None
     stp: bool = True
@@ -95,7 +94,14 @@ class NetworkDef:
     domain_local_only: str | None = None
     dns_enable: str | None = None               # 'yes' | 'no' | None (not written)
     dns_hosts: list[DNSHost] = field(default_factory=list)
+    dns_txts: list[DNSTxt] = field(default_factory=list)
+    dns_srvs: list[DNSSrv] = field(default_factory=list)
     ips: list[IPDef] = field(default_factory=list)
+    portgroups: list[PortGroup] = field(default_factory=list)
+
+    @property
+    def forward_dev(self) -> str | None:
+        return self.forward_ifs[0] if self.forward_ifs else None
 
     @property
     def virtual(self) -> bool:
@@ -118,9 +124,9 @@ class NetworkDef:
             nat = None
             if self.forward == "nat" and self.nat_ports is not None:
                 nat = el("nat", children=[el("port", [("start", self.nat_ports[0]), ("end", self.nat_ports[1])])])
-            # libvirt lists the dev again as the forward's one <interface>
-            iface = el("interface", [("dev", self.forward_dev)]) if self.forward_dev else None
-            forward = el("forward", [("dev", self.forward_dev), ("mode", self.forward)], [nat, iface])
+            # libvirt lists the dev again as the first of the forward's <interface>s
+            ifaces = [el("interface", [("dev", dev)]) for dev in self.forward_ifs]
+            forward = el("forward", [("dev", self.forward_dev), ("mode", self.forward)], [nat, *ifaces])
         bridge = None
         if self.bridge is not None:
             attrs: list[tuple[str, object]] = [("name", self.bridge)]
@@ -128,10 +134,11 @@ class NetworkDef:
                 attrs += [("stp", "on" if self.stp else "off"), ("delay", self.delay)]
             bridge = el("bridge", attrs)
         dns = None
-        if self.dns_enable is not None or self.dns_hosts:
+        if self.dns_enable is not None or self.dns_hosts or self.dns_txts or self.dns_srvs:
             dns = el("dns", [("enable", self.dns_enable)],
-                     [el("host", [("ip", h.ip)], [el("hostname", text=n) for n in h.hostnames])
-                      for h in self.dns_hosts])
+                     [t.node() for t in self.dns_txts] + [r.node() for r in self.dns_srvs]
+                     + [el("host", [("ip", h.ip)], [el("hostname", text=n) for n in h.hostnames])
+                        for h in self.dns_hosts])
         ips = []
         for ip in self.ips:
             dhcp = None
@@ -151,6 +158,7 @@ class NetworkDef:
             el("domain", [("name", self.domain), ("localOnly", self.domain_local_only)]) if self.domain else None,
             dns,
             *ips,
+            *(p.node() for p in self.portgroups),
         ])
 
 
@@ -158,7 +166,7 @@ class NetworkDef:
 
 # everything else of network.rng (metadata, title, route, portgroup, bandwidth...) is refused,
 # never kept without effect or dropped
-_KNOWN = {"name", "uuid", "forward", "bridge", "mtu", "mac", "domain", "dns", "ip"}
+_KNOWN = {"name", "uuid", "forward", "bridge", "mtu", "mac", "domain", "dns", "ip", "portgroup"}
 
 
 def parse(xml: str) -> NetworkDef:
@@ -197,12 +205,18 @@ def parse(xml: str) -> NetworkDef:
     _parse_dns(root, net)
     for ipnode in children(root, "ip"):
         net.ips.append(_parse_ip(ipnode, net))
+    net.portgroups = [parse_portgroup(node) for node in children(root, "portgroup")]
     if len(net.ips) > 1:
         raise unsupported(f"network '{name}': pyvirt supports one <ip> element")
+    if net.forward == "nat" and len(net.forward_ifs) > 1:
+        raise xml_error(f"multiple forwarding interfaces specified for network '{name}', only one is supported")
     if net.forward == "bridge":
+        if net.bridge is not None and net.forward_ifs:
+            raise xml_error(f"A network with forward mode='bridge' can specify a bridge name or a forward dev, "
+                            f"but not both (network '{name}')")
         if net.bridge is None and net.forward_dev is None:
             raise xml_error(f"network '{name}' has forward mode 'bridge' but no bridge device defined")
-        if net.ips or net.mac or net.domain or net.dns_hosts:
+        if net.ips or net.mac or net.domain or net.dns_hosts or net.dns_txts or net.dns_srvs:
             raise unsupported(f"Unsupported <ip>, <mac>, <domain> or <dns> element in network {name} "
                               "with forward mode='bridge'")
     return net
@@ -242,7 +256,7 @@ def _parse_forward(root: etree._Element, net: NetworkDef) -> None:
             raise unsupported(f"forward mode '{mode}' is not supported by pyvirt (nat, bridge or none)")
         raise unsupported(f"unknown forwarding type '{mode}'")
     net.forward = mode
-    net.forward_dev = fwd.get("dev")
+    _parse_forward_ifs(fwd, net)
     nat = child(fwd, "nat")
     if nat is not None:
         if mode != "nat":
@@ -255,6 +269,23 @@ def _parse_forward(root: etree._Element, net: NetworkDef) -> None:
             if start > end:
                 raise xml_error(f"Invalid port range '{start}-{end}' in network '{net.name}'")
             net.nat_ports = (start, end)
+
+
+def _parse_forward_ifs(fwd: etree._Element, net: NetworkDef) -> None:
+    dev = fwd.get("dev")
+    net.forward_ifs = [dev] if dev else []
+    for i, node in enumerate(children(fwd, "interface")):
+        name = node.get("dev")
+        if not name:
+            raise xml_error(f"Missing required dev attribute in <forward> <interface> element of network {net.name}")
+        if i == 0 and dev:
+            if name != dev:       # both given: they name the same first interface
+                raise xml_error(f"<forward dev='{dev}'> must match first <interface dev='{name}'/> "
+                                f"in network {net.name}")
+            continue
+        if name in net.forward_ifs:
+            raise xml_error(f"interface '{name}' can only be listed once in network {net.name}")
+        net.forward_ifs.append(name)
 
 
 def _parse_bridge(root: etree._Element, net: NetworkDef) -> None:
@@ -289,19 +320,15 @@ def _parse_dns(root: etree._Element, net: NetworkDef) -> None:
     for node in dns:
         if not isinstance(node.tag, str):
             continue
+        if node.tag == "txt":
+            net.dns_txts.append(parse_dns_txt(node, net.name))
+            continue
+        if node.tag == "srv":
+            net.dns_srvs.append(parse_dns_srv(node, net.name))
+            continue
         if node.tag != "host":
             raise unsupported(f"<dns><{node.tag}> is not supported by pyvirt")
-        ip = node.get("ip")
-        if not ip:
-            raise xml_error(f"Missing IP address in network '{net.name}' DNS HOST record")
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise xml_error(f"Invalid IP address in network '{net.name}' DNS HOST record") from None
-        names = [n.text.strip() for n in children(node, "hostname") if n.text and n.text.strip()]
-        if not names:
-            raise xml_error(f"Missing ip and hostname in network '{net.name}' DNS HOST record")
-        net.dns_hosts.append(DNSHost(ip, names))
+        net.dns_hosts.append(parse_dns_host(node, net.name))
 
 
 def _v4(raw: str | None, what: str, netname: str) -> str:
@@ -357,18 +384,31 @@ def _parse_ip(node: etree._Element, net: NetworkDef) -> IPDef:
     return ip
 
 
-def parse_dhcp_host(sub: etree._Element, ip: IPDef, netname: str) -> DHCPHost:
-    """One ``<dhcp><host mac name ip/>`` of ``ip``'s subnet (also what virNetworkUpdate adds)."""
+def parse_dhcp_host(sub: etree._Element, ip: IPDef, netname: str, partial: bool = False) -> DHCPHost:
+    """One ``<dhcp><host mac name ip/>`` of ``ip``'s subnet (also what virNetworkUpdate adds);
+    ``partial``: an entry that names one to delete, by any of its three attributes."""
     mac, hname, hip = sub.get("mac"), sub.get("name"), sub.get("ip")
     if mac is not None:
-        if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
-            raise xml_error(f"Invalid to specify MAC address '{mac}' in network '{netname}' "
-                            "IPv4 static host definition")
+        if not MAC_RE.match(mac):
+            raise xml_error(f"Cannot parse MAC address '{mac}' in network '{netname}'")
+        if int(mac[:2], 16) & 1:
+            raise xml_error(f"expected unicast mac address, found multicast '{mac}' in network '{netname}'")
         mac = mac.lower()
+    if hname is not None and not (hname[:1].isascii() and hname[:1].isalnum()):
+        raise xml_error(f"Cannot use host name '{hname}' in network '{netname}'")
     if hip is not None:
-        hip = _v4(hip, "IP address", netname)
-        if ipaddress.IPv4Address(hip) not in ip.network:
+        try:
+            hip = str(ipaddress.IPv4Address(hip))
+        except ValueError:
+            raise xml_error(f"Invalid IP address in static host definition for network '{netname}'") from None
+        if not partial and ipaddress.IPv4Address(hip) not in ip.network:
+            # pyvirt's own check: dnsmasq would never hand out an address beyond the subnet
             raise xml_error(f"Invalid IP address in static host definition for network '{netname}'")
+    if partial:
+        if mac is None and hname is None and hip is None:
+            raise xml_error("At least one of name, mac, or ip attribute must be specified for static host "
+                            f"definition in network '{netname}' ")
+        return DHCPHost(mac, hname, hip)
     if mac is None and hname is None:
         raise xml_error(f"Static host definition in IPv4 network '{netname}' must have "
                         "mac or name attribute")

@@ -56,6 +56,8 @@ PRE_OPEN = {"auth_list", "auth_sasl_init", "auth_sasl_start", "auth_sasl_step", 
 
 QEMU_EVENT = QEMU.by_name["DOMAIN_MONITOR_EVENT"]
 _callback_ids = itertools.count(1)   # unique across the daemon, as libvirtd's
+# a pool or network registration's object is looked up first (a missing one is refused)
+_LOOKUPS = {"storage": "storage_pool_lookup_by_uuid", "network": "network_lookup_by_uuid"}
 EAGER_TASKS = sys.version_info >= (3, 12)
 
 
@@ -69,9 +71,9 @@ class Session:
     callbacks: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)  # id -> (event id, uuid)
     qemu_callbacks: dict[int, tuple[bytes | None, Callable[[str], bool]]] = field(default_factory=dict)
     subscription: int | None = None
-    # storage pool / network event registrations: id -> (kind, event id, uuid filter),
+    # pool / network / node-device event registrations: id -> (kind, event id, uuid or name filter),
     # and the subscription to each kind's host-wide bus: kind -> (bus, token)
-    object_callbacks: dict[int, tuple[str, int, bytes | None]] = field(default_factory=dict)
+    object_callbacks: dict[int, tuple[str, int, Any]] = field(default_factory=dict)
     object_subscriptions: dict[str, tuple[Any, int]] = field(default_factory=dict)
     close_callback: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -138,6 +140,10 @@ class Dispatcher:
                 lambda c, event_id, net: self._object_register(c, "network", event_id, net),
             "connect_network_event_deregister_any":
                 lambda c, cb: self._object_deregister(c, "network", cb),
+            "connect_node_device_event_register_any":
+                lambda c, event_id, dev: self._object_register(c, "nodedev", event_id, dev),
+            "connect_node_device_event_deregister_any":
+                lambda c, cb: self._object_deregister(c, "nodedev", cb),
             "auth_sasl_init": lambda c: self.auth.sasl_init(c, c.session.auth),
             "auth_sasl_start": lambda c, *a: self.auth.sasl_start(c, c.session.auth, *a),
             "auth_sasl_step": lambda c, *a: self.auth.sasl_step(c, c.session.auth, *a),
@@ -507,16 +513,17 @@ class Dispatcher:
                         f"qemu monitor event callback {callback_id} not registered")
 
     async def _object_register(self, client: ServerClient, kind: str, event_id: int, obj: Any) -> int:
-        """CONNECT_STORAGE_POOL/NETWORK_EVENT_REGISTER_ANY, checked in libvirtd's order:
-        the driver, the object (looked up by UUID), then the event id."""
+        """CONNECT_STORAGE_POOL/NETWORK/NODE_DEVICE_EVENT_REGISTER_ANY, checked in libvirtd's
+        order: the driver, the object (a pool or network looked up by UUID; a node device is
+        taken by name, as libvirtd takes it), then the event id."""
         session: Session = client.session
         bus = event_forms.object_bus(session.conn, kind)
-        if obj is not None:
-            lookup = "storage_pool_lookup_by_uuid" if kind == "storage" else "network_lookup_by_uuid"
-            await getattr(session.conn, lookup)(obj.uuid)
+        if obj is not None and kind in _LOOKUPS:
+            await getattr(session.conn, _LOOKUPS[kind])(obj.uuid)
         event_forms.check_object_event_id(kind, event_id)
         cb = next(_callback_ids)
-        session.object_callbacks[cb] = (kind, event_id, obj.uuid if obj is not None else None)
+        session.object_callbacks[cb] = (kind, event_id,
+                                        event_forms.object_key(kind, obj) if obj is not None else None)
         if kind not in session.object_subscriptions:
             token = bus.subscribe(lambda ev: self._deliver_object(client, kind, ev))
             session.object_subscriptions[kind] = (bus, token)

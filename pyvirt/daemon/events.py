@@ -16,10 +16,11 @@ after ``dom`` (see its docstring), so encoding is the same for every id: the
 message's own layout says where the callback id, the reason and the nested
 msg go.
 
-Storage pool and network events (:class:`~pyvirt.driver_storage.PoolEvent`,
-:class:`~pyvirt.driver_network.NetworkEvent`, from the host-wide buses of the
-connection's storage and network drivers) have the callback form only, as in
-libvirt: each registration has its id and optional object filter.
+Storage pool, network and node-device events (:class:`~pyvirt.driver_storage.PoolEvent`,
+:class:`~pyvirt.driver_network.NetworkEvent`, :class:`~pyvirt.driver_nodedev.NodeDeviceEvent`,
+from the host-wide buses of the connection's storage and network drivers and of
+its node devices) have the callback form only, as in libvirt: each registration
+has its id and optional object filter.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..rpc import wire
 from ..rpc.protocol import REMOTE, Procedure
 from ..rpc.protocol.remote import EVENT_CALLBACK_PROCEDURES
 from ..rpc.protocol.remote_lifecycle import callback_event_args, legacy_event_args
-from ..rpc.protocol.remote_object_events import EVENT_MESSAGES, KIND_NAMES, STORAGE
+from ..rpc.protocol.remote_object_events import EVENT_MESSAGES, KIND_NAMES, OBJECT_KEYS
 from ..rpc.wire import Program
 
 LAST_LEGACY_ID = EventID.DEVICE_REMOVED
@@ -99,14 +100,16 @@ def deliver(client: Any, legacy_events: set[int], callbacks: dict[int, tuple[int
 # -- storage pool and network events (one form: the callback one) ----------------
 
 def object_bus(conn: Any, kind: str) -> Any:
-    """The host-wide bus of ``conn``'s storage or network driver, or libvirt's
-    NO_SUPPORT when the connection has none (a test:/// connection)."""
-    target = getattr(conn, kind, None) if conn is not None else None
-    if target is None:
-        api = ("virConnectStoragePoolEventRegisterAny" if kind == STORAGE
-               else "virConnectNetworkEventRegisterAny")
-        raise no_support(getattr(conn, "error_domain", ErrorDomain.NONE), api)
-    return target.events
+    """The host-wide bus of ``conn``'s storage pool, network or node-device events,
+    or libvirt's NO_SUPPORT when the connection has none."""
+    if conn is None:
+        raise no_support(ErrorDomain.NONE, f"{KIND_NAMES[kind]} events")
+    return conn.object_event_bus(kind)
+
+
+def object_key(kind: str, obj: Any) -> Any:
+    """What a registration's object filter matches: a UUID, or a node device's name."""
+    return getattr(obj, OBJECT_KEYS[kind][1])
 
 
 def check_object_event_id(kind: str, event_id: int) -> None:
@@ -121,14 +124,16 @@ def object_event_not_registered(kind: str, callback_id: int) -> Exception:
                  f"{KIND_NAMES[kind]} event callback {callback_id} not registered")
 
 
-def deliver_object_event(client: Any, kind: str, callbacks: dict[int, tuple[str, int, bytes | None]],
+def deliver_object_event(client: Any, kind: str, callbacks: dict[int, tuple[str, int, Any]],
                          event: Any) -> None:
-    """Send a PoolEvent / NetworkEvent to each of ``client``'s registrations that wants it."""
+    """Send a PoolEvent / NetworkEvent / NodeDeviceEvent to each of ``client``'s
+    registrations that wants it."""
     proc = EVENT_MESSAGES[kind].get(event.event_id)
     if proc is None:
         return
-    obj = event.pool if kind == STORAGE else event.net
-    for cb, (cb_kind, event_id, uuid) in callbacks.items():
-        if cb_kind == kind and event_id == event.event_id and (uuid is None or uuid == obj.uuid):
+    obj = getattr(event, OBJECT_KEYS[kind][0])
+    key = object_key(kind, obj)
+    for cb, (cb_kind, event_id, want) in callbacks.items():
+        if cb_kind == kind and event_id == event.event_id and (want is None or want == key):
             payload = proc.encode_args((cb, obj, *event.detail))
             client.send(wire.encode_event(Program.REMOTE, proc.number, payload))

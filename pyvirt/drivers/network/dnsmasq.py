@@ -70,6 +70,8 @@ def config_text(net: NetworkDef, files: Files) -> str:
             lines.append(f"local=/{net.domain}/")
     if net.dns_enable == "no":
         lines.append("port=0")
+    else:
+        lines += dns_record_lines(net)
     for start, end in ip.ranges:
         lines.append(f"dhcp-range={start},{end},{ip.netmask}")
     if ip.ranges:
@@ -82,6 +84,26 @@ def config_text(net: NetworkDef, files: Files) -> str:
     lines.append(f"dhcp-hostsfile={files.hostsfile}")
     lines.append(f"addn-hosts={files.addnhosts}")
     return "\n".join(lines) + "\n"
+
+
+def dns_record_lines(net: NetworkDef) -> list[str]:
+    """``<dns><txt>`` and ``<dns><srv>`` as dnsmasq's txt-record= and srv-host= lines."""
+    lines = [f"txt-record={t.name},{t.value}" for t in net.dns_txts]
+    for srv in net.dns_srvs:
+        # RFC 2782 names: _service._protocol[.domain]; no domain means the network's own
+        line = f"srv-host=_{srv.service}._{srv.protocol}" + (f".{srv.domain}" if srv.domain else "")
+        # an empty or "." target says the service is not offered here: no port, priority or weight
+        if srv.target and srv.target != ".":
+            line += f",{srv.target}"
+            # each field is known by its place, so a later one given needs the earlier ones written
+            if srv.port or srv.priority or srv.weight:
+                line += f",{srv.port or 1}"          # dnsmasq's default port
+            if srv.priority or srv.weight:
+                line += f",{srv.priority}"
+            if srv.weight:
+                line += f",{srv.weight}"
+        lines.append(line)
+    return lines
 
 
 def hostsfile_text(net: NetworkDef) -> str:

@@ -453,16 +453,29 @@ class NetworkDriver:
         for net in (new_live, new_config):
             if net is not None:
                 update.apply(net, command, section, parent_index, xml)
+                netconf.parse(net.to_xml())        # libvirt's final format/parse: nothing illegal added
         if new_config is not None:
             self.save_config(new_config)
             obj.config = new_config
         if new_live is not None:
             obj.live = new_live
             self.save_status(obj)
-            if dnsmasq.needed(new_live):
-                files = self.files(new_live.name)
-                dnsmasq.write_hosts(new_live, files)
-                await dnsmasq.reload_hosts(files)
+            await self._update_live(obj, new_live, section)
+
+    async def _update_live(self, obj: NetworkObj, live: NetworkDef, section: int) -> None:
+        """Make a running network serve its changed definition, as libvirt's networkUpdate does."""
+        if section == update.SECTION_FORWARD_INTERFACE and firewall.needed(live):
+            await firewall.add(live)          # the masquerade rule names the forward dev
+        if not dnsmasq.needed(live):
+            return
+        files = self.files(live.name)
+        if section in (update.SECTION_IP_DHCP_RANGE, update.SECTION_DNS_TXT, update.SECTION_DNS_SRV):
+            # ranges and records live in dnsmasq's configuration, which only a restart re-reads
+            await dnsmasq.stop(files)
+            obj.dnsmasq_pid = await dnsmasq.start(live, files)
+        else:
+            dnsmasq.write_hosts(live, files)
+            await dnsmasq.reload_hosts(files)
 
     # -- leases ----------------------------------------------------------------------------------
 

@@ -38,7 +38,8 @@ CALLBACK_DEREGISTER = REMOTE.by_name["CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_A
 _OBJECT_EVENTS = {proc.number: (kind, event_id) for kind, procs in OBJECT_EVENT_MESSAGES.items()
                   for event_id, proc in procs.items()}
 OBJECT_REGISTER = {"storage": REMOTE.by_name["CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY"],
-                   "network": REMOTE.by_name["CONNECT_NETWORK_EVENT_REGISTER_ANY"]}
+                   "network": REMOTE.by_name["CONNECT_NETWORK_EVENT_REGISTER_ANY"],
+                   "nodedev": REMOTE.by_name["CONNECT_NODE_DEVICE_EVENT_REGISTER_ANY"]}
 
 
 def socket_path(uri: URI, read_only: bool) -> str:
@@ -86,7 +87,7 @@ class RemoteConnection(HypervisorConnection):
         self.client = client
         self.uri = uri
         self._callback_ids: dict[int, int] = {}     # event id -> the daemon's callback id
-        self.object_events = {kind: EventBus() for kind in OBJECT_REGISTER}   # PoolEvent / NetworkEvent
+        self.object_events = {kind: EventBus() for kind in OBJECT_REGISTER}   # Pool/Network/NodeDeviceEvent
         self._object_callback_ids: dict[tuple[str, int], int] = {}
         client.closed.add_done_callback(lambda _: self._lost())
 
@@ -151,7 +152,7 @@ class RemoteConnection(HypervisorConnection):
 
     async def object_events_subscribe(self, kind: str, callback: Callable[[Any], None],
                                       event_id: int = 0) -> int:
-        """As events_subscribe, for pool ('storage') and network events."""
+        """As events_subscribe, for pool ('storage'), network and node-device ('nodedev') events."""
         bus = self.object_events[kind]
         token = bus.subscribe(callback)
         if (kind, event_id) not in self._object_callback_ids:
@@ -168,9 +169,10 @@ class RemoteConnection(HypervisorConnection):
 
     def _on_object_event(self, kind: str, event_id: int, msg: Message) -> None:
         from ...driver_network import NetworkEvent
+        from ...driver_nodedev import NodeDeviceEvent
         from ...driver_storage import PoolEvent
         _cb, obj, *detail = REMOTE[msg.header.proc].decode_args(msg.payload)
-        record = PoolEvent if kind == "storage" else NetworkEvent
+        record = {"storage": PoolEvent, "network": NetworkEvent, "nodedev": NodeDeviceEvent}[kind]
         self.object_events[kind].emit(record(event_id, obj, tuple(detail)))
 
     def _on_message(self, msg: Message) -> None:

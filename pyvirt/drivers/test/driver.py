@@ -55,6 +55,7 @@ class TestHost:
 
     def __init__(self, populate: bool = True) -> None:
         self.events = EventBus()
+        self.nodedev_events = EventBus()       # NodeDeviceEvent, as libvirt's test driver sends them
         self.domains = DomainList(ErrorDomain.TEST)
         self.next_id = 1
         self.autodestroy = AutoDestroy(self._autodestroy)
@@ -176,6 +177,7 @@ class TestConnection(CPUFilesAPI, DeviceAPI, JobsAPI, TuningAPI, GuestAPI, Domai
         # libvirt's test driver is its own storage and network driver too
         self.storage = TestStorageConnection(info, host.pools)
         self.network = TestNetworkConnection(info, host.networks)
+        self.node_device_events = host.nodedev_events
 
     @property
     def domains(self) -> DomainList:

@@ -3,13 +3,17 @@
 Both live in memory as libvirt's test driver keeps them: interfaces by name
 with their MAC and active flag (define makes an inactive one, create and
 destroy flip it, undefine forgets it); node devices by name with their parent
-and capabilities, read from their XML.
+and capabilities, read from their XML.  Creating and destroying a vHBA tell
+the host's node-device bus (CREATED / DELETED), where libvirt 9.0's test
+driver does; it defines, undefines and updates no node device, so it sends
+no DEFINED, UNDEFINED or UPDATE event.
 """
 
 from __future__ import annotations
 
 from lxml import etree
 
+from ...driver_nodedev import CREATED, DELETED, EVENT_ID_LIFECYCLE, NodeDeviceEvent
 from ...errors import ErrorDomain, ErrorLevel, ErrorNumber, check_flags, error, libvirtError
 from ...refs import InterfaceRef, NodeDeviceRef
 
@@ -294,6 +298,7 @@ class IfaceNodedevAPI:
                 node.text = value
         made = TestNodeDevice(pretty(etree.tostring(copy_, encoding="unicode")))
         devices[made.name] = made            # a second one takes the same name's place, as libvirt's
+        self._emit_nodedev(made.name, int(CREATED))
         return NodeDeviceRef(made.name)
 
     async def node_device_destroy(self, name: str) -> None:
@@ -304,6 +309,10 @@ class IfaceNodedevAPI:
         if obj.parent not in self._devices():
             raise error(ErrorNumber.INTERNAL_ERROR, _T, f"cannot find parent '{obj.parent}' definition")
         del self._devices()[name]
+        self._emit_nodedev(name, int(DELETED))
+
+    def _emit_nodedev(self, name: str, event: int) -> None:
+        self.host.nodedev_events.emit(NodeDeviceEvent(int(EVENT_ID_LIFECYCLE), NodeDeviceRef(name), (event, 0)))
 
     async def node_device_lookup_by_name(self, name: str) -> NodeDeviceRef:
         return NodeDeviceRef(self._device(name).name)

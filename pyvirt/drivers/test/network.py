@@ -15,7 +15,7 @@ from ...driver import EventBus
 from ...driver_network import NetworkConnection as NetworkConnectionBase, NetworkEvent
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import NetworkRef
-from . import netupdate
+from ..network import update as netupdate
 from .objects import matches_list_flags
 
 _T = ErrorDomain.TEST
@@ -196,6 +196,7 @@ class TestNetworkConnection(NetworkConnectionBase):
         for target in (new_live, new_config):
             if target is not None:
                 netupdate.apply(target, command, section, parentIndex, xml)
+                netconf.parse(target.to_xml())     # libvirt's final format/parse: nothing illegal added
         if new_config is not None:
             if obj.active:
                 obj.config = new_config

@@ -171,6 +171,7 @@ DAEMON_METHODS: frozenset[str] = frozenset({
     "connect_domain_qemu_monitor_event_register", "connect_domain_qemu_monitor_event_deregister",
     "connect_storage_pool_event_register_any", "connect_storage_pool_event_deregister_any",
     "connect_network_event_register_any", "connect_network_event_deregister_any",
+    "connect_node_device_event_register_any", "connect_node_device_event_deregister_any",
 })
 """Methods of Kind.DAEMON procedures: answered by the daemon, not by a driver."""
 
