@@ -180,12 +180,20 @@ class ConnectionInfo(Record):
         self.credentials = credentials
 
 
+def api_error_domain(method: str, default: ErrorDomain = ErrorDomain.NONE) -> ErrorDomain:
+    """The error domain of the libvirt source file whose API entry point serves ``method``:
+    libvirt-domain-checkpoint.c's calls report from VIR_FROM_DOMAIN_CHECKPOINT, the other
+    virDomain* calls from VIR_FROM_DOMAIN."""
+    if "_checkpoint" in method:
+        return ErrorDomain.DOMAIN_CHECKPOINT
+    return ErrorDomain.DOMAIN if method.startswith("domain_") else default
+
+
 def _unsupported(name: str) -> Callable[..., Any]:
     async def method(self: "HypervisorConnection", *args: Any, **kwargs: Any) -> Any:
         # libvirt's API entry point reports a missing driver method, naming itself, from its
         # own error domain (virDomain* calls: VIR_FROM_DOMAIN)
-        domain = ErrorDomain.DOMAIN if name.startswith("domain_") else self.error_domain
-        raise no_support(domain, api_name(name))
+        raise no_support(api_error_domain(name, self.error_domain), api_name(name))
 
     method.__name__ = name
     method.__doc__ = f"Not supported by this driver (libvirt's {name})."
@@ -288,6 +296,10 @@ DRIVER_METHODS: tuple[str, ...] = (
     "interface_change_begin", "interface_change_commit", "interface_change_rollback",
     "domain_pin_iothread", "domain_add_iothread", "domain_del_iothread", "domain_set_iothread_params",
     "node_device_create_xml", "node_device_destroy", "domain_memory_peek",
+    # checkpoints (rpc/protocol/remote_checkpoint.py)
+    "domain_checkpoint_create_xml", "domain_checkpoint_get_xml_desc", "domain_list_all_checkpoints",
+    "domain_checkpoint_list_all_children", "domain_checkpoint_lookup_by_name", "domain_checkpoint_get_parent",
+    "domain_checkpoint_delete",
 )
 
 
@@ -465,10 +477,14 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_get_numa_parameters", "domain_get_interface_parameters", "domain_get_emulator_pin_info",
     "node_get_free_pages", "domain_get_iothread_info", "domain_get_perf_events",
     "domain_get_control_info", "domain_interface_addresses",
+    # checkpoints (the XML with VIR_DOMAIN_CHECKPOINT_XML_SECURE is refused by its row's readonly_flags)
+    "domain_checkpoint_get_xml_desc", "domain_list_all_checkpoints", "domain_checkpoint_list_all_children",
+    "domain_checkpoint_lookup_by_name", "domain_checkpoint_get_parent",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 
 def check_access(conn: HypervisorConnection, method: str) -> None:
     """Refuse a mutating call on a read-only connection, as libvirt does."""
     if conn.read_only and method not in READ_ONLY_SAFE:
-        raise error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api_name(method)}")
+        raise error(ErrorNumber.OPERATION_DENIED, api_error_domain(method, ErrorDomain.DOMAIN),
+                    f"read only access prevents {api_name(method)}")

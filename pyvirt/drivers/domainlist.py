@@ -83,7 +83,7 @@ _FILTERS: tuple[tuple[LF, LF, Callable[[DomainObj], bool]], ...] = (
     (LF.MANAGEDSAVE, LF.NO_MANAGEDSAVE, lambda o: o.has_managed_save),
     (LF.AUTOSTART, LF.NO_AUTOSTART, lambda o: o.autostart),
     (LF.HAS_SNAPSHOT, LF.NO_SNAPSHOT, lambda o: False),
-    (LF.HAS_CHECKPOINT, LF.NO_CHECKPOINT, lambda o: False),
+    (LF.HAS_CHECKPOINT, LF.NO_CHECKPOINT, lambda o: bool(o.extra.get("checkpoints"))),   # the test driver's
 )
 _STATE_FLAGS = LF.RUNNING | LF.PAUSED | LF.SHUTOFF | LF.OTHER
 ALL_LIST_FLAGS = int(sum(LF))

@@ -116,6 +116,8 @@ class SnapshotAPI:
     async def domain_snapshot_create_xml(self, dom: DomainRef, xml_desc: str, flags: int) -> DomainSnapshotRef:
         check_flags(flags, 0x1FF, "testDomainSnapshotCreateXML", _T)
         obj = self._obj(dom)
+        if obj.extra.get("checkpoints"):
+            raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T, "cannot create snapshot while checkpoint exists")
         tree = _tree(self.host, obj)
         sdef = snapconf.parse(xml_desc)
         now = int(time.time())
