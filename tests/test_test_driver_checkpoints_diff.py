@@ -1,5 +1,6 @@
 """The test driver's domain checkpoints against libvirt 9.0's own: one walk, three runs,
-compared step by step; and virsh's checkpoint commands through pyvirtd.
+compared step by step; virsh's checkpoint commands through pyvirtd; and the QEMU
+driver's answer (libvirt's "not supported": pyvirt builds no QEMU checkpoints).
 
 tests/data/testdriver/walk_checkpoints.py runs against libvirt 9.0's test driver through
 /usr/bin/python3's libvirt (in process), against pyvirt in process, and with stock
@@ -161,3 +162,31 @@ def test_virsh_checkpoint_commands_as_on_libvirt(tmp_path):
     finally:
         daemon.stop()
     assert got == want
+
+
+def test_qemu_driver_answers_libvirts_no_support_through_pyvirtd(pyvirtd):
+    """The QEMU driver has no checkpoints: stock python3-libvirt gets libvirt's NO_SUPPORT,
+    from libvirt's checkpoint error domain, naming each call."""
+    if not _have_libvirt():
+        pytest.skip("python3-libvirt is not installed")
+    code = f"""
+import json, libvirt
+libvirt.registerErrorHandler(lambda *args: None, None)
+conn = libvirt.open({pyvirtd.uri!r})
+dom = conn.defineXML("<domain type='qemu'><name>nochk</name><memory>65536</memory><os><type>hvm</type></os></domain>")
+out = []
+for call in (lambda: dom.checkpointCreateXML("<domaincheckpoint/>"), lambda: dom.listAllCheckpoints(),
+             lambda: dom.checkpointLookupByName("c1")):
+    try:
+        call()
+        out.append(None)
+    except libvirt.libvirtError as exc:
+        out.append([exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()])
+dom.undefine()
+print(json.dumps(out))
+"""
+    run = subprocess.run([LIBVIRT_PYTHON, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    prefix = "this function is not supported by the connection driver: "
+    assert json.loads(run.stdout) == [[3, 69, prefix + api] for api in (
+        "virDomainCheckpointCreateXML", "virDomainListAllCheckpoints", "virDomainCheckpointLookupByName")]
