@@ -31,7 +31,7 @@ from .ifaces import IfaceNodedevAPI
 from .jobs import JobsAPI
 from .network import TestNetworkConnection, TestNetworks
 from .checkpoints import CheckpointAPI
-from .snapshots import SnapshotAPI
+from .snapshots import SnapshotAPI, snapshot_tree
 from .stats import StatsAPI
 from .storage import TestPools, TestStorageConnection
 from . import tuning
@@ -56,6 +56,7 @@ class TestHost:
     def __init__(self, populate: bool = True) -> None:
         self.events = EventBus()
         self.domains = DomainList(ErrorDomain.TEST)
+        self.domains.has_snapshots = lambda obj: bool(snapshot_tree(self, obj)["snaps"])
         self.next_id = 1
         self.autodestroy = AutoDestroy(self._autodestroy)
         self.networks = TestNetworks()
