@@ -182,10 +182,13 @@ class ConnectionInfo(Record):
 
 def api_error_domain(method: str, default: ErrorDomain = ErrorDomain.NONE) -> ErrorDomain:
     """The error domain of the libvirt source file whose API entry point serves ``method``:
-    libvirt-domain-checkpoint.c's calls report from VIR_FROM_DOMAIN_CHECKPOINT, the other
-    virDomain* calls from VIR_FROM_DOMAIN."""
+    libvirt-domain-checkpoint.c's calls report from VIR_FROM_DOMAIN_CHECKPOINT,
+    libvirt-domain-snapshot.c's (every call with "snapshot" in its name) from
+    VIR_FROM_DOMAIN_SNAPSHOT, the other virDomain* calls from VIR_FROM_DOMAIN."""
     if "_checkpoint" in method:
         return ErrorDomain.DOMAIN_CHECKPOINT
+    if "snapshot" in method:
+        return ErrorDomain.DOMAIN_SNAPSHOT
     return ErrorDomain.DOMAIN if method.startswith("domain_") else default
 
 

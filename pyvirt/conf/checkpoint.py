@@ -17,7 +17,6 @@ the driver's business (its domain types, its tuning elements).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -25,19 +24,17 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, error
+from . import momentdoc
 from .devices import Disk
 from .xmlutil import Node, el, render
 
 _C = ErrorDomain.DOMAIN_CHECKPOINT
 # virDomainCheckpointType, as written ("default" is never written)
 TYPES = ("no", "bitmap")
-# libvirt's schema, from the libvirt-daemon package's data; virDomainCheckpointDefParseString always
-# validates against it
-CHECKPOINT_RNG = "/usr/share/libvirt/schemas/domaincheckpoint.rng"
+# libvirt's schema; virDomainCheckpointDefParseString always validates against it
+CHECKPOINT_RNG = momentdoc.schema_path("domaincheckpoint")
 _SOURCE = "domain_checkpoint"       # how libvirt names the document in syntax errors
-_LXML_POSITION = re.compile(r", line \d+, column \d+$")
-_schema: list[etree.RelaxNG | None] = []
 
 
 @dataclass(slots=True)
@@ -77,45 +74,8 @@ class CheckpointDef:
         return render(el("domaincheckpoint", children=nodes))
 
 
-def _syntax_error(xml: str, exc: etree.XMLSyntaxError) -> libvirtError:
-    """libxml2's complaint as libvirt's error callback words it: ``(SOURCE):LINE: MESSAGE``,
-    then the line and a caret under the column (``(null)`` when there is no line)."""
-    line_no, col = exc.position if exc.position else (exc.lineno or 1, 1)
-    lines = xml.splitlines()
-    line = lines[min(max(line_no, 1), len(lines)) - 1] if lines else "(null)"
-    message = f"({_SOURCE}):{line_no}: {_LXML_POSITION.sub('', exc.msg)}\n{line}\n{'-' * max(col - 1, 0)}^"
-    return libvirtError(message, ErrorNumber.XML_DETAIL, _C, ErrorLevel.ERROR, "%s", message)
-
-
-def _validator() -> etree.RelaxNG | None:
-    if not _schema:             # compiled once: the schema includes the whole domain schema
-        _schema.append(etree.RelaxNG(etree.parse(CHECKPOINT_RNG)) if os.path.exists(CHECKPOINT_RNG) else None)
-    return _schema[0]
-
-
-def _validate(doc: etree._Element) -> None:
-    schema = _validator()
-    if schema is None or schema.validate(doc):
-        return
-    detail = "".join(f"{e.message}\n" for e in schema.error_log)
-    raise error(ErrorNumber.XML_INVALID_SCHEMA, ErrorDomain.XML, f"Unable to validate doc against {CHECKPOINT_RNG}\n"
-                f"{detail}")
-
-
 def _document(xml: str) -> etree._Element:
-    parser = etree.XMLParser(remove_comments=True, remove_pis=True, resolve_entities=False, no_network=True,
-                             encoding="utf-8")
-    try:
-        if not xml:
-            raise etree.XMLSyntaxError("Document is empty", None, 1, 1)
-        root = etree.fromstring(xml.encode("utf-8"), parser)
-    except etree.XMLSyntaxError as exc:
-        raise _syntax_error(xml, exc) from None
-    if root.tag != "domaincheckpoint":
-        raise error(ErrorNumber.XML_ERROR, ErrorDomain.XML,
-                    f"expecting root element of 'domaincheckpoint', not '{etree.QName(root).localname}'")
-    _validate(root)
-    return root
+    return momentdoc.document(xml, "domaincheckpoint", _SOURCE, _C, check_schema=True)
 
 
 def _string(root: etree._Element, path: str) -> str | None:

@@ -190,7 +190,7 @@ def _validate_create(obj: "QemuDomainObj", snap: SnapshotDef, flags: int) -> Non
 async def create(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) -> SnapshotDef:
     if flags & Create.REDEFINE:
         return await redefine(drv, obj, xml, flags)
-    snap = snapxml.parse(xml)
+    snap = snapxml.parse(xml, validate=bool(flags & Create.VALIDATE))
     async with drv.job_guard(obj, JobKind.MODIFY):
         snaps = tree(drv, obj)
         if snap.name is None:
@@ -318,7 +318,7 @@ async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list,
 
 async def redefine(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) -> SnapshotDef:
     """VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE: metadata only (snapshot-edit, snapshot-current NAME)."""
-    snap = snapxml.parse(xml, redefine=True)
+    snap = snapxml.parse(xml, redefine=True, validate=bool(flags & Create.VALIDATE))
     async with drv.job_guard(obj, JobKind.MODIFY):
         snaps = tree(drv, obj)
         old = snaps.snaps.get(snap.name or "")

@@ -260,6 +260,14 @@ class TestConnection(DeviceAPI, JobsAPI, TuningAPI, GuestAPI, DomainExtrasAPI, S
         if not obj.persistent:
             raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.DOMAIN,
                         "cannot undefine transient domain")
+        if obj.has_managed_save and not flags & UndefineFlags.MANAGED_SAVE:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.TEST,
+                        "Refusing to undefine while domain managed save image exists")
+        snapshots = len(snapshot_tree(self.host, obj)["snaps"])
+        if not obj.active and snapshots and not flags & UndefineFlags.SNAPSHOTS_METADATA:
+            raise error(ErrorNumber.OPERATION_INVALID, ErrorDomain.TEST,
+                        f"cannot delete inactive domain with {snapshots} snapshots")
+        obj.has_managed_save = False
         obj.persistent = False
         emit_lifecycle(self.host.events, obj, EventType.UNDEFINED, EventUndefinedDetail.REMOVED)
         if not obj.active:
