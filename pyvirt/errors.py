@@ -170,6 +170,7 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.STORAGE_VOL_EXIST: "storage volume %s exists already",
     ErrorNumber.OPERATION_INVALID: "Requested operation is not valid: %s",
     ErrorNumber.CONFIG_UNSUPPORTED: "unsupported configuration: %s",
+    ErrorNumber.NO_SOURCE: "missing source information for device %s",
     ErrorNumber.OPERATION_TIMEOUT: "Timed out during operation: %s",
     ErrorNumber.MIGRATE_PERSIST_FAILED: "Failed to make domain persistent after migration: %s",
     ErrorNumber.INVALID_DOMAIN_SNAPSHOT: "Invalid snapshot: %s",

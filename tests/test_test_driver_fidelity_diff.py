@@ -100,3 +100,31 @@ def test_python3_libvirt_on_pyvirtd_matches_libvirt(reference, test_daemon, tran
 
 def test_pyvirt_on_pyvirtd_matches_libvirt(reference, test_daemon):
     _compare("pyvirtd-pyvirt", reference, _walk(sys.executable, "pyvirt", test_daemon.test_uri))
+
+
+def test_qemu_driver_refuses_a_disk_without_source_through_pyvirtd(pyvirtd):
+    """libvirt's generic disk validation (virDomainDiskDefValidate) holds for the QEMU
+    driver too: a disk with no source, a LUN that is not a block device; a CD-ROM may be empty."""
+    if not _have_libvirt():
+        pytest.skip("python3-libvirt is not installed")
+    code = f"""
+import json, libvirt
+libvirt.registerErrorHandler(lambda *args: None, None)
+conn = libvirt.open({pyvirtd.uri!r})
+out = []
+for disk in ("<disk type='file' device='disk'><target dev='vdc' bus='virtio'/></disk>",
+             "<disk type='file' device='lun'><source file='/x.img'/><target dev='sdc' bus='scsi'/></disk>",
+             "<disk type='file' device='cdrom'><target dev='sdc' bus='scsi'/></disk>"):
+    try:
+        conn.defineXML("<domain type='qemu'><name>nosrc</name><memory>65536</memory><os><type>hvm</type></os>"
+                       "<devices>" + disk + "</devices></domain>").undefine()
+        out.append(None)
+    except libvirt.libvirtError as exc:
+        out.append([exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()])
+print(json.dumps(out))
+"""
+    run = subprocess.run([LIBVIRT_PYTHON, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout) == [
+        [19, 20, "missing source information for device vdc"],
+        [67, 20, "unsupported configuration: disk device='lun' is only valid for block type disk source"], None]

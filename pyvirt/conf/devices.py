@@ -160,6 +160,18 @@ class Disk:
     actual_type: str | None = None
     mirror: DiskMirror | None = None    # live only: a block copy or active commit under way
 
+    def validate_source(self, source_type: str) -> None:
+        """virDomainDiskDefValidate's checks on the disk's source, in its order: a LUN passes
+        a block device (or a pool's volume) through; only a CD-ROM or a floppy (media
+        absent) may go without a source.  ``source_type``: the disk's type, ``none`` when
+        it has no ``<source>`` element at all (libvirt's VIR_STORAGE_TYPE_NONE)."""
+        if self.device == "lun" and source_type not in ("block", "volume"):
+            raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN,
+                        "disk device='lun' is only valid for block type disk source")
+        empty = source_type == "none" or (source_type in DISK_SOURCE_ATTR and self.source is None)
+        if self.device == "disk" and empty:
+            raise error(ErrorNumber.NO_SOURCE, ErrorDomain.DOMAIN, self.target_dev)
+
     @property
     def storage_type(self) -> str:
         """What QEMU opens: 'file' or 'block' (a volume's once resolved)."""
@@ -195,7 +207,7 @@ class Disk:
             if drv_get(attr) is not None and drv_get(attr) not in allowed:
                 raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
                             f"Invalid value for attribute '{attr}' in element 'driver': '{drv_get(attr)}'.")
-        return cls(
+        disk = cls(
             target_dev=dev, target_bus=bus, type=dtype, device=device, source=source,
             driver_name=drv_get("name"), driver_type=drv_get("type"), driver_cache=drv_get("cache"),
             driver_error_policy=drv_get("error_policy"), driver_rerror_policy=drv_get("rerror_policy"),
@@ -205,6 +217,8 @@ class Disk:
             alias=_alias_of(node), address=address_of(node), backing_store=_backing_of(node),
             source_pool=pool, source_volume=volume, mirror=DiskMirror.from_xml(child(node, "mirror")),
         )
+        disk.validate_source(dtype if src is not None else "none")
+        return disk
 
     def _source_node(self) -> Node | None:
         if self.type == "volume":   # the live XML too names the volume, not its path (as libvirt)

@@ -141,6 +141,8 @@ NO_SOURCE = {
     "cdrom": "<disk type='file' device='cdrom'><target dev='hdc' bus='ide'/><readonly/></disk>",
     "floppy": "<disk type='file' device='floppy'><target dev='fda' bus='fdc'/></disk>",
     "lun": "<disk type='block' device='lun'><target dev='sdc' bus='scsi'/></disk>",
+    "lun-empty-source": "<disk type='block' device='lun'><source/><target dev='sdc' bus='scsi'/></disk>",
+    "volume": "<disk type='volume' device='disk'><target dev='vdc' bus='virtio'/></disk>",
 }
 for label, disk in NO_SOURCE.items():
     step(f"no-source-define-{label}", lambda d=disk: conn.defineXML(domain_xml("fid-nosrc", d, "3")).name())
