@@ -768,8 +768,9 @@ class Devices:
             return devs
         devs.unmodelled = sorted({n.tag for n in node if isinstance(n.tag, str) and n.tag in UNMODELLED_DEVICES})
         devs.emulator = child_text(node, "emulator", strip=True)
+        given_buses: list[str | None] = []
         for n in children(node, "disk"):
-            _insert_disk(devs.disks, Disk.from_xml(n))
+            _insert_disk(devs.disks, given_buses, Disk.from_xml(n), n.find("target").get("bus") or None)
         devs.controllers = number_controllers([Controller.from_xml(n) for n in children(node, "controller")])
         devs.leases = [Lease.from_xml(n) for n in children(node, "lease")]
         devs.interfaces = [Interface.from_xml(n) for n in children(node, "interface")]
@@ -819,18 +820,23 @@ def disk_index(dev: str) -> int:
     return index - 1
 
 
-def _insert_disk(disks: list[Disk], disk: Disk) -> None:
+def _insert_disk(disks: list[Disk], buses: list[str | None], disk: Disk, bus: str | None) -> None:
     """virDomainDiskInsert: after the last disk of the same bus, or before the first one
-    of that bus whose name sorts after it; at the end when its bus is new."""
+    of that bus whose name sorts after it; at the end when its bus is new.  The buses
+    compared are the ones the XML gave (``buses``, in step with ``disks``; None where it
+    gave none): libvirt inserts each disk as it parses it and picks a missing bus from
+    the target name only later, so disks without a bus sort among themselves."""
     at = -1
     for i in range(len(disks) - 1, -1, -1):
-        if disks[i].target_bus != disk.target_bus:
+        if buses[i] != bus:
             continue
         if disk_index(disks[i].target_dev) > disk_index(disk.target_dev):
             at = i
         elif at == -1:
             at = i + 1
-    disks.insert(len(disks) if at == -1 else at, disk)
+    at = len(disks) if at == -1 else at
+    disks.insert(at, disk)
+    buses.insert(at, bus)
 
 
 def _number_serials(parsed: list[tuple[Serial, bool]]) -> list[Serial]:

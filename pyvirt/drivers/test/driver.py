@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ... import conf
+from ...conf import drives
 from ...driver import ConnectionInfo, EventBus, HypervisorConnection
 from ...refs import DomainRef
 from ...enums import (DomainState, EventDefinedDetail, EventResumedDetail,
@@ -127,6 +128,7 @@ def _parse(xml: str) -> conf.DomainDef:
     new = conf.parse(xml, DOMAIN_TYPES, "test")
     if new.os.arch is None:
         new.os.arch = "i686"
+    drives.complete(new)      # libvirt's generic post-parse: drive addresses, disk controllers
     # testDomainGenerateIfnames: each interface without a host-side name gets the first free testnetN
     for net in new.devices.interfaces:
         if not net.target_dev:

@@ -164,6 +164,13 @@ DISKS = {
                         "<disk type='file' device='disk'><source file='/guest/h.img'/><target dev='hdb'/></disk>"
                         "<disk type='file' device='disk'><source file='/guest/i.img'/><target dev='sda'/></disk>",
     "virtio": FILE,
+    "many-ide": "".join(f"<disk type='file' device='disk'><source file='/guest/{n}.img'/><target dev='hd{n}'/></disk>"
+                        for n in "hfbd"),
+    "no-bus-mixed": "<disk type='file' device='disk'><source file='/guest/v.img'/><target dev='vdb'/></disk>"
+                    "<disk type='file' device='disk'><source file='/guest/w.img'/><target dev='sdc' bus='scsi'/></disk>"
+                    "<disk type='file' device='disk'><source file='/guest/x.img'/><target dev='hda'/></disk>",
+    "bad-name": "<disk type='file' device='disk'><source file='/guest/n.img'/><target dev='disk1' bus='ide'/></disk>",
+    "virtio-channel": "<channel type='pty'><target type='virtio' name='org.example.0'/></channel>",
 }
 for label, devices in DISKS.items():
     if isinstance(step(f"define-{label}", lambda: conn.defineXML(domain_xml(f"fid-{label}", devices, "5")).name()),
