@@ -160,11 +160,14 @@ class Disk:
     actual_type: str | None = None
     mirror: DiskMirror | None = None    # live only: a block copy or active commit under way
 
-    def validate_source(self, source_type: str) -> None:
-        """virDomainDiskDefValidate's checks on the disk's source, in its order: a LUN passes
-        a block device (or a pool's volume) through; only a CD-ROM or a floppy (media
-        absent) may go without a source.  ``source_type``: the disk's type, ``none`` when
-        it has no ``<source>`` element at all (libvirt's VIR_STORAGE_TYPE_NONE)."""
+    def validate_source(self, node: etree._Element) -> None:
+        """virDomainDiskDefValidate's checks on the disk's source (``node``: its XML), in its
+        order: a LUN passes a block device (or a pool's volume) through; only a CD-ROM or a
+        floppy (media absent) may go without a source.  A disk with no ``<source>`` element
+        at all has no type (libvirt's VIR_STORAGE_TYPE_NONE).  Made on a definition and on
+        a device to attach or update, not on one to detach (libvirt skips validation there:
+        a disk is named by its target alone)."""
+        source_type = self.type if child(node, "source") is not None else "none"
         if self.device == "lun" and source_type not in ("block", "volume"):
             raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN,
                         "disk device='lun' is only valid for block type disk source")
@@ -217,7 +220,6 @@ class Disk:
             alias=_alias_of(node), address=address_of(node), backing_store=_backing_of(node),
             source_pool=pool, source_volume=volume, mirror=DiskMirror.from_xml(child(node, "mirror")),
         )
-        disk.validate_source(dtype if src is not None else "none")
         return disk
 
     def _source_node(self) -> Node | None:
@@ -770,7 +772,9 @@ class Devices:
         devs.emulator = child_text(node, "emulator", strip=True)
         given_buses: list[str | None] = []
         for n in children(node, "disk"):
-            _insert_disk(devs.disks, given_buses, Disk.from_xml(n), n.find("target").get("bus") or None)
+            disk = Disk.from_xml(n)
+            disk.validate_source(n)
+            _insert_disk(devs.disks, given_buses, disk, n.find("target").get("bus") or None)
         devs.controllers = number_controllers([Controller.from_xml(n) for n in children(node, "controller")])
         devs.leases = [Lease.from_xml(n) for n in children(node, "lease")]
         devs.interfaces = [Interface.from_xml(n) for n in children(node, "interface")]
