@@ -352,7 +352,7 @@ def test_refusals(pyvirtd):
     assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
     _ok(_virsh, uri, "snapshot-create-as", "g", "one")
     out = _virsh(uri, "snapshot-create-as", "g", "one")
-    assert out.stderr == "error: Requested operation is not valid: domain snapshot 'one' already exists\n"
+    assert out.stderr == "error: operation failed: domain moment one already exists\n"
     out = _virsh(uri, "snapshot-revert", "g", "one", "--running", "--paused")
     assert out.returncode == 1
     # a read-only connection lists but may not create

@@ -197,7 +197,8 @@ async def create(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) 
             snap.name = str(snap.creation_time)
         _validate_create(obj, snap, flags)
         if snap.name in snaps:
-            raise error(ErrorNumber.OPERATION_INVALID, Q, f"domain snapshot '{snap.name}' already exists")
+            # the generic moment list's refusal (virDomainMomentAssignDef), from VIR_FROM_DOMAIN
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.DOMAIN, f"domain moment {snap.name} already exists")
         active = obj.active
         disk_only = bool(flags & Create.DISK_ONLY)
         if disk_only or not active:
