@@ -1,7 +1,7 @@
 """Test-driver details libvirt 9.0 settles outside the driver's own calls, against libvirt's
 own test driver: the domain list's snapshot filter, the snapshot API's flag checks and
-error domains (libvirt-domain-snapshot.c's entry points, the test driver's), a disk without
-a source, and the drive addresses and disk controllers libvirt's generic domain post-parse
+error domains (libvirt-domain-snapshot.c's entry points, the test driver's), snapshot
+redefinition (snapshot-edit, snapshot-current NAME), a disk without a source, and the drive addresses and disk controllers libvirt's generic domain post-parse
 adds to every definition.
 
 tests/data/testdriver/walk_fidelity.py runs against libvirt 9.0's test driver through
@@ -84,6 +84,7 @@ def test_reference_walk_did_its_work(reference):
     assert values["create-read-only"][:3] == ["ERR", 29, 35]
     assert values["no-source-define-disk-file"] == ["ERR", 19, 20, "missing source information for device vdc"]
     assert "<controller type='ide' index='0'/>" in values["start-ide-xml"]
+    assert values["redefine-dump-current-is"] == "ra" and values["redefine-after-errors"] == ["ra", "rb", "rd"]
     assert values["left-behind"] == []
 
 

@@ -184,15 +184,15 @@ def parse(xml: str, *, redefine: bool = False, validate: bool = False) -> Snapsh
     if redefine:
         if snap.name is None:
             raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN_SNAPSHOT, "a redefined snapshot must have a name")
+        created = child_text(root, "creationTime", strip=True)    # libvirt reads the time first
+        if created is None or not created.isdigit():
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "missing creationTime from existing snapshot")
+        snap.creation_time = int(created)
         state = child_text(root, "state", strip=True)
         if state is None:
             raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN_SNAPSHOT, "missing state from existing snapshot")
         snap.state = _choice(state, STATES, "state type")
-        created = child_text(root, "creationTime", strip=True)
-        if created is None or not created.isdigit():
-            raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN_SNAPSHOT,
-                        "missing creationTime from existing snapshot")
-        snap.creation_time = int(created)
         parent = child(root, "parent")
         snap.parent = child_text(parent, "name", strip=True) if parent is not None else None
         dom = child(root, "domain")

@@ -18,7 +18,7 @@ from ...conf import checkpoint as chkconf
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainCheckpointRef, DomainRef
 from ..domainlist import DomainObj, not_running
-from . import tuning
+from . import moments, tuning
 from .snapshots import snapshot_tree
 
 _T = ErrorDomain.TEST
@@ -118,20 +118,7 @@ def checkpoint_tree(obj: DomainObj) -> CheckpointTree:
 
 
 def _check_cycles(tree: CheckpointTree, cdef: chkconf.CheckpointDef) -> None:
-    """libvirt's virDomainMomentCheckCycles, with its words."""
-    if cdef.parent is None:
-        return
-    if cdef.parent == cdef.name:
-        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN, f"cannot set moment {cdef.name} as its own parent")
-    other = tree.by_name.get(cdef.parent)
-    if other is None:
-        raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
-                    f"parent {cdef.parent} for moment {cdef.name} not found")
-    while other is not None and other.cdef.parent:
-        if other.cdef.parent == cdef.name:
-            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN,
-                        f"parent {other.name} would create cycle to {cdef.name}")
-        other = tree.by_name.get(other.cdef.parent)
+    moments.check_cycles(cdef.name or "", cdef.parent, {n: c.cdef.parent for n, c in tree.by_name.items()})
 
 
 class CheckpointAPI:

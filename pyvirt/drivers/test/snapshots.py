@@ -18,7 +18,7 @@ from ...enums import DomainState, RunningReason, ShutoffReason
 from ...errors import ErrorDomain, ErrorNumber, check_flags, error
 from ...refs import DomainRef, DomainSnapshotRef
 from ..domainlist import DomainObj
-from . import tuning
+from . import moments, tuning
 
 _T = ErrorDomain.TEST
 STARTED_FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT = 3, 6      # virDomainEvent{Started,Stopped}DetailType
@@ -128,6 +128,8 @@ class SnapshotAPI:
         if not obj.persistent and flags & CREATE_HALT:
             raise error(ErrorNumber.OPERATION_INVALID, _T, "cannot halt after transient domain snapshot")
         tree = _tree(self.host, obj)
+        if flags & CREATE_REDEFINE:
+            return self._redefine_snapshot(obj, tree, xml_desc, flags)
         sdef = snapconf.parse(xml_desc, validate=bool(flags & CREATE_VALIDATE))
         now = int(time.time())
         sdef.name = sdef.name or str(now)
@@ -149,6 +151,43 @@ class SnapshotAPI:
         if flags & CREATE_HALT and obj.active:
             self.host.stop(obj, ShutoffReason.FROM_SNAPSHOT, STOPPED_FROM_SNAPSHOT)
         return DomainSnapshotRef(sdef.name, obj.ref())
+
+    def _redefine_snapshot(self, obj: DomainObj, tree: dict, xml_desc: str, flags: int) -> DomainSnapshotRef:
+        """testDomainSnapshotRedefine: a snapshot's metadata put back (snapshot-edit,
+        snapshot-current NAME), new or replacing the one of that name, with libvirt's
+        checks (virDomainSnapshotRedefinePrep); current only with CREATE_CURRENT."""
+        sdef = snapconf.parse(xml_desc, redefine=True, validate=bool(flags & CREATE_VALIDATE))
+        name = sdef.name or ""
+        moments.check_cycles(name, sdef.parent, {n: s.sdef.parent for n, s in tree["snaps"].items()})
+        other = tree["snaps"].get(name)
+        definition = self._parse_domain(sdef.domain_xml) if sdef.domain_xml else None
+        if definition is not None and definition.uuid != obj.uuid:
+            raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                        f"definition for snapshot {name} must use uuid {obj.uuid}")
+        if other is not None:
+            for kinds, what in ((("running", "paused"), "online and offline snapshot state"),
+                                (("disk-snapshot",), "disk only and full system")):
+                if (other.sdef.state in kinds) != (sdef.state in kinds):
+                    raise error(ErrorNumber.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                                f"cannot change between {what} in snapshot {name}")
+        if definition is None and other is None:
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.DOMAIN_SNAPSHOT, "missing domain in snapshot")
+        if definition is None:
+            definition, sdef.domain_xml = other.definition, other.sdef.domain_xml    # type: ignore[union-attr]
+        else:
+            sdef.domain_xml = definition.format(secure=True)
+        offline = sdef.state in ("shutoff", "disk-snapshot")
+        sdef.memory = sdef.memory or ("no" if offline else "internal")
+        if not sdef.disks:
+            sdef.disks = [snapconf.SnapshotDisk(name=d.target_dev, snapshot="internal")
+                          for d in definition.devices.disks if d.device == "disk"]
+        state = DomainState.SHUTOFF if offline else \
+            DomainState.PAUSED if sdef.state == "paused" else DomainState.RUNNING
+        tune = other.tune if other is not None else copy.deepcopy(tuning.config_tune(obj))
+        tree["snaps"][name] = TestSnapshot(sdef, definition, state, tune)
+        if flags & CREATE_CURRENT:
+            tree["current"] = name
+        return DomainSnapshotRef(name, obj.ref())
 
     async def domain_snapshot_get_xml_desc(self, snap: DomainSnapshotRef, flags: int) -> str:
         check_flags(flags, 1, "testDomainSnapshotGetXMLDesc", _T)

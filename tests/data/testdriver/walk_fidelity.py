@@ -133,6 +133,52 @@ step("delete-s1", s1.delete)
 step("delete-s1-again", s1.delete)
 step("undefine-with-snapshots", dom.undefine)
 
+# -- snapshot redefinition (snapshot-edit, snapshot-current NAME) --------------------------------
+red = conn.defineXML(domain_xml("fid-redef", FILE, "7"))
+red_create = lambda xml, flags=0: red.snapshotCreateXML(xml, flags).getName()   # noqa: E731
+REDEFINE, CURRENT = CREATE["REDEFINE"], CREATE["CURRENT"]
+
+
+def meta(name, state="shutoff", parent=None, extra=""):
+    up = f"<parent><name>{parent}</name></parent>" if parent else ""
+    return (f"<domainsnapshot><name>{name}</name><state>{state}</state>{up}"
+            f"<creationTime>1234567890</creationTime>{extra}</domainsnapshot>")
+
+
+red_create(snap("ra"))
+red_create(snap("rb"))
+current = lambda: red.snapshotCurrent().getName()   # noqa: E731
+parent_of = lambda name: red.snapshotLookupByName(name).getParent().getName()   # noqa: E731
+step("redefine-dump-current", red_create, red.snapshotLookupByName("ra").getXMLDesc(), REDEFINE | CURRENT)
+step("redefine-dump-current-is", current)
+step("redefine-dump-parent-kept", parent_of, "rb")
+step("redefine-not-current", red_create, red.snapshotLookupByName("rb").getXMLDesc(), REDEFINE)
+step("redefine-not-current-is", current)
+step("redefine-new", red_create, meta("rn", parent="ra", extra="<description>new one</description>"), REDEFINE)
+step("redefine-new-xml", lambda: red.snapshotLookupByName("rn").getXMLDesc())
+step("redefine-new-parent", parent_of, "rn")
+step("redefine-new-current-is", current)
+step("redefine-list", snapshot_names, red)
+step("redefine-roots", snapshot_names, red, libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)
+step("redefine-reparent", red_create, meta("rn", parent="rb"), REDEFINE | CURRENT)
+step("redefine-reparent-parent", parent_of, "rn")
+step("redefine-reparent-current-is", current)
+step("redefine-with-domain", red_create, meta("rd", extra=domain_xml("fid-redef", "", "7")), REDEFINE)
+step("redefine-with-domain-xml", lambda: red.snapshotLookupByName("rd").getXMLDesc())
+step("redefine-err-own-parent", red_create, meta("rx", parent="rx"), REDEFINE)
+step("redefine-err-no-parent", red_create, meta("rx", parent="zz"), REDEFINE)
+step("redefine-err-cycle", red_create, meta("ra", parent="rn"), REDEFINE)
+step("redefine-err-uuid", red_create, meta("rx", extra=domain_xml("fid-redef", "", "8")), REDEFINE)
+step("redefine-err-online", red_create, meta("ra", state="shutoff"), REDEFINE)
+step("redefine-err-no-state", red_create, "<domainsnapshot><name>rx</name></domainsnapshot>", REDEFINE)
+step("redefine-err-no-time", red_create, "<domainsnapshot><name>rx</name><state>shutoff</state>"
+     "</domainsnapshot>", REDEFINE)
+step("redefine-err-no-name", red_create, "<domainsnapshot><state>shutoff</state>"
+     "<creationTime>1</creationTime></domainsnapshot>", REDEFINE)
+step("redefine-err-disk-only", red_create, meta("rx"), REDEFINE | CREATE["DISK_ONLY"])
+step("redefine-after-errors", snapshot_names, red)
+undefine_all(conn)
+
 # -- a disk without a source --------------------------------------------------------------------
 NO_SOURCE = {
     "disk-file": "<disk type='file' device='disk'><target dev='vdc' bus='virtio'/></disk>",
