@@ -1,8 +1,9 @@
 """Test-driver details libvirt 9.0 settles outside the driver's own calls, against libvirt's
 own test driver: the domain list's snapshot filter, the snapshot API's flag checks and
 error domains (libvirt-domain-snapshot.c's entry points, the test driver's), snapshot
-redefinition (snapshot-edit, snapshot-current NAME), a disk without a source, and the drive addresses and disk controllers libvirt's generic domain post-parse
-adds to every definition.
+redefinition (snapshot-edit, snapshot-current NAME), a disk without a source, and the
+drive addresses and disk controllers libvirt's generic domain post-parse adds to every
+definition.
 
 tests/data/testdriver/walk_fidelity.py runs against libvirt 9.0's test driver through
 /usr/bin/python3's libvirt (in process), against pyvirt in process, and with stock
