@@ -27,7 +27,7 @@ _LAZY = {
     "open": ".connection", "openReadOnly": ".connection", "virConnect": ".connection",
     "_open_driver": ".connection", "virDomain": ".domain", "virStream": ".api.console",
     "virStoragePool": ".api.storage", "virStorageVol": ".api.storage", "virNetwork": ".api.network",
-    "virDomainSnapshot": ".api.snapshot",
+    "virDomainSnapshot": ".api.snapshot", "virDomainCheckpoint": ".api.checkpoint",
     "virInterface": ".api.iface_nodedev", "virNodeDevice": ".api.iface_nodedev",
     # virDomainBlockCopy's typed parameter names
     "VIR_DOMAIN_BLOCK_COPY_BANDWIDTH": ".api.blockjob", "VIR_DOMAIN_BLOCK_COPY_GRANULARITY": ".api.blockjob",
@@ -86,7 +86,8 @@ def _export_constants() -> list[str]:
     globals()["_CONSTANTS"] = names
     globals()["__all__"] = ["open", "openReadOnly", "openAuth", "virConnect", "virDomain", "virStream",
                             "virNetwork", "virInterface", "virNodeDevice",
-                            "virStoragePool", "virStorageVol", "virDomainSnapshot", "libvirtError", *names]
+                            "virStoragePool", "virStorageVol", "virDomainSnapshot", "virDomainCheckpoint",
+                            "libvirtError", *names]
     return names
 
 

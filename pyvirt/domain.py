@@ -17,6 +17,7 @@ from .api.host import DomainHostAPI
 from .api.lifecycle import DomainLifecycleAPI
 from .api.migration import DomainMigrationAPI
 from .api.blockjob import DomainBlockJobAPI
+from .api.checkpoint import DomainCheckpointAPI
 from .api.sched import DomainSchedAPI
 from .api.snapshot import DomainSnapshotAPI
 from .api.stats import DomainStatsAPI
@@ -51,7 +52,8 @@ if TYPE_CHECKING:
 
 class virDomain(DomainStatsAPI, DomainHostAPI, DomainConsoleAPI, DomainDevicesAPI,  # noqa: N801
                 DomainLifecycleAPI, DomainSnapshotAPI, DomainBlockJobAPI, DomainSchedAPI,
-                DomainMigrationAPI, DomainTuningAPI, DomainGuestAPI, DomainCPUFilesAPI):  # libvirt-python's name
+                DomainMigrationAPI, DomainTuningAPI, DomainGuestAPI, DomainCPUFilesAPI,  # libvirt-python's name
+                DomainCheckpointAPI):
     def __init__(self, conn: "virConnect", ref: DomainRef) -> None:
         self._conn = conn
         self._ref = ref

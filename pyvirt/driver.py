@@ -180,13 +180,25 @@ class ConnectionInfo(Record):
         self.credentials = credentials
 
 
+def api_error_domain(method: str, default: ErrorDomain = ErrorDomain.NONE) -> ErrorDomain:
+    """The error domain of the libvirt source file whose API entry point serves ``method``:
+    libvirt-domain-checkpoint.c's calls report from VIR_FROM_DOMAIN_CHECKPOINT,
+    libvirt-domain-snapshot.c's (every call with "snapshot" in its name) from
+    VIR_FROM_DOMAIN_SNAPSHOT, the other virDomain* calls from VIR_FROM_DOMAIN."""
+    if "_checkpoint" in method:
+        return ErrorDomain.DOMAIN_CHECKPOINT
+    if "snapshot" in method:
+        return ErrorDomain.DOMAIN_SNAPSHOT
+    if method.startswith("domain_") or method in _HOST_API_FROM_DOMAIN:
+        return ErrorDomain.DOMAIN
+    return default
+
+
 def _unsupported(name: str) -> Callable[..., Any]:
     async def method(self: "HypervisorConnection", *args: Any, **kwargs: Any) -> Any:
         # libvirt's API entry point reports a missing driver method, naming itself, from its
         # own error domain (virDomain* calls: VIR_FROM_DOMAIN)
-        domain = (ErrorDomain.DOMAIN if name.startswith("domain_") or name in _HOST_API_FROM_DOMAIN
-                  else self.error_domain)
-        raise no_support(domain, api_name(name))
+        raise no_support(api_error_domain(name, self.error_domain), api_name(name))
 
     method.__name__ = name
     method.__doc__ = f"Not supported by this driver (libvirt's {name})."
@@ -292,6 +304,10 @@ DRIVER_METHODS: tuple[str, ...] = (
     # CPU models, launch security, starts with descriptors (rpc/protocol/remote_cpu_files.py)
     "connect_compare_cpu", "connect_baseline_cpu", "domain_create_xml_with_files", "domain_create_with_files",
     "connect_compare_hypervisor_cpu", "connect_baseline_hypervisor_cpu", "domain_get_launch_security_info",
+    # checkpoints (rpc/protocol/remote_checkpoint.py)
+    "domain_checkpoint_create_xml", "domain_checkpoint_get_xml_desc", "domain_list_all_checkpoints",
+    "domain_checkpoint_list_all_children", "domain_checkpoint_lookup_by_name", "domain_checkpoint_get_parent",
+    "domain_checkpoint_delete",
 )
 
 # virConnect* calls whose entry point lives with libvirt's domain calls (libvirt-host.c reports
@@ -494,10 +510,14 @@ READ_ONLY_SAFE: frozenset[str] = frozenset({
     "domain_get_numa_parameters", "domain_get_interface_parameters", "domain_get_emulator_pin_info",
     "node_get_free_pages", "domain_get_iothread_info", "domain_get_perf_events",
     "domain_get_control_info", "domain_interface_addresses",
+    # checkpoints (the XML with VIR_DOMAIN_CHECKPOINT_XML_SECURE is refused by its row's readonly_flags)
+    "domain_checkpoint_get_xml_desc", "domain_list_all_checkpoints", "domain_checkpoint_list_all_children",
+    "domain_checkpoint_lookup_by_name", "domain_checkpoint_get_parent",
 }) | STORAGE_READ_ONLY_SAFE | NETWORK_READ_ONLY_SAFE
 
 
 def check_access(conn: HypervisorConnection, method: str) -> None:
     """Refuse a mutating call on a read-only connection, as libvirt does."""
     if conn.read_only and method not in READ_ONLY_SAFE:
-        raise error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api_name(method)}")
+        raise error(ErrorNumber.OPERATION_DENIED, api_error_domain(method, ErrorDomain.DOMAIN),
+                    f"read only access prevents {api_name(method)}")

@@ -558,6 +558,54 @@ PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((DomainSnapshotCreateFlags, "VIR_DOMAIN_SNA
                                      (DomainSnapshotXMLFlags, "VIR_DOMAIN_SNAPSHOT_XML_"))
 
 
+# -- domain checkpoints (libvirt-domain-checkpoint.h) --------------------------------------
+
+class DomainCheckpointCreateFlags(IntFlag):
+    """virDomainCheckpointCreateFlags."""
+
+    REDEFINE = 1
+    QUIESCE = 2
+    REDEFINE_VALIDATE = 4
+
+
+class DomainCheckpointXMLFlags(IntFlag):
+    """virDomainCheckpointXMLFlags."""
+
+    SECURE = 1
+    NO_DOMAIN = 2
+    SIZE = 4
+
+
+class DomainCheckpointListFlags(IntFlag):
+    """virDomainCheckpointListFlags (ROOTS for a domain's list, DESCENDANTS for a checkpoint's: one bit)."""
+
+    ROOTS = 1
+    TOPOLOGICAL = 2
+    LEAVES = 4
+    NO_LEAVES = 8
+
+
+class DomainCheckpointChildrenFlags(IntFlag):
+    """VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS: ROOTS' bit, as a checkpoint's children list reads it."""
+
+    DESCENDANTS = 1
+
+
+class DomainCheckpointDeleteFlags(IntFlag):
+    """virDomainCheckpointDeleteFlags."""
+
+    CHILDREN = 1
+    METADATA_ONLY = 2
+    CHILDREN_ONLY = 4
+
+
+PUBLIC_PREFIXES = PUBLIC_PREFIXES + ((DomainCheckpointCreateFlags, "VIR_DOMAIN_CHECKPOINT_CREATE_"),
+                                     (DomainCheckpointXMLFlags, "VIR_DOMAIN_CHECKPOINT_XML_"),
+                                     (DomainCheckpointListFlags, "VIR_DOMAIN_CHECKPOINT_LIST_"),
+                                     (DomainCheckpointChildrenFlags, "VIR_DOMAIN_CHECKPOINT_LIST_"),
+                                     (DomainCheckpointDeleteFlags, "VIR_DOMAIN_CHECKPOINT_DELETE_"))
+
+
 # -- storage pools and volumes (libvirt-storage.h) ----------------------------------------
 
 class StoragePoolState(IntEnum):

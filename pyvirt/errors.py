@@ -92,6 +92,9 @@ class ErrorNumber(IntEnum):
     XML_INVALID_SCHEMA = 92
     MIGRATE_FINISH_OK = 93
     DEVICE_MISSING = 99
+    INVALID_DOMAIN_CHECKPOINT = 102
+    NO_DOMAIN_CHECKPOINT = 103
+    CHECKPOINT_INCONSISTENT = 109
 
 
 class ErrorDomain(IntEnum):
@@ -125,6 +128,7 @@ class ErrorDomain(IntEnum):
     AUTH = 46
     LOCKSPACE = 51
     ACCESS = 55
+    DOMAIN_CHECKPOINT = 69
 
 
 class ErrorLevel(IntEnum):
@@ -167,6 +171,7 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.STORAGE_VOL_EXIST: "storage volume %s exists already",
     ErrorNumber.OPERATION_INVALID: "Requested operation is not valid: %s",
     ErrorNumber.CONFIG_UNSUPPORTED: "unsupported configuration: %s",
+    ErrorNumber.NO_SOURCE: "missing source information for device %s",
     ErrorNumber.OPERATION_TIMEOUT: "Timed out during operation: %s",
     ErrorNumber.MIGRATE_PERSIST_FAILED: "Failed to make domain persistent after migration: %s",
     ErrorNumber.INVALID_DOMAIN_SNAPSHOT: "Invalid snapshot: %s",
@@ -184,6 +189,9 @@ _PREFIX: dict[ErrorNumber, str] = {
     ErrorNumber.ACCESS_DENIED: "access denied: %s",
     ErrorNumber.MIGRATE_FINISH_OK: "migration successfully aborted: %s",
     ErrorNumber.DEVICE_MISSING: "device not found: %s",
+    ErrorNumber.INVALID_DOMAIN_CHECKPOINT: "Invalid domain checkpoint: %s",
+    ErrorNumber.NO_DOMAIN_CHECKPOINT: "Domain checkpoint not found: %s",
+    ErrorNumber.CHECKPOINT_INCONSISTENT: "checkpoint inconsistent: %s",
 }
 
 

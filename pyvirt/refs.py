@@ -156,7 +156,20 @@ class DomainSnapshotRef(FrozenRecord):
         self._set(name=name, dom=dom)
 
 
-__all__ = ["DomainRef", "NetworkRef", "StoragePoolRef", "StorageVolRef", "DomainSnapshotRef"]
+class DomainCheckpointRef(FrozenRecord):
+    """A checkpoint handle (``remote_nonnull_domain_checkpoint``): its name and its domain."""
+
+    __slots__ = ("name", "dom")
+    _fields = __match_args__ = ("name", "dom")
+    name: str
+    dom: DomainRef
+
+    def __init__(self, name: str, dom: DomainRef) -> None:
+        self._set(name=name, dom=dom)
+
+
+__all__ = ["DomainRef", "NetworkRef", "StoragePoolRef", "StorageVolRef", "DomainSnapshotRef",
+           "DomainCheckpointRef"]
 
 
 def format_uuid(raw: bytes) -> str:

@@ -116,3 +116,17 @@ def test_an_unreachable_migration_destination_is_reported_as_virsh_reports_it():
     ours, theirs = pyvirt_cli(*words), virsh(*words)
     assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
     assert theirs.stderr.startswith("error: unable to connect to server at '127.0.0.1:1'")
+
+
+@needs_virsh
+@pytest.mark.parametrize("line", ["dominfo nosuch; list --name; domstate nosuch2",
+                                  "dominfo nosuch; list --name", "list --name; dominfo nosuch; domstate test",
+                                  "list --name; quit; list --name", "dominfo nosuch; exit",
+                                  "domstate test; list --nosuch", "domstate test; nosuchcommand"])
+def test_a_line_of_commands_runs_on_after_a_failure_as_virsh_does(line):
+    """virsh runs every command of the line (unless one does not parse: then none runs, or
+    up to a quit), and ends with the last one's status."""
+    ours = subprocess.run([sys.executable, "-m", "pyvirt.cli", "-c", URI, line],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    theirs = subprocess.run(["virsh", "-c", URI, line], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)

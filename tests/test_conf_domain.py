@@ -411,3 +411,16 @@ def test_bad_domain_values_name_the_cause(extra, needles):
 def test_missing_os_type():
     raises("<domain type='kvm'><name>x</name><memory>1024</memory></domain>",
            ErrorNumber.OS_TYPE, "<type>")
+
+
+def test_a_disk_to_attach_needs_a_source_and_one_to_detach_does_not():
+    """libvirt validates a device to attach or update (a disk must have a source), and
+    skips it for a detach, where the target names the disk."""
+    from pyvirt.conf import devicexml
+    bare = "<disk type='file' device='disk'><target dev='vdd' bus='virtio'/></disk>"
+    with pytest.raises(libvirtError) as exc:
+        devicexml.parse_device(bare)
+    assert (exc.value.get_error_code(), str(exc.value)) == (ErrorNumber.NO_SOURCE,
+                                                          "missing source information for device vdd")
+    assert devicexml.parse_device(bare, validate=False).dev.target_dev == "vdd"
+    assert devicexml.parse_device(bare.replace("device='disk'", "device='cdrom'")).dev.source is None

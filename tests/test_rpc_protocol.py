@@ -82,6 +82,10 @@ READ_ONLY_OK |= {313, 314, 368, 369, 374, 375}
 HIGH_PRIORITY |= {186, 188, 189, 244, 246, 247, 274, 275}
 READ_ONLY_OK |= {186, 188, 189, 190, 191, 244, 246, 247, 271, 272, 274, 275}
 MUTATING |= {185, 192, 193}
+# domain checkpoints: as snapshots (GET_XML_DESC is not @priority: high in remote_protocol.x)
+HIGH_PRIORITY |= {413, 414, 415, 416}
+READ_ONLY_OK |= {412, 413, 414, 415, 416}
+MUTATING |= {411, 417}
 # block jobs: only the job's info is read-only
 READ_ONLY_OK |= {238}
 MUTATING |= {237, 239, 240, 266, 290, 345}

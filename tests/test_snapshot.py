@@ -352,7 +352,7 @@ def test_refusals(pyvirtd):
     assert _ok(_virsh, uri, "snapshot-list", "g", "--name") == "\n"
     _ok(_virsh, uri, "snapshot-create-as", "g", "one")
     out = _virsh(uri, "snapshot-create-as", "g", "one")
-    assert out.stderr == "error: Requested operation is not valid: domain snapshot 'one' already exists\n"
+    assert out.stderr == "error: operation failed: domain moment one already exists\n"
     out = _virsh(uri, "snapshot-revert", "g", "one", "--running", "--paused")
     assert out.returncode == 1
     # a read-only connection lists but may not create
@@ -573,3 +573,18 @@ def test_snapshot_create_from_xml_file(pyvirtd):
         assert "<description>redefined</description>" in _ok(_virsh, uri, "snapshot-dumpxml", "g", tool)
     out = _pyvirt(uri, "snapshot-create", "g", str(pyvirtd.workdir / "none.xml"))
     assert out.returncode == 1 and "Failed to open file" in out.stderr
+
+
+def test_domain_list_filters_on_snapshots(pyvirtd):
+    """virConnectListAllDomains' HAS_SNAPSHOT / NO_SNAPSHOT (virsh list --with-snapshot /
+    --without-snapshot) read the QEMU driver's snapshot metadata."""
+    uri = pyvirtd.uri
+    _define(pyvirtd, "g")
+    _define(pyvirtd, "h")
+    listed = lambda *opts: _ok(_virsh, uri, "list", "--all", "--name", *opts).split()   # noqa: E731
+    assert listed("--with-snapshot") == [] and listed("--without-snapshot") == ["g", "h"]
+    _ok(_virsh, uri, "snapshot-create-as", "g", "a")
+    assert listed("--with-snapshot") == ["g"] and listed("--without-snapshot") == ["h"]
+    assert listed("--with-snapshot", "--inactive") == ["g"]
+    _ok(_virsh, uri, "snapshot-delete", "g", "a")
+    assert listed("--with-snapshot") == []

@@ -1,9 +1,17 @@
-"""libvirt-python's snapshot API: virDomainSnapshot and virDomain's snapshot methods."""
+"""libvirt-python's snapshot API: virDomainSnapshot and virDomain's snapshot methods.
+
+The argument checks libvirt's own entry points make before any driver sees
+the call (libvirt-domain-snapshot.c: read-only connections, flags that
+exclude or need each other) are made here, with libvirt's words, so every
+driver behind the connection answers them alike.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..driver import check_access
+from ..errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error
 from ..refs import DomainSnapshotRef
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
@@ -11,6 +19,19 @@ if TYPE_CHECKING:
     from typing import Any
     from ..connection import virConnect
     from ..domain import virDomain
+
+
+_S = ErrorDomain.DOMAIN_SNAPSHOT
+XML_SECURE = 1
+CREATE_REDEFINE, CREATE_CURRENT, CREATE_NO_METADATA, CREATE_HALT = 1, 2, 4, 8
+REVERT_RUNNING, REVERT_PAUSED = 1, 2
+DELETE_CHILDREN, DELETE_CHILDREN_ONLY = 1, 4
+
+
+def _exclusive(flags: int, one: int, other: int, one_name: str, other_name: str) -> None:
+    if flags & one and flags & other:
+        raise bare_invalid_arg(f"Flags 'VIR_DOMAIN_SNAPSHOT_{one_name}' and 'VIR_DOMAIN_SNAPSHOT_{other_name}' "
+                               "are mutually exclusive", _S)
 
 
 class virDomainSnapshot:  # noqa: N801 - libvirt-python's name
@@ -42,12 +63,16 @@ class virDomainSnapshot:  # noqa: N801 - libvirt-python's name
         return self._dom._conn
 
     def getXMLDesc(self, flags: int = 0) -> str:
+        if flags & XML_SECURE and self._dom._conn._drv.read_only:
+            raise error(ErrorNumber.OPERATION_DENIED, _S, "virDomainSnapshotGetXMLDesc with secure flag")
         return self._call("domain_snapshot_get_xml_desc", flags)
 
     def getParent(self, flags: int = 0) -> "virDomainSnapshot":
         return self._wrap(self._call("domain_snapshot_get_parent", flags))
 
     def delete(self, flags: int = 0) -> int:
+        check_access(self._dom._conn._drv, "domain_snapshot_delete")
+        _exclusive(flags, DELETE_CHILDREN, DELETE_CHILDREN_ONLY, "DELETE_CHILDREN", "DELETE_CHILDREN_ONLY")
         self._call("domain_snapshot_delete", flags)
         return 0
 
@@ -84,6 +109,12 @@ class DomainSnapshotAPI:
         return virDomainSnapshot(self, ref)   # type: ignore[arg-type]
 
     def snapshotCreateXML(self, xmlDesc: str, flags: int = 0) -> virDomainSnapshot:
+        check_access(self._conn._drv, "domain_snapshot_create_xml")   # type: ignore[attr-defined]
+        if flags & CREATE_CURRENT and not flags & CREATE_REDEFINE:
+            raise bare_invalid_arg("Flag 'VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE' is required by flag "
+                                   "'VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT'", _S)
+        _exclusive(flags, CREATE_REDEFINE, CREATE_NO_METADATA, "CREATE_REDEFINE", "CREATE_NO_METADATA")
+        _exclusive(flags, CREATE_REDEFINE, CREATE_HALT, "CREATE_REDEFINE", "CREATE_HALT")
         return self._snapshot(self._call("domain_snapshot_create_xml", xmlDesc, flags))
 
     def snapshotNum(self, flags: int = 0) -> int:
@@ -107,5 +138,7 @@ class DomainSnapshotAPI:
         return self._call("domain_has_current_snapshot", flags)
 
     def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:
+        check_access(self._conn._drv, "domain_revert_to_snapshot")   # type: ignore[attr-defined]
+        _exclusive(flags, REVERT_RUNNING, REVERT_PAUSED, "REVERT_RUNNING", "REVERT_PAUSED")
         self._conn._call("domain_revert_to_snapshot", snap._ref, flags)   # type: ignore[attr-defined]
         return 0

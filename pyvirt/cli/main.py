@@ -105,6 +105,7 @@ class Session:
         self.conn: Any = None
         self.done = False          # quit/exit asked the shell to end
         self.blocking = False      # the next connection may be the blocking one
+        self.connect_failed = False
 
     @property
     def resolved_uri(self) -> str:
@@ -161,8 +162,9 @@ class Session:
             handler(self.connection(), args)
 
     def run_groups(self, groups: list[list[str]]) -> int:
-        """Run commands as virsh does: all parsed first, stop at the first failure."""
-        from pyvirt.errors import libvirtError
+        """Run commands as virsh does: all parsed first (a bad one runs nothing), then each
+        in turn whether or not the one before failed, up to a quit or exit; the status is
+        the last command's."""
         try:
             parsed = [self.parse(group) for group in groups]
         except UnknownCommand as exc:
@@ -170,9 +172,18 @@ class Session:
             return 1
         # one-shot calls of plain commands only: a shell may run anything later
         self.blocking = not self.interactive and all(name in BLOCKING_COMMANDS for name, _, _ in parsed)
+        status, self.connect_failed = 0, False
+        for name, handler, args in parsed:
+            status = self.run_one(name, handler, args)
+            if self.done or self.connect_failed:
+                break     # virsh connects before it runs a command: without a host it runs none
+        return status
+
+    def run_one(self, name: str, handler: Any, args: argparse.Namespace) -> int:
+        """One parsed command, its failure reported as virsh reports it: 0 or 1."""
+        from pyvirt.errors import libvirtError
         try:
-            for name, handler, args in parsed:
-                self.run_parsed(name, handler, args)
+            self.run_parsed(name, handler, args)
             return 0
         except CommandError as exc:
             for line in str(exc).splitlines():
@@ -184,7 +195,8 @@ class Session:
                 print()       # virsh ends every command it ran with a blank line, after a failure's error
             return 1
         except libvirtError as exc:
-            if self.conn is None:
+            self.connect_failed = self.conn is None
+            if self.connect_failed:
                 print("error: failed to connect to the hypervisor", file=sys.stderr)
             print(f"error: {exc.get_error_message()}", file=sys.stderr)
             _print_hint(exc)

@@ -31,7 +31,8 @@ SESSION_COMMANDS: set[str] = set()
 # (help sorts); load_all() imports them all.
 COMMAND_MODULES = ("domain_cmds", "lifecycle_cmds", "devices_cmds", "console_cmds", "host_cmds",
                    "stats_cmds", "migrate_cmds", "save_cmds", "top", "help", "complete",
-                   "shell", "network_cmds", "snapshot_cmds", "storage_cmds", "volume_cmds", "blockjob_cmds")
+                   "shell", "network_cmds", "snapshot_cmds", "storage_cmds", "volume_cmds", "blockjob_cmds",
+                   "checkpoint_cmds")
 
 
 class Formatter(argparse.HelpFormatter):

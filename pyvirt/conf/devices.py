@@ -160,6 +160,21 @@ class Disk:
     actual_type: str | None = None
     mirror: DiskMirror | None = None    # live only: a block copy or active commit under way
 
+    def validate_source(self, node: etree._Element) -> None:
+        """virDomainDiskDefValidate's checks on the disk's source (``node``: its XML), in its
+        order: a LUN passes a block device (or a pool's volume) through; only a CD-ROM or a
+        floppy (media absent) may go without a source.  A disk with no ``<source>`` element
+        at all has no type (libvirt's VIR_STORAGE_TYPE_NONE).  Made on a definition and on
+        a device to attach or update, not on one to detach (libvirt skips validation there:
+        a disk is named by its target alone)."""
+        source_type = self.type if child(node, "source") is not None else "none"
+        if self.device == "lun" and source_type not in ("block", "volume"):
+            raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN,
+                        "disk device='lun' is only valid for block type disk source")
+        empty = source_type == "none" or (source_type in DISK_SOURCE_ATTR and self.source is None)
+        if self.device == "disk" and empty:
+            raise error(ErrorNumber.NO_SOURCE, ErrorDomain.DOMAIN, self.target_dev)
+
     @property
     def storage_type(self) -> str:
         """What QEMU opens: 'file' or 'block' (a volume's once resolved)."""
@@ -195,7 +210,7 @@ class Disk:
             if drv_get(attr) is not None and drv_get(attr) not in allowed:
                 raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
                             f"Invalid value for attribute '{attr}' in element 'driver': '{drv_get(attr)}'.")
-        return cls(
+        disk = cls(
             target_dev=dev, target_bus=bus, type=dtype, device=device, source=source,
             driver_name=drv_get("name"), driver_type=drv_get("type"), driver_cache=drv_get("cache"),
             driver_error_policy=drv_get("error_policy"), driver_rerror_policy=drv_get("rerror_policy"),
@@ -205,6 +220,7 @@ class Disk:
             alias=_alias_of(node), address=address_of(node), backing_store=_backing_of(node),
             source_pool=pool, source_volume=volume, mirror=DiskMirror.from_xml(child(node, "mirror")),
         )
+        return disk
 
     def _source_node(self) -> Node | None:
         if self.type == "volume":   # the live XML too names the volume, not its path (as libvirt)
@@ -754,8 +770,11 @@ class Devices:
             return devs
         devs.unmodelled = sorted({n.tag for n in node if isinstance(n.tag, str) and n.tag in UNMODELLED_DEVICES})
         devs.emulator = child_text(node, "emulator", strip=True)
+        given_buses: list[str | None] = []
         for n in children(node, "disk"):
-            _insert_disk(devs.disks, Disk.from_xml(n))
+            disk = Disk.from_xml(n)
+            disk.validate_source(n)
+            _insert_disk(devs.disks, given_buses, disk, n.find("target").get("bus") or None)
         devs.controllers = number_controllers([Controller.from_xml(n) for n in children(node, "controller")])
         devs.leases = [Lease.from_xml(n) for n in children(node, "lease")]
         devs.interfaces = [Interface.from_xml(n) for n in children(node, "interface")]
@@ -805,18 +824,23 @@ def disk_index(dev: str) -> int:
     return index - 1
 
 
-def _insert_disk(disks: list[Disk], disk: Disk) -> None:
+def _insert_disk(disks: list[Disk], buses: list[str | None], disk: Disk, bus: str | None) -> None:
     """virDomainDiskInsert: after the last disk of the same bus, or before the first one
-    of that bus whose name sorts after it; at the end when its bus is new."""
+    of that bus whose name sorts after it; at the end when its bus is new.  The buses
+    compared are the ones the XML gave (``buses``, in step with ``disks``; None where it
+    gave none): libvirt inserts each disk as it parses it and picks a missing bus from
+    the target name only later, so disks without a bus sort among themselves."""
     at = -1
     for i in range(len(disks) - 1, -1, -1):
-        if disks[i].target_bus != disk.target_bus:
+        if buses[i] != bus:
             continue
         if disk_index(disks[i].target_dev) > disk_index(disk.target_dev):
             at = i
         elif at == -1:
             at = i + 1
-    disks.insert(len(disks) if at == -1 else at, disk)
+    at = len(disks) if at == -1 else at
+    disks.insert(at, disk)
+    buses.insert(at, bus)
 
 
 def _number_serials(parsed: list[tuple[Serial, bool]]) -> list[Serial]:

@@ -36,7 +36,8 @@ class DeviceDef:
     dev: Any = None
 
 
-def parse_device(xml: str) -> DeviceDef:
+def parse_device(xml: str, *, validate: bool = True) -> DeviceDef:
+    """One device's XML; ``validate``: libvirt's checks on it (skipped for a detach)."""
     root = parse_document(xml, None, "device_definition")
     kind = root.tag if isinstance(root.tag, str) else ""
     if kind not in DEVICE_ELEMENTS:
@@ -45,7 +46,10 @@ def parse_device(xml: str) -> DeviceDef:
     if cls is None:
         return DeviceDef(kind)
     # a controller without an index is numbered against the domain it joins (see add)
-    return DeviceDef(kind, cls.from_xml(root))
+    dev = cls.from_xml(root)
+    if validate and isinstance(dev, Disk):
+        dev.validate_source(root)
+    return DeviceDef(kind, dev)
 
 
 def _invalid(detail: str) -> Exception:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
-from .xmlutil import Node, child, child_text, children, el, parse_document, render
+from . import momentdoc
+from .xmlutil import Node, child, child_text, children, el, render
 
 # virDomainSnapshotState: the domain's state words, plus disk-snapshot
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended",
@@ -151,11 +152,13 @@ def _disk(node: etree._Element) -> SnapshotDisk:
     return SnapshotDisk(name, location, source, drv.get("type") if drv is not None else None, source_type)
 
 
-def parse(xml: str, *, redefine: bool = False) -> SnapshotDef:
+def parse(xml: str, *, redefine: bool = False, validate: bool = False) -> SnapshotDef:
     """A client's ``<domainsnapshot>``.  Without ``redefine`` only what a new
     snapshot may ask for is read (name, description, memory, disks), as libvirt
-    ignores the rest; with it (and for metadata files) everything."""
-    root = parse_document(xml, "domainsnapshot", "domainsnapshot")
+    ignores the rest; with it (and for metadata files) everything.  ``validate``
+    (VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE): checked against libvirt's schema first."""
+    root = momentdoc.document(xml, "domainsnapshot", "domain_snapshot", ErrorDomain.DOMAIN_SNAPSHOT,
+                              check_schema=validate)
     snap = SnapshotDef()
     name = child_text(root, "name", strip=True)
     snap.name = _check_name(name) if name else None
@@ -181,15 +184,15 @@ def parse(xml: str, *, redefine: bool = False) -> SnapshotDef:
     if redefine:
         if snap.name is None:
             raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN_SNAPSHOT, "a redefined snapshot must have a name")
+        created = child_text(root, "creationTime", strip=True)    # libvirt reads the time first
+        if created is None or not created.isdigit():
+            raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "missing creationTime from existing snapshot")
+        snap.creation_time = int(created)
         state = child_text(root, "state", strip=True)
         if state is None:
             raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN_SNAPSHOT, "missing state from existing snapshot")
         snap.state = _choice(state, STATES, "state type")
-        created = child_text(root, "creationTime", strip=True)
-        if created is None or not created.isdigit():
-            raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN_SNAPSHOT,
-                        "missing creationTime from existing snapshot")
-        snap.creation_time = int(created)
         parent = child(root, "parent")
         snap.parent = child_text(parent, "name", strip=True) if parent is not None else None
         dom = child(root, "domain")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Generator
 
 from ..driver import (QEMU_MONITOR_EVENT, ConnectionInfo, DomainEvent, FdReply, HypervisorConnection,
-                      StreamSink, api_name, check_access)
+                      StreamSink, api_error_domain, api_name, check_access)
 from ..enums import DriverFeature, EventID
 from ..errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error, libvirtError
 from ..rpc import wire
@@ -594,5 +594,6 @@ def _api(proc: Procedure) -> str:
 
 def _read_only_error(proc: Procedure) -> libvirtError:
     api = api_name(proc.method or proc.name.lower())
-    return error(ErrorNumber.OPERATION_DENIED, ErrorDomain.DOMAIN, f"read only access prevents {api}")
+    domain = api_error_domain(proc.method or proc.name.lower(), ErrorDomain.DOMAIN)
+    return error(ErrorNumber.OPERATION_DENIED, domain, f"read only access prevents {api}")
 

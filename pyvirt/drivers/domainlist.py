@@ -82,16 +82,21 @@ _FILTERS: tuple[tuple[LF, LF, Callable[[DomainObj], bool]], ...] = (
     (LF.PERSISTENT, LF.TRANSIENT, lambda o: o.persistent),
     (LF.MANAGEDSAVE, LF.NO_MANAGEDSAVE, lambda o: o.has_managed_save),
     (LF.AUTOSTART, LF.NO_AUTOSTART, lambda o: o.autostart),
-    (LF.HAS_SNAPSHOT, LF.NO_SNAPSHOT, lambda o: False),
-    (LF.HAS_CHECKPOINT, LF.NO_CHECKPOINT, lambda o: False),
+    (LF.HAS_CHECKPOINT, LF.NO_CHECKPOINT, lambda o: bool(o.extra.get("checkpoints"))),   # the test driver's
 )
 _STATE_FLAGS = LF.RUNNING | LF.PAUSED | LF.SHUTOFF | LF.OTHER
 ALL_LIST_FLAGS = int(sum(LF))
 
 
-def matches_list_flags(obj: DomainObj, flags: int) -> bool:
-    """libvirt's virDomainObjListFilter semantics for CONNECT_LIST_ALL_DOMAINS."""
-    for yes, no, prop in _FILTERS:
+def _no_snapshots(obj: DomainObj) -> bool:
+    return False
+
+
+def matches_list_flags(obj: DomainObj, flags: int,
+                       has_snapshots: Callable[[DomainObj], bool] = _no_snapshots) -> bool:
+    """libvirt's virDomainObjListFilter semantics for CONNECT_LIST_ALL_DOMAINS; the
+    snapshots are the driver's to count (``has_snapshots``)."""
+    for yes, no, prop in (*_FILTERS, (LF.HAS_SNAPSHOT, LF.NO_SNAPSHOT, has_snapshots)):
         want_yes, want_no = bool(flags & yes), bool(flags & no)
         if want_yes != want_no and prop(obj) != want_yes:
             return False
@@ -107,6 +112,8 @@ class DomainList:
         self._by_uuid: dict[str, DomainObj] = {}
         self._by_raw: dict[bytes, DomainObj] = {}   # the key handles carry: no conversion per call
         self.error_domain = error_domain
+        # whether a domain has snapshots: the driver keeps them, and sets this
+        self.has_snapshots: Callable[[DomainObj], bool] = _no_snapshots
 
     def __iter__(self) -> Iterator[DomainObj]:
         return iter(list(self._by_uuid.values()))
@@ -188,7 +195,7 @@ class DomainList:
         return None
 
     def list(self, flags: int) -> list[DomainObj]:
-        return [obj for obj in self._by_uuid.values() if matches_list_flags(obj, flags)]
+        return [obj for obj in self._by_uuid.values() if matches_list_flags(obj, flags, self.has_snapshots)]
 
 
 def emit_lifecycle(bus: EventBus, obj: DomainObj, event: EventType, detail: int) -> None:

@@ -51,8 +51,8 @@ import struct
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
 
-from ..refs import (DomainRef, DomainSnapshotRef, InterfaceRef, NetworkRef, NodeDeviceRef, StoragePoolRef,
-                    StorageVolRef)
+from ..refs import (DomainCheckpointRef, DomainRef, DomainSnapshotRef, InterfaceRef, NetworkRef, NodeDeviceRef,
+                    StoragePoolRef, StorageVolRef)
 from ..errors import ErrorLevel, libvirtError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
@@ -927,6 +927,8 @@ NonnullInterface = Struct("remote_nonnull_interface", [("name", NonnullString), 
 NonnullNodeDevice = Struct("remote_nonnull_node_device", [("name", NonnullString)], cls=NodeDeviceRef)
 NonnullDomainSnapshot = Struct("remote_nonnull_domain_snapshot", [("name", NonnullString), ("dom", NonnullDomain)],
                                cls=DomainSnapshotRef)
+NonnullDomainCheckpoint = Struct("remote_nonnull_domain_checkpoint",
+                                 [("name", NonnullString), ("dom", NonnullDomain)], cls=DomainCheckpointRef)
 TypedParam = _TypedParam()
 
 
@@ -1015,7 +1017,8 @@ __all__ = [
     "Array", "FixedArray", "Optional", "Union", "Struct",
     "NonnullString", "OptString", "UUID", "NonnullDomain", "Domain",
     "NonnullNetwork", "Network", "NonnullStoragePool", "StoragePool", "NonnullStorageVol", "StorageVol",
-    "NonnullDomainSnapshot", "NonnullInterface", "NonnullNodeDevice", "TypedParam", "TypedParams", "RemoteError",
+    "NonnullDomainSnapshot", "NonnullDomainCheckpoint", "NonnullInterface", "NonnullNodeDevice", "TypedParam",
+    "TypedParams", "RemoteError",
     "error_to_wire", "error_from_wire", "encode_error", "decode_error",
     "STRING_MAX", "DOMAIN_LIST_MAX", "MIGRATE_COOKIE_MAX", "MIGRATE_PARAM_LIST_MAX",
     "JOB_STATS_MAX", "AUTH_TYPE_LIST_MAX", "AUTH_SASL_DATA_MAX", "SECURITY_MODEL_MAX",

@@ -47,7 +47,7 @@ def affected(obj: Any, flags: int) -> tuple[bool, bool]:
 
 
 def _parse(xml: str, action: str, where: str) -> Any:
-    parsed = devicexml.parse_device(xml)
+    parsed = devicexml.parse_device(xml, validate=action != "detach")
     if parsed.kind not in _SUPPORTED:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, ErrorDomain.QEMU,
                     f"{where} {action} of device '{parsed.kind}' is not supported")

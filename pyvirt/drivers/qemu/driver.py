@@ -92,6 +92,7 @@ class QemuDriver:
         self.connector = connector
         self.events = EventBus()
         self.domains = DomainList(ErrorDomain.QEMU)
+        self.domains.has_snapshots = self._has_snapshots
         self.autodestroy = AutoDestroy(self._autodestroy)
         self.next_id = 1
         self.qemu_version = 0
@@ -291,6 +292,11 @@ class QemuDriver:
         obj = QemuDomainObj(d, persistent=persistent, cfg=self.cfg, detached=self.closing)
         obj.jobs.on_async_end = lambda job: self._emit_all(qemu_events.async_job_ended(obj, job))
         return obj
+
+    def _has_snapshots(self, obj: QemuDomainObj) -> bool:
+        """The domain-list filter's question (HAS_SNAPSHOT): the domain's snapshot metadata."""
+        from .snapshot import tree
+        return len(tree(self, obj)) > 0
 
     def _emit_all(self, events: list[DomainEvent]) -> None:
         for event in events:

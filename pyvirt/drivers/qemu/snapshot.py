@@ -190,14 +190,15 @@ def _validate_create(obj: "QemuDomainObj", snap: SnapshotDef, flags: int) -> Non
 async def create(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) -> SnapshotDef:
     if flags & Create.REDEFINE:
         return await redefine(drv, obj, xml, flags)
-    snap = snapxml.parse(xml)
+    snap = snapxml.parse(xml, validate=bool(flags & Create.VALIDATE))
     async with drv.job_guard(obj, JobKind.MODIFY):
         snaps = tree(drv, obj)
         if snap.name is None:
             snap.name = str(snap.creation_time)
         _validate_create(obj, snap, flags)
         if snap.name in snaps:
-            raise error(ErrorNumber.OPERATION_INVALID, Q, f"domain snapshot '{snap.name}' already exists")
+            # the generic moment list's refusal (virDomainMomentAssignDef), from VIR_FROM_DOMAIN
+            raise error(ErrorNumber.OPERATION_FAILED, ErrorDomain.DOMAIN, f"domain moment {snap.name} already exists")
         active = obj.active
         disk_only = bool(flags & Create.DISK_ONLY)
         if disk_only or not active:
@@ -318,7 +319,7 @@ async def _create_external(drv: "QemuDriver", obj: "QemuDomainObj", pairs: list,
 
 async def redefine(drv: "QemuDriver", obj: "QemuDomainObj", xml: str, flags: int) -> SnapshotDef:
     """VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE: metadata only (snapshot-edit, snapshot-current NAME)."""
-    snap = snapxml.parse(xml, redefine=True)
+    snap = snapxml.parse(xml, redefine=True, validate=bool(flags & Create.VALIDATE))
     async with drv.job_guard(obj, JobKind.MODIFY):
         snaps = tree(drv, obj)
         old = snaps.snaps.get(snap.name or "")

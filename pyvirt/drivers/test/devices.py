@@ -71,7 +71,7 @@ def one_definition(obj: DomainObj, flags: int) -> Any:
 
 def _parse(xml: str, action: str, where: str) -> Any:
     """One device's XML; a kind pyvirt does not model is refused as libvirt refuses one its driver lacks."""
-    parsed = devicexml.parse_device(xml)
+    parsed = devicexml.parse_device(xml, validate=action != "detach")
     if parsed.kind not in _MODELLED:
         raise error(ErrorNumber.OPERATION_UNSUPPORTED, _T,
                     f"{where} {action} of device '{parsed.kind}' is not supported")

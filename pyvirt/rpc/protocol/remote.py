@@ -78,11 +78,13 @@ def _area_rows() -> list[Procedure]:
     """The rows kept in the area modules (statistics, host, console, devices, ...)."""
     from . import (remote_blockjob, remote_console, remote_devices, remote_host, remote_lifecycle,
                    remote_iface_nodedev, remote_network, remote_object_events, remote_sched, remote_snapshot,
-                   remote_stats, remote_storage, remote_tuning, remote_guest, remote_cpu_files)
+                   remote_stats, remote_storage, remote_tuning, remote_guest, remote_cpu_files,
+                   remote_checkpoint)
     rows: list[Procedure] = []
     for part in (remote_stats, remote_host, remote_console, remote_devices, remote_lifecycle,
                  remote_storage, remote_network, remote_snapshot, remote_object_events, remote_blockjob,
-                 remote_sched, remote_iface_nodedev, remote_tuning, remote_guest, remote_cpu_files):
+                 remote_sched, remote_iface_nodedev, remote_tuning, remote_guest, remote_cpu_files,
+                 remote_checkpoint):
         rows.extend(part.PROCEDURES)
     return rows
 
