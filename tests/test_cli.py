@@ -122,7 +122,8 @@ def test_an_unreachable_migration_destination_is_reported_as_virsh_reports_it():
 @pytest.mark.parametrize("line", ["dominfo nosuch; list --name; domstate nosuch2",
                                   "dominfo nosuch; list --name", "list --name; dominfo nosuch; domstate test",
                                   "list --name; quit; list --name", "dominfo nosuch; exit",
-                                  "domstate test; list --nosuch", "domstate test; nosuchcommand"])
+                                  "domstate test; list --nosuch", "domstate test; nosuchcommand",
+                                  "list --name; dominfo; list --name", "dominfo"])
 def test_a_line_of_commands_runs_on_after_a_failure_as_virsh_does(line):
     """virsh runs every command of the line (unless one does not parse: then none runs, or
     up to a quit), and ends with the last one's status."""

@@ -68,7 +68,7 @@ def test_format_is_libvirts_layout_and_metadata_round_trips():
      "memory snapshot file path must be specified with external memory snapshot"),
     ("<domainsnapshot><disks><disk name='vda'/><disk name='vda'/></disks></domainsnapshot>",
      ErrorNumber.CONFIG_UNSUPPORTED, "disk 'vda' specified twice"),
-    ("<domain/>", ErrorNumber.XML_ERROR, "unexpected root element <domain>, expecting <domainsnapshot>"),
+    ("<domain/>", ErrorNumber.XML_ERROR, "expecting root element of 'domainsnapshot', not 'domain'"),
 ])
 def test_bad_snapshot_xml(xml, code, text):
     with pytest.raises(libvirtError) as err:

@@ -46,6 +46,7 @@ def reason_word(state: int, reason: int) -> str:
 def add_domain_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("domain", nargs="?", metavar="DOMAIN", help="domain name, id or uuid")
     parser.add_argument("--domain", dest="domain_opt", metavar="DOMAIN", help=argparse.SUPPRESS)
+    parser.set_defaults(needs_domain=True)     # checked as the line is parsed (Session.parse)
 
 
 def lookup(conn: pyvirt.virConnect, args: argparse.Namespace) -> pyvirt.virDomain:

@@ -58,7 +58,11 @@ def split_line(line: str) -> list[list[str]]:
     return [g for g in groups if g]
 
 
-class UnknownCommand(CommandError):
+class RefusedLine(CommandError):
+    """A command of the line that does not parse: virsh runs none of the line's commands."""
+
+
+class UnknownCommand(RefusedLine):
     pass
 
 
@@ -150,6 +154,8 @@ class Session:
             raise UnknownCommand(f"unknown command: '{name}'")
         parser, handler = found
         args = parser.parse_args(words[1:])
+        if getattr(args, "needs_domain", False) and not (args.domain or args.domain_opt):
+            raise RefusedLine(f"command '{name}' requires <domain> option")   # virsh's option check
         if as_json:
             from . import json_out
             handler = json_out.handler(name, handler)
@@ -167,7 +173,7 @@ class Session:
         the last command's."""
         try:
             parsed = [self.parse(group) for group in groups]
-        except UnknownCommand as exc:
+        except RefusedLine as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         # one-shot calls of plain commands only: a shell may run anything later

@@ -133,6 +133,19 @@ step("delete-s1", s1.delete)
 step("delete-s1-again", s1.delete)
 step("undefine-with-snapshots", dom.undefine)
 
+# -- undefinition's refusals ---------------------------------------------------------------------
+transient = conn.createXML(domain_xml("fid-transient-2", FILE, "a"), 0)
+step("undefine-transient", transient.undefine)
+step("undefine-transient-after", lambda: [transient.isActive(), transient.isPersistent()])
+undefine_all(conn)
+saved = conn.defineXML(domain_xml("fid-saved", FILE, "9"))
+saved.create()
+saved.managedSave()
+step("undefine-managed-save", saved.undefine)
+step("undefine-managed-save-flag", saved.undefineFlags, libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+step("undefine-managed-save-gone", fid_domains, conn, 0)
+undefine_all(conn)
+
 # -- snapshot redefinition (snapshot-edit, snapshot-current NAME) --------------------------------
 red = conn.defineXML(domain_xml("fid-redef", FILE, "7"))
 red_create = lambda xml, flags=0: red.snapshotCreateXML(xml, flags).getName()   # noqa: E731
