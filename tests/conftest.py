@@ -32,7 +32,13 @@ _KEEP_RUNS_FOR = 6 * 3600      # s; older session directories are removed by lat
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
     if config.option.basetemp:
+        base = Path(config.option.basetemp)
+        if worker and base.name == f"popen-{worker}":
+            # pytest -n: a worker's directory beside the session's, not below it ("popen-gwN/"
+            # would push the daemons' socket paths past AF_UNIX's 108 bytes)
+            config.option.basetemp = f"{base.parent}-{worker.removeprefix('gw')}"
         return
     root = Path(tempfile.gettempdir()) / f"pyvirt-pytest-of-{getpass.getuser()}"
     root.mkdir(mode=0o711, exist_ok=True)
@@ -41,13 +47,13 @@ def pytest_configure(config):
         return                          # not ours: keep pytest's default
     os.chmod(root, 0o711)
     now = time.time()
-    for old in root.glob("run-*"):
+    for old in [*root.glob("run-*"), *root.glob("r????????*")]:     # this scheme's and the earlier one's
         try:
             if now - old.lstat().st_mtime > _KEEP_RUNS_FOR:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             pass
-    config.option.basetemp = tempfile.mkdtemp(prefix="run-", dir=root)
+    config.option.basetemp = tempfile.mkdtemp(prefix="r", dir=root)     # short: socket paths live below it
 
 
 @pytest.fixture(scope="session", autouse=True)

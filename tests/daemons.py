@@ -23,6 +23,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _display_ports(extra_config: str) -> str:
+    """Graphics ports of this test worker's own (pytest -n: each worker's daemons pick
+    from a range of 2000), so two workers' guests never race for one port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or "remote_display_port_min" in extra_config:
+        return ""
+    low = 5900 + 2000 * int(worker[2:])
+    return f"remote_display_port_min = {low}\nremote_display_port_max = {low + 1999}\n"
+
+
 @dataclass
 class Pyvirtd:
     """One pyvirtd 'host': its own state dir, sockets, TCP port and host UUID."""
@@ -83,7 +93,7 @@ migration_address = "127.0.0.1"
 migration_port_min = {50000 + mig * 10}
 migration_port_max = {50000 + mig * 10 + 9}
 {self.extra_config}
-""")
+{_display_ports(self.extra_config)}""")
         return path
 
     def start(self, timeout: float = 30.0) -> "Pyvirtd":
