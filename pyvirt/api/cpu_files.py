@@ -4,7 +4,10 @@ that pass file descriptors, and isEncrypted."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..driver import check_access
 from ..enums import DriverFeature
