@@ -27,6 +27,8 @@ LIBVIRT_PYTHON = "/usr/bin/python3"
 
 UNESCAPED_NAME = ("libvirt 9.0 writes a portgroup's name unescaped, so its own format/parse check refuses "
                   "a name with '&'; pyvirt writes it escaped and keeps the portgroup")
+UNESCAPED_PROFILE = ("libvirt 9.0 writes a virtualport's profileid unescaped (an '&' makes its XML ill-formed); "
+                     "pyvirt writes it escaped")
 BRIDGE_CHECK = ("pyvirt checks when a bridge network is defined what libvirt checks only when one starts "
                 "(a bridge or a forward dev), so its format/parse check keeps the last interface")
 REMOTE_CLIENT = ("libvirt's remote client checks a callback id itself, in its own words (as it does against "
@@ -53,6 +55,9 @@ KNOWN: dict[str, tuple] = {
     "portgroup-add-odd-default-xml": (UNESCAPED_NAME, lambda want: "r&" not in want,
                                       _xml_with("  <portgroup name='r&amp;d'>\n  </portgroup>\n")),
     "portgroup-delete-odd": (UNESCAPED_NAME, _err(55, 19, NOT_FOUND + "<portgroup name='r&d'>"), 0),
+    **{f"netdev-{where}-vp-ampersand": (UNESCAPED_PROFILE, lambda want: "profileid='a&b'" in want,
+                                        lambda want: want.replace("profileid='a&b'", "profileid='a&amp;b'"))
+       for where in ("net", "portgroup")},
     "bridge-delete-last": (BRIDGE_CHECK, lambda want: want == 0,
                            ["ERR", 27, 19, "XML error: network 'netdev-bridge' has forward mode 'bridge' but no "
                                            "bridge device defined"]),

@@ -270,6 +270,7 @@ NETDEV_CASES = {
     "vp-qbh-extra": "<virtualport type='802.1Qbh'><parameters typeid='1'/></virtualport>",
     "vp-openvswitch-extra": "<virtualport type='openvswitch'><parameters "
                             "instanceid='09b11c53-8b5c-4eeb-8f00-d84eaa0aaa4f'/></virtualport>",
+    "vp-ampersand": "<virtualport type='openvswitch'><parameters profileid='a&amp;b'/></virtualport>",
     "all": "<vlan><tag id='3'/></vlan><bandwidth><outbound average='5'/></bandwidth>"
            "<virtualport type='openvswitch'/>",
 }
