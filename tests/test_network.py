@@ -619,3 +619,77 @@ def test_isolated_network_reaches_nothing_beyond_even_when_the_host_forwards(dae
         finally:
             listener.kill()
             listener.wait()
+
+
+SHAPED_XML = """<network>
+  <name>shaped</name>
+  <forward mode='nat'/>
+  <bridge name='pvbr7'/>
+  <bandwidth>
+    <inbound average='1000' peak='2000' burst='256'/>
+    <outbound average='500'/>
+  </bandwidth>
+  <ip address='10.79.0.1' prefix='24'/>
+</network>
+"""
+
+
+def _kernel_shapes(ns: str) -> bool:
+    """Whether this kernel has every tc piece libvirt's shaping uses (HTB, SFQ, the fw and u32
+    classifiers, the police action), tried on a scratch bridge inside the namespace."""
+    ns_run(ns, "ip", "link", "add", "name", "pvtcprobe", "type", "bridge")
+    try:
+        tries = [["qdisc", "add", "dev", "pvtcprobe", "root", "handle", "1:", "htb", "default", "2"],
+                 ["qdisc", "add", "dev", "pvtcprobe", "parent", "1:", "handle", "2:", "sfq"],
+                 ["filter", "add", "dev", "pvtcprobe", "parent", "1:0", "protocol", "all", "prio", "1",
+                  "handle", "1", "fw", "flowid", "1"],
+                 ["qdisc", "add", "dev", "pvtcprobe", "ingress"],
+                 ["filter", "add", "dev", "pvtcprobe", "parent", "ffff:", "protocol", "all", "u32", "match",
+                  "u32", "0", "0", "police", "rate", "1kbps", "burst", "1kb", "drop", "flowid", ":1"]]
+        return all(ns_run(ns, "tc", *argv, check=False).returncode == 0 for argv in tries)
+    finally:
+        ns_run(ns, "ip", "link", "del", "pvtcprobe")
+
+
+def test_network_bandwidth_shapes_its_bridge_with_tc(daemon, tmp_path):
+    """libvirt's tc setup on the bridge: the guests' inbound as an HTB tree on its egress, their
+    outbound policed on its ingress.  On a kernel without those schedulers the start fails with
+    tc's own error, as libvirt's does, and leaves nothing behind."""
+    ns = daemon.netns
+    define(daemon, tmp_path, SHAPED_XML)
+    if not _kernel_shapes(ns):
+        refused = virsh(daemon, "net-start", "shaped", check=False)
+        assert refused.returncode == 1
+        assert "error: internal error: Child process (/usr/sbin/tc " in refused.stderr
+        assert "pvbr7" not in links(ns)
+        assert "Active:         no" in virsh(daemon, "net-info", "shaped").stdout
+        return
+    virsh(daemon, "net-start", "shaped")
+    qdiscs = ns_run(ns, "tc", "qdisc", "show", "dev", "pvbr7").stdout
+    assert "qdisc htb 1: root" in qdiscs and "default 0x2" in qdiscs
+    assert "qdisc sfq 2: parent 1:2" in qdiscs and "qdisc ingress ffff:" in qdiscs
+    classes = ns_run(ns, "tc", "class", "show", "dev", "pvbr7").stdout
+    assert "class htb 1:1 root" in classes and "class htb 1:2 parent 1:1" in classes
+    police = ns_run(ns, "tc", "filter", "show", "dev", "pvbr7", "ingress").stdout
+    assert "police" in police and "drop" in police
+    assert "<inbound average='1000' peak='2000' burst='256'/>" in virsh(daemon, "net-dumpxml", "shaped").stdout
+    virsh(daemon, "net-destroy", "shaped")
+    assert "pvbr7" not in links(ns)
+
+
+def test_bridge_network_bandwidth_is_set_on_the_host_bridge_and_cleared(daemon, tmp_path):
+    """libvirt shapes a bridge network's host bridge too; a start that fails leaves it unshaped."""
+    ns = daemon.netns
+    define(daemon, tmp_path, BRIDGE_XML.replace("</network>", "<bandwidth><inbound average='64'/></bandwidth>"
+                                                              "</network>"))
+    ns_run(ns, "ip", "link", "add", "name", "br-host", "type", "bridge")
+    shapes = _kernel_shapes(ns)
+    started = virsh(daemon, "net-start", "hostbr", check=False)
+    assert started.returncode == (0 if shapes else 1), started.stderr
+    if shapes:
+        assert "qdisc htb 1: root" in ns_run(ns, "tc", "qdisc", "show", "dev", "br-host").stdout
+        virsh(daemon, "net-destroy", "hostbr")
+    else:
+        assert "Child process (/usr/sbin/tc " in started.stderr
+    assert "htb" not in ns_run(ns, "tc", "qdisc", "show", "dev", "br-host").stdout
+    assert "br-host" in links(ns)            # the host's bridge is not ours to delete

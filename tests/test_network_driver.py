@@ -165,3 +165,78 @@ def test_update_adds_and_deletes_dhcp_hosts_in_the_definition(tmp_path):
     run(conn.network_update(ref, 2, 4, -1, "<host mac='52:54:00:00:09:01'/>", 2))
     assert "<host " not in run(conn.network_get_xml_desc(ref, 0))
     assert "<host " not in (tmp_path / "etc" / "network" / "n.xml").read_text()
+
+
+NAT_BODY = "<forward mode='nat'/><ip address='10.79.0.1' prefix='24'/>"
+HOSTBR_BODY = "<forward mode='bridge'/><bridge name='br-host'/>"
+FWDDEV_BODY = "<forward mode='bridge' dev='eth0'/>"
+
+
+@pytest.mark.parametrize("body, message", [
+    (FWDDEV_BODY + "<bandwidth><inbound average='1'/></bandwidth>",
+     "Unsupported network-wide <bandwidth> element in network pc with forward mode='bridge'"),
+    (FWDDEV_BODY + "<portgroup name='g'><bandwidth><inbound average='1'/></bandwidth></portgroup>",
+     "Unsupported <bandwidth> element in network 'pc' in portgroup 'g' with forward mode='bridge'"),
+    (NAT_BODY + "<vlan><tag id='5'/></vlan>",
+     "<vlan> element specified for network pc, whose type doesn't support vlan configuration"),
+    (HOSTBR_BODY + "<vlan><tag id='5'/></vlan>",
+     "<vlan> element specified for network pc, whose type doesn't support vlan configuration"),
+    # a portgroup's own virtualport must be Open vSwitch on a bridge network to tag
+    (HOSTBR_BODY + "<virtualport type='openvswitch'/><portgroup name='g'><vlan><tag id='5'/></vlan>"
+     "<virtualport type='802.1Qbh'/></portgroup>",
+     "<vlan> element specified for network pc, whose type doesn't support vlan configuration"),
+    (NAT_BODY + "<portgroup name='a' default='yes'/><portgroup name='b' default='yes'/>",
+     "network 'pc' has multiple default <portgroup> elements (a and b), but only one default is allowed"),
+    (NAT_BODY + "<portgroup name='a'/><portgroup name='a'/>",
+     "multiple <portgroup> elements with the same name (a) in network 'pc'"),
+])
+def test_define_refuses_what_libvirts_network_driver_refuses(tmp_path, monkeypatch, body, message):
+    async def never(self, obj, live):
+        raise AssertionError("a refused network must not start")
+    monkeypatch.setattr(NetworkDriver, "_start_live", never)     # create refuses before any interface
+    conn = open_conn(tmp_path)
+    xml = f"<network><name>pc</name>{body}</network>"
+    for call in (conn.network_define_xml, conn.network_create_xml):
+        with pytest.raises(libvirtError) as exc:
+            run(call(xml))
+        assert exc.value.get_error_code() == ErrorNumber.CONFIG_UNSUPPORTED
+        assert exc.value.get_error_domain() == ErrorDomain.NETWORK
+        assert exc.value.get_error_message() == "unsupported configuration: " + message
+    assert not conn.driver.networks
+
+
+@pytest.mark.parametrize("body", [
+    NAT_BODY + "<bandwidth><inbound average='1'/><outbound average='2'/></bandwidth>"
+               "<portgroup name='g'><bandwidth><inbound average='1'/></bandwidth></portgroup>",
+    HOSTBR_BODY + "<bandwidth><inbound average='1'/></bandwidth>",
+    HOSTBR_BODY + "<virtualport type='openvswitch'/><vlan trunk='yes'><tag id='5'/><tag id='6'/></vlan>",
+    # a virtualport on a NAT network is refused only when a NIC takes a port
+    NAT_BODY + "<virtualport type='openvswitch'/>",
+])
+def test_define_keeps_what_libvirts_network_driver_keeps(tmp_path, body):
+    conn = open_conn(tmp_path)
+    ref = run(conn.network_define_xml(f"<network><name>pc</name>{body}</network>"))
+    xml = run(conn.network_get_xml_desc(ref, 0))
+    for tag in ("<bandwidth>", "<vlan", "<virtualport"):
+        assert (tag in body) == (tag in xml)
+
+
+@pytest.mark.parametrize("body, message", [
+    (NAT_BODY + "<virtualport type='openvswitch'/>",
+     "<virtualport type='openvswitch'> not supported for network 'pc' which uses IP forwarding"),
+    (NAT_BODY + "<portgroup name='g' default='yes'><virtualport type='midonet'/></portgroup>",
+     "<virtualport type='midonet'> not supported for network 'pc' which uses IP forwarding"),
+    (HOSTBR_BODY + "<virtualport type='openvswitch'/>",
+     "network 'pc': pyvirt cannot plug a port with a <virtualport>"),
+    (NAT_BODY + "<portgroup name='g' default='yes'><bandwidth><inbound average='1'/></bandwidth></portgroup>",
+     "network 'pc': pyvirt cannot shape a port with its portgroup's <bandwidth>"),
+])
+def test_a_nic_port_is_refused_where_it_would_lack_the_networks_settings(tmp_path, body, message):
+    conn = open_conn(tmp_path)
+    run(conn.network_define_xml(f"<network><name>pc</name>{body}</network>"))
+    obj = conn.driver.by_name("pc")
+    obj.live = obj.config            # active as a previous daemon left it: no interfaces needed
+    with pytest.raises(libvirtError) as exc:
+        conn.driver.port_for("pc")
+    assert exc.value.get_error_code() == ErrorNumber.CONFIG_UNSUPPORTED
+    assert exc.value.get_error_message() == "unsupported configuration: " + message

@@ -67,7 +67,8 @@ def test_dnsmasq_gets_txt_and_srv_lines_with_srv_fields_by_place():
     ("<dns><txt name='no value'/></dns>", 35, "prohibited character in DNS TXT record name 'no value' of network x"),
     ("<dns><srv service='s' protocol='tcp' weight='3'/></dns>", 35,
      "DNS SRV weight attribute not permitted without target for service 's' in network 'x'"),
-    ("<portgroup name='p'><bandwidth/></portgroup>", 67, "<portgroup><bandwidth> is not supported by pyvirt"),
+    ("<portgroup name='p'><bandwidth><outbound floor='1'/></bandwidth></portgroup>", 67,
+     "'floor' attribute allowed only in <inbound> element"),
 ])
 def test_definitions_refuse_what_libvirt_refuses(xml, code, message):
     with pytest.raises(pyvirt.libvirtError) as info:

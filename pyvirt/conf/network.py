@@ -5,8 +5,10 @@ What pyvirt models: ``<name>``, ``<uuid>``, ``<forward mode='nat'|'bridge' dev>`
 list, ``<bridge name stp delay>``, ``<mtu>``, ``<mac>``, ``<domain name>``,
 ``<dns enable>`` with ``<txt>``, ``<srv>`` and ``<host ip><hostname/></host>``
 entries, IPv4 ``<ip address netmask|prefix>`` with ``<dhcp><range start
-end/><host mac name ip/></dhcp>``, and ``<portgroup name default>``
-(see :mod:`.network_records`).  Elements of
+end/><host mac name ip/></dhcp>``, ``<portgroup name default>``
+(see :mod:`.network_records`), and ``<bandwidth>``, ``<vlan>`` and
+``<virtualport>`` on the network and its portgroups (see :mod:`.netdev_conf`;
+the network driver refuses what it cannot apply, as libvirt's does).  Elements of
 the schema pyvirt does not act on are refused as unsupported rather than
 silently dropped, so a definition never means more than what runs.
 
@@ -25,6 +27,7 @@ from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from .names import check_name
+from .netdev_conf import Bandwidth, VirtualPort, Vlan, parse_bandwidth, parse_virtualport, parse_vlan
 from .network_records import (DNSHost, DNSSrv, DNSTxt, PortGroup, parse_dns_host, parse_dns_srv, parse_dns_txt,
                               parse_portgroup)
 from .xmlutil import Node, child, children, child_text, el, parse_document, render
@@ -98,6 +101,10 @@ class NetworkDef:
     dns_srvs: list[DNSSrv] = field(default_factory=list)
     ips: list[IPDef] = field(default_factory=list)
     portgroups: list[PortGroup] = field(default_factory=list)
+    # what the network hands each port that its portgroup does not set (see .netdev_conf)
+    vlan: Vlan | None = None
+    bandwidth: Bandwidth | None = None
+    virtualport: VirtualPort | None = None
 
     @property
     def forward_dev(self) -> str | None:
@@ -157,7 +164,10 @@ class NetworkDef:
             el("mac", [("address", self.mac)]) if self.mac else None,
             el("domain", [("name", self.domain), ("localOnly", self.domain_local_only)]) if self.domain else None,
             dns,
+            self.vlan.node() if self.vlan else None,
+            self.bandwidth.node() if self.bandwidth else None,
             *ips,
+            self.virtualport.node() if self.virtualport else None,
             *(p.node() for p in self.portgroups),
         ])
 
@@ -166,7 +176,8 @@ class NetworkDef:
 
 # everything else of network.rng (metadata, title, route, portgroup, bandwidth...) is refused,
 # never kept without effect or dropped
-_KNOWN = {"name", "uuid", "forward", "bridge", "mtu", "mac", "domain", "dns", "ip", "portgroup"}
+_KNOWN = {"name", "uuid", "forward", "bridge", "mtu", "mac", "domain", "dns", "ip", "portgroup",
+          "vlan", "bandwidth", "virtualport"}
 
 
 def parse(xml: str) -> NetworkDef:
@@ -185,6 +196,13 @@ def parse(xml: str) -> NetworkDef:
             continue
         if node.tag not in _KNOWN:
             raise unsupported(f"network element <{node.tag}> is not supported by pyvirt")
+    # libvirt reads these before the rest, and the network's <virtualport> before its portgroups
+    bandwidth = child(root, "bandwidth")
+    if bandwidth is not None:
+        net.bandwidth = parse_bandwidth(bandwidth)
+    vlan = child(root, "vlan")
+    if vlan is not None:
+        net.vlan = parse_vlan(vlan)
     _parse_forward(root, net)
     _parse_bridge(root, net)
     mtu = child(root, "mtu")
@@ -205,6 +223,9 @@ def parse(xml: str) -> NetworkDef:
     _parse_dns(root, net)
     for ipnode in children(root, "ip"):
         net.ips.append(_parse_ip(ipnode, net))
+    virtualport = child(root, "virtualport")
+    if virtualport is not None:
+        net.virtualport = parse_virtualport(virtualport, require_type=True)
     net.portgroups = [parse_portgroup(node) for node in children(root, "portgroup")]
     if len(net.ips) > 1:
         raise unsupported(f"network '{name}': pyvirt supports one <ip> element")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from .netdev_conf import Bandwidth, VirtualPort, Vlan, parse_bandwidth, parse_virtualport, parse_vlan
 from .xmlutil import Node, el
 
 # RFC 2782's limit less its overhead (libvirt's DNS_RECORD_LENGTH_SRV)
@@ -80,11 +81,17 @@ class PortGroup:
     name: str
     default: bool = False
     trust_guest_rx_filters: str | None = None     # 'yes' | 'no' | None
+    vlan: Vlan | None = None
+    virtualport: VirtualPort | None = None
+    bandwidth: Bandwidth | None = None
 
     def node(self) -> Node:
         # libvirt writes a portgroup open and closed even when it holds nothing
         return el("portgroup", [("name", self.name), ("default", "yes" if self.default else None),
-                                ("trustGuestRxFilters", self.trust_guest_rx_filters)], keep_open=True)
+                                ("trustGuestRxFilters", self.trust_guest_rx_filters)],
+                  [self.vlan.node() if self.vlan else None,
+                   self.virtualport.node() if self.virtualport else None,
+                   self.bandwidth.node() if self.bandwidth else None], keep_open=True)
 
 
 def parse_dns_host(node: etree._Element, netname: str, partial: bool = False) -> DNSHost:
@@ -168,10 +175,6 @@ def parse_dns_srv(node: etree._Element, netname: str, partial: bool = False) -> 
     return srv
 
 
-# what a portgroup may hold in libvirt and pyvirt's networks do not act on
-_PORTGROUP_UNSUPPORTED = ("vlan", "virtualport", "bandwidth")
-
-
 def parse_portgroup(node: etree._Element) -> PortGroup:
     name = node.get("name")
     if not name:
@@ -182,8 +185,13 @@ def parse_portgroup(node: etree._Element) -> PortGroup:
         # libvirt's generic attribute reader reports this one, from its XML domain
         raise error(ErrorNumber.XML_ERROR, ErrorDomain.XML,
                     f"Invalid value for attribute 'trustGuestRxFilters' in element 'portgroup': '{trust}'.")
-    for sub in node:
-        if isinstance(sub.tag, str) and sub.tag in _PORTGROUP_UNSUPPORTED:
-            raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.NETWORK,
-                        f"<portgroup><{sub.tag}> is not supported by pyvirt")
-    return PortGroup(name, is_default, trust)
+    group = PortGroup(name, is_default, trust)
+    # libvirt reads the first of each, in this order (so that is which error comes first)
+    first = {tag: next((sub for sub in node if sub.tag == tag), None) for tag in ("virtualport", "bandwidth", "vlan")}
+    if first["virtualport"] is not None:
+        group.virtualport = parse_virtualport(first["virtualport"], require_type=False)
+    if first["bandwidth"] is not None:
+        group.bandwidth = parse_bandwidth(first["bandwidth"])
+    if first["vlan"] is not None:
+        group.vlan = parse_vlan(first["vlan"])
+    return group

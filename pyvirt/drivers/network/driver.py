@@ -32,7 +32,7 @@ from ...driver_network import NetworkEvent
 from ...enums_more import NetworkEventID, NetworkEventLifecycle
 from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
 from ...refs import NetworkRef, format_uuid
-from . import dnsmasq, firewall, netdev, update
+from . import bandwidth, dnsmasq, firewall, netdev, portcheck, update
 
 log = logging.getLogger("pyvirt.network")
 
@@ -130,6 +130,7 @@ class NetworkDriver:
             raise not_active(obj)
         live = obj.live
         assert live is not None and live.bridge is not None
+        portcheck.check_port(live)          # NICs name no portgroup: the default one's settings apply
         return live.bridge, live.forward or "none"
 
     def tap_attached(self, network_name: str, tap: str, domain: str) -> None:
@@ -298,6 +299,7 @@ class NetworkDriver:
             net.mac = "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
 
     async def define(self, net: NetworkDef) -> NetworkObj:
+        portcheck.validate(net)
         obj = self._assign_check(net, live=False)
         if obj is not None and obj.config is not None:
             # keep what libvirt assigned the first time when the new text leaves it out
@@ -357,6 +359,12 @@ class NetworkDriver:
         if not netdev.is_bridge(link):
             raise netdev.system_error(f"Unable to use '{bridge}' for network '{live.name}': "
                                       "it is not a bridge")
+        try:
+            await bandwidth.apply(bridge, live.bandwidth)      # libvirt shapes the host's bridge too
+        except BaseException:
+            if live.bandwidth is not None:
+                await bandwidth.clear(bridge)
+            raise
 
     async def _start_virtual(self, obj: NetworkObj, live: NetworkDef, files: dnsmasq.Files) -> None:
         assert live.bridge is not None
@@ -374,6 +382,7 @@ class NetworkDriver:
                 netdev.enable_ip_forwarding()
             if dnsmasq.needed(live):
                 obj.dnsmasq_pid = await dnsmasq.start(live, files)
+            await bandwidth.apply(live.bridge, live.bandwidth)
         except BaseException:
             await self._teardown(live, files)
             obj.dnsmasq_pid = None
@@ -383,6 +392,8 @@ class NetworkDriver:
         """Undo a start, each part whether or not the others worked."""
         failures: list[libvirtError] = []
         steps = []
+        if live.bandwidth is not None and live.bridge is not None:
+            steps.append(bandwidth.clear(live.bridge))
         if live.virtual:
             steps.append(dnsmasq.stop(files))
             if firewall.needed(live):
@@ -420,6 +431,7 @@ class NetworkDriver:
     async def create_transient(self, net: NetworkDef) -> NetworkObj:
         """virNetworkCreateXML: a network that exists while it runs (or runs from now on, when
         a persistent one of that name and uuid is inactive)."""
+        portcheck.validate(net)
         obj = self._assign_check(net, live=True)
         fresh = obj is None
         if obj is None:

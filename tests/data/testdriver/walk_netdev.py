@@ -199,6 +199,15 @@ section("portgroup", libvirt.VIR_NETWORK_SECTION_PORTGROUP, [
     ("add-wrong-element", ADD_LAST, "<interface dev='eth0'/>"),
     ("add-malformed", ADD_LAST, "<portgroup name='m'></port>"),
     ("add-vlan", ADD_LAST, "<portgroup name='tagged'><vlan><tag id='42'/></vlan></portgroup>"),
+    ("modify-vlan-all", MODIFY, "<portgroup name='tagged'><bandwidth><inbound average='100' burst='10'/>"
+                                "</bandwidth><virtualport type='openvswitch'><parameters profileid='p'/>"
+                                "</virtualport><vlan trunk='yes'><tag id='42' nativeMode='untagged'/>"
+                                "<tag id='43'/></vlan></portgroup>"),
+    ("add-bad-vlan", ADD_LAST, "<portgroup name='bad'><vlan><tag id='5000'/></vlan></portgroup>"),
+    ("add-bad-bandwidth", ADD_LAST, "<portgroup name='bad'><bandwidth><inbound average='1' floor='2'/>"
+                                    "</bandwidth></portgroup>"),
+    ("add-bad-virtualport", ADD_LAST, "<portgroup name='bad'><virtualport type='802.1Qbh'>"
+                                      "<parameters managerid='1'/></virtualport></portgroup>"),
     ("delete-vlan", DELETE, "<portgroup name='tagged'/>"),
     ("bad-command", 9, "<portgroup name='newgroup'/>"),
     ("bad-command-existing", 9, "<portgroup name='sales'/>"),
@@ -206,6 +215,80 @@ section("portgroup", libvirt.VIR_NETWORK_SECTION_PORTGROUP, [
     ("delete-default", DELETE, "<portgroup name='engineering' default='yes'/>"),
     ("delete", DELETE, "<portgroup name='sales'/>"),
 ])
+
+# -- <bandwidth>, <vlan> and <virtualport> on a network and on its portgroup: each define is kept or
+# refused, and the kept one written back --------------------------------------------------------
+NETDEV_CASES = {
+    "bw": "<bandwidth><inbound average='1000' peak='5000' burst='1024'/>"
+          "<outbound average='128' peak='256' burst='256'/></bandwidth>",
+    "bw-zero": "<bandwidth><inbound average='0'/></bandwidth>",
+    "bw-empty": "<bandwidth/>",
+    "bw-floor": "<bandwidth><inbound average='10' floor='5'/></bandwidth>",
+    "bw-floor-zero": "<bandwidth><inbound floor='0'/></bandwidth>",
+    "bw-outbound-floor": "<bandwidth><outbound average='10' floor='5'/></bandwidth>",
+    "bw-peak-no-average": "<bandwidth><inbound peak='10'/></bandwidth>",
+    "bw-no-rate": "<bandwidth><inbound/></bandwidth>",
+    "bw-text": "<bandwidth><inbound average='ten'/></bandwidth>",
+    "bw-negative": "<bandwidth><inbound average='-1'/></bandwidth>",
+    "bw-bad-burst": "<bandwidth><inbound average='1' burst='1k'/></bandwidth>",
+    "bw-two-inbound": "<bandwidth><inbound average='1'/><inbound average='2'/></bandwidth>",
+    "bw-class-id": "<bandwidth classID='3'><inbound average='1'/></bandwidth>",
+    "bw-unknown-child": "<bandwidth><sideways/><outbound average=' +7'/></bandwidth>",
+    "vlan": "<vlan><tag id='42'/></vlan>",
+    "vlan-trunk": "<vlan trunk='yes'><tag id='42'/><tag id='47' nativeMode='untagged'/></vlan>",
+    "vlan-trunk-one": "<vlan trunk='YES'><tag id='4095' nativeMode='tagged'/></vlan>",
+    "vlan-trunk-no": "<vlan trunk='no'><tag id='0'/></vlan>",
+    "vlan-no-tag": "<vlan/>",
+    "vlan-too-large": "<vlan><tag id='4096'/></vlan>",
+    "vlan-no-id": "<vlan><tag/></vlan>",
+    "vlan-bad-id": "<vlan><tag id='-1'/></vlan>",
+    "vlan-two-native": "<vlan><tag id='1' nativeMode='tagged'/><tag id='2' nativeMode='untagged'/></vlan>",
+    "vlan-native-default": "<vlan><tag id='1' nativeMode='default'/></vlan>",
+    "vlan-trunk-no-two": "<vlan trunk='no'><tag id='1'/><tag id='2'/></vlan>",
+    "vlan-trunk-no-native": "<vlan trunk='no'><tag id='1' nativeMode='tagged'/></vlan>",
+    "vlan-trunk-maybe": "<vlan trunk='maybe'><tag id='1'/></vlan>",
+    "vp-openvswitch": "<virtualport type='openvswitch'><parameters "
+                      "interfaceid='09b11c53-8b5c-4eeb-8f00-d84eaa0aaa4f' profileid='p1'/></virtualport>",
+    "vp-openvswitch-bare": "<virtualport type='openvswitch'/>",
+    "vp-qbg": "<virtualport type='802.1Qbg'><parameters managerid='0x11' typeid='1193047' typeidversion='02' "
+              "instanceid='09b11c53-8b5c-4eeb-8f00-d84eaa0aaa4f'/></virtualport>",
+    "vp-qbh": "<virtualport type='802.1Qbh'><parameters profileid='finance'/></virtualport>",
+    "vp-midonet": "<virtualport type='midonet'><parameters interfaceid='0b11c538b5c4eeb8f00d84eaa0aaa4f0' "
+                  "profileid='dropped'/></virtualport>",
+    "vp-no-type": "<virtualport><parameters profileid='x'/></virtualport>",
+    "vp-type-none": "<virtualport type='none'/>",
+    "vp-bad-type": "<virtualport type='bogus'/>",
+    "vp-managerid-range": "<virtualport type='802.1Qbg'><parameters managerid='256'/></virtualport>",
+    "vp-managerid-negative": "<virtualport type='802.1Qbg'><parameters managerid='-1'/></virtualport>",
+    "vp-managerid-octal": "<virtualport type='802.1Qbg'><parameters managerid='08'/></virtualport>",
+    "vp-typeid-range": "<virtualport type='802.1Qbg'><parameters typeid='0x1000000'/></virtualport>",
+    "vp-typeidversion-range": "<virtualport type='802.1Qbg'><parameters typeidversion='300'/></virtualport>",
+    "vp-bad-instanceid": "<virtualport type='802.1Qbg'><parameters instanceid='nope'/></virtualport>",
+    "vp-bad-interfaceid": "<virtualport type='openvswitch'><parameters interfaceid='nope'/></virtualport>",
+    "vp-long-profileid": "<virtualport type='802.1Qbh'><parameters profileid='" + "p" * 40 + "'/></virtualport>",
+    "vp-qbg-extra": "<virtualport type='802.1Qbg'><parameters profileid='x'/></virtualport>",
+    "vp-qbh-extra": "<virtualport type='802.1Qbh'><parameters typeid='1'/></virtualport>",
+    "vp-openvswitch-extra": "<virtualport type='openvswitch'><parameters "
+                            "instanceid='09b11c53-8b5c-4eeb-8f00-d84eaa0aaa4f'/></virtualport>",
+    "vp-ampersand": "<virtualport type='openvswitch'><parameters profileid='a&amp;b'/></virtualport>",
+    "all": "<vlan><tag id='3'/></vlan><bandwidth><outbound average='5'/></bandwidth>"
+           "<virtualport type='openvswitch'/>",
+}
+NETDEV_NET = ("<network><name>netdev-port</name><uuid>7c6f2a4e-5d0b-4b8e-9a51-2f0e3c4d5b6b</uuid>"
+              "<forward mode='nat'/><bridge name='vbnd0'/>%s<ip address='10.9.9.1' prefix='24'/></network>")
+
+
+def define_and_show(xml):
+    network = conn.networkDefineXML(xml)
+    try:
+        return network.XMLDesc(0)
+    finally:
+        network.undefine()
+
+
+for where, wrap in (("net", "%s"), ("portgroup", "<portgroup name='g'>%s</portgroup>")):
+    for case, body in NETDEV_CASES.items():
+        step(f"netdev-{where}-{case}", define_and_show, NETDEV_NET % (wrap % body))
 
 # -- forward interfaces: the NAT network takes one, a bridge network a list ----------------------
 section("fwdif", libvirt.VIR_NETWORK_SECTION_FORWARD_INTERFACE, [
