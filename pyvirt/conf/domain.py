@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorNumber, error
+from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
 from . import metadata as metadata_xml
 from .clock import Timer, pm_node, pm_of, timers_of
 from .devices import Devices, FormatFlags
@@ -216,8 +216,10 @@ class CPUDef:
         models = self.mode in ("custom", "host-model")
         fallback = (self.fallback or "allow") if self.model is not None else self.fallback
         has_model = models and (self.model is not None or self.fallback is not None)
-        return el("cpu", [("mode", self.mode), ("match", self.match), ("check", self.check),
-                          ("migratable", self.migratable)], [
+        # a custom CPU without a model (only a topology) is printed without attributes
+        attrs = [("mode", self.mode), ("match", self.match), ("check", self.check),
+                 ("migratable", self.migratable)] if self.mode != "custom" or self.model is not None else []
+        return el("cpu", attrs, [
             el("model", [("fallback", fallback)], text=self.model) if has_model else None,
             el("vendor", text=self.vendor) if models and self.vendor else None,
             el("topology", [("sockets", t[0]), ("dies", t[1]), ("cores", t[2]), ("threads", t[3])])
@@ -334,6 +336,11 @@ class DomainDef:
             raise xml_detail("memory size must be specified with <memory> and be greater than zero")
         if self.vcpus < 1:
             raise xml_detail(f"<vcpu> count must be at least 1, got {self.vcpus}")
+        if self.os.loader is not None and self.os.loader.path is None:
+            # pyvirt has no firmware auto-selection (<os firmware=...>): a loader must name its image
+            detail = "no loader path specified and firmware auto selection disabled"
+            # libvirt's XML_DETAIL carries its message bare (no "XML error: " in front)
+            raise libvirtError(detail, ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN, ErrorLevel.ERROR, "%s", detail)
         if self.cpu is not None and (self.cpu.topology_cpus or 0) > UINT_MAX:
             raise unsupported(f"cpu topology results in more than {UINT_MAX} cpus")
         seen: dict[str, str | None] = {}
