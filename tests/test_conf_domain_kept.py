@@ -226,3 +226,16 @@ def test_qemu_refuses_what_it_cannot_build(kw, words):
         _argv(**kw)
     assert info.value.get_error_code() == pyvirt.VIR_ERR_CONFIG_UNSUPPORTED
     assert words in info.value.get_error_message()
+
+
+def test_cpu_vendor_and_topology_are_guest_abi():
+    from pyvirt.conf.abi import check_abi_stability
+    old = conf.parse(_domain(cpu="<cpu><model>qemu64</model><vendor>AMD</vendor>"
+                                 "<topology sockets='1' cores='4' threads='1'/></cpu>"))
+    new = conf.parse(_domain(cpu="<cpu><model>qemu64</model><vendor>Intel</vendor>"
+                                 "<topology sockets='2' cores='2' threads='1'/></cpu>"))
+    assert check_abi_stability(old, new) == [
+        "Target CPU vendor Intel does not match source AMD",
+        "Target CPU sockets 2 does not match source 1",
+        "Target CPU cores 2 does not match source 4"]
+    assert check_abi_stability(old, old.copy()) == []
