@@ -9,13 +9,14 @@ STAMP     := $(VENV)/.pyvirt-installed
 PYTHON    ?= python3
 QEMU_USER := libvirt-qemu
 # Debian packages the project runs with, tests against (virsh, python3-libvirt,
-# libvirtd 9.0 for reference figures) and builds its test guests from.
+# libvirtd 9.0 for reference figures, libvirt-doc for libvirt's own test-driver host files)
+# and builds its test guests from.
 DEB_PACKAGES := qemu-system-x86 qemu-utils libvirt-clients python3-libvirt \
 	libvirt-daemon libvirt-daemon-driver-qemu gcc gcc-multilib make \
 	busybox-static linux-image-cloud-amd64 cpio gzip bzip2 xz-utils lzop zstd iproute2 \
 	gnutls-bin sasl2-bin libsasl2-modules openssh-server openssh-client netcat-openbsd \
 	prometheus-libvirt-exporter virtinst virt-manager xvfb xauth dnsmasq-base nftables iptables lvm2 \
-	etcd-server etcd-client
+	etcd-server etcd-client libvirt-doc
 
 .PHONY: all deps venv guests test faults soak soak-leases demo bench clean install
 

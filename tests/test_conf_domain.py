@@ -121,7 +121,7 @@ def test_libvirt_style_input_variations_normalise():
     <vmport state='off'/>
   </features>
   <cpu mode='custom' match='exact'>
-    <model>qemu64</model>
+    <model fallback='allow'>qemu64</model>
   </cpu>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,19 @@ from daemons import Pyvirtd
 DATA = Path(__file__).parent / "data" / "testdriver"
 LISTER = DATA / "list_host.py"
 LIBVIRT_PYTHON = "/usr/bin/python3"
-HOSTS = [DATA / "host" / "node.xml", DATA / "inline-host.xml"]
+# libvirt's own host files, as Debian's libvirt-doc ships them (make deps installs it):
+# testnode.xml includes its domains, networks and pool from files beside it
+LIBVIRT_EXAMPLES = Path("/usr/share/doc/libvirt-doc/examples/xml/test")
+LIBVIRT_HOSTS = [LIBVIRT_EXAMPLES / "testnodeinline.xml"]
+HOSTS = [DATA / "host" / "node.xml", DATA / "inline-host.xml", *LIBVIRT_HOSTS]
+# Debian's package leaves out testdomfc5.xml, which testnode.xml includes: libvirt itself
+# cannot open the shipped file (see test_libvirt_example_host_with_a_missing_include)
+MISSING_INCLUDE = "testdomfc5.xml"
+
+
+def _needs_examples() -> None:
+    if not (LIBVIRT_EXAMPLES / "testnode.xml").exists():
+        pytest.skip("libvirt-doc (libvirt's example host files) is not installed")
 
 
 def _listing(python: str, module: str, uri: str) -> dict:
@@ -45,6 +58,12 @@ def libvirt_available() -> None:
 
 @pytest.mark.parametrize("host", HOSTS, ids=lambda p: p.name)
 def test_custom_host_lists_as_in_libvirt(libvirt_available, host):
+    if host in LIBVIRT_HOSTS:
+        _needs_examples()
+    _compare_listings(host)
+
+
+def _compare_listings(host: Path) -> None:
     uri = f"test://{host}"
     want = _listing(LIBVIRT_PYTHON, "libvirt", uri)
     got = _listing(sys.executable, "pyvirt", uri)
@@ -56,6 +75,41 @@ def test_custom_host_lists_as_in_libvirt(libvirt_available, host):
     assert sorted(got["domains"]) == sorted(want["domains"])
     for name, dom in want["domains"].items():
         assert got["domains"][name] == dom, name
+
+
+def _open_error(python: str, module: str, uri: str) -> list:
+    """(code, domain, message) of the error opening ``uri``, from a process of its own."""
+    script = (f"import json, {module} as lv\n"
+              f"try:\n    lv.open({uri!r})\n    print(json.dumps(None))\n"
+              "except lv.libvirtError as e:\n"
+              "    print(json.dumps([e.get_error_code(), e.get_error_domain(), e.get_error_message()]))\n")
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_libvirt_example_host_with_a_missing_include(libvirt_available):
+    """The shipped testnode.xml names a file that is not there: both refuse it alike."""
+    _needs_examples()
+    assert not (LIBVIRT_EXAMPLES / MISSING_INCLUDE).exists()
+    uri = f"test://{LIBVIRT_EXAMPLES / 'testnode.xml'}"
+    want = _open_error(LIBVIRT_PYTHON, "libvirt", uri)
+    assert want is not None and MISSING_INCLUDE in want[2]
+    assert _open_error(sys.executable, "pyvirt", uri) == want
+
+
+def test_libvirt_example_host_lists_as_in_libvirt(libvirt_available, tmp_path):
+    """testnode.xml and the files it includes, less the include the package does not ship."""
+    _needs_examples()
+    copy = tmp_path / "test"
+    shutil.copytree(LIBVIRT_EXAMPLES, copy)
+    node = copy / "testnode.xml"
+    text = node.read_text()
+    include = f'<domain file="{MISSING_INCLUDE}"/>'
+    assert include in text
+    # the domain it names is not in the package: without it the rest of the host can load
+    node.write_text(text.replace(include, ""))
+    _compare_listings(node)
 
 
 def test_host_file_errors_are_libvirts(tmp_path):
@@ -98,7 +152,6 @@ def test_pyvirtd_reads_no_host_file_a_client_names(tmp_path):
 
 def test_pyvirt_command_line_reads_a_host_file_in_process():
     """``pyvirt -c test:///PATH`` loads the file itself (no daemon) and lists as virsh does."""
-    import shutil
     if shutil.which("virsh") is None:
         pytest.skip("stock virsh is not installed")
     uri = f"test://{HOSTS[0]}"

@@ -42,6 +42,10 @@ DOMAIN_CHECKS: tuple[tuple[str, Getter], ...] = (
     ("power management", lambda d: " ".join(f"{k}={v}" for k, v in sorted(d.pm.items())) or None),
     ("CPU mode", lambda d: d.cpu.mode if d.cpu else None),
     ("CPU model", lambda d: d.cpu.model if d.cpu else None),
+    ("CPU vendor", lambda d: d.cpu.vendor if d.cpu else None),
+    # libvirt's numbers: 0 for a CPU without a topology
+    *((f"CPU {part}", lambda d, i=i: d.cpu.topology[i] if d.cpu and d.cpu.topology else 0)
+      for i, part in enumerate(("sockets", "dies", "cores", "threads"))),
     ("memballoon model", lambda d: d.devices.memballoon.model if d.devices.memballoon else None),
 )
 

@@ -24,7 +24,7 @@ from ..errors import ErrorDomain, ErrorNumber, error
 from .address import Address, address_node, address_of
 from .controllers import Controller, number_controllers
 from .xmlutil import (Node, bool_attr, check_choice, child, children, child_text, el, int_attr,
-                      xml_detail, yes_no)
+                      prop_tristate, xml_detail, yes_no)
 
 CONFIG_UNSUPPORTED = ErrorNumber.CONFIG_UNSUPPORTED
 
@@ -159,6 +159,7 @@ class Disk:
     source_volume: str | None = None
     actual_type: str | None = None
     mirror: DiskMirror | None = None    # live only: a block copy or active commit under way
+    rawio: bool | None = None           # a LUN's raw I/O (the emulator then needs CAP_SYS_RAWIO)
 
     def validate_source(self, node: etree._Element) -> None:
         """virDomainDiskDefValidate's checks on the disk's source (``node``: its XML), in its
@@ -171,6 +172,9 @@ class Disk:
         if self.device == "lun" and source_type not in ("block", "volume"):
             raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN,
                         "disk device='lun' is only valid for block type disk source")
+        if self.device != "lun" and self.rawio is not None:
+            raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN,
+                        "rawio can be used only with device='lun'")
         empty = source_type == "none" or (source_type in DISK_SOURCE_ATTR and self.source is None)
         if self.device == "disk" and empty:
             raise error(ErrorNumber.NO_SOURCE, ErrorDomain.DOMAIN, self.target_dev)
@@ -184,6 +188,7 @@ class Disk:
     def from_xml(cls, node: etree._Element) -> Disk:
         dtype = check_choice(node.get("type", "file"), DISK_TYPES, "disk type", CONFIG_UNSUPPORTED)
         device = check_choice(node.get("device", "disk"), DISK_DEVICES, "disk device")
+        rawio = prop_tristate(node, "rawio")
         src = child(node, "source")
         pool = volume = None
         if dtype == "volume":
@@ -219,6 +224,7 @@ class Disk:
             shareable=child(node, "shareable") is not None,
             alias=_alias_of(node), address=address_of(node), backing_store=_backing_of(node),
             source_pool=pool, source_volume=volume, mirror=DiskMirror.from_xml(child(node, "mirror")),
+            rawio=rawio,
         )
         return disk
 
@@ -231,7 +237,8 @@ class Disk:
     def to_node(self, flags: FormatFlags) -> Node:
         driver = [("name", self.driver_name), ("type", self.driver_type), ("cache", self.driver_cache),
                   ("error_policy", self.driver_error_policy), ("rerror_policy", self.driver_rerror_policy)]
-        return el("disk", [("type", self.type), ("device", self.device)], [
+        rawio = None if self.rawio is None else ("yes" if self.rawio else "no")
+        return el("disk", [("type", self.type), ("device", self.device), ("rawio", rawio)], [
             el("driver", driver) if any(v is not None for _, v in driver) else None,
             self._source_node(),
             _backing_node(self.backing_store, live=not flags.inactive) if self.source else None,
@@ -324,6 +331,9 @@ class Interface:
     source_bridge: str | None = None
     # type='ethernet' <target managed='no'>: the tap exists already and stays the user's
     target_managed: bool | None = None
+    # <script path>/<downscript path>: programs run as the tap comes up / goes down
+    script: str | None = None
+    downscript: str | None = None
 
     @property
     def bridge(self) -> str | None:
@@ -363,6 +373,8 @@ class Interface:
             if link is not None else None,
             source_bridge=(src.get("bridge") or None) if ntype == "network" and src is not None else None,
             target_managed=None if managed is None else managed == "yes",
+            script=_attr_or_none(child(node, "script"), "path"),
+            downscript=_attr_or_none(child(node, "downscript"), "path"),
         )
 
     def _shows_target(self, flags: FormatFlags) -> bool:
@@ -377,6 +389,8 @@ class Interface:
             el("source", [(source_attr, self.source),
                           ("bridge", None if flags.inactive else self.source_bridge)])
             if source_attr and self.source else None,
+            el("script", [("path", self.script)]) if self.script else None,
+            el("downscript", [("path", self.downscript)]) if self.downscript else None,
             el("target", [("dev", self.target_dev),
                           ("managed", "no" if self.target_managed is False else None)])   # as libvirt
             if self._shows_target(flags) else None,
@@ -736,6 +750,11 @@ class Memballoon:
         stats = el("stats", [("period", str(self.period))]) if self.period else None
         return el("memballoon", [("model", self.model)], [stats, _alias_node(self.alias, flags),
                                                           address_node(self.address)])
+
+
+def _attr_or_none(node: etree._Element | None, name: str) -> str | None:
+    """An attribute as libvirt's string(./x/@name) reads it: None when absent or empty."""
+    return (node.get(name) or None) if node is not None else None
 
 
 # -- the <devices> element -----------------------------------------------------

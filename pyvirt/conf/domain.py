@@ -20,20 +20,21 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorNumber, error
+from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
 from . import metadata as metadata_xml
 from .clock import Timer, pm_node, pm_of, timers_of
 from .devices import Devices, FormatFlags
 from .names import check_name
 from .units import UnitError, parse_kib
-from .xmlutil import (Node, check_choice, child, child_text, el, int_attr, parse_document, render,
-                      text_of, to_int, unsupported, xml_detail)
+from .xmlutil import (Node, check_choice, child, child_text, el, int_attr, parse_document, prop_enum,
+                      prop_tristate, prop_uint, render, UINT_MAX, text_of, to_int, unsupported, xml_detail)
 
 __all__ = ["DomainDef", "OSDef", "CPUDef", "parse", "from_element", "VIRT_TYPES"]
 
 # libvirt's virDomainVirtType names.
 VIRT_TYPES = ("none", "qemu", "kqemu", "kvm", "xen", "lxc", "uml", "openvz", "test", "vmware",
               "hyperv", "vbox", "phyp", "parallels", "bhyve", "vz")
+LOADER_TYPES = ("rom", "pflash")
 OS_TYPES = ("hvm", "xen", "linux", "exe", "uml")
 BOOT_DEVICES = ("fd", "cdrom", "hd", "network")
 # The features written as empty elements, in the order libvirt prints them.
@@ -64,6 +65,11 @@ LOCKFAILURE_ACTIONS = ("poweroff", "restart", "pause", "ignore")
 _NO_NAME = "domain XML: add a <name> element"
 
 
+def _xpath_string(node: etree._Element | None) -> str | None:
+    """libvirt's virXPathString: the element's whole text, None when there is none."""
+    return ("".join(node.itertext()) or None) if node is not None else None
+
+
 def _uuid(text: str) -> str:
     """Canonical lower-case UUID; libvirt allows dashes and spaces anywhere."""
     digits = text.replace("-", "").replace(" ", "")
@@ -81,6 +87,34 @@ def _size_kib(node: etree._Element) -> int:
 
 
 @dataclass(slots=True)
+class Loader:
+    """<os><loader>: the firmware image (``path``, None when the element is empty)."""
+    path: str | None = None
+    type: str | None = None            # rom | pflash; rom when a path is given without one
+    readonly: bool | None = None
+    secure: bool | None = None
+    stateless: bool | None = None
+
+    @classmethod
+    def from_xml(cls, node: etree._Element) -> Loader:
+        loader = cls(readonly=prop_tristate(node, "readonly"), type=prop_enum(node, "type", LOADER_TYPES),
+                     path="".join(node.itertext()) or None, secure=prop_tristate(node, "secure"),
+                     stateless=prop_tristate(node, "stateless"))
+        if loader.path is not None and loader.type is None:
+            loader.type = "rom"      # libvirt's post-parse default
+        return loader
+
+    def to_node(self) -> Node | None:
+        def tri(value: bool | None) -> str | None:
+            return None if value is None else ("yes" if value else "no")
+        attrs = [("readonly", tri(self.readonly)), ("secure", tri(self.secure)), ("type", self.type),
+                 ("stateless", tri(self.stateless))]
+        if self.path is None and all(v is None for _n, v in attrs):
+            return None              # libvirt prints nothing for an element with nothing in it
+        return el("loader", attrs, text=self.path)
+
+
+@dataclass(slots=True)
 class OSDef:
     type: str = "hvm"
     arch: str | None = None
@@ -88,6 +122,9 @@ class OSDef:
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str | None = None
+    dtb: str | None = None             # a device tree blob for the guest
+    root: str | None = None            # the root device a Xen PV kernel is told of
+    loader: Loader | None = None
     boot: list[str] = field(default_factory=list)
 
     @classmethod
@@ -106,14 +143,19 @@ class OSDef:
             arch=type_node.get("arch"), machine=type_node.get("machine"),
             kernel=child_text(node, "kernel", strip=True), initrd=child_text(node, "initrd", strip=True),
             cmdline=child_text(node, "cmdline"), boot=boot,
+            dtb=_xpath_string(child(node, "dtb")), root=_xpath_string(child(node, "root")),
+            loader=Loader.from_xml(child(node, "loader")) if child(node, "loader") is not None else None,
         )
 
     def to_node(self) -> Node:
         return el("os", (), [
             el("type", [("arch", self.arch), ("machine", self.machine)], text=self.type),
+            self.loader.to_node() if self.loader else None,
             el("kernel", text=self.kernel) if self.kernel else None,
             el("initrd", text=self.initrd) if self.initrd else None,
             el("cmdline", text=self.cmdline) if self.cmdline else None,
+            el("dtb", text=self.dtb) if self.dtb else None,
+            el("root", text=self.root) if self.root else None,
             *(el("boot", [("dev", dev)]) for dev in self.boot),
         ])
 
@@ -130,6 +172,10 @@ class CPUDef:
     # guest lists what QEMU really enabled (check='full')
     features: list[tuple[str, str]] = field(default_factory=list)
 
+    vendor: str | None = None          # <vendor>: custom and host-model CPUs only
+    # <topology sockets dies cores threads/>: all four, or None (dies defaults to 1)
+    topology: tuple[int, int, int, int] | None = None
+
     @classmethod
     def from_xml(cls, node: etree._Element) -> CPUDef:
         model = child(node, "model")
@@ -138,26 +184,56 @@ class CPUDef:
         match = node.get("match")
         if match is None and mode == "custom" and name:
             match = "exact"    # libvirt's default when a model is named
-        return cls(
+        cpu = cls(
             mode=mode,
             match=check_choice(match, CPU_MATCHES, "CPU match") if match else None,
             check=check_choice(node.get("check"), CPU_CHECKS, "CPU check") if node.get("check") else None,
             migratable=(check_choice(node.get("migratable"), ON_OFF, "CPU migratable")
                         if node.get("migratable") else None),
             model=name,
-            fallback=(check_choice(model.get("fallback"), CPU_FALLBACKS, "CPU model fallback")
-                      if model is not None and model.get("fallback") else None),
-            features=[(check_choice(f.get("policy", "require"), CPU_FEATURE_POLICIES, "CPU feature policy"),
-                       f.get("name") or "") for f in node.findall("feature")],
         )
+        fallback = model.get("fallback") if model is not None else None
+        if fallback is not None and mode not in ("host-passthrough", "maximum"):    # ignored there
+            if fallback not in CPU_FALLBACKS:
+                raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.CPU, "Invalid fallback attribute")
+            cpu.fallback = fallback
+        cpu.vendor = _xpath_string(child(node, "vendor"))
+        if cpu.vendor is not None and cpu.model is None:
+            raise error(ErrorNumber.XML_ERROR, ErrorDomain.CPU, "CPU vendor specified without CPU model")
+        topology = child(node, "topology")
+        if topology is not None:
+            sockets = prop_uint(topology, "sockets", required=True, nonzero=True)
+            dies = prop_uint(topology, "dies", nonzero=True)
+            cores = prop_uint(topology, "cores", required=True, nonzero=True)
+            threads = prop_uint(topology, "threads", required=True, nonzero=True)
+            cpu.topology = (sockets, 1 if dies is None else dies, cores, threads)   # type: ignore[assignment]
+        cpu.features = [(check_choice(f.get("policy", "require"), CPU_FEATURE_POLICIES, "CPU feature policy"),
+                         f.get("name") or "") for f in node.findall("feature")]
+        return cpu
 
     def to_node(self) -> Node:
-        has_model = self.model is not None or self.fallback is not None
-        return el("cpu", [("mode", self.mode), ("match", self.match), ("check", self.check),
-                          ("migratable", self.migratable)], [
-            el("model", [("fallback", self.fallback)], text=self.model) if has_model else None,
+        # libvirt prints a guest model's fallback always, 'allow' unless set otherwise
+        models = self.mode in ("custom", "host-model")
+        fallback = (self.fallback or "allow") if self.model is not None else self.fallback
+        has_model = models and (self.model is not None or self.fallback is not None)
+        # a custom CPU without a model (only a topology) is printed without attributes
+        attrs = [("mode", self.mode), ("match", self.match), ("check", self.check),
+                 ("migratable", self.migratable)] if self.mode != "custom" or self.model is not None else []
+        return el("cpu", attrs, [
+            el("model", [("fallback", fallback)], text=self.model) if has_model else None,
+            el("vendor", text=self.vendor) if models and self.vendor else None,
+            el("topology", [("sockets", t[0]), ("dies", t[1]), ("cores", t[2]), ("threads", t[3])])
+            if (t := self.topology) else None,
             *(el("feature", [("policy", policy), ("name", name)]) for policy, name in self.features),
         ])
+
+    @property
+    def topology_cpus(self) -> int | None:
+        """How many vCPUs the topology describes (None without one)."""
+        if self.topology is None:
+            return None
+        sockets, dies, cores, threads = self.topology
+        return sockets * dies * cores * threads
 
 
 @dataclass(slots=True, kw_only=True)
@@ -260,6 +336,13 @@ class DomainDef:
             raise xml_detail("memory size must be specified with <memory> and be greater than zero")
         if self.vcpus < 1:
             raise xml_detail(f"<vcpu> count must be at least 1, got {self.vcpus}")
+        if self.os.loader is not None and self.os.loader.path is None:
+            # pyvirt has no firmware auto-selection (<os firmware=...>): a loader must name its image
+            detail = "no loader path specified and firmware auto selection disabled"
+            # libvirt's XML_DETAIL carries its message bare (no "XML error: " in front)
+            raise libvirtError(detail, ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN, ErrorLevel.ERROR, "%s", detail)
+        if self.cpu is not None and (self.cpu.topology_cpus or 0) > UINT_MAX:
+            raise unsupported(f"cpu topology results in more than {UINT_MAX} cpus")
         seen: dict[str, str | None] = {}
         for disk in self.devices.disks:
             if disk.target_dev in seen:

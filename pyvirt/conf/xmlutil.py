@@ -13,6 +13,7 @@ attribute at fault.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -184,4 +185,48 @@ def check_choice(value: str, allowed: Collection[str], what: str,
         verb = "unsupported" if code == ErrorNumber.CONFIG_UNSUPPORTED else "invalid"
         raise error(code, ErrorDomain.DOMAIN,
                     f"{verb} {what} '{value}' (expected one of: {', '.join(allowed)})")
+    return value
+
+
+# -- libvirt's virXMLProp* readers: their checks, their words (errors from its XML module) -------
+
+def _prop_error(detail: str) -> libvirtError:
+    return error(ErrorNumber.XML_ERROR, ErrorDomain.XML, detail)
+
+
+def prop_tristate(node: etree._Element, name: str) -> bool | None:
+    """virXMLPropTristateBool: yes/no, None when absent; anything else refused."""
+    raw = node.get(name)
+    if raw is None:
+        return None
+    if raw not in ("yes", "no"):
+        raise _prop_error(f"Invalid value for attribute '{name}' in element '{node.tag}': '{raw}'.")
+    return raw == "yes"
+
+
+def prop_enum(node: etree._Element, name: str, values: Collection[str]) -> str | None:
+    """virXMLPropEnum with NONZERO: one of ``values`` (not the enum's zero name), None when absent."""
+    raw = node.get(name)
+    if raw is None:
+        return None
+    if raw not in values:
+        raise _prop_error(f"Invalid value for attribute '{name}' in element '{node.tag}': '{raw}'.")
+    return raw
+
+
+def prop_uint(node: etree._Element, name: str, *, required: bool = False, nonzero: bool = False) -> int | None:
+    """virXMLPropUInt in base 10: an unsigned 32-bit number, None when absent and not required."""
+    raw = node.get(name)
+    if raw is None:
+        if required:
+            raise _prop_error(f"Missing required attribute '{name}' in element '{node.tag}'")
+        return None
+    # strtoul's syntax (leading blanks, a plus sign), no minus, and it must fit 32 bits
+    m = re.fullmatch(r"[ \t\n\v\f\r]*\+?([0-9]+)", raw)
+    if m is None or int(m.group(1)) > 0xFFFFFFFF:
+        raise _prop_error(f"Invalid value for attribute '{name}' in element '{node.tag}': '{raw}'. "
+                          "Expected non-negative integer value")
+    value = int(m.group(1))
+    if nonzero and value == 0:
+        raise _prop_error(f"Invalid value for attribute '{name}' in element '{node.tag}': Zero is not permitted")
     return value

@@ -179,7 +179,7 @@ def _targets(domain: DomainDef) -> list[_Target]:
             out.append(_Target(dev.path))
         elif dev.type == "unix" and dev.mode == "connect":
             out.append(_Target(dev.path))     # QEMU creates the ones it listens on itself
-    for path in (domain.os.kernel, domain.os.initrd):
+    for path in (domain.os.kernel, domain.os.initrd, domain.os.dtb):   # what libvirt labels of <os>
         if path:
             out.append(_Target(path, write=False))
     return out

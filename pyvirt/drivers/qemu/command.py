@@ -265,6 +265,38 @@ def _cpu(d: DomainDef, accel: str) -> list[str]:
     return []
 
 
+def _loader(d: DomainDef) -> list[str]:
+    """libvirt's -bios for a ROM firmware image; pflash (varstores, secure boot) is not built here."""
+    loader = d.os.loader
+    if loader is None:
+        return []
+    if loader.type != "rom" or loader.path is None or (loader.readonly, loader.secure, loader.stateless) != \
+            (None, None, None):
+        raise _unsupported("<os><loader>: only a ROM image (type='rom' with a path, no other attribute) "
+                           "is supported; pflash firmware and <nvram> are not")
+    return ["-bios", loader.path]
+
+
+def check_unbuilt(d: DomainDef) -> None:
+    """Refuse what the definition keeps but this driver cannot give QEMU, rather than start
+    a guest without it: a CPU's vendor (libvirt checks it against the host's CPU) and its
+    topology (vCPU hot-plug here places each vCPU in a socket of its own)."""
+    if d.cpu is not None and d.cpu.vendor is not None:
+        raise _unsupported("<cpu><vendor> is not supported by this driver")
+    if d.cpu is not None and d.cpu.topology is not None:
+        raise _unsupported("<cpu><topology> is not supported by this driver")
+
+
+def check_nic_scripts(nic: Any) -> None:
+    """libvirt runs scripts for ethernet NICs only and refuses them elsewhere; this driver
+    runs none, so it refuses them everywhere."""
+    if nic.script is not None and nic.type != "ethernet":
+        raise _unsupported(f"scripts are not supported on interfaces of type {nic.type}")
+    if nic.type == "ethernet" and (nic.script is not None or nic.downscript is not None):
+        raise _unsupported("<interface type='ethernet'>: <script> and <downscript> are not supported "
+                           "by this driver")
+
+
 def _machine(d: DomainDef, ctx: CommandContext, accel: str) -> list[str]:
     machine = d.os.machine or "pc"
     if not _QEMU_TYPE_NAME_RE.fullmatch(machine):
@@ -491,6 +523,7 @@ def _interfaces(d: DomainDef, ctx: CommandContext) -> list[str]:
         model = NIC_MODELS.get(nic.model)
         if model is None:
             raise _unsupported(f"interface model '{nic.model}' is not supported")
+        check_nic_scripts(nic)
         if nic.type == "user":
             args += ["-netdev", _json({"type": "user", "id": netdev})]
         elif nic.type in ("bridge", "network", "ethernet"):
@@ -678,6 +711,7 @@ def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = N
     caller hands to QEMU as descriptors at launch.
     """
     _check_aliases(d)
+    check_unbuilt(d)
     secrets = SecretPlan() if secrets is None else secrets
     accel = _accel(d, ctx)
     argv = [d.devices.emulator or ctx.emulator,
@@ -685,6 +719,7 @@ def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = N
             "-S",
             *_machine(d, ctx, accel),
             *_cpu(d, accel),
+            *_loader(d),
             "-m", f"size={d.memory_kib}k",
             "-overcommit", "mem-lock=off",
             "-smp", _smp(d),
@@ -705,6 +740,8 @@ def build_argv(d: DomainDef, ctx: CommandContext, secrets: SecretPlan | None = N
         argv += ["-initrd", d.os.initrd]
     if d.os.cmdline:
         argv += ["-append", d.os.cmdline]
+    if d.os.dtb:
+        argv += ["-dtb", d.os.dtb]
     # libvirt's order (qemuBuildCommandLine), so that QEMU creates the devices in the same order
     argv += (_controllers(d) + _disks(d) + _interfaces(d, ctx) + _serials(d) + _inputs(d) + _graphics(d, secrets)
              + _video(d) + _balloon(d))

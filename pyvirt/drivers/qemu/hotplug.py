@@ -190,7 +190,7 @@ async def _add_nodes(monitor: Any, disk: Disk) -> list[str]:
 def _disk_only(live: Any, disk: Disk) -> Any:
     """A definition holding only ``disk``: what the security manager is asked to label."""
     mini = live.copy()
-    mini.os.kernel = mini.os.initrd = None
+    mini.os.kernel = mini.os.initrd = mini.os.dtb = None
     mini.devices = Devices(disks=[disk])
     return mini
 
@@ -316,6 +316,7 @@ async def _attach_interface(driver: "QemuDriver", obj: "QemuDomainObj", nic: Int
     if model is None:
         raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU,
                     f"interface model '{nic.model}' is not supported")
+    command.check_nic_scripts(nic)
     nic.alias = _net_alias(live)
     _pci_slot(obj, nic, "a network interface")
     netdev = f"host{nic.alias}"

@@ -39,6 +39,7 @@ from .storage import TestPools, TestStorageConnection
 from . import tuning
 from .tuning_api import TuningAPI
 from .guest import GuestAPI
+from .postparse import complete_videos
 
 # libvirt's test driver takes any virt type a caller writes (its parser has no driver check);
 # pyvirt's leaves out lxc, whose container definitions (<init>, os type 'exe') its XML model lacks
@@ -78,7 +79,12 @@ class TestHost:
 
     def start(self, obj: DomainObj, reason: int, emit: bool = True, paused: bool = False,
               live_def: conf.DomainDef | None = None, detail: int = EventStartedDetail.BOOTED) -> None:
-        obj.live = (live_def or obj.definition).copy()
+        if live_def is None and obj.persistent:
+            # libvirt runs the definition it has and keeps, as the one to come back to, a copy
+            # made through its XML (virDomainObjSetDefTransient): parsed again, disks given a bus
+            # by the first parse sort anew (a floppy then follows the IDE disks)
+            obj.live, obj.definition = obj.definition, _parse(obj.definition.format(secure=True))
+        obj.live = (live_def or obj.live or obj.definition).copy()
         obj.id = self.next_id
         obj.live.id = obj.id
         obj.extra["start_time"] = str(time.monotonic())
@@ -131,6 +137,7 @@ def _parse(xml: str) -> conf.DomainDef:
     if new.os.arch is None:
         new.os.arch = "i686"
     drives.complete(new)      # libvirt's generic post-parse: drive addresses, disk controllers
+    complete_videos(new)
     # testDomainGenerateIfnames: each interface without a host-side name gets the first free testnetN
     for net in new.devices.interfaces:
         if not net.target_dev:
