@@ -17,63 +17,37 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from daemons import Pyvirtd
+from walkdiff import (LIBVIRT_PYTHON, WALKS, compare,
+                      have_libvirt_test_driver, reference_walk, run_walk, walk_daemon)
 
-WALK = Path(__file__).parent / "data" / "testdriver" / "walk_fidelity.py"
-LIBVIRT_PYTHON = "/usr/bin/python3"
+WALK = WALKS / "walk_fidelity.py"
 
 # step -> (reason, what libvirt must answer, the value pyvirt gives instead)
 KNOWN: dict[str, tuple[str, Callable[[Any], bool], Any]] = {}
 
 
-def _walk(python: str, module: str, uri: str) -> list:
-    out = subprocess.run([python, str(WALK), module, uri], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _have_libvirt() -> bool:
-    return subprocess.run([LIBVIRT_PYTHON, "-c", "import libvirt; libvirt.open('test:///default')"],
-                          capture_output=True).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def reference() -> list:
-    if not _have_libvirt():
-        pytest.skip("python3-libvirt with libvirt's test driver is not installed")
-    return _walk(LIBVIRT_PYTHON, "libvirt", "test:///default")
+    return reference_walk(WALK)
 
 
 @pytest.fixture(scope="module")
 def test_daemon(tmp_path_factory):
-    # the walk removes the domains it made, so one daemon serves every remote run
-    daemon = Pyvirtd(tmp_path_factory.mktemp("fidelity") / "daemon")
-    daemon.start()
-    try:
+    # the walk leaves the test host as it found it, so one daemon serves every remote run
+    with walk_daemon(tmp_path_factory.mktemp("fidelity") / "daemon") as daemon:
         yield daemon
-    finally:
-        daemon.stop()
+
+
+def _walk(python: str, module: str, uri: str) -> list:
+    return run_walk(WALK, python, module, uri)
 
 
 def _compare(run: str, reference: list, got: list) -> None:
-    assert [k for k, _ in got] == [k for k, _ in reference], "the walk's steps differ"
-    got_steps = dict((k, v) for k, v in got)
-    unexpected = []
-    for step, want in reference:
-        have = got_steps[step]
-        known = KNOWN.get(step)
-        if known is not None:
-            reason, libvirt_answers, instead = known
-            assert libvirt_answers(want), f"{step}: libvirt now answers {want!r}; KNOWN ({reason}) is stale"
-            want = instead(want) if callable(instead) else instead
-        if have != want:
-            unexpected.append((step, want, have))
-    assert not unexpected, "\n".join(f"{s}:\n  expected: {w!r}\n  {run}: {h!r}" for s, w, h in unexpected)
+    compare(run, reference, got, KNOWN)
 
 
 def test_reference_walk_did_its_work(reference):
@@ -107,7 +81,7 @@ def test_pyvirt_on_pyvirtd_matches_libvirt(reference, test_daemon):
 def test_qemu_driver_refuses_a_disk_without_source_through_pyvirtd(pyvirtd):
     """libvirt's generic disk validation (virDomainDiskDefValidate) holds for the QEMU
     driver too: a disk with no source, a LUN that is not a block device; a CD-ROM may be empty."""
-    if not _have_libvirt():
+    if not have_libvirt_test_driver():
         pytest.skip("python3-libvirt is not installed")
     code = f"""
 import json, libvirt

@@ -16,20 +16,18 @@ count its open descriptors around such calls.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from daemons import Pyvirtd
+from walkdiff import LIBVIRT_PYTHON, WALKS, compare, reference_walk, run_walk, unix_uri, walk_daemon
 
-WALK = Path(__file__).parent / "data" / "testdriver" / "walk_host.py"
-LIBVIRT_PYTHON = "/usr/bin/python3"
+WALK = WALKS / "walk_host.py"
 
 CREATE_FLAGS = ("libvirt 9.0's testDomainCreateXML takes VIR_DOMAIN_START_VALIDATE alone; pyvirt's test "
                 "driver also starts paused or autodestroyed, as its QEMU driver does")
@@ -61,48 +59,23 @@ TCP_REFUSAL = ["ERR", 1, 7, "internal error: Sending file descriptors is not sup
 
 
 def _walk(python: str, module: str, uri: str, *extra: str) -> list:
-    out = subprocess.run([python, str(WALK), module, uri, *extra], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_walk(WALK, python, module, uri, *extra)
 
 
 @pytest.fixture(scope="module")
 def reference() -> list:
-    if subprocess.run([LIBVIRT_PYTHON, "-c", "import libvirt; libvirt.open('test:///default')"],
-                      capture_output=True).returncode:
-        pytest.skip("python3-libvirt with libvirt's test driver is not installed")
-    return _walk(LIBVIRT_PYTHON, "libvirt", "test:///default")
+    return reference_walk(WALK)
 
 
 @pytest.fixture(scope="module")
 def test_daemon(tmp_path_factory):
     # the walk leaves the test host as it found it, so one daemon serves every remote run
-    daemon = Pyvirtd(tmp_path_factory.mktemp("host") / "daemon")
-    daemon.start()
-    try:
+    with walk_daemon(tmp_path_factory.mktemp("host") / "daemon") as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-
-
-def _unix_uri(daemon: Pyvirtd) -> str:
-    return f"test+unix:///default?socket={daemon.sock_dir}/libvirt-sock"
 
 
 def _compare(run: str, reference: list, got: list, known_steps: dict = KNOWN) -> None:
-    assert [k for k, _ in got] == [k for k, _ in reference], "the walk's steps differ"
-    got_steps = dict((k, v) for k, v in got)
-    unexpected = []
-    for step, want in reference:
-        have = got_steps[step]
-        known = known_steps.get(step)
-        if known is not None:
-            reason, libvirt_answers, instead = known
-            assert libvirt_answers(want), f"{step}: libvirt now answers {want!r}; KNOWN ({reason}) is stale"
-            want = instead
-        if have != want:
-            unexpected.append((step, want, have))
-    assert not unexpected, "\n".join(f"{s}:\n  expected: {w!r}\n  {run}: {h!r}" for s, w, h in unexpected)
+    compare(run, reference, got, known_steps)
 
 
 def test_reference_walk_covers_every_known_step(reference):
@@ -126,7 +99,7 @@ def test_in_process_walk_matches_libvirt(reference):
 @pytest.mark.parametrize("module", ["libvirt", "pyvirt"])
 def test_over_pyvirtd_unix_socket_matches_libvirt(reference, test_daemon, module):
     python = LIBVIRT_PYTHON if module == "libvirt" else sys.executable
-    _compare(f"pyvirtd-unix-{module}", reference, _walk(python, module, _unix_uri(test_daemon)), RPC_KNOWN)
+    _compare(f"pyvirtd-unix-{module}", reference, _walk(python, module, unix_uri(test_daemon)), RPC_KNOWN)
 
 
 @pytest.mark.parametrize("module", ["libvirt", "pyvirt"])
@@ -159,7 +132,7 @@ def test_libvirtd_answers_as_the_walk_expects_of_rpc(reference, libvirtd_walks):
 
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_pyvirtd_answers_as_libvirtd(libvirtd_walks, test_daemon, transport):
-    uri = _unix_uri(test_daemon) if transport == "unix" else test_daemon.test_uri
+    uri = unix_uri(test_daemon) if transport == "unix" else test_daemon.test_uri
     got = _walk(LIBVIRT_PYTHON, "libvirt", uri, *(["nofds"] if transport == "tcp" else []))
     _compare(f"pyvirtd-{transport}", libvirtd_walks[transport], got, KNOWN)
 
@@ -208,7 +181,7 @@ def _settled_fds(daemon: Pyvirtd, want: int) -> int:
 
 def test_daemon_closes_the_descriptors_a_call_brings(test_daemon):
     idle = _daemon_fds(test_daemon)
-    out = subprocess.run([LIBVIRT_PYTHON, "-c", DESCRIPTOR_CALLS, _unix_uri(test_daemon), str(test_daemon.proc.pid)],
+    out = subprocess.run([LIBVIRT_PYTHON, "-c", DESCRIPTOR_CALLS, unix_uri(test_daemon), str(test_daemon.proc.pid)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     before, after, outcomes = out.stdout.strip().rsplit("\n", 1)[-1].split(" ", 2)

@@ -18,19 +18,15 @@ copied).  Migration and block jobs answer exactly as libvirt's: not supported.
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from daemons import Pyvirtd
+from walkdiff import LIBVIRT_PYTHON, WALKS, compare, reference_walk, run_walk, walk_daemon
 from pyvirt.drivers.test import screenimage
 
-WALK = Path(__file__).parent / "data" / "testdriver" / "walk_ops.py"
-LIBVIRT_PYTHON = "/usr/bin/python3"
+WALK = WALKS / "walk_ops.py"
 
 NO_DEVICE_CALLS = "libvirt 9.0's test driver has no device calls (not supported); pyvirt's applies them in memory"
 NO_JOB_CALLS = "libvirt 9.0's test driver has no job calls (not supported); pyvirt's answers that no job runs"
@@ -95,45 +91,24 @@ KNOWN: dict[str, tuple[str, Callable[[Any], bool], Any]] = {
 }
 
 
-def _walk(python: str, module: str, uri: str) -> list:
-    out = subprocess.run([python, str(WALK), module, uri], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def reference() -> list:
-    if subprocess.run([LIBVIRT_PYTHON, "-c", "import libvirt; libvirt.open('test:///default')"],
-                      capture_output=True).returncode:
-        pytest.skip("python3-libvirt with libvirt's test driver is not installed")
-    return _walk(LIBVIRT_PYTHON, "libvirt", "test:///default")
+    return reference_walk(WALK)
 
 
 @pytest.fixture(scope="module")
 def test_daemon(tmp_path_factory):
     # the walk leaves the test host as it found it, so one daemon serves every remote run
-    daemon = Pyvirtd(tmp_path_factory.mktemp("ops") / "daemon")
-    daemon.start()
-    try:
+    with walk_daemon(tmp_path_factory.mktemp("ops") / "daemon") as daemon:
         yield daemon
-    finally:
-        daemon.stop()
+
+
+def _walk(python: str, module: str, uri: str) -> list:
+    return run_walk(WALK, python, module, uri)
 
 
 def _compare(run: str, reference: list, got: list) -> None:
-    assert [k for k, _ in got] == [k for k, _ in reference], "the walk's steps differ"
-    got_steps = dict((k, v) for k, v in got)
-    unexpected = []
-    for step, want in reference:
-        have = got_steps[step]
-        known = KNOWN.get(step)
-        if known is not None:
-            reason, libvirt_answers, instead = known
-            assert libvirt_answers(want), f"{step}: libvirt now answers {want!r}; KNOWN ({reason}) is stale"
-            want = instead(want) if callable(instead) else instead
-        if have != want:
-            unexpected.append((step, want, have))
-    assert not unexpected, "\n".join(f"{s}:\n  expected: {w!r}\n  {run}: {h!r}" for s, w, h in unexpected)
+    compare(run, reference, got, KNOWN)
 
 
 def test_reference_walk_covers_every_known_step(reference):

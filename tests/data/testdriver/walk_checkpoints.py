@@ -15,34 +15,10 @@ of roots or children and topological lists keep libvirt's order.
 
 import json
 import re
-import sys
 import time
 
-MODULE, URI = sys.argv[1:3]
-if MODULE == "libvirt":
-    import libvirt
-    libvirt.registerErrorHandler(lambda *args: None, None)   # errors go in the output, not on stderr
-else:
-    import pyvirt as libvirt
-
-out = []
+from walkbase import URI, libvirt, out, step, M
 START = int(time.time())
-
-
-def step(name, fn, *args):
-    try:
-        value = fn(*args)
-    except libvirt.libvirtError as exc:
-        value = ["ERR", exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()]
-    except Exception as exc:    # a call the library lacks, or a crash: part of the record too
-        value = ["EXC", type(exc).__name__, str(exc)]
-    out.append([name, value])
-    return value
-
-
-def M(obj, method):
-    """obj.method, looked up when called: a method the library lacks is recorded, not fatal."""
-    return lambda *args: getattr(obj, method)(*args)
 
 
 C = "VIR_DOMAIN_CHECKPOINT_"

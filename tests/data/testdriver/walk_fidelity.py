@@ -11,27 +11,8 @@ clock), and their XML is not recorded: the walk looks at what the calls answer.
 """
 
 import json
-import sys
 
-MODULE, URI = sys.argv[1:3]
-if MODULE == "libvirt":
-    import libvirt
-    libvirt.registerErrorHandler(lambda *args: None, None)   # errors go in the output, not on stderr
-else:
-    import pyvirt as libvirt
-
-out = []
-
-
-def step(name, fn, *args):
-    try:
-        value = fn(*args)
-    except libvirt.libvirtError as exc:
-        value = ["ERR", exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()]
-    except Exception as exc:    # a call the library lacks, or a crash: part of the record too
-        value = ["EXC", type(exc).__name__, str(exc)]
-    out.append([name, value])
-    return value
+from walkbase import URI, libvirt, out, step
 
 
 S = "VIR_DOMAIN_SNAPSHOT_CREATE_"

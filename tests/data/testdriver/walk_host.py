@@ -14,31 +14,9 @@ import json
 import os
 import sys
 
-MODULE, URI = sys.argv[1:3]
-NOFDS = sys.argv[3:4] == ["nofds"]
-if MODULE == "libvirt":
-    import libvirt
-    libvirt.registerErrorHandler(lambda *args: None, None)   # errors go in the output, not on stderr
-else:
-    import pyvirt as libvirt
+from walkbase import URI, libvirt, out, step, M
 
-out = []
-
-
-def step(name, fn, *args):
-    try:
-        value = fn(*args)
-    except libvirt.libvirtError as exc:
-        value = ["ERR", exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()]
-    except Exception as exc:    # a call the library lacks, or a crash: part of the record too
-        value = ["EXC", type(exc).__name__, str(exc)]
-    out.append([name, value])
-    return value
-
-
-def M(obj, method):
-    """obj.method, looked up when called: a method the library lacks is recorded, not fatal."""
-    return lambda *args: getattr(obj, method)(*args)
+NOFDS = sys.argv[3:4] == ["nofds"]      # over TCP: the starts pass no files; one step more shows the refusal
 
 
 def cpu(arch=None, model=None, vendor=None, features=(), extra=""):

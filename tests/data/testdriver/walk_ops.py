@@ -10,46 +10,10 @@ a difference in one step does not spread to the next.
 import hashlib
 import json
 import struct
-import sys
-import threading
 
-MODULE, URI = sys.argv[1:3]
-if MODULE == "libvirt":
-    import libvirt
-    libvirt.virEventRegisterDefaultImpl()      # stock libvirt-python delivers events from its loop
+from walkbase import URI, libvirt, out, seen, cond, note, step, M, start_events
 
-    def _loop():
-        while True:
-            libvirt.virEventRunDefaultImpl()
-    threading.Thread(target=_loop, daemon=True).start()
-    libvirt.registerErrorHandler(lambda *args: None, None)   # errors go in the output, not on stderr
-else:
-    import pyvirt as libvirt
-
-out = []
-seen, cond = [], threading.Condition()
-
-
-def note(*record):
-    with cond:
-        seen.append(list(record))
-        cond.notify_all()
-
-
-def step(name, fn, *args):
-    try:
-        value = fn(*args)
-    except libvirt.libvirtError as exc:
-        value = ["ERR", exc.get_error_code(), exc.get_error_domain(), exc.get_error_message()]
-    except Exception as exc:    # a call the library lacks, or a crash: part of the record too
-        value = ["EXC", type(exc).__name__, str(exc)]
-    out.append([name, value])
-    return value
-
-
-def M(obj, method):
-    """obj.method, looked up when called: a method the library lacks is recorded, not fatal."""
-    return lambda *args: getattr(obj, method)(*args)
+start_events()
 
 
 LIVE, CONFIG = libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG
