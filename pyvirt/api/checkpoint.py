@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 from ..driver import check_access
 from ..errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error
+from .moment import DomainMoment, refuse_exclusive
 from ..refs import DomainCheckpointRef
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
     from typing import Any
-    from ..connection import virConnect
-    from ..domain import virDomain
 
 _C = ErrorDomain.DOMAIN_CHECKPOINT
 CREATE_REDEFINE, CREATE_QUIESCE, CREATE_REDEFINE_VALIDATE = 1, 2, 4
@@ -26,38 +25,9 @@ XML_SECURE = 1
 DELETE_CHILDREN, DELETE_CHILDREN_ONLY = 1, 4
 
 
-def _exclusive(flags: int, one: int, other: int, one_name: str, other_name: str) -> None:
-    if flags & one and flags & other:
-        raise bare_invalid_arg(f"Flags '{one_name}' and '{other_name}' are mutually exclusive", _C)
 
-
-class virDomainCheckpoint:  # noqa: N801 - libvirt-python's name
+class virDomainCheckpoint(DomainMoment):  # noqa: N801 - libvirt-python's name
     """A checkpoint handle: its name and its domain (``remote_nonnull_domain_checkpoint``)."""
-
-    def __init__(self, dom: "virDomain", ref: DomainCheckpointRef) -> None:
-        self._dom = dom
-        self._ref = ref
-
-    def _call(self, method: str, *args: Any) -> Any:
-        return self._dom._conn._call(method, self._ref, *args)
-
-    def _wrap(self, ref: DomainCheckpointRef) -> "virDomainCheckpoint":
-        return virDomainCheckpoint(self._dom, ref)
-
-    def getName(self) -> str:
-        return self._ref.name
-
-    def getDomain(self) -> "virDomain":
-        return self._dom
-
-    def domain(self) -> "virDomain":
-        return self._dom
-
-    def getConnect(self) -> "virConnect":
-        return self._dom._conn
-
-    def connect(self) -> "virConnect":
-        return self._dom._conn
 
     def getXMLDesc(self, flags: int = 0) -> str:
         if flags & XML_SECURE and self._dom._conn._drv.read_only:
@@ -69,8 +39,8 @@ class virDomainCheckpoint:  # noqa: N801 - libvirt-python's name
 
     def delete(self, flags: int = 0) -> int:
         check_access(self._dom._conn._drv, "domain_checkpoint_delete")
-        _exclusive(flags, DELETE_CHILDREN, DELETE_CHILDREN_ONLY, "VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN",
-                   "VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN_ONLY")
+        refuse_exclusive(flags, DELETE_CHILDREN, DELETE_CHILDREN_ONLY, "VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN",
+                         "VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN_ONLY", _C)
         self._call("domain_checkpoint_delete", flags)
         return 0
 
@@ -95,8 +65,8 @@ class DomainCheckpointAPI:
 
     def checkpointCreateXML(self, xmlDesc: str, flags: int = 0) -> virDomainCheckpoint:
         check_access(self._conn._drv, "domain_checkpoint_create_xml")   # type: ignore[attr-defined]
-        _exclusive(flags, CREATE_REDEFINE, CREATE_QUIESCE, "VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE",
-                   "VIR_DOMAIN_CHECKPOINT_CREATE_QUIESCE")
+        refuse_exclusive(flags, CREATE_REDEFINE, CREATE_QUIESCE, "VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE",
+                         "VIR_DOMAIN_CHECKPOINT_CREATE_QUIESCE", _C)
         if flags & CREATE_REDEFINE_VALIDATE and not flags & CREATE_REDEFINE:
             raise bare_invalid_arg("Flag 'VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE' is required by flag "
                                    "'VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE'", _C)

@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 from ..driver import check_access
 from ..errors import ErrorDomain, ErrorNumber, bare_invalid_arg, error
+from .moment import DomainMoment, refuse_exclusive
 from ..refs import DomainSnapshotRef
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time (start-up time)
 if TYPE_CHECKING:
     from typing import Any
-    from ..connection import virConnect
-    from ..domain import virDomain
 
 
 _S = ErrorDomain.DOMAIN_SNAPSHOT
@@ -28,39 +27,9 @@ REVERT_RUNNING, REVERT_PAUSED = 1, 2
 DELETE_CHILDREN, DELETE_CHILDREN_ONLY = 1, 4
 
 
-def _exclusive(flags: int, one: int, other: int, one_name: str, other_name: str) -> None:
-    if flags & one and flags & other:
-        raise bare_invalid_arg(f"Flags 'VIR_DOMAIN_SNAPSHOT_{one_name}' and 'VIR_DOMAIN_SNAPSHOT_{other_name}' "
-                               "are mutually exclusive", _S)
 
-
-class virDomainSnapshot:  # noqa: N801 - libvirt-python's name
+class virDomainSnapshot(DomainMoment):  # noqa: N801 - libvirt-python's name
     """A snapshot handle: its name and its domain (``remote_nonnull_domain_snapshot``)."""
-
-    def __init__(self, dom: "virDomain", ref: DomainSnapshotRef) -> None:
-        self._dom = dom
-        self._ref = ref
-
-    def _call(self, method: str, *args: Any) -> Any:
-        return self._dom._conn._call(method, self._ref, *args)
-
-    def _wrap(self, ref: DomainSnapshotRef) -> "virDomainSnapshot":
-        return virDomainSnapshot(self._dom, ref)
-
-    def getName(self) -> str:
-        return self._ref.name
-
-    def getDomain(self) -> "virDomain":
-        return self._dom
-
-    def domain(self) -> "virDomain":
-        return self._dom
-
-    def getConnect(self) -> "virConnect":
-        return self._dom._conn
-
-    def connect(self) -> "virConnect":
-        return self._dom._conn
 
     def getXMLDesc(self, flags: int = 0) -> str:
         if flags & XML_SECURE and self._dom._conn._drv.read_only:
@@ -72,7 +41,8 @@ class virDomainSnapshot:  # noqa: N801 - libvirt-python's name
 
     def delete(self, flags: int = 0) -> int:
         check_access(self._dom._conn._drv, "domain_snapshot_delete")
-        _exclusive(flags, DELETE_CHILDREN, DELETE_CHILDREN_ONLY, "DELETE_CHILDREN", "DELETE_CHILDREN_ONLY")
+        refuse_exclusive(flags, DELETE_CHILDREN, DELETE_CHILDREN_ONLY, "VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN",
+                         "VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY", _S)
         self._call("domain_snapshot_delete", flags)
         return 0
 
@@ -113,8 +83,10 @@ class DomainSnapshotAPI:
         if flags & CREATE_CURRENT and not flags & CREATE_REDEFINE:
             raise bare_invalid_arg("Flag 'VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE' is required by flag "
                                    "'VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT'", _S)
-        _exclusive(flags, CREATE_REDEFINE, CREATE_NO_METADATA, "CREATE_REDEFINE", "CREATE_NO_METADATA")
-        _exclusive(flags, CREATE_REDEFINE, CREATE_HALT, "CREATE_REDEFINE", "CREATE_HALT")
+        refuse_exclusive(flags, CREATE_REDEFINE, CREATE_NO_METADATA, "VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE",
+                         "VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA", _S)
+        refuse_exclusive(flags, CREATE_REDEFINE, CREATE_HALT, "VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE",
+                         "VIR_DOMAIN_SNAPSHOT_CREATE_HALT", _S)
         return self._snapshot(self._call("domain_snapshot_create_xml", xmlDesc, flags))
 
     def snapshotNum(self, flags: int = 0) -> int:
@@ -139,6 +111,7 @@ class DomainSnapshotAPI:
 
     def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:
         check_access(self._conn._drv, "domain_revert_to_snapshot")   # type: ignore[attr-defined]
-        _exclusive(flags, REVERT_RUNNING, REVERT_PAUSED, "REVERT_RUNNING", "REVERT_PAUSED")
+        refuse_exclusive(flags, REVERT_RUNNING, REVERT_PAUSED, "VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING",
+                         "VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED", _S)
         self._conn._call("domain_revert_to_snapshot", snap._ref, flags)   # type: ignore[attr-defined]
         return 0
