@@ -271,6 +271,13 @@ def error(code: ErrorNumber, domain: ErrorDomain, detail: str) -> libvirtError:
     return libvirtError(fmt % detail, code, domain, ErrorLevel.ERROR, fmt, detail, None)
 
 
+def no_name(domain: ErrorDomain = ErrorDomain.DOMAIN) -> libvirtError:
+    """libvirt's VIR_ERR_NO_NAME reported without a detail: the code's bare message,
+    which libvirtd also puts in str1."""
+    message = "missing name information"
+    return libvirtError(message, ErrorNumber.NO_NAME, domain, ErrorLevel.ERROR, message)
+
+
 def no_support(domain: ErrorDomain, what: str) -> libvirtError:
     return error(ErrorNumber.NO_SUPPORT, domain, what)
 

@@ -63,6 +63,7 @@ def test_empty_name_refused_and_ordinary_names_kept():
     with pytest.raises(pyvirt.libvirtError) as info:
         check_name("")
     assert info.value.get_error_code() == pyvirt.VIR_ERR_NO_NAME
+    assert info.value.get_error_message() == "missing name information"
     for name in ("web", "..", ".", "a b", "ünïcode-名前", "x" * 200):
         assert check_name(name) == name
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError, no_name
 from . import metadata as metadata_xml
 from .clock import Timer, pm_node, pm_of, timers_of
 from .devices import Devices, FormatFlags
@@ -60,9 +60,6 @@ LIFECYCLE: dict[str, tuple[tuple[str, ...], str]] = {
 # <on_lockfailure>: what the lock manager does when a lease is lost ("": libvirt's default,
 # which it does not format; the lock manager then powers the guest off)
 LOCKFAILURE_ACTIONS = ("poweroff", "restart", "pause", "ignore")
-
-
-_NO_NAME = "domain XML: add a <name> element"
 
 
 def _xpath_string(node: etree._Element | None) -> str | None:
@@ -328,7 +325,7 @@ class DomainDef:
     def validate(self) -> None:
         """The checks libvirt makes on every parsed definition."""
         if not self.name:
-            raise error(ErrorNumber.NO_NAME, ErrorDomain.DOMAIN, _NO_NAME)
+            raise no_name()
         check_name(self.name)
         if self.title and "\n" in self.title:
             raise xml_detail("domain title cannot contain newlines")
@@ -369,7 +366,7 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
     vtype = _virt_type(root, allowed_types, driver_name)
     name = child_text(root, "name", strip=True)
     if not name:
-        raise error(ErrorNumber.NO_NAME, ErrorDomain.DOMAIN, _NO_NAME)
+        raise no_name()
     dom_id = int_attr(root, "id", minimum=-1)
     uuid_text = child_text(root, "uuid", strip=True)
     memory = child(root, "memory")

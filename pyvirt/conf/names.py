@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError, no_name
 
 __all__ = ["check_name", "contained", "check_caller_path", "short_name", "socket_address",
            "SHORT_NAME_MAX", "UNIX_PATH_MAX"]
@@ -43,7 +43,7 @@ def _control(ch: str) -> bool:
 def check_name(name: str | None, what: str = "name") -> str:
     """``name`` if it may name an object (and so a file); libvirt's error otherwise."""
     if not name:
-        raise libvirtError("missing name information", ErrorNumber.NO_NAME, ErrorDomain.DOMAIN)
+        raise no_name()
     if "/" in name:
         raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, f"{what} {name} cannot contain '/'")
     bad = next((ch for ch in name if _control(ch)), None)

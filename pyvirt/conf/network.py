@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError, no_name
 from .names import check_name
 from .netdev_conf import Bandwidth, VirtualPort, Vlan, parse_bandwidth, parse_virtualport, parse_vlan
 from .network_records import (DNSHost, DNSSrv, DNSTxt, PortGroup, parse_dns_host, parse_dns_srv, parse_dns_txt,
@@ -185,7 +185,7 @@ def parse(xml: str) -> NetworkDef:
     root = parse_document(xml, "network", "network_definition")
     name = child_text(root, "name", strip=True)
     if not name:
-        raise libvirtError("missing name information", ErrorNumber.NO_NAME, ErrorDomain.NETWORK)
+        raise no_name(ErrorDomain.NETWORK)
     _check_network_name(name)
     net = NetworkDef(name=name)
     uuid_text = child_text(root, "uuid", strip=True)
