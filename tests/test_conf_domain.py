@@ -292,17 +292,33 @@ def test_programmatic_definition_formats():
 # -- errors --------------------------------------------------------------------
 
 def test_not_xml_quotes_the_parser_and_line():
-    raises("<domain type='kvm'>\n<name>x</nam>\n</domain>", ErrorNumber.XML_DETAIL,
-           "(domain_definition):2:", "Opening and ending tag mismatch")
+    # libvirt's layout: document name, line, libxml2's message, the line, a pointer to the stop
+    err = raises("<domain type='kvm'>\n<name>x</nam>\n</domain>", ErrorNumber.XML_DETAIL)
+    assert err.get_error_message() == ("(domain_definition):2: Opening and ending tag mismatch: name line 2 "
+                                       "and nam\n<name>x</nam>\n-------------^")
+    assert (err.get_str1(), err.get_str2()) == ("%s", err.get_error_message())
 
 
-def test_empty_document():
-    raises("  ", ErrorNumber.XML_DETAIL, "empty XML document")
+def test_pointer_counts_bytes_and_keeps_tabs():
+    err = raises("<a>\t\u00e9<b></a>", ErrorNumber.XML_DETAIL)
+    assert err.get_error_message().endswith("\n<a>\t\u00e9<b></a>\n---\t---------^")
+
+
+@pytest.mark.parametrize("xml, message", [
+    ("", "(domain_definition):1: Document is empty\n(null)\n^"),
+    ("  ", "(domain_definition):1: Start tag expected, '<' not found\n  \n--^"),
+    ("<domain>\n<name>x</name>\n", "(domain_definition):3: Premature end of data in tag domain line 1\n(null)\n^"),
+])
+def test_empty_or_cut_document(xml: str, message: str):
+    assert raises(xml, ErrorNumber.XML_DETAIL).get_error_message() == message
 
 
 def test_wrong_root_element():
-    raises("<network><name>x</name></network>", ErrorNumber.XML_ERROR,
-           "unexpected root element <network>, expecting <domain>")
+    with pytest.raises(libvirtError) as info:
+        parse("<network><name>x</name></network>")
+    assert info.value.get_error_code() == ErrorNumber.XML_ERROR
+    assert info.value.get_error_domain() == ErrorDomain.XML
+    assert info.value.get_error_message() == "XML error: expecting root element of 'domain', not 'network'"
 
 
 def test_virt_type_not_allowed_by_driver():

@@ -159,7 +159,6 @@ def test_invalid_construction():
 
 
 @pytest.mark.parametrize("text, code, needle", [
-    ("<domain type='kvm'/>", ErrorNumber.XML_ERROR, "expecting <domstatus>"),
     ("<domstatus state='running'", ErrorNumber.XML_DETAIL, "(domain_status):1:"),
     ("<domstatus state='sleeping' pid='1'><domain/></domstatus>", ErrorNumber.XML_DETAIL, "'sleeping'"),
     ("<domstatus state='running' reason='bored' pid='1'><domain/></domstatus>", ErrorNumber.XML_DETAIL,
@@ -182,6 +181,13 @@ def test_bad_status_files(text, code, needle):
     assert info.value.get_error_code() == code
     assert info.value.get_error_domain() == ErrorDomain.DOMAIN
     assert needle in info.value.get_error_message()
+
+
+def test_status_file_of_another_root_is_refused_as_libvirts_parser_does():
+    with pytest.raises(libvirtError) as info:
+        parse_status("<domain type='kvm'/>")
+    assert (info.value.get_error_code(), info.value.get_error_domain()) == (ErrorNumber.XML_ERROR, ErrorDomain.XML)
+    assert info.value.get_error_message() == "XML error: expecting root element of 'domstatus', not 'domain'"
 
 
 # -- write_atomic ----------------------------------------------------------------

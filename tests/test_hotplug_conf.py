@@ -10,7 +10,7 @@ from pyvirt import conf
 from pyvirt.conf import devicexml, pciaddr
 from pyvirt.conf.address import PCIAddress
 from pyvirt.drivers.qemu import postparse
-from pyvirt.errors import ErrorNumber, libvirtError
+from pyvirt.errors import ErrorDomain, ErrorNumber, libvirtError
 
 BASE = """<domain type='qemu'><name>a</name><memory>65536</memory>{vcpu}
 <os><type arch='x86_64' machine='{machine}'>hvm</type></os><devices>{devices}</devices></domain>"""
@@ -115,6 +115,26 @@ def test_vcpu_current():
     with pytest.raises(libvirtError) as info:
         dom(vcpu="<vcpu current='5'>4</vcpu>")
     assert "maxvcpus must not be less than current vcpus (4 < 5)" in info.value.get_error_message()
+
+
+def test_malformed_device_xml_gets_libvirts_parser_error():
+    # libvirt's virDomainDeviceDefParse names the document (device_definition), from the domain code
+    with pytest.raises(libvirtError) as info:
+        devicexml.parse_device("<disk type='file'>\n <target dev='vdb'></disk>")
+    err = info.value
+    assert (err.get_error_code(), err.get_error_domain()) == (ErrorNumber.XML_DETAIL, ErrorDomain.DOMAIN)
+    assert err.get_error_message() == ("(device_definition):2: Opening and ending tag mismatch: target line 2 "
+                                       "and disk\n <target dev='vdb'></disk>\n--------------------------^")
+
+
+def test_block_copy_target_is_read_as_libvirts_disk_definition():
+    from pyvirt.drivers.qemu.api_blockjob import _copy_target
+    with pytest.raises(libvirtError) as info:
+        _copy_target("<disk")
+    assert info.value.get_error_message() == "(disk_definition):1: Couldn't find end of Start Tag disk line 1\n<disk\n-----^"
+    with pytest.raises(libvirtError) as info:
+        _copy_target("<volume/>")
+    assert info.value.get_error_message() == "XML error: expecting root element of 'disk', not 'volume'"
 
 
 def test_device_xml_parsing_and_edits():

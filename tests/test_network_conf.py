@@ -109,15 +109,15 @@ def test_default_network_is_libvirts():
      "unsupported configuration: range 10.0.1.2 - 10.0.1.9 is not entirely within network 10.0.0.1/24"),
     ("<network><name>p40</name><ip address='10.0.0.1' prefix='40'/></network>", ErrorNumber.CONFIG_UNSUPPORTED,
      ErrorDomain.NETWORK, "unsupported configuration: Invalid IPv4 prefix '40' in network 'p40'"),
-    ("<domain/>", ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, None),
+    ("<domain/>", ErrorNumber.XML_ERROR, ErrorDomain.XML,
+     "XML error: expecting root element of 'network', not 'domain'"),
 ])
 def test_bad_definitions_get_libvirts_errors(xml, code, domain, message):
     with pytest.raises(libvirtError) as exc:
         netconf.parse(xml)
     assert exc.value.get_error_code() == code
     assert exc.value.get_error_domain() == domain
-    if message is not None:
-        assert exc.value.get_error_message() == message
+    assert exc.value.get_error_message() == message
 
 
 def test_dnsmasq_configuration_has_libvirts_options(tmp_path):

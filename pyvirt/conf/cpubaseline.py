@@ -19,9 +19,9 @@ from __future__ import annotations
 from xml.sax.saxutils import escape
 
 from ..enums import BaselineCPUFlags
-from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
 from . import cpux86
-from .storage_pool import parse_storage_document
+from .xmlutil import parse_document
 
 EXPAND_FEATURES = int(BaselineCPUFlags.EXPAND_FEATURES)
 MIGRATABLE = int(BaselineCPUFlags.MIGRATABLE)
@@ -58,15 +58,7 @@ def _cpu_error(code: ErrorNumber, detail: str) -> libvirtError:
 
 def parse_host_cpu(xml: str) -> HostCPU:
     """One element of the list, checked in libvirt's order (virCPUDefParseXML, host type)."""
-    if not xml:   # libxml2 has no line to show: libvirt prints its null context
-        message = "(CPU_definition):1: Document is empty\n(null)\n^"
-        raise libvirtError(message, ErrorNumber.XML_DETAIL, ErrorDomain.CPU, ErrorLevel.ERROR, "%s", message)
-    try:
-        # libxml2's syntax errors worded as libvirt's callback words them (line, caret)
-        root = parse_storage_document(xml, None, "CPU_definition")  # type: ignore[arg-type]
-    except libvirtError as exc:   # the same words, from the CPU code's error domain
-        message = exc.get_error_message()
-        raise libvirtError(message, exc.get_error_code(), ErrorDomain.CPU, ErrorLevel.ERROR, "%s", message) from None
+    root = parse_document(xml, None, "(CPU_definition)", ErrorDomain.CPU)
     if root.tag != "cpu":
         raise _cpu_error(ErrorNumber.XML_ERROR, "XML does not contain expected 'cpu' element")
     if root.get("mode") is not None:

@@ -38,7 +38,7 @@ class DeviceDef:
 
 def parse_device(xml: str, *, validate: bool = True) -> DeviceDef:
     """One device's XML; ``validate``: libvirt's checks on it (skipped for a detach)."""
-    root = parse_document(xml, None, "device_definition")
+    root = parse_document(xml, None, "(device_definition)")
     kind = root.tag if isinstance(root.tag, str) else ""
     if kind not in DEVICE_ELEMENTS:
         raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, f"unknown device type '{kind}'")

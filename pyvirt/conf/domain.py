@@ -356,7 +356,7 @@ def parse(xml: str | bytes, allowed_types: Collection[str] | None = None, driver
     otherwise with CONFIG_UNSUPPORTED naming ``driver_name``).  With
     ``inactive=True`` live state is dropped, as libvirt does for define.
     """
-    root = parse_document(xml, "domain", "domain_definition")
+    root = parse_document(xml, "domain", "(domain_definition)")
     return from_element(root, allowed_types, driver_name, inactive=inactive)
 
 

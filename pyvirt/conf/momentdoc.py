@@ -11,29 +11,17 @@ libvirt's schemas are installed), failing with libvirt's schema message.
 from __future__ import annotations
 
 import os
-import re
-
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, error
+from .xmlutil import parse_document
 
 SCHEMAS = "/usr/share/libvirt/schemas"     # the libvirt-daemon package's data
-_LXML_POSITION = re.compile(r", line \d+, column \d+$")
 _schemas: dict[str, etree.RelaxNG | None] = {}
 
 
 def schema_path(root: str) -> str:
     return f"{SCHEMAS}/{root}.rng"
-
-
-def _syntax_error(xml: str, exc: etree.XMLSyntaxError, source: str, domain: ErrorDomain) -> libvirtError:
-    """``(SOURCE):LINE: MESSAGE``, then the line and a caret under the column (``(null)``
-    when there is no line)."""
-    line_no, col = exc.position if exc.position else (exc.lineno or 1, 1)
-    lines = xml.splitlines()
-    line = lines[min(max(line_no, 1), len(lines)) - 1] if lines else "(null)"
-    message = f"({source}):{line_no}: {_LXML_POSITION.sub('', exc.msg)}\n{line}\n{'-' * max(col - 1, 0)}^"
-    return libvirtError(message, ErrorNumber.XML_DETAIL, domain, ErrorLevel.ERROR, "%s", message)
 
 
 def _validator(path: str) -> etree.RelaxNG | None:
@@ -53,17 +41,7 @@ def validate(doc: etree._Element, root: str) -> None:
 
 def document(xml: str, root: str, source: str, domain: ErrorDomain, *, check_schema: bool) -> etree._Element:
     """``xml``'s root element ``<root>``; ``source`` names the document in syntax errors."""
-    parser = etree.XMLParser(remove_comments=True, remove_pis=True, resolve_entities=False, no_network=True,
-                             encoding="utf-8")
-    try:
-        if not xml:
-            raise etree.XMLSyntaxError("Document is empty", None, 1, 1)
-        doc = etree.fromstring(xml.encode("utf-8"), parser)
-    except etree.XMLSyntaxError as exc:
-        raise _syntax_error(xml, exc, source, domain) from None
-    if doc.tag != root:
-        raise error(ErrorNumber.XML_ERROR, ErrorDomain.XML,
-                    f"expecting root element of '{root}', not '{etree.QName(doc).localname}'")
+    doc = parse_document(xml, root, f"({source})", domain)
     if check_schema:
         validate(doc, root)
     return doc

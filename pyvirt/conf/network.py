@@ -182,7 +182,7 @@ _KNOWN = {"name", "uuid", "forward", "bridge", "mtu", "mac", "domain", "dns", "i
 
 def parse(xml: str) -> NetworkDef:
     """A ``<network>`` document as a :class:`NetworkDef`, or libvirt's error."""
-    root = parse_document(xml, "network", "network_definition")
+    root = parse_document(xml, "network", "(network_definition)", ErrorDomain.NETWORK)
     name = child_text(root, "name", strip=True)
     if not name:
         raise no_name(ErrorDomain.NETWORK)
@@ -464,7 +464,7 @@ def validate(xml: str) -> None:
         raise error(ErrorNumber.NO_SUPPORT, ErrorDomain.NETWORK,
                     f"cannot validate: libvirt's schema {NETWORK_RNG} is not installed")
     schema = etree.RelaxNG(etree.parse(NETWORK_RNG))
-    doc = parse_document(xml, "network", "network_definition")
+    doc = parse_document(xml, "network", "(network_definition)", ErrorDomain.NETWORK)
     if not schema.validate(doc):
         detail = "\n".join(str(e.message) for e in schema.error_log)
         raise error(ErrorNumber.XML_INVALID_SCHEMA, ErrorDomain.NETWORK,

@@ -139,7 +139,7 @@ class DomainStatus:
 
 
 def parse_status(xml: str | bytes) -> DomainStatus:
-    root = parse_document(xml, "domstatus", "domain_status")
+    root = parse_document(xml, "domstatus", "(domain_status)")
     try:
         state = state_from_name(root.get("state", ""))
         reason = reason_from_name(state, root.get("reason", "unknown"))

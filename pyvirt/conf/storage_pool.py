@@ -11,9 +11,7 @@ from __future__ import annotations
 import uuid as uuidmod
 from dataclasses import dataclass, field
 
-import re
-
-from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorNumber, error
 from .names import check_name
 from .xmlutil import Node, child, child_text, children, el, parse_document, render
 
@@ -27,29 +25,6 @@ DEFAULT_POOL_MODE = 0o711
 
 def xml_error(detail: str) -> Exception:
     return error(ErrorNumber.XML_ERROR, ErrorDomain.STORAGE, detail)
-
-
-_LXML_POSITION = re.compile(r", line \d+, column \d+$")
-
-
-def parse_storage_document(xml: str, root: str, source: str):
-    """``parse_document`` with libvirt's storage wording of a syntax error: XML_DETAIL from
-    the storage driver, ``(SOURCE):LINE: MESSAGE``, then the line and a caret under the
-    column, as libxml2's error callback in libvirt writes them."""
-    from lxml import etree
-    try:
-        return parse_document(xml, root, source)
-    except libvirtError as exc:
-        cause = exc.__cause__
-        if not isinstance(cause, etree.XMLSyntaxError):
-            raise
-        line_no, col = cause.position if cause.position else (cause.lineno or 1, 1)
-        lines = xml.splitlines() or [""]
-        line = lines[min(max(line_no, 1), len(lines)) - 1]
-        message = (f"({source}):{line_no}: {_LXML_POSITION.sub('', cause.msg)}\n{line}\n"
-                   f"{'-' * max(col - 1, 0)}^")
-        raise libvirtError(message, ErrorNumber.XML_DETAIL, ErrorDomain.STORAGE, ErrorLevel.ERROR,
-                           "%s", message) from None
 
 
 @dataclass
@@ -117,7 +92,7 @@ def parse_permissions(node) -> Permissions:
 
 
 def parse(xml: str) -> PoolDef:
-    doc = parse_storage_document(xml, "pool", "storage_pool_definition")
+    doc = parse_document(xml, "pool", "(storage_pool_definition)", ErrorDomain.STORAGE)
     ptype = doc.get("type")
     if ptype is None:   # libvirt's RNG check reports it, from the XML domain
         raise error(ErrorNumber.XML_ERROR, ErrorDomain.XML, "Missing required attribute 'type' in element 'pool'")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from ..errors import ErrorDomain, ErrorNumber, error
 from .names import check_name
-from .storage_pool import Permissions, parse_permissions, parse_storage_document, xml_error
+from .storage_pool import Permissions, parse_permissions, xml_error
 from .units import UnitError, scale
-from .xmlutil import Node, child, child_text, el, render
+from .xmlutil import Node, child, child_text, el, parse_document, render
 
 # The file formats a dir pool's volumes may have (libvirt's virStorageFileFormat
 # names, the ones qemu-img can create first).
@@ -58,7 +58,7 @@ def _size(parent, tag: str) -> int | None:
 
 
 def parse(xml: str) -> VolDef:
-    doc = parse_storage_document(xml, "volume", "storage_volume_definition")
+    doc = parse_document(xml, "volume", "(storage_volume_definition)", ErrorDomain.STORAGE)
     name = child_text(doc, "name", strip=True)
     if not name:
         raise xml_error("missing volume name element")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ..errors import ErrorDomain, ErrorLevel, ErrorNumber, error, libvirtError
 
 # libvirt escapes all five entities in text and attributes alike.  Whitespace
 # controls are escaped too (libvirt does not), so that values stored in
@@ -95,11 +95,55 @@ def unsupported(detail: str) -> libvirtError:
     return error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN, detail)
 
 
-def parse_document(xml: str | bytes, root: str | None, source: str) -> etree._Element:
-    """Parse ``xml`` and check its root element is ``<root>`` (any element when None).
+def syntax_error(data: bytes, log: etree._ListErrorLog | None, source: str,
+                 domain: ErrorDomain) -> libvirtError:
+    """libxml2's first fatal error worded as libvirt's parser callback words it:
+    ``SOURCE:LINE: MESSAGE``, the line the parser stopped in and a pointer under the
+    byte it stopped at (tabs kept, so it lines up); ``(null)`` for an empty line.
 
-    ``source`` names the document in syntax errors the way libvirt does
-    (``(domain_definition):3: ...``).
+    ``source`` is the document's name exactly as libvirt gives it per API
+    (``(domain_definition)``, ``network_update_xml``...).
+    """
+    entries = list(log) if log is not None else []
+    first = next((e for e in entries if e.level == etree.ErrorLevels.FATAL), entries[0] if entries else None)
+    line_no, column = (first.line, first.column) if first is not None else (1, 1)
+    message = first.message if first is not None else "Document is empty"
+    # libxml2 counts columns in characters, libvirt's pointer in bytes: find the byte
+    lines = data.split(b"\n")
+    index = min(max(line_no, 1), len(lines)) - 1
+    start = sum(len(text) + 1 for text in lines[:index])
+    chars = lines[index].decode("utf-8", "replace")[:max(column - 1, 0)]
+    cur = min(start + len(chars.encode("utf-8")), len(data))
+
+    def eol(at: int) -> bool:
+        return at < len(data) and data[at] in b"\r\n"
+
+    # libvirt's walk: back over line ends, back to the line's start, forward to its end;
+    # the pointer stands as far from that start as the parser's own position
+    begin = cur
+    while begin > 0 and eol(begin):
+        begin -= 1
+    while begin > 0 and not eol(begin):
+        begin -= 1
+    if eol(begin):
+        begin += 1
+    stop = begin
+    while stop < len(data) and not eol(stop) and data[stop] != 0:
+        stop += 1
+    context = data[begin:stop]
+    pointer = "".join("\t" if context[n:n + 1] == b"\t" else "-" for n in range(min(cur - begin, len(context))))
+    text = f"{source}:{line_no}: {message}\n{context.decode('utf-8', 'replace') or '(null)'}\n{pointer}^"
+    return libvirtError(text, ErrorNumber.XML_DETAIL, domain, ErrorLevel.ERROR, "%s", text)
+
+
+def parse_document(xml: str | bytes, root: str | None, source: str,
+                   domain: ErrorDomain = ErrorDomain.DOMAIN) -> etree._Element:
+    """Parse ``xml`` and check its root element is ``<root>`` (any element when None),
+    as libvirt's virXMLParse does.
+
+    ``source`` names the document in syntax errors exactly as libvirt does for
+    the API (``(domain_definition)``); ``domain`` is the error domain of the
+    calling code, as libvirt's VIR_FROM_THIS.
     """
     # A str is already decoded: tell libxml2 so, or an encoding declaration
     # inside it would make lxml refuse the string.
@@ -107,15 +151,15 @@ def parse_document(xml: str | bytes, root: str | None, source: str) -> etree._El
     parser = etree.XMLParser(remove_comments=True, remove_pis=True, resolve_entities=False,
                              no_network=True, huge_tree=False,
                              encoding="utf-8" if isinstance(xml, str) else None)
-    if not data.strip():
-        raise xml_detail(f"({source}): empty XML document")
+    if not data.strip(b"\0"):      # libxml2 stops before it has a line to show
+        raise syntax_error(b"", None, source, domain)
     try:
         doc = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise xml_detail(f"({source}):{exc.lineno}: {exc.msg}") from exc
+    except etree.XMLSyntaxError:
+        raise syntax_error(data, parser.error_log, source, domain) from None
     if root is not None and doc.tag != root:
-        raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN,
-                    f"unexpected root element <{etree.QName(doc).localname}>, expecting <{root}>")
+        raise error(ErrorNumber.XML_ERROR, ErrorDomain.XML,
+                    f"expecting root element of '{root}', not '{etree.QName(doc).localname}'")
     return doc
 
 

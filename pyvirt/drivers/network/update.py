@@ -14,12 +14,11 @@ import ipaddress
 from typing import Any, Callable
 from xml.sax.saxutils import escape
 
-from lxml import etree
-
 from ...conf import network as netconf
 from ...conf import network_records as records
 from ...conf.network import NetworkDef
-from ...errors import ErrorDomain, ErrorNumber, error, libvirtError
+from ...conf.xmlutil import parse_document
+from ...errors import ErrorDomain, ErrorNumber, error
 
 # virNetworkUpdateCommand / virNetworkUpdateSection
 MODIFY, DELETE, ADD_LAST, ADD_FIRST = 1, 2, 3, 4
@@ -49,26 +48,9 @@ def apply(net: NetworkDef, command: int, section: int, parent_index: int, xml: s
 
 
 def parse_update_xml(xml: str) -> Any:
-    """The update's element; a syntax error worded as libvirt's parser reports it: the
-    document's name and line, libxml2's first message, the line and a pointer under the
-    column where it stopped."""
-    if not xml:          # libxml2 stops before it has a line to show
-        raise libvirtError("network_update_xml:1: Document is empty\n(null)\n^",
-                           ErrorNumber.XML_DETAIL, ErrorDomain.NETWORK)
-    parser = etree.XMLParser(remove_comments=True, remove_pis=True, resolve_entities=False,
-                             no_network=True, huge_tree=False, encoding="utf-8")
-    try:
-        return etree.fromstring(xml.encode("utf-8"), parser)
-    except etree.XMLSyntaxError as exc:
-        log = parser.error_log       # this parse's own messages; the first is the one libvirt keeps
-        first = log[0] if len(log) else None
-        message = first.message if first is not None else exc.msg
-        line, column = (first.line, first.column) if first is not None else (exc.lineno or 1, 1)
-        lines = xml.splitlines()
-        context = lines[line - 1] if 0 < line <= len(lines) else ""
-        pointer = "".join("\t" if context[n:n + 1] == "\t" else "-" for n in range(max(column - 1, 0)))
-        raise libvirtError(f"network_update_xml:{line}: {message}\n{context}\n{pointer}^",
-                           ErrorNumber.XML_DETAIL, ErrorDomain.NETWORK) from None
+    """The update's element; a syntax error worded as libvirt's parser reports it for
+    the document it names ``network_update_xml``."""
+    return parse_document(xml, None, "network_update_xml", ErrorDomain.NETWORK)
 
 
 # -- the sections, one handler each ------------------------------------------------------------

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lxml import etree
-
+from ...conf.xmlutil import parse_document
 from ...enums import TypedParamType as T
 from ...enums_more import (BlockCommitFlags as Commit, BlockCopyFlags as Copy, BlockJobAbortFlags as Abort,
                            BlockJobInfoFlags, BlockJobSpeedFlags, BlockPullFlags, BlockRebaseFlags as Rebase)
@@ -50,12 +49,7 @@ def _owner(drv: Any) -> tuple[int, int] | None:
 
 def _copy_target(destxml: str) -> blockjob.CopyTarget:
     """The <disk> of virDomainBlockCopy: its source and format (file or block)."""
-    try:
-        node = etree.fromstring(destxml.encode())
-    except etree.XMLSyntaxError as exc:
-        raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, f"(disk_definition):1: {exc}") from exc
-    if node.tag != "disk":
-        raise error(ErrorNumber.XML_ERROR, ErrorDomain.DOMAIN, f"unexpected root element <{node.tag}>, expecting <disk>")
+    node = parse_document(destxml, "disk", "(disk_definition)")   # libvirt's virDomainDiskDefParseSource
     kind = node.get("type", "file")
     if kind not in ("file", "block"):
         raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.QEMU, f"unsupported disk type '{kind}' for block copy")

@@ -204,10 +204,9 @@ class IfaceNodedevAPI:
 
     async def interface_define_xml(self, xml: str, flags: int) -> InterfaceRef:
         check_flags(flags, 1, "testInterfaceDefineXML", _T)     # VIR_INTERFACE_DEFINE_VALIDATE
-        try:
-            text = pretty(xml)
-        except etree.XMLSyntaxError as exc:
-            raise error(ErrorNumber.XML_ERROR, ErrorDomain.INTERFACE, f"(interface_definition): {exc}") from None
+        from ...conf.xmlutil import parse_document
+        parse_document(xml, "interface", "(interface_definition)", ErrorDomain.INTERFACE)
+        text = pretty(xml)
         obj = TestInterface(text, active=False)
         if not obj.name:
             raise error(ErrorNumber.XML_ERROR, ErrorDomain.INTERFACE, "interface has no name")
@@ -270,7 +269,7 @@ class IfaceNodedevAPI:
     async def node_device_create_xml(self, xml_desc: str, flags: int) -> NodeDeviceRef:
         check_flags(flags, 1, "testNodeDeviceCreateXML", _T)       # VIR_NODE_DEVICE_CREATE_XML_VALIDATE
         from ...conf.xmlutil import parse_document
-        root = parse_document(xml_desc, "device", "(node_device_definition)")
+        root = parse_document(xml_desc, "device", "(node_device_definition)", ErrorDomain.NODEDEV)
         name = (root.findtext("name") or "").strip() or "new device"
         fc = root.find("capability[@type='scsi_host']/capability[@type='fc_host']")
         if fc is None:

@@ -180,7 +180,7 @@ class TestStorageConnection(StorageConnectionBase):
         host = None
         if srcSpec:
             from ...conf.xmlutil import parse_document
-            root = parse_document(srcSpec, None, "srcSpec")
+            root = parse_document(srcSpec, None, "(storage_source_specification)", ErrorDomain.STORAGE)
             source = root if root.tag == "source" else root.find("source")
             node = source.find("host") if source is not None else None
             host = node.get("name") if node is not None else None

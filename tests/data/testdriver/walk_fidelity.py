@@ -1,5 +1,6 @@
 """The differential walk of test-driver details libvirt 9.0 fixes in its generic domain
-code and its snapshot API (see tests/test_test_driver_fidelity_diff.py).
+code and its snapshot API, and its parser's errors for malformed documents
+(see tests/test_test_driver_fidelity_diff.py).
 
 Run as ``PYTHON walk_fidelity.py MODULE URI``: MODULE is ``libvirt`` (python3-libvirt)
 or ``pyvirt``.  It prints one JSON list of ``[step, value]``; a failed call's value is
@@ -228,6 +229,32 @@ for label, devices in DISKS.items():
 
 undefine_all(conn)
 step("left-behind", fid_domains, conn, 0)
+
+# -- malformed documents: libvirt's parser error, each document named as its API names it -------
+# (a tag mismatch on line 2, a start tag cut short, a tab and a two-byte character before the
+# stop, a document cut off after its last line, and none at all)
+BAD = {
+    "mismatch": "<x>\n  <name>x</nam>\n</x>\n",
+    "cut": "<x",
+    "tab-utf8": "<x>\t\u00e9<y></x>",
+    "premature": "<x>\n<name>x</name>\n",
+    "empty": "",
+}
+default_pool = conn.storagePoolLookupByName("default-pool")
+for label, text in BAD.items():
+    step(f"bad-xml-domain-{label}", conn.defineXML, text)
+    step(f"bad-xml-network-{label}", conn.networkDefineXML, text)
+    step(f"bad-xml-pool-{label}", conn.storagePoolDefineXML, text, 0)
+    step(f"bad-xml-volume-{label}", default_pool.createXML, text, 0)
+    step(f"bad-xml-interface-{label}", conn.interfaceDefineXML, text, 0)
+    step(f"bad-xml-node-device-{label}", conn.nodeDeviceCreateXML, text, 0)
+step("bad-xml-network-create", conn.networkCreateXML, BAD["mismatch"])
+step("bad-xml-domain-create", conn.createXML, BAD["mismatch"], 0)
+# a domain's device: libvirt 9.0's test driver has no device attach, pyvirt's has (KNOWN)
+step("bad-xml-device", conn.lookupByName("test").attachDevice, BAD["mismatch"])
+for kind, define in (("domain", conn.defineXML), ("network", conn.networkDefineXML),
+                     ("pool", lambda text: conn.storagePoolDefineXML(text, 0))):
+    step(f"wrong-root-{kind}", define, "<other/>")
 
 
 def masked(value):

@@ -573,7 +573,7 @@ def parse_cookie(data: bytes, *, local_host_uuid: str, expect_name: str | None,
     if (nul := source.find(b"\0")) >= 0:
         raise _fail(f"Migration cookie has a NUL byte at offset {nul} of {len(data)}, before its end")
     try:
-        root = parse_document(source, "qemu-migration", "qemu_migration_cookie")
+        root = parse_document(source, "qemu-migration", "(qemu_migration_cookie)")
     except libvirtError as exc:
         raise _fail(f"malformed migration cookie: {exc.get_str2()}") from exc
 
