@@ -29,18 +29,11 @@ from walkdiff import LIBVIRT_PYTHON, WALKS, compare, reference_walk, run_walk, u
 
 WALK = WALKS / "walk_host.py"
 
-CREATE_FLAGS = ("libvirt 9.0's testDomainCreateXML takes VIR_DOMAIN_START_VALIDATE alone; pyvirt's test "
-                "driver also starts paused or autodestroyed, as its QEMU driver does")
 NO_NAME_WORDING = "pyvirt's domain parser adds a hint to libvirt's 'missing name information'"
 
 
 # step -> (reason, what libvirt must answer, the value pyvirt gives instead)
 KNOWN: dict[str, tuple[str, Callable[[Any], bool], Any]] = {
-    "create-xml-files-paused": (CREATE_FLAGS,
-                                lambda want: want == ["ERR", 8, 12, "unsupported flags (0x1) in function "
-                                                                    "testDomainCreateXML"],
-                                ["files-dom", True, False, [3, 1]]),
-    "destroy-paused": (CREATE_FLAGS, lambda want: want == ["ERR", 42, 12, "Domain not found"], 0),
     "create-xml-files-bad-xml": (NO_NAME_WORDING,
                                  lambda want: want == ["ERR", 21, 20, "missing name information"],
                                  ["ERR", 21, 20, "missing name information in domain XML: add a <name> element"]),
