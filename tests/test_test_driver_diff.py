@@ -30,8 +30,6 @@ ALL = ("inproc", "pyvirtd-libvirt", "pyvirtd-pyvirt")
 REMOTE = ("pyvirtd-libvirt", "pyvirtd-pyvirt")
 KNOWN: dict[str, tuple] = {
     "define-bad-xml": (ALL, "the parser's message words libxml2's position differently (same code, domain)"),
-    "save-image-xml": (ALL, "once the last application element is removed libvirt keeps an empty <metadata/> "
-                            "in the domain XML; pyvirt's model writes no empty element (the same content)"),
     "save-image-define-not-image": (ALL, "a short read: libvirt appends whatever errno an earlier call left "
                                          "(here the failed open before it), pyvirt the short read's 'Success'"),
     # (runs, reason, pyvirt's exact value)
