@@ -21,14 +21,14 @@ from walkdiff import LIBVIRT_PYTHON, WALKS, compare, reference_walk, run_walk, w
 
 WALK = WALKS / "walk_netdev.py"
 
-UNESCAPED_NAME = ("libvirt 9.0 writes a portgroup's name unescaped, so its own format/parse check refuses "
-                  "a name with '&'; pyvirt writes it escaped and keeps the portgroup")
-UNESCAPED_PROFILE = ("libvirt 9.0 writes a virtualport's profileid unescaped (an '&' makes its XML ill-formed); "
-                     "pyvirt writes it escaped")
-REMOTE_CLIENT = ("libvirt's remote client checks a callback id itself, in its own words (as it does against "
-                 "libvirtd); pyvirt's API gives the in-process words on every connection")
+UNESCAPED_NAME = ("libvirt 9.0 writes a portgroup's name unescaped (a libvirt bug pyvirt does not copy), so its "
+                  "own format/parse check refuses a name with '&'; pyvirt writes it escaped and keeps the portgroup")
+UNESCAPED_PROFILE = ("libvirt 9.0 writes a virtualport's profileid unescaped, so an '&' makes its XML ill-formed "
+                     "(a libvirt bug pyvirt does not copy); pyvirt writes it escaped")
+REMOTE_CLIENT = ("libvirt's own remote client checks a callback id itself, in its own words (as it does against "
+                 "libvirtd): nothing the daemon answers; pyvirt's API gives the in-process words on every connection")
 PYTHON_GLUE = ("libvirt-python's C glue refuses an event id it has no callback type for and raises with no "
-               "error set; pyvirt's API gives libvirt's own argument check")
+               "error set (a binding bug pyvirt does not copy); pyvirt's API gives libvirt's own argument check")
 
 
 def _err(code: int, domain: int, message: str) -> Callable[[Any], bool]:
