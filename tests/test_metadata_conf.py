@@ -33,7 +33,10 @@ def test_parse_keeps_one_element_per_namespace_and_prints_them_after_description
             '    <c:other xmlns:c="urn:c"/>\n  </metadata>\n  <memory') in text
     assert conf.parse(text).format() == text                       # stable round trip
     assert conf.parse(text, inactive=True).format(inactive=True) == text
-    assert "<metadata>" not in conf.parse(BASE.format("\n  <metadata><nons/></metadata>")).format()
+    # libvirt keeps the element even when nothing in it is kept, and writes none where there was none
+    for kept in ("<metadata><nons/></metadata>", "<metadata/>"):
+        assert "\n  <metadata/>\n" in conf.parse(BASE.format("\n  " + kept)).format()
+    assert "metadata" not in conf.parse(BASE.format("")).format()
 
 
 def test_set_get_replace_remove():
@@ -57,6 +60,10 @@ def test_set_get_replace_remove():
     md.set_metadata(d, md.ELEMENT, None, None, "urn:app")
     assert d.metadata == []
     md.set_metadata(d, md.ELEMENT, None, None, "urn:absent")          # removing nothing is no error
+    assert "\n  <metadata/>\n" in d.format()          # emptied, still written (libvirt's)
+    fresh = conf.parse(BASE.format(""))
+    md.set_metadata(fresh, md.ELEMENT, None, None, "urn:absent")      # removing makes none
+    assert "metadata" not in fresh.format()
     md.set_metadata(d, md.TITLE, "T", None, None)
     md.set_metadata(d, md.DESCRIPTION, "", None, None)
     assert (d.title, d.description) == ("T", None)

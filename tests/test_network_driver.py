@@ -240,3 +240,21 @@ def test_a_nic_port_is_refused_where_it_would_lack_the_networks_settings(tmp_pat
         conn.driver.port_for("pc")
     assert exc.value.get_error_code() == ErrorNumber.CONFIG_UNSUPPORTED
     assert exc.value.get_error_message() == "unsupported configuration: " + message
+
+
+@pytest.mark.parametrize("forward, code, message", [
+    # libvirt defines and starts such a network and refuses only the port, in these words
+    ("<forward mode='bridge'/>", ErrorNumber.INTERNAL_ERROR,
+     "internal error: network 'mv' uses a direct mode, but has no forward dev and no interface pool"),
+    ("<forward mode='bridge' dev='eth9'/>", ErrorNumber.CONFIG_UNSUPPORTED,
+     "unsupported configuration: network 'mv' hands out macvtap devices, which pyvirt does not support"),
+])
+def test_a_bridge_mode_network_without_a_bridge_is_refused_a_port(tmp_path, forward, code, message):
+    conn = open_conn(tmp_path)
+    run(conn.network_define_xml(f"<network><name>mv</name>{forward}</network>"))
+    obj = conn.driver.by_name("mv")
+    assert obj.config.bridge is None           # no bridge made up for it, as libvirt's
+    obj.live = obj.config
+    with pytest.raises(libvirtError) as exc:
+        conn.driver.port_for("mv")
+    assert (exc.value.get_error_code(), exc.value.get_error_message()) == (code, message)

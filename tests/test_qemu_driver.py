@@ -182,6 +182,18 @@ def test_autodestroy_on_connection_close(embed_uri, embed_root, tmp_path):
     assert watcher.lookupByName("ad").state() == [pyvirt.VIR_DOMAIN_SHUTOFF, pyvirt.VIR_DOMAIN_SHUTOFF_DESTROYED]
 
 
+def test_autodestroy_of_a_transient_guest_removes_it(embed_uri, embed_root, tmp_path):
+    owner, watcher = pyvirt.open(embed_uri), pyvirt.open(embed_uri)
+    owner.createXML(tiny_xml("adt", tmp_path / "s.log"), pyvirt.VIR_DOMAIN_START_AUTODESTROY)
+    pid = qemu_pid(embed_root, "adt")
+    assert watcher.lookupByName("adt").isActive()
+    owner.close()
+    assert not pid_alive(pid)
+    with pytest.raises(pyvirt.libvirtError) as info:   # transient: gone entirely
+        watcher.lookupByName("adt")
+    assert info.value.get_error_code() == pyvirt.VIR_ERR_NO_DOMAIN
+
+
 def test_autodestroy_forgotten_when_guest_stops(embed_uri, tmp_path):
     """A guest destroyed and restarted by someone else is not killed by the first owner's close."""
     owner, other = pyvirt.open(embed_uri), pyvirt.open(embed_uri)

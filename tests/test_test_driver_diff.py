@@ -29,17 +29,18 @@ LIBVIRT_PYTHON = "/usr/bin/python3"
 ALL = ("inproc", "pyvirtd-libvirt", "pyvirtd-pyvirt")
 REMOTE = ("pyvirtd-libvirt", "pyvirtd-pyvirt")
 KNOWN: dict[str, tuple] = {
-    "save-image-xml": (ALL, "once the last application element is removed libvirt keeps an empty <metadata/> "
-                            "in the domain XML; pyvirt's model writes no empty element (the same content)"),
     "save-image-define-not-image": (ALL, "a short read: libvirt appends whatever errno an earlier call left "
-                                         "(here the failed open before it), pyvirt the short read's 'Success'"),
+                                         "(here the failed open before it: a libvirt bug pyvirt does not copy), "
+                                         "pyvirt the short read's own 'Success'"),
     # (runs, reason, pyvirt's exact value)
     "tune-freepages": (ALL, "libvirt's test driver fills in its made-up counts but returns 0 as their "
-                            "number: virsh freepages prints the counts, libvirt-python in libvirt's process "
-                            "sees none (and libvirtd fails the call); pyvirt returns the counts virsh shows",
+                            "number (a libvirt bug pyvirt does not copy): virsh freepages prints the counts, "
+                            "libvirt-python in libvirt's process sees none (and libvirtd fails the call); "
+                            "pyvirt returns the counts virsh shows",
                        {"0": {"4": 19, "2048": 45}, "1": {"4": 97, "2048": 201}}),
     "dom-jobinfo": (ALL, "libvirt 9.0's test driver has no virDomainGetJobInfo; pyvirt's answers 'no job', "
-                         "as it does for QEMU (tests/test_test_driver_ops_diff.py)", [0] * 12),
+                         "as it does for QEMU, on purpose (issue #19: a tool's job code can be tested "
+                         "there; tests/test_test_driver_ops_diff.py)", [0] * 12),
     "uri": (REMOTE, "through a daemon the client's remote driver answers with the URI it opened, "
                     "as libvirt's does against libvirtd"),
     "secure": (REMOTE, "plain TCP to the daemon is not a secure channel (libvirt's remote driver says 0 too)"),

@@ -29,17 +29,9 @@ from walkdiff import LIBVIRT_PYTHON, WALKS, compare, reference_walk, run_walk, u
 
 WALK = WALKS / "walk_host.py"
 
-CREATE_FLAGS = ("libvirt 9.0's testDomainCreateXML takes VIR_DOMAIN_START_VALIDATE alone; pyvirt's test "
-                "driver also starts paused or autodestroyed, as its QEMU driver does")
-
 
 # step -> (reason, what libvirt must answer, the value pyvirt gives instead)
 KNOWN: dict[str, tuple[str, Callable[[Any], bool], Any]] = {
-    "create-xml-files-paused": (CREATE_FLAGS,
-                                lambda want: want == ["ERR", 8, 12, "unsupported flags (0x1) in function "
-                                                                    "testDomainCreateXML"],
-                                ["files-dom", True, False, [3, 1]]),
-    "destroy-paused": (CREATE_FLAGS, lambda want: want == ["ERR", 42, 12, "Domain not found"], 0),
 }
 
 # over RPC (libvirtd's as pyvirtd's) an empty array arrives as NULL, which libvirt's API refuses
@@ -117,6 +109,7 @@ def libvirtd_walks(tmp_path_factory) -> dict[str, list]:
                "tcp": _walk(LIBVIRT_PYTHON, "libvirt", tcp_uri, "nofds")}
 
 
+@pytest.mark.libvirtd
 def test_libvirtd_answers_as_the_walk_expects_of_rpc(reference, libvirtd_walks):
     """libvirtd's test driver over RPC answers as in process, but for what RPC itself changes."""
     only_rpc = {step: (reason, libvirt_answers, instead) for step, (reason, libvirt_answers, instead)
@@ -126,6 +119,7 @@ def test_libvirtd_answers_as_the_walk_expects_of_rpc(reference, libvirtd_walks):
     _compare("libvirtd-tcp", reference, libvirtd_walks["tcp"][:-1], only_rpc)
 
 
+@pytest.mark.libvirtd
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_pyvirtd_answers_as_libvirtd(libvirtd_walks, test_daemon, transport):
     uri = unix_uri(test_daemon) if transport == "unix" else test_daemon.test_uri

@@ -242,6 +242,7 @@ class DomainDef:
     title: str | None = None
     description: str | None = None
     metadata: list[etree._Element] = field(default_factory=list)   # see conf.metadata
+    metadata_kept: bool = False        # libvirt writes <metadata/> once there was one, even emptied
     memory_kib: int = 0
     current_memory_kib: int = 0
     vcpus: int = 1                     # the maximum (<vcpu>'s text)
@@ -300,7 +301,7 @@ class DomainDef:
             el("uuid", text=self.uuid),
             el("title", text=self.title) if self.title else None,
             el("description", text=self.description) if self.description else None,
-            metadata_xml.to_node(self.metadata),
+            metadata_xml.to_node(self.metadata, self.metadata_kept),
             el("memory", [("unit", "KiB")], text=str(self.memory_kib)),
             el("currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib)),
             el("vcpu", [("placement", self.vcpu_placement), ("current", self.vcpus_current)],
@@ -389,6 +390,7 @@ def from_element(root: etree._Element, allowed_types: Collection[str] | None = N
         title=child_text(root, "title"),
         description=child_text(root, "description"),
         metadata=metadata_xml.from_xml(child(root, "metadata")),
+        metadata_kept=child(root, "metadata") is not None,
         memory_kib=memory_kib,
         # libvirt clamps the balloon to the memory size, and an unset one means "all of it"
         current_memory_kib=current_kib if 0 < current_kib <= memory_kib else memory_kib,

@@ -62,8 +62,10 @@ def element_text(item: etree._Element) -> str:
     return etree.tostring(item, encoding="unicode", pretty_print=True).rstrip("\n")
 
 
-def to_node(items: list[etree._Element]) -> Node | None:
-    if not items:
+def to_node(items: list[etree._Element], kept: bool = False) -> Node | None:
+    """``<metadata>`` with ``items``; an empty one when ``kept`` (libvirt keeps the element it
+    parsed or made, whatever is removed from it later)."""
+    if not items and not kept:
         return None
     return el("metadata", (), [Node(tag="", raw=element_text(item)) for item in items])
 
@@ -178,3 +180,4 @@ def set_metadata(d: "DomainDef", kind: int, metadata: str | None, key: str | Non
         new = parse_element(metadata, key or "", uri) if metadata else None
         kept = [item for item in d.metadata if etree.QName(item).namespace != uri]
         d.metadata = kept + ([new] if new is not None else [])
+        d.metadata_kept = d.metadata_kept or new is not None

@@ -235,8 +235,8 @@ def parse(xml: str) -> NetworkDef:
         if net.bridge is not None and net.forward_ifs:
             raise xml_error(f"A network with forward mode='bridge' can specify a bridge name or a forward dev, "
                             f"but not both (network '{name}')")
-        if net.bridge is None and net.forward_dev is None:
-            raise xml_error(f"network '{name}' has forward mode 'bridge' but no bridge device defined")
+        # neither a bridge nor a forward dev is allowed here, as in libvirt: such a network is a
+        # (macvtap) pool of no device, refused only when a guest's NIC asks it for one (port_for)
         if net.ips or net.mac or net.domain or net.dns_hosts or net.dns_txts or net.dns_srvs:
             raise unsupported(f"Unsupported <ip>, <mac>, <domain> or <dns> element in network {name} "
                               "with forward mode='bridge'")

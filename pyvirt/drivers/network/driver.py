@@ -23,6 +23,7 @@ import random
 import time
 import uuid as uuidlib
 from pathlib import Path
+from typing import NoReturn
 
 from ...conf import network as netconf
 from ...conf.fileutil import write_atomic
@@ -129,7 +130,9 @@ class NetworkDriver:
         if not obj.active:
             raise not_active(obj)
         live = obj.live
-        assert live is not None and live.bridge is not None
+        assert live is not None
+        if live.bridge is None:
+            _direct_port(live)
         portcheck.check_port(live)          # NICs name no portgroup: the default one's settings apply
         return live.bridge, live.forward or "none"
 
@@ -351,8 +354,7 @@ class NetworkDriver:
     async def _start_bridged(self, live: NetworkDef) -> None:
         bridge = live.bridge
         if bridge is None:
-            raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.NETWORK,
-                        f"network '{live.name}': forward mode 'bridge' needs <bridge name=.../>")
+            return      # a macvtap pool, as libvirt's: nothing on the host to set up (see _direct_port)
         link = await netdev.link_info(bridge)
         if link is None:
             raise netdev.system_error(f"Cannot get interface MTU on '{bridge}': No such device")
@@ -507,3 +509,13 @@ class NetworkDriver:
                 continue
             out.append((live.bridge, expiry, 0, lease_mac, None, address, ip.prefix, hostname, clientid))
         return out
+
+
+def _direct_port(live: NetworkDef) -> NoReturn:
+    """A bridge-mode network with no bridge hands out macvtap ports: libvirt refuses a port when its
+    pool is empty, as here; pyvirt has no macvtap, so it refuses a pool with devices too."""
+    if not live.forward_ifs:
+        raise error(ErrorNumber.INTERNAL_ERROR, ErrorDomain.NETWORK,
+                    f"network '{live.name}' uses a direct mode, but has no forward dev and no interface pool")
+    raise error(ErrorNumber.CONFIG_UNSUPPORTED, ErrorDomain.NETWORK,
+                f"network '{live.name}' hands out macvtap devices, which pyvirt does not support")
