@@ -67,11 +67,12 @@ $(LIBVIRT_CONF):
 	  echo "libvirt-daemon-system not fetched: tests/test_check_config.py will skip"
 
 # Two workers (most tests wait on guests and daemons, not on the CPU); each test file runs
-# whole on one worker, so its module fixtures are made once.  TEST_JOBS=0 runs serially.
+# whole on one worker, so its module fixtures are made once, and the tests that run a
+# libvirtd all on one (tests/conftest.py groups them).  TEST_JOBS=0 runs serially.
 TEST_JOBS ?= 2
 
 test: deps venv guests $(LIBVIRT_CONF)
-	$(PY) -m pytest -q --durations=25 $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+	$(PY) -m pytest -q --durations=25 $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadgroup)
 
 # The whole fault-injection matrix of tests/faults (flow × fault × phase; `make test`
 # runs a bounded set of it), with its result table at the end.

@@ -56,6 +56,16 @@ def pytest_configure(config):
     config.option.basetemp = tempfile.mkdtemp(prefix="r", dir=root)     # short: socket paths live below it
 
 
+def pytest_collection_modifyitems(config, items):
+    """pytest -n with --dist loadgroup: each file's tests on one worker (its module fixtures
+    made once), and every test that runs a libvirtd 9.0 on one worker too, one after the
+    other, as in a serial run (two libvirtd hosts side by side are not what these tests
+    compare against)."""
+    for item in items:
+        group = "libvirtd" if item.get_closest_marker("libvirtd") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def traversable_tmp(tmp_path_factory):
     """Every directory tmp_path_factory hands out (so tmp_path too) and its

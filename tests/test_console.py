@@ -721,6 +721,7 @@ def test_pyvirt_read_only_refusals_name_libvirts_functions(pyvirtd, guest):
         conn.close()
 
 
+@pytest.mark.libvirtd
 def test_forced_open_ends_the_old_session_on_libvirtd_the_same_way(pyvirtd, guest, tmp_path):
     """The same forced open on a private libvirtd 9.0: the old session's error is the same."""
     sys.path.insert(0, str(REPO / "bench"))
