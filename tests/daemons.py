@@ -376,3 +376,22 @@ def running_pair(a: Pyvirtd, b: Pyvirtd, also_under: Path | None = None) -> Iter
             host.destroy_all()
         leaked = a.cleanup() + b.cleanup() + (kill_qemus_under(also_under) if also_under else [])
     assert not leaked, f"QEMU processes left behind: {leaked}"
+
+
+@contextmanager
+def running_libvirtd(base: Path) -> Iterator["object"]:
+    """A libvirtd 9.0 host of bench/libvirt_ref.py under ``base`` (skips where libvirtd cannot
+    run), stopped afterwards; a QEMU it leaves behind fails the caller."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import libvirt_ref
+    import pytest
+    available, why = libvirt_ref.libvirt_available()
+    if not available:
+        pytest.skip(f"libvirtd not available: {why}")
+    host = libvirt_ref.LibvirtHost(base / "host", libvirt_ref.pick_free_ports(1)[0], cache_dir=base / "cache")
+    host.start()
+    try:
+        yield host
+    finally:
+        leaked = host.stop()
+    assert not leaked, f"libvirtd left processes behind: {leaked}"

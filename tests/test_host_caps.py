@@ -571,19 +571,9 @@ def _strip_cpu_lists(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def libvirtd(tmp_path_factory):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    import libvirt_ref
-    available, why = libvirt_ref.libvirt_available()
-    if not available:
-        pytest.skip(f"libvirtd not available: {why}")
-    base = tmp_path_factory.mktemp("libvirtd-host")
-    host = libvirt_ref.LibvirtHost(base / "host", libvirt_ref.pick_free_ports(1)[0], cache_dir=base / "cache")
-    host.start()
-    try:
+    from daemons import running_libvirtd
+    with running_libvirtd(tmp_path_factory.mktemp("libvirtd-host")) as host:
         yield host
-    finally:
-        leaked = host.stop()
-    assert not leaked
 
 
 @pytest.mark.libvirtd

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from daemons import running_libvirtd
 
 import pyvirt
 
@@ -59,19 +60,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def libvirtd(tmp_path_factory):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    import libvirt_ref
-    available, why = libvirt_ref.libvirt_available()
-    if not available:
-        pytest.skip(f"libvirtd not available: {why}")
-    base = tmp_path_factory.mktemp("baseline-libvirtd")
-    host = libvirt_ref.LibvirtHost(base / "host", libvirt_ref.pick_free_ports(1)[0], cache_dir=base / "cache")
-    host.start()
-    try:
+    with running_libvirtd(tmp_path_factory.mktemp("baseline-libvirtd")) as host:
         yield host
-    finally:
-        leaked = host.stop()
-    assert not leaked
 
 
 def _ours(root: Path) -> list:
